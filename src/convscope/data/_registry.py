@@ -1,0 +1,137 @@
+"""Data sets: what ships inside installed packages, registered by name, never downloaded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from convscope.errors import DataError, RegistryError, UnknownDatasetError
+
+if TYPE_CHECKING:
+    import torch
+
+    from convscope.models._spec import InputSpec
+
+__all__ = ["Dataset", "DatasetInfo", "list_datasets", "load_dataset", "register_dataset"]
+
+
+@dataclass
+class Dataset:
+    """Images and labels, ready for a model.
+
+    Attributes:
+        images: ``N x C x H x W`` float32 tensor of raw pixel values in ``[0, 1]``
+            (or, after :meth:`prepare`, normalised for a model).
+        labels: ``N`` int64 tensor (``-1`` where unknown).
+        class_names: names of the classes, index = label.
+        name: registry name or path it came from.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: tuple[str, ...]
+    name: str
+    normalised: bool = False
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def prepare(self, spec: InputSpec) -> Dataset:
+        """Resize / convert channels to ``spec.shape`` and normalise with its mean and std."""
+        from convscope.data._transforms import fit_to_spec
+
+        if self.normalised:
+            raise DataError(f"data set {self.name!r} is already normalised; call prepare() once")
+        images = spec.prepare(fit_to_spec(self.images, spec))
+        return Dataset(images=images, labels=self.labels, class_names=self.class_names, name=self.name, normalised=True)
+
+    def split(self, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
+        """A stratified train/test split that is the same for the same seed."""
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        train_idx: list[int] = []
+        test_idx: list[int] = []
+        for label in torch.unique(self.labels).tolist():
+            idx = torch.nonzero(self.labels == label).flatten()
+            idx = idx[torch.randperm(len(idx), generator=gen)]
+            n_test = int(round(len(idx) * test_fraction))
+            test_idx += idx[:n_test].tolist()
+            train_idx += idx[n_test:].tolist()
+        train_sel = torch.tensor(sorted(train_idx), dtype=torch.long)
+        test_sel = torch.tensor(sorted(test_idx), dtype=torch.long)
+        return self.subset(train_sel, suffix="train"), self.subset(test_sel, suffix="test")
+
+    def subset(self, index: torch.Tensor, *, suffix: str = "subset") -> Dataset:
+        return Dataset(
+            images=self.images[index],
+            labels=self.labels[index],
+            class_names=self.class_names,
+            name=f"{self.name}[{suffix}]",
+            normalised=self.normalised,
+        )
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    description: str
+    source: str
+    shape: tuple[int, ...]
+    classes: int
+    size: int
+    loader: Callable[[], Dataset]
+
+
+_REGISTRY: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(
+    name: str, *, description: str, source: str, shape: tuple[int, ...], classes: int, size: int
+) -> Callable[[Callable[[], Dataset]], Callable[[], Dataset]]:
+    """Register a loader under ``name``; a second registration of one name is an error."""
+
+    def decorate(fn: Callable[[], Dataset]) -> Callable[[], Dataset]:
+        if name in _REGISTRY:
+            raise RegistryError(f"data set {name!r} is registered twice ({_REGISTRY[name].loader.__qualname__} and {fn.__qualname__})")
+        _REGISTRY[name] = DatasetInfo(name, description, source, shape, classes, size, fn)
+        return fn
+
+    return decorate
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Every bundled data set, by name."""
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def load_dataset(name: str, *, split: str = "all", spec: InputSpec | None = None, seed: int = 0) -> Dataset:
+    """Load a bundled data set by name.
+
+    Args:
+        name: a name from :func:`list_datasets` (``"mnist-5k"``, ``"digits"`` ...).
+        split: ``"all"``, or ``"train"`` / ``"test"`` for a stratified 80/20 split.
+        spec: if given, images are resized and normalised for that model.
+        seed: the split's seed.
+
+    Example:
+        >>> ds = load_dataset("mnist-5k", split="test")
+        >>> tuple(ds.images.shape[1:]), len(ds)
+        ((1, 28, 28), 1000)
+    """
+    try:
+        info = _REGISTRY[name]
+    except KeyError:
+        raise UnknownDatasetError(
+            f"data set {name!r} is not bundled; choose one of {', '.join(sorted(_REGISTRY))} "
+            "(see `convscope data`), or load your own files with convscope.data.load_mnist_idx / "
+            "load_cifar_batches / load_image_folder"
+        ) from None
+    ds = info.loader()
+    if split != "all":
+        if split not in ("train", "test"):
+            raise DataError(f"split must be 'all', 'train' or 'test', got {split!r}")
+        train, test = ds.split(seed=seed)
+        ds = train if split == "train" else test
+    return ds.prepare(spec) if spec is not None else ds

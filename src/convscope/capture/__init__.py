@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from convscope.errors import DataError, LayerNotFoundError
+from convscope.models._graph import call_id, module_name_of
 
 if TYPE_CHECKING:
     import torch
@@ -55,8 +56,9 @@ def hook_targets(model: LoadedModel | torch.nn.Module) -> tuple[torch.nn.Module,
     from convscope.models._spec import LoadedModel
 
     if isinstance(model, LoadedModel):
-        hookable = {lid: model.layer_modules[lid] for lid in model.graph.layer_ids(hookable=True) if lid in model.layer_modules}
-        return model.module, hookable, dict(model.layer_layouts), list(hookable)
+        ids = [lid for lid in model.graph.layer_ids(hookable=True) if module_name_of(lid) in model.layer_modules]
+        hookable = {module_name_of(lid): model.layer_modules[module_name_of(lid)] for lid in ids}
+        return model.module, hookable, dict(model.layer_layouts), ids
     if isinstance(model, torch.nn.Module):
         named = {name: m for name, m in model.named_modules() if name}
         leaves = [name for name, m in named.items() if next(iter(m.children()), None) is None]
@@ -92,7 +94,7 @@ class Recorder:
         self.freeze = {k: sorted({int(i) for i in v}) for k, v in (freeze or {}).items()}
         self.eval_mode = eval_mode
         for name in [*self.layers, *self.freeze]:
-            if name not in self._hookable:
+            if module_name_of(name) not in self._hookable:
                 raise LayerNotFoundError(
                     f"layer {name!r} not found or not observable; the model has "
                     f"{_preview(list(self._hookable))} - pass one of these to layers= or freeze="
@@ -127,9 +129,10 @@ class Recorder:
         params = list(module.named_parameters())
         saved_flags = [p.requires_grad for _, p in params]
         saved_grads = [p.grad for _, p in params]
+        calls: dict[str, int] = {}
         with contextlib.ExitStack() as stack:
-            for name in dict.fromkeys([*self.layers, *self.freeze]):
-                handle = self._hookable[name].register_forward_hook(self._make_hook(name, outputs))
+            for base in dict.fromkeys(module_name_of(n) for n in [*self.layers, *self.freeze]):
+                handle = self._hookable[base].register_forward_hook(self._make_hook(base, outputs, calls))
                 stack.callback(handle.remove)
             try:
                 if self.eval_mode:
@@ -215,14 +218,20 @@ class Recorder:
             frozen=dict(self.freeze),
         )
 
-    def _make_hook(self, name: str, outputs: dict[str, torch.Tensor]) -> Any:
+    def _make_hook(self, base: str, outputs: dict[str, torch.Tensor], calls: dict[str, int]) -> Any:
         import torch
 
-        frozen = self.freeze.get(name)
-        channels_last = self._layouts.get(name) == "NHWC"
-        record = name in self.layers
+        channels_last = self._layouts.get(base) == "NHWC"
+        wanted = set(self.layers)
 
         def hook(_module: torch.nn.Module, _args: Any, out: Any) -> Any:
+            # One module may run several times per forward (a shared ReLU): call k is layer "name#k".
+            calls[base] = calls.get(base, 0) + 1
+            name = call_id(base, calls[base])
+            frozen = self.freeze.get(name)
+            record = name in wanted
+            if not frozen and not record:
+                return None
             tensor = _first_tensor(out)
             replaced = None
             if frozen:

@@ -21,7 +21,17 @@ from convscope.errors import LayerNotFoundError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Container", "Edge", "Layer", "ModelGraph", "build_graph", "canonical_kind", "category_of"]
+__all__ = [
+    "Container",
+    "Edge",
+    "Layer",
+    "ModelGraph",
+    "build_graph",
+    "call_id",
+    "canonical_kind",
+    "category_of",
+    "module_name_of",
+]
 
 Shape = tuple[int, ...]
 
@@ -364,6 +374,16 @@ def _parent_of(qualname: str) -> str | None:
     return qualname.rsplit(".", 1)[0] if "." in qualname else None
 
 
+def call_id(module_name: str, call: int) -> str:
+    """Layer id of the ``call``-th call (1-based) of a module: ``relu``, ``relu#2``, ``relu#3`` ..."""
+    return module_name if call == 1 else f"{module_name}#{call}"
+
+
+def module_name_of(layer_id: str) -> str:
+    """The module behind a layer id (``"layer1.0.relu#2"`` -> ``"layer1.0.relu"``)."""
+    return layer_id.split("#", 1)[0]
+
+
 def _per_sample(shape: Iterable[int]) -> Shape:
     dims = tuple(int(d) for d in shape)
     return dims[1:] if dims else dims
@@ -423,6 +443,7 @@ def _build_fx(model: torch.nn.Module, x: torch.Tensor, input_shape: Shape) -> Mo
     edges: list[Edge] = []
     seen_edges: set[tuple[str, str]] = set()
     used_ids: set[str] = set()
+    calls: dict[str, int] = {}  # a module called several times gives one layer per call
 
     def out_shape(node: fx.Node) -> Shape | None:
         meta = node.meta.get("tensor_meta")
@@ -445,8 +466,9 @@ def _build_fx(model: torch.nn.Module, x: torch.Tensor, input_shape: Shape) -> Mo
             target = str(node.target)
             module = modules[target]
             kind = canonical_kind(type(module).__name__)
+            calls[target] = calls.get(target, 0) + 1
             layer = Layer(
-                id=target,
+                id=call_id(target, calls[target]),
                 kind=kind,
                 type=type(module).__name__,
                 category=category_of(kind),
@@ -525,7 +547,7 @@ def _build_hooks(model: torch.nn.Module, x: torch.Tensor, input_shape: Shape) ->
                 )
             )
             if out_t is not None:
-                producer[id(out_t)] = name
+                producer[id(out_t)] = call_id(name, sum(1 for o in order if o[0] == name))
                 keep_alive.append(out_t)
 
         return hook
@@ -544,11 +566,14 @@ def _build_hooks(model: torch.nn.Module, x: torch.Tensor, input_shape: Shape) ->
     edges: list[Edge] = []
     seen: set[str] = set()
     previous = "input"
-    for name, in_shapes, shape, in_ids in order:
-        if name in seen:  # a module called twice: keep its first call
+    calls: dict[str, int] = {}
+    for base, in_shapes, shape, in_ids in order:
+        calls[base] = calls.get(base, 0) + 1
+        name = call_id(base, calls[base])
+        if name in seen:
             continue
         seen.add(name)
-        module = modules[name]
+        module = modules[base]
         kind = canonical_kind(type(module).__name__)
         layers.append(
             Layer(
@@ -560,7 +585,7 @@ def _build_hooks(model: torch.nn.Module, x: torch.Tensor, input_shape: Shape) ->
                 output_shape=shape,
                 params=_own_params(module),
                 attributes=module_attributes(module),
-                parent=_parent_of(name),
+                parent=_parent_of(base),
                 hookable=True,
             )
         )

@@ -373,7 +373,66 @@ def _define_classes() -> dict[str, type]:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
-    return {"SimplifiedLeNet5": SimplifiedLeNet5, "LeNet5": LeNet5, "VGG12": VGG12, "VGG16": VGG16}
+    class Bottleneck(nn.Module):
+        """ResNet bottleneck block: 1x1 reduce, 3x3, 1x1 expand, plus the identity (skip) path."""
+
+        expansion = 4
+
+        def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+            super().__init__()
+            out = planes * self.expansion
+            self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv3 = nn.Conv2d(planes, out, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(out)
+            self.relu = nn.ReLU()
+            self.downsample: nn.Module | None = None
+            if stride != 1 or in_planes != out:
+                self.downsample = nn.Sequential(nn.Conv2d(in_planes, out, 1, stride=stride, bias=False), nn.BatchNorm2d(out))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            identity = x if self.downsample is None else self.downsample(x)
+            y = self.relu(self.bn1(self.conv1(x)))
+            y = self.relu(self.bn2(self.conv2(y)))
+            y = self.bn3(self.conv3(y))
+            return self.relu(y + identity)
+
+    class ResNet50(nn.Module):
+        """ResNet-50 (3, 4, 6, 3 bottleneck blocks) for 224x224 inputs, named like torchvision's."""
+
+        def __init__(self, num_classes: int = 1000) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU()
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+            planes_in = 64
+            stages = []
+            for planes, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+                layers = []
+                for i in range(blocks):
+                    layers.append(Bottleneck(planes_in, planes, stride if i == 0 else 1))
+                    planes_in = planes * Bottleneck.expansion
+                stages.append(nn.Sequential(*layers))
+            self.layer1, self.layer2, self.layer3, self.layer4 = stages
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.flatten = nn.Flatten()
+            self.fc = nn.Linear(512 * Bottleneck.expansion, num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(self.flatten(self.avgpool(x)))
+
+    return {
+        "SimplifiedLeNet5": SimplifiedLeNet5,
+        "LeNet5": LeNet5,
+        "VGG12": VGG12,
+        "VGG16": VGG16,
+        "ResNet50": ResNet50,
+    }
 
 
 @register_model(
@@ -412,6 +471,15 @@ def vgg12() -> torch.nn.Module:
 )
 def vgg16() -> torch.nn.Module:
     return _Net.get("VGG16")()
+
+
+@register_model(
+    "resnet50",
+    description="ResNet-50 for 224x224 RGB (a 50-layer residual network); load weights from your own file",
+    input_spec=IMAGENET_SPEC,
+)
+def resnet50() -> torch.nn.Module:
+    return _Net.get("ResNet50")()
 
 
 def zoo_class(name: str) -> type:

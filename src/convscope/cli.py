@@ -1,0 +1,256 @@
+"""The ``convscope`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from convscope.errors import ConvscopeError
+
+if TYPE_CHECKING:
+    import torch
+
+    from convscope.models._spec import LoadedModel
+
+__all__ = ["main"]
+
+_SUMMARY_EXAMPLES = """\
+examples:
+  convscope summary lenet5-simplified            a bundled model on a bundled digit
+  convscope summary model.onnx --input cat.png   any format, your own image
+  convscope summary weights.safetensors --arch vgg12
+  convscope summary whole_model.pt --trust       a pickled model you trust
+"""
+
+_ZOO_EXAMPLES = """\
+examples:
+  convscope zoo                          list the bundled models
+  convscope zoo train lenet5-simplified  (re)train its weights on the bundled digits
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convscope",
+        description="See inside convolutional networks while they train and after.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `convscope COMMAND --help` for each command's options and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"convscope {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "summary",
+        help="print a model's structure table and its prediction for one input",
+        description="Load a model (zoo name or file), print every layer with its shapes and parameters, "
+        "and the prediction for one input (a bundled sample unless --input is given).",
+        epilog=_SUMMARY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="zoo name (see `convscope zoo`) or model file (.pt2 .pt .pth .safetensors .onnx .keras .h5)")
+    p.add_argument("--input", metavar="FILE", help="an image (PNG/JPEG) or .npy array to predict; default a bundled sample")
+    p.add_argument("--arch", metavar="ARCH", help="architecture for a state dict: zoo name or package.module:Class")
+    p.add_argument("--input-shape", metavar="C,H,W", help="input shape where the file does not say, e.g. 1,28,28")
+    p.add_argument("--trust", action="store_true", help="allow a pickled whole model (runs code from the file)")
+    p.add_argument("--untrained", action="store_true", help="for zoo models: skip training/loading weights")
+    p.add_argument("--json", action="store_true", help="print the ModelGraph as JSON instead of a table")
+
+    z = sub.add_parser(
+        "zoo",
+        help="list bundled models, or train one's weights",
+        description="The bundled models. MNIST models are trained on the bundled digits on first use and cached.",
+        epilog=_ZOO_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    zsub = z.add_subparsers(dest="zoo_command", metavar="ACTION")
+    zt = zsub.add_parser("train", help="train a zoo model on its bundled data and cache the weights")
+    zt.add_argument("name")
+    zt.add_argument("--epochs", type=int, default=8)
+    zt.add_argument("--seed", type=int, default=0)
+    zt.add_argument("--out", metavar="FILE", help="write the weights here instead of the cache")
+
+    sub.add_parser(
+        "data",
+        help="list bundled data sets",
+        description="Data sets that ship inside installed packages (nothing is downloaded).",
+        epilog="example:\n  convscope data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def _version() -> str:
+    from convscope import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``convscope`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "summary":
+            return _summary(args)
+        if args.command == "zoo":
+            return _zoo(args)
+        if args.command == "data":
+            return _data()
+    except ConvscopeError as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+def _shape_arg(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        from convscope.errors import DataError
+
+        raise DataError(f"--input-shape must look like 1,28,28; got {text!r}") from None
+
+
+def _summary(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from convscope.models import load_model
+
+    console = Console()
+    with console.status(f"loading {args.model} ..."):
+        model = load_model(
+            args.model,
+            architecture=args.arch,
+            input_shape=_shape_arg(args.input_shape),
+            trust=args.trust,
+            pretrained=not args.untrained,
+        )
+    if args.json:
+        print(model.graph.to_json(indent=2))
+        return 0
+    table = Table(title=f"{model.name or args.model}  ({model.format}: {model.source})", title_justify="left")
+    for col in ("layer", "kind", "input", "output", "params", "attributes"):
+        table.add_column(col, justify="right" if col == "params" else "left", no_wrap=col != "attributes")
+    for layer, row in zip(model.graph.layers, model.graph.summary_rows(), strict=True):
+        attrs = ", ".join(f"{k}={_fmt_attr(v)}" for k, v in layer.attributes.items() if k not in ("bias", "in_channels", "in_features"))
+        table.add_row(*row, attrs)
+    console.print(table)
+    console.print(
+        f"{len(model.graph.layers) - 1} layers, {model.graph.total_params:,} parameters, "
+        f"input {'x'.join(map(str, model.input_spec.shape))}"
+        + (
+            f", largest difference from the original runtime {model.reference_max_abs_diff:.2e}"
+            if model.reference_max_abs_diff is not None
+            else ""
+        )
+    )
+    images, label, what = _summary_input(model, args.input)
+    logits = model.predict(images)
+    probs = torch.softmax(logits, dim=1)[0]
+    top = torch.topk(probs, k=min(5, probs.numel()))
+    names = model.input_spec.class_names
+    console.print(f"\nprediction for {what}" + (f" (true label {_class(names, label)})" if label is not None and label >= 0 else ""))
+    for p, idx in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+        bar = "█" * int(round(p * 30))
+        console.print(f"  {_class(names, idx):>12}  {p:6.1%}  {bar}")
+    return 0
+
+
+def _class(names: Sequence[str] | None, idx: int) -> str:
+    return names[idx] if names is not None and 0 <= idx < len(names) else str(idx)
+
+
+def _fmt_attr(v: object) -> str:
+    if isinstance(v, tuple) and len(set(v)) == 1:
+        return str(v[0])
+    if isinstance(v, tuple):
+        return "x".join(map(str, v))
+    return str(v)
+
+
+def _summary_input(model: LoadedModel, path: str | None) -> tuple[torch.Tensor, int | None, str]:
+    """The input to predict: the user's file, or a bundled sample that fits the model."""
+    import numpy as np
+    import torch
+
+    from convscope.data import fit_to_spec, load_dataset
+
+    spec = model.input_spec
+    if path is not None:
+        if path.lower().endswith(".npy"):
+            arr = np.load(path, allow_pickle=False)
+            x = torch.from_numpy(np.asarray(arr, dtype=np.float32))
+            while x.dim() < 4:
+                x = x.unsqueeze(0)
+        else:
+            from convscope.data import load_image
+
+            x = load_image(path)
+        return fit_to_spec(x, spec), None, path
+    channels = spec.shape[0] if len(spec.shape) == 3 else None
+    candidates = ["mnist-5k"] if channels == 1 else ["foolbox-cifar10"] if spec.shape[-1] <= 64 else ["foolbox-imagenet"]
+    for name in candidates:
+        try:
+            ds = load_dataset(name, split="test") if name == "mnist-5k" else load_dataset(name)
+        except ConvscopeError:
+            continue
+        return fit_to_spec(ds.images[:1], spec), int(ds.labels[0]), f"the first sample of bundled {name!r}"
+    return torch.zeros((1, *spec.shape)), None, "an all-zero input (no bundled sample fits this model)"
+
+
+def _zoo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from convscope.models.zoo import list_models, train_zoo_model, weights_path
+
+    console = Console()
+    if args.zoo_command == "train":
+        result = train_zoo_model(args.name, epochs=args.epochs, seed=args.seed, out=args.out, progress=True)
+        console.print(
+            f"trained {args.name} in {result['seconds']:.1f} s: train accuracy {result['train_accuracy']:.2%}, "
+            f"test accuracy {result['test_accuracy']:.2%}; weights in {args.out or weights_path(args.name)}"
+        )
+        return 0
+    table = Table(title="bundled models", title_justify="left")
+    for col in ("name", "input", "weights", "description"):
+        table.add_column(col)
+    for entry in list_models():
+        if entry.train_data is None:
+            weights = "your own file"
+        else:
+            weights = "cached" if weights_path(entry.name).exists() else f"trained on {entry.train_data} at first use"
+        table.add_row(entry.name, "x".join(map(str, entry.input_spec.shape)), weights, entry.description)
+    console.print(table)
+    return 0
+
+
+def _data() -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from convscope.data import list_datasets
+
+    table = Table(title="bundled data sets (nothing is downloaded)", title_justify="left")
+    for col in ("name", "size", "shape", "classes", "source", "description"):
+        table.add_column(col)
+    for info in list_datasets():
+        table.add_row(info.name, f"{info.size:,}", "x".join(map(str, info.shape)), str(info.classes), info.source, info.description)
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

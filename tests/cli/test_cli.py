@@ -1,0 +1,58 @@
+"""The command line: help everywhere, the summary main job, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from convscope.cli import main
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["summary", "--help"], ["zoo", "--help"], ["zoo", "train", "--help"], ["data", "--help"]])
+def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: convscope" in out
+
+
+def test_summary_prints_structure_and_prediction(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "lenet5-simplified"]) == 0
+    out = capsys.readouterr().out
+    for text in ("conv1", "16x26x26", "fc1", "420,042", "prediction for the first sample of bundled 'mnist-5k'"):
+        assert text in out
+    # The bundled digit is a 0 and the trained model says so first.
+    first = [line for line in out.splitlines() if "%" in line][0]
+    assert first.split()[0] == "0"
+
+
+def test_summary_json_is_the_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    from convscope.models import ModelGraph
+
+    assert main(["summary", "lenet5", "--untrained", "--json"]) == 0
+    g = ModelGraph.from_json(capsys.readouterr().out)
+    assert g.layer("conv1").attributes["filters"] == 6
+
+
+def test_errors_exit_2_with_a_message(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    assert main(["summary", "lenet7"]) == 2
+    assert "zoo models are" in capsys.readouterr().err
+    bad = tmp_path / "m.xyz"
+    bad.write_bytes(b"junk")
+    assert main(["summary", str(bad)]) == 2
+    assert "unknown model file extension" in capsys.readouterr().err
+
+
+def test_zoo_and_data_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["zoo"]) == 0
+    assert "lenet5-simplified" in capsys.readouterr().out
+    assert main(["data"]) == 0
+    assert "mnist-5k" in capsys.readouterr().out
+
+
+def test_console_script_entry_point() -> None:
+    proc = subprocess.run([sys.executable, "-m", "convscope.cli", "zoo"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "vgg16" in proc.stdout

@@ -262,7 +262,6 @@ class _Net:
 
 
 def _define_classes() -> dict[str, type]:
-    import torch
     import torch.nn as nn
 
     class SimplifiedLeNet5(nn.Module):

@@ -1,0 +1,186 @@
+"""The non-blocking path from the training thread to the sinks.
+
+The training thread only ``submit``s small, already-reduced work items; a daemon thread turns
+them into frames and hands each frame to every sink. The queue is bounded and drops the
+oldest item when full (counted), so a slow sink can never grow memory or stall training, and
+a sink that raises is isolated: counted, warned about once, and retried on later frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from convscope.frames import Frame
+    from convscope.sinks import Sink
+
+__all__ = ["FramePipeline", "PipelineStats"]
+
+_log = logging.getLogger("convscope")
+
+WorkItem = Callable[[], Iterable["Frame"]]
+
+
+@dataclass
+class PipelineStats:
+    submitted: int = 0
+    dropped: int = 0
+    frames: int = 0
+    sink_failures: dict[str, int] = field(default_factory=dict)
+    max_queue: int = 0
+
+
+class FramePipeline:
+    """A bounded, drop-oldest queue drained by one daemon thread.
+
+    Args:
+        sinks: where frames go.
+        maxsize: most pending work items; beyond it the oldest is dropped and counted.
+        flush_interval: seconds between ``Sink.flush`` calls while frames flow.
+        on_dropped: builds a frame that reports drops (called on the worker thread).
+    """
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        *,
+        maxsize: int = 256,
+        flush_interval: float = 0.25,
+        on_dropped: Callable[[int], Frame | None] | None = None,
+    ) -> None:
+        self.sinks = list(sinks)
+        self.maxsize = maxsize
+        self.flush_interval = flush_interval
+        self.stats = PipelineStats()
+        self._on_dropped = on_dropped
+        self._queue: deque[WorkItem] = deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warned: set[str] = set()
+        self._reported_drops = 0
+        self._busy = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="convscope-frames", daemon=True)
+        self._thread.start()
+
+    def close(self, *, timeout: float = 10.0, status: str = "finished") -> None:
+        """Drain what is queued (up to ``timeout`` s), then flush and close every sink."""
+        thread = self._thread
+        if thread is None:
+            return
+        self.drain(timeout=timeout)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        thread.join(timeout=max(0.1, timeout))
+        self._thread = None
+        self._report_drops()
+        for sink in self.sinks:
+            self._guard(sink, lambda s=sink: s.flush())
+            self._guard(sink, lambda s=sink: s.close(status=status))
+
+    def drain(self, *, timeout: float = 10.0) -> bool:
+        """Wait until the queue is empty and the worker idle; False if it timed out."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(timeout=min(left, 0.05))
+        return True
+
+    # --- training thread ----------------------------------------------------------------------
+    def submit(self, item: WorkItem) -> None:
+        """Queue a work item without ever blocking; drop the oldest if the queue is full."""
+        with self._cond:
+            if len(self._queue) >= self.maxsize:
+                self._queue.popleft()
+                self.stats.dropped += 1
+            self._queue.append(item)
+            self.stats.submitted += 1
+            self.stats.max_queue = max(self.stats.max_queue, len(self._queue))
+            self._cond.notify()
+
+    # --- worker thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        last_flush = time.monotonic()
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop.is_set():
+                    self._cond.wait(timeout=self.flush_interval)
+                    if not self._queue and time.monotonic() - last_flush >= self.flush_interval:
+                        break
+                if not self._queue and self._stop.is_set():
+                    return
+                item = self._queue.popleft() if self._queue else None
+                self._busy = item is not None
+            try:
+                if item is not None:
+                    self._deliver(item)
+                if time.monotonic() - last_flush >= self.flush_interval:
+                    self._report_drops()
+                    for sink in self.sinks:
+                        self._guard(sink, lambda s=sink: s.flush())
+                    last_flush = time.monotonic()
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _deliver(self, item: WorkItem) -> None:
+        try:
+            frames = list(item())
+        except Exception as exc:  # a bug in a reduction must not kill the worker
+            self._warn_once("analysis", f"convscope could not build frames ({type(exc).__name__}: {exc}); training goes on")
+            self.stats.sink_failures["analysis"] = self.stats.sink_failures.get("analysis", 0) + 1
+            return
+        for frame in frames:
+            self.stats.frames += 1
+            for sink in self.sinks:
+                self._guard(sink, lambda s=sink, f=frame: s.write(f))
+
+    def _report_drops(self) -> None:
+        new = self.stats.dropped - self._reported_drops
+        if new <= 0 or self._on_dropped is None:
+            return
+        self._reported_drops = self.stats.dropped
+        frame = self._on_dropped(self.stats.dropped)
+        if frame is not None:
+            for sink in self.sinks:
+                self._guard(sink, lambda s=sink: s.write(frame))
+
+    def _guard(self, sink: Sink, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception as exc:
+            name = getattr(sink, "name", type(sink).__name__)
+            self.stats.sink_failures[name] = self.stats.sink_failures.get(name, 0) + 1
+            self._warn_once(
+                name,
+                f"convscope sink {name!r} failed ({type(exc).__name__}: {exc}); training goes on, "
+                "its frames are dropped and counted",
+            )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        _log.warning(message)
+        try:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        except Exception:  # warnings turned into errors must not kill the worker thread
+            pass

@@ -1,0 +1,62 @@
+"""The one interface every consumer of frames implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from convscope.errors import RegistryError, UnknownModelError
+
+if TYPE_CHECKING:
+    from convscope.frames import Frame
+
+__all__ = ["Sink", "create_sink", "list_sinks", "register_sink"]
+
+
+class Sink:
+    """A consumer of frames: the run store, the live server, CSV/VTK writers ...
+
+    Sinks run on the monitor's background thread, never on the training thread. ``write``
+    may raise: the pipeline counts the failure, warns once and keeps training going.
+    """
+
+    name = "sink"
+
+    def write(self, frame: Frame) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """Make everything written so far durable or visible (called periodically)."""
+
+    def close(self, *, status: str = "finished") -> None:
+        """Release resources; ``status`` is how the run ended (finished, failed, crashed)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+_SINKS: dict[str, Callable[..., Sink]] = {}
+
+
+def register_sink(name: str) -> Callable[[Callable[..., Sink]], Callable[..., Sink]]:
+    """Register a sink factory under ``name`` (``@register_sink("csv")``)."""
+
+    def decorate(factory: Callable[..., Sink]) -> Callable[..., Sink]:
+        if name in _SINKS:
+            raise RegistryError(f"sink {name!r} is registered twice")
+        _SINKS[name] = factory
+        return factory
+
+    return decorate
+
+
+def list_sinks() -> list[str]:
+    return sorted(_SINKS)
+
+
+def create_sink(name: str, **options: Any) -> Sink:
+    try:
+        factory = _SINKS[name]
+    except KeyError:
+        raise UnknownModelError(f"sink {name!r} does not exist; choose one of {', '.join(list_sinks())}") from None
+    return factory(**options)

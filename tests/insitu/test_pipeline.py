@@ -1,0 +1,103 @@
+"""The frame pipeline never blocks the producer, bounds memory and isolates failing sinks."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from convscope.insitu._pipeline import FramePipeline
+from convscope.sinks import Sink
+
+
+class ListSink(Sink):
+    name = "list"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.frames: list[object] = []
+        self.closed_with: str | None = None
+        self.delay = delay
+        self.flushes = 0
+
+    def write(self, frame: object) -> None:  # type: ignore[override]
+        if self.delay:
+            time.sleep(self.delay)
+        self.frames.append(frame)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+    def close(self, *, status: str = "finished") -> None:
+        self.closed_with = status
+
+
+class RaisingSink(Sink):
+    name = "broken"
+
+    def write(self, frame: object) -> None:  # type: ignore[override]
+        raise OSError("disk full")
+
+
+def test_frames_reach_every_sink_in_order_and_sinks_are_closed() -> None:
+    a, b = ListSink(), ListSink()
+    p = FramePipeline([a, b])
+    p.start()
+    for i in range(50):
+        p.submit(lambda i=i: [i, i + 1000])
+    p.close(status="finished")
+    assert a.frames == b.frames == [x for i in range(50) for x in (i, i + 1000)]
+    assert a.closed_with == "finished" and a.flushes >= 1
+    assert p.stats.frames == 100 and p.stats.dropped == 0
+
+
+def test_a_raising_sink_warns_once_and_the_others_still_get_everything() -> None:
+    good = ListSink()
+    p = FramePipeline([RaisingSink(), good])
+    p.start()
+    with pytest.warns(RuntimeWarning, match=r"sink 'broken' failed \(OSError: disk full\); training goes on") as rec:
+        for i in range(20):
+            p.submit(lambda i=i: [i])
+        p.close()
+    assert len([w for w in rec if "broken" in str(w.message)]) == 1
+    assert good.frames == list(range(20))
+    assert p.stats.sink_failures["broken"] == 20
+
+
+def test_slow_sink_bounds_the_queue_and_counts_drops_without_blocking() -> None:
+    slow = ListSink(delay=0.01)
+    dropped_reports: list[int] = []
+    p = FramePipeline([slow], maxsize=8, on_dropped=lambda n: dropped_reports.append(n) or None)
+    p.start()
+    start = time.perf_counter()
+    for i in range(500):
+        p.submit(lambda i=i: [i])
+    submit_seconds = time.perf_counter() - start
+    assert p.stats.max_queue <= 8
+    p.close(timeout=5)
+    assert submit_seconds < 0.5  # 500 submits never waited on the 10 ms sink
+    assert p.stats.dropped > 400
+    assert len(slow.frames) + p.stats.dropped == 500
+    assert slow.frames == sorted(slow.frames)  # drop-oldest keeps the newest, in order
+    assert slow.frames[-1] == 499
+    assert dropped_reports and dropped_reports[-1] == p.stats.dropped
+
+
+def test_a_failing_work_item_does_not_kill_the_worker() -> None:
+    sink = ListSink()
+    p = FramePipeline([sink])
+    p.start()
+    with pytest.warns(RuntimeWarning, match="could not build frames"):
+        p.submit(lambda: [1 / 0])
+        p.submit(lambda: ["after"])
+        p.close()
+    assert sink.frames == ["after"]
+
+
+def test_start_and_close_are_idempotent_and_the_thread_ends() -> None:
+    p = FramePipeline([ListSink()])
+    p.start()
+    p.start()
+    p.close()
+    p.close()
+    assert not [t for t in threading.enumerate() if t.name == "convscope-frames"]

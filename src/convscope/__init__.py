@@ -14,6 +14,7 @@ from __future__ import annotations
 from convscope import errors
 from convscope.capture import CaptureResult, Recorder, capture
 from convscope.data import Dataset, list_datasets, load_dataset
+from convscope.insitu import Monitor, PruneConfig, watch
 from convscope.models import InputSpec, LoadedModel, ModelGraph, list_models, load_model
 
 __version__ = "0.1.0"
@@ -24,6 +25,8 @@ __all__ = [
     "InputSpec",
     "LoadedModel",
     "ModelGraph",
+    "Monitor",
+    "PruneConfig",
     "Recorder",
     "__version__",
     "capture",
@@ -32,4 +35,5 @@ __all__ = [
     "list_models",
     "load_dataset",
     "load_model",
+    "watch",
 ]

@@ -9,6 +9,7 @@ a sink that raises is isolated: counted, warned about once, and retried on later
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 import warnings
@@ -43,6 +44,8 @@ class FramePipeline:
     Args:
         sinks: where frames go.
         maxsize: most pending work items; beyond it the oldest is dropped and counted.
+        max_bytes: most bytes of tensor snapshots held by pending items (as declared by
+            ``submit(..., nbytes=)``); beyond it the oldest items are dropped too.
         flush_interval: seconds between ``Sink.flush`` calls while frames flow.
         on_dropped: builds a frame that reports drops (called on the worker thread).
     """
@@ -52,15 +55,18 @@ class FramePipeline:
         sinks: Sequence[Sink],
         *,
         maxsize: int = 256,
+        max_bytes: int = 512 << 20,
         flush_interval: float = 0.25,
         on_dropped: Callable[[int], Frame | None] | None = None,
     ) -> None:
         self.sinks = list(sinks)
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self._bytes = 0
         self.flush_interval = flush_interval
         self.stats = PipelineStats()
         self._on_dropped = on_dropped
-        self._queue: deque[WorkItem] = deque()
+        self._queue: deque[tuple[WorkItem, int]] = deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,19 +110,31 @@ class FramePipeline:
         return True
 
     # --- training thread ----------------------------------------------------------------------
-    def submit(self, item: WorkItem) -> None:
-        """Queue a work item without ever blocking; drop the oldest if the queue is full."""
+    def submit(self, item: WorkItem, *, nbytes: int = 0) -> None:
+        """Queue a work item without ever blocking; drop the oldest if the queue is full.
+
+        ``nbytes`` declares how much memory the item holds (tensor snapshots), so that the
+        queue stays within ``max_bytes`` as well as ``maxsize`` items.
+        """
         with self._cond:
-            if len(self._queue) >= self.maxsize:
-                self._queue.popleft()
+            while self._queue and (len(self._queue) >= self.maxsize or self._bytes + nbytes > self.max_bytes):
+                _old, old_bytes = self._queue.popleft()
+                self._bytes -= old_bytes
                 self.stats.dropped += 1
-            self._queue.append(item)
+            self._queue.append((item, nbytes))
+            self._bytes += nbytes
             self.stats.submitted += 1
             self.stats.max_queue = max(self.stats.max_queue, len(self._queue))
             self._cond.notify()
 
     # --- worker thread ------------------------------------------------------------------------
     def _run(self) -> None:
+        # One compute thread for this worker: OpenMP gives every thread that calls into it a
+        # team of its own, and a second full team spinning beside training's slows every
+        # training step (measured in benchmarks/bench_insitu.py). The setting is per thread.
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            torch.set_num_threads(1)
         last_flush = time.monotonic()
         while True:
             with self._cond:
@@ -126,7 +144,10 @@ class FramePipeline:
                         break
                 if not self._queue and self._stop.is_set():
                     return
-                item = self._queue.popleft() if self._queue else None
+                item = None
+                if self._queue:
+                    item, nbytes = self._queue.popleft()
+                    self._bytes -= nbytes
                 self._busy = item is not None
             try:
                 if item is not None:

@@ -50,11 +50,28 @@ def register_sink(name: str) -> Callable[[Callable[..., Sink]], Callable[..., Si
     return decorate
 
 
+# modules that register sinks when imported; create_sink/list_sinks import them on demand
+_BUILTIN = ("memory", "store", "http", "csv", "vtk", "tensorboard")
+
+
+def _load_builtin() -> None:
+    import importlib
+
+    for module in _BUILTIN:
+        try:
+            importlib.import_module(f"convscope.sinks.{module}")
+        except ImportError:
+            pass  # not written yet, or its optional dependency is missing
+
+
 def list_sinks() -> list[str]:
+    _load_builtin()
     return sorted(_SINKS)
 
 
 def create_sink(name: str, **options: Any) -> Sink:
+    if name not in _SINKS:
+        _load_builtin()
     try:
         factory = _SINKS[name]
     except KeyError:

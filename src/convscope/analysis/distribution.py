@@ -1,0 +1,165 @@
+"""Per-filter value distributions of feature maps (TensorView's histogram view).
+
+Each filter's values - over the whole batch, or over one sample - are normalised to
+``[0, 1]`` by that filter's own minimum and maximum and counted into ``bins`` equal bins
+(bin ``k`` holds ``k/bins <= v < (k+1)/bins``; the last bin also holds ``v = 1``, as
+``numpy.histogram`` does). A filter whose values are all equal (a constant map, such as a
+ReLU that never fires) cannot be normalised: all its values go to bin 0 and it is flagged
+in :attr:`Distribution.constant` (and has ``min == max`` in the payload).
+
+The raw minimum, maximum, mean and (population, ``ddof=0``) standard deviation come
+along, so the normalised histogram can be read back in the layer's units. Everything is
+computed on the maps' device in two streaming passes with float64 accumulation and a
+bounded working set; only ``F x bins`` counts and four ``F`` vectors are results.
+
+Example:
+    >>> import torch
+    >>> maps = torch.arange(8.0).reshape(1, 2, 2, 2)   # filter 0: 0..3, filter 1: 4..7
+    >>> d = feature_distribution(maps, bins=4)
+    >>> d.counts.tolist(), d.min.tolist()
+    ([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]], [0.0, 4.0])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from convscope.analysis.correlation import _chunks
+from convscope.errors import DataError
+
+__all__ = ["Distribution", "feature_distribution"]
+
+_CHUNK_VALUES = 1 << 22
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Histograms and moments of each filter's values.
+
+    Attributes:
+        counts: ``F x bins`` float32 tensor of counts of min-max normalised values.
+        bins: the number of bins.
+        min, max, mean, std: ``F`` float32 tensors of the raw values.
+        constant: ``F`` bool tensor: filters whose values are all equal (counted in bin 0).
+        sample: the sample the histograms describe, or ``None`` for the whole batch.
+    """
+
+    counts: torch.Tensor
+    bins: int
+    min: torch.Tensor
+    max: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    constant: torch.Tensor
+    sample: int | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """The ``distribution`` frame payload."""
+
+        def host(t: torch.Tensor) -> np.ndarray:
+            return t.detach().to("cpu", torch.float32).numpy()
+
+        return {
+            "counts": host(self.counts),
+            "bins": int(self.bins),
+            "min": host(self.min),
+            "max": host(self.max),
+            "mean": host(self.mean),
+            "std": host(self.std),
+        }
+
+
+def feature_distribution(maps: torch.Tensor, *, bins: int = 32, sample: int | None = None) -> Distribution:
+    """Histogram each filter's min-max normalised values into fixed bins.
+
+    Args:
+        maps: ``N x F x H x W`` feature maps (``N x F`` for a dense layer, or any
+            ``N x F x ...``).
+        bins: number of equal bins over ``[0, 1]``.
+        sample: describe only this sample (negative counts from the end); default the
+            whole batch.
+
+    Returns:
+        A :class:`Distribution` on the maps' device.
+
+    Example:
+        >>> import torch
+        >>> d = feature_distribution(torch.rand(8, 16, 26, 26), bins=32)
+        >>> tuple(d.counts.shape), int(d.counts.sum(dim=1)[0])
+        ((16, 32), 5408)
+    """
+    x = _as_nfs(maps, "feature_distribution")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise DataError(f"bins must be a positive integer, got {bins!r}")
+    if sample is not None:
+        i = _sample_index(sample, x.shape[0])
+        x = x[i : i + 1]
+    n, f, s = x.shape
+    m = n * s
+    cols = max(1, _CHUNK_VALUES // f)
+
+    total = torch.zeros(f, dtype=torch.float64, device=x.device)
+    lo = torch.full((f,), float("inf"), dtype=x.dtype, device=x.device)
+    hi = torch.full((f,), float("-inf"), dtype=x.dtype, device=x.device)
+    for chunk in _chunks(x, cols):
+        total += chunk.sum(dim=1, dtype=torch.float64)
+        lo = torch.minimum(lo, chunk.amin(dim=1))
+        hi = torch.maximum(hi, chunk.amax(dim=1))
+    if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all()) and bool(torch.isfinite(total).all())):
+        raise DataError(
+            "feature maps contain NaN or Inf; their distribution is undefined - "
+            "check the layer's gradient health (training may have diverged)"
+        )
+    mean = total / m
+    constant = lo == hi
+    lo64, span = lo.to(torch.float64), (hi.to(torch.float64) - lo.to(torch.float64))
+    span = torch.where(constant, torch.ones_like(span), span)
+    offset = (torch.arange(f, device=x.device) * bins).unsqueeze(1)
+
+    counts = torch.zeros(f * bins, dtype=torch.float64, device=x.device)
+    sq = torch.zeros(f, dtype=torch.float64, device=x.device)
+    for chunk in _chunks(x, cols):
+        c = chunk.to(torch.float64)
+        sq += (c - mean.unsqueeze(1)).square().sum(dim=1)
+        v = (c - lo64.unsqueeze(1)) / span.unsqueeze(1)
+        k = (v * bins).floor_().clamp_(0, bins - 1).to(torch.int64)
+        k = torch.where(constant.unsqueeze(1), torch.zeros_like(k), k) + offset
+        counts += torch.bincount(k.reshape(-1), minlength=f * bins).to(torch.float64)
+    std = (sq / m).sqrt()
+    return Distribution(
+        counts=counts.view(f, bins).to(torch.float32),
+        bins=bins,
+        min=lo.to(torch.float32),
+        max=hi.to(torch.float32),
+        mean=mean.to(torch.float32),
+        std=std.to(torch.float32),
+        constant=constant,
+        sample=sample,
+    )
+
+
+def _as_nfs(maps: Any, who: str) -> torch.Tensor:
+    """``N x F x S`` floating view of ``N x F x ...`` maps, with a clear error otherwise."""
+    if not isinstance(maps, torch.Tensor):
+        raise DataError(f"{who} needs feature maps as a torch.Tensor (N x F x ...), got {type(maps).__name__}")
+    if maps.dim() < 2:
+        raise DataError(
+            f"feature maps must be N x F x H x W (or N x F for a dense layer), got shape {tuple(maps.shape)}; "
+            "add the batch dimension with maps.unsqueeze(0)"
+        )
+    if maps.numel() == 0:
+        raise DataError(f"feature maps of shape {tuple(maps.shape)} hold no values")
+    x = maps.detach()
+    if not x.is_floating_point():
+        x = x.float()
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _sample_index(sample: int, n: int) -> int:
+    if isinstance(sample, bool) or not isinstance(sample, int) or not -n <= sample < n:
+        raise DataError(f"sample {sample!r} is out of range: the batch holds {n} samples (0..{n - 1})")
+    return sample % n

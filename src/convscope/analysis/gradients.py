@@ -1,0 +1,394 @@
+"""Gradient health: is a layer learning, or have its gradients vanished, exploded or stalled?
+
+For one layer at one check, :func:`gradient_health` measures (on the tensors' device, with
+one transfer of six numbers to the host):
+
+* ``grad_norm`` - the L2 norm of the gradient, and ``grad_rms`` = norm / sqrt(numel), the
+  size of a typical element whatever the layer size;
+* ``update_ratio`` - how fast the weights move per step relative to their size:
+  ``|w - w_prev| / |w| / steps`` when the previous weights are given, else the plain-SGD
+  estimate ``lr * |g| / |w|`` when a learning rate is given, else NaN (unknown);
+* ``zero_fraction`` - share of gradient elements that are exactly 0 (dead units give
+  exact zeros; vanishing gradients are small but not zero);
+* ``dead_fraction`` - when the layer's (post-ReLU) activations are given, the share of
+  channels (units) that are ``<= 0`` for every sample and position of the batch (NaN
+  when not given);
+* ``nonfinite`` - how many NaN/Inf values the gradient and the weights hold.
+
+The status is the first rule that holds, in this order (thresholds in
+:class:`HealthThresholds`, all documented there):
+
+1. ``nonfinite`` - any NaN/Inf in the gradient or the weights;
+2. ``exploding`` - ``grad_norm > exploding_norm`` or ``update_ratio > exploding_update_ratio``;
+3. ``stalled`` - the layer gets no learning signal although something is wrong rather than
+   small: ``zero_fraction >= stalled_zero_fraction`` (dead units: gradients exactly 0), or
+   ``dead_fraction >= stalled_dead_fraction``, or ``update_ratio < stalled_update_ratio``
+   while ``grad_rms >= vanishing_rms`` (a real gradient, yet the weights do not move:
+   frozen, left out of the optimizer, or a learning rate of 0). This is TensorView's case
+   of a far-too-high learning rate: the first huge steps kill the ReLUs and the weights stop;
+4. ``vanishing`` - ``grad_rms < vanishing_rms`` or ``update_ratio < vanishing_update_ratio``;
+5. ``healthy`` otherwise.
+
+:class:`GradientHealthTracker` keeps per-layer state over steps (previous weights, a short
+history) so the update ratio is measured, and so ``stalled`` and ``vanishing`` - which a
+single quiet step can mimic - are only reported after ``patience`` consecutive checks;
+``nonfinite`` and ``exploding`` are reported at once.
+
+Example:
+    >>> import torch
+    >>> w = torch.randn(16, 1, 3, 3)
+    >>> gradient_health(torch.full_like(w, 1e-9), w).status
+    'vanishing'
+    >>> gradient_health(torch.full_like(w, 1e4), w).status
+    'exploding'
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from convscope.errors import DataError
+
+__all__ = ["STATUSES", "GradientHealth", "GradientHealthTracker", "HealthThresholds", "gradient_health"]
+
+STATUSES = ("healthy", "vanishing", "exploding", "stalled", "nonfinite")
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """The limits behind each status (see the module docstring for the order of the rules).
+
+    Attributes:
+        vanishing_rms: a gradient whose RMS element is below this carries no signal a
+            float32 weight of usual size (1e-2 .. 1) can feel. 1e-7.
+        vanishing_update_ratio: weights moving less than this fraction of their norm per
+            step learn nothing in a run of 1e5 steps (drift under 10 %). 1e-6.
+        exploding_norm: a gradient L2 norm above this is far beyond a healthy layer's
+            (0.01 .. 10 for usual losses and initialisations). 1e3.
+        exploding_update_ratio: weights moving more than this fraction of their norm in
+            one step are being thrown around, not trained (healthy: 1e-4 .. 1e-2). 0.1.
+        stalled_update_ratio: weights moving less than this per step (float32 rounding
+            level) are standing still. 1e-8.
+        stalled_zero_fraction: share of exactly-zero gradient elements from which the
+            layer is cut off (its units are dead). 0.99.
+        stalled_dead_fraction: share of dead channels (never positive on the batch) from
+            which the layer is stalled. 0.9.
+    """
+
+    vanishing_rms: float = 1e-7
+    vanishing_update_ratio: float = 1e-6
+    exploding_norm: float = 1e3
+    exploding_update_ratio: float = 1e-1
+    stalled_update_ratio: float = 1e-8
+    stalled_zero_fraction: float = 0.99
+    stalled_dead_fraction: float = 0.9
+
+
+@dataclass(frozen=True)
+class GradientHealth:
+    """One layer's gradient health at one check.
+
+    Attributes:
+        status: one of :data:`STATUSES`.
+        grad_norm: L2 norm of the gradient.
+        grad_rms: ``grad_norm / sqrt(numel)``.
+        update_ratio: weight change per step relative to the weights (NaN if unknown).
+        zero_fraction: share of exactly-zero gradient elements.
+        dead_fraction: share of channels never positive on the batch (NaN if not measured).
+        nonfinite: count of NaN/Inf values in the gradient and the weights.
+        reasons: the rules that fired, in words.
+        raw_status: the single-check status (the tracker may hold back a quiet one).
+    """
+
+    status: str
+    grad_norm: float
+    grad_rms: float
+    update_ratio: float
+    zero_fraction: float
+    dead_fraction: float
+    nonfinite: int
+    reasons: tuple[str, ...] = ()
+    raw_status: str = ""
+
+    def to_payload(self) -> dict[str, Any]:
+        """The ``gradient_health`` frame payload."""
+        return {
+            "status": self.status,
+            "grad_norm": float(self.grad_norm),
+            "update_ratio": float(self.update_ratio),
+            "zero_fraction": float(self.zero_fraction),
+            "dead_fraction": float(self.dead_fraction),
+            "nonfinite": int(self.nonfinite),
+        }
+
+
+def gradient_health(
+    grad: torch.Tensor | None,
+    weight: torch.Tensor,
+    *,
+    previous_weight: torch.Tensor | None = None,
+    steps: int = 1,
+    lr: float | None = None,
+    activations: torch.Tensor | None = None,
+    thresholds: HealthThresholds | None = None,
+) -> GradientHealth:
+    """Judge one layer's gradient at one check.
+
+    Args:
+        grad: the weight's gradient (``weight.grad``); ``None`` counts as all zeros.
+        weight: the weight tensor now.
+        previous_weight: the weights at the previous check, for the measured update ratio.
+        steps: optimizer steps between ``previous_weight`` and ``weight``.
+        lr: learning rate, for the SGD estimate ``lr * |g| / |w|`` when no previous weights.
+        activations: the layer's activations after its non-linearity (``N x F x ...``),
+            for the dead-unit fraction.
+        thresholds: the limits; default :class:`HealthThresholds`.
+
+    Returns:
+        A :class:`GradientHealth`.
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv2d(1, 4, 3)
+        >>> conv(torch.randn(2, 1, 8, 8)).sum().backward()
+        >>> h = gradient_health(conv.weight.grad, conv.weight, lr=0.01)
+        >>> h.status, h.nonfinite
+        ('healthy', 0)
+    """
+    t = thresholds or HealthThresholds()
+    if not isinstance(weight, torch.Tensor):
+        raise DataError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    w = weight.detach()
+    g = torch.zeros_like(w) if grad is None else grad.detach()
+    if g.shape != w.shape:
+        raise DataError(f"gradient shape {tuple(g.shape)} does not match weight shape {tuple(w.shape)}; pass weight.grad")
+    if previous_weight is not None and previous_weight.shape != w.shape:
+        raise DataError(
+            f"previous weights have shape {tuple(previous_weight.shape)} but the weights now have {tuple(w.shape)} "
+            "(pruned?); drop previous_weight for this check"
+        )
+    if steps < 1:
+        raise DataError(f"steps between checks must be at least 1, got {steps}")
+    numel = max(1, w.numel())
+    gf = g.to(torch.float32)
+    wf = w.to(torch.float32)
+    gfin = torch.isfinite(gf)
+    wfin = torch.isfinite(wf)
+    stats = [
+        torch.linalg.vector_norm(torch.where(gfin, gf, 0.0)),
+        torch.linalg.vector_norm(torch.where(wfin, wf, 0.0)),
+        (gf == 0).sum().to(torch.float32),
+        (~gfin).sum().to(torch.float32) + (~wfin).sum().to(torch.float32),
+    ]
+    if previous_weight is not None:
+        delta = wf - previous_weight.detach().to(device=wf.device, dtype=torch.float32)
+        stats.append(torch.linalg.vector_norm(torch.where(torch.isfinite(delta), delta, 0.0)))
+    if activations is not None:
+        a = activations.detach()
+        if a.dim() < 2:
+            raise DataError(f"activations must be N x F x ..., got shape {tuple(a.shape)}")
+        alive = a.reshape(a.shape[0], a.shape[1], -1).to(torch.float32).amax(dim=(0, 2)) > 0
+        stats.append((~alive).to(torch.float32).mean().to(device=wf.device))
+    values = torch.stack([s.to(wf.device) for s in stats]).tolist()  # the one device -> host transfer
+    g_norm, w_norm, zeros, nonfinite = values[0], values[1], values[2], int(values[3])
+    rest = values[4:]
+    update = math.nan
+    if previous_weight is not None:
+        d_norm = rest.pop(0)
+        update = _ratio(d_norm, w_norm) / steps
+    elif lr is not None:
+        update = _ratio(float(lr) * g_norm, w_norm)
+    dead = rest.pop(0) if activations is not None else math.nan
+    rms = g_norm / math.sqrt(numel)
+    status, reasons = _judge(t, g_norm, rms, update, zeros / numel, dead, nonfinite)
+    return GradientHealth(
+        status=status,
+        grad_norm=g_norm,
+        grad_rms=rms,
+        update_ratio=update,
+        zero_fraction=zeros / numel,
+        dead_fraction=dead,
+        nonfinite=nonfinite,
+        reasons=reasons,
+        raw_status=status,
+    )
+
+
+def _ratio(num: float, den: float) -> float:
+    if den > 0:
+        return num / den
+    return 0.0 if num == 0 else math.inf
+
+
+def _judge(
+    t: HealthThresholds, norm: float, rms: float, update: float, zero: float, dead: float, nonfinite: int
+) -> tuple[str, tuple[str, ...]]:
+    if nonfinite > 0:
+        return "nonfinite", (f"{nonfinite} NaN/Inf values in the gradient or weights",)
+    reasons = []
+    if norm > t.exploding_norm:
+        reasons.append(f"gradient norm {norm:.3g} > {t.exploding_norm:g}")
+    if update > t.exploding_update_ratio:
+        reasons.append(f"update ratio {update:.3g} per step > {t.exploding_update_ratio:g}")
+    if reasons:
+        return "exploding", tuple(reasons)
+    if zero >= t.stalled_zero_fraction:
+        reasons.append(f"{zero:.1%} of gradients exactly zero (>= {t.stalled_zero_fraction:.0%}): units dead")
+    if dead >= t.stalled_dead_fraction:
+        reasons.append(f"{dead:.1%} of channels never active (>= {t.stalled_dead_fraction:.0%})")
+    if update < t.stalled_update_ratio and rms >= t.vanishing_rms:
+        reasons.append(f"weights not moving (update ratio {update:.3g} < {t.stalled_update_ratio:g}) despite gradient RMS {rms:.3g}")
+    if reasons:
+        return "stalled", tuple(reasons)
+    if rms < t.vanishing_rms:
+        reasons.append(f"gradient RMS {rms:.3g} < {t.vanishing_rms:g}")
+    if update < t.vanishing_update_ratio:
+        reasons.append(f"update ratio {update:.3g} per step < {t.vanishing_update_ratio:g}")
+    if reasons:
+        return "vanishing", tuple(reasons)
+    return "healthy", ()
+
+
+@dataclass
+class _LayerState:
+    weight: torch.Tensor | None = None
+    step: int | None = None
+    history: deque[str] = field(default_factory=deque)
+    last: GradientHealth | None = None
+
+
+class GradientHealthTracker:
+    """Gradient health of several layers over training, with memory of past checks.
+
+    Per layer it keeps a copy of the weights at the last check (to measure the real update
+    ratio; memory = the watched weights once more, on their device - pass
+    ``keep_weights=False`` and give ``lr`` to estimate instead) and the last ``history``
+    single-check statuses. ``stalled`` and ``vanishing`` are reported once they held for
+    ``patience`` consecutive checks (until then the status is ``healthy`` and
+    :attr:`GradientHealth.raw_status` tells); ``nonfinite`` and ``exploding`` at once.
+
+    Args:
+        thresholds: the limits; default :class:`HealthThresholds`.
+        patience: consecutive checks before ``stalled``/``vanishing`` is reported (>= 1).
+        history: statuses remembered per layer.
+        keep_weights: keep the previous weights to measure updates.
+
+    Example:
+        >>> import torch
+        >>> layer = torch.nn.Linear(4, 3)
+        >>> tracker = GradientHealthTracker(patience=2)
+        >>> for step in range(3):   # gradients arrive but the weights never move
+        ...     layer.weight.grad = torch.ones_like(layer.weight)
+        ...     h = tracker.update("fc", layer.weight.grad, layer.weight, step=step)
+        >>> h.status, tracker.history("fc")
+        ('stalled', ['healthy', 'stalled', 'stalled'])
+    """
+
+    def __init__(
+        self,
+        *,
+        thresholds: HealthThresholds | None = None,
+        patience: int = 3,
+        history: int = 16,
+        keep_weights: bool = True,
+    ) -> None:
+        if patience < 1:
+            raise DataError(f"patience must be at least 1 check, got {patience}")
+        if history < patience:
+            raise DataError(f"history ({history}) must hold at least patience ({patience}) checks")
+        self.thresholds = thresholds or HealthThresholds()
+        self.patience = patience
+        self.keep_weights = keep_weights
+        self._history = history
+        self._layers: dict[str, _LayerState] = {}
+
+    def update(
+        self,
+        layer: str,
+        grad: torch.Tensor | None,
+        weight: torch.Tensor,
+        *,
+        step: int | None = None,
+        lr: float | None = None,
+        activations: torch.Tensor | None = None,
+        previous_weight: torch.Tensor | None = None,
+    ) -> GradientHealth:
+        """Check one layer now; ``step`` is the optimizer step (default: one more than last time).
+
+        ``previous_weight``: the weights right before this step's update, when the caller has
+        them (the in situ monitor does); the update ratio is then exact for this one step.
+        """
+        state = self._layers.setdefault(layer, _LayerState(history=deque(maxlen=self._history)))
+        if step is None:
+            step = 0 if state.step is None else state.step + 1
+        prev = state.weight
+        steps = 1 if state.step is None else step - state.step
+        if previous_weight is not None:
+            prev, steps = previous_weight, 1
+        if prev is not None and prev.shape != weight.shape:
+            prev = None  # pruned: start measuring again
+        if prev is not None and steps < 1:
+            raise DataError(f"layer {layer!r}: step {step} is not after the last checked step {state.step}")
+        raw = gradient_health(
+            grad,
+            weight,
+            previous_weight=prev,
+            steps=max(1, steps),
+            lr=lr,
+            activations=activations,
+            thresholds=self.thresholds,
+        )
+        state.history.append(raw.status)
+        status, reasons = raw.status, raw.reasons
+        if raw.status in ("stalled", "vanishing"):
+            recent = list(state.history)[-self.patience :]
+            if len(recent) < self.patience or any(s != raw.status for s in recent):
+                held = sum(1 for _ in _tail_run(state.history, raw.status))
+                status = "healthy"
+                reasons = (*raw.reasons, f"{raw.status} for {held} of {self.patience} checks")
+        result = GradientHealth(
+            status=status,
+            grad_norm=raw.grad_norm,
+            grad_rms=raw.grad_rms,
+            update_ratio=raw.update_ratio,
+            zero_fraction=raw.zero_fraction,
+            dead_fraction=raw.dead_fraction,
+            nonfinite=raw.nonfinite,
+            reasons=reasons,
+            raw_status=raw.status,
+        )
+        if self.keep_weights:
+            state.weight = weight.detach().clone()
+        state.step = step
+        state.last = result
+        return result
+
+    def history(self, layer: str) -> list[str]:
+        """The remembered single-check statuses of a layer, oldest first."""
+        state = self._layers.get(layer)
+        return [] if state is None else list(state.history)
+
+    def latest(self) -> dict[str, GradientHealth]:
+        """The last result of every layer checked so far."""
+        return {name: s.last for name, s in self._layers.items() if s.last is not None}
+
+    def reset(self, layer: str | None = None) -> None:
+        """Forget one layer (or all), e.g. after pruning."""
+        if layer is None:
+            self._layers.clear()
+        else:
+            self._layers.pop(layer, None)
+
+
+def _tail_run(history: deque[str], status: str) -> list[str]:
+    run: list[str] = []
+    for s in reversed(history):
+        if s != status:
+            break
+        run.append(s)
+    return run

@@ -1,0 +1,215 @@
+"""Pruning redundant filters: which to remove (from correlation groups) and the surgery itself.
+
+**The plan.** Filters in one correlation group produce nearly the same feature maps (up to
+scale and offset), so one can stand for the others. :func:`plan_pruning` keeps, per group,
+the *most central* member (the highest mean correlation with the rest of its group) and
+removes the others. Filters in no group are always kept.
+
+**The surgery.** :func:`prune_filters` removes output channels structurally with
+Torch-Pruning's dependency graph: the layer loses the filters, and every layer that consumes
+them (batch norm, the next conv's input channels, a dense layer after a flatten) loses the
+matching slices. Torch-Pruning gives the pruned tensors new ``Parameter`` objects, so for
+*online* pruning the optimizer is mended too: its parameter groups get the new objects and
+every per-parameter state tensor of the old shape (SGD momentum, Adam's moments) is sliced to
+the kept channels; counters such as Adam's ``step`` are kept. The slicing is checked: the new
+parameter must equal the old one restricted to the kept indices, else the state of that
+parameter is reset (and said so in :attr:`PruneResult.reset_state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from convscope._optional import require
+from convscope.errors import DataError, LayerNotFoundError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["PruneResult", "plan_pruning", "prune_filters"]
+
+
+def plan_pruning(labels: Any, matrix: Any, *, min_keep: int = 1) -> list[int]:
+    """Filters to remove so that each correlation group keeps ``min_keep`` representatives.
+
+    Args:
+        labels: group id per filter (``-1``: in no group), as in ``FilterGroups.labels``.
+        matrix: the ``F x F`` correlation matrix the groups came from.
+        min_keep: members kept per group, the most central first.
+
+    Returns:
+        Sorted filter indices to remove.
+
+    Example:
+        >>> import numpy as np
+        >>> c = np.array([[1, .95, .9, 0], [.95, 1, .97, 0], [.9, .97, 1, 0], [0, 0, 0, 1.]])
+        >>> plan_pruning([0, 0, 0, -1], c)   # filter 1 is the most central of group 0
+        [0, 2]
+    """
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    m = np.nan_to_num(np.asarray(matrix, dtype=np.float64))
+    if m.shape != (labels.size, labels.size):
+        raise DataError(f"the correlation matrix is {m.shape} but there are {labels.size} labels")
+    if min_keep < 1:
+        raise DataError(f"min_keep must be at least 1, got {min_keep}")
+    remove: list[int] = []
+    for gid in sorted(set(labels[labels >= 0].tolist())):
+        members = np.flatnonzero(labels == gid)
+        if members.size <= min_keep:
+            continue
+        sub = m[np.ix_(members, members)]
+        centrality = (sub.sum(axis=1) - np.diag(sub)) / (members.size - 1)
+        order = members[np.argsort(-centrality, kind="stable")]
+        remove += order[min_keep:].tolist()
+    return sorted(int(i) for i in remove)
+
+
+@dataclass
+class PruneResult:
+    """What :func:`prune_filters` did.
+
+    Attributes:
+        removed: layer -> removed filter indices (in the layer's numbering before pruning).
+        kept: layer -> kept filter indices (same numbering).
+        params_before, params_after: parameter counts of the whole model.
+        changed: qualified names of every parameter that was replaced.
+        reset_state: parameters whose optimizer state could not be sliced and was reset.
+    """
+
+    removed: dict[str, list[int]]
+    kept: dict[str, list[int]]
+    params_before: int
+    params_after: int
+    changed: list[str] = field(default_factory=list)
+    reset_state: list[str] = field(default_factory=list)
+
+
+def prune_filters(
+    module: torch.nn.Module,
+    plan: Mapping[str, Sequence[int]],
+    *,
+    example_inputs: torch.Tensor | tuple[torch.Tensor, ...],
+    optimizer: torch.optim.Optimizer | None = None,
+) -> PruneResult:
+    """Remove the given output filters (conv) or units (dense) and mend what depends on them.
+
+    Args:
+        module: the model, changed in place.
+        plan: layer name (as in ``named_modules()``) -> filter indices to remove.
+        example_inputs: an input batch, to trace the dependencies (one sample is enough).
+        optimizer: the optimizer training ``module``, if any; it is updated in place.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3))
+        >>> r = prune_filters(net, {"0": [1, 2]}, example_inputs=torch.zeros(1, 1, 8, 8))
+        >>> net[0].out_channels, net[2].in_channels, r.kept
+        (2, 2, {'0': [0, 3]})
+    """
+    import torch
+
+    tp = require("torch_pruning", feature="pruning", extra="analysis")
+    modules = dict(module.named_modules())
+    handlers = []
+    for name, idxs in plan.items():
+        layer = modules.get(name)
+        if layer is None:
+            raise LayerNotFoundError(f"layer {name!r} not found; pass names as in model.named_modules()")
+        if isinstance(layer, torch.nn.modules.conv._ConvNd):
+            handler, size = tp.prune_conv_out_channels, layer.out_channels
+        elif isinstance(layer, torch.nn.Linear):
+            handler, size = tp.prune_linear_out_channels, layer.out_features
+        else:
+            raise DataError(f"layer {name!r} is a {type(layer).__name__}; only conv and dense layers can lose filters")
+        chosen = sorted({int(i) for i in idxs})
+        if not chosen:
+            continue
+        if chosen[0] < 0 or chosen[-1] >= size:
+            raise DataError(f"layer {name!r} has {size} filters; cannot remove {chosen}")
+        if len(chosen) >= size:
+            raise DataError(f"layer {name!r} would lose all its {size} filters; keep at least one")
+        handlers.append((name, layer, handler, chosen, size))
+
+    before = {n: p for n, p in module.named_parameters()}
+    params_before = sum(p.numel() for p in before.values())
+    removed_at: dict[tuple[int, str], list[int]] = {}  # (id(module), "out"|"in") -> removed indices
+    result = PruneResult(removed={}, kept={}, params_before=params_before, params_after=params_before)
+    graph = tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
+    for name, layer, handler, chosen, size in handlers:
+        group = graph.get_pruning_group(layer, handler, idxs=chosen)
+        for item in group:
+            dep, idxs = item.dep, item.idxs
+            fn = getattr(dep.handler, "__name__", str(dep.handler))
+            direction = "out" if "out" in fn else "in" if "in" in fn else None
+            target = dep.target.module
+            if direction is not None and isinstance(target, torch.nn.Module):
+                removed_at[(id(target), direction)] = sorted(int(getattr(i, "idx", i)) for i in idxs)
+        group.prune()
+        result.removed[name] = chosen
+        result.kept[name] = [i for i in range(size) if i not in set(chosen)]
+
+    after = dict(module.named_parameters())
+    result.params_after = sum(p.numel() for p in after.values())
+    for pname, new in after.items():
+        old = before.get(pname)
+        if old is None or new is old:
+            continue
+        result.changed.append(pname)
+        if optimizer is not None:
+            owner = modules.get(pname.rpartition(".")[0])
+            keep = _kept_indices(old, new, owner, removed_at)
+            if not _swap_in_optimizer(optimizer, old, new, keep):
+                result.reset_state.append(pname)
+    return result
+
+
+def _kept_indices(old: Any, new: Any, owner: Any, removed_at: dict[tuple[int, str], list[int]]) -> dict[int, list[int]] | None:
+    """dim -> kept indices such that ``new == old`` restricted to them; None if not derivable."""
+    import torch
+
+    keep: dict[int, list[int]] = {}
+    for dim in range(old.dim()):
+        if old.shape[dim] == new.shape[dim]:
+            continue
+        lost = old.shape[dim] - new.shape[dim]
+        candidates = [removed_at.get((id(owner), d)) for d in ("out", "in")]
+        match = next((c for c in candidates if c is not None and len(c) == lost), None)
+        if match is None:
+            return None
+        gone = set(match)
+        keep[dim] = [i for i in range(old.shape[dim]) if i not in gone]
+    sliced = old.detach()
+    for dim, idx in keep.items():
+        sliced = sliced.index_select(dim, torch.tensor(idx, device=sliced.device))
+    if sliced.shape != new.shape or not torch.equal(sliced, new.detach()):
+        return None
+    return keep
+
+
+def _swap_in_optimizer(optimizer: Any, old: Any, new: Any, keep: dict[int, list[int]] | None) -> bool:
+    """Point the optimizer at ``new`` instead of ``old``; slice (or, if unknown, drop) its state."""
+    import torch
+
+    for group in optimizer.param_groups:
+        for i, p in enumerate(group["params"]):
+            if p is old:
+                group["params"][i] = new
+    state = optimizer.state.pop(old, None)
+    if state is None:
+        return True
+    if keep is None:
+        return False  # the new parameter starts with fresh state
+    fresh = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.shape == old.shape:
+            for dim, idx in keep.items():
+                value = value.index_select(dim, torch.tensor(idx, device=value.device))
+            fresh[key] = value.contiguous()
+        else:
+            fresh[key] = value
+    optimizer.state[new] = fresh
+    return True

@@ -1,0 +1,561 @@
+"""``convscope.watch``: the training-time monitor.
+
+The monitor follows the optimizer's steps itself (``register_step_post_hook``), so a training
+loop needs no call per step. On a recording step it reduces what it needs on the model's
+device (correlation matrices, histograms, small images, weight copies, gradient norms) right
+after ``optimizer.step()``, hands the small results to a background thread, and returns. The
+background thread turns them into frames and feeds the sinks; nothing there can block or
+crash training.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from convscope.errors import DataError, LayerNotFoundError
+from convscope.insitu._pipeline import FramePipeline
+
+if TYPE_CHECKING:
+    import torch
+
+    from convscope.frames import Frame
+    from convscope.models import ModelGraph
+    from convscope.sinks import Sink
+
+__all__ = ["VIEWS", "Monitor", "PruneConfig", "watch"]
+
+#: Every view the monitor can record, with how often by default (in optimizer steps).
+VIEWS: dict[str, int] = {
+    "weights": 10,
+    "trajectory": 10,
+    "distribution": 10,
+    "feature_maps": 50,
+    "correlation": 10,
+    "gradients": 10,
+    "lr": 10,
+}
+_ACTIVATION_VIEWS = ("distribution", "feature_maps", "correlation")
+
+
+@dataclass
+class PruneConfig:
+    """Online pruning of redundant filters found by the correlation groups.
+
+    Attributes:
+        layers: conv layers to prune (default: the first watched conv layer).
+        threshold: correlation at or above which filters are redundant.
+        start: first step at which pruning may happen (let groups settle first).
+        every: steps between pruning checks after ``start``.
+        max_fraction: at most this share of a layer's original filters is ever removed.
+        min_filters: never go below this many filters.
+        times: how many pruning rounds at most, per layer.
+        method: grouping method (``"union"`` or ``"hierarchical"``).
+    """
+
+    layers: tuple[str, ...] | None = None
+    threshold: float = 0.9
+    start: int = 200
+    every: int = 200
+    max_fraction: float = 0.5
+    min_filters: int = 2
+    times: int = 1
+    method: str = "union"
+
+
+@dataclass
+class _LayerState:
+    name: str
+    module: torch.nn.Module
+    original_filters: int
+    layout: str = "torch"  # "keras": kernel is (kh, kw, in, out) or (in, out), outputs channels-last
+    trajectory: Any = None
+    trajectory_shape: tuple[int, ...] | None = None
+    health: Any = None
+    groups: Any = None
+    correlation: Any = None
+    prev_weight: torch.Tensor | None = None
+    prunes: int = 0
+
+    @property
+    def param(self) -> torch.Tensor:
+        """The live parameter tensor (its ``.grad`` is the layer's gradient)."""
+        if self.layout == "keras":
+            return self.module.kernel.value
+        return self.module.weight
+
+    def weight(self) -> torch.Tensor:
+        """A detached copy in torch layout: filters first (``F x C x kh x kw`` or ``out x in``)."""
+        return _torch_layout(self.param.detach(), self.layout).clone()
+
+    def grad(self) -> torch.Tensor | None:
+        g = self.param.grad
+        return None if g is None else _torch_layout(g.detach(), self.layout).clone()
+
+    def activations(self, out: torch.Tensor, max_samples: int | None = None) -> torch.Tensor:
+        out = out.detach()
+        if max_samples is not None and out.dim() >= 2:
+            out = out[:max_samples]
+        if self.layout == "keras" and out.dim() == 4:
+            return out.permute(0, 3, 1, 2).clone()
+        return out.clone()
+
+    @property
+    def filters(self) -> int:
+        return int(_torch_layout(self.param, self.layout).shape[0])
+
+
+def _torch_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
+    if layout != "keras":
+        return t
+    if t.dim() == 4:  # (kh, kw, in, out) -> (out, in, kh, kw)
+        return t.permute(3, 2, 0, 1)
+    if t.dim() == 2:  # (in, out) -> (out, in)
+        return t.t()
+    return t
+
+
+@dataclass
+class MonitorStats:
+    steps: int = 0
+    recorded_steps: int = 0
+    seconds_in_step_hooks: float = 0.0
+    frames: int = 0
+    dropped: int = 0
+    sink_failures: dict[str, int] = field(default_factory=dict)
+    prunings: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Monitor:
+    """Watches a model while it trains; see :func:`watch` for the options."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        optimizer: torch.optim.Optimizer | None = None,
+        layers: Sequence[str] | Mapping[str, torch.nn.Module] | None = None,
+        every: int | Mapping[str, int] | None = None,
+        record: Iterable[str] | None = None,
+        probe: torch.Tensor | None = None,
+        logdir: str | os.PathLike[str] | None = "convscope-runs",
+        run: str | None = None,
+        sinks: Sequence[Sink] = (),
+        serve: bool | str = False,
+        prune: PruneConfig | bool | Mapping[str, Any] | None = None,
+        all_ranks: bool = False,
+        input_shape: tuple[int, ...] | None = None,
+        image_size: int = 64,
+        max_samples: int | None = 16,
+        image_normalisation: str = "per_map",
+        bins: int = 32,
+        group_threshold: float = 0.9,
+        group_method: str = "union",
+        health_thresholds: Any = None,
+        trajectory_dims: Sequence[int] | None = None,
+        queue_size: int = 256,
+        seed: int = 0,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        import torch
+
+        self.model = _unwrap(model)
+        self.optimizer = optimizer
+        self.record = set(VIEWS if record is None else record)
+        unknown = self.record - set(VIEWS)
+        if unknown:
+            raise DataError(f"unknown views {sorted(unknown)}; record= takes any of {', '.join(VIEWS)}")
+        self.every = _schedule(every, self.record)
+        self.probe = probe
+        self.image_size = image_size
+        self.max_samples = max_samples
+        self.bins = bins
+        self.group_threshold = group_threshold
+        self.group_method = group_method
+        self.image_normalisation = image_normalisation
+        self.health_thresholds = health_thresholds
+        self.trajectory_dims = None if trajectory_dims is None else tuple(int(i) for i in trajectory_dims)
+        self.seed = seed
+        self.input_shape = input_shape
+        self.prune = _prune_config(prune)
+        self.rank, self.world = _rank()
+        self.active = all_ranks or self.rank == 0
+        self.config = dict(config or {})
+        if isinstance(layers, Mapping):
+            chosen = dict(layers)
+        else:
+            modules = dict(self.model.named_modules())
+            if layers is None:
+                layers = [n for n, m in modules.items() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+                if not layers:
+                    raise LayerNotFoundError(
+                        f"{type(self.model).__name__} has no conv layers to watch by default; pass layers=[...] "
+                        "with the names of the layers to watch"
+                    )
+            missing = [n for n in layers if n not in modules]
+            if missing:
+                known = [n for n, m in modules.items() if isinstance(m, torch.nn.modules.conv._ConvNd | torch.nn.Linear)]
+                raise LayerNotFoundError(f"layers {missing} not found; the model's conv and dense layers are {', '.join(known)}")
+            chosen = {n: modules[n] for n in layers}
+        self.layers = {}
+        for n, m in chosen.items():
+            layout = "keras" if getattr(m, "weight", None) is None and getattr(m, "kernel", None) is not None else "torch"
+            if layout == "torch" and not isinstance(getattr(m, "weight", None), torch.Tensor):
+                raise DataError(f"layer {n!r} ({type(m).__name__}) has no weight to watch; watch conv or dense layers")
+            state = _LayerState(n, m, 0, layout=layout)
+            state.original_filters = state.filters
+            self.layers[n] = state
+        if self.prune is not None:
+            if self.prune.layers is None:
+                convs = [n for n, st in self.layers.items() if isinstance(st.module, torch.nn.modules.conv._ConvNd)]
+                self.prune.layers = tuple(convs[:1])
+            bad = [n for n in self.prune.layers if n not in self.layers or self.layers[n].layout != "torch"]
+            if bad:
+                raise DataError(f"prune= layers {bad} are not watched torch conv/dense layers; watch them or prune others")
+            if self.world > 1:
+                raise DataError(
+                    "online pruning under torch.distributed is not supported: every rank would have to prune "
+                    "the same filters at the same step; prune after training or train on one process"
+                )
+        self.run_name = run or _run_name(self.model)
+        if self.world > 1 and all_ranks:
+            self.run_name = f"{self.run_name}.rank{self.rank}"
+        self.logdir = None if logdir is None else str(logdir)
+        self._extra_sinks = list(sinks)
+        self._serve = serve
+        self.server_url: str | None = None
+        self.stats = MonitorStats()
+        self.step_count = 0
+        self._acts: dict[str, torch.Tensor] = {}
+        self._handles: list[Any] = []
+        self._pipeline: FramePipeline | None = None
+        self._queue_size = queue_size
+        self._graph: ModelGraph | None = None
+        self._started = False
+        self._closed = False
+        self._store: Any = None
+        self._server: Any = None
+        self.run_id: str | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> Monitor:
+        """Attach the hooks and start the background thread (idempotent)."""
+        if self._started or not self.active:
+            self._started = True
+            return self
+        self._started = True
+        sinks = list(self._extra_sinks)
+        if self._serve is True and self.logdir is None:
+            import tempfile
+
+            self.logdir = tempfile.mkdtemp(prefix="convscope-runs-")
+        if self.logdir is not None:
+            from convscope.sinks.store import StoreSink
+
+            self._store = StoreSink(self.logdir, run=self.run_name, model=type(self.model).__name__, config=self._config())
+            self.run_id = self._store.run_id
+            sinks.insert(0, self._store)
+        if self._serve:
+            sinks.extend(self._start_server())
+        self._pipeline = FramePipeline(sinks, maxsize=self._queue_size, on_dropped=self._dropped_frame)
+        self._pipeline.start()
+        for state in self.layers.values():
+            self._handles.append(state.module.register_forward_hook(self._make_forward_hook(state.name)))
+        if self.optimizer is not None:
+            self._handles.append(self.optimizer.register_step_pre_hook(lambda *_: self._before_step()))
+            self._handles.append(self.optimizer.register_step_post_hook(lambda *_: self._after_step()))
+        self._handles.append(self.model.register_forward_pre_hook(self._first_forward))
+        self._submit_meta("start", status="live")
+        return self
+
+    def close(self, *, status: str = "finished") -> None:
+        """Remove every hook, drain the queue and close the sinks (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._acts.clear()
+        if self._pipeline is not None:
+            self._submit_meta("end", status=status)
+            self._pipeline.close(status=status)
+            self.stats.frames = self._pipeline.stats.frames
+            self.stats.dropped = self._pipeline.stats.dropped
+            self.stats.sink_failures = dict(self._pipeline.stats.sink_failures)
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.close(status="finished" if exc_type is None else "failed")
+
+    # --- public calls in a training loop -------------------------------------------------------------
+    def step(self) -> None:
+        """Mark the end of one training step, for loops without an optimizer object."""
+        self._after_step()
+
+    def log(self, **scalars: float | torch.Tensor) -> None:
+        """Record scalars (loss, accuracy ...) at the current step; tensors are read off-thread."""
+        if not self.active or self._pipeline is None:
+            return
+        step = self.step_count
+        values = {k: (v.detach() if hasattr(v, "detach") else v) for k, v in scalars.items()}
+        self._pipeline.submit(lambda: [self._frame(step, "", "scalar", {"name": k, "value": float(v)}) for k, v in values.items()])
+
+    @property
+    def graph(self) -> ModelGraph | None:
+        return self._graph
+
+    # --- hooks ----------------------------------------------------------------------------------
+    def _due(self, view: str, step: int) -> bool:
+        n = self.every.get(view)
+        return n is not None and step % n == 0
+
+    def _needs_activations(self, step: int) -> bool:
+        return self.probe is None and any(self._due(v, step) for v in _ACTIVATION_VIEWS)
+
+    def _make_forward_hook(self, name: str) -> Callable[..., None]:
+        def hook(_m: torch.nn.Module, _args: Any, out: Any) -> None:
+            if self._building:
+                return
+            if self._collecting or self._needs_activations(self.step_count + 1):
+                # a copy: an in-place activation (ReLU(inplace=True)) would change the output later
+                if isinstance(out, tuple | list):
+                    out = out[0]
+                if hasattr(out, "detach"):
+                    self._acts[name] = self.layers[name].activations(out, self.max_samples)
+
+        return hook
+
+    _collecting = False
+    _building = False
+
+    def _first_forward(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        # The graph needs an input shape: take it from the first batch the model sees.
+        if self._graph is not None or not args or not hasattr(args[0], "shape"):
+            return
+        shape = tuple(int(d) for d in args[0].shape[1:])
+        self.input_shape = self.input_shape or shape
+        self._graph_pending = True
+
+    _graph_pending = False
+
+    def _build_graph(self) -> None:
+        from convscope.models import build_graph
+
+        self._graph_pending = False
+        self._building = True  # building runs the model once; the hooks ignore that pass
+        try:
+            self._graph = build_graph(self.model, input_shape=self.input_shape or ())
+        except Exception as exc:  # a graph is nice to have; training must go on without it
+            warnings.warn(f"convscope could not build the model graph ({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=3)
+            return
+        finally:
+            self._building = False
+            self._acts.clear()
+        self._submit_meta("graph", status="live")
+
+    def _before_step(self) -> None:
+        # Weights right before a recording step's update give the exact update-to-weight ratio.
+        if not self.active or self._closed or not self._due("gradients", self.step_count + 1):
+            return
+        for state in self.layers.values():
+            state.prev_weight = state.weight()
+
+    def _after_step(self) -> None:
+        if not self.active or self._pipeline is None or self._closed:
+            return
+        start = time.perf_counter()
+        try:
+            self.step_count += 1
+            step = self.step_count
+            if self._graph_pending:
+                self._build_graph()
+            if any(self._due(v, step) for v in self.every):
+                self._record(step)
+                self.stats.recorded_steps += 1
+            if self.prune is not None:
+                self._maybe_prune(step)
+            # Without an optimizer to hook before its update, the weights after this step stand in.
+            if self.optimizer is None and self._due("gradients", step + 1):
+                self._before_step()
+        except Exception as exc:
+            warnings.warn(f"convscope skipped step {self.step_count} ({type(exc).__name__}: {exc}); training goes on", RuntimeWarning, stacklevel=2)
+        finally:
+            self._acts.clear()
+            self.stats.steps = self.step_count
+            self.stats.seconds_in_step_hooks += time.perf_counter() - start
+
+    # --- recording ------------------------------------------------------------------------------
+    def _record(self, step: int) -> None:
+        import torch
+
+        from convscope.insitu import _reduce
+
+        acts = self._acts
+        if self.probe is not None and any(self._due(v, step) for v in _ACTIVATION_VIEWS):
+            acts = self._probe_activations()
+        items: list[tuple[Callable[[], list[Frame]], int]] = []
+        with torch.no_grad():
+            for state in self.layers.values():
+                items.extend(_reduce.layer_items(self, state, step, acts.get(state.name)))
+            if self._due("lr", step) and self.optimizer is not None:
+                lr = float(self.optimizer.param_groups[0].get("lr", float("nan")))
+                items.append((lambda: [self._frame(step, "", "scalar", {"name": "lr", "value": lr})], 0))
+        for item, nbytes in items:
+            self._pipeline.submit(item, nbytes=nbytes)  # type: ignore[union-attr]
+
+    def _probe_activations(self) -> dict[str, torch.Tensor]:
+        import torch
+
+        was_training = self.model.training
+        self._collecting = True
+        self._acts = {}
+        try:
+            self.model.eval()  # batch norm statistics and dropout stay untouched by the probe
+            with torch.no_grad():
+                self.model(self.probe)
+            return dict(self._acts)
+        finally:
+            self._collecting = False
+            self.model.train(was_training)
+
+    def _maybe_prune(self, step: int) -> None:
+        from convscope.insitu import _prune
+
+        _prune.maybe_prune(self, step)
+
+    # --- frames ---------------------------------------------------------------------------------
+    def _frame(self, step: int, layer: str, kind: str, payload: dict[str, Any]) -> Frame:
+        from convscope.frames import Frame
+
+        return Frame(run=self.run_id or self.run_name, step=step, wall_time=time.time(), layer=layer, kind=kind, payload=payload)
+
+    def _dropped_frame(self, count: int) -> Frame:
+        return self._frame(self.step_count, "", "dropped", {"count": int(count), "sink": "queue"})
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "layers": list(self.layers),
+            "every": dict(self.every),
+            "probe": None if self.probe is None else list(self.probe.shape),
+            "prune": None if self.prune is None else {k: v for k, v in vars(self.prune).items()},
+            "world_size": self.world,
+            "rank": self.rank,
+            **self.config,
+        }
+
+    def _submit_meta(self, event: str, *, status: str) -> None:
+        if self._pipeline is None:
+            return
+        graph = None if self._graph is None else self._graph.to_dict()
+        step = self.step_count
+        config = self._config()
+        self._pipeline.submit(lambda: [self._frame(step, "", "run_meta", {"event": event, "graph": graph, "config": config, "status": status})])
+
+    def _start_server(self) -> list[Sink]:
+        """``serve=True``: a local server on the run store; ``serve="http://..."``: ship to that server."""
+        if isinstance(self._serve, str):
+            from convscope.sinks.http import HttpSink
+
+            sink = HttpSink(self._serve, run=self.run_name, model=type(self.model).__name__, config=self._config())
+            self.server_url = self._serve.rstrip("/") + f"/#/runs/{sink.run_id}" if getattr(sink, "run_id", None) else self._serve
+            return [sink]
+        from convscope.server import start_local_server
+
+        handle = start_local_server(self.logdir)
+        self._server = handle
+        run_id = getattr(self._store, "run_id", None)
+        self.server_url = handle.url.rstrip("/") + (f"/#/runs/{run_id}" if run_id else "")
+        print(f"convscope: live dashboard at {self.server_url}", flush=True)
+        return []
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    # DistributedDataParallel / DataParallel keep the real model in .module.
+    inner = getattr(model, "module", None)
+    if type(model).__name__ in ("DistributedDataParallel", "DataParallel") and inner is not None:
+        return inner
+    return model
+
+
+def _rank() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _run_name(model: torch.nn.Module) -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + type(model).__name__.lower() + f"-{os.getpid()}"
+
+
+def _schedule(every: int | Mapping[str, int] | None, record: set[str]) -> dict[str, int]:
+    out = {v: n for v, n in VIEWS.items() if v in record}
+    if isinstance(every, int):
+        if every < 1:
+            raise DataError(f"every= must be a positive number of steps, got {every}")
+        out = {v: (every * 5 if v == "feature_maps" else every) for v in out}
+    elif every is not None:
+        for view, n in every.items():
+            if view not in VIEWS:
+                raise DataError(f"unknown view {view!r} in every=; views are {', '.join(VIEWS)}")
+            if int(n) < 1:
+                raise DataError(f"every[{view!r}] must be a positive number of steps, got {n}")
+            if view in record:
+                out[view] = int(n)
+    return out
+
+
+def _prune_config(prune: PruneConfig | bool | Mapping[str, Any] | None) -> PruneConfig | None:
+    if prune is None or prune is False:
+        return None
+    if prune is True:
+        return PruneConfig()
+    if isinstance(prune, PruneConfig):
+        return prune
+    config = PruneConfig(**dict(prune))
+    if config.layers is not None:
+        config.layers = tuple(config.layers)
+    return config
+
+
+def watch(model: torch.nn.Module, **options: Any) -> Monitor:
+    """Watch a model while it trains: at most three lines in an existing loop.
+
+    Args:
+        model: the ``torch.nn.Module`` being trained (DDP-wrapped is fine).
+        optimizer: followed automatically: every ``optimizer.step()`` is a step. Without
+            one, call ``monitor.step()`` once per training step.
+        layers: module names to watch; default every conv layer.
+        record: views to record (default all of :data:`VIEWS`).
+        every: steps between recordings, one number or ``{view: steps}``.
+        probe: a fixed batch to compute feature-map views on (default: the training batch).
+        max_samples: the activation views (distribution, images, correlation) use at most
+            this many samples of the batch (default 16; ``None``: all), which bounds their cost.
+        logdir: where the run store writes (``None``: no store).
+        run: the run's name (default: time, model class and process id).
+        sinks: extra sinks (CSV, VTK, TensorBoard, your own).
+        serve: start a local live server and print its URL.
+        prune: online pruning of redundant filters (``True``, a dict or :class:`PruneConfig`).
+        all_ranks: under ``torch.distributed``, record every rank (default rank 0 only).
+
+    Example:
+        >>> import torch, convscope
+        >>> net = convscope.models.create_model("lenet5-simplified")
+        >>> opt = torch.optim.SGD(net.parameters(), lr=0.01)
+        >>> with convscope.watch(net, optimizer=opt, logdir=None) as mon:
+        ...     for _ in range(3):
+        ...         loss = net(torch.randn(8, 1, 28, 28)).square().mean()
+        ...         opt.zero_grad(); loss.backward(); opt.step()
+        ...         mon.log(loss=loss)
+        >>> mon.step_count
+        3
+    """
+    return Monitor(model, **options).start()

@@ -1,0 +1,83 @@
+"""Online pruning: remove filters the correlation groups call redundant, while training goes on.
+
+Called on the training thread right after ``optimizer.step()``, so nothing else touches the
+model at that moment. The plan comes from the latest correlation matrix the background thread
+computed for the layer, regrouped at the pruning threshold; the surgery (the layer, every layer
+that depends on it, and the optimizer's parameters and state) is
+:func:`convscope.analysis.prune_filters`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from convscope.insitu._monitor import Monitor
+
+__all__ = ["maybe_prune"]
+
+
+def maybe_prune(monitor: Monitor, step: int) -> None:
+    """Prune each configured layer if this is a pruning step and its groups show redundancy."""
+    import torch
+
+    from convscope.analysis import filter_groups, plan_pruning, prune_filters
+
+    config = monitor.prune
+    if config is None or step < config.start or (step - config.start) % config.every:
+        return
+    for name in config.layers or ():
+        state = monitor.layers.get(name)
+        if state is None or state.prunes >= config.times or state.correlation is None:
+            continue
+        corr = state.correlation
+        current = int(state.module.weight.shape[0])
+        if corr.filters != current:
+            continue  # the matrix predates an earlier pruning
+        budget = min(
+            current - config.min_filters,
+            math.floor(state.original_filters * config.max_fraction) - (state.original_filters - current),
+        )
+        if budget <= 0:
+            continue
+        groups = filter_groups(corr, threshold=config.threshold, method=config.method)
+        remove = sorted(plan_pruning(groups.labels, corr.matrix))[:budget]
+        if not remove:
+            continue
+        param = next(monitor.model.parameters())
+        example = torch.zeros((1, *monitor.input_shape), dtype=param.dtype, device=param.device)
+        try:
+            result = prune_filters(monitor.model, {name: remove}, example_inputs=example, optimizer=monitor.optimizer)
+        except Exception as exc:
+            warnings.warn(
+                f"convscope could not prune {name} at step {step} ({type(exc).__name__}: {exc}); "
+                "training goes on unpruned",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            config.times = 0
+            return
+        state.prunes += 1
+        for other in monitor.layers.values():  # shapes may have changed downstream too
+            other.prev_weight = None
+        state.correlation = None
+        state.groups = None
+        if state.health is not None:
+            state.health.reset(name)
+        kept = [i for i in range(current) if i not in set(remove)]
+        payload = {
+            "removed": [int(i) for i in remove],
+            "kept": kept,
+            "before": current,
+            "after": int(state.module.weight.shape[0]),
+            "reason": f"correlation >= {config.threshold} ({config.method} groups)",
+            "params_before": int(result.params_before),
+            "params_after": int(result.params_after),
+            "groups": [[int(i) for i in g] for g in groups.groups.values() if len(g) > 1],
+        }
+        record = {"step": step, "layer": name, **payload}
+        monitor.stats.prunings.append(record)
+        frame = monitor._frame(step, name, "pruning", payload)
+        monitor._pipeline.submit(lambda f=frame: [f])  # type: ignore[union-attr]

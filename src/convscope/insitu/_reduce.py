@@ -1,0 +1,142 @@
+"""What the monitor does for one watched layer on a recording step.
+
+Split in two on purpose. On the training thread, :func:`layer_items` only *snapshots* what the
+next optimizer step would change (weights, gradients, the activations of this batch): device
+copies that launch asynchronously on a GPU. Everything else (correlation, groups, histograms,
+images, trajectories, gradient health) runs in the returned work items on the monitor's
+background thread, still on the model's device, and only the small results cross to the host
+when a work item turns them into frames. The items of one layer run in order, so stateful
+trackers (trajectory PCA, stable group ids, gradient-health patience) see every update in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from convscope.frames import Frame
+    from convscope.insitu._monitor import Monitor, _LayerState
+
+__all__ = ["layer_items"]
+
+Item = tuple[Callable[[], list["Frame"]], int]
+
+
+def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Tensor | None) -> list[Item]:
+    """Snapshot this layer's tensors for ``step`` and return the work items that analyse them."""
+    due = {view for view in monitor.every if monitor._due(view, step)}
+    items: list[Item] = []
+    w = None
+    if due & {"weights", "trajectory", "gradients"}:
+        w = state.weight()
+    if "weights" in due:
+        items.append((lambda: [_weight_frame(monitor, state, step, w)], 0))
+    if "trajectory" in due:
+        items.append((lambda: [_trajectory_frame(monitor, state, step, w)], 0))
+    if "gradients" in due:
+        grad = state.grad()
+        prev = state.prev_weight
+        state.prev_weight = None
+        lr = _lr(monitor, state.param)
+        items.append((lambda: [_health_frame(monitor, state, step, grad, w, prev, lr, acts)], 0))
+    size = 0 if w is None else w.numel() * w.element_size() * 2
+    if acts is not None and due & {"distribution", "feature_maps", "correlation"}:
+        a = acts
+        size += a.numel() * a.element_size()
+        if "distribution" in due:
+            items.append((lambda: [_distribution_frame(monitor, state, step, a)], 0))
+        if "feature_maps" in due:
+            items.append((lambda: [_images_frame(monitor, state, step, a)], 0))
+        if "correlation" in due:
+            items.append((lambda: _correlation_frames(monitor, state, step, a), 0))
+    if items:  # the first item carries the memory the snapshots hold
+        items[0] = (items[0][0], size)
+    return items
+
+
+# --- the work items (background thread) -------------------------------------------------------
+
+
+def _weight_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.Tensor) -> Frame:
+    from convscope.analysis import weight_grid
+
+    return monitor._frame(step, state.name, "weight_grid", weight_grid(w).to_payload())
+
+
+def _trajectory_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.Tensor) -> Frame:
+    from convscope.analysis import TrajectoryTracker
+
+    if state.trajectory is None or state.trajectory_shape != tuple(w.shape):
+        # a new tracker after pruning changed the layer's shape; the path starts again
+        state.trajectory = TrajectoryTracker(dims=monitor.trajectory_dims, seed=monitor.seed)
+        state.trajectory_shape = tuple(w.shape)
+    payload = state.trajectory.update(w).to_payload()
+    payload["shape"] = list(w.shape)
+    return monitor._frame(step, state.name, "trajectory", payload)
+
+
+def _health_frame(
+    monitor: Monitor,
+    state: _LayerState,
+    step: int,
+    grad: torch.Tensor | None,
+    w: torch.Tensor,
+    prev: torch.Tensor | None,
+    lr: float | None,
+    acts: torch.Tensor | None,
+) -> Frame:
+    from convscope.analysis import GradientHealthTracker
+
+    if state.health is None:
+        state.health = GradientHealthTracker(thresholds=monitor.health_thresholds)
+    if prev is not None and prev.shape != w.shape:
+        prev = None
+    health = state.health.update(
+        state.name, grad, w, step=step, lr=lr, activations=acts, previous_weight=prev
+    )
+    return monitor._frame(step, state.name, "gradient_health", health.to_payload())
+
+
+def _distribution_frame(monitor: Monitor, state: _LayerState, step: int, a: torch.Tensor) -> Frame:
+    from convscope.analysis import feature_distribution
+
+    return monitor._frame(step, state.name, "distribution", feature_distribution(a, bins=monitor.bins).to_payload())
+
+
+def _images_frame(monitor: Monitor, state: _LayerState, step: int, a: torch.Tensor) -> Frame:
+    from convscope.analysis import feature_images
+
+    images = feature_images(a, sample=0, normalisation=monitor.image_normalisation, max_size=monitor.image_size)
+    return monitor._frame(step, state.name, "feature_maps", images.to_payload())
+
+
+def _correlation_frames(monitor: Monitor, state: _LayerState, step: int, a: torch.Tensor) -> list[Frame]:
+    from convscope.analysis import feature_correlation, filter_groups
+
+    corr = feature_correlation(a)
+    previous = state.groups
+    if previous is not None and len(previous.labels) != corr.filters:
+        previous = None  # the layer was pruned: ids start again
+    groups = filter_groups(corr, threshold=monitor.group_threshold, method=monitor.group_method, previous=previous)
+    state.correlation = corr
+    state.groups = groups
+    return [
+        monitor._frame(step, state.name, "correlation", corr.to_payload()),
+        monitor._frame(step, state.name, "groups", groups.to_payload()),
+    ]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _lr(monitor: Monitor, weight: torch.Tensor) -> float | None:
+    if monitor.optimizer is None:
+        return None
+    for group in monitor.optimizer.param_groups:
+        if any(p is weight for p in group["params"]):
+            return float(group.get("lr", 0.0))
+    return None
+

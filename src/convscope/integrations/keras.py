@@ -1,0 +1,100 @@
+"""A Keras 3 callback: ``model.fit(x, y, callbacks=[ConvscopeCallback(every=10)])``.
+
+On Keras's torch backend every view is recorded: Keras layers are torch modules, so forward
+hooks see the activations (channels-last, turned channels-first) and the gradients are the
+torch gradients Keras computed. On other backends the weight views (weight grid and
+trajectory) are recorded from the variables' values after each batch; activation and gradient
+views need the torch backend. Kernels are shown in torch's layout (filters first) like every
+other model in convscope.
+
+Example:
+    >>> from convscope.integrations.keras import ConvscopeCallback
+    >>> cb = ConvscopeCallback(every=10, logdir="convscope-runs")
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any
+
+from convscope._optional import require
+
+if "keras" not in sys.modules:
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # convscope's compute core; set yours before importing
+
+require("keras", feature="the Keras callback", extra="keras")
+
+import keras  # noqa: E402
+
+from convscope.errors import DataError  # noqa: E402
+from convscope.insitu import Monitor  # noqa: E402
+
+__all__ = ["ConvscopeCallback", "keras_layers"]
+
+_CONV = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
+
+
+def keras_layers(model: Any, *, dense: bool = False) -> dict[str, Any]:
+    """The model's conv layers (and dense ones with ``dense=True``), nested models walked."""
+    found: dict[str, Any] = {}
+
+    def walk(layer: Any) -> None:
+        for sub in getattr(layer, "layers", []):
+            walk(sub)
+        kind = type(layer).__name__
+        if getattr(layer, "kernel", None) is not None and (kind in _CONV or (dense and kind == "Dense")):
+            found[layer.name] = layer
+
+    walk(model)
+    return found
+
+
+class ConvscopeCallback(keras.callbacks.Callback):
+    """Watch a Keras model while it trains; takes the options of :func:`convscope.watch`.
+
+    ``layers`` may name Keras layers (default: every conv layer).
+    """
+
+    def __init__(self, **watch_options: Any) -> None:
+        super().__init__()
+        self.options = watch_options
+        self.monitor: Monitor | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        options = dict(self.options)
+        names = options.pop("layers", None)
+        available = keras_layers(self.model, dense=True)
+        if names is None:
+            chosen = keras_layers(self.model)
+        else:
+            missing = [n for n in names if n not in available]
+            if missing:
+                raise DataError(f"Keras layers {missing} not found; conv and dense layers are {', '.join(available)}")
+            chosen = {n: available[n] for n in names}
+        backend = keras.backend.backend()
+        if backend != "torch":
+            options["record"] = [v for v in options.get("record", ("weights", "trajectory")) if v in ("weights", "trajectory")]
+        options.setdefault("config", {})
+        options["config"] = {"trainer": "keras", "backend": backend, **options["config"]}
+        self.monitor = Monitor(self.model, optimizer=None, layers=chosen, **options).start()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.monitor is None:
+            return
+        self.monitor.step()
+        scalars = {}
+        for key, value in (logs or {}).items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(number):
+                scalars[key] = number
+        if scalars:
+            self.monitor.log(**scalars)
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.monitor is not None:
+            self.monitor.close(status="finished")

@@ -1,0 +1,52 @@
+"""The run store as a sink: what ``convscope.watch(logdir=...)`` writes to."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from convscope.sinks._base import Sink, register_sink
+from convscope.store import RunStore
+
+if TYPE_CHECKING:
+    from convscope.frames import Frame
+
+__all__ = ["StoreSink"]
+
+
+@register_sink("store")
+class StoreSink(Sink):
+    """Writes every frame to a new run in ``logdir``; commits on each periodic flush.
+
+    Example:
+        >>> import tempfile
+        >>> sink = StoreSink(tempfile.mkdtemp(), run="my-run")
+        >>> sink.run_id
+        'my-run'
+        >>> sink.close()
+    """
+
+    name = "store"
+
+    def __init__(
+        self,
+        logdir: str | os.PathLike[str],
+        *,
+        run: str | None = None,
+        model: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        max_images: int = 200,
+    ) -> None:
+        self.store = RunStore(logdir)
+        self.writer = self.store.create_run(run, model=model, config=config, max_images=max_images)
+        self.run_id = self.writer.run_id
+
+    def write(self, frame: Frame) -> None:
+        self.writer.write(frame)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self, *, status: str = "finished") -> None:
+        self.writer.close(status=status)

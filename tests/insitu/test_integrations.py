@@ -1,0 +1,96 @@
+"""The Lightning and Keras callbacks record the same views as convscope.watch, in a few lines."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from convscope.sinks.memory import MemorySink
+
+
+@pytest.mark.slow
+def test_lightning_callback(digits) -> None:
+    import lightning.pytorch as pl
+
+    from convscope.integrations.lightning import ConvscopeCallback
+    from convscope.models.zoo import load_zoo_model
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = load_zoo_model("lenet5-simplified", pretrained=False).module.train()
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, _idx):
+            x, y = batch
+            logits = self(x)
+            loss = torch.nn.functional.cross_entropy(logits, y)
+            self.log("train_acc", (logits.argmax(1) == y).float().mean(), on_epoch=True, on_step=False)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    images, labels = digits
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:256], labels[:256]), batch_size=32)
+    sink = MemorySink()
+    callback = ConvscopeCallback(every=4, logdir=None, sinks=[sink])
+    trainer = pl.Trainer(
+        max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
+    )
+    module = Module()
+    trainer.fit(module, loader)
+    assert callback.monitor is not None and callback.monitor.step_count == 16
+    assert set(callback.monitor.layers) == {"net.conv1", "net.conv2"}
+    grids = sink.select(kind="weight_grid", layer="net.conv1")
+    assert [f.step for f in grids] == [4, 8, 12, 16]
+    np.testing.assert_allclose(grids[-1].payload["weights"], module.net.conv1.weight.detach().numpy(), rtol=1e-6)
+    assert len(sink.select(kind="scalar", name="loss")) == 16
+    assert [f.step for f in sink.select(kind="scalar", name="train_acc")] == [8, 16]
+    assert sink.select(kind="correlation", layer="net.conv2")
+    assert sink.closed_with == "finished"
+
+
+@pytest.mark.slow
+def test_keras_callback_on_the_torch_backend(digits) -> None:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras was imported with another backend in this process")
+    from convscope.integrations.keras import ConvscopeCallback
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(12, 3, activation="relu", name="c2"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, name="out"),
+    ])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    images, labels = digits
+    x = images[:128].permute(0, 2, 3, 1).numpy()
+    y = labels[:128].numpy()
+    sink = MemorySink()
+    callback = ConvscopeCallback(every=2, logdir=None, sinks=[sink])
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback], shuffle=False)
+    assert callback.monitor.step_count == 8
+    grids = sink.select(kind="weight_grid", layer="c1")
+    assert [f.step for f in grids] == [2, 4, 6, 8]
+    kernel = keras.ops.convert_to_numpy(model.get_layer("c1").kernel)  # (kh, kw, in, out)
+    np.testing.assert_allclose(grids[-1].payload["weights"], kernel.transpose(3, 2, 0, 1), rtol=1e-6)
+    # feature maps arrive channels-first: correlation over the 8 filters of c1
+    corr = sink.select(kind="correlation", layer="c1")
+    assert corr and corr[-1].payload["matrix"].shape == (8, 8)
+    health = sink.select(kind="gradient_health", layer="c2")
+    assert health and health[-1].payload["grad_norm"] > 0
+    assert sink.select(kind="scalar", name="loss")

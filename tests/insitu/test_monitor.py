@@ -1,0 +1,189 @@
+"""convscope.watch in a real training loop: what it records is right, and it leaves training alone."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import convscope
+from convscope.errors import DataError, LayerNotFoundError
+from convscope.sinks import Sink
+from convscope.sinks.memory import MemorySink
+
+
+def _train(model, opt, digits, steps, *, batch=32, monitor=None, on_step=None):
+    images, labels = digits
+    losses = []
+    for step in range(1, steps + 1):
+        i = (step - 1) * batch % len(images)
+        x, y = images[i : i + batch], labels[i : i + batch]
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        if on_step is not None:
+            on_step(step, model, x)
+        opt.step()
+        if monitor is not None:
+            monitor.log(loss=loss)
+        losses.append(loss.item())
+    return losses
+
+
+def test_three_lines_record_every_view_for_every_conv_layer(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sink = MemorySink()
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5) as mon:
+        _train(model, opt, digits, 20, monitor=mon)
+    assert mon.step_count == 20
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert list(mon.layers) == convs and len(convs) == 2
+    for layer in convs:
+        for kind in ("weight_grid", "trajectory", "gradient_health", "distribution", "correlation", "groups"):
+            steps = [f.step for f in sink.select(kind=kind, layer=layer)]
+            assert steps == [5, 10, 15, 20], (kind, layer, steps)
+        assert [f.step for f in sink.select(kind="feature_maps", layer=layer)] == [
+            s for s in range(1, 21) if s % 25 == 0
+        ]
+    assert [f.step for f in sink.select(kind="scalar", name="loss")] == list(range(1, 21))
+    assert [f.payload["value"] for f in sink.select(kind="scalar", name="lr")] == [0.05] * 4
+    meta = sink.select(kind="run_meta")
+    assert meta[0].payload["event"] == "start" and meta[-1].payload["status"] == "finished"
+    graph = [f for f in meta if f.payload["event"] == "graph"]
+    assert graph and any(layer["id"] == "conv1" for layer in graph[0].payload["graph"]["layers"])
+    assert sink.closed_with == "finished"
+    # every hook is gone
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+
+
+def test_recorded_values_match_what_the_loop_saw(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sink = MemorySink()
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+
+    def on_step(step, model, x):
+        if step % 4 == 0:
+            seen[step] = {
+                "grad": model.conv1.weight.grad.clone(),
+                "before": model.conv1.weight.detach().clone(),
+                "act": model.conv1(x[:16]).detach().clone(),  # max_samples=16 by default
+            }
+
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=4) as mon:
+        _train(model, opt, digits, 12, monitor=mon, on_step=on_step)
+    for step in (4, 8, 12):
+        grid = sink.select(kind="weight_grid", layer="conv1")[step // 4 - 1]
+        assert grid.step == step
+        expected_after = seen[step]["before"] - 0.05 * seen[step]["grad"]
+        np.testing.assert_allclose(grid.payload["weights"], expected_after.numpy(), rtol=1e-6, atol=1e-7)
+        health = sink.select(kind="gradient_health", layer="conv1")[step // 4 - 1].payload
+        assert health["grad_norm"] == pytest.approx(float(seen[step]["grad"].norm()), rel=1e-5)
+        ratio = float((0.05 * seen[step]["grad"]).norm() / expected_after.norm())  # documented: |dw| / |w|
+        assert health["update_ratio"] == pytest.approx(ratio, rel=1e-4)
+        corr = sink.select(kind="correlation", layer="conv1")[step // 4 - 1].payload["matrix"]
+        a = seen[step]["act"].transpose(0, 1).reshape(model.conv1.out_channels, -1).numpy().astype(np.float64)
+        np.testing.assert_allclose(corr, np.corrcoef(a), atol=1e-4)
+
+
+def test_training_is_bit_identical_with_and_without_the_monitor(digits, lenet) -> None:
+    plain = lenet(seed=3)
+    opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
+    _train(plain, opt, digits, 10)
+    watched = lenet(seed=3)
+    opt2 = torch.optim.Adam(watched.parameters(), lr=1e-3)
+    with convscope.watch(watched, optimizer=opt2, logdir=None, sinks=[MemorySink()], every=1) as mon:
+        _train(watched, opt2, digits, 10, monitor=mon)
+    for a, b in zip(plain.state_dict().values(), watched.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_probe_batch_feeds_the_activation_views(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    probe = digits[0][:8]
+    sink = MemorySink()
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=3, probe=probe, record=["correlation", "feature_maps"]) as mon:
+        _train(model, opt, digits, 6, monitor=mon)
+    corr = sink.select(kind="correlation", layer="conv1")
+    assert [f.step for f in corr] == [3, 6]
+    with torch.no_grad():
+        a = model.conv1(probe).transpose(0, 1).reshape(model.conv1.out_channels, -1).double().numpy()
+    np.testing.assert_allclose(corr[-1].payload["matrix"], np.corrcoef(a), atol=1e-4)
+    assert not sink.select(kind="weight_grid")
+
+
+class _BrokenSink(Sink):
+    name = "broken"
+
+    def write(self, frame) -> None:
+        raise OSError("disk on fire")
+
+
+def test_a_failing_sink_never_stops_training(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    good = MemorySink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[_BrokenSink(), good], every=2) as mon:
+            losses = _train(model, opt, digits, 8, monitor=mon)
+    assert all(np.isfinite(losses))
+    assert mon.stats.sink_failures["broken"] > 5
+    assert len([w for w in caught if "broken" in str(w.message)]) == 1
+    assert good.select(kind="weight_grid", layer="conv1")
+
+
+def test_loops_without_an_optimizer_call_step(digits, lenet) -> None:
+    model = lenet()
+    sink = MemorySink()
+    mon = convscope.watch(model, logdir=None, sinks=[sink], every=2, layers=["conv2"])
+    images, labels = digits
+    for _ in range(4):
+        loss = torch.nn.functional.cross_entropy(model(images[:16]), labels[:16])
+        model.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.1 * p.grad
+        mon.step()
+    mon.close()
+    assert [f.step for f in sink.select(kind="gradient_health", layer="conv2")] == [2, 4]
+    assert not sink.select(layer="conv1")
+
+
+def test_clear_errors_for_bad_options(lenet) -> None:
+    model = lenet()
+    with pytest.raises(LayerNotFoundError, match="conv1"):
+        convscope.watch(model, layers=["nope"], logdir=None)
+    with pytest.raises(DataError, match="every"):
+        convscope.watch(model, every=0, logdir=None)
+    with pytest.raises(DataError, match="unknown views"):
+        convscope.watch(model, record=["weights", "colour"], logdir=None)
+
+
+def test_online_pruning_removes_redundant_filters_while_training_goes_on(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sink = MemorySink()
+    prune = convscope.PruneConfig(layers=("conv1",), threshold=0.3, start=10, every=10, max_fraction=0.25, times=1)
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, prune=prune) as mon:
+        losses = _train(model, opt, digits, 40, monitor=mon)
+    events = sink.select(kind="pruning", layer="conv1")
+    assert len(events) == 1 and mon.stats.prunings
+    p = events[0].payload
+    assert p["before"] == 16 and p["after"] == 16 - len(p["removed"]) == model.conv1.out_channels
+    assert 1 <= len(p["removed"]) <= 4 and p["params_after"] < p["params_before"]
+    assert p["params_after"] == sum(q.numel() for q in model.parameters())
+    assert np.isfinite(losses).all()
+    step = events[0].step
+    later = [f for f in sink.select(kind="weight_grid", layer="conv1") if f.step > step]
+    assert later and later[-1].payload["weights"].shape[0] == model.conv1.out_channels
+    assert [f for f in sink.select(kind="correlation", layer="conv1") if f.step > step][-1].payload["matrix"].shape == (
+        model.conv1.out_channels, model.conv1.out_channels)
+    # the optimizer trains the new parameters
+    assert any(q is model.conv1.weight for g in opt.param_groups for q in g["params"])

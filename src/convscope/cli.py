@@ -31,6 +31,19 @@ examples:
 """
 
 
+_DEMO_EXAMPLES = """examples:
+  convscope demo                      # train, open the live dashboard, keep serving
+  convscope demo --steps 2000 --every 5 --no-browser
+  convscope demo --no-serve --logdir runs   # only write the run; `convscope serve --logdir runs` later
+"""
+
+_SERVE_EXAMPLES = """examples:
+  convscope serve                               # ./convscope-runs on http://127.0.0.1:8765
+  convscope serve --logdir runs --port 0 --open
+  convscope serve --host 0.0.0.0 --token s3cret # reachable from other machines: token required
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convscope",
@@ -71,6 +84,38 @@ def _parser() -> argparse.ArgumentParser:
     zt.add_argument("--seed", type=int, default=0)
     zt.add_argument("--out", metavar="FILE", help="write the weights here instead of the cache")
 
+    d = sub.add_parser(
+        "demo",
+        help="train the simplified LeNet-5 in situ and watch it live in the browser",
+        description="Train the simplified LeNet-5 of the in situ TensorView paper on the bundled MNIST digits "
+        "with every view recorded and online pruning of redundant conv1 filters, and open the live dashboard.",
+        epilog=_DEMO_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d.add_argument("--steps", type=int, default=600, help="training steps (default 600, about 10 s on 2 CPU cores)")
+    d.add_argument("--every", type=int, default=10, help="record the views every N steps (default 10)")
+    d.add_argument("--logdir", default="convscope-runs", help="where the run is stored (default ./convscope-runs)")
+    d.add_argument("--port", type=int, default=0, help="dashboard port (default: a free one)")
+    d.add_argument("--no-serve", action="store_true", help="no dashboard: only write the run store")
+    d.add_argument("--no-browser", action="store_true", help="print the dashboard's address instead of opening a browser")
+    d.add_argument("--no-prune", action="store_true", help="leave conv1's filters alone")
+    d.add_argument("--exit", action="store_true", help="stop the dashboard when training ends instead of serving on")
+
+    s_ = sub.add_parser(
+        "serve",
+        help="serve the runs of a log directory: API, live streams and dashboard",
+        description="Serve runs (live and finished) to the browser dashboard and to live monitors. "
+        "Binds 127.0.0.1 unless --host says otherwise; any other address requires a token (one is made "
+        "and printed if --token is not given).",
+        epilog=_SERVE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s_.add_argument("--logdir", default="convscope-runs", help="the runs' directory (default ./convscope-runs)")
+    s_.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s_.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = a free one)")
+    s_.add_argument("--token", default=None, help="require this token (made for you on non-loopback addresses)")
+    s_.add_argument("--open", action="store_true", help="open the dashboard in a browser")
+
     sub.add_parser(
         "data",
         help="list bundled data sets",
@@ -101,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _zoo(args)
         if args.command == "data":
             return _data()
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "serve":
+            from convscope.server import serve
+
+            serve(args.logdir, host=args.host, port=args.port, token=args.token, open_browser=args.open)
+            return 0
     except ConvscopeError as exc:
         from rich.console import Console
 
@@ -235,6 +287,38 @@ def _zoo(args: argparse.Namespace) -> int:
         table.add_row(entry.name, "x".join(map(str, entry.input_spec.shape)), weights, entry.description)
     console.print(table)
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import time
+    import webbrowser
+
+    from rich.console import Console
+
+    from convscope.insitu.demo import run_demo
+
+    console = Console()
+    serve = not args.no_serve
+    result = run_demo(steps=args.steps, every=args.every, logdir=args.logdir, serve=serve, prune=not args.no_prune, port=args.port)
+    pruned = ", ".join(f"{p['layer']} {p['before']}->{p['after']} filters at step {p['step']}" for p in result.prunings) or "nothing"
+    console.print(
+        f"trained {result.steps} steps in {result.seconds:.1f} s: test accuracy {result.test_accuracy:.1%}; "
+        f"pruned {pruned}; {result.frames} frames ({result.dropped} dropped) in run [bold]{result.run_id}[/] under {result.logdir}"
+    )
+    if not serve or result.url is None:
+        console.print(f"see it with: convscope serve --logdir {result.logdir} --open")
+        return 0
+    console.print(f"dashboard: [link={result.url}]{result.url}[/link]")
+    if not args.no_browser:
+        webbrowser.open(result.url)
+    if args.exit:
+        return 0
+    console.print("serving until Ctrl-C")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _data() -> int:

@@ -56,3 +56,25 @@ def test_zoo_and_data_list(capsys: pytest.CaptureFixture[str]) -> None:
 def test_console_script_entry_point() -> None:
     proc = subprocess.run([sys.executable, "-m", "convscope.cli", "zoo"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "vgg16" in proc.stdout
+
+
+def test_demo_trains_prunes_and_writes_a_run(tmp_path, capsys) -> None:
+    from convscope.cli import main
+    from convscope.store import RunStore
+
+    assert main(["demo", "--steps", "120", "--every", "10", "--logdir", str(tmp_path), "--no-serve"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "convscope serve --logdir" in out
+    runs = RunStore(tmp_path).list_runs()
+    assert len(runs) == 1 and runs[0]["status"] == "finished" and runs[0]["last_step"] == 120
+    kinds = RunStore(tmp_path).open_run(runs[0]["id"]).kinds()
+    for kind in ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups", "gradient_health", "scalar"):
+        assert kinds.get(kind, 0) > 0, kind
+
+
+def test_serve_help_mentions_the_token() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "convscope.cli", "serve", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--token" in out and "127.0.0.1" in out

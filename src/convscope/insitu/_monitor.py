@@ -146,6 +146,7 @@ class Monitor:
         run: str | None = None,
         sinks: Sequence[Sink] = (),
         serve: bool | str = False,
+        serve_port: int = 0,
         prune: PruneConfig | bool | Mapping[str, Any] | None = None,
         all_ranks: bool = False,
         input_shape: tuple[int, ...] | None = None,
@@ -227,6 +228,7 @@ class Monitor:
         self.logdir = None if logdir is None else str(logdir)
         self._extra_sinks = list(sinks)
         self._serve = serve
+        self._serve_port = serve_port
         self.server_url: str | None = None
         self.stats = MonitorStats()
         self.step_count = 0
@@ -238,7 +240,7 @@ class Monitor:
         self._started = False
         self._closed = False
         self._store: Any = None
-        self._server: Any = None
+        self.server: Any = None
         self.run_id: str | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -468,8 +470,8 @@ class Monitor:
             return [sink]
         from convscope.server import start_local_server
 
-        handle = start_local_server(self.logdir)
-        self._server = handle
+        handle = start_local_server(self.logdir, port=self._serve_port)
+        self.server = handle
         run_id = getattr(self._store, "run_id", None)
         self.server_url = handle.url.rstrip("/") + (f"/#/runs/{run_id}" if run_id else "")
         print(f"convscope: live dashboard at {self.server_url}", flush=True)
@@ -542,7 +544,9 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         logdir: where the run store writes (``None``: no store).
         run: the run's name (default: time, model class and process id).
         sinks: extra sinks (CSV, VTK, TensorBoard, your own).
-        serve: start a local live server and print its URL.
+        serve: ``True`` starts a local live server (127.0.0.1, port ``serve_port`` or a free
+            one) and prints its URL; a URL (``"http://host:8765"``) sends to a running
+            ``convscope serve`` instead.
         prune: online pruning of redundant filters (``True``, a dict or :class:`PruneConfig`).
         all_ranks: under ``torch.distributed``, record every rank (default rank 0 only).
 

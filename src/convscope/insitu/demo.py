@@ -80,6 +80,7 @@ def run_demo(
         logdir=logdir,
         run="lenet5-simplified-demo",
         serve=serve,
+        serve_port=port,
         prune=prune_config,
         config={"demo": True, "batch_size": batch_size, "lr": lr, "steps": steps, "data": "mnist-5k"},
     )

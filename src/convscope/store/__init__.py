@@ -340,6 +340,10 @@ class RunReader:
                     out[key] = payload[key]
         return out
 
+    def status(self) -> str:
+        """live, finished, failed or crashed (cheap: reads only the run's metadata)."""
+        return _status(self.meta())
+
     def kinds(self) -> dict[str, int]:
         return dict(self._con.execute("SELECT kind, COUNT(*) FROM frames GROUP BY kind ORDER BY kind"))
 

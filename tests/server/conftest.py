@@ -14,3 +14,4 @@ def server(tmp_path: Path) -> Iterator[ServerHandle]:
     handle = start_local_server(tmp_path / "runs", poll_seconds=0.05)
     yield handle
     handle.stop()
+

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import websockets
+from aio_helpers import run_async
 
 import convscope
 from convscope.frames import Frame, decode, decode_stream, encode
@@ -81,7 +82,7 @@ def test_live_websocket_delivers_frames_written_by_another_writer(server) -> Non
             status = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
             return got + [status]
 
-    *frames, status = asyncio.run(follow())
+    *frames, status = run_async(follow)
     assert [(f.kind, f.step, f.payload["value"]) for f in frames] == [("scalar", s, float(s)) for s in range(4, 9)]
     assert status == {"type": "status", "status": "finished"}
 
@@ -96,7 +97,7 @@ def test_runs_websocket_announces_new_runs(server) -> None:
                 if msg["run"]["id"] == "announced":
                     return msg
 
-    assert asyncio.run(follow())["run"]["status"] == "live"
+    assert run_async(follow)["run"]["status"] == "live"
 
 
 def test_http_sink_and_watch_stream_to_a_live_server(server) -> None:
@@ -167,8 +168,8 @@ def test_a_token_guards_every_endpoint(tmp_path: Path) -> None:
             except websockets.exceptions.InvalidStatus as exc:
                 return f"refused {exc.response.status_code}"
 
-        assert asyncio.run(ws("s3cret")) == "open"
-        assert asyncio.run(ws("")) != "open"
+        assert run_async(ws, "s3cret") == "open"
+        assert run_async(ws, "") != "open"
     finally:
         handle.stop()
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     import torch
 
@@ -73,7 +75,13 @@ def _trajectory_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.
         # a new tracker after pruning changed the layer's shape; the path starts again
         state.trajectory = TrajectoryTracker(dims=monitor.trajectory_dims, seed=monitor.seed)
         state.trajectory_shape = tuple(w.shape)
+        state.trajectory_steps = []
     payload = state.trajectory.update(w).to_payload()
+    state.trajectory_steps.append(step)
+    # the whole kept path on the current principal axes, so a view can redraw it consistently
+    ordinals, coords = state.trajectory.path()
+    payload["path_steps"] = np.asarray([state.trajectory_steps[i] for i in ordinals.tolist()], dtype=np.int64)
+    payload["pca_path"] = coords
     payload["shape"] = list(w.shape)
     return monitor._frame(step, state.name, "trajectory", payload)
 

@@ -1,0 +1,164 @@
+"""What a person sees on the dashboard while a run trains, and when replaying it afterwards."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import convscope
+from convscope.server import start_local_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# how many distinct colours a canvas shows, and a hash of its pixels (WebGL or 2-D alike)
+CANVAS_STATE = """(sel) => {
+  const c = document.querySelector(sel);
+  if (!c) return null;
+  const t = document.createElement('canvas'); t.width = c.width; t.height = c.height;
+  const ctx = t.getContext('2d'); ctx.drawImage(c, 0, 0);
+  const d = ctx.getImageData(0, 0, t.width, t.height).data;
+  const colours = new Set(); let h = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    const v = (d[i] << 16) | (d[i+1] << 8) | d[i+2];
+    if (i % 16 === 0) colours.add(v);
+    h = (Math.imul(h, 31) + v) | 0;
+  }
+  return {colours: colours.size, hash: h, width: t.width, height: t.height};
+}"""
+
+HAS_COLOUR = """([sel, rgb]) => {
+  const c = document.querySelector(sel); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  for (let i = 0; i < d.length; i += 4)
+    if (Math.abs(d[i]-rgb[0]) < 12 && Math.abs(d[i+1]-rgb[1]) < 12 && Math.abs(d[i+2]-rgb[2]) < 12) return true;
+  return false;
+}"""
+
+VIEWS = {
+    "weights": "#view-weights canvas",
+    "trajectory": "#view-trajectory canvas",
+    "distribution": "#view-distribution canvas",
+    "correlation": "#view-correlation canvas",
+    "images": "#view-images canvas.grid-canvas",
+    "health": "#view-health canvas",
+    "scalars": "#view-scalars canvas",
+}
+
+
+def _train(logdir: Path, steps: int, started: threading.Event, delay: float) -> None:
+    torch.manual_seed(0)
+    spec = convscope.load_model("lenet5-simplified", pretrained=False).input_spec
+    data = convscope.load_dataset("mnist-5k", spec=spec)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    every = {"weights": 2, "trajectory": 2, "distribution": 2, "correlation": 2, "gradients": 2, "feature_maps": 4, "lr": 2}
+    with convscope.watch(net, optimizer=opt, logdir=logdir, run="browser-live", every=every, group_threshold=0.5,
+                         probe=data.images[order[:16]]) as mon:
+        for step in range(steps):
+            idx = order[(step * 32) % 4000 : (step * 32) % 4000 + 32]
+            loss = torch.nn.functional.cross_entropy(net(data.images[idx]), data.labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.log(loss=loss)
+            if step == 3:
+                mon._store.flush()
+                started.set()
+            time.sleep(delay)
+
+
+def _state(page, view: str) -> dict:
+    return page.evaluate(CANVAS_STATE, VIEWS[view])
+
+
+def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
+    handle = start_local_server(tmp_path)
+    started = threading.Event()
+    trainer = threading.Thread(target=_train, args=(tmp_path, 160, started, 0.03), daemon=True)
+    trainer.start()
+    try:
+        assert started.wait(60)
+        page.goto(handle.url + "#/runs")
+        page.wait_for_selector(".run-row[data-run='browser-live'] .chip.live", timeout=20_000)
+        page.click(".run-row[data-run='browser-live']")
+        page.wait_for_function("Number(document.querySelector('#step-counter').textContent) > 0", timeout=20_000)
+        # the step counter rises while training runs, without reloading
+        seen = []
+        for _ in range(6):
+            seen.append(int(page.inner_text("#step-counter")))
+            page.wait_for_timeout(400)
+        assert seen[-1] > seen[0], seen
+        first = {v: _state(page, v) for v in VIEWS}
+        page.wait_for_timeout(1500)
+        second = {v: _state(page, v) for v in VIEWS}
+        for view in VIEWS:
+            assert first[view] is not None, f"{view}: no canvas"
+            assert second[view]["colours"] > 3, f"{view} looks blank: {second[view]}"
+            assert first[view]["hash"] != second[view]["hash"], f"{view} did not change between steps"
+        trainer.join(120)
+        page.wait_for_selector("#run-status.finished", timeout=20_000)
+        # the groups' colours: at threshold 0.5 conv1 has groups; group 0 is drawn in #e6194b
+        page.wait_for_timeout(500)
+        assert page.evaluate(HAS_COLOUR, [VIEWS["distribution"], [230, 25, 75]]) or page.evaluate(
+            HAS_COLOUR, [VIEWS["distribution"], [60, 180, 75]])
+        assert page.evaluate(HAS_COLOUR, [VIEWS["correlation"], [230, 25, 75]]) or page.evaluate(
+            HAS_COLOUR, [VIEWS["correlation"], [60, 180, 75]])
+        # replay: the scrubber goes back in time and the views follow
+        last = _state(page, "weights")
+        page.eval_on_selector("#scrubber", "(s) => { s.value = 10; s.dispatchEvent(new Event('input')); }")
+        page.wait_for_function("document.querySelector('#step-counter').textContent === '10'")
+        page.wait_for_timeout(800)
+        early = _state(page, "weights")
+        assert early["hash"] != last["hash"]
+        assert not page.is_checked("#follow")
+        page.click("#play")
+        page.wait_for_timeout(1500)
+        playing = int(page.inner_text("#step-counter"))
+        page.wait_for_timeout(1000)
+        assert int(page.inner_text("#step-counter")) > playing
+        page.click("#play")
+    finally:
+        handle.stop()
+
+
+def test_vgg16_conv1_feature_maps_stay_smooth(tmp_path: Path, page) -> None:
+    """64 maps of 224x224 (VGG-16 conv1 on a real photo) at full resolution; drawing time is reported."""
+    from skimage import data as skdata
+
+    from convscope.analysis import feature_images
+    from convscope.frames import Frame
+    from convscope.store import RunStore
+
+    model = convscope.load_model("vgg16", pretrained=False)
+    photo = torch.from_numpy(skdata.chelsea()[:224, 100:324].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    maps = convscope.capture(model, model.input_spec.prepare(photo), layers=["features.0"]).outputs["features.0"]
+    writer = RunStore(tmp_path).create_run("vgg16-maps", model="VGG16")
+    for step in (1, 2):
+        payload = feature_images(maps * step, sample=0, max_size=None).to_payload()
+        writer.write(Frame(run=writer.run_id, step=step, kind="feature_maps", layer="features.0", payload=payload))
+    writer.close()
+    handle = start_local_server(tmp_path)
+    try:
+        page.goto(handle.url + "#/runs/vgg16-maps")
+        page.wait_for_function("window.convscopeDashboard && window.convscopeDashboard.images.lastDrawMs > 0", timeout=30_000)
+        caption = page.inner_text("#view-images .caption")
+        assert "64 maps of 224x224" in caption
+        times = []
+        for step in (1, 2, 1, 2):
+            page.eval_on_selector("#scrubber", f"(s) => {{ s.value = {step}; s.dispatchEvent(new Event('input')); }}")
+            page.wait_for_timeout(600)
+            times.append(page.evaluate("window.convscopeDashboard.images.lastDrawMs"))
+        grid = page.query_selector(VIEWS["images"]).bounding_box()
+        page.mouse.click(grid["x"] + 5, grid["y"] + 5)
+        zoom = page.evaluate(CANVAS_STATE, "#view-images canvas.zoom-canvas")
+        assert zoom["height"] >= 224 and zoom["colours"] > 10
+        median = sorted(times)[len(times) // 2]
+        print(f"\nVGG-16 conv1, 64 maps of 224x224: redraw median {median:.0f} ms (all {[round(t) for t in times]})")
+        assert median < 1000
+    finally:
+        handle.stop()

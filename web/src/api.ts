@@ -1,0 +1,142 @@
+// The server's REST and WebSocket API (convscope.server), with the page's token if it has one.
+import { decodeFrame, decodeStream, type Frame } from "./frames";
+
+const params = new URLSearchParams(location.search);
+const urlToken = params.get("token");
+if (urlToken) sessionStorage.setItem("convscope-token", urlToken);
+const token = urlToken ?? sessionStorage.getItem("convscope-token");
+
+export interface RunInfo {
+  id: string;
+  name: string;
+  status: "live" | "finished" | "failed" | "crashed";
+  started: number | null;
+  updated: number | null;
+  model: string | null;
+  first_step: number | null;
+  last_step: number | null;
+  frames: number;
+}
+
+export interface RunDetails extends RunInfo {
+  kinds: Record<string, number>;
+  layers: string[];
+  thinned: Record<string, number>;
+  meta: { config?: Record<string, any>; graph?: any };
+}
+
+function withToken(path: string): string {
+  if (!token) return path;
+  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+}
+
+async function get(path: string): Promise<Response> {
+  const r = await fetch(withToken(path));
+  if (!r.ok) {
+    let detail = r.statusText;
+    try {
+      detail = (await r.json()).detail ?? detail;
+    } catch {
+      /* not JSON */
+    }
+    throw new Error(`${r.status}: ${detail}`);
+  }
+  return r;
+}
+
+export async function listRuns(): Promise<RunInfo[]> {
+  return (await get("api/runs")).json();
+}
+
+export async function getRun(run: string): Promise<RunDetails> {
+  return (await get(`api/runs/${encodeURIComponent(run)}`)).json();
+}
+
+export interface FrameQuery {
+  kind?: string[];
+  layer?: string[];
+  start?: number;
+  end?: number;
+  maxPoints?: number;
+  latest?: boolean;
+}
+
+export async function getFrames(run: string, q: FrameQuery): Promise<Frame[]> {
+  const p = new URLSearchParams();
+  for (const k of q.kind ?? []) p.append("kind", k);
+  for (const l of q.layer ?? []) p.append("layer", l);
+  if (q.start !== undefined) p.set("start", String(q.start));
+  if (q.end !== undefined) p.set("end", String(q.end));
+  if (q.maxPoints !== undefined) p.set("max_points", String(q.maxPoints));
+  if (q.latest) p.set("latest", "true");
+  const r = await get(`api/runs/${encodeURIComponent(run)}/frames?${p}`);
+  return decodeStream(await r.arrayBuffer());
+}
+
+function wsUrl(path: string): string {
+  const base = new URL(path, location.href);
+  base.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  return withToken(base.toString());
+}
+
+/** Follow a run: every new frame, and status changes; reconnects after a drop. */
+export function followRun(
+  run: string,
+  onFrame: (f: Frame) => void,
+  onStatus: (status: string) => void,
+  onConnection: (up: boolean) => void,
+): () => void {
+  let ws: WebSocket | null = null;
+  let stopped = false;
+  let lastStep = -1;
+  const open = () => {
+    ws = new WebSocket(wsUrl(`api/runs/${encodeURIComponent(run)}/live`));
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => {
+      onConnection(true);
+      if (lastStep >= 0) ws?.send(JSON.stringify({ since: lastStep }));
+    };
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === "string") {
+        const msg = JSON.parse(ev.data);
+        if (msg.type === "status") onStatus(msg.status);
+        return;
+      }
+      const { frame } = decodeFrame(ev.data as ArrayBuffer);
+      lastStep = Math.max(lastStep, frame.step);
+      onFrame(frame);
+    };
+    ws.onclose = () => {
+      onConnection(false);
+      if (!stopped) setTimeout(open, 1000);
+    };
+  };
+  open();
+  return () => {
+    stopped = true;
+    ws?.close();
+  };
+}
+
+/** Follow the list of runs: a message whenever a run appears or changes. */
+export function followRuns(onRun: (r: RunInfo) => void, onConnection: (up: boolean) => void): () => void {
+  let ws: WebSocket | null = null;
+  let stopped = false;
+  const open = () => {
+    ws = new WebSocket(wsUrl("api/live"));
+    ws.onopen = () => onConnection(true);
+    ws.onmessage = (ev) => {
+      const msg = JSON.parse(ev.data);
+      if (msg.type === "run") onRun(msg.run);
+    };
+    ws.onclose = () => {
+      onConnection(false);
+      if (!stopped) setTimeout(open, 1000);
+    };
+  };
+  open();
+  return () => {
+    stopped = true;
+    ws?.close();
+  };
+}

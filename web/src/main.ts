@@ -1,0 +1,23 @@
+// convscope's web front end: hash routes #/runs and #/runs/{run}.
+import "./style.css";
+import { dashboardPage } from "./pages/dashboard";
+import { runsPage } from "./pages/runs";
+
+const app = document.getElementById("app")!;
+const conn = document.getElementById("conn")!;
+let cleanup: (() => void) | null = null;
+
+function setConnection(up: boolean): void {
+  conn.className = `conn ${up ? "up" : "down"}`;
+  conn.textContent = up ? "live" : "reconnecting…";
+}
+
+function route(): void {
+  cleanup?.();
+  const hash = location.hash || "#/runs";
+  const m = hash.match(/^#\/runs\/(.+)$/);
+  cleanup = m ? dashboardPage(app, decodeURIComponent(m[1]), setConnection) : runsPage(app, setConnection);
+}
+
+window.addEventListener("hashchange", route);
+route();

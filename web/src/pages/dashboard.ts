@@ -1,0 +1,226 @@
+// The run dashboard: every in situ view of one layer, live while the run trains and
+// replayable afterwards with the step scrubber.
+import { followRun, getFrames, getRun, type RunDetails } from "../api";
+import type { Frame } from "../frames";
+import { drawDistribution } from "../views/distribution";
+import { drawHealth } from "../views/health";
+import { drawHeatmap } from "../views/heatmap";
+import { ImagesView } from "../views/images";
+import { ScalarsView } from "../views/scalars";
+import { TrajectoryView } from "../views/trajectory";
+import { WeightGridView } from "../views/weightGrid";
+
+const STEP_KINDS = ["weight_grid", "distribution", "feature_maps", "correlation", "groups"];
+
+const PANELS: [string, string, string][] = [
+  ["weights", "Filter weights", "Each window is one filter (x) on one input channel (y); blocks are raised up for positive and down for negative weights, red to blue. Drag to orbit, wheel to zoom."],
+  ["trajectory", "Weight trajectory", "The layer's weights over the steps, projected on three chosen weight dimensions or on the first three principal components; grey early, pink late."],
+  ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch, normalised to [0, 1], as a histogram line coloured by its correlation group."],
+  ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group; outlined squares are groups of similar filters."],
+  ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],
+  ["health", "Gradient health", "Per layer and recorded step: healthy, vanishing, exploding, stalled or non-finite gradients; the white line is the gradient norm (log scale)."],
+  ["scalars", "Scalars", "Values logged with monitor.log(...) and the learning rate; dashed pink lines are pruning events."],
+];
+
+export function dashboardPage(root: HTMLElement, run: string, setConnection: (up: boolean) => void): () => void {
+  root.innerHTML = `
+    <section class="run-head">
+      <div class="run-title"><a href="#/runs" class="muted">Runs</a> / <h1 id="run-name"></h1>
+        <span id="run-status" class="chip"></span><span id="run-model" class="muted"></span></div>
+      <div class="controls">
+        <label>layer <select id="layer"></select></label>
+        <button id="play" title="replay the recorded steps">▶</button>
+        <input id="scrubber" type="range" min="0" max="0" value="0" step="1" />
+        <span class="step">step <b id="step-counter">0</b> / <span id="last-step">0</span></span>
+        <label title="jump to new steps as they arrive"><input id="follow" type="checkbox" checked /> follow live</label>
+      </div>
+      <div id="run-note" class="muted"></div>
+    </section>
+    <div class="grid">${PANELS.map(([id, title, help]) => `
+      <section class="panel ${["images", "health", "scalars"].includes(id) ? "wide" : ""}" id="view-${id}">
+        <h2 title="${help}">${title} <span class="help" title="${help}">?</span>${id === "trajectory" ? `
+          <span class="toggle"><label><input type="radio" name="proj" value="pca" checked /> PCA</label>
+          <label><input type="radio" name="proj" value="dims" /> chosen dims</label></span>` : ""}</h2>
+        <div class="body"></div></section>`).join("")}
+    </div>`;
+  const $ = <T extends HTMLElement>(sel: string) => root.querySelector<T>(sel)!;
+  const body = (id: string) => $(`#view-${id} .body`);
+  const weights = new WeightGridView(body("weights"));
+  weights.renderer.domElement.classList.add("view-canvas");
+  const traj = new TrajectoryView(body("trajectory"));
+  traj.renderer.domElement.classList.add("view-canvas");
+  const canvas = (id: string, cls = "view-canvas") => {
+    const c = document.createElement("canvas");
+    c.className = cls;
+    body(id).appendChild(c);
+    return c;
+  };
+  const distCanvas = canvas("distribution");
+  const heatCanvas = canvas("correlation");
+  const imgCaption = document.createElement("div");
+  imgCaption.className = "muted caption";
+  body("images").appendChild(imgCaption);
+  const images = new ImagesView(canvas("images", "view-canvas grid-canvas"), canvas("images", "zoom-canvas"), imgCaption);
+  const healthCanvas = canvas("health");
+  const scalars = new ScalarsView(body("scalars"));
+
+  let details: RunDetails | null = null;
+  let layer = "";
+  let lastStep = 0;
+  let current = 0;
+  let follow = true;
+  const perStep = new Map<string, Frame>();
+  const health: Frame[] = [];
+  let pending = false;
+  let stopPlay: (() => void) | null = null;
+
+  const scrubber = $<HTMLInputElement>("#scrubber");
+  const counter = $("#step-counter");
+  const followBox = $<HTMLInputElement>("#follow");
+  const layerSelect = $<HTMLSelectElement>("#layer");
+
+  const schedule = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      draw();
+    });
+  };
+
+  function draw(): void {
+    counter.textContent = String(current);
+    $("#last-step").textContent = String(lastStep);
+    scrubber.max = String(lastStep);
+    scrubber.value = String(current);
+    const grid = perStep.get("weight_grid");
+    if (grid) weights.update(grid);
+    drawDistribution(distCanvas, perStep.get("distribution"), perStep.get("groups"));
+    drawHeatmap(heatCanvas, perStep.get("correlation"), perStep.get("groups"));
+    images.update(perStep.get("feature_maps"));
+    traj.upTo = current;
+    traj.redraw();
+    drawHealth(healthCanvas, health, details?.layers ?? [], current, lastStep);
+    scalars.current = current;
+    scalars.draw();
+  }
+
+  async function loadStep(step: number): Promise<void> {
+    const frames = await getFrames(run, { kind: STEP_KINDS, layer: [layer], end: step, latest: true });
+    perStep.clear();
+    for (const f of frames) perStep.set(f.kind, f);
+    current = step;
+    schedule();
+  }
+
+  async function loadLayer(): Promise<void> {
+    const trajFrames = await getFrames(run, { kind: ["trajectory"], layer: [layer], maxPoints: 2000 });
+    traj.setPoints(trajFrames);
+    await loadStep(current);
+  }
+
+  async function init(): Promise<void> {
+    details = await getRun(run);
+    $("#run-name").textContent = details.name;
+    setStatus(details.status);
+    $("#run-model").textContent = details.model ?? "";
+    lastStep = details.last_step ?? 0;
+    current = lastStep;
+    layerSelect.innerHTML = details.layers.map((l) => `<option>${l}</option>`).join("");
+    layer = details.layers[0] ?? "";
+    const thinned = Object.values(details.thinned).reduce((a, b) => a + b, 0);
+    const cfg = details.meta.config ?? {};
+    $("#run-note").textContent =
+      (cfg.every ? `recorded every ${JSON.stringify(cfg.every)} steps` : "") +
+      (thinned ? ` · ${thinned} older feature-map frames thinned to keep the run small` : "");
+    const timeline = await getFrames(run, { kind: ["scalar", "pruning", "gradient_health"], maxPoints: 3000 });
+    scalars.add(timeline);
+    health.push(...timeline.filter((f) => f.kind === "gradient_health"));
+    await loadLayer();
+  }
+
+  function setStatus(status: string): void {
+    const chip = $("#run-status");
+    chip.textContent = status;
+    chip.className = `chip ${status}`;
+  }
+
+  function onFrame(f: Frame): void {
+    if (f.kind === "run_meta") {
+      if (f.payload.graph && details && !details.meta.graph) details.meta.graph = f.payload.graph;
+      return;
+    }
+    if (details && f.layer && !details.layers.includes(f.layer)) {
+      details.layers.push(f.layer);
+      layerSelect.insertAdjacentHTML("beforeend", `<option>${f.layer}</option>`);
+      if (!layer) layer = f.layer;
+    }
+    lastStep = Math.max(lastStep, f.step);
+    if (f.kind === "scalar" || f.kind === "pruning") scalars.add([f]);
+    if (f.kind === "gradient_health") health.push(f);
+    if (f.layer === layer && f.kind === "trajectory") traj.add(f);
+    if (follow && f.layer === layer && STEP_KINDS.includes(f.kind)) {
+      perStep.set(f.kind, f);
+    }
+    if (follow) current = lastStep;
+    schedule();
+  }
+
+  let debounce: number | undefined;
+  scrubber.addEventListener("input", () => {
+    const step = Number(scrubber.value);
+    follow = step >= lastStep;
+    followBox.checked = follow;
+    counter.textContent = String(step);
+    clearTimeout(debounce);
+    debounce = window.setTimeout(() => loadStep(step), 120);
+  });
+  followBox.addEventListener("change", () => {
+    follow = followBox.checked;
+    if (follow) loadStep(lastStep);
+  });
+  layerSelect.addEventListener("change", () => {
+    layer = layerSelect.value;
+    loadLayer();
+  });
+  root.querySelectorAll<HTMLInputElement>('input[name="proj"]').forEach((r) =>
+    r.addEventListener("change", () => {
+      traj.projection = r.value as "pca" | "dims";
+      traj.redraw();
+    }),
+  );
+  $("#play").addEventListener("click", async () => {
+    if (stopPlay) return stopPlay();
+    const r = await fetch(`api/runs/${encodeURIComponent(run)}/steps?kind=weight_grid&layer=${encodeURIComponent(layer)}${location.search ? "&" + location.search.slice(1) : ""}`);
+    const steps: number[] = (await r.json()).steps;
+    follow = false;
+    followBox.checked = false;
+    let i = 0;
+    const timer = window.setInterval(() => {
+      if (i >= steps.length) return stopPlay?.();
+      loadStep(steps[i++]);
+    }, 300);
+    $("#play").textContent = "⏸";
+    stopPlay = () => {
+      clearInterval(timer);
+      stopPlay = null;
+      $("#play").textContent = "▶";
+    };
+  });
+
+  let stopFollow: () => void = () => {};
+  init()
+    .then(() => {
+      stopFollow = followRun(run, onFrame, setStatus, setConnection);
+    })
+    .catch((e) => {
+      root.querySelector(".grid")!.innerHTML = `<p class="error">${String(e)}</p>`;
+    });
+  (window as any).convscopeDashboard = { images, weights, traj, get current() { return current; } };
+  return () => {
+    stopFollow();
+    stopPlay?.();
+    weights.dispose();
+    traj.dispose();
+  };
+}

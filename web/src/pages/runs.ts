@@ -1,0 +1,43 @@
+// The Runs page: every run in the server's log directory, live-updated.
+import { followRuns, listRuns, type RunInfo } from "../api";
+
+export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void): () => void {
+  root.innerHTML = `
+    <section class="page-head"><h1>Runs</h1>
+      <p class="muted">Every run of this server's log directory. Live runs update as they train; click one to open its dashboard.</p></section>
+    <table class="runs"><thead><tr><th>run</th><th>status</th><th>model</th><th>started</th><th>steps</th><th>frames</th></tr></thead>
+    <tbody id="runs-body"><tr><td colspan="6" class="muted">loading…</td></tr></tbody></table>`;
+  const body = root.querySelector<HTMLTableSectionElement>("#runs-body")!;
+  const runs = new Map<string, RunInfo>();
+  const render = () => {
+    const rows = [...runs.values()].sort((a, b) => (b.started ?? 0) - (a.started ?? 0));
+    if (rows.length === 0) {
+      body.innerHTML = `<tr><td colspan="6" class="muted">No runs yet. Start one with <code>convscope demo</code> or <code>convscope.watch(model, optimizer=opt)</code>.</td></tr>`;
+      return;
+    }
+    body.innerHTML = "";
+    for (const r of rows) {
+      const tr = document.createElement("tr");
+      tr.className = "run-row";
+      tr.dataset.run = r.id;
+      const started = r.started ? new Date(r.started * 1000).toLocaleString() : "";
+      const steps = r.last_step === null ? "" : `${r.first_step ?? 0}–${r.last_step}`;
+      tr.innerHTML = `<td><a href="#/runs/${encodeURIComponent(r.id)}"></a></td><td><span class="chip ${r.status}">${r.status}</span></td>
+        <td class="model"></td><td>${started}</td><td>${steps}</td><td>${r.frames}</td>`;
+      tr.querySelector("a")!.textContent = r.name;
+      tr.querySelector(".model")!.textContent = r.model ?? "";
+      tr.addEventListener("click", () => (location.hash = `#/runs/${encodeURIComponent(r.id)}`));
+      body.appendChild(tr);
+    }
+  };
+  listRuns()
+    .then((list) => {
+      for (const r of list) runs.set(r.id, r);
+      render();
+    })
+    .catch((e) => (body.innerHTML = `<tr><td colspan="6" class="error">${String(e)}</td></tr>`));
+  return followRuns((r) => {
+    runs.set(r.id, r);
+    render();
+  }, setConnection);
+}

@@ -1,0 +1,57 @@
+// Gradient health over time: one row per layer, each recorded step a cell coloured by status
+// (healthy, vanishing, exploding, stalled, non-finite), with the gradient norm (log scale)
+// drawn across the row. The current step is marked.
+import { STATUS_COLORS } from "../colors";
+import type { Frame } from "../frames";
+import { emptyState, fitCanvas } from "./canvas";
+
+export function drawHealth(canvas: HTMLCanvasElement, frames: Frame[], layers: string[], current: number, lastStep: number): void {
+  const rowH = 26, labelW = 110;
+  const ctx = fitCanvas(canvas, Math.max(60, layers.length * rowH + 24));
+  if (frames.length === 0) return emptyState(ctx, "no gradient-health frames yet");
+  const w = canvas.clientWidth;
+  const first = Math.min(...frames.map((f) => f.step));
+  const span = Math.max(1, lastStep - first);
+  const x = (step: number) => labelW + ((step - first) / span) * (w - labelW - 8);
+  ctx.font = "11px system-ui, sans-serif";
+  layers.forEach((layer, row) => {
+    const y0 = row * rowH + 4;
+    const own = frames.filter((f) => f.layer === layer).sort((a, b) => a.step - b.step);
+    ctx.fillStyle = "#c9ccd1";
+    ctx.fillText(layer.length > 16 ? "…" + layer.slice(-15) : layer, 4, y0 + 15);
+    own.forEach((f, i) => {
+      const next = own[i + 1]?.step ?? f.step + (own.length > 1 ? own[1].step - own[0].step : 1);
+      ctx.fillStyle = STATUS_COLORS[f.payload.status] ?? "#555";
+      ctx.fillRect(x(f.step), y0, Math.max(1, x(next) - x(f.step) - 0.5), rowH - 8);
+    });
+    const norms = own.map((f) => Math.log10(Math.max(1e-12, Number(f.payload.grad_norm))));
+    if (norms.length > 1) {
+      const lo = Math.min(...norms), hi = Math.max(...norms);
+      ctx.strokeStyle = "rgba(255,255,255,0.85)";
+      ctx.lineWidth = 1.2;
+      ctx.beginPath();
+      own.forEach((f, i) => {
+        const yy = y0 + (rowH - 10) * (hi > lo ? 1 - (norms[i] - lo) / (hi - lo) : 0.5) + 1;
+        if (i === 0) ctx.moveTo(x(f.step), yy);
+        else ctx.lineTo(x(f.step), yy);
+      });
+      ctx.stroke();
+    }
+  });
+  ctx.strokeStyle = "#ffd166";
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  ctx.moveTo(x(current), 0);
+  ctx.lineTo(x(current), layers.length * rowH + 4);
+  ctx.stroke();
+  let lx = labelW;
+  const legendY = layers.length * rowH + 18;
+  for (const [name, color] of Object.entries(STATUS_COLORS)) {
+    if (name === "non-finite") continue;
+    ctx.fillStyle = color;
+    ctx.fillRect(lx, legendY - 9, 10, 10);
+    ctx.fillStyle = "#c9ccd1";
+    ctx.fillText(name, lx + 14, legendY);
+    lx += ctx.measureText(name).width + 30;
+  }
+}

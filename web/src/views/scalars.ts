@@ -1,0 +1,94 @@
+// Scalars (loss, accuracy, learning rate ...) over the steps with uPlot, pruning events as
+// dashed vertical lines, the current step as a solid one.
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import type { Frame } from "../frames";
+
+const COLORS = ["#ff6b6b", "#4dabf7", "#69db7c", "#ffd43b", "#da77f2", "#ffa94d", "#63e6be"];
+
+export class ScalarsView {
+  private plot: uPlot | null = null;
+  private series = new Map<string, Map<number, number>>();
+  private prunings: number[] = [];
+  current = 0;
+
+  constructor(private container: HTMLElement) {
+    new ResizeObserver(() => this.plot?.setSize({ width: this.container.clientWidth, height: 220 })).observe(container);
+  }
+
+  add(frames: Frame[]): void {
+    for (const f of frames) {
+      if (f.kind === "pruning") this.prunings.push(f.step);
+      if (f.kind !== "scalar") continue;
+      const name = String(f.payload.name);
+      if (!this.series.has(name)) this.series.set(name, new Map());
+      this.series.get(name)!.set(f.step, Number(f.payload.value));
+    }
+  }
+
+  draw(): void {
+    const names = [...this.series.keys()].sort();
+    const steps = [...new Set(names.flatMap((n) => [...this.series.get(n)!.keys()]))].sort((a, b) => a - b);
+    if (steps.length === 0) {
+      this.container.textContent = "no scalars yet: call monitor.log(loss=...) in the training loop";
+      return;
+    }
+    const data: uPlot.AlignedData = [
+      steps,
+      ...names.map((n) => steps.map((s) => this.series.get(n)!.get(s) ?? null)),
+    ];
+    const key = names.join(",");
+    if (!this.plot || this.plot.series.length !== names.length + 1 || (this.plot as any)._key !== key) {
+      this.plot?.destroy();
+      this.container.textContent = "";
+      const lossLike = (n: string) => !/acc|lr|learning/i.test(n);
+      const opts: uPlot.Options = {
+        width: this.container.clientWidth || 500,
+        height: 220,
+        scales: { x: { time: false }, y: {}, r: {} },
+        axes: [
+          { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, label: "step" },
+          { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, scale: "y" },
+          { stroke: "#9aa0a6", side: 1, grid: { show: false }, scale: "r" },
+        ],
+        series: [
+          {},
+          ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 1.5, scale: lossLike(n) ? "y" : "r", spanGaps: true })),
+        ],
+        hooks: { draw: [(u: uPlot) => this.marks(u)] },
+      };
+      this.plot = new uPlot(opts, data, this.container);
+      (this.plot as any)._key = key;
+    } else {
+      this.plot.setData(data);
+    }
+  }
+
+  private marks(u: uPlot): void {
+    const ctx = u.ctx;
+    const top = u.bbox.top, bottom = u.bbox.top + u.bbox.height;
+    ctx.save();
+    ctx.lineWidth = 2 * devicePixelRatio;
+    ctx.strokeStyle = "#f783ac";
+    ctx.setLineDash([6, 4]);
+    for (const s of this.prunings) {
+      const x = u.valToPos(s, "x", true);
+      ctx.beginPath();
+      ctx.moveTo(x, top);
+      ctx.lineTo(x, bottom);
+      ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    ctx.strokeStyle = "#ffd166";
+    const x = u.valToPos(this.current, "x", true);
+    ctx.beginPath();
+    ctx.moveTo(x, top);
+    ctx.lineTo(x, bottom);
+    ctx.stroke();
+    ctx.restore();
+  }
+
+  redrawMarks(): void {
+    this.plot?.redraw(false);
+  }
+}

@@ -1,0 +1,116 @@
+// Weight trajectories in 3-D: a layer's weights over the steps, on three chosen dimensions or
+// on the first three principal components, as a polyline coloured grey (early) to pink (late).
+import * as THREE from "three";
+import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
+import type { Frame } from "../frames";
+
+export type Projection = "dims" | "pca";
+
+export class TrajectoryView {
+  readonly renderer: THREE.WebGLRenderer;
+  private scene = new THREE.Scene();
+  private camera = new THREE.PerspectiveCamera(45, 1, 0.01, 100);
+  private controls: OrbitControls;
+  private group = new THREE.Group();
+  private points: Frame[] = [];
+  private note: HTMLElement;
+  projection: Projection = "pca";
+  upTo = Infinity;
+
+  constructor(private container: HTMLElement) {
+    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+    this.renderer.setPixelRatio(window.devicePixelRatio || 1);
+    this.renderer.setClearColor(0x15181d);
+    container.appendChild(this.renderer.domElement);
+    this.note = document.createElement("div");
+    this.note.className = "view-note";
+    container.appendChild(this.note);
+    this.scene.add(this.group);
+    this.scene.add(new THREE.AxesHelper(1.2));
+    const box = new THREE.Box3Helper(new THREE.Box3(new THREE.Vector3(-1, -1, -1), new THREE.Vector3(1, 1, 1)), 0x3a3f47);
+    this.scene.add(box);
+    this.camera.position.set(2.6, -2.8, 2.2);
+    this.camera.up.set(0, 0, 1);
+    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
+    this.controls.addEventListener("change", () => this.render());
+    new ResizeObserver(() => this.resize()).observe(container);
+    this.resize();
+  }
+
+  private resize(): void {
+    const w = this.container.clientWidth || 400, h = this.container.clientHeight || 300;
+    this.renderer.setSize(w, h);
+    this.camera.aspect = w / h;
+    this.camera.updateProjectionMatrix();
+    this.render();
+  }
+
+  render(): void {
+    this.renderer.render(this.scene, this.camera);
+  }
+
+  setPoints(frames: Frame[]): void {
+    const sorted = frames.slice().sort((a, b) => a.step - b.step);
+    // only the path since the last change of shape (pruning starts a new one)
+    const shape = String(sorted[sorted.length - 1]?.payload.shape);
+    let start = sorted.length;
+    while (start > 0 && String(sorted[start - 1].payload.shape) === shape) start--;
+    this.points = sorted.slice(start);
+    this.redraw();
+  }
+
+  add(frame: Frame): void {
+    // a new weight shape (after pruning) starts a new path
+    const last = this.points[this.points.length - 1];
+    if (last && String(last.payload.shape) !== String(frame.payload.shape)) this.points = [];
+    this.points.push(frame);
+    this.redraw();
+  }
+
+  /** The points to draw up to `upTo`: per-frame chosen dims, or the latest frame's whole PCA path. */
+  private coords(): number[][] {
+    const shown = this.points.filter((f) => f.step <= this.upTo);
+    if (this.projection === "dims") return shown.map((f) => Array.from(f.payload.dims.data as Float32Array));
+    const last = shown[shown.length - 1];
+    if (!last?.payload.pca_path) return shown.map((f) => Array.from(f.payload.pca.data as Float32Array));
+    const path = last.payload.pca_path, n = path.shape[0];
+    const out: number[][] = [];
+    for (let i = 0; i < n; i++) out.push([0, 1, 2].map((k) => (path.data[i * 3 + k] as number)));
+    return out;
+  }
+
+  redraw(): void {
+    this.group.clear();
+    // fewer than three points give no third (or second) principal axis yet: draw them at 0
+    const pts = this.coords().map((p) => p.map((v) => (Number.isFinite(v) ? v : 0)));
+    this.note.textContent = pts.length
+      ? `${pts.length} points, ${this.projection === "pca" ? "first three principal components" : "three chosen weights"}`
+      : "no trajectory frames yet";
+    if (pts.length === 0) return this.render();
+    const lo = [0, 1, 2].map((k) => Math.min(...pts.map((p) => p[k])));
+    const hi = [0, 1, 2].map((k) => Math.max(...pts.map((p) => p[k])));
+    const scale = (p: number[]) => p.map((v, k) => (hi[k] > lo[k] ? ((v - lo[k]) / (hi[k] - lo[k])) * 2 - 1 : 0));
+    const positions: number[] = [];
+    const colors: number[] = [];
+    const grey = new THREE.Color(0x9aa0a6), pink = new THREE.Color(0xff4fa3);
+    pts.forEach((p, i) => {
+      positions.push(...scale(p));
+      const c = grey.clone().lerp(pink, pts.length > 1 ? i / (pts.length - 1) : 1);
+      colors.push(c.r, c.g, c.b);
+    });
+    const geometry = new THREE.BufferGeometry();
+    geometry.setAttribute("position", new THREE.Float32BufferAttribute(positions, 3));
+    geometry.setAttribute("color", new THREE.Float32BufferAttribute(colors, 3));
+    this.group.add(new THREE.Line(geometry, new THREE.LineBasicMaterial({ vertexColors: true })));
+    this.group.add(new THREE.Points(geometry, new THREE.PointsMaterial({ size: 0.06, vertexColors: true })));
+    const head = new THREE.Mesh(new THREE.SphereGeometry(0.06, 16, 12), new THREE.MeshBasicMaterial({ color: 0xff4fa3 }));
+    head.position.fromArray(positions.slice(-3));
+    this.group.add(head);
+    this.render();
+  }
+
+  dispose(): void {
+    this.renderer.dispose();
+    this.controls.dispose();
+  }
+}

@@ -1,0 +1,115 @@
+// The TensorView weight grid: one window of kh x kw blocks per (channel, filter) pair, filters
+// along x, input channels along y; each block coloured blue (negative) to red (positive) and
+// raised in z by its sign and size. Orbit with the mouse, zoom with the wheel.
+import * as THREE from "three";
+import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
+import { diverging } from "../colors";
+import type { Frame } from "../frames";
+
+const MAX_SIDE = 64; // at most 64 filters x 64 channels are drawn (the rest is summarised)
+const HEIGHT = 2.5;
+
+export class WeightGridView {
+  readonly renderer: THREE.WebGLRenderer;
+  private scene = new THREE.Scene();
+  private camera = new THREE.PerspectiveCamera(40, 1, 0.1, 5000);
+  private controls: OrbitControls;
+  private mesh: THREE.InstancedMesh | null = null;
+  private shape = "";
+  private note: HTMLElement;
+
+  constructor(private container: HTMLElement) {
+    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+    this.renderer.setPixelRatio(window.devicePixelRatio || 1);
+    this.renderer.setClearColor(0x15181d);
+    container.appendChild(this.renderer.domElement);
+    this.note = document.createElement("div");
+    this.note.className = "view-note";
+    container.appendChild(this.note);
+    this.scene.add(new THREE.AmbientLight(0xffffff, 1.6));
+    const sun = new THREE.DirectionalLight(0xffffff, 1.8);
+    sun.position.set(1, -1, 2);
+    this.scene.add(sun);
+    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
+    this.controls.addEventListener("change", () => this.render());
+    new ResizeObserver(() => this.resize()).observe(container);
+    this.resize();
+  }
+
+  private resize(): void {
+    const w = this.container.clientWidth || 400;
+    const h = this.container.clientHeight || 300;
+    this.renderer.setSize(w, h);
+    this.camera.aspect = w / h;
+    this.camera.updateProjectionMatrix();
+    this.render();
+  }
+
+  render(): void {
+    this.renderer.render(this.scene, this.camera);
+  }
+
+  update(frame: Frame): void {
+    const w = frame.payload.weights;
+    const shape: number[] = w.shape.length === 2 ? [w.shape[0], w.shape[1], 1, 1] : w.shape;
+    const [F, C, kh, kw] = shape;
+    const fs = Math.min(F, MAX_SIDE), cs = Math.min(C, MAX_SIDE);
+    const vmax = Number(frame.payload.vmax) || 1;
+    const count = fs * cs * kh * kw;
+    const key = `${fs}x${cs}x${kh}x${kw}`;
+    if (key !== this.shape) this.build(fs, cs, kh, kw, count);
+    this.note.textContent =
+      `${F} filters x ${C} channels of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") + `, |w| max ${vmax.toPrecision(3)}`;
+    const mesh = this.mesh!;
+    const m = new THREE.Matrix4();
+    const color = new THREE.Color();
+    const gap = 1;
+    let i = 0;
+    for (let c = 0; c < cs; c++) {
+      for (let f = 0; f < fs; f++) {
+        for (let y = 0; y < kh; y++) {
+          for (let x = 0; x < kw; x++) {
+            const v = w.data[((f * C + c) * kh + y) * kw + x] as number;
+            const t = v / vmax;
+            const h = Math.max(0.02, Math.abs(t) * HEIGHT);
+            const px = f * (kw + gap) + x;
+            const py = -(c * (kh + gap) + y);
+            m.makeScale(0.92, 0.92, h);
+            m.setPosition(px, py, Math.sign(t) * h / 2);
+            mesh.setMatrixAt(i, m);
+            const [r, g, b] = diverging(t);
+            mesh.setColorAt(i, color.setRGB(r, g, b));
+            i++;
+          }
+        }
+      }
+    }
+    mesh.instanceMatrix.needsUpdate = true;
+    if (mesh.instanceColor) mesh.instanceColor.needsUpdate = true;
+    this.render();
+  }
+
+  private build(fs: number, cs: number, kh: number, kw: number, count: number): void {
+    if (this.mesh) {
+      this.scene.remove(this.mesh);
+      this.mesh.dispose();
+    }
+    const geometry = new THREE.BoxGeometry(1, 1, 1);
+    const material = new THREE.MeshLambertMaterial({ color: 0xffffff });
+    this.mesh = new THREE.InstancedMesh(geometry, material, count);
+    this.scene.add(this.mesh);
+    this.shape = `${fs}x${cs}x${kh}x${kw}`;
+    const width = fs * (kw + 1), height = cs * (kh + 1);
+    const cx = width / 2, cy = -height / 2;
+    const span = Math.max(width, height * 1.6, 12);
+    this.camera.position.set(cx, cy - span * 0.55, span * 0.5);
+    this.camera.up.set(0, 0, 1);
+    this.controls.target.set(cx, cy, 0);
+    this.controls.update();
+  }
+
+  dispose(): void {
+    this.renderer.dispose();
+    this.controls.dispose();
+  }
+}

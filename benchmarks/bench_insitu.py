@@ -1,12 +1,13 @@
 """Overhead of watching training in situ, measured side by side in one run.
 
-Trains the simplified LeNet-5 (batch 64, SGD) on the bundled MNIST digits and times steps/s:
-plain; convscope.watch at every=10 (the default views) and every=1 (everything, every step),
-into the run store and into memory; and, for comparison, TensorBoard's SummaryWriter writing
-histograms of every parameter and gradient every 10 steps (what people do today).
+Two workloads: the simplified LeNet-5 (batch 64, SGD) on the bundled MNIST digits, and a
+VGG-16-sized first block (conv 3->64->64 on 224x224 RGB, batch 8, global pooling and a dense
+layer). For each, steps/s of: plain training; convscope.watch with every view every 10 steps
+and every step (into the run store); TensorBoard's SummaryWriter with histograms of every
+parameter and gradient every 10 steps and every step (what people do today).
 Configurations are interleaved over rounds so machine noise hits them alike; medians shown.
 
-Run: python benchmarks/bench_insitu.py [--steps 200] [--rounds 3]
+Run: python benchmarks/bench_insitu.py [--steps 200] [--rounds 3] [--workload lenet|vgg|both]
 """
 
 from __future__ import annotations
@@ -28,20 +29,33 @@ import convscope  # noqa: E402
 from convscope.data import load_dataset  # noqa: E402
 from convscope.models.zoo import load_zoo_model  # noqa: E402
 
+WORKLOAD = {"name": "lenet", "batch": 64}
+
+
+def _vgg_block() -> torch.nn.Module:
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
+    )
+
 
 def _setup():
     torch.manual_seed(0)
-    loaded = load_zoo_model("lenet5-simplified", pretrained=False)
-    model = loaded.module.train()
+    if WORKLOAD["name"] == "vgg":
+        model = _vgg_block().train()
+    else:
+        model = load_zoo_model("lenet5-simplified", pretrained=False).module.train()
     return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
 
 def _loop(model, opt, data, steps, *, after=None):
     images, labels = data
+    batch = WORKLOAD["batch"]
     start = time.perf_counter()
     for step in range(steps):
-        i = step * 64 % (len(images) - 64)
-        x, y = images[i : i + 64], labels[i : i + 64]
+        i = step * batch % (len(images) - batch)
+        x, y = images[i : i + batch], labels[i : i + batch]
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
@@ -73,61 +87,83 @@ def _watch(every, *, store):
     return run
 
 
-def run_tensorboard(data, steps, tmp):
-    from torch.utils.tensorboard import SummaryWriter
+def _tensorboard(every):
+    def run(data, steps, tmp):
+        from torch.utils.tensorboard import SummaryWriter
 
-    model, opt = _setup()
-    writer = SummaryWriter(tmp)
+        model, opt = _setup()
+        writer = SummaryWriter(tmp)
 
-    def after(step, m, loss):
-        writer.add_scalar("loss", loss.item(), step)
-        if step % 10 == 0:
-            for name, p in m.named_parameters():
-                writer.add_histogram(name, p, step)
-                writer.add_histogram(name + ".grad", p.grad, step)
+        def after(step, m, loss):
+            writer.add_scalar("loss", loss.item(), step)
+            if step % every == 0:
+                for name, p in m.named_parameters():
+                    writer.add_histogram(name, p, step)
+                    writer.add_histogram(name + ".grad", p.grad, step)
 
-    seconds = _loop(model, opt, data, steps, after=after)
-    writer.close()
-    return seconds, None
+        seconds = _loop(model, opt, data, steps, after=after)
+        writer.close()
+        return seconds, None
+
+    return run
 
 
 CONFIGS = {
     "plain": run_plain,
-    "convscope every=10 (store)": _watch(10, store=True),
-    "convscope every=10 (memory)": _watch(10, store=False),
-    "convscope every=1 (store)": _watch(1, store=True),
-    "tensorboard histograms every=10": run_tensorboard,
+    "convscope every=10": _watch(10, store=True),
+    "tensorboard histograms every=10": _tensorboard(10),
+    "convscope every=1": _watch(1, store=True),
+    "tensorboard histograms every=1": _tensorboard(1),
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
+def _data(name: str):
+    if name == "vgg":
+        gen = torch.Generator().manual_seed(0)
+        return torch.rand(64, 3, 224, 224, generator=gen), torch.randint(0, 10, (64,), generator=gen)
     spec = load_zoo_model("lenet5-simplified", pretrained=False).input_spec
     ds = load_dataset("mnist-5k", spec=spec)
     order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
-    data = (ds.images[order], ds.labels[order])
-    print(f"# in situ overhead: simplified LeNet-5, batch 64, {args.steps} steps ({machine()})\n")
+    return ds.images[order], ds.labels[order]
+
+
+def bench(name: str, steps: int, rounds: int) -> str:
+    WORKLOAD.update(name=name, batch=8 if name == "vgg" else 64)
+    data = _data(name)
     times: dict[str, list[float]] = {k: [] for k in CONFIGS}
     extra: dict[str, dict] = {}
-    for _ in range(args.rounds):
-        for name, fn in CONFIGS.items():
+    for _ in range(rounds):
+        for config, fn in CONFIGS.items():
             with tempfile.TemporaryDirectory() as tmp:
-                seconds, info = fn(data, args.steps, tmp)
-            times[name].append(seconds)
+                seconds, info = fn(data, steps, tmp)
+            times[config].append(seconds)
             if info:
-                extra[name] = info
+                extra[config] = info
     base = statistics.median(times["plain"])
     rows = []
-    for name, ts in times.items():
+    for config, ts in times.items():
         med = statistics.median(ts)
-        info = extra.get(name, {})
-        rows.append((name, f"{args.steps / med:.1f}", f"{med / base:.3f}", info.get("frames", ""), info.get("dropped", ""),
-                     f"{info['close_s']:.2f}" if "close_s" in info else ""))
-    print(table(("configuration", "steps/s (median)", "time vs plain", "frames", "dropped", "close s"), rows))
+        info = extra.get(config, {})
+        rows.append((config, f"{steps / med:.2f}", f"{(med / base - 1) * 100:+.1f}%", info.get("frames", ""), info.get("dropped", "")))
+    title = "simplified LeNet-5, batch 64" if name == "lenet" else "VGG-16 first block (3->64->64, 224x224), batch 8"
+    return f"## {title}, {steps} steps, median of {rounds} rounds\n\n" + table(
+        ("configuration", "steps/s", "overhead vs plain", "frames", "dropped"), rows
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--vgg-steps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workload", choices=("lenet", "vgg", "both"), default="both")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    print(f"# in situ overhead ({machine()})\n")
+    if args.workload in ("lenet", "both"):
+        print(bench("lenet", args.steps, args.rounds) + "\n")
+    if args.workload in ("vgg", "both"):
+        print(bench("vgg", args.vgg_steps, args.rounds) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """One rank of a two-process DDP run, started the way torchrun starts it (env variables).
 
-Usage: python ddp_worker.py OUT_DIR ALL_RANKS(0|1). Writes the frames its monitor produced and
+Usage: python ddp_worker.py OUT_DIR ALL_RANKS(0|1). Writes the run store under OUT_DIR/runs, the frames its
+monitor produced and
 each step's local (not yet all-reduced) conv1 gradient, so the test can check the monitor saw
 the all-reduced one.
 """
@@ -29,7 +30,8 @@ def main() -> None:
     opt = torch.optim.SGD(ddp.parameters(), lr=0.05)
     gen = torch.Generator().manual_seed(100 + rank)  # every rank sees different data
     sink = MemorySink()
-    mon = convscope.watch(ddp, optimizer=opt, logdir=None, sinks=[sink], every=1, all_ranks=all_ranks)
+    logdir = os.path.join(out, "runs")
+    mon = convscope.watch(ddp, optimizer=opt, logdir=logdir, run="ddp", sinks=[sink], every=1, all_ranks=all_ranks)
     for step in range(1, 4):
         x = torch.randn(16, 1, 28, 28, generator=gen)
         y = torch.randint(0, 10, (16,), generator=gen)

@@ -51,6 +51,13 @@ def test_rank_zero_records_all_reduced_gradients(tmp_path: Path) -> None:
         assert abs(f.payload["grad_norm"] - float(g0.norm())) > 1e-3 * float(g0.norm())  # not the local one
     meta = next(f for f in frames0 if f.kind == "run_meta")
     assert meta.payload["config"]["world_size"] == 2
+    # one consistent run in the store: rank 0's, with the all-reduced statistics
+    from convscope.store import RunStore
+
+    runs = RunStore(tmp_path / "runs").list_runs()
+    assert [(r["id"], r["status"], r["last_step"]) for r in runs] == [("ddp", "finished", 3)]
+    stored = RunStore(tmp_path / "runs").open_run("ddp").frames(kind="gradient_health", layer="conv1")
+    assert [f.payload["grad_norm"] for f in stored] == [f.payload["grad_norm"] for f in health]
 
 
 @pytest.mark.slow
@@ -62,3 +69,6 @@ def test_all_ranks_records_every_rank_as_its_own_run(tmp_path: Path) -> None:
         assert any(f.kind == "weight_grid" for f in frames)
         runs |= {f.run for f in frames}
     assert len(runs) == 2 and all(r.endswith((".rank0", ".rank1")) for r in runs)
+    from convscope.store import RunStore
+
+    assert sorted(r["id"] for r in RunStore(tmp_path / "runs").list_runs()) == ["ddp.rank0", "ddp.rank1"]

@@ -187,3 +187,60 @@ def test_online_pruning_removes_redundant_filters_while_training_goes_on(digits,
         model.conv1.out_channels, model.conv1.out_channels)
     # the optimizer trains the new parameters
     assert any(q is model.conv1.weight for g in opt.param_groups for q in g["params"])
+
+
+class _SlowSink(Sink):
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, frame) -> None:
+        import time
+
+        time.sleep(0.05)
+        self.count += 1
+
+
+def test_a_slow_sink_keeps_memory_bounded_and_counts_drops(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    slow = _SlowSink()
+    mon = convscope.watch(model, optimizer=opt, logdir=None, sinks=[slow], every=1, queue_size=8)
+    losses = _train(model, opt, digits, 60, monitor=mon)
+    assert mon._pipeline.stats.max_queue <= 8  # never more than queue_size items held
+    mon.close()
+    assert np.isfinite(losses).all()
+    assert mon.stats.dropped > 0 and mon.stats.frames < 60 * 12
+
+
+def test_hooks_are_removed_even_when_the_loop_raises(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sink = MemorySink()
+    with pytest.raises(RuntimeError, match="boom"):
+        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=1) as mon:
+            _train(model, opt, digits, 3, monitor=mon)
+            raise RuntimeError("boom")
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
+    assert sink.closed_with == "failed" and sink.select(kind="run_meta")[-1].payload["status"] == "failed"
+
+
+def _loss_run(digits, lenet, lr: float, steps: int) -> tuple[list[str], list[float]]:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    sink = MemorySink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a diverging run may warn about non-finite values
+        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=10, record=["gradients"]) as mon:
+            losses = _train(model, opt, digits, steps, monitor=mon)
+    return [f.payload["status"] for f in sink.select(kind="gradient_health")], losses
+
+
+def test_far_too_high_learning_rate_is_flagged_and_a_normal_run_is_not(digits, lenet) -> None:
+    bad, _ = _loss_run(digits, lenet, lr=50.0, steps=200)
+    good, good_losses = _loss_run(digits, lenet, lr=0.05, steps=200)
+    assert any(s in ("exploding", "nonfinite", "stalled") for s in bad), bad
+    assert set(good) == {"healthy"}, good
+    assert good_losses[-1] < good_losses[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 
@@ -200,3 +201,73 @@ def test_watch_serve_true_starts_a_local_dashboard(tmp_path: Path, capsys) -> No
     finally:
         mon.close()
         mon.server.stop()
+
+
+def test_server_killed_mid_training_does_not_stop_training(tmp_path: Path) -> None:
+    handle = start_local_server(tmp_path / "server-runs")
+    torch.manual_seed(0)
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    with pytest.warns(RuntimeWarning, match="http"):
+        mon = convscope.watch(net, optimizer=opt, logdir=tmp_path / "local", serve=handle.url, every=1, run="survivor")
+        for step in range(40):
+            loss = net(torch.randn(8, 1, 28, 28)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.log(loss=loss)
+            if step == 10:
+                assert mon._pipeline.drain(timeout=10)
+                time.sleep(0.5)  # let a flush reach the server
+                handle.stop()
+        mon.close()
+    assert mon.step_count == 40
+    assert mon.stats.sink_failures.get("http", 0) > 0  # counted, and training went on
+    local = RunStore(tmp_path / "local").open_run(mon.run_id)
+    assert local.info()["status"] == "finished" and local.info()["last_step"] == 40
+    served = RunStore(tmp_path / "server-runs").open_run("survivor")
+    assert 1 <= served.info()["last_step"] < 40  # what reached the server before it died is intact
+
+
+def test_kill_9_writer_run_is_listed_and_served(server) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom convscope.frames import Frame\nfrom convscope.store import RunStore\n"
+        "w = RunStore(sys.argv[1]).create_run('killed')\n"
+        "for s in range(1, 10**9):\n"
+        "    w.write(Frame(run=w.run_id, step=s, kind='scalar', payload={'name': 'loss', 'value': float(s)}))\n"
+        "    if s % 100 == 0:\n        w.flush(); print(s, flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, server.logdir], stdout=subprocess.PIPE, text=True)
+    try:
+        while int(proc.stdout.readline()) < 1000:
+            pass
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    runs = httpx.get(server.url + "api/runs", timeout=10).json()
+    assert [(r["id"], r["status"]) for r in runs] == [("killed", "crashed")]
+    frames = list(decode_stream(httpx.get(server.url + "api/runs/killed/frames", params={"kind": "scalar"}, timeout=10).content))
+    assert len(frames) >= 1000 and [f.step for f in frames] == list(range(1, len(frames) + 1))
+
+
+@pytest.mark.parametrize("path,params", [
+    ("api/runs/nope", {}),
+    ("api/runs/nope/frames", {}),
+    ("api/runs/r/frames", {"start": "-5"}),
+    ("api/runs/r/frames", {"end": "x"}),
+    ("api/runs/r/frames", {"max_points": "0"}),
+    ("api/runs/r/frames", {"limit": "10000000000"}),
+    ("api/runs/r/frames", {"latest": "maybe"}),
+])
+def test_bad_requests_get_4xx_with_a_message(server, path: str, params: dict) -> None:
+    w = _write_run(Path(server.logdir), "r", steps=3)
+    r = httpx.get(server.url + path, params=params, timeout=10)
+    assert 400 <= r.status_code < 500 and r.json()["detail"]
+    assert httpx.get(server.url + "api/health", timeout=10).status_code == 200
+    w.close()

@@ -100,6 +100,8 @@ def feature_distribution(maps: torch.Tensor, *, bins: int = 32, sample: int | No
         x = x[i : i + 1]
     n, f, s = x.shape
     m = n * s
+    if n * f * s <= _CHUNK_VALUES:
+        return _small(x, bins, sample)
     cols = max(1, _CHUNK_VALUES // f)
 
     total = torch.zeros(f, dtype=torch.float64, device=x.device)
@@ -130,6 +132,35 @@ def feature_distribution(maps: torch.Tensor, *, bins: int = 32, sample: int | No
         k = torch.where(constant.unsqueeze(1), torch.zeros_like(k), k) + offset
         counts += torch.bincount(k.reshape(-1), minlength=f * bins).to(torch.float64)
     std = (sq / m).sqrt()
+    return Distribution(
+        counts=counts.view(f, bins).to(torch.float32),
+        bins=bins,
+        min=lo.to(torch.float32),
+        max=hi.to(torch.float32),
+        mean=mean.to(torch.float32),
+        std=std.to(torch.float32),
+        constant=constant,
+        sample=sample,
+    )
+
+
+def _small(x: torch.Tensor, bins: int, sample: int | None) -> Distribution:
+    """The same numbers in one pass over a filter-major float64 copy (maps of up to 4M values)."""
+    n, f, s = x.shape
+    flat = x.transpose(0, 1).reshape(f, n * s).to(torch.float64)
+    lo, hi = torch.aminmax(flat, dim=1)
+    if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
+        raise DataError(
+            "feature maps contain NaN or Inf; their distribution is undefined - "
+            "check the layer's gradient health (training may have diverged)"
+        )
+    std, mean = torch.std_mean(flat, dim=1, correction=0)
+    constant = lo == hi
+    span = torch.where(constant, torch.ones_like(hi), hi - lo)
+    # in place on the copy; a constant filter has span 1 and x == lo, so it lands in bin 0
+    k = flat.sub_(lo.unsqueeze(1)).div_(span.unsqueeze(1)).mul_(bins).floor_().clamp_(0, bins - 1).to(torch.int64)
+    k += (torch.arange(f, device=x.device) * bins).unsqueeze(1)
+    counts = torch.bincount(k.reshape(-1), minlength=f * bins)
     return Distribution(
         counts=counts.view(f, bins).to(torch.float32),
         bins=bins,

@@ -9,6 +9,7 @@ a sink that raises is isolated: counted, warned about once, and retried on later
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -47,6 +48,8 @@ class FramePipeline:
         max_bytes: most bytes of tensor snapshots held by pending items (as declared by
             ``submit(..., nbytes=)``); beyond it the oldest items are dropped too.
         flush_interval: seconds between ``Sink.flush`` calls while frames flow.
+        nice: how much lower than training the worker thread is scheduled (Linux ``nice``
+            increment for this thread alone; 0 keeps it equal).
         on_dropped: builds a frame that reports drops (called on the worker thread).
     """
 
@@ -56,12 +59,14 @@ class FramePipeline:
         *,
         maxsize: int = 256,
         max_bytes: int = 512 << 20,
-        flush_interval: float = 0.25,
+        flush_interval: float = 0.05,
+        nice: int = 0,
         on_dropped: Callable[[int], Frame | None] | None = None,
     ) -> None:
         self.sinks = list(sinks)
         self.maxsize = maxsize
         self.max_bytes = max_bytes
+        self.nice = nice
         self._bytes = 0
         self.flush_interval = flush_interval
         self.stats = PipelineStats()
@@ -135,6 +140,14 @@ class FramePipeline:
         torch = sys.modules.get("torch")
         if torch is not None:
             torch.set_num_threads(1)
+        # and a lower scheduling priority (Linux threads have their own): when the cores are
+        # busy, training goes first and this thread takes the slack; if it falls behind, the
+        # queue drops its oldest items rather than training slowing down.
+        if self.nice and hasattr(os, "setpriority"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            except OSError:
+                pass
         last_flush = time.monotonic()
         while True:
             with self._cond:

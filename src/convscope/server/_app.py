@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field  # noqa: E402
 FRAMES_MEDIA_TYPE = "application/x-convscope-frames"
 STATIC_DIR = Path(__file__).with_name("static")
 #: how often live WebSockets look for new frames in the store (seconds)
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.05
 
 
 class RunInfo(BaseModel):
@@ -248,11 +248,16 @@ def create_app(
                             await websocket.send_bytes(data)
                 except TimeoutError:
                     pass
-                rows = reader.raw_frames(kind=filters["kinds"], layer=filters["layers"], after_id=cursor)
+                # the store is read off the event loop, a bounded batch at a time
+                rows = await asyncio.to_thread(
+                    reader.raw_frames, kind=filters["kinds"], layer=filters["layers"], after_id=cursor, limit=256
+                )
                 for row_id, data in rows:
                     await websocket.send_bytes(data)
                     cursor = max(cursor, row_id)
-                now = reader.status()
+                if len(rows) == 256:
+                    continue  # more are waiting: no pause
+                now = await asyncio.to_thread(reader.status)
                 if now != status:
                     status = now
                     await websocket.send_text(json.dumps({"type": "status", "status": status}))

@@ -72,6 +72,10 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   const perStep = new Map<string, Frame>();
   const health: Frame[] = [];
   let pending = false;
+  // instrumentation for tests and benchmarks: time from a frame's creation to its drawing
+  const arrived: number[] = [];
+  const latencies: number[] = [];
+  let firstDrawMs = 0;
   let stopPlay: (() => void) | null = null;
 
   const scrubber = $<HTMLInputElement>("#scrubber");
@@ -90,6 +94,9 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
 
   function draw(): void {
     counter.textContent = String(current);
+    const now = Date.now();
+    for (const t of arrived.splice(0)) latencies.push(now - t * 1000);
+    if (latencies.length > 5000) latencies.splice(0, latencies.length - 5000);
     $("#last-step").textContent = String(lastStep);
     scrubber.max = String(lastStep);
     scrubber.value = String(current);
@@ -103,6 +110,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     drawHealth(healthCanvas, health, details?.layers ?? [], current, lastStep);
     scalars.current = current;
     scalars.draw();
+    if (!firstDrawMs && details) firstDrawMs = performance.now();
   }
 
   async function loadStep(step: number): Promise<void> {
@@ -156,6 +164,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
       if (!layer) layer = f.layer;
     }
     lastStep = Math.max(lastStep, f.step);
+    arrived.push(f.wall_time);
     if (f.kind === "scalar" || f.kind === "pruning") scalars.add([f]);
     if (f.kind === "gradient_health") health.push(f);
     if (f.layer === layer && f.kind === "trajectory") traj.add(f);
@@ -216,7 +225,11 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     .catch((e) => {
       root.querySelector(".grid")!.innerHTML = `<p class="error">${String(e)}</p>`;
     });
-  (window as any).convscopeDashboard = { images, weights, traj, get current() { return current; } };
+  (window as any).convscopeDashboard = {
+    images, weights, traj, latencies,
+    get current() { return current; },
+    get firstDrawMs() { return firstDrawMs; },
+  };
   return () => {
     stopFollow();
     stopPlay?.();

@@ -105,7 +105,7 @@ def load_model(
     if ext in (".keras", ".h5", ".hdf5"):
         from convscope.models._keras import load_keras
 
-        return load_keras(path, spec=spec, check=check)
+        return load_keras(path, spec=spec, check=check, trust=trust)
     raise UnsupportedFormatError(
         f"unknown model file extension {ext or '(none)'!r} for {path.name!r}; convscope loads "
         f"{', '.join(SUPPORTED_EXTENSIONS)} - rename the file if it has the wrong extension"
@@ -319,9 +319,43 @@ def _load_export(path: Path, *, spec: InputSpec | None) -> LoadedModel:
     module = _ExportedModule(program)
     loaded = _from_module(module, spec=spec, fmt="export", origin=str(path.name), layer_modules=None)
     loaded.layer_modules = {n: m for n, m in module.inner.named_modules() if n}
-    loaded.graph = build_graph(module.inner, input_shape=spec.shape)
+    loaded.graph = _restore_export_kinds(build_graph(module.inner, input_shape=spec.shape), program, module.inner)
     loaded.name = path.stem
     return loaded
+
+
+def _restore_export_kinds(graph: Any, program: Any, inner: Any) -> Any:
+    """Unflattened submodules are generic interpreters: take each layer's original class from
+    the program's module-stack metadata, and its parameters and filters from its weights."""
+    from convscope.models._graph import canonical_kind, category_of
+
+    original: dict[str, str] = {}
+    for node in program.graph.nodes:
+        stack = node.meta.get("nn_module_stack") or {}
+        for fqn, kind in stack.values():
+            original.setdefault(str(fqn), str(getattr(kind, "__name__", kind)).rsplit(".", 1)[-1])
+    from dataclasses import replace
+
+    from convscope.models._graph import ModelGraph
+
+    modules = dict(inner.named_modules())
+    layers = []
+    for layer in graph.layers:
+        name = layer.id.split("#")[0]
+        if layer.kind != "interpretermodule" or name not in original:
+            layers.append(layer)
+            continue
+        kind = canonical_kind(original[name])
+        params = dict(modules[name].named_parameters()) if name in modules else {}
+        attributes = dict(layer.attributes)
+        weight = params.get("weight")
+        if weight is not None and category_of(kind) == "conv" and weight.dim() >= 3:
+            attributes.update(filters=int(weight.shape[0]), kernel=tuple(int(d) for d in weight.shape[2:]))
+        elif weight is not None and category_of(kind) == "dense" and weight.dim() == 2:
+            attributes.update(units=int(weight.shape[0]))
+        layers.append(replace(layer, type=original[name], kind=kind, category=category_of(kind),
+                              params=sum(int(v.numel()) for v in params.values()), attributes=attributes))
+    return ModelGraph(layers=layers, edges=graph.edges, containers=graph.containers, input_shape=graph.input_shape, method=graph.method)
 
 
 def _export_example_shape(program: Any) -> tuple[int, ...] | None:

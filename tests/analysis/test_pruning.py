@@ -104,3 +104,12 @@ def test_clear_errors() -> None:
         prune_filters(model, {"conv1": [16]}, example_inputs=x)
     with pytest.raises(DataError, match="only conv and dense"):
         prune_filters(model, {"relu1": [0]}, example_inputs=x)
+
+
+def test_the_tensorview_case_four_of_sixteen_conv1_filters() -> None:
+    model = load_zoo_model("lenet5-simplified").module
+    result = prune_filters(model, {"conv1": [1, 4, 5, 6]}, example_inputs=torch.zeros(1, 1, 28, 28))
+    assert model.conv1.out_channels == 12 and model.conv1.weight.shape == (12, 1, 3, 3)
+    assert model.conv2.in_channels == 12 and model.conv2.weight.shape == (32, 12, 3, 3)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert result.kept["conv1"] == [0, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15]

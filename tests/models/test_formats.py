@@ -60,7 +60,7 @@ def test_every_torch_format_and_onnx_agree(lenet, digits, tmp_path: Path) -> Non
     for name, m in loaded.items():
         with torch.no_grad():
             out = m.module(digits)
-        torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-4, msg=name)
+        torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5, msg=name)
         assert _convs(m.graph) == _convs(lenet.graph), name
     assert loaded["onnx"].format == "onnx" and loaded["onnx"].reference_max_abs_diff < 1e-4
     assert "torchvision" not in sys.modules  # the stand-in was only there during the import

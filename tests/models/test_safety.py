@@ -94,3 +94,18 @@ def test_missing_files_folders_and_unknown_extensions(tmp_path: Path) -> None:
     (tmp_path / "m.txt").write_text("hi")
     with pytest.raises(ModelLoadError, match="extension"):
         convscope.load_model(tmp_path / "m.txt")
+
+
+def test_state_dict_with_wrong_keys_names_them(tmp_path: Path) -> None:
+    from convscope.errors import StateDictMismatchError
+
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module
+    state = net.state_dict()
+    state["extra.weight"] = torch.zeros(3)
+    del state["fc2.bias"]
+    state["conv1.weight"] = torch.zeros(8, 1, 3, 3)
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(StateDictMismatchError) as info:
+        convscope.load_model(tmp_path / "w.pt", architecture="lenet5-simplified")
+    text = str(info.value)
+    assert "fc2.bias" in text and "extra.weight" in text and "conv1.weight" in text

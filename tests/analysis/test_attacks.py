@@ -1,0 +1,75 @@
+"""Adversarial inputs through one interface, on the trained LeNet-5 and real digits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convscope
+from convscope.analysis import list_attacks, perturb
+from convscope.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model = convscope.load_model("lenet5-simplified")
+    data = convscope.load_dataset("mnist-5k", split="test")
+    x, y = data.images[:100], data.labels[:100]
+    correct = model.predict(x).argmax(1) == y
+    return model, x[correct], y[correct]
+
+
+@pytest.mark.slow
+def test_pgd_at_eps_03_fools_nearly_every_digit(setup) -> None:
+    model, x, _ = setup
+    r = perturb(model, x, attack="pgd", eps=0.3)
+    assert r.success_rate > 0.9
+    assert float(r.linf.max()) <= 0.3 + 1e-5
+    assert float(r.adversarial.min()) >= 0 and float(r.adversarial.max()) <= 1
+    np.testing.assert_array_equal(r.adversarial_prediction, model.predict(r.adversarial).argmax(1).numpy())
+    print(f"\nPGD eps 0.3: success {r.success_rate:.1%} of {len(x)} correctly classified digits, median L2 {np.median(r.l2):.2f}")
+
+
+def test_fgsm_reports_success_and_norms(setup) -> None:
+    model, x, y = setup
+    for eps in (0.1, 0.3):
+        r = perturb(model, x[:32], attack="fgsm", eps=eps)
+        assert float(r.linf.max()) <= eps + 1e-5 and (r.l2 > 0).all()
+        np.testing.assert_array_equal(r.original_prediction, y[:32].numpy())
+        assert r.success.dtype == bool and r.success_rate == pytest.approx(float((r.adversarial_prediction != r.original_prediction).mean()))
+        print(f"\nFGSM eps {eps}: success {r.success_rate:.1%}, median L2 {np.median(r.l2):.2f}")
+
+
+def test_targeted_pgd_reaches_its_target(setup) -> None:
+    model, x, _ = setup
+    r = perturb(model, x[:12], attack="pgd", eps=0.3, target=3)
+    assert r.success_rate > 0.9 and (r.adversarial_prediction[r.success] == 3).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack,params", [("deepfool", {"max_iter": 20}), ("cw", {}), ("pixel", {"max_iter": 3})])
+def test_the_other_attacks_run_and_report(setup, attack: str, params: dict) -> None:
+    model, x, _ = setup
+    n = 2 if attack == "pixel" else 6
+    r = perturb(model, x[:n], attack=attack, **params)
+    assert r.adversarial.shape == x[:n].shape and r.l2.shape == (n,)
+    np.testing.assert_array_equal(r.adversarial_prediction, model.predict(r.adversarial).argmax(1).numpy())
+    if attack != "pixel":
+        assert r.success_rate >= 0.5
+    changed = r.l2 > 0
+    assert changed[r.success].all()
+
+
+def test_clear_errors(setup) -> None:
+    model, x, _ = setup
+    assert set(list_attacks()) == {"fgsm", "pgd", "deepfool", "cw", "pixel"}
+    with pytest.raises(DataError, match="unknown attack"):
+        perturb(model, x[:2], attack="nope")
+    with pytest.raises(DataError, match="no parameters"):
+        perturb(model, x[:2], attack="fgsm", steps=3)
+    with pytest.raises(DataError, match="target"):
+        perturb(model, x[:2], attack="deepfool", target=1)
+    with pytest.raises(DataError, match="raw images"):
+        perturb(model, model.input_spec.prepare(x[:2]), attack="fgsm")
+    with pytest.raises(DataError, match="eps"):
+        perturb(model, x[:2], attack="fgsm", eps=3.0)

@@ -1,106 +1,158 @@
-"""Bundled data sets are real and labelled right; a user's own files load; nothing unsafe runs."""
+"""Bundled data sets: the listed shape and size, real pictures, the right labels, nothing downloaded."""
 
 from __future__ import annotations
 
-import gzip
-import pickle
-import struct
-from pathlib import Path
+import json
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import convscope
-from convscope.data import load_cifar_batches, load_image_folder, load_mnist_idx
-from convscope.errors import DataError
+from convscope.data import Dataset, list_datasets, load_dataset, mnist_like, register_dataset
+from convscope.data import _registry as registry
+from convscope.errors import DataError, RegistryError, UnknownDatasetError
+
+BUNDLED = (
+    "digits",
+    "foolbox-cifar10",
+    "foolbox-cifar100",
+    "foolbox-fashion-mnist",
+    "foolbox-imagenet",
+    "foolbox-mnist",
+    "mnist-5k",
+    "photos",
+)
 
 
-@pytest.mark.parametrize("name,shape,size", [
-    ("mnist-5k", (1, 28, 28), 5000), ("digits", (1, 28, 28), 1797), ("foolbox-mnist", (1, 28, 28), 20),
-    ("foolbox-fashion-mnist", (1, 28, 28), 20), ("foolbox-cifar10", (3, 32, 32), 20),
-    ("foolbox-cifar100", (3, 32, 32), 20), ("foolbox-imagenet", (3, 224, 224), 20), ("photos", (3, 224, 224), 8),
-])
-def test_every_bundled_set_has_the_listed_shape_size_and_range(name: str, shape: tuple, size: int) -> None:
-    info = {i.name: i for i in convscope.list_datasets()}[name]
-    data = convscope.load_dataset(name)
-    assert tuple(data.images.shape[1:]) == shape == tuple(info.shape) and len(data) == size == info.size
-    assert 0.0 <= float(data.images.min()) and float(data.images.max()) <= 1.0
+def test_list_datasets_names_every_bundled_set_with_license_and_source() -> None:
+    infos = list_datasets()
+    assert [i.name for i in infos] == sorted(BUNDLED)
+    for info in infos:
+        row = json.loads(json.dumps(info.to_dict()))
+        assert row["license"] and row["license"] != "unknown" and row["source"] and row["size"] > 0
+        assert len(row["shape"]) == 3
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_every_bundled_set_has_the_listed_shape_size_and_range(name: str) -> None:
+    info = {i.name: i for i in list_datasets()}[name]
+    data = load_dataset(name)
+    assert tuple(data.images.shape) == (info.size, *info.shape) and data.images.dtype == torch.float32
+    assert len(data.labels) == info.size and data.labels.dtype == torch.int64
+    assert float(data.images.min()) >= 0.0 and float(data.images.max()) <= 1.0
     assert float(data.images.std()) > 0.05  # real pictures, not blanks
+    if info.classes:
+        assert len(data.class_names) == info.classes and 0 <= int(data.labels.min()) and int(data.labels.max()) < info.classes
+    else:
+        assert data.labels.tolist() == [-1] * info.size and data.sample_names is not None and len(set(data.sample_names)) == info.size
 
 
-def test_labels_are_right_the_trained_lenet_reads_the_digits() -> None:
+@pytest.mark.slow
+def test_foolbox_sets_match_foolboxs_own_sample_loader() -> None:
+    fb = pytest.importorskip("foolbox")
+    fmodel = fb.PyTorchModel(torch.nn.Identity().eval(), bounds=(0, 1))
+    for prefix, name in (("mnist", "foolbox-mnist"), ("fashionMNIST", "foolbox-fashion-mnist"), ("cifar10", "foolbox-cifar10"), ("cifar100", "foolbox-cifar100")):
+        ref_x, ref_y = fb.utils.samples(fmodel, dataset=prefix, batchsize=20, data_format="channels_first", bounds=(0, 1))
+        ours = load_dataset(name)
+        torch.testing.assert_close(ours.images, ref_x, rtol=0, atol=1e-6)
+        assert ours.labels.tolist() == ref_y.tolist()
+    # ImageNet: foolbox squashes every photo to 224x224 (PIL), convscope centre-crops first;
+    # on the square photos the two are the same picture up to the resampling filter
+    ref_x, ref_y = fb.utils.samples(fmodel, dataset="imagenet", batchsize=20, data_format="channels_first", bounds=(0, 1))
+    ours = load_dataset("foolbox-imagenet")
+    assert ours.labels.tolist() == ref_y.tolist()
+    square = [i for i, n in enumerate(ours.sample_names or ()) if not n.startswith("imagenet_10_")]  # 10 is 1024x683
+    assert len(square) == 19
+    diff = (ours.images[square] - ref_x[square]).abs().mean(dim=(1, 2, 3))
+    assert float(diff.max()) < 0.02, diff
+
+
+def test_digit_labels_are_right_the_trained_lenet_reads_them() -> None:
+    """The zoo LeNet learnt on mnist-5k: sklearn's digits in MNIST's frame must read as digits.
+
+    Measured: 84.3% on digits (MNIST-style framing; plain upsampling into 28x28 gave 75%) and
+    100% on foolbox's 20 MNIST samples; chance is 10%.
+    """
     model = convscope.load_model("lenet5-simplified")
-    for name, floor in (("foolbox-mnist", 0.9), ("digits", 0.6)):
-        data = convscope.load_dataset(name, spec=model.input_spec)
+    for name, floor in (("foolbox-mnist", 0.95), ("digits", 0.80)):
+        data = load_dataset(name, spec=model.input_spec)
         acc = float((model.predict(data.images).argmax(1) == data.labels).float().mean())
         assert acc >= floor, (name, acc)
 
 
-def test_prepared_data_matches_the_models_spec() -> None:
+def test_digits_keep_what_tells_them_apart() -> None:
+    """1-nearest-neighbour on the 28x28 digits does as well as on scikit-learn's raw 8x8 ones."""
+    from sklearn.datasets import load_digits
+
+    def one_nn(train: Dataset, test: Dataset) -> float:
+        dist = torch.cdist(test.images.flatten(1), train.images.flatten(1))
+        return float((train.labels[dist.argmin(1)] == test.labels).float().mean())
+
+    ours = load_dataset("digits")
+    raw = load_digits()
+    np.testing.assert_array_equal(ours.labels.numpy(), raw.target)
+    raw_ds = Dataset(images=torch.from_numpy(raw.images.astype(np.float32) / 16).unsqueeze(1), labels=torch.from_numpy(raw.target), class_names=(), name="raw")
+    acc28 = one_nn(*ours.split(seed=0))
+    acc8 = one_nn(*raw_ds.split(seed=0))
+    assert acc8 > 0.95 and acc28 >= acc8 - 0.02, (acc28, acc8)
+
+
+def test_mnist_like_follows_mnists_recipe_on_a_hand_made_digit() -> None:
+    img = np.zeros((8, 8), np.float32)
+    img[1:7, 2:5] = 1.0  # a 6 x 3 block of ink, off centre
+    img[1, 7] = 0.0
+    out = mnist_like(img[None])[0, 0].numpy()
+    rows, cols = np.nonzero(out.max(1) > 0)[0], np.nonzero(out.max(0) > 0)[0]
+    assert rows[-1] - rows[0] + 1 == 20 and cols[-1] - cols[0] + 1 == 10  # longer side 20, aspect kept
+    ys, xs = np.mgrid[0:28, 0:28]
+    cy, cx = (out * ys).sum() / out.sum(), (out * xs).sum() / out.sum()
+    assert abs(cy - 13.5) <= 0.5 and abs(cx - 13.5) <= 0.5  # centre of mass at the frame's centre
+    assert mnist_like(np.zeros((1, 8, 8), np.float32)).abs().sum() == 0
+
+
+def test_photos_are_the_named_pictures() -> None:
+    from skimage import data as skdata
+    from skimage.transform import resize
+
+    photos = load_dataset("photos")
+    assert photos.sample_names is not None and photos.sample_names[:2] == ("astronaut", "chelsea")
+    assert {"camera", "china", "flower"} <= set(photos.sample_names)
+    ref = resize(skdata.astronaut() / 255.0, (224, 224), anti_aliasing=True)  # 512x512: nothing to crop
+    ours = photos.images[photos.sample_names.index("astronaut")].permute(1, 2, 0).numpy()
+    assert np.abs(ours - ref).mean() < 0.01
+    camera = photos.images[photos.sample_names.index("camera")]
+    torch.testing.assert_close(camera[0], camera[2])  # a grey photo repeated into RGB
+
+
+def test_splits_are_stratified_disjoint_and_carry_names() -> None:
+    data = load_dataset("foolbox-cifar10")
+    train, test = data.split(test_fraction=0.25, seed=3)
+    assert len(train) + len(test) == len(data)
+    assert set(train.sample_names or ()).isdisjoint(test.sample_names or ())
+    again = data.split(test_fraction=0.25, seed=3)[1]
+    assert again.sample_names == test.sample_names
+    mnist = load_dataset("mnist-5k", split="test")
+    assert len(mnist) == 1000 and torch.bincount(mnist.labels).tolist() == [100] * 10
+
+
+def test_prepare_fits_and_normalises_for_a_model() -> None:
     spec = convscope.load_model("vgg12", pretrained=False).input_spec
-    data = convscope.load_dataset("foolbox-mnist", spec=spec)  # grey 28x28 -> RGB 32x32, normalised
+    raw = load_dataset("foolbox-mnist")
+    data = load_dataset("foolbox-mnist", spec=spec)  # grey 28x28 -> RGB 32x32, normalised
     assert tuple(data.images.shape[1:]) == (3, 32, 32) and data.normalised
+    back = spec.unprepare(data.images)
+    torch.testing.assert_close(back[:, 0], back[:, 2])  # grey repeated into every channel
+    torch.testing.assert_close(back.mean(dim=(1, 2, 3)), raw.images.mean(dim=(1, 2, 3)), atol=0.01, rtol=0)
+    with pytest.raises(DataError, match="already normalised"):
+        data.prepare(spec)
 
 
-def _idx(array: np.ndarray, code: int) -> bytes:
-    head = bytes([0, 0, code, array.ndim]) + b"".join(struct.pack(">I", d) for d in array.shape)
-    return head + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def test_mnist_idx_files_round_trip(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8)
-    labels = rng.integers(0, 10, 7, dtype=np.uint8)
-    (tmp_path / "img.idx").write_bytes(_idx(images, 0x08))
-    (tmp_path / "lab.idx.gz").write_bytes(gzip.compress(_idx(labels, 0x08)))
-    data = load_mnist_idx(tmp_path / "img.idx", tmp_path / "lab.idx.gz")
-    np.testing.assert_array_equal((data.images[:, 0] * 255).round().numpy().astype(np.uint8), images)
-    assert data.labels.tolist() == labels.tolist()
-    (tmp_path / "bad.idx").write_bytes(_idx(images, 0x08)[:100])
-    with pytest.raises(DataError, match="IDX"):
-        load_mnist_idx(tmp_path / "bad.idx")
-    (tmp_path / "nope.idx").write_bytes(b"\x01\x02\x03\x04")
-    with pytest.raises(DataError, match="magic"):
-        load_mnist_idx(tmp_path / "nope.idx")
-
-
-def test_cifar_batches_round_trip(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    data = rng.integers(0, 256, (5, 3072), dtype=np.uint8)
-    batch = {b"data": data, b"labels": [1, 2, 3, 4, 5], b"batch_label": b"testing batch"}
-    (tmp_path / "data_batch_1").write_bytes(pickle.dumps(batch, protocol=2))
-    ds = load_cifar_batches(tmp_path)
-    assert tuple(ds.images.shape) == (5, 3, 32, 32) and ds.labels.tolist() == [1, 2, 3, 4, 5]
-    np.testing.assert_array_equal((ds.images * 255).round().numpy().astype(np.uint8).reshape(5, -1), data)
-    assert ds.class_names[1] == "automobile"
-
-
-class _Evil:
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-def test_a_malicious_cifar_batch_runs_nothing(tmp_path: Path) -> None:
-    marker = tmp_path / "pwned"
-    (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": _Evil(str(marker)), b"labels": [0]}))
-    with pytest.raises(DataError, match="refused"):
-        load_cifar_batches(tmp_path / "data_batch_1")
-    assert not marker.exists()
-
-
-def test_image_folder(tmp_path: Path) -> None:
-    for cls, colour in (("cats", (255, 0, 0)), ("dogs", (0, 0, 255))):
-        (tmp_path / cls).mkdir()
-        for i in range(2):
-            Image.new("RGB", (16 + i * 8, 16), colour).save(tmp_path / cls / f"{i}.png")
-    ds = load_image_folder(tmp_path)
-    assert ds.class_names == ("cats", "dogs") and ds.labels.tolist() == [0, 0, 1, 1]
-    assert tuple(ds.images.shape) == (4, 3, 16, 16)
-    assert torch.allclose(ds.images[0, :, 8, 8], torch.tensor([1.0, 0.0, 0.0]))
-    with pytest.raises(DataError, match="subfolders"):
-        load_image_folder(tmp_path / "cats")
+def test_unknown_names_and_bad_splits_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UnknownDatasetError, match="digits.*load_mnist_idx"):
+        load_dataset("cifar-10-full")
+    with pytest.raises(DataError, match="split"):
+        load_dataset("digits", split="validation")
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    with pytest.raises(RegistryError, match="registered twice"):
+        register_dataset("digits", description="x", source="x", shape=(1, 8, 8), classes=10, size=1)(lambda: load_dataset("digits"))

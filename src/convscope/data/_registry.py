@@ -26,6 +26,13 @@ class Dataset:
         labels: ``N`` int64 tensor (``-1`` where unknown).
         class_names: names of the classes, index = label.
         name: registry name or path it came from.
+        normalised: whether :meth:`prepare` has been applied.
+        sample_names: one name per image where images have names (photos, files), else ``None``.
+
+    Example:
+        >>> ds = load_dataset("digits")
+        >>> tuple(ds.images.shape), ds.class_names[int(ds.labels[0])]
+        ((1797, 1, 28, 28), '0')
     """
 
     images: torch.Tensor
@@ -33,6 +40,7 @@ class Dataset:
     class_names: tuple[str, ...]
     name: str
     normalised: bool = False
+    sample_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -44,7 +52,14 @@ class Dataset:
         if self.normalised:
             raise DataError(f"data set {self.name!r} is already normalised; call prepare() once")
         images = spec.prepare(fit_to_spec(self.images, spec))
-        return Dataset(images=images, labels=self.labels, class_names=self.class_names, name=self.name, normalised=True)
+        return Dataset(
+            images=images,
+            labels=self.labels,
+            class_names=self.class_names,
+            name=self.name,
+            normalised=True,
+            sample_names=self.sample_names,
+        )
 
     def split(self, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
         """A stratified train/test split that is the same for the same seed."""
@@ -64,45 +79,95 @@ class Dataset:
         return self.subset(train_sel, suffix="train"), self.subset(test_sel, suffix="test")
 
     def subset(self, index: torch.Tensor, *, suffix: str = "subset") -> Dataset:
+        """The samples at ``index`` (a 1-D index tensor), named ``name[suffix]``."""
+        names = None if self.sample_names is None else tuple(self.sample_names[i] for i in index.tolist())
         return Dataset(
             images=self.images[index],
             labels=self.labels[index],
             class_names=self.class_names,
             name=f"{self.name}[{suffix}]",
             normalised=self.normalised,
+            sample_names=names,
         )
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """What :func:`list_datasets` tells about one registered data set (nothing is loaded).
+
+    Attributes:
+        name: the name for :func:`load_dataset`.
+        description: one line on what the images are.
+        source: the installed package and file the data comes from.
+        shape: per-image ``(C, H, W)`` after loading.
+        classes: number of classes (``0`` where images are unlabelled).
+        size: number of images.
+        license: the data's license (and the shipping package's, where they differ).
+        loader: the function that builds the :class:`Dataset`.
+    """
+
     name: str
     description: str
     source: str
     shape: tuple[int, ...]
     classes: int
     size: int
+    license: str
     loader: Callable[[], Dataset]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready fields (without the loader)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "shape": list(self.shape),
+            "classes": self.classes,
+            "size": self.size,
+            "license": self.license,
+        }
 
 
 _REGISTRY: dict[str, DatasetInfo] = {}
 
 
 def register_dataset(
-    name: str, *, description: str, source: str, shape: tuple[int, ...], classes: int, size: int
+    name: str,
+    *,
+    description: str,
+    source: str,
+    shape: tuple[int, ...],
+    classes: int,
+    size: int,
+    license: str = "unknown",  # noqa: A002  (the field's natural name)
 ) -> Callable[[Callable[[], Dataset]], Callable[[], Dataset]]:
-    """Register a loader under ``name``; a second registration of one name is an error."""
+    """Register a loader under ``name``; a second registration of one name is an error.
+
+    Example:
+        >>> @register_dataset("my-set", description="...", source="...", shape=(1, 28, 28), classes=10, size=3)  # doctest: +SKIP
+        ... def my_set() -> Dataset: ...  # doctest: +SKIP
+    """
 
     def decorate(fn: Callable[[], Dataset]) -> Callable[[], Dataset]:
         if name in _REGISTRY:
-            raise RegistryError(f"data set {name!r} is registered twice ({_REGISTRY[name].loader.__qualname__} and {fn.__qualname__})")
-        _REGISTRY[name] = DatasetInfo(name, description, source, shape, classes, size, fn)
+            qual = getattr(fn, "__qualname__", repr(fn))
+            raise RegistryError(
+                f"data set {name!r} is registered twice ({getattr(_REGISTRY[name].loader, '__qualname__', '?')} and {qual}); "
+                "choose another name"
+            )
+        _REGISTRY[name] = DatasetInfo(name, description, source, shape, classes, size, license, fn)
         return fn
 
     return decorate
 
 
 def list_datasets() -> list[DatasetInfo]:
-    """Every bundled data set, by name."""
+    """Every bundled data set, sorted by name, with size, shape, license and source.
+
+    Example:
+        >>> [(i.name, i.size) for i in list_datasets()][:2]
+        [('digits', 1797), ('foolbox-cifar10', 20)]
+    """
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 

@@ -240,6 +240,8 @@ class Monitor:
         self._graph: ModelGraph | None = None
         self._started = False
         self._closed = False
+        self._scalars: list[tuple[int, str, Any]] = []
+        self._scalars_sent = 0.0
         self._store: Any = None
         self.server: Any = None
         self.run_id: str | None = None
@@ -285,6 +287,7 @@ class Monitor:
         self._handles.clear()
         self._acts.clear()
         if self._pipeline is not None:
+            self._send_scalars()
             self._submit_meta("end", status=status)
             self._pipeline.close(status=status)
             self.stats.frames = self._pipeline.stats.frames
@@ -307,8 +310,19 @@ class Monitor:
         if not self.active or self._pipeline is None:
             return
         step = self.step_count
-        values = {k: (v.detach() if hasattr(v, "detach") else v) for k, v in scalars.items()}
-        self._pipeline.submit(lambda: [self._frame(step, "", "scalar", {"name": k, "value": float(v)}) for k, v in values.items()])
+        for k, v in scalars.items():
+            self._scalars.append((step, k, v.detach() if hasattr(v, "detach") else v))
+        # batched: one work item per ~0.1 s or 64 values, not one per step, so the background
+        # thread wakes (and takes the interpreter lock) rarely
+        now = time.monotonic()
+        if len(self._scalars) >= 64 or now - self._scalars_sent >= 0.1:
+            self._send_scalars(now)
+
+    def _send_scalars(self, now: float | None = None) -> None:
+        batch, self._scalars = self._scalars, []
+        self._scalars_sent = time.monotonic() if now is None else now
+        if batch and self._pipeline is not None:
+            self._pipeline.submit(lambda: [self._frame(s, "", "scalar", {"name": k, "value": float(v)}) for s, k, v in batch])
 
     @property
     def graph(self) -> ModelGraph | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["load_model", "resolve_architecture", "SUPPORTED_EXTENSIONS"]
 
-SUPPORTED_EXTENSIONS = (".pt", ".pth", ".bin", ".safetensors", ".pt2", ".onnx", ".keras", ".h5")
+SUPPORTED_EXTENSIONS = (".pt", ".pth", ".bin", ".safetensors", ".pt2", ".onnx", ".keras", ".h5", ".hdf5")
 
 
 def load_model(
@@ -235,20 +237,32 @@ def _load_torch_file(path: Path, *, architecture: str | None, spec: InputSpec | 
     import torch
 
     _check_nonempty(path)
+    if not _is_torch_save_file(path):
+        raise CorruptModelError(
+            f"{path.name!r} is not a PyTorch file (neither a torch.save zip archive nor a legacy torch.save "
+            "pickle); it may be another format with the wrong extension - re-save it with torch.save"
+        )
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about unusual pickle protocols; the outcome is what counts
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        reason = _needs_code(exc)
+        if reason is None:
+            raise CorruptModelError(
+                f"{path.name!r} holds a damaged pickle ({_first_line(exc)}); it may be truncated - re-save it"
+            ) from None
         if not trust:
             raise UntrustedModelError(
-                f"{path.name!r} is a pickle that needs code to load ({_first_line(exc)}); loading it would run "
+                f"{path.name!r} is a pickle that needs code to load ({reason}); loading it would run "
                 "that code. Only if you trust where it came from, pass trust=True (CLI: --trust); better, save "
                 "a state dict (torch.save(model.state_dict(), ...)) or a torch.export program (.pt2)"
             ) from None
         obj = _load_trusted_pickle(path)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # damaged archives raise RuntimeError, EOFError, KeyError, ValueError ...
         raise CorruptModelError(
-            f"{path.name!r} is not a readable PyTorch file ({_first_line(exc)}); it may be truncated or not a "
-            "PyTorch file at all - re-save it with torch.save"
+            f"{path.name!r} is not a readable PyTorch file ({type(exc).__name__}: {_first_line(exc)}); it may be "
+            "truncated - re-save it with torch.save"
         ) from None
     if isinstance(obj, torch.nn.Module):
         loaded = _from_module(obj, spec=spec, fmt="pickle", origin=str(path.name))
@@ -256,6 +270,29 @@ def _load_torch_file(path: Path, *, architecture: str | None, spec: InputSpec | 
         return loaded
     state = _extract_state_dict(obj, path)
     return _apply_state_dict(path, state, architecture=architecture, spec=spec, fmt="state_dict")
+
+
+# torch.save's legacy (pre-1.6) format starts with a pickled magic number
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+
+
+def _is_torch_save_file(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(len(_LEGACY_TORCH_MAGIC))
+    return head.startswith(_LEGACY_TORCH_MAGIC) or zipfile.is_zipfile(path)
+
+
+def _needs_code(exc: BaseException) -> str | None:
+    """Why torch's weights-only unpickler refused: a global it would have to import and call
+    (the file needs code), or ``None`` when the pickle itself is malformed."""
+    text = str(exc)
+    found = re.search(r"GLOBAL [\w.]+", text)
+    if found:
+        return f"unpickling imports {found.group(0)}"
+    for line in text.splitlines():
+        if "add_safe_globals" in line or "allowlisted" in line:
+            return line.strip()[:200]
+    return None
 
 
 def _load_trusted_pickle(path: Path) -> Any:
@@ -304,6 +341,11 @@ def _load_export(path: Path, *, spec: InputSpec | None) -> LoadedModel:
     import torch
 
     _check_nonempty(path)
+    if not zipfile.is_zipfile(path):
+        raise CorruptModelError(
+            f"{path.name!r} is not a torch.export program (a .pt2 file is a zip archive); it may be truncated - "
+            "re-save it with torch.export.save"
+        )
     try:
         program = torch.export.load(str(path))
     except Exception as exc:  # torch raises many types for damaged archives
@@ -352,10 +394,60 @@ def _restore_export_kinds(graph: Any, program: Any, inner: Any) -> Any:
         if weight is not None and category_of(kind) == "conv" and weight.dim() >= 3:
             attributes.update(filters=int(weight.shape[0]), kernel=tuple(int(d) for d in weight.shape[2:]))
         elif weight is not None and category_of(kind) == "dense" and weight.dim() == 2:
-            attributes.update(units=int(weight.shape[0]))
+            attributes.update(units=int(weight.shape[0]), in_features=int(weight.shape[1]))
+        attributes.update(_export_op_attributes(modules.get(name), kind))
+        if category_of(kind) == "activation":
+            attributes.setdefault("activation", kind)
         layers.append(replace(layer, type=original[name], kind=kind, category=category_of(kind),
                               params=sum(int(v.numel()) for v in params.values()), attributes=attributes))
     return ModelGraph(layers=layers, edges=graph.edges, containers=graph.containers, input_shape=graph.input_shape, method=graph.method)
+
+
+# aten argument names -> convscope attribute names, for the ops behind conv and pooling layers
+_EXPORT_ARGS = {"stride": "stride", "padding": "padding", "dilation": "dilation", "groups": "groups", "kernel_size": "kernel"}
+
+
+def _export_op_attributes(module: Any, kind: str) -> dict[str, Any]:
+    """Stride, padding, dilation, groups (and a pool's kernel) from the aten call inside an
+    unflattened layer, with the op schema's defaults for arguments the program leaves out."""
+    from convscope.models._graph import category_of
+
+    graph = getattr(module, "graph", None)
+    if graph is None or category_of(kind) not in ("conv", "pool"):
+        return {}
+    for node in graph.nodes:
+        schema = getattr(node.target, "_schema", None)
+        if node.op != "call_function" or schema is None:
+            continue
+        if not any(key in node.target.__name__ for key in ("conv", "pool")):
+            continue
+        values: dict[str, Any] = {}
+        for i, arg in enumerate(schema.arguments):
+            if i < len(node.args):
+                values[arg.name] = node.args[i]
+            elif arg.name in node.kwargs:
+                values[arg.name] = node.kwargs[arg.name]
+            elif arg.has_default_value():
+                values[arg.name] = arg.default_value
+        attrs: dict[str, Any] = {}
+        for theirs, ours in _EXPORT_ARGS.items():
+            value = values.get(theirs)
+            if isinstance(value, list | tuple) and value:
+                attrs[ours] = tuple(int(v) for v in value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                attrs[ours] = value if ours == "groups" else (value, value)
+            elif isinstance(value, str):
+                attrs[ours] = value  # padding="same"
+        if "stride" in attrs and not attrs["stride"] and "kernel" in attrs:
+            attrs["stride"] = attrs["kernel"]  # max_pool2d: an empty stride means the kernel size
+        weight = values.get("weight")
+        if category_of(kind) == "conv" and weight is not None and hasattr(weight, "meta"):
+            val = weight.meta.get("val")
+            if val is not None:
+                attrs["in_channels"] = int(val.shape[1]) * int(attrs.get("groups", 1))
+            attrs["bias"] = values.get("bias") is not None
+        return attrs
+    return {}
 
 
 def _export_example_shape(program: Any) -> tuple[int, ...] | None:

@@ -79,33 +79,23 @@ function wsUrl(path: string): string {
   return withToken(base.toString());
 }
 
-/** Follow a run: every new frame, and status changes; reconnects after a drop. */
-export function followRun(
-  run: string,
-  onFrame: (f: Frame) => void,
-  onStatus: (status: string) => void,
+/** A WebSocket that reconnects a second after it drops, until the returned function is called. */
+function reconnecting(
+  path: string,
+  onMessage: (ev: MessageEvent) => void,
+  onOpen: (ws: WebSocket) => void,
   onConnection: (up: boolean) => void,
 ): () => void {
   let ws: WebSocket | null = null;
   let stopped = false;
-  let lastStep = -1;
   const open = () => {
-    ws = new WebSocket(wsUrl(`api/runs/${encodeURIComponent(run)}/live`));
+    ws = new WebSocket(wsUrl(path));
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
       onConnection(true);
-      if (lastStep >= 0) ws?.send(JSON.stringify({ since: lastStep }));
+      onOpen(ws!);
     };
-    ws.onmessage = (ev) => {
-      if (typeof ev.data === "string") {
-        const msg = JSON.parse(ev.data);
-        if (msg.type === "status") onStatus(msg.status);
-        return;
-      }
-      const { frame } = decodeFrame(ev.data as ArrayBuffer);
-      lastStep = Math.max(lastStep, frame.step);
-      onFrame(frame);
-    };
+    ws.onmessage = onMessage;
     ws.onclose = () => {
       onConnection(false);
       if (!stopped) setTimeout(open, 1000);
@@ -118,25 +108,42 @@ export function followRun(
   };
 }
 
+/** Follow a run: every new frame, and status changes; after a reconnect, what was missed. */
+export function followRun(
+  run: string,
+  onFrame: (f: Frame) => void,
+  onStatus: (status: string) => void,
+  onConnection: (up: boolean) => void,
+): () => void {
+  let lastStep = -1;
+  return reconnecting(
+    `api/runs/${encodeURIComponent(run)}/live`,
+    (ev) => {
+      if (typeof ev.data === "string") {
+        const msg = JSON.parse(ev.data);
+        if (msg.type === "status") onStatus(msg.status);
+        return;
+      }
+      const { frame } = decodeFrame(ev.data as ArrayBuffer);
+      lastStep = Math.max(lastStep, frame.step);
+      onFrame(frame);
+    },
+    (ws) => {
+      if (lastStep >= 0) ws.send(JSON.stringify({ since: lastStep }));
+    },
+    onConnection,
+  );
+}
+
 /** Follow the list of runs: a message whenever a run appears or changes. */
 export function followRuns(onRun: (r: RunInfo) => void, onConnection: (up: boolean) => void): () => void {
-  let ws: WebSocket | null = null;
-  let stopped = false;
-  const open = () => {
-    ws = new WebSocket(wsUrl("api/live"));
-    ws.onopen = () => onConnection(true);
-    ws.onmessage = (ev) => {
+  return reconnecting(
+    "api/live",
+    (ev) => {
       const msg = JSON.parse(ev.data);
       if (msg.type === "run") onRun(msg.run);
-    };
-    ws.onclose = () => {
-      onConnection(false);
-      if (!stopped) setTimeout(open, 1000);
-    };
-  };
-  open();
-  return () => {
-    stopped = true;
-    ws?.close();
-  };
+    },
+    () => {},
+    onConnection,
+  );
 }

@@ -132,15 +132,15 @@ def feature_distribution(maps: torch.Tensor, *, bins: int = 32, sample: int | No
         k = torch.where(constant.unsqueeze(1), torch.zeros_like(k), k) + offset
         counts += torch.bincount(k.reshape(-1), minlength=f * bins).to(torch.float64)
     std = (sq / m).sqrt()
+    return _result(counts, f, bins, lo, hi, mean, std, constant, sample)
+
+
+def _result(counts: torch.Tensor, f: int, bins: int, lo: torch.Tensor, hi: torch.Tensor, mean: torch.Tensor,
+            std: torch.Tensor, constant: torch.Tensor, sample: int | None) -> Distribution:
+    f32 = torch.float32
     return Distribution(
-        counts=counts.view(f, bins).to(torch.float32),
-        bins=bins,
-        min=lo.to(torch.float32),
-        max=hi.to(torch.float32),
-        mean=mean.to(torch.float32),
-        std=std.to(torch.float32),
-        constant=constant,
-        sample=sample,
+        counts=counts.view(f, bins).to(f32), bins=bins, min=lo.to(f32), max=hi.to(f32),
+        mean=mean.to(f32), std=std.to(f32), constant=constant, sample=sample,
     )
 
 
@@ -161,16 +161,7 @@ def _small(x: torch.Tensor, bins: int, sample: int | None) -> Distribution:
     k = flat.sub_(lo.unsqueeze(1)).div_(span.unsqueeze(1)).mul_(bins).floor_().clamp_(0, bins - 1).to(torch.int64)
     k += (torch.arange(f, device=x.device) * bins).unsqueeze(1)
     counts = torch.bincount(k.reshape(-1), minlength=f * bins)
-    return Distribution(
-        counts=counts.view(f, bins).to(torch.float32),
-        bins=bins,
-        min=lo.to(torch.float32),
-        max=hi.to(torch.float32),
-        mean=mean.to(torch.float32),
-        std=std.to(torch.float32),
-        constant=constant,
-        sample=sample,
-    )
+    return _result(counts, f, bins, lo, hi, mean, std, constant, sample)
 
 
 def _as_nfs(maps: Any, who: str) -> torch.Tensor:

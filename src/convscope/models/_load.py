@@ -366,6 +366,26 @@ def _load_export(path: Path, *, spec: InputSpec | None) -> LoadedModel:
     return loaded
 
 
+def run_in_batches(module: Any, x: Any, batch: int | None) -> Any:
+    """Run a program compiled for a fixed ``batch`` on any number of samples: in chunks of that
+    size, the last one padded with zeros and cut back (tuple outputs are cut element-wise)."""
+    import torch
+
+    if batch is None or x.shape[0] == batch:
+        return module(x)
+    chunks = []
+    for start in range(0, x.shape[0], batch):
+        part = x[start : start + batch]
+        n = part.shape[0]
+        if n < batch:
+            part = torch.cat([part, part.new_zeros((batch - n, *part.shape[1:]))])
+        out = module(part)
+        chunks.append(out[:n] if isinstance(out, torch.Tensor) else type(out)(o[:n] for o in out))
+    if isinstance(chunks[0], torch.Tensor):
+        return torch.cat(chunks)
+    return type(chunks[0])(torch.cat(parts) for parts in zip(*chunks, strict=True))
+
+
 def _restore_export_kinds(graph: Any, program: Any, inner: Any) -> Any:
     """Unflattened submodules are generic interpreters: take each layer's original class from
     the program's module-stack metadata, and its parameters and filters from its weights."""
@@ -487,17 +507,7 @@ def _exported_module_class() -> type:
             self.example_shape = shape
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b = self.static_batch
-            if b is None or x.shape[0] == b:
-                return self.inner(x)
-            chunks = []
-            for start in range(0, x.shape[0], b):
-                part = x[start : start + b]
-                n = part.shape[0]
-                if n < b:
-                    part = torch.cat([part, part.new_zeros((b - n, *part.shape[1:]))])
-                chunks.append(self.inner(part)[:n])
-            return torch.cat(chunks)
+            return run_in_batches(self.inner, x, self.static_batch)
 
     return ExportedModule
 

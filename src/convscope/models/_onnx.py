@@ -382,20 +382,9 @@ def _static_batch_class() -> type:
             self.static_batch = static_batch
 
         def forward(self, x: torch.Tensor) -> Any:
-            b = self.static_batch
-            if x.shape[0] == b:
-                return self.inner(x)
-            chunks = []
-            for start in range(0, x.shape[0], b):
-                part = x[start : start + b]
-                n = part.shape[0]
-                if n < b:
-                    part = torch.cat([part, part.new_zeros((b - n, *part.shape[1:]))])
-                out = self.inner(part)
-                chunks.append(out[:n] if isinstance(out, torch.Tensor) else type(out)(o[:n] for o in out))
-            if isinstance(chunks[0], torch.Tensor):
-                return torch.cat(chunks)
-            return type(chunks[0])(torch.cat(parts) for parts in zip(*chunks, strict=True))
+            from convscope.models._load import run_in_batches
+
+            return run_in_batches(self.inner, x, self.static_batch)
 
     return StaticBatch
 

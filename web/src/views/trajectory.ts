@@ -1,52 +1,26 @@
 // Weight trajectories in 3-D: a layer's weights over the steps, on three chosen dimensions or
 // on the first three principal components, as a polyline coloured grey (early) to pink (late).
 import * as THREE from "three";
-import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 import type { Frame } from "../frames";
+import { ThreeView } from "./three";
 
 export type Projection = "dims" | "pca";
 
-export class TrajectoryView {
-  readonly renderer: THREE.WebGLRenderer;
-  private scene = new THREE.Scene();
-  private camera = new THREE.PerspectiveCamera(45, 1, 0.01, 100);
-  private controls: OrbitControls;
+export class TrajectoryView extends ThreeView {
   private group = new THREE.Group();
   private points: Frame[] = [];
-  private note: HTMLElement;
   projection: Projection = "pca";
   upTo = Infinity;
 
-  constructor(private container: HTMLElement) {
-    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
-    this.renderer.setPixelRatio(window.devicePixelRatio || 1);
-    this.renderer.setClearColor(0x15181d);
-    container.appendChild(this.renderer.domElement);
-    this.note = document.createElement("div");
-    this.note.className = "view-note";
-    container.appendChild(this.note);
+  constructor(container: HTMLElement) {
+    super(container, 45, 0.01, 100);
     this.scene.add(this.group);
     this.scene.add(new THREE.AxesHelper(1.2));
     const box = new THREE.Box3Helper(new THREE.Box3(new THREE.Vector3(-1, -1, -1), new THREE.Vector3(1, 1, 1)), 0x3a3f47);
     this.scene.add(box);
     this.camera.position.set(2.6, -2.8, 2.2);
-    this.camera.up.set(0, 0, 1);
-    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
-    this.controls.addEventListener("change", () => this.render());
-    new ResizeObserver(() => this.resize()).observe(container);
+    this.controls.update();
     this.resize();
-  }
-
-  private resize(): void {
-    const w = this.container.clientWidth || 400, h = this.container.clientHeight || 300;
-    this.renderer.setSize(w, h);
-    this.camera.aspect = w / h;
-    this.camera.updateProjectionMatrix();
-    this.render();
-  }
-
-  render(): void {
-    this.renderer.render(this.scene, this.camera);
   }
 
   setPoints(frames: Frame[]): void {
@@ -107,10 +81,5 @@ export class TrajectoryView {
     head.position.fromArray(positions.slice(-3));
     this.group.add(head);
     this.render();
-  }
-
-  dispose(): void {
-    this.renderer.dispose();
-    this.controls.dispose();
   }
 }

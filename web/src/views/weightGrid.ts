@@ -2,51 +2,24 @@
 // along x, input channels along y; each block coloured blue (negative) to red (positive) and
 // raised in z by its sign and size. Orbit with the mouse, zoom with the wheel.
 import * as THREE from "three";
-import { OrbitControls } from "three/examples/jsm/controls/OrbitControls.js";
 import { diverging } from "../colors";
 import type { Frame } from "../frames";
+import { ThreeView } from "./three";
 
 const MAX_SIDE = 64; // at most 64 filters x 64 channels are drawn (the rest is summarised)
 const HEIGHT = 2.5;
 
-export class WeightGridView {
-  readonly renderer: THREE.WebGLRenderer;
-  private scene = new THREE.Scene();
-  private camera = new THREE.PerspectiveCamera(40, 1, 0.1, 5000);
-  private controls: OrbitControls;
+export class WeightGridView extends ThreeView {
   private mesh: THREE.InstancedMesh | null = null;
   private shape = "";
-  private note: HTMLElement;
 
-  constructor(private container: HTMLElement) {
-    this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
-    this.renderer.setPixelRatio(window.devicePixelRatio || 1);
-    this.renderer.setClearColor(0x15181d);
-    container.appendChild(this.renderer.domElement);
-    this.note = document.createElement("div");
-    this.note.className = "view-note";
-    container.appendChild(this.note);
+  constructor(container: HTMLElement) {
+    super(container, 40, 0.1, 5000);
     this.scene.add(new THREE.AmbientLight(0xffffff, 1.6));
     const sun = new THREE.DirectionalLight(0xffffff, 1.8);
     sun.position.set(1, -1, 2);
     this.scene.add(sun);
-    this.controls = new OrbitControls(this.camera, this.renderer.domElement);
-    this.controls.addEventListener("change", () => this.render());
-    new ResizeObserver(() => this.resize()).observe(container);
     this.resize();
-  }
-
-  private resize(): void {
-    const w = this.container.clientWidth || 400;
-    const h = this.container.clientHeight || 300;
-    this.renderer.setSize(w, h);
-    this.camera.aspect = w / h;
-    this.camera.updateProjectionMatrix();
-    this.render();
-  }
-
-  render(): void {
-    this.renderer.render(this.scene, this.camera);
   }
 
   update(frame: Frame): void {
@@ -103,13 +76,7 @@ export class WeightGridView {
     const cx = width / 2, cy = -height / 2;
     const span = Math.max(width, height * 1.6, 12);
     this.camera.position.set(cx, cy - span * 0.55, span * 0.5);
-    this.camera.up.set(0, 0, 1);
     this.controls.target.set(cx, cy, 0);
     this.controls.update();
-  }
-
-  dispose(): void {
-    this.renderer.dispose();
-    this.controls.dispose();
   }
 }

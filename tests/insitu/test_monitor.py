@@ -244,3 +244,16 @@ def test_far_too_high_learning_rate_is_flagged_and_a_normal_run_is_not(digits, l
     assert any(s in ("exploding", "nonfinite", "stalled") for s in bad), bad
     assert set(good) == {"healthy"}, good
     assert good_losses[-1] < good_losses[0]
+
+
+def test_switch_interval_is_lowered_while_watching_and_restored(lenet) -> None:
+    import sys
+
+    before = sys.getswitchinterval()
+    mon = convscope.watch(lenet(), logdir=None, sinks=[MemorySink()])
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    mon.close()
+    assert sys.getswitchinterval() == before
+    mon = convscope.watch(lenet(), logdir=None, sinks=[MemorySink()], switch_interval=None)
+    assert sys.getswitchinterval() == before
+    mon.close()

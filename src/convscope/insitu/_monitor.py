@@ -11,6 +11,7 @@ crash training.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -160,6 +161,7 @@ class Monitor:
         health_thresholds: Any = None,
         trajectory_dims: Sequence[int] | None = None,
         queue_size: int = 256,
+        switch_interval: float | None = 0.0005,
         seed: int = 0,
         config: Mapping[str, Any] | None = None,
     ) -> None:
@@ -237,6 +239,8 @@ class Monitor:
         self._handles: list[Any] = []
         self._pipeline: FramePipeline | None = None
         self._queue_size = queue_size
+        self._switch_interval = switch_interval
+        self._previous_switch: float | None = None
         self._graph: ModelGraph | None = None
         self._started = False
         self._closed = False
@@ -267,6 +271,13 @@ class Monitor:
         if self._serve:
             sinks.extend(self._start_server())
         self._pipeline = FramePipeline(sinks, maxsize=self._queue_size, on_dropped=self._dropped_frame)
+        # Python hands its interpreter lock between threads every 5 ms by default: when the
+        # background thread holds it, the training thread can wait that long between two torch
+        # calls. A shorter interval while watching removes that wait (measured in
+        # benchmarks/bench_insitu.py); the previous value is restored on close().
+        if self._switch_interval is not None and sys.getswitchinterval() > self._switch_interval:
+            self._previous_switch = sys.getswitchinterval()
+            sys.setswitchinterval(self._switch_interval)
         self._pipeline.start()
         for state in self.layers.values():
             self._handles.append(state.module.register_forward_hook(self._make_forward_hook(state.name)))
@@ -285,6 +296,9 @@ class Monitor:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if self._previous_switch is not None and sys.getswitchinterval() == self._switch_interval:
+            sys.setswitchinterval(self._previous_switch)
+            self._previous_switch = None
         self._acts.clear()
         if self._pipeline is not None:
             self._send_scalars()
@@ -564,6 +578,9 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             ``convscope serve`` instead.
         prune: online pruning of redundant filters (``True``, a dict or :class:`PruneConfig`).
         all_ranks: under ``torch.distributed``, record every rank (default rank 0 only).
+        switch_interval: while watching, Python's thread switch interval is lowered to this
+            (seconds; default 0.5 ms) so the background thread never holds the training
+            thread up for long; ``None`` leaves it alone. Restored by ``close()``.
 
     Example:
         >>> import torch, convscope

@@ -11,7 +11,13 @@ from convscope.analysis.attacks import ATTACKS, AdversarialResult, list_attacks,
 from convscope.analysis.compare import LayerDifference, PairComparison, compare_pair
 from convscope.analysis.correlation import CorrelationResult, feature_correlation
 from convscope.analysis.distribution import Distribution, feature_distribution
-from convscope.analysis.gradients import GradientHealth, GradientHealthTracker, HealthThresholds, gradient_health
+from convscope.analysis.gradients import (
+    STATUSES,
+    GradientHealth,
+    GradientHealthTracker,
+    HealthThresholds,
+    gradient_health,
+)
 from convscope.analysis.groups import FilterGroups, GroupEvent, filter_groups
 from convscope.analysis.images import FeatureImages, feature_images, tile
 from convscope.analysis.pruning import PruneResult, plan_pruning, prune_filters
@@ -20,15 +26,8 @@ from convscope.analysis.trajectory import TrajectoryPoint, TrajectoryTracker
 from convscope.analysis.weights import GridLayout, WeightGrid, grid_layout, weight_grid
 
 __all__ = [
-    "ATTACKS",
-    "LayerDifference",
-    "PairComparison",
-    "compare_pair",
-    "AdversarialResult",
-    "SaliencyResult",
-    "list_attacks",
-    "perturb",
-    "saliency",
+    # views of one layer (correlation, groups, weights, trajectory, distribution, images, health, comparison)
+    "STATUSES",
     "CorrelationResult",
     "Distribution",
     "FeatureImages",
@@ -38,18 +37,28 @@ __all__ = [
     "GridLayout",
     "GroupEvent",
     "HealthThresholds",
-    "PruneResult",
+    "LayerDifference",
+    "PairComparison",
     "TrajectoryPoint",
     "TrajectoryTracker",
     "WeightGrid",
+    "compare_pair",
     "feature_correlation",
     "feature_distribution",
     "feature_images",
     "filter_groups",
     "gradient_health",
     "grid_layout",
-    "plan_pruning",
-    "prune_filters",
     "tile",
     "weight_grid",
+    # the model explorer's computations (saliency, attacks, pruning)
+    "ATTACKS",
+    "AdversarialResult",
+    "PruneResult",
+    "SaliencyResult",
+    "list_attacks",
+    "perturb",
+    "plan_pruning",
+    "prune_filters",
+    "saliency",
 ]

@@ -2,9 +2,18 @@
 
 Each filter's feature maps over the whole batch are flattened into one vector; the
 correlation of two filters is the Pearson correlation of their vectors. The computation
-streams over the flattened dimension in chunks (two passes: means, then the centred Gram
-matrix), so memory stays bounded however large the maps are, and accumulates in float64
-on the maps' own device. Only the ``F x F`` matrix and the ``F`` dead mask are results.
+streams over the flattened dimension in chunks (two passes: sums, minima and maxima, then
+the Gram matrix of the centred maps), on the maps' own device, without copying them
+(when they are contiguous).
+
+**Memory.** Beyond the maps themselves, one call holds a single ``F x chunk`` buffer (the
+centred chunk; at most about 4 million values, 16 MiB in float32, whatever the layer's
+size) and a few ``F x F`` and ``F`` tensors. For VGG-16's conv1 on 8 images at 224x224
+(64 filters x 401,408 values, 103 MB of maps) a chunk is one image's maps: 12.8 MB added
+to the peak resident memory, against 98 MB for ``torch.corrcoef`` and 197 MB for
+``numpy.corrcoef`` of the ``F x values`` matrix, which itself costs another 103 MB to make
+from the maps (``tests/analysis/test_correlation.py`` and ``benchmarks/bench_analysis.py``
+measure it). Only the ``F x F`` matrix and the ``F`` dead mask are results.
 
 Example:
     >>> import torch
@@ -18,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +38,7 @@ from convscope.errors import DataError
 
 __all__ = ["CorrelationResult", "feature_correlation"]
 
-# A chunk holds about this many values (32 MiB in float64): the working memory of one step.
+# A chunk holds about this many values (16 MiB in float32): the working memory of one call.
 _CHUNK_VALUES = 1 << 22
 
 
@@ -73,12 +83,13 @@ def feature_correlation(
         maps: ``N x F x H x W`` feature maps (``N x F`` for a dense layer, or any
             ``N x F x ...``); filter ``f``'s vector is ``maps[:, f]`` flattened.
         chunk_size: how many positions of the flattened dimension one step handles;
-            default so that a step holds about 4 million values (32 MiB in float64).
+            default so that a chunk holds about 4 million values (16 MiB in float32).
             Smaller bounds memory tighter; the result does not depend on it.
         dtype: type of the Gram product; default float32 after centring with float64
             means (float32 sums on devices without float64, such as Apple's MPS), which
-            agrees with numpy's float64 ``corrcoef`` to about 1e-7 on feature maps and is
-            several times faster; pass ``torch.float64`` for the last digits.
+            agrees with numpy's float64 ``corrcoef`` to a few 1e-6 on feature maps
+            (measured: 2e-6 on LeNet-5, 6e-6 on VGG-16 conv1) and is several times faster;
+            pass ``torch.float64`` for the last digits.
 
     Returns:
         A :class:`CorrelationResult` on the maps' device.
@@ -106,40 +117,19 @@ def feature_correlation(
     if not maps.is_floating_point():
         maps = maps.float()
     # sums and means in float64 where the device has it; the Gram product of the centred maps in
-    # float32 by default (4-6x faster on CPU, agrees with float64 to ~1e-7 on feature maps)
+    # float32 by default (4-6x faster on CPU, agrees with float64 to a few 1e-6 on feature maps)
     acc = dtype or torch.float32
     sums = torch.float32 if maps.device.type == "mps" else torch.float64
     x = maps.detach().reshape(n, f, -1)
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise DataError(f"chunk_size must be a positive number of positions, got {chunk_size!r}")
     cols = chunk_size or max(1, _CHUNK_VALUES // f)
-    if cols < 1:
-        raise DataError(f"chunk_size must be a positive number of positions, got {chunk_size}")
 
-    # Pass 1: per-filter sum, min and max (min == max is the exact test for a dead filter).
-    total = torch.zeros(f, dtype=sums, device=x.device)
-    lo = torch.full((f,), float("inf"), dtype=x.dtype, device=x.device)
-    hi = torch.full((f,), float("-inf"), dtype=x.dtype, device=x.device)
-    finite = torch.ones((), dtype=torch.bool, device=x.device)
-    for chunk in _chunks(x, cols):
-        total += chunk.sum(dim=1, dtype=sums)
-        lo = torch.minimum(lo, chunk.amin(dim=1))
-        hi = torch.maximum(hi, chunk.amax(dim=1))
-        finite &= torch.isfinite(chunk).all()
-    if not bool(finite):
-        bad = [i for i in range(f) if not bool(torch.isfinite(x[:, i]).all())]
-        raise DataError(
-            f"feature maps contain NaN or Inf in filters {bad[:10]}{' ...' if len(bad) > 10 else ''}; "
-            "a correlation is undefined there - check the layer's gradient health (training may have diverged)"
-        )
-    mean = total / m
-    dead = lo == hi
-
-    # Pass 2: centred Gram matrix. Centring before the product avoids the cancellation
-    # of sum(xy) - n*mean_x*mean_y, which loses digits when means dwarf the spread (ReLU maps).
-    gram = torch.zeros(f, f, dtype=acc, device=x.device)
-    centre = mean.to(acc).unsqueeze(1)
-    for chunk in _chunks(x, cols):
-        c = chunk.to(acc) - centre
-        gram += c @ c.T
+    blocks = list(_blocks(x, cols))  # views
+    if len(blocks) == 1:
+        gram, dead, acc = _gram_at_once(blocks[0], f, sums, torch.promote_types(x.dtype, acc))
+    else:
+        gram, dead = _gram_streamed(x, blocks, f, m, sums, acc)
     var = gram.diagonal().clone()
     live = ~dead & (var > 0)
     scale = torch.where(live, var, torch.ones_like(var)).rsqrt()
@@ -149,6 +139,79 @@ def feature_correlation(
     corr = torch.where(keep, corr, torch.zeros_like(corr))
     corr.diagonal().copy_(live.to(acc))
     return CorrelationResult(matrix=corr.to(torch.float32), dead=~live)
+
+
+def _gram_streamed(
+    x: torch.Tensor, blocks: list[torch.Tensor], f: int, m: int, sums: torch.dtype, acc: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centred Gram matrix and dead mask in two passes over the blocks, one reused buffer."""
+    # Pass 1: per-filter sum, min and max (min == max is the exact test for a dead filter).
+    # Each block is summed in float32 (pairwise, ~1e-7 relative) and the blocks in float64;
+    # NaN/Inf show in the min/max, so no separate finiteness pass is needed.
+    total = torch.zeros(f, dtype=sums, device=x.device)
+    lo = torch.full((f,), float("inf"), dtype=x.dtype, device=x.device)
+    hi = torch.full((f,), float("-inf"), dtype=x.dtype, device=x.device)
+    partial = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    for block in blocks:
+        total += block.sum(dim=(1, 2), dtype=partial).to(sums)
+        lo = torch.minimum(lo, block.amin(dim=(1, 2)))
+        hi = torch.maximum(hi, block.amax(dim=(1, 2)))
+    _check_finite(lo, hi)
+    if not bool(torch.isfinite(total).all()):  # finite values near the float32 limit overflowed a block sum
+        total = sum((b.sum(dim=(1, 2), dtype=sums) for b in blocks), torch.zeros_like(total))
+    mean = total / m
+    dead = lo == hi
+
+    # Pass 2: centred Gram matrix. Centring before the product avoids the cancellation
+    # of sum(xy) - n*mean_x*mean_y, which loses digits when means dwarf the spread (ReLU maps).
+    # Each block is centred into one reused buffer (the only working memory: F x chunk values).
+    gram = torch.zeros(f, f, dtype=acc, device=x.device)
+    centre = mean.to(acc).view(f, 1, 1)
+    buffer = torch.empty(max(b.numel() for b in blocks), dtype=acc, device=x.device)
+    for block in blocks:
+        c = buffer[: block.numel()].view(block.shape)
+        torch.sub(block, centre, out=c)
+        c = c.view(f, -1)
+        gram.addmm_(c, c.T)
+    return gram, dead
+
+
+def _gram_at_once(block: torch.Tensor, f: int, sums: torch.dtype, acc: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    """The same for maps that fit in one chunk: one filter-major copy, reduced and centred in place."""
+    work = torch.empty(block.shape, dtype=acc, device=block.device)
+    work.copy_(block)
+    work = work.view(f, -1)
+    lo, hi = work.amin(dim=1), work.amax(dim=1)
+    _check_finite(lo, hi)
+    total = work.sum(dim=1).to(sums)
+    if not bool(torch.isfinite(total).all()):
+        total = work.sum(dim=1, dtype=sums)
+    work -= (total / work.shape[1]).to(acc).unsqueeze(1)
+    return work @ work.T, lo == hi, acc
+
+
+def _check_finite(lo: torch.Tensor, hi: torch.Tensor) -> None:
+    if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
+        bad = [i for i in range(lo.numel()) if not (math.isfinite(float(lo[i])) and math.isfinite(float(hi[i])))]
+        raise DataError(
+            f"feature maps contain NaN or Inf in filters {bad[:10]}{' ...' if len(bad) > 10 else ''}; "
+            "a correlation is undefined there - check the layer's gradient health (training may have diverged)"
+        )
+
+
+def _blocks(x: torch.Tensor, cols: int) -> Iterator[torch.Tensor]:
+    """``F x a x b`` views of ``x`` (``N x F x S``) whose flattening is an ``F x c`` slice of the
+    ``F x (N*S)`` matrix, with ``c <= cols``: whole samples are grouped when maps are small,
+    single samples are cut when they are large. Nothing is copied."""
+    n, f, s = x.shape
+    if s >= cols:
+        for i in range(n):
+            for start in range(0, s, cols):
+                yield x[i, :, start : start + cols].unsqueeze(1)
+    else:
+        per = max(1, cols // s)
+        for start in range(0, n, per):
+            yield x[start : start + per].permute(1, 0, 2)
 
 
 def _chunks(x: torch.Tensor, cols: int) -> Iterator[torch.Tensor]:

@@ -9,8 +9,10 @@ in :attr:`Distribution.constant` (and has ``min == max`` in the payload).
 
 The raw minimum, maximum, mean and (population, ``ddof=0``) standard deviation come
 along, so the normalised histogram can be read back in the layer's units. Everything is
-computed on the maps' device in two streaming passes with float64 accumulation and a
-bounded working set; only ``F x bins`` counts and four ``F`` vectors are results.
+computed on the maps' device with float64 accumulation (float32 on Apple's MPS): maps of
+up to 4 million values in one pass over a filter-major copy, larger ones in two streaming
+passes over chunks of about that size (bounded working memory, about 64 MiB); only
+``F x bins`` counts and four ``F`` vectors are results.
 
 Example:
     >>> import torch
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from convscope.analysis._tensors import accumulator
 from convscope.analysis.correlation import _chunks
 from convscope.errors import DataError
 
@@ -45,7 +48,7 @@ class Distribution:
         bins: the number of bins.
         min, max, mean, std: ``F`` float32 tensors of the raw values.
         constant: ``F`` bool tensor: filters whose values are all equal (counted in bin 0).
-        sample: the sample the histograms describe, or ``None`` for the whole batch.
+        sample: the sample the histograms describe (0-based), or ``None`` for the whole batch.
     """
 
     counts: torch.Tensor
@@ -96,42 +99,43 @@ def feature_distribution(maps: torch.Tensor, *, bins: int = 32, sample: int | No
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise DataError(f"bins must be a positive integer, got {bins!r}")
     if sample is not None:
-        i = _sample_index(sample, x.shape[0])
-        x = x[i : i + 1]
+        sample = _sample_index(sample, x.shape[0])
+        x = x[sample : sample + 1]
     n, f, s = x.shape
     m = n * s
     if n * f * s <= _CHUNK_VALUES:
         return _small(x, bins, sample)
     cols = max(1, _CHUNK_VALUES // f)
+    acc = accumulator(x.device)
 
-    total = torch.zeros(f, dtype=torch.float64, device=x.device)
+    total = torch.zeros(f, dtype=acc, device=x.device)
     lo = torch.full((f,), float("inf"), dtype=x.dtype, device=x.device)
     hi = torch.full((f,), float("-inf"), dtype=x.dtype, device=x.device)
+    partial = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
     for chunk in _chunks(x, cols):
-        total += chunk.sum(dim=1, dtype=torch.float64)
+        total += chunk.sum(dim=1, dtype=partial).to(acc)  # pairwise in the chunk, float64 across
         lo = torch.minimum(lo, chunk.amin(dim=1))
         hi = torch.maximum(hi, chunk.amax(dim=1))
-    if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all()) and bool(torch.isfinite(total).all())):
+    if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
         raise DataError(
             "feature maps contain NaN or Inf; their distribution is undefined - "
             "check the layer's gradient health (training may have diverged)"
         )
+    if not bool(torch.isfinite(total).all()):  # finite values near the float32 limit overflowed a chunk sum
+        total = sum((c.sum(dim=1, dtype=acc) for c in _chunks(x, cols)), torch.zeros_like(total))
     mean = total / m
     constant = lo == hi
-    lo64, span = lo.to(torch.float64), (hi.to(torch.float64) - lo.to(torch.float64))
-    span = torch.where(constant, torch.ones_like(span), span)
-    offset = (torch.arange(f, device=x.device) * bins).unsqueeze(1)
+    lo_acc = lo.to(acc).unsqueeze(1)
+    span = torch.where(constant, torch.ones_like(lo_acc.squeeze(1)), hi.to(acc) - lo.to(acc)).unsqueeze(1)
 
-    counts = torch.zeros(f * bins, dtype=torch.float64, device=x.device)
-    sq = torch.zeros(f, dtype=torch.float64, device=x.device)
+    counts = torch.zeros(f * bins, dtype=torch.int64, device=x.device)
+    sq = torch.zeros(f, dtype=acc, device=x.device)
     for chunk in _chunks(x, cols):
-        c = chunk.to(torch.float64)
-        sq += (c - mean.unsqueeze(1)).square().sum(dim=1)
-        v = (c - lo64.unsqueeze(1)) / span.unsqueeze(1)
-        k = (v * bins).floor_().clamp_(0, bins - 1).to(torch.int64)
-        k = torch.where(constant.unsqueeze(1), torch.zeros_like(k), k) + offset
-        counts += torch.bincount(k.reshape(-1), minlength=f * bins).to(torch.float64)
-    std = (sq / m).sqrt()
+        d = chunk.to(acc, copy=True).sub_(lo_acc)  # as in _small
+        sq += torch.linalg.vector_norm(d, dim=1).square()
+        counts += _bincount(d.div_(span).mul_(bins), f, bins)
+    mean_d = mean - lo_acc.squeeze(1)
+    std = (sq / m - mean_d.square()).clamp_(min=0).sqrt()
     return _result(counts, f, bins, lo, hi, mean, std, constant, sample)
 
 
@@ -147,21 +151,36 @@ def _result(counts: torch.Tensor, f: int, bins: int, lo: torch.Tensor, hi: torch
 def _small(x: torch.Tensor, bins: int, sample: int | None) -> Distribution:
     """The same numbers in one pass over a filter-major float64 copy (maps of up to 4M values)."""
     n, f, s = x.shape
-    flat = x.transpose(0, 1).reshape(f, n * s).to(torch.float64)
-    lo, hi = torch.aminmax(flat, dim=1)
+    m = n * s
+    flat = x.transpose(0, 1).reshape(f, m).to(accumulator(x.device))
+    if flat.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        flat = flat.clone()  # the binning below works in place
+    lo, hi = flat.amin(dim=1), flat.amax(dim=1)
     if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
         raise DataError(
             "feature maps contain NaN or Inf; their distribution is undefined - "
             "check the layer's gradient health (training may have diverged)"
         )
-    std, mean = torch.std_mean(flat, dim=1, correction=0)
     constant = lo == hi
     span = torch.where(constant, torch.ones_like(hi), hi - lo)
-    # in place on the copy; a constant filter has span 1 and x == lo, so it lands in bin 0
-    k = flat.sub_(lo.unsqueeze(1)).div_(span.unsqueeze(1)).mul_(bins).floor_().clamp_(0, bins - 1).to(torch.int64)
-    k += (torch.arange(f, device=x.device) * bins).unsqueeze(1)
-    counts = torch.bincount(k.reshape(-1), minlength=f * bins)
+    # In place on the copy: d = x - lo (a constant filter has span 1 and d == 0: bin 0). The
+    # moments come from d: mean = lo + mean(d), var = mean(d^2) - mean(d)^2, which cannot lose
+    # more than m * eps (d is in [0, span]; ~1e-10 relative for a million values in float64).
+    d = flat.sub_(lo.unsqueeze(1))
+    mean_d = d.sum(dim=1) / m
+    mean = lo + mean_d
+    std = (torch.linalg.vector_norm(d, dim=1).square() / m - mean_d.square()).clamp_(min=0).sqrt()
+    counts = _bincount(d.div_(span.unsqueeze(1)).mul_(bins), f, bins)
     return _result(counts, f, bins, lo, hi, mean, std, constant, sample)
+
+
+def _bincount(scaled: torch.Tensor, f: int, bins: int) -> torch.Tensor:
+    """Counts of ``F x values`` scaled to ``[0, bins]`` (bin ``floor``; ``bins`` itself goes to the
+    last bin), as one ``F * bins`` int64 vector. int32 indices where they fit (cheaper to make)."""
+    index = torch.int32 if f * bins < 2**31 else torch.int64
+    k = scaled.to(index).clamp_(max=bins - 1)  # truncation is floor: the values are >= 0
+    k += (torch.arange(f, device=scaled.device, dtype=index) * bins).unsqueeze(1)
+    return torch.bincount(k.reshape(-1), minlength=f * bins)
 
 
 def _as_nfs(maps: Any, who: str) -> torch.Tensor:

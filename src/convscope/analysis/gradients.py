@@ -52,6 +52,7 @@ from typing import Any
 
 import torch
 
+from convscope.analysis._tensors import accumulator
 from convscope.errors import DataError
 
 __all__ = ["STATUSES", "GradientHealth", "GradientHealthTracker", "HealthThresholds", "gradient_health"]
@@ -154,8 +155,9 @@ def gradient_health(
 
     Example:
         >>> import torch
+        >>> _ = torch.manual_seed(0)
         >>> conv = torch.nn.Conv2d(1, 4, 3)
-        >>> conv(torch.randn(2, 1, 8, 8)).sum().backward()
+        >>> conv(torch.randn(2, 1, 8, 8)).square().mean().backward()
         >>> h = gradient_health(conv.weight.grad, conv.weight, lr=0.01)
         >>> h.status, h.nonfinite
         ('healthy', 0)
@@ -177,26 +179,33 @@ def gradient_health(
     numel = max(1, w.numel())
     gf = g.to(torch.float32)
     wf = w.to(torch.float32)
-    gfin = torch.isfinite(gf)
-    wfin = torch.isfinite(wf)
-    stats = [
-        torch.linalg.vector_norm(torch.where(gfin, gf, 0.0)),
-        torch.linalg.vector_norm(torch.where(wfin, wf, 0.0)),
-        (gf == 0).sum().to(torch.float32),
-        (~gfin).sum().to(torch.float32) + (~wfin).sum().to(torch.float32),
-    ]
+    delta = None
     if previous_weight is not None:
         delta = wf - previous_weight.detach().to(device=wf.device, dtype=torch.float32)
-        stats.append(torch.linalg.vector_norm(torch.where(torch.isfinite(delta), delta, 0.0)))
+    # Fast path: plain norms. NaN/Inf anywhere make a norm non-finite, so only then are the
+    # elements counted and the norms taken over the finite ones (in float64, where squares of
+    # huge finite values cannot overflow).
+    stats = [torch.linalg.vector_norm(gf), torch.linalg.vector_norm(wf), (gf == 0).sum().to(torch.float32)]
+    if delta is not None:
+        stats.append(torch.linalg.vector_norm(delta))
     if activations is not None:
         a = activations.detach()
         if a.dim() < 2:
             raise DataError(f"activations must be N x F x ..., got shape {tuple(a.shape)}")
-        alive = a.reshape(a.shape[0], a.shape[1], -1).to(torch.float32).amax(dim=(0, 2)) > 0
+        alive = a.reshape(a.shape[0], a.shape[1], -1).amax(dim=(0, 2)) > 0
         stats.append((~alive).to(torch.float32).mean().to(device=wf.device))
     values = torch.stack([s.to(wf.device) for s in stats]).tolist()  # the one device -> host transfer
-    g_norm, w_norm, zeros, nonfinite = values[0], values[1], values[2], int(values[3])
-    rest = values[4:]
+    nonfinite = 0
+    if not all(math.isfinite(v) for v in values[:2] + ([values[3]] if delta is not None else [])):
+        acc = accumulator(wf.device)
+        gfin, wfin = torch.isfinite(gf), torch.isfinite(wf)
+        nonfinite = int((~gfin).sum()) + int((~wfin).sum())
+        values[0] = float(torch.linalg.vector_norm(torch.where(gfin, gf, 0.0).to(acc)))
+        values[1] = float(torch.linalg.vector_norm(torch.where(wfin, wf, 0.0).to(acc)))
+        if delta is not None:
+            values[3] = float(torch.linalg.vector_norm(torch.where(torch.isfinite(delta), delta, 0.0).to(acc)))
+    g_norm, w_norm, zeros = values[0], values[1], values[2]
+    rest = values[3:]
     update = math.nan
     if previous_weight is not None:
         d_norm = rest.pop(0)

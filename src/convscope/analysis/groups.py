@@ -8,14 +8,20 @@ one filter per group to stand for the others is only sound for positive similari
 
 Two ways to group:
 
-* ``"union"`` - every pair at or above the threshold is joined and groups are the
-  connected components (single linkage): a chain ``a~b~c`` is one group even if ``a``
-  and ``c`` are less alike. This is TensorView's grouping.
-* ``"hierarchical"`` - agglomerative clustering with average linkage on the distance
-  ``1 - corr`` (:func:`scipy.cluster.hierarchy.linkage`), cut at ``1 - threshold``: a
-  group's members are similar *on average*, so chains do not spread.
+* ``"pairs"`` - every pair at or above the threshold is joined and groups are the
+  connected components of those pairs: a chain ``a~b~c`` is one group even if ``a`` and
+  ``c`` are less alike. This is TensorView's grouping, and exactly single-linkage
+  clustering on ``1 - corr`` cut at ``1 - threshold``. (``"union"`` is accepted as
+  another name for it.)
+* ``"hierarchical"`` - agglomerative clustering on the distance ``1 - corr``
+  (:func:`scipy.cluster.hierarchy.linkage`) with ``linkage="average"`` (default: a group's
+  members are similar *on average*) or ``"complete"`` (*every* pair in a group is
+  similar), cut at ``1 - threshold``, so chains do not spread.
 
-A filter alone is in no group (label ``-1``); dead filters are never grouped.
+**Singletons are not groups.** A filter similar to no other is in no group (label ``-1``):
+a group is what the views colour and what pruning may thin out, and a lone filter offers
+neither. Dead filters (constant maps, see
+:func:`~convscope.analysis.correlation.feature_correlation`) are never grouped.
 
 **Stable identities.** Given the previous result, groups are matched to old ones by
 shared members so that a persisting group keeps its id. Pairs (old group, new group) are
@@ -61,7 +67,9 @@ if TYPE_CHECKING:
 
 __all__ = ["FilterGroups", "GroupEvent", "filter_groups"]
 
-METHODS = ("union", "hierarchical")
+METHODS = ("pairs", "hierarchical")
+LINKAGES = ("average", "complete")
+_ALIASES = {"union": "pairs"}
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,9 @@ class FilterGroups:
     Attributes:
         labels: ``int32[F]``: group id of each filter, ``-1`` for no group.
         threshold: the correlation at or above which filters are similar.
-        method: ``"union"`` or ``"hierarchical"``.
+        method: ``"pairs"`` or ``"hierarchical"``.
+        linkage: ``"single"`` for ``"pairs"``; ``"average"`` or ``"complete"`` for
+            ``"hierarchical"``.
         events: what changed since the previous grouping (all ``appear`` the first time).
         next_id: the id the next new group will get (ids are never reused).
     """
@@ -93,6 +103,7 @@ class FilterGroups:
     method: str
     events: tuple[GroupEvent, ...] = ()
     next_id: int = 0
+    linkage: str = "single"
 
     @property
     def groups(self) -> dict[int, list[int]]:
@@ -104,11 +115,13 @@ class FilterGroups:
         return dict(sorted(out.items()))
 
     def to_payload(self) -> dict[str, Any]:
-        """The ``groups`` frame payload."""
+        """The ``groups`` frame payload: ``labels i32[F]`` (-1: in no group), ``threshold``,
+        ``method``, ``linkage``, ``events [{type, ids, from}]``."""
         return {
             "labels": np.asarray(self.labels, dtype=np.int32),
             "threshold": float(self.threshold),
             "method": self.method,
+            "linkage": self.linkage,
             "events": [e.to_dict() for e in self.events],
         }
 
@@ -117,7 +130,8 @@ def filter_groups(
     corr: CorrelationResult | torch.Tensor | np.ndarray,
     *,
     threshold: float = 0.9,
-    method: str = "union",
+    method: str = "pairs",
+    linkage: str = "average",
     previous: FilterGroups | None = None,
 ) -> FilterGroups:
     """Group filters whose feature maps correlate at ``threshold`` or more.
@@ -126,8 +140,9 @@ def filter_groups(
         corr: a :class:`~convscope.analysis.correlation.CorrelationResult` (its dead
             filters are never grouped) or an ``F x F`` correlation matrix.
         threshold: in ``(0, 1]``; pairs with ``corr >= threshold`` are similar.
-        method: ``"union"`` (connected components of similar pairs) or
-            ``"hierarchical"`` (average linkage on ``1 - corr`` cut at ``1 - threshold``).
+        method: ``"pairs"`` (connected components of similar pairs; ``"union"`` is the
+            same) or ``"hierarchical"`` (linkage on ``1 - corr`` cut at ``1 - threshold``).
+        linkage: ``"average"`` or ``"complete"``, for ``method="hierarchical"``.
         previous: the last result for the same layer; groups then keep their ids and
             :attr:`FilterGroups.events` says what appeared, vanished, persisted, split
             or merged.
@@ -150,25 +165,29 @@ def filter_groups(
         raise DataError(
             f"threshold must be in (0, 1] (a correlation above which filters are similar), got {threshold}; 0.9 is usual"
         )
+    method = _ALIASES.get(method, method)
     if method not in METHODS:
         raise DataError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "hierarchical" and linkage not in LINKAGES:
+        raise DataError(f"linkage must be one of {', '.join(LINKAGES)} for hierarchical groups, got {linkage!r}")
+    link = "single" if method == "pairs" else linkage
     if previous is not None and previous.labels.shape[0] != f:
         raise DataError(
             f"the previous grouping has {previous.labels.shape[0]} filters but this layer now has {f} "
             "(pruned or replaced?); pass previous=None to start new identities"
         )
-    clusters = _union(matrix, dead, threshold) if method == "union" else _hierarchical(matrix, dead, threshold)
+    clusters = _pairs(matrix, dead, threshold) if method == "pairs" else _hierarchical(matrix, dead, threshold, link)
     labels = np.full(f, -1, dtype=np.int32)
     if previous is None:
         events = []
         for gid, members in enumerate(clusters):
             labels[members] = gid
             events.append(GroupEvent("appear", (gid,)))
-        return FilterGroups(labels, float(threshold), method, tuple(events), next_id=len(clusters))
+        return FilterGroups(labels, float(threshold), method, tuple(events), next_id=len(clusters), linkage=link)
     ids, events, next_id = _match(previous, clusters)
     for gid, members in zip(ids, clusters, strict=True):
         labels[members] = gid
-    return FilterGroups(labels, float(threshold), method, tuple(events), next_id=next_id)
+    return FilterGroups(labels, float(threshold), method, tuple(events), next_id=next_id, linkage=link)
 
 
 def _matrix(corr: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -191,25 +210,28 @@ def _matrix(corr: Any) -> tuple[np.ndarray, np.ndarray]:
     return matrix, dead
 
 
-def _union(matrix: np.ndarray, dead: np.ndarray, threshold: float) -> list[list[int]]:
+def _pairs(matrix: np.ndarray, dead: np.ndarray, threshold: float) -> list[list[int]]:
+    """Connected components of the similar-pairs graph, by breadth-first search on boolean rows
+    (``O(F^2)`` vector work, a Python step per component level rather than per pair)."""
     f = matrix.shape[0]
-    parent = list(range(f))
+    live = ~dead
+    similar = (matrix >= threshold) & live[:, None] & live[None, :]
+    np.fill_diagonal(similar, False)
+    roots = np.full(f, -1, dtype=np.int64)
+    for i in np.flatnonzero(similar.any(axis=1)).tolist():
+        if roots[i] >= 0:
+            continue
+        component = np.zeros(f, dtype=bool)
+        component[i] = True
+        frontier = component.copy()
+        while frontier.any():
+            frontier = similar[frontier].any(axis=0) & ~component
+            component |= frontier
+        roots[component] = i
+    return _components([int(r) if r >= 0 else -1 - i for i, r in enumerate(roots.tolist())])
 
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
 
-    similar = (matrix >= threshold) & ~dead[:, None] & ~dead[None, :]
-    for i, j in zip(*np.nonzero(np.triu(similar, 1)), strict=True):
-        ri, rj = find(int(i)), find(int(j))
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    return _components([find(i) for i in range(f)])
-
-
-def _hierarchical(matrix: np.ndarray, dead: np.ndarray, threshold: float) -> list[list[int]]:
+def _hierarchical(matrix: np.ndarray, dead: np.ndarray, threshold: float, linkage: str) -> list[list[int]]:
     hierarchy = require("scipy.cluster.hierarchy", feature="hierarchical filter groups", extra="analysis")
     distance = require("scipy.spatial.distance", feature="hierarchical filter groups", extra="analysis")
     live = np.flatnonzero(~dead)
@@ -218,9 +240,9 @@ def _hierarchical(matrix: np.ndarray, dead: np.ndarray, threshold: float) -> lis
     sub = matrix[np.ix_(live, live)]
     d = np.clip(1.0 - (sub + sub.T) / 2.0, 0.0, 2.0)
     np.fill_diagonal(d, 0.0)
-    tree = hierarchy.linkage(distance.squareform(d, checks=False), method="average")
+    tree = hierarchy.linkage(distance.squareform(d, checks=False), method=linkage)
     # fcluster joins clusters whose merge distance is <= t, i.e. average corr >= threshold;
-    # a tiny slack keeps exact-threshold pairs in, as union does.
+    # a tiny slack keeps exact-threshold pairs in, as "pairs" does.
     flat = hierarchy.fcluster(tree, t=1.0 - threshold + 1e-12, criterion="distance")
     roots = np.full(matrix.shape[0], -1, dtype=np.int64)
     roots[live] = flat

@@ -107,8 +107,10 @@ def feature_images(
     if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1):
         raise DataError(f"max_size must be a positive number of pixels or None, got {max_size!r}")
     x = maps.detach()[sample % n]
-    while x.dim() < 3:
-        x = x.unsqueeze(-2)
+    if x.dim() == 1:  # dense: one 1 x 1 image per unit
+        x = x[:, None, None]
+    elif x.dim() == 2:  # N x F x L: 1 x L images
+        x = x.unsqueeze(1)
     if x.numel() == 0:
         raise DataError(f"feature maps of shape {tuple(maps.shape)} hold no pixels")
     x = x.to(torch.float32)

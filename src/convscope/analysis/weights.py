@@ -77,6 +77,12 @@ class GridLayout:
     vmax: float
     gap: int
 
+    def to_payload(self) -> dict[str, Any]:
+        """Host arrays: ``values``, ``heights`` (float32 ``rows x cols``, NaN gaps), ``centres``
+        (float32 ``F x C x kh x kw x 2``), ``vmax``, ``gap``."""
+        return {"values": self.values, "heights": self.heights, "centres": self.centres,
+                "vmax": float(self.vmax), "gap": int(self.gap)}
+
 
 def weight_grid(weight: torch.Tensor) -> WeightGrid:
     """The weight grid of a conv or dense layer.

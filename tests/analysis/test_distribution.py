@@ -1,0 +1,89 @@
+"""Per-filter histograms and moments against numpy.histogram / mean / std, small and streamed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from convscope.analysis import distribution as distribution_module
+from convscope.analysis import feature_distribution
+from convscope.errors import DataError
+
+
+def _check_against_numpy(maps: torch.Tensor, bins: int, sample: int | None = None) -> None:
+    d = feature_distribution(maps, bins=bins, sample=sample)
+    x = maps if sample is None else maps[sample : sample + 1]
+    f = x.shape[1]
+    values = x.transpose(0, 1).reshape(f, -1).double().numpy()
+    assert tuple(d.counts.shape) == (f, bins) and d.bins == bins and d.sample == sample
+    for i in range(f):
+        v = values[i]
+        lo, hi = v.min(), v.max()
+        assert float(d.min[i]) == np.float32(lo) and float(d.max[i]) == np.float32(hi)
+        assert float(d.mean[i]) == pytest.approx(v.mean(), rel=1e-5, abs=1e-6)
+        assert float(d.std[i]) == pytest.approx(v.std(), rel=1e-5, abs=1e-6)  # population std (ddof=0)
+        if lo == hi:
+            assert bool(d.constant[i]) and d.counts[i, 0] == v.size and d.counts[i].sum() == v.size
+            continue
+        ref, _ = np.histogram((v - lo) / (hi - lo), bins=bins, range=(0.0, 1.0))
+        np.testing.assert_array_equal(d.counts[i].numpy(), ref)
+
+
+def test_equals_numpy_histograms_and_moments() -> None:
+    maps = torch.randn(6, 5, 7, 7, generator=torch.Generator().manual_seed(0)) * 4 + 2
+    maps[:, 3] = 2.0  # a constant filter
+    _check_against_numpy(maps, bins=16)
+    _check_against_numpy(maps, bins=1)
+    _check_against_numpy(maps, bins=7, sample=2)
+    _check_against_numpy(torch.relu(maps), bins=32)
+    last = feature_distribution(maps, bins=4, sample=-1)
+    assert last.sample == 5 and float(last.counts[0].sum()) == 49
+
+
+def test_values_on_bin_edges_go_up_and_the_maximum_goes_to_the_last_bin() -> None:
+    # integers 0..8 normalise to exactly k/8: each lands in bin k, and 8 (= 1.0) in the last bin
+    maps = torch.arange(9.0).repeat(4, 2, 1).reshape(4, 2, 9)
+    maps[:, 1] = maps[:, 1] * -3 + 100  # 100, 97 .. 76: also k/8 after normalising
+    d = feature_distribution(maps, bins=8)
+    assert d.counts[0].tolist() == [4.0] * 7 + [8.0]
+    assert d.counts[1].tolist() == [4.0] * 7 + [8.0]
+    _check_against_numpy(maps, bins=8)
+
+
+def test_the_streamed_path_equals_the_small_one_and_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    maps = torch.randn(8, 6, 20, 20, generator=torch.Generator().manual_seed(1)).relu_()
+    maps[:, 4] = -1.5
+    small = feature_distribution(maps, bins=20)
+    # shrink the working-set bound so these maps stream in chunks cut inside samples and across them
+    for chunk in (50, 1000, 5000):
+        monkeypatch.setattr(distribution_module, "_CHUNK_VALUES", chunk)
+        streamed = feature_distribution(maps, bins=20)
+        for name in ("counts", "min", "max", "constant"):
+            assert torch.equal(getattr(streamed, name), getattr(small, name)), name
+        torch.testing.assert_close(streamed.mean, small.mean)
+        torch.testing.assert_close(streamed.std, small.std)
+        _check_against_numpy(maps, bins=20)
+
+
+def test_payload_contract() -> None:
+    p = feature_distribution(torch.rand(3, 4, 5, 5), bins=10).to_payload()
+    assert set(p) == {"counts", "bins", "min", "max", "mean", "std"}
+    assert p["counts"].dtype == np.float32 and p["counts"].shape == (4, 10)
+    assert all(p[k].dtype == np.float32 and p[k].shape == (4,) for k in ("min", "max", "mean", "std"))
+    assert p["bins"] == 10 and p["counts"].sum() == 3 * 4 * 25
+
+
+def test_dense_layers_and_bad_input() -> None:
+    dense = torch.randn(32, 10, generator=torch.Generator().manual_seed(2))
+    _check_against_numpy(dense, bins=8)
+    bad = torch.randn(2, 3, 4)
+    bad[0, 1, 2] = float("inf")
+    with pytest.raises(DataError, match="NaN or Inf"):
+        feature_distribution(bad)
+    with pytest.raises(DataError, match="bins"):
+        feature_distribution(dense, bins=0)
+    with pytest.raises(DataError, match="out of range"):
+        feature_distribution(dense, sample=32)
+    with pytest.raises(DataError, match="unsqueeze"):
+        feature_distribution(torch.randn(5))

@@ -1,0 +1,165 @@
+"""Weight trajectories against numpy's SVD of the stored history: exact, thinned and sketched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from convscope.analysis import TrajectoryTracker
+from convscope.errors import DataError
+
+
+def _walk(shape: tuple[int, ...], steps: int, seed: int = 0) -> list[torch.Tensor]:
+    """A training-like path: a drift along two curving directions plus small noise."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(shape, generator=gen)
+    d1, d2 = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    out = []
+    for s in range(steps):
+        w = w + 0.05 * d1 * np.cos(s / 7) + 0.03 * d2 * np.sin(s / 5) + 0.01 * torch.randn(shape, generator=gen)
+        out.append(w.clone())
+    return out
+
+
+def _exact_pca(history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates on the first three principal components, and their explained-variance ratios."""
+    centred = history - history.mean(axis=0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)
+    return u[:, :3] * s[:3], s[:3] ** 2 / (s**2).sum()
+
+
+def _aligned(coords: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``coords`` with each axis flipped to agree with ``ref`` (principal axes have no sign)."""
+    return coords * np.sign((coords * ref).sum(axis=0))
+
+
+def test_exact_pca_equals_numpy_svd_at_every_update() -> None:
+    walk = _walk((6, 2, 3, 3), 40)
+    tracker = TrajectoryTracker(dims=[0, 10, 100], max_points=64)
+    history = []
+    for step, w in enumerate(walk):
+        point = tracker.update(w)
+        history.append(w.reshape(-1).double().numpy())
+        assert point.step == step
+        np.testing.assert_array_equal(point.dims, w.reshape(-1)[[0, 10, 100]].numpy())
+        if step >= 3:
+            ref, ratio = _exact_pca(np.stack(history))
+            np.testing.assert_allclose(point.explained_variance, ratio, rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(np.abs(point.pca), np.abs(ref[-1]), rtol=1e-4, atol=1e-5)
+    steps, coords = tracker.path()
+    np.testing.assert_array_equal(steps, np.arange(40))
+    ref, _ = _exact_pca(np.stack(history))
+    np.testing.assert_allclose(_aligned(coords, ref), ref, rtol=1e-4, atol=1e-5)
+    assert not tracker.sketched and tracker.kept == 40
+
+
+def test_axes_keep_their_sign_from_update_to_update() -> None:
+    tracker = TrajectoryTracker(max_points=32)
+    previous = None
+    flips = 0
+    for w in _walk((40,), 120, seed=3):
+        tracker.update(w)
+        steps, coords = tracker.path()
+        if previous is not None:
+            common = np.intersect1d(steps, previous[0])
+            a = coords[np.isin(steps, common)]
+            b = previous[1][np.isin(previous[0], common)]
+            ok = np.isfinite(a).all(axis=0) & np.isfinite(b).all(axis=0)
+            flips += int(((a[:, ok] * b[:, ok]).sum(axis=0) < 0).sum())
+        previous = (steps, coords)
+    assert flips == 0
+    # a brand-new axis puts the current point on its positive side
+    fresh = TrajectoryTracker(dims=[0, 1, 2])
+    fresh.update(torch.zeros(5))
+    assert fresh.update(torch.ones(5)).pca[0] > 0
+
+
+def test_thinning_keeps_memory_bounded_and_points_evenly_spaced() -> None:
+    walk = _walk((30,), 300, seed=1)
+    tracker = TrajectoryTracker(max_points=16)
+    history = []
+    for w in walk:
+        point = tracker.update(w)
+        history.append(w.double().numpy())
+        assert tracker.kept < 16
+    steps, coords = tracker.path()
+    assert steps[0] == 0 and len(set(np.diff(steps).tolist())) == 1  # a uniform subsample of the run
+    # the PCA is exactly that of the kept points plus the current one
+    rows = [*steps.tolist(), 299] if steps[-1] != 299 else steps.tolist()
+    ref, ratio = _exact_pca(np.stack(history)[rows])
+    np.testing.assert_allclose(point.explained_variance, ratio, rtol=1e-5)
+    np.testing.assert_allclose(np.abs(point.pca), np.abs(ref[-1]), rtol=1e-4, atol=1e-6)
+    assert tracker._points is not None and tuple(tracker._points.shape) == (16, 30)
+    # and near the PCA of the whole history once a few dozen points are kept (measured on this
+    # path: ratios off by 0.13 with 10 kept points, 0.01 with 38, 0.002 with 75)
+    _, full_ratio = _exact_pca(np.stack(history))
+    wider = TrajectoryTracker(max_points=64)
+    for w in walk:
+        point = wider.update(w)
+    assert wider.kept == 38
+    np.testing.assert_allclose(point.explained_variance, full_ratio, atol=0.02)
+
+
+def test_sketched_pca_is_close_to_exact_pca_of_the_full_weights() -> None:
+    walk = _walk((5000,), 200, seed=2)
+    tracker = TrajectoryTracker(max_points=256, sketch_dim=1024)
+    for w in walk:
+        point = tracker.update(w)
+    assert tracker.sketched and tracker.kept == 200
+    assert tracker._points is not None and tracker._points.shape[1] == 1024  # memory: the sketch, not the layer
+    ref, ratio = _exact_pca(np.stack([w.double().numpy() for w in walk]))
+    _, coords = tracker.path()
+    # error ~ 1/sqrt(sketch_dim) = 3 % of each axis's extent (measured: 1-3 %)
+    err = np.abs(_aligned(coords, ref) - ref).max(axis=0) / np.abs(ref).max(axis=0)
+    assert (err < 0.08).all(), err
+    np.testing.assert_allclose(point.explained_variance, ratio, atol=0.03)
+
+
+def test_sketch_keeps_inner_products_in_expectation() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(100_000, generator=gen), torch.randn(100_000, generator=gen)
+    y = 0.6 * x + 0.8 * y
+    ratios = []
+    for seed in range(20):
+        t = TrajectoryTracker(seed=seed, sketch_dim=512)
+        t._start((100_000,), x.device)
+        sx, sy = t._embed(x), t._embed(y)
+        ratios.append(float(sx @ sy) / float(x.double() @ y.double()))
+        assert float(sx @ sx) == pytest.approx(float(x.double() @ x.double()), rel=0.25)
+    assert np.mean(ratios) == pytest.approx(1.0, abs=0.05)  # unbiased; each within ~1/sqrt(512)
+    assert np.std(ratios) < 0.1
+
+
+def test_dims_undefined_components_and_errors() -> None:
+    tracker = TrajectoryTracker(dims=[(0, 0), (1, 2), (2, 1)])
+    first = tracker.update(torch.arange(9.0).reshape(3, 3))
+    assert first.dim_index.tolist() == [0, 5, 7] and first.dims.tolist() == [0.0, 5.0, 7.0]
+    assert np.isnan(first.pca).all() and np.isnan(first.explained_variance).all()
+    second = tracker.update(torch.arange(9.0).reshape(3, 3) * 2)
+    assert np.isfinite(second.pca[0]) and np.isnan(second.pca[1:]).all()
+    assert second.explained_variance[0] == pytest.approx(1.0)
+    payload = second.to_payload()
+    assert {k: v.dtype for k, v in payload.items()} == {
+        "dims": np.float32, "dim_index": np.int64, "pca": np.float32, "explained_variance": np.float32}
+    assert all(v.shape == (3,) for v in payload.values())
+    # random dims come from the seed
+    a = TrajectoryTracker(seed=4).update(torch.zeros(1000)).dim_index
+    assert a.tolist() == TrajectoryTracker(seed=4).update(torch.zeros(1000)).dim_index.tolist()
+    assert len(set(a.tolist())) == 3
+    with pytest.raises(DataError, match="changed shape"):
+        tracker.update(torch.zeros(4, 4))
+    tracker.reset()
+    assert tracker.update(torch.zeros(3, 3)).step == 0
+    with pytest.raises(DataError, match="NaN or Inf"):
+        tracker.update(torch.full((3, 3), float("nan")))
+    with pytest.raises(DataError, match="exactly 3"):
+        TrajectoryTracker(dims=[0, 1])
+    with pytest.raises(DataError, match="out of range"):
+        TrajectoryTracker(dims=[0, 1, 99]).update(torch.zeros(10))
+    with pytest.raises(DataError, match="distinct"):
+        TrajectoryTracker(dims=[0, 1, 1]).update(torch.zeros(10))
+    with pytest.raises(DataError, match="max_points"):
+        TrajectoryTracker(max_points=3)
+    with pytest.raises(DataError, match="only 2"):
+        TrajectoryTracker().update(torch.zeros(2))

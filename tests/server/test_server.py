@@ -1,10 +1,11 @@
-"""The server over real HTTP and WebSockets: runs, binary frames, live streams, ingest and auth."""
+"""The server's REST API over real HTTP (uvicorn) and Starlette's TestClient: runs, frames, ingest, auth."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,14 +13,15 @@ import httpx
 import numpy as np
 import pytest
 import torch
-import websockets
-from aio_helpers import run_async
+from fastapi.testclient import TestClient
+from samples import every_kind, frame, same_frame
 
 import convscope
-from convscope.frames import Frame, decode, decode_stream, encode
-from convscope.server import start_local_server
-from convscope.sinks.http import HttpSink
+from convscope.frames import KINDS, Frame, decode_stream, encode
+from convscope.server import create_app, serve, start_local_server
 from convscope.store import RunStore
+
+FRAMES = "application/x-convscope-frames"
 
 
 def _write_run(logdir: Path, name: str = "r", steps: int = 30):
@@ -36,150 +38,243 @@ def _write_run(logdir: Path, name: str = "r", steps: int = 30):
 def test_rest_lists_runs_and_serves_binary_frames(server) -> None:
     w = _write_run(Path(server.logdir))
     with httpx.Client(base_url=server.url, timeout=10) as c:
-        assert c.get("/api/health").json()["status"] == "ok"
+        assert c.get("/api/health").json() == {"status": "ok", "version": convscope.__version__}
         runs = c.get("/api/runs").json()
-        assert [(r["id"], r["status"], r["last_step"]) for r in runs] == [(w.run_id, "live", 30)]
+        assert [(r["id"], r["status"], r["first_step"], r["last_step"], r["frames"], r["model"]) for r in runs] == [
+            (w.run_id, "live", 1, 30, 36, "LeNet")]
         detail = c.get(f"/api/runs/{w.run_id}").json()
         assert detail["kinds"] == {"correlation": 6, "scalar": 30} and detail["layers"] == ["conv1"]
-        assert detail["meta"]["config"] == {"lr": 0.1}
+        assert detail["meta"]["config"] == {"lr": 0.1} and detail["thinned"] == {}
         r = c.get(f"/api/runs/{w.run_id}/frames", params={"kind": "correlation", "start": 10, "end": 20})
-        assert r.headers["content-type"] == "application/x-convscope-frames"
+        assert r.headers["content-type"] == FRAMES and r.headers["x-frame-count"] == "3"
         frames = list(decode_stream(r.content))
         assert [f.step for f in frames] == [10, 15, 20]
         np.testing.assert_array_equal(frames[-1].payload["matrix"], np.full((2, 2), 20, np.float32))
         thin = list(decode_stream(c.get(f"/api/runs/{w.run_id}/frames", params={"kind": "scalar", "max_points": 4}).content))
-        assert [f.step for f in thin] == [1, 11, 20, 30]
-        latest = list(decode_stream(c.get(f"/api/runs/{w.run_id}/frames", params={"latest": "true", "end": 12}).content))
+        assert [f.step for f in thin] == [1, 10, 20, 30]  # marks at 1, 10.67, 20.33 and the last step
+        latest = list(decode_stream(c.get(f"/api/runs/{w.run_id}/frames", params={"latest": "1", "end": 12}).content))
         assert {(f.kind, f.step) for f in latest} == {("scalar", 12), ("correlation", 10)}
+        both = c.get(f"/api/runs/{w.run_id}/frames", params=[("kind", "scalar"), ("kind", "correlation"), ("end", 5)])
+        assert [(f.kind, f.step) for f in decode_stream(both.content)] == [("scalar", s) for s in range(1, 6)] + [("correlation", 5)]
         assert c.get(f"/api/runs/{w.run_id}/steps", params={"kind": "correlation"}).json() == {"steps": [5, 10, 15, 20, 25, 30]}
-        assert "/api/runs/{run}/frames" in c.get("/openapi.json").json()["paths"]
+        assert c.get(f"/api/runs/{w.run_id}/frames", params={"limit": 2}).headers["x-frame-count"] == "2"
         assert "convscope" in c.get("/").text
     w.close()
 
 
-@pytest.mark.parametrize("bad", ["nope", "..", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "a%00b"])
+def test_frames_of_every_kind_come_back_bit_exact(tmp_path: Path) -> None:
+    written = [f for step in range(1, 4) for f in every_kind(step, run="all")]
+    with RunStore(tmp_path).create_run("all") as w:
+        w.write_many(written)
+    with TestClient(create_app(tmp_path)) as c:
+        body = c.get("/api/runs/all/frames").content
+        assert body == b"".join(encode(f) for f in sorted(written, key=lambda f: f.step))  # bytes as stored, not re-encoded
+        back = list(decode_stream(body))
+        assert all(same_frame(a, b) for a, b in zip(sorted(written, key=lambda f: f.step), back, strict=True))
+        assert c.get("/api/runs/all").json()["kinds"] == dict.fromkeys(sorted(KINDS), 3)
+
+
+@pytest.mark.parametrize("bad", ["nope", "..", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "a%00b", ".hidden", "x" * 200,
+                                 "..%5C..%5Cwindows", "r%2F..%2Fr"])
 def test_unknown_or_hostile_run_ids_are_404(server, bad: str) -> None:
-    r = httpx.get(f"{server.url}api/runs/{bad}", timeout=10)
-    assert r.status_code == 404 and "detail" in r.json()
+    _write_run(Path(server.logdir), "r", steps=1).close()
+    for suffix in ("", "/frames", "/steps"):
+        r = httpx.get(f"{server.url}api/runs/{bad}{suffix}", timeout=10)
+        assert r.status_code in (400, 404) and r.json()["detail"], (bad, suffix)
+    assert sorted(p.name for p in Path(server.logdir).iterdir() if p.name.endswith(".db")) == ["r.convscope.db"]
 
 
-def test_live_websocket_delivers_frames_written_by_another_writer(server) -> None:
-    w = _write_run(Path(server.logdir), steps=3)
-
-    async def follow() -> list:
-        got = []
-        url = server.url.replace("http", "ws") + f"api/runs/{w.run_id}/live"
-        async with websockets.connect(url) as ws:
-            await ws.send(json.dumps({"kinds": ["scalar"]}))
-            await asyncio.sleep(0.2)
-            for step in range(4, 9):
-                w.write(Frame(run=w.run_id, step=step, kind="scalar", payload={"name": "loss", "value": float(step)}))
-                w.write(Frame(run=w.run_id, step=step, kind="correlation", layer="conv1",
-                              payload={"matrix": np.eye(2, dtype=np.float32), "dead": np.zeros(2, bool)}))
-                await asyncio.to_thread(w.flush)
-            while len(got) < 5:
-                got.append(decode(await asyncio.wait_for(ws.recv(), timeout=10)))
-            await asyncio.to_thread(w.close)
-            status = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
-            return got + [status]
-
-    *frames, status = run_async(follow)
-    assert [(f.kind, f.step, f.payload["value"]) for f in frames] == [("scalar", s, float(s)) for s in range(4, 9)]
-    assert status == {"type": "status", "status": "finished"}
+@pytest.mark.parametrize("path,params,needle", [
+    ("api/runs/nope", {}, "no run"),
+    ("api/runs/nope/frames", {}, "no run"),
+    ("api/runs/r/frames", {"start": "-5"}, "greater than or equal"),
+    ("api/runs/r/frames", {"end": "x"}, "integer"),
+    ("api/runs/r/frames", {"max_points": "0"}, "greater than or equal"),
+    ("api/runs/r/frames", {"limit": "10000000000"}, "less than or equal"),
+    ("api/runs/r/frames", {"latest": "maybe"}, "boolean"),
+])
+def test_bad_requests_get_4xx_with_a_message(tmp_path: Path, path: str, params: dict, needle: str) -> None:
+    _write_run(tmp_path, "r", steps=3).close()
+    with TestClient(create_app(tmp_path)) as c:
+        r = c.get(path, params=params)
+        assert 400 <= r.status_code < 500 and needle in str(r.json()["detail"])
+        assert c.get("api/health").status_code == 200
 
 
-def test_runs_websocket_announces_new_runs(server) -> None:
-    async def follow() -> dict:
-        async with websockets.connect(server.url.replace("http", "ws") + "api/live") as ws:
-            await asyncio.sleep(0.1)
-            await asyncio.to_thread(_write_run, Path(server.logdir), "announced", 2)
-            while True:
-                msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=10))
-                if msg["run"]["id"] == "announced":
-                    return msg
-
-    assert run_async(follow)["run"]["status"] == "live"
+def test_a_corrupt_run_file_is_a_422_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "junk.convscope.db").write_bytes(b"garbage" * 500)
+    _write_run(tmp_path, "good", steps=2).close()
+    with TestClient(create_app(tmp_path)) as c:
+        assert [r["id"] for r in c.get("/api/runs").json()] == ["good"]
+        r = c.get("/api/runs/junk")
+        assert r.status_code == 422 and "not a readable convscope run" in r.json()["detail"]
 
 
-def test_http_sink_and_watch_stream_to_a_live_server(server) -> None:
-    torch.manual_seed(0)
-    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.05)
-    mon = convscope.watch(net, optimizer=opt, logdir=None, serve=server.url, every=2, run="remote")
-    for _ in range(6):
-        loss = net(torch.randn(8, 1, 28, 28)).square().mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        mon.log(loss=loss)
-    mon.close()
-    runs = httpx.get(server.url + "api/runs", timeout=10).json()
-    assert [(r["id"], r["status"], r["last_step"]) for r in runs] == [("remote", "finished", 6)]
-    frames = list(decode_stream(httpx.get(server.url + "api/runs/remote/frames", params={"kind": "weight_grid", "layer": "conv1"}, timeout=10).content))
-    assert [f.step for f in frames] == [2, 4, 6]
-    np.testing.assert_allclose(frames[-1].payload["weights"], net.conv1.weight.detach().numpy(), rtol=1e-6)
+def test_ingest_round_trip_limits_and_malformed_bodies(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path, max_upload_bytes=10_000)) as c:
+        r = c.post("/api/runs", json={"name": "ing", "model": "Net", "config": {"lr": 0.5}})
+        assert r.status_code == 201
+        run = r.json()["id"]
+        frames = [frame("scalar", s, run="client-side-name") for s in range(1, 4)]
+        body = b"".join(encode(f) for f in frames)
+        assert c.post(f"/api/runs/{run}/frames", content=body, headers={"content-type": FRAMES}).json() == {"accepted": 3}
+        assert c.post(f"/api/runs/{run}/frames", content=b"", headers={"content-type": FRAMES}).json() == {"accepted": 0}
+        big = encode(Frame(run=run, step=9, kind="scalar", payload={"name": "a", "value": 1.0, "x": np.zeros(20_000, np.uint8)}))
+        r = c.post(f"/api/runs/{run}/frames", content=big, headers={"content-type": FRAMES})
+        assert r.status_code == 413 and "limit of 10000 bytes" in r.json()["detail"]
+        r = c.post("/api/runs", json={"name": "x" * 20, "config": {"blob": "y" * 20_000}})
+        assert r.status_code == 413  # every body is bounded, JSON too
+        r = c.post(f"/api/runs/{run}/frames", content=body + b"CSFR" + b"\0" * 40, headers={"content-type": FRAMES})
+        assert r.status_code == 422 and "malformed" in r.json()["detail"] and "nothing of this body was stored" in r.json()["detail"]
+        r = c.post(f"/api/runs/{run}/frames", content=body, headers={"content-type": "text/plain"})
+        assert r.status_code == 415 and FRAMES in r.json()["detail"]
+        assert c.post(f"/api/runs/{run}/frames", content=encode(frames[0])).json() == {"accepted": 1}  # no type: fine
+        # a web page on another site cannot write here, even to a token-less loopback server
+        for path, kwargs in ((f"/api/runs/{run}/frames", {"content": body}), ("/api/runs", {"json": {}}),
+                             (f"/api/runs/{run}/close", {"json": {"status": "failed"}})):
+            r = c.post(path, headers={"Origin": "http://evil.example"}, **kwargs)
+            assert r.status_code == 403 and "allow_origins" in r.json()["detail"], path
+        assert c.post("/api/runs", json={"name": "own-page"}, headers={"Origin": "http://testserver"}).status_code == 201
+        assert c.post("/api/runs/unknown/frames", content=body, headers={"content-type": FRAMES}).status_code == 404
+        assert c.post(f"/api/runs/{run}/close", json={"status": "weird"}).status_code == 422
+        assert c.post(f"/api/runs/{run}/close", json={"status": "finished"}).json() == {"id": run, "status": "finished"}
+        assert c.post(f"/api/runs/{run}/frames", content=body, headers={"content-type": FRAMES}).status_code == 404  # closed
+        info = c.get(f"/api/runs/{run}").json()
+        assert (info["status"], info["frames"], info["model"], info["meta"]["config"]) == ("finished", 4, "Net", {"lr": 0.5})
+        stored = list(decode_stream(c.get(f"/api/runs/{run}/frames").content))
+        assert all(same_frame(a, b) for a, b in zip([frames[0], *frames], stored, strict=True))  # by step
 
 
-def test_http_sink_survives_a_dead_server() -> None:
-    sink = HttpSink("http://127.0.0.1:9", timeout=0.5)
-    sink.write(Frame(run="x", step=1, kind="scalar", payload={"name": "a", "value": 1.0}))
-    t = time.perf_counter()
-    with pytest.raises(convscope.errors.ServerError):
-        sink.flush()
-    sink.flush()  # backing off: returns at once, keeps the frame
-    assert time.perf_counter() - t < 2 and len(sink._buffer) == 1
+def test_an_ingested_run_whose_monitor_goes_silent_is_crashed(tmp_path: Path, monkeypatch) -> None:
+    import convscope.server._app as app_module
 
-
-def test_ingest_limits_and_malformed_bodies(tmp_path: Path) -> None:
-    handle = start_local_server(tmp_path, max_upload_bytes=10_000)
-    try:
-        with httpx.Client(base_url=handle.url, timeout=10) as c:
-            run = c.post("/api/runs", json={"name": "ing"}).json()["id"]
-            frame = encode(Frame(run=run, step=1, kind="scalar", payload={"name": "a", "value": 1.0}))
-            assert c.post(f"/api/runs/{run}/frames", content=frame * 3).json() == {"accepted": 3}
-            big = encode(Frame(run=run, step=2, kind="scalar", payload={"name": "a", "value": 1.0, "x": np.zeros(20_000, np.uint8)}))
-            r = c.post(f"/api/runs/{run}/frames", content=big)
-            assert r.status_code == 413 and "limit" in r.json()["detail"]
-            r = c.post(f"/api/runs/{run}/frames", content=b"CSFR" + b"\0" * 40)
-            assert r.status_code == 422 and "malformed" in r.json()["detail"]
-            assert c.post("/api/runs/unknown/frames", content=frame).status_code == 404
-            assert c.post(f"/api/runs/{run}/close", json={"status": "weird"}).status_code == 422
-            assert c.post(f"/api/runs/{run}/close", json={"status": "finished"}).json()["status"] == "finished"
-            assert c.get(f"/api/runs/{run}").json()["frames"] == 3
-    finally:
-        handle.stop()
+    monkeypatch.setattr(app_module, "INGEST_STALE_SECONDS", 0.5)
+    with TestClient(create_app(tmp_path)) as c:
+        run = c.post("/api/runs", json={"name": "quiet"}).json()["id"]
+        assert c.get(f"/api/runs/{run}").json()["status"] == "live"
+        time.sleep(0.7)
+        assert c.get(f"/api/runs/{run}").json()["status"] == "crashed"
+        time.sleep(0.5)  # heartbeats are committed at most once a second
+        c.post(f"/api/runs/{run}/frames", content=b"", headers={"content-type": FRAMES})  # a heartbeat
+        assert c.get(f"/api/runs/{run}").json()["status"] == "live"
+    assert RunStore(tmp_path).open_run(run).status() == "failed"  # the server stopped while it was open
 
 
 def test_a_token_guards_every_endpoint(tmp_path: Path) -> None:
-    handle = start_local_server(tmp_path, token="s3cret")
+    _write_run(tmp_path, "r", steps=2).close()
+    with TestClient(create_app(tmp_path, token="s3cret")) as c:
+        for method, path in [("GET", "/api/runs"), ("GET", "/api/runs/r"), ("GET", "/api/runs/r/frames"),
+                             ("GET", "/api/runs/r/steps"), ("POST", "/api/runs"), ("POST", "/api/runs/r/frames"),
+                             ("POST", "/api/runs/r/close")]:
+            r = c.request(method, path, json={} if method == "POST" else None)
+            assert r.status_code == 401 and "token" in r.json()["detail"], path
+            assert r.headers["www-authenticate"] == "Bearer"
+        assert c.get("/api/runs", params={"token": "wrong"}).status_code == 401
+        assert c.get("/api/runs", headers={"Authorization": "Bearer s3cre"}).status_code == 401
+        assert [r["id"] for r in c.get("/api/runs", params={"token": "s3cret"}).json()] == ["r"]
+        assert c.get("/api/runs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/api/health").status_code == 200  # health and the page itself stay open
+        assert c.get("/").status_code == 200
+
+
+def test_loopback_without_token_refuses_foreign_host_names(server) -> None:
+    """DNS rebinding: a web page on evil.example resolving to 127.0.0.1 must not read the runs."""
+    assert httpx.get(server.url + "api/runs", timeout=10).status_code == 200
+    r = httpx.get(server.url + "api/runs", headers={"Host": "evil.example"}, timeout=10)
+    assert r.status_code == 400 and "Host" in r.json()["detail"]
+    assert httpx.get(f"http://localhost:{server.port}/api/runs", timeout=10).status_code == 200
+
+
+def test_non_loopback_bind_always_gets_a_token_and_prints_it(tmp_path: Path, capsys) -> None:
+    handle = serve(tmp_path, host="0.0.0.0", port=0, block=False)
     try:
-        assert httpx.get(handle.url + "api/runs", timeout=10).status_code == 401
-        assert httpx.get(handle.url + "api/runs", params={"token": "wrong"}, timeout=10).status_code == 401
-        assert httpx.get(handle.url + "api/runs", params={"token": "s3cret"}, timeout=10).json() == []
-        assert httpx.get(handle.url + "api/runs", headers={"Authorization": "Bearer s3cret"}, timeout=10).status_code == 200
-        assert httpx.post(handle.url + "api/runs", json={}, timeout=10).status_code == 401
-
-        async def ws(token: str) -> str:
-            url = handle.url.replace("http", "ws") + "api/live" + (f"?token={token}" if token else "")
-            try:
-                async with websockets.connect(url):
-                    return "open"
-            except websockets.exceptions.ConnectionClosed as exc:
-                return f"closed {exc.rcvd.code if exc.rcvd else ''}"
-            except websockets.exceptions.InvalidStatus as exc:
-                return f"refused {exc.response.status_code}"
-
-        assert run_async(ws, "s3cret") == "open"
-        assert run_async(ws, "") != "open"
+        out = capsys.readouterr().out
+        assert handle.token and len(handle.token) >= 24
+        assert f"token={handle.token}" in out and "reachable from other machines" in out
+        url = f"http://127.0.0.1:{handle.port}/api/runs"
+        assert httpx.get(url, timeout=10).status_code == 401
+        assert httpx.get(url, params={"token": handle.token}, timeout=10).json() == []
     finally:
         handle.stop()
 
 
-def test_non_loopback_bind_always_gets_a_token(tmp_path: Path) -> None:
-    from convscope.server._run import _prepare
+def test_cors_is_off_by_default_and_never_a_wildcard(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path)) as c:
+        r = c.get("/api/runs", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+    with TestClient(create_app(tmp_path, allow_origins=("http://lab.example",))) as c:
+        r = c.get("/api/runs", headers={"Origin": "http://lab.example"})
+        assert r.headers["access-control-allow-origin"] == "http://lab.example"
+        assert "access-control-allow-origin" not in c.get("/api/runs", headers={"Origin": "http://evil.example"}).headers
+    with pytest.raises(convscope.errors.ServerError, match="refused"):
+        create_app(tmp_path, allow_origins=("*",))
 
-    _server, handle = _prepare(str(tmp_path), "0.0.0.0", 0, None)
-    assert handle.token and len(handle.token) >= 24 and "token=" in handle.url_with_token()
+
+def test_openapi_documents_every_route(tmp_path: Path) -> None:
+    with TestClient(create_app(tmp_path)) as c:
+        spec = c.get("/openapi.json").json()
+    ops = [(path, method, op) for path, item in spec["paths"].items() for method, op in item.items()]
+    assert {p for p, _m, _o in ops} >= {"/api/health", "/api/runs", "/api/runs/{run}", "/api/runs/{run}/steps",
+                                         "/api/runs/{run}/frames", "/api/runs/{run}/close"}
+    for path, method, op in ops:
+        assert op.get("tags") and op.get("summary"), (path, method)
+    assert {"RunInfo", "RunDetails", "Steps", "CreatedRun", "Accepted", "Detail"} <= set(spec["components"]["schemas"])
+    frames_get = spec["paths"]["/api/runs/{run}/frames"]["get"]
+    assert FRAMES in frames_get["responses"]["200"]["content"]
+    assert {p["name"] for p in frames_get["parameters"]} == {"run", "kind", "layer", "start", "end", "limit", "max_points", "latest"}
+
+
+def test_without_a_built_ui_the_root_page_says_so(tmp_path: Path, monkeypatch) -> None:
+    import convscope.server._app as app_module
+
+    monkeypatch.setattr(app_module, "STATIC_DIR", tmp_path / "nowhere")
+    with TestClient(create_app(tmp_path / "runs")) as c:
+        page = c.get("/")
+        assert page.status_code == 200 and "not built" in page.text and "pip install -e ." in page.text
+        assert c.get("/api/health").status_code == 200
+
+
+def test_cli_serve_prints_its_address_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    _write_run(tmp_path / "logs", "cli", steps=2).close()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from convscope.cli import main; sys.exit(main())",
+         "serve", "--logdir", str(tmp_path / "logs"), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert str(tmp_path / "logs") in lines[0]
+        url = lines[1].split("open ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:") and "token" not in url
+        assert [r["id"] for r in httpx.get(url + "api/runs", timeout=10).json()] == ["cli"]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_kill_9_writer_run_is_listed_and_served(server) -> None:
+    code = (
+        "import sys\nfrom convscope.frames import Frame\nfrom convscope.store import RunStore\n"
+        "w = RunStore(sys.argv[1]).create_run('killed')\n"
+        "for s in range(1, 10**9):\n"
+        "    w.write(Frame(run=w.run_id, step=s, kind='scalar', payload={'name': 'loss', 'value': float(s)}))\n"
+        "    if s % 100 == 0:\n        w.flush(); print(s, flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, server.logdir], stdout=subprocess.PIPE, text=True)
+    try:
+        while int(proc.stdout.readline()) < 1000:
+            pass
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    runs = httpx.get(server.url + "api/runs", timeout=10).json()
+    assert [(r["id"], r["status"]) for r in runs] == [("killed", "crashed")]
+    frames = list(decode_stream(httpx.get(server.url + "api/runs/killed/frames", params={"kind": "scalar"}, timeout=10).content))
+    assert len(frames) >= 1000 and [f.step for f in frames] == list(range(1, len(frames) + 1))
 
 
 def test_watch_serve_true_starts_a_local_dashboard(tmp_path: Path, capsys) -> None:
@@ -203,71 +298,7 @@ def test_watch_serve_true_starts_a_local_dashboard(tmp_path: Path, capsys) -> No
         mon.server.stop()
 
 
-def test_server_killed_mid_training_does_not_stop_training(tmp_path: Path) -> None:
-    handle = start_local_server(tmp_path / "server-runs")
-    torch.manual_seed(0)
-    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.05)
-    with pytest.warns(RuntimeWarning, match="http"):
-        mon = convscope.watch(net, optimizer=opt, logdir=tmp_path / "local", serve=handle.url, every=1, run="survivor")
-        for step in range(40):
-            loss = net(torch.randn(8, 1, 28, 28)).square().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            mon.log(loss=loss)
-            if step == 10:
-                assert mon._pipeline.drain(timeout=10)
-                time.sleep(0.5)  # let a flush reach the server
-                handle.stop()
-        mon.close()
-    assert mon.step_count == 40
-    assert mon.stats.sink_failures.get("http", 0) > 0  # counted, and training went on
-    local = RunStore(tmp_path / "local").open_run(mon.run_id)
-    assert local.info()["status"] == "finished" and local.info()["last_step"] == 40
-    served = RunStore(tmp_path / "server-runs").open_run("survivor")
-    assert 1 <= served.info()["last_step"] < 40  # what reached the server before it died is intact
-
-
-def test_kill_9_writer_run_is_listed_and_served(server) -> None:
-    import signal
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\nfrom convscope.frames import Frame\nfrom convscope.store import RunStore\n"
-        "w = RunStore(sys.argv[1]).create_run('killed')\n"
-        "for s in range(1, 10**9):\n"
-        "    w.write(Frame(run=w.run_id, step=s, kind='scalar', payload={'name': 'loss', 'value': float(s)}))\n"
-        "    if s % 100 == 0:\n        w.flush(); print(s, flush=True)\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code, server.logdir], stdout=subprocess.PIPE, text=True)
-    try:
-        while int(proc.stdout.readline()) < 1000:
-            pass
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        proc.kill()
-        proc.stdout.close()
-    runs = httpx.get(server.url + "api/runs", timeout=10).json()
-    assert [(r["id"], r["status"]) for r in runs] == [("killed", "crashed")]
-    frames = list(decode_stream(httpx.get(server.url + "api/runs/killed/frames", params={"kind": "scalar"}, timeout=10).content))
-    assert len(frames) >= 1000 and [f.step for f in frames] == list(range(1, len(frames) + 1))
-
-
-@pytest.mark.parametrize("path,params", [
-    ("api/runs/nope", {}),
-    ("api/runs/nope/frames", {}),
-    ("api/runs/r/frames", {"start": "-5"}),
-    ("api/runs/r/frames", {"end": "x"}),
-    ("api/runs/r/frames", {"max_points": "0"}),
-    ("api/runs/r/frames", {"limit": "10000000000"}),
-    ("api/runs/r/frames", {"latest": "maybe"}),
-])
-def test_bad_requests_get_4xx_with_a_message(server, path: str, params: dict) -> None:
-    w = _write_run(Path(server.logdir), "r", steps=3)
-    r = httpx.get(server.url + path, params=params, timeout=10)
-    assert 400 <= r.status_code < 500 and r.json()["detail"]
-    assert httpx.get(server.url + "api/health", timeout=10).status_code == 200
-    w.close()
+def test_start_local_server_reports_a_port_in_use(tmp_path: Path) -> None:
+    with start_local_server(tmp_path) as first:
+        with pytest.raises(convscope.errors.ServerError, match="cannot listen"):
+            start_local_server(tmp_path, port=first.port)

@@ -1,138 +1,332 @@
-"""The run store: exact round trips, queries, retention, readers beside a writer, and kill -9."""
+"""The run store: exact round trips, queries against plain-Python references, retention, names."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+import sqlite3
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from samples import every_kind, frame, same_frame
 
 from convscope.errors import NotFoundError, StoreError
-from convscope.frames import Frame
+from convscope.frames import KINDS, Frame, decode, encode
 from convscope.store import RunStore, valid_run_id
 
-
-def _scalar(run: str, step: int, value: float, name: str = "loss") -> Frame:
-    return Frame(run=run, step=step, kind="scalar", payload={"name": name, "value": value})
+# --- plain-Python references for the queries ----------------------------------------------------
 
 
-def _images(run: str, step: int, layer: str = "conv1") -> Frame:
-    rng = np.random.default_rng(step)
-    return Frame(run=run, step=step, kind="feature_maps", layer=layer, payload={
-        "images": rng.integers(0, 255, (4, 8, 8), dtype=np.uint8), "vmin": 0.0, "vmax": 1.0,
-        "normalisation": "per_map", "scale": 1.0, "sample": 0})
+def ref_filter(frames, kinds=None, layers=None, start=None, end=None):
+    return [f for f in frames if (kinds is None or f.kind in kinds) and (layers is None or f.layer in layers)
+            and (start is None or f.step >= start) and (end is None or f.step <= end)]
 
 
-def test_round_trip_and_queries(tmp_path: Path) -> None:
+def ref_latest(frames, kinds=None, layers=None, start=None, end=None):
+    chosen = ref_filter(frames, kinds, layers, start, end)
+    newest: dict = {}
+    for f in chosen:
+        newest[(f.kind, f.layer)] = max(newest.get((f.kind, f.layer), f.step), f.step)
+    keep = [(i, f) for i, f in enumerate(chosen) if f.step == newest[(f.kind, f.layer)]]
+    return [f for _i, f in sorted(keep, key=lambda p: (p[1].step, p[0]))]
+
+
+def ref_thinned(frames, m, kinds=None, layers=None, start=None, end=None):
+    """The documented rule: m evenly spaced marks over each long series' step range."""
+    out = []
+    for key in dict.fromkeys((f.kind, f.layer) for f in ref_filter(frames, kinds, layers)):
+        series = [f for f in frames if (f.kind, f.layer) == key]
+        inside = ref_filter(series, start=start, end=end)
+        if len(series) <= m:
+            out += inside
+            continue
+        steps = sorted({f.step for f in inside})
+        if not steps:
+            continue
+        lo = max(min(f.step for f in series), start if start is not None else -(2**62))
+        hi = min(max(f.step for f in series), end if end is not None else 2**62)
+        picked = {max(s for s in steps if s <= hi)}
+        for k in range(m - 1):
+            mark = lo + (k * (hi - lo)) // max(m - 1, 1)
+            later = [s for s in steps if mark <= s <= hi]
+            if later:
+                picked.add(later[0])
+        out += [f for f in inside if f.step in picked]
+    order = {id(f): i for i, f in enumerate(frames)}
+    return sorted(out, key=lambda f: (f.step, order[id(f)]))
+
+
+def steps_of(frames):
+    return [(f.kind, f.layer, f.step) for f in frames]
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+def test_every_kind_round_trips_bit_exact(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
-    w = store.create_run("my run/../x", model="LeNet", config={"lr": 0.1})
-    assert valid_run_id(w.run_id) and "/" not in w.run_id
-    corr = np.random.default_rng(0).normal(size=(3, 3)).astype(np.float32)
+    written = [f for step in (1, 2, 3) for f in every_kind(step, run="all")]
+    with store.create_run("all", model="LeNet", config={"lr": 0.1}) as w:
+        w.write_many(written[:12])
+        for f in written[12:]:
+            w.write(f)
+    with store.open_run("all") as r:
+        rows = r.raw_frames()
+        assert [data for _id, data in rows] == [encode(f) for f in sorted(written, key=lambda f: f.step)]  # stored as written
+        back = r.frames()
+        assert len(back) == len(written) and all(same_frame(a, b) for a, b in zip(sorted(written, key=lambda f: f.step), back, strict=True))
+        info = r.info()
+        assert info["kinds"] == dict.fromkeys(sorted(KINDS), 3)
+        assert (info["first_step"], info["last_step"], info["frames"], info["status"]) == (1, 3, 3 * len(KINDS), "finished")
+        assert info["meta"]["config"] == {"lr": 0.1} and info["meta"]["graph"] == {"layers": [{"id": "conv1"}]}
+        assert info["model"] == "LeNet" and info["layers"] == ["conv1"]
+
+
+def test_queries_match_python_references(tmp_path: Path) -> None:
+    w = RunStore(tmp_path).create_run("q")
+    written = []
     for step in range(1, 101):
-        w.write(_scalar(w.run_id, step, 1.0 / step))
+        written.append(frame("scalar", step))
+        written.append(Frame(run="q", step=step, kind="scalar", payload={"name": "lr", "value": 0.1}))
         if step % 10 == 0:
-            w.write(Frame(run=w.run_id, step=step, kind="correlation", layer="conv1",
-                          payload={"matrix": corr * step, "dead": np.zeros(3, bool)}))
+            written += [frame("correlation", step, layer=layer) for layer in ("conv2", "conv1")]
+        if step == 37:
+            written.append(frame("pruning", step))
+    for i, f in enumerate(written):
+        w.write(f)
+        if i % 17 == 0:
+            w.flush()
     w.flush()
-    r = store.open_run(w.run_id)
-    info = r.info()
-    assert info["status"] == "live" and info["model"] == "LeNet" and info["meta"]["config"] == {"lr": 0.1}
-    assert (info["first_step"], info["last_step"], info["frames"]) == (1, 100, 110)
-    assert info["kinds"] == {"correlation": 10, "scalar": 100} and info["layers"] == ["conv1"]
-    loss = r.frames(kind="scalar", start=10, end=20)
-    assert [f.step for f in loss] == list(range(10, 21))
-    assert loss[0].payload["value"] == pytest.approx(0.1)
-    np.testing.assert_array_equal(r.frames(kind="correlation", layer="conv1", end=35)[-1].payload["matrix"], corr * 30)
-    thin = r.frames(kind="scalar", max_points=11)
-    assert [f.step for f in thin] == [1, 11, 21, 31, 41, 51, 60, 70, 80, 90, 100]
+    r = RunStore(tmp_path).open_run("q")
+    assert r.info()["layers"] == ["conv2", "conv1"]  # first-seen order
+    cases = [dict(), dict(kinds=["scalar"]), dict(kinds=["correlation"], layers=["conv1"]), dict(start=10, end=20),
+             dict(kinds=["scalar", "pruning"], start=30, end=61), dict(layers=[""], end=5), dict(start=200)]
+    for c in cases:
+        q = {"kind": c.get("kinds"), "layer": c.get("layers"), "start": c.get("start"), "end": c.get("end")}
+        assert steps_of(r.frames(**q)) == steps_of(ref_filter(written, **c)), c
+        assert steps_of(r.frames(**q, latest=True)) == steps_of(ref_latest(written, **c)), c
+        for m in (1, 2, 5, 11, 1000):
+            assert steps_of(r.frames(**q, max_points=m)) == steps_of(ref_thinned(written, m, **c)), (c, m)
+    # the rare pruning event survives thinning of the busy series beside it
+    assert 37 in [f.step for f in r.frames(kind=["scalar", "pruning"], max_points=10) if f.kind == "pruning"]
+    # newest step of every series at or before 55: both scalar names, each correlation layer
     latest = r.frames(latest=True, end=55)
-    assert {(f.kind, f.step) for f in latest} == {("scalar", 55), ("correlation", 50)}
+    assert sorted((f.kind, f.layer, f.step, f.payload.get("name")) for f in latest) == [
+        ("correlation", "conv1", 50, None), ("correlation", "conv2", 50, None), ("pruning", "", 37, None),
+        ("scalar", "", 55, "loss"), ("scalar", "", 55, "lr")]
     assert r.steps(kind="correlation", layer="conv1") == list(range(10, 101, 10))
-    assert len(r.raw_frames(after_id=105)) == 5
+    assert len(r.frames(limit=7)) == 7
+    # live tailing: everything after a row id, in storage order, with kind and layer
+    cursor = r.last_id() - 5
+    tail = r.tail(cursor)
+    assert [decode(d).step for _i, _k, _l, d in tail] == [f.step for f in written[-5:]]
+    assert [(k, layer) for _i, k, layer, _d in tail] == [(f.kind, f.layer) for f in written[-5:]]
+    assert r.tail(r.last_id()) == []
     w.close()
-    assert store.open_run(w.run_id).info()["status"] == "finished"
-    assert [x["id"] for x in store.list_runs()] == [w.run_id]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ops=st.lists(st.tuples(st.sampled_from(["scalar", "gradient_health", "correlation"]), st.sampled_from(["", "a", "b"]),
+                           st.integers(0, 40), st.booleans()), min_size=1, max_size=60),
+    m=st.integers(1, 8),
+    bounds=st.tuples(st.none() | st.integers(0, 40), st.none() | st.integers(0, 40)),
+)
+def test_summaries_latest_and_thinning_hold_for_any_write_order(ops, m, bounds) -> None:
+    start, end = bounds
+    with tempfile.TemporaryDirectory() as d:
+        w = RunStore(d).create_run("p")
+        written = []
+        for kind, layer, step, flush in ops:
+            f = frame(kind, step, run="p", layer=layer)
+            written.append(f)
+            w.write(f)
+            if flush:
+                w.flush()
+        w.flush()
+        with RunStore(d).open_run("p") as r:
+            info = r.info()
+            assert info["frames"] == len(written)
+            assert (info["first_step"], info["last_step"]) == (min(f.step for f in written), max(f.step for f in written))
+            kinds: dict = {}
+            for f in written:
+                kinds[f.kind] = kinds.get(f.kind, 0) + 1
+            assert info["kinds"] == dict(sorted(kinds.items()))
+            assert info["layers"] == list(dict.fromkeys(f.layer for f in written if f.layer))
+            assert steps_of(r.frames(latest=True, start=start, end=end)) == steps_of(ref_latest(written, start=start, end=end))
+            assert steps_of(r.frames(max_points=m, start=start, end=end)) == steps_of(ref_thinned(written, m, start=start, end=end))
+        w.close()
 
 
 def test_names_never_become_paths(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "logs")
-    for bad in ("../etc/passwd", "a/b", "", "..", ".hidden", "x" * 200):
+    for bad in ("../etc/passwd", "a/b", "", "..", ".hidden", "x" * 200, "a\0b", "a\\b", "/abs", "-x", "ok/../../x"):
+        assert not valid_run_id(bad)
         with pytest.raises(NotFoundError):
             store.open_run(bad)
+    for name in ("../../escape", "my run/../x", "..", "/", "\0", "ünïcödé", "a" * 300):
+        w = store.create_run(name)
+        assert valid_run_id(w.run_id) and store.path(w.run_id).parent == tmp_path / "logs"
+        w.close()
     a = store.create_run("same")
     b = store.create_run("same")
     assert (a.run_id, b.run_id) == ("same", "same-2")
-    assert sorted(p.name for p in (tmp_path / "logs").iterdir() if p.suffix == ".db") == ["same-2.convscope.db", "same.convscope.db"]
+    assert not any(p.name.endswith(".convscope.db") for p in tmp_path.iterdir())  # nothing escaped logdir
+    assert len(list((tmp_path / "logs").glob("*.convscope.db"))) == 9
+    with pytest.raises(NotFoundError, match="does not exist"):
+        store.open_run("never-written")
 
 
-def test_image_retention_keeps_an_even_spread_and_says_what_it_dropped(tmp_path: Path) -> None:
+def test_feature_maps_retention_keeps_an_even_spread_and_says_what_it_dropped(tmp_path: Path) -> None:
     w = RunStore(tmp_path).create_run("long", max_images=20)
-    for step in range(1, 201):
-        w.write(_images(w.run_id, step))
-        w.write(_scalar(w.run_id, step, 0.0))
-        if step % 10 == 0:
+    for step in range(1, 1001):
+        w.write(frame("feature_maps", step, run="long"))
+        w.write(frame("feature_maps", step, run="long", layer="conv2"))
+        w.write(frame("scalar", step, run="long"))
+        if step % 7 == 0:
             w.flush()
     w.close()
     r = RunStore(tmp_path).open_run("long")
-    steps = r.steps(kind="feature_maps")
-    assert 10 <= len(steps) <= 20
-    assert steps[0] == 1 and steps[-1] == 200
-    gaps = np.diff(steps)
-    assert gaps.max() <= 4 * np.median(gaps)  # spread over the whole run, not only the recent end
+    for layer in ("conv1", "conv2"):
+        steps = r.steps(kind="feature_maps", layer=layer)
+        assert 10 <= len(steps) <= 20
+        assert steps[0] == 1 and steps[-1] == 1000  # the first and the newest
+        gaps = np.diff(steps[:-1])
+        assert gaps.min() == gaps.max()  # evenly spread over the whole run, not only its end
+        assert steps[-2] > 1000 - 2 * gaps.max()
     info = r.info()
-    assert info["thinned"]["feature_maps:conv1"] == 200 - len(steps)
-    assert info["kinds"]["scalar"] == 200  # small frames are never thinned
+    kept = len(r.steps(kind="feature_maps", layer="conv1"))
+    assert info["thinned"] == {"feature_maps:conv1": 1000 - kept, "feature_maps:conv2": 1000 - kept}
+    assert info["kinds"] == {"feature_maps": 2 * kept, "scalar": 1000}  # small frames are never thinned
+    assert info["frames"] == 2 * kept + 1000
+    series = {(s["kind"], s["layer"]): s for s in r.series()}
+    assert series[("feature_maps", "conv1")]["bytes"] == sum(len(d) for _i, d in r.raw_frames(kind="feature_maps", layer="conv1"))
+    assert info["meta"]["retention"] == {"feature_maps": 20}
 
 
-def test_corrupt_file_gives_a_clear_error(tmp_path: Path) -> None:
-    (tmp_path / "bad.convscope.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="not a readable"):
-        RunStore(tmp_path).open_run("bad")
-    assert RunStore(tmp_path).list_runs() == []
-
-
-WRITER = textwrap.dedent(
-    """
-    import sys, time
-    from convscope.frames import Frame
-    from convscope.store import RunStore
-    w = RunStore(sys.argv[1]).create_run("victim")
-    step = 0
-    while True:
-        step += 1
-        w.write(Frame(run=w.run_id, step=step, kind="scalar", payload={"name": "loss", "value": float(step)}))
-        if step % 50 == 0:
+def test_thinning_never_hides_a_frame_from_a_live_reader(tmp_path: Path) -> None:
+    """Frames are thinned a flush after they were committed: a reader polling after each flush sees all."""
+    w = RunStore(tmp_path).create_run("live", max_images=16)
+    reader = RunStore(tmp_path).open_run("live")
+    cursor, seen, most = 0, [], 0
+    for step in range(1, 601):
+        w.write(frame("feature_maps", step, run="live"))
+        if step % 3 == 0:  # a few frames per flush, like an ingest batch
             w.flush()
-            print(step, flush=True)
-    """
-)
+            for row_id, _kind, _layer, data in reader.tail(cursor):
+                cursor = row_id
+                seen.append(decode(data).step)
+            most = max(most, reader.info(details=False)["frames"])
+    assert seen == list(range(1, 601))
+    assert most <= 16 + 16 // 4  # bounded while written ...
+    w.close()
+    assert len(reader.steps(kind="feature_maps")) <= 16  # ... and within budget once closed
 
 
-def test_kill_9_mid_run_leaves_a_readable_run(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    try:
-        committed = 0
-        while committed < 2000:
-            committed = int(proc.stdout.readline())
-        # a reader in this process while the writer keeps writing
-        r = RunStore(tmp_path).open_run("victim")
-        assert r.info()["status"] == "live"
-        assert r.info(details=False)["frames"] >= 2000
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        proc.kill()
-        proc.stdout.close()
-    time.sleep(0.1)
-    r = RunStore(tmp_path).open_run("victim")
+def test_retention_of_other_kinds_and_file_size_stays_bounded(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+
+    def run(name: str, steps: int) -> int:
+        with store.create_run(name, retention={"weight_grid": 8}) as w:
+            for step in range(steps):
+                w.write(Frame(run=name, step=step, kind="weight_grid", layer="conv1",
+                              payload={"weights": np.full((64, 16, 3, 3), step, np.float32), "vmax": 1.0}))
+                w.flush()
+        return store.path(name).stat().st_size
+
+    short, long = run("short", 40), run("long", 400)
+    assert long < 1.5 * short  # freed pages are reused: 10x the frames, about the same file
+    with store.open_run("long") as r:
+        frames = r.frames(kind="weight_grid")
+        assert len(frames) <= 8 and frames[-1].step == 399
+        np.testing.assert_array_equal(frames[-1].payload["weights"], np.full((64, 16, 3, 3), 399, np.float32))
+
+
+def test_corrupt_or_foreign_files_give_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "bad.convscope.db").write_bytes(b"this is not sqlite" * 100)
+    con = sqlite3.connect(tmp_path / "other.convscope.db")
+    con.execute("CREATE TABLE t (x)")
+    con.close()
+    (tmp_path / "empty.convscope.db").write_bytes(b"")  # a run being created this instant
+    store = RunStore(tmp_path)
+    with pytest.raises(StoreError, match="not a readable"):
+        store.open_run("bad")
+    with pytest.raises(StoreError, match="not a readable"):
+        store.open_run("other")
+    assert store.list_runs() == []
+
+
+def test_writer_rules(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    w = store.create_run("w")
+    w.write(frame("scalar", 1))
+    assert w.pending == 1 and w.flush() == 1 and w.pending == 0
+    with pytest.raises(StoreError, match="a run closes as"):
+        w.close(status="weird")
+    w.close(status="failed")
+    w.close()  # idempotent: the first status stays
+    assert w.flush() == 0
+    with pytest.raises(StoreError, match="is closed"):
+        w.write(frame("scalar", 2))
+    with pytest.raises(StoreError, match="at least 2"):
+        store.create_run("x", retention={"feature_maps": 1})
+    assert store.open_run("w").info()["status"] == "failed"
+    assert not store.path("x").exists()  # a refused run leaves no file behind
+
+
+def test_idle_flushes_commit_a_heartbeat_at_most_once_a_second(tmp_path: Path) -> None:
+    import time
+
+    w = RunStore(tmp_path).create_run("hb")
+    r = RunStore(tmp_path).open_run("hb")
+    first = r.meta()["updated"]
+    for _ in range(20):
+        assert w.flush() == 0
+    assert r.meta()["updated"] == first  # 20 idle flushes at once: no commit
+    time.sleep(1.05)
+    w.flush()
+    assert r.meta()["updated"] > first
+    w.close()
+
+
+def test_format_1_files_still_read(tmp_path: Path) -> None:
+    """Runs written before the series summary existed (no ``series`` table)."""
+    import json
+
+    con = sqlite3.connect(tmp_path / "old.convscope.db")
+    con.executescript("""CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE frames (id INTEGER PRIMARY KEY, step INTEGER NOT NULL, wall_time REAL NOT NULL, layer TEXT NOT NULL,
+                             kind TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL);""")
+    con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in
+                    {"name": "old", "status": "finished", "started": 1.0, "updated": 2.0, "format": 1}.items()])
+    written = [frame(k, s, run="old") for s in range(1, 31) for k in ("scalar", "correlation")]
+    con.executemany("INSERT INTO frames (step, wall_time, layer, kind, size, data) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(f.step, f.wall_time, f.layer, f.kind, len(encode(f)), encode(f)) for f in written])
+    con.commit()
+    con.close()
+    r = RunStore(tmp_path).open_run("old")
     info = r.info()
-    assert info["status"] == "crashed"
-    steps = r.steps(kind="scalar")
-    assert steps == list(range(1, len(steps) + 1)) and len(steps) >= committed
-    assert r.frames(kind="scalar", latest=True)[0].payload["value"] == float(steps[-1])
+    assert (info["status"], info["frames"], info["kinds"], info["layers"]) == ("finished", 60, {"correlation": 30, "scalar": 30}, ["conv1"])
+    assert steps_of(r.frames(latest=True, end=12)) == steps_of(ref_latest(written, end=12))
+    assert steps_of(r.frames(max_points=4)) == steps_of(ref_thinned(written, 4))
+
+
+def test_list_runs_sees_new_frames_and_runs(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    a = store.create_run("a")
+    a.write(frame("scalar", 1))
+    a.flush()
+    assert [(r["id"], r["frames"], r["status"]) for r in store.list_runs()] == [("a", 1, "live")]
+    a.write(frame("scalar", 2))
+    a.flush()
+    b = store.create_run("b")
+    runs = store.list_runs()
+    assert [r["id"] for r in runs] == ["b", "a"]  # newest first
+    assert runs[1]["frames"] == 2 and runs[1]["last_step"] == 2  # the cache noticed the new commit
+    a.close()
+    b.close()
+    assert {r["status"] for r in store.list_runs()} == {"finished"}
+    store.path("a").unlink()
+    assert [r["id"] for r in store.list_runs()] == ["b"]

@@ -4,6 +4,17 @@
 ``start_local_server`` runs it in a background thread for ``convscope.watch(serve=True)``.
 The server only reads the run store (and writes runs that live monitors send to its ingest
 endpoints); it never imports a model or runs an analysis for the dashboard.
+
+Safe by default: it binds 127.0.0.1 (and then refuses requests whose ``Host`` is not a
+loopback name, against DNS rebinding); any other address gets a token, made and printed with
+the URL when none is given, compared in constant time; CORS is off unless origins are listed
+(never ``*``); WebSockets from other origins are refused; every request body is size-limited.
+
+Example:
+    >>> import tempfile
+    >>> with start_local_server(tempfile.mkdtemp()) as handle:  # what watch(serve=True) does
+    ...     handle.url.startswith("http://127.0.0.1:")
+    True
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``create_app``: the FastAPI application (see ``docs/api.md`` and ``/docs`` for OpenAPI)."""
+"""``create_app``: the FastAPI application (OpenAPI at ``/docs`` and ``/openapi.json``)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,39 @@ import hmac
 import json
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from convscope import __version__
 from convscope._optional import require
-from convscope.errors import FrameError, NotFoundError, StoreError
+from convscope.errors import FrameError, NotFoundError, ServerError, StoreError
 from convscope.frames import decode_stream, encoded_size
+from convscope.server._live import LiveHub, RunsWatch, Viewer, replay
 from convscope.store import RunStore, RunWriter, valid_run_id
 
 require("fastapi", feature="the convscope server", extra="server")
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect  # noqa: E402
+from fastapi import Body, Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect  # noqa: E402
 from fastapi.responses import HTMLResponse, JSONResponse, Response  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 
 FRAMES_MEDIA_TYPE = "application/x-convscope-frames"
 STATIC_DIR = Path(__file__).with_name("static")
-#: how often live WebSockets look for new frames in the store (seconds)
+#: how often live streams look for frames written by other processes (seconds)
 POLL_SECONDS = 0.05
+#: an ingested run with no request from its monitor for this long is reported crashed
+INGEST_STALE_SECONDS = 30.0
+
+_Send = Callable[[dict[str, Any]], Awaitable[None]]
+_Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class Health(BaseModel):
+    status: str = Field(description="always 'ok'")
+    version: str
 
 
 class RunInfo(BaseModel):
@@ -35,17 +47,23 @@ class RunInfo(BaseModel):
     name: str
     status: str = Field(description="live, finished, failed or crashed")
     started: float | None = Field(None, description="seconds since the epoch")
-    updated: float | None = None
+    updated: float | None = Field(None, description="last heartbeat or write, seconds since the epoch")
     model: str | None = None
     first_step: int | None = None
     last_step: int | None = None
-    frames: int
+    frames: int = Field(description="frames stored")
+
 
 class RunDetails(RunInfo):
-    kinds: dict[str, int]
-    layers: list[str]
+    kinds: dict[str, int] = Field(description="frames stored per kind")
+    layers: list[str] = Field(description="layer ids in first-seen order")
     thinned: dict[str, int] = Field(description="'kind:layer' -> frames removed by retention")
-    meta: dict[str, Any]
+    meta: dict[str, Any] = Field(description="config, retention, and the model graph from run_meta frames")
+
+
+class Steps(BaseModel):
+    steps: list[int]
+
 
 class NewRun(BaseModel):
     name: str | None = Field(None, max_length=128)
@@ -53,99 +71,196 @@ class NewRun(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+class CreatedRun(BaseModel):
+    id: str
+    max_upload_bytes: int = Field(description="the largest body POST /api/runs/{run}/frames accepts")
+
+
+class Accepted(BaseModel):
+    accepted: int = Field(description="frames stored")
+
+
+class Closed(BaseModel):
+    id: str
+    status: str
+
+
+class Detail(BaseModel):
+    detail: str
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": Detail} for code in codes}
+
+
 def create_app(
     logdir: str | os.PathLike[str],
     *,
     token: str | None = None,
     max_upload_bytes: int = 64 << 20,
-    allow_origins: tuple[str, ...] = (),
+    allow_origins: Sequence[str] = (),
+    trusted_hosts: Sequence[str] | None = None,
     poll_seconds: float = POLL_SECONDS,
-) -> Any:
+) -> FastAPI:
     """Build the application serving the runs in ``logdir``.
 
     Args:
         logdir: the run store's directory (created if missing).
         token: when set, every ``/api`` request and WebSocket must carry it
-            (``Authorization: Bearer TOKEN`` or ``?token=TOKEN``).
-        max_upload_bytes: the largest request body accepted (ingest, uploads).
-        allow_origins: origins allowed by CORS (none by default; never ``*``).
-        poll_seconds: how often live WebSockets look for new frames.
+            (``Authorization: Bearer TOKEN`` or ``?token=TOKEN``); compared in constant time.
+        max_upload_bytes: the largest request body accepted (413 beyond).
+        allow_origins: other origins allowed by CORS and to open WebSockets (none by
+            default; ``*`` is refused).
+        trusted_hosts: when given, requests whose ``Host`` is not one of these names get 400
+            (:func:`serve` sets the loopback names when there is no token, which stops DNS
+            rebinding).
+        poll_seconds: how often live streams look for frames written by other processes.
 
     Example:
         >>> import tempfile
-        >>> app = create_app(tempfile.mkdtemp())
-        >>> sorted(r.path for r in app.routes if r.path.startswith("/api/runs"))[:2]
-        ['/api/runs', '/api/runs']
+        >>> app = create_app(tempfile.mkdtemp(), token="s3cret")
+        >>> sorted({r.path for r in app.routes if r.path.startswith("/api/runs/")})  # doctest: +NORMALIZE_WHITESPACE
+        ['/api/runs/{run}', '/api/runs/{run}/close', '/api/runs/{run}/frames', '/api/runs/{run}/live',
+         '/api/runs/{run}/steps']
     """
+    if "*" in allow_origins:
+        raise ServerError("allow_origins must list origins; '*' is refused (convscope never allows every origin)")
     store = RunStore(logdir)
     Path(logdir).mkdir(parents=True, exist_ok=True)
     writers: dict[str, RunWriter] = {}
     writers_lock = threading.Lock()
+    hub = LiveHub(store, poll_seconds=poll_seconds)
+    watch = RunsWatch(store, poll_seconds=max(poll_seconds, 1.0))
+    origins = {o.rstrip("/") for o in allow_origins}
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await watch.close()
+        await hub.close()
         with writers_lock:
-            for writer in writers.values():
-                try:
-                    writer.close(status="failed")
-                except StoreError:
-                    pass
+            left = list(writers.values())
             writers.clear()
+        for writer in left:  # the monitors feeding them lose their server: their runs end here
+            try:
+                await asyncio.to_thread(writer.close, status="failed")
+            except StoreError:
+                pass
 
     app = FastAPI(
         title="convscope",
         version=__version__,
         summary="Runs, frames and live streams of convscope's in situ monitor.",
+        description=(
+            "Frames travel in convscope's binary encoding (`application/x-convscope-frames`: encoded frames "
+            "one after another, see `convscope.frames`). Live streams are WebSockets: `/api/runs/{run}/live` "
+            "and `/api/live`. With a token, every `/api` call needs `Authorization: Bearer TOKEN` or `?token=TOKEN`."
+        ),
         lifespan=lifespan,
+        openapi_tags=[
+            {"name": "server", "description": "Health and version."},
+            {"name": "runs", "description": "Runs in the log directory and their summaries."},
+            {"name": "frames", "description": "Frames of a run, in the binary encoding."},
+            {"name": "ingest", "description": "Live monitors on other machines send their frames here."},
+        ],
     )
     app.state.store = store
     app.state.token = token
+    app.state.hub = hub
 
-    if allow_origins:
-        if "*" in allow_origins:
-            raise ValueError("allow_origins must list origins; '*' is refused (convscope never allows every origin)")
+    app.add_middleware(_BodyLimit, limit=max_upload_bytes)
+    if trusted_hosts is not None:
+        app.add_middleware(_TrustedHosts, hosts=tuple(trusted_hosts))
+    if origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(allow_origins), allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware, allow_origins=sorted(origins), allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"]
+        )
 
-    def _token_ok(given: str | None) -> bool:
+    def token_ok(given: str | None) -> bool:
         return token is None or (given is not None and hmac.compare_digest(given.encode(), token.encode()))
 
+    def given_token(headers: Any, query: Any) -> str | None:
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            return str(auth[7:].strip())
+        value = query.get("token")
+        return None if value is None else str(value)
+
     def require_token(request: Request) -> None:
-        given = request.query_params.get("token")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        if not _token_ok(given):
-            raise HTTPException(status_code=401, detail="a valid token is required: add ?token=... or 'Authorization: Bearer ...'")
+        if not token_ok(given_token(request.headers, request.query_params)):
+            raise ServerError(
+                "a valid token is required: add ?token=... to the URL or send 'Authorization: Bearer ...' "
+                "(the token was printed when the server started)",
+                status_code=401,
+            )
 
     def open_reader(run: str) -> Any:
         if not valid_run_id(run):
-            raise HTTPException(status_code=404, detail=f"no run {run!r} (run ids are letters, digits, '.', '_', '-')")
+            raise ServerError(f"no run {run!r}: run ids are letters, digits, '.', '_', '-'", status_code=404)
         try:
             return store.open_run(run)
         except NotFoundError:
-            raise HTTPException(status_code=404, detail=f"no run {run!r} in this server's log directory") from None
-        except StoreError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+            raise ServerError(f"no run {run!r} in this server's log directory; GET /api/runs lists them", status_code=404) from None
+
+    def same_origin(headers: Any) -> bool:
+        # Browsers send Origin with every cross-site POST and WebSocket; scripts and monitors send none.
+        origin = headers.get("origin")
+        if origin is None or origin.rstrip("/") in origins:
+            return True
+        return bool(urlsplit(origin).netloc.lower() == headers.get("host", "").lower())
+
+    def refuse_cross_site(request: Request) -> None:
+        if not same_origin(request.headers):
+            raise ServerError(
+                f"a request from the web page at {request.headers.get('origin')} was refused; "
+                "start the server with allow_origins to permit that site",
+                status_code=403,
+            )
 
     api = [Depends(require_token)]
+    ingest_api = [Depends(require_token), Depends(refuse_cross_site)]
 
-    @app.get("/api/health", tags=["server"], summary="Is the server up")
+    @app.exception_handler(ServerError)
+    async def server_error(_request: Request, exc: ServerError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc)}, headers=headers)
+
+    @app.exception_handler(StoreError)
+    async def store_error(_request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.get("/api/health", tags=["server"], summary="Is the server up", response_model=Health)
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    @app.get("/api/runs", tags=["runs"], summary="Every run, newest first", response_model=list[RunInfo], dependencies=api)
+    @app.get(
+        "/api/runs", tags=["runs"], summary="Every run, newest first", response_model=list[RunInfo], dependencies=api, responses=_errors(401)
+    )
     def list_runs() -> list[dict[str, Any]]:
         return store.list_runs()
 
-    @app.get("/api/runs/{run}", tags=["runs"], summary="One run: status, kinds, layers, config and graph", response_model=RunDetails, dependencies=api)
+    @app.get(
+        "/api/runs/{run}",
+        tags=["runs"],
+        summary="One run: status, kinds, layers, thinning, config and graph",
+        response_model=RunDetails,
+        dependencies=api,
+        responses=_errors(401, 404, 422),
+    )
     def get_run(run: str) -> dict[str, Any]:
         with open_reader(run) as reader:
             return reader.info()
 
-    @app.get("/api/runs/{run}/steps", tags=["runs"], summary="Steps that have frames of a kind (and layer)", dependencies=api)
+    @app.get(
+        "/api/runs/{run}/steps",
+        tags=["runs"],
+        summary="Steps that have frames of a kind (and layer)",
+        response_model=Steps,
+        dependencies=api,
+        responses=_errors(401, 404, 422),
+    )
     def get_steps(run: str, kind: str | None = None, layer: str | None = None) -> dict[str, list[int]]:
         with open_reader(run) as reader:
             return {"steps": reader.steps(kind=kind, layer=layer)}
@@ -155,142 +270,144 @@ def create_app(
         tags=["frames"],
         summary="Frames in convscope's binary encoding, ordered by step",
         description=(
-            f"The body ({FRAMES_MEDIA_TYPE}) is encoded frames one after another (see convscope.frames). "
-            "`max_points` thins long runs evenly (first and last kept); `latest=true` gives only the newest "
-            "frame of each kind and layer at or before `end`."
+            f"The body ({FRAMES_MEDIA_TYPE}) is encoded frames one after another (see convscope.frames); "
+            "`X-Frame-Count` says how many. `kind` and `layer` may repeat. `max_points` thins each (kind, layer) "
+            "series longer than that evenly over its step range (first and last kept); `latest=1` gives only "
+            "the newest frames of each (kind, layer) at or before `end`."
         ),
         response_class=Response,
-        responses={200: {"content": {FRAMES_MEDIA_TYPE: {}}}},
+        responses={200: {"content": {FRAMES_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}, **_errors(401, 404, 422)},
         dependencies=api,
     )
     def get_frames(
         run: str,
-        kind: list[str] | None = Query(None),
-        layer: list[str] | None = Query(None),
-        start: int | None = Query(None, ge=0),
-        end: int | None = Query(None, ge=0),
-        limit: int | None = Query(None, ge=1, le=1_000_000),
-        max_points: int | None = Query(None, ge=1, le=100_000),
-        latest: bool = False,
+        kind: list[str] | None = Query(None, description="frame kinds to return (repeatable)"),
+        layer: list[str] | None = Query(None, description="layer ids to return (repeatable)"),
+        start: int | None = Query(None, ge=0, description="first step (inclusive)"),
+        end: int | None = Query(None, ge=0, description="last step (inclusive)"),
+        limit: int | None = Query(None, ge=1, le=1_000_000, description="at most this many frames"),
+        max_points: int | None = Query(None, ge=1, le=100_000, description="thin each series to about this many steps"),
+        latest: bool = Query(False, description="only the newest frames of each (kind, layer) at or before end"),
     ) -> Response:
         with open_reader(run) as reader:
             rows = reader.raw_frames(kind=kind, layer=layer, start=start, end=end, limit=limit, max_points=max_points, latest=latest)
         body = b"".join(data for _id, data in rows)
         return Response(content=body, media_type=FRAMES_MEDIA_TYPE, headers={"X-Frame-Count": str(len(rows))})
 
-    @app.post("/api/runs", tags=["ingest"], summary="Start a run that a live monitor will send frames to", status_code=201, dependencies=api)
-    def create_run(new: NewRun = Body(...)) -> dict[str, str]:
-        writer = store.create_run(new.name, model=new.model, config=new.config)
+    @app.post(
+        "/api/runs",
+        tags=["ingest"],
+        summary="Start a run that a live monitor will send frames to",
+        status_code=201,
+        response_model=CreatedRun,
+        dependencies=ingest_api,
+        responses=_errors(401, 403, 413, 422),
+    )
+    def create_run(new: NewRun = Body(...)) -> dict[str, Any]:
+        writer = store.create_run(new.name, model=new.model, config=new.config, stale_after=INGEST_STALE_SECONDS)
         with writers_lock:
             writers[writer.run_id] = writer
-        return {"id": writer.run_id}
+        watch.poke()
+        return {"id": writer.run_id, "max_upload_bytes": max_upload_bytes}
 
     @app.post(
         "/api/runs/{run}/frames",
         tags=["ingest"],
         summary="Append encoded frames to a run started with POST /api/runs",
+        description="An empty body is a heartbeat: the run stays live while its monitor is idle.",
+        response_model=Accepted,
         openapi_extra={"requestBody": {"content": {FRAMES_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}, "required": True}},
-        dependencies=api,
+        dependencies=ingest_api,
+        responses=_errors(401, 403, 404, 413, 415, 422),
     )
     async def ingest(run: str, request: Request) -> dict[str, int]:
         writer = writers.get(run)
-        if writer is None:
-            raise HTTPException(status_code=404, detail=f"run {run!r} is not open for ingest here; start it with POST /api/runs")
+        if writer is None or writer.closed:
+            raise ServerError(f"run {run!r} is not open for ingest here; start one with POST /api/runs", status_code=404)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in (FRAMES_MEDIA_TYPE, "application/octet-stream", ""):
+            raise ServerError(f"frames must be sent as {FRAMES_MEDIA_TYPE}, not {ctype!r}", status_code=415)
         body = await _read_limited(request, max_upload_bytes)
         try:
-            frames = list(decode_stream(body, copy=False))
+            accepted = await asyncio.to_thread(_store_frames, writer, body)
         except FrameError as exc:
-            raise HTTPException(status_code=422, detail=f"malformed frames: {exc}") from None
-        pos = 0
-        for frame in frames:
-            size = encoded_size(body, pos)
-            writer.write_encoded(frame, bytes(body[pos : pos + size]))
-            pos += size
-        await asyncio.to_thread(writer.flush)
-        return {"accepted": len(frames)}
+            raise ServerError(f"malformed frames: {exc}; nothing of this body was stored", status_code=422) from None
+        if accepted:
+            hub.poke(run)
+        return {"accepted": accepted}
 
-    @app.post("/api/runs/{run}/close", tags=["ingest"], summary="Mark an ingested run finished or failed", dependencies=api)
+    @app.post(
+        "/api/runs/{run}/close",
+        tags=["ingest"],
+        summary="Mark an ingested run finished or failed",
+        response_model=Closed,
+        dependencies=ingest_api,
+        responses=_errors(401, 403, 404, 422),
+    )
     def close_run(run: str, status: str = Body("finished", embed=True)) -> dict[str, str]:
         if status not in ("finished", "failed"):
-            raise HTTPException(status_code=422, detail="status must be 'finished' or 'failed'")
+            raise ServerError(f"status must be 'finished' or 'failed', not {status!r}", status_code=422)
         with writers_lock:
             writer = writers.pop(run, None)
         if writer is None:
-            raise HTTPException(status_code=404, detail=f"run {run!r} is not open for ingest here")
+            raise ServerError(f"run {run!r} is not open for ingest here", status_code=404)
         writer.close(status=status)
+        hub.poke(run)
+        watch.poke()
         return {"id": run, "status": status}
+
+    def websocket_refusal(websocket: WebSocket) -> tuple[int, str] | None:
+        if not token_ok(given_token(websocket.headers, websocket.query_params)):
+            return 4401, "a valid token is required (?token=...)"
+        if not same_origin(websocket.headers):
+            # browsers let any page open a WebSocket anywhere: only our own pages (or listed origins) may
+            return 4403, "cross-origin WebSocket refused; start the server with allow_origins to permit it"
+        return None
 
     @app.websocket("/api/runs/{run}/live")
     async def live_run(websocket: WebSocket, run: str) -> None:
         """Every new frame of the run as one binary message; JSON text messages filter or replay."""
-        if not _token_ok(websocket.query_params.get("token")):
-            await websocket.close(code=4401, reason="token required")
-            return
-        if not valid_run_id(run):
-            await websocket.close(code=4404, reason="no such run")
+        refusal = websocket_refusal(websocket)
+        if refusal is not None:
+            await websocket.close(code=refusal[0], reason=refusal[1])
             return
         try:
-            reader = store.open_run(run)
+            if not valid_run_id(run):
+                raise NotFoundError(run)
+            viewer = await hub.subscribe(run)
         except (NotFoundError, StoreError):
             await websocket.close(code=4404, reason="no such run")
             return
         await websocket.accept()
-        filters: dict[str, Any] = {"kinds": None, "layers": None}
-        cursor = reader.last_id()
-        status = reader.status()
+        receiver = asyncio.create_task(_receive_filters(websocket, viewer, hub))
         try:
-            while True:
-                try:
-                    text = await asyncio.wait_for(websocket.receive_text(), timeout=poll_seconds)
-                    cursor = _apply_client_message(text, filters, reader, cursor)
-                    if filters.get("replay") is not None:
-                        for _id, data in reader.raw_frames(kind=filters["kinds"], layer=filters["layers"], start=filters.pop("replay") + 1):
-                            await websocket.send_bytes(data)
-                except TimeoutError:
-                    pass
-                # the store is read off the event loop, a bounded batch at a time
-                rows = await asyncio.to_thread(
-                    reader.raw_frames, kind=filters["kinds"], layer=filters["layers"], after_id=cursor, limit=256
-                )
-                for row_id, data in rows:
-                    await websocket.send_bytes(data)
-                    cursor = max(cursor, row_id)
-                if len(rows) == 256:
-                    continue  # more are waiting: no pause
-                now = await asyncio.to_thread(reader.status)
-                if now != status:
-                    status = now
-                    await websocket.send_text(json.dumps({"type": "status", "status": status}))
-        except WebSocketDisconnect:
-            pass
+            await _send_frames(websocket, viewer, store)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the client went away mid-send
         finally:
-            reader.close()
+            hub.unsubscribe(viewer)
+            receiver.cancel()
 
     @app.websocket("/api/live")
     async def live_runs(websocket: WebSocket) -> None:
         """JSON text messages ``{"type": "run", "run": RunInfo}`` when runs appear or change."""
-        if not _token_ok(websocket.query_params.get("token")):
-            await websocket.close(code=4401, reason="token required")
+        refusal = websocket_refusal(websocket)
+        if refusal is not None:
+            await websocket.close(code=refusal[0], reason=refusal[1])
             return
         await websocket.accept()
-        seen: dict[str, tuple[str, Any, Any]] = {}
+        queue = watch.listen()
+        receiver = asyncio.create_task(_drain_until_closed(websocket, queue))
         try:
-            while True:
-                for info in await asyncio.to_thread(store.list_runs):
-                    key = (info["status"], info["last_step"], info["frames"])
-                    if seen.get(info["id"]) != key:
-                        seen[info["id"]] = key
-                        await websocket.send_text(json.dumps({"type": "run", "run": info}))
-                try:
-                    await asyncio.wait_for(websocket.receive_text(), timeout=max(poll_seconds, 1.0))
-                except TimeoutError:
-                    pass
-        except WebSocketDisconnect:
+            for run_info in await asyncio.to_thread(store.list_runs):
+                await websocket.send_text(json.dumps({"type": "run", "run": run_info}))
+            while (changed := await queue.get()) is not None:
+                await websocket.send_text(json.dumps({"type": "run", "run": changed}))
+        except (WebSocketDisconnect, RuntimeError, OSError):
             pass
-
-    @app.exception_handler(StoreError)
-    async def store_error(_request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        finally:
+            watch.unlisten(queue)
+            receiver.cancel()
 
     if (STATIC_DIR / "index.html").is_file():
         from fastapi.staticfiles import StaticFiles
@@ -305,43 +422,172 @@ def create_app(
     return app
 
 
-async def _read_limited(request: Any, limit: int) -> bytes:
+def _store_frames(writer: RunWriter, body: bytes) -> int:
+    """Check every frame of an ingest body, then queue the exact bytes and commit them."""
+    view = memoryview(body)
+    pieces = []
+    pos = 0
+    for frame in decode_stream(view, copy=False):  # raises FrameError before anything is stored
+        size = encoded_size(view, pos)
+        pieces.append((frame, pos, size))
+        pos += size
+    for frame, start, size in pieces:
+        writer.write_encoded(frame, body[start : start + size])
+    writer.flush()
+    return len(pieces)
+
+
+async def _send_frames(websocket: WebSocket, viewer: Viewer, store: RunStore) -> None:
+    skip_upto = 0
+    while True:
+        item = await viewer.queue.get()
+        if item is None:
+            if viewer.overflowed:
+                await websocket.close(code=1013, reason="this viewer fell too far behind; reconnect with {\"since\": step}")
+            return
+        what = item[0]
+        if what == "frame":
+            _what, row_id, data = item
+            viewer.pending_bytes -= len(data)
+            if row_id > skip_upto:
+                await websocket.send_bytes(data)
+        elif what == "status":
+            await websocket.send_text(json.dumps({"type": "status", "status": item[1]}))
+        elif what == "since":
+            _what, since, upto = item
+            for data in await replay(store, viewer.run, since=since, upto=upto, kinds=viewer.kinds, layers=viewer.layers):
+                await websocket.send_bytes(data)
+            skip_upto = max(skip_upto, upto)  # queued frames up to here were in the replay
+        elif what == "error":
+            await websocket.close(code=1011, reason=f"the run can no longer be read: {item[1]}"[:120])
+            return
+
+
+async def _receive_filters(websocket: WebSocket, viewer: Viewer, hub: LiveHub) -> None:
+    """Apply the client's ``{"kinds": [...], "layers": [...], "since": step}`` messages."""
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            try:
+                msg = json.loads(message.get("text") or "null")
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(msg, dict):
+                continue
+            for key in ("kinds", "layers"):
+                value = msg.get(key, ...)
+                if value is None or value == []:
+                    setattr(viewer, key, None)
+                elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                    setattr(viewer, key, frozenset(value))
+            since = msg.get("since")
+            if isinstance(since, int) and not isinstance(since, bool):
+                viewer.queue.put_nowait(("since", since, hub.cursor(viewer.run)))
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+    viewer.queue.put_nowait(None)
+
+
+async def _drain_until_closed(websocket: WebSocket, queue: asyncio.Queue[Any]) -> None:
+    try:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
+    queue.put_nowait(None)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status_code=413, detail=f"body of {declared} bytes is over this server's limit of {limit}")
+        raise ServerError(f"a body of {declared} bytes is over this server's limit of {limit} bytes; send smaller batches", status_code=413)
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HTTPException(status_code=413, detail=f"body is over this server's limit of {limit} bytes")
+            raise ServerError(f"the body is over this server's limit of {limit} bytes; send smaller batches", status_code=413)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-def _apply_client_message(text: str, filters: dict[str, Any], reader: Any, cursor: int) -> int:
-    try:
-        msg = json.loads(text)
-    except json.JSONDecodeError:
-        return cursor
-    if not isinstance(msg, dict):
-        return cursor
-    for key in ("kinds", "layers"):
-        value = msg.get(key)
-        if value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value)):
-            if key in msg:
-                filters[key] = value or None
-    since = msg.get("since")
-    if isinstance(since, int) and not isinstance(since, bool):
-        filters["replay"] = since
-        return reader.last_id()
-    return cursor
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _send_json(send: _Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BodyLimit:
+    """413 for any request body over the limit, declared or streamed (pure ASGI)."""
+
+    def __init__(self, app: Any, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"the request body is over this server's limit of {self.limit} bytes"
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _send_json(send, 413, message)
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> dict[str, Any]:
+            nonlocal received
+            msg = await receive()
+            if msg["type"] == "http.request":
+                received += len(msg.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return msg
+
+        async def watched_send(msg: dict[str, Any]) -> None:
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except _BodyTooLarge:
+            if not started:
+                await _send_json(send, 413, message)
+
+
+class _TrustedHosts:
+    """400 unless the ``Host`` header names this server (stops DNS rebinding on loopback)."""
+
+    def __init__(self, app: Any, *, hosts: tuple[str, ...]) -> None:
+        self.app = app
+        self.hosts = {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name.lower().strip("[]") not in self.hosts:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 4400, "reason": "unexpected Host header"})
+                    return
+                await _send_json(send, 400, f"unexpected Host header {host!r}; open the server by the address it printed")
+                return
+        await self.app(scope, receive, send)
 
 
 _PLACEHOLDER = """<!doctype html><html><head><meta charset="utf-8"><title>convscope</title>
 <style>body{font:16px system-ui,sans-serif;max-width:42rem;margin:4rem auto;color:#222}</style></head>
 <body><h1>convscope server</h1>
-<p>The API is running (<a href="/docs">API documentation</a>, <a href="/api/runs">runs as JSON</a>),
+<p>The API is running (<a href="docs">API documentation</a>, <a href="api/runs">runs as JSON</a>),
 but the web interface was not built into this installation.</p>
 <p>It is built from <code>web/</code> with npm when convscope is installed from source
 (<code>pip install -e .</code> with Node.js and npm on the PATH).</p></body></html>"""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from convscope.errors import ServerError
 from convscope.frames import encode
@@ -19,20 +21,46 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpSink"]
 
+FRAMES_MEDIA_TYPE = "application/x-convscope-frames"
+
+
+class _Refused(Exception):
+    """The server answered with an HTTP error status."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"server answered {code}: {detail}")
+        self.code = code
+
 
 @register_sink("http")
 class HttpSink(Sink):
-    """Sends frames in batches to a server's ingest endpoints.
+    """Sends frames in batches to a server's ingest endpoints (``POST /api/runs/{run}/frames``).
 
-    The run is created on the server at the first flush. A server that is down or slow
-    never holds training up: requests time out after ``timeout`` seconds, frames wait in a
-    bounded buffer (the oldest are dropped and counted beyond ``max_buffer_bytes``), and
-    after a failure the sink waits (doubling up to 30 s) before it tries again.
+    The run is created on the server right away when it answers (one short try), else at a
+    later flush. A server that is down, slow or restarting never holds training up:
+
+    * every request times out after ``timeout`` seconds and one flush sends for at most that
+      long, the rest waits for the next flush;
+    * frames wait in a buffer bounded by ``max_buffer_bytes``; beyond it the oldest are
+      dropped and counted in :attr:`dropped`;
+    * after a failure the sink waits (0.5 s, doubling up to 30 s) before it tries again;
+    * batches stay under the server's size limit (it sends it when the run is created; a 413
+      splits the batch); a single frame over the limit is dropped and counted;
+    * a server that restarted and forgot the run (404) gets a new run, named alike;
+    * while idle it sends an empty batch every ``heartbeat`` seconds, so the run stays
+      ``live`` on the server (a run silent for 30 s is shown as crashed).
 
     Args:
         url: the server's base URL, e.g. ``http://127.0.0.1:8765``.
         run: the run's name; model, config: shown on the Runs page.
         token: the server's token, if it has one.
+
+    Example:
+        >>> from convscope.frames import Frame
+        >>> sink = HttpSink("http://127.0.0.1:9", timeout=0.2)  # nothing listens there
+        >>> sink.write(Frame(run="r", step=1, kind="scalar", payload={"name": "loss", "value": 1.0}))
+        >>> sink.run_id is None, sink.pending
+        (True, 1)
     """
 
     name = "http"
@@ -48,73 +76,180 @@ class HttpSink(Sink):
         timeout: float = 2.0,
         max_buffer_bytes: int = 64 << 20,
         batch_bytes: int = 4 << 20,
+        heartbeat: float = 5.0,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ServerError(f"the server URL must start with http:// or https://, got {url!r}")
-        self.url = url.rstrip("/")
+        self.url = url.split("#", 1)[0].rstrip("/")
         self.run_name, self.model, self.config = run, model, dict(config or {})
         self.token = token
-        self.timeout = timeout
-        self.max_buffer_bytes = max_buffer_bytes
-        self.batch_bytes = batch_bytes
+        self.timeout = float(timeout)
+        self.max_buffer_bytes = int(max_buffer_bytes)
+        self.batch_bytes = int(batch_bytes)
+        self._batch_bytes = self.batch_bytes  # the configured size, batch_bytes shrinks below it after refusals
+        self.heartbeat = float(heartbeat)
         self.run_id: str | None = None
+        #: the server's limit on one request body (it says so when the run is created)
+        self.max_upload_bytes = 1 << 62
+        #: every run id this sink has sent to (more than one if the server restarted)
+        self.run_ids: list[str] = []
         self.dropped = 0
+        self.sent = 0
         self._buffer: deque[bytes] = deque()
         self._size = 0
         self._retry_at = 0.0
         self._backoff = 0.5
+        self._last_sent = 0.0
+        self._lock = threading.RLock()
+        try:
+            self._create_run(min(self.timeout, 1.0))
+        except Exception:  # noqa: BLE001  (the server may come up later: flush() retries)
+            self._fail()
+
+    @property
+    def pending(self) -> int:
+        """Frames waiting to be sent."""
+        return len(self._buffer)
 
     def write(self, frame: Frame) -> None:
         data = encode(frame)
-        self._buffer.append(data)
-        self._size += len(data)
-        while self._size > self.max_buffer_bytes and len(self._buffer) > 1:
-            self._size -= len(self._buffer.popleft())
-            self.dropped += 1
+        with self._lock:
+            self._buffer.append(data)
+            self._size += len(data)
+            while self._size > self.max_buffer_bytes and len(self._buffer) > 1:
+                self._size -= len(self._buffer.popleft())
+                self.dropped += 1
 
-    def flush(self) -> None:
-        if not self._buffer or time.monotonic() < self._retry_at:
-            return
-        try:
-            if self.run_id is None:
-                body = json.dumps({"name": self.run_name, "model": self.model, "config": self.config}, default=str).encode()
-                self.run_id = self._post("/api/runs", body, "application/json")["id"]
-            while self._buffer:
-                batch, size = [], 0
-                while self._buffer and (not batch or size + len(self._buffer[0]) <= self.batch_bytes):
-                    data = self._buffer.popleft()
-                    batch.append(data)
-                    size += len(data)
-                self._size -= size
-                try:
-                    self._post(f"/api/runs/{self.run_id}/frames", b"".join(batch), "application/x-convscope-frames")
-                except Exception:
-                    self._buffer.extendleft(reversed(batch))  # keep them for the next try
-                    self._size += size
-                    raise
+    def flush(self, *, budget: float | None = None) -> None:
+        """Send what is buffered, for at most ``budget`` seconds (default ``timeout``).
+
+        Raises :class:`ServerError` when the server cannot be reached (the frames stay
+        buffered and the next flush after the back-off tries again).
+        """
+        with self._lock:
+            now = time.monotonic()
+            if now < self._retry_at:
+                return
+            idle = not self._buffer
+            if idle and (self.run_id is None or now - self._last_sent < self.heartbeat):
+                return
+            deadline = now + (self.timeout if budget is None else budget)
+            try:
+                if self.run_id is None:
+                    self._create_run(self.timeout)
+                if idle:
+                    self._post_frames([], b"")
+                while self._buffer and time.monotonic() < deadline:
+                    self._send_batch()
+            except ServerError:
+                self._fail()
+                raise
+            except Exception as exc:  # noqa: BLE001  (network errors of every kind)
+                self._fail()
+                raise ServerError(f"could not send frames to {self.url}: {exc}; training goes on, frames wait") from None
             self._backoff = 0.5
-        except Exception as exc:
-            self._retry_at = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, 30.0)
-            raise ServerError(f"could not send frames to {self.url}: {exc}") from None
 
-    def close(self, *, status: str = "finished") -> None:
-        self._retry_at = 0.0
+    def _send_batch(self) -> None:
+        while self._buffer and len(self._buffer[0]) > self.max_upload_bytes:
+            self._size -= len(self._buffer.popleft())  # one frame the server will never take
+            self.dropped += 1
+        if not self._buffer:
+            return
+        batch: list[bytes] = []
+        size = 0
+        while self._buffer and (not batch or size + len(self._buffer[0]) <= self.batch_bytes):
+            data = self._buffer.popleft()
+            batch.append(data)
+            size += len(data)
+        self._size -= size
         try:
-            self.flush()
-        finally:
-            if self.run_id is not None:
-                self._post(f"/api/runs/{self.run_id}/close", json.dumps({"status": status}).encode(), "application/json")
+            self._post_frames(batch, b"".join(batch))
+            self.batch_bytes = min(self._batch_bytes, self.batch_bytes * 2)  # back to full size after a shrink
+        except _Refused as exc:
+            if exc.code == 413 and len(batch) > 1:
+                self.batch_bytes = max(1, size // 2)  # the server takes less: split
+                self._unsend(batch, size)
+            elif exc.code == 413 or exc.code == 422:
+                self.dropped += len(batch)  # one frame over the limit, or frames it cannot read: never sendable
+            elif exc.code == 404:
+                self._unsend(batch, size)  # the server forgot the run (restarted): start a new one
+                self.run_id = None
+                self._create_run(self.timeout)
+            else:
+                self._unsend(batch, size)
+                raise ServerError(f"could not send frames to {self.url}: {exc}") from None
+        except BaseException as exc:
+            self._unsend(batch, size)
+            if isinstance(exc, OSError) and len(batch) > 1:
+                # a server refusing a body over its limit may close the connection before we
+                # can read its 413: try smaller batches next time (harmless if it was down)
+                self.batch_bytes = max(1, size // 2)
+            raise
 
-    def _post(self, path: str, body: bytes, content_type: str) -> Any:
+    def _unsend(self, batch: list[bytes], size: int) -> None:
+        self._buffer.extendleft(reversed(batch))
+        self._size += size
+
+    def _post_frames(self, batch: list[bytes], body: bytes) -> None:
+        assert self.run_id is not None
+        self._post(f"/api/runs/{quote(self.run_id)}/frames", body, FRAMES_MEDIA_TYPE, self.timeout)
+        self.sent += len(batch)
+        self._last_sent = time.monotonic()
+
+    def _create_run(self, timeout: float) -> None:
+        body = json.dumps({"name": self.run_name, "model": self.model, "config": self.config}, default=str).encode()
+        try:
+            answer = self._post("/api/runs", body, "application/json", timeout)
+        except _Refused as exc:
+            raise ServerError(f"the server at {self.url} refused to start a run: {exc}") from None
+        self.run_id = str(answer["id"])
+        self.run_ids.append(self.run_id)
+        limit = answer.get("max_upload_bytes")
+        if isinstance(limit, int) and limit > 0:
+            # a body over the limit would be refused, and refused early: uvicorn answers 413
+            # and closes the connection while the body is still being sent (a broken pipe here)
+            self.max_upload_bytes = limit
+            self._batch_bytes = min(self._batch_bytes, limit)
+            self.batch_bytes = min(self.batch_bytes, limit)
+        self._last_sent = time.monotonic()
+
+    def _fail(self) -> None:
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, 30.0)
+
+    def close(self, *, status: str = "finished", timeout: float = 10.0) -> None:
+        """Send what is left (for up to ``timeout`` seconds) and mark the run ended."""
+        with self._lock:
+            self._retry_at = 0.0
+            try:
+                if self._buffer or self.run_id is None:
+                    self.flush(budget=timeout)
+            finally:
+                if self.run_id is not None:
+                    status = status if status in ("finished", "failed") else "failed"
+                    try:
+                        self._post(f"/api/runs/{quote(self.run_id)}/close", json.dumps({"status": status}).encode(), "application/json", self.timeout)
+                    except _Refused as exc:
+                        if exc.code != 404:  # 404: the server already forgot the run
+                            raise ServerError(f"could not close run {self.run_id} on {self.url}: {exc}") from None
+                    except OSError as exc:
+                        raise ServerError(f"could not close run {self.run_id} on {self.url}: {exc}") from None
+
+    def _post(self, path: str, body: bytes, content_type: str, timeout: float) -> Any:
         headers = {"Content-Type": content_type}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:300]
-            exc.close()
-            raise ServerError(f"server answered {exc.code}: {detail}") from None
+            try:
+                detail = json.loads(exc.read() or b"{}").get("detail", exc.reason)
+            except (ValueError, AttributeError):
+                detail = exc.reason
+            finally:
+                exc.close()
+            if exc.code == 401:
+                raise ServerError(f"the server at {self.url} needs a token: pass token= (or ?token= in serve=): {detail}") from None
+            raise _Refused(exc.code, str(detail)) from None

@@ -19,6 +19,10 @@ __all__ = ["StoreSink"]
 class StoreSink(Sink):
     """Writes every frame to a new run in ``logdir``; commits on each periodic flush.
 
+    ``write`` only encodes and buffers; ``flush`` (called by the monitor's pipeline a few
+    times a second) commits the buffer in one transaction, or just refreshes the run's
+    heartbeat when nothing came. ``retention``/``max_images``: see :meth:`RunStore.create_run`.
+
     Example:
         >>> import tempfile
         >>> sink = StoreSink(tempfile.mkdtemp(), run="my-run")
@@ -36,10 +40,11 @@ class StoreSink(Sink):
         run: str | None = None,
         model: str | None = None,
         config: Mapping[str, Any] | None = None,
-        max_images: int = 200,
+        retention: Mapping[str, int] | None = None,
+        max_images: int | None = None,
     ) -> None:
         self.store = RunStore(logdir)
-        self.writer = self.store.create_run(run, model=model, config=config, max_images=max_images)
+        self.writer = self.store.create_run(run, model=model, config=config, retention=retention, max_images=max_images)
         self.run_id = self.writer.run_id
 
     def write(self, frame: Frame) -> None:

@@ -1,0 +1,277 @@
+"""RunReader: queries one run file, also while a writer in another process appends to it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from convscope.errors import StoreError
+from convscope.frames import Frame, decode
+from convscope.store._schema import LEGACY_SERIES, RUN_SUFFIX, connect, status_of
+
+__all__ = ["RunReader"]
+
+_Filter = str | Sequence[str] | None
+
+
+class RunReader:
+    """Reads one run (from any process, while its writer goes on).
+
+    Every query is its own short read transaction, so a reader never holds the writer up.
+    Made by :meth:`RunStore.open_run`; close it (or use ``with``) when done.
+
+    Example:
+        >>> import tempfile
+        >>> from convscope.frames import Frame
+        >>> from convscope.store import RunStore
+        >>> store = RunStore(tempfile.mkdtemp())
+        >>> with store.create_run("r") as w:
+        ...     for step in range(1, 6):
+        ...         w.write(Frame(run="r", step=step, kind="scalar", payload={"name": "loss", "value": 1 / step}))
+        >>> with store.open_run("r") as reader:
+        ...     [f.step for f in reader.frames(kind="scalar", max_points=3)], reader.info()["status"]
+        ([1, 3, 5], 'finished')
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.run_id = path.name[: -len(RUN_SUFFIX)]
+        self._con = connect(path, write=False)
+        try:
+            tables = {r[0] for r in self._con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            self._con.close()
+            raise StoreError(f"{path.name} is not a readable convscope run ({exc}); move it out of the log directory") from None
+        if not {"meta", "frames"} <= tables:
+            self._con.close()
+            raise StoreError(f"{path.name} is not a readable convscope run (no frames table yet, or another kind of database)")
+        self._series_sql = "series" if "series" in tables else LEGACY_SERIES
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> RunReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._con.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading run {self.run_id} failed: {exc}") from None
+
+    # --- summary ----------------------------------------------------------------------------
+    def meta(self) -> dict[str, Any]:
+        """The run's metadata: name, model, config, started, updated, status, writer pid and host."""
+        return {k: json.loads(v) for k, v in self._query("SELECT key, value FROM meta")}
+
+    def info(self, *, details: bool = True) -> dict[str, Any]:
+        """The run's summary (the API's RunInfo; with ``details``, also kinds, layers, thinning, meta).
+
+        Cheap at any run length: it reads the per-series summary the writer keeps, not the frames.
+        """
+        meta = self.meta()
+        first, last, count = self._query(f"SELECT MIN(first_step), MAX(last_step), COALESCE(SUM(count), 0) FROM {self._series_sql}")[0]
+        info: dict[str, Any] = {
+            "id": self.run_id,
+            "name": meta.get("name", self.run_id),
+            "status": status_of(meta),
+            "started": meta.get("started"),
+            "updated": meta.get("updated"),
+            "model": meta.get("model"),
+            "first_step": first,
+            "last_step": last,
+            "frames": int(count),
+        }
+        if details:
+            series = self.series()
+            info["kinds"] = _kinds(series)
+            info["layers"] = _layers(series)
+            info["thinned"] = {f"{s['kind']}:{s['layer']}": s["thinned"] for s in series if s["thinned"]}
+            info["meta"] = {"config": meta.get("config"), "retention": meta.get("retention"), **self._run_meta()}
+        return info
+
+    def _run_meta(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for (data,) in self._query("SELECT data FROM frames WHERE kind = 'run_meta' ORDER BY id"):
+            payload = decode(data).payload
+            for key in ("graph", "config"):
+                if payload.get(key) is not None:
+                    out[key] = payload[key]
+        return out
+
+    def status(self) -> str:
+        """``live``, ``finished``, ``failed`` or ``crashed`` (reads only the metadata)."""
+        return status_of(self.meta())
+
+    def series(self) -> list[dict[str, Any]]:
+        """One entry per (kind, layer): count, bytes, first/last step and id, frames thinned."""
+        cols = ("kind", "layer", "count", "bytes", "first_step", "last_step", "first_id", "last_id", "thinned")
+        rows = self._query(f"SELECT {', '.join(cols)} FROM {self._series_sql} ORDER BY first_id")
+        return [dict(zip(cols, r, strict=True)) for r in rows]
+
+    def kinds(self) -> dict[str, int]:
+        """Frames stored per kind."""
+        return _kinds(self.series())
+
+    def layers(self) -> list[str]:
+        """Layer ids that have frames, in the order they first appeared."""
+        return _layers(self.series())
+
+    def steps(self, *, kind: str | None = None, layer: str | None = None) -> list[int]:
+        """The distinct steps that have frames (of that kind and layer), ascending."""
+        where, args = _where(_as_list(kind), _as_list(layer), None, None)
+        return [r[0] for r in self._query(f"SELECT DISTINCT step FROM frames {where} ORDER BY step", args)]
+
+    def last_id(self) -> int:
+        """The newest frame's row id (0 for an empty run): the cursor for :meth:`tail`."""
+        return int(self._query("SELECT COALESCE(MAX(id), 0) FROM frames")[0][0])
+
+    # --- frames -----------------------------------------------------------------------------
+    def raw_frames(
+        self,
+        *,
+        kind: _Filter = None,
+        layer: _Filter = None,
+        start: int | None = None,
+        end: int | None = None,
+        limit: int | None = None,
+        max_points: int | None = None,
+        latest: bool = False,
+        after_id: int | None = None,
+    ) -> list[tuple[int, bytes]]:
+        """``(row id, encoded frame)`` pairs ordered by step, filtered and optionally thinned.
+
+        The bytes are exactly what was written (:func:`convscope.frames.encode`), so a server
+        can send them on without decoding.
+
+        Args:
+            kind, layer: one or several to keep (default all).
+            start, end: inclusive step range.
+            limit: at most this many (the first ones).
+            max_points: thin each (kind, layer) series that has more frames than this to
+                at most this many steps, evenly spread over its step range (the first step
+                at or after each of ``max_points`` evenly spaced marks), its first and last
+                step always kept. Shorter series come whole.
+            latest: only the newest frames of each (kind, layer) at or before ``end``.
+            after_id: only frames stored after that row id, in storage order (see :meth:`tail`).
+        """
+        kinds, layers = _as_list(kind), _as_list(layer)
+        where, args = _where(kinds, layers, start, end)
+        if after_id is not None:
+            where += (" AND " if where else "WHERE ") + "id > ?"
+            args.append(int(after_id))
+            sql = f"SELECT id, data FROM frames {where} ORDER BY id"
+        elif latest:
+            sql, args = self._latest_sql(kinds, layers, start, end)
+        elif max_points is not None:
+            if max_points < 1:
+                raise StoreError(f"max_points must be at least 1, got {max_points}")
+            sql, args = self._thinned_sql(kinds, layers, start, end, int(max_points))
+        else:
+            sql = f"SELECT id, data FROM frames {where} ORDER BY step, id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        return self._query(sql, args)
+
+    def _latest_sql(
+        self, kinds: list[str] | None, layers: list[str] | None, start: int | None, end: int | None
+    ) -> tuple[str, list[Any]]:
+        # one index seek per series (kind, layer) for its newest step, then that step's frames;
+        # CROSS JOIN keeps SQLite from scanning the frames first
+        outer, args = _where(kinds, layers, None, None, prefix="s.")
+        inner, inner_args = _where(None, None, start, end, prefix="g.")
+        inner = inner.replace("WHERE", "AND", 1)
+        sql = (
+            "WITH m AS MATERIALIZED (SELECT s.kind, s.layer, (SELECT MAX(g.step) FROM frames g "
+            f"WHERE g.kind = s.kind AND g.layer = s.layer {inner}) AS step FROM {self._series_sql} s {outer}) "
+            "SELECT f.id, f.data FROM m CROSS JOIN frames f ON f.kind = m.kind AND f.layer = m.layer AND f.step = m.step "
+            "ORDER BY f.step, f.id"
+        )
+        return sql, inner_args + args
+
+    def _thinned_sql(
+        self, kinds: list[str] | None, layers: list[str] | None, start: int | None, end: int | None, m: int
+    ) -> tuple[str, list[Any]]:
+        # Series with more than m frames: m marks evenly spaced over the series' step range
+        # [lo, hi]; each picks the first step at or after it (the last mark: the last step),
+        # one index seek each. Shorter series come whole. Never a scan of a long series.
+        outer, args = _where(kinds, layers, None, None, prefix="s.")
+        lo = -(2**62) if start is None else int(start)
+        hi = 2**62 if end is None else int(end)
+        m = int(m)  # numbers go into the SQL text as literals: ints only
+        seek = "FROM frames g WHERE g.kind = b.kind AND g.layer = b.layer AND g.step BETWEEN"
+        sql = (
+            f"WITH RECURSIVE t(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM t WHERE k + 1 < {m}), "
+            f"b AS MATERIALIZED (SELECT s.kind, s.layer, s.count, MAX(s.first_step, {lo}) AS lo, MIN(s.last_step, {hi}) AS hi "
+            f"FROM {self._series_sql} s {outer}), "
+            f"p AS MATERIALIZED (SELECT DISTINCT b.kind, b.layer, CASE WHEN t.k = {m - 1} "
+            f"THEN (SELECT MAX(g.step) {seek} b.lo AND b.hi) "
+            f"ELSE (SELECT MIN(g.step) {seek} b.lo + (t.k * (b.hi - b.lo)) / {max(m - 1, 1)} AND b.hi) END AS step "
+            f"FROM b CROSS JOIN t WHERE b.count > {m} AND b.lo <= b.hi) "
+            "SELECT id, data FROM ("
+            "SELECT f.id, f.step, f.data FROM p CROSS JOIN frames f ON f.kind = p.kind AND f.layer = p.layer AND f.step = p.step "
+            "UNION ALL SELECT f.id, f.step, f.data FROM b CROSS JOIN frames f ON f.kind = b.kind AND f.layer = b.layer "
+            f"AND f.step BETWEEN b.lo AND b.hi WHERE b.count <= {m}"
+            ") ORDER BY step, id"
+        )
+        return sql, args
+
+    def tail(self, after_id: int, *, limit: int = 256) -> list[tuple[int, str, str, bytes]]:
+        """``(row id, kind, layer, encoded frame)`` stored after ``after_id``, oldest first.
+
+        The cheap query behind live streams: it seeks the primary key, whatever the run's length.
+        """
+        return self._query("SELECT id, kind, layer, data FROM frames WHERE id > ? ORDER BY id LIMIT ?", (int(after_id), int(limit)))
+
+    def frames(self, **filters: Any) -> list[Frame]:
+        """Decoded frames; takes the filters of :meth:`raw_frames`."""
+        return [decode(data) for _id, data in self.raw_frames(**filters)]
+
+
+def _as_list(value: _Filter) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _kinds(series: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in series:
+        out[s["kind"]] = out.get(s["kind"], 0) + int(s["count"])
+    return dict(sorted(out.items()))
+
+
+def _layers(series: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(s["layer"] for s in series if s["layer"]))  # series come in first-seen order
+
+
+def _where(
+    kinds: Sequence[str] | None,
+    layers: Sequence[str] | None,
+    start: int | None,
+    end: int | None,
+    *,
+    prefix: str = "",
+) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if kinds:
+        clauses.append(f"{prefix}kind IN ({','.join('?' * len(kinds))})")
+        args += list(kinds)
+    if layers:
+        clauses.append(f"{prefix}layer IN ({','.join('?' * len(layers))})")
+        args += list(layers)
+    if start is not None:
+        clauses.append(f"{prefix}step >= ?")
+        args.append(int(start))
+    if end is not None:
+        clauses.append(f"{prefix}step <= ?")
+        args.append(int(end))
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", args

@@ -1,0 +1,323 @@
+"""RunWriter: appends frames to one run file, one transaction per flush, with retention."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from convscope.errors import StoreError
+from convscope.frames import encode
+from convscope.store._schema import FORMAT, HEARTBEAT_SECONDS, connect, create_tables, dumps, process_start
+
+if TYPE_CHECKING:
+    from convscope.frames import Frame
+
+#: kinds whose frames are thinned by default, and how many per layer are kept
+DEFAULT_RETENTION: dict[str, int] = {"feature_maps": 200}
+
+_Row = tuple[int, int, float, str, str, int, bytes]  # id, step, wall_time, layer, kind, size, data
+
+
+@dataclass
+class _Series:
+    count: int = 0
+    bytes: int = 0
+    first_step: int = 0
+    last_step: int = 0
+    first_id: int = 0
+    last_id: int = 0
+    thinned: int = 0
+
+
+@dataclass
+class _Thinning:
+    """Which frames of one thinned series are kept: ``row id -> (ordinal, size)``."""
+
+    stride: int = 1
+    seen: int = 0
+    kept: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
+class RunWriter:
+    """Appends frames to one run. Thread-safe; :meth:`write` buffers, :meth:`flush` commits.
+
+    Made by :meth:`RunStore.create_run`; frames become visible to readers (in any process) at
+    the next :meth:`flush`, which is one transaction. A writer killed at any moment leaves
+    every flushed frame readable and its run reported as ``crashed``.
+
+    Example:
+        >>> import tempfile
+        >>> from convscope.frames import Frame
+        >>> from convscope.store import RunStore
+        >>> with RunStore(tempfile.mkdtemp()).create_run("demo") as w:
+        ...     w.write(Frame(run=w.run_id, step=1, kind="scalar", payload={"name": "loss", "value": 1.0}))
+        ...     w.flush()
+        1
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        run_id: str,
+        *,
+        name: str,
+        model: str | None,
+        config: Mapping[str, Any] | None,
+        retention: Mapping[str, int] | None = None,
+        stale_after: float | None = None,
+    ) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.retention = dict(DEFAULT_RETENTION if retention is None else retention)
+        for kind, keep in self.retention.items():
+            if int(keep) < 2:
+                raise StoreError(f"retention for {kind!r} must keep at least 2 frames per layer, got {keep}")
+        self._lock = threading.Lock()  # guards the buffer (write() is cheap and never waits on a commit)
+        self._commit = threading.Lock()  # one transaction at a time
+        self._buffer: list[tuple[int, float, str, str, bytes]] = []
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._thinning: dict[tuple[str, str], _Thinning] = {}
+        self._closed = False
+        self._con = connect(path, write=True)
+        now = time.time()
+        self._beat = now
+        meta: dict[str, Any] = {
+            "run_id": run_id,
+            "name": name,
+            "model": model,
+            "config": dict(config or {}),
+            "started": now,
+            "updated": now,
+            "status": "live",
+            "pid": os.getpid(),
+            "pid_start": process_start(os.getpid()),
+            "host": socket.gethostname(),
+            "format": FORMAT,
+            "retention": self.retention,
+        }
+        if stale_after is not None:
+            meta["stale_after"] = float(stale_after)
+        try:
+            create_tables(self._con, meta)
+            self._next_id = 1 + int(self._con.execute("SELECT COALESCE(MAX(id), 0) FROM frames").fetchone()[0])
+        except BaseException:
+            self._con.close()
+            raise
+
+    def _set_meta(self, values: Mapping[str, Any]) -> None:
+        rows = [(k, dumps(v)) for k, v in values.items()]
+        with self._commit:
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+                self._con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
+                self._con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"writing run {self.run_id}'s metadata failed: {exc}") from None
+
+    # --- writing ------------------------------------------------------------------------------
+    def write(self, frame: Frame) -> None:
+        """Queue one frame (encoded now, committed at the next :meth:`flush`)."""
+        self.write_encoded(frame, encode(frame))
+
+    def write_many(self, frames: Iterable[Frame]) -> None:
+        """Queue several frames."""
+        rows = [(int(f.step), float(f.wall_time), f.layer, f.kind, encode(f)) for f in frames]
+        with self._lock:
+            self._check_open()
+            self._buffer.extend(rows)
+
+    def write_encoded(self, frame: Frame, data: bytes) -> None:
+        """Queue a frame that is already encoded as ``data`` (the server's ingest path)."""
+        row = (int(frame.step), float(frame.wall_time), frame.layer, frame.kind, data)
+        with self._lock:
+            self._check_open()
+            self._buffer.append(row)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"run {self.run_id} is closed; create a new run to write more frames")
+
+    @property
+    def pending(self) -> int:
+        """Frames written but not committed yet."""
+        return len(self._buffer)
+
+    def flush(self) -> int:
+        """Commit everything written so far in one transaction; returns how many frames.
+
+        With nothing to commit it only refreshes the run's heartbeat, at most once a second.
+        """
+        return self._flush(final=False)
+
+    def _flush(self, *, final: bool) -> int:
+        with self._commit:
+            with self._lock:
+                pending, self._buffer = self._buffer, []
+            if self._closed and not pending and not final:
+                return 0  # closed (or closing: close() commits its own final heartbeat)
+            now = time.time()
+            if not pending and not final and now - self._beat < HEARTBEAT_SECONDS:
+                return 0
+            next_id = self._next_id
+            rows: list[_Row] = []
+            for i, (step, wall_time, layer, kind, data) in enumerate(pending):
+                rows.append((next_id + i, step, wall_time, layer, kind, len(data), data))
+            touched: set[tuple[str, str]] = set()
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+                if rows or final:
+                    self._con.executemany(
+                        "INSERT INTO frames (id, step, wall_time, layer, kind, size, data) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                    )
+                    drop = self._account(rows, touched, final=final)
+                    if drop:
+                        self._con.executemany("DELETE FROM frames WHERE id = ?", [(i,) for i in drop])
+                    self._con.executemany(
+                        "INSERT OR REPLACE INTO series (kind, layer, count, bytes, first_step, last_step, first_id, last_id, thinned) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(k, layer, *vars(self._series[(k, layer)]).values()) for k, layer in touched],
+                    )
+                self._con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('updated', ?)", (dumps(now),))
+                self._con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self._reload_series(touched)
+                raise StoreError(f"writing {len(rows)} frames to run {self.run_id} failed: {exc}") from None
+            self._next_id = next_id + len(rows)
+            self._beat = now
+            return len(rows)
+
+    def heartbeat(self) -> None:
+        """Tell readers the writer is alive (:meth:`flush` does this too)."""
+        with self._commit:
+            if self._closed:
+                return
+            now = time.time()
+            self._set_meta_locked("updated", now)
+            self._beat = now
+
+    def _set_meta_locked(self, key: str, value: Any) -> None:
+        try:
+            self._con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, dumps(value)))
+        except sqlite3.Error as exc:
+            raise StoreError(f"writing run {self.run_id}'s heartbeat failed: {exc}") from None
+
+    def _rollback(self) -> None:
+        try:
+            self._con.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _reload_series(self, touched: set[tuple[str, str]]) -> None:
+        # the transaction was rolled back: forget what it added to the in-memory summaries
+        for key in touched:
+            row = self._con.execute(
+                "SELECT count, bytes, first_step, last_step, first_id, last_id, thinned FROM series WHERE kind = ? AND layer = ?", key
+            ).fetchone()
+            if row is None:
+                self._series.pop(key, None)
+            else:
+                self._series[key] = _Series(*row)
+            self._thinning.pop(key, None)
+
+    # --- summaries and retention ---------------------------------------------------------------
+    def _account(self, rows: list[_Row], touched: set[tuple[str, str]], *, final: bool = False) -> list[int]:
+        """Update the per-series summaries; return the ids that retention drops."""
+        fresh: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for row_id, step, _wall, layer, kind, size, _data in rows:
+            key = (kind, layer)
+            touched.add(key)
+            s = self._series.get(key)
+            if s is None:
+                s = self._series[key] = _Series(0, 0, step, step, row_id, row_id)
+            s.count += 1
+            s.bytes += size
+            s.first_step = min(s.first_step, step)
+            s.last_step = max(s.last_step, step)
+            s.last_id = row_id
+            if kind in self.retention:
+                fresh.setdefault(key, []).append((row_id, size))
+        if final:  # the run ends: bring every thinned series within its budget
+            for key in self._thinning:
+                fresh.setdefault(key, [])
+        drop: list[int] = []
+        for key, new in fresh.items():
+            s = self._series[key]
+            touched.add(key)
+            for gone, gone_size in self._thin(key, new, int(self.retention[key[0]]), final=final):
+                drop.append(gone)
+                s.count -= 1
+                s.bytes -= gone_size
+                s.thinned += 1
+        return drop
+
+    def _thin(self, key: tuple[str, str], new: list[tuple[int, int]], keep: int, *, final: bool) -> list[tuple[int, int]]:
+        """Keep every ``stride``-th frame of the series and its newest one.
+
+        When more than ``keep`` would be kept the stride doubles (every other kept frame goes),
+        so the kept frames always spread evenly over the whole run, its first frame included.
+        The newest frames of a flush (up to a quarter of ``keep``) are kept until the next
+        flush, so a live reader polling the run sees them (a run holds at most 1.25 ``keep``
+        while written); the run's last flush trims them (``keep`` at most once closed).
+        """
+        t = self._thinning.setdefault(key, _Thinning())
+        for row_id, size in new:
+            t.kept[row_id] = (t.seen, size)
+            t.seen += 1
+        if not t.kept:
+            return []
+        newest = max(t.kept, key=lambda i: t.kept[i][0])
+        protected = {newest} if final else {newest, *(i for i, _sz in new[-max(1, keep // 4) :])}
+
+        def off_stride() -> list[tuple[int, int]]:
+            return [(i, sz) for i, (o, sz) in t.kept.items() if o % t.stride and i not in protected]
+
+        settled = sum(1 for i in t.kept if i not in protected)  # protected frames are extra, for one flush
+        gone = off_stride()
+        while settled - len(gone) + 1 > keep and t.stride < t.seen:
+            t.stride *= 2
+            gone = off_stride()
+        for i, _sz in gone:
+            del t.kept[i]
+        return gone
+
+    # --- end ------------------------------------------------------------------------------------
+    def close(self, *, status: str = "finished") -> None:
+        """Commit what is left and mark the run ``finished`` (or ``failed``); idempotent."""
+        if status not in ("finished", "failed", "crashed"):
+            raise StoreError(f"a run closes as 'finished' or 'failed', not {status!r}")
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True  # from here on write() refuses; flush() still commits what came before
+        try:
+            self._flush(final=True)
+        finally:
+            try:
+                now = time.time()
+                self._set_meta({"status": status, "updated": now, "ended": now})
+                with self._commit:
+                    self._con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                self._con.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.close(status="finished" if exc_type is None else "failed")
+
+    def __repr__(self) -> str:
+        return f"RunWriter({self.run_id!r}, pending={self.pending}, closed={self._closed})"

@@ -1,0 +1,213 @@
+"""HttpSink against a real server: delivery, limits, restarts, heartbeats, dead and silent servers."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from samples import every_kind, same_frame
+
+import convscope
+from convscope.errors import ServerError
+from convscope.frames import Frame, decode_stream, encode
+from convscope.server import start_local_server
+from convscope.sinks import create_sink
+from convscope.sinks.http import HttpSink
+from convscope.store import RunStore
+
+
+def _frames(url: str, run: str, **params) -> list[Frame]:
+    return list(decode_stream(httpx.get(f"{url}api/runs/{run}/frames", params=params, timeout=10).content))
+
+
+def test_frames_of_every_kind_arrive_intact(server) -> None:
+    sink = create_sink("http", url=server.url, run="shipped", model="Net", config={"lr": 0.1})
+    assert sink.run_id == "shipped"  # created at once: the monitor can print the run's address
+    written = [f for step in range(1, 4) for f in every_kind(step, run="shipped")]
+    for f in written:
+        sink.write(f)
+    sink.flush()
+    assert sink.pending == 0 and sink.sent == len(written)
+    sink.close()
+    info = httpx.get(server.url + "api/runs/shipped", timeout=10).json()
+    assert (info["status"], info["frames"], info["model"], info["meta"]["config"]) == ("finished", len(written), "Net", {"lr": 0.1})
+    back = _frames(server.url, "shipped")
+    order = sorted(written, key=lambda f: f.step)
+    assert all(same_frame(a, b) for a, b in zip(order, back, strict=True))
+
+
+@pytest.mark.parametrize("knows_limit", [True, False])
+def test_batches_stay_under_the_servers_limit_and_giants_are_dropped(tmp_path: Path, knows_limit: bool) -> None:
+    with start_local_server(tmp_path, max_upload_bytes=60_000) as handle:
+        sink = HttpSink(handle.url, run="split", batch_bytes=1 << 20)
+        if knows_limit:
+            assert sink.max_upload_bytes == 60_000 and sink.batch_bytes == 60_000  # the server said so
+        else:  # a server (or a proxy) that does not say: refusals teach the sink
+            sink.max_upload_bytes, sink.batch_bytes = 1 << 62, 1 << 20
+        for step in range(1, 21):
+            sink.write(Frame(run="split", step=step, kind="weight_grid", layer="conv1",
+                             payload={"weights": np.full((10, 10, 5, 5), step, np.float32), "vmax": 1.0}))  # ~10 KB each
+        sink.write(Frame(run="split", step=21, kind="weight_grid", layer="conv1",
+                         payload={"weights": np.zeros((100, 100, 3, 3), np.float32), "vmax": 1.0}))  # 360 KB: never fits
+        sink.write(Frame(run="split", step=22, kind="scalar", payload={"name": "loss", "value": 1.0}))
+        for _attempt in range(12):
+            try:
+                sink.flush(budget=10)
+            except ServerError:
+                time.sleep(max(0.0, sink._retry_at - time.monotonic()) + 0.01)  # the back-off
+            if not sink.pending:
+                break
+        assert sink.pending == 0 and sink.dropped == 1 and sink.sent == 21
+        sink.close()
+        frames = _frames(handle.url, "split")
+        assert [f.step for f in frames] == list(range(1, 21)) + [22]
+        np.testing.assert_array_equal(frames[19].payload["weights"], np.full((10, 10, 5, 5), 20, np.float32))
+
+
+def test_a_restarted_server_gets_a_new_run_and_nothing_is_lost(tmp_path: Path) -> None:
+    first = start_local_server(tmp_path)
+    port = first.port
+    sink = HttpSink(first.url, run="survivor", timeout=1.0)
+    sink.write(Frame(run="survivor", step=1, kind="scalar", payload={"name": "loss", "value": 1.0}))
+    sink.flush()
+    first.stop()
+    sink.write(Frame(run="survivor", step=2, kind="scalar", payload={"name": "loss", "value": 2.0}))
+    with pytest.raises(ServerError, match="could not send"):
+        sink.flush()
+    assert sink.pending == 1  # kept for later
+    second = start_local_server(tmp_path, port=port)
+    try:
+        time.sleep(0.6)  # the back-off after the failure
+        sink.flush()
+        assert sink.run_ids == ["survivor", "survivor-2"] and sink.pending == 0
+        sink.close()
+        runs = {r["id"]: r for r in httpx.get(second.url + "api/runs", timeout=10).json()}
+        assert runs["survivor"]["status"] == "failed"  # its server stopped while it was open
+        assert (runs["survivor-2"]["status"], runs["survivor-2"]["last_step"]) == ("finished", 2)
+    finally:
+        second.stop()
+
+
+@pytest.mark.slow
+def test_heartbeats_keep_an_idle_run_live(tmp_path: Path, monkeypatch) -> None:
+    import convscope.server._app as app_module
+
+    monkeypatch.setattr(app_module, "INGEST_STALE_SECONDS", 1.5)
+    with start_local_server(tmp_path) as handle:
+        sink = HttpSink(handle.url, run="idle", heartbeat=0.3)
+        status = lambda: httpx.get(handle.url + "api/runs/idle", timeout=10).json()["status"]  # noqa: E731
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:  # the monitor's pipeline flushes every few tens of ms
+            sink.flush()
+            time.sleep(0.05)
+        assert status() == "live"
+        time.sleep(2.0)  # the training process hangs: no more heartbeats
+        assert status() == "crashed"
+        sink.close()
+        assert status() == "finished"
+
+
+def test_a_dead_server_never_holds_training_up() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]  # nothing listens here once closed
+    t = time.perf_counter()
+    sink = HttpSink(f"http://127.0.0.1:{dead_port}", timeout=0.5, max_buffer_bytes=2_000)
+    for step in range(30):
+        sink.write(Frame(run="x", step=step, kind="scalar", payload={"name": "a", "value": 1.0}))
+    assert sink.run_id is None and sink.dropped > 0 and sink.pending < 30  # bounded: the oldest went
+    sink.flush()  # backing off after the failed start: returns at once
+    time.sleep(0.6)
+    with pytest.raises(ServerError, match="could not send"):
+        sink.flush()
+    sink.flush()
+    assert time.perf_counter() - t < 2.5
+    assert sink.pending > 0
+
+
+def test_a_server_that_never_answers_costs_one_timeout_per_flush() -> None:
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)  # accepts connections into its backlog, never answers
+        t = time.perf_counter()
+        sink = HttpSink(f"http://127.0.0.1:{hole.getsockname()[1]}", timeout=0.4)
+        assert time.perf_counter() - t < 1.0 and sink.run_id is None
+        sink.write(Frame(run="x", step=1, kind="scalar", payload={"name": "a", "value": 1.0}))
+        time.sleep(0.5)
+        t = time.perf_counter()
+        with pytest.raises(ServerError):
+            sink.flush()
+        assert time.perf_counter() - t < 1.0
+
+
+def test_a_token_server_needs_the_token(tmp_path: Path) -> None:
+    with start_local_server(tmp_path, token="k3y") as handle:
+        sink = HttpSink(handle.url, run="guarded")
+        sink.write(Frame(run="g", step=1, kind="scalar", payload={"name": "a", "value": 1.0}))
+        time.sleep(0.6)
+        with pytest.raises(ServerError, match="needs a token"):
+            sink.flush()
+        ok = HttpSink(handle.url, run="guarded", token="k3y")
+        ok.write(Frame(run="g", step=1, kind="scalar", payload={"name": "a", "value": 1.0}))
+        ok.close()
+        assert RunStore(tmp_path).open_run("guarded").info()["frames"] == 1
+
+
+def test_watch_streams_to_a_live_server(server) -> None:
+    torch.manual_seed(0)
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    mon = convscope.watch(net, optimizer=opt, logdir=None, serve=server.url, every=2, run="remote")
+    assert mon.server_url.endswith("/#/runs/remote")
+    for _ in range(6):
+        loss = net(torch.randn(8, 1, 28, 28)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        mon.log(loss=loss)
+    mon.close()
+    runs = httpx.get(server.url + "api/runs", timeout=10).json()
+    assert [(r["id"], r["status"], r["last_step"]) for r in runs] == [("remote", "finished", 6)]
+    frames = _frames(server.url, "remote", kind="weight_grid", layer="conv1")
+    assert [f.step for f in frames] == [2, 4, 6]
+    np.testing.assert_allclose(frames[-1].payload["weights"], net.conv1.weight.detach().numpy(), rtol=1e-6)
+
+
+def test_server_killed_mid_training_does_not_stop_training(tmp_path: Path) -> None:
+    handle = start_local_server(tmp_path / "server-runs")
+    torch.manual_seed(0)
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    with pytest.warns(RuntimeWarning, match="http"):
+        mon = convscope.watch(net, optimizer=opt, logdir=tmp_path / "local", serve=handle.url, every=1, run="survivor")
+        for step in range(40):
+            loss = net(torch.randn(8, 1, 28, 28)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.log(loss=loss)
+            if step == 10:
+                assert mon._pipeline.drain(timeout=10)
+                time.sleep(0.5)  # let a flush reach the server
+                handle.stop()
+        mon.close()
+    assert mon.step_count == 40
+    assert mon.stats.sink_failures.get("http", 0) > 0  # counted, and training went on
+    local = RunStore(tmp_path / "local").open_run(mon.run_id)
+    assert local.info()["status"] == "finished" and local.info()["last_step"] == 40
+    served = RunStore(tmp_path / "server-runs").open_run("survivor")
+    assert 1 <= served.info()["last_step"] < 40  # what reached the server before it died is intact
+    assert served.info()["status"] == "failed"
+
+
+def test_encode_is_what_travels() -> None:
+    """The sink sends exactly the frame encoding (what the server stores and serves)."""
+    f = Frame(run="x", step=3, kind="scalar", payload={"name": "a", "value": 2.0})
+    sink = HttpSink("http://127.0.0.1:9", timeout=0.1)
+    sink.write(f)
+    assert list(sink._buffer) == [encode(f)]

@@ -1,0 +1,190 @@
+"""Live WebSockets: frames from other writers and processes, filters, replay, status, many viewers, refusals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from samples import frame
+from starlette.websockets import WebSocketDisconnect
+from websockets.sync.client import connect
+
+from convscope.frames import Frame, decode, encode
+from convscope.server import create_app, start_local_server
+from convscope.store import RunStore
+
+FRAMES = "application/x-convscope-frames"
+
+
+def _run(logdir: Path, name: str = "r") -> object:
+    w = RunStore(logdir).create_run(name)
+    w.write(frame("scalar", 0, run=name))
+    w.flush()
+    return w
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+def test_frames_filters_replay_and_status_over_testclient(tmp_path: Path) -> None:
+    w = _run(tmp_path)
+    app = create_app(tmp_path, poll_seconds=0.02)
+    with TestClient(app) as c, c.websocket_connect("/api/runs/r/live") as ws:
+        _wait_for(lambda: "r" in app.state.hub.tails)
+        for step in (1, 2):
+            w.write(frame("scalar", step))
+            w.write(frame("correlation", step))
+        w.flush()
+        got = [decode(ws.receive_bytes()) for _ in range(4)]
+        assert [(f.kind, f.step) for f in got] == [("scalar", 1), ("correlation", 1), ("scalar", 2), ("correlation", 2)]
+        ws.send_text(json.dumps({"kinds": ["correlation"], "layers": ["conv1"]}))
+        time.sleep(0.1)  # the filter applies to what comes after it
+        for step in (3, 4):
+            w.write(frame("scalar", step))
+            w.write(frame("correlation", step))
+            w.write(frame("correlation", step, layer="conv2"))
+        w.flush()
+        assert [(f.kind, f.layer, f.step) for f in (decode(ws.receive_bytes()) for _ in range(2))] == [
+            ("correlation", "conv1", 3), ("correlation", "conv1", 4)]
+        # a client that reconnects asks for what it missed: frames after a step, in step order, filtered
+        ws.send_text(json.dumps({"kinds": ["scalar"], "layers": None, "since": 1}))
+        assert [decode(ws.receive_bytes()).step for _ in range(3)] == [2, 3, 4]
+        w.write(frame("scalar", 5))
+        w.flush()
+        assert decode(ws.receive_bytes()).step == 5  # live again, nothing twice
+        ws.send_text("not json")
+        ws.send_bytes(b"\x00binary")  # ignored too
+        w.close()
+        assert json.loads(ws.receive_text()) == {"type": "status", "status": "finished"}
+    _wait_for(lambda: not app.state.hub.tails)  # the last viewer left: the run is no longer polled
+
+
+def test_refusals_close_with_clear_codes(tmp_path: Path) -> None:
+    _run(tmp_path, "r").close()
+    with TestClient(create_app(tmp_path, token="t0k")) as c:
+        for path in ("/api/runs/r/live", "/api/live"):
+            with pytest.raises(WebSocketDisconnect) as exc, c.websocket_connect(path):
+                pass
+            assert exc.value.code == 4401
+        with pytest.raises(WebSocketDisconnect) as exc, c.websocket_connect("/api/runs/nope/live?token=t0k"):
+            pass
+        assert exc.value.code == 4404
+        with pytest.raises(WebSocketDisconnect) as exc, c.websocket_connect("/api/runs/..%2Fx/live?token=t0k"):
+            pass
+        assert exc.value.code in (4404, 1000)
+        # a page from another site may not open a stream, even on a token-less loopback server
+    with TestClient(create_app(tmp_path)) as c:
+        with pytest.raises(WebSocketDisconnect) as exc, c.websocket_connect("/api/live", headers={"Origin": "http://evil.example"}):
+            pass
+        assert exc.value.code == 4403
+        with c.websocket_connect("/api/live", headers={"Origin": "http://testserver"}) as ws:  # our own page
+            assert json.loads(ws.receive_text())["run"]["id"] == "r"
+
+
+LIVE_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from convscope.frames import Frame
+    from convscope.store import RunStore
+    w = RunStore(sys.argv[1]).create_run("other-process")
+    w.flush()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for step in range(1, 201):
+        w.write(Frame(run=w.run_id, step=step, kind="scalar", payload={"name": "loss", "value": float(step)}))
+        if step % 10 == 0:
+            w.flush()
+            time.sleep(0.01)
+    w.close()
+    """
+)
+
+
+def test_many_viewers_follow_a_run_written_by_another_process(server) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, server.logdir], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    viewers = 6
+    results: list[list] = [[] for _ in range(viewers)]
+    connected = threading.Barrier(viewers + 1, timeout=30)
+    url = server.url.replace("http", "ws") + "api/runs/other-process/live"
+
+    def follow(k: int) -> None:
+        with connect(url, open_timeout=10) as ws:
+            connected.wait()
+            while True:
+                msg = ws.recv(timeout=20)
+                if isinstance(msg, str):
+                    results[k].append(json.loads(msg))
+                    return
+                results[k].append(decode(msg).step)
+
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        threads = [threading.Thread(target=follow, args=(k,)) for k in range(viewers)]
+        for t in threads:
+            t.start()
+        connected.wait()
+        hub = server._server.config.app.state.hub
+        assert len(hub.tails) == 1 and len(hub.tails["other-process"].viewers) == viewers  # one poller for all
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        for t in threads:
+            t.join(30)
+        assert proc.wait(10) == 0
+    finally:
+        proc.kill()
+        proc.stdin.close()
+        proc.stdout.close()
+    for got in results:
+        assert got == list(range(1, 201)) + [{"type": "status", "status": "finished"}]
+
+
+def test_ingested_frames_reach_viewers_at_once_and_runs_page_hears_of_runs(tmp_path: Path) -> None:
+    # a slow poll: ingested frames must not wait for it
+    with start_local_server(tmp_path, poll_seconds=5.0) as handle, httpx.Client(base_url=handle.url, timeout=10) as c:
+        base = handle.url.replace("http", "ws")
+        with connect(base + "api/live", open_timeout=10) as runs_ws:
+            run = c.post("/api/runs", json={"name": "pushed"}).json()["id"]
+            msg = json.loads(runs_ws.recv(timeout=10))
+            assert msg["type"] == "run" and msg["run"]["id"] == run and msg["run"]["status"] == "live"
+            with connect(base + f"api/runs/{run}/live", open_timeout=10) as ws:
+                time.sleep(0.2)
+                body = encode(Frame(run=run, step=7, kind="weight_grid", layer="conv1",
+                                    payload={"weights": np.arange(18, dtype=np.float32).reshape(2, 1, 3, 3), "vmax": 17.0}))
+                t = time.perf_counter()
+                assert c.post(f"/api/runs/{run}/frames", content=body, headers={"content-type": FRAMES}).json() == {"accepted": 1}
+                got = decode(ws.recv(timeout=4))
+                assert time.perf_counter() - t < 2.0  # well before the 5 s poll
+                np.testing.assert_array_equal(got.payload["weights"], np.arange(18, dtype=np.float32).reshape(2, 1, 3, 3))
+                c.post(f"/api/runs/{run}/close", json={"status": "failed"})
+                assert json.loads(ws.recv(timeout=4)) == {"type": "status", "status": "failed"}
+            while (msg := json.loads(runs_ws.recv(timeout=10)))["run"]["status"] != "failed":
+                pass
+            assert msg["run"]["id"] == run and msg["run"]["frames"] == 1
+
+
+def test_a_viewer_that_falls_too_far_behind_is_cut_loose(monkeypatch) -> None:
+    import convscope.server._live as live
+
+    monkeypatch.setattr(live, "VIEWER_MAX_BYTES", 1000)
+    v = live.Viewer("r", kinds=frozenset({"scalar"}))
+    v.offer(1, "scalar", "", b"x" * 400)
+    v.offer(2, "histogram", "", b"x" * 900)  # filtered out: costs nothing
+    v.offer(3, "scalar", "", b"x" * 400)
+    v.offer(4, "scalar", "", b"x" * 400)  # would leave more than 1000 bytes unsent
+    v.offer(5, "scalar", "", b"x" * 10)
+    items = [v.queue.get_nowait() for _ in range(v.queue.qsize())]
+    assert [i[1] if i else None for i in items] == [1, 3, None] and v.overflowed  # the sender closes with 1013

@@ -53,7 +53,7 @@ def latency(seconds: float) -> dict:
     ready = threading.Event()
 
     def train() -> None:
-        with convscope.watch(net, optimizer=opt, logdir=tmp, run="latency", every=5) as mon:
+        with convscope.watch(net, optimizer=opt, logdir=tmp, run="latency", every=5, budget=None) as mon:
             step = 0
             while not stop.is_set():
                 i = step * 64 % 4900

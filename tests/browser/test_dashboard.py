@@ -57,7 +57,7 @@ def _train(logdir: Path, steps: int, started: threading.Event, delay: float) -> 
     net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     every = {"weights": 2, "trajectory": 2, "distribution": 2, "correlation": 2, "gradients": 2, "feature_maps": 4, "lr": 2}
-    with convscope.watch(net, optimizer=opt, logdir=logdir, run="browser-live", every=every, group_threshold=0.5,
+    with convscope.watch(net, optimizer=opt, logdir=logdir, run="browser-live", every=every, budget=None, group_threshold=0.5,
                          probe=data.images[order[:16]]) as mon:
         for step in range(steps):
             idx = order[(step * 32) % 4000 : (step * 32) % 4000 + 32]

@@ -31,7 +31,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(100 + rank)  # every rank sees different data
     sink = MemorySink()
     logdir = os.path.join(out, "runs")
-    mon = convscope.watch(ddp, optimizer=opt, logdir=logdir, run="ddp", sinks=[sink], every=1, all_ranks=all_ranks)
+    mon = convscope.watch(ddp, optimizer=opt, logdir=logdir, run="ddp", sinks=[sink], every=1, all_ranks=all_ranks, budget=None)
     for step in range(1, 4):
         x = torch.randn(16, 1, 28, 28, generator=gen)
         y = torch.randint(0, 10, (16,), generator=gen)

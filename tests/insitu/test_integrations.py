@@ -40,7 +40,7 @@ def test_lightning_callback(digits) -> None:
     images, labels = digits
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:256], labels[:256]), batch_size=32)
     sink = MemorySink()
-    callback = ConvscopeCallback(every=4, logdir=None, sinks=[sink])
+    callback = ConvscopeCallback(every=4, budget=None, logdir=None, sinks=[sink])
     trainer = pl.Trainer(
         max_epochs=2, callbacks=[callback], logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
@@ -81,7 +81,7 @@ def test_keras_callback_on_the_torch_backend(digits) -> None:
     x = images[:128].permute(0, 2, 3, 1).numpy()
     y = labels[:128].numpy()
     sink = MemorySink()
-    callback = ConvscopeCallback(every=2, logdir=None, sinks=[sink])
+    callback = ConvscopeCallback(every=2, budget=None, logdir=None, sinks=[sink])
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback], shuffle=False)
     assert callback.monitor.step_count == 8
     grids = sink.select(kind="weight_grid", layer="c1")

@@ -36,7 +36,7 @@ def test_three_lines_record_every_view_for_every_conv_layer(digits, lenet) -> No
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sink = MemorySink()
-    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5) as mon:
+    with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=5) as mon:
         _train(model, opt, digits, 20, monitor=mon)
     assert mon.step_count == 20
     convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
@@ -74,7 +74,7 @@ def test_recorded_values_match_what_the_loop_saw(digits, lenet) -> None:
                 "act": model.conv1(x[:16]).detach().clone(),  # max_samples=16 by default
             }
 
-    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=4) as mon:
+    with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=4) as mon:
         _train(model, opt, digits, 12, monitor=mon, on_step=on_step)
     for step in (4, 8, 12):
         grid = sink.select(kind="weight_grid", layer="conv1")[step // 4 - 1]
@@ -96,7 +96,7 @@ def test_training_is_bit_identical_with_and_without_the_monitor(digits, lenet) -
     _train(plain, opt, digits, 10)
     watched = lenet(seed=3)
     opt2 = torch.optim.Adam(watched.parameters(), lr=1e-3)
-    with convscope.watch(watched, optimizer=opt2, logdir=None, sinks=[MemorySink()], every=1) as mon:
+    with convscope.watch(watched, optimizer=opt2, logdir=None, budget=None, sinks=[MemorySink()], every=1) as mon:
         _train(watched, opt2, digits, 10, monitor=mon)
     for a, b in zip(plain.state_dict().values(), watched.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -107,7 +107,7 @@ def test_probe_batch_feeds_the_activation_views(digits, lenet) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     probe = digits[0][:8]
     sink = MemorySink()
-    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=3, probe=probe, record=["correlation", "feature_maps"]) as mon:
+    with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=3, probe=probe, record=["correlation", "feature_maps"]) as mon:
         _train(model, opt, digits, 6, monitor=mon)
     corr = sink.select(kind="correlation", layer="conv1")
     assert [f.step for f in corr] == [3, 6]
@@ -130,7 +130,7 @@ def test_a_failing_sink_never_stops_training(digits, lenet) -> None:
     good = MemorySink()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[_BrokenSink(), good], every=2) as mon:
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[_BrokenSink(), good], every=2) as mon:
             losses = _train(model, opt, digits, 8, monitor=mon)
     assert all(np.isfinite(losses))
     assert mon.stats.sink_failures["broken"] > 5
@@ -141,7 +141,7 @@ def test_a_failing_sink_never_stops_training(digits, lenet) -> None:
 def test_loops_without_an_optimizer_call_step(digits, lenet) -> None:
     model = lenet()
     sink = MemorySink()
-    mon = convscope.watch(model, logdir=None, sinks=[sink], every=2, layers=["conv2"])
+    mon = convscope.watch(model, logdir=None, budget=None, sinks=[sink], every=2, layers=["conv2"])
     images, labels = digits
     for _ in range(4):
         loss = torch.nn.functional.cross_entropy(model(images[:16]), labels[:16])
@@ -171,7 +171,7 @@ def test_online_pruning_removes_redundant_filters_while_training_goes_on(digits,
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sink = MemorySink()
     prune = convscope.PruneConfig(layers=("conv1",), threshold=0.3, start=10, every=10, max_fraction=0.25, times=1)
-    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, prune=prune) as mon:
+    with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=5, prune=prune) as mon:
         losses = _train(model, opt, digits, 40, monitor=mon)
     events = sink.select(kind="pruning", layer="conv1")
     assert len(events) == 1 and mon.stats.prunings
@@ -206,7 +206,7 @@ def test_a_slow_sink_keeps_memory_bounded_and_counts_drops(digits, lenet) -> Non
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     slow = _SlowSink()
-    mon = convscope.watch(model, optimizer=opt, logdir=None, sinks=[slow], every=1, queue_size=8)
+    mon = convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[slow], every=1, queue_size=8)
     losses = _train(model, opt, digits, 60, monitor=mon)
     assert mon._pipeline.stats.max_queue <= 8  # never more than queue_size items held
     mon.close()
@@ -219,7 +219,7 @@ def test_hooks_are_removed_even_when_the_loop_raises(digits, lenet) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     sink = MemorySink()
     with pytest.raises(RuntimeError, match="boom"):
-        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=1) as mon:
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=1) as mon:
             _train(model, opt, digits, 3, monitor=mon)
             raise RuntimeError("boom")
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
@@ -233,7 +233,7 @@ def _loss_run(digits, lenet, lr: float, steps: int) -> tuple[list[str], list[flo
     sink = MemorySink()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a diverging run may warn about non-finite values
-        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=10, record=["gradients"]) as mon:
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=10, record=["gradients"]) as mon:
             losses = _train(model, opt, digits, steps, monitor=mon)
     return [f.payload["status"] for f in sink.select(kind="gradient_health")], losses
 
@@ -250,10 +250,39 @@ def test_switch_interval_is_lowered_while_watching_and_restored(lenet) -> None:
     import sys
 
     before = sys.getswitchinterval()
-    mon = convscope.watch(lenet(), logdir=None, sinks=[MemorySink()])
+    mon = convscope.watch(lenet(), logdir=None, budget=None, sinks=[MemorySink()])
     assert sys.getswitchinterval() == pytest.approx(0.0005)
     mon.close()
     assert sys.getswitchinterval() == before
-    mon = convscope.watch(lenet(), logdir=None, sinks=[MemorySink()], switch_interval=None)
+    mon = convscope.watch(lenet(), logdir=None, budget=None, sinks=[MemorySink()], switch_interval=None)
     assert sys.getswitchinterval() == before
     mon.close()
+
+
+def test_overhead_budget_defers_recordings_and_says_so(digits, lenet) -> None:
+    # A budget far too small for the views asked (every view every step) must skip recording
+    # steps, count them, and report them in a "dropped" frame; no budget records every step.
+    tight, free = MemorySink(), MemorySink()
+    for sink, budget in ((tight, 0.001), (free, None)):
+        model = lenet()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=1, budget=budget) as mon:
+            _train(model, opt, digits, 40, monitor=mon)
+        if budget is None:
+            assert mon.stats.recorded_steps == 40 and mon.stats.deferred == 0
+            assert not [f for f in sink.select(kind="dropped") if f.payload["sink"] == "budget"]
+        else:
+            assert 0 < mon.stats.recorded_steps < 40
+            assert mon.stats.recorded_steps + mon.stats.deferred == 40
+            reports = [f.payload["count"] for f in sink.select(kind="dropped") if f.payload["sink"] == "budget"]
+            assert reports and reports[-1] == mon.stats.deferred and reports == sorted(reports)
+            # a deferred step is skipped whole: every recorded step has every layer's weights
+            steps = {f.step for f in sink.select(kind="weight_grid", layer="conv1")}
+            assert len(steps) == mon.stats.recorded_steps
+        assert mon.stats.analysis_cpu_seconds > 0
+
+
+def test_budget_must_be_a_share(lenet) -> None:
+    for bad in (0, -0.1, 1.5):
+        with pytest.raises(DataError, match="budget"):
+            convscope.watch(lenet(), logdir=None, budget=bad)

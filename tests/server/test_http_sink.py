@@ -162,7 +162,7 @@ def test_watch_streams_to_a_live_server(server) -> None:
     torch.manual_seed(0)
     net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
-    mon = convscope.watch(net, optimizer=opt, logdir=None, serve=server.url, every=2, run="remote")
+    mon = convscope.watch(net, optimizer=opt, logdir=None, serve=server.url, every=2, run="remote", budget=None)
     assert mon.server_url.endswith("/#/runs/remote")
     for _ in range(6):
         loss = net(torch.randn(8, 1, 28, 28)).square().mean()
@@ -184,7 +184,7 @@ def test_server_killed_mid_training_does_not_stop_training(tmp_path: Path) -> No
     net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
     with pytest.warns(RuntimeWarning, match="http"):
-        mon = convscope.watch(net, optimizer=opt, logdir=tmp_path / "local", serve=handle.url, every=1, run="survivor")
+        mon = convscope.watch(net, optimizer=opt, logdir=tmp_path / "local", serve=handle.url, every=1, run="survivor", budget=None)
         for step in range(40):
             loss = net(torch.randn(8, 1, 28, 28)).square().mean()
             opt.zero_grad()

@@ -280,7 +280,7 @@ def test_kill_9_writer_run_is_listed_and_served(server) -> None:
 def test_watch_serve_true_starts_a_local_dashboard(tmp_path: Path, capsys) -> None:
     net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
-    mon = convscope.watch(net, optimizer=opt, logdir=tmp_path, serve=True, every=1, run="local")
+    mon = convscope.watch(net, optimizer=opt, logdir=tmp_path, serve=True, every=1, run="local", budget=None)
     try:
         loss = net(torch.randn(4, 1, 28, 28)).square().mean()
         opt.zero_grad()

@@ -41,6 +41,8 @@ VIEWS: dict[str, int] = {
     "lr": 10,
 }
 _ACTIVATION_VIEWS = ("distribution", "feature_maps", "correlation")
+#: CPU seconds the overhead budget lends at the start, so the first recordings are never skipped
+_BUDGET_ALLOWANCE_S = 0.02
 
 
 @dataclass
@@ -130,6 +132,10 @@ class MonitorStats:
     dropped: int = 0
     sink_failures: dict[str, int] = field(default_factory=dict)
     prunings: list[dict[str, Any]] = field(default_factory=list)
+    #: recording steps skipped because the analysis was over its overhead budget
+    deferred: int = 0
+    #: CPU seconds convscope used: on the training thread (hooks) and in the background
+    analysis_cpu_seconds: float = 0.0
 
 
 class Monitor:
@@ -162,6 +168,7 @@ class Monitor:
         trajectory_dims: Sequence[int] | None = None,
         queue_size: int = 256,
         switch_interval: float | None = 0.0005,
+        budget: float | None = 0.03,
         seed: int = 0,
         config: Mapping[str, Any] | None = None,
     ) -> None:
@@ -184,6 +191,13 @@ class Monitor:
         self.health_thresholds = health_thresholds
         self.trajectory_dims = None if trajectory_dims is None else tuple(int(i) for i in trajectory_dims)
         self.seed = seed
+        if budget is not None and not 0 < float(budget) <= 1:
+            raise DataError(f"budget= is a share of training time between 0 and 1 (e.g. 0.03), or None; got {budget!r}")
+        self.budget = None if budget is None else float(budget)
+        self._budget_step = -1
+        self._budget_ok = True
+        self._budget_reported = 0
+        self._t0: float | None = None
         self.input_shape = input_shape
         self.prune = _prune_config(prune)
         self.rank, self.world = _rank()
@@ -279,6 +293,10 @@ class Monitor:
             self._previous_switch = sys.getswitchinterval()
             sys.setswitchinterval(self._switch_interval)
         self._pipeline.start()
+        # Import the analysis now, on the training thread and before the first step, so its
+        # one-time import cost is not charged to the overhead budget of the first recordings.
+        import convscope.analysis  # noqa: F401
+
         for state in self.layers.values():
             self._handles.append(state.module.register_forward_hook(self._make_forward_hook(state.name)))
         if self.optimizer is not None:
@@ -302,11 +320,23 @@ class Monitor:
         self._acts.clear()
         if self._pipeline is not None:
             self._send_scalars()
+            if self.stats.deferred > self._budget_reported:
+                step, deferred = self.step_count, self.stats.deferred
+                self._pipeline.submit(lambda: [self._frame(step, "", "dropped", {"count": deferred, "sink": "budget"})])
             self._submit_meta("end", status=status)
             self._pipeline.close(status=status)
             self.stats.frames = self._pipeline.stats.frames
             self.stats.dropped = self._pipeline.stats.dropped
+            self.stats.analysis_cpu_seconds = self._pipeline.stats.cpu_seconds + self.stats.seconds_in_step_hooks
             self.stats.sink_failures = dict(self._pipeline.stats.sink_failures)
+
+    def _repr_html_(self) -> str | None:
+        """In Jupyter, a monitor that serves shows its live dashboard inline (see convscope.notebook)."""
+        if not self.server_url:
+            return None
+        from convscope.notebook import View
+
+        return View(self.server_url, 900, f"run {self.run_name}")._repr_html_()
 
     def __enter__(self) -> Monitor:
         return self.start()
@@ -348,7 +378,27 @@ class Monitor:
         return n is not None and step % n == 0
 
     def _needs_activations(self, step: int) -> bool:
-        return self.probe is None and any(self._due(v, step) for v in _ACTIVATION_VIEWS)
+        return self.probe is None and any(self._due(v, step) for v in _ACTIVATION_VIEWS) and self._within_budget(step)
+
+    def _within_budget(self, step: int) -> bool:
+        """Whether recording step ``step`` fits in the overhead budget (decided once per step).
+
+        The CPU convscope has used (background analysis and encoding, plus the hooks on the
+        training thread) may be at most ``budget`` times the wall time since watching began,
+        plus a small allowance. A step over it is skipped whole, so that every view keeps to
+        the same steps, and counted in ``stats.deferred`` (and in a ``dropped`` frame with
+        ``sink="budget"``). The views then come less often than ``every=`` asks, and never
+        cost training more than about the budget.
+        """
+        if self.budget is None or self._pipeline is None or self._t0 is None:
+            return True
+        if self._budget_step != step:
+            spent = self._pipeline.stats.cpu_seconds + self.stats.seconds_in_step_hooks
+            allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
+            self._budget_step, self._budget_ok = step, spent <= allowed
+            if not self._budget_ok:
+                self.stats.deferred += 1
+        return self._budget_ok
 
     def _make_forward_hook(self, name: str) -> Callable[..., None]:
         def hook(_m: torch.nn.Module, _args: Any, out: Any) -> None:
@@ -367,6 +417,8 @@ class Monitor:
     _building = False
 
     def _first_forward(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        if self._t0 is None:  # the overhead budget counts from the first forward pass
+            self._t0 = time.perf_counter()
         # The graph needs an input shape: take it from the first batch the model sees.
         if self._graph is not None or not args or not hasattr(args[0], "shape"):
             return
@@ -395,6 +447,8 @@ class Monitor:
         # Weights right before a recording step's update give the exact update-to-weight ratio.
         if not self.active or self._closed or not self._due("gradients", self.step_count + 1):
             return
+        if not self._within_budget(self.step_count + 1):
+            return
         for state in self.layers.values():
             state.prev_weight = state.weight()
 
@@ -407,7 +461,7 @@ class Monitor:
             step = self.step_count
             if self._graph_pending:
                 self._build_graph()
-            if any(self._due(v, step) for v in self.every):
+            if any(self._due(v, step) for v in self.every) and self._within_budget(step):
                 self._record(step)
                 self.stats.recorded_steps += 1
             if self.prune is not None:
@@ -438,6 +492,9 @@ class Monitor:
             if self._due("lr", step) and self.optimizer is not None:
                 lr = float(self.optimizer.param_groups[0].get("lr", float("nan")))
                 items.append((lambda: [self._frame(step, "", "scalar", {"name": "lr", "value": lr})], 0))
+        if self.stats.deferred > self._budget_reported:
+            self._budget_reported = deferred = self.stats.deferred
+            items.append((lambda: [self._frame(step, "", "dropped", {"count": deferred, "sink": "budget"})], 0))
         for item, nbytes in items:
             self._pipeline.submit(item, nbytes=nbytes)  # type: ignore[union-attr]
 
@@ -581,6 +638,12 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         switch_interval: while watching, Python's thread switch interval is lowered to this
             (seconds; default 0.5 ms) so the background thread never holds the training
             thread up for long; ``None`` leaves it alone. Restored by ``close()``.
+        budget: the overhead budget: the share of training's wall time that convscope's
+            CPU work (background analysis, encoding, sinks, hooks) may take (default 0.03).
+            When the analysis is behind, recording steps are skipped whole and counted in
+            ``stats.deferred`` and in ``dropped`` frames with ``sink="budget"``, so the views
+            come less often than ``every=`` asks on a busy CPU. ``None`` records exactly
+            every ``every`` steps, whatever it costs.
 
     Example:
         >>> import torch, convscope

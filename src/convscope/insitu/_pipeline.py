@@ -37,6 +37,9 @@ class PipelineStats:
     frames: int = 0
     sink_failures: dict[str, int] = field(default_factory=dict)
     max_queue: int = 0
+    #: CPU seconds the worker thread has used (analysis, encoding, sinks), read by the
+    #: monitor's overhead budget
+    cpu_seconds: float = 0.0
 
 
 class FramePipeline:
@@ -149,6 +152,7 @@ class FramePipeline:
             except OSError:
                 pass
         last_flush = time.monotonic()
+        cpu_start = time.thread_time()
         while True:
             with self._cond:
                 while not self._queue and not self._stop.is_set():
@@ -171,6 +175,7 @@ class FramePipeline:
                         self._guard(sink, lambda s=sink: s.flush())
                     last_flush = time.monotonic()
             finally:
+                self.stats.cpu_seconds = time.thread_time() - cpu_start
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()

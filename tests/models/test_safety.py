@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -14,15 +12,6 @@ import convscope
 from convscope.errors import CorruptModelError, ModelLoadError, UnsupportedFormatError, UntrustedModelError
 
 EXTENSIONS = [".pt", ".pth", ".bin", ".safetensors", ".pt2", ".onnx", ".keras", ".h5", ".hdf5"]
-
-
-def _keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    import keras
-
-    if keras.backend.backend() != "torch":
-        pytest.skip("keras was imported with another backend in this process")
-    return keras
 
 
 class _Payload:
@@ -62,8 +51,8 @@ def test_a_whole_model_pickle_needs_trust(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("ext", [".keras", ".h5"])
-def test_keras_lambda_layers_are_refused_in_safe_mode(tmp_path: Path, ext: str, monkeypatch) -> None:
-    keras = _keras()
+def test_keras_lambda_layers_are_refused_in_safe_mode(tmp_path: Path, ext: str, monkeypatch, keras_torch) -> None:
+    keras = keras_torch
     marker = tmp_path / "ran"
     monkeypatch.setenv("CONVSCOPE_TEST_MARKER", str(marker))
     # leaves a mark whenever it runs; only builtins, so Keras can rebuild it from its bytecode
@@ -102,27 +91,6 @@ def test_garbage_bytes_give_a_corrupt_model_error(tmp_path: Path, ext: str, blob
     assert path.name in str(info.value)
     if blob == "empty":
         assert "empty (0 bytes)" in str(info.value)
-
-
-@pytest.fixture(scope="module")
-def real_files(tmp_path_factory) -> dict[str, Path]:
-    """One small, valid file per format."""
-    from safetensors.torch import save_file
-
-    tmp = tmp_path_factory.mktemp("real")
-    net = convscope.load_model("lenet5-simplified", pretrained=False).module
-    torch.save(net.state_dict(), tmp / "w.pt")
-    save_file(net.state_dict(), str(tmp / "w.safetensors"))
-    torch.export.save(torch.export.export(net, (torch.zeros(1, 1, 28, 28),)), str(tmp / "m.pt2"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(net, torch.zeros(1, 1, 28, 28), str(tmp / "m.onnx"), dynamo=False)
-    keras = _keras()
-    km = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="c"), keras.layers.Flatten(),
-                           keras.layers.Dense(3)])
-    km.save(str(tmp / "m.keras"))
-    km.save(str(tmp / "m.h5"))
-    return {p.suffix: p for p in tmp.iterdir()}
 
 
 @pytest.mark.parametrize("ext", [".pt", ".safetensors", ".pt2", ".onnx", ".keras", ".h5"])

@@ -147,3 +147,18 @@ def test_memory_stays_bounded_on_vgg16_conv1_sized_maps() -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["dead"] == 0 and result["check"] < 1e-5
     assert 5 < result["peak_mb"] < 32, result
+
+
+def test_huge_activations_of_a_diverging_run_still_correlate() -> None:
+    # values near 1e20 overflow a float32 Gram product; the result must match the same maps
+    # at ordinary scale (Pearson correlation ignores each filter's scale)
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randn(8, 6, 10, 10, generator=g)
+    maps[:, 1] = maps[:, 0] * 2 + 0.1 * torch.randn(8, 10, 10, generator=g)
+    huge = maps * torch.tensor([1e20, 3e19, 1.0, 1e-3, 5e18, 1e21]).view(1, 6, 1, 1)
+    ordinary = feature_correlation(maps)
+    scaled = feature_correlation(huge)
+    assert torch.isfinite(scaled.matrix).all() and not scaled.dead.any()
+    torch.testing.assert_close(scaled.matrix, ordinary.matrix, atol=2e-5, rtol=0)
+    with pytest.raises(DataError, match="NaN or Inf"):
+        feature_correlation(torch.where(maps > 2.5, torch.tensor(float("inf")), huge))

@@ -125,11 +125,18 @@ def feature_correlation(
         raise DataError(f"chunk_size must be a positive number of positions, got {chunk_size!r}")
     cols = chunk_size or max(1, _CHUNK_VALUES // f)
 
-    blocks = list(_blocks(x, cols))  # views
-    if len(blocks) == 1:
-        gram, dead, acc = _gram_at_once(blocks[0], f, sums, torch.promote_types(x.dtype, acc))
-    else:
-        gram, dead = _gram_streamed(x, blocks, f, m, sums, acc)
+    gram, dead, acc = _gram(x, f, m, cols, sums, acc)
+    if not bool(torch.isfinite(gram).all()):
+        # Huge activations (a diverging run reaches 1e20 and more) overflow the float32 Gram
+        # product. Pearson correlation ignores each filter's scale, so divide every filter by
+        # its largest |value| and compute again; NaN or Inf in the maps themselves is an error.
+        if not bool(torch.isfinite(x).all()):
+            raise DataError(
+                "the feature maps contain NaN or Inf (the run has diverged?); their correlation is undefined"
+            )
+        peak = x.abs().amax(dim=(0, 2)).to(torch.float64)
+        x = (x.to(torch.float64) / torch.where(peak > 0, peak, torch.ones_like(peak)).view(1, f, 1)).to(x.dtype)
+        gram, dead, acc = _gram(x, f, m, cols, sums, acc)
     var = gram.diagonal().clone()
     live = ~dead & (var > 0)
     scale = torch.where(live, var, torch.ones_like(var)).rsqrt()
@@ -139,6 +146,16 @@ def feature_correlation(
     corr = torch.where(keep, corr, torch.zeros_like(corr))
     corr.diagonal().copy_(live.to(acc))
     return CorrelationResult(matrix=corr.to(torch.float32), dead=~live)
+
+
+def _gram(
+    x: torch.Tensor, f: int, m: int, cols: int, sums: torch.dtype, acc: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
+    blocks = list(_blocks(x, cols))  # views
+    if len(blocks) == 1:
+        return _gram_at_once(blocks[0], f, sums, torch.promote_types(x.dtype, acc))
+    gram, dead = _gram_streamed(x, blocks, f, m, sums, acc)
+    return gram, dead, acc
 
 
 def _gram_streamed(

@@ -115,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
     s_.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = a free one)")
     s_.add_argument("--token", default=None, help="require this token (made for you on non-loopback addresses)")
     s_.add_argument("--open", action="store_true", help="open the dashboard in a browser")
+    s_.add_argument("--trust", action="store_true", help="let the model explorer open pickled whole models (runs their code)")
+
+    from convscope.explorer._open import add_open_parser
+
+    add_open_parser(sub)
 
     sub.add_parser(
         "data",
@@ -123,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example:\n  convscope data",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+    from convscope.export._cli import add_export_parser
+    from convscope.paraview._cli import add_paraview_parser
+
+    add_export_parser(sub)
+    add_paraview_parser(sub)
     return parser
 
 
@@ -140,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        if getattr(args, "handler", None) is not None:  # commands that live in their own module
+            return int(args.handler(args))
         if args.command == "summary":
             return _summary(args)
         if args.command == "zoo":
@@ -151,8 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from convscope.server import serve
 
-            serve(args.logdir, host=args.host, port=args.port, token=args.token, open_browser=args.open)
+            serve(args.logdir, host=args.host, port=args.port, token=args.token, open_browser=args.open, trust=args.trust)
             return 0
+        if args.command == "open":
+            from convscope.explorer._open import run_open
+
+            return run_open(args)
     except ConvscopeError as exc:
         from rich.console import Console
 

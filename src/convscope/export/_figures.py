@@ -1,0 +1,172 @@
+"""Figures of each view (PNG and SVG) for papers and reports, drawn with matplotlib.
+
+For each (view, layer) the newest frame in the selection is drawn, with the looks of the
+dashboard and the ParaView scripts (blue-white-red for signed values); scalars and gradient
+health are drawn as curves over all their steps. Files: ``<view>-<layer>.png|.svg``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convscope._optional import require
+from convscope.export._csv import safe_name
+from convscope.export._scenes import tile_maps, weight_layout
+from convscope.frames import Frame
+from convscope.sinks._base import Sink
+
+__all__ = ["FigureWriter", "FIGURE_KINDS"]
+
+FIGURE_KINDS = ("scalar", "gradient_health", "weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups")
+_CMAP = "RdBu_r"  # blue-white-red, as ParaView's "Cool to Warm" and the dashboard
+
+
+class FigureWriter(Sink):
+    """Collects frames and draws one figure per view and layer when closed.
+
+    Needs matplotlib (``pip install "convscope[export]"``).
+
+    Example:
+        >>> import tempfile
+        >>> w = FigureWriter(tempfile.mkdtemp(), formats=("png",))
+        >>> w.write(Frame(run="r", step=1, kind="scalar", payload={"name": "loss", "value": 0.5}))
+        >>> w.close()
+        >>> [p.name for p in w.files]
+        ['scalars.png']
+    """
+
+    name = "figures"
+
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        formats: Sequence[str] = ("png", "svg"),
+        kinds: Iterable[str] | None = None,
+        layers: Iterable[str] | None = None,
+        dpi: int = 120,
+    ) -> None:
+        require("matplotlib", feature="figure export", extra="export")
+        self.out = Path(out)
+        self.formats = tuple(formats)
+        self.kinds = None if kinds is None else set(kinds)
+        self.layers = None if layers is None else set(layers)
+        self.dpi = dpi
+        self.latest: dict[tuple[str, str], Frame] = {}
+        self.curves: dict[tuple[str, str], list[tuple[int, float]]] = {}
+        self.files: list[Path] = []
+
+    def write(self, frame: Frame) -> None:
+        if frame.kind not in FIGURE_KINDS:
+            return
+        if (self.kinds is not None and frame.kind not in self.kinds) or (self.layers is not None and frame.layer and frame.layer not in self.layers):
+            return
+        p = frame.payload
+        if frame.kind == "scalar":
+            self.curves.setdefault(("scalar", str(p["name"])), []).append((frame.step, float(p["value"])))
+        elif frame.kind == "gradient_health":
+            self.curves.setdefault(("grad_norm", frame.layer), []).append((frame.step, float(p["grad_norm"])))
+        else:
+            self.latest[(frame.kind, frame.layer)] = frame
+
+    def close(self, *, status: str = "finished") -> None:
+        self.render()
+
+    def render(self) -> list[Path]:
+        """Draw every figure now; return the files written."""
+        mpl = require("matplotlib", feature="figure export", extra="export")
+        mpl.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        scalars = {k[1]: v for k, v in self.curves.items() if k[0] == "scalar"}
+        if scalars:
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            for name, pts in scalars.items():
+                s, v = zip(*pts, strict=True)
+                ax.plot(s, v, label=name)
+            ax.set_xlabel("step")
+            ax.legend()
+            ax.set_title("scalars")
+            written += self._save(fig, "scalars")
+        grads = {k[1]: v for k, v in self.curves.items() if k[0] == "grad_norm"}
+        if grads:
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+            for layer, pts in grads.items():
+                s, v = zip(*pts, strict=True)
+                ax.plot(s, v, label=layer)
+            ax.set_xlabel("step")
+            ax.set_ylabel("gradient norm")
+            ax.legend()
+            ax.set_title("gradient health")
+            written += self._save(fig, "gradient_health")
+        for (kind, layer), frame in self.latest.items():
+            fig = _draw(plt, frame)
+            written += self._save(fig, f"{kind}-{safe_name(layer)}")
+        self.files = written
+        return written
+
+    def _save(self, fig: Any, stem: str) -> list[Path]:
+        import matplotlib.pyplot as plt
+
+        paths = []
+        fig.tight_layout()
+        for fmt in self.formats:
+            path = self.out / f"{stem}.{fmt}"
+            fig.savefig(path, dpi=self.dpi, metadata={"Date": None} if fmt == "svg" else None)
+            paths.append(path)
+        plt.close(fig)
+        return paths
+
+
+def _draw(plt: Any, frame: Frame) -> Any:
+    p, k, title = frame.payload, frame.kind, f"{frame.layer} {frame.kind.replace('_', ' ')}, step {frame.step}"
+    if k == "trajectory":
+        fig = plt.figure(figsize=(8, 4))
+        ax = fig.add_subplot(1, 2, 1, projection="3d")
+        pca = np.asarray(p.get("pca_path", np.asarray(p["pca"]).reshape(1, -1)), np.float32)
+        pca = np.pad(pca, ((0, 0), (0, max(0, 3 - pca.shape[1]))))
+        ax.plot(pca[:, 0], pca[:, 1], pca[:, 2], marker=".")
+        ax.set_title("PCA path")
+        ax2 = fig.add_subplot(1, 2, 2)
+        ev = np.asarray(p["explained_variance"], np.float32).ravel()
+        ax2.bar(range(len(ev)), ev)
+        ax2.set_title("explained variance")
+        fig.suptitle(title)
+        return fig
+    fig, ax = plt.subplots(figsize=(7, 5))
+    if k == "weight_grid":
+        w = np.asarray(p["weights"], np.float32)
+        f, c, kh, kw = weight_layout(w.shape)
+        # windows: channels down, filters across (the paper's grid)
+        windows = w.reshape(f, c, kh, kw).transpose(1, 0, 2, 3).reshape(c * f, kh, kw)
+        vmax = float(p["vmax"]) or 1.0
+        image = tile_maps(windows, columns=f, fill=np.nan)
+        im = ax.imshow(image, cmap=_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest")
+        ax.set_xlabel("filter")
+        ax.set_ylabel("input channel")
+    elif k == "distribution":
+        im = ax.imshow(np.asarray(p["counts"], np.float32), aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_xlabel("bin (each filter's own min to max)")
+        ax.set_ylabel("filter")
+    elif k == "feature_maps":
+        im = ax.imshow(tile_maps(np.asarray(p["images"])), cmap="gray", interpolation="nearest")
+        ax.set_axis_off()
+    elif k == "correlation":
+        im = ax.imshow(np.asarray(p["matrix"], np.float32), cmap=_CMAP, vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_xlabel("filter")
+        ax.set_ylabel("filter")
+    else:  # groups
+        labels = np.asarray(p["labels"])
+        im = ax.imshow(labels[None, :], aspect="auto", cmap="tab20", interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_xlabel("filter (colour = group, -1 = none)")
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title)
+    return fig

@@ -1,0 +1,112 @@
+"""Export a finished (or live) run of the store to files: the engine of ``convscope export``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from convscope.errors import DataError
+from convscope.frames import decode
+from convscope.sinks._base import Sink
+from convscope.store import RunStore
+
+__all__ = ["FORMATS", "ExportResult", "export_run", "make_writer"]
+
+#: what ``export_run`` can write, each into its own folder under ``out``
+FORMATS = ("csv", "vtk", "tensorboard", "figures")
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: frames read, and the folder of each format."""
+
+    run: str
+    frames: int
+    folders: dict[str, Path] = field(default_factory=dict)
+
+
+def make_writer(fmt: str, folder: str | os.PathLike[str], *, kinds: Iterable[str] | None = None, layers: Iterable[str] | None = None) -> Sink:
+    """The writer (a :class:`~convscope.sinks.Sink`) of one format, writing into ``folder``."""
+    if fmt == "csv":
+        from convscope.export._csv import CsvWriter
+
+        return CsvWriter(folder, kinds=kinds, layers=layers)
+    if fmt == "vtk":
+        from convscope.export._vtk import VtkWriter
+
+        return VtkWriter(folder, kinds=kinds, layers=layers)
+    if fmt == "tensorboard":
+        from convscope.export._tensorboard import TensorBoardWriter
+
+        return TensorBoardWriter(folder, kinds=kinds, layers=layers)
+    if fmt == "figures":
+        from convscope.export._figures import FigureWriter
+
+        return FigureWriter(folder, kinds=kinds, layers=layers)
+    raise DataError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)} or 'all'")
+
+
+def export_run(
+    logdir: str | os.PathLike[str],
+    run: str,
+    *,
+    out: str | os.PathLike[str],
+    formats: Sequence[str] = ("csv", "vtk"),
+    kinds: Iterable[str] | None = None,
+    layers: Iterable[str] | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    tensorboard_logdir: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportResult:
+    """Write a stored run's frames as files: ``out/csv``, ``out/vtk``, ``out/tensorboard``, ``out/figures``.
+
+    Args:
+        logdir, run: the run store and the run's id.
+        out: the folder that receives one sub-folder per format.
+        formats: any of :data:`FORMATS`, or ``["all"]``.
+        kinds, layers: only these frame kinds / layers (default all).
+        start, end: only frames of steps in ``[start, end]``.
+        tensorboard_logdir: write the TensorBoard files here instead of ``out/tensorboard``.
+        progress: called with ``(frames done, frames in all)`` as it goes.
+
+    Example:
+        >>> import tempfile
+        >>> from convscope.frames import Frame
+        >>> from convscope.store import RunStore
+        >>> logdir = tempfile.mkdtemp()
+        >>> with RunStore(logdir).create_run("r") as w:
+        ...     w.write(Frame(run="r", step=1, kind="scalar", payload={"name": "loss", "value": 0.5}))
+        >>> export_run(logdir, "r", out=tempfile.mkdtemp(), formats=["csv"]).frames
+        1
+    """
+    chosen = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
+    for fmt in chosen:
+        if fmt not in FORMATS:
+            raise DataError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)} or 'all'")
+    kinds = None if kinds is None else list(kinds)
+    layers = None if layers is None else list(layers)
+    root = Path(out)
+    folders = {fmt: (Path(tensorboard_logdir) if fmt == "tensorboard" and tensorboard_logdir else root / fmt) for fmt in chosen}
+    with RunStore(logdir).open_run(run) as reader:
+        rows = reader.raw_frames(kind=kinds, start=start, end=end)
+    # run-level frames (scalars) have no layer; a layer filter keeps them
+    writers = [make_writer(fmt, folders[fmt], kinds=kinds, layers=layers) for fmt in chosen]
+    total = len(rows)
+    status = "finished"
+    try:
+        for i, (_row, data) in enumerate(rows, start=1):
+            frame = decode(data, copy=False)
+            for writer in writers:
+                writer.write(frame)
+            if progress is not None:
+                progress(i, total)
+    except BaseException:
+        status = "failed"
+        raise
+    finally:
+        for writer in writers:
+            writer.close(status=status)
+    return ExportResult(run=run, frames=total, folders=folders)

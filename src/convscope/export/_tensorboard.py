@@ -1,0 +1,111 @@
+"""TensorBoard export: scalars, histograms and images as event files TensorBoard reads.
+
+Tags (``<layer>/...``):
+
+* ``scalar`` frames: their name (``loss``, ``lr`` ...);
+* ``gradient_health``: ``<layer>/grad_norm``, ``update_ratio``, ``zero_fraction``, ``dead_fraction``;
+* ``pruning``: ``<layer>/filters`` (the count after pruning);
+* ``trajectory``: ``<layer>/explained_variance_0`` .. ``_2``;
+* ``histogram`` frames: ``<layer>/<name>`` (their own bins);
+* ``weight_grid``: ``<layer>/weights`` (a histogram of the weights' values);
+* ``feature_maps``: image ``<layer>/feature_maps`` (the maps tiled, grey);
+* ``correlation``: image ``<layer>/correlation`` (blue-white-red, -1 to 1).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convscope._optional import require
+from convscope.export._scenes import diverging_rgb, tile_maps
+from convscope.frames import Frame
+from convscope.sinks._base import Sink
+
+__all__ = ["TensorBoardWriter"]
+
+
+class TensorBoardWriter(Sink):
+    """Writes frames as TensorBoard event files in ``logdir`` (``tensorboard --logdir ...``).
+
+    Needs ``tensorboard`` (``pip install "convscope[tensorboard]"``); writes through
+    ``torch.utils.tensorboard``. A live sink (``create_sink("tensorboard", logdir="tb")``) and
+    what ``convscope export --format tensorboard`` uses.
+
+    Example:
+        >>> import tempfile
+        >>> w = TensorBoardWriter(tempfile.mkdtemp())
+        >>> w.write(Frame(run="r", step=1, kind="scalar", payload={"name": "loss", "value": 0.5}))
+        >>> w.close()
+    """
+
+    name = "tensorboard"
+
+    def __init__(self, logdir: str | os.PathLike[str], *, kinds: Iterable[str] | None = None, layers: Iterable[str] | None = None) -> None:
+        require("tensorboard", feature="TensorBoard export", extra="tensorboard")
+        tb = require("torch.utils.tensorboard", feature="TensorBoard export", extra="tensorboard")
+        self.logdir = Path(logdir)
+        self.kinds = None if kinds is None else set(kinds)
+        self.layers = None if layers is None else set(layers)
+        self._writer: Any = tb.SummaryWriter(log_dir=str(self.logdir), flush_secs=5)
+        self._lock = threading.Lock()
+
+    def write(self, frame: Frame) -> None:
+        if (self.kinds is not None and frame.kind not in self.kinds) or (self.layers is not None and frame.layer and frame.layer not in self.layers):
+            return
+        with self._lock:
+            self._write(frame)
+
+    def _write(self, frame: Frame) -> None:
+        w, p, step, t = self._writer, frame.payload, frame.step, frame.wall_time
+        prefix = f"{frame.layer}/" if frame.layer else ""
+        k = frame.kind
+        if k == "scalar":
+            w.add_scalar(prefix + str(p["name"]), float(p["value"]), step, walltime=t)
+        elif k == "gradient_health":
+            for key in ("grad_norm", "update_ratio", "zero_fraction", "dead_fraction"):
+                w.add_scalar(prefix + key, float(p[key]), step, walltime=t)
+        elif k == "pruning":
+            w.add_scalar(prefix + "filters", float(p["after"]), step, walltime=t)
+        elif k == "trajectory":
+            for i, v in enumerate(np.asarray(p["explained_variance"], np.float64).ravel()[:3]):
+                w.add_scalar(f"{prefix}explained_variance_{i}", float(v), step, walltime=t)
+        elif k == "histogram":
+            edges = np.asarray(p["edges"], np.float64)
+            counts = np.asarray(p["counts"], np.float64)
+            centres = (edges[:-1] + edges[1:]) / 2
+            w.add_histogram_raw(
+                prefix + str(p["name"]),
+                min=float(edges[0]),
+                max=float(edges[-1]),
+                num=int(counts.sum()),
+                sum=float((centres * counts).sum()),
+                sum_squares=float((centres**2 * counts).sum()),
+                bucket_limits=edges[1:].tolist(),
+                bucket_counts=counts.tolist(),
+                global_step=step,
+                walltime=t,
+            )
+        elif k == "weight_grid":
+            w.add_histogram(prefix + "weights", np.asarray(p["weights"], np.float32).ravel(), step, walltime=t)
+        elif k == "feature_maps":
+            images = np.asarray(p["images"])
+            if images.dtype != np.uint8:
+                lo, hi = float(images.min()), float(images.max())
+                images = np.round((images - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
+            w.add_image(prefix + "feature_maps", tile_maps(images), step, walltime=t, dataformats="HW")
+        elif k == "correlation":
+            w.add_image(prefix + "correlation", diverging_rgb(np.nan_to_num(np.asarray(p["matrix"])), vmax=1.0), step, walltime=t, dataformats="HWC")
+
+    def flush(self) -> None:
+        with self._lock:
+            self._writer.flush()
+
+    def close(self, *, status: str = "finished") -> None:
+        with self._lock:
+            self._writer.close()

@@ -1,0 +1,167 @@
+"""VTK export: each view as a series of VTK XML files plus a ``.pvd`` that ParaView plays as time.
+
+``out/<series>.pvd`` lists ``out/<series>/<series>_<step>.vtp|.vti``, one file per recorded
+step, with the step as the time value. Series (``<layer>`` made file-safe):
+
+=============================  =====  ===================================================
+series                         file   what
+=============================  =====  ===================================================
+``weights-<layer>``            .vtp   weight grid as raised blocks (:func:`weight_grid_blocks`)
+``trajectory-dims-<layer>``    .vtp   path of the three chosen weights up to that step
+``trajectory-pca-<layer>``     .vtp   path on the principal axes of that step
+``distribution-<layer>``       .vtp   per-filter histograms as quads
+``feature_maps-<layer>``       .vti   one sample's maps, W x H x F (map index along z)
+``correlation-<layer>``        .vti   the F x F correlation matrix (point array ``r``)
+=============================  =====  ===================================================
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from convscope.export._csv import safe_name
+from convscope.export._scenes import (
+    ImageData,
+    PolyData,
+    distribution_quads,
+    feature_map_image,
+    trajectory_polyline,
+    weight_grid_blocks,
+)
+from convscope.export._vtkxml import write_pvd, write_vti, write_vtp
+from convscope.frames import Frame
+from convscope.sinks._base import Sink
+
+__all__ = ["VTK_KINDS", "VtkWriter", "scenes_of"]
+
+#: frame kinds that have a VTK scene
+VTK_KINDS = ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation")
+
+
+class _Trajectories:
+    """The dims path of each layer so far (a new weight shape after pruning starts a new one)."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, tuple[object, list[int], list[np.ndarray]]] = {}
+
+    def add(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+        shape = frame.payload.get("shape")
+        key = repr(shape)
+        current = self.paths.get(frame.layer)
+        if current is None or current[0] != key:
+            current = (key, [], [])
+            self.paths[frame.layer] = current
+        _key, steps, points = current
+        if steps and steps[-1] == frame.step:
+            steps.pop()
+            points.pop()
+        steps.append(frame.step)
+        points.append(np.asarray(frame.payload["dims"], np.float32).ravel())
+        return np.stack(points), np.asarray(steps, np.int64)
+
+
+def scenes_of(frame: Frame, trajectories: _Trajectories | None = None) -> dict[str, PolyData | ImageData]:
+    """The VTK scenes of one frame, by series name (empty for kinds without one).
+
+    Trajectory frames need ``trajectories`` (the paths so far) for their dims series.
+    """
+    p, k = frame.payload, frame.kind
+    layer = safe_name(frame.layer) if frame.layer else "run"
+    out: dict[str, PolyData | ImageData] = {}
+    if k == "weight_grid":
+        out[f"weights-{layer}"] = weight_grid_blocks(p["weights"], vmax=float(p["vmax"]))
+    elif k == "trajectory":
+        if trajectories is not None:
+            points, steps = trajectories.add(frame)
+            poly = trajectory_polyline(points, steps)
+            poly.point_data["index"] = np.repeat(np.asarray(p["dim_index"], np.int64).reshape(1, -1)[:, :3], len(steps), axis=0)
+            out[f"trajectory-dims-{layer}"] = poly
+        if "pca_path" in p and "path_steps" in p:
+            pca = trajectory_polyline(np.asarray(p["pca_path"]), np.asarray(p["path_steps"]))
+        else:
+            pca = trajectory_polyline(np.asarray(p["pca"], np.float32).reshape(1, -1), [frame.step])
+        pca.field_data["explained_variance"] = np.asarray(p["explained_variance"], np.float32)
+        out[f"trajectory-pca-{layer}"] = pca
+    elif k == "distribution":
+        poly = distribution_quads(p["counts"], minimum=p["min"], maximum=p["max"])
+        poly.field_data["mean"] = np.asarray(p["mean"], np.float32)
+        poly.field_data["std"] = np.asarray(p["std"], np.float32)
+        out[f"distribution-{layer}"] = poly
+    elif k == "feature_maps":
+        img = feature_map_image(p["images"])
+        img.field_data["vmin"] = np.array([p["vmin"]], np.float64)
+        img.field_data["vmax"] = np.array([p["vmax"]], np.float64)
+        out[f"feature_maps-{layer}"] = img
+    elif k == "correlation":
+        m = np.asarray(p["matrix"], np.float32)
+        img = ImageData(dimensions=(m.shape[1], m.shape[0], 1), point_data={"r": m.reshape(-1)})
+        img.field_data["dead"] = np.asarray(p["dead"]).astype(np.uint8)
+        out[f"correlation-{layer}"] = img
+    for scene in out.values():
+        scene.field_data["step"] = np.array([frame.step], np.int64)
+        scene.field_data["TimeValue"] = np.array([float(frame.step)], np.float64)
+    return out
+
+
+class VtkWriter(Sink):
+    """Writes each view's frames as VTK XML files with a ``.pvd`` per series (see the module doc).
+
+    A live sink (``create_sink("vtk", out="run-vtk")``): ParaView can open a ``.pvd`` while
+    the run goes on and reload it to see new steps. Files are written whole and renamed into
+    place, so a reader never sees half a file.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> w = VtkWriter(tempfile.mkdtemp())
+        >>> w.write(Frame(run="r", step=5, kind="weight_grid", layer="conv1",
+        ...               payload={"weights": np.ones((2, 1, 3, 3), np.float32), "vmax": 1.0}))
+        >>> w.close()
+        >>> sorted(p.name for p in w.out.rglob("*.vt*") ) + [p.name for p in w.out.glob("*.pvd")]
+        ['weights-conv1_00000005.vtp', 'weights-conv1.pvd']
+    """
+
+    name = "vtk"
+
+    def __init__(self, out: str | os.PathLike[str], *, kinds: Iterable[str] | None = None, layers: Iterable[str] | None = None) -> None:
+        self.out = Path(out)
+        self.kinds = None if kinds is None else set(kinds)
+        self.layers = None if layers is None else set(layers)
+        self.series: dict[str, dict[int, str]] = {}
+        self.bytes_written = 0
+        self._trajectories = _Trajectories()
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+
+    def write(self, frame: Frame) -> None:
+        if frame.kind not in VTK_KINDS:
+            return
+        if (self.kinds is not None and frame.kind not in self.kinds) or (self.layers is not None and frame.layer not in self.layers):
+            return
+        with self._lock:
+            for series, scene in scenes_of(frame, self._trajectories).items():
+                ext = ".vtp" if isinstance(scene, PolyData) else ".vti"
+                rel = f"{series}/{series}_{frame.step:08d}{ext}"
+                writer = write_vtp if isinstance(scene, PolyData) else write_vti
+                self.bytes_written += writer(self.out / rel, scene)  # type: ignore[arg-type]
+                self.series.setdefault(series, {})[frame.step] = rel
+                self._dirty.add(series)
+            self._write_collections()
+
+    def _write_collections(self) -> None:
+        for series in sorted(self._dirty):
+            entries = sorted(self.series[series].items())
+            write_pvd(self.out / f"{series}.pvd", [(float(step), rel) for step, rel in entries])
+        self._dirty.clear()
+
+    def collections(self) -> list[Path]:
+        """The ``.pvd`` files written so far."""
+        return [self.out / f"{s}.pvd" for s in sorted(self.series)]
+
+    def close(self, *, status: str = "finished") -> None:
+        with self._lock:
+            self._write_collections()

@@ -1,0 +1,141 @@
+"""The looks of convscope's views in ParaView: colour maps, displays and their layout.
+
+Runs inside ParaView's Python only (the Catalyst pipeline and ``open_exports.py`` import it);
+every function takes what it draws and uses ``paraview.simple``. Colours match the dashboard,
+the figures and :mod:`convscope.export._scenes`: blue-white-red for signed values (negative
+blue, zero white, positive red), grey for feature maps.
+
+Layout in one render view (x right, y up, units of weight cells): the weight grid from the
+origin rightwards and downwards, the distribution view to its right, the feature maps under it.
+The trajectory gets its own view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: blue-white-red, as (value in [-1, 1], r, g, b) control points
+DIVERGING = [-1.0, 33 / 255, 102 / 255, 172 / 255, 0.0, 247 / 255, 247 / 255, 247 / 255, 1.0, 178 / 255, 24 / 255, 43 / 255]
+BACKGROUND = [1.0, 1.0, 1.0]
+TEXT = [0.1, 0.1, 0.1]
+
+
+def _simple() -> Any:
+    import paraview.simple as simple
+
+    return simple
+
+
+def diverging(array: str, vmax: float) -> Any:
+    """The colour transfer function of ``array``: blue-white-red over ``[-vmax, vmax]``."""
+    simple = _simple()
+    lut = simple.GetColorTransferFunction(array)
+    vmax = float(vmax) if vmax and vmax > 0 else 1.0
+    lut.RGBPoints = [v * vmax if i % 4 == 0 else v for i, v in enumerate(DIVERGING)]
+    lut.ColorSpace = "RGB"
+    lut.AutomaticRescaleRangeMode = "Never"
+    return lut
+
+
+def grey(array: str, lo: float = 0.0, hi: float = 255.0) -> Any:
+    simple = _simple()
+    lut = simple.GetColorTransferFunction(array)
+    lut.RGBPoints = [lo, 0.0, 0.0, 0.0, hi, 1.0, 1.0, 1.0]
+    lut.AutomaticRescaleRangeMode = "Never"
+    return lut
+
+
+def sequential(array: str, hi: float = 1.0) -> Any:
+    simple = _simple()
+    lut = simple.GetColorTransferFunction(array)
+    lut.ApplyPreset("Viridis (matplotlib)", True)
+    lut.RescaleTransferFunction(0.0, float(hi) if hi > 0 else 1.0)
+    lut.AutomaticRescaleRangeMode = "Never"
+    return lut
+
+
+def style_view(view: Any, *, size: tuple[int, int] | None = None) -> None:
+    view.Background = BACKGROUND
+    try:  # ParaView 5.10+: the palette would otherwise override the background
+        view.UseColorPaletteForBackground = 0
+    except AttributeError:
+        pass
+    view.OrientationAxesVisibility = 0
+    if size is not None:
+        view.ViewSize = list(size)
+
+
+def show_weights(source: Any, view: Any, *, vmax: float = 1.0) -> Any:
+    """The weight grid as raised blocks, coloured by value (blue-white-red)."""
+    simple = _simple()
+    display = simple.Show(source, view)
+    display.Ambient, display.Diffuse = 0.35, 0.75  # pale small weights stay readable on shaded faces
+    simple.ColorBy(display, ("CELLS", "value"))
+    display.LookupTable = diverging("value", vmax)
+    display.SetScalarBarVisibility(view, True)
+    bar = simple.GetScalarBar(display.LookupTable, view)
+    bar.Title = "weight"
+    bar.ComponentTitle = ""
+    bar.TitleColor = TEXT
+    bar.LabelColor = TEXT
+    return display
+
+
+def show_distribution(source: Any, view: Any, *, offset: tuple[float, float] = (0.0, 0.0)) -> Any:
+    simple = _simple()
+    display = simple.Show(source, view)
+    simple.ColorBy(display, ("CELLS", "density"))
+    display.LookupTable = sequential("density", 1.0)
+    display.Position = [offset[0], offset[1], 0.0]
+    return display
+
+
+def show_feature_maps(source: Any, view: Any, *, offset: tuple[float, float] = (0.0, 0.0), scale: float = 1.0) -> Any:
+    """The maps' first slice (map 0) as a grey image; ``Slice`` picks another map."""
+    simple = _simple()
+    display = simple.Show(source, view)
+    display.SetRepresentationType("Slice")
+    simple.ColorBy(display, ("POINTS", "activation"))
+    display.LookupTable = grey("activation")
+    display.Position = [offset[0], offset[1], 0.0]
+    display.Scale = [scale, -scale, 1.0]  # image rows run downwards
+    return display
+
+
+def show_trajectory(source: Any, view: Any) -> Any:
+    simple = _simple()
+    display = simple.Show(source, view)
+    simple.ColorBy(display, ("POINTS", "step"))
+    lut = simple.GetColorTransferFunction("step")
+    lut.ApplyPreset("Viridis (matplotlib)", True)
+    display.LineWidth = 3.0
+    display.PointSize = 6.0
+    display.RenderPointsAsSpheres = 1
+    return display
+
+
+def frame_camera(view: Any, *, tilt: bool = True) -> None:
+    """Look at everything from the front, a little from below so that raised blocks show."""
+    simple = _simple()
+    view.CameraPosition = [0.0, -0.6 if tilt else 0.0, 3.0]
+    view.CameraFocalPoint = [0.0, 0.0, 0.0]
+    view.CameraViewUp = [0.0, 1.0, 0.0]
+    view.CameraParallelProjection = 0
+    simple.ResetCamera(view)
+    view.GetActiveCamera().Dolly(1.2)  # ResetCamera leaves a wide margin around the scene
+
+
+def frame_trajectory(view: Any) -> None:
+    """The trajectory from an oblique angle, with labelled axes around its bounds."""
+    simple = _simple()
+    view.CameraPosition = [1.0, -1.0, 0.8]
+    view.CameraFocalPoint = [0.0, 0.0, 0.0]
+    view.CameraViewUp = [0.0, 0.0, 1.0]
+    grid = view.AxesGrid
+    grid.Visibility = 1
+    for axis in ("X", "Y", "Z"):
+        setattr(grid, f"{axis}TitleColor", TEXT)
+        setattr(grid, f"{axis}LabelColor", TEXT)
+    grid.XTitle, grid.YTitle, grid.ZTitle = "PC 1", "PC 2", "PC 3"
+    grid.GridColor = [0.6, 0.6, 0.6]
+    simple.ResetCamera(view)

@@ -1,0 +1,70 @@
+# script-version: 2
+"""convscope's Catalyst pipeline: the views of one layer, live and as extracts.
+
+Loaded by ``bridge.py`` (legacy Catalyst with a version-2 pipeline script; the first line
+must stay ``# script-version: 2``). Channels the bridge provides every step: ``weights``,
+``trajectory``, ``pca``, ``distribution`` (polydata) and ``feature_maps`` (image data).
+Settings come from the environment the bridge sets:
+
+* ``CONVSCOPE_LIVE``: ``host:port`` of a ``paraview --live=PORT`` client ("" = no Catalyst Live);
+* ``CONVSCOPE_EXTRACTS``: folder for data extracts (.vtp/.vti pieces) and pictures ("" = none);
+* ``CONVSCOPE_PNG``: "1" to render a PNG of the views each step (needs a display: xvfb-run).
+"""
+
+import os
+
+from paraview import catalyst
+from paraview.simple import CreateExtractor, CreateView, TrivialProducer
+
+from convscope.paraview import looks
+
+LIVE = os.environ.get("CONVSCOPE_LIVE", "")
+EXTRACTS = os.environ.get("CONVSCOPE_EXTRACTS", "")
+PNG = os.environ.get("CONVSCOPE_PNG", "0") == "1" and bool(EXTRACTS)
+
+weights = TrivialProducer(registrationName="weights")
+trajectory = TrivialProducer(registrationName="trajectory")
+pca = TrivialProducer(registrationName="pca")
+distribution = TrivialProducer(registrationName="distribution")
+feature_maps = TrivialProducer(registrationName="feature_maps")
+
+if EXTRACTS:
+    for name, source, kind in (
+        ("weights", weights, "VTP"),
+        ("trajectory", trajectory, "VTP"),
+        ("pca", pca, "VTP"),
+        ("distribution", distribution, "VTP"),
+        ("feature_maps", feature_maps, "VTI"),
+    ):
+        extractor = CreateExtractor(kind, source, registrationName=f"extract-{name}")
+        extractor.Writer.FileName = f"{name}_{{timestep:06d}}.{'pvtp' if kind == 'VTP' else 'pvti'}"
+
+if PNG:
+    view = CreateView("RenderView")
+    looks.style_view(view, size=(1200, 800))
+    weights_display = looks.show_weights(weights, view)
+    looks.show_distribution(distribution, view, offset=(0.0, 0.0))
+    looks.frame_camera(view)
+    png = CreateExtractor("PNG", view, registrationName="png-views")
+    png.Writer.FileName = "views_{timestep:06d}.png"
+    png.Writer.ImageResolution = [1200, 800]
+
+options = catalyst.Options()
+if EXTRACTS:
+    options.ExtractsOutputDirectory = EXTRACTS
+if LIVE:
+    options.EnableCatalystLive = 1
+    options.CatalystLiveURL = LIVE
+
+
+def catalyst_execute(info):
+    # the blue-white-red map stays symmetric around 0 as the weights grow
+    if PNG:
+        rng = weights.CellData["value"].GetRange() if "value" in weights.CellData.keys() else (-1.0, 1.0)
+        looks.diverging("value", max(abs(rng[0]), abs(rng[1])))
+        # the distribution sits right of the weight grid
+        bounds = weights.GetDataInformation().GetBounds()
+        dist = [d for d in (view.Representations) if getattr(d, "Input", None) is distribution]
+        for display in dist:
+            display.Position = [bounds[1] + 4.0, bounds[3], 0.0]
+        view.ResetCamera(False)

@@ -1,0 +1,96 @@
+"""``export_run`` and ``convscope export`` on stored runs; the writers as live sinks of ``watch``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from samples import every_kind
+
+from convscope.cli import main
+from convscope.errors import DataError
+from convscope.export import export_run
+from convscope.export._cli import parse_steps
+from convscope.sinks import create_sink
+from convscope.store import RunStore
+
+pytest.importorskip("vtkmodules.vtkIOXML", reason="pip install 'convscope[vtk]'")
+from convscope.paraview._vtk import read_vtk  # noqa: E402
+
+
+@pytest.fixture
+def stored(tmp_path):
+    logdir = tmp_path / "runs"
+    with RunStore(logdir).create_run("r") as w:
+        for s in range(5):
+            for f in every_kind(s):
+                w.write(f)
+    return logdir
+
+
+def test_export_run_writes_csv_and_vtk_of_the_stored_frames(stored, tmp_path) -> None:
+    seen = []
+    result = export_run(stored, "r", out=tmp_path / "x", progress=lambda done, total: seen.append((done, total)))
+    assert result.frames == 5 * 12 and seen[-1] == (60, 60)
+    assert set(result.folders) == {"csv", "vtk"}
+    with RunStore(stored).open_run("r") as reader:
+        grid = reader.frames(kind="weight_grid")[-1]
+    d = read_vtk(tmp_path / "x" / "vtk" / "weights-conv1" / "weights-conv1_00000004.vtp")
+    assert np.array_equal(d["cell_data"]["value"][::6], grid.payload["weights"].ravel())
+    t = pd.read_csv(tmp_path / "x" / "csv" / "weight_grid-conv1.csv")
+    assert np.array_equal(t[t.step == 4]["value"].to_numpy().astype(np.float32), grid.payload["weights"].ravel())
+
+
+def test_cli_export_with_filters(stored, tmp_path, capsys) -> None:
+    out = tmp_path / "cli"
+    rc = main(["export", "r", "--logdir", str(stored), "--out", str(out), "--format", "vtk", "--format", "csv",
+               "--kind", "weight_grid", "--kind", "scalar", "--steps", "1:3", "--quiet"])
+    assert rc == 0
+    assert "exported 6 frames of run r" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "csv").iterdir()) == ["scalar.csv", "weight_grid-conv1.csv"]
+    assert sorted(pd.read_csv(out / "csv" / "scalar.csv")["step"]) == [1, 2, 3]
+    assert [p.name for p in (out / "vtk").glob("*.pvd")] == ["weights-conv1.pvd"]
+
+
+def test_cli_export_by_file_path_and_errors(stored, tmp_path, capsys) -> None:
+    db = next(stored.glob("r.*"))
+    assert main(["export", str(db), "--out", str(tmp_path / "o"), "--format", "csv", "--quiet"]) == 0
+    assert (tmp_path / "o" / "csv" / "scalar.csv").is_file()
+    assert main(["export", "nope", "--logdir", str(stored), "--out", str(tmp_path / "n"), "--quiet"]) == 2
+    assert "nope" in capsys.readouterr().err
+    with pytest.raises(DataError, match="100:500"):
+        parse_steps("5-9")
+    with pytest.raises(DataError, match="after the last"):
+        parse_steps("9:5")
+    assert parse_steps(":7") == (None, 7)
+    with pytest.raises(DataError, match="unknown export format 'xls'"):
+        export_run(stored, "r", out=tmp_path / "e", formats=["xls"])
+
+
+def test_the_writers_follow_a_real_training_run(tmp_path) -> None:
+    import convscope
+    from convscope.models.zoo import load_zoo_model
+
+    torch.manual_seed(0)
+    net = load_zoo_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    sinks = [create_sink("csv", out=tmp_path / "csv"), create_sink("vtk", out=tmp_path / "vtk")]
+    with convscope.watch(net, optimizer=opt, logdir=None, sinks=sinks, every=2, budget=None, layers=["conv1"]) as mon:
+        for _ in range(4):
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mon.log(loss=loss)
+    final = net.conv1.weight.detach().numpy()
+    grids = pd.read_csv(tmp_path / "csv" / "weight_grid-conv1.csv")
+    last = grids[grids.step == grids.step.max()]
+    assert len(last) == final.size
+    vtk_steps = sorted(int(p.stem.rsplit("_", 1)[1]) for p in (tmp_path / "vtk" / "weights-conv1").glob("*.vtp"))
+    assert vtk_steps == sorted(set(grids.step))
+    d = read_vtk(tmp_path / "vtk" / "weights-conv1" / f"weights-conv1_{vtk_steps[-1]:08d}.vtp")
+    assert np.array_equal(d["cell_data"]["value"][::6], last["value"].to_numpy().astype(np.float32))
+    if vtk_steps[-1] == 4:  # recorded after the last optimizer step: the model's weights now
+        assert np.array_equal(d["cell_data"]["value"][::6], final.ravel())

@@ -1,0 +1,102 @@
+"""TensorBoard event files read by TensorBoard's own EventAccumulator; PNG and SVG figures."""
+
+from __future__ import annotations
+
+import io
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+from samples import every_kind, frame
+
+from convscope.export import FigureWriter, TensorBoardWriter
+from convscope.export._scenes import diverging_rgb, tile_maps
+from convscope.frames import Frame
+
+pytest.importorskip("tensorboard", reason="TensorBoard export needs pip install 'convscope[tensorboard]'")
+
+
+def _accumulator(logdir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(logdir), size_guidance={"scalars": 0, "histograms": 0, "images": 0})
+    ea.Reload()
+    return ea
+
+
+def test_scalars_histograms_and_images_read_by_tensorboard(tmp_path) -> None:
+    w = TensorBoardWriter(tmp_path)
+    sent = {s: every_kind(s) for s in range(3)}
+    for frames in sent.values():
+        for f in frames:
+            w.write(f)
+    w.close()
+    ea = _accumulator(tmp_path)
+    tags = ea.Tags()
+    assert {"loss", "conv1/grad_norm", "conv1/explained_variance_0", "filters"} <= set(tags["scalars"])
+    loss = ea.Scalars("loss")
+    assert [(e.step, e.value, e.wall_time) for e in loss] == [(s, np.float32(1 / (s + 1)), 1000.0 + s) for s in range(3)]
+    grad = [e.value for e in ea.Scalars("conv1/grad_norm")]
+    assert grad == [np.float32(next(f for f in sent[s] if f.kind == "gradient_health").payload["grad_norm"]) for s in range(3)]
+    # histogram frames keep their own bins: TensorBoard's bucket i is (limit[i-1], limit[i]]
+    h = ea.Histograms("conv1/conv1.weight")[2].histogram_value
+    hist = next(f for f in sent[2] if f.kind == "histogram").payload
+    assert list(h.bucket_limit) == hist["edges"][1:].astype(np.float64).tolist()
+    assert list(h.bucket) == hist["counts"].tolist()
+    assert h.min == -1.0 and h.num == hist["counts"].sum()
+    # weight grids become a histogram of the weights
+    wh = ea.Histograms("conv1/weights")[0].histogram_value
+    weights = next(f for f in sent[0] if f.kind == "weight_grid").payload["weights"]
+    assert wh.num == weights.size and wh.min == pytest.approx(float(weights.min())) and wh.max == pytest.approx(float(weights.max()))
+    # images: the feature maps tiled (grey), the correlation in blue-white-red
+    maps = ea.Images("conv1/feature_maps")
+    assert [e.step for e in maps] == [0, 1, 2]
+    img = np.asarray(Image.open(io.BytesIO(maps[1].encoded_image_string)).convert("L"))
+    assert np.array_equal(img, tile_maps(next(f for f in sent[1] if f.kind == "feature_maps").payload["images"]))
+    corr = ea.Images("conv1/correlation")[0]
+    rgb = np.asarray(Image.open(io.BytesIO(corr.encoded_image_string)).convert("RGB"))
+    m = next(f for f in sent[0] if f.kind == "correlation").payload["matrix"]
+    assert np.array_equal(rgb, diverging_rgb(m, vmax=1.0))
+
+
+def test_missing_tensorboard_names_the_extra(monkeypatch, tmp_path) -> None:
+    import sys
+
+    from convscope.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    with pytest.raises(MissingDependencyError, match=r"convscope\[tensorboard\]"):
+        TensorBoardWriter(tmp_path)
+
+
+def test_figures_png_and_svg_of_every_view(tmp_path) -> None:
+    pytest.importorskip("matplotlib", reason="figures need pip install 'convscope[export]'")
+    w = FigureWriter(tmp_path)
+    for s in range(3):
+        for f in every_kind(s):
+            w.write(f)
+    w.close()
+    stems = {p.stem for p in w.files}
+    assert stems == {"scalars", "gradient_health", *(f"{k}-conv1" for k in
+                     ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups"))}
+    for stem in stems:
+        png = Image.open(tmp_path / f"{stem}.png")
+        assert png.size[0] > 300 and png.size[1] > 200
+        colours = np.asarray(png.convert("RGB")).reshape(-1, 3)
+        assert len(np.unique(colours, axis=0)) > 20  # something is drawn
+        assert ET.parse(tmp_path / f"{stem}.svg").getroot().tag.endswith("svg")
+    # the weight grid is drawn blue-white-red: a strongly negative and a strongly positive colour
+    rgb = np.asarray(Image.open(tmp_path / "weight_grid-conv1.png").convert("RGB")).astype(int)
+    assert ((rgb[..., 2] - rgb[..., 0]) > 100).any() and ((rgb[..., 0] - rgb[..., 2]) > 100).any()
+
+
+def test_figures_draw_the_newest_frame(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    w = FigureWriter(tmp_path, formats=("svg",))
+    for s in (5, 9):
+        w.write(frame("weight_grid", s))
+    w.write(Frame(run="r", step=3, kind="run_meta", payload={"event": "start"}))  # no figure
+    w.close()
+    assert [p.name for p in w.files] == ["weight_grid-conv1.svg"]
+    assert "step 9" in (tmp_path / "weight_grid-conv1.svg").read_text()

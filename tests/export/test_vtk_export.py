@@ -1,0 +1,163 @@
+"""VTK XML files: read back exactly by VTK's own readers (the PyPI ``vtk`` wheel), .pvd collections."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+import zlib
+
+import numpy as np
+import pytest
+from samples import frame
+
+from convscope.export import VtkWriter, write_vti, write_vtp
+from convscope.export._scenes import FACES_PER_BLOCK, ImageData, PolyData, weight_grid_blocks
+from convscope.export._vtkxml import BLOCK_SIZE
+from convscope.frames import Frame
+
+pytest.importorskip("vtkmodules.vtkIOXML", reason="the PyPI vtk wheel reads the files back: pip install 'convscope[vtk]'")
+from convscope.paraview._vtk import read_vtk  # noqa: E402
+
+
+def _series(out, name):
+    root = ET.parse(out / f"{name}.pvd").getroot()
+    return [(float(d.get("timestep")), d.get("file")) for d in root.iter("DataSet")]
+
+
+def test_weight_grid_blocks_read_back_exactly(tmp_path, weight_frame: Frame, awkward_weights) -> None:
+    w = VtkWriter(tmp_path)
+    w.write(weight_frame)
+    w.close()
+    [(time, rel)] = _series(tmp_path, "weights-features.0")
+    assert time == 7.0 and rel == "weights-features.0/weights-features.0_00000007.vtp"
+    d = read_vtk(tmp_path / rel)
+    n = awkward_weights.size
+    value = d["cell_data"]["value"]
+    assert value.dtype == np.float32 and len(value) == n * FACES_PER_BLOCK
+    assert np.array_equal(value[::FACES_PER_BLOCK].view(np.uint32), awkward_weights.ravel().view(np.uint32))
+    assert np.array_equal(d["cell_data"]["sign"][::6], np.sign(awkward_weights.ravel()).astype(np.int8))
+    f, c, _, _ = np.unravel_index(np.arange(n), awkward_weights.shape)
+    assert np.array_equal(d["cell_data"]["filter"][::6], f) and np.array_equal(d["cell_data"]["channel"][::6], c)
+    rgb = d["cell_data"]["rgb"][::6]
+    assert rgb.shape == (n, 3)
+    assert (rgb[awkward_weights.ravel() > 0] == [178, 24, 43]).all() and (rgb[awkward_weights.ravel() < 0] == [33, 102, 172]).all()
+    # 8 corners a block, 6 quads; the top of each block is at value / vmax (negative: below 0)
+    assert d["points"].shape == (n * 8, 3)
+    conn, offsets = d["cells"]["polys"]
+    assert len(offsets) == n * 6 and np.array_equal(np.diff(offsets), np.full(n * 6 - 1, 4))
+    tops = d["points"].reshape(n, 8, 3)[:, 4:, 2]
+    vmax = np.float32(weight_frame.payload["vmax"])
+    assert np.array_equal(tops, np.repeat((awkward_weights.ravel() / vmax)[:, None], 4, axis=1))
+    assert d["field_data"]["step"].tolist() == [7]
+    assert d["field_data"]["shape"].tolist() == [3, 2, 3, 3]
+
+
+def test_feature_maps_are_image_data_with_exact_pixels(tmp_path) -> None:
+    fr = frame("feature_maps", 4)
+    w = VtkWriter(tmp_path)
+    w.write(fr)
+    w.close()
+    d = read_vtk(tmp_path / "feature_maps-conv1" / "feature_maps-conv1_00000004.vti")
+    images = fr.payload["images"]  # [F, H, W]
+    assert d["dimensions"] == (images.shape[2], images.shape[1], images.shape[0])
+    act = d["point_data"]["activation"]
+    assert act.dtype == np.uint8
+    assert np.array_equal(act.reshape(images.shape), images)  # x (columns) fastest, then rows, then maps
+
+
+def test_trajectories_are_polylines_with_a_step_array(tmp_path) -> None:
+    w = VtkWriter(tmp_path)
+    frames = [frame("trajectory", s) for s in (0, 10, 20)]
+    for f in frames:
+        w.write(f)
+    w.close()
+    assert [t for t, _ in _series(tmp_path, "trajectory-dims-conv1")] == [0.0, 10.0, 20.0]
+    d = read_vtk(tmp_path / "trajectory-dims-conv1" / "trajectory-dims-conv1_00000020.vtp")
+    assert np.array_equal(d["points"], np.stack([f.payload["dims"] for f in frames]))
+    assert d["point_data"]["step"].tolist() == [0, 10, 20]
+    conn, offsets = d["cells"]["lines"]
+    assert conn.tolist() == [0, 1, 2] and offsets.tolist() == [3]  # one polyline through every point
+    assert d["point_data"]["index"].tolist() == [[0, 5, 9]] * 3
+    pca = read_vtk(tmp_path / "trajectory-pca-conv1" / "trajectory-pca-conv1_00000020.vtp")
+    assert np.array_equal(pca["points"][0, :2], frames[-1].payload["pca"])
+    assert np.array_equal(pca["field_data"]["explained_variance"], frames[-1].payload["explained_variance"])
+
+
+def test_a_new_weight_shape_after_pruning_starts_a_new_path(tmp_path) -> None:
+    w = VtkWriter(tmp_path, kinds=["trajectory"])
+    for s, shape in ((0, [4, 1, 3, 3]), (1, [4, 1, 3, 3]), (2, [3, 1, 3, 3]), (3, [3, 1, 3, 3])):
+        f = frame("trajectory", s)
+        w.write(Frame(run="r", step=s, kind="trajectory", layer="conv1", payload={**f.payload, "shape": shape}))
+    w.close()
+    d = read_vtk(tmp_path / "trajectory-dims-conv1" / "trajectory-dims-conv1_00000003.vtp")
+    assert d["point_data"]["step"].tolist() == [2, 3]
+
+
+def test_distribution_and_correlation(tmp_path) -> None:
+    dist, corr = frame("distribution", 1), frame("correlation", 1)
+    w = VtkWriter(tmp_path)
+    w.write(dist)
+    w.write(corr)
+    w.close()
+    d = read_vtk(tmp_path / "distribution-conv1" / "distribution-conv1_00000001.vtp")
+    counts = dist.payload["counts"]
+    assert np.array_equal(d["cell_data"]["count"].reshape(counts.shape), counts)
+    c32 = counts.astype(np.float32)
+    assert np.array_equal(d["cell_data"]["density"].reshape(counts.shape), c32 / c32.max(axis=1, keepdims=True))
+    assert np.array_equal(d["field_data"]["mean"], dist.payload["mean"])
+    c = read_vtk(tmp_path / "correlation-conv1" / "correlation-conv1_00000001.vti")
+    m = corr.payload["matrix"]
+    assert c["dimensions"] == (m.shape[1], m.shape[0], 1)
+    assert np.array_equal(c["point_data"]["r"].reshape(m.shape), m)
+
+
+def test_files_are_binary_appended_and_compressed(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    # more than one compression block, and a length that leaves a short last block
+    values = rng.integers(0, 4, BLOCK_SIZE // 4 * 2 + 1001).astype(np.float32)
+    n = len(values)
+    img = ImageData(dimensions=(n, 1, 1), point_data={"v": values, "i64": np.arange(n, dtype=np.int64)})
+    size = write_vti(tmp_path / "big.vti", img)
+    raw = (tmp_path / "big.vti").read_bytes()
+    assert size == len(raw) < values.nbytes  # compressed below the float32 payload alone
+    head = raw[: raw.index(b"<AppendedData")].decode()
+    assert 'compressor="vtkZLibDataCompressor"' in head and 'header_type="UInt64"' in head
+    assert 'format="appended"' in head and raw[len(head) :].startswith(b'<AppendedData encoding="raw">\n_')
+    # the first array's header: 3 blocks of BLOCK_SIZE, the last one short
+    start = raw.index(b"_", raw.index(b"<AppendedData")) + 1
+    nblocks, block, last = np.frombuffer(raw[start : start + 24], "<u8")
+    assert (nblocks, block, last) == (3, BLOCK_SIZE, values.nbytes - 2 * BLOCK_SIZE)
+    first_len = int(np.frombuffer(raw[start + 24 : start + 32], "<u8")[0])
+    first = zlib.decompress(raw[start + 48 : start + 48 + first_len])
+    assert first == values.tobytes()[:BLOCK_SIZE]
+    d = read_vtk(tmp_path / "big.vti")
+    assert np.array_equal(d["point_data"]["v"], values) and np.array_equal(d["point_data"]["i64"], np.arange(n))
+
+
+def test_empty_and_odd_polydata(tmp_path) -> None:
+    poly = PolyData(points=np.zeros((0, 3), np.float32))
+    write_vtp(tmp_path / "empty.vtp", poly)
+    assert read_vtk(tmp_path / "empty.vtp")["points"].shape == (0, 3)
+    blocks = weight_grid_blocks(np.array([[0.5, -0.25]], np.float32))  # a dense layer [F=1, C=2]
+    write_vtp(tmp_path / "dense.vtp", blocks)
+    d = read_vtk(tmp_path / "dense.vtp")
+    assert d["cell_data"]["value"][::6].tolist() == [0.5, -0.25]
+    assert d["field_data"]["vmax"].tolist() == [0.5]
+
+
+def test_collection_lists_steps_in_order_and_rewrites_a_step(tmp_path, weight_frame) -> None:
+    w = VtkWriter(tmp_path)
+    for step in (30, 10, 20, 10):
+        w.write(Frame(run="r", step=step, kind="weight_grid", layer="conv1", payload=weight_frame.payload))
+    assert [t for t, _ in _series(tmp_path, "weights-conv1")] == [10.0, 20.0, 30.0]  # readable while the run goes on
+    w.close()
+    assert w.collections() == [tmp_path / "weights-conv1.pvd"]
+    assert not list(tmp_path.rglob("*.part"))  # written whole and renamed
+
+
+def test_kinds_without_a_scene_and_filters_are_skipped(tmp_path) -> None:
+    w = VtkWriter(tmp_path, layers=["conv2"])
+    w.write(frame("scalar", 1))
+    w.write(frame("weight_grid", 1))  # conv1: filtered out
+    w.write(frame("weight_grid", 1, layer="conv2"))
+    w.close()
+    assert [p.name for p in tmp_path.glob("*.pvd")] == ["weights-conv2.pvd"]

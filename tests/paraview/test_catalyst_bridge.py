@@ -1,0 +1,81 @@
+"""The Catalyst bridge under pvpython: data extracts of a stored run, and Catalyst Live of a training run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from samples import every_kind
+
+from convscope.paraview import bridge_command
+from convscope.store import RunStore
+
+HERE = Path(__file__).resolve().parent
+pytestmark = [pytest.mark.paraview, pytest.mark.slow]
+
+
+def test_bridge_writes_extracts_of_every_step_with_the_sent_values(tmp_path, pvrun) -> None:
+    pytest.importorskip("vtkmodules.vtkIOXML", reason="pip install 'convscope[vtk]'")
+    from convscope.paraview._vtk import read_vtk
+    from convscope.server import start_local_server
+
+    sent = {}
+    with RunStore(tmp_path / "runs").create_run("r") as w:
+        for s in range(4):
+            for f in every_kind(s):
+                w.write(f)
+                if f.kind == "weight_grid":
+                    sent[s] = f.payload["weights"]
+    server = start_local_server(tmp_path / "runs")
+    try:
+        cmd = bridge_command(run="r", url=server.url, extracts=tmp_path / "ext", png=False, poll=0.1,
+                             timing=tmp_path / "timing.jsonl")
+        pvrun(*cmd[2:], "--timeout", "60")  # pvrun adds pvpython --no-mpi
+    finally:
+        server.stop()
+    ext = tmp_path / "ext"
+    for s, weights in sent.items():
+        assert (ext / f"weights_{s:06d}.pvtp").is_file()
+        d = read_vtk(ext / f"weights_{s:06d}" / f"weights_{s:06d}_0.vtp")
+        assert np.array_equal(d["cell_data"]["value"][::6], weights.ravel())
+        assert d["field_data"]["step"].tolist() == [s]
+        maps = read_vtk(ext / f"feature_maps_{s:06d}" / f"feature_maps_{s:06d}_0.vti")
+        assert maps["point_data"]["activation"].size == 4 * 8 * 8
+    timings = [json.loads(line) for line in (tmp_path / "timing.jsonl").read_text().splitlines()]
+    assert [t["step"] for t in timings] == [0, 1, 2, 3]
+    assert all(t["frames"] == 4 for t in timings)  # weight grid, trajectory, distribution, feature maps
+
+
+def _unshare_works() -> str | None:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "needs unshare (util-linux) and ip (iproute2)"
+    proc = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"cannot make a private network namespace here (unshare -n: {proc.stderr.strip()}); needs root or user namespaces"
+    return None
+
+
+def test_catalyst_live_receives_the_weights_of_a_live_training_run(tmp_path) -> None:
+    # VTK's live listener binds every interface: run it where only loopback exists
+    reason = _unshare_works()
+    if reason:
+        pytest.skip(reason)
+    script = f"ip link set lo up; exec {sys.executable} {HERE / 'live_scenario.py'} {tmp_path} 22222"
+    proc = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=300)
+    logs = "\n".join(p.read_text() for p in tmp_path.glob("*.log"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs
+    assert (tmp_path / "rc.txt").read_text().split() == ["0", "0"], logs
+    sent = np.load(tmp_path / "sent.npz")
+    received = [json.loads(line) for line in (tmp_path / "received.jsonl").read_text().splitlines()]
+    assert len({r["step"] for r in received}) >= 4, logs
+    for r in received:
+        weights = sent[str(r["step"])]  # conv1 of LeNet-5: [16, 1, 3, 3]
+        assert r["cells"] == weights.size * 6
+        value = np.asarray(r["arrays"]["value"], np.float64)
+        assert np.array_equal(value[::6].astype(np.float32), weights.ravel())  # exactly what training sent
+        assert r["arrays"]["sign"][::6] == np.sign(weights.ravel()).astype(int).tolist()

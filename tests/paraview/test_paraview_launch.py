@@ -1,0 +1,112 @@
+"""Commands and environment for ParaView's Python; the torch-free import; the exports script's picture."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convscope.cli import main
+from convscope.errors import MissingDependencyError
+from convscope.paraview import bridge_command, find_pvpython, open_exports_command, pvpython_env, script_path
+
+
+def test_bridge_command_always_passes_no_mpi() -> None:
+    cmd = bridge_command(run="my run", url="http://127.0.0.1:9", live=22222, extracts="out", png=False,
+                         layer="conv1", token="t", max_steps=3, pvpython="/opt/pv/bin/pvpython")
+    assert cmd[:3] == ["/opt/pv/bin/pvpython", "--no-mpi", str(script_path("bridge"))]
+    assert cmd[cmd.index("--run") + 1] == "my run" and cmd[cmd.index("--live") + 1] == "22222"
+    assert {"--no-png", "--extracts", "--layer", "--token", "--max-steps"} <= set(cmd)
+    shot = open_exports_command("vtk", screenshot="a.png", size=(800, 600), pvpython="pvpython")
+    assert shot[1] == "--no-mpi" and shot[shot.index("--size") + 1] == "800x600"
+
+
+def test_shipped_scripts_exist_and_the_pipeline_is_version_2() -> None:
+    for name in ("bridge", "pipeline", "open_exports", "looks"):
+        assert script_path(name).is_file()
+    # without this first line Catalyst treats it as a legacy script and fails to show anything
+    assert script_path("pipeline").read_text().splitlines()[0] == "# script-version: 2"
+
+
+def test_missing_pvpython_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CONVSCOPE_PVPYTHON", raising=False)
+    with pytest.raises(MissingDependencyError, match="apt-get install paraview python3-paraview"):
+        find_pvpython()
+    with pytest.raises(MissingDependencyError, match="not an executable"):
+        find_pvpython("/nonexistent/pvpython")
+
+
+def test_pvpython_env_exposes_only_this_convscope(tmp_path) -> None:
+    env = pvpython_env({"PYTHONPATH": "/elsewhere"})
+    first = Path(env["PYTHONPATH"].split(os.pathsep)[0])
+    assert [p.name for p in first.iterdir()] == ["convscope"]
+    assert (first / "convscope" / "frames").resolve() == Path(__file__).resolve().parents[2] / "src" / "convscope" / "frames"
+    assert env["PYTHONPATH"].endswith("/elsewhere")
+
+
+def test_cli_paraview_needs_a_run_and_a_destination(capsys) -> None:
+    assert main(["paraview", "--live", "22222"]) == 2
+    assert "--run RUN" in capsys.readouterr().err
+    assert main(["paraview", "--run", "r"]) == 2
+    assert "--live PORT" in capsys.readouterr().err
+
+
+def test_convscope_imports_without_torch() -> None:
+    # ParaView's own Python has no torch: frames, store, export and the bridge's parts must import
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import convscope, convscope.frames, convscope.export, convscope.store, convscope.export._vtk\n"
+        "from convscope.export._scenes import weight_grid_blocks\n"
+        "assert 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "try:\n    convscope.watch\nexcept convscope.errors.MissingDependencyError as e:\n    print('ok', e)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok convscope.watch needs torch")
+
+
+@pytest.mark.paraview
+def test_convscope_imports_in_paraviews_python(tmp_path, pvrun) -> None:
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import sys, convscope, convscope.frames, convscope.export\n"
+        "from convscope.paraview import _vtk\n"
+        "print(convscope.__file__, 'torch' in sys.modules, _vtk.vtk_version())\n"
+    )
+    out = pvrun(str(script)).stdout.split()
+    assert out[0].endswith("convscope/__init__.py") and out[1] == "False" and out[2].startswith("9.")
+
+
+@pytest.mark.paraview
+@pytest.mark.slow
+def test_open_exports_draws_the_views_with_the_papers_colours(tmp_path, pvrun) -> None:
+    from samples import frame
+
+    from convscope.export import VtkWriter
+    from convscope.frames import Frame
+
+    w = VtkWriter(tmp_path / "vtk")
+    weights = np.zeros((8, 3, 3, 3), np.float32)
+    weights[:4] = 0.8  # four filters of positive weights (red), four negative (blue)
+    weights[4:] = -0.8
+    for s in (0, 5):
+        w.write(Frame(run="r", step=s, kind="weight_grid", layer="conv1", payload={"weights": weights, "vmax": 0.8}))
+        for kind in ("trajectory", "distribution", "feature_maps"):
+            w.write(frame(kind, s))
+    w.close()
+    shot = tmp_path / "views.png"
+    proc = pvrun(*open_exports_command(tmp_path / "vtk", screenshot=shot, size=(900, 600))[2:], xvfb=True)
+    assert "saved" in proc.stdout
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert rgb.shape == (600, 900, 3)
+    red = (rgb[..., 0] > 120) & (rgb[..., 2] < 90)
+    blue = (rgb[..., 2] > 120) & (rgb[..., 0] < 90)
+    assert red.sum() > 2000 and blue.sum() > 2000  # the two halves of the grid, each in its colour
+    # red filters are on the left of the blue ones, as the grid is laid out
+    assert np.nonzero(red)[1].mean() < np.nonzero(blue)[1].mean()

@@ -25,7 +25,7 @@ export interface RunDetails extends RunInfo {
   meta: { config?: Record<string, any>; graph?: any };
 }
 
-function withToken(path: string): string {
+export function withToken(path: string): string {
   if (!token) return path;
   return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
 }

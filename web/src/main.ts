@@ -1,6 +1,7 @@
-// convscope's web front end: hash routes #/runs and #/runs/{run}.
+// convscope's web front end: hash routes #/runs, #/runs/{run} and #/explore (the model explorer).
 import "./style.css";
 import { dashboardPage } from "./pages/dashboard";
+import { explorerPage } from "./pages/explorer";
 import { runsPage } from "./pages/runs";
 
 const app = document.getElementById("app")!;
@@ -16,7 +17,8 @@ function route(): void {
   cleanup?.();
   const hash = location.hash || "#/runs";
   const m = hash.match(/^#\/runs\/(.+)$/);
-  cleanup = m ? dashboardPage(app, decodeURIComponent(m[1]), setConnection) : runsPage(app, setConnection);
+  if (/^#\/explore(\?|$)/.test(hash)) cleanup = explorerPage(app, setConnection);
+  else cleanup = m ? dashboardPage(app, decodeURIComponent(m[1]), setConnection) : runsPage(app, setConnection);
 }
 
 window.addEventListener("hashchange", route);

@@ -101,6 +101,8 @@ def create_app(
     allow_origins: Sequence[str] = (),
     trusted_hosts: Sequence[str] | None = None,
     poll_seconds: float = POLL_SECONDS,
+    trust: bool = False,
+    explorer: Any = None,
 ) -> FastAPI:
     """Build the application serving the runs in ``logdir``.
 
@@ -115,6 +117,9 @@ def create_app(
             (:func:`serve` sets the loopback names when there is no token, which stops DNS
             rebinding).
         poll_seconds: how often live streams look for frames written by other processes.
+        trust: let the model explorer open pickled whole models (they run code when loaded).
+        explorer: the :class:`~convscope.explorer.ExplorerSession` behind ``/api/explorer``
+            (``convscope open`` passes one with its model loaded); default a new, empty one.
 
     Example:
         >>> import tempfile
@@ -162,6 +167,7 @@ def create_app(
             {"name": "runs", "description": "Runs in the log directory and their summaries."},
             {"name": "frames", "description": "Frames of a run, in the binary encoding."},
             {"name": "ingest", "description": "Live monitors on other machines send their frames here."},
+            {"name": "explorer", "description": "The model explorer: models, inputs, layer outputs, freezing, comparison, saliency, attacks."},
         ],
     )
     app.state.store = store
@@ -221,6 +227,12 @@ def create_app(
 
     api = [Depends(require_token)]
     ingest_api = [Depends(require_token), Depends(refuse_cross_site)]
+
+    from convscope.explorer import ExplorerSession
+    from convscope.server._explorer import explorer_router
+
+    app.state.explorer = explorer if explorer is not None else ExplorerSession(trust=trust)
+    app.include_router(explorer_router(app.state.explorer, dependencies=ingest_api))
 
     @app.exception_handler(ServerError)
     async def server_error(_request: Request, exc: ServerError) -> JSONResponse:

@@ -4,7 +4,8 @@ import { followRuns, listRuns, type RunInfo } from "../api";
 export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void): () => void {
   root.innerHTML = `
     <section class="page-head"><h1>Runs</h1>
-      <p class="muted">Every run of this server's log directory. Live runs update as they train; click one to open its dashboard.</p></section>
+      <p class="muted">Every run of this server's log directory. Live runs update as they train; click one to open its dashboard.
+        To look inside a trained model, open the <a href="#/explore" id="open-explorer">model explorer</a>.</p></section>
     <table class="runs"><thead><tr><th>run</th><th>status</th><th>model</th><th>started</th><th>steps</th><th>frames</th></tr></thead>
     <tbody id="runs-body"><tr><td colspan="6" class="muted">loading…</td></tr></tbody></table>`;
   const body = root.querySelector<HTMLTableSectionElement>("#runs-body")!;

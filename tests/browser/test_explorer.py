@@ -1,0 +1,231 @@
+"""The model explorer in a real Chromium: the four NeuralVis tasks, freezing, attacks and uploads."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from convscope.explorer import ExplorerSession
+from convscope.server import ServerHandle, start_local_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "explorer"))
+from explorer_files import make_model_files  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CANVAS_STATE = """(sel) => {
+  const c = document.querySelector(sel);
+  if (!c || !c.width || !c.height) return null;
+  const t = document.createElement('canvas'); t.width = c.width; t.height = c.height;
+  const ctx = t.getContext('2d'); ctx.drawImage(c, 0, 0);
+  const d = ctx.getImageData(0, 0, t.width, t.height).data;
+  const colours = new Set(); let h = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    const v = (d[i] << 16) | (d[i+1] << 8) | d[i+2];
+    if (i % 8 === 0) colours.add(v);
+    h = (Math.imul(h, 31) + v) | 0;
+  }
+  return {colours: colours.size, hash: h};
+}"""
+# the colour of css pixel (x, y) of a 2-D canvas
+PIXEL = """([sel, x, y]) => {
+  const c = document.querySelector(sel); const k = c.width / c.clientWidth;
+  return Array.from(c.getContext('2d').getImageData(Math.floor(x * k), Math.floor(y * k), 1, 1).data.slice(0, 3));
+}"""
+DRAWN = "n => Number((document.body.dataset.drawn || '0:0:0').split(':')[2]) > n"
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory) -> Iterator[tuple[ServerHandle, ExplorerSession, dict[str, str]]]:
+    session = ExplorerSession()
+    lenet = session.add_model("lenet5")  # trained on MNIST digits (cached after the first run)
+    vgg = session.add_model("vgg12", pretrained=False)
+    session.default_inputs(lenet.id, count=3)
+    handle = start_local_server(tmp_path_factory.mktemp("runs"), explorer=session)
+    yield handle, session, {"lenet": lenet.id, "vgg": vgg.id}
+    handle.stop()
+
+
+def _open(page, handle: ServerHandle, model: str) -> None:
+    page.goto(handle.url + f"#/explore?model={model}")
+    page.wait_for_function(DRAWN, arg=0, timeout=30_000)
+
+
+def _draws(page) -> int:
+    return int(page.evaluate("window.convscopeExplorer.draws"))
+
+
+def _rows(page) -> dict[str, tuple[str, str]]:
+    rows = page.eval_on_selector_all("#layer-table tbody tr", "rs => rs.map(r => [r.dataset.layer, r.querySelector('.layer-kind').textContent, r.querySelector('.layer-shape').textContent])")
+    return {name: (kind, shape) for name, kind, shape in rows}
+
+
+def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, page) -> None:
+    handle, session, ids = explorer
+    _open(page, handle, ids["lenet"])
+    rows = _rows(page)
+    graph = session.model(ids["lenet"]).loaded.graph
+    assert list(rows) == [layer.id for layer in graph.layers]
+    assert rows["conv1"] == ("conv2d", "6×28×28") and rows["conv2"] == ("conv2d", "16×10×10") and rows["fc3"] == ("linear", "10")
+    assert "lenet5" in page.inner_text("#model-title") and "1×28×28" in page.inner_text("#model-title")
+    blocks = page.evaluate(CANVAS_STATE, "#structure3d canvas")
+    assert blocks["colours"] > 20, blocks  # blocks in their category colours, textured with maps
+    # the 2-D view of the first conv layer: every one of its 6 maps, values on hover
+    assert page.inner_text("#layer-name") == "conv1" and "6 maps" in page.inner_text("#layer-shape")
+    box = page.locator("#layer-maps").bounding_box()
+    page.mouse.move(box["x"] + 10, box["y"] + 10)
+    assert re.match(r"map 0 at \(\d+, \d+\): -?\d", page.inner_text("#hover-value"))
+    # open another layer from the table: its maps replace the first
+    page.click("#layer-table tr[data-layer='pool2']")
+    page.wait_for_function("document.querySelector('#layer-name').textContent === 'pool2'")
+    assert "16 maps" in page.inner_text("#layer-shape") and "16×5×5" in page.inner_text("#layer-shape")
+    # VGG-12
+    draws = _draws(page)
+    page.click(f"#model-list li[data-model='{ids['vgg']}']")
+    page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
+    rows = _rows(page)
+    graph = session.model(ids["vgg"]).loaded.graph
+    assert list(rows) == [u.id for u in graph.layers]
+    convs = [(k, s) for k, s in rows.values() if k == "conv2d"]
+    assert len(convs) == 9 and convs[0][1] == "32×32×32"
+    for layer in graph.layers:  # every shape on the page is the graph's
+        assert rows[layer.id][1] == "×".join(map(str, layer.output_shape)), layer.id
+    assert sum(1 for k, _s in rows.values() if k == "linear") == 3
+    assert page.evaluate(CANVAS_STATE, "#structure3d canvas")["colours"] > 20
+    # the prediction chart shows 10 classes
+    assert page.evaluate("window.convscopeExplorer.state().outputs.prediction.classes") == 10
+
+
+def test_a_digit_drawn_on_the_sketchpad_gets_a_prediction(explorer, page) -> None:
+    handle, session, ids = explorer
+    _open(page, handle, ids["lenet"])
+    box = page.locator("#sketchpad").bounding_box()
+    cx, top = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.15
+    page.mouse.move(cx, top)
+    page.mouse.down()
+    for k in range(1, 21):  # a straight stroke down: a "1"
+        page.mouse.move(cx, top + k * box["height"] * 0.035)
+    page.mouse.up()
+    draws = _draws(page)
+    page.click("#sketch-predict")
+    page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
+    sketch = [i for i in session.inputs.values() if i.kind == "sketch"][-1]
+    assert page.evaluate("window.convscopeExplorer.drawnInput") == sketch.id
+    assert page.inner_text(f"#input-list li[data-input='{sketch.id}'] .input-name") == "sketch.png"
+    expected = session.prediction(ids["lenet"], sketch.id)
+    text = page.inner_text("#prediction-text")
+    assert text.startswith(f"predicted {expected['predicted_name']} (") and expected["predicted"] == 1, text
+    assert page.evaluate(CANVAS_STATE, "#prediction-chart")["colours"] > 3
+
+
+def test_two_inputs_are_compared_layer_by_layer(explorer, page) -> None:
+    handle, session, ids = explorer
+    _open(page, handle, ids["lenet"])
+    digits = [i.id for i in session.inputs.values() if i.kind == "sample"]
+    page.select_option("#compare-a", digits[0])
+    page.select_option("#compare-b", digits[1])
+    page.click("#compare-run")
+    page.wait_for_selector("#compare-maps .compare-row", timeout=30_000)
+    expected = session.compare(ids["lenet"], digits[0], digits[1])
+    summary = page.inner_text("#compare-summary")
+    assert f"They part ways at {expected['diverges_at']}" in summary, summary
+    shown = page.eval_on_selector_all("#compare-maps .compare-row", "rs => rs.map(r => r.dataset.layer)")
+    assert shown == ["conv1", "conv2", "fc1"]  # the first three conv/dense layers unless chosen otherwise
+    for k in range(1, 4):  # A, B and B - A are drawn for each
+        assert page.evaluate(CANVAS_STATE, f"#compare-maps .compare-row:first-child .triple > div:nth-child({k}) canvas")["colours"] > 3
+    assert page.evaluate(CANVAS_STATE, "#divergence-chart")["colours"] > 3
+    # choose another layer to compare
+    page.click("#compare-panel summary")
+    page.check("#compare-layers input[value='pool2']")
+    page.click("#compare-run")
+    page.wait_for_selector("#compare-maps .compare-row[data-layer='pool2']", timeout=30_000)
+
+
+def test_critical_features_are_highlighted(explorer, page) -> None:
+    handle, _session, ids = explorer
+    _open(page, handle, ids["lenet"])
+    page.wait_for_selector("#fit-steps li")
+    before = page.evaluate(CANVAS_STATE, "#saliency-canvas")
+    for method in ("gradient", "gradcam"):
+        page.select_option("#saliency-method", method)
+        page.click("#saliency-run")
+        page.wait_for_function(f"document.querySelector('#saliency-canvas').dataset.method === '{method}'", timeout=30_000)
+        text = page.inner_text("#saliency-text")
+        assert re.search(r"for class \d: \d+ pixels carry evidence", text), text
+        after = page.evaluate(CANVAS_STATE, "#saliency-canvas")
+        assert after["hash"] != before["hash"] and after["colours"] > before["colours"], (before, after)
+    assert "at conv2" in page.inner_text("#saliency-text")  # Grad-CAM on the last conv layer
+
+
+def test_freezing_filters_changes_later_layers_and_is_cleared(explorer, page) -> None:
+    handle, session, ids = explorer
+    _open(page, handle, ids["lenet"])
+    state = "window.convscopeExplorer.state()"
+    before = page.evaluate(f"{state}.outputs.layers.map(l => [l.layer, l.stats.mean])")
+    draws = _draws(page)
+    box = page.locator("#layer-maps").bounding_box()
+    page.mouse.click(box["x"] + 5, box["y"] + 5)  # the first map of conv1
+    page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
+    assert page.inner_text("#frozen-list") == "conv1: 0"
+    assert session.model(ids["lenet"]).freeze == {"conv1": [0]}
+    r, g, b = page.evaluate(PIXEL, ["#layer-maps", 60, 20])  # off the pink cross
+    assert r == g == b and 60 <= r <= 100  # drawn grey
+    after = dict(page.evaluate(f"{state}.outputs.layers.map(l => [l.layer, l.stats.mean])"))
+    before = dict(before)
+    assert after["conv1"] != before["conv1"]
+    for later in ("conv2", "pool2", "fc1", "fc3"):
+        assert after[later] != before[later], later
+    pred = page.evaluate(f"{state}.outputs.prediction.top[0].probability")
+    draws = _draws(page)
+    page.click("#freeze-clear")
+    page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
+    assert page.inner_text("#frozen-list") == "none" and session.model(ids["lenet"]).freeze == {}
+    cleared = dict(page.evaluate(f"{state}.outputs.layers.map(l => [l.layer, l.stats.mean])"))
+    assert cleared == before and page.evaluate(f"{state}.outputs.prediction.top[0].probability") != pred
+
+
+def test_an_adversarial_sample_is_generated_and_compared_with_its_original(explorer, page) -> None:
+    handle, session, ids = explorer
+    _open(page, handle, ids["lenet"])
+    original = page.evaluate("window.convscopeExplorer.drawnInput")
+    page.select_option("#attack", "pgd")
+    page.fill("#attack-params input[data-param='eps']", "0.3")
+    page.click("#attack-run")
+    page.wait_for_selector("#compare-maps .compare-row", timeout=60_000)
+    made = [i for i in session.inputs.values() if i.kind == "adversarial"][-1]
+    adv = made.adversarial
+    assert made.parent == original and adv["success"] and adv["linf"] <= 0.3 + 1e-5
+    item = page.inner_text(f"#input-list li[data-input='{made.id}'] .adv-info")
+    assert item == f"pgd: {adv['original_name']} → {adv['prediction_name']}, L2 {adv['l2']:.3f}, L∞ {adv['linf']:.3f}"
+    assert page.evaluate("window.convscopeExplorer.drawnInput") == made.id
+    assert page.inner_text("#prediction-text").startswith(f"predicted {adv['prediction_name']} (")
+    assert page.input_value("#compare-a") == original and page.input_value("#compare-b") == made.id
+    summary = page.inner_text("#compare-summary")
+    assert f"A predicted {adv['original_name']}, B predicted {adv['prediction_name']}." in summary
+
+
+def test_models_open_by_upload_and_bad_files_are_refused_on_the_page(explorer, page, tmp_path: Path) -> None:
+    handle, session, ids = explorer
+    files = make_model_files(tmp_path)
+    _open(page, handle, ids["lenet"])
+    for kind, fmt in (("onnx", "onnx"), ("keras", "keras"), ("pt2", "export")):
+        draws = _draws(page)
+        page.set_input_files("#model-file", str(files[kind]))
+        page.wait_for_function(DRAWN, arg=draws, timeout=60_000)
+        assert page.inner_text("#model-message").startswith(f"opened {files[kind].name} ({fmt}, ")
+        assert files[kind].name in page.inner_text("#model-title")
+        assert "conv1" in _rows(page)
+        assert page.evaluate("window.convscopeExplorer.state().outputs.prediction.classes") == 10
+    for kind, text in (("noise", "noise.onnx was refused: "), ("evil", "evil.pt was refused: ")):
+        page.set_input_files("#model-file", str(files[kind]))
+        page.wait_for_selector("#model-message.error", timeout=30_000)
+        assert page.inner_text("#model-message").startswith(text)
+        page.evaluate("document.querySelector('#model-message').className = 'message'")
+    assert "--trust" in page.inner_text("#model-message")
+    assert not files["pwned"].exists()
+    for model in [m for m in session.models.values() if m.origin == "upload"]:
+        session.remove_model(model.id)

@@ -1,0 +1,171 @@
+"""``/api/explorer`` through Starlette's TestClient: every route, its errors and its OpenAPI entry."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from starlette.testclient import TestClient
+
+from convscope.explorer import ExplorerLimits, ExplorerSession
+from convscope.server import create_app
+
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+def _client(tmp_path: Path, **options) -> TestClient:
+    return TestClient(create_app(tmp_path / "runs", **options))
+
+
+def _upload(client: TestClient, path: Path, **params: str):
+    return client.post("/api/explorer/models/upload", params={"filename": path.name, **params}, content=path.read_bytes(), headers=OCTET)
+
+
+def test_openapi_documents_the_explorer(tmp_path: Path) -> None:
+    spec = _client(tmp_path).get("/openapi.json").json()
+    paths = {p for p in spec["paths"] if p.startswith("/api/explorer")}
+    for p in ("/api/explorer", "/api/explorer/models/zoo", "/api/explorer/models/upload", "/api/explorer/models/{model}/freeze",
+              "/api/explorer/models/{model}/inputs/{input}/outputs", "/api/explorer/models/{model}/compare",
+              "/api/explorer/models/{model}/inputs/{input}/saliency", "/api/explorer/models/{model}/adversarial",
+              "/api/explorer/inputs/upload"):
+        assert p in paths, p
+    upload = spec["paths"]["/api/explorer/models/upload"]["post"]
+    assert "application/octet-stream" in upload["requestBody"]["content"] and "403" in upload["responses"]
+    assert "explorer" in upload["tags"] and "Maps" in spec["components"]["schemas"]
+
+
+def test_a_zoo_model_end_to_end(tmp_path: Path) -> None:
+    c = _client(tmp_path)
+    info = c.get("/api/explorer").json()
+    assert info["trust"] is False and "lenet5" in info["zoo"] and "fgsm" in info["attacks"] and "gradcam" in info["saliency_methods"]
+    r = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False})
+    assert r.status_code == 201, r.text
+    m = r.json()
+    assert m["format"] == "zoo" and m["observable"][0] == "conv1" and m["sample_sets"][0] == "foolbox-mnist"
+    assert [layer["id"] for layer in m["graph"]["layers"]][:2] == ["input", "conv1"]
+    a = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+    b = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 1}).json()["id"]
+    base = f"/api/explorer/models/{m['id']}"
+    out = c.get(f"{base}/inputs/{a}/outputs", params={"max_size": 8, "max_maps": 4}).json()
+    assert len(out["layers"]) == len(m["observable"]) and out["layers"][0]["maps"]["count"] == 4
+    conv1 = c.get(f"{base}/inputs/{a}/outputs", params={"layer": "conv1"}).json()["layers"][0]
+    assert conv1["layer"] == "conv1" and conv1["shape"] == [16, 26, 26]
+    assert c.put(f"{base}/freeze", json={"conv1": [2, 0]}).json() == {"conv1": [0, 2]}
+    frozen = c.get(f"{base}/inputs/{a}/outputs", params={"layer": "conv1", "max_maps": 16}).json()["layers"][0]
+    px = np.frombuffer(base64.b64decode(frozen["maps"]["data"]), np.uint8).reshape(16, -1)
+    assert frozen["frozen"] == [0, 2] and not px[0].any() and not px[2].any() and px[1].any()
+    assert c.put(f"{base}/freeze", json={"conv1": [99]}).status_code == 422
+    cmp_ = c.get(f"{base}/compare", params={"a": a, "b": b, "layer": ["conv1", "fc2"]}).json()
+    assert [x["layer"] for x in cmp_["maps"]] == ["conv1", "fc2"] and cmp_["layers"][0]["l2"] > 0
+    sal = c.get(f"{base}/inputs/{a}/saliency", params={"method": "gradcam"}).json()
+    assert sal["layer"] == "conv2" and (sal["width"], sal["height"]) == (28, 28)
+    adv = c.post(f"{base}/adversarial", json={"input": a, "attack": "fgsm", "params": {"eps": 0.1}})
+    assert adv.status_code == 201, adv.text
+    assert adv.json()["parent"] == a and 0 < adv.json()["adversarial"]["linf"] <= 0.1 + 1e-6
+    png = c.get(f"/api/explorer/inputs/{adv.json()['id']}/image", params={"model": m["id"]})
+    assert png.headers["content-type"] == "image/png" and Image.open(io.BytesIO(png.content)).size == (28, 28)
+    fit = c.get(f"{base}/inputs/{a}/fit").json()
+    assert fit["shape"] == [1, 28, 28] and any("normalised" in s for s in fit["steps"])
+    assert c.delete(f"/api/explorer/inputs/{b}").status_code == 204
+    assert len(c.get("/api/explorer").json()["inputs"]) == 2
+
+
+def test_errors_are_clear_json_4xx(tmp_path: Path) -> None:
+    c = _client(tmp_path)
+    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
+    a = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+    cases = [
+        (c.post("/api/explorer/models/zoo", json={"name": "resnet9000"}), 404, "zoo models are"),
+        (c.get(f"/api/explorer/models/{m}/inputs/i999/outputs"), 404, "no input 'i999'"),
+        (c.get(f"/api/explorer/models/m999/inputs/{a}/outputs"), 404, "no model 'm999'"),
+        (c.get(f"/api/explorer/models/{m}/inputs/{a}/outputs", params={"layer": "conv9"}), 404, "observable layers are conv1"),
+        (c.get(f"/api/explorer/models/{m}/inputs/{a}/saliency", params={"method": "magic"}), 422, "choose one of gradient"),
+        (c.post(f"/api/explorer/models/{m}/adversarial", json={"input": a, "attack": "nope"}), 422, "choose one of fgsm"),
+        (c.post("/api/explorer/inputs/sample", json={"dataset": "nope"}), 404, "not bundled"),
+        (c.post("/api/explorer/inputs/upload", params={"filename": "x.png"}, content=b"not an image", headers=OCTET), 422, "not a readable image"),
+        (c.post("/api/explorer/models/upload", params={"filename": "x.exe"}, content=b"MZ", headers=OCTET), 422, "opens"),
+    ]
+    for r, status, text in cases:
+        assert r.status_code == status, (r.status_code, r.text)
+        assert text in r.json()["detail"], r.json()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["onnx", "pt2", "keras"])
+def test_uploading_onnx_keras_and_pt2_opens_them(tmp_path: Path, model_files, kind: str) -> None:
+    c = _client(tmp_path)
+    r = _upload(c, model_files[kind])
+    assert r.status_code == 201, r.text
+    m = r.json()
+    assert m["format"] == {"onnx": "onnx", "pt2": "export", "keras": "keras"}[kind] and m["origin"] == "upload"
+    assert m["input_spec"]["shape"] == [1, 28, 28] and m["source"] == f"upload:{model_files[kind].name}"
+    x = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 3}).json()["id"]
+    out = c.get(f"/api/explorer/models/{m['id']}/inputs/{x}/outputs").json()
+    assert out["prediction"]["classes"] == 10 and out["layers"][0]["layer"] == m["observable"][0]
+    assert out["layers"][0]["shape"][0] == (4 if kind == "keras" else 16)
+
+
+def test_random_bytes_and_untrusted_pickles_are_refused(tmp_path: Path, model_files) -> None:
+    c = _client(tmp_path)
+    noise = _upload(c, model_files["noise"])
+    assert noise.status_code == 422 and "noise.onnx" in noise.json()["detail"]
+    for name in ("pickle", "evil"):
+        r = _upload(c, model_files[name])
+        assert r.status_code == 403, r.text
+        assert "--trust" in r.json()["detail"]
+    assert not model_files["pwned"].exists()  # nothing in the file ran
+    assert c.get("/api/explorer").json()["models"] == []
+    trusting = _client(tmp_path, trust=True)
+    assert trusting.get("/api/explorer").json()["trust"] is True
+    r = _upload(trusting, model_files["pickle"])
+    assert r.status_code == 422 and "input_shape" in r.json()["detail"]
+    r = _upload(trusting, model_files["pickle"], input_shape="1,28,28")
+    assert r.status_code == 201 and r.json()["format"] == "pickle" and r.json()["input_spec"]["shape"] == [1, 28, 28]
+
+
+def test_uploads_are_bounded(tmp_path: Path, model_files) -> None:
+    session = ExplorerSession(limits=ExplorerLimits(max_model_bytes=50_000, max_image_bytes=2_000))
+    c = _client(tmp_path, explorer=session)
+    r = _upload(c, model_files["onnx"])
+    assert r.status_code == 413 and "50,000" in r.json()["detail"]
+    img = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(img, "PNG")
+    r = c.post("/api/explorer/inputs/upload", params={"filename": "big.png"}, content=img.getvalue(), headers=OCTET)
+    assert r.status_code == 413
+
+
+def test_the_token_and_same_origin_rules_cover_the_explorer(tmp_path: Path) -> None:
+    c = _client(tmp_path, token="s3cret")
+    assert c.get("/api/explorer").status_code == 401
+    assert c.get("/api/explorer", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    r = c.post("/api/explorer/models/zoo?token=s3cret", json={"name": "lenet5-simplified"}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "refused" in r.json()["detail"]
+
+
+def test_requests_never_name_code_or_files_on_the_server(tmp_path: Path) -> None:
+    import torch
+
+    c = _client(tmp_path)
+    weights = tmp_path / "w.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), weights)
+    marker = tmp_path / "imported"
+    module = tmp_path / "sneaky_module_for_test.py"
+    module.write_text(f"open({str(marker)!r}, 'w').close()\nclass Net:\n    pass\n")
+    import sys
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        r = _upload(c, weights, architecture="sneaky_module_for_test:Net")
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert r.status_code == 403 and "--trust" in r.json()["detail"], r.text
+    assert not marker.exists()  # the module was never imported
+    # a zoo request names a zoo model, never a file on the server's disk
+    for name in (str(weights), "../w.pt", "/etc/hostname"):
+        r = c.post("/api/explorer/models/zoo", json={"name": name[:64]})
+        assert r.status_code == 404 and "no zoo model" in r.json()["detail"], r.text
+    assert c.get("/api/explorer").json()["models"] == []

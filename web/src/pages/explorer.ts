@@ -1,0 +1,659 @@
+// The model explorer (NeuralVis): models and inputs on the left (upload, sketch, bundled samples,
+// adversarial generation), the model's 3-D structure and layer list, the opened layer's maps
+// (click to freeze filters), the prediction, critical features and the comparison of two inputs.
+import { drawDivergence, drawPrediction } from "../views/explorer/charts";
+import {
+  explorerApi as api,
+  type Comparison,
+  type InputInfo,
+  type LayerOutput,
+  type Maps,
+  type ModelDetails,
+  type Outputs,
+  type SessionInfo,
+} from "../views/explorer/client";
+import { collapseAround, defaultCollapsed, expand, formatShape, toggleFrozen, visibleUnits, type Unit } from "../views/explorer/logic";
+import { MapGrid } from "../views/explorer/maps";
+import { drawOverlay, loadImage } from "../views/explorer/saliency";
+import { Sketchpad } from "../views/explorer/sketchpad";
+import { StructureView } from "../views/explorer/structure3d";
+
+interface ExplorerProbe {
+  lastDrawMs: number;
+  structureMs: number;
+  draws: number;
+  drawnInput: string | null;
+  state: () => unknown;
+}
+
+declare global {
+  interface Window {
+    convscopeExplorer?: ExplorerProbe;
+  }
+}
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => void): () => void {
+  root.innerHTML = `
+    <section class="page-head explorer-head"><h1>Model explorer</h1>
+      <span class="muted">Open a trained model, feed it inputs, see every layer. <a href="#/runs">Runs</a> shows training runs.</span></section>
+    <div class="explorer">
+      <aside class="ops">
+        <section class="panel" id="models-panel"><h2>Models</h2>
+          <ul id="model-list" class="pick-list"></ul>
+          <div class="row"><select id="zoo-name" aria-label="bundled model"></select><button id="add-zoo">Add bundled</button></div>
+          <label class="file-button">Upload model file<input type="file" id="model-file" /></label>
+          <div id="model-message" class="message"></div>
+        </section>
+        <section class="panel" id="inputs-panel"><h2>Inputs</h2>
+          <ul id="input-list" class="pick-list inputs"></ul>
+          <div class="row"><select id="sample-set" aria-label="bundled data set"></select>
+            <input id="sample-index" type="number" min="0" value="0" aria-label="sample index" />
+            <button id="add-sample">Add sample</button></div>
+          <label class="file-button">Upload image<input type="file" id="input-file" accept="image/*" /></label>
+          <div id="input-message" class="message"></div>
+          <h3>Sketchpad</h3>
+          <canvas id="sketchpad" class="sketchpad"></canvas>
+          <div class="row"><button id="sketch-predict">Predict sketch</button><button id="sketch-clear">Clear</button></div>
+        </section>
+        <section class="panel" id="attack-panel"><h2>Adversarial sample</h2>
+          <div class="row"><select id="attack" aria-label="attack"></select></div>
+          <div id="attack-about" class="muted small"></div>
+          <div id="attack-params" class="params"></div>
+          <div class="row"><label>target <input id="attack-target" type="number" min="0" placeholder="none" /></label>
+            <button id="attack-run">Generate</button></div>
+          <div id="attack-message" class="message"></div>
+        </section>
+      </aside>
+      <div class="detail">
+        <section class="panel" id="structure-panel">
+          <h2>Structure <span id="model-title" class="muted"></span>
+            <span class="toggle"><button id="spin">spin</button><button id="expand-all">expand all</button><button id="collapse-auto">collapse</button></span></h2>
+          <div id="structure3d" class="structure3d"></div>
+          <div class="table-wrap"><table class="layers" id="layer-table"><thead><tr><th>layer</th><th>kind</th><th>output shape</th><th>params</th><th>outputs</th></tr></thead>
+            <tbody></tbody></table></div>
+        </section>
+        <div class="two">
+          <section class="panel" id="prediction-panel"><h2>Prediction</h2>
+            <div id="prediction-text" class="big"></div><canvas id="prediction-chart" class="view-canvas"></canvas></section>
+          <section class="panel" id="saliency-panel"><h2>Input and critical features</h2>
+            <div class="row"><select id="saliency-method" aria-label="saliency method"></select><button id="saliency-run">Highlight</button>
+              <label><input type="checkbox" id="saliency-show" checked /> overlay</label></div>
+            <canvas id="saliency-canvas" class="saliency"></canvas>
+            <div id="saliency-text" class="muted small"></div>
+            <ol id="fit-steps" class="steps muted small"></ol></section>
+        </div>
+        <section class="panel" id="layer-panel"><h2>Layer <span id="layer-name"></span> <span id="layer-shape" class="muted"></span></h2>
+          <div id="layer-stats" class="muted small"></div>
+          <div class="row small"><span id="hover-value" class="hover-value">hover a map to read its values; click maps (or units) to freeze them</span></div>
+          <canvas id="layer-maps" class="maps-canvas"></canvas>
+          <div class="frozen"><b>Frozen filters:</b> <span id="frozen-list">none</span> <button id="freeze-clear">Clear</button></div>
+        </section>
+        <section class="panel" id="compare-panel"><h2>Compare two inputs <span class="toggle"><button id="compare-expand">expand</button></span></h2>
+          <div class="row"><label>A <select id="compare-a"></select></label><label>B <select id="compare-b"></select></label>
+            <button id="compare-run">Compare</button></div>
+          <details><summary>layers to show (<span id="compare-count">0</span>)</summary><div id="compare-layers" class="checks"></div></details>
+          <div id="compare-summary" class="small"></div>
+          <canvas id="divergence-chart" class="view-canvas"></canvas>
+          <div id="compare-maps"></div>
+        </section>
+      </div>
+    </div>`;
+  const $ = <T extends HTMLElement = HTMLElement>(sel: string) => root.querySelector<T>(sel)!;
+  const structure = new StructureView($("#structure3d"));
+  structure.renderer.domElement.classList.add("view-canvas");
+  const layerGrid = new MapGrid($<HTMLCanvasElement>("#layer-maps"), { minSide: 28, maxCell: 6 });
+  const sketch = new Sketchpad($<HTMLCanvasElement>("#sketchpad"));
+  const probe: ExplorerProbe = { lastDrawMs: 0, structureMs: 0, draws: 0, drawnInput: null, state: () => state };
+  window.convscopeExplorer = probe;
+
+  const params = new URLSearchParams(location.hash.split("?")[1] ?? "");
+  const state = {
+    session: null as SessionInfo | null,
+    model: null as ModelDetails | null,
+    input: params.get("input") as string | null,
+    collapsed: new Set<string>(),
+    selected: null as string | null,
+    outputs: null as Outputs | null,
+    layer: null as LayerOutput | null,
+    freeze: {} as Record<string, number[]>,
+    compareLayers: new Set<string>(),
+    comparison: null as Comparison | null,
+    saliency: null as Awaited<ReturnType<typeof api.saliency>> | null,
+    image: null as HTMLImageElement | null,
+    token: 0,
+  };
+  let disposed = false;
+
+  const message = (id: string, text: string, error = false) => {
+    const el = $(id);
+    el.textContent = text;
+    el.className = `message ${error ? "error" : "ok"}`;
+  };
+  const updateHash = () => {
+    const p = new URLSearchParams();
+    if (state.model) p.set("model", state.model.id);
+    if (state.input) p.set("input", state.input);
+    history.replaceState(null, "", `#/explore?${p}`);
+  };
+
+  // --- session, models, inputs -------------------------------------------------------------------
+  async function refreshSession(): Promise<SessionInfo> {
+    const s = await api.session();
+    state.session = s;
+    setConnection(true);
+    const zoo = $<HTMLSelectElement>("#zoo-name");
+    if (!zoo.options.length) zoo.innerHTML = s.zoo.map((z) => `<option>${esc(z)}</option>`).join("");
+    const attack = $<HTMLSelectElement>("#attack");
+    if (!attack.options.length) {
+      attack.innerHTML = Object.keys(s.attacks).map((a) => `<option>${esc(a)}</option>`).join("");
+      renderAttackParams();
+    }
+    const sal = $<HTMLSelectElement>("#saliency-method");
+    if (!sal.options.length) sal.innerHTML = s.saliency_methods.map((m) => `<option>${esc(m)}</option>`).join("");
+    renderModels();
+    renderInputs();
+    return s;
+  }
+
+  function renderModels(): void {
+    const list = $("#model-list");
+    const models = state.session?.models ?? [];
+    list.innerHTML = models.length ? "" : `<li class="muted">no model yet: add a bundled one or upload a file</li>`;
+    for (const m of models) {
+      const li = document.createElement("li");
+      li.className = `model-item${state.model?.id === m.id ? " selected" : ""}`;
+      li.dataset.model = m.id;
+      li.innerHTML = `<b></b> <span class="muted"></span> <button class="remove" title="remove">×</button>`;
+      li.querySelector("b")!.textContent = m.name;
+      li.querySelector("span")!.textContent = `${m.format}, ${m.layers} layers, ${m.params.toLocaleString()} params, input ${formatShape(m.input_spec.shape)}`;
+      li.addEventListener("click", () => void selectModel(m.id));
+      li.querySelector("button")!.addEventListener("click", async (e) => {
+        e.stopPropagation();
+        await api.removeModel(m.id);
+        if (state.model?.id === m.id) state.model = null;
+        await refreshSession();
+      });
+      list.appendChild(li);
+    }
+  }
+
+  function inputLabel(i: InputInfo): string {
+    return `${i.name} (${i.id})`;
+  }
+
+  function renderInputs(): void {
+    const list = $("#input-list");
+    const inputs = state.session?.inputs ?? [];
+    list.innerHTML = inputs.length ? "" : `<li class="muted">no input yet</li>`;
+    for (const i of inputs) {
+      const li = document.createElement("li");
+      li.className = `input-item${state.input === i.id ? " selected" : ""}`;
+      li.dataset.input = i.id;
+      const img = document.createElement("img");
+      img.className = "thumb";
+      img.src = api.imageUrl(i.id, state.model?.id);
+      img.alt = i.name;
+      const text = document.createElement("span");
+      text.className = "input-name";
+      text.textContent = i.name;
+      li.append(img, text);
+      if (i.adversarial) {
+        const a = i.adversarial;
+        const info = document.createElement("span");
+        info.className = "adv-info small";
+        info.textContent = `${a.attack}: ${a.original_name} → ${a.prediction_name}${a.success ? "" : " (no change)"}, L2 ${a.l2.toFixed(3)}, L∞ ${a.linf.toFixed(3)}`;
+        li.append(info);
+      } else if (i.label !== null) {
+        const info = document.createElement("span");
+        info.className = "muted small";
+        info.textContent = `label ${i.label}`;
+        li.append(info);
+      }
+      const rm = document.createElement("button");
+      rm.className = "remove";
+      rm.title = "remove";
+      rm.textContent = "×";
+      rm.addEventListener("click", async (e) => {
+        e.stopPropagation();
+        await api.removeInput(i.id);
+        if (state.input === i.id) state.input = null;
+        await refreshSession();
+      });
+      li.append(rm);
+      li.addEventListener("click", () => void selectInput(i.id));
+      list.appendChild(li);
+    }
+    for (const [sel, pick] of [["#compare-a", 0], ["#compare-b", 1]] as const) {
+      const s = $<HTMLSelectElement>(sel);
+      const before = s.value;
+      s.innerHTML = inputs.map((i) => `<option value="${esc(i.id)}">${esc(inputLabel(i))}</option>`).join("");
+      if (before && inputs.some((i) => i.id === before)) s.value = before;
+      else if (inputs.length) s.value = inputs[Math.min(pick, inputs.length - 1)].id;
+    }
+  }
+
+  async function selectModel(id: string): Promise<void> {
+    const details = await api.model(id);
+    state.model = details;
+    state.freeze = details.freeze;
+    state.collapsed = defaultCollapsed(details.graph);
+    state.selected = null;
+    state.layer = null;
+    state.outputs = null;
+    state.comparison = null;
+    state.saliency = null;
+    $("#model-title").textContent = `${details.name} · ${details.format} · ${details.layers} layers · input ${formatShape(details.input_spec.shape)}`;
+    const sets = $<HTMLSelectElement>("#sample-set");
+    sets.innerHTML = details.sample_sets.map((s) => `<option>${esc(s)}</option>`).join("");
+    const checks = $("#compare-layers");
+    const convs = details.graph.layers.filter((l) => details.observable.includes(l.id) && ["conv", "dense"].includes(l.category));
+    state.compareLayers = new Set(convs.slice(0, 3).map((l) => l.id));
+    checks.innerHTML = details.observable
+      .map((l) => `<label><input type="checkbox" value="${esc(l)}" ${state.compareLayers.has(l) ? "checked" : ""}/> ${esc(l)}</label>`)
+      .join("");
+    $("#compare-count").textContent = String(state.compareLayers.size);
+    renderModels();
+    renderInputs();
+    const t0 = performance.now();
+    renderStructure(false);
+    probe.structureMs = performance.now() - t0;
+    drawPrediction($<HTMLCanvasElement>("#prediction-chart"), null);
+    drawDivergence($<HTMLCanvasElement>("#divergence-chart"), null);
+    $("#compare-maps").innerHTML = "";
+    renderFrozen();
+    updateHash();
+    const inputs = state.session?.inputs ?? [];
+    const keep = inputs.find((i) => i.id === state.input);
+    if (keep) await selectInput(keep.id);
+    else if (inputs.length) await selectInput(inputs[0].id);
+  }
+
+  // --- structure -----------------------------------------------------------------------------------
+  function units(): Unit[] {
+    return state.model ? visibleUnits(state.model.graph, state.collapsed) : [];
+  }
+
+  function mapsByLayer(): Map<string, Maps> {
+    return new Map((state.outputs?.layers ?? []).map((l) => [l.layer, l.maps]));
+  }
+
+  function renderStructure(keepCamera: boolean): void {
+    if (!state.model) return;
+    const list = units();
+    const opened = state.layer && state.layer.layer === state.selected ? state.layer.maps : null;
+    structure.build(list, state.selected, mapsByLayer(), opened, state.freeze[state.selected ?? ""] ?? [], keepCamera);
+    renderLayerTable(list);
+  }
+
+  function renderLayerTable(list: Unit[]): void {
+    const model = state.model!;
+    const byId = new Map(model.graph.layers.map((l) => [l.id, l]));
+    const tbody = $("#layer-table tbody");
+    tbody.innerHTML = "";
+    const maps = mapsByLayer();
+    for (const u of list) {
+      const tr = document.createElement("tr");
+      tr.className = `layer-row${u.container ? " container" : ""}${u.id === state.selected ? " selected" : ""}`;
+      tr.dataset.layer = u.id;
+      const layer = byId.get(u.id);
+      const params = u.container ? u.layers.reduce((s, id) => s + (byId.get(id)?.params ?? 0), 0) : layer?.params ?? 0;
+      tr.innerHTML = `<td class="layer-name" style="padding-left:${8 + u.depth * 14}px"></td><td class="layer-kind"></td>
+        <td class="layer-shape"></td><td class="num">${params.toLocaleString()}</td><td class="layer-out"></td>`;
+      const name = tr.querySelector(".layer-name")!;
+      if (u.container) {
+        name.textContent = `▸ ${u.id}`;
+        tr.title = `${u.kind} of ${u.layers.length} layers; click to expand`;
+      } else {
+        name.textContent = u.id;
+        const parent = layer?.parent ?? null;
+        if (parent) {
+          const b = document.createElement("button");
+          b.className = "collapse";
+          b.textContent = "⊟";
+          b.title = `collapse ${parent}`;
+          b.addEventListener("click", (e) => {
+            e.stopPropagation();
+            state.collapsed = collapseAround(model.graph, state.collapsed, parent);
+            renderStructure(true);
+          });
+          name.prepend(b);
+        }
+      }
+      tr.querySelector(".layer-kind")!.textContent = u.container ? `${u.kind} (${u.layers.length})` : u.kind;
+      tr.querySelector(".layer-shape")!.textContent = formatShape(u.shape);
+      const m = maps.get(u.layers[u.layers.length - 1]);
+      if (m && model.observable.includes(u.layers[u.layers.length - 1])) {
+        const c = document.createElement("canvas");
+        c.className = "strip";
+        tr.querySelector(".layer-out")!.appendChild(c);
+        drawStrip(c, m, state.freeze[u.layers[u.layers.length - 1]] ?? []);
+      }
+      tr.addEventListener("click", () => pickUnit(u));
+      tbody.appendChild(tr);
+    }
+  }
+
+  function drawStrip(c: HTMLCanvasElement, m: Maps, frozen: number[]): void {
+    const grid = new MapGrid(c, { minSide: 16, maxCell: 1 });
+    const few: Maps = { ...m, count: Math.min(m.count, 8) };
+    c.style.width = "176px";
+    grid.draw(few, frozen);
+  }
+
+  function pickUnit(u: Unit): void {
+    if (!state.model) return;
+    if (u.container) {
+      state.collapsed = expand(state.model.graph, state.collapsed, u.id);
+      renderStructure(true);
+      return;
+    }
+    void selectLayer(u.id);
+  }
+  structure.onPick = pickUnit;
+
+  // --- inputs and layers ---------------------------------------------------------------------------
+  async function selectInput(id: string): Promise<void> {
+    if (!state.model) {
+      state.input = id;
+      renderInputs();
+      return;
+    }
+    const t0 = performance.now();
+    const token = ++state.token;
+    state.input = id;
+    renderInputs();
+    updateHash();
+    const model = state.model.id;
+    const outputs = await api.outputs(model, id, { maxSize: 32, maxMaps: 8 });
+    if (token !== state.token || disposed) return;
+    state.outputs = outputs;
+    if (state.selected === null) {
+      const first = state.model.graph.layers.find((l) => state.model!.observable.includes(l.id) && l.category === "conv") ??
+        state.model.graph.layers.find((l) => state.model!.observable.includes(l.id));
+      state.selected = first?.id ?? null;
+    }
+    state.layer = state.selected ? await api.outputs(model, id, { layer: [state.selected], maxSize: 64, maxMaps: 4096 }).then((o) => o.layers[0]) : null;
+    if (token !== state.token || disposed) return;
+    renderStructure(true);
+    renderLayer();
+    renderPrediction();
+    probe.lastDrawMs = performance.now() - t0;
+    probe.draws++;
+    probe.drawnInput = id;
+    document.body.dataset.drawn = `${model}:${id}:${probe.draws}`;
+    void renderInputImage(token);
+  }
+
+  async function renderInputImage(token: number): Promise<void> {
+    if (!state.model || !state.input) return;
+    const [img, fit] = await Promise.all([loadImage(api.imageUrl(state.input, state.model.id)), api.fit(state.model.id, state.input)]);
+    if (token !== state.token || disposed) return;
+    state.image = img;
+    $("#fit-steps").innerHTML = fit.steps.map((s) => `<li>${esc(s)}</li>`).join("");
+    if (state.saliency && $<HTMLInputElement>("#saliency-show").checked) await runSaliency();
+    else drawOverlay($<HTMLCanvasElement>("#saliency-canvas"), img, null);
+  }
+
+  async function selectLayer(id: string): Promise<void> {
+    if (!state.model || !state.input) return;
+    state.selected = id;
+    state.layer = (await api.outputs(state.model.id, state.input, { layer: [id], maxSize: 64, maxMaps: 4096 })).layers[0];
+    renderStructure(true);
+    renderLayer();
+  }
+
+  function renderLayer(): void {
+    const l = state.layer;
+    $("#layer-name").textContent = l ? l.layer : "";
+    $("#layer-shape").textContent = l ? `${l.kind} · output ${formatShape(l.shape)} · ` + (l.maps.units != null ? `${l.maps.units} units` : `${l.maps.total} maps`) : "";
+    if (!l) return;
+    const s = l.stats;
+    const f = (v: number | null) => (v === null ? "-" : v.toPrecision(4));
+    $("#layer-stats").textContent = `min ${f(s.min)} · max ${f(s.max)} · mean ${f(s.mean)} · std ${f(s.std)} · zeros ${(s.zeros * 100).toFixed(1)}%` +
+      (l.maps.count < l.maps.total ? ` · first ${l.maps.count} maps shown` : "") + (l.maps.width < (l.shape[l.shape.length - 1] ?? 0) ? ` · maps shrunk to ${l.maps.width}×${l.maps.height}` : "");
+    layerGrid.draw(l.maps, state.freeze[l.layer] ?? []);
+  }
+  layerGrid.onHover = (t) => ($("#hover-value").textContent = t || "hover a map to read its values; click maps (or units) to freeze them");
+  layerGrid.onClick = (f) => {
+    if (!state.layer) return;
+    void applyFreeze(toggleFrozen(state.freeze, state.layer.layer, f));
+  };
+
+  async function applyFreeze(freeze: Record<string, number[]>): Promise<void> {
+    if (!state.model) return;
+    state.freeze = await api.setFreeze(state.model.id, freeze);
+    renderFrozen();
+    if (state.input) await selectInput(state.input);
+  }
+
+  function renderFrozen(): void {
+    const entries = Object.entries(state.freeze);
+    $("#frozen-list").textContent = entries.length ? entries.map(([l, f]) => `${l}: ${f.join(", ")}`).join("; ") : "none";
+  }
+
+  function renderPrediction(): void {
+    const p = state.outputs?.prediction ?? null;
+    const input = state.session?.inputs.find((i) => i.id === state.input);
+    $("#prediction-text").textContent = p ? `predicted ${p.predicted_name} (${(p.top[0].probability * 100).toFixed(1)}%)` : "";
+    drawPrediction($<HTMLCanvasElement>("#prediction-chart"), p, input?.label ?? null);
+  }
+
+  // --- saliency --------------------------------------------------------------------------------------
+  async function runSaliency(): Promise<void> {
+    if (!state.model || !state.input) return;
+    const method = $<HTMLSelectElement>("#saliency-method").value;
+    $("#saliency-text").textContent = `computing ${method} …`;
+    try {
+      state.saliency = await api.saliency(state.model.id, state.input, method);
+      const shown = drawOverlay($<HTMLCanvasElement>("#saliency-canvas"), state.image, $<HTMLInputElement>("#saliency-show").checked ? state.saliency : null);
+      $("#saliency-text").textContent = `${method}${state.saliency.layer ? ` at ${state.saliency.layer}` : ""} for class ${state.saliency.target_name}: ${shown} pixels carry evidence`;
+      $("#saliency-canvas").dataset.method = method;
+    } catch (e) {
+      $("#saliency-text").textContent = String(e);
+    }
+  }
+
+  // --- comparison ------------------------------------------------------------------------------------
+  async function runCompare(): Promise<void> {
+    if (!state.model) return;
+    const a = $<HTMLSelectElement>("#compare-a").value, b = $<HTMLSelectElement>("#compare-b").value;
+    $("#compare-summary").textContent = "comparing …";
+    try {
+      const c = await api.compare(state.model.id, a, b, [...state.compareLayers]);
+      state.comparison = c;
+      const pa = c.prediction_a.predicted_name, pb = c.prediction_b.predicted_name;
+      $("#compare-summary").textContent =
+        `A predicted ${pa}, B predicted ${pb}. ` + (c.diverges_at ? `They part ways at ${c.diverges_at} (relative change ≥ ${c.threshold}).` : "They never part ways.");
+      drawDivergence($<HTMLCanvasElement>("#divergence-chart"), c, (layer) => {
+        state.compareLayers.add(layer);
+        syncCompareChecks();
+        void runCompare();
+      });
+      const box = $("#compare-maps");
+      box.innerHTML = "";
+      for (const m of c.maps) {
+        const d = c.layers.find((l) => l.layer === m.layer);
+        const row = document.createElement("div");
+        row.className = "compare-row";
+        row.dataset.layer = m.layer;
+        row.innerHTML = `<h3></h3><div class="triple"><div><div class="muted small">A</div><canvas></canvas></div>
+          <div><div class="muted small">B</div><canvas></canvas></div><div><div class="muted small">B − A</div><canvas></canvas></div></div>`;
+        row.querySelector("h3")!.textContent = `${m.layer} ${formatShape(m.shape)} · relative change ${d?.relative === null || d === undefined ? "∞" : d.relative.toPrecision(3)}`;
+        box.appendChild(row);
+        const [ca, cb, cd] = [...row.querySelectorAll("canvas")];
+        new MapGrid(ca, { minSide: 20, maxCell: 3 }).draw(m.a);
+        new MapGrid(cb, { minSide: 20, maxCell: 3 }).draw(m.b);
+        new MapGrid(cd, { minSide: 20, maxCell: 3 }).draw(m.diff, [], "diverging");
+      }
+    } catch (e) {
+      $("#compare-summary").textContent = String(e);
+    }
+  }
+
+  function syncCompareChecks(): void {
+    root.querySelectorAll<HTMLInputElement>("#compare-layers input").forEach((c) => (c.checked = state.compareLayers.has(c.value)));
+    $("#compare-count").textContent = String(state.compareLayers.size);
+  }
+
+  // --- adversarial -----------------------------------------------------------------------------------
+  function renderAttackParams(): void {
+    const name = $<HTMLSelectElement>("#attack").value;
+    const spec = state.session?.attacks[name];
+    if (!spec) return;
+    $("#attack-about").textContent = spec.about + (spec.targeted ? "" : " (untargeted only)");
+    $("#attack-params").innerHTML = Object.entries(spec.defaults)
+      .map(([k, v]) => `<label>${esc(k)} <input data-param="${esc(k)}" type="number" step="any" value="${v ?? ""}" placeholder="auto" /></label>`)
+      .join("");
+    $<HTMLInputElement>("#attack-target").disabled = !spec.targeted;
+  }
+
+  async function runAttack(): Promise<void> {
+    if (!state.model || !state.input) return message("#attack-message", "select a model and an input first", true);
+    const attack = $<HTMLSelectElement>("#attack").value;
+    const params: Record<string, number> = {};
+    root.querySelectorAll<HTMLInputElement>("#attack-params input").forEach((i) => {
+      if (i.value !== "") params[i.dataset.param!] = Number(i.value);
+    });
+    const t = $<HTMLInputElement>("#attack-target").value;
+    message("#attack-message", `running ${attack} …`);
+    try {
+      const original = state.input;
+      const made = await api.adversarial(state.model.id, original, attack, params, t === "" ? null : Number(t));
+      const a = made.adversarial!;
+      message("#attack-message", `${made.name}: ${a.original_name} → ${a.prediction_name}${a.success ? "" : " (prediction unchanged)"}, L2 ${a.l2.toFixed(3)}, L∞ ${a.linf.toFixed(3)}`);
+      await refreshSession();
+      $<HTMLSelectElement>("#compare-a").value = original;
+      $<HTMLSelectElement>("#compare-b").value = made.id;
+      await selectInput(made.id);
+      await runCompare();
+    } catch (e) {
+      message("#attack-message", String(e), true);
+    }
+  }
+
+  // --- wiring ----------------------------------------------------------------------------------------
+  const on = (sel: string, ev: string, fn: (e: Event) => unknown) => $(sel).addEventListener(ev, (e) => void fn(e));
+  on("#add-zoo", "click", async () => {
+    const name = $<HTMLSelectElement>("#zoo-name").value;
+    message("#model-message", `loading ${name} …`);
+    try {
+      const m = await api.addZoo(name);
+      message("#model-message", `added ${m.name}`);
+      await addDefaultInputs(m);
+      await refreshSession();
+      await selectModel(m.id);
+    } catch (e) {
+      message("#model-message", String(e), true);
+    }
+  });
+  on("#model-file", "change", async (e) => {
+    const input = e.target as HTMLInputElement;
+    const file = input.files?.[0];
+    if (!file) return;
+    message("#model-message", `uploading ${file.name} …`);
+    try {
+      const m = await api.uploadModel(file);
+      message("#model-message", `opened ${file.name} (${m.format}, ${m.layers} layers)`);
+      await addDefaultInputs(m);
+      await refreshSession();
+      await selectModel(m.id);
+    } catch (err) {
+      message("#model-message", `${file.name} was refused: ${String(err)}`, true);
+    } finally {
+      input.value = "";
+    }
+  });
+  on("#input-file", "change", async (e) => {
+    const input = e.target as HTMLInputElement;
+    const file = input.files?.[0];
+    if (!file) return;
+    try {
+      const made = await api.uploadInput(file, file.name);
+      message("#input-message", `added ${made.name}: ${made.steps.map((s) => s.text).join("; ")}`);
+      await refreshSession();
+      await selectInput(made.id);
+    } catch (err) {
+      message("#input-message", `${file.name} was refused: ${String(err)}`, true);
+    } finally {
+      input.value = "";
+    }
+  });
+  on("#add-sample", "click", async () => {
+    try {
+      const made = await api.addSample($<HTMLSelectElement>("#sample-set").value, Number($<HTMLInputElement>("#sample-index").value || 0));
+      await refreshSession();
+      await selectInput(made.id);
+    } catch (err) {
+      message("#input-message", String(err), true);
+    }
+  });
+  on("#sketch-clear", "click", () => sketch.clear());
+  on("#sketch-predict", "click", async () => {
+    try {
+      const made = await api.uploadInput(await sketch.toBlob(), "sketch.png", "sketch");
+      message("#input-message", `sketch added as ${made.id}`);
+      await refreshSession();
+      await selectInput(made.id);
+    } catch (err) {
+      message("#input-message", String(err), true);
+    }
+  });
+  on("#attack", "change", () => renderAttackParams());
+  on("#attack-run", "click", () => runAttack());
+  on("#saliency-run", "click", () => runSaliency());
+  on("#saliency-show", "change", () => drawOverlay($<HTMLCanvasElement>("#saliency-canvas"), state.image, $<HTMLInputElement>("#saliency-show").checked ? state.saliency : null));
+  on("#freeze-clear", "click", () => applyFreeze({}));
+  on("#compare-run", "click", () => runCompare());
+  on("#compare-layers", "change", (e) => {
+    const c = e.target as HTMLInputElement;
+    if (c.checked) state.compareLayers.add(c.value);
+    else state.compareLayers.delete(c.value);
+    $("#compare-count").textContent = String(state.compareLayers.size);
+  });
+  on("#compare-expand", "click", () => {
+    const full = $("#compare-panel").classList.toggle("full");
+    $("#compare-expand").textContent = full ? "close" : "expand";
+    if (state.comparison) void runCompare();
+  });
+  let spinning = false;
+  on("#spin", "click", () => {
+    spinning = !spinning;
+    structure.setSpin(spinning);
+    $("#spin").classList.toggle("active", spinning);
+  });
+  on("#expand-all", "click", () => {
+    state.collapsed = new Set();
+    renderStructure(false);
+  });
+  on("#collapse-auto", "click", () => {
+    if (state.model) state.collapsed = defaultCollapsed(state.model.graph, 30);
+    renderStructure(false);
+  });
+
+  async function addDefaultInputs(m: ModelDetails): Promise<void> {
+    const have = state.session?.inputs ?? [];
+    const shape = m.input_spec.shape;
+    const fits = have.some((i) => i.shape[0] === shape[0] && !i.adversarial);
+    if (fits || !m.sample_sets.length) return;
+    for (let k = 0; k < 4; k++) await api.addSample(m.sample_sets[0], k);
+  }
+
+  refreshSession()
+    .then(async (s) => {
+      const want = params.get("model");
+      const pick = s.models.find((m) => m.id === want) ?? s.models[s.models.length - 1];
+      if (pick) await selectModel(pick.id);
+    })
+    .catch((e) => {
+      setConnection(false);
+      message("#model-message", String(e), true);
+    });
+
+  return () => {
+    disposed = true;
+    structure.dispose();
+    delete window.convscopeExplorer;
+  };
+}

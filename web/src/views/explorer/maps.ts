@@ -1,0 +1,111 @@
+// Drawing feature maps: a grid of every map of a layer (grey, or blue-white-red for differences),
+// frozen maps greyed out, values on hover; and small canvases of one map for thumbnails and textures.
+import { diverging } from "../../colors";
+import type { Maps } from "./client";
+import { cellAt, decodeBase64, gridLayout, unitAt, valueAt, type Grid } from "./logic";
+
+export type Palette = "grey" | "diverging";
+
+/** A canvas of map f at its own resolution (one pixel per map pixel). */
+export function mapCanvas(maps: Maps, pixels: Uint8Array, f: number, palette: Palette = "grey", frozen: boolean | Set<number> = false): HTMLCanvasElement {
+  const c = document.createElement("canvas");
+  c.width = maps.width;
+  c.height = maps.height;
+  const ctx = c.getContext("2d")!;
+  const img = ctx.createImageData(maps.width, maps.height);
+  const n = maps.width * maps.height;
+  const base = f * n;
+  for (let i = 0; i < n; i++) {
+    const v = pixels[base + i];
+    let r = v, g = v, b = v;
+    if (palette === "diverging") {
+      const [dr, dg, db] = diverging(v / 127.5 - 1);
+      r = dr * 255;
+      g = dg * 255;
+      b = db * 255;
+    }
+    if (maps.units != null && i >= maps.units) r = g = b = 24; // padding after the last unit
+    else if (frozen === true || (frozen instanceof Set && frozen.has(i))) r = g = b = 70 + v * 0.1;
+    img.data[i * 4] = r;
+    img.data[i * 4 + 1] = g;
+    img.data[i * 4 + 2] = b;
+    img.data[i * 4 + 3] = 255;
+  }
+  ctx.putImageData(img, 0, 0);
+  return c;
+}
+
+/** Every map of a layer on one canvas, laid out to fit its width; returns the grid for hit tests. */
+export class MapGrid {
+  grid: Grid | null = null;
+  maps: Maps | null = null;
+  pixels: Uint8Array | null = null;
+  frozen = new Set<number>();
+  palette: Palette = "grey";
+  onHover: ((text: string) => void) | null = null;
+  onClick: ((f: number) => void) | null = null;
+
+  constructor(readonly canvas: HTMLCanvasElement, private opts: { maxCell?: number; minSide?: number } = {}) {
+    canvas.addEventListener("mousemove", (e) => this.hover(e));
+    canvas.addEventListener("mouseleave", () => this.onHover?.(""));
+    canvas.addEventListener("click", (e) => {
+      const hit = this.hit(e);
+      if (!hit || !this.maps) return;
+      const u = unitAt(this.maps, hit);
+      if (this.maps.units == null) this.onClick?.(hit.f);
+      else if (u !== null) this.onClick?.(u);
+    });
+  }
+
+  draw(maps: Maps, frozen: number[] = [], palette: Palette = "grey"): void {
+    this.maps = maps;
+    this.pixels = decodeBase64(maps.data);
+    this.frozen = new Set(frozen);
+    this.palette = palette;
+    const width = this.canvas.clientWidth || this.canvas.parentElement?.clientWidth || 600;
+    const grid = gridLayout(maps.count, maps.width, maps.height, width, this.opts);
+    this.grid = grid;
+    const dpr = window.devicePixelRatio || 1;
+    this.canvas.width = Math.round(width * dpr);
+    this.canvas.height = Math.round(grid.height * dpr);
+    this.canvas.style.height = `${grid.height}px`;
+    const ctx = this.canvas.getContext("2d")!;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, width, grid.height);
+    ctx.imageSmoothingEnabled = false;
+    const cw = maps.width * grid.cell, ch = maps.height * grid.cell;
+    for (let f = 0; f < maps.count; f++) {
+      const x = (f % grid.columns) * (cw + grid.pad), y = Math.floor(f / grid.columns) * (ch + grid.pad);
+      const isFrozen = maps.units == null && this.frozen.has(f);
+      ctx.drawImage(mapCanvas(maps, this.pixels, f, palette, maps.units == null ? isFrozen : this.frozen), x, y, cw, ch);
+      if (isFrozen) {
+        ctx.strokeStyle = "#ff4fa3";
+        ctx.lineWidth = 1.5;
+        ctx.strokeRect(x + 0.75, y + 0.75, cw - 1.5, ch - 1.5);
+        ctx.beginPath();
+        ctx.moveTo(x, y);
+        ctx.lineTo(x + cw, y + ch);
+        ctx.stroke();
+      }
+    }
+  }
+
+  private hit(e: MouseEvent): { f: number; x: number; y: number } | null {
+    if (!this.grid || !this.maps) return null;
+    const r = this.canvas.getBoundingClientRect();
+    return cellAt(this.grid, this.maps.count, this.maps.width, this.maps.height, e.clientX - r.left, e.clientY - r.top);
+  }
+
+  private hover(e: MouseEvent): void {
+    const hit = this.hit(e);
+    if (!hit || !this.maps || !this.pixels) return this.onHover?.("");
+    const v = valueAt(this.maps, this.pixels, hit.f, hit.x, hit.y);
+    if (this.maps.units != null) {
+      const u = unitAt(this.maps, hit);
+      if (u === null) return this.onHover?.("");
+      return this.onHover?.(`unit ${u}${this.frozen.has(u) ? " (frozen)" : ""}: ${v.toPrecision(4)}`);
+    }
+    const frozen = this.frozen.has(hit.f) ? " (frozen)" : "";
+    this.onHover?.(`map ${hit.f}${frozen} at (${hit.x}, ${hit.y}): ${v.toPrecision(4)}`);
+  }
+}

@@ -1,0 +1,79 @@
+// The explorer's pure logic: module hierarchy collapse/expand, map grids and hit tests, dense units,
+// freeze toggling. The graph is a small hand-made ResNet-like hierarchy.
+import { describe, expect, it } from "vitest";
+import type { Graph } from "../src/views/explorer/client";
+import { cellAt, defaultCollapsed, expand, gridLayout, toggleFrozen, unitAt, valueAt, visibleUnits } from "../src/views/explorer/logic";
+
+function layer(id: string, parent: string | null, shape: number[]) {
+  return { id, kind: "conv2d", category: "conv", output_shape: shape, params: 1, parent } as unknown as Graph["layers"][number];
+}
+
+const graph = {
+  layers: [
+    layer("input", null, [3, 8, 8]),
+    layer("stem", null, [4, 8, 8]),
+    layer("layer1.0.conv1", "layer1.0", [4, 8, 8]),
+    layer("layer1.0.conv2", "layer1.0", [4, 8, 8]),
+    layer("layer1.1.conv1", "layer1.1", [4, 8, 8]),
+    layer("layer1.1.conv2", "layer1.1", [8, 4, 4]),
+    layer("fc", null, [10]),
+  ],
+  containers: [
+    { id: "layer1", type: "Sequential", parent: null },
+    { id: "layer1.0", type: "Block", parent: "layer1" },
+    { id: "layer1.1", type: "Block", parent: "layer1" },
+  ],
+  edges: [],
+} as unknown as Graph;
+
+describe("module hierarchy", () => {
+  it("shows every layer when nothing is collapsed", () => {
+    expect(visibleUnits(graph, new Set()).map((u) => u.id)).toEqual(graph.layers.map((l) => l.id));
+  });
+  it("a collapsed container stands for its layers once, with its last layer's shape", () => {
+    const units = visibleUnits(graph, new Set(["layer1"]));
+    expect(units.map((u) => u.id)).toEqual(["input", "stem", "layer1", "fc"]);
+    expect(units[2]).toMatchObject({ container: true, layers: ["layer1.0.conv1", "layer1.0.conv2", "layer1.1.conv1", "layer1.1.conv2"], shape: [8, 4, 4] });
+  });
+  it("collapses as little as fits the budget, and expands one container at a time", () => {
+    const collapsed = defaultCollapsed(graph, 5);
+    expect(visibleUnits(graph, collapsed).length).toBeLessThanOrEqual(5);
+    expect([...collapsed].sort()).toEqual(["layer1.0", "layer1.1"]);
+    expect(defaultCollapsed(graph, 60).size).toBe(0);
+    const opened = expand(graph, new Set(["layer1"]), "layer1");
+    expect(visibleUnits(graph, opened).map((u) => u.id)).toEqual(["input", "stem", "layer1.0", "layer1.1", "fc"]);
+  });
+});
+
+describe("map grids", () => {
+  const maps = { count: 3, total: 3, width: 2, height: 2, data: "", vmin: [0, -1, 10], vmax: [1, 1, 20] };
+  it("lays maps out to fit and finds the map and pixel under a point", () => {
+    const grid = gridLayout(3, 2, 2, 100, { pad: 2, minSide: 10, maxCell: 5 });
+    expect(grid.columns).toBe(3);
+    expect(grid.cell).toBe(5);
+    expect(cellAt(grid, 3, 2, 2, 0, 0)).toEqual({ f: 0, x: 0, y: 0 });
+    expect(cellAt(grid, 3, 2, 2, 12 + 6, 6)).toEqual({ f: 1, x: 1, y: 1 });
+    expect(cellAt(grid, 3, 2, 2, 10.5, 1)).toBeNull(); // the gap between maps
+  });
+  it("reads a value back from its 8-bit pixel and the map's range", () => {
+    const pixels = new Uint8Array([0, 255, 0, 0, 0, 0, 255, 0, 0, 51, 0, 0]);
+    expect(valueAt(maps, pixels, 0, 1, 0)).toBe(1);
+    expect(valueAt(maps, pixels, 1, 0, 1)).toBe(1);
+    expect(valueAt(maps, pixels, 2, 1, 0)).toBeCloseTo(12);
+  });
+  it("a dense layer's units are row-major, the padding is no unit", () => {
+    expect(unitAt({ width: 4, units: 10 }, { x: 1, y: 2 })).toBe(9);
+    expect(unitAt({ width: 4, units: 10 }, { x: 2, y: 2 })).toBeNull();
+    expect(unitAt({ width: 4, units: null }, { x: 0, y: 0 })).toBeNull();
+  });
+});
+
+describe("freezing", () => {
+  it("toggles a filter and drops layers with none left, without touching the input", () => {
+    const start = { conv1: [3] };
+    const next = toggleFrozen(start, "conv1", 1);
+    expect(next).toEqual({ conv1: [1, 3] });
+    expect(start).toEqual({ conv1: [3] });
+    expect(toggleFrozen(toggleFrozen(next, "conv1", 1), "conv1", 3)).toEqual({});
+  });
+});

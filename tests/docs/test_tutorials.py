@@ -24,7 +24,7 @@ BLOCKS = [(p.stem, i, code) for p in sorted((DOCS / "tutorials").glob("*.md")) f
 
 def test_every_tutorial_is_listed_and_has_its_code_tested() -> None:
     names = {p.stem for p in (DOCS / "tutorials").glob("*.md")}
-    assert {"pytorch", "lightning", "keras", "ddp", "notebook"} <= names
+    assert {"pytorch", "lightning", "keras", "ddp", "notebook", "explorer-onnx", "paraview"} <= names
     assert {"pytorch", "lightning", "keras"} <= {name for name, *_ in BLOCKS}
 
 

@@ -48,6 +48,9 @@ def main() -> None:
     with open(os.path.join(out, f"frames_rank{rank}.bin"), "wb") as f:
         for frame in sink.frames:
             f.write(encode(frame))
+    # both ranks tear down together: one that leaves while its peer still closes its monitor
+    # can abort in gloo's teardown ("terminate called without an active exception", seen in CI)
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -169,3 +169,22 @@ def test_requests_never_name_code_or_files_on_the_server(tmp_path: Path) -> None
         r = c.post("/api/explorer/models/zoo", json={"name": name[:64]})
         assert r.status_code == 404 and "no zoo model" in r.json()["detail"], r.text
     assert c.get("/api/explorer").json()["models"] == []
+
+
+def test_without_the_data_extra_models_still_open_with_mnist_samples(tmp_path: Path, monkeypatch) -> None:
+    # a minimal install (convscope[server,analysis], without the data extra) has no foolbox, no
+    # scikit-learn; a bundled model must still open with inputs it can read
+    import sys
+
+    for package in ("foolbox", "sklearn", "skimage"):
+        monkeypatch.setitem(sys.modules, package, None)  # import blocked, as if not installed
+    c = _client(tmp_path)
+    r = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False})
+    assert r.status_code == 201, r.text
+    assert r.json()["sample_sets"] == ["mnist-5k"]
+    a = c.post("/api/explorer/inputs/sample", json={"dataset": "mnist-5k", "index": 0})
+    assert a.status_code == 201, a.text
+    out = c.get(f"/api/explorer/models/{r.json()['id']}/inputs/{a.json()['id']}/prediction")
+    assert out.status_code == 200 and 0 <= out.json()["predicted"] < 10
+    vgg = c.post("/api/explorer/models/zoo", json={"name": "vgg12", "pretrained": False}).json()
+    assert vgg["sample_sets"] == []  # CIFAR samples come with foolbox: none offered, uploads still work

@@ -41,7 +41,7 @@ __all__ = ["ExplorerInput", "ExplorerLimits", "ExplorerModel", "ExplorerSession"
 
 #: bundled data sets offered as inputs, by the model input they suit (channels, side)
 SAMPLE_SETS: dict[tuple[int, int], tuple[str, ...]] = {
-    (1, 28): ("foolbox-mnist", "digits", "foolbox-fashion-mnist"),
+    (1, 28): ("foolbox-mnist", "mnist-5k", "digits", "foolbox-fashion-mnist"),
     (3, 32): ("foolbox-cifar10", "foolbox-cifar100"),
     (3, 224): ("foolbox-imagenet", "photos"),
 }
@@ -308,11 +308,14 @@ class ExplorerSession:
         return [self.add_sample(sets[0], index=i) for i in range(count)] if sets else []
 
     def sample_sets(self, model_id: str) -> list[str]:
+        """Bundled data sets that suit the model's input and whose package is installed here."""
         spec = self.model(model_id).loaded.input_spec
         key = (spec.channels, int(spec.width or 0))
         if key in SAMPLE_SETS:
-            return list(SAMPLE_SETS[key])
-        return ["foolbox-mnist"] if spec.channels == 1 else ["foolbox-imagenet"]
+            sets = list(SAMPLE_SETS[key])
+        else:
+            sets = ["foolbox-mnist", "mnist-5k"] if spec.channels == 1 else ["foolbox-imagenet", "photos"]
+        return [name for name in sets if _installed(name)]
 
     def _register_input(self, item: ExplorerInput) -> ExplorerInput:
         with self._lock:
@@ -717,3 +720,21 @@ def _class_name(model: LoadedModel, index: int) -> str:
 def _preview(names: list[str], limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+#: the package each bundled data set comes from, beyond convscope's own dependencies
+_SET_PACKAGES = {"foolbox": ("foolbox",), "digits": ("sklearn",), "photos": ("skimage", "sklearn")}
+
+
+def _installed(dataset: str) -> bool:
+    """Whether the package that ships ``dataset`` is installed (``convscope[data]``)."""
+    import importlib.util
+    import sys
+
+    for package in _SET_PACKAGES.get(dataset.split("-", 1)[0], ()):
+        if package in sys.modules:
+            if sys.modules[package] is None:  # import blocked
+                return False
+        elif importlib.util.find_spec(package) is None:
+            return False
+    return True

@@ -112,7 +112,7 @@ class Viewers:
 
         joined = time.time()
         async with websockets.connect(f"{self.ws}/api/runs/{run}/live", max_size=None) as sock:
-            await sock.send(json.dumps({"since": 0}))
+            await sock.send(json.dumps({"since": -1}))  # "since" is the last step held: -1 replays step 0 too
             while not self.stop.is_set():
                 try:
                     data = await asyncio.wait_for(sock.recv(), 0.5)

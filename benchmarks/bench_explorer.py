@@ -115,14 +115,14 @@ def main() -> None:
     args = ap.parse_args()
     session = ExplorerSession()
     handle = start_local_server(tempfile.mkdtemp(), explorer=session)
-    print(f"machine: {machine()}")
+    print(f"# model explorer ({machine()})")
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             r = resnet_structure(browser.new_page(viewport={"width": 1400, "height": 1000}), handle.url, session, args.rounds)
-            print(f"\nResNet-50 structure view ({r['layers']} layers, {r['convs']} conv, {r['containers']} containers; "
-                  f"median of {args.rounds})")
+            print(f"\n## ResNet-50 structure view ({r['layers']} layers, {r['convs']} conv, {r['containers']} containers; "
+                  f"median of {args.rounds})\n")
             print(table(["what", "ms"], [
                 [f"click -> structure drawn ({r['blocks']} blocks, collapsed)", r["open"] * 1000],
                 ["  of which 3-D + table render", r["render"] * 1000],
@@ -133,9 +133,9 @@ def main() -> None:
                 r = input_to_drawn(page, handle.url, session, name, args.rounds)
                 rows.append([r["model"], r["input"], r["layers"], r["first"] * 1000, r["first_page"] * 1000, r["again"] * 1000,
                              r["server"] * 1000])
-                print(f"  {name}: {r}", flush=True)
-            print("\nselecting an input -> every layer's outputs drawn (ms, median of "
-                  f"{args.rounds} rounds; CPU)")
+                print(f"  {name}: {r}", file=sys.stderr, flush=True)  # progress
+            print("\n## selecting an input -> every layer's outputs drawn (ms, median of "
+                  f"{args.rounds} rounds; CPU)\n")
             print(table(["model", "input", "layers", "first: click to painted", "first: fetch to drawn", "again (cached)", "server only"], rows))
             browser.close()
     finally:

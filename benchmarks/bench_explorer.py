@@ -111,7 +111,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--models", default="lenet5,vgg12,vgg16")
+    ap.add_argument("--models", default="lenet5,vgg12,vgg16,resnet50")
     args = ap.parse_args()
     session = ExplorerSession()
     handle = start_local_server(tempfile.mkdtemp(), explorer=session)

@@ -188,3 +188,17 @@ def test_without_the_data_extra_models_still_open_with_mnist_samples(tmp_path: P
     assert out.status_code == 200 and 0 <= out.json()["predicted"] < 10
     vgg = c.post("/api/explorer/models/zoo", json={"name": "vgg12", "pretrained": False}).json()
     assert vgg["sample_sets"] == []  # CIFAR samples come with foolbox: none offered, uploads still work
+
+
+def test_model_uploads_follow_the_explorer_limit_not_the_frame_limit(tmp_path: Path, model_files) -> None:
+    # the server's body limit is for frame batches; a model upload may be as big as the
+    # explorer allows (a model over the frame limit used to get 413)
+    c = _client(tmp_path, max_upload_bytes=10_000)
+    size = model_files["onnx"].stat().st_size
+    assert size > 10_000
+    r = _upload(c, model_files["onnx"])
+    assert r.status_code == 201, r.text
+    r = c.post("/api/runs", json={"name": "x"})
+    run = r.json()["id"]
+    big = c.post(f"/api/runs/{run}/frames", content=b"\0" * 20_000, headers={"Content-Type": "application/x-convscope-frames"})
+    assert big.status_code == 413 and "10,000" in big.json()["detail"]

@@ -121,7 +121,7 @@ def test_ingest_round_trip_limits_and_malformed_bodies(tmp_path: Path) -> None:
         assert c.post(f"/api/runs/{run}/frames", content=b"", headers={"content-type": FRAMES}).json() == {"accepted": 0}
         big = encode(Frame(run=run, step=9, kind="scalar", payload={"name": "a", "value": 1.0, "x": np.zeros(20_000, np.uint8)}))
         r = c.post(f"/api/runs/{run}/frames", content=big, headers={"content-type": FRAMES})
-        assert r.status_code == 413 and "limit of 10000 bytes" in r.json()["detail"]
+        assert r.status_code == 413 and "limit of 10,000 bytes" in r.json()["detail"]
         r = c.post("/api/runs", json={"name": "x" * 20, "config": {"blob": "y" * 20_000}})
         assert r.status_code == 413  # every body is bounded, JSON too
         r = c.post(f"/api/runs/{run}/frames", content=body + b"CSFR" + b"\0" * 40, headers={"content-type": FRAMES})

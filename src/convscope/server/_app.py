@@ -174,7 +174,9 @@ def create_app(
     app.state.token = token
     app.state.hub = hub
 
-    app.add_middleware(_BodyLimit, limit=max_upload_bytes)
+    # per-path limits where a route allows more (explorer model uploads: the session's own limit)
+    body_limits: dict[str, int] = {}
+    app.add_middleware(_BodyLimit, limit=max_upload_bytes, paths=body_limits)
     if trusted_hosts is not None:
         app.add_middleware(_TrustedHosts, hosts=tuple(trusted_hosts))
     if origins:
@@ -232,6 +234,7 @@ def create_app(
     from convscope.server._explorer import explorer_router
 
     app.state.explorer = explorer if explorer is not None else ExplorerSession(trust=trust)
+    body_limits["/api/explorer/models/upload"] = app.state.explorer.limits.max_model_bytes
     app.include_router(explorer_router(app.state.explorer, dependencies=ingest_api))
 
     @app.exception_handler(ServerError)
@@ -539,17 +542,19 @@ async def _send_json(send: _Send, status: int, detail: str) -> None:
 class _BodyLimit:
     """413 for any request body over the limit, declared or streamed (pure ASGI)."""
 
-    def __init__(self, app: Any, *, limit: int) -> None:
+    def __init__(self, app: Any, *, limit: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.paths = paths if paths is not None else {}
 
     async def __call__(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"the request body is over this server's limit of {self.limit} bytes"
+        limit = self.paths.get(scope.get("path", ""), self.limit)
+        message = f"the request body is over this server's limit of {limit:,} bytes"
         for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await _send_json(send, 413, message)
                 return
         received = 0
@@ -560,7 +565,7 @@ class _BodyLimit:
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise _BodyTooLarge
             return msg
 

@@ -33,8 +33,8 @@ the inner products keep their digits even when the weights move little compared 
 size (the usual case: 1e-4 .. 1e-2 of their norm per step).
 
 **Cost per update.** One pass over the weights (copy or sketch), ``max_points`` inner
-products of length ``min(numel, sketch_dim)``, and a symmetric eigen-decomposition of the
-centred ``max_points``-square Gram matrix on the host (about 2 ms at 128 points). The
+products of length ``min(numel, sketch_dim)``, and the three leading eigenpairs of the
+centred ``max_points``-square Gram matrix on the host (about 0.35 ms at 128 points with SciPy). The
 principal coordinates come from that decomposition (``U * sqrt(lambda)``), so no
 ``points x weights`` product is ever formed.
 
@@ -332,9 +332,10 @@ class TrajectoryTracker:
         r = gram.mean(dim=1)
         centred = gram - r.unsqueeze(0) - r.unsqueeze(1) + r.mean()
         centred = (centred + centred.T) / 2
-        evals, evecs = torch.linalg.eigh(centred)
-        evals, evecs = evals.flip(0), evecs.flip(1)
-        total = float(evals.clamp(min=0).sum())
+        evals, evecs = _top_eigh(centred, 3)
+        # the total variance is the trace (the sum of every eigenvalue; negative ones are
+        # rounding noise of a positive semi-definite matrix and are left out)
+        total = float(centred.diagonal().sum().clamp(min=0))
         steps = [*self._steps] if current < len(self._steps) else [*self._steps, step]
         if total <= 0:
             self._coords, self._coord_steps = np.zeros((0, 3)), []
@@ -360,3 +361,22 @@ class TrajectoryTracker:
         pca[:] = coords[current]
         ratio[:k] = (evals[:k] / total).numpy()
         return pca, ratio
+
+
+def _top_eigh(matrix: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest eigenvalues (descending) and their eigenvectors of a symmetric matrix.
+
+    With SciPy, only those ``k`` pairs are computed (LAPACK's MRRR driver): about 3x faster than
+    a full decomposition at 128 points (0.35 against 0.96 ms here). Otherwise a full ``eigh``.
+    """
+    n = matrix.shape[0]
+    if n > 2 * k:
+        try:
+            from scipy.linalg import eigh
+        except ImportError:
+            pass
+        else:
+            evals, evecs = eigh(matrix.cpu().numpy(), subset_by_index=[n - k, n - 1], driver="evr")
+            return (torch.from_numpy(evals[::-1].copy()).to(matrix), torch.from_numpy(evecs[:, ::-1].copy()).to(matrix))
+    evals, evecs = torch.linalg.eigh(matrix)
+    return evals.flip(0)[:k], evecs.flip(1)[:, :k]

@@ -122,7 +122,8 @@ def frame_camera(view: Any, *, tilt: bool = True) -> None:
     view.CameraViewUp = [0.0, 1.0, 0.0]
     view.CameraParallelProjection = 0
     simple.ResetCamera(view)
-    view.GetActiveCamera().Dolly(1.2)  # ResetCamera leaves a wide margin around the scene
+    # ResetCamera fits the whole scene with a margin; zooming in past it cut off the edges of
+    # wide layouts (one-channel conv layers lay their filters out in a single row)
 
 
 def frame_trajectory(view: Any) -> None:

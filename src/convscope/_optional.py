@@ -8,7 +8,31 @@ from types import ModuleType
 
 from convscope.errors import MissingDependencyError
 
-__all__ = ["require"]
+__all__ = ["available", "require"]
+
+
+def available(*modules: str) -> bool:
+    """Whether every one of ``modules`` can be imported here, without importing it.
+
+    A module set to ``None`` in ``sys.modules`` (marked absent on purpose) is not available.
+
+    Example:
+        >>> available("numpy"), available("no_such_module_here")
+        (True, False)
+    """
+    import importlib.util
+
+    for module in modules:
+        if module in sys.modules:
+            if sys.modules[module] is None:
+                return False
+            continue
+        try:
+            if importlib.util.find_spec(module) is None:
+                return False
+        except (ImportError, ValueError):  # a parent package is missing or marked absent
+            return False
+    return True
 
 
 def require(module: str, *, feature: str, extra: str, pip_hint: str | None = None) -> ModuleType:

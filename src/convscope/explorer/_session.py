@@ -315,7 +315,10 @@ class ExplorerSession:
             sets = list(SAMPLE_SETS[key])
         else:
             sets = ["foolbox-mnist", "mnist-5k"] if spec.channels == 1 else ["foolbox-imagenet", "photos"]
-        return [name for name in sets if _installed(name)]
+        from convscope.data import list_datasets
+
+        here = {info.name for info in list_datasets() if info.available}
+        return [name for name in sets if name in here]
 
     def _register_input(self, item: ExplorerInput) -> ExplorerInput:
         with self._lock:
@@ -720,21 +723,3 @@ def _class_name(model: LoadedModel, index: int) -> str:
 def _preview(names: list[str], limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
-#: the package each bundled data set comes from, beyond convscope's own dependencies
-_SET_PACKAGES = {"foolbox": ("foolbox",), "digits": ("sklearn",), "photos": ("skimage", "sklearn")}
-
-
-def _installed(dataset: str) -> bool:
-    """Whether the package that ships ``dataset`` is installed (``convscope[data]``)."""
-    import importlib.util
-    import sys
-
-    for package in _SET_PACKAGES.get(dataset.split("-", 1)[0], ()):
-        if package in sys.modules:
-            if sys.modules[package] is None:  # import blocked
-                return False
-        elif importlib.util.find_spec(package) is None:
-            return False
-    return True

@@ -131,7 +131,7 @@ def explorer(
     handle = server(logdir, trust=trust)
     path = "#/explore"
     if model is not None:
-        session = handle._server.config.app.state.explorer
+        session = handle.app.state.explorer
         opened = session.add_model(model)
         path += f"?model={quote(str(opened.id), safe='')}"
     return View(_page(handle, path), height, "convscope model explorer")

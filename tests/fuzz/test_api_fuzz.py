@@ -60,7 +60,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             opt.step()
             mon.log(loss=loss)
     handle = start_local_server(logdir, poll_seconds=0.05)
-    session = handle._server.config.app.state.explorer
+    session = handle.app.state.explorer
     model = session.add_model("lenet5-simplified", pretrained=False)
     sample = session.add_sample("mnist-5k", index=0)
     _STATE.update(handle=handle, model=model.id, input=sample.id, run=mon.run_id)

@@ -137,7 +137,7 @@ def test_many_viewers_follow_a_run_written_by_another_process(server) -> None:
         for t in threads:
             t.start()
         connected.wait()
-        hub = server._server.config.app.state.hub
+        hub = server.app.state.hub
         assert len(hub.tails) == 1 and len(hub.tails["other-process"].viewers) == viewers  # one poller for all
         proc.stdin.write("go\n")
         proc.stdin.flush()

@@ -7,7 +7,7 @@ import hmac
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -173,10 +173,13 @@ def create_app(
     app.state.store = store
     app.state.token = token
     app.state.hub = hub
+    from convscope.explorer import ExplorerSession
 
-    # per-path limits where a route allows more (explorer model uploads: the session's own limit)
-    body_limits: dict[str, int] = {}
-    app.add_middleware(_BodyLimit, limit=max_upload_bytes, paths=body_limits)
+    app.state.explorer = explorer if explorer is not None else ExplorerSession(trust=trust)
+
+    # explorer model uploads may be as big as the explorer allows; every other body up to max_upload_bytes
+    model_upload = {"/api/explorer/models/upload": app.state.explorer.limits.max_model_bytes}
+    app.add_middleware(_BodyLimit, limit=max_upload_bytes, paths=model_upload)
     if trusted_hosts is not None:
         app.add_middleware(_TrustedHosts, hosts=tuple(trusted_hosts))
     if origins:
@@ -230,11 +233,8 @@ def create_app(
     api = [Depends(require_token)]
     ingest_api = [Depends(require_token), Depends(refuse_cross_site)]
 
-    from convscope.explorer import ExplorerSession
     from convscope.server._explorer import explorer_router
 
-    app.state.explorer = explorer if explorer is not None else ExplorerSession(trust=trust)
-    body_limits["/api/explorer/models/upload"] = app.state.explorer.limits.max_model_bytes
     app.include_router(explorer_router(app.state.explorer, dependencies=ingest_api))
 
     @app.exception_handler(ServerError)
@@ -342,7 +342,7 @@ def create_app(
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in (FRAMES_MEDIA_TYPE, "application/octet-stream", ""):
             raise ServerError(f"frames must be sent as {FRAMES_MEDIA_TYPE}, not {ctype!r}", status_code=415)
-        body = await _read_limited(request, max_upload_bytes)
+        body = await read_limited(request, max_upload_bytes, hint="; send smaller batches")
         try:
             accepted = await asyncio.to_thread(_store_frames, writer, body)
         except FrameError as exc:
@@ -514,16 +514,17 @@ async def _drain_until_closed(websocket: WebSocket, queue: asyncio.Queue[Any]) -
     queue.put_nowait(None)
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
+async def read_limited(request: Request, limit: int, *, what: str = "the body", hint: str = "") -> bytes:
+    """The request's body, or a 413 :class:`ServerError` as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ServerError(f"a body of {declared} bytes is over this server's limit of {limit} bytes; send smaller batches", status_code=413)
+        raise ServerError(f"{what} is {int(declared):,} bytes, over the limit of {limit:,}{hint}", status_code=413)
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ServerError(f"the body is over this server's limit of {limit} bytes; send smaller batches", status_code=413)
+            raise ServerError(f"{what} is over the limit of {limit:,} bytes{hint}", status_code=413)
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -542,10 +543,10 @@ async def _send_json(send: _Send, status: int, detail: str) -> None:
 class _BodyLimit:
     """413 for any request body over the limit, declared or streamed (pure ASGI)."""
 
-    def __init__(self, app: Any, *, limit: int, paths: dict[str, int] | None = None) -> None:
+    def __init__(self, app: Any, *, limit: int, paths: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
-        self.paths = paths if paths is not None else {}
+        self.paths = dict(paths or {})
 
     async def __call__(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":

@@ -27,7 +27,7 @@ from convscope.errors import (
     UntrustedModelError,
 )
 from convscope.explorer import ExplorerSession
-from convscope.server._app import Detail
+from convscope.server._app import Detail, read_limited
 
 __all__ = ["explorer_router"]
 
@@ -219,19 +219,6 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise ServerError(f"the model or file could not be used: {type(exc).__name__}: {str(exc)[:500]}", status_code=422) from None
 
 
-async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ServerError(f"the file is {int(declared):,} bytes, over the limit of {limit:,}", status_code=413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ServerError(f"the file is over the limit of {limit:,} bytes", status_code=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _shape(text: str | None) -> tuple[int, ...] | None:
     if not text:
         return None
@@ -295,7 +282,7 @@ def explorer_router(session: ExplorerSession, *, dependencies: list[Any] | None 
     ) -> dict[str, Any]:
         import asyncio
 
-        data = await _body(request, limits.max_model_bytes)
+        data = await read_limited(request, limits.max_model_bytes, what="the file")
         model = await asyncio.to_thread(_call, session.add_model_bytes, data, filename=filename, architecture=architecture,
                                         input_shape=_shape(input_shape))
         return details(model.id)
@@ -330,7 +317,7 @@ def explorer_router(session: ExplorerSession, *, dependencies: list[Any] | None 
     ) -> dict[str, Any]:
         import asyncio
 
-        data = await _body(request, limits.max_image_bytes)
+        data = await read_limited(request, limits.max_image_bytes, what="the file")
         item = await asyncio.to_thread(_call, session.add_input_bytes, data, name=filename, kind=kind)
         return item.info()
 

@@ -53,6 +53,11 @@ class ServerHandle:
             self._socket.close()
 
     @property
+    def app(self) -> Any:
+        """The FastAPI application it serves (its ``state`` holds the store, hub and explorer)."""
+        return self._server.config.app
+
+    @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

@@ -320,9 +320,8 @@ class Monitor:
         self._acts.clear()
         if self._pipeline is not None:
             self._send_scalars()
-            if self.stats.deferred > self._budget_reported:
-                step, deferred = self.step_count, self.stats.deferred
-                self._pipeline.submit(lambda: [self._frame(step, "", "dropped", {"count": deferred, "sink": "budget"})])
+            for item, _ in self._budget_report(self.step_count):
+                self._pipeline.submit(item)
             self._submit_meta("end", status=status)
             self._pipeline.close(status=status)
             self.stats.frames = self._pipeline.stats.frames
@@ -492,9 +491,7 @@ class Monitor:
             if self._due("lr", step) and self.optimizer is not None:
                 lr = float(self.optimizer.param_groups[0].get("lr", float("nan")))
                 items.append((lambda: [self._frame(step, "", "scalar", {"name": "lr", "value": lr})], 0))
-        if self.stats.deferred > self._budget_reported:
-            self._budget_reported = deferred = self.stats.deferred
-            items.append((lambda: [self._frame(step, "", "dropped", {"count": deferred, "sink": "budget"})], 0))
+        items.extend(self._budget_report(step))
         for item, nbytes in items:
             self._pipeline.submit(item, nbytes=nbytes)  # type: ignore[union-attr]
 
@@ -524,8 +521,15 @@ class Monitor:
 
         return Frame(run=self.run_id or self.run_name, step=step, wall_time=time.time(), layer=layer, kind=kind, payload=payload)
 
-    def _dropped_frame(self, count: int) -> Frame:
-        return self._frame(self.step_count, "", "dropped", {"count": int(count), "sink": "queue"})
+    def _dropped_frame(self, count: int, *, sink: str = "queue", step: int | None = None) -> Frame:
+        return self._frame(self.step_count if step is None else step, "", "dropped", {"count": int(count), "sink": sink})
+
+    def _budget_report(self, step: int) -> list[tuple[Callable[[], list[Frame]], int]]:
+        """A work item with a ``dropped`` frame (sink ``budget``) if steps were deferred since the last one."""
+        if self.stats.deferred <= self._budget_reported:
+            return []
+        self._budget_reported = deferred = self.stats.deferred
+        return [(lambda: [self._dropped_frame(deferred, sink="budget", step=step)], 0)]
 
     def _config(self) -> dict[str, Any]:
         return {

@@ -9,27 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from browser_canvas import canvas_state  # the tests' own helper module, beside them
 
 import convscope
 from convscope.server import start_local_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-# how many distinct colours a canvas shows, and a hash of its pixels (WebGL or 2-D alike)
-CANVAS_STATE = """(sel) => {
-  const c = document.querySelector(sel);
-  if (!c) return null;
-  const t = document.createElement('canvas'); t.width = c.width; t.height = c.height;
-  const ctx = t.getContext('2d'); ctx.drawImage(c, 0, 0);
-  const d = ctx.getImageData(0, 0, t.width, t.height).data;
-  const colours = new Set(); let h = 0;
-  for (let i = 0; i < d.length; i += 4) {
-    const v = (d[i] << 16) | (d[i+1] << 8) | d[i+2];
-    if (i % 16 === 0) colours.add(v);
-    h = (Math.imul(h, 31) + v) | 0;
-  }
-  return {colours: colours.size, hash: h, width: t.width, height: t.height};
-}"""
 
 HAS_COLOUR = """([sel, rgb]) => {
   const c = document.querySelector(sel); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -73,7 +58,7 @@ def _train(logdir: Path, steps: int, started: threading.Event, delay: float) -> 
 
 
 def _state(page, view: str) -> dict:
-    return page.evaluate(CANVAS_STATE, VIEWS[view])
+    return canvas_state(page, VIEWS[view], stride=4)
 
 
 def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
@@ -155,7 +140,7 @@ def test_vgg16_conv1_feature_maps_stay_smooth(tmp_path: Path, page) -> None:
             times.append(page.evaluate("window.convscopeDashboard.images.lastDrawMs"))
         grid = page.query_selector(VIEWS["images"]).bounding_box()
         page.mouse.click(grid["x"] + 5, grid["y"] + 5)
-        zoom = page.evaluate(CANVAS_STATE, "#view-images canvas.zoom-canvas")
+        zoom = canvas_state(page, "#view-images canvas.zoom-canvas", stride=4)
         assert zoom["height"] >= 224 and zoom["colours"] > 10
         median = sorted(times)[len(times) // 2]
         print(f"\nVGG-16 conv1, 64 maps of 224x224: redraw median {median:.0f} ms (all {[round(t) for t in times]})")

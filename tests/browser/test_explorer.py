@@ -13,24 +13,11 @@ from convscope.explorer import ExplorerSession
 from convscope.server import ServerHandle, start_local_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "explorer"))
+from browser_canvas import canvas_state  # noqa: E402
 from explorer_files import make_model_files  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CANVAS_STATE = """(sel) => {
-  const c = document.querySelector(sel);
-  if (!c || !c.width || !c.height) return null;
-  const t = document.createElement('canvas'); t.width = c.width; t.height = c.height;
-  const ctx = t.getContext('2d'); ctx.drawImage(c, 0, 0);
-  const d = ctx.getImageData(0, 0, t.width, t.height).data;
-  const colours = new Set(); let h = 0;
-  for (let i = 0; i < d.length; i += 4) {
-    const v = (d[i] << 16) | (d[i+1] << 8) | d[i+2];
-    if (i % 8 === 0) colours.add(v);
-    h = (Math.imul(h, 31) + v) | 0;
-  }
-  return {colours: colours.size, hash: h};
-}"""
 # the colour of css pixel (x, y) of a 2-D canvas
 PIXEL = """([sel, x, y]) => {
   const c = document.querySelector(sel); const k = c.width / c.clientWidth;
@@ -72,7 +59,7 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     assert list(rows) == [layer.id for layer in graph.layers]
     assert rows["conv1"] == ("conv2d", "6×28×28") and rows["conv2"] == ("conv2d", "16×10×10") and rows["fc3"] == ("linear", "10")
     assert "lenet5" in page.inner_text("#model-title") and "1×28×28" in page.inner_text("#model-title")
-    blocks = page.evaluate(CANVAS_STATE, "#structure3d canvas")
+    blocks = canvas_state(page, "#structure3d canvas")
     assert blocks["colours"] > 20, blocks  # blocks in their category colours, textured with maps
     # the 2-D view of the first conv layer: every one of its 6 maps, values on hover
     assert page.inner_text("#layer-name") == "conv1" and "6 maps" in page.inner_text("#layer-shape")
@@ -95,7 +82,7 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     for layer in graph.layers:  # every shape on the page is the graph's
         assert rows[layer.id][1] == "×".join(map(str, layer.output_shape)), layer.id
     assert sum(1 for k, _s in rows.values() if k == "linear") == 3
-    assert page.evaluate(CANVAS_STATE, "#structure3d canvas")["colours"] > 20
+    assert canvas_state(page, "#structure3d canvas")["colours"] > 20
     # the prediction chart shows 10 classes
     assert page.evaluate("window.convscopeExplorer.state().outputs.prediction.classes") == 10
 
@@ -119,7 +106,7 @@ def test_a_digit_drawn_on_the_sketchpad_gets_a_prediction(explorer, page) -> Non
     expected = session.prediction(ids["lenet"], sketch.id)
     text = page.inner_text("#prediction-text")
     assert text.startswith(f"predicted {expected['predicted_name']} (") and expected["predicted"] == 1, text
-    assert page.evaluate(CANVAS_STATE, "#prediction-chart")["colours"] > 3
+    assert canvas_state(page, "#prediction-chart")["colours"] > 3
 
 
 def test_two_inputs_are_compared_layer_by_layer(explorer, page) -> None:
@@ -136,8 +123,8 @@ def test_two_inputs_are_compared_layer_by_layer(explorer, page) -> None:
     shown = page.eval_on_selector_all("#compare-maps .compare-row", "rs => rs.map(r => r.dataset.layer)")
     assert shown == ["conv1", "conv2", "fc1"]  # the first three conv/dense layers unless chosen otherwise
     for k in range(1, 4):  # A, B and B - A are drawn for each
-        assert page.evaluate(CANVAS_STATE, f"#compare-maps .compare-row:first-child .triple > div:nth-child({k}) canvas")["colours"] > 3
-    assert page.evaluate(CANVAS_STATE, "#divergence-chart")["colours"] > 3
+        assert canvas_state(page, f"#compare-maps .compare-row:first-child .triple > div:nth-child({k}) canvas")["colours"] > 3
+    assert canvas_state(page, "#divergence-chart")["colours"] > 3
     # choose another layer to compare
     page.click("#compare-panel summary")
     page.check("#compare-layers input[value='pool2']")
@@ -149,14 +136,14 @@ def test_critical_features_are_highlighted(explorer, page) -> None:
     handle, _session, ids = explorer
     _open(page, handle, ids["lenet"])
     page.wait_for_selector("#fit-steps li")
-    before = page.evaluate(CANVAS_STATE, "#saliency-canvas")
+    before = canvas_state(page, "#saliency-canvas")
     for method in ("gradient", "gradcam"):
         page.select_option("#saliency-method", method)
         page.click("#saliency-run")
         page.wait_for_function(f"document.querySelector('#saliency-canvas').dataset.method === '{method}'", timeout=30_000)
         text = page.inner_text("#saliency-text")
         assert re.search(r"for class \d: \d+ pixels carry evidence", text), text
-        after = page.evaluate(CANVAS_STATE, "#saliency-canvas")
+        after = canvas_state(page, "#saliency-canvas")
         assert after["hash"] != before["hash"] and after["colours"] > before["colours"], (before, after)
     assert "at conv2" in page.inner_text("#saliency-text")  # Grad-CAM on the last conv layer
 

@@ -85,27 +85,21 @@ class FigureWriter(Sink):
 
         self.out.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
-        scalars = {k[1]: v for k, v in self.curves.items() if k[0] == "scalar"}
-        if scalars:
+        for series, title, ylabel, name in (("scalar", "scalars", None, "scalars"),
+                                            ("grad_norm", "gradient health", "gradient norm", "gradient_health")):
+            curves = {k[1]: v for k, v in self.curves.items() if k[0] == series}
+            if not curves:
+                continue
             fig, ax = plt.subplots(figsize=(6, 3.5))
-            for name, pts in scalars.items():
+            for label, pts in curves.items():
                 s, v = zip(*pts, strict=True)
-                ax.plot(s, v, label=name)
+                ax.plot(s, v, label=label)
             ax.set_xlabel("step")
+            if ylabel:
+                ax.set_ylabel(ylabel)
             ax.legend()
-            ax.set_title("scalars")
-            written += self._save(fig, "scalars")
-        grads = {k[1]: v for k, v in self.curves.items() if k[0] == "grad_norm"}
-        if grads:
-            fig, ax = plt.subplots(figsize=(6, 3.5))
-            for layer, pts in grads.items():
-                s, v = zip(*pts, strict=True)
-                ax.plot(s, v, label=layer)
-            ax.set_xlabel("step")
-            ax.set_ylabel("gradient norm")
-            ax.legend()
-            ax.set_title("gradient health")
-            written += self._save(fig, "gradient_health")
+            ax.set_title(title)
+            written += self._save(fig, name)
         for (kind, layer), frame in self.latest.items():
             fig = _draw(plt, frame)
             written += self._save(fig, f"{kind}-{safe_name(layer)}")

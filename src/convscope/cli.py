@@ -44,6 +44,17 @@ _SERVE_EXAMPLES = """examples:
 """
 
 
+MODEL_HELP = "zoo name (see `convscope zoo`) or model file (.pt2 .pt .pth .safetensors .onnx .keras .h5)"
+
+
+def add_model_options(p: argparse.ArgumentParser, *, trust_help: str) -> None:
+    """The options of commands that load a model: --arch, --input-shape, --trust, --untrained."""
+    p.add_argument("--arch", metavar="ARCH", help="architecture for a state dict: zoo name or package.module:Class")
+    p.add_argument("--input-shape", metavar="C,H,W", help="input shape where the file does not say, e.g. 1,28,28")
+    p.add_argument("--trust", action="store_true", help=trust_help)
+    p.add_argument("--untrained", action="store_true", help="for zoo models: skip training/loading weights")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convscope",
@@ -62,12 +73,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_SUMMARY_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="zoo name (see `convscope zoo`) or model file (.pt2 .pt .pth .safetensors .onnx .keras .h5)")
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("--input", metavar="FILE", help="an image (PNG/JPEG) or .npy array to predict; default a bundled sample")
-    p.add_argument("--arch", metavar="ARCH", help="architecture for a state dict: zoo name or package.module:Class")
-    p.add_argument("--input-shape", metavar="C,H,W", help="input shape where the file does not say, e.g. 1,28,28")
-    p.add_argument("--trust", action="store_true", help="allow a pickled whole model (runs code from the file)")
-    p.add_argument("--untrained", action="store_true", help="for zoo models: skip training/loading weights")
+    add_model_options(p, trust_help="allow a pickled whole model (runs code from the file)")
     p.add_argument("--json", action="store_true", help="print the ModelGraph as JSON instead of a table")
 
     z = sub.add_parser(

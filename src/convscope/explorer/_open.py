@@ -48,12 +48,11 @@ def add_open_parser(sub: Any) -> None:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="zoo name (see `convscope zoo`) or model file (.pt2 .pt .pth .safetensors .onnx .keras .h5)")
+    from convscope.cli import MODEL_HELP, add_model_options
+
+    p.add_argument("model", help=MODEL_HELP)
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="images to add as inputs (PNG, JPEG ...); default bundled samples")
-    p.add_argument("--trust", action="store_true", help="allow pickled whole models (runs code from the file), here and in uploads")
-    p.add_argument("--arch", metavar="ARCH", help="architecture for a state dict: zoo name or package.module:Class")
-    p.add_argument("--input-shape", metavar="C,H,W", help="input shape where the file does not say, e.g. 1,28,28")
-    p.add_argument("--untrained", action="store_true", help="for zoo models: skip training/loading weights")
+    add_model_options(p, trust_help="allow pickled whole models (runs code from the file), here and in uploads")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     p.add_argument("--logdir", default="convscope-runs", help="runs the same server shows (default ./convscope-runs)")

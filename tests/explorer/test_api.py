@@ -146,7 +146,7 @@ def test_the_token_and_same_origin_rules_cover_the_explorer(tmp_path: Path) -> N
     assert r.status_code == 403 and "refused" in r.json()["detail"]
 
 
-def test_requests_never_name_code_or_files_on_the_server(tmp_path: Path) -> None:
+def test_requests_never_name_code_or_files_on_the_server(tmp_path: Path, monkeypatch) -> None:
     import torch
 
     c = _client(tmp_path)
@@ -155,13 +155,8 @@ def test_requests_never_name_code_or_files_on_the_server(tmp_path: Path) -> None
     marker = tmp_path / "imported"
     module = tmp_path / "sneaky_module_for_test.py"
     module.write_text(f"open({str(marker)!r}, 'w').close()\nclass Net:\n    pass\n")
-    import sys
-
-    sys.path.insert(0, str(tmp_path))
-    try:
-        r = _upload(c, weights, architecture="sneaky_module_for_test:Net")
-    finally:
-        sys.path.remove(str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable, if anything tried
+    r = _upload(c, weights, architecture="sneaky_module_for_test:Net")
     assert r.status_code == 403 and "--trust" in r.json()["detail"], r.text
     assert not marker.exists()  # the module was never imported
     # a zoo request names a zoo model, never a file on the server's disk

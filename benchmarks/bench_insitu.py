@@ -6,9 +6,15 @@ layer). For each, steps/s of: plain training; convscope.watch with every view ev
 and every step (into the run store), with its default overhead budget and without one
 (``budget=None``: every asked-for recording is made, whatever it costs); TensorBoard's SummaryWriter with histograms of every
 parameter and gradient every 10 steps and every step (what people do today).
-Configurations are interleaved over rounds so machine noise hits them alike; medians shown.
+Configurations are interleaved over rounds so machine noise hits them alike. Each run first
+trains ``--warmup`` steps that are not timed (first-call allocations, the model graph, imports,
+the store: a one-time start-up, reported in its own column), then times ``--steps`` steps: the
+steady state that a long training run sees; the time ``close()`` takes to finish the analysis
+still queued is added to the timed part. Overheads are the median over rounds of each run's
+time against the plain run of the same round (paired, so slow drifts of a shared machine
+cancel), with the interquartile range of those ratios.
 
-Run: python benchmarks/bench_insitu.py [--steps 200] [--rounds 3] [--workload lenet|vgg|both]
+Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload lenet|vgg|both] [--vgg-rounds 3]
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import convscope  # noqa: E402
 from convscope.data import load_dataset  # noqa: E402
 from convscope.models.zoo import load_zoo_model  # noqa: E402
 
-WORKLOAD = {"name": "lenet", "batch": 64, "device": "cpu"}
+WORKLOAD = {"name": "lenet", "batch": 64, "device": "cpu", "warmup": 50}
 
 
 def _vgg_block() -> torch.nn.Module:
@@ -52,10 +58,14 @@ def _setup():
 
 
 def _loop(model, opt, data, steps, *, after=None):
+    """Train ``warmup + steps`` steps; return (seconds of the timed steps, seconds of the warm-up)."""
     images, labels = data
-    batch = WORKLOAD["batch"]
-    start = time.perf_counter()
-    for step in range(steps):
+    batch, warmup = WORKLOAD["batch"], WORKLOAD["warmup"]
+    begin = start = time.perf_counter()
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync()
+            start = time.perf_counter()
         i = step * batch % (len(images) - batch)
         x, y = images[i : i + batch], labels[i : i + batch]
         loss = torch.nn.functional.cross_entropy(model(x), y)
@@ -65,7 +75,7 @@ def _loop(model, opt, data, steps, *, after=None):
         if after is not None:
             after(step, model, loss)
     _sync()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, start - begin
 
 
 def _sync() -> None:
@@ -74,11 +84,13 @@ def _sync() -> None:
 
 
 def run_plain(data, steps, _tmp):
+    begin = time.perf_counter()
     model, opt = _setup()
-    return _loop(model, opt, data, steps), None
+    seconds, warm = _loop(model, opt, data, steps)
+    return seconds, {"startup": warm + (time.perf_counter() - begin - seconds - warm)}
 
 
-def _watch(every, *, store, budget="default"):
+def _watch(every, *, store, budget="default", nice=None):
     def run(data, steps, tmp):
         model, opt = _setup()
         kwargs = {"logdir": tmp if store else None}
@@ -88,13 +100,20 @@ def _watch(every, *, store, budget="default"):
             kwargs["sinks"] = [MemorySink(maxlen=1000)]
         if budget != "default":
             kwargs["budget"] = budget
+        if nice is not None:
+            kwargs["worker_nice"] = nice
+        begin = time.perf_counter()
         mon = convscope.watch(model, optimizer=opt, every=every, **kwargs)
-        seconds = _loop(model, opt, data, steps, after=lambda s, m, loss: mon.log(loss=loss))
+        seconds, warm = _loop(model, opt, data, steps, after=lambda s, m, loss: mon.log(loss=loss))
+        startup = time.perf_counter() - begin - seconds
         t = time.perf_counter()
-        mon.close()
+        mon.close()  # what the analysis still has to do counts: it is part of the cost
+        close = time.perf_counter() - t
+        seconds += close
         return seconds, {
-            "close_s": time.perf_counter() - t, "frames": mon.stats.frames, "dropped": mon.stats.dropped,
-            "recorded": f"{mon.stats.recorded_steps} of {steps // every}",
+            "close_s": close, "frames": mon.stats.frames, "dropped": mon.stats.dropped,
+            "startup": startup,
+            "recorded": f"{mon.stats.recorded_steps} of {(WORKLOAD['warmup'] + steps) // every}",
             "cpu": f"{mon.stats.analysis_cpu_seconds / seconds * 100:.1f}%",
         }
 
@@ -105,6 +124,7 @@ def _tensorboard(every):
     def run(data, steps, tmp):
         from torch.utils.tensorboard import SummaryWriter
 
+        begin = time.perf_counter()
         model, opt = _setup()
         writer = SummaryWriter(tmp)
 
@@ -115,9 +135,11 @@ def _tensorboard(every):
                     writer.add_histogram(name, p, step)
                     writer.add_histogram(name + ".grad", p.grad, step)
 
-        seconds = _loop(model, opt, data, steps, after=after)
+        seconds, warm = _loop(model, opt, data, steps, after=after)
+        startup = time.perf_counter() - begin - seconds
+        t = time.perf_counter()
         writer.close()
-        return seconds, None
+        return seconds + time.perf_counter() - t, {"startup": startup}
 
     return run
 
@@ -125,6 +147,7 @@ def _tensorboard(every):
 CONFIGS = {
     "plain": run_plain,
     "convscope every=10": _watch(10, store=True),
+    "convscope every=10, worker at training's priority": _watch(10, store=True, nice=0),
     "convscope every=10, no budget": _watch(10, store=True, budget=None),
     "tensorboard histograms every=10": _tensorboard(10),
     "convscope every=1": _watch(1, store=True),
@@ -144,36 +167,48 @@ def _data(name: str):
     return ds.images[order].to(WORKLOAD["device"]), ds.labels[order].to(WORKLOAD["device"])
 
 
-def bench(name: str, steps: int, rounds: int) -> str:
-    WORKLOAD.update(name=name, batch=8 if name == "vgg" else 64)
-    _setup()  # warm up (first-call allocations, kernels) before anything is timed
+def bench(name: str, steps: int, rounds: int, warmup: int) -> str:
+    WORKLOAD.update(name=name, batch=8 if name == "vgg" else 64, warmup=0)
+    _setup()  # warm up the process (first-call allocations, kernels) before anything is timed
     run_plain(_data(name), 3, None)
+    WORKLOAD["warmup"] = warmup
     data = _data(name)
     times: dict[str, list[float]] = {k: [] for k in CONFIGS}
+    startups: dict[str, list[float]] = {k: [] for k in CONFIGS}
     extra: dict[str, dict] = {}
     for _ in range(rounds):
         for config, fn in CONFIGS.items():
             with tempfile.TemporaryDirectory() as tmp:
                 seconds, info = fn(data, steps, tmp)
             times[config].append(seconds)
+            startups[config].append(info.pop("startup"))
             if info:
                 extra[config] = info
-    base = statistics.median(times["plain"])
+    base = statistics.median(startups["plain"])
     rows = []
     for config, ts in times.items():
-        med = statistics.median(ts)
+        ratios = sorted(t / p for t, p in zip(ts, times["plain"], strict=True))
+        q1, q3 = (statistics.quantiles(ratios, n=4)[::2] if len(ratios) > 1 else (ratios[0], ratios[0]))
         info = extra.get(config, {})
         rows.append((
-            config, f"{steps / med:.2f}", f"{(med / base - 1) * 100:+.1f}%", info.get("recorded", ""),
-            info.get("frames", ""), info.get("dropped", ""), info.get("cpu", ""),
+            config, f"{steps / statistics.median(ts):.2f}",
+            "" if config == "plain" else f"{(statistics.median(ratios) - 1) * 100:+.1f}%",
+            "" if config == "plain" else f"{(q1 - 1) * 100:+.1f} .. {(q3 - 1) * 100:+.1f}%",
+            f"{statistics.median(startups[config]) - base:+.2f}" if config != "plain" else f"({base:.2f})",
+            info.get("recorded", ""), info.get("frames", ""), info.get("dropped", ""), info.get("cpu", ""),
         ))
     title = "simplified LeNet-5, batch 64" if name == "lenet" else "VGG-16 first block (3->64->64, 224x224), batch 8"
-    return f"## {title}, {steps} steps, median of {rounds} rounds\n\n" + table(
-        ("configuration", "steps/s", "overhead vs plain", "recording steps", "frames", "dropped", "convscope CPU / wall"), rows
+    return f"## {title}, {warmup} + {steps} steps, {rounds} rounds\n\n" + table(
+        ("configuration", "steps/s", "overhead (median)", "overhead (IQR)", "start-up s",
+         "recording steps", "frames", "dropped", "convscope CPU / wall"), rows
     ) + (
-        "\n\nconvscope rows use the default overhead budget (3% of wall time) unless they say\n"
-        "'no budget'; 'recording steps' shows how many of the asked-for recordings it made\n"
-        "(the rest were deferred to stay within the budget; the last round's figures)."
+        f"\n\nThe first {warmup} steps of each run are not timed; 'start-up s' is the extra time\n"
+        "they took against plain training (plain's own in brackets): watch() itself, the model graph,\n"
+        "first imports and the run store, paid once per run. The timed part ends when close()\n"
+        "has finished the analysis still queued. 'overhead' is paired per round.\n"
+        "convscope rows use the default overhead budget (3%) unless they say 'no budget';\n"
+        "'recording steps' shows how many of the asked-for recordings it made (the rest were\n"
+        "deferred to stay within the budget; the last round's figures, warm-up included)."
     )
 
 
@@ -181,7 +216,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--vgg-steps", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=50, help="untimed steps at the start of every LeNet-5 run")
+    parser.add_argument("--vgg-warmup", type=int, default=10, help="untimed steps at the start of every VGG run")
+    parser.add_argument("--vgg-rounds", type=int, default=3)
     parser.add_argument("--workload", choices=("lenet", "vgg", "both"), default="both")
     parser.add_argument("--device", default="cpu", help="where the model trains: cpu, cuda ...")
     args = parser.parse_args()
@@ -190,9 +228,9 @@ def main() -> None:
     where = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})"
     print(f"# in situ overhead, training on {where} ({machine()})\n")
     if args.workload in ("lenet", "both"):
-        print(bench("lenet", args.steps, args.rounds) + "\n")
+        print(bench("lenet", args.steps, args.rounds, args.warmup) + "\n")
     if args.workload in ("vgg", "both"):
-        print(bench("vgg", args.vgg_steps, args.rounds) + "\n")
+        print(bench("vgg", args.vgg_steps, args.vgg_rounds, args.vgg_warmup) + "\n")
 
 
 if __name__ == "__main__":

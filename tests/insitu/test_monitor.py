@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -280,6 +282,44 @@ def test_overhead_budget_defers_recordings_and_says_so(digits, lenet) -> None:
             steps = {f.step for f in sink.select(kind="weight_grid", layer="conv1")}
             assert len(steps) == mon.stats.recorded_steps
         assert mon.stats.analysis_cpu_seconds > 0
+
+
+def test_a_background_thread_behind_defers_whole_steps_instead_of_losing_frames(digits, lenet) -> None:
+    # A background thread that cannot keep up (a sink that takes 20 ms a frame) makes the
+    # monitor skip steps whole (the backlog rule) instead of dropping parts of recordings
+    # from a full queue. The budget is generous, so only the backlog rule defers here.
+    class SlowSink(MemorySink):
+        def write(self, frame):
+            time.sleep(0.02)
+            super().write(frame)
+
+    sink = SlowSink()
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=1, queue_size=64, budget=1.0) as mon:
+        _train(model, opt, digits, 40, monitor=mon)
+    assert mon.stats.dropped == 0 and mon.stats.deferred > 0
+    assert 0 < mon.stats.recorded_steps < 40 and mon.stats.recorded_steps + mon.stats.deferred == 40
+    views = ("weight_grid", "trajectory", "gradient_health", "distribution", "correlation", "groups")
+    for layer in ("conv1", "conv2"):
+        for kind in views:  # every recorded step arrived complete
+            assert len({f.step for f in sink.select(kind=kind, layer=layer)}) == mon.stats.recorded_steps, (layer, kind)
+
+
+def test_worker_priority_can_be_lowered(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sink = MemorySink()
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, worker_nice=19, budget=None) as mon:
+        assert mon._pipeline.lowered == sys.platform.startswith("linux")
+        _train(model, opt, digits, 20, monitor=mon)
+    # close() finishes what the lowered thread had left: every recording arrives whole
+    assert mon.stats.dropped == 0
+    assert [f.step for f in sink.select(kind="distribution", layer="conv2")] == [5, 10, 15, 20]
+    with convscope.watch(lenet(), logdir=None) as mon:
+        assert mon.worker_nice == 0 and not mon._pipeline.lowered
+    with pytest.raises(DataError, match="worker_nice"):
+        convscope.watch(lenet(), logdir=None, worker_nice=25)
 
 
 def test_budget_must_be_a_share(lenet) -> None:

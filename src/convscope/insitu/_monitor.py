@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -168,6 +169,7 @@ class Monitor:
         trajectory_dims: Sequence[int] | None = None,
         queue_size: int = 256,
         switch_interval: float | None = 0.0005,
+        worker_nice: int = 0,
         budget: float | None = 0.03,
         seed: int = 0,
         config: Mapping[str, Any] | None = None,
@@ -197,6 +199,7 @@ class Monitor:
         self._budget_step = -1
         self._budget_ok = True
         self._budget_reported = 0
+        self._recordings: deque[int] = deque()  # pipeline item counts that end each pending recording
         self._t0: float | None = None
         self.input_shape = input_shape
         self.prune = _prune_config(prune)
@@ -254,6 +257,9 @@ class Monitor:
         self._pipeline: FramePipeline | None = None
         self._queue_size = queue_size
         self._switch_interval = switch_interval
+        if isinstance(worker_nice, bool) or not isinstance(worker_nice, int) or not 0 <= worker_nice <= 19:
+            raise DataError(f"worker_nice= is a Linux nice increment from 0 to 19, got {worker_nice!r}")
+        self.worker_nice = worker_nice
         self._previous_switch: float | None = None
         self._graph: ModelGraph | None = None
         self._started = False
@@ -284,7 +290,9 @@ class Monitor:
             sinks.insert(0, self._store)
         if self._serve:
             sinks.extend(self._start_server())
-        self._pipeline = FramePipeline(sinks, maxsize=self._queue_size, on_dropped=self._dropped_frame)
+        self._pipeline = FramePipeline(
+            sinks, maxsize=self._queue_size, nice=self.worker_nice, on_dropped=self._dropped_frame
+        )
         # Python hands its interpreter lock between threads every 5 ms by default: when the
         # background thread holds it, the training thread can wait that long between two torch
         # calls. A shorter interval while watching removes that wait (measured in
@@ -382,19 +390,32 @@ class Monitor:
     def _within_budget(self, step: int) -> bool:
         """Whether recording step ``step`` fits in the overhead budget (decided once per step).
 
-        The CPU convscope has used (background analysis and encoding, plus the hooks on the
-        training thread) may be at most ``budget`` times the wall time since watching began,
-        plus a small allowance. A step over it is skipped whole, so that every view keeps to
-        the same steps, and counted in ``stats.deferred`` (and in a ``dropped`` frame with
-        ``sink="budget"``). The views then come less often than ``every=`` asks, and never
-        cost training more than about the budget.
+        Two rules; a step that breaks either is skipped whole, so that every view keeps to the
+        same steps, and counted in ``stats.deferred`` (and in a ``dropped`` frame with
+        ``sink="budget"``):
+
+        * *CPU*: the CPU convscope has taken from training (the hooks on the training thread,
+          and the background thread's work when it runs at training's priority) may be at most
+          ``budget`` times the wall time since watching began, plus a small allowance. A
+          background thread at a lower priority (``worker_nice``, the default on Linux) only
+          gets what training leaves idle (the kernel bounds the rest), so it is not counted.
+        * *backlog*: a step is not recorded while the background thread still has two earlier
+          recordings to finish. So a slow analysis means fewer recordings, never a queue that
+          overflows and loses parts of recordings.
+
+        The views then come less often than ``every=`` asks on a busy machine, and never cost
+        training more than about the budget.
         """
-        if self.budget is None or self._pipeline is None or self._t0 is None:
+        pipeline = self._pipeline
+        if self.budget is None or pipeline is None or self._t0 is None:
             return True
         if self._budget_step != step:
-            spent = self._pipeline.stats.cpu_seconds + self.stats.seconds_in_step_hooks
+            spent = self.stats.seconds_in_step_hooks + (0.0 if pipeline.lowered else pipeline.stats.cpu_seconds)
             allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
-            self._budget_step, self._budget_ok = step, spent <= allowed
+            while self._recordings and self._recordings[0] <= pipeline.stats.completed:
+                self._recordings.popleft()
+            self._budget_step = step
+            self._budget_ok = spent <= allowed and len(self._recordings) < 2
             if not self._budget_ok:
                 self.stats.deferred += 1
         return self._budget_ok
@@ -432,6 +453,7 @@ class Monitor:
 
         self._graph_pending = False
         self._building = True  # building runs the model once; the hooks ignore that pass
+        acts = dict(self._acts)  # this step's activations, still to be recorded
         try:
             self._graph = build_graph(self.model, input_shape=self.input_shape or ())
         except Exception as exc:  # a graph is nice to have; training must go on without it
@@ -439,7 +461,7 @@ class Monitor:
             return
         finally:
             self._building = False
-            self._acts.clear()
+            self._acts = acts
         self._submit_meta("graph", status="live")
 
     def _before_step(self) -> None:
@@ -494,6 +516,7 @@ class Monitor:
         items.extend(self._budget_report(step))
         for item, nbytes in items:
             self._pipeline.submit(item, nbytes=nbytes)  # type: ignore[union-attr]
+        self._recordings.append(self._pipeline.stats.submitted)  # type: ignore[union-attr]
 
     def _probe_activations(self) -> dict[str, torch.Tensor]:
         import torch
@@ -642,9 +665,16 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         switch_interval: while watching, Python's thread switch interval is lowered to this
             (seconds; default 0.5 ms) so the background thread never holds the training
             thread up for long; ``None`` leaves it alone. Restored by ``close()``.
+        worker_nice: run the background thread this much lower than training (a Linux ``nice``
+            increment for that thread alone; elsewhere ignored). Default 0: on a machine whose
+            cores training keeps busy, a lowered thread gets little time, so fewer steps are
+            recorded for about the same overhead (benchmarks/bench_insitu.py); on a machine with
+            idle cores it makes no difference. 19 gives training every cycle it can use.
         budget: the overhead budget: the share of training's wall time that convscope's
-            CPU work (background analysis, encoding, sinks, hooks) may take (default 0.03).
-            When the analysis is behind, recording steps are skipped whole and counted in
+            CPU work may take from training (default 0.03): the hooks on the training thread,
+            and the background analysis when it runs at training's priority. Recording steps
+            are also skipped while the background thread still has two earlier recordings to
+            finish. Skipped steps are skipped whole and counted in
             ``stats.deferred`` and in ``dropped`` frames with ``sink="budget"``, so the views
             come less often than ``every=`` asks on a busy CPU. ``None`` records exactly
             every ``every`` steps, whatever it costs.

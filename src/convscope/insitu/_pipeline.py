@@ -40,6 +40,8 @@ class PipelineStats:
     #: CPU seconds the worker thread has used (analysis, encoding, sinks), read by the
     #: monitor's overhead budget
     cpu_seconds: float = 0.0
+    #: work items finished (delivered, failed or dropped): ``submitted - completed`` are pending
+    completed: int = 0
 
 
 class FramePipeline:
@@ -70,6 +72,8 @@ class FramePipeline:
         self.maxsize = maxsize
         self.max_bytes = max_bytes
         self.nice = nice
+        #: whether the worker runs at a lower priority than training (Linux only)
+        self.lowered = bool(nice) and sys.platform.startswith("linux")
         self._bytes = 0
         self.flush_interval = flush_interval
         self.stats = PipelineStats()
@@ -91,16 +95,34 @@ class FramePipeline:
         self._thread.start()
 
     def close(self, *, timeout: float = 10.0, status: str = "finished") -> None:
-        """Drain what is queued (up to ``timeout`` s), then flush and close every sink."""
+        """Finish what is queued (for up to ``timeout`` s), then flush and close every sink.
+
+        The worker stops after the item in hand and this thread delivers the rest itself, in
+        order: the worker runs at a low priority, which must not make ``close()`` slow (or lose
+        frames) on a busy machine. Items still queued at the deadline are dropped and counted.
+        """
         thread = self._thread
         if thread is None:
             return
-        self.drain(timeout=timeout)
+        deadline = time.monotonic() + timeout
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
         thread.join(timeout=max(0.1, timeout))
         self._thread = None
+        if thread.is_alive():  # stuck in a sink or a reduction: leave the queue to it
+            self._warn_once("close", f"convscope's frame thread did not stop within {timeout:g} s; frames may be lost")
+        else:
+            while self._queue and time.monotonic() < deadline:
+                item, nbytes = self._queue.popleft()
+                self._bytes -= nbytes
+                self._deliver(item)
+                self.stats.completed += 1
+            with self._cond:
+                self.stats.dropped += len(self._queue)
+                self.stats.completed += len(self._queue)
+                self._queue.clear()
+                self._bytes = 0
         self._report_drops()
         for sink in self.sinks:
             self._guard(sink, lambda s=sink: s.flush())
@@ -129,6 +151,7 @@ class FramePipeline:
                 _old, old_bytes = self._queue.popleft()
                 self._bytes -= old_bytes
                 self.stats.dropped += 1
+                self.stats.completed += 1
             self._queue.append((item, nbytes))
             self._bytes += nbytes
             self.stats.submitted += 1
@@ -145,12 +168,13 @@ class FramePipeline:
             torch.set_num_threads(1)
         # and a lower scheduling priority (Linux threads have their own): when the cores are
         # busy, training goes first and this thread takes the slack; if it falls behind, the
-        # queue drops its oldest items rather than training slowing down.
-        if self.nice and hasattr(os, "setpriority"):
+        # queue drops its oldest items rather than training slowing down. Elsewhere the call
+        # would renice the whole process (or another one), so it is Linux only.
+        if self.lowered:
             try:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
             except OSError:
-                pass
+                self.lowered = False
         last_flush = time.monotonic()
         cpu_start = time.thread_time()
         while True:
@@ -159,8 +183,8 @@ class FramePipeline:
                     self._cond.wait(timeout=self.flush_interval)
                     if not self._queue and time.monotonic() - last_flush >= self.flush_interval:
                         break
-                if not self._queue and self._stop.is_set():
-                    return
+                if self._stop.is_set():
+                    return  # close() delivers what is left, on its own thread
                 item = None
                 if self._queue:
                     item, nbytes = self._queue.popleft()
@@ -177,6 +201,8 @@ class FramePipeline:
             finally:
                 self.stats.cpu_seconds = time.thread_time() - cpu_start
                 with self._cond:
+                    if item is not None:
+                        self.stats.completed += 1
                     self._busy = False
                     self._cond.notify_all()
 

@@ -1,8 +1,9 @@
 """Online pruning: remove filters the correlation groups call redundant, while training goes on.
 
 Called on the training thread right after ``optimizer.step()``, so nothing else touches the
-model at that moment. The plan comes from the latest correlation matrix the background thread
-computed for the layer, regrouped at the pruning threshold; the surgery (the layer, every layer
+model at that moment. The plan comes from the correlation matrix of the latest recorded step
+(the pruning step waits for the background thread to get there), regrouped at the pruning
+threshold; the surgery (the layer, every layer
 that depends on it, and the optimizer's parameters and state) is
 :func:`convscope.analysis.prune_filters`.
 """
@@ -28,6 +29,11 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
     config = monitor.prune
     if config is None or step < config.start or (step - config.start) % config.every:
         return
+    if any(name in monitor.layers and monitor.layers[name].prunes < config.times for name in config.layers or ()):
+        # The background thread runs behind training (at a lower priority): wait until it has
+        # analysed every step recorded so far, so that the plan always comes from the latest
+        # recorded correlation and a run prunes the same filters on any machine. Rare and short.
+        monitor._pipeline.drain(timeout=60.0)  # type: ignore[union-attr]
     for name in config.layers or ():
         state = monitor.layers.get(name)
         if state is None or state.prunes >= config.times or state.correlation is None:

@@ -241,7 +241,9 @@ GUIDE = """\
 * **Overhead** is (time with it / time without it - 1); +3% means three hundredths slower.
   convscope's in situ monitor has an overhead budget (3% of training time by default): rows
   that say "no budget" record every asked-for view whatever it costs, the others show how many
-  recordings the budget allowed.
+  recordings the budget allowed. The in situ table times the steady state (an untimed warm-up
+  first, reported as start-up; the analysis still queued at close() is counted) and gives the
+  median and interquartile range of per-round paired ratios.
 * **Plots** draw the first measured column of each table (blue: convscope; red: the tool or
   method it is compared with). A log scale is used where values span more than 200x.
 * A benchmark that could not run here (no browser, no ParaView) says so in its section.

@@ -147,7 +147,7 @@ def _tensorboard(every):
 CONFIGS = {
     "plain": run_plain,
     "convscope every=10": _watch(10, store=True),
-    "convscope every=10, worker at training's priority": _watch(10, store=True, nice=0),
+    "convscope every=10, worker_nice=19": _watch(10, store=True, nice=19),
     "convscope every=10, no budget": _watch(10, store=True, budget=None),
     "tensorboard histograms every=10": _tensorboard(10),
     "convscope every=1": _watch(1, store=True),

@@ -58,10 +58,10 @@ def _setup():
 
 
 def _loop(model, opt, data, steps, *, after=None):
-    """Train ``warmup + steps`` steps; return (seconds of the timed steps, seconds of the warm-up)."""
+    """Train ``warmup + steps`` steps; return the seconds of the timed ``steps``."""
     images, labels = data
     batch, warmup = WORKLOAD["batch"], WORKLOAD["warmup"]
-    begin = start = time.perf_counter()
+    start = time.perf_counter()
     for step in range(warmup + steps):
         if step == warmup:
             _sync()
@@ -75,7 +75,7 @@ def _loop(model, opt, data, steps, *, after=None):
         if after is not None:
             after(step, model, loss)
     _sync()
-    return time.perf_counter() - start, start - begin
+    return time.perf_counter() - start
 
 
 def _sync() -> None:
@@ -86,8 +86,8 @@ def _sync() -> None:
 def run_plain(data, steps, _tmp):
     begin = time.perf_counter()
     model, opt = _setup()
-    seconds, warm = _loop(model, opt, data, steps)
-    return seconds, {"startup": warm + (time.perf_counter() - begin - seconds - warm)}
+    seconds = _loop(model, opt, data, steps)
+    return seconds, {"startup": time.perf_counter() - begin - seconds}
 
 
 def _watch(every, *, store, budget="default", nice=None):
@@ -104,7 +104,7 @@ def _watch(every, *, store, budget="default", nice=None):
             kwargs["worker_nice"] = nice
         begin = time.perf_counter()
         mon = convscope.watch(model, optimizer=opt, every=every, **kwargs)
-        seconds, warm = _loop(model, opt, data, steps, after=lambda s, m, loss: mon.log(loss=loss))
+        seconds = _loop(model, opt, data, steps, after=lambda s, m, loss: mon.log(loss=loss))
         startup = time.perf_counter() - begin - seconds
         t = time.perf_counter()
         mon.close()  # what the analysis still has to do counts: it is part of the cost
@@ -135,7 +135,7 @@ def _tensorboard(every):
                     writer.add_histogram(name, p, step)
                     writer.add_histogram(name + ".grad", p.grad, step)
 
-        seconds, warm = _loop(model, opt, data, steps, after=after)
+        seconds = _loop(model, opt, data, steps, after=after)
         startup = time.perf_counter() - begin - seconds
         t = time.perf_counter()
         writer.close()

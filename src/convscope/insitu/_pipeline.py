@@ -40,8 +40,13 @@ class PipelineStats:
     #: CPU seconds the worker thread has used (analysis, encoding, sinks), read by the
     #: monitor's overhead budget
     cpu_seconds: float = 0.0
-    #: work items finished (delivered, failed or dropped): ``submitted - completed`` are pending
-    completed: int = 0
+    #: work items whose frames were built and handed to the sinks (or whose analysis failed)
+    delivered: int = 0
+
+    @property
+    def completed(self) -> int:
+        """Work items finished, delivered or dropped: ``submitted - completed`` are pending."""
+        return self.delivered + self.dropped
 
 
 class FramePipeline:
@@ -98,7 +103,7 @@ class FramePipeline:
         """Finish what is queued (for up to ``timeout`` s), then flush and close every sink.
 
         The worker stops after the item in hand and this thread delivers the rest itself, in
-        order: the worker runs at a low priority, which must not make ``close()`` slow (or lose
+        order: a worker at a lowered priority (``nice``) must not make ``close()`` slow (or lose
         frames) on a busy machine. Items still queued at the deadline are dropped and counted.
         """
         thread = self._thread
@@ -114,13 +119,9 @@ class FramePipeline:
             self._warn_once("close", f"convscope's frame thread did not stop within {timeout:g} s; frames may be lost")
         else:
             while self._queue and time.monotonic() < deadline:
-                item, nbytes = self._queue.popleft()
-                self._bytes -= nbytes
-                self._deliver(item)
-                self.stats.completed += 1
+                self._deliver(self._take())
             with self._cond:
                 self.stats.dropped += len(self._queue)
-                self.stats.completed += len(self._queue)
                 self._queue.clear()
                 self._bytes = 0
         self._report_drops()
@@ -151,7 +152,6 @@ class FramePipeline:
                 _old, old_bytes = self._queue.popleft()
                 self._bytes -= old_bytes
                 self.stats.dropped += 1
-                self.stats.completed += 1
             self._queue.append((item, nbytes))
             self._bytes += nbytes
             self.stats.submitted += 1
@@ -185,10 +185,7 @@ class FramePipeline:
                         break
                 if self._stop.is_set():
                     return  # close() delivers what is left, on its own thread
-                item = None
-                if self._queue:
-                    item, nbytes = self._queue.popleft()
-                    self._bytes -= nbytes
+                item = self._take() if self._queue else None
                 self._busy = item is not None
             try:
                 if item is not None:
@@ -201,10 +198,13 @@ class FramePipeline:
             finally:
                 self.stats.cpu_seconds = time.thread_time() - cpu_start
                 with self._cond:
-                    if item is not None:
-                        self.stats.completed += 1
                     self._busy = False
                     self._cond.notify_all()
+
+    def _take(self) -> WorkItem:
+        item, nbytes = self._queue.popleft()
+        self._bytes -= nbytes
+        return item
 
     def _deliver(self, item: WorkItem) -> None:
         try:
@@ -212,11 +212,12 @@ class FramePipeline:
         except Exception as exc:  # a bug in a reduction must not kill the worker
             self._warn_once("analysis", f"convscope could not build frames ({type(exc).__name__}: {exc}); training goes on")
             self.stats.sink_failures["analysis"] = self.stats.sink_failures.get("analysis", 0) + 1
-            return
+            frames = []
         for frame in frames:
             self.stats.frames += 1
             for sink in self.sinks:
                 self._guard(sink, lambda s=sink, f=frame: s.write(f))
+        self.stats.delivered += 1
 
     def _report_drops(self) -> None:
         new = self.stats.dropped - self._reported_drops

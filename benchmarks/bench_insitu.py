@@ -15,6 +15,7 @@ time against the plain run of the same round (paired, so slow drifts of a shared
 cancel), with the interquartile range of those ratios.
 
 Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload lenet|vgg|both] [--vgg-rounds 3]
+     [--configs 'every=10'] (a subset, for a quick look)
 """
 
 from __future__ import annotations
@@ -222,7 +223,14 @@ def main() -> None:
     parser.add_argument("--vgg-rounds", type=int, default=3)
     parser.add_argument("--workload", choices=("lenet", "vgg", "both"), default="both")
     parser.add_argument("--device", default="cpu", help="where the model trains: cpu, cuda ...")
+    parser.add_argument(
+        "--configs", nargs="+", metavar="NAME",
+        help="run only the configurations whose names contain one of these words (plain always runs)",
+    )
     args = parser.parse_args()
+    if args.configs:
+        for name in [n for n in CONFIGS if n != "plain" and not any(w in n for w in args.configs)]:
+            del CONFIGS[name]
     WORKLOAD["device"] = args.device
     warnings.filterwarnings("ignore")
     where = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})"

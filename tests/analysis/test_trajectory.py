@@ -101,6 +101,48 @@ def test_thinning_keeps_memory_bounded_and_points_evenly_spaced() -> None:
     np.testing.assert_allclose(point.explained_variance, full_ratio, atol=0.02)
 
 
+def test_refresh_decomposes_every_few_updates_and_projects_in_between() -> None:
+    walk = _walk((6, 2, 3, 3), 70, seed=2)
+    exact = TrajectoryTracker(dims=[0, 1, 2], max_points=16)
+    lazy = TrajectoryTracker(dims=[0, 1, 2], max_points=16, refresh=4)
+    history: list[np.ndarray] = []
+    basis: list[int] = []
+    ratio_then = None
+    decompositions = 0
+    previous = None
+    for step, w in enumerate(walk):
+        e, p = exact.update(w), lazy.update(w)
+        history.append(w.reshape(-1).double().numpy())
+        steps, coords = lazy.path()
+        if lazy._since == 0:  # this update decomposed: the same numbers as an exact tracker
+            decompositions += 1
+            np.testing.assert_allclose(p.explained_variance, e.explained_variance, rtol=1e-6, equal_nan=True)
+            np.testing.assert_allclose(np.abs(p.pca), np.abs(e.pca), rtol=1e-5, atol=1e-6, equal_nan=True)
+            basis = [*steps.tolist(), step] if step not in steps else steps.tolist()
+            ratio_then = p.explained_variance
+        else:  # the current point on the axes of the last decomposition, which numpy's SVD gives
+            h = np.stack(history)
+            mean = h[basis].mean(axis=0)
+            _, _, vt = np.linalg.svd(h[basis] - mean, full_matrices=False)
+            k = int(np.isfinite(ratio_then).sum())  # components defined at that decomposition
+            expected = (h[step] - mean) @ vt[:k].T
+            np.testing.assert_allclose(np.abs(p.pca[:k]), np.abs(expected), rtol=1e-4, atol=1e-6)
+            assert np.isnan(p.pca[k:]).all()
+            np.testing.assert_array_equal(p.explained_variance, ratio_then)
+            # the path stays put between decompositions; a kept point joins it where it was projected
+            assert previous is not None
+            old = np.isin(steps, previous[0])
+            np.testing.assert_array_equal(coords[old], previous[1][np.isin(previous[0], steps)])
+            if steps[-1] == step:
+                np.testing.assert_allclose(coords[-1], p.pca)
+        previous = (steps, coords)
+    # every 4th update, plus the updates where thinning changed the kept points
+    assert 70 // 4 <= decompositions < 70 // 2
+    assert lazy.kept == exact.kept
+    with pytest.raises(DataError, match="refresh"):
+        TrajectoryTracker(refresh=0)
+
+
 def test_sketched_pca_is_close_to_exact_pca_of_the_full_weights() -> None:
     walk = _walk((5000,), 200, seed=2)
     tracker = TrajectoryTracker(max_points=256, sketch_dim=1024)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 import warnings
@@ -326,3 +327,19 @@ def test_budget_must_be_a_share(lenet) -> None:
     for bad in (0, -0.1, 1.5):
         with pytest.raises(DataError, match="budget"):
             convscope.watch(lenet(), logdir=None, budget=bad)
+
+
+def test_start_pays_the_eigen_solver_import_before_training(tmp_path) -> None:
+    pytest.importorskip("scipy")
+    # a fresh interpreter: this one imported SciPy long ago
+    code = (
+        "import sys, torch, convscope\n"
+        "net = convscope.models.create_model('lenet5-simplified')\n"
+        "assert 'scipy.linalg' not in sys.modules\n"
+        "mon = convscope.watch(net, optimizer=torch.optim.SGD(net.parameters(), lr=0.01), logdir=None)\n"
+        "print('scipy.linalg' in sys.modules)\n"
+        "mon.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"

@@ -38,6 +38,14 @@ centred ``max_points``-square Gram matrix on the host (about 0.35 ms at 128 poin
 principal coordinates come from that decomposition (``U * sqrt(lambda)``), so no
 ``points x weights`` product is ever formed.
 
+**Fixed axes between refreshes.** With ``refresh=R`` > 1 the decomposition runs only every
+``R`` updates (and right after thinning). In between, each new point is placed on the axes
+of the last decomposition from its inner products with the points that decomposition saw
+(``(b_i - m) . (x - m)`` needs only ``b_i . x``, the Gram row means and ``|m|^2``), which
+costs one pass over the kept points and no eigen-solver; its ``explained_variance`` is the
+last decomposition's. The axes then lag the trajectory by at most ``R - 1`` updates, and the
+projected path does not move between refreshes. The in situ monitor uses ``R = 4``.
+
 **Undefined and signed components.** A component is defined only once the trajectory
 spreads in that many directions, so ``pca[k]`` and ``explained_variance[k]`` are NaN until
 then (with one point, all three; with two, the 2nd and 3rd). Principal axes have no
@@ -69,7 +77,7 @@ import torch
 from convscope.analysis._tensors import accumulator
 from convscope.errors import DataError
 
-__all__ = ["TrajectoryPoint", "TrajectoryTracker"]
+__all__ = ["TrajectoryPoint", "TrajectoryTracker", "warm_up"]
 
 # Sign period of the sketch: a prime, so it shares no factor with any bucket count below it
 # (and with all but its own multiples above it).
@@ -120,6 +128,10 @@ class TrajectoryTracker:
             grows with its cube (about 0.4 ms at 64, 2 ms at 128, 15 ms at 256).
         sketch_dim: layers with more weights than this are count-sketched to this many
             dimensions before the PCA (see the module docstring).
+        refresh: recompute the principal axes every ``refresh`` updates (and whenever
+            thinning changes the kept points); in between, each point is put on the last axes
+            in O(points), without a decomposition (see "Fixed axes between refreshes" in the
+            module docstring). 1, the default, decomposes at every update.
 
     Example:
         >>> import torch
@@ -137,17 +149,21 @@ class TrajectoryTracker:
         seed: int = 0,
         max_points: int = 128,
         sketch_dim: int = 4096,
+        refresh: int = 1,
     ) -> None:
         if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 4:
             raise DataError(f"max_points must be an integer of at least 4 to define three components, got {max_points!r}")
         if isinstance(sketch_dim, bool) or not isinstance(sketch_dim, int) or sketch_dim < 3:
             raise DataError(f"sketch_dim must be an integer of at least 3, got {sketch_dim!r}")
+        if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 1:
+            raise DataError(f"refresh must be a positive integer (updates between decompositions), got {refresh!r}")
         if dims is not None and len(dims) != 3:
             raise DataError(f"dims must name exactly 3 weights, got {len(dims)}: {list(dims)!r}; or pass dims=None")
         self._requested = None if dims is None else list(dims)
         self.seed = int(seed)
         self.max_points = max_points
         self.sketch_dim = sketch_dim
+        self.refresh = refresh
         self.reset()
 
     def reset(self) -> None:
@@ -156,13 +172,15 @@ class TrajectoryTracker:
         self._index: torch.Tensor | None = None
         self._anchor: torch.Tensor | None = None
         self._points: torch.Tensor | None = None  # max_points x d, relative to the anchor
-        self._gram = torch.zeros(self.max_points, self.max_points, dtype=torch.float64)
+        self._gram = np.zeros((self.max_points, self.max_points))
         self._steps: list[int] = []
         self._stride = 1
         self._count = 0
         self._signs: torch.Tensor | None = None
         self._coords = np.zeros((0, 3), dtype=np.float64)  # kept points on the last axes
         self._coord_steps: list[int] = []
+        self._axes: _Axes | None = None  # the last decomposition (see refresh)
+        self._since = 0  # updates since it
 
     @property
     def dim_index(self) -> np.ndarray | None:
@@ -213,6 +231,7 @@ class TrajectoryTracker:
         self._count += 1
         n = len(self._steps)
         assert self._points is not None
+        thinned = False
         if step % self._stride == 0:
             dots = self._dots(v, n)
             self._points[n] = v
@@ -222,17 +241,26 @@ class TrajectoryTracker:
             self._steps.append(step)
             if n + 1 >= self.max_points:
                 self._thin()
+                thinned = True
         n = len(self._steps)
-        if self._steps and self._steps[-1] == step:
-            gram, current = self._gram[:n, :n], n - 1
+        kept = bool(self._steps) and self._steps[-1] == step
+        if kept:
+            current = n - 1
         else:
             dots = self._dots(v, n)
-            gram = torch.empty(n + 1, n + 1, dtype=torch.float64)
-            gram[:n, :n] = self._gram[:n, :n]
-            gram[n, :] = dots
-            gram[:, n] = dots
             current = n
-        pca, ratio = self._project(gram, current, step)
+        self._since += 1
+        if self._axes is None or thinned or self._since >= self.refresh:
+            if kept:
+                gram = self._gram[:n, :n]
+            else:
+                gram = np.empty((n + 1, n + 1))
+                gram[:n, :n] = self._gram[:n, :n]
+                gram[n, :] = dots
+                gram[:, n] = dots
+            pca, ratio = self._project(gram, current, step, v)
+        else:
+            pca, ratio = self._on_axes(dots, v, step, kept)
         return TrajectoryPoint(
             step=step,
             dims=dims,
@@ -307,35 +335,41 @@ class TrajectoryTracker:
             out += padded.view(-1, d).sum(dim=0)
         return out
 
-    def _dots(self, v: torch.Tensor, n: int) -> torch.Tensor:
+    def _dots(self, v: torch.Tensor, n: int) -> np.ndarray:
         """Inner products of ``v`` with the ``n`` kept points and itself, on the host (float64)."""
         assert self._points is not None
         if n == 0:
-            return (v @ v).reshape(1).to("cpu", torch.float64)
-        out = torch.cat([self._points[:n] @ v, (v @ v).reshape(1)])
-        return out.to("cpu", torch.float64)
+            out = (v @ v).reshape(1)
+        else:
+            out = torch.cat([self._points[:n] @ v, (v @ v).reshape(1)])
+        return out.to("cpu", torch.float64).numpy()
 
     def _thin(self) -> None:
         assert self._points is not None
         keep = list(range(0, len(self._steps), 2))
         idx = torch.tensor(keep, dtype=torch.long)
         self._points[: len(keep)] = self._points[idx.to(self._points.device)]
-        sub = self._gram[idx][:, idx]
+        sub = self._gram[np.ix_(keep, keep)]
         self._gram[: len(keep), : len(keep)] = sub
         self._steps = [self._steps[i] for i in keep]
         self._stride *= 2
 
-    def _project(self, gram: torch.Tensor, current: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    def _project(self, gram: np.ndarray, current: int, step: int, v: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Principal axes of the points in ``gram`` (the kept ones, then the current one if it is
+        not kept): the current point's coordinates and the explained-variance ratios."""
         pca = np.full(3, np.nan, dtype=np.float32)
         ratio = np.full(3, np.nan, dtype=np.float32)
+        self._since = 0
+        self._axes = None
         # centre the Gram matrix: <x_i - m, x_j - m> = G_ij - r_i - r_j + t
-        r = gram.mean(dim=1)
-        centred = gram - r.unsqueeze(0) - r.unsqueeze(1) + r.mean()
+        r = gram.mean(axis=1)
+        t = float(r.mean())
+        centred = gram - r[None, :] - r[:, None] + t
         centred = (centred + centred.T) / 2
         evals, evecs = _top_eigh(centred, 3)
         # the total variance is the trace (the sum of every eigenvalue; negative ones are
         # rounding noise of a positive semi-definite matrix and are left out)
-        total = float(centred.diagonal().sum().clamp(min=0))
+        total = max(float(np.trace(centred)), 0.0)
         steps = [*self._steps] if current < len(self._steps) else [*self._steps, step]
         if total <= 0:
             self._coords, self._coord_steps = np.zeros((0, 3)), []
@@ -343,27 +377,91 @@ class TrajectoryTracker:
         # Components with negligible variance are noise of the arithmetic, not directions.
         k = int(min(3, int((evals > total * 1e-12).sum())))
         coords = np.full((gram.shape[0], 3), np.nan, dtype=np.float64)
-        coords[:, :k] = (evecs[:, :k] * evals[:k].sqrt()).numpy()
-        before = {s: i for i, s in enumerate(self._coord_steps)}
-        common = [(i, before[s]) for i, s in enumerate(steps) if s in before]
+        scale = np.sqrt(evals[:k])
+        coords[:, :k] = evecs[:, :k] * scale
+        row = {s: i for i, s in enumerate(self._coord_steps)}
+        common = [(i, row[s]) for i, s in enumerate(steps) if s in row]
+        new_rows = [i for i, _ in common]
+        old_rows = [j for _, j in common]
         for axis in range(k):
             agree = 0.0
             if common:
-                new_rows, old_rows = zip(*common, strict=True)
-                old = self._coords[list(old_rows), axis]
+                old = self._coords[old_rows, axis]
                 if np.isfinite(old).all():
-                    agree = float(coords[list(new_rows), axis] @ old)
+                    agree = float(coords[new_rows, axis] @ old)
             if agree == 0.0:  # a new axis: the current point on its positive side
                 agree = coords[current, axis] or float(coords[np.abs(coords[:, axis]).argmax(), axis])
             if agree < 0:
                 coords[:, axis] = -coords[:, axis]
-        self._coords, self._coord_steps = coords, steps
+                evecs[:, axis] = -evecs[:, axis]
+        ratio[:k] = evals[:k] / total
+        # what later updates need to put new points on these axes without a decomposition
+        self._axes = _Axes(
+            basis=gram.shape[0],
+            extra=None if current < len(self._steps) else v,
+            row_means=r,
+            mean_norm=t,
+            weights=evecs[:, :k] / scale,
+            ratio=ratio.copy(),
+        )
+        if current < len(self._steps):  # the current point is kept: it is part of the path
+            self._coords, self._coord_steps = coords, steps
+        else:
+            self._coords, self._coord_steps = coords[:-1], steps[:-1]
         pca[:] = coords[current]
-        ratio[:k] = (evals[:k] / total).numpy()
         return pca, ratio
 
+    def _on_axes(self, dots: np.ndarray, v: torch.Tensor, step: int, kept: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The current point on the axes of the last decomposition (``refresh`` > 1).
 
-def _top_eigh(matrix: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ``(b_i - m) . (x - m) = d_i - mean(d) - r_i + t`` for the basis points ``b_i`` (mean
+        ``m``, Gram row means ``r``, ``t = m . m``) and ``d_i = b_i . x``; the coordinate on
+        axis ``k`` is that vector times ``u_k / sqrt(lambda_k)``: O(points), no decomposition.
+        """
+        axes = self._axes
+        assert axes is not None
+        kept_basis = axes.basis - (axes.extra is not None)
+        d = dots[:kept_basis]
+        if axes.extra is not None:
+            d = np.append(d, float((axes.extra @ v).to("cpu", torch.float64)))
+        centred = d - d.mean() - axes.row_means + axes.mean_norm
+        pca = np.full(3, np.nan, dtype=np.float32)
+        k = axes.weights.shape[1]
+        coords = np.full(3, np.nan, dtype=np.float64)
+        coords[:k] = centred @ axes.weights
+        pca[:] = coords
+        if kept:  # a new kept point: it joins the path on the same axes
+            self._coords = np.vstack([self._coords, coords[None, :]]) if len(self._coords) else coords[None, :]
+            self._coord_steps = [*self._coord_steps, step]
+        return pca, axes.ratio.copy()
+
+
+@dataclass(frozen=True)
+class _Axes:
+    """One decomposition of the trajectory, kept so later points can be put on its axes."""
+
+    basis: int  # points it was computed from: the first kept ones, then ``extra`` if set
+    extra: torch.Tensor | None  # a point that was current but not kept at that update
+    row_means: np.ndarray  # of the Gram matrix of the basis
+    mean_norm: float  # |mean of the basis|^2
+    weights: np.ndarray  # basis x k: eigenvectors / sqrt(eigenvalues)
+    ratio: np.ndarray  # explained-variance ratios of that decomposition
+
+
+def warm_up() -> None:
+    """Import the eigen-solver now (SciPy's linear algebra, when installed).
+
+    The import takes about 0.3 s of CPU once per process. The in situ monitor calls this in
+    ``start()``, before training runs, so that the first decomposition does not pay it on the
+    background thread while training competes for the cores.
+    """
+    try:
+        import scipy.linalg  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _top_eigh(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest eigenvalues (descending) and their eigenvectors of a symmetric matrix.
 
     With SciPy, only those ``k`` pairs are computed (LAPACK's MRRR driver): about 3x faster than
@@ -376,7 +474,7 @@ def _top_eigh(matrix: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
         except ImportError:
             pass
         else:
-            evals, evecs = eigh(matrix.cpu().numpy(), subset_by_index=[n - k, n - 1], driver="evr")
-            return (torch.from_numpy(evals[::-1].copy()).to(matrix), torch.from_numpy(evecs[:, ::-1].copy()).to(matrix))
-    evals, evecs = torch.linalg.eigh(matrix)
-    return evals.flip(0)[:k], evecs.flip(1)[:, :k]
+            evals, evecs = eigh(matrix, subset_by_index=[n - k, n - 1], driver="evr")
+            return evals[::-1].copy(), evecs[:, ::-1].copy()
+    evals, evecs = np.linalg.eigh(matrix)
+    return evals[::-1][:k].copy(), evecs[:, ::-1][:, :k].copy()

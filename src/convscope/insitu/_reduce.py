@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["layer_items"]
 
 Item = tuple[Callable[[], list["Frame"]], int]
+_TRAJECTORY_REFRESH = 4
 
 
 def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Tensor | None) -> list[Item]:
@@ -73,7 +74,9 @@ def _trajectory_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.
 
     if state.trajectory is None or state.trajectory_shape != tuple(w.shape):
         # a new tracker after pruning changed the layer's shape; the path starts again
-        state.trajectory = TrajectoryTracker(dims=monitor.trajectory_dims, seed=monitor.seed)
+        # principal axes every 4th recording, new points put on them in between (the eigen-solver
+        # is the largest single cost of a recording at 128 kept points)
+        state.trajectory = TrajectoryTracker(dims=monitor.trajectory_dims, seed=monitor.seed, refresh=_TRAJECTORY_REFRESH)
         state.trajectory_shape = tuple(w.shape)
         state.trajectory_steps = []
     payload = state.trajectory.update(w).to_payload()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from convscope.analysis import TrajectoryTracker
+from convscope.analysis import trajectory as trajectory_module
 from convscope.errors import DataError
 
 
@@ -34,7 +35,12 @@ def _aligned(coords: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return coords * np.sign((coords * ref).sum(axis=0))
 
 
-def test_exact_pca_equals_numpy_svd_at_every_update() -> None:
+@pytest.mark.parametrize("solver", ["scipy", "torch"])
+def test_exact_pca_equals_numpy_svd_at_every_update(solver: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if solver == "torch":  # without SciPy (or threadpoolctl) torch's eigen-solver is used
+        monkeypatch.setattr(trajectory_module, "_scipy_solver", lambda: None)
+    else:
+        assert trajectory_module._scipy_solver() is not None
     walk = _walk((6, 2, 3, 3), 40)
     tracker = TrajectoryTracker(dims=[0, 10, 100], max_points=64)
     history = []

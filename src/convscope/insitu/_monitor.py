@@ -400,8 +400,8 @@ class Monitor:
         * *CPU*: the CPU convscope has taken from training (the hooks on the training thread,
           and the background thread's work when it runs at training's priority) may be at most
           ``budget`` times the wall time since watching began, plus a small allowance. A
-          background thread at a lower priority (``worker_nice``, the default on Linux) only
-          gets what training leaves idle (the kernel bounds the rest), so it is not counted.
+          background thread at a lower priority (``worker_nice`` > 0, on Linux) only gets what
+          training leaves idle (the kernel bounds the rest), so it is not counted.
         * *backlog*: a step is not recorded while the background thread still has two earlier
           recordings to finish. So a slow analysis means fewer recordings, never a queue that
           overflows and loses parts of recordings.

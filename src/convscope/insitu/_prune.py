@@ -30,7 +30,7 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
     if config is None or step < config.start or (step - config.start) % config.every:
         return
     if any(name in monitor.layers and monitor.layers[name].prunes < config.times for name in config.layers or ()):
-        # The background thread runs behind training (at a lower priority): wait until it has
+        # The background thread may run behind training: wait until it has
         # analysed every step recorded so far, so that the plan always comes from the latest
         # recorded correlation and a run prunes the same filters on any machine. Rare and short.
         monitor._pipeline.drain(timeout=60.0)  # type: ignore[union-attr]

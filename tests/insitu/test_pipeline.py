@@ -101,3 +101,56 @@ def test_start_and_close_are_idempotent_and_the_thread_ends() -> None:
     p.close()
     p.close()
     assert not [t for t in threading.enumerate() if t.name == "convscope-frames"]
+
+
+def test_a_lingering_worker_runs_a_batch_view_by_view_in_submission_order_per_view() -> None:
+    # Three "recordings" of three views each arrive within the linger time: the worker waits,
+    # then runs them view by view (key order), each view's items in the order they came.
+    sink = ListSink()
+    p = FramePipeline([sink], linger=5.0)
+    p.start()
+    t0 = time.monotonic()
+    for rec in range(3):
+        for key, view in ((3, "c"), (1, "a"), (2, "b")):
+            p.submit(lambda rec=rec, view=view: [f"{view}{rec}"], key=key)
+    assert _wait_for(lambda: p.lingering)
+    assert sink.frames == []  # held back on purpose: nothing delivered yet
+    assert p.drain(timeout=2.0)  # draining cuts the wait short
+    assert time.monotonic() - t0 < 2.0
+    assert sink.frames == ["a0", "a1", "a2", "b0", "b1", "b2", "c0", "c1", "c2"]
+    p.close()
+    assert p.stats.dropped == 0 and p.stats.delivered == 9
+
+
+def test_lingering_ends_at_its_time_or_at_the_byte_bound_and_a_batch_holds_about_that_much() -> None:
+    sink = ListSink()
+    p = FramePipeline([sink], linger=0.15)
+    p.start()
+    t0 = time.monotonic()
+    p.submit(lambda: ["late"])
+    assert _wait_for(lambda: sink.frames)
+    assert 0.12 <= time.monotonic() - t0 < 2.0  # delivered once the oldest item was 0.15 s old
+    p.close()
+
+    sink = ListSink()
+    p = FramePipeline([sink], linger=30.0, linger_bytes=1000)
+    p.start()
+    for i in range(5):  # 400 bytes each: the third item passes the bound and ends the wait
+        p.submit(lambda i=i: [i], nbytes=400)
+    # batches of two (a third item would pass 1000 bytes) until what is left is under the bound:
+    # the last item waits for more company, not the 30 s
+    assert _wait_for(lambda: len(sink.frames) >= 4 and p.lingering)
+    time.sleep(0.05)
+    assert sink.frames == [0, 1, 2, 3]
+    assert p.drain(timeout=2.0) and sink.frames == [0, 1, 2, 3, 4]
+    p.close()
+    assert p.stats.dropped == 0
+
+
+def _wait_for(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True

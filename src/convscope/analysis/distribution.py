@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,7 +135,7 @@ def feature_distribution(maps: torch.Tensor, *, bins: int = 32, sample: int | No
     for chunk in _chunks(x, cols):
         d = chunk.to(acc, copy=True).sub_(lo_acc)  # as in _small
         sq += torch.linalg.vector_norm(d, dim=1).square()
-        counts += _bincount(d.div_(span).mul_(bins), f, bins)
+        counts += _bincount_rows(d, span.squeeze(1), f, bins)
     mean_d = mean - lo_acc.squeeze(1)
     std = (sq / m - mean_d.square()).clamp_(min=0).sqrt()
     return _result(counts, f, bins, lo, hi, mean, std, constant, sample)
@@ -149,38 +151,51 @@ def _result(counts: torch.Tensor, f: int, bins: int, lo: torch.Tensor, hi: torch
 
 
 def _small(x: torch.Tensor, bins: int, sample: int | None) -> Distribution:
-    """The same numbers in one pass over a filter-major float64 copy (maps of up to 4M values)."""
+    """The same numbers in one pass over a filter-major float64 copy (maps of up to 4M values).
+
+    Few operations on purpose: the in situ monitor runs this on every recording, and there the
+    count of operations (each with cold caches after a training step) costs more than the data.
+    """
     n, f, s = x.shape
     m = n * s
     flat = torch.empty((f, n, s), dtype=accumulator(x.device), device=x.device)
     flat.copy_(x.transpose(0, 1))  # transposed and widened in one pass; worked on in place below
     flat = flat.view(f, m)
     lo, hi = flat.amin(dim=1), flat.amax(dim=1)  # (aminmax along a dim is ~10x slower on CPU)
-    if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
+    total = flat.sum(dim=1)
+    # NaN or Inf anywhere makes the float64 sum non-finite (float32 values cannot overflow it)
+    if not math.isfinite(float(total.sum())):
         raise DataError(
             "feature maps contain NaN or Inf; their distribution is undefined - "
             "check the layer's gradient health (training may have diverged)"
         )
-    constant = lo == hi
-    span = torch.where(constant, torch.ones_like(hi), hi - lo)
+    span = hi - lo
+    constant = span == 0
+    span.masked_fill_(constant, 1.0)
+    mean = total / m
     # In place on the copy: d = x - lo (a constant filter has span 1 and d == 0: bin 0). The
-    # moments come from d: mean = lo + mean(d), var = mean(d^2) - mean(d)^2, which cannot lose
+    # moments come from d: var = mean(d^2) - mean(d)^2 with mean(d) = mean - lo, which cannot lose
     # more than m * eps (d is in [0, span]; ~1e-10 relative for a million values in float64).
     d = flat.sub_(lo.unsqueeze(1))
-    mean_d = d.sum(dim=1) / m
-    mean = lo + mean_d
-    std = (torch.linalg.vector_norm(d, dim=1).square() / m - mean_d.square()).clamp_(min=0).sqrt()
-    counts = _bincount(d.div_(span.unsqueeze(1)).mul_(bins), f, bins)
-    return _result(counts, f, bins, lo, hi, mean, std, constant, sample)
+    mean_d = mean - lo
+    std = (torch.linalg.vector_norm(d, dim=1).square_().div_(m) - mean_d.square()).clamp_(min=0).sqrt_()
+    return _result(_bincount_rows(d, span, f, bins), f, bins, lo, hi, mean, std, constant, sample)
 
 
-def _bincount(scaled: torch.Tensor, f: int, bins: int) -> torch.Tensor:
-    """Counts of ``F x values`` scaled to ``[0, bins]`` (bin ``floor``; ``bins`` itself goes to the
-    last bin), as one ``F * bins`` int64 vector. int32 indices where they fit (cheaper to make)."""
-    index = torch.int32 if f * bins < 2**31 else torch.int64
-    k = scaled.to(index).clamp_(max=bins - 1)  # truncation is floor: the values are >= 0
-    k += (torch.arange(f, device=scaled.device, dtype=index) * bins).unsqueeze(1)
+def _bincount_rows(d: torch.Tensor, span: torch.Tensor, f: int, bins: int) -> torch.Tensor:
+    """Counts of ``F x values`` in ``[0, span]`` (``d`` is overwritten), as one ``F * bins`` int64
+    vector: row ``r``'s value ``v`` goes to index ``r * bins + floor(v / span * bins)``, the
+    largest (``v == span``) to the row's last bin."""
+    index = torch.int32 if f * bins < 2**31 else torch.int64  # int32 indices are cheaper to make
+    k = d.div_(span.unsqueeze(1)).mul_(bins).to(index).clamp_(max=bins - 1)  # truncation is floor: v >= 0
+    k += _row_offsets(f, bins, d.device, index)
     return torch.bincount(k.reshape(-1), minlength=f * bins)
+
+
+@functools.lru_cache(maxsize=32)
+def _row_offsets(f: int, bins: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``F x 1`` index of each row's first bin (cached: the monitor asks for the same ones every time)."""
+    return (torch.arange(f, device=device, dtype=dtype) * bins).unsqueeze(1)
 
 
 def _as_nfs(maps: Any, who: str) -> torch.Tensor:

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
 
 __all__ = ["layer_items"]
 
-Item = tuple[Callable[[], list["Frame"]], int]
+#: a work item, the bytes of tensor snapshots it holds, and its key: the pipeline runs a batch of
+#: recordings view by view (items of one key in submission order), each view on warm caches
+Item = tuple[Callable[[], list["Frame"]], int, int]
 _TRAJECTORY_REFRESH = 4
+_KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "gradients", "distribution", "feature_maps", "correlation"))}
 
 
 def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Tensor | None) -> list[Item]:
@@ -36,27 +39,27 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Ten
     if due & {"weights", "trajectory", "gradients"}:
         w = state.weight()
     if "weights" in due:
-        items.append((lambda: [_weight_frame(monitor, state, step, w)], 0))
+        items.append((lambda: [_weight_frame(monitor, state, step, w)], 0, _KEYS["weights"]))
     if "trajectory" in due:
-        items.append((lambda: [_trajectory_frame(monitor, state, step, w)], 0))
+        items.append((lambda: [_trajectory_frame(monitor, state, step, w)], 0, _KEYS["trajectory"]))
     if "gradients" in due:
         grad = state.grad()
         prev = state.prev_weight
         state.prev_weight = None
         lr = _lr(monitor, state.param)
-        items.append((lambda: [_health_frame(monitor, state, step, grad, w, prev, lr, acts)], 0))
+        items.append((lambda: [_health_frame(monitor, state, step, grad, w, prev, lr, acts)], 0, _KEYS["gradients"]))
     size = 0 if w is None else w.numel() * w.element_size() * 2
     if acts is not None and due & {"distribution", "feature_maps", "correlation"}:
         a = acts
         size += a.numel() * a.element_size()
         if "distribution" in due:
-            items.append((lambda: [_distribution_frame(monitor, state, step, a)], 0))
+            items.append((lambda: [_distribution_frame(monitor, state, step, a)], 0, _KEYS["distribution"]))
         if "feature_maps" in due:
-            items.append((lambda: [_images_frame(monitor, state, step, a)], 0))
+            items.append((lambda: [_images_frame(monitor, state, step, a)], 0, _KEYS["feature_maps"]))
         if "correlation" in due:
-            items.append((lambda: _correlation_frames(monitor, state, step, a), 0))
+            items.append((lambda: _correlation_frames(monitor, state, step, a), 0, _KEYS["correlation"]))
     if items:  # the first item carries the memory the snapshots hold
-        items[0] = (items[0][0], size)
+        items[0] = (items[0][0], size, items[0][2])
     return items
 
 

@@ -182,6 +182,8 @@ class TrajectoryTracker:
         self._coord_steps: list[int] = []
         self._axes: _Axes | None = None  # the last decomposition (see refresh)
         self._since = 0  # updates since it
+        self._path: tuple[np.ndarray, np.ndarray] | None = None  # path(), until the path changes
+        self._index_host: np.ndarray | None = None
 
     @property
     def dim_index(self) -> np.ndarray | None:
@@ -218,23 +220,31 @@ class TrajectoryTracker:
                 f"weights changed shape from {self._shape} to {shape} (pruned?); call reset() to start a new trajectory"
             )
         flat = w.reshape(-1)
-        if not bool(torch.isfinite(flat).all()):
-            raise DataError("weights contain NaN or Inf; training has diverged - see the layer's gradient health")
         assert self._index is not None
         index = self._index.to(flat.device)
-        dims = flat[index].to(torch.float32).cpu().numpy()
         embedded = self._embed(flat)
-        if self._anchor is None:
+        first = self._anchor is None
+        v = embedded - (embedded if first else self._anchor)
+        n = len(self._steps)
+        dots = self._dots(v, n)
+        # NaN or Inf anywhere makes |v|^2 and |embedded|^2 (the first time) non-finite; so do
+        # weights beyond 1e150, which no PCA in float64 survives either
+        if not math.isfinite(dots[-1]) or (first and not math.isfinite(float(embedded @ embedded))):
+            bad = not bool(torch.isfinite(flat).all())
+            raise DataError(
+                "weights contain NaN or Inf; training has diverged - see the layer's gradient health"
+                if bad else "weights are too large (beyond 1e150) to follow"
+            )
+        if first:
             self._anchor = embedded
             self._points = torch.empty(self.max_points, embedded.numel(), dtype=embedded.dtype, device=embedded.device)
-        v = embedded - self._anchor
+        dims = flat[index].to(torch.float32).cpu().numpy()
         step = self._count
         self._count += 1
-        n = len(self._steps)
         assert self._points is not None
         thinned = False
         if step % self._stride == 0:
-            dots = self._dots(v, n)
+            self._path = None
             self._points[n] = v
             self._gram[n, :n] = dots[:n]
             self._gram[:n, n] = dots[:n]
@@ -245,11 +255,9 @@ class TrajectoryTracker:
                 thinned = True
         n = len(self._steps)
         kept = bool(self._steps) and self._steps[-1] == step
-        if kept:
-            current = n - 1
-        else:
+        current = n - 1 if kept else n
+        if thinned and not kept:  # thinning dropped the new point and half the others
             dots = self._dots(v, n)
-            current = n
         self._since += 1
         if self._axes is None or thinned or self._since >= self.refresh:
             if kept:
@@ -260,12 +268,15 @@ class TrajectoryTracker:
                 gram[n, :] = dots
                 gram[:, n] = dots
             pca, ratio = self._project(gram, current, step, v)
+            self._path = None
         else:
             pca, ratio = self._on_axes(dots, v, step, kept)
+        if self._index_host is None:
+            self._index_host = self._index.cpu().numpy().astype(np.int64)
         return TrajectoryPoint(
             step=step,
             dims=dims,
-            dim_index=index.cpu().numpy().astype(np.int64),
+            dim_index=self._index_host.copy(),
             pca=pca,
             explained_variance=ratio,
         )
@@ -276,13 +287,16 @@ class TrajectoryTracker:
         ``steps`` count updates (0 for the first); coordinates are NaN where a component is
         not defined. Lets a view redraw the whole (thinned) path in the latest PCA frame.
         """
-        coords = np.full((len(self._steps), 3), np.nan, dtype=np.float32)
-        if self._coord_steps:
-            row = {s: i for i, s in enumerate(self._coord_steps)}
-            for i, s in enumerate(self._steps):
-                if s in row:
-                    coords[i] = self._coords[row[s]]
-        return np.asarray(self._steps, dtype=np.int64), coords
+        if self._path is None:  # the path changes only when a point is kept or the axes move
+            coords = np.full((len(self._steps), 3), np.nan, dtype=np.float32)
+            if self._coord_steps:
+                row = {s: i for i, s in enumerate(self._coord_steps)}
+                for i, s in enumerate(self._steps):
+                    if s in row:
+                        coords[i] = self._coords[row[s]]
+            self._path = (np.asarray(self._steps, dtype=np.int64), coords)
+        steps, coords = self._path
+        return steps.copy(), coords.copy()
 
     # -- internals ------------------------------------------------------------------------
 
@@ -338,10 +352,10 @@ class TrajectoryTracker:
 
     def _dots(self, v: torch.Tensor, n: int) -> np.ndarray:
         """Inner products of ``v`` with the ``n`` kept points and itself, on the host (float64)."""
-        assert self._points is not None
         if n == 0:
             out = (v @ v).reshape(1)
         else:
+            assert self._points is not None
             out = torch.cat([self._points[:n] @ v, (v @ v).reshape(1)])
         return out.to("cpu", torch.float64).numpy()
 

@@ -203,6 +203,7 @@ class Monitor:
         self._budget_ok = True
         self._budget_reported = 0
         self._recordings: deque[int] = deque()  # pipeline item counts that end each pending recording
+        self._recordings_done = 0
         self._t0: float | None = None
         self.input_shape = input_shape
         self.prune = _prune_config(prune)
@@ -417,10 +418,16 @@ class Monitor:
         if self.budget is None or pipeline is None or self._t0 is None:
             return True
         if self._budget_step != step:
-            spent = self.stats.seconds_in_step_hooks + (0.0 if pipeline.lowered else pipeline.stats.cpu_seconds)
-            allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
             while self._recordings and self._recordings[0] <= pipeline.stats.completed:
                 self._recordings.popleft()
+                self._recordings_done += 1
+            spent = self.stats.seconds_in_step_hooks
+            if not pipeline.lowered:
+                # what the worker has used, and what the recordings it has not finished will use
+                # (at the mean so far): it gathers several before it starts on them
+                per_recording = pipeline.stats.cpu_seconds / max(1, self._recordings_done)
+                spent += pipeline.stats.cpu_seconds + len(self._recordings) * per_recording
+            allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
             self._budget_step = step
             # (recordings the worker holds back on purpose, to work through them together, are no backlog)
             self._budget_ok = spent <= allowed and (len(self._recordings) < 2 or pipeline.lingering)

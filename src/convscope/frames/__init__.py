@@ -221,6 +221,9 @@ def to_jsonable(value: Any, *, max_array: int | None = None) -> Any:
 # ---------------------------------------------------------------------------------------------
 
 
+_PLAIN = frozenset((bool, int, float, str))
+
+
 def _pad8(n: int) -> int:
     return (n + 7) & ~7
 
@@ -237,6 +240,8 @@ def _iter_arrays(value: Any) -> Iterator[np.ndarray]:
 
 
 def _strip_arrays(value: Any, arrays: list[np.ndarray]) -> Any:
+    if value is None or type(value) in _PLAIN:  # most values: checked first, without isinstance's ABC walk
+        return value
     if isinstance(value, np.ndarray):
         a = value
         if a.dtype.byteorder == ">":

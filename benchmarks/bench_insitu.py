@@ -4,8 +4,10 @@ Two workloads: the simplified LeNet-5 (batch 64, SGD) on the bundled MNIST digit
 VGG-16-sized first block (conv 3->64->64 on 224x224 RGB, batch 8, global pooling and a dense
 layer). For each, steps/s of: plain training; convscope.watch with every view every 10 steps
 and every step (into the run store), with its default overhead budget and without one
-(``budget=None``: every asked-for recording is made, whatever it costs); TensorBoard's SummaryWriter with histograms of every
-parameter and gradient every 10 steps and every step (what people do today).
+(``budget=None``: every asked-for recording is made, whatever it costs), and once more without
+the background thread's batching (it gathers up to 0.2 s of recordings and works through them
+view by view; "one recording at a time" turns that off); TensorBoard's SummaryWriter with
+histograms of every parameter and gradient every 10 steps and every step (what people do today).
 Configurations are interleaved over rounds so machine noise hits them alike. Each run first
 trains ``--warmup`` steps that are not timed (first-call allocations, the model graph, imports,
 the store: a one-time start-up, reported in its own column), then times ``--steps`` steps: the
@@ -91,8 +93,16 @@ def run_plain(data, steps, _tmp):
     return seconds, {"startup": time.perf_counter() - begin - seconds}
 
 
-def _watch(every, *, store, budget="default", nice=None):
+def _watch(every, *, store, budget="default", nice=None, linger=None):
     def run(data, steps, tmp):
+        if linger is not None:  # the background thread's batching (a private setting): on or off
+            from convscope.insitu import _monitor
+
+            saved, _monitor._LINGER_S = _monitor._LINGER_S, linger
+            try:
+                return _watch(every, store=store, budget=budget, nice=nice)(data, steps, tmp)
+            finally:
+                _monitor._LINGER_S = saved
         model, opt = _setup()
         kwargs = {"logdir": tmp if store else None}
         if not store:
@@ -150,6 +160,7 @@ CONFIGS = {
     "convscope every=10": _watch(10, store=True),
     "convscope every=10, worker_nice=19": _watch(10, store=True, nice=19),
     "convscope every=10, no budget": _watch(10, store=True, budget=None),
+    "convscope every=10, no budget, one recording at a time": _watch(10, store=True, budget=None, linger=0.0),
     "tensorboard histograms every=10": _tensorboard(10),
     "convscope every=1": _watch(1, store=True),
     "convscope every=1, no budget": _watch(1, store=True, budget=None),

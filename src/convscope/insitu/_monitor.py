@@ -45,7 +45,7 @@ _ACTIVATION_VIEWS = ("distribution", "feature_maps", "correlation")
 #: CPU seconds the overhead budget lends at the start, so the first recordings are never skipped
 _BUDGET_ALLOWANCE_S = 0.02
 #: seconds the background thread waits for more recordings to work through together (view by
-#: view, on warm caches: about 40% less CPU per recording on LeNet-5); views lag by that much more
+#: view, on warm caches: about a third less CPU per recording on LeNet-5); views lag by that much more
 _LINGER_S = 0.2
 
 

@@ -73,7 +73,7 @@ class FramePipeline:
             several recordings in one go rather than one at a time (0: each item at once).
             A batch runs sorted by the items' ``key`` (stable: items of one key keep their
             order), so the same analysis runs back to back on the caches the previous run
-            warmed: on a CPU that costs about 40% less than one recording after another
+            warmed: on a CPU that costs about a third less than one recording after another
             between training steps, which evict the caches (measured on LeNet-5).
         linger_bytes: the worker stops lingering once the queued items hold this many bytes,
             and takes about this much into one batch: memory held back on purpose stays small.

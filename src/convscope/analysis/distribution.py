@@ -128,14 +128,14 @@ def feature_distribution(maps: torch.Tensor, *, bins: int = 32, sample: int | No
     mean = total / m
     constant = lo == hi
     lo_acc = lo.to(acc).unsqueeze(1)
-    span = torch.where(constant, torch.ones_like(lo_acc.squeeze(1)), hi.to(acc) - lo.to(acc)).unsqueeze(1)
+    span = torch.where(constant, torch.ones_like(lo_acc.squeeze(1)), hi.to(acc) - lo.to(acc))
 
     counts = torch.zeros(f * bins, dtype=torch.int64, device=x.device)
     sq = torch.zeros(f, dtype=acc, device=x.device)
     for chunk in _chunks(x, cols):
         d = chunk.to(acc, copy=True).sub_(lo_acc)  # as in _small
         sq += torch.linalg.vector_norm(d, dim=1).square()
-        counts += _bincount_rows(d, span.squeeze(1), f, bins)
+        counts += _bincount_rows(d, span, f, bins)
     mean_d = mean - lo_acc.squeeze(1)
     std = (sq / m - mean_d.square()).clamp_(min=0).sqrt()
     return _result(counts, f, bins, lo, hi, mean, std, constant, sample)

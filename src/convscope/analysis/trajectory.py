@@ -183,7 +183,7 @@ class TrajectoryTracker:
         self._axes: _Axes | None = None  # the last decomposition (see refresh)
         self._since = 0  # updates since it
         self._path: tuple[np.ndarray, np.ndarray] | None = None  # path(), until the path changes
-        self._index_host: np.ndarray | None = None
+        self._index_host = np.zeros(0, dtype=np.int64)  # _index on the host
 
     @property
     def dim_index(self) -> np.ndarray | None:
@@ -271,8 +271,6 @@ class TrajectoryTracker:
             self._path = None
         else:
             pca, ratio = self._on_axes(dots, v, step, kept)
-        if self._index_host is None:
-            self._index_host = self._index.cpu().numpy().astype(np.int64)
         return TrajectoryPoint(
             step=step,
             dims=dims,
@@ -318,6 +316,7 @@ class TrajectoryTracker:
                 raise DataError(f"dims must be 3 distinct weights, got {self._requested!r} (flat indices {flat})")
         self._shape = shape
         self._index = torch.tensor(flat, dtype=torch.long, device=device)
+        self._index_host = np.asarray(flat, dtype=np.int64)
         if numel > self.sketch_dim:
             period = _SIGN_PERIOD if self.sketch_dim % _SIGN_PERIOD else _SIGN_PERIOD_ALT
             signs = torch.from_numpy(rng.integers(0, 2, size=period).astype(np.float64) * 2 - 1)

@@ -203,7 +203,6 @@ class Monitor:
         self._budget_ok = True
         self._budget_reported = 0
         self._recordings: deque[int] = deque()  # pipeline item counts that end each pending recording
-        self._recordings_done = 0
         self._t0: float | None = None
         self.input_shape = input_shape
         self.prune = _prune_config(prune)
@@ -420,12 +419,12 @@ class Monitor:
         if self._budget_step != step:
             while self._recordings and self._recordings[0] <= pipeline.stats.completed:
                 self._recordings.popleft()
-                self._recordings_done += 1
             spent = self.stats.seconds_in_step_hooks
             if not pipeline.lowered:
                 # what the worker has used, and what the recordings it has not finished will use
                 # (at the mean so far): it gathers several before it starts on them
-                per_recording = pipeline.stats.cpu_seconds / max(1, self._recordings_done)
+                done = self.stats.recorded_steps - len(self._recordings)
+                per_recording = pipeline.stats.cpu_seconds / max(1, done)
                 spent += pipeline.stats.cpu_seconds + len(self._recordings) * per_recording
             allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
             self._budget_step = step

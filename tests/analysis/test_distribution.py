@@ -87,3 +87,40 @@ def test_dense_layers_and_bad_input() -> None:
         feature_distribution(dense, sample=32)
     with pytest.raises(DataError, match="unsqueeze"):
         feature_distribution(torch.randn(5))
+
+
+def test_a_tiny_spread_on_a_large_mean_keeps_its_std() -> None:
+    # float32 centring misses the mean by up to half an ulp of 1000; that must not show in the std
+    gen = torch.Generator().manual_seed(1)
+    maps = 1000 + torch.rand(16, 3, 9, 9, generator=gen) * 0.001  # (without the care: 1.4% off)
+    _check_against_numpy(maps, bins=10)
+
+
+def test_distribution_and_correlation_together_equal_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from convscope.analysis import feature_correlation, feature_distribution_and_correlation
+
+    gen = torch.Generator().manual_seed(4)
+    maps = torch.randn(8, 6, 12, 12, generator=gen).relu_()
+    maps[:, 2] = 2 * maps[:, 0] + 1  # correlation 1 with filter 0
+    maps[:, 4] = 0.0  # a ReLU that never fires: constant, dead
+    cases = {"small": maps, "huge values": maps * 1e20}
+    for name, m in cases.items():
+        d, r = feature_distribution_and_correlation(m, bins=12)
+        alone_d, alone_r = feature_distribution(m, bins=12), feature_correlation(m)
+        for key in ("counts", "min", "max", "constant"):
+            assert torch.equal(getattr(d, key), getattr(alone_d, key)), (name, key)
+        torch.testing.assert_close(d.mean, alone_d.mean)
+        torch.testing.assert_close(d.std, alone_d.std)
+        assert torch.equal(r.dead, alone_r.dead) and r.dead.tolist() == [False] * 4 + [True, False]
+        torch.testing.assert_close(r.matrix, alone_r.matrix, atol=1e-5, rtol=0)
+        assert float(r.matrix[0, 2]) == pytest.approx(1.0, abs=1e-5)
+    _check_against_numpy(maps, bins=12)
+    # maps over the chunk bound take each function's streamed path
+    monkeypatch.setattr(distribution_module, "_CHUNK_VALUES", 1000)
+    d, r = feature_distribution_and_correlation(maps, bins=12)
+    assert torch.equal(d.counts, feature_distribution(maps, bins=12).counts)
+    torch.testing.assert_close(r.matrix, feature_correlation(maps).matrix)
+    with pytest.raises(DataError, match="NaN or Inf"):
+        feature_distribution_and_correlation(torch.full((2, 3, 4, 4), float("nan")))
+    with pytest.raises(DataError, match="bins"):
+        feature_distribution_and_correlation(maps, bins=0)

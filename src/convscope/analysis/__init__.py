@@ -10,7 +10,7 @@ from __future__ import annotations
 from convscope.analysis.attacks import ATTACKS, AdversarialResult, list_attacks, perturb
 from convscope.analysis.compare import LayerDifference, PairComparison, compare_pair
 from convscope.analysis.correlation import CorrelationResult, feature_correlation
-from convscope.analysis.distribution import Distribution, feature_distribution
+from convscope.analysis.distribution import Distribution, feature_distribution, feature_distribution_and_correlation
 from convscope.analysis.gradients import (
     STATUSES,
     GradientHealth,
@@ -45,6 +45,7 @@ __all__ = [
     "compare_pair",
     "feature_correlation",
     "feature_distribution",
+    "feature_distribution_and_correlation",
     "feature_images",
     "filter_groups",
     "gradient_health",

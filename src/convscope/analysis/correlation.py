@@ -137,7 +137,12 @@ def feature_correlation(
         peak = x.abs().amax(dim=(0, 2)).to(torch.float64)
         x = (x.to(torch.float64) / torch.where(peak > 0, peak, torch.ones_like(peak)).view(1, f, 1)).to(x.dtype)
         gram, dead, acc = _gram(x, f, m, cols, sums, acc)
-    # few operations on purpose: the in situ monitor runs this on every recording
+    return _pearson(gram, dead)
+
+
+def _pearson(gram: torch.Tensor, dead: torch.Tensor) -> CorrelationResult:
+    """Correlations from the centred Gram matrix (overwritten) and the constant filters (``dead``,
+    overwritten). Few operations on purpose: the in situ monitor runs this on every recording."""
     var = gram.diagonal()
     live = (var > 0).logical_and_(dead.logical_not_())
     scale = torch.where(live, var.rsqrt(), 0.0)  # dead filters' rows and columns become 0

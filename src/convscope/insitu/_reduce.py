@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from convscope.analysis.correlation import CorrelationResult
+
 if TYPE_CHECKING:
     import torch
 
@@ -52,11 +54,13 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Ten
     if acts is not None and due & {"distribution", "feature_maps", "correlation"}:
         a = acts
         size += a.numel() * a.element_size()
-        if "distribution" in due:
+        if {"distribution", "correlation"} <= due:  # one item: they share their passes over the maps
+            items.append((lambda: _activation_frames(monitor, state, step, a), 0, _KEYS["distribution"]))
+        elif "distribution" in due:
             items.append((lambda: [_distribution_frame(monitor, state, step, a)], 0, _KEYS["distribution"]))
         if "feature_maps" in due:
             items.append((lambda: [_images_frame(monitor, state, step, a)], 0, _KEYS["feature_maps"]))
-        if "correlation" in due:
+        if "correlation" in due and "distribution" not in due:
             items.append((lambda: _correlation_frames(monitor, state, step, a), 0, _KEYS["correlation"]))
     if items:  # the first item carries the memory the snapshots hold
         items[0] = (items[0][0], size, items[0][2])
@@ -127,10 +131,17 @@ def _images_frame(monitor: Monitor, state: _LayerState, step: int, a: torch.Tens
     return monitor._frame(step, state.name, "feature_maps", images.to_payload())
 
 
-def _correlation_frames(monitor: Monitor, state: _LayerState, step: int, a: torch.Tensor) -> list[Frame]:
+def _activation_frames(monitor: Monitor, state: _LayerState, step: int, a: torch.Tensor) -> list[Frame]:
+    from convscope.analysis import feature_distribution_and_correlation
+
+    dist, corr = feature_distribution_and_correlation(a, bins=monitor.bins)
+    return [monitor._frame(step, state.name, "distribution", dist.to_payload()), *_correlation_frames(monitor, state, step, corr)]
+
+
+def _correlation_frames(monitor: Monitor, state: _LayerState, step: int, a: torch.Tensor | CorrelationResult) -> list[Frame]:
     from convscope.analysis import feature_correlation, filter_groups
 
-    corr = feature_correlation(a)
+    corr = a if isinstance(a, CorrelationResult) else feature_correlation(a)
     previous = state.groups
     if previous is not None and len(previous.labels) != corr.filters:
         previous = None  # the layer was pruned: ids start again

@@ -74,3 +74,18 @@ def test_layout_of_a_dense_layer_is_one_window_grid() -> None:
     lay = grid_layout(torch.arange(6.0).reshape(2, 3) - 2, gap=0)  # 2 units x 3 inputs
     np.testing.assert_array_equal(lay.values, (np.arange(6.0).reshape(2, 3) - 2).T)  # inputs are rows
     np.testing.assert_array_equal(lay.heights, lay.values / 3.0)
+
+
+def test_a_single_input_channel_wraps_its_filters_into_a_block() -> None:
+    # conv1 on grey images (16 x 1 x 3 x 3) would be a 1 x 16 strip; it is a 4 x 4 block of windows
+    w = torch.randn(16, 1, 3, 3, generator=torch.Generator().manual_seed(1))
+    lay = grid_layout(w, gap=1)
+    assert lay.values.shape == (4 * 4, 4 * 4)
+    for f in range(16):
+        row, col = (f // 4) * 4, (f % 4) * 4
+        np.testing.assert_array_equal(lay.values[row : row + 3, col : col + 3], w[f, 0].numpy())
+        assert lay.centres[f, 0, 0, 0].tolist() == [col + 0.5, row + 0.5]
+    assert np.isnan(lay.values).sum() == lay.values.size - w.numel()
+    # 5 filters: rows of 3, the last row part empty
+    lay = grid_layout(torch.ones(5, 1, 2, 2), gap=0)
+    assert lay.values.shape == (4, 6) and np.isnan(lay.values[2:, 4:]).all() and (lay.values[2:, :4] == 1).all()

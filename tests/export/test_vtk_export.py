@@ -161,3 +161,19 @@ def test_kinds_without_a_scene_and_filters_are_skipped(tmp_path) -> None:
     w.write(frame("weight_grid", 1, layer="conv2"))
     w.close()
     assert [p.name for p in tmp_path.glob("*.pvd")] == ["weights-conv2.pvd"]
+
+
+def test_weight_blocks_of_one_input_channel_wrap_like_the_dashboard() -> None:
+    import torch
+
+    from convscope.analysis import grid_layout
+
+    w = np.random.default_rng(0).standard_normal((16, 1, 3, 3)).astype(np.float32)
+    blocks = weight_grid_blocks(w, vmax=float(np.abs(w).max()))
+    corners = blocks.points.reshape(16 * 9, 8, 3)
+    x, y = corners[:, 0, 0], corners[:, 0, 1]  # each block's lower-left corner
+    assert x.max() - x.min() == 14 and y.max() - y.min() == 14  # a 4 x 4 block of 3 x 3 windows, gap 1
+    # the same cells as the 2-D layout: x is the column, -y - 1 the row
+    lay = grid_layout(torch.from_numpy(w), gap=1)
+    np.testing.assert_array_equal(x, lay.centres.reshape(-1, 2)[:, 0] - 0.5)
+    np.testing.assert_array_equal(-y - 1, lay.centres.reshape(-1, 2)[:, 1] - 0.5)

@@ -1,7 +1,9 @@
 """The weight grid: every kernel of a layer laid out as TensorView draws it.
 
 A conv layer's weights ``F x C x kh x kw`` become a grid of ``C`` rows (input channels) by
-``F`` columns (filters); each cell is one ``kh x kw`` kernel window. Each value is drawn as
+``F`` columns (filters); each cell is one ``kh x kw`` kernel window. A layer with a single
+input channel (the first conv layer on grey images) would be one long row: its filters wrap
+into a near-square block instead, ``ceil(sqrt(F))`` to a row (:func:`convscope.export._scenes.window_origins`). Each value is drawn as
 a raised block whose height is ``z = sign(w) * |w| / vmax = w / vmax`` (so in ``[-1, 1]``)
 and whose colour carries the sign. A dense layer ``units x inputs`` is the same grid with
 ``1 x 1`` windows: ``[units, inputs, 1, 1]``.
@@ -60,10 +62,12 @@ class GridLayout:
 
     Kernel window ``(f, c)`` occupies rows ``c*(kh+gap) .. c*(kh+gap)+kh-1`` and columns
     ``f*(kw+gap) .. f*(kw+gap)+kw-1``; each window is followed by ``gap`` NaN rows and
-    columns (row 0 is the top).
+    columns (row 0 is the top). With a single input channel the filters wrap instead, in
+    rows of ``ceil(sqrt(F))`` windows (see :func:`convscope.export._scenes.window_origins`).
 
     Attributes:
-        values: ``C*(kh+gap) x F*(kw+gap)`` float32, raw weights with NaN gaps.
+        values: ``rows*(kh+gap) x columns*(kw+gap)`` float32 (``rows = C``, ``columns = F``
+            unless the filters wrap), raw weights with NaN gaps.
         heights: the same with ``w / vmax`` (block heights in ``[-1, 1]``), NaN gaps.
         centres: ``F x C x kh x kw x 2`` float32: ``(x, y)`` of each weight's cell centre
             in grid units (``x = column + 0.5``, ``y = row + 0.5``).
@@ -138,15 +142,17 @@ def grid_layout(grid: WeightGrid | torch.Tensor, *, gap: int = 1) -> GridLayout:
         grid = weight_grid(grid)
     if gap < 0:
         raise DataError(f"gap must be 0 or more cells, got {gap}")
+    from convscope.export._scenes import window_origins  # (numpy only: ParaView's Python draws with it too)
+
     w = grid.weights.cpu().numpy()
     f, c, kh, kw = w.shape
-    values = np.full((c, kh + gap, f, kw + gap), np.nan, dtype=np.float32)
-    # (f, c, i, j) -> (c, i, f, j): rows are input channels, columns are filters.
-    values[:, :kh, :, :kw] = w.transpose(1, 2, 0, 3)
-    values = values.reshape(c * (kh + gap), f * (kw + gap))
-    heights = values / grid.vmax if grid.vmax > 0 else np.where(np.isnan(values), np.nan, 0.0).astype(np.float32)
-    rows = (np.arange(c)[None, :, None, None] * (kh + gap) + np.arange(kh)[None, None, :, None]).astype(np.float32)
-    cols = (np.arange(f)[:, None, None, None] * (kw + gap) + np.arange(kw)[None, None, None, :]).astype(np.float32)
+    window_row, window_col, n_rows, n_cols = window_origins(f, c)
+    # every weight's cell: its window's origin plus its place in the window
+    rows = window_row[:, :, None, None] * (kh + gap) + np.arange(kh)[None, None, :, None]
+    cols = window_col[:, :, None, None] * (kw + gap) + np.arange(kw)[None, None, None, :]
     rows, cols = np.broadcast_arrays(rows, cols)
+    values = np.full((n_rows * (kh + gap), n_cols * (kw + gap)), np.nan, dtype=np.float32)
+    values[rows, cols] = w
+    heights = values / grid.vmax if grid.vmax > 0 else np.where(np.isnan(values), np.nan, 0.0).astype(np.float32)
     centres = np.stack([cols + 0.5, rows + 0.5], axis=-1).astype(np.float32)
     return GridLayout(values=values, heights=heights.astype(np.float32), centres=centres, vmax=grid.vmax, gap=gap)

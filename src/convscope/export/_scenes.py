@@ -5,7 +5,8 @@ Depends on numpy only, so the same builders run in the training process (the VTK
 turned into VTK objects by :mod:`convscope.paraview._vtk`.
 
 * :func:`weight_grid_blocks`: the TensorView weight grid as raised blocks: a window of
-  kh x kw cells per (input channel, filter), channels down, filters across; each weight is a box
+  kh x kw cells per (input channel, filter), channels down, filters across (one input channel:
+  the filters wrap into a near-square block, :func:`window_origins`); each weight is a box
   whose height is its value over ``vmax`` (positive up, negative down), with cell arrays
   ``value``, ``sign``, ``filter``, ``channel`` and ``rgb`` (red positive, blue negative);
 * :func:`trajectory_polyline`: a path of weights over training steps (the three chosen
@@ -25,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +45,7 @@ __all__ = [
     "diverging_rgb",
     "tile_maps",
     "weight_layout",
+    "window_origins",
 ]
 
 #: every weight is a box of six quads; cell arrays repeat each weight's value six times
@@ -99,6 +102,28 @@ def weight_layout(shape: Sequence[int]) -> tuple[int, int, int, int]:
     raise DataError(f"a weight grid needs weights of shape [F, C, kh, kw] or [F, C], got {list(shape)}")
 
 
+def window_origins(filters: int, channels: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Where each kernel window of a weight grid goes: ``(row, column, rows, columns)``.
+
+    ``row`` and ``column`` are ``F x C`` integer arrays of window positions (in windows, not
+    cells) and ``rows x columns`` the grid's size. Input channels are rows and filters are
+    columns (TensorView's grid); a layer with one input channel wraps its filters into rows
+    of ``ceil(sqrt(F))``, so that 16 filters make a 4 x 4 block rather than a 1 x 16 strip.
+    The dashboard, :func:`convscope.analysis.grid_layout` and the VTK blocks lay grids out this way.
+
+    Example:
+        >>> row, col, rows, cols = window_origins(6, 1)
+        >>> row[:, 0].tolist(), col[:, 0].tolist(), (rows, cols)
+        ([0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2], (2, 3))
+    """
+    f = np.arange(filters)[:, None]
+    c = np.arange(channels)[None, :]
+    if channels == 1 and filters > 1:
+        per_row = math.isqrt(filters - 1) + 1  # ceil(sqrt(F))
+        return f // per_row + 0 * c, f % per_row + 0 * c, -(-filters // per_row), per_row
+    return np.broadcast_to(c, (filters, channels)).copy(), np.broadcast_to(f, (filters, channels)).copy(), channels, filters
+
+
 def weight_grid_blocks(weights: np.ndarray, *, vmax: float | None = None, height: float = 1.0, gap: float = 1.0) -> PolyData:
     """The weight grid as raised blocks (see the module docstring).
 
@@ -113,8 +138,9 @@ def weight_grid_blocks(weights: np.ndarray, *, vmax: float | None = None, height
         vmax = vmax if vmax > 0 else 1.0
     fi, ci, ri, ki = (a.ravel() for a in np.meshgrid(np.arange(f), np.arange(c), np.arange(kh), np.arange(kw), indexing="ij"))
     values = w.ravel()
-    x0 = fi * (kw + gap) + ki
-    y0 = -(ci * (kh + gap) + ri) - 1.0  # channels run down the screen, as in the paper
+    window_row, window_col, _rows, _cols = window_origins(f, c)
+    x0 = window_col[fi, ci] * (kw + gap) + ki
+    y0 = -(window_row[fi, ci] * (kh + gap) + ri) - 1.0  # channels run down the screen, as in the paper
     z = values / np.float32(vmax) * np.float32(height)
     n = values.size
     corners = np.empty((n, 8, 3), np.float32)

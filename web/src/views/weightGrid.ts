@@ -1,6 +1,8 @@
 // The TensorView weight grid: one window of kh x kw blocks per (channel, filter) pair, filters
 // along x, input channels along y; each block coloured blue (negative) to red (positive) and
-// raised in z by its sign and size. Orbit with the mouse, zoom with the wheel.
+// raised in z by its sign and size. A layer with one input channel wraps its filters into rows
+// of ceil(sqrt(F)) windows (as convscope.export._scenes.window_origins does for ParaView).
+// Orbit with the mouse, zoom with the wheel.
 import * as THREE from "three";
 import { diverging } from "../colors";
 import type { Frame } from "../frames";
@@ -40,13 +42,14 @@ export class WeightGridView extends ThreeView {
     let i = 0;
     for (let c = 0; c < cs; c++) {
       for (let f = 0; f < fs; f++) {
+        const [row, col] = windowOrigin(f, c, fs, cs);
         for (let y = 0; y < kh; y++) {
           for (let x = 0; x < kw; x++) {
             const v = w.data[((f * C + c) * kh + y) * kw + x] as number;
             const t = v / vmax;
             const h = Math.max(0.02, Math.abs(t) * HEIGHT);
-            const px = f * (kw + gap) + x;
-            const py = -(c * (kh + gap) + y);
+            const px = col * (kw + gap) + x;
+            const py = -(row * (kh + gap) + y);
             m.makeScale(0.92, 0.92, h);
             m.setPosition(px, py, Math.sign(t) * h / 2);
             mesh.setMatrixAt(i, m);
@@ -72,11 +75,29 @@ export class WeightGridView extends ThreeView {
     this.mesh = new THREE.InstancedMesh(geometry, material, count);
     this.scene.add(this.mesh);
     this.shape = `${fs}x${cs}x${kh}x${kw}`;
-    const width = fs * (kw + 1), height = cs * (kh + 1);
+    const [rows, cols] = gridSize(fs, cs);
+    const width = cols * (kw + 1), height = rows * (kh + 1);
     const cx = width / 2, cy = -height / 2;
     const span = Math.max(width, height * 1.6, 12);
     this.camera.position.set(cx, cy - span * 0.55, span * 0.5);
     this.controls.target.set(cx, cy, 0);
     this.controls.update();
   }
+}
+
+/** Row and column (in windows) of filter f's window for input channel c. */
+export function windowOrigin(f: number, c: number, filters: number, channels: number): [number, number] {
+  const perRow = wrapWidth(filters, channels);
+  return perRow ? [Math.floor(f / perRow), f % perRow] : [c, f];
+}
+
+/** Rows and columns of windows in the grid. */
+export function gridSize(filters: number, channels: number): [number, number] {
+  const perRow = wrapWidth(filters, channels);
+  return perRow ? [Math.ceil(filters / perRow), perRow] : [channels, filters];
+}
+
+/** Windows to a row when the filters wrap (one input channel, several filters), else 0. */
+function wrapWidth(filters: number, channels: number): number {
+  return channels === 1 && filters > 1 ? Math.ceil(Math.sqrt(filters)) : 0;
 }

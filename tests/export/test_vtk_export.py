@@ -110,6 +110,19 @@ def test_distribution_and_correlation(tmp_path) -> None:
     assert np.array_equal(c["point_data"]["r"].reshape(m.shape), m)
 
 
+def test_filter_groups_are_a_row_of_labelled_points(tmp_path) -> None:
+    groups = Frame(run="r", step=3, kind="groups", layer="conv1", payload={
+        "labels": np.array([0, -1, 0, 1, 1], np.int32), "threshold": 0.85, "method": "union", "events": []})
+    w = VtkWriter(tmp_path)
+    w.write(groups)
+    w.close()
+    [(time, rel)] = _series(tmp_path, "groups-conv1")
+    g = read_vtk(tmp_path / rel)
+    assert time == 3.0 and g["dimensions"] == (5, 1, 1)
+    assert g["point_data"]["group"].tolist() == [0, -1, 0, 1, 1] and g["point_data"]["filter"].tolist() == [0, 1, 2, 3, 4]
+    assert g["field_data"]["threshold"].tolist() == [0.85] and g["field_data"]["step"].tolist() == [3]
+
+
 def test_files_are_binary_appended_and_compressed(tmp_path) -> None:
     rng = np.random.default_rng(0)
     # more than one compression block, and a length that leaves a short last block

@@ -40,7 +40,7 @@ from convscope.sinks._base import Sink
 __all__ = ["VTK_KINDS", "VtkWriter", "scenes_of"]
 
 #: frame kinds that have a VTK scene
-VTK_KINDS = ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation")
+VTK_KINDS = ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups")
 
 
 class _Trajectories:
@@ -102,6 +102,11 @@ def scenes_of(frame: Frame, trajectories: _Trajectories | None = None) -> dict[s
         img = ImageData(dimensions=(m.shape[1], m.shape[0], 1), point_data={"r": m.reshape(-1)})
         img.field_data["dead"] = np.asarray(p["dead"]).astype(np.uint8)
         out[f"correlation-{layer}"] = img
+    elif k == "groups":  # one point per filter, in the correlation image's order: colour it by group
+        labels = np.asarray(p["labels"], np.int32).reshape(-1)
+        img = ImageData(dimensions=(labels.size, 1, 1), point_data={"group": labels, "filter": np.arange(labels.size, dtype=np.int32)})
+        img.field_data["threshold"] = np.array([float(p["threshold"])], np.float64)
+        out[f"groups-{layer}"] = img
     for scene in out.values():
         scene.field_data["step"] = np.array([frame.step], np.int64)
         scene.field_data["TimeValue"] = np.array([float(frame.step)], np.float64)

@@ -5,7 +5,7 @@ VGG-16-sized first block (conv 3->64->64 on 224x224 RGB, batch 8, global pooling
 layer). For each, steps/s of: plain training; convscope.watch with every view every 10 steps
 and every step (into the run store), with its default overhead budget and without one
 (``budget=None``: every asked-for recording is made, whatever it costs), and once more without
-the background thread's batching (it gathers up to 0.2 s of recordings and works through them
+the background thread's batching (it gathers up to 0.5 s of recordings and works through them
 view by view; "one recording at a time" turns that off); TensorBoard's SummaryWriter with
 histograms of every parameter and gradient every 10 steps and every step (what people do today).
 Configurations are interleaved over rounds so machine noise hits them alike. Each run first

@@ -70,6 +70,16 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     page.click("#layer-table tr[data-layer='pool2']")
     page.wait_for_function("document.querySelector('#layer-name').textContent === 'pool2'")
     assert "16 maps" in page.inner_text("#layer-shape") and "16×5×5" in page.inner_text("#layer-shape")
+    # or click its block in the 3-D structure: hovering names it, a click opens it
+    canvas = page.locator("#structure3d canvas").bounding_box()
+    for layer, maps in (("conv2", "16 maps"), ("conv1", "6 maps")):
+        at = page.evaluate(f"window.convscopeExplorer.blockAt('{layer}')")
+        x, y = canvas["x"] + at["x"], canvas["y"] + at["y"]
+        page.mouse.move(x, y)
+        assert page.inner_text("#structure3d .view-note").split()[:2] == [layer, "conv2d"]
+        page.mouse.click(x, y)
+        page.wait_for_function(f"document.querySelector('#layer-name').textContent === '{layer}'")
+        assert maps in page.inner_text("#layer-shape")
     # VGG-12
     draws = _draws(page)
     page.click(f"#model-list li[data-model='{ids['vgg']}']")

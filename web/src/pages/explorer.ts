@@ -24,6 +24,8 @@ interface ExplorerProbe {
   draws: number;
   drawnInput: string | null;
   state: () => unknown;
+  /** Where a layer's block is drawn in the 3-D structure (css px from the canvas's corner). */
+  blockAt: (id: string) => { x: number; y: number } | null;
 }
 
 declare global {
@@ -105,7 +107,10 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
   structure.renderer.domElement.classList.add("view-canvas");
   const layerGrid = new MapGrid($<HTMLCanvasElement>("#layer-maps"), { minSide: 28, maxCell: 6 });
   const sketch = new Sketchpad($<HTMLCanvasElement>("#sketchpad"));
-  const probe: ExplorerProbe = { lastDrawMs: 0, structureMs: 0, draws: 0, drawnInput: null, state: () => state };
+  const probe: ExplorerProbe = {
+    lastDrawMs: 0, structureMs: 0, draws: 0, drawnInput: null, state: () => state,
+    blockAt: (id) => structure.screenPosition(id),
+  };
   window.convscopeExplorer = probe;
 
   const params = new URLSearchParams(location.hash.split("?")[1] ?? "");

@@ -205,6 +205,37 @@ def test_an_adversarial_sample_is_generated_and_compared_with_its_original(explo
     assert f"A predicted {adv['original_name']}, B predicted {adv['prediction_name']}." in summary
 
 
+@pytest.mark.parametrize(("attack", "params", "targeted"), [
+    ("deepfool", {"max_iter": "20"}, False), ("cw", {"max_iter": "10", "binary_search_steps": "3"}, True),
+    ("pixel", {"max_iter": "3"}, True),
+])
+def test_the_other_attacks_run_from_the_page(explorer, page, attack: str, params: dict[str, str], targeted: bool) -> None:
+    handle, session, ids = explorer
+    _open(page, handle, ids["lenet"])
+    original = page.evaluate("window.convscopeExplorer.drawnInput")
+    page.select_option("#attack", attack)
+    # the page describes the attack, offers its own parameters and a target only where it takes one
+    assert page.inner_text("#attack-about").endswith("" if targeted else "(untargeted only)")
+    shown = page.eval_on_selector_all("#attack-params input", "is => is.map(i => i.dataset.param)")
+    assert set(params) <= set(shown), shown
+    assert page.is_disabled("#attack-target") is not targeted
+    for name, value in params.items():
+        page.fill(f"#attack-params input[data-param='{name}']", value)
+    before = {i.id for i in session.inputs.values()}
+    page.click("#attack-run")
+    page.wait_for_function(
+        "n => window.convscopeExplorer.drawnInput !== n && document.querySelector('#compare-maps .compare-row')",
+        arg=original, timeout=120_000,
+    )
+    [made] = [i for i in session.inputs.values() if i.id not in before]
+    adv = made.adversarial
+    assert made.kind == "adversarial" and made.parent == original and adv["attack"] == attack
+    assert {k: str(adv["params"][k]) for k in params} == params  # what was typed is what ran
+    item = page.inner_text(f"#input-list li[data-input='{made.id}'] .adv-info")
+    assert item.startswith(f"{attack}: {adv['original_name']} → {adv['prediction_name']}")
+    assert page.input_value("#compare-a") == original and page.input_value("#compare-b") == made.id
+
+
 def test_models_open_by_upload_and_bad_files_are_refused_on_the_page(explorer, page, tmp_path: Path) -> None:
     handle, session, ids = explorer
     files = make_model_files(tmp_path)

@@ -16,8 +16,12 @@ still queued is added to the timed part. Overheads are the median over rounds of
 time against the plain run of the same round (paired, so slow drifts of a shared machine
 cancel), with the interquartile range of those ratios.
 
+Separate runs of a few seconds still differ by several percent on a shared machine. So LeNet-5 is
+also measured in one process: a plain and a watched training of the same model take turns,
+``--block`` steps each, ``--pairs`` times; a watched turn ends when its analysis is done.
+
 Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload lenet|vgg|both] [--vgg-rounds 3]
-     [--configs 'every=10'] (a subset, for a quick look)
+     [--block 400] [--pairs 12] [--configs 'every=10'] (a subset, for a quick look)
 """
 
 from __future__ import annotations
@@ -224,6 +228,119 @@ def bench(name: str, steps: int, rounds: int, warmup: int) -> str:
     )
 
 
+class _Blocks:
+    """One training of the LeNet-5 workload that runs ``n`` steps at a time, with its own data position."""
+
+    def __init__(self, data, watch: dict | None = None, tensorboard: str | None = None) -> None:
+        self.model, self.opt = _setup()
+        self.data, self.pos = data, 0
+        self.mon = convscope.watch(self.model, optimizer=self.opt, **watch) if watch is not None else None
+        self.writer = None
+        if tensorboard is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(tensorboard)
+
+    def run(self, n: int) -> float:
+        """Seconds for ``n`` steps, and for whatever the monitor or writer still has to do for them."""
+        images, labels = self.data
+        batch = WORKLOAD["batch"]
+        start = time.perf_counter()
+        for _ in range(n):
+            i = self.pos * batch % (len(images) - batch)
+            x, y = images[i : i + batch], labels[i : i + batch]
+            loss = torch.nn.functional.cross_entropy(self.model(x), y)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+            if self.mon is not None:
+                self.mon.log(loss=loss)
+            if self.writer is not None:
+                self.writer.add_scalar("loss", loss.item(), self.pos)
+                if self.pos % 10 == 0:
+                    for name, param in self.model.named_parameters():
+                        self.writer.add_histogram(name, param, self.pos)
+                        self.writer.add_histogram(name + ".grad", param.grad, self.pos)
+            self.pos += 1
+        if self.mon is not None:
+            self.mon._pipeline.drain()  # the block's analysis, done
+        if self.writer is not None:
+            self.writer.flush()
+        _sync()
+        return time.perf_counter() - start
+
+    def cpu(self) -> float:
+        """convscope's CPU seconds so far: the background thread and the hooks on the training thread."""
+        if self.mon is None:
+            return 0.0
+        return self.mon._pipeline.stats.cpu_seconds + self.mon.stats.seconds_in_step_hooks
+
+    def close(self) -> None:
+        if self.mon is not None:
+            self.mon.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def bench_interleaved(block: int, pairs: int) -> str:
+    """Plain and watched training of LeNet-5 in one process, in alternating blocks of steps.
+
+    The two trainings take turns every ``block`` steps (a watched block ends once its analysis is
+    done), so both meet the same moments of a shared machine: far less noise than separate runs.
+    Only configurations without a budget: a budget would count the plain blocks' time as well.
+    """
+    WORKLOAD.update(name="lenet", batch=64, warmup=0)
+    data = _data("lenet")
+    configs = {
+        "convscope every=10, no budget": {"every": 10, "budget": None},
+        "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "linger": 0.0},
+        "tensorboard histograms every=10": "tensorboard",
+    }
+    rows = []
+    for name, config in configs.items():
+        from convscope.insitu import _monitor
+
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = _monitor._LINGER_S
+            if isinstance(config, dict) and "linger" in config:
+                _monitor._LINGER_S = config.pop("linger")
+            try:
+                plain = _Blocks(data)
+                if config == "tensorboard":
+                    watched = _Blocks(data, tensorboard=tmp)
+                else:
+                    watched = _Blocks(data, watch={"logdir": tmp, **config})
+            finally:
+                _monitor._LINGER_S = saved
+            plain.run(50)
+            watched.run(50)  # first calls, imports, the graph: not timed
+            cpu0 = watched.cpu()
+            ratios, wall = [], 0.0
+            for k in range(pairs):
+                if k % 2:  # each goes first half of the time
+                    w = watched.run(block)
+                    p = plain.run(block)
+                else:
+                    p = plain.run(block)
+                    w = watched.run(block)
+                ratios.append(w / p)
+                wall += w
+            cpu = "" if watched.mon is None else f"{(watched.cpu() - cpu0) / wall * 100:.1f}%"
+            plain.close()
+            watched.close()
+        ratios.sort()
+        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        rows.append((name, f"{(statistics.median(ratios) - 1) * 100:+.1f}%", f"{(q1 - 1) * 100:+.1f} .. {(q3 - 1) * 100:+.1f}%", cpu))
+    return f"## simplified LeNet-5 in one process, plain and watched in turns of {block} steps, {pairs} pairs\n\n" + table(
+        ("configuration", "overhead (median)", "overhead (IQR)", "convscope CPU / wall"), rows
+    ) + (
+        "\n\nTwo trainings of the same model in one process take turns, a block of steps each; a watched\n"
+        "block ends when its analysis is done. Both meet the same moments of the shared machine, so\n"
+        "the paired ratios spread far less than those of separate runs above. Rows without a budget only\n"
+        "(a budget would count the plain blocks' time too)."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
@@ -234,6 +351,8 @@ def main() -> None:
     parser.add_argument("--vgg-rounds", type=int, default=3)
     parser.add_argument("--workload", choices=("lenet", "vgg", "both"), default="both")
     parser.add_argument("--device", default="cpu", help="where the model trains: cpu, cuda ...")
+    parser.add_argument("--block", type=int, default=400, help="steps per turn in the one-process comparison (0: skip it)")
+    parser.add_argument("--pairs", type=int, default=12, help="pairs of turns in the one-process comparison")
     parser.add_argument(
         "--configs", nargs="+", metavar="NAME",
         help="run only the configurations whose names contain one of these words (plain always runs)",
@@ -248,6 +367,8 @@ def main() -> None:
     print(f"# in situ overhead, training on {where} ({machine()})\n")
     if args.workload in ("lenet", "both"):
         print(bench("lenet", args.steps, args.rounds, args.warmup) + "\n")
+        if args.block > 0 and not args.configs:
+            print(bench_interleaved(args.block, args.pairs) + "\n")
     if args.workload in ("vgg", "both"):
         print(bench("vgg", args.vgg_steps, args.vgg_rounds, args.vgg_warmup) + "\n")
 

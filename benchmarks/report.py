@@ -22,6 +22,7 @@ import platform
 import re
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,7 +197,7 @@ def plot(name: str, index: int, heading: str, headers: list[str], rows: list[lis
     ax.set_yticks(range(len(values)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(headers[j], fontsize=9)
-    ax.set_title(heading[:90], fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(heading, 64)[:2]), fontsize=10)  # long headings on two lines, not cut
     if values and min(values) > 0 and max(values) / min(values) > 200:
         ax.set_xscale("log")
     for k, v in enumerate(values):

@@ -12,6 +12,7 @@ The trajectory gets its own view.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 #: blue-white-red, as (value in [-1, 1], r, g, b) control points
@@ -114,16 +115,39 @@ def show_trajectory(source: Any, view: Any) -> Any:
     return display
 
 
-def frame_camera(view: Any, *, tilt: bool = True) -> None:
-    """Look at everything from the front, a little from below so that raised blocks show."""
+def frame_camera(view: Any, *, tilt: bool = True, margin: float = 1.15, bar: float = 0.16) -> None:
+    """Look at everything from the front, a little from below so that raised blocks show.
+
+    The camera fits the box of what is shown to the view (with ``margin``), not its bounding
+    sphere as ``ResetCamera`` does, which left a wide layout small in a band across the view;
+    the right ``bar`` share of the view stays free for the colour legend.
+    """
     simple = _simple()
-    view.CameraPosition = [0.0, -0.6 if tilt else 0.0, 3.0]
-    view.CameraFocalPoint = [0.0, 0.0, 0.0]
     view.CameraViewUp = [0.0, 1.0, 0.0]
     view.CameraParallelProjection = 0
-    simple.ResetCamera(view)
-    # ResetCamera fits the whole scene with a margin; zooming in past it cut off the edges of
-    # wide layouts (one-channel conv layers lay their filters out in a single row)
+    view.CameraPosition = [0.0, -0.2 if tilt else 0.0, 1.0]
+    view.CameraFocalPoint = [0.0, 0.0, 0.0]
+    simple.ResetCamera(view)  # the fallback, and clipping ranges
+    try:
+        renderer = view.GetRenderer()
+        b = renderer.ComputeVisiblePropBounds()
+    except AttributeError:  # a view without a local renderer: the sphere fit stays
+        return
+    if not b[0] <= b[1]:  # nothing shown
+        return
+    width, height, depth = b[1] - b[0], b[3] - b[2], b[5] - b[4]
+    size = list(view.ViewSize)
+    aspect = size[0] / size[1] if size[1] > 0 else 1.0
+    half = max(height / 2, width / 2 / max(aspect * (1 - bar), 1e-6)) * margin
+    tangent = math.tan(math.radians(view.CameraViewAngle) / 2)
+    distance = half / tangent + depth / 2
+    direction = (0.0, -0.2 if tilt else 0.0, 1.0)
+    norm = math.sqrt(sum(d * d for d in direction))
+    # the scene's centre a half legend-width left of the view's
+    centre = [(b[0] + b[1]) / 2 + bar / 2 * 2 * tangent * distance * aspect, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
+    view.CameraFocalPoint = centre
+    view.CameraPosition = [c + d / norm * distance for c, d in zip(centre, direction)]
+    renderer.ResetCameraClippingRange()
 
 
 def frame_trajectory(view: Any) -> None:

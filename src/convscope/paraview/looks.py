@@ -144,9 +144,9 @@ def frame_camera(view: Any, *, tilt: bool = True, margin: float = 1.15, bar: flo
     direction = (0.0, -0.2 if tilt else 0.0, 1.0)
     norm = math.sqrt(sum(d * d for d in direction))
     # the scene's centre a half legend-width left of the view's
-    centre = [(b[0] + b[1]) / 2 + bar / 2 * 2 * tangent * distance * aspect, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
+    centre = [(b[0] + b[1]) / 2 + bar * tangent * distance * aspect, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
     view.CameraFocalPoint = centre
-    view.CameraPosition = [c + d / norm * distance for c, d in zip(centre, direction)]
+    view.CameraPosition = [c + d / norm * distance for c, d in zip(centre, direction, strict=True)]
     renderer.ResetCameraClippingRange()
 
 

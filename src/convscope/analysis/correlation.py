@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from convscope.analysis._tensors import accumulator
 from convscope.errors import DataError
 
 __all__ = ["CorrelationResult", "feature_correlation"]
@@ -155,8 +156,10 @@ def _gram(
     x: torch.Tensor, f: int, m: int, cols: int, sums: torch.dtype, acc: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
     blocks = list(_blocks(x, cols))  # views
-    if len(blocks) == 1:
-        return _gram_at_once(blocks[0], f, sums, torch.promote_types(x.dtype, acc))
+    if len(blocks) == 1:  # the whole maps in one chunk: one centred copy
+        work = torch.promote_types(x.dtype, acc)
+        c, lo, hi, _mean = _centred(x, work)
+        return c @ c.T, lo == hi, work
     gram, dead = _gram_streamed(x, blocks, f, m, sums, acc)
     return gram, dead, acc
 
@@ -196,27 +199,37 @@ def _gram_streamed(
     return gram, dead
 
 
-def _gram_at_once(block: torch.Tensor, f: int, sums: torch.dtype, acc: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.dtype]:
-    """The same for maps that fit in one chunk: one filter-major copy, reduced and centred in place."""
-    work = torch.empty(block.shape, dtype=acc, device=block.device)
-    work.copy_(block)
-    work = work.view(f, -1)
-    lo, hi = work.amin(dim=1), work.amax(dim=1)
-    total = work.sum(dim=1).to(sums)  # (4x faster than summing into float64 directly)
+def _centred(x: torch.Tensor, dtype: torch.dtype, what: str = "a correlation") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``F x values`` copy of ``N x F x S`` maps in ``dtype``, each filter's mean taken off, with
+    each filter's minimum, maximum and mean (float64, float32 on MPS): the one pass over small
+    maps that the correlation and the distribution (:mod:`convscope.analysis.distribution`) share.
+
+    Few operations on purpose: the in situ monitor runs this on every recording, and there the
+    count of operations (each with cold caches after a training step) costs more than the data.
+    NaN or Inf raise a :class:`DataError` saying that ``what`` is undefined.
+    """
+    n, f, s = x.shape
+    c = torch.empty((f, n, s), dtype=dtype, device=x.device)
+    c.copy_(x.transpose(0, 1))  # transposed (and widened) in one pass; worked on in place below
+    c = c.view(f, n * s)
+    lo, hi = c.amin(dim=1), c.amax(dim=1)  # (aminmax along a dim is ~10x slower on CPU)
+    wide = accumulator(x.device)
+    total = c.sum(dim=1).to(wide)  # (4x faster than summing into float64 directly)
     # NaN or Inf anywhere makes the sums non-finite; so can huge finite values, summed again wider
     if not math.isfinite(float(total.sum())):
-        _check_finite(lo, hi)
-        total = work.sum(dim=1, dtype=sums)
-    work -= total.div_(work.shape[1]).to(acc).unsqueeze(1)
-    return work @ work.T, lo == hi, acc
+        _check_finite(lo, hi, what)
+        total = c.sum(dim=1, dtype=wide)
+    mean = total / (n * s)
+    c -= mean.to(dtype).unsqueeze(1)
+    return c, lo, hi, mean
 
 
-def _check_finite(lo: torch.Tensor, hi: torch.Tensor) -> None:
+def _check_finite(lo: torch.Tensor, hi: torch.Tensor, what: str = "a correlation") -> None:
     if not bool(torch.isfinite(lo).all() & torch.isfinite(hi).all()):
         bad = [i for i in range(lo.numel()) if not (math.isfinite(float(lo[i])) and math.isfinite(float(hi[i])))]
         raise DataError(
             f"feature maps contain NaN or Inf in filters {bad[:10]}{' ...' if len(bad) > 10 else ''}; "
-            "a correlation is undefined there - check the layer's gradient health (training may have diverged)"
+            f"{what} is undefined there - check the layer's gradient health (training may have diverged)"
         )
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from convscope.analysis._tensors import accumulator
-from convscope.analysis.correlation import CorrelationResult, _chunks, _pearson, feature_correlation
+from convscope.analysis.correlation import CorrelationResult, _centred, _chunks, _pearson, feature_correlation
 from convscope.errors import DataError
 
 __all__ = ["Distribution", "feature_distribution", "feature_distribution_and_correlation"]
@@ -155,7 +155,7 @@ def _result(counts: torch.Tensor, f: int, bins: int, lo: torch.Tensor, hi: torch
 
 def _small(x: torch.Tensor, bins: int, sample: int | None) -> Distribution:
     """The same numbers from one centred float32 filter-major copy (maps of up to 4M values)."""
-    c, lo, hi, mean = _centred(x)
+    c, lo, hi, mean = _centred(x, torch.promote_types(x.dtype, torch.float32), "a distribution")
     acc = accumulator(x.device)
     var = torch.linalg.vector_norm(c, dim=1).to(acc).square_().div_(c.shape[1])
     if not math.isfinite(float(var.sum())):  # the float32 squares of huge values overflowed
@@ -182,7 +182,7 @@ def feature_distribution_and_correlation(maps: torch.Tensor, *, bins: int = 32) 
     _check_bins(bins)
     if x.numel() > _CHUNK_VALUES:
         return feature_distribution(maps, bins=bins), feature_correlation(maps)
-    c, lo, hi, mean = _centred(x)
+    c, lo, hi, mean = _centred(x, torch.promote_types(x.dtype, torch.float32), "a distribution")
     gram = c @ c.T
     var = gram.diagonal().to(accumulator(x.device)) / c.shape[1]  # a copy: _pearson works in place
     if not math.isfinite(float(var.sum())):  # huge maps overflow float32 products: rescaled there
@@ -190,38 +190,9 @@ def feature_distribution_and_correlation(maps: torch.Tensor, *, bins: int = 32) 
     return _histograms(c, lo, hi, mean, var, bins, None), _pearson(gram, lo == hi)
 
 
-def _centred(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``F x values`` copy of ``N x F x S`` maps minus each filter's mean (float32, or float64 maps'
-    own type), with each filter's minimum, maximum and (float64) mean.
-
-    Few operations on purpose: the in situ monitor runs this on every recording, and there the
-    count of operations (each with cold caches after a training step) costs more than the data.
-    Float32 rows are summed in float32 and widened (4x faster than summing into float64).
-    """
-    n, f, s = x.shape
-    work = torch.promote_types(x.dtype, torch.float32)
-    c = torch.empty((f, n, s), dtype=work, device=x.device)
-    c.copy_(x.transpose(0, 1))  # transposed (and widened) in one pass; worked on in place below
-    c = c.view(f, n * s)
-    lo, hi = c.amin(dim=1), c.amax(dim=1)  # (aminmax along a dim is ~10x slower on CPU)
-    acc = accumulator(x.device)
-    total = c.sum(dim=1).to(acc)
-    # NaN or Inf anywhere makes the sums non-finite; so can huge finite values, summed again wider
-    if not math.isfinite(float(total.sum())):
-        if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
-            raise DataError(
-                "feature maps contain NaN or Inf; their distribution is undefined - "
-                "check the layer's gradient health (training may have diverged)"
-            )
-        total = c.sum(dim=1, dtype=acc)
-    mean = total / (n * s)
-    c -= mean.to(work).unsqueeze(1)
-    return c, lo, hi, mean
-
-
 def _histograms(c: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
                 bins: int, sample: int | None) -> Distribution:
-    """The distribution from :func:`_centred`'s results and each filter's variance (``c`` is overwritten)."""
+    """The distribution from :func:`~convscope.analysis.correlation._centred`'s results and each filter's variance (``c`` is overwritten)."""
     f = c.shape[0]
     span = hi - lo
     constant = span == 0

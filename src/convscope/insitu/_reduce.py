@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from convscope.analysis.correlation import CorrelationResult
-
 if TYPE_CHECKING:
     import torch
 
+    from convscope.analysis.correlation import CorrelationResult
     from convscope.frames import Frame
     from convscope.insitu._monitor import Monitor, _LayerState
 
@@ -61,7 +60,9 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Ten
         if "feature_maps" in due:
             items.append((lambda: [_images_frame(monitor, state, step, a)], 0, _KEYS["feature_maps"]))
         if "correlation" in due and "distribution" not in due:
-            items.append((lambda: _correlation_frames(monitor, state, step, a), 0, _KEYS["correlation"]))
+            from convscope.analysis import feature_correlation
+
+            items.append((lambda: _correlation_frames(monitor, state, step, feature_correlation(a)), 0, _KEYS["correlation"]))
     if items:  # the first item carries the memory the snapshots hold
         items[0] = (items[0][0], size, items[0][2])
     return items
@@ -138,10 +139,10 @@ def _activation_frames(monitor: Monitor, state: _LayerState, step: int, a: torch
     return [monitor._frame(step, state.name, "distribution", dist.to_payload()), *_correlation_frames(monitor, state, step, corr)]
 
 
-def _correlation_frames(monitor: Monitor, state: _LayerState, step: int, a: torch.Tensor | CorrelationResult) -> list[Frame]:
-    from convscope.analysis import feature_correlation, filter_groups
+def _correlation_frames(monitor: Monitor, state: _LayerState, step: int, corr: CorrelationResult) -> list[Frame]:
+    """The correlation frame and the filter groups found in it (stable ids across recordings)."""
+    from convscope.analysis import filter_groups
 
-    corr = a if isinstance(a, CorrelationResult) else feature_correlation(a)
     previous = state.groups
     if previous is not None and len(previous.labels) != corr.filters:
         previous = None  # the layer was pruned: ids start again

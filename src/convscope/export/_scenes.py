@@ -116,12 +116,11 @@ def window_origins(filters: int, channels: int) -> tuple[np.ndarray, np.ndarray,
         >>> row[:, 0].tolist(), col[:, 0].tolist(), (rows, cols)
         ([0, 0, 0, 1, 1, 1], [0, 1, 2, 0, 1, 2], (2, 3))
     """
-    f = np.arange(filters)[:, None]
-    c = np.arange(channels)[None, :]
+    f, c = np.meshgrid(np.arange(filters), np.arange(channels), indexing="ij")  # F x C each
     if channels == 1 and filters > 1:
         per_row = math.isqrt(filters - 1) + 1  # ceil(sqrt(F))
-        return f // per_row + 0 * c, f % per_row + 0 * c, -(-filters // per_row), per_row
-    return np.broadcast_to(c, (filters, channels)).copy(), np.broadcast_to(f, (filters, channels)).copy(), channels, filters
+        return f // per_row, f % per_row, -(-filters // per_row), per_row
+    return c, f, channels, filters
 
 
 def weight_grid_blocks(weights: np.ndarray, *, vmax: float | None = None, height: float = 1.0, gap: float = 1.0) -> PolyData:

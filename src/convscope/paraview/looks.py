@@ -123,9 +123,10 @@ def frame_camera(view: Any, *, tilt: bool = True, margin: float = 1.15, bar: flo
     the right ``bar`` share of the view stays free for the colour legend.
     """
     simple = _simple()
+    direction = (0.0, -0.2 if tilt else 0.0, 1.0)  # from the camera's focal point towards the camera
     view.CameraViewUp = [0.0, 1.0, 0.0]
     view.CameraParallelProjection = 0
-    view.CameraPosition = [0.0, -0.2 if tilt else 0.0, 1.0]
+    view.CameraPosition = list(direction)
     view.CameraFocalPoint = [0.0, 0.0, 0.0]
     simple.ResetCamera(view)  # the fallback, and clipping ranges
     try:
@@ -141,8 +142,7 @@ def frame_camera(view: Any, *, tilt: bool = True, margin: float = 1.15, bar: flo
     half = max(height / 2, width / 2 / max(aspect * (1 - bar), 1e-6)) * margin
     tangent = math.tan(math.radians(view.CameraViewAngle) / 2)
     distance = half / tangent + depth / 2
-    direction = (0.0, -0.2 if tilt else 0.0, 1.0)
-    norm = math.sqrt(sum(d * d for d in direction))
+    norm = math.hypot(*direction)
     # the scene's centre a half legend-width left of the view's
     centre = [(b[0] + b[1]) / 2 + bar * tangent * distance * aspect, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
     view.CameraFocalPoint = centre

@@ -27,6 +27,7 @@ Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload le
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -64,21 +65,50 @@ def _setup():
     return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
 
+def _train_step(model, opt, data, step):
+    """One SGD step on the ``step``-th batch of ``data``; the loss."""
+    images, labels = data
+    batch = WORKLOAD["batch"]
+    i = step * batch % (len(images) - batch)
+    loss = torch.nn.functional.cross_entropy(model(images[i : i + batch]), labels[i : i + batch])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def _log_tensorboard(writer, model, loss, step, every):
+    """What people do today: the loss, and histograms of every parameter and gradient every ``every`` steps."""
+    writer.add_scalar("loss", loss.item(), step)
+    if step % every == 0:
+        for name, p in model.named_parameters():
+            writer.add_histogram(name, p, step)
+            writer.add_histogram(name + ".grad", p.grad, step)
+
+
+@contextlib.contextmanager
+def _linger(seconds):
+    """The background thread's batching (a private setting) for monitors started inside; None: the default."""
+    from convscope.insitu import _monitor
+
+    saved = _monitor._LINGER_S
+    if seconds is not None:
+        _monitor._LINGER_S = seconds
+    try:
+        yield
+    finally:
+        _monitor._LINGER_S = saved
+
+
 def _loop(model, opt, data, steps, *, after=None):
     """Train ``warmup + steps`` steps; return the seconds of the timed ``steps``."""
-    images, labels = data
-    batch, warmup = WORKLOAD["batch"], WORKLOAD["warmup"]
+    warmup = WORKLOAD["warmup"]
     start = time.perf_counter()
     for step in range(warmup + steps):
         if step == warmup:
             _sync()
             start = time.perf_counter()
-        i = step * batch % (len(images) - batch)
-        x, y = images[i : i + batch], labels[i : i + batch]
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        loss = _train_step(model, opt, data, step)
         if after is not None:
             after(step, model, loss)
     _sync()
@@ -99,14 +129,6 @@ def run_plain(data, steps, _tmp):
 
 def _watch(every, *, store, budget="default", nice=None, linger=None):
     def run(data, steps, tmp):
-        if linger is not None:  # the background thread's batching (a private setting): on or off
-            from convscope.insitu import _monitor
-
-            saved, _monitor._LINGER_S = _monitor._LINGER_S, linger
-            try:
-                return _watch(every, store=store, budget=budget, nice=nice)(data, steps, tmp)
-            finally:
-                _monitor._LINGER_S = saved
         model, opt = _setup()
         kwargs = {"logdir": tmp if store else None}
         if not store:
@@ -118,7 +140,8 @@ def _watch(every, *, store, budget="default", nice=None, linger=None):
         if nice is not None:
             kwargs["worker_nice"] = nice
         begin = time.perf_counter()
-        mon = convscope.watch(model, optimizer=opt, every=every, **kwargs)
+        with _linger(linger):
+            mon = convscope.watch(model, optimizer=opt, every=every, **kwargs)
         seconds = _loop(model, opt, data, steps, after=lambda s, m, loss: mon.log(loss=loss))
         startup = time.perf_counter() - begin - seconds
         t = time.perf_counter()
@@ -143,14 +166,7 @@ def _tensorboard(every):
         model, opt = _setup()
         writer = SummaryWriter(tmp)
 
-        def after(step, m, loss):
-            writer.add_scalar("loss", loss.item(), step)
-            if step % every == 0:
-                for name, p in m.named_parameters():
-                    writer.add_histogram(name, p, step)
-                    writer.add_histogram(name + ".grad", p.grad, step)
-
-        seconds = _loop(model, opt, data, steps, after=after)
+        seconds = _loop(model, opt, data, steps, after=lambda step, m, loss: _log_tensorboard(writer, m, loss, step, every))
         startup = time.perf_counter() - begin - seconds
         t = time.perf_counter()
         writer.close()
@@ -243,24 +259,13 @@ class _Blocks:
 
     def run(self, n: int) -> float:
         """Seconds for ``n`` steps, and for whatever the monitor or writer still has to do for them."""
-        images, labels = self.data
-        batch = WORKLOAD["batch"]
         start = time.perf_counter()
         for _ in range(n):
-            i = self.pos * batch % (len(images) - batch)
-            x, y = images[i : i + batch], labels[i : i + batch]
-            loss = torch.nn.functional.cross_entropy(self.model(x), y)
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
+            loss = _train_step(self.model, self.opt, self.data, self.pos)
             if self.mon is not None:
                 self.mon.log(loss=loss)
             if self.writer is not None:
-                self.writer.add_scalar("loss", loss.item(), self.pos)
-                if self.pos % 10 == 0:
-                    for name, param in self.model.named_parameters():
-                        self.writer.add_histogram(name, param, self.pos)
-                        self.writer.add_histogram(name + ".grad", param.grad, self.pos)
+                _log_tensorboard(self.writer, self.model, loss, self.pos, 10)
             self.pos += 1
         if self.mon is not None:
             self.mon._pipeline.drain()  # the block's analysis, done
@@ -298,20 +303,14 @@ def bench_interleaved(block: int, pairs: int) -> str:
     }
     rows = []
     for name, config in configs.items():
-        from convscope.insitu import _monitor
-
         with tempfile.TemporaryDirectory() as tmp:
-            saved = _monitor._LINGER_S
-            if isinstance(config, dict) and "linger" in config:
-                _monitor._LINGER_S = config.pop("linger")
-            try:
-                plain = _Blocks(data)
-                if config == "tensorboard":
-                    watched = _Blocks(data, tensorboard=tmp)
-                else:
-                    watched = _Blocks(data, watch={"logdir": tmp, **config})
-            finally:
-                _monitor._LINGER_S = saved
+            plain = _Blocks(data)
+            if config == "tensorboard":
+                watched = _Blocks(data, tensorboard=tmp)
+            else:
+                options = dict(config)
+                with _linger(options.pop("linger", None)):
+                    watched = _Blocks(data, watch={"logdir": tmp, **options})
             plain.run(50)
             watched.run(50)  # first calls, imports, the graph: not timed
             cpu0 = watched.cpu()

@@ -71,7 +71,7 @@ def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
         page.goto(handle.url + "#/runs")
         page.wait_for_selector(".run-row[data-run='browser-live'] .chip.live", timeout=20_000)
         page.click(".run-row[data-run='browser-live']")
-        page.wait_for_function("Number(document.querySelector('#step-counter').textContent) > 0", timeout=20_000)
+        page.wait_for_function("Number(document.querySelector('#step-counter')?.textContent) > 0", timeout=20_000)
         # the step counter rises while training runs, without reloading
         seen = []
         for _ in range(6):
@@ -96,7 +96,7 @@ def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
         # replay: the scrubber goes back in time and the views follow
         last = _state(page, "weights")
         page.eval_on_selector("#scrubber", "(s) => { s.value = 10; s.dispatchEvent(new Event('input')); }")
-        page.wait_for_function("document.querySelector('#step-counter').textContent === '10'")
+        page.wait_for_function("document.querySelector('#step-counter')?.textContent === '10'")
         page.wait_for_timeout(800)
         early = _state(page, "weights")
         assert early["hash"] != last["hash"]

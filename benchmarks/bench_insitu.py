@@ -16,9 +16,10 @@ still queued is added to the timed part. Overheads are the median over rounds of
 time against the plain run of the same round (paired, so slow drifts of a shared machine
 cancel), with the interquartile range of those ratios.
 
-Separate runs of a few seconds still differ by several percent on a shared machine. So LeNet-5 is
-also measured in one process: a plain and a watched training of the same model take turns,
-``--block`` steps each, ``--pairs`` times; a watched turn ends when its analysis is done.
+Separate runs of a few seconds still differ by several percent on a shared machine, and two
+instances of the same model by a percent or two. So LeNet-5 is also measured in one process,
+on one training: it takes turns of ``--block`` steps, watched and not (``monitor.pause()``),
+``--pairs`` times; a watched turn ends when its analysis is done.
 
 Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload lenet|vgg|both] [--vgg-rounds 3]
      [--block 400] [--pairs 12] [--configs 'every=10'] (a subset, for a quick look)
@@ -245,7 +246,12 @@ def bench(name: str, steps: int, rounds: int, warmup: int) -> str:
 
 
 class _Blocks:
-    """One training of the LeNet-5 workload that runs ``n`` steps at a time, with its own data position."""
+    """One training of the LeNet-5 workload, run ``n`` steps at a time, watched or not.
+
+    Unwatched turns pause the monitor (nothing is recorded, its budget's clock stops; its hooks
+    stay and return at once) or skip the TensorBoard logging, so both kinds of turn train the
+    same model on the same memory: no difference between two model instances enters the ratio.
+    """
 
     def __init__(self, data, watch: dict | None = None, tensorboard: str | None = None) -> None:
         self.model, self.opt = _setup()
@@ -257,22 +263,27 @@ class _Blocks:
 
             self.writer = SummaryWriter(tensorboard)
 
-    def run(self, n: int) -> float:
+    def run(self, n: int, *, watched: bool = True) -> float:
         """Seconds for ``n`` steps, and for whatever the monitor or writer still has to do for them."""
+        if self.mon is not None and not watched:
+            self.mon.pause()
         start = time.perf_counter()
         for _ in range(n):
             loss = _train_step(self.model, self.opt, self.data, self.pos)
             if self.mon is not None:
                 self.mon.log(loss=loss)
-            if self.writer is not None:
+            if self.writer is not None and watched:
                 _log_tensorboard(self.writer, self.model, loss, self.pos, 10)
             self.pos += 1
         if self.mon is not None:
-            self.mon._pipeline.drain()  # the block's analysis, done
+            self.mon._pipeline.drain()  # the turn's analysis, done
         if self.writer is not None:
             self.writer.flush()
         _sync()
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if self.mon is not None:
+            self.mon.resume()
+        return seconds
 
     def cpu(self) -> float:
         """convscope's CPU seconds so far: the background thread and the hooks on the training thread."""
@@ -288,15 +299,16 @@ class _Blocks:
 
 
 def bench_interleaved(block: int, pairs: int) -> str:
-    """Plain and watched training of LeNet-5 in one process, in alternating blocks of steps.
+    """LeNet-5 in one process, one training that takes turns of ``block`` steps watched and not.
 
-    The two trainings take turns every ``block`` steps (a watched block ends once its analysis is
-    done), so both meet the same moments of a shared machine: far less noise than separate runs.
-    Only configurations without a budget: a budget would count the plain blocks' time as well.
+    Watched and unwatched turns meet the same moments of a shared machine and train the same
+    model (a watched turn ends when its analysis is done), so the paired ratios are far less
+    noisy than separate runs. The budget counts only the watched turns (paused in between).
     """
     WORKLOAD.update(name="lenet", batch=64, warmup=0)
     data = _data("lenet")
     configs = {
+        "convscope every=10": {"every": 10},
         "convscope every=10, no budget": {"every": 10, "budget": None},
         "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "linger": 0.0},
         "tensorboard histograms every=10": "tensorboard",
@@ -304,39 +316,54 @@ def bench_interleaved(block: int, pairs: int) -> str:
     rows = []
     for name, config in configs.items():
         with tempfile.TemporaryDirectory() as tmp:
-            plain = _Blocks(data)
             if config == "tensorboard":
-                watched = _Blocks(data, tensorboard=tmp)
+                training = _Blocks(data, tensorboard=tmp)
             else:
                 options = dict(config)
                 with _linger(options.pop("linger", None)):
-                    watched = _Blocks(data, watch={"logdir": tmp, **options})
-            plain.run(50)
-            watched.run(50)  # first calls, imports, the graph: not timed
-            cpu0 = watched.cpu()
+                    training = _Blocks(data, watch={"logdir": tmp, **options})
+            training.run(50, watched=False)
+            training.run(50)  # first calls, imports, the graph: not timed
+            cpu0 = training.cpu()
+            asked = recorded0 = 0
+            if training.mon is not None:
+                recorded0 = training.mon.stats.recorded_steps
             ratios, wall = [], 0.0
             for k in range(pairs):
-                if k % 2:  # each goes first half of the time
-                    w = watched.run(block)
-                    p = plain.run(block)
+                if k % 2:  # each kind of turn goes first half of the time
+                    w = training.run(block)
+                    p = training.run(block, watched=False)
                 else:
-                    p = plain.run(block)
-                    w = watched.run(block)
+                    p = training.run(block, watched=False)
+                    w = training.run(block)
                 ratios.append(w / p)
                 wall += w
-            cpu = "" if watched.mon is None else f"{(watched.cpu() - cpu0) / wall * 100:.1f}%"
-            plain.close()
-            watched.close()
+                asked += block // 10
+            mon = training.mon
+            cpu = recorded = estimate = ""
+            if mon is not None:
+                cpu = f"{(training.cpu() - cpu0) / wall * 100:.1f}%"
+                recorded = f"{mon.stats.recorded_steps - recorded0} of {asked}"
+            training.close()
+            if mon is not None:
+                estimate = f"{mon.stats.overhead_estimate * 100:.1f}% (x{mon.stats.slowdown_factor:.2f})"
         ratios.sort()
         q1, _, q3 = statistics.quantiles(ratios, n=4)
-        rows.append((name, f"{(statistics.median(ratios) - 1) * 100:+.1f}%", f"{(q1 - 1) * 100:+.1f} .. {(q3 - 1) * 100:+.1f}%", cpu))
-    return f"## simplified LeNet-5 in one process, plain and watched in turns of {block} steps, {pairs} pairs\n\n" + table(
-        ("configuration", "overhead (median)", "overhead (IQR)", "convscope CPU / wall"), rows
+        rows.append((
+            name, f"{(statistics.median(ratios) - 1) * 100:+.1f}%", f"{(q1 - 1) * 100:+.1f} .. {(q3 - 1) * 100:+.1f}%",
+            recorded, cpu, estimate,
+        ))
+    return f"## simplified LeNet-5 in one process, watched and unwatched turns of {block} steps, {pairs} pairs\n\n" + table(
+        ("configuration", "overhead (median)", "overhead (IQR)", "recording steps", "convscope CPU / wall",
+         "convscope's own estimate (slowdown factor)"), rows
     ) + (
-        "\n\nTwo trainings of the same model in one process take turns, a block of steps each; a watched\n"
-        "block ends when its analysis is done. Both meet the same moments of the shared machine, so\n"
-        "the paired ratios spread far less than those of separate runs above. Rows without a budget only\n"
-        "(a budget would count the plain blocks' time too)."
+        "\n\nOne training takes turns, a block of steps watched and a block not (the monitor paused,\n"
+        "or TensorBoard not called). A watched block ends when its analysis is done. Both kinds of\n"
+        "turn train the same model at the same moments of the shared machine, so the paired ratios\n"
+        "spread far less than those of separate runs above. The budget counts the watched turns only.\n"
+        "The last column is what the monitor measured itself: the hooks' time and its background CPU\n"
+        "times the slowdown factor fitted from the steps, as a share of the watched time (all\n"
+        "watched turns, warm-up included)."
     )
 
 

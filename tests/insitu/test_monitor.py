@@ -323,6 +323,79 @@ def test_worker_priority_can_be_lowered(digits, lenet) -> None:
         convscope.watch(lenet(), logdir=None, worker_nice=25)
 
 
+def test_the_budget_counts_the_background_cpu_by_the_slowdown_it_causes(digits, lenet) -> None:
+    # The same budget records far more when the background thread's CPU costs training
+    # nothing (a core of its own) than when each CPU second costs training five. The factor
+    # is pinned here; in training it is measured from the steps (tests/insitu/test_budget.py).
+    from convscope.insitu._budget import SlowdownMeter
+
+    recorded = {}
+    for factor in (0.0, 5.0):
+        model = lenet()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        mon = convscope.watch(model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=1, budget=0.02)
+        mon._meter = SlowdownMeter(prior=factor, prior_sd=1e-9)
+        with mon:
+            _train(model, opt, digits, 60, monitor=mon)
+        recorded[factor] = mon.stats.recorded_steps
+        assert mon.stats.slowdown_factor == pytest.approx(factor, abs=1e-6)
+    assert recorded[5.0] < recorded[0.0]
+    assert recorded[5.0] < 30
+
+
+def test_the_slowdown_is_measured_from_every_step_and_estimated_at_close(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=2, budget=None) as mon:
+        _train(model, opt, digits, 40, monitor=mon)
+        assert mon._pipeline.worker_cpu() > 0  # read from this thread while the worker lives
+    assert mon._meter.n == 39  # one point per step after the first (a step is the time between two)
+    assert mon.stats.slowdown_factor >= 0
+    # the estimate counts at least the hooks' own time and at most everything convscope did
+    hooks, cpu = mon.stats.seconds_in_step_hooks, mon.stats.analysis_cpu_seconds
+    assert mon.stats.overhead_estimate > 0
+    estimate_seconds = mon.stats.overhead_estimate * (mon._last_step[0] - mon._t0)
+    assert hooks * 0.9 <= estimate_seconds <= hooks + 10 * cpu
+
+
+def test_pause_stops_recording_and_the_budget_clock_until_resume(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sink = MemorySink()
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=0.5) as mon:
+        _train(model, opt, digits, 10, monitor=mon)
+        mon.pause()
+        assert mon.paused
+        t0, points = mon._t0, mon._meter.n
+        time.sleep(0.05)
+        _train(model, opt, digits, 10, monitor=mon)  # steps 11..20: counted, not watched
+        assert not mon._acts  # no activations copied while paused
+        assert mon._meter.n == points
+        mon.resume()
+        mon.resume()  # a second resume changes nothing
+        assert not mon.paused and mon._t0 >= t0 + 0.05
+        _train(model, opt, digits, 10, monitor=mon)
+        assert mon._meter.n == points + 9  # the first step after the pause spans it: left out
+    assert mon.step_count == 30
+    for kind in ("weight_grid", "distribution", "gradient_health"):
+        assert [f.step for f in sink.select(kind=kind, layer="conv1")] == [5, 10, 25, 30], kind
+
+
+def test_the_trajectory_axes_are_refreshed_less_often_as_the_path_grows(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sink = MemorySink()
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=1, record=["trajectory"], budget=None) as mon:
+        _train(model, opt, digits, 120, monitor=mon)
+    tracker = mon.layers["conv1"].trajectory
+    assert tracker.kept >= 64 and tracker.refresh > 4
+    assert tracker.kept // 8 - 1 <= tracker.refresh <= tracker.kept // 8  # set from the points before the last update
+    # between refreshes the explained variance stays that of the last decomposition; it changes at refreshes
+    ratios = [tuple(f.payload["explained_variance"]) for f in sink.select(kind="trajectory", layer="conv1")]
+    changes = sum(a != b for a, b in zip(ratios, ratios[1:], strict=False))
+    assert 120 // 8 < changes < 120 // 4
+
+
 def test_budget_must_be_a_share(lenet) -> None:
     for bad in (0, -0.1, 1.5):
         with pytest.raises(DataError, match="budget"):

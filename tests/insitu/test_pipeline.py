@@ -103,6 +103,34 @@ def test_start_and_close_are_idempotent_and_the_thread_ends() -> None:
     assert not [t for t in threading.enumerate() if t.name == "convscope-frames"]
 
 
+def test_the_workers_cpu_can_be_read_from_another_thread_while_it_works() -> None:
+    # the slowdown meter reads it at every training step, in the middle of the worker's items
+    p = FramePipeline([ListSink()])
+    assert p.worker_cpu() == 0.0  # before the worker starts
+    p.start()
+    started, release = threading.Event(), threading.Event()
+
+    def busy() -> list:
+        started.set()
+        end = time.thread_time() + 0.05
+        while time.thread_time() < end or not release.is_set():
+            pass
+        return []
+
+    p.submit(busy)
+    assert started.wait(5)
+    time.sleep(0.02)
+    during = p.worker_cpu()
+    if hasattr(time, "pthread_getcpuclockid"):  # the live clock, not the last finished item's figure
+        assert during > 0.005 and p.stats.cpu_seconds < during
+    release.set()
+    assert p.drain()
+    after = p.worker_cpu()
+    assert after >= 0.05 and after >= during
+    p.close()
+    assert p.worker_cpu() == p.stats.cpu_seconds  # after the thread has ended: its last figure
+
+
 def test_a_lingering_worker_runs_a_batch_view_by_view_in_submission_order_per_view() -> None:
     # Three "recordings" of three views each arrive within the linger time: the worker waits,
     # then runs them view by view (key order), each view's items in the order they came.

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from convscope.errors import DataError, LayerNotFoundError
+from convscope.insitu._budget import SlowdownMeter
 from convscope.insitu._pipeline import FramePipeline
 
 if TYPE_CHECKING:
@@ -141,6 +142,12 @@ class MonitorStats:
     deferred: int = 0
     #: CPU seconds convscope used: on the training thread (hooks) and in the background
     analysis_cpu_seconds: float = 0.0
+    #: seconds of training lost per CPU second of the background thread, measured from the
+    #: steps' durations (see ``budget=`` in :func:`watch`); set by ``close()``
+    slowdown_factor: float = 1.0
+    #: the share of the watched wall time that convscope cost training, by that measure: the
+    #: hooks, and the background thread's CPU times ``slowdown_factor``; set by ``close()``
+    overhead_estimate: float = 0.0
 
 
 class Monitor:
@@ -205,6 +212,9 @@ class Monitor:
         self._budget_reported = 0
         self._recordings: deque[int] = deque()  # pipeline item counts that end each pending recording
         self._t0: float | None = None
+        self._meter = SlowdownMeter()
+        self._last_step: tuple[float, float, float] | None = None  # when the last step ended, worker CPU, hook seconds
+        self._paused_at: float | None = None
         self.input_shape = input_shape
         self.prune = _prune_config(prune)
         self.rank, self.world = _rank()
@@ -326,6 +336,7 @@ class Monitor:
         if self._closed:
             return
         self._closed = True
+        end = self._paused_at or time.perf_counter()  # of the watched time
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -342,6 +353,10 @@ class Monitor:
             self.stats.frames = self._pipeline.stats.frames
             self.stats.dropped = self._pipeline.stats.dropped
             self.stats.analysis_cpu_seconds = self._pipeline.stats.cpu_seconds + self.stats.seconds_in_step_hooks
+            self.stats.slowdown_factor = self._meter.factor
+            if self._t0 is not None and end > self._t0:
+                cost = self.stats.seconds_in_step_hooks + self._meter.factor * self._pipeline.stats.cpu_seconds
+                self.stats.overhead_estimate = cost / (end - self._t0)
             self.stats.sink_failures = dict(self._pipeline.stats.sink_failures)
 
     def _repr_html_(self) -> str | None:
@@ -359,6 +374,30 @@ class Monitor:
         self.close(status="finished" if exc_type is None else "failed")
 
     # --- public calls in a training loop -------------------------------------------------------------
+    def pause(self) -> None:
+        """Stop watching until :meth:`resume`: nothing is recorded and no activations are copied.
+
+        Steps are still counted, so that step numbers keep matching the optimizer's, and the
+        overhead budget's clock stops (its share is of the watched time). The background thread
+        finishes the recordings it already has. For stretches not worth watching, such as a
+        second training in the same process.
+        """
+        if self._paused_at is None:
+            self._paused_at = time.perf_counter()
+
+    def resume(self) -> None:
+        """Watch again after :meth:`pause`."""
+        if self._paused_at is None:
+            return
+        if self._t0 is not None:
+            self._t0 += time.perf_counter() - self._paused_at
+        self._paused_at = None
+        self._last_step = None  # the pause is no training step to measure
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
     def step(self) -> None:
         """Mark the end of one training step, for loops without an optimizer object."""
         self._after_step()
@@ -401,11 +440,11 @@ class Monitor:
         same steps, and counted in ``stats.deferred`` (and in a ``dropped`` frame with
         ``sink="budget"``):
 
-        * *CPU*: the CPU convscope has taken from training (the hooks on the training thread,
-          and the background thread's work when it runs at training's priority) may be at most
-          ``budget`` times the wall time since watching began, plus a small allowance. A
-          background thread at a lower priority (``worker_nice`` > 0, on Linux) only gets what
-          training leaves idle (the kernel bounds the rest), so it is not counted.
+        * *cost*: what convscope has cost training may be at most ``budget`` times the wall time
+          watched, plus a small allowance. The hooks on the training thread cost their time; the
+          background thread costs its CPU times the slowdown the steps show for it
+          (:class:`~convscope.insitu._budget.SlowdownMeter`: about 0 with a core of its own, 1
+          or more when training's threads fill the cores; 1 until the steps tell).
         * *backlog*: a step is not recorded while the background thread still has two earlier
           recordings to finish (not counting those it holds back for a moment to work through
           several together). So a slow analysis means fewer recordings, never a queue that
@@ -420,13 +459,12 @@ class Monitor:
         if self._budget_step != step:
             while self._recordings and self._recordings[0] <= pipeline.stats.completed:
                 self._recordings.popleft()
-            spent = self.stats.seconds_in_step_hooks
-            if not pipeline.lowered:
-                # what the worker has used, and what the recordings it has not finished will use
-                # (at the mean so far): it gathers several before it starts on them
-                done = self.stats.recorded_steps - len(self._recordings)
-                per_recording = pipeline.stats.cpu_seconds / max(1, done)
-                spent += pipeline.stats.cpu_seconds + len(self._recordings) * per_recording
+            # what the worker has used, and what the recordings it has not finished will use (at
+            # the mean so far): it gathers several before it starts on them
+            done = self.stats.recorded_steps - len(self._recordings)
+            used = pipeline.worker_cpu()
+            pending = len(self._recordings) * pipeline.stats.cpu_seconds / max(1, done)
+            spent = self.stats.seconds_in_step_hooks + self._meter.factor * (used + pending)
             allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
             self._budget_step = step
             # (recordings the worker holds back on purpose, to work through them together, are no backlog)
@@ -437,14 +475,17 @@ class Monitor:
 
     def _make_forward_hook(self, name: str) -> Callable[..., None]:
         def hook(_m: torch.nn.Module, _args: Any, out: Any) -> None:
-            if self._building:
+            if self._building or (self._paused_at is not None and not self._collecting):
                 return
             if self._collecting or self._needs_activations(self.step_count + 1):
+                start = time.perf_counter()
                 # a copy: an in-place activation (ReLU(inplace=True)) would change the output later
                 if isinstance(out, tuple | list):
                     out = out[0]
                 if hasattr(out, "detach"):
                     self._acts[name] = self.layers[name].activations(out, self.max_samples)
+                if not self._collecting:  # a probe's pass is timed with the step that runs it
+                    self.stats.seconds_in_step_hooks += time.perf_counter() - start
 
         return hook
 
@@ -452,7 +493,7 @@ class Monitor:
     _building = False
 
     def _first_forward(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-        if self._t0 is None:  # the overhead budget counts from the first forward pass
+        if self._t0 is None and self._paused_at is None:  # the overhead budget counts from the first forward pass
             self._t0 = time.perf_counter()
         # The graph needs an input shape: take it from the first batch the model sees.
         if self._graph is not None or not args or not hasattr(args[0], "shape"):
@@ -481,12 +522,14 @@ class Monitor:
 
     def _before_step(self) -> None:
         # Weights right before a recording step's update give the exact update-to-weight ratio.
-        if not self.active or self._closed or not self._due("gradients", self.step_count + 1):
+        if not self.active or self._closed or self._paused_at is not None or not self._due("gradients", self.step_count + 1):
             return
         if not self._within_budget(self.step_count + 1):
             return
+        start = time.perf_counter()
         for state in self.layers.values():
             state.prev_weight = state.weight()
+        self.stats.seconds_in_step_hooks += time.perf_counter() - start
 
     def _after_step(self) -> None:
         if not self.active or self._pipeline is None or self._closed:
@@ -495,6 +538,9 @@ class Monitor:
         try:
             self.step_count += 1
             step = self.step_count
+            if self._paused_at is not None:
+                return
+            self._measure_step(start)
             if self._graph_pending:
                 self._build_graph()
             if any(self._due(v, step) for v in self.every) and self._within_budget(step):
@@ -511,6 +557,16 @@ class Monitor:
             self._acts.clear()
             self.stats.steps = self.step_count
             self.stats.seconds_in_step_hooks += time.perf_counter() - start
+
+    def _measure_step(self, now: float) -> None:
+        """Give the slowdown meter the step that has just ended: its duration without the hooks'
+        own time, and the background thread's CPU during it (see :mod:`convscope.insitu._budget`)."""
+        cpu = self._pipeline.worker_cpu()  # type: ignore[union-attr]
+        hooks = self.stats.seconds_in_step_hooks
+        last = self._last_step
+        if last is not None:
+            self._meter.add(now - last[0] - (hooks - last[2]), cpu - last[1])
+        self._last_step = (now, cpu, hooks)
 
     # --- recording ------------------------------------------------------------------------------
     def _record(self, step: int) -> None:
@@ -685,14 +741,18 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             cores training keeps busy, a lowered thread gets little time, so fewer steps are
             recorded for about the same overhead (benchmarks/bench_insitu.py); on a machine with
             idle cores it makes no difference. 19 gives training every cycle it can use.
-        budget: the overhead budget: the share of training's wall time that convscope's
-            CPU work may take from training (default 0.03): the hooks on the training thread,
-            and the background analysis when it runs at training's priority. Recording steps
-            are also skipped while the background thread still has two earlier recordings to
-            finish. Skipped steps are skipped whole and counted in
+        budget: the overhead budget, the share of training's wall time that convscope may cost
+            (default 0.03), as measured while training runs. The hooks on the training thread
+            count their own time. The background thread's CPU counts by how much it slows the
+            steps: each step's duration is fitted against that CPU during the step. The slope
+            is about 0 where the thread has a core to itself, and 1 or more where training's
+            threads fill the cores; it counts as 1 until the steps show otherwise. Recording
+            steps are also skipped while the background thread still has two earlier
+            recordings to finish. Skipped steps are skipped whole and counted in
             ``stats.deferred`` and in ``dropped`` frames with ``sink="budget"``, so the views
             come less often than ``every=`` asks on a busy CPU. ``None`` records exactly
-            every ``every`` steps, whatever it costs.
+            every ``every`` steps, whatever it costs. What was measured is in
+            ``stats.slowdown_factor`` and ``stats.overhead_estimate`` after ``close()``.
 
     Example:
         >>> import torch, convscope

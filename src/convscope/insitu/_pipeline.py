@@ -112,6 +112,7 @@ class FramePipeline:
         self._reported_drops = 0
         self._busy = False
         self._hurry = 0  # drain() calls waiting: no lingering while any is
+        self._cpu_clock: tuple[int, float] | None = None  # the worker's CPU clock and its reading at start
         #: whether the worker is holding queued items back on purpose (``linger``)
         self.lingering = False
 
@@ -209,6 +210,8 @@ class FramePipeline:
                 self.lowered = False
         last_flush = time.monotonic()
         cpu_start = time.thread_time()
+        if hasattr(time, "pthread_getcpuclockid"):  # so that other threads can read it at any moment
+            self._cpu_clock = (time.pthread_getcpuclockid(threading.get_ident()), cpu_start)
         while True:
             with self._cond:
                 while not self._queue and not self._stop.is_set():
@@ -218,6 +221,7 @@ class FramePipeline:
                 if self._queue and self.linger > 0:
                     self._linger()
                 if self._stop.is_set():
+                    self._cpu_clock = None
                     return  # close() delivers what is left, on its own thread
                 batch = self._take_batch()
                 self._busy = bool(batch)
@@ -235,6 +239,20 @@ class FramePipeline:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def worker_cpu(self) -> float:
+        """CPU seconds the worker thread has used so far, read now (from another thread too).
+
+        Where the platform has no per-thread CPU clock for other threads, the figure as of the
+        worker's last finished item (``stats.cpu_seconds``).
+        """
+        clock = self._cpu_clock
+        if clock is not None and self._thread is not None:
+            try:
+                return time.clock_gettime(clock[0]) - clock[1]
+            except OSError:  # the thread has just ended
+                self._cpu_clock = None
+        return self.stats.cpu_seconds
 
     def _linger(self) -> None:
         """Wait (holding the condition) until the oldest item is ``linger`` s old, the queue holds

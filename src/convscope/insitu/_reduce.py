@@ -28,6 +28,10 @@ __all__ = ["layer_items"]
 #: a work item, the bytes of tensor snapshots it holds, and its key: the pipeline runs a batch of
 #: recordings view by view (items of one key in submission order), each view on warm caches
 Item = tuple[Callable[[], list["Frame"]], int, int]
+#: the trajectory's principal axes are computed again every this many recordings, at least,
+#: and every eighth of the points kept (16 at 128): new points are put on the last axes in
+#: between. The eigen-solver is the largest single cost of a recording at 128 points, and the
+#: axes of a long path barely move in a few recordings.
 _TRAJECTORY_REFRESH = 4
 _KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "gradients", "distribution", "feature_maps", "correlation"))}
 
@@ -82,11 +86,10 @@ def _trajectory_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.
 
     if state.trajectory is None or state.trajectory_shape != tuple(w.shape):
         # a new tracker after pruning changed the layer's shape; the path starts again
-        # principal axes every 4th recording, new points put on them in between (the eigen-solver
-        # is the largest single cost of a recording at 128 kept points)
         state.trajectory = TrajectoryTracker(dims=monitor.trajectory_dims, seed=monitor.seed, refresh=_TRAJECTORY_REFRESH)
         state.trajectory_shape = tuple(w.shape)
         state.trajectory_steps = []
+    state.trajectory.refresh = max(_TRAJECTORY_REFRESH, state.trajectory.kept // 8)
     payload = state.trajectory.update(w).to_payload()
     state.trajectory_steps.append(step)
     # the whole kept path on the current principal axes, so a view can redraw it consistently

@@ -1,0 +1,61 @@
+"""The slowdown meter: how much the background thread's CPU slows training, from the steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convscope.insitu._budget import SlowdownMeter
+
+
+def _steps(meter: SlowdownMeter, factor: float, n: int, *, seed: int = 0, noise: float = 0.0003) -> None:
+    """``n`` steps of 5 ms each (jittered), a quarter of them with background work slowing them by ``factor``."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        cpu = float(rng.uniform(0.0005, 0.004)) if rng.random() < 0.25 else 0.0
+        meter.add(0.005 + factor * cpu + float(rng.normal(0, noise)), cpu)
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.3, 1.0, 1.5, 2.5])
+def test_the_factor_is_found_from_jittered_steps(factor: float) -> None:
+    meter = SlowdownMeter()
+    _steps(meter, factor, 3000)
+    assert meter.factor == pytest.approx(factor, abs=0.08)
+
+
+def test_until_the_steps_tell_the_factor_is_the_prior() -> None:
+    meter = SlowdownMeter(prior=1.0)
+    assert meter.factor == 1.0
+    for _ in range(100):  # steps without any background work say nothing about the slope
+        meter.add(0.005, 0.0)
+    assert meter.factor == 1.0
+    # a few noisy steps move it only part of the way towards what they show
+    few = SlowdownMeter(prior=1.0)
+    _steps(few, 3.0, 12, noise=0.002)
+    assert 1.0 < few.factor < 3.0
+    many = SlowdownMeter(prior=1.0)
+    _steps(many, 3.0, 3000, noise=0.002)
+    assert abs(many.factor - 3.0) < abs(few.factor - 3.0)
+
+
+def test_a_negative_slope_counts_as_free_and_a_pinned_prior_never_moves() -> None:
+    meter = SlowdownMeter()
+    _steps(meter, -1.0, 3000)
+    assert meter.factor == 0.0
+    pinned = SlowdownMeter(prior=2.0, prior_sd=1e-9)
+    _steps(pinned, 0.0, 3000)
+    assert pinned.factor == pytest.approx(2.0, abs=1e-3)
+
+
+def test_long_pauses_between_steps_do_not_count_as_slowdown() -> None:
+    # an evaluation pass between two optimizer steps takes a second while the background
+    # thread catches up: those steps are left out instead of making the factor huge
+    meter = SlowdownMeter()
+    rng = np.random.default_rng(1)
+    for i in range(3000):
+        if i % 500 == 499:
+            meter.add(1.0, 0.05)
+        else:
+            cpu = float(rng.uniform(0.0005, 0.004)) if rng.random() < 0.25 else 0.0
+            meter.add(0.005 + 1.0 * cpu + float(rng.normal(0, 0.0003)), cpu)
+    assert meter.factor == pytest.approx(1.0, abs=0.08)

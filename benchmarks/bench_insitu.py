@@ -378,7 +378,7 @@ def main() -> None:
     parser.add_argument("--workload", choices=("lenet", "vgg", "both"), default="both")
     parser.add_argument("--device", default="cpu", help="where the model trains: cpu, cuda ...")
     parser.add_argument("--block", type=int, default=400, help="steps per turn in the one-process comparison (0: skip it)")
-    parser.add_argument("--pairs", type=int, default=12, help="pairs of turns in the one-process comparison")
+    parser.add_argument("--pairs", type=int, default=16, help="pairs of turns in the one-process comparison")
     parser.add_argument(
         "--configs", nargs="+", metavar="NAME",
         help="run only the configurations whose names contain one of these words (plain always runs)",

@@ -440,8 +440,8 @@ class Monitor:
         same steps, and counted in ``stats.deferred`` (and in a ``dropped`` frame with
         ``sink="budget"``):
 
-        * *cost*: what convscope has cost training may be at most ``budget`` times the wall time
-          watched, plus a small allowance. The hooks on the training thread cost their time; the
+        * *cost*: what convscope has cost training, with this recording at the mean cost so far,
+          may be at most ``budget`` times the wall time watched, plus a small allowance. The hooks on the training thread cost their time; the
           background thread costs its CPU times the slowdown the steps show for it
           (:class:`~convscope.insitu._budget.SlowdownMeter`: about 0 with a core of its own, 1
           or more when training's threads fill the cores; 1 until the steps tell).
@@ -459,11 +459,13 @@ class Monitor:
         if self._budget_step != step:
             while self._recordings and self._recordings[0] <= pipeline.stats.completed:
                 self._recordings.popleft()
-            # what the worker has used, and what the recordings it has not finished will use (at
-            # the mean so far): it gathers several before it starts on them
+            # what the worker has used, and what the recordings it has not finished and this one
+            # will use (at the mean so far): it gathers several before it starts on them, and a
+            # recording that would pass the budget is not started (a big model's recording can
+            # cost seconds)
             done = self.stats.recorded_steps - len(self._recordings)
             used = pipeline.worker_cpu()
-            pending = len(self._recordings) * pipeline.stats.cpu_seconds / max(1, done)
+            pending = (len(self._recordings) + 1) * pipeline.stats.cpu_seconds / max(1, done)
             spent = self.stats.seconds_in_step_hooks + self._meter.factor * (used + pending)
             allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
             self._budget_step = step

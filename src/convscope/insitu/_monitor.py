@@ -441,8 +441,9 @@ class Monitor:
         ``sink="budget"``):
 
         * *cost*: what convscope has cost training, with this recording at the mean cost so far,
-          may be at most ``budget`` times the wall time watched, plus a small allowance. The hooks on the training thread cost their time; the
-          background thread costs its CPU times the slowdown the steps show for it
+          may be at most ``budget`` times the wall time watched, plus a small allowance. The
+          hooks on the training thread cost their time; the background thread costs its CPU
+          times the slowdown the steps show for it
           (:class:`~convscope.insitu._budget.SlowdownMeter`: about 0 with a core of its own, 1
           or more when training's threads fill the cores; 1 until the steps tell).
         * *backlog*: a step is not recorded while the background thread still has two earlier

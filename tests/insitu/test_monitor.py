@@ -343,6 +343,30 @@ def test_the_budget_counts_the_background_cpu_by_the_slowdown_it_causes(digits, 
     assert recorded[5.0] < 30
 
 
+def test_the_budget_counts_the_recording_it_is_about_to_start(lenet, monkeypatch) -> None:
+    # One second watched at a budget of 0.5 allows 0.52 s (with the start allowance). The worker
+    # has used nothing yet, so only the next recording's cost, at the mean of the one finished
+    # (0.4 s or 0.6 s of CPU), decides: a recording that would pass the budget is not started.
+    import time
+
+    from convscope.insitu._budget import SlowdownMeter
+
+    decisions = {}
+    for mean_cpu in (0.4, 0.6):
+        mon = convscope.watch(lenet(), logdir=None, sinks=[MemorySink()], every=1, budget=0.5)
+        try:
+            mon._meter = SlowdownMeter(prior=1.0, prior_sd=1e-9)
+            monkeypatch.setattr(mon._pipeline, "worker_cpu", lambda: 0.0)
+            mon.stats.recorded_steps = 1
+            mon._pipeline.stats.cpu_seconds = mean_cpu
+            mon._t0 = time.perf_counter() - 1.0
+            decisions[mean_cpu] = mon._within_budget(2)
+        finally:
+            mon.close()
+    assert decisions == {0.4: True, 0.6: False}
+    assert mon.stats.deferred == 1
+
+
 def test_the_slowdown_is_measured_from_every_step_and_estimated_at_close(digits, lenet) -> None:
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)

@@ -136,7 +136,7 @@ def encode(frame: Frame, *, check: bool = True) -> bytes:
     offset = 0
     for a in arrays:
         specs.append({"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset})
-        offset += _pad8(a.nbytes)
+        offset += (a.nbytes + 7) & ~7
     header = {
         "run": frame.run,
         "step": int(frame.step),
@@ -146,14 +146,13 @@ def encode(frame: Frame, *, check: bool = True) -> bytes:
         "payload": payload,
         "arrays": specs,
     }
-    head = json.dumps(header, separators=(",", ":"), allow_nan=True).encode()
-    head += b" " * (_pad8(len(head)) - len(head))
-    parts = [_PREFIX.pack(MAGIC, VERSION, 0, len(head), 0, offset), head]
+    head = _JSON.encode(header).encode()
+    pad = -len(head) % 8
+    parts = [_PREFIX.pack(MAGIC, VERSION, 0, len(head) + pad, 0, offset), head, b" " * pad]
     for a in arrays:
-        raw = a.tobytes()
-        parts.append(raw)
-        if len(raw) % 8:
-            parts.append(b"\0" * (8 - len(raw) % 8))
+        parts.append(a.data if a.ndim else a.tobytes())  # the buffer itself: join copies it once
+        if a.nbytes % 8:
+            parts.append(_ZEROS[a.nbytes % 8])
     return b"".join(parts)
 
 
@@ -222,6 +221,9 @@ def to_jsonable(value: Any, *, max_array: int | None = None) -> Any:
 
 
 _PLAIN = frozenset((bool, int, float, str))
+#: one encoder for every header (``json.dumps`` with options builds a new one per call)
+_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
+_ZEROS = {k: b"\0" * (8 - k) for k in range(1, 8)}
 
 
 def _pad8(n: int) -> int:
@@ -240,37 +242,44 @@ def _iter_arrays(value: Any) -> Iterator[np.ndarray]:
 
 
 def _strip_arrays(value: Any, arrays: list[np.ndarray]) -> Any:
-    if value is None or type(value) in _PLAIN:  # most values: checked first, without isinstance's ABC walk
+    kind = type(value)
+    if value is None or kind in _PLAIN:  # most values: checked first, without isinstance's ABC walk
         return value
-    if isinstance(value, np.ndarray):
-        a = value
-        if a.dtype.byteorder == ">":
-            a = a.astype(a.dtype.newbyteorder("<"))
-        if a.dtype.str not in _DTYPES:
-            raise FrameError(f"arrays of dtype {a.dtype} cannot be encoded; use one of {sorted(_DTYPES)}")
-        if a.ndim > MAX_DIMS:
-            raise FrameError(f"arrays of more than {MAX_DIMS} dimensions cannot be encoded")
-        arrays.append(a if a.flags.c_contiguous else a.copy(order="C"))
-        return {"__array__": len(arrays) - 1}
-    if isinstance(value, Mapping):
+    if kind is np.ndarray:
+        return _strip_array(value, arrays)
+    if kind is dict or isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
-            if not isinstance(k, str):
-                raise FrameError(f"payload keys must be strings, got {k!r}")
-            if k == "__array__":
+            if type(k) is not str:
+                if not isinstance(k, str):
+                    raise FrameError(f"payload keys must be strings, got {k!r}")
+            elif k == "__array__":
                 raise FrameError("payload key '__array__' is reserved")
-            out[k] = _strip_arrays(v, arrays)
+            out[k] = v if v is None or type(v) in _PLAIN else _strip_arrays(v, arrays)
         return out
-    if isinstance(value, list | tuple):
-        return [_strip_arrays(v, arrays) for v in value]
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        return [v if v is None or type(v) in _PLAIN else _strip_arrays(v, arrays) for v in value]
+    if isinstance(value, np.ndarray):
+        return _strip_array(value, arrays)
     if isinstance(value, np.generic):
         return value.item()
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, bool | int | float | str):
         return value
     raise FrameError(
         f"payload value of type {type(value).__name__} cannot be encoded; "
         "use numpy arrays, numbers, strings, lists and dicts (convert torch tensors with .cpu().numpy())"
     )
+
+
+def _strip_array(a: np.ndarray, arrays: list[np.ndarray]) -> dict[str, int]:
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    if a.dtype.str not in _DTYPES:
+        raise FrameError(f"arrays of dtype {a.dtype} cannot be encoded; use one of {sorted(_DTYPES)}")
+    if a.ndim > MAX_DIMS:
+        raise FrameError(f"arrays of more than {MAX_DIMS} dimensions cannot be encoded")
+    arrays.append(a if a.flags.c_contiguous else a.copy(order="C"))
+    return {"__array__": len(arrays) - 1}
 
 
 def _decode_at(view: memoryview, pos: int, total: int, *, copy: bool) -> Frame:

@@ -211,24 +211,30 @@ def _matrix(corr: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pairs(matrix: np.ndarray, dead: np.ndarray, threshold: float) -> list[list[int]]:
-    """Connected components of the similar-pairs graph, by breadth-first search on boolean rows
-    (``O(F^2)`` vector work, a Python step per component level rather than per pair)."""
+    """Connected components of the similar-pairs graph: union-find over the pairs above the
+    diagonal (a handful of vector operations, then a Python step per similar pair)."""
     f = matrix.shape[0]
-    live = ~dead
-    similar = (matrix >= threshold) & live[:, None] & live[None, :]
-    np.fill_diagonal(similar, False)
-    roots = np.full(f, -1, dtype=np.int64)
-    for i in np.flatnonzero(similar.any(axis=1)).tolist():
-        if roots[i] >= 0:
-            continue
-        component = np.zeros(f, dtype=bool)
-        component[i] = True
-        frontier = component.copy()
-        while frontier.any():
-            frontier = similar[frontier].any(axis=0) & ~component
-            component |= frontier
-        roots[component] = i
-    return _components([int(r) if r >= 0 else -1 - i for i, r in enumerate(roots.tolist())])
+    similar = np.triu(matrix >= threshold, 1)
+    if dead.any():
+        live = ~dead
+        similar &= live[:, None] & live[None, :]
+    rows, cols = np.nonzero(similar)
+    parent = list(range(f))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
+        a, b = root(i), root(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    paired = np.zeros(f, dtype=bool)
+    paired[rows] = True
+    paired[cols] = True
+    return _components([root(i) if paired[i] else -1 - i for i in range(f)])
 
 
 def _hierarchical(matrix: np.ndarray, dead: np.ndarray, threshold: float, linkage: str) -> list[list[int]]:

@@ -107,7 +107,12 @@ def test_thinning_keeps_memory_bounded_and_points_evenly_spaced() -> None:
     np.testing.assert_allclose(point.explained_variance, full_ratio, atol=0.02)
 
 
-def test_refresh_decomposes_every_few_updates_and_projects_in_between() -> None:
+def test_refresh_decomposes_every_few_updates_and_projects_in_between(monkeypatch: pytest.MonkeyPatch) -> None:
+    # points that are neither kept nor decomposed take the short way: four inner products with
+    # the axes in weight space instead of one with every kept point; both are checked below
+    short = []
+    axis_dots = TrajectoryTracker._axis_dots
+    monkeypatch.setattr(TrajectoryTracker, "_axis_dots", lambda self, *a: short.append(1) or axis_dots(self, *a))
     walk = _walk((6, 2, 3, 3), 70, seed=2)
     exact = TrajectoryTracker(dims=[0, 1, 2], max_points=16)
     lazy = TrajectoryTracker(dims=[0, 1, 2], max_points=16, refresh=4)
@@ -144,6 +149,7 @@ def test_refresh_decomposes_every_few_updates_and_projects_in_between() -> None:
         previous = (steps, coords)
     # every 4th update, plus the updates where thinning changed the kept points
     assert 70 // 4 <= decompositions < 70 // 2
+    assert len(short) >= 20  # after the first thinning, most points between decompositions
     assert lazy.kept == exact.kept
     with pytest.raises(DataError, match="refresh"):
         TrajectoryTracker(refresh=0)

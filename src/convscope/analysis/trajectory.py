@@ -42,7 +42,10 @@ principal coordinates come from that decomposition (``U * sqrt(lambda)``), so no
 ``R`` updates (and right after thinning). In between, each new point is placed on the axes
 of the last decomposition from its inner products with the points that decomposition saw
 (``(b_i - m) . (x - m)`` needs only ``b_i . x``, the Gram row means and ``|m|^2``), which
-costs one pass over the kept points and no eigen-solver; its ``explained_variance`` is the
+costs one pass over the kept points and no eigen-solver. A point that is not kept either
+(once thinning has begun, most of them) needs even less: the axes, written once per
+decomposition as vectors of the (sketched) weights, give its coordinates from four inner
+products, so it never reads the kept points; its ``explained_variance`` is the
 last decomposition's. The axes then lag the trajectory by at most ``R - 1`` updates, and the
 projected path does not move between refreshes. The in situ monitor uses ``R = 4``.
 
@@ -226,7 +229,15 @@ class TrajectoryTracker:
         first = self._anchor is None
         v = embedded - (embedded if first else self._anchor)
         n = len(self._steps)
-        dots = self._dots(v, n)
+        step = self._count
+        axes = self._axes
+        if axes is not None and step % self._stride and self._since + 1 < self.refresh:
+            # neither kept nor a new decomposition: four inner products put the point on the
+            # last axes, where the path's inner products would read every kept point
+            dots = self._axis_dots(axes, v)
+        else:
+            axes = None
+            dots = self._dots(v, n)
         # NaN or Inf anywhere makes |v|^2 and |embedded|^2 (the first time) non-finite; so do
         # weights beyond 1e150, which no PCA in float64 survives either
         if not math.isfinite(dots[-1]) or (first and not math.isfinite(float(embedded @ embedded))):
@@ -239,8 +250,11 @@ class TrajectoryTracker:
             self._anchor = embedded
             self._points = torch.empty(self.max_points, embedded.numel(), dtype=embedded.dtype, device=embedded.device)
         dims = flat[index].to(torch.float32).cpu().numpy()
-        step = self._count
         self._count += 1
+        if axes is not None:
+            self._since += 1
+            pca, ratio = self._from_axis_dots(axes, dots)
+            return TrajectoryPoint(step=step, dims=dims, dim_index=self._index_host.copy(), pca=pca, explained_variance=ratio)
         assert self._points is not None
         thinned = False
         if step % self._stride == 0:
@@ -358,6 +372,25 @@ class TrajectoryTracker:
             out = torch.cat([self._points[:n] @ v, (v @ v).reshape(1)])
         return out.to("cpu", torch.float64).numpy()
 
+    def _axis_dots(self, axes: _Axes, v: torch.Tensor) -> np.ndarray:
+        """``v`` against the last axes in weight space (and the basis mean), then ``v . v``."""
+        if axes.space is None:  # once per decomposition: the axes as vectors of the (sketched) weights
+            assert self._points is not None
+            basis = self._points[: axes.kept]
+            if axes.extra is not None:
+                basis = torch.cat([basis, axes.extra.unsqueeze(0)])
+            weights = torch.from_numpy(axes.weights).to(basis.device, basis.dtype)
+            axes.space = torch.cat([weights.T @ basis, basis.mean(dim=0, keepdim=True)])
+        return torch.cat([axes.space @ v, (v @ v).reshape(1)]).to("cpu", torch.float64).numpy()
+
+    def _from_axis_dots(self, axes: _Axes, dots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_on_axes` for a point that is not kept, from :meth:`_axis_dots`: with ``d_i = b_i . x``,
+        ``sum_i w_ik (d_i - mean(d) - r_i + t) = (W^T B x)_k - (m . x) sum_i w_ik - sum_i w_ik (r_i - t)``."""
+        k = axes.weights.shape[1]
+        coords = np.full(3, np.nan)
+        coords[:k] = dots[:k] - dots[k] * axes.weights.sum(axis=0) - (axes.row_means - axes.mean_norm) @ axes.weights
+        return coords.astype(np.float32), axes.ratio.copy()
+
     def _thin(self) -> None:
         assert self._points is not None
         keep = list(range(0, len(self._steps), 2))
@@ -446,7 +479,7 @@ class TrajectoryTracker:
         return coords.astype(np.float32), axes.ratio.copy()
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Axes:
     """One decomposition of the trajectory, kept so later points can be put on its axes."""
 
@@ -456,6 +489,9 @@ class _Axes:
     mean_norm: float  # |mean of the basis|^2
     weights: np.ndarray  # basis x k: eigenvectors / sqrt(eigenvalues)
     ratio: np.ndarray  # explained-variance ratios of that decomposition
+    #: the axes (rows ``W^T B``) and the basis mean as vectors of the embedded weights, made
+    #: when a point first needs them (see ``TrajectoryTracker._axis_dots``)
+    space: torch.Tensor | None = None
 
 
 def warm_up() -> None:

@@ -33,7 +33,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from convscope.analysis._tensors import accumulator

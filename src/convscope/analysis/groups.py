@@ -214,10 +214,8 @@ def _pairs(matrix: np.ndarray, dead: np.ndarray, threshold: float) -> list[list[
     """Connected components of the similar-pairs graph: union-find over the pairs above the
     diagonal (a handful of vector operations, then a Python step per similar pair)."""
     f = matrix.shape[0]
-    similar = np.triu(matrix >= threshold, 1)
-    if dead.any():
-        live = ~dead
-        similar &= live[:, None] & live[None, :]
+    live = ~dead
+    similar = np.triu(matrix >= threshold, 1) & live[:, None] & live[None, :]
     rows, cols = np.nonzero(similar)
     parent = list(range(f))
 
@@ -231,10 +229,7 @@ def _pairs(matrix: np.ndarray, dead: np.ndarray, threshold: float) -> list[list[
         a, b = root(i), root(j)
         if a != b:
             parent[max(a, b)] = min(a, b)
-    paired = np.zeros(f, dtype=bool)
-    paired[rows] = True
-    paired[cols] = True
-    return _components([root(i) if paired[i] else -1 - i for i in range(f)])
+    return _components([root(i) for i in range(f)])  # a filter in no pair is its own root: dropped there
 
 
 def _hierarchical(matrix: np.ndarray, dead: np.ndarray, threshold: float, linkage: str) -> list[list[int]]:

@@ -136,7 +136,7 @@ def encode(frame: Frame, *, check: bool = True) -> bytes:
     offset = 0
     for a in arrays:
         specs.append({"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset})
-        offset += (a.nbytes + 7) & ~7
+        offset += _pad8(a.nbytes)
     header = {
         "run": frame.run,
         "step": int(frame.step),
@@ -147,7 +147,7 @@ def encode(frame: Frame, *, check: bool = True) -> bytes:
         "arrays": specs,
     }
     head = _JSON.encode(header).encode()
-    pad = -len(head) % 8
+    pad = _pad8(len(head)) - len(head)
     parts = [_PREFIX.pack(MAGIC, VERSION, 0, len(head) + pad, 0, offset), head, b" " * pad]
     for a in arrays:
         parts.append(a.data if a.ndim else a.tobytes())  # the buffer itself: join copies it once
@@ -245,22 +245,19 @@ def _strip_arrays(value: Any, arrays: list[np.ndarray]) -> Any:
     kind = type(value)
     if value is None or kind in _PLAIN:  # most values: checked first, without isinstance's ABC walk
         return value
-    if kind is np.ndarray:
+    if isinstance(value, np.ndarray):
         return _strip_array(value, arrays)
     if kind is dict or isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
-            if type(k) is not str:
-                if not isinstance(k, str):
-                    raise FrameError(f"payload keys must be strings, got {k!r}")
-            elif k == "__array__":
+            if not isinstance(k, str):
+                raise FrameError(f"payload keys must be strings, got {k!r}")
+            if k == "__array__":
                 raise FrameError("payload key '__array__' is reserved")
             out[k] = v if v is None or type(v) in _PLAIN else _strip_arrays(v, arrays)
         return out
-    if kind is list or kind is tuple or isinstance(value, list | tuple):
+    if isinstance(value, list | tuple):
         return [v if v is None or type(v) in _PLAIN else _strip_arrays(v, arrays) for v in value]
-    if isinstance(value, np.ndarray):
-        return _strip_array(value, arrays)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, bool | int | float | str):

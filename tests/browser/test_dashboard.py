@@ -138,8 +138,7 @@ def test_vgg16_conv1_feature_maps_stay_smooth(tmp_path: Path, page) -> None:
             page.eval_on_selector("#scrubber", f"(s) => {{ s.value = {step}; s.dispatchEvent(new Event('input')); }}")
             page.wait_for_timeout(600)
             times.append(page.evaluate("window.convscopeDashboard.images.lastDrawMs"))
-        grid = page.query_selector(VIEWS["images"]).bounding_box()
-        page.mouse.click(grid["x"] + 5, grid["y"] + 5)
+        page.locator(VIEWS["images"]).click(position={"x": 5, "y": 5})
         zoom = canvas_state(page, "#view-images canvas.zoom-canvas", stride=4)
         assert zoom["height"] >= 224 and zoom["colours"] > 10
         median = sorted(times)[len(times) // 2]

@@ -164,8 +164,9 @@ def test_freezing_filters_changes_later_layers_and_is_cleared(explorer, page) ->
     state = "window.convscopeExplorer.state()"
     before = page.evaluate(f"{state}.outputs.layers.map(l => [l.layer, l.stats.mean])")
     draws = _draws(page)
-    box = page.locator("#layer-maps").bounding_box()
-    page.mouse.click(box["x"] + 5, box["y"] + 5)  # the first map of conv1
+    # the first map of conv1 (a locator click waits until the canvas stops moving: the input's
+    # image and fit steps render after the maps and can shift the layout)
+    page.locator("#layer-maps").click(position={"x": 5, "y": 5})
     page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
     assert page.inner_text("#frozen-list") == "conv1: 0"
     assert session.model(ids["lenet"]).freeze == {"conv1": [0]}

@@ -5,7 +5,7 @@ VGG-16-sized first block (conv 3->64->64 on 224x224 RGB, batch 8, global pooling
 layer). For each, steps/s of: plain training; convscope.watch with every view every 10 steps
 and every step (into the run store), with its default overhead budget and without one
 (``budget=None``: every asked-for recording is made, whatever it costs), and once more without
-the background thread's batching (it gathers up to 0.5 s of recordings and works through them
+the background thread's batching (it gathers up to 2 s of recordings and works through them
 view by view; "one recording at a time" turns that off); TensorBoard's SummaryWriter with
 histograms of every parameter and gradient every 10 steps and every step (what people do today).
 Configurations are interleaved over rounds so machine noise hits them alike. Each run first
@@ -309,6 +309,7 @@ def bench_interleaved(block: int, pairs: int) -> str:
     data = _data("lenet")
     configs = {
         "convscope every=10": {"every": 10},
+        "convscope every=10, batching window 0.5 s": {"every": 10, "linger": 0.5},
         "convscope every=10, no budget": {"every": 10, "budget": None},
         "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "linger": 0.0},
         "tensorboard histograms every=10": "tensorboard",

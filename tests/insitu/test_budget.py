@@ -59,3 +59,4 @@ def test_long_pauses_between_steps_do_not_count_as_slowdown() -> None:
             cpu = float(rng.uniform(0.0005, 0.004)) if rng.random() < 0.25 else 0.0
             meter.add(0.005 + 1.0 * cpu + float(rng.normal(0, 0.0003)), cpu)
     assert meter.factor == pytest.approx(1.0, abs=0.08)
+    assert meter.outliers == 6 and meter.n == 3000 - 6

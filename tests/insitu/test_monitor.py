@@ -373,13 +373,15 @@ def test_the_slowdown_is_measured_from_every_step_and_estimated_at_close(digits,
     with convscope.watch(model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=2, budget=None) as mon:
         _train(model, opt, digits, 40, monitor=mon)
         assert mon._pipeline.worker_cpu() > 0  # read from this thread while the worker lives
-    assert mon._meter.n == 39  # one point per step after the first (a step is the time between two)
+    # one point per step after the first (a step is the time between two); a step that a busy
+    # machine made ten times longer than the others is left out
+    assert mon._meter.n + mon._meter.outliers == 39 and mon._meter.outliers <= 2
     assert mon.stats.slowdown_factor >= 0
     # the estimate counts at least the hooks' own time and at most everything convscope did
     hooks, cpu = mon.stats.seconds_in_step_hooks, mon.stats.analysis_cpu_seconds
     assert mon.stats.overhead_estimate > 0
     estimate_seconds = mon.stats.overhead_estimate * (mon._last_step[0] - mon._t0)
-    assert hooks * 0.9 <= estimate_seconds <= hooks + 10 * cpu
+    assert hooks * 0.9 <= estimate_seconds <= hooks + 10 * cpu, (hooks, cpu, estimate_seconds, mon.stats.slowdown_factor)
 
 
 def test_pause_stops_recording_and_the_budget_clock_until_resume(digits, lenet) -> None:

@@ -44,12 +44,15 @@ class SlowdownMeter:
         self.prior = prior
         self.prior_precision = 1.0 / prior_sd**2
         self.n = 0
+        #: steps left out as outliers
+        self.outliers = 0
         self._mx = self._my = 0.0
         self._cxx = self._cxy = self._cyy = 0.0
 
     def add(self, seconds: float, cpu: float) -> None:
         """One step: its wall seconds (the hooks' own time already taken off) and the background CPU in it."""
         if self.n >= 20 and seconds > self.OUTLIER * self._my:
+            self.outliers += 1
             return
         self.n += 1
         dx = cpu - self._mx

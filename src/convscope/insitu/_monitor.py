@@ -47,8 +47,11 @@ _ACTIVATION_VIEWS = ("distribution", "feature_maps", "correlation")
 _BUDGET_ALLOWANCE_S = 0.02
 #: seconds the background thread waits for more recordings to work through together (view by
 #: view, on warm caches); views lag by that much more. Per LeNet-5 recording (every=10, live):
-#: 0.2 s gathers about 4 and costs 3.8 ms of CPU, 0.5 s about 9 and 3.2 ms, 1 s 3.1 ms; one at a time, 5.6 ms
-_LINGER_S = 0.5
+#: 0.2 s gathers about 4 and costs 3.8 ms of CPU, 0.5 s about 9 and 3.2 ms, 1 s 3.1 ms; one at a
+#: time, 5.6 ms. Without a budget the batch fills (``linger_bytes``) within about a second; with
+#: the default budget, recordings are sparse, and 2 s rather than 0.5 s makes about a quarter more
+#: of them in the same overhead (benchmarks/bench_insitu.py, one-process table)
+_LINGER_S = 2.0
 
 
 @dataclass

@@ -270,6 +270,7 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; --list shows them")
     RESULTS.mkdir(exist_ok=True)
+    here = machine_details()  # before the runs write their outputs (which git would call uncommitted changes)
     for bench in BENCHES:
         if args.no_run or (args.only and bench.name not in args.only):
             continue
@@ -288,7 +289,7 @@ def main() -> None:
         intro = (f"Rebuilt from the kept outputs by `python benchmarks/report.py --no-run` on {dt.date.today().isoformat()}; "
                  "each section ends with the command, time and (since 2026-12-03) machine of its own run.\n\n")
     else:
-        machine = "\n".join(f"| {k} | {v} |" for k, v in machine_details())
+        machine = "\n".join(f"| {k} | {v} |" for k, v in here)
         mode = "quick settings" if args.quick else "full settings"
         ran = "every benchmark" if not args.only else ", ".join(args.only)
         intro = (

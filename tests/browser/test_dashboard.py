@@ -146,3 +146,34 @@ def test_vgg16_conv1_feature_maps_stay_smooth(tmp_path: Path, page) -> None:
         assert median < 1000
     finally:
         handle.stop()
+
+
+def test_the_dashboard_says_what_the_budget_left_out(tmp_path: Path, page) -> None:
+    # A budget far too small for every view at every step skips recording steps; the dashboard's
+    # note under the run's title says how many, beside what was asked for, so that no one reads
+    # the sparser views as the schedule. The count is the run's own (its last "dropped" frame).
+    from convscope.store import RunStore
+
+    torch.manual_seed(0)
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    with convscope.watch(net, optimizer=opt, logdir=tmp_path, run="tight-budget", every=1, budget=0.001) as mon:
+        for _ in range(40):
+            loss = net(torch.randn(16, 1, 28, 28)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert mon.stats.deferred > 0
+    reader = RunStore(tmp_path).open_run(mon.run_id)
+    skipped = max(f.payload["count"] for f in reader.frames(kind="dropped") if f.payload["sink"] == "budget")
+    assert skipped == mon.stats.deferred
+    handle = start_local_server(tmp_path)
+    try:
+        page.goto(handle.url + f"#/runs/{mon.run_id}")
+        page.wait_for_function("document.querySelector('#run-note')?.textContent.includes('budget')", timeout=20_000)
+        note = page.inner_text("#run-note")
+        assert f"{skipped} recording steps skipped to stay within the 0.1% overhead budget" in note, note
+        assert "weights, trajectory" in note and "every step;" in note and "feature_maps every 5 steps" in note, note
+        assert not page.errors
+    finally:
+        handle.stop()

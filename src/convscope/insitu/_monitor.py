@@ -635,6 +635,7 @@ class Monitor:
         return {
             "layers": list(self.layers),
             "every": dict(self.every),
+            "budget": self.budget,
             "probe": None if self.probe is None else list(self.probe.shape),
             "prune": None if self.prune is None else {k: v for k, v in vars(self.prune).items()},
             "world_size": self.world,

@@ -6,6 +6,7 @@ import { drawDistribution } from "../views/distribution";
 import { drawHealth } from "../views/health";
 import { drawHeatmap } from "../views/heatmap";
 import { ImagesView } from "../views/images";
+import { countDrops, runNote } from "../views/runNote";
 import { ScalarsView } from "../views/scalars";
 import { TrajectoryView } from "../views/trajectory";
 import { WeightGridView } from "../views/weightGrid";
@@ -70,6 +71,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   let current = 0;
   let follow = true;
   const perStep = new Map<string, Frame>();
+  const drops = new Map<string, number>(); // "dropped" frames: the count so far, by what dropped
   const health: Frame[] = [];
   let pending = false;
   // instrumentation for tests and benchmarks: time from a frame's creation to its drawing
@@ -136,15 +138,18 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     current = lastStep;
     layerSelect.innerHTML = details.layers.map((l) => `<option>${l}</option>`).join("");
     layer = details.layers[0] ?? "";
-    const thinned = Object.values(details.thinned).reduce((a, b) => a + b, 0);
-    const cfg = details.meta.config ?? {};
-    $("#run-note").textContent =
-      (cfg.every ? `recorded every ${JSON.stringify(cfg.every)} steps` : "") +
-      (thinned ? ` · ${thinned} older feature-map frames thinned to keep the run small` : "");
-    const timeline = await getFrames(run, { kind: ["scalar", "pruning", "gradient_health"], maxPoints: 3000 });
-    scalars.add(timeline);
+    const timeline = await getFrames(run, { kind: ["scalar", "pruning", "gradient_health", "dropped"], maxPoints: 3000 });
+    scalars.add(timeline.filter((f) => f.kind !== "dropped"));
     health.push(...timeline.filter((f) => f.kind === "gradient_health"));
+    for (const f of timeline) if (f.kind === "dropped") countDrops(drops, f.payload);
+    writeNote();
     await loadLayer();
+  }
+
+  function writeNote(): void {
+    if (!details) return;
+    const thinned = Object.values(details.thinned).reduce((a, b) => a + b, 0);
+    $("#run-note").textContent = runNote(details.meta.config ?? {}, drops, thinned);
   }
 
   function setStatus(status: string): void {
@@ -166,6 +171,10 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     lastStep = Math.max(lastStep, f.step);
     arrived.push(f.wall_time);
     if (f.kind === "scalar" || f.kind === "pruning") scalars.add([f]);
+    if (f.kind === "dropped") {
+      countDrops(drops, f.payload);
+      writeNote();
+    }
     if (f.kind === "gradient_health") health.push(f);
     if (f.layer === layer && f.kind === "trajectory") traj.add(f);
     if (follow && f.layer === layer && STEP_KINDS.includes(f.kind)) {

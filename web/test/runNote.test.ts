@@ -1,0 +1,29 @@
+// The dashboard's note under a run's title, from the run's config and its "dropped" frames.
+import { describe, expect, it } from "vitest";
+import { countDrops, runNote } from "../src/views/runNote";
+
+describe("run note", () => {
+  it("groups the views by how often they were asked for", () => {
+    const note = runNote({ every: { weights: 10, feature_maps: 50, gradients: 10 } }, new Map(), 0);
+    expect(note).toBe("asked for weights, gradients every 10 steps; feature_maps every 50 steps");
+    expect(runNote({ every: { weights: 1, feature_maps: 5 } }, new Map(), 0)).toBe("asked for weights every step; feature_maps every 5 steps");
+  });
+
+  it("says how many steps the budget skipped, from the newest running total", () => {
+    const drops = new Map<string, number>();
+    for (const count of [3, 9, 5]) countDrops(drops, { sink: "budget", count }); // thinned frames can arrive out of order
+    countDrops(drops, { sink: "queue", count: 2 });
+    const note = runNote({ every: { weights: 10 }, budget: 0.03 }, drops, 4);
+    expect(note).toBe(
+      "asked for weights every 10 steps · 9 recording steps skipped to stay within the 3% overhead budget · " +
+        "2 pieces of work dropped from a full queue · 4 older feature-map frames thinned to keep the run small",
+    );
+  });
+
+  it("says nothing it does not know", () => {
+    const drops = new Map<string, number>();
+    countDrops(drops, { sink: "budget", count: 1 });
+    expect(runNote({}, drops, 0)).toBe("1 recording step skipped to stay within the overhead budget");
+    expect(runNote({}, new Map(), 0)).toBe("");
+  });
+});

@@ -312,6 +312,11 @@ def bench_interleaved(block: int, pairs: int) -> str:
         "convscope every=10, batching window 0.5 s": {"every": 10, "linger": 0.5},
         "convscope every=10, no budget": {"every": 10, "budget": None},
         "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "linger": 0.0},
+        # what the views cost apart: the light ones, then the three costly analyses
+        "convscope every=10, no budget, weights, gradients, lr, images": {
+            "every": 10, "budget": None, "record": ["weights", "gradients", "lr", "feature_maps"]},
+        "convscope every=10, no budget, trajectory, distribution, correlation": {
+            "every": 10, "budget": None, "record": ["trajectory", "distribution", "correlation"]},
         "tensorboard histograms every=10": "tensorboard",
     }
     rows = []

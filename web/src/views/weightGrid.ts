@@ -34,7 +34,7 @@ export class WeightGridView extends ThreeView {
     const key = `${fs}x${cs}x${kh}x${kw}`;
     if (key !== this.shape) this.build(fs, cs, kh, kw, count);
     this.note.textContent =
-      `${F} filters x ${C} channels of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") + `, |w| max ${vmax.toPrecision(3)}`;
+      `${F} filter${F === 1 ? "" : "s"} x ${C} channel${C === 1 ? "" : "s"} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") + `, |w| max ${vmax.toPrecision(3)}`;
     const mesh = this.mesh!;
     const m = new THREE.Matrix4();
     const color = new THREE.Color();

@@ -203,6 +203,13 @@ def test_server_killed_mid_training_does_not_stop_training(tmp_path: Path) -> No
     served = RunStore(tmp_path / "server-runs").open_run("survivor")
     assert 1 <= served.info()["last_step"] < 40  # what reached the server before it died is intact
     assert served.info()["status"] == "failed"
+    # the frames the dead server never got are counted, and the run store says how many
+    http = next(s for s in mon._pipeline.sinks if s.name == "http")
+    assert http.dropped > 0 and http.pending == 0
+    reports = [f.payload["count"] for f in local.frames(kind="dropped") if f.payload["sink"] == "http"]
+    assert reports and max(reports) == http.dropped, (reports, http.dropped)
+    # every frame the store has, the http sink either sent or counted as dropped
+    assert http.sent + http.dropped >= mon.stats.frames
 
 
 def test_encode_is_what_travels() -> None:

@@ -77,7 +77,10 @@ class FramePipeline:
             between training steps, which evict the caches (measured on LeNet-5).
         linger_bytes: the worker stops lingering once the queued items hold this many bytes,
             and takes about this much into one batch: memory held back on purpose stays small.
-        on_dropped: builds a frame that reports drops (called on the worker thread).
+        on_dropped: builds a frame that reports drops: ``on_dropped(count)`` for work items
+            dropped from the queue, ``on_dropped(count, sink=name)`` for frames a sink says it
+            dropped (its ``dropped`` attribute, as :class:`~convscope.sinks.http.HttpSink` keeps
+            it), which goes to the other sinks.
     """
 
     def __init__(
@@ -90,7 +93,7 @@ class FramePipeline:
         nice: int = 0,
         linger: float = 0.0,
         linger_bytes: int = 16 << 20,
-        on_dropped: Callable[[int], Frame | None] | None = None,
+        on_dropped: Callable[..., Frame | None] | None = None,
     ) -> None:
         self.sinks = list(sinks)
         self.maxsize = maxsize
@@ -110,6 +113,7 @@ class FramePipeline:
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
         self._reported_drops = 0
+        self._sink_drops: dict[int, int] = {}  # each sink's dropped count as last reported, by id()
         self._busy = False
         self._hurry = 0  # drain() calls waiting: no lingering while any is
         self._cpu_clock: tuple[int, float] | None = None  # the worker's CPU clock and its reading at start
@@ -152,7 +156,13 @@ class FramePipeline:
         self._report_drops()
         for sink in self.sinks:
             self._guard(sink, lambda s=sink: s.flush())
+        # the last sinks close first, and what each dropped on closing (frames a dead server
+        # never got) is reported to those still open: the run store comes first and closes last
+        still_open = list(self.sinks)
+        for sink in reversed(self.sinks):
+            self._report_sink_drops(still_open)
             self._guard(sink, lambda s=sink: s.close(status=status))
+            still_open.remove(sink)
 
     def drain(self, *, timeout: float = 10.0) -> bool:
         """Wait until the queue is empty and the worker idle; False if it timed out."""
@@ -233,6 +243,7 @@ class FramePipeline:
                     self._report_drops()
                     for sink in self.sinks:
                         self._guard(sink, lambda s=sink: s.flush())
+                    self._report_sink_drops(self.sinks)
                     last_flush = time.monotonic()
             finally:
                 self.stats.cpu_seconds = time.thread_time() - cpu_start
@@ -316,6 +327,25 @@ class FramePipeline:
         if frame is not None:
             for sink in self.sinks:
                 self._guard(sink, lambda s=sink: s.write(frame))
+
+    def _report_sink_drops(self, to: Sequence[Sink]) -> None:
+        """A ``dropped`` frame, to the other sinks in ``to``, for each sink whose own count of
+        dropped frames has grown since the last report."""
+        if self._on_dropped is None:
+            return
+        for sink in self.sinks:
+            count = getattr(sink, "dropped", None)
+            if isinstance(count, bool) or not isinstance(count, int) or count <= self._sink_drops.get(id(sink), 0):
+                continue
+            self._sink_drops[id(sink)] = count
+            try:
+                frame = self._on_dropped(count, sink=getattr(sink, "name", type(sink).__name__))
+            except Exception:  # noqa: BLE001  (a report must never stop the frames)
+                continue
+            if frame is not None:
+                for other in to:
+                    if other is not sink:
+                        self._guard(other, lambda s=other, f=frame: s.write(f))
 
     def _guard(self, sink: Sink, action: Callable[[], object]) -> None:
         try:

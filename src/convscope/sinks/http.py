@@ -46,6 +46,8 @@ class HttpSink(Sink):
     * after a failure the sink waits (0.5 s, doubling up to 30 s) before it tries again;
     * batches stay under the server's size limit (it sends it when the run is created; a 413
       splits the batch); a single frame over the limit is dropped and counted;
+    * frames still unsent when ``close()`` gives up are dropped and counted too (the monitor
+      reports the count to its other sinks, such as the run store, as a ``dropped`` frame);
     * a server that restarted and forgot the run (404) gets a new run, named alike;
     * while idle it sends an empty batch every ``heartbeat`` seconds, so the run stays
       ``live`` on the server (a run silent for 30 s is shown as crashed).
@@ -225,6 +227,10 @@ class HttpSink(Sink):
                 if self._buffer or self.run_id is None:
                     self.flush(budget=timeout)
             finally:
+                if self._buffer:  # the server never got these: they are lost, and counted
+                    self.dropped += len(self._buffer)
+                    self._buffer.clear()
+                    self._size = 0
                 if self.run_id is not None:
                     status = status if status in ("finished", "failed") else "failed"
                     try:

@@ -28,7 +28,6 @@ Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload le
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import tempfile
@@ -87,20 +86,6 @@ def _log_tensorboard(writer, model, loss, step, every):
             writer.add_histogram(name + ".grad", p.grad, step)
 
 
-@contextlib.contextmanager
-def _linger(seconds):
-    """The background thread's batching (a private setting) for monitors started inside; None: the default."""
-    from convscope.insitu import _monitor
-
-    saved = _monitor._LINGER_S
-    if seconds is not None:
-        _monitor._LINGER_S = seconds
-    try:
-        yield
-    finally:
-        _monitor._LINGER_S = saved
-
-
 def _loop(model, opt, data, steps, *, after=None):
     """Train ``warmup + steps`` steps; return the seconds of the timed ``steps``."""
     warmup = WORKLOAD["warmup"]
@@ -140,9 +125,10 @@ def _watch(every, *, store, budget="default", nice=None, linger=None):
             kwargs["budget"] = budget
         if nice is not None:
             kwargs["worker_nice"] = nice
+        if linger is not None:
+            kwargs["batch_window"] = linger
         begin = time.perf_counter()
-        with _linger(linger):
-            mon = convscope.watch(model, optimizer=opt, every=every, **kwargs)
+        mon = convscope.watch(model, optimizer=opt, every=every, **kwargs)
         seconds = _loop(model, opt, data, steps, after=lambda s, m, loss: mon.log(loss=loss))
         startup = time.perf_counter() - begin - seconds
         t = time.perf_counter()
@@ -309,9 +295,9 @@ def bench_interleaved(block: int, pairs: int) -> str:
     data = _data("lenet")
     configs = {
         "convscope every=10": {"every": 10},
-        "convscope every=10, batching window 0.5 s": {"every": 10, "linger": 0.5},
+        "convscope every=10, batching window 0.5 s": {"every": 10, "batch_window": 0.5},
         "convscope every=10, no budget": {"every": 10, "budget": None},
-        "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "linger": 0.0},
+        "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "batch_window": 0.0},
         # what the views cost apart: the light ones, then the three costly analyses
         "convscope every=10, no budget, weights, gradients, lr, images": {
             "every": 10, "budget": None, "record": ["weights", "gradients", "lr", "feature_maps"]},
@@ -325,9 +311,7 @@ def bench_interleaved(block: int, pairs: int) -> str:
             if config == "tensorboard":
                 training = _Blocks(data, tensorboard=tmp)
             else:
-                options = dict(config)
-                with _linger(options.pop("linger", None)):
-                    training = _Blocks(data, watch={"logdir": tmp, **options})
+                training = _Blocks(data, watch={"logdir": tmp, **config})
             training.run(50, watched=False)
             training.run(50)  # first calls, imports, the graph: not timed
             cpu0 = training.cpu()

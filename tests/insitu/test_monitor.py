@@ -442,3 +442,20 @@ def test_start_pays_the_eigen_solver_import_before_training(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_the_batching_window_is_an_option(digits, lenet) -> None:
+    # batch_window= sets how long the background thread gathers recordings (default 2 s; the
+    # gathering itself is tested in test_pipeline.py); 0 analyses each recording at once
+    with convscope.watch(lenet(), logdir=None, sinks=[MemorySink()]) as mon:
+        assert mon._pipeline.linger == 2.0
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sink = MemorySink()
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=None, batch_window=0) as mon:
+        assert mon._pipeline.linger == 0.0
+        _train(model, opt, digits, 10, monitor=mon)
+    assert [f.step for f in sink.select(kind="distribution", layer="conv1")] == [5, 10]
+    for bad in (-1, 61, "2", True):
+        with pytest.raises(DataError, match="batch_window"):
+            convscope.watch(lenet(), logdir=None, batch_window=bad)

@@ -46,11 +46,12 @@ _ACTIVATION_VIEWS = ("distribution", "feature_maps", "correlation")
 #: CPU seconds the overhead budget lends at the start, so the first recordings are never skipped
 _BUDGET_ALLOWANCE_S = 0.02
 #: the default ``batch_window``: seconds the background thread waits for more recordings to work
-#: through together (view by view, on warm caches); views lag by that much more. Per LeNet-5 recording (every=10, live):
-#: 0.2 s gathers about 4 and costs 3.8 ms of CPU, 0.5 s about 9 and 3.2 ms, 1 s 3.1 ms; one at a
-#: time, 5.6 ms. Without a budget the batch fills (``linger_bytes``) within about a second; with
-#: the default budget, recordings are sparse, and 2 s rather than 0.5 s makes about a quarter more
-#: of them in the same overhead (benchmarks/bench_insitu.py, one-process table)
+#: through together (view by view, on warm caches); views lag by that much more. Per LeNet-5
+#: recording (every=10, live): 0.2 s gathers about 4 and costs 3.8 ms of CPU, 0.5 s about 9 and
+#: 3.2 ms, 1 s 3.1 ms; one at a time, 5.6 ms. Without a budget the batch fills (``linger_bytes``)
+#: within about a second; with the default budget, recordings are sparse, and 2 s rather than
+#: 0.5 s makes a quarter to three quarters more of them in the same overhead
+#: (benchmarks/bench_insitu.py, one-process table)
 _BATCH_WINDOW_S = 2.0
 
 
@@ -756,7 +757,8 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         batch_window: seconds the background thread waits for more recordings before it works
             through them together, view by view on warm caches (default 2; at most 16 MB of
             snapshots are held back). That costs about 40% less CPU per recording than one at a
-            time on a small model, and under the budget makes about a quarter more recordings;
+            time on a small model, and under the budget makes a quarter to three quarters more
+            recordings than 0.5 s;
             live views then trail training by up to about that long. 0 analyses each recording
             at once.
         budget: the overhead budget, the share of training's wall time that convscope may cost

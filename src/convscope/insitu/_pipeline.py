@@ -153,14 +153,13 @@ class FramePipeline:
                 self.stats.dropped += len(self._queue)
                 self._queue.clear()
                 self._bytes = 0
-        self._report_drops()
         for sink in self.sinks:
             self._guard(sink, lambda s=sink: s.flush())
         # the last sinks close first, and what each dropped on closing (frames a dead server
         # never got) is reported to those still open: the run store comes first and closes last
         still_open = list(self.sinks)
         for sink in reversed(self.sinks):
-            self._report_sink_drops(still_open)
+            self._report_drops(still_open)
             self._guard(sink, lambda s=sink: s.close(status=status))
             still_open.remove(sink)
 
@@ -240,10 +239,9 @@ class FramePipeline:
                     self._deliver(item)
                     self.stats.cpu_seconds = time.thread_time() - cpu_start
                 if time.monotonic() - last_flush >= self.flush_interval:
-                    self._report_drops()
                     for sink in self.sinks:
                         self._guard(sink, lambda s=sink: s.flush())
-                    self._report_sink_drops(self.sinks)
+                    self._report_drops(self.sinks)
                     last_flush = time.monotonic()
             finally:
                 self.stats.cpu_seconds = time.thread_time() - cpu_start
@@ -318,33 +316,30 @@ class FramePipeline:
                 self._guard(sink, lambda s=sink, f=frame: s.write(f))
         self.stats.delivered += 1
 
-    def _report_drops(self) -> None:
-        new = self.stats.dropped - self._reported_drops
-        if new <= 0 or self._on_dropped is None:
-            return
-        self._reported_drops = self.stats.dropped
-        frame = self._on_dropped(self.stats.dropped)
-        if frame is not None:
-            for sink in self.sinks:
-                self._guard(sink, lambda s=sink: s.write(frame))
-
-    def _report_sink_drops(self, to: Sequence[Sink]) -> None:
-        """A ``dropped`` frame, to the other sinks in ``to``, for each sink whose own count of
-        dropped frames has grown since the last report."""
+    def _report_drops(self, to: Sequence[Sink]) -> None:
+        """``dropped`` frames for what was lost since the last report, written to the sinks in
+        ``to``: the queue's dropped work items (to all of them), and each sink's own count of
+        dropped frames where it keeps one (to the others)."""
         if self._on_dropped is None:
             return
+        reports: list[tuple[Sink | None, int, dict[str, str]]] = []
+        if self.stats.dropped > self._reported_drops:
+            self._reported_drops = self.stats.dropped
+            reports.append((None, self.stats.dropped, {}))
         for sink in self.sinks:
             count = getattr(sink, "dropped", None)
             if isinstance(count, bool) or not isinstance(count, int) or count <= self._sink_drops.get(id(sink), 0):
                 continue
             self._sink_drops[id(sink)] = count
+            reports.append((sink, count, {"sink": getattr(sink, "name", type(sink).__name__)}))
+        for source, count, named in reports:
             try:
-                frame = self._on_dropped(count, sink=getattr(sink, "name", type(sink).__name__))
+                frame = self._on_dropped(count, **named)
             except Exception:  # noqa: BLE001  (a report must never stop the frames)
                 continue
             if frame is not None:
                 for other in to:
-                    if other is not sink:
+                    if other is not source:
                         self._guard(other, lambda s=other, f=frame: s.write(f))
 
     def _guard(self, sink: Sink, action: Callable[[], object]) -> None:

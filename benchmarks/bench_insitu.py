@@ -113,7 +113,7 @@ def run_plain(data, steps, _tmp):
     return seconds, {"startup": time.perf_counter() - begin - seconds}
 
 
-def _watch(every, *, store, budget="default", nice=None, linger=None):
+def _watch(every, *, store, budget="default", nice=None, batch_window=None):
     def run(data, steps, tmp):
         model, opt = _setup()
         kwargs = {"logdir": tmp if store else None}
@@ -125,8 +125,8 @@ def _watch(every, *, store, budget="default", nice=None, linger=None):
             kwargs["budget"] = budget
         if nice is not None:
             kwargs["worker_nice"] = nice
-        if linger is not None:
-            kwargs["batch_window"] = linger
+        if batch_window is not None:
+            kwargs["batch_window"] = batch_window
         begin = time.perf_counter()
         mon = convscope.watch(model, optimizer=opt, every=every, **kwargs)
         seconds = _loop(model, opt, data, steps, after=lambda s, m, loss: mon.log(loss=loss))
@@ -167,7 +167,7 @@ CONFIGS = {
     "convscope every=10": _watch(10, store=True),
     "convscope every=10, worker_nice=19": _watch(10, store=True, nice=19),
     "convscope every=10, no budget": _watch(10, store=True, budget=None),
-    "convscope every=10, no budget, one recording at a time": _watch(10, store=True, budget=None, linger=0.0),
+    "convscope every=10, no budget, one recording at a time": _watch(10, store=True, budget=None, batch_window=0.0),
     "tensorboard histograms every=10": _tensorboard(10),
     "convscope every=1": _watch(1, store=True),
     "convscope every=1, no budget": _watch(1, store=True, budget=None),

@@ -116,11 +116,11 @@ def _git(*args: str) -> str:
         return ""
 
 
-def run(bench: Bench, quick: bool) -> str:
+def run(bench: Bench, quick: bool, details: dict[str, str]) -> str:
+    """Run one benchmark; its Markdown output with a footer: command, time, and ``details`` (the machine)."""
     args = bench.quick if quick else bench.full
     cmd = [sys.executable, str(HERE / bench.script), *args]
     print(f"== {bench.name}: {' '.join(cmd[1:])}", flush=True)
-    details = dict(machine_details())  # before the run: its outputs would count as uncommitted changes
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=HERE.parent, capture_output=True, text=True)
     took = time.perf_counter() - start
@@ -274,7 +274,7 @@ def main() -> None:
     for bench in BENCHES:
         if args.no_run or (args.only and bench.name not in args.only):
             continue
-        (RESULTS / f"{bench.name}.md").write_text(run(bench, args.quick))
+        (RESULTS / f"{bench.name}.md").write_text(run(bench, args.quick, dict(here)))
 
     sections, toc = [], []
     for bench in BENCHES:

@@ -124,3 +124,39 @@ def test_distribution_and_correlation_together_equal_each_alone(monkeypatch: pyt
         feature_distribution_and_correlation(torch.full((2, 3, 4, 4), float("nan")))
     with pytest.raises(DataError, match="bins"):
         feature_distribution_and_correlation(maps, bins=0)
+
+
+def test_many_recordings_at_once_equal_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from convscope.analysis import feature_distribution_and_correlation, feature_distributions_and_correlations
+
+    gen = torch.Generator().manual_seed(7)
+    maps = [torch.randn(4, 6, 9, 9, generator=gen).relu_() for _ in range(5)]
+    maps[1][:, 3] = 0.0  # a dead filter in one recording only
+    maps[2][:, 5] = 3 * maps[2][:, 0] - 1  # correlation 1 in another
+    maps.insert(3, torch.randn(4, 5, 9, 9, generator=gen))  # a pruned layer: another shape between
+    monkeypatch.setattr(distribution_module, "_STACK_VALUES", 3 * maps[0].numel())  # stacks of three at most
+    got = feature_distributions_and_correlations(maps, bins=10)
+    assert len(got) == len(maps)
+    for m, (d, r) in zip(maps, got, strict=True):
+        alone_d, alone_r = feature_distribution_and_correlation(m, bins=10)
+        assert d.counts.device.type == "cpu" and d.counts.dtype == torch.float32
+        for key in ("counts", "min", "max", "constant"):
+            assert torch.equal(getattr(d, key), getattr(alone_d, key)), key
+        torch.testing.assert_close(d.mean, alone_d.mean)
+        torch.testing.assert_close(d.std, alone_d.std)
+        assert torch.equal(r.dead, alone_r.dead)
+        torch.testing.assert_close(r.matrix, alone_r.matrix, atol=1e-6, rtol=0)
+        _check_payload_equal(d.to_payload(), alone_d.to_payload())
+    assert got[1][1].dead.tolist() == [False] * 3 + [True] + [False] * 2
+    assert float(got[2][1].matrix[0, 5]) == pytest.approx(1.0, abs=1e-5)
+    # NaN in one recording: the clear error of that recording
+    bad = [maps[0], torch.full_like(maps[0], float("nan"))]
+    with pytest.raises(DataError, match="NaN or Inf"):
+        feature_distributions_and_correlations(bad)
+    assert feature_distributions_and_correlations([]) == []
+
+
+def _check_payload_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-6, atol=0)

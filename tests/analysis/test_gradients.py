@@ -183,3 +183,40 @@ def test_thresholds_payload_and_errors() -> None:
         tracker.update("a", g, w, step=5)
     tracker.reset("a")
     assert tracker.history("a") == []
+
+
+def test_checks_measured_together_equal_checks_one_by_one(digits) -> None:
+    # the in situ monitor measures a batch of recordings at once (update_many) and gives the
+    # distribution's per-channel maxima instead of the maps: the same results as one by one
+    torch.manual_seed(0)
+    net = create_model("lenet5-simplified")
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    acts: dict[str, torch.Tensor] = {}
+    net.relu1.register_forward_hook(lambda _m, _i, o: acts.__setitem__("conv1", o.detach().clone()))
+    x, y = digits
+    checks = []
+    for step in range(6):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x[step * 32 : (step + 1) * 32]), y[step * 32 : (step + 1) * 32]).backward()
+        before = net.conv1.weight.detach().clone()
+        if step == 3:
+            net.conv1.weight.grad[0, 0, 0, 0] = float("nan")  # one check with a NaN gradient
+        opt.step()
+        checks.append({"grad": net.conv1.weight.grad.clone(), "weight": net.conv1.weight.detach().clone(), "step": step,
+                       "previous_weight": before, "activations": acts["conv1"], "lr": 0.05})
+    one_by_one, together = GradientHealthTracker(patience=2), GradientHealthTracker(patience=2)
+    expected = [one_by_one.update("conv1", **c) for c in checks]
+    maxima = [{**c, "activations": None, "channel_max": c["activations"].amax(dim=(0, 2, 3))} for c in checks]
+    got = together.update_many("conv1", maxima)
+    assert [h.status for h in got] == [h.status for h in expected] and got[3].status == "nonfinite"
+    for a, b in zip(got, expected, strict=True):
+        assert a.nonfinite == b.nonfinite and a.reasons == b.reasons and a.raw_status == b.raw_status
+        for key in ("grad_norm", "update_ratio", "zero_fraction", "dead_fraction"):
+            assert getattr(a, key) == pytest.approx(getattr(b, key), rel=1e-6), key
+    assert together.history("conv1") == one_by_one.history("conv1")
+    # without previous weights the tracker measures against the last check's weights, within a batch too
+    plain = GradientHealthTracker()
+    seq = [plain.update("conv1", c["grad"], c["weight"], step=c["step"]) for c in checks[:3]]
+    batch = GradientHealthTracker().update_many("conv1", [{"grad": c["grad"], "weight": c["weight"], "step": c["step"]} for c in checks[:3]])
+    assert [h.update_ratio for h in batch][1:] == pytest.approx([h.update_ratio for h in seq][1:], rel=1e-6)
+    assert math.isnan(batch[0].update_ratio) and math.isnan(seq[0].update_ratio)

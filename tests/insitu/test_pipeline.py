@@ -182,3 +182,40 @@ def _wait_for(condition, timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.002)
     return True
+
+
+def test_items_of_one_group_run_together_in_order_and_a_failing_group_runs_them_alone() -> None:
+    from convscope.insitu._pipeline import GroupItem
+
+    calls: list[list[object]] = []
+
+    def run(args: list[object]) -> list[list[object]]:
+        calls.append(list(args))
+        if "bad" in args:
+            raise ValueError("bad recording")
+        return [[f"{a}!"] for a in args]
+
+    sink = ListSink()
+    p = FramePipeline([sink], linger=5.0)
+    p.start()
+    for rec in range(3):  # two layers' items of one view, interleaved, and a plain item of another
+        p.submit(GroupItem("conv1", run, f"a{rec}"), key=2)
+        p.submit(GroupItem("conv2", run, f"b{rec}"), key=2)
+        p.submit(lambda rec=rec: [f"plain{rec}"], key=1)
+    assert p.drain(timeout=2.0)
+    # one call per group, in submission order within it; the view of key 1 first
+    assert calls == [["a0", "a1", "a2"], ["b0", "b1", "b2"]]
+    assert sink.frames == ["plain0", "plain1", "plain2", "a0!", "a1!", "a2!", "b0!", "b1!", "b2!"]
+
+    calls.clear()
+    for name in ("c0", "bad", "c2"):
+        p.submit(GroupItem("conv3", run, name), key=2)
+    with pytest.warns(RuntimeWarning, match="could not build frames"):
+        assert p.drain(timeout=2.0)
+    # the group failed together, then each item ran alone: only the bad one is lost, and counted
+    assert calls == [["c0", "bad", "c2"], ["c0"], ["bad"], ["c2"]]
+    assert sink.frames[-2:] == ["c0!", "c2!"]
+    assert p.stats.sink_failures["analysis"] == 1 and p.stats.delivered == 12
+    # alone (no lingering), an item runs its own arguments
+    assert GroupItem("x", run, "solo")() == ["solo!"]
+    p.close()

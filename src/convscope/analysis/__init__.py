@@ -10,7 +10,12 @@ from __future__ import annotations
 from convscope.analysis.attacks import ATTACKS, AdversarialResult, list_attacks, perturb
 from convscope.analysis.compare import LayerDifference, PairComparison, compare_pair
 from convscope.analysis.correlation import CorrelationResult, feature_correlation
-from convscope.analysis.distribution import Distribution, feature_distribution, feature_distribution_and_correlation
+from convscope.analysis.distribution import (
+    Distribution,
+    feature_distribution,
+    feature_distribution_and_correlation,
+    feature_distributions_and_correlations,
+)
 from convscope.analysis.gradients import (
     STATUSES,
     GradientHealth,
@@ -46,6 +51,7 @@ __all__ = [
     "feature_correlation",
     "feature_distribution",
     "feature_distribution_and_correlation",
+    "feature_distributions_and_correlations",
     "feature_images",
     "filter_groups",
     "gradient_health",

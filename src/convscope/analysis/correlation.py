@@ -28,7 +28,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,18 +138,19 @@ def feature_correlation(
         peak = x.abs().amax(dim=(0, 2)).to(torch.float64)
         x = (x.to(torch.float64) / torch.where(peak > 0, peak, torch.ones_like(peak)).view(1, f, 1)).to(x.dtype)
         gram, dead, acc = _gram(x, f, m, cols, sums, acc)
-    return _pearson(gram, dead)
+    return CorrelationResult(*_pearson(gram, dead))
 
 
-def _pearson(gram: torch.Tensor, dead: torch.Tensor) -> CorrelationResult:
-    """Correlations from the centred Gram matrix (overwritten) and the constant filters (``dead``,
-    overwritten). Few operations on purpose: the in situ monitor runs this on every recording."""
-    var = gram.diagonal()
+def _pearson(gram: torch.Tensor, dead: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Correlations (float32) and dead filters from centred Gram matrices (``... x F x F``,
+    overwritten) and the constant filters (``... x F``, overwritten): one layer's, or a stack of
+    several recordings'. Few operations on purpose: the in situ monitor runs this on every recording."""
+    var = gram.diagonal(dim1=-2, dim2=-1)
     live = (var > 0).logical_and_(dead.logical_not_())
     scale = torch.where(live, var.rsqrt(), 0.0)  # dead filters' rows and columns become 0
-    corr = gram.mul_(torch.outer(scale, scale)).clamp_(-1.0, 1.0)
-    corr.diagonal().copy_(live)
-    return CorrelationResult(matrix=corr.to(torch.float32), dead=live.logical_not_())
+    corr = gram.mul_(scale.unsqueeze(-1) * scale.unsqueeze(-2)).clamp_(-1.0, 1.0)
+    corr.diagonal(dim1=-2, dim2=-1).copy_(live)
+    return corr.to(torch.float32), live.logical_not_()
 
 
 def _gram(
@@ -158,8 +159,8 @@ def _gram(
     blocks = list(_blocks(x, cols))  # views
     if len(blocks) == 1:  # the whole maps in one chunk: one centred copy
         work = torch.promote_types(x.dtype, acc)
-        c, lo, hi, _mean = _centred(x, work)
-        return c @ c.T, lo == hi, work
+        c, lo, hi, _mean = _centred([x], work)
+        return c[0] @ c[0].T, lo[0] == hi[0], work
     gram, dead = _gram_streamed(x, blocks, f, m, sums, acc)
     return gram, dead, acc
 
@@ -199,28 +200,35 @@ def _gram_streamed(
     return gram, dead
 
 
-def _centred(x: torch.Tensor, dtype: torch.dtype, what: str = "a correlation") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``F x values`` copy of ``N x F x S`` maps in ``dtype``, each filter's mean taken off, with
-    each filter's minimum, maximum and mean (float64, float32 on MPS): the one pass over small
-    maps that the correlation and the distribution (:mod:`convscope.analysis.distribution`) share.
+def _centred(
+    xs: Sequence[torch.Tensor], dtype: torch.dtype, what: str = "a correlation"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``R x F x values`` copy of ``R`` maps of one shape (each ``N x F x S``) in ``dtype``, each
+    filter's mean taken off, with each filter's minimum, maximum and mean (``R x F``; the means
+    in float64, float32 on MPS): the one pass over small maps that the correlation and the
+    distribution (:mod:`convscope.analysis.distribution`) share. ``R`` is 1 for one layer's maps,
+    more for several recordings of one layer worked through at once.
 
-    Few operations on purpose: the in situ monitor runs this on every recording, and there the
-    count of operations (each with cold caches after a training step) costs more than the data.
-    NaN or Inf raise a :class:`DataError` saying that ``what`` is undefined.
+    Few operations on purpose, and the same count for any ``R``: the in situ monitor runs this on
+    every recording, and there the count of operations (each with cold caches after a training
+    step) costs more than the data. NaN or Inf raise a :class:`DataError` saying that ``what``
+    is undefined.
     """
-    n, f, s = x.shape
-    c = torch.empty((f, n, s), dtype=dtype, device=x.device)
-    c.copy_(x.transpose(0, 1))  # transposed (and widened) in one pass; worked on in place below
-    c = c.view(f, n * s)
-    lo, hi = c.amin(dim=1), c.amax(dim=1)  # (aminmax along a dim is ~10x slower on CPU)
-    wide = accumulator(x.device)
-    total = c.sum(dim=1).to(wide)  # (4x faster than summing into float64 directly)
+    n, f, s = xs[0].shape
+    c = torch.empty((len(xs), f, n, s), dtype=dtype, device=xs[0].device)
+    for i, x in enumerate(xs):
+        c[i].copy_(x.transpose(0, 1))  # transposed (and widened) in one pass; worked on in place below
+    c = c.view(len(xs), f, n * s)
+    lo, hi = c.amin(dim=2), c.amax(dim=2)  # (aminmax along a dim is ~10x slower on CPU)
+    wide = accumulator(c.device)
+    total = c.sum(dim=2).to(wide)  # (4x faster than summing into float64 directly)
     # NaN or Inf anywhere makes the sums non-finite; so can huge finite values, summed again wider
     if not math.isfinite(float(total.sum())):
-        _check_finite(lo, hi, what)
-        total = c.sum(dim=1, dtype=wide)
+        for r in range(len(xs)):
+            _check_finite(lo[r], hi[r], what)
+        total = c.sum(dim=2, dtype=wide)
     mean = total / (n * s)
-    c -= mean.to(dtype).unsqueeze(1)
+    c -= mean.to(dtype).unsqueeze(2)
     return c, lo, hi, mean
 
 

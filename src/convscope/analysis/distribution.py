@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,11 @@ from convscope.analysis._tensors import accumulator
 from convscope.analysis.correlation import CorrelationResult, _centred, _chunks, _pearson, feature_correlation
 from convscope.errors import DataError
 
-__all__ = ["Distribution", "feature_distribution", "feature_distribution_and_correlation"]
+__all__ = ["Distribution", "feature_distribution", "feature_distribution_and_correlation", "feature_distributions_and_correlations"]
 
 _CHUNK_VALUES = 1 << 22
+#: :func:`feature_distributions_and_correlations` stacks at most about this many values of maps
+_STACK_VALUES = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -131,12 +134,12 @@ def feature_distribution(maps: torch.Tensor, *, bins: int = 32, sample: int | No
     lo_acc = lo.to(acc).unsqueeze(1)
     span = torch.where(constant, torch.ones_like(lo_acc.squeeze(1)), hi.to(acc) - lo.to(acc))
 
-    counts = torch.zeros(f * bins, dtype=torch.int64, device=x.device)
+    counts = torch.zeros(f, bins, dtype=torch.int64, device=x.device)
     sq = torch.zeros(f, dtype=acc, device=x.device)
     for chunk in _chunks(x, cols):
         d = chunk.to(acc, copy=True).sub_(lo_acc)  # as in _small
         sq += torch.linalg.vector_norm(d, dim=1).square()
-        counts += _bincount_rows(d, span, f, bins)
+        counts += _bincount_rows(d, span, bins)
     mean_d = mean - lo_acc.squeeze(1)
     std = (sq / m - mean_d.square()).clamp_(min=0).sqrt()
     return _result(counts, f, bins, lo, hi, mean, std, constant, sample)
@@ -153,12 +156,13 @@ def _result(counts: torch.Tensor, f: int, bins: int, lo: torch.Tensor, hi: torch
 
 def _small(x: torch.Tensor, bins: int, sample: int | None) -> Distribution:
     """The same numbers from one centred float32 filter-major copy (maps of up to 4M values)."""
-    c, lo, hi, mean = _centred(x, torch.promote_types(x.dtype, torch.float32), "a distribution")
+    c, lo, hi, mean = _centred([x], torch.promote_types(x.dtype, torch.float32), "a distribution")
     acc = accumulator(x.device)
-    var = torch.linalg.vector_norm(c, dim=1).to(acc).square_().div_(c.shape[1])
+    var = torch.linalg.vector_norm(c, dim=2).to(acc).square_().div_(c.shape[2])
     if not math.isfinite(float(var.sum())):  # the float32 squares of huge values overflowed
-        var = c.to(acc).square_().mean(dim=1)
-    return _histograms(c, lo, hi, mean, var, bins, sample)
+        var = c.to(acc).square_().mean(dim=2)
+    counts, std, constant = _histograms(c, lo, hi, mean, var, bins)
+    return _result(counts[0], x.shape[1], bins, lo[0], hi[0], mean[0], std[0], constant[0], sample)
 
 
 def feature_distribution_and_correlation(maps: torch.Tensor, *, bins: int = 32) -> tuple[Distribution, CorrelationResult]:
@@ -180,38 +184,112 @@ def feature_distribution_and_correlation(maps: torch.Tensor, *, bins: int = 32) 
     _check_bins(bins)
     if x.numel() > _CHUNK_VALUES:
         return feature_distribution(maps, bins=bins), feature_correlation(maps)
-    c, lo, hi, mean = _centred(x, torch.promote_types(x.dtype, torch.float32), "a distribution")
-    gram = c @ c.T
-    var = gram.diagonal().to(accumulator(x.device)) / c.shape[1]  # a copy: _pearson works in place
-    if not math.isfinite(float(var.sum())):  # huge maps overflow float32 products: rescaled there
+    shared = _shared_passes([x], bins)
+    if shared is None:  # huge maps overflow float32 products: rescaled there
         return feature_distribution(maps, bins=bins), feature_correlation(maps)
-    return _histograms(c, lo, hi, mean, var, bins, None), _pearson(gram, lo == hi)
+    counts, lo, hi, mean, std, constant, corr, dead = shared
+    f = x.shape[1]
+    return _result(counts[0], f, bins, lo[0], hi[0], mean[0], std[0], constant[0], None), CorrelationResult(corr[0], dead[0])
 
 
-def _histograms(c: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
-                bins: int, sample: int | None) -> Distribution:
-    """The distribution from :func:`~convscope.analysis.correlation._centred`'s results and each filter's variance (``c`` is overwritten)."""
-    f = c.shape[0]
+def feature_distributions_and_correlations(
+    maps: Sequence[torch.Tensor], *, bins: int = 32
+) -> list[tuple[Distribution, CorrelationResult]]:
+    """:func:`feature_distribution_and_correlation` of several recordings of one layer at once.
+
+    Maps of one shape are stacked, a few recordings at a time, and each operation runs once
+    over the stack: for small maps the count of operations, not the data, is most of the cost,
+    so the in situ monitor works through the recordings it gathers this way. The numbers equal
+    those of each recording alone (up to float32 rounding in the sums), and the results of a
+    stack cross to the host in one copy: the returned tensors are on the CPU. Maps of another
+    shape start a new stack; large maps (over about 4 million values) take the one-recording path.
+
+    Example:
+        >>> import torch
+        >>> out = feature_distributions_and_correlations([torch.rand(8, 16, 26, 26) for _ in range(3)])
+        >>> len(out), tuple(out[0][0].counts.shape), tuple(out[0][1].matrix.shape)
+        (3, (16, 32), (16, 16))
+    """
+    _check_bins(bins)
+    xs = [_as_nfs(m, "feature_distributions_and_correlations") for m in maps]
+    out: list[tuple[Distribution, CorrelationResult]] = []
+    i = 0
+    while i < len(xs):
+        x = xs[i]
+        j = i + 1
+        per = max(1, _STACK_VALUES // x.numel())
+        while j < len(xs) and j - i < per and (xs[j].shape, xs[j].dtype, xs[j].device) == (x.shape, x.dtype, x.device):
+            j += 1
+        shared = None if j - i == 1 or x.numel() > _CHUNK_VALUES else _shared_passes(xs[i:j], bins)
+        if shared is None:
+            out.extend(feature_distribution_and_correlation(m, bins=bins) for m in maps[i:j])
+        else:
+            out.extend(_on_host(shared, bins))
+        i = j
+    return out
+
+
+def _shared_passes(xs: list[torch.Tensor], bins: int) -> tuple[torch.Tensor, ...] | None:
+    """Counts, minima, maxima, means, standard deviations and constant filters, then correlations
+    and dead filters, of ``R`` maps of one shape (each result with a leading ``R``); ``None``
+    where the float32 products overflow (huge maps: the callers rescale)."""
+    c, lo, hi, mean = _centred(xs, torch.promote_types(xs[0].dtype, torch.float32), "a distribution")
+    gram = torch.bmm(c, c.transpose(1, 2))
+    var = gram.diagonal(dim1=1, dim2=2).to(accumulator(c.device)) / c.shape[2]  # a copy: _pearson works in place
+    if not math.isfinite(float(var.sum())):
+        return None
+    counts, std, constant = _histograms(c, lo, hi, mean, var, bins)
+    return (counts, lo, hi, mean, std, constant, *_pearson(gram, lo == hi))
+
+
+def _on_host(shared: tuple[torch.Tensor, ...], bins: int) -> list[tuple[Distribution, CorrelationResult]]:
+    """:func:`_shared_passes`' results, one pair per recording, copied to the host at once."""
+    counts, lo, hi, mean, std, constant, corr, dead = shared
+    r, f = lo.shape
+    f32 = torch.float32
+    parts = [counts, lo, hi, mean, std, constant, corr, dead]
+    host = torch.cat([t.reshape(r, -1).to(f32) for t in parts], dim=1).cpu()  # counts are exact in float32 below 2**24
+    sizes = [f * bins, f, f, f, f, f, f * f, f]
+    c, lo, hi, mean, std, constant, corr, dead = host.split(sizes, dim=1)
+    return [
+        (
+            Distribution(
+                counts=c[i].view(f, bins), bins=bins, min=lo[i], max=hi[i], mean=mean[i], std=std[i], constant=constant[i] > 0,
+            ),
+            CorrelationResult(matrix=corr[i].view(f, f), dead=dead[i] > 0),
+        )
+        for i in range(r)
+    ]
+
+
+def _histograms(
+    c: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, bins: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Counts (``R x F x bins``), standard deviations and constant filters (``R x F``) from
+    :func:`~convscope.analysis.correlation._centred`'s results and each filter's variance
+    (``c`` and ``var`` are overwritten)."""
     span = hi - lo
     constant = span == 0
     span.masked_fill_(constant, 1.0)
     # the float32 mean misses the true one by up to half an ulp: what that leaves in c is taken off
     # (it matters where a filter's spread is tiny against its mean); a constant filter's is 0
-    rest = c.sum(dim=1).to(var.dtype).div_(c.shape[1])
+    rest = c.sum(dim=-1).to(var.dtype).div_(c.shape[-1])
     std = var.sub_(rest.square_()).clamp_(min=0).sqrt_().masked_fill_(constant, 0.0)
     # x - lo = c + (mean - lo), in place; a constant filter's values are then about 0: bin 0
-    d = c.add_((mean.to(c.dtype) - lo).unsqueeze(1))
-    return _result(_bincount_rows(d, span, f, bins), f, bins, lo, hi, mean, std, constant, sample)
+    d = c.add_((mean.to(c.dtype) - lo).unsqueeze(-1))
+    return _bincount_rows(d, span, bins), std, constant
 
 
-def _bincount_rows(d: torch.Tensor, span: torch.Tensor, f: int, bins: int) -> torch.Tensor:
-    """Counts of ``F x values`` in ``[0, span]`` (``d`` is overwritten), as one ``F * bins`` int64
-    vector: row ``r``'s value ``v`` goes to index ``r * bins + floor(v / span * bins)``, the
-    largest (``v == span``) to the row's last bin."""
-    index = torch.int32 if f * bins < 2**31 else torch.int64  # int32 indices are cheaper to make
-    k = d.div_(span.unsqueeze(1)).mul_(bins).to(index).clamp_(max=bins - 1)  # truncation is floor: v >= 0
-    k += _row_offsets(f, bins, d.device, index)
-    return torch.bincount(k.reshape(-1), minlength=f * bins)
+def _bincount_rows(d: torch.Tensor, span: torch.Tensor, bins: int) -> torch.Tensor:
+    """Counts of each row of ``d`` (``... x values``) in ``[0, span]`` (``d`` is overwritten), as
+    ``... x bins`` int64: row ``r``'s value ``v`` goes to bin ``floor(v / span * bins)``, the
+    largest (``v == span``) to the row's last bin. One ``bincount`` over every row: row ``r``'s
+    bins are indices ``r * bins`` onwards."""
+    rows = span.numel()
+    index = torch.int32 if rows * bins < 2**31 else torch.int64  # int32 indices are cheaper to make
+    k = d.div_(span.unsqueeze(-1)).mul_(bins).to(index).clamp_(max=bins - 1)  # truncation is floor: v >= 0
+    k += _row_offsets(rows, bins, d.device, index).view(*span.shape, 1)
+    return torch.bincount(k.reshape(-1), minlength=rows * bins).view(*span.shape, bins)
 
 
 @functools.lru_cache(maxsize=32)

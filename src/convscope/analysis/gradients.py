@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,6 +137,7 @@ def gradient_health(
     steps: int = 1,
     lr: float | None = None,
     activations: torch.Tensor | None = None,
+    channel_max: torch.Tensor | None = None,
     thresholds: HealthThresholds | None = None,
 ) -> GradientHealth:
     """Judge one layer's gradient at one check.
@@ -148,6 +150,8 @@ def gradient_health(
         lr: learning rate, for the SGD estimate ``lr * |g| / |w|`` when no previous weights.
         activations: the layer's activations after its non-linearity (``N x F x ...``),
             for the dead-unit fraction.
+        channel_max: instead of ``activations``, each channel's maximum over them (``F``),
+            where it is known already (the distribution view has it): no pass over the maps.
         thresholds: the limits; default :class:`HealthThresholds`.
 
     Returns:
@@ -162,57 +166,118 @@ def gradient_health(
         >>> h.status, h.nonfinite
         ('healthy', 0)
     """
-    t = thresholds or HealthThresholds()
-    if not isinstance(weight, torch.Tensor):
-        raise DataError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
-    w = weight.detach()
-    g = torch.zeros_like(w) if grad is None else grad.detach()
-    if g.shape != w.shape:
-        raise DataError(f"gradient shape {tuple(g.shape)} does not match weight shape {tuple(w.shape)}; pass weight.grad")
-    if previous_weight is not None and previous_weight.shape != w.shape:
-        raise DataError(
-            f"previous weights have shape {tuple(previous_weight.shape)} but the weights now have {tuple(w.shape)} "
-            "(pruned?); drop previous_weight for this check"
-        )
-    if steps < 1:
-        raise DataError(f"steps between checks must be at least 1, got {steps}")
-    numel = max(1, w.numel())
-    gf = g.to(torch.float32)
-    wf = w.to(torch.float32)
-    delta = None
-    if previous_weight is not None:
-        delta = wf - previous_weight.detach().to(device=wf.device, dtype=torch.float32)
+    check = _Check.of(grad, weight, previous_weight, steps, lr, activations, channel_max)
+    return _assess(check, _measure([check])[0], thresholds or HealthThresholds())
+
+
+@dataclass
+class _Check:
+    """One layer's tensors at one check, validated, in float32."""
+
+    g: torch.Tensor
+    w: torch.Tensor
+    delta: torch.Tensor | None
+    steps: int
+    lr: float | None
+    activations: torch.Tensor | None
+    channel_max: torch.Tensor | None
+
+    @classmethod
+    def of(
+        cls,
+        grad: torch.Tensor | None,
+        weight: torch.Tensor,
+        previous_weight: torch.Tensor | None,
+        steps: int,
+        lr: float | None,
+        activations: torch.Tensor | None,
+        channel_max: torch.Tensor | None,
+    ) -> _Check:
+        if not isinstance(weight, torch.Tensor):
+            raise DataError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+        w = weight.detach()
+        g = torch.zeros_like(w) if grad is None else grad.detach()
+        if g.shape != w.shape:
+            raise DataError(f"gradient shape {tuple(g.shape)} does not match weight shape {tuple(w.shape)}; pass weight.grad")
+        if previous_weight is not None and previous_weight.shape != w.shape:
+            raise DataError(
+                f"previous weights have shape {tuple(previous_weight.shape)} but the weights now have {tuple(w.shape)} "
+                "(pruned?); drop previous_weight for this check"
+            )
+        if steps < 1:
+            raise DataError(f"steps between checks must be at least 1, got {steps}")
+        if activations is not None and activations.dim() < 2:
+            raise DataError(f"activations must be N x F x ..., got shape {tuple(activations.shape)}")
+        wf = w.to(torch.float32)
+        delta = None
+        if previous_weight is not None:
+            delta = wf - previous_weight.detach().to(device=wf.device, dtype=torch.float32)
+        return cls(g.to(torch.float32), wf, delta, steps, lr, activations, channel_max)
+
+    @property
+    def shape(self) -> tuple[object, ...]:
+        """What must agree for checks to be measured together."""
+        return (self.w.shape, self.w.device, self.delta is not None, self.channel_max is not None or self.activations is not None)
+
+
+def _measure(checks: list[_Check]) -> list[list[float]]:
+    """Per check: gradient norm, weight norm, exact-zero gradients, then the update's norm (with
+    previous weights), the dead channels' share (with activations), and last the count of NaN/Inf
+    values. Checks of one shape are stacked, so each quantity is one operation for all of them,
+    and every number crosses to the host in one transfer. Norms over NaN/Inf are taken again
+    over the finite elements."""
+    first = checks[0]
+    if len(checks) > 1 and any(c.shape != first.shape for c in checks):
+        return [row for c in checks for row in _measure([c])]
+    g = torch.stack([c.g.reshape(-1) for c in checks]) if len(checks) > 1 else first.g.reshape(1, -1)
+    w = torch.stack([c.w.reshape(-1) for c in checks]) if len(checks) > 1 else first.w.reshape(1, -1)
     # Fast path: plain norms. NaN/Inf anywhere make a norm non-finite, so only then are the
     # elements counted and the norms taken over the finite ones (in float64, where squares of
     # huge finite values cannot overflow).
-    stats = [torch.linalg.vector_norm(gf), torch.linalg.vector_norm(wf), (gf == 0).sum().to(torch.float32)]
-    if delta is not None:
-        stats.append(torch.linalg.vector_norm(delta))
-    if activations is not None:
-        a = activations.detach()
-        if a.dim() < 2:
-            raise DataError(f"activations must be N x F x ..., got shape {tuple(a.shape)}")
-        alive = a.reshape(a.shape[0], a.shape[1], -1).amax(dim=(0, 2)) > 0
-        stats.append((~alive).to(torch.float32).mean().to(device=wf.device))
-    values = torch.stack([s.to(wf.device) for s in stats]).tolist()  # the one device -> host transfer
-    nonfinite = 0
-    if not all(math.isfinite(v) for v in values[:2] + ([values[3]] if delta is not None else [])):
-        acc = accumulator(wf.device)
-        gfin, wfin = torch.isfinite(gf), torch.isfinite(wf)
-        nonfinite = int((~gfin).sum()) + int((~wfin).sum())
-        values[0] = float(torch.linalg.vector_norm(torch.where(gfin, gf, 0.0).to(acc)))
-        values[1] = float(torch.linalg.vector_norm(torch.where(wfin, wf, 0.0).to(acc)))
-        if delta is not None:
-            values[3] = float(torch.linalg.vector_norm(torch.where(torch.isfinite(delta), delta, 0.0).to(acc)))
+    stats = [torch.linalg.vector_norm(g, dim=1), torch.linalg.vector_norm(w, dim=1), (g == 0).sum(dim=1).to(torch.float32)]
+    if first.delta is not None:
+        stats.append(torch.linalg.vector_norm(torch.stack([c.delta.reshape(-1) for c in checks]), dim=1))  # type: ignore[union-attr]
+    if first.channel_max is not None or first.activations is not None:
+        maxima = [c.channel_max if c.channel_max is not None else _channel_max(c.activations) for c in checks]  # type: ignore[arg-type]
+        stats.append(torch.stack([(m.to(w.device) <= 0).to(torch.float32).mean() for m in maxima]))
+    rows: list[list[float]] = torch.stack(stats, dim=1).tolist()  # the one device -> host transfer
+    for c, row in zip(checks, rows, strict=True):
+        if all(math.isfinite(v) for v in row[:2] + ([row[3]] if c.delta is not None else [])):
+            row.append(0.0)
+        else:
+            _finite_norms(c, row)
+    return rows
+
+
+def _channel_max(a: torch.Tensor) -> torch.Tensor:
+    a = a.detach()
+    return a.reshape(a.shape[0], a.shape[1], -1).amax(dim=(0, 2))
+
+
+def _finite_norms(c: _Check, row: list[float]) -> None:
+    """The norms of ``row`` taken again over the finite elements, and the nonfinite count appended."""
+    acc = accumulator(c.w.device)
+    gfin, wfin = torch.isfinite(c.g), torch.isfinite(c.w)
+    row[0] = float(torch.linalg.vector_norm(torch.where(gfin, c.g, 0.0).to(acc)))
+    row[1] = float(torch.linalg.vector_norm(torch.where(wfin, c.w, 0.0).to(acc)))
+    if c.delta is not None:
+        row[3] = float(torch.linalg.vector_norm(torch.where(torch.isfinite(c.delta), c.delta, 0.0).to(acc)))
+    row.append(float(int((~gfin).sum()) + int((~wfin).sum())))
+
+
+def _assess(c: _Check, values: list[float], t: HealthThresholds) -> GradientHealth:
+    """The measured numbers of one check (see :func:`_measure`), judged."""
+    numel = max(1, c.w.numel())
+    has_dead = c.channel_max is not None or c.activations is not None
+    nonfinite = int(values[-1])
     g_norm, w_norm, zeros = values[0], values[1], values[2]
-    rest = values[3:]
+    rest = values[3:-1]
     update = math.nan
-    if previous_weight is not None:
-        d_norm = rest.pop(0)
-        update = _ratio(d_norm, w_norm) / steps
-    elif lr is not None:
-        update = _ratio(float(lr) * g_norm, w_norm)
-    dead = rest.pop(0) if activations is not None else math.nan
+    if c.delta is not None:
+        update = _ratio(rest.pop(0), w_norm) / c.steps
+    elif c.lr is not None:
+        update = _ratio(float(c.lr) * g_norm, w_norm)
+    dead = rest.pop(0) if has_dead else math.nan
     rms = g_norm / math.sqrt(numel)
     status, reasons = _judge(t, g_norm, rms, update, zeros / numel, dead, nonfinite)
     return GradientHealth(
@@ -325,33 +390,58 @@ class GradientHealthTracker:
         step: int | None = None,
         lr: float | None = None,
         activations: torch.Tensor | None = None,
+        channel_max: torch.Tensor | None = None,
         previous_weight: torch.Tensor | None = None,
     ) -> GradientHealth:
         """Check one layer now; ``step`` is the optimizer step (default: one more than last time).
 
         ``previous_weight``: the weights right before this step's update, when the caller has
         them (the in situ monitor does); the update ratio is then exact for this one step.
+        ``channel_max``: see :func:`gradient_health`.
         """
+        return self.update_many(
+            layer,
+            [{"grad": grad, "weight": weight, "step": step, "lr": lr, "activations": activations,
+              "channel_max": channel_max, "previous_weight": previous_weight}],
+        )[0]
+
+    def update_many(self, layer: str, checks: Sequence[Mapping[str, Any]]) -> list[GradientHealth]:
+        """Several checks of one layer in order, as many :meth:`update` calls (each check a dict of
+        its keyword arguments, ``grad`` and ``weight`` included), measured together: one operation
+        per quantity for all of them, and one transfer to the host (the in situ monitor checks the
+        recordings it gathers this way)."""
         state = self._layers.setdefault(layer, _LayerState(history=deque(maxlen=self._history)))
-        if step is None:
-            step = 0 if state.step is None else state.step + 1
-        prev = state.weight
-        steps = 1 if state.step is None else step - state.step
-        if previous_weight is not None:
-            prev, steps = previous_weight, 1
-        if prev is not None and prev.shape != weight.shape:
-            prev = None  # pruned: start measuring again
-        if prev is not None and steps < 1:
-            raise DataError(f"layer {layer!r}: step {step} is not after the last checked step {state.step}")
-        raw = gradient_health(
-            grad,
-            weight,
-            previous_weight=prev,
-            steps=max(1, steps),
-            lr=lr,
-            activations=activations,
-            thresholds=self.thresholds,
-        )
+        prepared = []
+        last_step, last_weight = state.step, state.weight
+        for check in checks:
+            weight = check["weight"]
+            step = check.get("step")
+            if step is None:
+                step = 0 if last_step is None else last_step + 1
+            prev = last_weight
+            steps = 1 if last_step is None else step - last_step
+            if check.get("previous_weight") is not None:
+                prev, steps = check["previous_weight"], 1
+            if prev is not None and prev.shape != weight.shape:
+                prev = None  # pruned: start measuring again
+            if prev is not None and steps < 1:
+                raise DataError(f"layer {layer!r}: step {step} is not after the last checked step {last_step}")
+            prepared.append((step, _Check.of(
+                check.get("grad"), weight, prev, max(1, steps), check.get("lr"), check.get("activations"), check.get("channel_max")
+            )))
+            last_step, last_weight = step, (weight if self.keep_weights else None)
+        measured = _measure([c for _, c in prepared])
+        results = []
+        for (step, check), values in zip(prepared, measured, strict=True):
+            raw = _assess(check, values, self.thresholds)
+            results.append(self._hold(state, raw))
+            state.step = step
+        if self.keep_weights and checks:
+            state.weight = checks[-1]["weight"].detach().clone()
+        return results
+
+    def _hold(self, state: _LayerState, raw: GradientHealth) -> GradientHealth:
+        """``raw`` with ``stalled``/``vanishing`` held back until they last ``patience`` checks."""
         state.history.append(raw.status)
         status, reasons = raw.status, raw.reasons
         if raw.status in ("stalled", "vanishing"):
@@ -371,9 +461,6 @@ class GradientHealthTracker:
             reasons=reasons,
             raw_status=raw.status,
         )
-        if self.keep_weights:
-            state.weight = weight.detach().clone()
-        state.step = step
         state.last = result
         return result
 

@@ -17,17 +17,34 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from convscope.frames import Frame
     from convscope.sinks import Sink
 
-__all__ = ["FramePipeline", "PipelineStats"]
+__all__ = ["FramePipeline", "GroupItem", "PipelineStats"]
 
 _log = logging.getLogger("convscope")
 
 WorkItem = Callable[[], Iterable["Frame"]]
+
+
+class GroupItem:
+    """A work item that the worker may run together with the other items of its ``group`` in
+    one batch: ``run(args)`` takes a list of the items' ``args`` and returns one list of frames
+    for each, in order (one analysis over a stack of recordings, say, where the count of
+    operations costs more than the data). Called alone, it runs its own ``args``."""
+
+    __slots__ = ("args", "group", "run")
+
+    def __init__(self, group: object, run: Callable[[list[Any]], list[list[Frame]]], args: Any) -> None:
+        self.group = group
+        self.run = run
+        self.args = args
+
+    def __call__(self) -> list[Frame]:
+        return self.run([self.args])[0]
 
 
 class _Entry(NamedTuple):
@@ -74,7 +91,8 @@ class FramePipeline:
             A batch runs sorted by the items' ``key`` (stable: items of one key keep their
             order), so the same analysis runs back to back on the caches the previous run
             warmed: on a CPU that costs about a third less than one recording after another
-            between training steps, which evict the caches (measured on LeNet-5).
+            between training steps, which evict the caches (measured on LeNet-5). Within a
+            key, the :class:`GroupItem` of one group run together, in one call.
         linger_bytes: the worker stops lingering once the queued items hold this many bytes,
             and takes about this much into one batch: memory held back on purpose stays small.
         on_dropped: builds a frame that reports drops: ``on_dropped(count)`` for work items
@@ -235,8 +253,8 @@ class FramePipeline:
                 batch = self._take_batch()
                 self._busy = bool(batch)
             try:
-                for item in batch:
-                    self._deliver(item)
+                for items in _runs(batch):
+                    self._deliver_group(items) if len(items) > 1 else self._deliver(items[0])
                     self.stats.cpu_seconds = time.thread_time() - cpu_start
                 if time.monotonic() - last_flush >= self.flush_interval:
                     for sink in self.sinks:
@@ -295,7 +313,14 @@ class FramePipeline:
             self._bytes -= entry.nbytes
             held += entry.nbytes
             entries.append(entry)
-        entries.sort(key=lambda e: e.key)
+        groups: dict[object, int] = {}
+
+        def order(e: _Entry) -> tuple[int, int]:  # by key, then a group's items together
+            if not isinstance(e.item, GroupItem):
+                return e.key, -1
+            return e.key, groups.setdefault(e.item.group, len(groups))
+
+        entries.sort(key=order)
         return [e.item for e in entries]
 
     def _take(self) -> WorkItem:
@@ -310,6 +335,23 @@ class FramePipeline:
             self._warn_once("analysis", f"convscope could not build frames ({type(exc).__name__}: {exc}); training goes on")
             self.stats.sink_failures["analysis"] = self.stats.sink_failures.get("analysis", 0) + 1
             frames = []
+        self._write(frames)
+
+    def _deliver_group(self, items: list[GroupItem]) -> None:
+        """Items of one group, run together; if that fails, one at a time, so that only the
+        items that fail alone are lost (and counted)."""
+        try:
+            results = items[0].run([item.args for item in items])
+            if len(results) != len(items):
+                raise RuntimeError(f"a group of {len(items)} items gave {len(results)} results")
+        except Exception:  # noqa: BLE001  (each item again, alone: its own error is reported)
+            for item in items:
+                self._deliver(item)
+            return
+        for frames in results:
+            self._write(list(frames))
+
+    def _write(self, frames: list[Frame]) -> None:
         for frame in frames:
             self.stats.frames += 1
             for sink in self.sinks:
@@ -363,3 +405,16 @@ class FramePipeline:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
         except Exception:  # warnings turned into errors must not kill the worker thread
             pass
+
+
+def _runs(batch: list[WorkItem]) -> Iterable[list[Any]]:
+    """The batch cut into runs: consecutive :class:`GroupItem` of one group together, others alone."""
+    i = 0
+    while i < len(batch):
+        item = batch[i]
+        j = i + 1
+        if isinstance(item, GroupItem):
+            while j < len(batch) and isinstance(batch[j], GroupItem) and batch[j].group == item.group:
+                j += 1
+        yield batch[i:j]
+        i = j

@@ -11,10 +11,13 @@ trackers (trajectory PCA, stable group ids, gradient-health patience) see every 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from convscope.insitu._pipeline import GroupItem
 
 if TYPE_CHECKING:
     import torch
@@ -33,7 +36,8 @@ Item = tuple[Callable[[], list["Frame"]], int, int]
 #: between. The eigen-solver is the largest single cost of a recording at 128 points, and the
 #: axes of a long path barely move in a few recordings.
 _TRAJECTORY_REFRESH = 4
-_KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "gradients", "distribution", "feature_maps", "correlation"))}
+#: (the activation views before the gradients, whose dead-channel share reuses the distribution's maxima)
+_KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "distribution", "correlation", "feature_maps", "gradients"))}
 
 
 def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Tensor | None) -> list[Item]:
@@ -47,18 +51,14 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Ten
         items.append((lambda: [_weight_frame(monitor, state, step, w)], 0, _KEYS["weights"]))
     if "trajectory" in due:
         items.append((lambda: [_trajectory_frame(monitor, state, step, w)], 0, _KEYS["trajectory"]))
-    if "gradients" in due:
-        grad = state.grad()
-        prev = state.prev_weight
-        state.prev_weight = None
-        lr = _lr(monitor, state.param)
-        items.append((lambda: [_health_frame(monitor, state, step, grad, w, prev, lr, acts)], 0, _KEYS["gradients"]))
     size = 0 if w is None else w.numel() * w.element_size() * 2
+    shared: dict[str, torch.Tensor] = {}  # what one item of this recording hands to a later one
     if acts is not None and due & {"distribution", "feature_maps", "correlation"}:
         a = acts
         size += a.numel() * a.element_size()
         if {"distribution", "correlation"} <= due:  # one item: they share their passes over the maps
-            items.append((lambda: _activation_frames(monitor, state, step, a), 0, _KEYS["distribution"]))
+            run = functools.partial(_activation_frames, monitor, state)
+            items.append((GroupItem(("activations", state.name), run, (step, a, shared)), 0, _KEYS["distribution"]))
         elif "distribution" in due:
             items.append((lambda: [_distribution_frame(monitor, state, step, a)], 0, _KEYS["distribution"]))
         if "feature_maps" in due:
@@ -67,6 +67,13 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Ten
             from convscope.analysis import feature_correlation
 
             items.append((lambda: _correlation_frames(monitor, state, step, feature_correlation(a)), 0, _KEYS["correlation"]))
+    if "gradients" in due:
+        grad = state.grad()
+        prev = state.prev_weight
+        state.prev_weight = None
+        check = {"step": step, "grad": grad, "weight": w, "previous_weight": prev, "lr": _lr(monitor, state.param), "activations": acts}
+        run = functools.partial(_health_frames, monitor, state)
+        items.append((GroupItem(("gradients", state.name), run, (check, shared)), 0, _KEYS["gradients"]))
     if items:  # the first item carries the memory the snapshots hold
         items[0] = (items[0][0], size, items[0][2])
     return items
@@ -100,26 +107,24 @@ def _trajectory_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.
     return monitor._frame(step, state.name, "trajectory", payload)
 
 
-def _health_frame(
-    monitor: Monitor,
-    state: _LayerState,
-    step: int,
-    grad: torch.Tensor | None,
-    w: torch.Tensor,
-    prev: torch.Tensor | None,
-    lr: float | None,
-    acts: torch.Tensor | None,
-) -> Frame:
+def _health_frames(monitor: Monitor, state: _LayerState, args: list[tuple[dict[str, Any], dict[str, torch.Tensor]]]) -> list[list[Frame]]:
+    """Gradient health of a layer's recordings, measured together; the dead-channel share from
+    the distribution's per-filter maxima where that item has run (no second pass over the maps)."""
     from convscope.analysis import GradientHealthTracker
 
     if state.health is None:
         state.health = GradientHealthTracker(thresholds=monitor.health_thresholds)
-    if prev is not None and prev.shape != w.shape:
-        prev = None
-    health = state.health.update(
-        state.name, grad, w, step=step, lr=lr, activations=acts, previous_weight=prev
-    )
-    return monitor._frame(step, state.name, "gradient_health", health.to_payload())
+    checks = []
+    for check, shared in args:
+        check = dict(check)
+        prev = check["previous_weight"]
+        if prev is not None and prev.shape != check["weight"].shape:
+            check["previous_weight"] = None
+        if "channel_max" in shared and check["activations"] is not None:
+            check["channel_max"], check["activations"] = shared["channel_max"], None
+        checks.append(check)
+    results = state.health.update_many(state.name, checks)
+    return [[monitor._frame(check["step"], state.name, "gradient_health", h.to_payload())] for check, h in zip(checks, results, strict=True)]
 
 
 def _distribution_frame(monitor: Monitor, state: _LayerState, step: int, a: torch.Tensor) -> Frame:
@@ -135,11 +140,17 @@ def _images_frame(monitor: Monitor, state: _LayerState, step: int, a: torch.Tens
     return monitor._frame(step, state.name, "feature_maps", images.to_payload())
 
 
-def _activation_frames(monitor: Monitor, state: _LayerState, step: int, a: torch.Tensor) -> list[Frame]:
-    from convscope.analysis import feature_distribution_and_correlation
+def _activation_frames(monitor: Monitor, state: _LayerState, args: list[tuple[int, torch.Tensor, dict[str, torch.Tensor]]]) -> list[list[Frame]]:
+    """Distribution, correlation and groups of a layer's recordings, the analysis over all of
+    them at once (stacked: one operation each, however many recordings)."""
+    from convscope.analysis import feature_distributions_and_correlations
 
-    dist, corr = feature_distribution_and_correlation(a, bins=monitor.bins)
-    return [monitor._frame(step, state.name, "distribution", dist.to_payload()), *_correlation_frames(monitor, state, step, corr)]
+    results = feature_distributions_and_correlations([a for _, a, _ in args], bins=monitor.bins)
+    out = []
+    for (step, _, shared), (dist, corr) in zip(args, results, strict=True):
+        shared["channel_max"] = dist.max
+        out.append([monitor._frame(step, state.name, "distribution", dist.to_payload()), *_correlation_frames(monitor, state, step, corr)])
+    return out
 
 
 def _correlation_frames(monitor: Monitor, state: _LayerState, step: int, corr: CorrelationResult) -> list[Frame]:

@@ -185,6 +185,21 @@ def test_sketch_keeps_inner_products_in_expectation() -> None:
     assert np.std(ratios) < 0.1
 
 
+def test_the_sketch_is_each_weight_times_its_sign_added_to_its_bucket() -> None:
+    # the definition, in numpy, against both ways of computing it: a layer of one chunk of signs
+    # (rows of buckets summed) and one of several chunks (each chunk padded to whole rows)
+    gen = torch.Generator().manual_seed(3)
+    for numel in (1000, 4608, 9 * 65521 + 77):
+        w = torch.randn(numel, generator=gen)
+        t = TrajectoryTracker(seed=1, sketch_dim=300)
+        t._start((numel,), w.device)
+        signs = t._signs.numpy()
+        reps = -(-numel // signs.size)
+        expected = np.zeros(300)
+        np.add.at(expected, np.arange(numel) % 300, w.double().numpy() * np.tile(signs, reps)[:numel])
+        np.testing.assert_allclose(t._embed(w).numpy(), expected, rtol=1e-12, atol=1e-9)
+
+
 def test_dims_undefined_components_and_errors() -> None:
     tracker = TrajectoryTracker(dims=[(0, 0), (1, 2), (2, 1)])
     first = tracker.update(torch.arange(9.0).reshape(3, 3))

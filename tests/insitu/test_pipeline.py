@@ -127,6 +127,11 @@ def test_the_workers_cpu_can_be_read_from_another_thread_while_it_works() -> Non
     assert p.drain()
     after = p.worker_cpu()
     assert after >= 0.05 and after >= during
+    # an idle worker is not asked again (the reading stands), and work since then shows
+    assert p.worker_cpu() == after
+    p.submit(lambda: [sum(range(200_000))])
+    assert p.drain()
+    assert p.worker_cpu() > after
     p.close()
     assert p.worker_cpu() == p.stats.cpu_seconds  # after the thread has ended: its last figure
 

@@ -135,6 +135,10 @@ class FramePipeline:
         self._busy = False
         self._hurry = 0  # drain() calls waiting: no lingering while any is
         self._cpu_clock: tuple[int, float] | None = None  # the worker's CPU clock and its reading at start
+        # bumped by the worker before and after each round of work: while it stays the same, the
+        # worker has used no CPU, and worker_cpu() answers from its last reading (no system call)
+        self._activity = 0
+        self._cpu_read: tuple[int, float] = (-1, 0.0)
         #: whether the worker is holding queued items back on purpose (``linger``)
         self.lingering = False
 
@@ -252,6 +256,7 @@ class FramePipeline:
                     return  # close() delivers what is left, on its own thread
                 batch = self._take_batch()
                 self._busy = bool(batch)
+                self._activity += 1
             try:
                 for items in _runs(batch):
                     self._deliver_group(items) if len(items) > 1 else self._deliver(items[0])
@@ -264,6 +269,7 @@ class FramePipeline:
             finally:
                 self.stats.cpu_seconds = time.thread_time() - cpu_start
                 with self._cond:
+                    self._activity += 1
                     self._busy = False
                     self._cond.notify_all()
 
@@ -275,10 +281,16 @@ class FramePipeline:
         """
         clock = self._cpu_clock
         if clock is not None and self._thread is not None:
+            activity = self._activity
+            if self._cpu_read[0] == activity:  # no work since that reading
+                return self._cpu_read[1]
             try:
-                return time.clock_gettime(clock[0]) - clock[1]
+                used = time.clock_gettime(clock[0]) - clock[1]
             except OSError:  # the thread has just ended
                 self._cpu_clock = None
+            else:
+                self._cpu_read = (activity, used)
+                return used
         return self.stats.cpu_seconds
 
     def _linger(self) -> None:

@@ -42,7 +42,7 @@ _KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "distrib
 
 def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Tensor | None) -> list[Item]:
     """Snapshot this layer's tensors for ``step`` and return the work items that analyse them."""
-    due = {view for view in monitor.every if monitor._due(view, step)}
+    due = monitor._due_views(step)
     items: list[Item] = []
     w = None
     if due & {"weights", "trajectory", "gradients"}:

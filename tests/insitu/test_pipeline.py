@@ -224,3 +224,38 @@ def test_items_of_one_group_run_together_in_order_and_a_failing_group_runs_them_
     # alone (no lingering), an item runs its own arguments
     assert GroupItem("x", run, "solo")() == ["solo!"]
     p.close()
+
+
+class BatchSink(ListSink):
+    """Takes a work item's frames at once, all or none, like the run store."""
+
+    name = "batch"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    def write(self, frame: object) -> None:  # type: ignore[override]
+        if frame == "bad":
+            raise ValueError("cannot encode")
+        super().write(frame)
+
+    def write_many(self, frames: list[object]) -> None:
+        if "bad" in frames:
+            raise ValueError("cannot encode")
+        self.batches += 1
+        self.frames.extend(frames)
+
+
+def test_a_sink_that_takes_several_frames_gets_each_items_frames_at_once_and_one_by_one_after_a_failure() -> None:
+    sink, plain = BatchSink(), ListSink()
+    p = FramePipeline([sink, plain])
+    p.start()
+    p.submit(lambda: ["a", "b", "c"])
+    p.submit(lambda: ["d", "bad", "e"])
+    with pytest.warns(RuntimeWarning, match="sink 'batch' failed"):
+        assert p.drain(timeout=2.0)
+    assert sink.frames == ["a", "b", "c", "d", "e"] and sink.batches == 1
+    assert plain.frames == ["a", "b", "c", "d", "bad", "e"]
+    assert p.stats.sink_failures == {"batch": 1} and p.stats.frames == 6
+    p.close()

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from convscope.errors import DataError, LayerNotFoundError
+from convscope.frames import Frame
 from convscope.insitu._budget import SlowdownMeter
 from convscope.insitu._pipeline import FramePipeline
 
 if TYPE_CHECKING:
     import torch
 
-    from convscope.frames import Frame
     from convscope.models import ModelGraph
     from convscope.sinks import Sink
 
@@ -646,8 +646,6 @@ class Monitor:
 
     # --- frames ---------------------------------------------------------------------------------
     def _frame(self, step: int, layer: str, kind: str, payload: dict[str, Any]) -> Frame:
-        from convscope.frames import Frame
-
         return Frame(run=self.run_id or self.run_name, step=step, wall_time=time.time(), layer=layer, kind=kind, payload=payload)
 
     def _dropped_frame(self, count: int, *, sink: str = "queue", step: int | None = None) -> Frame:

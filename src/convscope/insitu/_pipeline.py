@@ -364,9 +364,18 @@ class FramePipeline:
             self._write(list(frames))
 
     def _write(self, frames: list[Frame]) -> None:
-        for frame in frames:
-            self.stats.frames += 1
-            for sink in self.sinks:
+        """A work item's frames to every sink: at once to a sink that takes several (its
+        ``write_many`` writes all or, raising, none of them), else, and then, one by one."""
+        self.stats.frames += len(frames)
+        for sink in self.sinks:
+            many = getattr(sink, "write_many", None) if len(frames) > 1 else None
+            if many is not None:
+                try:
+                    many(frames)
+                    continue
+                except Exception:  # noqa: BLE001  (one by one: only what fails alone is lost, and counted)
+                    pass
+            for frame in frames:
                 self._guard(sink, lambda s=sink, f=frame: s.write(f))
         self.stats.delivered += 1
 

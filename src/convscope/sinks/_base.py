@@ -18,6 +18,10 @@ class Sink:
 
     Sinks run on the monitor's background thread, never on the training thread. ``write``
     may raise: the pipeline counts the failure, warns once and keeps training going.
+
+    A sink may also define ``write_many(frames)``, which takes the frames of one work item at
+    once (cheaper per frame) and writes all of them or, raising, none: the pipeline then
+    writes them one by one, so that only a frame that fails alone is lost.
     """
 
     name = "sink"

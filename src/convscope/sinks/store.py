@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from convscope.sinks._base import Sink, register_sink
@@ -49,6 +49,10 @@ class StoreSink(Sink):
 
     def write(self, frame: Frame) -> None:
         self.writer.write(frame)
+
+    def write_many(self, frames: Iterable[Frame]) -> None:
+        """All of ``frames`` or, raising, none (see :class:`~convscope.sinks.Sink`)."""
+        self.writer.write_many(frames)
 
     def flush(self) -> None:
         self.writer.flush()

@@ -128,7 +128,7 @@ class RunWriter:
         self.write_encoded(frame, encode(frame))
 
     def write_many(self, frames: Iterable[Frame]) -> None:
-        """Queue several frames."""
+        """Queue several frames: all of them or, raising (a frame that cannot be encoded), none."""
         rows = [(int(f.step), float(f.wall_time), f.layer, f.kind, encode(f)) for f in frames]
         with self._lock:
             self._check_open()

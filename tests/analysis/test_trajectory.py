@@ -232,3 +232,33 @@ def test_dims_undefined_components_and_errors() -> None:
         TrajectoryTracker(max_points=3)
     with pytest.raises(DataError, match="only 2"):
         TrajectoryTracker().update(torch.zeros(2))
+
+
+def test_updates_in_batches_equal_updates_one_by_one() -> None:
+    # the in situ monitor updates a layer's trajectory once per batch of recordings: same points
+    # through keeping, thinning, fixed axes between refreshes and the extra point of a
+    # decomposition, sketched and not
+    gen = torch.Generator().manual_seed(5)
+    for shape, sketch in (((6, 2, 3, 3), 4096), ((40, 30), 256)):
+        walk = torch.cumsum(torch.randn(150, *shape, generator=gen) * 0.1, dim=0) + torch.randn(*shape, generator=gen)
+        one, many = TrajectoryTracker(max_points=16, refresh=3, sketch_dim=sketch), TrajectoryTracker(max_points=16, refresh=3, sketch_dim=sketch)
+        expected = [one.update(w) for w in walk]
+        got, start = [], 0
+        for size in [1, 5, 2, 17, 3, 40, 1, 30, 51]:
+            got.extend(many.update_many(list(walk[start : start + size])))
+            start += size
+        assert start == len(walk) and len(got) == len(expected) and many.sketched == one.sketched
+        for a, b in zip(got, expected, strict=True):
+            assert a.step == b.step and a.dims.tolist() == b.dims.tolist()
+            np.testing.assert_allclose(a.pca, b.pca, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(a.explained_variance, b.explained_variance, rtol=1e-4, atol=1e-6)
+        steps_a, path_a = many.path()
+        steps_b, path_b = one.path()
+        assert steps_a.tolist() == steps_b.tolist() and len(steps_a) >= 8  # thinned more than once
+        np.testing.assert_allclose(path_a, path_b, rtol=1e-4, atol=1e-5)
+    # a NaN in one of a batch raises and adds none of them
+    before = many.kept, many._count
+    bad = [walk[-1] + 0.1, walk[-1].clone().fill_(float("nan"))]
+    with pytest.raises(DataError, match="NaN or Inf"):
+        many.update_many(bad)
+    assert (many.kept, many._count) == before

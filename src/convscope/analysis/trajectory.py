@@ -212,6 +212,102 @@ class TrajectoryTracker:
         Returns:
             A :class:`TrajectoryPoint` (three small host arrays).
         """
+        flat = self._flat(weights)
+        embedded = self._embed(flat)
+        first = self._anchor is None
+        v = embedded - (embedded if first else self._anchor)
+        axes = self._axes
+        # neither kept nor a new decomposition: four inner products put the point on the last
+        # axes, where the path's inner products would read every kept point
+        quick = axes is not None and self._count % self._stride and self._since + 1 < self.refresh
+        dots = self._axis_dots(axes, v) if quick else self._dots(v, len(self._steps))  # type: ignore[arg-type]
+        self._check_finite(dots[-1:], flat, embedded if first else None)
+        if first:
+            self._begin(embedded)
+        dims = self._dims(flat)
+        if quick:
+            step = self._count
+            self._count += 1
+            self._since += 1
+            pca, ratio = self._from_axis_dots(axes, dots)  # type: ignore[arg-type]
+            return TrajectoryPoint(step=step, dims=dims, dim_index=self._index_host.copy(), pca=pca, explained_variance=ratio)
+        return self._advance(v, dims, dots, lambda n: self._dots(v, n), None)
+
+    def update_many(
+        self, weights: Sequence[torch.Tensor], *, each: Callable[[TrajectoryPoint], object] | None = None
+    ) -> list[TrajectoryPoint]:
+        """:meth:`update` with several weights in turn (the in situ monitor's recordings of one
+        batch), the same points (up to float rounding) for less work: one product of the kept
+        points and the new ones with the new ones gives every inner product the updates need,
+        so each update is host arithmetic. All the weights are checked before any is added: a
+        NaN in one raises and leaves the trajectory as it was. ``each(point)`` is called after
+        each update, with the tracker as :meth:`update` would leave it (:meth:`path` is then
+        that update's path).
+        """
+        weights = list(weights)
+        if len(weights) < 2:
+            points = [self.update(w) for w in weights]
+            for point in points:
+                if each is not None:
+                    each(point)
+            return points
+        flat = torch.stack([self._flat(w) for w in weights])
+        embedded = self._embed(flat)
+        first = self._anchor is None
+        anchor = embedded[0].clone() if first else self._anchor
+        assert anchor is not None
+        v = embedded - anchor
+        n = len(self._steps)
+        axes = self._axes
+        known = [self._points[:n]] if n else []
+        extra_row = None  # the last decomposition's extra point, a row of the product too
+        if axes is not None and axes.extra is not None:
+            extra_row = n
+            known.append(axes.extra.unsqueeze(0))
+        products = torch.cat([*known, v]) @ v.T  # (kept [+ extra] + R) x R
+        host = products.to("cpu", torch.float64).numpy()
+        vv = host[len(host) - len(weights) :]
+        self._check_finite(np.diagonal(vv), flat, anchor if first else None)
+        if first:
+            self._begin(anchor)
+        dims = self._dims(flat)
+        start = self._count
+        old_steps = np.asarray(self._steps, dtype=np.int64)
+
+        def dots(i: int) -> np.ndarray:  # point i against the points kept now, then itself
+            steps = np.asarray(self._steps, dtype=np.int64)
+            out = np.empty(len(steps) + 1)
+            new = steps >= start  # kept in this batch, or before it (rows of the product)
+            out[:-1][new] = vv[steps[new] - start, i]
+            out[:-1][~new] = host[np.searchsorted(old_steps, steps[~new]), i]
+            out[-1] = vv[i, i]
+            return out
+
+        def extra_dot(i: int) -> float | None:
+            ax = self._axes
+            if ax is None or ax.extra is None:
+                return None
+            if ax.extra_step is not None and ax.extra_step >= start:
+                return float(vv[ax.extra_step - start, i])
+            return float(host[extra_row, i]) if extra_row is not None else None
+
+        points = []
+        for i in range(len(weights)):
+            step = self._count
+            ax = self._axes
+            if ax is not None and step % self._stride and self._since + 1 < self.refresh:
+                self._count += 1
+                self._since += 1
+                pca, ratio = self._on_axes(dots(i), v[i], step, False, extra_dot(i))
+                points.append(TrajectoryPoint(step=step, dims=dims[i], dim_index=self._index_host.copy(), pca=pca, explained_variance=ratio))
+            else:
+                points.append(self._advance(v[i], dims[i], dots(i), lambda _n, i=i: dots(i), extra_dot(i)))
+            if each is not None:
+                each(points[-1])
+        return points
+
+    def _flat(self, weights: torch.Tensor) -> torch.Tensor:
+        """The weights flattened, checked against the trajectory's shape (which the first sets)."""
         if not isinstance(weights, torch.Tensor):
             raise DataError(f"weights must be a torch.Tensor, got {type(weights).__name__}")
         w = weights.detach()
@@ -222,42 +318,41 @@ class TrajectoryTracker:
             raise DataError(
                 f"weights changed shape from {self._shape} to {shape} (pruned?); call reset() to start a new trajectory"
             )
-        flat = w.reshape(-1)
-        assert self._index is not None
-        embedded = self._embed(flat)
-        first = self._anchor is None
-        v = embedded - (embedded if first else self._anchor)
-        n = len(self._steps)
-        step = self._count
-        axes = self._axes
-        if axes is not None and step % self._stride and self._since + 1 < self.refresh:
-            # neither kept nor a new decomposition: four inner products put the point on the
-            # last axes, where the path's inner products would read every kept point
-            dots = self._axis_dots(axes, v)
-        else:
-            axes = None
-            dots = self._dots(v, n)
-        # NaN or Inf anywhere makes |v|^2 and |embedded|^2 (the first time) non-finite; so do
-        # weights beyond 1e150, which no PCA in float64 survives either
-        if not math.isfinite(dots[-1]) or (first and not math.isfinite(float(embedded @ embedded))):
-            bad = not bool(torch.isfinite(flat).all())
-            raise DataError(
-                "weights contain NaN or Inf; training has diverged - see the layer's gradient health"
-                if bad else "weights are too large (beyond 1e150) to follow"
-            )
-        if first:
-            self._anchor = embedded
-            self._points = torch.empty(self.max_points, embedded.numel(), dtype=embedded.dtype, device=embedded.device)
+        return w.reshape(-1)
+
+    def _check_finite(self, norms: np.ndarray, flat: torch.Tensor, embedded: torch.Tensor | None) -> None:
+        """NaN or Inf anywhere makes |v|^2 and |embedded|^2 (the first time) non-finite; so do
+        weights beyond 1e150, which no PCA in float64 survives either."""
+        if np.isfinite(norms).all() and (embedded is None or math.isfinite(float(embedded @ embedded))):
+            return
+        bad = not bool(torch.isfinite(flat).all())
+        raise DataError(
+            "weights contain NaN or Inf; training has diverged - see the layer's gradient health"
+            if bad else "weights are too large (beyond 1e150) to follow"
+        )
+
+    def _begin(self, embedded: torch.Tensor) -> None:
+        self._anchor = embedded
+        self._points = torch.empty(self.max_points, embedded.numel(), dtype=embedded.dtype, device=embedded.device)
+
+    def _dims(self, flat: torch.Tensor) -> np.ndarray:
+        """The three followed weights (of each row of ``flat``), float32 on the host."""
         if flat.device.type == "cpu" and flat.dtype in (torch.float32, torch.float64):
-            dims = flat.numpy()[self._index_host].astype(np.float32)  # (a tensor index costs ~25 us)
-        else:
-            dims = flat[self._index.to(flat.device)].to(torch.float32).cpu().numpy()
-        self._count += 1
-        if axes is not None:
-            self._since += 1
-            pca, ratio = self._from_axis_dots(axes, dots)
-            return TrajectoryPoint(step=step, dims=dims, dim_index=self._index_host.copy(), pca=pca, explained_variance=ratio)
+            return flat.numpy()[..., self._index_host].astype(np.float32)  # (a tensor index costs ~25 us)
+        assert self._index is not None
+        return flat[..., self._index.to(flat.device)].to(torch.float32).cpu().numpy()
+
+    def _advance(
+        self, v: torch.Tensor, dims: np.ndarray, dots: np.ndarray, dots_again: Callable[[int], np.ndarray], extra_dot: float | None
+    ) -> TrajectoryPoint:
+        """Add point ``v`` (inner products ``dots`` with the kept points and itself), keeping it and
+        thinning as the stride says, and place it: on new axes when a decomposition is due, else
+        on the last ones. ``dots_again(n)`` gives its inner products with the points kept after
+        thinning; ``extra_dot`` its inner product with the last decomposition's extra point."""
         assert self._points is not None
+        step = self._count
+        self._count += 1
+        n = len(self._steps)
         thinned = False
         if step % self._stride == 0:
             self._path = None
@@ -273,7 +368,7 @@ class TrajectoryTracker:
         kept = bool(self._steps) and self._steps[-1] == step
         current = n - 1 if kept else n
         if thinned and not kept:  # thinning dropped the new point and half the others
-            dots = self._dots(v, n)
+            dots = dots_again(n)
         self._since += 1
         if self._axes is None or thinned or self._since >= self.refresh:
             if kept:
@@ -286,14 +381,8 @@ class TrajectoryTracker:
             pca, ratio = self._project(gram, current, step, v)
             self._path = None
         else:
-            pca, ratio = self._on_axes(dots, v, step, kept)
-        return TrajectoryPoint(
-            step=step,
-            dims=dims,
-            dim_index=self._index_host.copy(),
-            pca=pca,
-            explained_variance=ratio,
-        )
+            pca, ratio = self._on_axes(dots, v, step, kept, extra_dot)
+        return TrajectoryPoint(step=step, dims=dims, dim_index=self._index_host.copy(), pca=pca, explained_variance=ratio)
 
     def path(self) -> tuple[np.ndarray, np.ndarray]:
         """The kept points on the latest principal axes: ``(steps int64[P], coords float32[P, 3])``.
@@ -350,19 +439,23 @@ class TrajectoryTracker:
         return i
 
     def _embed(self, flat: torch.Tensor) -> torch.Tensor:
-        """The weights themselves (float64 copy), or their count sketch for big layers."""
+        """The weights themselves (float64 copy), or their count sketch for big layers (of each
+        row, for several weights)."""
         acc = accumulator(flat.device)
         if self._signs is None:
             return flat.to(acc).clone()
         d, signs = self.sketch_dim, self._signs
         chunk = signs.numel()  # a whole number of sign periods: chunk starts stay aligned
-        if flat.numel() <= chunk:  # (most layers) whole rows of buckets summed, then the rest: no padded copy
-            signed = torch.mul(flat, signs[: flat.numel()])  # promotes to the accumulator type
-            rows, rest = divmod(flat.numel(), d)
-            out = signed[: rows * d].view(rows, d).sum(dim=0)
+        numel = flat.shape[-1]
+        if numel <= chunk:  # (most layers) whole rows of buckets summed, then the rest: no padded copy
+            signed = torch.mul(flat, signs[:numel])  # promotes to the accumulator type
+            rows, rest = divmod(numel, d)
+            out = signed[..., : rows * d].reshape(*flat.shape[:-1], rows, d).sum(dim=-2)
             if rest:
-                out[:rest] += signed[rows * d :]
+                out[..., :rest] += signed[..., rows * d :]
             return out
+        if flat.dim() > 1:
+            return torch.stack([self._embed(row) for row in flat])
         out = torch.zeros(d, dtype=acc, device=flat.device)
         for start in range(0, flat.numel(), chunk):
             piece = flat[start : start + chunk]
@@ -457,6 +550,7 @@ class TrajectoryTracker:
         self._axes = _Axes(
             kept=len(self._steps),
             extra=None if current < len(self._steps) else v,
+            extra_step=None if current < len(self._steps) else step,
             row_means=r,
             mean_norm=t,
             weights=evecs[:, :k] / scale,
@@ -469,7 +563,9 @@ class TrajectoryTracker:
         pca[:] = coords[current]
         return pca, ratio
 
-    def _on_axes(self, dots: np.ndarray, v: torch.Tensor, step: int, kept: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _on_axes(
+        self, dots: np.ndarray, v: torch.Tensor, step: int, kept: bool, extra_dot: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The current point on the axes of the last decomposition (``refresh`` > 1).
 
         ``(b_i - m) . (x - m) = d_i - mean(d) - r_i + t`` for the basis points ``b_i`` (mean
@@ -480,7 +576,7 @@ class TrajectoryTracker:
         assert axes is not None
         d = dots[: axes.kept]
         if axes.extra is not None:
-            d = np.append(d, float((axes.extra @ v).to("cpu", torch.float64)))
+            d = np.append(d, float((axes.extra @ v).to("cpu", torch.float64)) if extra_dot is None else extra_dot)
         centred = d - d.mean() - axes.row_means + axes.mean_norm
         coords = np.full(3, np.nan)
         coords[: axes.weights.shape[1]] = centred @ axes.weights
@@ -496,6 +592,7 @@ class _Axes:
 
     kept: int  # it was computed from the first ``kept`` kept points, then ``extra`` if set
     extra: torch.Tensor | None  # a point that was current but not kept at that update
+    extra_step: int | None  # that update
     row_means: np.ndarray  # of the Gram matrix of the basis
     mean_norm: float  # |mean of the basis|^2
     weights: np.ndarray  # basis x k: eigenvectors / sqrt(eigenvalues)

@@ -12,7 +12,7 @@ trackers (trajectory PCA, stable group ids, gradient-health patience) see every 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from convscope.insitu._pipeline import GroupItem
 if TYPE_CHECKING:
     import torch
 
+    from convscope.analysis import TrajectoryPoint, TrajectoryTracker
     from convscope.analysis.correlation import CorrelationResult
     from convscope.frames import Frame
     from convscope.insitu._monitor import Monitor, _LayerState
@@ -50,7 +51,7 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Ten
     if "weights" in due:
         items.append((lambda: [_weight_frame(monitor, state, step, w)], 0, _KEYS["weights"]))
     if "trajectory" in due:
-        items.append((lambda: [_trajectory_frame(monitor, state, step, w)], 0, _KEYS["trajectory"]))
+        items.append((GroupItem(("trajectory", state.name), functools.partial(_trajectory_frames, monitor, state), (step, w)), 0, _KEYS["trajectory"]))
     size = 0 if w is None else w.numel() * w.element_size() * 2
     shared: dict[str, torch.Tensor] = {}  # what one item of this recording hands to a later one
     if acts is not None and due & {"distribution", "feature_maps", "correlation"}:
@@ -88,23 +89,44 @@ def _weight_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.Tens
     return monitor._frame(step, state.name, "weight_grid", weight_grid(w).to_payload())
 
 
-def _trajectory_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.Tensor) -> Frame:
+def _trajectory_frames(monitor: Monitor, state: _LayerState, args: list[tuple[int, torch.Tensor]]) -> list[list[Frame]]:
+    """Trajectory points of a layer's recordings, each with the whole kept path on the axes of its
+    update (the tracker takes the weights of one shape together: one product for all of them)."""
     from convscope.analysis import TrajectoryTracker
 
-    if state.trajectory is None or state.trajectory_shape != tuple(w.shape):
-        # a new tracker after pruning changed the layer's shape; the path starts again
-        state.trajectory = TrajectoryTracker(dims=monitor.trajectory_dims, seed=monitor.seed, refresh=_TRAJECTORY_REFRESH)
-        state.trajectory_shape = tuple(w.shape)
-        state.trajectory_steps = []
-    state.trajectory.refresh = max(_TRAJECTORY_REFRESH, state.trajectory.kept // 8)
-    payload = state.trajectory.update(w).to_payload()
-    state.trajectory_steps.append(step)
-    # the whole kept path on the current principal axes, so a view can redraw it consistently
-    ordinals, coords = state.trajectory.path()
-    payload["path_steps"] = np.asarray([state.trajectory_steps[i] for i in ordinals.tolist()], dtype=np.int64)
-    payload["pca_path"] = coords
-    payload["shape"] = list(w.shape)
-    return monitor._frame(step, state.name, "trajectory", payload)
+    out: list[list[Frame]] = []
+    i = 0
+    while i < len(args):
+        shape = tuple(args[i][1].shape)
+        j = i + 1
+        while j < len(args) and tuple(args[j][1].shape) == shape:
+            j += 1
+        if state.trajectory is None or state.trajectory_shape != shape:
+            # a new tracker after pruning changed the layer's shape; the path starts again
+            state.trajectory = TrajectoryTracker(dims=monitor.trajectory_dims, seed=monitor.seed, refresh=_TRAJECTORY_REFRESH)
+            state.trajectory_shape = shape
+            state.trajectory_steps = []
+        tracker = state.trajectory
+        # (the axes are refreshed every max(4, kept / 8) updates: fixed for one batch)
+        tracker.refresh = max(_TRAJECTORY_REFRESH, tracker.kept // 8)
+        steps = iter([step for step, _ in args[i:j]])
+
+        def frame(
+            point: TrajectoryPoint, steps: Iterator[int] = steps, tracker: TrajectoryTracker = tracker, shape: tuple[int, ...] = shape
+        ) -> None:
+            step = next(steps)
+            payload = point.to_payload()
+            state.trajectory_steps.append(step)
+            # the whole kept path on the current principal axes, so a view can redraw it consistently
+            ordinals, coords = tracker.path()
+            payload["path_steps"] = np.asarray([state.trajectory_steps[k] for k in ordinals.tolist()], dtype=np.int64)
+            payload["pca_path"] = coords
+            payload["shape"] = list(shape)
+            out.append([monitor._frame(step, state.name, "trajectory", payload)])
+
+        tracker.update_many([w for _, w in args[i:j]], each=frame)
+        i = j
+    return out
 
 
 def _health_frames(monitor: Monitor, state: _LayerState, args: list[tuple[dict[str, Any], dict[str, torch.Tensor]]]) -> list[list[Frame]]:

@@ -215,8 +215,11 @@ def _pairs(matrix: np.ndarray, dead: np.ndarray, threshold: float) -> list[list[
     diagonal (a handful of vector operations, then a Python step per similar pair)."""
     f = matrix.shape[0]
     live = ~dead
-    similar = np.triu(matrix >= threshold, 1) & live[:, None] & live[None, :]
-    rows, cols = np.nonzero(similar)
+    rows, cols = np.nonzero((matrix >= threshold) & live[:, None] & live[None, :])
+    above = rows < cols  # each pair once (above the diagonal)
+    if not above.any():  # (the usual case early in training: no similar pair, no groups)
+        return []
+    rows, cols = rows[above], cols[above]
     parent = list(range(f))
 
     def root(i: int) -> int:

@@ -135,8 +135,8 @@ def encode(frame: Frame, *, check: bool = True) -> bytes:
     specs = []
     offset = 0
     for a in arrays:
-        specs.append({"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset})
-        offset += _pad8(a.nbytes)
+        specs.append({"dtype": _WIRE[a.dtype], "shape": list(a.shape), "offset": offset})
+        offset += (a.nbytes + 7) & ~7
     header = {
         "run": frame.run,
         "step": int(frame.step),
@@ -224,6 +224,8 @@ _PLAIN = frozenset((bool, int, float, str))
 #: one encoder for every header (``json.dumps`` with options builds a new one per call)
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
 _ZEROS = {k: b"\0" * (8 - k) for k in range(1, 8)}
+#: the wire name of each dtype encoded as it is (native little-endian or byte-order free)
+_WIRE = {np.dtype(d): d for d in _DTYPES}
 
 
 def _pad8(n: int) -> int:
@@ -269,10 +271,11 @@ def _strip_arrays(value: Any, arrays: list[np.ndarray]) -> Any:
 
 
 def _strip_array(a: np.ndarray, arrays: list[np.ndarray]) -> dict[str, int]:
-    if a.dtype.byteorder == ">":
-        a = a.astype(a.dtype.newbyteorder("<"))
-    if a.dtype.str not in _DTYPES:
-        raise FrameError(f"arrays of dtype {a.dtype} cannot be encoded; use one of {sorted(_DTYPES)}")
+    if a.dtype not in _WIRE:  # (a dict lookup: numpy builds dtype.str anew on every call)
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        if a.dtype.str not in _DTYPES:
+            raise FrameError(f"arrays of dtype {a.dtype} cannot be encoded; use one of {sorted(_DTYPES)}")
     if a.ndim > MAX_DIMS:
         raise FrameError(f"arrays of more than {MAX_DIMS} dimensions cannot be encoded")
     arrays.append(a if a.flags.c_contiguous else a.copy(order="C"))

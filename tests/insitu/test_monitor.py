@@ -459,3 +459,27 @@ def test_the_batching_window_is_an_option(digits, lenet) -> None:
     for bad in (-1, 61, "2", True):
         with pytest.raises(DataError, match="batch_window"):
             convscope.watch(lenet(), logdir=None, batch_window=bad)
+
+
+def test_a_refused_recording_in_a_batch_costs_only_itself_and_the_trajectory_adds_the_others_once() -> None:
+    # the worker updates a layer's trajectory once per batch of recordings; NaN weights in one
+    # of them must neither stop the others nor add any of them twice
+    from convscope.analysis import TrajectoryTracker
+    from convscope.insitu import _reduce
+    from convscope.models.zoo import create_model
+
+    torch.manual_seed(0)
+    monitor = convscope.Monitor(create_model("lenet5-simplified"), logdir=None)
+    state = monitor.layers["conv1"]
+    walk = [state.weight() + 0.01 * k * torch.randn_like(state.weight()) for k in range(6)]
+    bad = walk[3].clone()
+    bad[0, 0, 0, 0] = float("nan")
+    out = _reduce._trajectory_frames(monitor, state, [(10, walk[0]), (20, walk[1]), (30, bad), (40, walk[4]), (50, walk[5])])
+    assert [type(o).__name__ for o in out] == ["list", "list", "DataError", "list", "list"]
+    assert "NaN" in str(out[2])
+    assert [frames[0].step for frames in out if isinstance(frames, list)] == [10, 20, 40, 50]
+    alone = TrajectoryTracker(seed=monitor.seed, refresh=4)
+    for frames, w in zip([out[0], out[1], out[3], out[4]], [walk[0], walk[1], walk[4], walk[5]], strict=True):
+        np.testing.assert_allclose(frames[0].payload["pca"], alone.update(w).pca, rtol=1e-4, atol=1e-6)
+    assert state.trajectory.kept == alone.kept == 4 and state.trajectory_steps == [10, 20, 40, 50]
+    assert out[4][0].payload["path_steps"].tolist() == [10, 20, 40, 50]

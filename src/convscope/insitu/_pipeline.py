@@ -34,17 +34,24 @@ class GroupItem:
     """A work item that the worker may run together with the other items of its ``group`` in
     one batch: ``run(args)`` takes a list of the items' ``args`` and returns one list of frames
     for each, in order (one analysis over a stack of recordings, say, where the count of
-    operations costs more than the data). Called alone, it runs its own ``args``."""
+    operations costs more than the data). Called alone, it runs its own ``args``.
+
+    ``run`` raises only before it has changed any state (the worker then runs each item alone);
+    once it has, an item that fails gets its exception in its place in the returned list.
+    """
 
     __slots__ = ("args", "group", "run")
 
-    def __init__(self, group: object, run: Callable[[list[Any]], list[list[Frame]]], args: Any) -> None:
+    def __init__(self, group: object, run: Callable[[list[Any]], list[list[Frame] | Exception]], args: Any) -> None:
         self.group = group
         self.run = run
         self.args = args
 
     def __call__(self) -> list[Frame]:
-        return self.run([self.args])[0]
+        result = self.run([self.args])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
 
 class _Entry(NamedTuple):
@@ -344,10 +351,14 @@ class FramePipeline:
         try:
             frames = list(item())
         except Exception as exc:  # a bug in a reduction must not kill the worker
-            self._warn_once("analysis", f"convscope could not build frames ({type(exc).__name__}: {exc}); training goes on")
-            self.stats.sink_failures["analysis"] = self.stats.sink_failures.get("analysis", 0) + 1
+            self._failed(exc)
             frames = []
         self._write(frames)
+
+    def _failed(self, exc: Exception) -> None:
+        """A work item whose analysis raised: counted, and said once."""
+        self._warn_once("analysis", f"convscope could not build frames ({type(exc).__name__}: {exc}); training goes on")
+        self.stats.sink_failures["analysis"] = self.stats.sink_failures.get("analysis", 0) + 1
 
     def _deliver_group(self, items: list[GroupItem]) -> None:
         """Items of one group, run together; if that fails, one at a time, so that only the
@@ -361,7 +372,11 @@ class FramePipeline:
                 self._deliver(item)
             return
         for frames in results:
-            self._write(list(frames))
+            if isinstance(frames, Exception):
+                self._failed(frames)
+                self._write([])
+            else:
+                self._write(list(frames))
 
     def _write(self, frames: list[Frame]) -> None:
         """A work item's frames to every sink: at once to a sink that takes several (its

@@ -89,12 +89,16 @@ def _weight_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.Tens
     return monitor._frame(step, state.name, "weight_grid", weight_grid(w).to_payload())
 
 
-def _trajectory_frames(monitor: Monitor, state: _LayerState, args: list[tuple[int, torch.Tensor]]) -> list[list[Frame]]:
+def _trajectory_frames(
+    monitor: Monitor, state: _LayerState, args: list[tuple[int, torch.Tensor]]
+) -> list[list[Frame] | Exception]:
     """Trajectory points of a layer's recordings, each with the whole kept path on the axes of its
-    update (the tracker takes the weights of one shape together: one product for all of them)."""
+    update (the tracker takes the weights of one shape together: one product for all of them).
+    Never raises: the tracker has state, so a recording it refuses (NaN weights) gets its error
+    in its place and the others go on, each added once."""
     from convscope.analysis import TrajectoryTracker
 
-    out: list[list[Frame]] = []
+    out: list[list[Frame] | Exception] = []
     i = 0
     while i < len(args):
         shape = tuple(args[i][1].shape)
@@ -124,7 +128,15 @@ def _trajectory_frames(monitor: Monitor, state: _LayerState, args: list[tuple[in
             payload["shape"] = list(shape)
             out.append([monitor._frame(step, state.name, "trajectory", payload)])
 
-        tracker.update_many([w for _, w in args[i:j]], each=frame)
+        try:  # all of them checked before any is added
+            tracker.update_many([w for _, w in args[i:j]], each=frame)
+        except Exception:  # noqa: BLE001  (one by one: only the one that fails alone is lost)
+            for _, w in args[i:j]:
+                try:
+                    tracker.update_many([w], each=frame)
+                except Exception as exc:  # noqa: BLE001
+                    next(steps)
+                    out.append(exc)
         i = j
     return out
 

@@ -215,7 +215,7 @@ class _Check:
         return cls(g.to(torch.float32), wf, delta, steps, lr, activations, channel_max)
 
     @property
-    def shape(self) -> tuple[object, ...]:
+    def key(self) -> tuple[object, ...]:
         """What must agree for checks to be measured together."""
         return (self.w.shape, self.w.device, self.delta is not None, self.channel_max is not None or self.activations is not None)
 
@@ -227,7 +227,7 @@ def _measure(checks: list[_Check]) -> list[list[float]]:
     and every number crosses to the host in one transfer. Norms over NaN/Inf are taken again
     over the finite elements."""
     first = checks[0]
-    if len(checks) > 1 and any(c.shape != first.shape for c in checks):
+    if len(checks) > 1 and any(c.key != first.key for c in checks):
         return [row for c in checks for row in _measure([c])]
     g = torch.stack([c.g.reshape(-1) for c in checks]) if len(checks) > 1 else first.g.reshape(1, -1)
     w = torch.stack([c.w.reshape(-1) for c in checks]) if len(checks) > 1 else first.w.reshape(1, -1)
@@ -239,7 +239,7 @@ def _measure(checks: list[_Check]) -> list[list[float]]:
         stats.append(torch.linalg.vector_norm(torch.stack([c.delta.reshape(-1) for c in checks]), dim=1))  # type: ignore[union-attr]
     if first.channel_max is not None or first.activations is not None:
         maxima = [c.channel_max if c.channel_max is not None else _channel_max(c.activations) for c in checks]  # type: ignore[arg-type]
-        stats.append(torch.stack([(m.to(w.device) <= 0).to(torch.float32).mean() for m in maxima]))
+        stats.append(torch.stack([(m <= 0).to(w.device) for m in maxima]).to(torch.float32).mean(dim=1))
     rows: list[list[float]] = torch.stack(stats, dim=1).tolist()  # the one device -> host transfer
     for c, row in zip(checks, rows, strict=True):
         if all(math.isfinite(v) for v in row[:2] + ([row[3]] if c.delta is not None else [])):

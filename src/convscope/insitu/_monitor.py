@@ -10,7 +10,6 @@ crash training.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -332,7 +331,6 @@ class Monitor:
 
         trajectory.warm_up()
 
-        self._plan_next_step()
         for state in self.layers.values():
             self._handles.append(state.module.register_forward_hook(self._make_forward_hook(state.name)))
         if self.optimizer is not None:
@@ -438,31 +436,11 @@ class Monitor:
 
     # --- hooks ----------------------------------------------------------------------------------
     def _due(self, view: str, step: int) -> bool:
-        return view in self._due_views(step)
+        n = self.every.get(view)
+        return n is not None and step % n == 0
 
-    def _due_views(self, step: int) -> frozenset[str]:
-        """The views due at ``step``, from a table of one period of the schedule (the hooks ask
-        several times a step; right after a training step every Python call finds its caches
-        cold and costs several times what it does in a loop, so the answer is one lookup)."""
-        table = self._due_table
-        if table is None:
-            period = math.lcm(*self.every.values()) if self.every else 1
-            if period > 10_000:  # an unusual schedule: worked out each time
-                return frozenset(v for v, n in self.every.items() if step % n == 0)
-            table = self._due_table = [frozenset(v for v, n in self.every.items() if s % n == 0) for s in range(period)]
-        return table[step % len(table)]
-
-    _due_table: list[frozenset[str]] | None = None
-
-    def _plan_next_step(self) -> None:
-        """What the next step's hooks will need, worked out once: on steps that record nothing
-        they only read these two flags."""
-        due = self._due_views(self.step_count + 1)
-        self._acts_next = self.probe is None and not due.isdisjoint(_ACTIVATION_VIEWS)
-        self._grads_next = "gradients" in due
-
-    _acts_next = False
-    _grads_next = False
+    def _needs_activations(self, step: int) -> bool:
+        return self.probe is None and any(self._due(v, step) for v in _ACTIVATION_VIEWS) and self._within_budget(step)
 
     def _within_budget(self, step: int) -> bool:
         """Whether recording step ``step`` fits in the overhead budget (decided once per step).
@@ -509,9 +487,9 @@ class Monitor:
 
     def _make_forward_hook(self, name: str) -> Callable[..., None]:
         def hook(_m: torch.nn.Module, _args: Any, out: Any) -> None:
-            if not (self._collecting or self._acts_next) or self._building or (self._paused_at is not None and not self._collecting):
+            if self._building or (self._paused_at is not None and not self._collecting):
                 return
-            if self._collecting or self._within_budget(self.step_count + 1):
+            if self._collecting or self._needs_activations(self.step_count + 1):
                 start = time.perf_counter()
                 # a copy: an in-place activation (ReLU(inplace=True)) would change the output later
                 if isinstance(out, tuple | list):
@@ -556,7 +534,7 @@ class Monitor:
 
     def _before_step(self) -> None:
         # Weights right before a recording step's update give the exact update-to-weight ratio.
-        if not self._grads_next or not self.active or self._closed or self._paused_at is not None:
+        if not self.active or self._closed or self._paused_at is not None or not self._due("gradients", self.step_count + 1):
             return
         if not self._within_budget(self.step_count + 1):
             return
@@ -572,13 +550,12 @@ class Monitor:
         try:
             self.step_count += 1
             step = self.step_count
-            self._plan_next_step()
             if self._paused_at is not None:
                 return
             self._measure_step(start)
             if self._graph_pending:
                 self._build_graph()
-            if self._due_views(step) and self._within_budget(step):
+            if any(self._due(v, step) for v in self.every) and self._within_budget(step):
                 self._record(step)
                 self.stats.recorded_steps += 1
             if self.prune is not None:
@@ -610,7 +587,7 @@ class Monitor:
         from convscope.insitu import _reduce
 
         acts = self._acts
-        if self.probe is not None and not self._due_views(step).isdisjoint(_ACTIVATION_VIEWS):
+        if self.probe is not None and any(self._due(v, step) for v in _ACTIVATION_VIEWS):
             acts = self._probe_activations()
         items: list[tuple[Callable[[], list[Frame]], int, int]] = []
         with torch.no_grad():

@@ -43,7 +43,7 @@ _KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "distrib
 
 def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Tensor | None) -> list[Item]:
     """Snapshot this layer's tensors for ``step`` and return the work items that analyse them."""
-    due = monitor._due_views(step)
+    due = {view for view in monitor.every if monitor._due(view, step)}
     items: list[Item] = []
     w = None
     if due & {"weights", "trajectory", "gradients"}:
@@ -149,13 +149,9 @@ def _health_frames(monitor: Monitor, state: _LayerState, args: list[tuple[dict[s
     if state.health is None:
         state.health = GradientHealthTracker(thresholds=monitor.health_thresholds)
     checks = []
-    for check, shared in args:
-        check = dict(check)
-        prev = check["previous_weight"]
-        if prev is not None and prev.shape != check["weight"].shape:
-            check["previous_weight"] = None
+    for check, shared in args:  # (previous weights of another shape, after pruning: the tracker drops them)
         if "channel_max" in shared and check["activations"] is not None:
-            check["channel_max"], check["activations"] = shared["channel_max"], None
+            check = {**check, "channel_max": shared["channel_max"], "activations": None}
         checks.append(check)
     results = state.health.update_many(state.name, checks)
     return [[monitor._frame(check["step"], state.name, "gradient_health", h.to_payload())] for check, h in zip(checks, results, strict=True)]

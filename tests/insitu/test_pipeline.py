@@ -123,6 +123,8 @@ def test_the_workers_cpu_can_be_read_from_another_thread_while_it_works() -> Non
     during = p.worker_cpu()
     if hasattr(time, "pthread_getcpuclockid"):  # the live clock, not the last finished item's figure
         assert during > 0.005 and p.stats.cpu_seconds < during
+        time.sleep(0.02)  # and read again in the same item: still live, not the first reading kept
+        assert p.worker_cpu() > during
     release.set()
     assert p.drain()
     after = p.worker_cpu()

@@ -142,8 +142,9 @@ class FramePipeline:
         self._busy = False
         self._hurry = 0  # drain() calls waiting: no lingering while any is
         self._cpu_clock: tuple[int, float] | None = None  # the worker's CPU clock and its reading at start
-        # bumped by the worker before and after each round of work: while it stays the same, the
-        # worker has used no CPU, and worker_cpu() answers from its last reading (no system call)
+        # bumped by the worker before and after each round of work (odd while it works): while it
+        # stays the same and even, the worker has used no CPU, and worker_cpu() answers from its
+        # last reading (no system call)
         self._activity = 0
         self._cpu_read: tuple[int, float] = (-1, 0.0)
         #: whether the worker is holding queued items back on purpose (``linger``)
@@ -289,7 +290,7 @@ class FramePipeline:
         clock = self._cpu_clock
         if clock is not None and self._thread is not None:
             activity = self._activity
-            if self._cpu_read[0] == activity:  # no work since that reading
+            if self._cpu_read[0] == activity and not activity & 1:  # idle, and no work since that reading
                 return self._cpu_read[1]
             try:
                 used = time.clock_gettime(clock[0]) - clock[1]

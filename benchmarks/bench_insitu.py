@@ -5,8 +5,10 @@ VGG-16-sized first block (conv 3->64->64 on 224x224 RGB, batch 8, global pooling
 layer). For each, steps/s of: plain training; convscope.watch with every view every 10 steps
 and every step (into the run store), with its default overhead budget and without one
 (``budget=None``: every asked-for recording is made, whatever it costs), and once more without
-the background thread's batching (it gathers up to 2 s of recordings and works through them
-view by view; "one recording at a time" turns that off); TensorBoard's SummaryWriter with
+the batching (convscope gathers up to 2 s of recordings and works through them view by view;
+"one recording at a time" turns that off), and once with the analysis on the background thread
+where the default here (training's threads fill the cores) runs it on the training thread
+(``analysis_thread=``); TensorBoard's SummaryWriter with
 histograms of every parameter and gradient every 10 steps and every step (what people do today).
 Configurations are interleaved over rounds so machine noise hits them alike. Each run first
 trains ``--warmup`` steps that are not timed (first-call allocations, the model graph, imports,
@@ -113,7 +115,7 @@ def run_plain(data, steps, _tmp):
     return seconds, {"startup": time.perf_counter() - begin - seconds}
 
 
-def _watch(every, *, store, budget="default", nice=None, batch_window=None):
+def _watch(every, *, store, budget="default", nice=None, batch_window=None, analysis_thread=None):
     def run(data, steps, tmp):
         model, opt = _setup()
         kwargs = {"logdir": tmp if store else None}
@@ -127,6 +129,8 @@ def _watch(every, *, store, budget="default", nice=None, batch_window=None):
             kwargs["worker_nice"] = nice
         if batch_window is not None:
             kwargs["batch_window"] = batch_window
+        if analysis_thread is not None:
+            kwargs["analysis_thread"] = analysis_thread
         begin = time.perf_counter()
         mon = convscope.watch(model, optimizer=opt, every=every, **kwargs)
         seconds = _loop(model, opt, data, steps, after=lambda s, m, loss: mon.log(loss=loss))
@@ -168,6 +172,7 @@ CONFIGS = {
     "convscope every=10, worker_nice=19": _watch(10, store=True, nice=19),
     "convscope every=10, no budget": _watch(10, store=True, budget=None),
     "convscope every=10, no budget, one recording at a time": _watch(10, store=True, budget=None, batch_window=0.0),
+    "convscope every=10, no budget, analysis in the background": _watch(10, store=True, budget=None, analysis_thread="background"),
     "tensorboard histograms every=10": _tensorboard(10),
     "convscope every=1": _watch(1, store=True),
     "convscope every=1, no budget": _watch(1, store=True, budget=None),
@@ -298,6 +303,7 @@ def bench_interleaved(block: int, pairs: int) -> str:
         "convscope every=10, batching window 0.5 s": {"every": 10, "batch_window": 0.5},
         "convscope every=10, no budget": {"every": 10, "budget": None},
         "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "batch_window": 0.0},
+        "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
         # what the views cost apart: the light ones, then the three costly analyses
         "convscope every=10, no budget, weights, gradients, lr, images": {
             "every": 10, "budget": None, "record": ["weights", "gradients", "lr", "feature_maps"]},

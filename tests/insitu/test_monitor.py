@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -205,13 +206,16 @@ class _SlowSink(Sink):
         self.count += 1
 
 
-def test_a_slow_sink_keeps_memory_bounded_and_counts_drops(digits, lenet) -> None:
+@pytest.mark.parametrize("where", ["training", "background"])
+def test_a_slow_sink_keeps_memory_bounded_and_counts_drops(digits, lenet, where) -> None:
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     slow = _SlowSink()
-    mon = convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[slow], every=1, queue_size=8)
+    mon = convscope.watch(
+        model, optimizer=opt, logdir=None, budget=None, sinks=[slow], every=1, queue_size=8, analysis_thread=where
+    )
     losses = _train(model, opt, digits, 60, monitor=mon)
-    assert mon._pipeline.stats.max_queue <= 8  # never more than queue_size items held
+    assert mon._pipeline.stats.max_queue <= 8  # never more than queue_size items (or their frames) held
     mon.close()
     assert np.isfinite(losses).all()
     assert mon.stats.dropped > 0 and mon.stats.frames < 60 * 12
@@ -285,7 +289,8 @@ def test_overhead_budget_defers_recordings_and_says_so(digits, lenet) -> None:
         assert mon.stats.analysis_cpu_seconds > 0
 
 
-def test_a_background_thread_behind_defers_whole_steps_instead_of_losing_frames(digits, lenet) -> None:
+@pytest.mark.parametrize("where", ["training", "background"])
+def test_a_background_thread_behind_defers_whole_steps_instead_of_losing_frames(digits, lenet, where) -> None:
     # A background thread that cannot keep up (a sink that takes 20 ms a frame) makes the
     # monitor skip steps whole (the backlog rule) instead of dropping parts of recordings
     # from a full queue. The budget is generous, so only the backlog rule defers here.
@@ -297,8 +302,11 @@ def test_a_background_thread_behind_defers_whole_steps_instead_of_losing_frames(
     sink = SlowSink()
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=1, queue_size=64, budget=1.0) as mon:
+    with convscope.watch(
+        model, optimizer=opt, logdir=None, sinks=[sink], every=1, queue_size=64, budget=1.0, analysis_thread=where
+    ) as mon:
         _train(model, opt, digits, 40, monitor=mon)
+    assert mon.analysis_thread == where
     assert mon.stats.dropped == 0 and mon.stats.deferred > 0
     assert 0 < mon.stats.recorded_steps < 40 and mon.stats.recorded_steps + mon.stats.deferred == 40
     views = ("weight_grid", "trajectory", "gradient_health", "distribution", "correlation", "groups")
@@ -333,7 +341,9 @@ def test_the_budget_counts_the_background_cpu_by_the_slowdown_it_causes(digits, 
     for factor in (0.0, 5.0):
         model = lenet()
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
-        mon = convscope.watch(model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=1, budget=0.02)
+        mon = convscope.watch(
+            model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=1, budget=0.02, analysis_thread="background"
+        )
         mon._meter = SlowdownMeter(prior=factor, prior_sd=1e-9)
         with mon:
             _train(model, opt, digits, 60, monitor=mon)
@@ -483,3 +493,88 @@ def test_a_refused_recording_in_a_batch_costs_only_itself_and_the_trajectory_add
         np.testing.assert_allclose(frames[0].payload["pca"], alone.update(w).pca, rtol=1e-4, atol=1e-6)
     assert state.trajectory.kept == alone.kept == 4 and state.trajectory_steps == [10, 20, 40, 50]
     assert out[4][0].payload["path_steps"].tolist() == [10, 20, 40, 50]
+
+
+def _record_with(where: str, digits, lenet, monkeypatch) -> tuple[MemorySink, set[str]]:
+    """Train 30 steps watched with every view every 5 steps, the analysis on ``where``; the frames,
+    and the threads that built the weight grids."""
+    from convscope.insitu import _reduce
+
+    threads: set[str] = set()
+    weight_frame = getattr(_reduce._weight_frame, "spied", _reduce._weight_frame)
+
+    def spy(*args):
+        threads.add(threading.current_thread().name)
+        return weight_frame(*args)
+
+    spy.spied = weight_frame
+
+    monkeypatch.setattr(_reduce, "_weight_frame", spy)
+    torch.manual_seed(0)
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sink = MemorySink()
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=None, analysis_thread=where, batch_window=0) as mon:
+        _train(model, opt, digits, 30, monitor=mon)
+    assert mon.analysis_thread == where and mon._pipeline.inline == (where == "training")
+    return sink, threads
+
+
+def test_the_analysis_on_the_training_thread_gives_the_frames_of_the_background_thread(digits, lenet, monkeypatch) -> None:
+    # The same training watched twice: once analysed on the training thread (between steps,
+    # in batches), once on the background thread. Same frames, built where asked.
+    on_training, threads_t = _record_with("training", digits, lenet, monkeypatch)
+    in_background, threads_b = _record_with("background", digits, lenet, monkeypatch)
+    # (close() itself finishes what the background thread has not started)
+    assert threads_t == {"MainThread"} and "convscope-frames" in threads_b
+
+    def key(f):
+        return (f.kind, f.layer, f.step, f.payload.get("name", ""))
+
+    views = [f for f in on_training.frames if f.kind not in ("run_meta", "dropped")]
+    others = {key(f): f for f in in_background.frames if f.kind not in ("run_meta", "dropped")}
+    assert sorted(map(key, views)) == sorted(others)
+    assert len({f.step for f in views if f.kind == "trajectory"}) == 6
+    for f in views:
+        g = others[key(f)]
+        for name, value in f.payload.items():
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f":  # (torch may sum in another order)
+                np.testing.assert_allclose(value, g.payload[name], rtol=1e-4, atol=1e-6, err_msg=str(key(f)))
+            elif isinstance(value, np.ndarray):
+                np.testing.assert_array_equal(value, g.payload[name], err_msg=str(key(f)))
+
+
+def test_the_analysis_runs_on_the_training_thread_where_training_fills_the_cores(lenet, monkeypatch) -> None:
+    from convscope.insitu import _monitor
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    for cores, where in (({0, 1}, "training"), ({0}, "training"), (set(range(8)), "background")):
+        monkeypatch.setattr(_monitor.os, "sched_getaffinity", lambda _pid, cores=cores: cores, raising=False)
+        with convscope.watch(lenet(), logdir=None) as mon:
+            assert mon.analysis_thread == where, cores
+            assert mon._pipeline.inline == (where == "training")
+    with convscope.watch(lenet(), logdir=None, analysis_thread="background") as mon:
+        assert mon.analysis_thread == "background"
+    with pytest.raises(DataError, match="analysis_thread"):
+        convscope.watch(lenet(), logdir=None, analysis_thread="gpu")
+
+
+def test_recordings_gathered_for_the_training_thread_are_analysed_when_due_and_at_pause(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sink = MemorySink()
+    with convscope.watch(
+        model, optimizer=opt, logdir=None, sinks=[sink], every=2, budget=None, analysis_thread="training", batch_window=60
+    ) as mon:
+        _train(model, opt, digits, 6, monitor=mon)
+        assert mon._pipeline._queue  # gathered: the window has not passed
+        assert not sink.select(kind="distribution")
+        mon.pause()  # what was gathered is analysed now
+        assert not mon._pipeline._queue and mon._analysis_seconds > 0
+        assert mon._pipeline.drain()
+        assert [f.step for f in sink.select(kind="distribution", layer="conv1")] == [2, 4, 6]
+        mon.resume()
+        mon._pipeline.linger = 0.0  # a window that has passed: analysed after the next step
+        _train(model, opt, digits, 2, monitor=mon)
+        assert not mon._pipeline._queue
+    assert [f.step for f in sink.select(kind="distribution", layer="conv1")] == [2, 4, 6, 8]

@@ -261,3 +261,46 @@ def test_a_sink_that_takes_several_frames_gets_each_items_frames_at_once_and_one
     assert plain.frames == ["a", "b", "c", "d", "bad", "e"]
     assert p.stats.sink_failures == {"batch": 1} and p.stats.frames == 6
     p.close()
+
+
+def test_inline_items_run_on_the_thread_that_asks_when_due_and_the_worker_only_delivers() -> None:
+    from convscope.insitu._pipeline import GroupItem
+
+    sink = ListSink()
+    p = FramePipeline([sink], linger=0.2, inline=True)
+    p.start()
+    ran: list[tuple[str, object]] = []
+
+    def item(name):
+        def run():
+            ran.append((threading.current_thread().name, name))
+            if name == "bad":
+                raise ValueError("a broken reduction")
+            return [name]
+
+        return run
+
+    def group(args):
+        ran.append((threading.current_thread().name, tuple(args)))
+        return [[f"g{a}"] for a in args]
+
+    for i, name in enumerate(["a", "bad", "b"]):
+        p.submit(item(name), key=2)
+        p.submit(GroupItem("g", group, i), key=1)
+    time.sleep(0.05)
+    assert not ran and not p.analyse_due()  # not due yet, and the worker leaves them alone
+    time.sleep(0.2)
+    with pytest.warns(RuntimeWarning, match="a broken reduction"):
+        assert p.analyse_due()
+    me = threading.current_thread().name
+    # by key, the group's three items in one call, the others in submission order, all here
+    assert ran == [(me, (0, 1, 2)), (me, "a"), (me, "bad"), (me, "b")]
+    assert p.drain()
+    assert sink.frames == ["g0", "g1", "g2", "a", "b"]
+    assert p.stats.delivered == 6 and p.stats.sink_failures == {"analysis": 1}
+    p.submit(item("c"))
+    assert p.drain()  # drain() analyses what is queued itself
+    assert sink.frames[-1] == "c" and ran[-1] == (me, "c")
+    p.submit(item("d"))
+    p.close()  # and so does close()
+    assert sink.frames[-1] == "d"

@@ -259,12 +259,13 @@ class TrajectoryTracker:
         n = len(self._steps)
         axes = self._axes
         known = [self._points[:n]] if n else []
-        extra_row = None  # the last decomposition's extra point, a row of the product too
+        extra_row = None  # the last decomposition's extra point, a row of the products too
         if axes is not None and axes.extra is not None:
             extra_row = n
             known.append(axes.extra.unsqueeze(0))
-        products = torch.cat([*known, v]) @ v.T  # (kept [+ extra] + R) x R
-        host = products.to("cpu", torch.float64).numpy()
+        # (kept [+ extra] + R) x R inner products; each block its own product: a cat of the kept
+        # points would copy all of them (4 MiB at the defaults) for nothing
+        host = torch.cat([block @ v.T for block in (*known, v)]).to("cpu", torch.float64).numpy()
         vv = host[len(host) - len(weights) :]
         self._check_finite(np.diagonal(vv), flat, anchor if first else None)
         if first:

@@ -53,6 +53,8 @@ _BUDGET_ALLOWANCE_S = 0.02
 #: 0.5 s makes a quarter to three quarters more of them in the same overhead
 #: (benchmarks/bench_insitu.py, one-process table)
 _BATCH_WINDOW_S = 2.0
+#: where the analysis runs (``analysis_thread=``)
+_ANALYSIS_THREADS = ("auto", "background", "training")
 
 
 @dataclass
@@ -186,6 +188,7 @@ class Monitor:
         switch_interval: float | None = 0.0005,
         worker_nice: int = 0,
         batch_window: float = _BATCH_WINDOW_S,
+        analysis_thread: str = "auto",
         budget: float | None = 0.03,
         seed: int = 0,
         config: Mapping[str, Any] | None = None,
@@ -282,6 +285,11 @@ class Monitor:
         if isinstance(batch_window, bool) or not isinstance(batch_window, int | float) or not 0 <= batch_window <= 60:
             raise DataError(f"batch_window= is seconds from 0 to 60, got {batch_window!r}")
         self.batch_window = float(batch_window)
+        if analysis_thread not in _ANALYSIS_THREADS:
+            raise DataError(f"analysis_thread= is one of {', '.join(map(repr, _ANALYSIS_THREADS))}, got {analysis_thread!r}")
+        #: where the analysis runs: "background" or "training" ("auto" is decided by start())
+        self.analysis_thread = analysis_thread
+        self._analysis_seconds = 0.0  # on the training thread (analysis_thread="training")
         self._previous_switch: float | None = None
         self._graph: ModelGraph | None = None
         self._started = False
@@ -312,9 +320,11 @@ class Monitor:
             sinks.insert(0, self._store)
         if self._serve:
             sinks.extend(self._start_server())
+        if self.analysis_thread == "auto":
+            self.analysis_thread = _auto_analysis_thread(self.model)
         self._pipeline = FramePipeline(
             sinks, maxsize=self._queue_size, nice=self.worker_nice, on_dropped=self._dropped_frame,
-            linger=self.batch_window,
+            linger=self.batch_window, inline=self.analysis_thread == "training",
         )
         # Python hands its interpreter lock between threads every 5 ms by default: when the
         # background thread holds it, the training thread can wait that long between two torch
@@ -393,6 +403,8 @@ class Monitor:
         """
         if self._paused_at is None:
             self._paused_at = time.perf_counter()
+            if self._pipeline is not None and self._pipeline.inline:  # what is gathered, analysed now
+                self._analyse_due(force=True)
 
     def resume(self) -> None:
         """Watch again after :meth:`pause`."""
@@ -456,9 +468,10 @@ class Monitor:
           (:class:`~convscope.insitu._budget.SlowdownMeter`: about 0 with a core of its own, 1
           or more when training's threads fill the cores; 1 until the steps tell).
         * *backlog*: a step is not recorded while the background thread still has two earlier
-          recordings to finish (not counting those it holds back for a moment to work through
-          several together). So a slow analysis means fewer recordings, never a queue that
-          overflows and loses parts of recordings.
+          recordings to finish (not counting those held back for a moment to work through
+          several together; with ``analysis_thread="training"``, two analysed recordings whose
+          frames the sinks have not taken yet). So a slow analysis or sink means fewer
+          recordings, never a queue that overflows and loses parts of recordings.
 
         The views then come less often than ``every=`` asks on a busy machine, and never cost
         training more than about the budget.
@@ -473,14 +486,21 @@ class Monitor:
             # will use (at the mean so far): it gathers several before it starts on them, and a
             # recording that would pass the budget is not started (a big model's recording can
             # cost seconds)
-            done = self.stats.recorded_steps - len(self._recordings)
+            done = max(1, self.stats.recorded_steps - len(self._recordings))
+            ahead = len(self._recordings) + 1
             used = pipeline.worker_cpu()
-            pending = (len(self._recordings) + 1) * pipeline.stats.cpu_seconds / max(1, done)
+            pending = ahead * pipeline.stats.cpu_seconds / done
             spent = self.stats.seconds_in_step_hooks + self._meter.factor * (used + pending)
+            spent += ahead * self._analysis_seconds / done  # (inline: what the training thread will spend)
             allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
             self._budget_step = step
-            # (recordings the worker holds back on purpose, to work through them together, are no backlog)
-            self._budget_ok = spent <= allowed and (len(self._recordings) < 2 or pipeline.lingering)
+            # (recordings held back on purpose, to work through them together, are no backlog;
+            # inline, those are the ones still queued, and the backlog is of frames for the sinks)
+            if pipeline.inline:
+                behind = sum(1 for end in self._recordings if end <= pipeline.left_queue)
+            else:
+                behind = 0 if pipeline.lingering else len(self._recordings)
+            self._budget_ok = spent <= allowed and behind < 2
             if not self._budget_ok:
                 self.stats.deferred += 1
         return self._budget_ok
@@ -560,6 +580,8 @@ class Monitor:
                 self.stats.recorded_steps += 1
             if self.prune is not None:
                 self._maybe_prune(step)
+            if self._pipeline.inline:
+                self._analyse_due()
             # Without an optimizer to hook before its update, the weights after this step stand in.
             if self.optimizer is None and self._due("gradients", step + 1):
                 self._before_step()
@@ -569,6 +591,12 @@ class Monitor:
             self._acts.clear()
             self.stats.steps = self.step_count
             self.stats.seconds_in_step_hooks += time.perf_counter() - start
+
+    def _analyse_due(self, *, force: bool = False) -> None:
+        """analysis_thread="training": the gathered recordings, analysed on this thread when due."""
+        start = time.perf_counter()
+        if self._pipeline is not None and self._pipeline.analyse_due(force=force):
+            self._analysis_seconds += time.perf_counter() - start
 
     def _measure_step(self, now: float) -> None:
         """Give the slowdown meter the step that has just ended: its duration without the hooks'
@@ -673,6 +701,22 @@ class Monitor:
         return []
 
 
+def _auto_analysis_thread(model: torch.nn.Module) -> str:
+    """``"training"`` where a model on the CPU trains with as many threads as the process has
+    cores (torch's default): a background thread would take its cycles from training's own and
+    cost more than its CPU time; else ``"background"`` (a GPU, or cores to spare)."""
+    import torch
+
+    param = next(iter(model.parameters()), None)
+    if param is not None and param.device.type != "cpu":
+        return "background"
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return "training" if torch.get_num_threads() >= cores else "background"
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     # DistributedDataParallel / DataParallel keep the real model in .module.
     inner = getattr(model, "module", None)
@@ -759,8 +803,20 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             recordings than 0.5 s;
             live views then trail training by up to about that long. 0 analyses each recording
             at once.
+        analysis_thread: where the recordings are analysed. ``"background"``: on the
+            background thread, beside training. ``"training"``: on the training thread, a batch
+            at a time after a step once ``batch_window`` has passed (``pause()`` and ``close()``
+            finish what is gathered); the background thread then only writes the frames to the
+            sinks, so a slow sink still never holds training up. ``"auto"`` (default) chooses
+            ``"training"`` where a model on the CPU trains with as many torch threads as the
+            process has cores (torch's default), else ``"background"``: a background thread
+            that computes while training's threads fill every core takes their cycles and
+            slows the steps by more than its own CPU time (about 1.2x on LeNet-5 with two
+            cores), where on the training thread the same work costs its own time, shared by
+            torch's threads. With a GPU, or cores to spare, the background thread costs
+            training next to nothing.
         budget: the overhead budget, the share of training's wall time that convscope may cost
-            (default 0.03), as measured while training runs. The hooks on the training thread
+            (default 0.03), as measured while training runs. The hooks (and an analysis) on the training thread
             count their own time. The background thread's CPU counts by how much it slows the
             steps: each step's duration is fitted against that CPU during the step. The slope
             is about 0 where the thread has a core to itself, and 1 or more where training's

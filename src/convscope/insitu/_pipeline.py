@@ -106,6 +106,13 @@ class FramePipeline:
             dropped from the queue, ``on_dropped(count, sink=name)`` for frames a sink says it
             dropped (its ``dropped`` attribute, as :class:`~convscope.sinks.http.HttpSink` keeps
             it), which goes to the other sinks.
+        inline: the work items are run by the thread that submits them, in batches, when it calls
+            :meth:`analyse_due` (the monitor does after each training step); the worker thread
+            then only hands their frames to the sinks, so a slow sink still never holds the
+            caller up. Where training's threads keep every core busy, a second thread that
+            computes takes its cycles from them and slows the steps by more than the CPU it uses
+            (about 1.2x measured on LeNet-5); on the training thread the same work costs its own
+            time, and torch's intra-op threads share it.
     """
 
     def __init__(
@@ -119,6 +126,7 @@ class FramePipeline:
         linger: float = 0.0,
         linger_bytes: int = 16 << 20,
         on_dropped: Callable[..., Frame | None] | None = None,
+        inline: bool = False,
     ) -> None:
         self.sinks = list(sinks)
         self.maxsize = maxsize
@@ -133,6 +141,13 @@ class FramePipeline:
         self.stats = PipelineStats()
         self._on_dropped = on_dropped
         self._queue: deque[_Entry] = deque()
+        self.inline = inline
+        # inline: each run item's frames, waiting for the worker to hand them to the sinks
+        self._ready: deque[list[Frame]] = deque()
+        #: work items that have left the queue (taken to run, or dropped): with ``inline``, the
+        #: items submitted before that count are analysed, though maybe not delivered yet
+        self.left_queue = 0
+        self._analysing = threading.Lock()  # inline: one thread at a time runs items (trackers have state)
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,8 +192,11 @@ class FramePipeline:
         if thread.is_alive():  # stuck in a sink or a reduction: leave the queue to it
             self._warn_once("close", f"convscope's frame thread did not stop within {timeout:g} s; frames may be lost")
         else:
-            while self._queue and time.monotonic() < deadline:
-                self._deliver(self._take())
+            while self._ready:
+                self._write(self._ready.popleft())
+            with self._analysing:
+                while self._queue and time.monotonic() < deadline:
+                    self._deliver(self._take())
             with self._cond:
                 self.stats.dropped += len(self._queue)
                 self._queue.clear()
@@ -196,11 +214,13 @@ class FramePipeline:
     def drain(self, *, timeout: float = 10.0) -> bool:
         """Wait until the queue is empty and the worker idle; False if it timed out."""
         deadline = time.monotonic() + timeout
+        if self.inline:
+            self.analyse_due(force=True)
         with self._cond:
             self._hurry += 1
             self._cond.notify_all()
             try:
-                while self._queue or self._busy:
+                while self._ready or (self._queue and not self.inline) or self._busy:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
@@ -222,6 +242,7 @@ class FramePipeline:
                 old = self._queue.popleft()
                 self._bytes -= old.nbytes
                 self.stats.dropped += 1
+                self.left_queue += 1
             self._queue.append(_Entry(item, nbytes, key, time.monotonic()))
             self._bytes += nbytes
             self.stats.submitted += 1
@@ -253,21 +274,25 @@ class FramePipeline:
             self._cpu_clock = (time.pthread_getcpuclockid(threading.get_ident()), cpu_start)
         while True:
             with self._cond:
-                while not self._queue and not self._stop.is_set():
+                while not self._has_work() and not self._stop.is_set():
                     self._cond.wait(timeout=self.flush_interval)
-                    if not self._queue and time.monotonic() - last_flush >= self.flush_interval:
+                    if not self._has_work() and time.monotonic() - last_flush >= self.flush_interval:
                         break
-                if self._queue and self.linger > 0:
+                if self._queue and self.linger > 0 and not self.inline:
                     self._linger()
                 if self._stop.is_set():
                     self._cpu_clock = None
                     return  # close() delivers what is left, on its own thread
-                batch = self._take_batch()
-                self._busy = bool(batch)
+                batch = [] if self.inline else self._take_batch()
+                ready, self._ready = list(self._ready), deque()
+                self._busy = bool(batch or ready)
                 self._activity += 1
             try:
+                for frames in ready:
+                    self._write(frames)
                 for items in _runs(batch):
-                    self._deliver_group(items) if len(items) > 1 else self._deliver(items[0])
+                    for frames in self._analyse(items):
+                        self._write(frames)
                     self.stats.cpu_seconds = time.thread_time() - cpu_start
                 if time.monotonic() - last_flush >= self.flush_interval:
                     for sink in self.sinks:
@@ -301,6 +326,34 @@ class FramePipeline:
                 return used
         return self.stats.cpu_seconds
 
+    def _has_work(self) -> bool:
+        return bool(self._ready) or (bool(self._queue) and not self.inline)
+
+    def analyse_due(self, *, force: bool = False) -> bool:
+        """With ``inline``: run a batch of the queued work items on this thread if one is due
+        (the oldest has waited ``linger`` s, the batch is full, or ``force``), and pass their
+        frames to the worker for the sinks. Whether it ran one."""
+        if not self._queue:  # (the common case, without a lock)
+            return False
+        with self._analysing:
+            with self._cond:
+                if not self._queue:
+                    return False
+                if not (force or self._batch_full() or time.monotonic() - self._queue[0].submitted >= self.linger):
+                    return False
+                batch = self._take_batch(everything=True)
+            results = []
+            for items in _runs(batch):
+                results.extend(self._analyse(items))
+        with self._cond:
+            self._ready.extend(results)
+            while len(self._ready) > self.maxsize:  # a slow sink: the oldest frames go, counted
+                self._ready.popleft()
+                self.stats.dropped += 1
+            self.stats.max_queue = max(self.stats.max_queue, len(self._ready))
+            self._cond.notify()
+        return True
+
     def _linger(self) -> None:
         """Wait (holding the condition) until the oldest item is ``linger`` s old, the queue holds
         ``linger_bytes`` or half of ``maxsize`` items, or someone drains or closes."""
@@ -319,20 +372,22 @@ class FramePipeline:
     def _batch_full(self) -> bool:
         return self._bytes >= self.linger_bytes or len(self._queue) >= self.maxsize // 2
 
-    def _take_batch(self) -> list[WorkItem]:
+    def _take_batch(self, *, everything: bool = False) -> list[WorkItem]:
         """The items to deliver next: the oldest alone, or, when lingering is on, the queue's
-        oldest items up to about ``linger_bytes``, sorted by key (stable)."""
+        oldest items up to about ``linger_bytes`` (``everything``: all of them), sorted by key
+        (stable)."""
         if not self._queue:
             return []
-        if self.linger <= 0:
+        if self.linger <= 0 and not everything:
             return [self._take()]
         entries = []
         held = 0
-        while self._queue and (not entries or held + self._queue[0].nbytes <= self.linger_bytes):
+        while self._queue and (everything or not entries or held + self._queue[0].nbytes <= self.linger_bytes):
             entry = self._queue.popleft()
             self._bytes -= entry.nbytes
             held += entry.nbytes
             entries.append(entry)
+        self.left_queue += len(entries)
         groups: dict[object, int] = {}
 
         def order(e: _Entry) -> tuple[int, int]:  # by key, then a group's items together
@@ -346,38 +401,44 @@ class FramePipeline:
     def _take(self) -> WorkItem:
         entry = self._queue.popleft()
         self._bytes -= entry.nbytes
+        self.left_queue += 1
         return entry.item
 
     def _deliver(self, item: WorkItem) -> None:
+        self._write(self._frames_of(item))
+
+    def _frames_of(self, item: WorkItem) -> list[Frame]:
         try:
-            frames = list(item())
+            return list(item())
         except Exception as exc:  # a bug in a reduction must not kill the worker
             self._failed(exc)
-            frames = []
-        self._write(frames)
+            return []
 
     def _failed(self, exc: Exception) -> None:
         """A work item whose analysis raised: counted, and said once."""
         self._warn_once("analysis", f"convscope could not build frames ({type(exc).__name__}: {exc}); training goes on")
         self.stats.sink_failures["analysis"] = self.stats.sink_failures.get("analysis", 0) + 1
 
-    def _deliver_group(self, items: list[GroupItem]) -> None:
-        """Items of one group, run together; if that fails, one at a time, so that only the
-        items that fail alone are lost (and counted)."""
+    def _analyse(self, items: list[Any]) -> list[list[Frame]]:
+        """The frames of each item of a run (see :func:`_runs`): the items of one group together;
+        if that fails, one at a time, so that only the items that fail alone are lost (and
+        counted, with no frames)."""
+        if len(items) == 1:
+            return [self._frames_of(items[0])]
         try:
             results = items[0].run([item.args for item in items])
             if len(results) != len(items):
                 raise RuntimeError(f"a group of {len(items)} items gave {len(results)} results")
         except Exception:  # noqa: BLE001  (each item again, alone: its own error is reported)
-            for item in items:
-                self._deliver(item)
-            return
+            return [self._frames_of(item) for item in items]
+        out = []
         for frames in results:
             if isinstance(frames, Exception):
                 self._failed(frames)
-                self._write([])
+                out.append([])
             else:
-                self._write(list(frames))
+                out.append(list(frames))
+        return out
 
     def _write(self, frames: list[Frame]) -> None:
         """A work item's frames to every sink: at once to a sink that takes several (its

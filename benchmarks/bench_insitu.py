@@ -21,10 +21,14 @@ cancel), with the interquartile range of those ratios.
 Separate runs of a few seconds still differ by several percent on a shared machine, and two
 instances of the same model by a percent or two. So LeNet-5 is also measured in one process,
 on one training: it takes turns of ``--block`` steps, watched and not (``monitor.pause()``),
-``--pairs`` times; a watched turn ends when its analysis is done.
+``--pairs`` times; a watched turn ends when its analysis is done. Turns still meet the
+machine at different moments, and a turn ends with the analysis of its last batch done while
+training waits, which a long training pays once. So LeNet-5 is measured a third way too,
+watched without a pause for ``--within`` steps, each step timed: the quiet steps (no recording,
+no analysis, no frames) stand for plain training, and the others' excess over them is the cost.
 
 Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload lenet|vgg|both] [--vgg-rounds 3]
-     [--block 400] [--pairs 12] [--configs 'every=10'] (a subset, for a quick look)
+     [--block 400] [--pairs 12] [--within 3000] [--within-runs 3] [--configs 'every=10'] (a subset, for a quick look)
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -363,6 +368,66 @@ def bench_interleaved(block: int, pairs: int) -> str:
     )
 
 
+def bench_within(steps: int, runs: int) -> str:
+    """LeNet-5 watched for ``steps`` steps without a pause: every step timed, and the cost read off
+    the steps themselves. Most steps are quiet (no recording, no analysis on either thread, no
+    frames written): their mean, less the hooks' own time in them, stands for plain training,
+    and the other steps' excess over it is what convscope cost. Quiet and busy steps alternate
+    within seconds, so the machine's slow drifts cancel far better than between turns."""
+    WORKLOAD.update(name="lenet", batch=64, warmup=0)
+    data = _data("lenet")
+    configs = {
+        "convscope every=10, no budget": {"every": 10, "budget": None},
+        "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
+        "convscope every=10": {"every": 10},
+    }
+    found: dict[str, list[tuple[float, float, str, str]]] = {name: [] for name in configs}
+    for _ in range(runs):
+        for name, config in configs.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                training = _Blocks(data, watch={"logdir": tmp, **config})
+                training.run(200)  # first calls, imports, the graph: not timed
+                mon, pipe = training.mon, training.mon._pipeline
+                durations, quiet, hook_time = [], [], []
+                cpu0, hooks0, recorded0 = pipe.worker_cpu(), mon.stats.seconds_in_step_hooks, mon.stats.recorded_steps
+                last = time.perf_counter()
+                for _ in range(steps):
+                    loss = _train_step(training.model, training.opt, training.data, training.pos)
+                    mon.log(loss=loss)
+                    training.pos += 1
+                    now, cpu, hooks = time.perf_counter(), pipe.worker_cpu(), mon.stats.seconds_in_step_hooks
+                    durations.append(now - last)
+                    hook_time.append(hooks - hooks0)
+                    # (the steps on either side of a recording step carry its hooks)
+                    quiet.append(cpu - cpu0 < 2e-4 and hooks - hooks0 < 2e-4 and training.pos % 10 not in (0, 1))
+                    last, cpu0, hooks0 = now, cpu, hooks
+                start = time.perf_counter()
+                pipe.drain()  # what the analysis still had to do counts too
+                tail = time.perf_counter() - start
+                recorded = mon.stats.recorded_steps - recorded0
+                training.close()
+            d, q, h = np.array(durations), np.array(quiet), np.array(hook_time)
+            plain = d[q].mean() - h[q].mean()
+            found[name].append((
+                (d.sum() + tail) / (plain * steps) - 1, q.mean(), f"{recorded} of {steps // 10}", mon.analysis_thread,
+            ))
+    rows = []
+    for name, results in found.items():
+        costs = sorted(r[0] for r in results)
+        rows.append((
+            name, results[-1][3], f"{statistics.median(costs) * 100:+.1f}%",
+            " ".join(f"{c * 100:+.1f}%" for c in costs), f"{statistics.median(r[1] for r in results) * 100:.0f}%", results[-1][2],
+        ))
+    return f"## simplified LeNet-5 watched without a pause, {steps} steps, every step timed, {runs} runs\n\n" + table(
+        ("configuration", "analysis on", "overhead (median)", "each run", "quiet steps", "recording steps"), rows
+    ) + (
+        "\n\nEvery step is timed. A quiet step is one in which convscope recorded nothing, analysed\n"
+        "nothing and wrote no frames (and not the step before or after a recording step); their mean,\n"
+        "less the hooks' own time in them, stands for plain training. 'overhead' is the whole run's\n"
+        "time (and the analysis left at its end) against that many plain steps."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
@@ -375,6 +440,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where the model trains: cpu, cuda ...")
     parser.add_argument("--block", type=int, default=400, help="steps per turn in the one-process comparison (0: skip it)")
     parser.add_argument("--pairs", type=int, default=16, help="pairs of turns in the one-process comparison")
+    parser.add_argument("--within", type=int, default=3000, help="steps of each run in the no-pause measurement (0: skip it)")
+    parser.add_argument("--within-runs", type=int, default=3, help="runs of each configuration in the no-pause measurement")
     parser.add_argument(
         "--configs", nargs="+", metavar="NAME",
         help="run only the configurations whose names contain one of these words (plain always runs)",
@@ -391,6 +458,8 @@ def main() -> None:
         print(bench("lenet", args.steps, args.rounds, args.warmup) + "\n")
         if args.block > 0 and not args.configs:
             print(bench_interleaved(args.block, args.pairs) + "\n")
+        if args.within > 0 and not args.configs:
+            print(bench_within(args.within, args.within_runs) + "\n")
     if args.workload in ("vgg", "both"):
         print(bench("vgg", args.vgg_steps, args.vgg_rounds, args.vgg_warmup) + "\n")
 

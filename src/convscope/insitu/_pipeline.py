@@ -247,8 +247,9 @@ class FramePipeline:
             self._bytes += nbytes
             self.stats.submitted += 1
             self.stats.max_queue = max(self.stats.max_queue, len(self._queue))
-            # a lingering worker wakes at its deadline anyway; only a full batch cuts it short
-            if not self.lingering or self._batch_full():
+            # a lingering worker wakes at its deadline anyway, and only a full batch cuts it short;
+            # inline, the worker has nothing to do with the item (the submitting thread runs it)
+            if not self.inline and (not self.lingering or self._batch_full()):
                 self._cond.notify()
 
     # --- worker thread ------------------------------------------------------------------------

@@ -486,12 +486,13 @@ class Monitor:
             # will use (at the mean so far): it gathers several before it starts on them, and a
             # recording that would pass the budget is not started (a big model's recording can
             # cost seconds)
-            done = max(1, self.stats.recorded_steps - len(self._recordings))
-            ahead = len(self._recordings) + 1
+            # (until a recording is finished there is no mean: the worker's CPU so far went to the
+            # run's start, its graph and scalars, and the start allowance covers the first ones)
+            done = self.stats.recorded_steps - len(self._recordings)
+            coming = (len(self._recordings) + 1) / done if done > 0 else 0.0  # per finished one
             used = pipeline.worker_cpu()
-            pending = ahead * pipeline.stats.cpu_seconds / done
-            spent = self.stats.seconds_in_step_hooks + self._meter.factor * (used + pending)
-            spent += ahead * self._analysis_seconds / done  # (inline: what the training thread will spend)
+            spent = self.stats.seconds_in_step_hooks + self._meter.factor * (used + coming * pipeline.stats.cpu_seconds)
+            spent += coming * self._analysis_seconds  # (inline: what the training thread will spend on them)
             allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
             self._budget_step = step
             # (recordings held back on purpose, to work through them together, are no backlog;

@@ -578,3 +578,26 @@ def test_recordings_gathered_for_the_training_thread_are_analysed_when_due_and_a
         _train(model, opt, digits, 2, monitor=mon)
         assert not mon._pipeline._queue
     assert [f.step for f in sink.select(kind="distribution", layer="conv1")] == [2, 4, 6, 8]
+
+
+def test_the_budget_takes_no_mean_cost_before_a_recording_is_finished(lenet, monkeypatch) -> None:
+    # Three recordings gathered, none finished, and a second of worker CPU spent on the run's
+    # start (its graph, scalars): that is no recording's cost, so the next step is recorded.
+    # Once one of them is finished, the same second is the mean, and four more would pass.
+    from convscope.insitu._budget import SlowdownMeter
+
+    decisions = []
+    for finished in (0, 1):
+        mon = convscope.watch(lenet(), logdir=None, sinks=[MemorySink()], every=1, budget=0.5, analysis_thread="background")
+        try:
+            mon._meter = SlowdownMeter(prior=1.0, prior_sd=1e-9)
+            monkeypatch.setattr(mon._pipeline, "worker_cpu", lambda: 0.0)
+            monkeypatch.setattr(mon._pipeline, "lingering", True)
+            mon.stats.recorded_steps = 3
+            mon._recordings.extend([10**6] * (3 - finished))  # (item counts the worker has not reached)
+            mon._pipeline.stats.cpu_seconds = 1.0
+            mon._t0 = time.perf_counter() - 1.0
+            decisions.append(mon._within_budget(4))
+        finally:
+            mon.close()
+    assert decisions == [True, False]

@@ -601,3 +601,16 @@ def test_the_budget_takes_no_mean_cost_before_a_recording_is_finished(lenet, mon
         finally:
             mon.close()
     assert decisions == [True, False]
+
+
+def test_the_first_forward_hook_goes_once_it_has_the_input_shape_and_the_clock(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=5) as mon:
+        mon.pause()  # the budget's clock starts with the first watched forward pass: the hook waits
+        _train(model, opt, digits, 1, monitor=mon)
+        assert len(model._forward_pre_hooks) == 1 and mon._t0 is None
+        mon.resume()
+        _train(model, opt, digits, 3, monitor=mon)
+        assert not model._forward_pre_hooks and mon._t0 is not None  # the model's call is plain again
+        assert mon.graph is not None and mon.input_shape == (1, 28, 28)

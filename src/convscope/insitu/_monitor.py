@@ -346,7 +346,8 @@ class Monitor:
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(lambda *_: self._before_step()))
             self._handles.append(self.optimizer.register_step_post_hook(lambda *_: self._after_step()))
-        self._handles.append(self.model.register_forward_pre_hook(self._first_forward))
+        self._first_handle = self.model.register_forward_pre_hook(self._first_forward)
+        self._handles.append(self._first_handle)
         self._submit_meta("start", status="live")
         return self
 
@@ -529,11 +530,17 @@ class Monitor:
         if self._t0 is None and self._paused_at is None:  # the overhead budget counts from the first forward pass
             self._t0 = time.perf_counter()
         # The graph needs an input shape: take it from the first batch the model sees.
-        if self._graph is not None or not args or not hasattr(args[0], "shape"):
-            return
-        shape = tuple(int(d) for d in args[0].shape[1:])
-        self.input_shape = self.input_shape or shape
-        self._graph_pending = True
+        if self._graph is None and not self._graph_pending and args and hasattr(args[0], "shape"):
+            shape = tuple(int(d) for d in args[0].shape[1:])
+            self.input_shape = self.input_shape or shape
+            self._graph_pending = True
+        if self._t0 is not None and (self._graph is not None or self._graph_pending) and self._first_handle is not None:
+            # its work is done: without it, the model's own call skips torch's hook machinery
+            # at every step (a graph that fails to build is not tried again at every step either)
+            self._first_handle.remove()
+            self._first_handle = None
+
+    _first_handle: Any = None
 
     _graph_pending = False
 

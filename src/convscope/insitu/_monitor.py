@@ -496,12 +496,11 @@ class Monitor:
             spent += coming * self._analysis_seconds  # (inline: what the training thread will spend on them)
             allowed = self.budget * (time.perf_counter() - self._t0) + _BUDGET_ALLOWANCE_S
             self._budget_step = step
-            # (recordings held back on purpose, to work through them together, are no backlog;
-            # inline, those are the ones still queued, and the backlog is of frames for the sinks)
-            if pipeline.inline:
-                behind = sum(1 for end in self._recordings if end <= pipeline.left_queue)
-            else:
-                behind = 0 if pipeline.lingering else len(self._recordings)
+            # the backlog: recordings out of the queue and not finished, and those still queued
+            # unless they wait on purpose, to be worked through together (pipeline.holding)
+            behind = sum(1 for end in self._recordings if end <= pipeline.left_queue)
+            if not pipeline.holding:
+                behind = len(self._recordings)
             self._budget_ok = spent <= allowed and behind < 2
             if not self._budget_ok:
                 self.stats.deferred += 1
@@ -824,8 +823,8 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             torch's threads. With a GPU, or cores to spare, the background thread costs
             training next to nothing.
         budget: the overhead budget, the share of training's wall time that convscope may cost
-            (default 0.03), as measured while training runs. The hooks (and an analysis) on the training thread
-            count their own time. The background thread's CPU counts by how much it slows the
+            (default 0.03), as measured while training runs. The hooks (and the analysis) on the
+            training thread count their own time. The background thread's CPU counts by how much it slows the
             steps: each step's duration is fitted against that CPU during the step. The slope
             is about 0 where the thread has a core to itself, and 1 or more where training's
             threads fill the cores; it counts as 1 until the steps show otherwise. Recording

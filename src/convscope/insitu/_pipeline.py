@@ -144,8 +144,8 @@ class FramePipeline:
         self.inline = inline
         # inline: each run item's frames, waiting for the worker to hand them to the sinks
         self._ready: deque[list[Frame]] = deque()
-        #: work items that have left the queue (taken to run, or dropped): with ``inline``, the
-        #: items submitted before that count are analysed, though maybe not delivered yet
+        #: work items that have left the queue (taken to run, or dropped): those submitted before
+        #: that count are being analysed or delivered, or are done
         self.left_queue = 0
         self._analysing = threading.Lock()  # inline: one thread at a time runs items (trackers have state)
         self._cond = threading.Condition()
@@ -196,7 +196,7 @@ class FramePipeline:
                 self._write(self._ready.popleft())
             with self._analysing:
                 while self._queue and time.monotonic() < deadline:
-                    self._deliver(self._take())
+                    self._write(self._frames_of(self._take()))
             with self._cond:
                 self.stats.dropped += len(self._queue)
                 self._queue.clear()
@@ -327,6 +327,12 @@ class FramePipeline:
                 return used
         return self.stats.cpu_seconds
 
+    @property
+    def holding(self) -> bool:
+        """Whether the queued items wait on purpose, to be worked through together: the worker
+        lingers, or (``inline``) the submitting thread runs them when due."""
+        return self.lingering or self.inline
+
     def _has_work(self) -> bool:
         return bool(self._ready) or (bool(self._queue) and not self.inline)
 
@@ -404,9 +410,6 @@ class FramePipeline:
         self._bytes -= entry.nbytes
         self.left_queue += 1
         return entry.item
-
-    def _deliver(self, item: WorkItem) -> None:
-        self._write(self._frames_of(item))
 
     def _frames_of(self, item: WorkItem) -> list[Frame]:
         try:

@@ -26,9 +26,15 @@ machine at different moments, and a turn ends with the analysis of its last batc
 training waits, which a long training pays once. So LeNet-5 is measured a third way too,
 watched without a pause for ``--within`` steps, each step timed: the quiet steps (no recording,
 no analysis, no frames) stand for plain training, and the others' excess over them is the cost.
+That reading misses what every step pays (torch's hook machinery, ``log()``, the background
+thread's wakes), which the quiet steps carry too. The fourth measure, the one to decide by,
+misses nothing: two trainings in one process, plain and watched, take a step each in turn for
+``--paired`` steps, every step timed; the background thread's share of the plain steps is moved
+to the watched side, and two plain trainings side by side give the measure's own error.
 
 Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload lenet|vgg|both] [--vgg-rounds 3]
-     [--block 400] [--pairs 12] [--within 3000] [--within-runs 3] [--configs 'every=10'] (a subset, for a quick look)
+     [--block 400] [--pairs 12] [--within 3000] [--within-runs 3] [--paired 2000] [--paired-runs 3]
+     [--configs 'every=10'] (a subset, for a quick look)
 """
 
 from __future__ import annotations
@@ -428,6 +434,94 @@ def bench_within(steps: int, runs: int) -> str:
     )
 
 
+def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None = None) -> str:
+    """LeNet-5 trained twice in one process, a plain training and a watched one, a step of each
+    in turn (which goes first alternates), every step timed: the plain steps are measured at the
+    same moments of the machine as the watched ones, and everything watching costs counts, the
+    hooks, torch's hook machinery, ``log()``, the background thread's share of the cores and the
+    analysis left at the end. Two plain trainings side by side ("plain beside plain") show what
+    the measure reads where nothing differs.
+
+    The background thread also runs during plain steps, and slows them: its CPU in them is
+    measured, the plain steps' slowdown per CPU second fitted (least squares), and that much
+    time moved from the plain training's side to the watched one's ("leaked")."""
+    WORKLOAD.update(name="lenet", batch=64, warmup=0)
+    data = _data("lenet")
+    configs = configs or {
+        "plain beside plain": None,
+        "convscope every=10, no budget": {"every": 10, "budget": None},
+        "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
+        "convscope every=10": {"every": 10},
+    }
+    found: dict[str, list[tuple[float, tuple[float, float], str, str]]] = {name: [] for name in configs}
+    for _ in range(runs):
+        for name, config in configs.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                plain = _Blocks(data)
+                other = _Blocks(data, watch=None if config is None else {"logdir": tmp, **config})
+                mon = other.mon
+                times = np.zeros((steps, 2))
+                leaks = np.zeros(steps)  # the watched training's background CPU in each plain step
+                clock = (lambda: 0.0) if mon is None else mon._pipeline.worker_cpu
+
+                def step(training: _Blocks) -> float:
+                    start = time.perf_counter()
+                    loss = _train_step(training.model, training.opt, training.data, training.pos)
+                    if training.mon is not None:
+                        training.mon.log(loss=loss)
+                    training.pos += 1
+                    return time.perf_counter() - start
+
+                for _ in range(200):  # first calls, imports, the graph: not timed
+                    step(plain), step(other)
+                recorded0 = 0 if mon is None else mon.stats.recorded_steps
+                for i in range(steps):
+                    if i % 2 == 0:
+                        times[i, 1] = step(other)
+                    cpu = clock()
+                    times[i, 0] = step(plain)
+                    leaks[i] = clock() - cpu
+                    if i % 2:
+                        times[i, 1] = step(other)
+                start = time.perf_counter()
+                if mon is not None:
+                    mon._pipeline.drain()  # what the analysis still had to do counts too
+                tail = time.perf_counter() - start
+                recorded = "" if mon is None else f"{mon.stats.recorded_steps - recorded0} of {steps // 10}"
+                where = "" if mon is None else mon.analysis_thread
+                other.close()
+            factor = 0.0
+            if leaks.any():
+                factor = max(0.0, float(np.polyfit(leaks, times[:, 0], 1)[0]))
+            moved = factor * leaks  # seconds of each plain step that were the watcher's
+            times[:, 0] -= moved
+            times[:, 1] += moved
+            blocks = times.reshape(-1, 100, 2).sum(axis=1)  # the cost comes in bursts: resampled by 100 steps
+            gen = np.random.default_rng(0)
+            picks = gen.integers(0, len(blocks), (2000, len(blocks)))
+            boot = blocks[picks].sum(axis=1)
+            ci = np.percentile((boot[:, 1] + tail) / boot[:, 0] - 1, [2.5, 97.5])
+            cost = (times[:, 1].sum() + tail) / times[:, 0].sum() - 1
+            found[name].append((cost, (ci[0], ci[1]), recorded, where, moved.sum() / times[:, 0].sum(), factor))
+    rows = []
+    for name, results in found.items():
+        costs = [r[0] for r in results]
+        rows.append((
+            name, results[-1][3], f"{statistics.median(costs) * 100:+.1f}%",
+            " ".join(f"{r[0] * 100:+.1f}% ({r[1][0] * 100:+.1f}..{r[1][1] * 100:+.1f})" for r in results), results[-1][2],
+            " ".join(f"{r[4] * 100:.1f}% (x{r[5]:.2f})" for r in results),
+        ))
+    return f"## simplified LeNet-5, plain and watched trainings step by step in turn, {steps} steps each, {runs} runs\n\n" + table(
+        ("configuration", "analysis on", "overhead (median)", "each run (95% interval)", "recording steps", "leaked (slowdown)"), rows
+    ) + (
+        "\n\nTwo trainings of the same model in one process take a step each in turn, every step timed. "
+        "'overhead' is\nthe watched training's time (and the analysis left at its end) against the plain one's; the\n"
+        "interval resamples blocks of 100 steps. 'plain beside plain' is the measure's own error. 'leaked': the\n"
+        "share of the plain steps' time that the watcher's background thread took (its CPU in them times the\n"
+        "slowdown per CPU second fitted on them), moved to the watched side."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
@@ -442,6 +536,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=16, help="pairs of turns in the one-process comparison")
     parser.add_argument("--within", type=int, default=3000, help="steps of each run in the no-pause measurement (0: skip it)")
     parser.add_argument("--within-runs", type=int, default=3, help="runs of each configuration in the no-pause measurement")
+    parser.add_argument("--paired", type=int, default=2000, help="steps of each training in the step-by-step measurement (0: skip it)")
+    parser.add_argument("--paired-runs", type=int, default=3, help="runs of each configuration in the step-by-step measurement")
     parser.add_argument(
         "--configs", nargs="+", metavar="NAME",
         help="run only the configurations whose names contain one of these words (plain always runs)",
@@ -460,6 +556,8 @@ def main() -> None:
             print(bench_interleaved(args.block, args.pairs) + "\n")
         if args.within > 0 and not args.configs:
             print(bench_within(args.within, args.within_runs) + "\n")
+        if args.paired > 0 and not args.configs:
+            print(bench_paired(args.paired // 100 * 100, args.paired_runs) + "\n")
     if args.workload in ("vgg", "both"):
         print(bench("vgg", args.vgg_steps, args.vgg_rounds, args.vgg_warmup) + "\n")
 

@@ -304,3 +304,25 @@ def test_inline_items_run_on_the_thread_that_asks_when_due_and_the_worker_only_d
     p.submit(item("d"))
     p.close()  # and so does close()
     assert sink.frames[-1] == "d"
+
+
+def test_the_worker_flushes_once_per_batch_and_rarely_when_idle() -> None:
+    # Each wake of the worker costs training far more than its CPU on a busy machine: frames are
+    # flushed in the wake that writes them (at most once per flush_interval), and an idle worker
+    # wakes only every idle_interval for the sinks' heartbeats.
+    sink = ListSink()
+    p = FramePipeline([sink], flush_interval=0.05, idle_interval=0.6)
+    p.start()
+    try:
+        time.sleep(0.1)
+        p.submit(lambda: [1, 2])
+        deadline = time.monotonic() + 5
+        while sink.flushes == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert sink.frames == [1, 2] and sink.flushes == 1  # written and flushed together
+        time.sleep(0.45)
+        assert sink.flushes == 1  # idle: no wake before idle_interval
+        time.sleep(0.6)
+        assert 2 <= sink.flushes <= 3  # then a heartbeat flush
+    finally:
+        p.close()

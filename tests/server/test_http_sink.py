@@ -193,7 +193,9 @@ def test_server_killed_mid_training_does_not_stop_training(tmp_path: Path) -> No
             mon.log(loss=loss)
             if step == 10:
                 assert mon._pipeline.drain(timeout=10)
-                time.sleep(0.5)  # let a flush reach the server
+                deadline = time.monotonic() + 10  # let a flush (once a second while frames flow) reach the server
+                while time.monotonic() < deadline and not _served_steps(tmp_path / "server-runs", "survivor"):
+                    time.sleep(0.1)
                 handle.stop()
         mon.close()
     assert mon.step_count == 40
@@ -210,6 +212,13 @@ def test_server_killed_mid_training_does_not_stop_training(tmp_path: Path) -> No
     assert reports and max(reports) == http.dropped, (reports, http.dropped)
     # every frame the store has, the http sink either sent or counted as dropped
     assert http.sent + http.dropped >= mon.stats.frames
+
+
+def _served_steps(logdir: Path, run: str) -> int:
+    try:
+        return RunStore(logdir).open_run(run).info()["last_step"] or 0
+    except Exception:  # noqa: BLE001  (not created yet)
+        return 0
 
 
 def test_encode_is_what_travels() -> None:

@@ -88,9 +88,15 @@ class FramePipeline:
         maxsize: most pending work items; beyond it the oldest is dropped and counted.
         max_bytes: most bytes of tensor snapshots held by pending items (as declared by
             ``submit(..., nbytes=)``); beyond it the oldest items are dropped too.
-        flush_interval: seconds between ``Sink.flush`` calls while frames flow (the run store
-            commits then: one transaction costs ~0.3 ms however few frames it holds, so five a
-            second keep that small while a live view still lags by at most this much).
+        flush_interval: at least this many seconds between two ``Sink.flush`` calls while frames
+            flow (the run store commits then); a batch of frames that comes later than that is
+            flushed at once, in the same wake of the worker.
+        idle_interval: seconds between ``Sink.flush`` calls while no frames come (the sinks'
+            heartbeats: the run store's last-update time, an HTTP sink's empty batch). Each time
+            the worker thread wakes costs training far more than its CPU where training's threads
+            fill the cores (about 2 ms of a LeNet-5 step's time per wake, on two cores: the
+            thread that gives up its core holds up its parallel region), so it wakes only for
+            work, at most once per ``flush_interval`` to flush, and every ``idle_interval`` when idle.
         nice: how much lower than training the worker thread is scheduled (Linux ``nice``
             increment for this thread alone; 0 keeps it equal).
         linger: seconds the worker may wait after an item arrives, so that it works through
@@ -121,7 +127,8 @@ class FramePipeline:
         *,
         maxsize: int = 256,
         max_bytes: int = 512 << 20,
-        flush_interval: float = 0.2,
+        flush_interval: float = 1.0,
+        idle_interval: float = 5.0,
         nice: int = 0,
         linger: float = 0.0,
         linger_bytes: int = 16 << 20,
@@ -136,6 +143,7 @@ class FramePipeline:
         self.lowered = bool(nice) and sys.platform.startswith("linux")
         self._bytes = 0
         self.flush_interval = flush_interval
+        self.idle_interval = max(flush_interval, idle_interval)
         self.linger = max(0.0, float(linger))
         self.linger_bytes = linger_bytes
         self.stats = PipelineStats()
@@ -270,15 +278,17 @@ class FramePipeline:
             except OSError:
                 self.lowered = False
         last_flush = time.monotonic()
+        written = False  # frames written since the last flush
         cpu_start = time.thread_time()
         if hasattr(time, "pthread_getcpuclockid"):  # so that other threads can read it at any moment
             self._cpu_clock = (time.pthread_getcpuclockid(threading.get_ident()), cpu_start)
         while True:
             with self._cond:
                 while not self._has_work() and not self._stop.is_set():
-                    self._cond.wait(timeout=self.flush_interval)
-                    if not self._has_work() and time.monotonic() - last_flush >= self.flush_interval:
-                        break
+                    wait = last_flush + (self.flush_interval if written else self.idle_interval) - time.monotonic()
+                    if wait <= 0:
+                        break  # time to flush
+                    self._cond.wait(timeout=wait)
                 if self._queue and self.linger > 0 and not self.inline:
                     self._linger()
                 if self._stop.is_set():
@@ -295,11 +305,13 @@ class FramePipeline:
                     for frames in self._analyse(items):
                         self._write(frames)
                     self.stats.cpu_seconds = time.thread_time() - cpu_start
-                if time.monotonic() - last_flush >= self.flush_interval:
+                written = written or bool(ready or batch)
+                if time.monotonic() - last_flush >= (self.flush_interval if written else self.idle_interval):
                     for sink in self.sinks:
                         self._guard(sink, lambda s=sink: s.flush())
                     self._report_drops(self.sinks)
                     last_flush = time.monotonic()
+                    written = False
             finally:
                 self.stats.cpu_seconds = time.thread_time() - cpu_start
                 with self._cond:
@@ -340,7 +352,11 @@ class FramePipeline:
         """With ``inline``: run a batch of the queued work items on this thread if one is due
         (the oldest has waited ``linger`` s, the batch is full, or ``force``), and pass their
         frames to the worker for the sinks. Whether it ran one."""
-        if not self._queue:  # (the common case, without a lock)
+        queue = self._queue
+        try:  # (the common cases, nothing gathered or nothing due yet, without a lock)
+            if not queue or not (force or self._batch_full() or time.monotonic() - queue[0].submitted >= self.linger):
+                return False
+        except IndexError:  # emptied meanwhile by close() on another thread
             return False
         with self._analysing:
             with self._cond:

@@ -391,13 +391,14 @@ class TrajectoryTracker:
         not defined. Lets a view redraw the whole (thinned) path in the latest PCA frame.
         """
         if self._path is None:  # the path changes only when a point is kept or the axes move
-            coords = np.full((len(self._steps), 3), np.nan, dtype=np.float32)
-            if self._coord_steps:
-                row = {s: i for i, s in enumerate(self._coord_steps)}
-                for i, s in enumerate(self._steps):
-                    if s in row:
-                        coords[i] = self._coords[row[s]]
-            self._path = (np.asarray(self._steps, dtype=np.int64), coords)
+            steps = np.asarray(self._steps, dtype=np.int64)
+            coords = np.full((len(steps), 3), np.nan, dtype=np.float32)
+            if self._coord_steps and len(steps):
+                placed = np.asarray(self._coord_steps, dtype=np.int64)  # ascending, as the kept steps
+                at = np.minimum(np.searchsorted(placed, steps), len(placed) - 1)
+                hit = placed[at] == steps
+                coords[hit] = self._coords[at[hit]]
+            self._path = (steps, coords)
         steps, coords = self._path
         return steps.copy(), coords.copy()
 

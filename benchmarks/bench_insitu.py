@@ -43,6 +43,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -434,6 +435,23 @@ def bench_within(steps: int, runs: int) -> str:
     )
 
 
+def _threads_cpu(since: dict[int, float] | None = None):
+    """CPU seconds of every Python thread but this one, by thread; with ``since`` (an earlier
+    reading), the seconds used since then by the threads in both (the background threads of
+    convscope or TensorBoard; torch's own compute threads are not Python threads)."""
+    now = {}
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.ident is None:
+            continue
+        try:
+            now[thread.ident] = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, AttributeError):  # ended meanwhile, or no per-thread clocks here
+            continue
+    if since is None:
+        return now
+    return sum(max(0.0, t - since[k]) for k, t in now.items() if k in since)
+
+
 def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None = None) -> str:
     """LeNet-5 trained twice in one process, a plain training and a watched one, a step of each
     in turn (which goes first alternates), every step timed: the plain steps are measured at the
@@ -442,9 +460,10 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
     analysis left at the end. Two plain trainings side by side ("plain beside plain") show what
     the measure reads where nothing differs.
 
-    The background thread also runs during plain steps, and slows them: its CPU in them is
-    measured, the plain steps' slowdown per CPU second fitted (least squares), and that much
-    time moved from the plain training's side to the watched one's ("leaked")."""
+    Background threads (convscope's, TensorBoard's event writer) also run during plain steps,
+    and slow them: their CPU in them is measured, the plain steps' slowdown per CPU second
+    fitted (least squares), and that much time moved from the plain training's side to the
+    watched one's ("leaked")."""
     WORKLOAD.update(name="lenet", batch=64, warmup=0)
     data = _data("lenet")
     configs = configs or {
@@ -452,23 +471,28 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
         "convscope every=10, no budget": {"every": 10, "budget": None},
         "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
         "convscope every=10": {"every": 10},
+        "tensorboard histograms every=10": {"tensorboard": True},
     }
     found: dict[str, list[tuple[float, tuple[float, float], str, str]]] = {name: [] for name in configs}
     for _ in range(runs):
         for name, config in configs.items():
             with tempfile.TemporaryDirectory() as tmp:
                 plain = _Blocks(data)
-                other = _Blocks(data, watch=None if config is None else {"logdir": tmp, **config})
+                if config is not None and config.get("tensorboard"):
+                    other = _Blocks(data, tensorboard=tmp)
+                else:
+                    other = _Blocks(data, watch=None if config is None else {"logdir": tmp, **config})
                 mon = other.mon
                 times = np.zeros((steps, 2))
-                leaks = np.zeros(steps)  # the watched training's background CPU in each plain step
-                clock = (lambda: 0.0) if mon is None else mon._pipeline.worker_cpu
+                leaks = np.zeros(steps)  # the other side's background threads' CPU in each plain step
 
                 def step(training: _Blocks) -> float:
                     start = time.perf_counter()
                     loss = _train_step(training.model, training.opt, training.data, training.pos)
                     if training.mon is not None:
                         training.mon.log(loss=loss)
+                    if training.writer is not None:
+                        _log_tensorboard(training.writer, training.model, loss, training.pos, 10)
                     training.pos += 1
                     return time.perf_counter() - start
 
@@ -478,14 +502,16 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
                 for i in range(steps):
                     if i % 2 == 0:
                         times[i, 1] = step(other)
-                    cpu = clock()
+                    cpu = _threads_cpu()
                     times[i, 0] = step(plain)
-                    leaks[i] = clock() - cpu
+                    leaks[i] = _threads_cpu(cpu)
                     if i % 2:
                         times[i, 1] = step(other)
                 start = time.perf_counter()
                 if mon is not None:
                     mon._pipeline.drain()  # what the analysis still had to do counts too
+                if other.writer is not None:
+                    other.writer.flush()
                 tail = time.perf_counter() - start
                 recorded = "" if mon is None else f"{mon.stats.recorded_steps - recorded0} of {steps // 10}"
                 where = "" if mon is None else mon.analysis_thread
@@ -517,8 +543,9 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
         "\n\nTwo trainings of the same model in one process take a step each in turn, every step timed. "
         "'overhead' is\nthe watched training's time (and the analysis left at its end) against the plain one's; the\n"
         "interval resamples blocks of 100 steps. 'plain beside plain' is the measure's own error. 'leaked': the\n"
-        "share of the plain steps' time that the watcher's background thread took (its CPU in them times the\n"
-        "slowdown per CPU second fitted on them), moved to the watched side."
+        "share of the plain steps' time that the other side's background threads took (convscope's, or\n"
+        "TensorBoard's event writer: their CPU in the plain steps times the slowdown per CPU second fitted\n"
+        "on them), moved to the watched side."
     )
 
 

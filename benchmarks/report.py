@@ -10,6 +10,7 @@ Run:
     python benchmarks/report.py            # everything, full settings (about an hour)
     python benchmarks/report.py --quick    # everything, short settings (about 15 minutes)
     python benchmarks/report.py --only insitu export
+    python benchmarks/report.py --only insitu --args '--rounds 3 --block 0'   # one, with other settings
     python benchmarks/report.py --list
 """
 
@@ -20,6 +21,7 @@ import datetime as dt
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -116,9 +118,10 @@ def _git(*args: str) -> str:
         return ""
 
 
-def run(bench: Bench, quick: bool, details: dict[str, str]) -> str:
-    """Run one benchmark; its Markdown output with a footer: command, time, and ``details`` (the machine)."""
-    args = bench.quick if quick else bench.full
+def run(bench: Bench, quick: bool, details: dict[str, str], given: list[str] | None = None) -> str:
+    """Run one benchmark (with its full or quick settings, or the ``given`` arguments); its Markdown
+    output with a footer: command, time, and ``details`` (the machine)."""
+    args = given if given is not None else bench.quick if quick else bench.full
     cmd = [sys.executable, str(HERE / bench.script), *args]
     print(f"== {bench.name}: {' '.join(cmd[1:])}", flush=True)
     start = time.perf_counter()
@@ -260,6 +263,10 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks, reuse the others' kept outputs")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--no-run", action="store_true", help="only rebuild RESULTS.md from the kept outputs")
+    parser.add_argument(
+        "--args", metavar="ARGS", help="the arguments of the one benchmark named by --only, instead of its full settings "
+        "(quoted: --only insitu --args '--rounds 3 --block 0'); the footer shows them",
+    )
     args = parser.parse_args()
     if args.list:
         for b in BENCHES:
@@ -269,12 +276,15 @@ def main() -> None:
     unknown = set(args.only or ()) - names
     if unknown:
         parser.error(f"unknown benchmark(s) {sorted(unknown)}; --list shows them")
+    if args.args is not None and (not args.only or len(args.only) != 1 or args.quick):
+        parser.error("--args goes with --only and one benchmark's name (and not with --quick)")
+    given = None if args.args is None else shlex.split(args.args)
     RESULTS.mkdir(exist_ok=True)
     here = machine_details()  # before the runs write their outputs (which git would call uncommitted changes)
     for bench in BENCHES:
         if args.no_run or (args.only and bench.name not in args.only):
             continue
-        (RESULTS / f"{bench.name}.md").write_text(run(bench, args.quick, dict(here)))
+        (RESULTS / f"{bench.name}.md").write_text(run(bench, args.quick, dict(here), given))
 
     sections, toc = [], []
     for bench in BENCHES:

@@ -646,3 +646,25 @@ def test_layer_and_pre_step_hooks_are_attached_only_for_the_steps_that_record(di
         _train(model, opt, digits, 6, monitor=mon)
         assert not model.conv1._forward_hooks
     assert [f.step for f in probe_sink.select(kind="distribution", layer="conv1")] == [3, 6]
+
+
+def test_log_reads_a_cpu_tensor_at_once_and_counts_its_time(lenet) -> None:
+    # Holding a tensor per step until the batch is read costs CPU training more than reading
+    # it; the scalar frame carries the same value, and log()'s time is convscope's cost.
+    sink = MemorySink()
+    model = lenet()
+    with convscope.watch(model, logdir=None, sinks=[sink], budget=None) as mon:
+        loss = model(torch.zeros(2, 1, 28, 28)).square().mean()  # requires grad
+        mon.log(first=1.0)  # (sent at once: the batch's clock starts)
+        before = mon.stats.seconds_in_step_hooks
+        mon.log(loss=loss, acc=0.5, n=np.int64(3))
+        assert [type(v) for _, _, v in mon._scalars] == [float, float, np.int64]
+        assert mon.stats.seconds_in_step_hooks > before
+        # what is not one number is refused where it is logged, and the batch is not lost
+        with pytest.raises(DataError, match="many= has 3 values"):
+            mon.log(many=torch.ones(3))
+        with pytest.raises(DataError, match="name= is a str"):
+            mon.log(name="conv1")
+    values = {f.payload["name"]: f.payload["value"] for f in sink.select(kind="scalar")}
+    assert values["loss"] == pytest.approx(loss.item()) and values["acc"] == 0.5 and values["n"] == 3
+    assert not mon.stats.sink_failures

@@ -10,6 +10,7 @@ crash training.
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import time
@@ -434,17 +435,31 @@ class Monitor:
         self._after_step()
 
     def log(self, **scalars: float | torch.Tensor) -> None:
-        """Record scalars (loss, accuracy ...) at the current step; tensors are read off-thread."""
+        """Record scalars (loss, accuracy ...) at the current step; tensors on an accelerator
+        are read later, off the step (reading one now would wait for the device)."""
         if not self.active or self._pipeline is None:
             return
+        start = time.perf_counter()  # (counted with the hooks: the budget sees it)
         step = self.step_count
         for k, v in scalars.items():
-            self._scalars.append((step, k, v.detach() if hasattr(v, "detach") else v))
+            if hasattr(v, "detach"):
+                if v.numel() != 1:
+                    raise DataError(f"log() takes single numbers; {k}= has {v.numel()} values (log a mean, or one name per value)")
+                # a CPU tensor is read now: holding on to a tensor per step until the batch is
+                # read costs a CPU training more (its allocations) than reading it (~1 us)
+                v = v.detach()
+                if v.device.type == "cpu":
+                    v = v.item()
+            elif type(v) is not float and not isinstance(v, numbers.Real):
+                raise DataError(f"log() takes numbers or one-value tensors; {k}= is a {type(v).__name__}")
+            self._scalars.append((step, k, v))
         # batched: one work item per second or 256 values, not one per step, so that the
         # background thread wakes rarely (see FramePipeline's idle_interval)
         now = time.monotonic()
         if len(self._scalars) >= 256 or now - self._scalars_sent >= 1.0:
             self._send_scalars(now)
+        if self._paused_at is None:
+            self.stats.seconds_in_step_hooks += time.perf_counter() - start
 
     def _send_scalars(self, now: float | None = None) -> None:
         batch, self._scalars = self._scalars, []

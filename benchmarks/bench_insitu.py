@@ -266,18 +266,24 @@ class _Blocks:
 
             self.writer = SummaryWriter(tensorboard)
 
+    def step(self, *, watched: bool = True) -> float:
+        """One training step, with the monitor's ``log()`` or TensorBoard's logging; its seconds."""
+        start = time.perf_counter()
+        loss = _train_step(self.model, self.opt, self.data, self.pos)
+        if self.mon is not None:
+            self.mon.log(loss=loss)
+        if self.writer is not None and watched:
+            _log_tensorboard(self.writer, self.model, loss, self.pos, 10)
+        self.pos += 1
+        return time.perf_counter() - start
+
     def run(self, n: int, *, watched: bool = True) -> float:
         """Seconds for ``n`` steps, and for whatever the monitor or writer still has to do for them."""
         if self.mon is not None and not watched:
             self.mon.pause()
         start = time.perf_counter()
         for _ in range(n):
-            loss = _train_step(self.model, self.opt, self.data, self.pos)
-            if self.mon is not None:
-                self.mon.log(loss=loss)
-            if self.writer is not None and watched:
-                _log_tensorboard(self.writer, self.model, loss, self.pos, 10)
-            self.pos += 1
+            self.step(watched=watched)
         if self.mon is not None:
             self.mon._pipeline.drain()  # the turn's analysis, done
         if self.writer is not None:
@@ -399,9 +405,7 @@ def bench_within(steps: int, runs: int) -> str:
                 cpu0, hooks0, recorded0 = pipe.worker_cpu(), mon.stats.seconds_in_step_hooks, mon.stats.recorded_steps
                 last = time.perf_counter()
                 for _ in range(steps):
-                    loss = _train_step(training.model, training.opt, training.data, training.pos)
-                    mon.log(loss=loss)
-                    training.pos += 1
+                    training.step()
                     now, cpu, hooks = time.perf_counter(), pipe.worker_cpu(), mon.stats.seconds_in_step_hooks
                     durations.append(now - last)
                     hook_time.append(hooks - hooks0)
@@ -473,7 +477,8 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
         "convscope every=10": {"every": 10},
         "tensorboard histograms every=10": {"tensorboard": True},
     }
-    found: dict[str, list[tuple[float, tuple[float, float], str, str]]] = {name: [] for name in configs}
+    # per run: overhead, its 95% interval, recordings, analysis thread, leaked share, slowdown
+    found: dict[str, list[tuple[float, tuple[float, float], str, str, float, float]]] = {name: [] for name in configs}
     for _ in range(runs):
         for name, config in configs.items():
             with tempfile.TemporaryDirectory() as tmp:
@@ -485,28 +490,17 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
                 mon = other.mon
                 times = np.zeros((steps, 2))
                 leaks = np.zeros(steps)  # the other side's background threads' CPU in each plain step
-
-                def step(training: _Blocks) -> float:
-                    start = time.perf_counter()
-                    loss = _train_step(training.model, training.opt, training.data, training.pos)
-                    if training.mon is not None:
-                        training.mon.log(loss=loss)
-                    if training.writer is not None:
-                        _log_tensorboard(training.writer, training.model, loss, training.pos, 10)
-                    training.pos += 1
-                    return time.perf_counter() - start
-
                 for _ in range(200):  # first calls, imports, the graph: not timed
-                    step(plain), step(other)
+                    plain.step(), other.step()
                 recorded0 = 0 if mon is None else mon.stats.recorded_steps
                 for i in range(steps):
                     if i % 2 == 0:
-                        times[i, 1] = step(other)
+                        times[i, 1] = other.step()
                     cpu = _threads_cpu()
-                    times[i, 0] = step(plain)
+                    times[i, 0] = plain.step()
                     leaks[i] = _threads_cpu(cpu)
                     if i % 2:
-                        times[i, 1] = step(other)
+                        times[i, 1] = other.step()
                 start = time.perf_counter()
                 if mon is not None:
                     mon._pipeline.drain()  # what the analysis still had to do counts too

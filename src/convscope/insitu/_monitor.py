@@ -493,9 +493,16 @@ class Monitor:
         if step == self._next_due and self._paused_at is None and self._within_budget(step):
             acts = self.probe is None and any(self._due(v, step) for v in _ACTIVATION_VIEWS)
             grads = self.optimizer is not None and self._due("gradients", step)
+        self._set_hooks(acts=acts, grads=grads)
+
+    def _disarm(self) -> None:
+        self._set_hooks(acts=False, grads=False)
+
+    def _set_hooks(self, *, acts: bool, grads: bool) -> None:
+        """The layers' forward hooks attached if ``acts``, the optimizer's pre-step hook if ``grads``."""
         if acts and not self._layer_hooks:
             self._layer_hooks = self._attach_layer_hooks()
-        elif not acts and self._layer_hooks:
+        elif not acts:
             self._detach(self._layer_hooks)
         if grads and self._pre_hook is None:
             self._pre_hook = self.optimizer.register_step_pre_hook(lambda *_: self._before_step())  # type: ignore[union-attr]
@@ -505,12 +512,6 @@ class Monitor:
 
     def _attach_layer_hooks(self) -> list[Any]:
         return [state.module.register_forward_hook(self._make_forward_hook(state.name)) for state in self.layers.values()]
-
-    def _disarm(self) -> None:
-        self._detach(self._layer_hooks)
-        if self._pre_hook is not None:
-            self._pre_hook.remove()
-            self._pre_hook = None
 
     @staticmethod
     def _detach(handles: list[Any]) -> None:
@@ -643,12 +644,13 @@ class Monitor:
             self._measure_step(start)
             if self._graph_pending:
                 self._build_graph()
-            if step >= self._next_due:  # (past it only where recording failed: see below)
-                if step == self._next_due and self._within_budget(step):
+            if step == self._next_due:
+                if self._within_budget(step):
                     self._record(step)
                     self.stats.recorded_steps += 1
-                elif step == self._next_due:
+                else:
                     self.stats.deferred += 1
+            if step >= self._next_due:  # (past it where a recording raised before moving it on)
                 self._next_due = self._first_due(step + 1)
             if self.prune is not None:
                 self._maybe_prune(step)

@@ -285,7 +285,7 @@ class FramePipeline:
         while True:
             with self._cond:
                 while not self._has_work() and not self._stop.is_set():
-                    wait = last_flush + (self.flush_interval if written else self.idle_interval) - time.monotonic()
+                    wait = last_flush + self._flush_every(written) - time.monotonic()
                     if wait <= 0:
                         break  # time to flush
                     self._cond.wait(timeout=wait)
@@ -306,7 +306,7 @@ class FramePipeline:
                         self._write(frames)
                     self.stats.cpu_seconds = time.thread_time() - cpu_start
                 written = written or bool(ready or batch)
-                if time.monotonic() - last_flush >= (self.flush_interval if written else self.idle_interval):
+                if time.monotonic() - last_flush >= self._flush_every(written):
                     for sink in self.sinks:
                         self._guard(sink, lambda s=sink: s.flush())
                     self._report_drops(self.sinks)
@@ -318,6 +318,10 @@ class FramePipeline:
                     self._activity += 1
                     self._busy = False
                     self._cond.notify_all()
+
+    def _flush_every(self, written: bool) -> float:
+        """Seconds between flushes: ``flush_interval`` with frames written since the last one, else ``idle_interval``."""
+        return self.flush_interval if written else self.idle_interval
 
     def worker_cpu(self) -> float:
         """CPU seconds the worker thread has used so far, read now (from another thread too).
@@ -352,17 +356,11 @@ class FramePipeline:
         """With ``inline``: run a batch of the queued work items on this thread if one is due
         (the oldest has waited ``linger`` s, the batch is full, or ``force``), and pass their
         frames to the worker for the sinks. Whether it ran one."""
-        queue = self._queue
-        try:  # (the common cases, nothing gathered or nothing due yet, without a lock)
-            if not queue or not (force or self._batch_full() or time.monotonic() - queue[0].submitted >= self.linger):
-                return False
-        except IndexError:  # emptied meanwhile by close() on another thread
+        if not self._batch_due(force):  # (the common cases, nothing gathered or nothing due yet, without a lock)
             return False
         with self._analysing:
             with self._cond:
-                if not self._queue:
-                    return False
-                if not (force or self._batch_full() or time.monotonic() - self._queue[0].submitted >= self.linger):
+                if not self._batch_due(force):
                     return False
                 batch = self._take_batch(everything=True)
             results = []
@@ -376,6 +374,14 @@ class FramePipeline:
             self.stats.max_queue = max(self.stats.max_queue, len(self._ready))
             self._cond.notify()
         return True
+
+    def _batch_due(self, force: bool) -> bool:
+        """Inline: whether items are gathered and due (``force``, a full batch, or the oldest ``linger`` s old)."""
+        queue = self._queue
+        try:
+            return bool(queue) and (force or self._batch_full() or time.monotonic() - queue[0].submitted >= self.linger)
+        except IndexError:  # emptied meanwhile by close() on another thread
+            return False
 
     def _linger(self) -> None:
         """Wait (holding the condition) until the oldest item is ``linger`` s old, the queue holds

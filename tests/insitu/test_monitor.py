@@ -332,25 +332,35 @@ def test_worker_priority_can_be_lowered(digits, lenet) -> None:
 
 
 def test_the_budget_counts_the_background_cpu_by_the_slowdown_it_causes(digits, lenet) -> None:
-    # The same budget records far more when the background thread's CPU costs training
-    # nothing (a core of its own) than when each CPU second costs training five. The factor
-    # is pinned here; in training it is measured from the steps (tests/insitu/test_budget.py).
+    # The same budget records every step asked for when the background thread's CPU costs
+    # training nothing (a core of its own), and far fewer when each CPU second costs training
+    # twenty. The factor is pinned here; in training it is measured from the steps
+    # (tests/insitu/test_budget.py). The hooks' own time (about 1 ms a recording against 40 ms of
+    # training) is well inside the budget, and with no batch window each recording's CPU is
+    # known when it is finished, not after a window whose length depends on the machine's speed.
     from convscope.insitu._budget import SlowdownMeter
 
     recorded = {}
-    for factor in (0.0, 5.0):
+    for factor in (0.0, 20.0):
         model = lenet()
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
         mon = convscope.watch(
-            model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=1, budget=0.02, analysis_thread="background"
+            model,
+            optimizer=opt,
+            logdir=None,
+            sinks=[MemorySink()],
+            every=3,
+            budget=0.3,
+            analysis_thread="background",
+            batch_window=0.0,
         )
         mon._meter = SlowdownMeter(prior=factor, prior_sd=1e-9)
         with mon:
-            _train(model, opt, digits, 60, monitor=mon)
+            _train(model, opt, digits, 90, monitor=mon)
         recorded[factor] = mon.stats.recorded_steps
         assert mon.stats.slowdown_factor == pytest.approx(factor, abs=1e-6)
-    assert recorded[5.0] < recorded[0.0]
-    assert recorded[5.0] < 30
+    assert recorded[0.0] >= 25
+    assert recorded[20.0] < recorded[0.0] / 2
 
 
 def test_the_budget_counts_the_recording_it_is_about_to_start(lenet, monkeypatch) -> None:

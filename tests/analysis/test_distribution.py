@@ -11,8 +11,8 @@ from convscope.analysis import feature_distribution
 from convscope.errors import DataError
 
 
-def _check_against_numpy(maps: torch.Tensor, bins: int, sample: int | None = None) -> None:
-    d = feature_distribution(maps, bins=bins, sample=sample)
+def _check_against_numpy(maps: torch.Tensor, bins: int, sample: int | None = None, d=None) -> None:
+    d = feature_distribution(maps, bins=bins, sample=sample) if d is None else d
     x = maps if sample is None else maps[sample : sample + 1]
     f = x.shape[1]
     values = x.transpose(0, 1).reshape(f, -1).double().numpy()
@@ -115,11 +115,26 @@ def test_distribution_and_correlation_together_equal_each_alone(monkeypatch: pyt
         torch.testing.assert_close(r.matrix, alone_r.matrix, atol=1e-5, rtol=0)
         assert float(r.matrix[0, 2]) == pytest.approx(1.0, abs=1e-5)
     _check_against_numpy(maps, bins=12)
-    # maps over the chunk bound take each function's streamed path
-    monkeypatch.setattr(distribution_module, "_CHUNK_VALUES", 1000)
-    d, r = feature_distribution_and_correlation(maps, bins=12)
-    assert torch.equal(d.counts, feature_distribution(maps, bins=12).counts)
-    torch.testing.assert_close(r.matrix, feature_correlation(maps).matrix)
+    # maps over the chunk bound are streamed in float32 chunks: cut inside samples and across
+    # them, the same numbers as numpy and as each function's own streamed path
+    for chunk in (50, 1000):
+        monkeypatch.setattr(distribution_module, "_CHUNK_VALUES", chunk)
+        for name, m in cases.items():
+            d, r = feature_distribution_and_correlation(m, bins=12)
+            alone_d, alone_r = feature_distribution(m, bins=12), feature_correlation(m)
+            for key in ("counts", "min", "max", "constant"):
+                assert torch.equal(getattr(d, key), getattr(alone_d, key)), (chunk, name, key)
+            torch.testing.assert_close(d.std, alone_d.std)
+            torch.testing.assert_close(r.matrix, alone_r.matrix, atol=1e-5, rtol=0)
+            assert r.dead.tolist() == [False] * 4 + [True, False]
+        _check_against_numpy(maps, bins=12, d=feature_distribution_and_correlation(maps, bins=12)[0])
+        # a tiny spread on a large mean keeps its std (the float32 centring's error is taken off)
+        shifted = 1000 + maps * 0.001
+        _check_against_numpy(shifted, bins=12, d=feature_distribution_and_correlation(shifted, bins=12)[0])
+        bad = maps.clone()
+        bad[5, 3, 2, 2] = float("nan")
+        with pytest.raises(DataError, match=r"NaN or Inf"):
+            feature_distribution_and_correlation(bad, bins=12)
     with pytest.raises(DataError, match="NaN or Inf"):
         feature_distribution_and_correlation(torch.full((2, 3, 4, 4), float("nan")))
     with pytest.raises(DataError, match="bins"):

@@ -97,6 +97,7 @@ class _LayerState:
     correlation: Any = None
     prev_weight: torch.Tensor | None = None
     prunes: int = 0
+    spare: _Spare = field(default_factory=lambda: _Spare())
 
     @property
     def param(self) -> torch.Tensor:
@@ -114,16 +115,74 @@ class _LayerState:
         return None if g is None else _torch_layout(g.detach(), self.layout).clone()
 
     def activations(self, out: torch.Tensor, max_samples: int | None = None) -> torch.Tensor:
+        """A copy of the layer's output (the first ``max_samples`` samples, filters first), made
+        in one of the layer's earlier copies when no one holds it any more: see :class:`_Spare`."""
         out = out.detach()
         if max_samples is not None and out.dim() >= 2:
             out = out[:max_samples]
         if self.layout == "keras" and out.dim() == 4:
-            return out.permute(0, 3, 1, 2).clone()
-        return out.clone()
+            out = out.permute(0, 3, 1, 2)
+        return self.spare.copy(out)
 
     @property
     def filters(self) -> int:
         return int(_torch_layout(self.param, self.layout).shape[0])
+
+
+class _Spare:
+    """The copies of one layer's activations that recordings were made of, reused once no one
+    holds them.
+
+    A fresh copy of a big layer's maps costs far more than the copying: a VGG-16 conv1 batch of
+    8 (103 MB) took 81 ms as ``clone()`` and 16 ms copied into memory already touched, where
+    the rest is the kernel's zeroed pages coming in on first touch, and their unmapping when
+    the copy is freed. So a recording's copy is kept here after the analysis has let it go
+    and the next recording of that shape copies into it. A copy is free only when nothing else
+    refers to it: no other Python reference (the pipeline's recording, a frame's payload) and no
+    view or ``numpy()`` array of its memory (the storage's use count). At most ``keep`` are held:
+    the peak memory is that of as many recordings in flight at once, which the budget's backlog
+    rule keeps to about three (and a batch of small ones, up to ``keep_bytes``); it is held until
+    ``close()`` instead of returned between recordings.
+    """
+
+    #: ``sys.getrefcount`` of a free copy where :meth:`copy` tests it: the list, the loop
+    #: variable and the call's argument
+    _FREE_REFS = 3
+
+    def __init__(self, keep: int = 3, keep_bytes: int = 16 << 20, most: int = 64) -> None:
+        self.keep, self.keep_bytes, self.most = keep, keep_bytes, most
+        self.held: list[torch.Tensor] = []
+
+    def copy(self, src: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        use_count = getattr(torch._C, "_storage_Use_Count", None)
+        for held in self.held:
+            if (
+                use_count is not None
+                and held.shape == src.shape
+                and held.dtype == src.dtype
+                and held.device == src.device
+                and sys.getrefcount(held) == self._FREE_REFS
+                and use_count(held.untyped_storage()._cdata) == 2  # its own and this call's
+            ):
+                return held.copy_(src)
+        out = src.clone(memory_format=torch.contiguous_format)
+        # as many as a batch of recordings holds (the pipeline gathers up to 16 MiB), at least
+        # ``keep``; another shape - a pruned layer, a last short batch - replaces the oldest
+        keep = min(self.most, max(self.keep, self.keep_bytes // max(1, out.numel() * out.element_size())))
+        self.held = [*self.held[max(0, len(self.held) + 1 - keep) :], out]
+        return out
+
+    def clear(self) -> None:
+        self.held = []
+
+
+def _one_value(name: str, v: torch.Tensor) -> torch.Tensor:
+    """``v`` if it holds one value, else the error that ``log()`` gives."""
+    if v.numel() != 1:
+        raise DataError(f"log() takes single numbers; {name}= has {v.numel()} values (log a mean, or one name per value)")
+    return v
 
 
 def _torch_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
@@ -376,6 +435,8 @@ class Monitor:
                 self._pipeline.submit(item)
             self._submit_meta("end", status=status)
             self._pipeline.close(status=status)
+            for state in self.layers.values():
+                state.spare.clear()
             self.stats.frames = self._pipeline.stats.frames
             self.stats.dropped = self._pipeline.stats.dropped
             self.stats.analysis_cpu_seconds = self._pipeline.stats.cpu_seconds + self.stats.seconds_in_step_hooks
@@ -443,27 +504,29 @@ class Monitor:
         step = self.step_count
         for k, v in scalars.items():
             if hasattr(v, "detach"):
-                if v.numel() != 1:
-                    raise DataError(f"log() takes single numbers; {k}= has {v.numel()} values (log a mean, or one name per value)")
                 # a CPU tensor is read now: holding on to a tensor per step until the batch is
-                # read costs a CPU training more (its allocations) than reading it (~1 us)
-                v = v.detach()
-                if v.device.type == "cpu":
-                    v = v.item()
+                # read costs a CPU training more (its allocations) than reading it (~1 us); as
+                # few torch calls as can be, since each costs several us right after a step
+                if v.is_cpu:
+                    try:
+                        v = v.item()
+                    except RuntimeError:  # not one value
+                        v = _one_value(k, v)
+                else:
+                    v = _one_value(k, v).detach()
             elif type(v) is not float and not isinstance(v, numbers.Real):
                 raise DataError(f"log() takes numbers or one-value tensors; {k}= is a {type(v).__name__}")
             self._scalars.append((step, k, v))
         # batched: one work item per second or 256 values, not one per step, so that the
         # background thread wakes rarely (see FramePipeline's idle_interval)
-        now = time.monotonic()
-        if len(self._scalars) >= 256 or now - self._scalars_sent >= 1.0:
-            self._send_scalars(now)
+        if len(self._scalars) >= 256 or start - self._scalars_sent >= 1.0:
+            self._send_scalars(start)
         if self._paused_at is None:
             self.stats.seconds_in_step_hooks += time.perf_counter() - start
 
     def _send_scalars(self, now: float | None = None) -> None:
         batch, self._scalars = self._scalars, []
-        self._scalars_sent = time.monotonic() if now is None else now
+        self._scalars_sent = time.perf_counter() if now is None else now
         if batch and self._pipeline is not None:
             self._pipeline.submit(lambda: [self._frame(s, "", "scalar", {"name": k, "value": float(v)}) for s, k, v in batch])
 
@@ -670,8 +733,11 @@ class Monitor:
 
     def _analyse_due(self, *, force: bool = False) -> None:
         """analysis_thread="training": the gathered recordings, analysed on this thread when due."""
+        pipeline = self._pipeline
+        if pipeline is None or not (force or time.monotonic() >= pipeline.due_at):  # (most steps)
+            return
         start = time.perf_counter()
-        if self._pipeline is not None and self._pipeline.analyse_due(force=force):
+        if pipeline.analyse_due(force=force):
             self._analysis_seconds += time.perf_counter() - start
 
     def _measure_step(self, now: float) -> None:

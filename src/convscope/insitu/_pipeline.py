@@ -149,6 +149,10 @@ class FramePipeline:
         self.stats = PipelineStats()
         self._on_dropped = on_dropped
         self._queue: deque[_Entry] = deque()
+        #: inline: the ``time.monotonic()`` from which the gathered items are due (infinity while
+        #: nothing is queued, 0 once the batch is full), kept up to date under the lock so that
+        #: the submitting thread's check at every step is one comparison, without the lock
+        self.due_at = float("inf")
         self.inline = inline
         # inline: each run item's frames, waiting for the worker to hand them to the sinks
         self._ready: deque[list[Frame]] = deque()
@@ -209,6 +213,7 @@ class FramePipeline:
                 self.stats.dropped += len(self._queue)
                 self._queue.clear()
                 self._bytes = 0
+                self._update_due()
         for sink in self.sinks:
             self._guard(sink, lambda s=sink: s.flush())
         # the last sinks close first, and what each dropped on closing (frames a dead server
@@ -255,6 +260,7 @@ class FramePipeline:
             self._bytes += nbytes
             self.stats.submitted += 1
             self.stats.max_queue = max(self.stats.max_queue, len(self._queue))
+            self._update_due()
             # a lingering worker wakes at its deadline anyway, and only a full batch cuts it short;
             # inline, the worker has nothing to do with the item (the submitting thread runs it)
             if not self.inline and (not self.lingering or self._batch_full()):
@@ -377,11 +383,12 @@ class FramePipeline:
 
     def _batch_due(self, force: bool) -> bool:
         """Inline: whether items are gathered and due (``force``, a full batch, or the oldest ``linger`` s old)."""
+        return time.monotonic() >= self.due_at or (force and bool(self._queue))
+
+    def _update_due(self) -> None:
+        """``due_at`` for the queue as it is now (called holding the lock, after each change)."""
         queue = self._queue
-        try:
-            return bool(queue) and (force or self._batch_full() or time.monotonic() - queue[0].submitted >= self.linger)
-        except IndexError:  # emptied meanwhile by close() on another thread
-            return False
+        self.due_at = float("inf") if not queue else 0.0 if self._batch_full() else queue[0].submitted + self.linger
 
     def _linger(self) -> None:
         """Wait (holding the condition) until the oldest item is ``linger`` s old, the queue holds
@@ -417,6 +424,7 @@ class FramePipeline:
             held += entry.nbytes
             entries.append(entry)
         self.left_queue += len(entries)
+        self._update_due()
         groups: dict[object, int] = {}
 
         def order(e: _Entry) -> tuple[int, int]:  # by key, then a group's items together
@@ -431,6 +439,7 @@ class FramePipeline:
         entry = self._queue.popleft()
         self._bytes -= entry.nbytes
         self.left_queue += 1
+        self._update_due()
         return entry.item
 
     def _frames_of(self, item: WorkItem) -> list[Frame]:

@@ -30,10 +30,13 @@ That reading misses what every step pays (torch's hook machinery, ``log()``, the
 thread's wakes), which the quiet steps carry too. The fourth measure, the one to decide by,
 misses nothing: two trainings in one process, plain and watched, take a step each in turn for
 ``--paired`` steps, every step timed; the background thread's share of the plain steps is moved
-to the watched side, and two plain trainings side by side give the measure's own error.
+to the watched side, and two plain trainings side by side give the measure's own error. The
+VGG block gets the same measure (``--vgg-paired`` steps): its separate rounds hold one
+recording each and cannot tell a few percent.
 
 Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload lenet|vgg|both] [--vgg-rounds 3]
      [--block 400] [--pairs 12] [--within 3000] [--within-runs 3] [--paired 2000] [--paired-runs 3]
+     [--vgg-paired 60] [--vgg-paired-runs 1]
      [--configs 'every=10'] (a subset, for a quick look)
 """
 
@@ -56,6 +59,7 @@ from _harness import machine, table  # noqa: E402
 
 import convscope  # noqa: E402
 from convscope.data import load_dataset  # noqa: E402
+from convscope.insitu._budget import SlowdownMeter  # noqa: E402
 from convscope.models.zoo import load_zoo_model  # noqa: E402
 
 WORKLOAD = {"name": "lenet", "batch": 64, "device": "cpu", "warmup": 50}
@@ -456,8 +460,28 @@ def _threads_cpu(since: dict[int, float] | None = None):
     return sum(max(0.0, t - since[k]) for k, t in now.items() if k in since)
 
 
-def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None = None) -> str:
-    """LeNet-5 trained twice in one process, a plain training and a watched one, a step of each
+#: per workload of the step-by-step measurement: untimed first steps, steps per resampled block
+#: (a few recordings' worth: the cost comes in bursts), and the table's title
+_PAIRED = {
+    "lenet": (200, 100, "simplified LeNet-5, batch 64"),
+    "vgg": (6, 10, "VGG-16 first block (3->64->64, 224x224), batch 8"),
+}
+
+
+def _beside(mon, seconds: float) -> None:
+    """A plain step of ``seconds`` has run between two watched ones: the monitor's budget counts
+    the watched training's time alone, as in a process that trains one model (its clock, and
+    the step its slowdown meter measures next, move on by that much)."""
+    if mon is None:
+        return
+    if mon._t0 is not None:
+        mon._t0 += seconds
+    if mon._last_step is not None:
+        mon._last_step = (mon._last_step[0] + seconds, *mon._last_step[1:])
+
+
+def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None = None, workload: str = "lenet") -> str:
+    """A model trained twice in one process, a plain training and a watched one, a step of each
     in turn (which goes first alternates), every step timed: the plain steps are measured at the
     same moments of the machine as the watched ones, and everything watching costs counts, the
     hooks, torch's hook machinery, ``log()``, the background thread's share of the cores and the
@@ -468,8 +492,10 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
     and slow them: their CPU in them is measured, the plain steps' slowdown per CPU second
     fitted (least squares), and that much time moved from the plain training's side to the
     watched one's ("leaked")."""
-    WORKLOAD.update(name="lenet", batch=64, warmup=0)
-    data = _data("lenet")
+    WORKLOAD.update(name=workload, batch=8 if workload == "vgg" else 64, warmup=0)
+    data = _data(workload)
+    warm, block, title = _PAIRED[workload]
+    steps = max(block, steps // block * block)
     configs = configs or {
         "plain beside plain": None,
         "convscope every=10, no budget": {"every": 10, "budget": None},
@@ -490,8 +516,8 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
                 mon = other.mon
                 times = np.zeros((steps, 2))
                 leaks = np.zeros(steps)  # the other side's background threads' CPU in each plain step
-                for _ in range(200):  # first calls, imports, the graph: not timed
-                    plain.step(), other.step()
+                for _ in range(warm):  # first calls, imports, the graph: not timed
+                    _beside(mon, plain.step()), other.step()
                 recorded0 = 0 if mon is None else mon.stats.recorded_steps
                 for i in range(steps):
                     if i % 2 == 0:
@@ -499,6 +525,7 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
                     cpu = _threads_cpu()
                     times[i, 0] = plain.step()
                     leaks[i] = _threads_cpu(cpu)
+                    _beside(mon, times[i, 0])
                     if i % 2:
                         times[i, 1] = other.step()
                 start = time.perf_counter()
@@ -511,12 +538,15 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
                 where = "" if mon is None else mon.analysis_thread
                 other.close()
             factor = 0.0
-            if leaks.any():
-                factor = max(0.0, float(np.polyfit(leaks, times[:, 0], 1)[0]))
+            if leaks.any():  # the fit the monitor's budget makes: from 1, as far as the steps tell
+                meter = SlowdownMeter()
+                for seconds, cpu in zip(times[:, 0].tolist(), leaks.tolist(), strict=True):
+                    meter.add(seconds, cpu)
+                factor = meter.factor
             moved = factor * leaks  # seconds of each plain step that were the watcher's
             times[:, 0] -= moved
             times[:, 1] += moved
-            blocks = times.reshape(-1, 100, 2).sum(axis=1)  # the cost comes in bursts: resampled by 100 steps
+            blocks = times.reshape(-1, block, 2).sum(axis=1)  # the cost comes in bursts: resampled by blocks
             gen = np.random.default_rng(0)
             picks = gen.integers(0, len(blocks), (2000, len(blocks)))
             boot = blocks[picks].sum(axis=1)
@@ -531,15 +561,16 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
             " ".join(f"{r[0] * 100:+.1f}% ({r[1][0] * 100:+.1f}..{r[1][1] * 100:+.1f})" for r in results), results[-1][2],
             " ".join(f"{r[4] * 100:.1f}% (x{r[5]:.2f})" for r in results),
         ))
-    return f"## simplified LeNet-5, plain and watched trainings step by step in turn, {steps} steps each, {runs} runs\n\n" + table(
+    return f"## {title}, plain and watched trainings step by step in turn, {steps} steps each, {runs} runs\n\n" + table(
         ("configuration", "analysis on", "overhead (median)", "each run (95% interval)", "recording steps", "leaked (slowdown)"), rows
     ) + (
         "\n\nTwo trainings of the same model in one process take a step each in turn, every step timed. "
         "'overhead' is\nthe watched training's time (and the analysis left at its end) against the plain one's; the\n"
-        "interval resamples blocks of 100 steps. 'plain beside plain' is the measure's own error. 'leaked': the\n"
+        f"interval resamples blocks of {block} steps. 'plain beside plain' is the measure's own error. 'leaked': the\n"
         "share of the plain steps' time that the other side's background threads took (convscope's, or\n"
         "TensorBoard's event writer: their CPU in the plain steps times the slowdown per CPU second fitted\n"
-        "on them), moved to the watched side."
+        "on them, from 1 as far as the steps tell, as the budget fits it), moved to the watched side. The budget's clock counts the watched steps alone, as in a\n"
+        "process that trains one model."
     )
 
 
@@ -559,6 +590,8 @@ def main() -> None:
     parser.add_argument("--within-runs", type=int, default=3, help="runs of each configuration in the no-pause measurement")
     parser.add_argument("--paired", type=int, default=2000, help="steps of each training in the step-by-step measurement (0: skip it)")
     parser.add_argument("--paired-runs", type=int, default=3, help="runs of each configuration in the step-by-step measurement")
+    parser.add_argument("--vgg-paired", type=int, default=60, help="steps of each VGG training in the step-by-step measurement (0: skip it)")
+    parser.add_argument("--vgg-paired-runs", type=int, default=1, help="runs of each configuration in the VGG step-by-step measurement")
     parser.add_argument(
         "--configs", nargs="+", metavar="NAME",
         help="run only the configurations whose names contain one of these words (plain always runs)",
@@ -578,9 +611,17 @@ def main() -> None:
         if args.within > 0 and not args.configs:
             print(bench_within(args.within, args.within_runs) + "\n")
         if args.paired > 0 and not args.configs:
-            print(bench_paired(args.paired // 100 * 100, args.paired_runs) + "\n")
+            print(bench_paired(args.paired, args.paired_runs) + "\n")
     if args.workload in ("vgg", "both"):
         print(bench("vgg", args.vgg_steps, args.vgg_rounds, args.vgg_warmup) + "\n")
+        if args.vgg_paired > 0 and not args.configs:
+            # (the three rows that matter there: a VGG step takes seconds)
+            vgg_configs = {
+                "plain beside plain": None,
+                "convscope every=10, no budget": {"every": 10, "budget": None},
+                "convscope every=10": {"every": 10},
+            }
+            print(bench_paired(args.vgg_paired, args.vgg_paired_runs, vgg_configs, workload="vgg") + "\n")
 
 
 if __name__ == "__main__":

@@ -115,15 +115,7 @@ def feature_distribution(maps: torch.Tensor, *, bins: int = 32, sample: int | No
         return _small(x, bins, sample)
     cols = max(1, _CHUNK_VALUES // f)
     acc = accumulator(x.device)
-
-    total = torch.zeros(f, dtype=acc, device=x.device)
-    lo = torch.full((f,), float("inf"), dtype=x.dtype, device=x.device)
-    hi = torch.full((f,), float("-inf"), dtype=x.dtype, device=x.device)
-    partial = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    for chunk in _chunks(x, cols):
-        total += chunk.sum(dim=1, dtype=partial).to(acc)  # pairwise in the chunk, float64 across
-        lo = torch.minimum(lo, chunk.amin(dim=1))
-        hi = torch.maximum(hi, chunk.amax(dim=1))
+    total, lo, hi = _first_pass(x, cols)
     if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
         raise DataError(
             "feature maps contain NaN or Inf; their distribution is undefined - "
@@ -245,6 +237,22 @@ def _shared_passes(xs: list[torch.Tensor], bins: int) -> tuple[torch.Tensor, ...
     return (counts, lo, hi, mean, std, constant, *_pearson(gram, lo == hi))
 
 
+def _first_pass(x: torch.Tensor, cols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each filter's sum (float64, float32 on MPS), minimum and maximum of ``x`` (``N x F x S``),
+    streamed over ``F x cols`` chunks; NaN or Inf show in the minima and maxima."""
+    f = x.shape[1]
+    acc = accumulator(x.device)
+    total = torch.zeros(f, dtype=acc, device=x.device)
+    lo = torch.full((f,), float("inf"), dtype=x.dtype, device=x.device)
+    hi = torch.full((f,), float("-inf"), dtype=x.dtype, device=x.device)
+    partial = torch.promote_types(x.dtype, torch.float32)
+    for chunk in _chunks(x, cols):
+        total += chunk.sum(dim=1, dtype=partial).to(acc)  # pairwise in the chunk, float64 across
+        lo = torch.minimum(lo, chunk.amin(dim=1))
+        hi = torch.maximum(hi, chunk.amax(dim=1))
+    return total, lo, hi
+
+
 def _shared_streamed(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, ...] | None:
     """:func:`_shared_passes` of one layer's large maps (``N x F x S``), streamed: one pass for the
     minima, maxima and sums, one that centres each chunk into a reused float32 buffer, adds its
@@ -254,13 +262,7 @@ def _shared_streamed(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, ...] | N
     cols = max(1, _CHUNK_VALUES // f)
     acc = accumulator(x.device)
     work = torch.promote_types(x.dtype, torch.float32)
-    total = torch.zeros(f, dtype=acc, device=x.device)
-    lo = torch.full((f,), float("inf"), dtype=x.dtype, device=x.device)
-    hi = torch.full((f,), float("-inf"), dtype=x.dtype, device=x.device)
-    for chunk in _chunks(x, cols):
-        total += chunk.sum(dim=1, dtype=work).to(acc)  # pairwise in the chunk, float64 across
-        lo = torch.minimum(lo, chunk.amin(dim=1))
-        hi = torch.maximum(hi, chunk.amax(dim=1))
+    total, lo, hi = _first_pass(x, cols)
     lo, hi = lo.to(work), hi.to(work)
     if not (math.isfinite(float(total.sum())) and bool(torch.isfinite(lo).all() & torch.isfinite(hi).all())):
         return None  # NaN or Inf (the callers' own paths say which filters), or sums that overflow

@@ -156,11 +156,10 @@ class _Spare:
     def copy(self, src: torch.Tensor) -> torch.Tensor:
         import torch
 
-        use_count = getattr(torch._C, "_storage_Use_Count", None)
-        for held in self.held:
+        use_count = getattr(torch._C, "_storage_Use_Count", None)  # (private: without it, no reuse)
+        for held in self.held if use_count is not None else ():
             if (
-                use_count is not None
-                and held.shape == src.shape
+                held.shape == src.shape
                 and held.dtype == src.dtype
                 and held.device == src.device
                 and sys.getrefcount(held) == self._FREE_REFS

@@ -154,3 +154,32 @@ def test_identities_follow_members_not_positions_for_hierarchical_groups() -> No
     later = filter_groups((perturbed + perturbed.T) / 2, threshold=0.8, method="hierarchical", previous=first)
     np.testing.assert_array_equal(later.labels, first.labels)
     assert all(e.type == "persist" for e in later.events)
+
+
+def test_the_same_similar_pairs_again_give_what_matching_them_gives() -> None:
+    """A grouping of the same similar pairs as the last one skips the matching (every group
+    persists); it must equal what matching them gives, over a run of small changes."""
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    f = 24
+    base = rng.uniform(-0.3, 0.6, (f, f))
+    previous = previous_slow = None
+    unchanged = 0
+    for step in range(60):
+        if step % 4 == 0:  # now and then the pairs change: groups appear, merge, split, vanish
+            i, j = rng.integers(f, size=2)
+            base[i, j] = base[j, i] = rng.choice([0.95, 0.2])
+        corr = (base + base.T) / 2 + rng.normal(0, 1e-3, (f, f))  # noise that leaves the pairs as they are
+        np.fill_diagonal(corr, 1.0)
+        fast = filter_groups(corr, previous=previous)
+        slow = filter_groups(corr, previous=None if previous_slow is None else dataclasses.replace(previous_slow, _pairs_key=None))
+        assert fast.labels.tolist() == slow.labels.tolist()
+        assert fast.events == slow.events and fast.next_id == slow.next_id
+        unchanged += previous is not None and all(e.type == "persist" for e in fast.events) and bool(fast.events)
+        previous, previous_slow = fast, slow
+    assert unchanged > 20  # the fast case was met
+    # another threshold or method is grouped afresh, not taken from the last result
+    other = filter_groups(corr, threshold=0.5, previous=previous)
+    assert other.labels.tolist() == filter_groups(corr, threshold=0.5, previous=previous_slow).labels.tolist()
+    assert other.labels.tolist() != previous.labels.tolist()

@@ -52,7 +52,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -104,6 +104,9 @@ class FilterGroups:
     events: tuple[GroupEvent, ...] = ()
     next_id: int = 0
     linkage: str = "single"
+    #: the similar pairs it was found from, packed (``"pairs"`` only): a next grouping of the
+    #: same pairs keeps every group as it is, without matching them again
+    _pairs_key: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def groups(self) -> dict[int, list[int]]:
@@ -176,18 +179,41 @@ def filter_groups(
             f"the previous grouping has {previous.labels.shape[0]} filters but this layer now has {f} "
             "(pruned or replaced?); pass previous=None to start new identities"
         )
-    clusters = _pairs(matrix, dead, threshold) if method == "pairs" else _hierarchical(matrix, dead, threshold, link)
+    key = None
+    if method == "pairs":
+        live = ~dead
+        similar = (matrix >= threshold) & live[:, None] & live[None, :]
+        key = np.packbits(similar).tobytes()
+        same = previous is not None and previous._pairs_key == key and previous.threshold == float(threshold)
+        if same and previous.method == method:  # (most recordings: the same pairs as the last)
+            return _unchanged(previous)
+        clusters = _pairs(similar)
+    else:
+        clusters = _hierarchical(matrix, dead, threshold, link)
     labels = np.full(f, -1, dtype=np.int32)
     if previous is None:
         events = []
         for gid, members in enumerate(clusters):
             labels[members] = gid
             events.append(GroupEvent("appear", (gid,)))
-        return FilterGroups(labels, float(threshold), method, tuple(events), next_id=len(clusters), linkage=link)
+        return FilterGroups(labels, float(threshold), method, tuple(events), next_id=len(clusters), linkage=link, _pairs_key=key)
     ids, events, next_id = _match(previous, clusters)
     for gid, members in zip(ids, clusters, strict=True):
         labels[members] = gid
-    return FilterGroups(labels, float(threshold), method, tuple(events), next_id=next_id, linkage=link)
+    return FilterGroups(labels, float(threshold), method, tuple(events), next_id=next_id, linkage=link, _pairs_key=key)
+
+
+def _unchanged(previous: FilterGroups) -> FilterGroups:
+    """The grouping of the same similar pairs as ``previous``: every group persists (what
+    :func:`_match` finds for identical clusters, in its order: by each group's first member)."""
+    ids: list[int] = []
+    for g in previous.labels.tolist():
+        if g >= 0 and g not in ids:
+            ids.append(g)
+    events = tuple(GroupEvent("persist", (g,), (g,)) for g in ids)
+    next_id = max(previous.next_id, max(ids, default=-1) + 1)
+    return FilterGroups(previous.labels.copy(), previous.threshold, previous.method, events, next_id=next_id,
+                        linkage=previous.linkage, _pairs_key=previous._pairs_key)
 
 
 def _matrix(corr: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -210,12 +236,12 @@ def _matrix(corr: Any) -> tuple[np.ndarray, np.ndarray]:
     return matrix, dead
 
 
-def _pairs(matrix: np.ndarray, dead: np.ndarray, threshold: float) -> list[list[int]]:
-    """Connected components of the similar-pairs graph: union-find over the pairs above the
-    diagonal (a handful of vector operations, then a Python step per similar pair)."""
-    f = matrix.shape[0]
-    live = ~dead
-    rows, cols = np.nonzero((matrix >= threshold) & live[:, None] & live[None, :])
+def _pairs(similar: np.ndarray) -> list[list[int]]:
+    """Connected components of the similar-pairs graph (``similar``: ``F x F`` bool): union-find
+    over the pairs above the diagonal (a handful of vector operations, then a Python step per
+    similar pair)."""
+    f = similar.shape[0]
+    rows, cols = np.nonzero(similar)
     above = rows < cols  # each pair once (above the diagonal)
     if not above.any():  # (the usual case early in training: no similar pair, no groups)
         return []

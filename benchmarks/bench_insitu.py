@@ -31,12 +31,14 @@ thread's wakes), which the quiet steps carry too. The fourth measure, the one to
 misses nothing: two trainings in one process, plain and watched, take a step each in turn for
 ``--paired`` steps, every step timed; the background thread's share of the plain steps is moved
 to the watched side, and two plain trainings side by side give the measure's own error. The
-VGG block gets the same measure (``--vgg-paired`` steps): its separate rounds hold one
-recording each and cannot tell a few percent.
+VGG block gets the same measure (``--vgg-paired`` steps), and the no-pause one (``--vgg-within``
+steps): its separate rounds hold one recording each and cannot tell a few percent, and its
+steps' times wander by a third over minutes, which the no-pause measure, setting each step
+against its neighbours, cancels best.
 
 Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload lenet|vgg|both] [--vgg-rounds 3]
      [--block 400] [--pairs 12] [--within 3000] [--within-runs 3] [--paired 2000] [--paired-runs 3]
-     [--vgg-paired 60] [--vgg-paired-runs 1]
+     [--vgg-paired 60] [--vgg-paired-runs 1] [--vgg-within 100] [--vgg-within-runs 1] (0 rounds or steps: skip that one)
      [--configs 'every=10'] (a subset, for a quick look)
 """
 
@@ -385,25 +387,31 @@ def bench_interleaved(block: int, pairs: int) -> str:
     )
 
 
-def bench_within(steps: int, runs: int) -> str:
-    """LeNet-5 watched for ``steps`` steps without a pause: every step timed, and the cost read off
+def bench_within(steps: int, runs: int, workload: str = "lenet") -> str:
+    """A model watched for ``steps`` steps without a pause: every step timed, and the cost read off
     the steps themselves. Most steps are quiet (no recording, no analysis on either thread, no
-    frames written): their mean, less the hooks' own time in them, stands for plain training,
-    and the other steps' excess over it is what convscope cost. Quiet and busy steps alternate
-    within seconds, so the machine's slow drifts cancel far better than between turns."""
-    WORKLOAD.update(name="lenet", batch=64, warmup=0)
-    data = _data("lenet")
+    frames written): the mean of those within ``_WITHIN_WINDOW`` steps of a step, less the hooks'
+    own time in them, stands for that step trained plainly, and the run's time over the sum of
+    those is what convscope cost. Quiet and busy steps alternate within seconds, and each step is
+    set against its neighbours, so the machine's slow drifts cancel far better than between turns
+    (a VGG step's time wanders by a third over minutes here)."""
+    WORKLOAD.update(name=workload, batch=8 if workload == "vgg" else 64, warmup=0)
+    data = _data(workload)
+    warm, _, title = _PAIRED[workload]
     configs = {
         "convscope every=10, no budget": {"every": 10, "budget": None},
         "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
         "convscope every=10": {"every": 10},
     }
+    if workload == "vgg":  # (minutes per run: the configurations that decide)
+        configs.pop("convscope every=10, no budget, analysis in the background")
     found: dict[str, list[tuple[float, float, str, str]]] = {name: [] for name in configs}
     for _ in range(runs):
         for name, config in configs.items():
             with tempfile.TemporaryDirectory() as tmp:
                 training = _Blocks(data, watch={"logdir": tmp, **config})
-                training.run(200)  # first calls, imports, the graph: not timed
+                # first calls, imports, the graph and (VGG: its first copies of large maps) a recording: not timed
+                training.run(warm + (10 - warm % 10) + 2 if workload == "vgg" else warm)
                 mon, pipe = training.mon, training.mon._pipeline
                 durations, quiet, hook_time = [], [], []
                 cpu0, hooks0, recorded0 = pipe.worker_cpu(), mon.stats.seconds_in_step_hooks, mon.stats.recorded_steps
@@ -422,9 +430,8 @@ def bench_within(steps: int, runs: int) -> str:
                 recorded = mon.stats.recorded_steps - recorded0
                 training.close()
             d, q, h = np.array(durations), np.array(quiet), np.array(hook_time)
-            plain = d[q].mean() - h[q].mean()
             found[name].append((
-                (d.sum() + tail) / (plain * steps) - 1, q.mean(), f"{recorded} of {steps // 10}", mon.analysis_thread,
+                (d.sum() + tail) / _local_plain(d - h, q).sum() - 1, q.mean(), f"{recorded} of {steps // 10}", mon.analysis_thread,
             ))
     rows = []
     for name, results in found.items():
@@ -433,14 +440,29 @@ def bench_within(steps: int, runs: int) -> str:
             name, results[-1][3], f"{statistics.median(costs) * 100:+.1f}%",
             " ".join(f"{c * 100:+.1f}%" for c in costs), f"{statistics.median(r[1] for r in results) * 100:.0f}%", results[-1][2],
         ))
-    return f"## simplified LeNet-5 watched without a pause, {steps} steps, every step timed, {runs} runs\n\n" + table(
+    return f"## {title}, watched without a pause, {steps} steps, every step timed, {runs} runs\n\n" + table(
         ("configuration", "analysis on", "overhead (median)", "each run", "quiet steps", "recording steps"), rows
     ) + (
         "\n\nEvery step is timed. A quiet step is one in which convscope recorded nothing, analysed\n"
-        "nothing and wrote no frames (and not the step before or after a recording step); their mean,\n"
-        "less the hooks' own time in them, stands for plain training. 'overhead' is the whole run's\n"
-        "time (and the analysis left at its end) against that many plain steps."
+        "nothing and wrote no frames (and not the step before or after a recording step); the mean of\n"
+        f"those within {_WITHIN_WINDOW} steps of a step, less the hooks' own time in them, stands for that step\n"
+        "trained plainly. 'overhead' is the whole run's time (and the analysis left at its end) against\n"
+        "the sum of those."
     )
+
+
+#: steps on either side of a step whose quiet steps stand for it trained plainly (bench_within)
+_WITHIN_WINDOW = 10
+
+
+def _local_plain(seconds: np.ndarray, quiet: np.ndarray) -> np.ndarray:
+    """Each step's plain time: the mean of ``seconds`` over the quiet steps within
+    ``_WITHIN_WINDOW`` steps of it (over every quiet step where none is that near)."""
+    kernel = np.ones(2 * _WITHIN_WINDOW + 1)
+    total = np.convolve(np.where(quiet, seconds, 0.0), kernel, mode="same")
+    count = np.convolve(quiet.astype(float), kernel, mode="same")
+    overall = seconds[quiet].mean()
+    return np.where(count > 0, total / np.maximum(count, 1), overall)
 
 
 def _threads_cpu(since: dict[int, float] | None = None):
@@ -592,6 +614,8 @@ def main() -> None:
     parser.add_argument("--paired-runs", type=int, default=3, help="runs of each configuration in the step-by-step measurement")
     parser.add_argument("--vgg-paired", type=int, default=60, help="steps of each VGG training in the step-by-step measurement (0: skip it)")
     parser.add_argument("--vgg-paired-runs", type=int, default=1, help="runs of each configuration in the VGG step-by-step measurement")
+    parser.add_argument("--vgg-within", type=int, default=100, help="steps of each VGG run in the no-pause measurement (0: skip it)")
+    parser.add_argument("--vgg-within-runs", type=int, default=1, help="runs of each configuration in the VGG no-pause measurement")
     parser.add_argument(
         "--configs", nargs="+", metavar="NAME",
         help="run only the configurations whose names contain one of these words (plain always runs)",
@@ -613,7 +637,10 @@ def main() -> None:
         if args.paired > 0 and not args.configs:
             print(bench_paired(args.paired, args.paired_runs) + "\n")
     if args.workload in ("vgg", "both"):
-        print(bench("vgg", args.vgg_steps, args.vgg_rounds, args.vgg_warmup) + "\n")
+        if args.vgg_rounds > 0:
+            print(bench("vgg", args.vgg_steps, args.vgg_rounds, args.vgg_warmup) + "\n")
+        if args.vgg_within > 0 and not args.configs:
+            print(bench_within(args.vgg_within, args.vgg_within_runs, workload="vgg") + "\n")
         if args.vgg_paired > 0 and not args.configs:
             # (the three rows that matter there: a VGG step takes seconds)
             vgg_configs = {

@@ -52,6 +52,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,6 +183,27 @@ def _tensorboard(every):
         return seconds + time.perf_counter() - t, {"startup": startup}
 
     return run
+
+
+#: watch() options of the one-process measures (bench_interleaved, bench_within, bench_paired)
+_ONE_PROCESS = {
+    "convscope every=10": {"every": 10},
+    "convscope every=10, batching window 0.5 s": {"every": 10, "batch_window": 0.5},
+    "convscope every=10, no budget": {"every": 10, "budget": None},
+    "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "batch_window": 0.0},
+    "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
+}
+
+
+def _configs(*names: str) -> dict[str, dict]:
+    return {name: _ONE_PROCESS[name] for name in names}
+
+
+def _workload(name: str) -> tuple[Any, int, int, str]:
+    """Set the workload up for a one-process measure: its data, untimed first steps, steps per
+    resampled block and title (see ``_PAIRED``)."""
+    WORKLOAD.update(name=name, batch=8 if name == "vgg" else 64, warmup=0)
+    return (_data(name), *_PAIRED[name])
 
 
 CONFIGS = {
@@ -320,14 +342,9 @@ def bench_interleaved(block: int, pairs: int) -> str:
     model (a watched turn ends when its analysis is done), so the paired ratios are far less
     noisy than separate runs. The budget counts only the watched turns (paused in between).
     """
-    WORKLOAD.update(name="lenet", batch=64, warmup=0)
-    data = _data("lenet")
+    data = _workload("lenet")[0]
     configs = {
-        "convscope every=10": {"every": 10},
-        "convscope every=10, batching window 0.5 s": {"every": 10, "batch_window": 0.5},
-        "convscope every=10, no budget": {"every": 10, "budget": None},
-        "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "batch_window": 0.0},
-        "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
+        **_ONE_PROCESS,
         # what the views cost apart: the light ones, then the three costly analyses
         "convscope every=10, no budget, weights, gradients, lr, images": {
             "every": 10, "budget": None, "record": ["weights", "gradients", "lr", "feature_maps"]},
@@ -395,23 +412,18 @@ def bench_within(steps: int, runs: int, workload: str = "lenet") -> str:
     those is what convscope cost. Quiet and busy steps alternate within seconds, and each step is
     set against its neighbours, so the machine's slow drifts cancel far better than between turns
     (a VGG step's time wanders by a third over minutes here)."""
-    WORKLOAD.update(name=workload, batch=8 if workload == "vgg" else 64, warmup=0)
-    data = _data(workload)
-    warm, _, title = _PAIRED[workload]
-    configs = {
-        "convscope every=10, no budget": {"every": 10, "budget": None},
-        "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
-        "convscope every=10": {"every": 10},
-    }
-    if workload == "vgg":  # (minutes per run: the configurations that decide)
-        configs.pop("convscope every=10, no budget, analysis in the background")
+    data, warm, _, title = _workload(workload)
+    if workload == "vgg":  # (minutes per run: the configurations that decide), and past step 10:
+        warm = 12  # its first recording makes the first copies of its large maps
+        configs = _configs("convscope every=10, no budget", "convscope every=10")
+    else:
+        configs = _configs("convscope every=10, no budget", "convscope every=10, no budget, analysis in the background", "convscope every=10")
     found: dict[str, list[tuple[float, float, str, str]]] = {name: [] for name in configs}
     for _ in range(runs):
         for name, config in configs.items():
             with tempfile.TemporaryDirectory() as tmp:
                 training = _Blocks(data, watch={"logdir": tmp, **config})
-                # first calls, imports, the graph and (VGG: its first copies of large maps) a recording: not timed
-                training.run(warm + (10 - warm % 10) + 2 if workload == "vgg" else warm)
+                training.run(warm)  # first calls, imports, the graph: not timed
                 mon, pipe = training.mon, training.mon._pipeline
                 durations, quiet, hook_time = [], [], []
                 cpu0, hooks0, recorded0 = pipe.worker_cpu(), mon.stats.seconds_in_step_hooks, mon.stats.recorded_steps
@@ -514,15 +526,11 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
     and slow them: their CPU in them is measured, the plain steps' slowdown per CPU second
     fitted (least squares), and that much time moved from the plain training's side to the
     watched one's ("leaked")."""
-    WORKLOAD.update(name=workload, batch=8 if workload == "vgg" else 64, warmup=0)
-    data = _data(workload)
-    warm, block, title = _PAIRED[workload]
+    data, warm, block, title = _workload(workload)
     steps = max(block, steps // block * block)
     configs = configs or {
         "plain beside plain": None,
-        "convscope every=10, no budget": {"every": 10, "budget": None},
-        "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
-        "convscope every=10": {"every": 10},
+        **_configs("convscope every=10, no budget", "convscope every=10, no budget, analysis in the background", "convscope every=10"),
         "tensorboard histograms every=10": {"tensorboard": True},
     }
     # per run: overhead, its 95% interval, recordings, analysis thread, leaked share, slowdown
@@ -643,11 +651,7 @@ def main() -> None:
             print(bench_within(args.vgg_within, args.vgg_within_runs, workload="vgg") + "\n")
         if args.vgg_paired > 0 and not args.configs:
             # (the three rows that matter there: a VGG step takes seconds)
-            vgg_configs = {
-                "plain beside plain": None,
-                "convscope every=10, no budget": {"every": 10, "budget": None},
-                "convscope every=10": {"every": 10},
-            }
+            vgg_configs = {"plain beside plain": None, **_configs("convscope every=10, no budget", "convscope every=10")}
             print(bench_paired(args.vgg_paired, args.vgg_paired_runs, vgg_configs, workload="vgg") + "\n")
 
 

@@ -75,7 +75,7 @@ def test_recorded_values_match_what_the_loop_saw(digits, lenet) -> None:
             seen[step] = {
                 "grad": model.conv1.weight.grad.clone(),
                 "before": model.conv1.weight.detach().clone(),
-                "act": model.conv1(x[:16]).detach().clone(),  # max_samples=16 by default
+                "act": model.conv1(x[:8]).detach().clone(),  # max_samples=8 by default
             }
 
     with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=4) as mon:
@@ -109,9 +109,11 @@ def test_training_is_bit_identical_with_and_without_the_monitor(digits, lenet) -
 def test_probe_batch_feeds_the_activation_views(digits, lenet) -> None:
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    probe = digits[0][:8]
+    probe = digits[0][:12]  # more than max_samples: a probe is used whole
     sink = MemorySink()
-    with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=3, probe=probe, record=["correlation", "feature_maps"]) as mon:
+    with convscope.watch(
+        model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=3, probe=probe, max_samples=4, record=["correlation", "feature_maps"]
+    ) as mon:
         _train(model, opt, digits, 6, monitor=mon)
     corr = sink.select(kind="correlation", layer="conv1")
     assert [f.step for f in corr] == [3, 6]

@@ -510,8 +510,7 @@ def _beside(mon, seconds: float) -> None:
         return
     if mon._t0 is not None:
         mon._t0 += seconds
-    if mon._last_step is not None:
-        mon._last_step = (mon._last_step[0] + seconds, *mon._last_step[1:])
+    mon._meter.skip(seconds)
 
 
 def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None = None, workload: str = "lenet") -> str:

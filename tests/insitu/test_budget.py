@@ -60,3 +60,39 @@ def test_long_pauses_between_steps_do_not_count_as_slowdown() -> None:
             meter.add(0.005 + 1.0 * cpu + float(rng.normal(0, 0.0003)), cpu)
     assert meter.factor == pytest.approx(1.0, abs=0.08)
     assert meter.outliers == 6 and meter.n == 3000 - 6
+
+
+def test_marks_of_step_ends_fit_the_steps_between_them_and_a_gap_breaks_the_chain() -> None:
+    # marks are (clock, background CPU, hook seconds) at each step's end; a step is the time
+    # between two, less the hooks' seconds in it. A gap (a pause) leaves the next step out.
+    rng = np.random.default_rng(2)
+    marked, added = SlowdownMeter(), SlowdownMeter()
+    now = cpu = hooks = 0.0
+    marked.mark(now, cpu, hooks)
+    for i in range(1500):  # three folds of MARKS held marks on the way
+        if i == 700:
+            marked.gap()
+            now += 5.0  # the pause: no step
+        spent = float(rng.uniform(0.0005, 0.004)) if rng.random() < 0.25 else 0.0
+        hook = float(rng.uniform(0.0, 0.001))
+        step = 0.005 + 1.5 * spent + float(rng.normal(0, 0.0003))
+        now, cpu, hooks = now + step + hook, cpu + spent, hooks + hook
+        marked.mark(now, cpu, hooks)
+        if i != 700:
+            added.add(step, spent)
+    assert marked.last_mark == (now, cpu, hooks)
+    assert marked.n == added.n == 1499 and marked.outliers == 0
+    assert marked.factor == pytest.approx(added.factor, rel=1e-9)
+    assert marked.factor == pytest.approx(1.5, abs=0.1)
+
+
+def test_time_that_was_not_this_trainings_is_left_out_of_the_next_step() -> None:
+    for fold_first in (False, True):
+        meter = SlowdownMeter()
+        meter.mark(1.0, 0.0, 0.0)
+        if fold_first:
+            meter.fold()  # the last mark is then held apart from the list
+        meter.skip(0.25)  # another model's step
+        meter.mark(1.26, 0.0, 0.0)
+        meter.fold()
+        assert meter.n == 1 and meter._my == pytest.approx(0.01)

@@ -401,7 +401,7 @@ def test_the_slowdown_is_measured_from_every_step_and_estimated_at_close(digits,
     # the estimate counts at least the hooks' own time and at most everything convscope did
     hooks, cpu = mon.stats.seconds_in_step_hooks, mon.stats.analysis_cpu_seconds
     assert mon.stats.overhead_estimate > 0
-    estimate_seconds = mon.stats.overhead_estimate * (mon._last_step[0] - mon._t0)
+    estimate_seconds = mon.stats.overhead_estimate * (mon._meter.last_mark[0] - mon._t0)
     assert hooks * 0.9 <= estimate_seconds <= hooks + 10 * cpu, (hooks, cpu, estimate_seconds, mon.stats.slowdown_factor)
 
 

@@ -282,7 +282,6 @@ class Monitor:
         self._recordings: deque[int] = deque()  # pipeline item counts that end each pending recording
         self._t0: float | None = None
         self._meter = SlowdownMeter()
-        self._last_step: tuple[float, float, float] | None = None  # when the last step ended, worker CPU, hook seconds
         self._paused_at: float | None = None
         self.input_shape = input_shape
         self.prune = _prune_config(prune)
@@ -481,7 +480,7 @@ class Monitor:
         if self._t0 is not None:
             self._t0 += time.perf_counter() - self._paused_at
         self._paused_at = None
-        self._last_step = None  # the pause is no training step to measure
+        self._meter.gap()  # the pause is no training step to measure
         if not self._closed and self._pipeline is not None:
             self._next_due = self._first_due(self.step_count + 1)
             self._arm(self.step_count + 1)
@@ -741,14 +740,13 @@ class Monitor:
             self._analysis_seconds += time.perf_counter() - start
 
     def _measure_step(self, now: float) -> None:
-        """Give the slowdown meter the step that has just ended: its duration without the hooks'
-        own time, and the background thread's CPU during it (see :mod:`convscope.insitu._budget`)."""
-        cpu = self._pipeline.worker_cpu()  # type: ignore[union-attr]
-        hooks = self.stats.seconds_in_step_hooks
-        last = self._last_step
-        if last is not None:
-            self._meter.add(now - last[0] - (hooks - last[2]), cpu - last[1])
-        self._last_step = (now, cpu, hooks)
+        """Mark the end of a step for the slowdown meter, which fits its duration without the
+        hooks' own time against the background thread's CPU during it, later (see
+        :meth:`~convscope.insitu._budget.SlowdownMeter.mark`: inlined, one append a step)."""
+        marks = self._meter.marks
+        marks.append((now, self._pipeline.worker_cpu(), self.stats.seconds_in_step_hooks))  # type: ignore[union-attr]
+        if len(marks) >= SlowdownMeter.MARKS:
+            self._meter.fold()
 
     # --- recording ------------------------------------------------------------------------------
     def _record(self, step: int) -> None:

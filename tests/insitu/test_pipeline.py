@@ -83,6 +83,23 @@ def test_slow_sink_bounds_the_queue_and_counts_drops_without_blocking() -> None:
     assert dropped_reports and dropped_reports[-1] == p.stats.dropped
 
 
+def test_several_items_submitted_at_once_keep_their_order_and_the_bounds() -> None:
+    # (a recording's items, under one lock): the oldest go first when the items or their
+    # bytes pass the bounds, as item by item
+    sink = ListSink()
+    p = FramePipeline([sink], maxsize=8, max_bytes=100)
+    p.submit_many([(lambda i=i: [i], 0, 0) for i in range(12)])
+    assert p.stats.submitted == 12 and p.stats.dropped == 4 and p.left_queue == 4
+    assert [e.item()[0] for e in p._queue] == list(range(4, 12))
+    # 60 bytes: one goes for the item count; 60 more: everything older goes, "big" last
+    p.submit_many([(lambda: ["big"], 60, 0), (lambda: ["bigger"], 60, 0)])
+    assert p.stats.dropped == 4 + 1 + 8 and p.stats.max_queue == 8
+    p.submit_many([])
+    p.start()
+    p.close()
+    assert sink.frames == ["bigger"]
+
+
 def test_a_failing_work_item_does_not_kill_the_worker() -> None:
     sink = ListSink()
     p = FramePipeline([sink])

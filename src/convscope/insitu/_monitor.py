@@ -755,18 +755,18 @@ class Monitor:
         from convscope.insitu import _reduce
 
         acts = self._acts
-        if self.probe is not None and any(self._due(v, step) for v in _ACTIVATION_VIEWS):
+        due = {view for view, n in self.every.items() if step % n == 0}
+        if self.probe is not None and not due.isdisjoint(_ACTIVATION_VIEWS):
             acts = self._probe_activations()
         items: list[tuple[Callable[[], list[Frame]], int, int]] = []
         with torch.no_grad():
             for state in self.layers.values():
-                items.extend(_reduce.layer_items(self, state, step, acts.get(state.name)))
-            if self._due("lr", step) and self.optimizer is not None:
+                items.extend(_reduce.layer_items(self, state, step, acts.get(state.name), due))
+            if "lr" in due and self.optimizer is not None:
                 lr = float(self.optimizer.param_groups[0].get("lr", float("nan")))
                 items.append((lambda: [self._frame(step, "", "scalar", {"name": "lr", "value": lr})], 0, 0))
         items.extend(self._budget_report(step))
-        for item, nbytes, key in items:
-            self._pipeline.submit(item, nbytes=nbytes, key=key)  # type: ignore[union-attr]
+        self._pipeline.submit_many(items)  # type: ignore[union-attr]
         self._recordings.append(self._pipeline.stats.submitted)  # type: ignore[union-attr]
 
     def _probe_activations(self) -> dict[str, torch.Tensor]:

@@ -250,16 +250,25 @@ class FramePipeline:
         queue stays within ``max_bytes`` as well as ``maxsize`` items. ``key`` orders the items
         of one batch when the worker lingers (see the class).
         """
+        self.submit_many([(item, nbytes, key)])
+
+    def submit_many(self, items: Sequence[tuple[WorkItem, int, int]]) -> None:
+        """:meth:`submit` of several ``(item, nbytes, key)`` in order, under one lock (a recording's items)."""
+        if not items:
+            return
         with self._cond:
-            while self._queue and (len(self._queue) >= self.maxsize or self._bytes + nbytes > self.max_bytes):
-                old = self._queue.popleft()
-                self._bytes -= old.nbytes
-                self.stats.dropped += 1
-                self.left_queue += 1
-            self._queue.append(_Entry(item, nbytes, key, time.monotonic()))
-            self._bytes += nbytes
-            self.stats.submitted += 1
-            self.stats.max_queue = max(self.stats.max_queue, len(self._queue))
+            now = time.monotonic()
+            queue = self._queue
+            for item, nbytes, key in items:
+                while queue and (len(queue) >= self.maxsize or self._bytes + nbytes > self.max_bytes):
+                    old = queue.popleft()
+                    self._bytes -= old.nbytes
+                    self.stats.dropped += 1
+                    self.left_queue += 1
+                queue.append(_Entry(item, nbytes, key, now))
+                self._bytes += nbytes
+            self.stats.submitted += len(items)
+            self.stats.max_queue = max(self.stats.max_queue, len(queue))
             self._update_due()
             # a lingering worker wakes at its deadline anyway, and only a full batch cuts it short;
             # inline, the worker has nothing to do with the item (the submitting thread runs it)

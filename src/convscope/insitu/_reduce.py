@@ -41,9 +41,9 @@ _TRAJECTORY_REFRESH = 4
 _KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "distribution", "correlation", "feature_maps", "gradients"))}
 
 
-def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Tensor | None) -> list[Item]:
-    """Snapshot this layer's tensors for ``step`` and return the work items that analyse them."""
-    due = {view for view in monitor.every if monitor._due(view, step)}
+def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Tensor | None, due: set[str]) -> list[Item]:
+    """Snapshot this layer's tensors for ``step`` and return the work items that analyse the
+    views ``due`` then."""
     items: list[Item] = []
     w = None
     if due & {"weights", "trajectory", "gradients"}:

@@ -192,6 +192,9 @@ _ONE_PROCESS = {
     "convscope every=10, no budget": {"every": 10, "budget": None},
     "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "batch_window": 0.0},
     "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
+    # what watching costs where nothing is recorded: the step hooks and log(loss=...) at every
+    # step, whose values travel as frames (one per value) to the run store
+    "convscope, nothing due, log() every step": {"every": 10**6, "budget": None},
 }
 
 
@@ -529,7 +532,10 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
     steps = max(block, steps // block * block)
     configs = configs or {
         "plain beside plain": None,
-        **_configs("convscope every=10, no budget", "convscope every=10, no budget, analysis in the background", "convscope every=10"),
+        **_configs(
+            "convscope every=10, no budget", "convscope every=10, no budget, analysis in the background", "convscope every=10",
+            "convscope, nothing due, log() every step",
+        ),
         "tensorboard histograms every=10": {"tensorboard": True},
     }
     # per run: overhead, its 95% interval, recordings, analysis thread, leaked share, slowdown

@@ -16,7 +16,7 @@ const STEP_KINDS = ["weight_grid", "distribution", "feature_maps", "correlation"
 const PANELS: [string, string, string][] = [
   ["weights", "Filter weights", "Each window is one filter (x) on one input channel (y); blocks are raised up for positive and down for negative weights, red to blue. Drag to orbit, wheel to zoom."],
   ["trajectory", "Weight trajectory", "The layer's weights over the steps, projected on three chosen weight dimensions or on the first three principal components; grey early, pink late."],
-  ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch, normalised to [0, 1], as a histogram line coloured by its correlation group."],
+  ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch (or the training batch's first max_samples samples, 8 by default), normalised to [0, 1], as a histogram line coloured by its correlation group."],
   ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group; outlined squares are groups of similar filters."],
   ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],
   ["health", "Gradient health", "Per layer and recorded step: healthy, vanishing, exploding, stalled or non-finite gradients; the white line is the gradient norm (log scale)."],

@@ -502,8 +502,34 @@ def test_a_refused_recording_in_a_batch_costs_only_itself_and_the_trajectory_add
     alone = TrajectoryTracker(seed=monitor.seed, refresh=4)
     for frames, w in zip([out[0], out[1], out[3], out[4]], [walk[0], walk[1], walk[4], walk[5]], strict=True):
         np.testing.assert_allclose(frames[0].payload["pca"], alone.update(w).pca, rtol=1e-4, atol=1e-6)
-    assert state.trajectory.kept == alone.kept == 4 and state.trajectory_steps == [10, 20, 40, 50]
+    assert state.trajectory.kept == alone.kept == 4 and list(state.trajectory_steps.values()) == [10, 20, 40, 50]
     assert out[4][0].payload["path_steps"].tolist() == [10, 20, 40, 50]
+
+
+def test_a_long_trajectory_keeps_the_steps_of_its_kept_points_only() -> None:
+    # the tracker thins its kept points as they pass max_points; the training steps of the
+    # points it no longer keeps are let go too, and the kept ones keep theirs
+    from convscope.insitu import _reduce
+    from convscope.models.zoo import create_model
+
+    torch.manual_seed(0)
+    monitor = convscope.Monitor(create_model("lenet5-simplified"), logdir=None)
+    state = monitor.layers["conv1"]
+    w = state.weight()
+    last = None
+    for batch in range(20):
+        args = []
+        for k in range(20):
+            w = w + 0.01 * torch.randn_like(w)
+            args.append((10 * (20 * batch + k + 1), w.clone()))
+        last = _reduce._trajectory_frames(monitor, state, args)[-1][0]
+    tracker = state.trajectory
+    assert len(state.trajectory_steps) <= 2 * tracker.max_points + 1
+    ordinals, _ = tracker.path()
+    # update k (from 0) was training step 10 * (k + 1)
+    assert last.payload["path_steps"].tolist() == [10 * (k + 1) for k in ordinals.tolist()]
+    assert len(ordinals) < tracker.max_points < 400  # thinned: the newest kept one is within a stride of the end
+    assert 4000 - 10 * tracker._stride < last.payload["path_steps"][-1] <= 4000
 
 
 def _record_with(where: str, digits, lenet, monkeypatch) -> tuple[MemorySink, set[str]]:

@@ -91,7 +91,7 @@ class _LayerState:
     layout: str = "torch"  # "keras": kernel is (kh, kw, in, out) or (in, out), outputs channels-last
     trajectory: Any = None
     trajectory_shape: tuple[int, ...] | None = None
-    trajectory_steps: list[int] = field(default_factory=list)
+    trajectory_steps: dict[int, int] = field(default_factory=dict)  # the tracker's update count -> training step
     health: Any = None
     groups: Any = None
     correlation: Any = None

@@ -109,7 +109,7 @@ def _trajectory_frames(
             # a new tracker after pruning changed the layer's shape; the path starts again
             state.trajectory = TrajectoryTracker(dims=monitor.trajectory_dims, seed=monitor.seed, refresh=_TRAJECTORY_REFRESH)
             state.trajectory_shape = shape
-            state.trajectory_steps = []
+            state.trajectory_steps = {}
         tracker = state.trajectory
         # (the axes are refreshed every max(4, kept / 8) updates: fixed for one batch)
         tracker.refresh = max(_TRAJECTORY_REFRESH, tracker.kept // 8)
@@ -120,10 +120,14 @@ def _trajectory_frames(
         ) -> None:
             step = next(steps)
             payload = point.to_payload()
-            state.trajectory_steps.append(step)
+            known = state.trajectory_steps
+            known[point.step] = step  # (the tracker counts its updates: point.step is this one's)
             # the whole kept path on the current principal axes, so a view can redraw it consistently
             ordinals, coords = tracker.path()
-            payload["path_steps"] = np.asarray([state.trajectory_steps[k] for k in ordinals.tolist()], dtype=np.int64)
+            kept = ordinals.tolist()
+            payload["path_steps"] = np.asarray([known[k] for k in kept], dtype=np.int64)
+            if len(known) > 2 * tracker.max_points:  # only the kept points' steps are asked for again
+                state.trajectory_steps = {k: known[k] for k in kept}
             payload["pca_path"] = coords
             payload["shape"] = list(shape)
             out.append([monitor._frame(step, state.name, "trajectory", payload)])

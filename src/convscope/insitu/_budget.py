@@ -59,8 +59,7 @@ class SlowdownMeter:
 
         Only kept here, and fitted when the factor (or a count) is read, or every ``MARKS``
         steps: a call right after a training step costs several times what it costs in a loop
-        (the step has evicted the caches), so the step's own share is one append. The monitor
-        appends to :attr:`marks` itself, for the same reason.
+        (the step has evicted the caches), so the step's own share is one append.
         """
         self.marks.append((now, cpu, hooks))
         if len(self.marks) >= self.MARKS:

@@ -742,11 +742,8 @@ class Monitor:
     def _measure_step(self, now: float) -> None:
         """Mark the end of a step for the slowdown meter, which fits its duration without the
         hooks' own time against the background thread's CPU during it, later (see
-        :meth:`~convscope.insitu._budget.SlowdownMeter.mark`: inlined, one append a step)."""
-        marks = self._meter.marks
-        marks.append((now, self._pipeline.worker_cpu(), self.stats.seconds_in_step_hooks))  # type: ignore[union-attr]
-        if len(marks) >= SlowdownMeter.MARKS:
-            self._meter.fold()
+        :meth:`~convscope.insitu._budget.SlowdownMeter.mark`)."""
+        self._meter.mark(now, self._pipeline.worker_cpu(), self.stats.seconds_in_step_hooks)  # type: ignore[union-attr]
 
     # --- recording ------------------------------------------------------------------------------
     def _record(self, step: int) -> None:
@@ -755,7 +752,7 @@ class Monitor:
         from convscope.insitu import _reduce
 
         acts = self._acts
-        due = {view for view, n in self.every.items() if step % n == 0}
+        due = {view for view in self.every if self._due(view, step)}
         if self.probe is not None and not due.isdisjoint(_ACTIVATION_VIEWS):
             acts = self._probe_activations()
         items: list[tuple[Callable[[], list[Frame]], int, int]] = []

@@ -87,6 +87,13 @@ def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
             assert first[view]["hash"] != second[view]["hash"], f"{view} did not change between steps"
         trainer.join(120)
         page.wait_for_selector("#run-status.finished", timeout=20_000)
+        # every logged loss and learning rate, sent in batches, live and then read back from the store
+        for reload in (False, True):
+            if reload:
+                page.reload()
+                page.wait_for_function("window.convscopeDashboard?.scalars.steps('lr').length > 0", timeout=20_000)
+            got = page.evaluate("['loss', 'lr'].map((n) => window.convscopeDashboard.scalars.steps(n))")
+            assert got == [list(range(1, 161)), list(range(2, 161, 2))], reload
         # the groups' colours: at threshold 0.5 conv1 has groups; group 0 is drawn in #e6194b
         page.wait_for_timeout(500)
         assert page.evaluate(HAS_COLOUR, [VIEWS["distribution"], [230, 25, 75]]) or page.evaluate(

@@ -68,7 +68,7 @@ def test_demo_trains_prunes_and_writes_a_run(tmp_path, capsys) -> None:
     runs = RunStore(tmp_path).list_runs()
     assert len(runs) == 1 and runs[0]["status"] == "finished" and runs[0]["last_step"] == 120
     kinds = RunStore(tmp_path).open_run(runs[0]["id"]).kinds()
-    for kind in ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups", "gradient_health", "scalar"):
+    for kind in ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups", "gradient_health", "scalars"):
         assert kinds.get(kind, 0) > 0, kind
 
 

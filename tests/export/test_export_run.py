@@ -12,6 +12,7 @@ from convscope.cli import main
 from convscope.errors import DataError
 from convscope.export import export_run
 from convscope.export._cli import parse_steps
+from convscope.frames import KINDS, Frame
 from convscope.sinks import create_sink
 from convscope.store import RunStore
 
@@ -32,7 +33,7 @@ def stored(tmp_path):
 def test_export_run_writes_csv_and_vtk_of_the_stored_frames(stored, tmp_path) -> None:
     seen = []
     result = export_run(stored, "r", out=tmp_path / "x", progress=lambda done, total: seen.append((done, total)))
-    assert result.frames == 5 * 12 and seen[-1] == (60, 60)
+    assert result.frames == 5 * len(KINDS) and seen[-1] == (5 * len(KINDS),) * 2
     assert set(result.folders) == {"csv", "vtk"}
     with RunStore(stored).open_run("r") as reader:
         grid = reader.frames(kind="weight_grid")[-1]
@@ -47,10 +48,25 @@ def test_cli_export_with_filters(stored, tmp_path, capsys) -> None:
     rc = main(["export", "r", "--logdir", str(stored), "--out", str(out), "--format", "vtk", "--format", "csv",
                "--kind", "weight_grid", "--kind", "scalar", "--steps", "1:3", "--quiet"])
     assert rc == 0
-    assert "exported 6 frames of run r" in capsys.readouterr().out
+    # weight grids, scalars and batches of scalars of steps 1 to 3, and the batch after them
+    assert "exported 10 frames of run r" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "csv").iterdir()) == ["scalar.csv", "weight_grid-conv1.csv"]
-    assert sorted(pd.read_csv(out / "csv" / "scalar.csv")["step"]) == [1, 2, 3]
+    scalars = pd.read_csv(out / "csv" / "scalar.csv")
+    assert sorted(zip(scalars["name"], scalars["step"], strict=True)) == [("acc", 1), ("acc", 2), ("acc", 3), ("loss", 1), ("loss", 2), ("loss", 3)]
     assert [p.name for p in (out / "vtk").glob("*.pvd")] == ["weights-conv1.pvd"]
+
+
+def test_a_batch_of_logged_values_is_exported_within_the_steps_asked_for(tmp_path) -> None:
+    logdir = tmp_path / "runs"
+    with RunStore(logdir).create_run("b") as w:
+        for last in (3, 6, 9):  # batches of three values, each stored at its last step
+            steps = np.arange(last - 2, last + 1)
+            w.write(Frame(run="b", step=last, kind="scalars", payload={"name": "loss", "steps": steps, "values": steps / 10,
+                                                                       "wall_times": 1.7e9 + steps}))
+    export_run(logdir, "b", out=tmp_path / "o", formats=["csv"], kinds=["scalar"], start=2, end=7)
+    t = pd.read_csv(tmp_path / "o" / "csv" / "scalar.csv")
+    assert list(t["step"]) == [2, 3, 4, 5, 6, 7]
+    assert np.allclose(t["value"], t["step"] / 10) and np.array_equal(t["wall_time"], 1.7e9 + t["step"])
 
 
 def test_cli_export_by_file_path_and_errors(stored, tmp_path, capsys) -> None:

@@ -11,7 +11,17 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from convscope.errors import FrameError
-from convscope.frames import KINDS, SCHEMA, Frame, decode, decode_stream, encode, encoded_size, to_jsonable
+from convscope.frames import (
+    KINDS,
+    SCHEMA,
+    Frame,
+    decode,
+    decode_stream,
+    encode,
+    encoded_size,
+    expand_scalars,
+    to_jsonable,
+)
 
 
 def _payload(kind: str, rng: np.random.Generator) -> dict:
@@ -81,6 +91,21 @@ def test_stream_of_concatenated_frames() -> None:
     assert [f.step for f in back] == list(range(5))
     assert back[3].payload["value"] == pytest.approx(0.25)
     assert encoded_size(blob) == len(encode(frames[0]))
+
+
+def test_a_batch_of_scalars_expands_to_one_scalar_frame_per_value() -> None:
+    steps = np.array([4, 5, 7])
+    f = decode(encode(Frame(run="r", step=7, kind="scalars", wall_time=12.0,
+                            payload={"name": "acc", "steps": steps, "values": np.array([0.5, np.nan, 1.0])})))
+    got = expand_scalars(f)
+    assert [(g.kind, g.step, g.wall_time, g.payload["name"]) for g in got] == [("scalar", s, 12.0, "acc") for s in (4, 5, 7)]
+    assert np.array_equal([g.payload["value"] for g in got], [0.5, np.nan, 1.0], equal_nan=True)
+    timed = Frame(run="r", step=5, kind="scalars", payload={"name": "l", "steps": steps[:2], "values": np.zeros(2), "wall_times": np.array([1.5, 2.5])})
+    assert [g.wall_time for g in expand_scalars(timed)] == [1.5, 2.5]
+    other = Frame(run="r", step=1, kind="scalar", payload={"name": "l", "value": 1.0})
+    assert expand_scalars(other) == [other]
+    with pytest.raises(FrameError, match="3 steps, 2 values"):
+        expand_scalars(Frame(run="r", step=7, kind="scalars", payload={"name": "l", "steps": steps, "values": np.zeros(2)}))
 
 
 def test_unknown_kind_and_missing_keys_are_refused() -> None:

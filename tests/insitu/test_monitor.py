@@ -54,6 +54,11 @@ def test_three_lines_record_every_view_for_every_conv_layer(digits, lenet) -> No
         ]
     assert [f.step for f in sink.select(kind="scalar", name="loss")] == list(range(1, 21))
     assert [f.payload["value"] for f in sink.select(kind="scalar", name="lr")] == [0.05] * 4
+    # they travel in batches: one frame per name a second, stored at its last step
+    batches = sink.select(kind="scalars", name="loss")
+    assert 1 <= len(batches) < 20 and [f.step for f in batches] == [int(f.payload["steps"][-1]) for f in batches]
+    assert np.concatenate([f.payload["steps"] for f in batches]).tolist() == list(range(1, 21))
+    assert all(np.all(np.diff(f.payload["wall_times"]) >= 0) and f.payload["wall_times"][-1] <= f.wall_time + 1e-6 for f in batches)
     meta = sink.select(kind="run_meta")
     assert meta[0].payload["event"] == "start" and meta[-1].payload["status"] == "finished"
     graph = [f for f in meta if f.payload["event"] == "graph"]
@@ -696,7 +701,7 @@ def test_log_reads_a_cpu_tensor_at_once_and_counts_its_time(lenet) -> None:
         mon.log(first=1.0)  # (sent at once: the batch's clock starts)
         before = mon.stats.seconds_in_step_hooks
         mon.log(loss=loss, acc=0.5, n=np.int64(3))
-        assert [type(v) for _, _, v in mon._scalars] == [float, float, np.int64]
+        assert [type(v) for _, _, v, _ in mon._scalars] == [float, float, np.int64]
         assert mon.stats.seconds_in_step_hooks > before
         # what is not one number is refused where it is logged, and the batch is not lost
         with pytest.raises(DataError, match="many= has 3 values"):

@@ -65,7 +65,7 @@ def test_recordings_made_in_reused_copies_equal_fresh_ones(digits, lenet) -> Non
         if keep:  # copies were reused (one at a time: no batch window), and close() let them go
             assert all(state.spare.reused >= 5 and not state.spare.held for state in mon.layers.values())
         frames = sorted(sink.frames, key=lambda f: (f.step, f.layer, f.kind))
-        payloads.append([(f.step, f.layer, f.kind, f.payload) for f in frames if f.kind != "scalar"])
+        payloads.append([(f.step, f.layer, f.kind, f.payload) for f in frames if f.kind not in ("scalar", "scalars")])
     assert len(payloads[0]) == len(payloads[1]) > 0
     for (s1, l1, k1, p1), (s2, l2, k2, p2) in zip(*payloads, strict=True):
         assert (s1, l1, k1) == (s2, l2, k2)

@@ -12,6 +12,8 @@ def payload(kind: str, step: int) -> dict:
     rng = np.random.default_rng(step)
     if kind == "scalar":
         return {"name": "loss", "value": 1.0 / (step + 1)}
+    if kind == "scalars":  # (the monitor's batches of logged values)
+        return {"name": "acc", "steps": np.array([step], np.int64), "values": np.array([step / 10]), "wall_times": np.array([1.7e9 + step])}
     if kind == "histogram":
         return {"name": "conv1.weight", "edges": np.linspace(-1, 1, 9, dtype=np.float32), "counts": rng.integers(0, 50, 8).astype(np.int64)}
     if kind == "weight_grid":
@@ -44,7 +46,7 @@ def payload(kind: str, step: int) -> dict:
     raise AssertionError(f"no sample for {kind}")
 
 
-RUN_LEVEL = {"scalar", "dropped", "run_meta", "pruning"}
+RUN_LEVEL = {"scalar", "scalars", "dropped", "run_meta", "pruning"}
 
 
 def frame(kind: str, step: int, *, run: str = "r", layer: str | None = None) -> Frame:

@@ -18,6 +18,7 @@ from typing import IO, Any
 import numpy as np
 
 from convscope.errors import DataError
+from convscope.export._select import selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
 
@@ -217,15 +218,14 @@ class CsvWriter(Sink):
         return self.out / (f"{kind}-{safe_name(layer)}.csv" if layer else f"{kind}.csv")
 
     def write(self, frame: Frame) -> None:
-        if (self.kinds is not None and frame.kind not in self.kinds) or (self.layers is not None and frame.layer and frame.layer not in self.layers):
-            return
-        table = frame_table(frame)
-        if table is None:
-            return
-        names, columns = table
-        with self._lock:
-            fh = self._open(frame.kind, frame.layer, names)
-            self.rows += write_table(fh, columns)
+        for f in selected(frame, self.kinds, self.layers):
+            table = frame_table(f)
+            if table is None:
+                continue
+            names, columns = table
+            with self._lock:
+                fh = self._open(f.kind, f.layer, names)
+                self.rows += write_table(fh, columns)
 
     def _open(self, kind: str, layer: str, names: Sequence[str]) -> IO[str]:
         key = (kind, layer)

@@ -17,6 +17,7 @@ import numpy as np
 from convscope._optional import require
 from convscope.export._csv import safe_name
 from convscope.export._scenes import tile_maps, weight_layout
+from convscope.export._select import selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
 
@@ -62,10 +63,11 @@ class FigureWriter(Sink):
         self.files: list[Path] = []
 
     def write(self, frame: Frame) -> None:
-        if frame.kind not in FIGURE_KINDS:
-            return
-        if (self.kinds is not None and frame.kind not in self.kinds) or (self.layers is not None and frame.layer and frame.layer not in self.layers):
-            return
+        for f in selected(frame, self.kinds, self.layers):
+            if f.kind in FIGURE_KINDS:
+                self._add(f)
+
+    def _add(self, frame: Frame) -> None:
         p = frame.payload
         if frame.kind == "scalar":
             self.curves.setdefault(("scalar", str(p["name"])), []).append((frame.step, float(p["value"])))

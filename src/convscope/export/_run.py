@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convscope.errors import DataError
-from convscope.frames import decode
+from convscope.frames import decode, expand_scalars
 from convscope.sinks._base import Sink
 from convscope.store import RunStore
 
@@ -91,16 +91,24 @@ def export_run(
     root = Path(out)
     folders = {fmt: (Path(tensorboard_logdir) if fmt == "tensorboard" and tensorboard_logdir else root / fmt) for fmt in chosen}
     with RunStore(logdir).open_run(run) as reader:
-        rows = reader.raw_frames(kind=kinds, start=start, end=end)
+        # logged values come in batches (``scalars`` frames, one per name and second), which
+        # are written as the ``scalar`` frames they hold; a batch is stored at its last step,
+        # so one past ``end`` may hold values up to ``end`` (the others are left out below)
+        query = kinds if kinds is None or "scalar" not in kinds or "scalars" in kinds else [*kinds, "scalars"]
+        rows = reader.raw_frames(kind=query, start=start, end=end)
+        if end is not None and (query is None or "scalars" in query):
+            rows += reader.raw_frames(kind="scalars", start=end + 1)
     # run-level frames (scalars) have no layer; a layer filter keeps them
     writers = [make_writer(fmt, folders[fmt], kinds=kinds, layers=layers) for fmt in chosen]
     total = len(rows)
     status = "finished"
     try:
         for i, (_row, data) in enumerate(rows, start=1):
-            frame = decode(data, copy=False)
-            for writer in writers:
-                writer.write(frame)
+            for frame in expand_scalars(decode(data, copy=False)):
+                if not (start or 0) <= frame.step <= (frame.step if end is None else end):
+                    continue  # (a value of a batch that reaches beyond the steps asked for)
+                for writer in writers:
+                    writer.write(frame)
             if progress is not None:
                 progress(i, total)
     except BaseException:

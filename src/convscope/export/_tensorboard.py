@@ -24,6 +24,7 @@ import numpy as np
 
 from convscope._optional import require
 from convscope.export._scenes import diverging_rgb, tile_maps
+from convscope.export._select import selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
 
@@ -56,10 +57,10 @@ class TensorBoardWriter(Sink):
         self._lock = threading.Lock()
 
     def write(self, frame: Frame) -> None:
-        if (self.kinds is not None and frame.kind not in self.kinds) or (self.layers is not None and frame.layer and frame.layer not in self.layers):
-            return
+        frames = selected(frame, self.kinds, self.layers)
         with self._lock:
-            self._write(frame)
+            for f in frames:
+                self._write(f)
 
     def _write(self, frame: Frame) -> None:
         w, p, step, t = self._writer, frame.payload, frame.step, frame.wall_time

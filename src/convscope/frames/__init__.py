@@ -56,6 +56,7 @@ __all__ = [
     "decode",
     "decode_stream",
     "encoded_size",
+    "expand_scalars",
     "validate",
     "to_jsonable",
 ]
@@ -70,6 +71,7 @@ MAX_DIMS = 8
 #: Required payload keys of each kind (extra keys are allowed and kept).
 SCHEMA: dict[str, tuple[str, ...]] = {
     "scalar": ("name", "value"),
+    "scalars": ("name", "steps", "values"),
     "histogram": ("name", "edges", "counts"),
     "weight_grid": ("weights", "vmax"),
     "trajectory": ("dims", "dim_index", "pca", "explained_variance"),
@@ -198,6 +200,34 @@ def decode_stream(data: bytes | bytearray | memoryview, *, copy: bool = True) ->
             raise FrameError(f"truncated frame at byte {pos}: {len(view) - pos} bytes of {total}")
         yield _decode_at(view, pos, total, copy=copy)
         pos += total
+
+
+def expand_scalars(frame: Frame) -> list[Frame]:
+    """A ``scalars`` frame (one name's values over several steps, as the monitor batches what
+    ``log()`` gets) as one ``scalar`` frame per value; any other frame alone.
+
+    ``wall_times`` (when the payload has it) gives each value's time, else the frame's.
+
+    Example:
+        >>> f = Frame(run="r", step=3, kind="scalars", payload={
+        ...     "name": "loss", "steps": np.array([1, 2, 3]), "values": np.array([0.9, 0.5, 0.4])})
+        >>> [(g.kind, g.step, g.payload["value"]) for g in expand_scalars(f)]
+        [('scalar', 1, 0.9), ('scalar', 2, 0.5), ('scalar', 3, 0.4)]
+    """
+    if frame.kind != "scalars":
+        return [frame]
+    p = frame.payload
+    steps = np.asarray(p["steps"]).reshape(-1).tolist()
+    values = np.asarray(p["values"], dtype=np.float64).reshape(-1).tolist()
+    times = p.get("wall_times")
+    walls = [frame.wall_time] * len(steps) if times is None else np.asarray(times, dtype=np.float64).reshape(-1).tolist()
+    if not len(steps) == len(values) == len(walls):
+        raise FrameError(f"scalars frame {p.get('name')!r}: {len(steps)} steps, {len(values)} values, {len(walls)} wall times")
+    name = p["name"]
+    return [
+        Frame(run=frame.run, step=int(s), kind="scalar", layer=frame.layer, wall_time=float(t), payload={"name": name, "value": v})
+        for s, v, t in zip(steps, values, walls, strict=True)
+    ]
 
 
 def to_jsonable(value: Any, *, max_array: int | None = None) -> Any:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from convscope.errors import DataError, LayerNotFoundError
 from convscope.frames import Frame
 from convscope.insitu._budget import SlowdownMeter
@@ -358,7 +360,7 @@ class Monitor:
         self._graph: ModelGraph | None = None
         self._started = False
         self._closed = False
-        self._scalars: list[tuple[int, str, Any]] = []
+        self._scalars: list[tuple[int, str, Any, float]] = []  # (step, name, value, perf_counter)
         self._scalars_sent = 0.0
         self._store: Any = None
         self.server: Any = None
@@ -514,19 +516,41 @@ class Monitor:
                     v = _one_value(k, v).detach()
             elif type(v) is not float and not isinstance(v, numbers.Real):
                 raise DataError(f"log() takes numbers or one-value tensors; {k}= is a {type(v).__name__}")
-            self._scalars.append((step, k, v))
-        # batched: one work item per second or 256 values, not one per step, so that the
-        # background thread wakes rarely (see FramePipeline's idle_interval)
-        if len(self._scalars) >= 256 or start - self._scalars_sent >= 1.0:
-            self._send_scalars(start)
+            self._scalars.append((step, k, v, start))
+        self._scalars_due(start)
         if self._paused_at is None:
             self.stats.seconds_in_step_hooks += time.perf_counter() - start
+
+    def _scalars_due(self, now: float) -> None:
+        # batched: one work item and one ``scalars`` frame per name each second (or 256 values),
+        # not a frame per value: the background thread wakes rarely (see FramePipeline's
+        # idle_interval), and encodes and stores one frame where it did about a hundred
+        if len(self._scalars) >= 256 or now - self._scalars_sent >= 1.0:
+            self._send_scalars(now)
 
     def _send_scalars(self, now: float | None = None) -> None:
         batch, self._scalars = self._scalars, []
         self._scalars_sent = time.perf_counter() if now is None else now
         if batch and self._pipeline is not None:
-            self._pipeline.submit(lambda: [self._frame(s, "", "scalar", {"name": k, "value": float(v)}) for s, k, v in batch])
+            self._pipeline.submit(lambda: self._scalar_frames(batch))
+
+    def _scalar_frames(self, batch: list[tuple[int, str, Any, float]]) -> list[Frame]:
+        """One ``scalars`` frame per name of a batch of logged values (read now, off the step)."""
+        to_wall = time.time() - time.perf_counter()
+        by_name: dict[str, list[tuple[int, Any, float]]] = {}
+        for step, name, value, at in batch:
+            by_name.setdefault(name, []).append((step, value, at))
+        frames = []
+        for name, points in by_name.items():
+            steps, values, times = zip(*points, strict=True)
+            payload = {
+                "name": name,
+                "steps": np.asarray(steps, dtype=np.int64),
+                "values": np.asarray([float(v) for v in values], dtype=np.float64),
+                "wall_times": np.asarray(times, dtype=np.float64) + to_wall,
+            }
+            frames.append(Frame(run=self.run_id or self.run_name, step=steps[-1], kind="scalars", payload=payload, wall_time=times[-1] + to_wall))
+        return frames
 
     @property
     def graph(self) -> ModelGraph | None:
@@ -759,10 +783,10 @@ class Monitor:
         with torch.no_grad():
             for state in self.layers.values():
                 items.extend(_reduce.layer_items(self, state, step, acts.get(state.name), due))
-            if "lr" in due and self.optimizer is not None:
-                lr = float(self.optimizer.param_groups[0].get("lr", float("nan")))
-                items.append((lambda: [self._frame(step, "", "scalar", {"name": "lr", "value": lr})], 0, 0))
+            if "lr" in due and self.optimizer is not None:  # (batched with the logged values)
+                self._scalars.append((step, "lr", float(self.optimizer.param_groups[0].get("lr", float("nan"))), time.perf_counter()))
         items.extend(self._budget_report(step))
+        self._scalars_due(time.perf_counter())
         self._pipeline.submit_many(items)  # type: ignore[union-attr]
         self._recordings.append(self._pipeline.stats.submitted)  # type: ignore[union-attr]
 

@@ -6,6 +6,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
+from convscope.frames import expand_scalars
 from convscope.sinks._base import Sink, register_sink
 
 if TYPE_CHECKING:
@@ -45,10 +46,17 @@ class MemorySink(Sink):
             return list(self._frames)
 
     def select(self, *, kind: str | None = None, layer: str | None = None, name: str | None = None) -> list[Frame]:
-        """Frames of one kind / layer (and, for scalars, one name), in arrival order."""
+        """Frames of one kind / layer (and, for scalars, one name), in arrival order.
+
+        ``kind="scalar"`` also gives the values of ``scalars`` frames (the monitor's batches of
+        logged values), one ``scalar`` frame each (:func:`~convscope.frames.expand_scalars`).
+        """
+        frames = self.frames
+        if kind == "scalar":
+            frames = [g for f in frames for g in expand_scalars(f)]
         return [
             f
-            for f in self.frames
+            for f in frames
             if (kind is None or f.kind == kind)
             and (layer is None or f.layer == layer)
             and (name is None or f.payload.get("name") == name)

@@ -138,7 +138,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     current = lastStep;
     layerSelect.innerHTML = details.layers.map((l) => `<option>${l}</option>`).join("");
     layer = details.layers[0] ?? "";
-    const timeline = await getFrames(run, { kind: ["scalar", "pruning", "gradient_health", "dropped"], maxPoints: 3000 });
+    const timeline = await getFrames(run, { kind: ["scalar", "scalars", "pruning", "gradient_health", "dropped"], maxPoints: 3000 });
     scalars.add(timeline.filter((f) => f.kind !== "dropped"));
     health.push(...timeline.filter((f) => f.kind === "gradient_health"));
     for (const f of timeline) if (f.kind === "dropped") countDrops(drops, f.payload);
@@ -170,7 +170,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     }
     lastStep = Math.max(lastStep, f.step);
     arrived.push(f.wall_time);
-    if (f.kind === "scalar" || f.kind === "pruning") scalars.add([f]);
+    if (f.kind === "scalar" || f.kind === "scalars" || f.kind === "pruning") scalars.add([f]);
     if (f.kind === "dropped") {
       countDrops(drops, f.payload);
       writeNote();
@@ -235,7 +235,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
       root.querySelector(".grid")!.innerHTML = `<p class="error">${String(e)}</p>`;
     });
   (window as any).convscopeDashboard = {
-    images, weights, traj, latencies,
+    images, weights, traj, scalars, latencies,
     get current() { return current; },
     get firstDrawMs() { return firstDrawMs; },
   };

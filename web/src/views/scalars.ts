@@ -19,11 +19,26 @@ export class ScalarsView {
   add(frames: Frame[]): void {
     for (const f of frames) {
       if (f.kind === "pruning") this.prunings.push(f.step);
-      if (f.kind !== "scalar") continue;
-      const name = String(f.payload.name);
-      if (!this.series.has(name)) this.series.set(name, new Map());
-      this.series.get(name)!.set(f.step, Number(f.payload.value));
+      if (f.kind === "scalar") this.line(String(f.payload.name)).set(f.step, Number(f.payload.value));
+      if (f.kind === "scalars") {
+        // one name's values over several steps: the monitor sends what log() got once a second
+        const line = this.line(String(f.payload.name));
+        const steps = f.payload.steps.data;
+        const values = f.payload.values.data;
+        for (let i = 0; i < steps.length; i++) line.set(Number(steps[i]), Number(values[i]));
+      }
     }
+  }
+
+  /** The steps that have a value of ``name``, ascending. */
+  steps(name: string): number[] {
+    return [...(this.series.get(name)?.keys() ?? [])].sort((a, b) => a - b);
+  }
+
+  private line(name: string): Map<number, number> {
+    let line = this.series.get(name);
+    if (!line) this.series.set(name, (line = new Map()));
+    return line;
   }
 
   draw(): void {

@@ -3,11 +3,14 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { Frame } from "../frames";
+import { evenly } from "./evenly";
 
+const MOST_POINTS = 4000;
 const COLORS = ["#ff6b6b", "#4dabf7", "#69db7c", "#ffd43b", "#da77f2", "#ffa94d", "#63e6be"];
 
 export class ScalarsView {
   private plot: uPlot | null = null;
+  private dirty = true; // values came since the last draw
   private series = new Map<string, Map<number, number>>();
   private prunings: number[] = [];
   current = 0;
@@ -17,6 +20,7 @@ export class ScalarsView {
   }
 
   add(frames: Frame[]): void {
+    this.dirty = true;
     for (const f of frames) {
       if (f.kind === "pruning") this.prunings.push(f.step);
       if (f.kind === "scalar") this.line(String(f.payload.name)).set(f.step, Number(f.payload.value));
@@ -42,8 +46,16 @@ export class ScalarsView {
   }
 
   draw(): void {
+    if (this.plot && !this.dirty) {
+      this.plot.redraw(false); // only the current step's line moved
+      return;
+    }
+    this.dirty = false;
     const names = [...this.series.keys()].sort();
-    const steps = [...new Set(names.flatMap((n) => [...this.series.get(n)!.keys()]))].sort((a, b) => a - b);
+    // a long run logs a value every step: each line is drawn from at most MOST_POINTS of them,
+    // evenly spread (its last one always), so a redraw stays quick however long the run
+    const shown = (n: string): number[] => evenly([...this.series.get(n)!.keys()].sort((a, b) => a - b), MOST_POINTS);
+    const steps = [...new Set(names.flatMap(shown))].sort((a, b) => a - b);
     if (steps.length === 0) {
       this.container.textContent = "no scalars yet: call monitor.log(loss=...) in the training loop";
       return;

@@ -19,6 +19,4 @@ def selected(frame: Frame, kinds: Set[str] | None, layers: Set[str] | None) -> l
     """
     if layers is not None and frame.layer and frame.layer not in layers:
         return []
-    if kinds is not None and frame.kind in kinds:
-        return expand_scalars(frame)
-    return [f for f in expand_scalars(frame) if kinds is None or f.kind in kinds]
+    return [f for f in expand_scalars(frame) if kinds is None or frame.kind in kinds or f.kind in kinds]

@@ -549,7 +549,7 @@ class Monitor:
                 "values": np.asarray([float(v) for v in values], dtype=np.float64),
                 "wall_times": np.asarray(times, dtype=np.float64) + to_wall,
             }
-            frames.append(Frame(run=self.run_id or self.run_name, step=steps[-1], kind="scalars", payload=payload, wall_time=times[-1] + to_wall))
+            frames.append(self._frame(steps[-1], "", "scalars", payload, wall_time=times[-1] + to_wall))
         return frames
 
     @property
@@ -813,8 +813,9 @@ class Monitor:
         _prune.maybe_prune(self, step)
 
     # --- frames ---------------------------------------------------------------------------------
-    def _frame(self, step: int, layer: str, kind: str, payload: dict[str, Any]) -> Frame:
-        return Frame(run=self.run_id or self.run_name, step=step, wall_time=time.time(), layer=layer, kind=kind, payload=payload)
+    def _frame(self, step: int, layer: str, kind: str, payload: dict[str, Any], wall_time: float | None = None) -> Frame:
+        wall = time.time() if wall_time is None else wall_time
+        return Frame(run=self.run_id or self.run_name, step=step, wall_time=wall, layer=layer, kind=kind, payload=payload)
 
     def _dropped_frame(self, count: int, *, sink: str = "queue", step: int | None = None) -> Frame:
         return self._frame(self.step_count if step is None else step, "", "dropped", {"count": int(count), "sink": sink})

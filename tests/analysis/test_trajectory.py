@@ -237,11 +237,12 @@ def test_dims_undefined_components_and_errors() -> None:
 def test_updates_in_batches_equal_updates_one_by_one() -> None:
     # the in situ monitor updates a layer's trajectory once per batch of recordings: same points
     # through keeping, thinning, fixed axes between refreshes and the extra point of a
-    # decomposition, sketched and not
+    # decomposition, sketched and not; with refresh=8, runs of up to 7 points placed together
     gen = torch.Generator().manual_seed(5)
-    for shape, sketch in (((6, 2, 3, 3), 4096), ((40, 30), 256)):
+    for shape, sketch, refresh in (((6, 2, 3, 3), 4096, 3), ((40, 30), 256, 3), ((6, 2, 3, 3), 4096, 8), ((40, 30), 256, 8)):
         walk = torch.cumsum(torch.randn(150, *shape, generator=gen) * 0.1, dim=0) + torch.randn(*shape, generator=gen)
-        one, many = TrajectoryTracker(max_points=16, refresh=3, sketch_dim=sketch), TrajectoryTracker(max_points=16, refresh=3, sketch_dim=sketch)
+        one = TrajectoryTracker(max_points=16, refresh=refresh, sketch_dim=sketch)
+        many = TrajectoryTracker(max_points=16, refresh=refresh, sketch_dim=sketch)
         expected = [one.update(w) for w in walk]
         got, start = [], 0
         for size in [1, 5, 2, 17, 3, 40, 1, 30, 51]:

@@ -440,8 +440,8 @@ def test_the_trajectory_axes_are_refreshed_less_often_as_the_path_grows(digits, 
     with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=1, record=["trajectory"], budget=None) as mon:
         _train(model, opt, digits, 120, monitor=mon)
     tracker = mon.layers["conv1"].trajectory
-    assert tracker.kept >= 64 and tracker.refresh > 4
-    assert tracker.kept // 8 - 1 <= tracker.refresh <= tracker.kept // 8  # set from the points before the last update
+    assert tracker.updates == 120 and tracker.refresh > 4
+    assert tracker.refresh == 119 // 8  # set from the path before the last update
     # between refreshes the explained variance stays that of the last decomposition; it changes at refreshes
     ratios = [tuple(f.payload["explained_variance"]) for f in sink.select(kind="trajectory", layer="conv1")]
     changes = sum(a != b for a, b in zip(ratios, ratios[1:], strict=False))

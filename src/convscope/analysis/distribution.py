@@ -45,8 +45,11 @@ from convscope.errors import DataError
 __all__ = ["Distribution", "feature_distribution", "feature_distribution_and_correlation", "feature_distributions_and_correlations"]
 
 _CHUNK_VALUES = 1 << 22
-#: :func:`feature_distributions_and_correlations` stacks at most about this many values of maps
-_STACK_VALUES = 1 << 21
+#: :func:`feature_distributions_and_correlations` stacks at most about this many values of maps:
+#: a stack's copies (2 MiB of float32 each at this size) stay in the CPU's caches through its
+#: dozen passes. Measured on 14 LeNet-5 recordings of two layers, caches evicted first as a
+#: training step evicts them: 0.49 ms per recording at 512k values, 0.68 at 2M, 1.16 one by one.
+_STACK_VALUES = 1 << 19
 
 
 @dataclass(frozen=True)

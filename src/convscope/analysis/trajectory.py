@@ -199,6 +199,11 @@ class TrajectoryTracker:
         return self._shape is not None and math.prod(self._shape) > self.sketch_dim
 
     @property
+    def updates(self) -> int:
+        """How many updates the tracker has seen: the path's length, of which it keeps :attr:`kept`."""
+        return self._count
+
+    @property
     def kept(self) -> int:
         """How many past points the tracker holds now (at most ``max_points - 1`` after an update)."""
         return len(self._steps)
@@ -291,19 +296,48 @@ class TrajectoryTracker:
                 return float(vv[ax.extra_step - start, i])
             return float(host[extra_row, i]) if extra_row is not None else None
 
-        points = []
-        for i in range(len(weights)):
-            step = self._count
+        def placed(i: int, count: int) -> np.ndarray:
+            """Points ``i .. i + count - 1`` on the last axes, none of them kept (the kept points,
+            and so their inner products, stay as they are over the run): :meth:`_on_axes` of
+            each, as one product."""
             ax = self._axes
-            if ax is not None and step % self._stride and self._since + 1 < self.refresh:
-                self._count += 1
-                self._since += 1
-                pca, ratio = self._on_axes(dots(i), v[i], step, False, extra_dot(i))
-                points.append(TrajectoryPoint(step=step, dims=dims[i], dim_index=self._index_host.copy(), pca=pca, explained_variance=ratio))
-            else:
-                points.append(self._advance(v[i], dims[i], dots(i), lambda _n, i=i: dots(i), extra_dot(i)))
+            assert ax is not None
+            steps = np.asarray(self._steps[: ax.kept], dtype=np.int64)
+            new = steps >= start
+            d = np.empty((count, ax.kept + (ax.extra is not None)))
+            d[:, : ax.kept][:, new] = vv[steps[new] - start, i : i + count].T
+            d[:, : ax.kept][:, ~new] = host[np.searchsorted(old_steps, steps[~new]), i : i + count].T
+            if ax.extra is not None:
+                for row, j in enumerate(range(i, i + count)):
+                    e = extra_dot(j)
+                    d[row, -1] = float((ax.extra @ v[j]).to("cpu", torch.float64)) if e is None else e
+            centred = d - d.mean(axis=1, keepdims=True) - ax.row_means + ax.mean_norm
+            coords = np.full((count, 3), np.nan)
+            coords[:, : ax.weights.shape[1]] = centred @ ax.weights
+            return coords.astype(np.float32)
+
+        points = []
+        i = 0
+        while i < len(weights):
+            ax = self._axes
+            count = 0  # the updates from i on that are neither kept nor due a decomposition
+            while ax is not None and i + count < len(weights) and (self._count + count) % self._stride and self._since + count + 1 < self.refresh:
+                count += 1
+            if count:
+                assert ax is not None
+                for j, pca in enumerate(placed(i, count), start=i):
+                    step = self._count
+                    self._count += 1
+                    self._since += 1
+                    points.append(TrajectoryPoint(step=step, dims=dims[j], dim_index=self._index_host.copy(), pca=pca, explained_variance=ax.ratio.copy()))
+                    if each is not None:
+                        each(points[-1])
+                i += count
+                continue
+            points.append(self._advance(v[i], dims[i], dots(i), lambda _n, i=i: dots(i), extra_dot(i)))
             if each is not None:
                 each(points[-1])
+            i += 1
         return points
 
     def _flat(self, weights: torch.Tensor) -> torch.Tensor:

@@ -311,10 +311,7 @@ class TrajectoryTracker:
                 for row, j in enumerate(range(i, i + count)):
                     e = extra_dot(j)
                     d[row, -1] = float((ax.extra @ v[j]).to("cpu", torch.float64)) if e is None else e
-            centred = d - d.mean(axis=1, keepdims=True) - ax.row_means + ax.mean_norm
-            coords = np.full((count, 3), np.nan)
-            coords[:, : ax.weights.shape[1]] = centred @ ax.weights
-            return coords.astype(np.float32)
+            return ax.coords(d).astype(np.float32)
 
         points = []
         i = 0
@@ -612,9 +609,7 @@ class TrajectoryTracker:
         d = dots[: axes.kept]
         if axes.extra is not None:
             d = np.append(d, float((axes.extra @ v).to("cpu", torch.float64)) if extra_dot is None else extra_dot)
-        centred = d - d.mean() - axes.row_means + axes.mean_norm
-        coords = np.full(3, np.nan)
-        coords[: axes.weights.shape[1]] = centred @ axes.weights
+        coords = axes.coords(d)
         if kept:  # a new kept point: it joins the path on the same axes
             self._coords = np.vstack([self._coords, coords])
             self._coord_steps = [*self._coord_steps, step]
@@ -635,6 +630,14 @@ class _Axes:
     #: the axes (rows ``W^T B``) and the basis mean as vectors of the embedded weights, made
     #: when a point first needs them (see ``TrajectoryTracker._axis_dots``)
     space: torch.Tensor | None = None
+
+    def coords(self, dots: np.ndarray) -> np.ndarray:
+        """Points on these axes from their inner products with the basis points (``... x basis``):
+        ``... x 3``, NaN on the axes that are not defined."""
+        centred = dots - dots.mean(axis=-1, keepdims=True) - self.row_means + self.mean_norm
+        out = np.full((*dots.shape[:-1], 3), np.nan)
+        out[..., : self.weights.shape[1]] = centred @ self.weights
+        return out
 
 
 def warm_up() -> None:

@@ -224,7 +224,7 @@ class TrajectoryTracker:
         axes = self._axes
         # neither kept nor a new decomposition: four inner products put the point on the last
         # axes, where the path's inner products would read every kept point
-        quick = axes is not None and self._count % self._stride and self._since + 1 < self.refresh
+        quick = self._placed_only(0)
         dots = self._axis_dots(axes, v) if quick else self._dots(v, len(self._steps))  # type: ignore[arg-type]
         self._check_finite(dots[-1:], flat, embedded if first else None)
         if first:
@@ -279,14 +279,18 @@ class TrajectoryTracker:
         start = self._count
         old_steps = np.asarray(self._steps, dtype=np.int64)
 
-        def dots(i: int) -> np.ndarray:  # point i against the points kept now, then itself
-            steps = np.asarray(self._steps, dtype=np.int64)
-            out = np.empty(len(steps) + 1)
+        def kept_dots(i: int, count: int, kept: int | None = None) -> np.ndarray:
+            """Points ``i .. i + count - 1`` against the first ``kept`` points kept now (all of them
+            by default): ``kept x count``, from the products."""
+            steps = np.asarray(self._steps[:kept], dtype=np.int64)
+            out = np.empty((len(steps), count))
             new = steps >= start  # kept in this batch, or before it (rows of the product)
-            out[:-1][new] = vv[steps[new] - start, i]
-            out[:-1][~new] = host[np.searchsorted(old_steps, steps[~new]), i]
-            out[-1] = vv[i, i]
+            out[new] = vv[steps[new] - start, i : i + count]
+            out[~new] = host[np.searchsorted(old_steps, steps[~new]), i : i + count]
             return out
+
+        def dots(i: int) -> np.ndarray:  # point i against the points kept now, then itself
+            return np.append(kept_dots(i, 1)[:, 0], vv[i, i])
 
         def extra_dot(i: int) -> float | None:
             ax = self._axes
@@ -294,7 +298,9 @@ class TrajectoryTracker:
                 return None
             if ax.extra_step is not None and ax.extra_step >= start:
                 return float(vv[ax.extra_step - start, i])
-            return float(host[extra_row, i]) if extra_row is not None else None
+            if extra_row is not None:
+                return float(host[extra_row, i])
+            return float((ax.extra @ v[i]).to("cpu", torch.float64))
 
         def placed(i: int, count: int) -> np.ndarray:
             """Points ``i .. i + count - 1`` on the last axes, none of them kept (the kept points,
@@ -302,15 +308,9 @@ class TrajectoryTracker:
             each, as one product."""
             ax = self._axes
             assert ax is not None
-            steps = np.asarray(self._steps[: ax.kept], dtype=np.int64)
-            new = steps >= start
-            d = np.empty((count, ax.kept + (ax.extra is not None)))
-            d[:, : ax.kept][:, new] = vv[steps[new] - start, i : i + count].T
-            d[:, : ax.kept][:, ~new] = host[np.searchsorted(old_steps, steps[~new]), i : i + count].T
+            d = kept_dots(i, count, ax.kept).T
             if ax.extra is not None:
-                for row, j in enumerate(range(i, i + count)):
-                    e = extra_dot(j)
-                    d[row, -1] = float((ax.extra @ v[j]).to("cpu", torch.float64)) if e is None else e
+                d = np.column_stack([d, [extra_dot(j) for j in range(i, i + count)]])
             return ax.coords(d).astype(np.float32)
 
         points = []
@@ -318,7 +318,7 @@ class TrajectoryTracker:
         while i < len(weights):
             ax = self._axes
             count = 0  # the updates from i on that are neither kept nor due a decomposition
-            while ax is not None and i + count < len(weights) and (self._count + count) % self._stride and self._since + count + 1 < self.refresh:
+            while i + count < len(weights) and self._placed_only(count):
                 count += 1
             if count:
                 assert ax is not None
@@ -336,6 +336,11 @@ class TrajectoryTracker:
                 each(points[-1])
             i += 1
         return points
+
+    def _placed_only(self, ahead: int) -> bool:
+        """Whether the update ``ahead`` updates from now (none of those in between kept or due a
+        decomposition) is neither kept nor due one: it is only placed on the last axes."""
+        return self._axes is not None and (self._count + ahead) % self._stride != 0 and self._since + ahead + 1 < self.refresh
 
     def _flat(self, weights: torch.Tensor) -> torch.Tensor:
         """The weights flattened, checked against the trajectory's shape (which the first sets)."""

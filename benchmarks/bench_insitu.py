@@ -234,6 +234,14 @@ def _data(name: str):
     return ds.images[order].to(WORKLOAD["device"]), ds.labels[order].to(WORKLOAD["device"])
 
 
+def _quartiles(ratios: list[float]) -> tuple[float, float]:
+    """The first and third quartiles of ``ratios`` (both the one value, where there is only one)."""
+    if len(ratios) < 2:
+        return ratios[0], ratios[0]
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    return q1, q3
+
+
 def bench(name: str, steps: int, rounds: int, warmup: int) -> str:
     WORKLOAD.update(name=name, batch=8 if name == "vgg" else 64, warmup=0)
     _setup()  # warm up the process (first-call allocations, kernels) before anything is timed
@@ -255,7 +263,7 @@ def bench(name: str, steps: int, rounds: int, warmup: int) -> str:
     rows = []
     for config, ts in times.items():
         ratios = sorted(t / p for t, p in zip(ts, times["plain"], strict=True))
-        q1, q3 = (statistics.quantiles(ratios, n=4)[::2] if len(ratios) > 1 else (ratios[0], ratios[0]))
+        q1, q3 = _quartiles(ratios)
         info = extra.get(config, {})
         rows.append((
             config, f"{steps / statistics.median(ts):.2f}",
@@ -387,8 +395,7 @@ def bench_interleaved(block: int, pairs: int) -> str:
             training.close()
             if mon is not None:
                 estimate = f"{mon.stats.overhead_estimate * 100:.1f}% (x{mon.stats.slowdown_factor:.2f})"
-        ratios.sort()
-        q1, _, q3 = statistics.quantiles(ratios, n=4)
+        q1, q3 = _quartiles(ratios)
         rows.append((
             name, f"{(statistics.median(ratios) - 1) * 100:+.1f}%", f"{(q1 - 1) * 100:+.1f} .. {(q3 - 1) * 100:+.1f}%",
             recorded, cpu, estimate,
@@ -642,7 +649,8 @@ def main() -> None:
     where = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})"
     print(f"# in situ overhead, training on {where} ({machine()})\n")
     if args.workload in ("lenet", "both"):
-        print(bench("lenet", args.steps, args.rounds, args.warmup) + "\n")
+        if args.rounds > 0:
+            print(bench("lenet", args.steps, args.rounds, args.warmup) + "\n")
         if args.block > 0 and not args.configs:
             print(bench_interleaved(args.block, args.pairs) + "\n")
         if args.within > 0 and not args.configs:

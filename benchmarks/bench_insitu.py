@@ -39,6 +39,7 @@ against its neighbours, cancels best.
 Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload lenet|vgg|both] [--vgg-rounds 3]
      [--block 400] [--pairs 12] [--within 3000] [--within-runs 3] [--paired 2000] [--paired-runs 3]
      [--vgg-paired 60] [--vgg-paired-runs 1] [--vgg-within 100] [--vgg-within-runs 1] (0 rounds or steps: skip that one)
+     [--attribution 3] (LeNet-5's step-by-step measure without each part in turn: what each costs)
      [--configs 'every=10'] (a subset, for a quick look)
 """
 
@@ -616,6 +617,29 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
     )
 
 
+def bench_attribution(steps: int, runs: int) -> str:
+    """What each part of a LeNet-5 recording costs: the step-by-step measure of the full watch
+    (every view every 10 steps, no budget) beside the same watch without one part at a time.
+    A part's cost is the full overhead minus the overhead without it."""
+    from convscope.insitu._monitor import VIEWS
+
+    def without(*views: str) -> dict:
+        return {"every": 10, "budget": None, "record": [v for v in VIEWS if v not in views]}
+
+    configs = {
+        "plain beside plain": None,
+        **_configs("convscope every=10, no budget"),
+        "without the trajectory": without("trajectory"),
+        "without distribution and correlation (and groups)": without("distribution", "correlation"),
+        "without the feature-map images": without("feature_maps"),
+        "without gradient health": without("gradients"),
+        "without the run store (no sink: frames made, never encoded or stored)": {"every": 10, "budget": None, "logdir": None},
+        "weights only": {"every": 10, "budget": None, "record": ["weights"]},
+        **_configs("convscope, nothing due, log() every step"),
+    }
+    return "### What each part costs\n\n" + bench_paired(steps, runs, configs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
@@ -631,11 +655,15 @@ def main() -> None:
     parser.add_argument("--within", type=int, default=3000, help="steps of each run in the no-pause measurement (0: skip it)")
     parser.add_argument("--within-runs", type=int, default=3, help="runs of each configuration in the no-pause measurement")
     parser.add_argument("--paired", type=int, default=2000, help="steps of each training in the step-by-step measurement (0: skip it)")
-    parser.add_argument("--paired-runs", type=int, default=3, help="runs of each configuration in the step-by-step measurement")
+    parser.add_argument("--paired-runs", type=int, default=3, help="runs of each configuration in the step-by-step measurement (0: skip it)")
     parser.add_argument("--vgg-paired", type=int, default=60, help="steps of each VGG training in the step-by-step measurement (0: skip it)")
     parser.add_argument("--vgg-paired-runs", type=int, default=1, help="runs of each configuration in the VGG step-by-step measurement")
     parser.add_argument("--vgg-within", type=int, default=100, help="steps of each VGG run in the no-pause measurement (0: skip it)")
     parser.add_argument("--vgg-within-runs", type=int, default=1, help="runs of each configuration in the VGG no-pause measurement")
+    parser.add_argument(
+        "--attribution", type=int, default=0, metavar="RUNS",
+        help="also run the step-by-step measure of LeNet-5 without each part in turn, this many runs (0: skip it)",
+    )
     parser.add_argument(
         "--configs", nargs="+", metavar="NAME",
         help="run only the configurations whose names contain one of these words (plain always runs)",
@@ -655,8 +683,10 @@ def main() -> None:
             print(bench_interleaved(args.block, args.pairs) + "\n")
         if args.within > 0 and not args.configs:
             print(bench_within(args.within, args.within_runs) + "\n")
-        if args.paired > 0 and not args.configs:
+        if args.paired > 0 and args.paired_runs > 0 and not args.configs:
             print(bench_paired(args.paired, args.paired_runs) + "\n")
+        if args.attribution > 0 and args.paired > 0 and not args.configs:
+            print(bench_attribution(args.paired, args.attribution) + "\n")
     if args.workload in ("vgg", "both"):
         if args.vgg_rounds > 0:
             print(bench("vgg", args.vgg_steps, args.vgg_rounds, args.vgg_warmup) + "\n")

@@ -524,7 +524,9 @@ def _beside(mon, seconds: float) -> None:
     mon._meter.skip(seconds)
 
 
-def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None = None, workload: str = "lenet") -> str:
+def bench_paired(
+    steps: int, runs: int, configs: dict[str, dict | None] | None = None, workload: str = "lenet", *, what: str = ""
+) -> str:
     """A model trained twice in one process, a plain training and a watched one, a step of each
     in turn (which goes first alternates), every step timed: the plain steps are measured at the
     same moments of the machine as the watched ones, and everything watching costs counts, the
@@ -604,7 +606,7 @@ def bench_paired(steps: int, runs: int, configs: dict[str, dict | None] | None =
             " ".join(f"{r[0] * 100:+.1f}% ({r[1][0] * 100:+.1f}..{r[1][1] * 100:+.1f})" for r in results), results[-1][2],
             " ".join(f"{r[4] * 100:.1f}% (x{r[5]:.2f})" for r in results),
         ))
-    return f"## {title}, plain and watched trainings step by step in turn, {steps} steps each, {runs} runs\n\n" + table(
+    return f"## {what}{title}, plain and watched trainings step by step in turn, {steps} steps each, {runs} runs\n\n" + table(
         ("configuration", "analysis on", "overhead (median)", "each run (95% interval)", "recording steps", "leaked (slowdown)"), rows
     ) + (
         "\n\nTwo trainings of the same model in one process take a step each in turn, every step timed. "
@@ -637,7 +639,7 @@ def bench_attribution(steps: int, runs: int) -> str:
         "weights only": {"every": 10, "budget": None, "record": ["weights"]},
         **_configs("convscope, nothing due, log() every step"),
     }
-    return "### What each part costs\n\n" + bench_paired(steps, runs, configs)
+    return bench_paired(steps, runs, configs, what="What each part costs: ")
 
 
 def main() -> None:

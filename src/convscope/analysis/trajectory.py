@@ -300,7 +300,7 @@ class TrajectoryTracker:
                 return float(vv[ax.extra_step - start, i])
             if extra_row is not None:
                 return float(host[extra_row, i])
-            return float((ax.extra @ v[i]).to("cpu", torch.float64))
+            return ax.extra_dot(v[i])
 
         def placed(i: int, count: int) -> np.ndarray:
             """Points ``i .. i + count - 1`` on the last axes, none of them kept (the kept points,
@@ -613,7 +613,7 @@ class TrajectoryTracker:
         assert axes is not None
         d = dots[: axes.kept]
         if axes.extra is not None:
-            d = np.append(d, float((axes.extra @ v).to("cpu", torch.float64)) if extra_dot is None else extra_dot)
+            d = np.append(d, axes.extra_dot(v) if extra_dot is None else extra_dot)
         coords = axes.coords(d)
         if kept:  # a new kept point: it joins the path on the same axes
             self._coords = np.vstack([self._coords, coords])
@@ -635,6 +635,11 @@ class _Axes:
     #: the axes (rows ``W^T B``) and the basis mean as vectors of the embedded weights, made
     #: when a point first needs them (see ``TrajectoryTracker._axis_dots``)
     space: torch.Tensor | None = None
+
+    def extra_dot(self, v: torch.Tensor) -> float:
+        """The inner product of a point with the last decomposition's extra point (on the device)."""
+        assert self.extra is not None
+        return float((self.extra @ v).to("cpu", torch.float64))
 
     def coords(self, dots: np.ndarray) -> np.ndarray:
         """Points on these axes from their inner products with the basis points (``... x basis``):

@@ -171,6 +171,23 @@ def test_many_recordings_at_once_equal_each_alone(monkeypatch: pytest.MonkeyPatc
     assert feature_distributions_and_correlations([]) == []
 
 
+def test_strided_views_are_read_as_their_copies() -> None:
+    """The in situ monitor hands big maps over as a grid (a strided view, no copy): the stack
+    reads it as it would a contiguous copy of it."""
+    from convscope.analysis import feature_distributions_and_correlations
+
+    gen = torch.Generator().manual_seed(3)
+    maps = [torch.randn(4, 6, 17, 17, generator=gen) for _ in range(3)]
+    grids = [m[:, :, ::3, ::3] for m in maps]
+    assert not grids[0].is_contiguous()
+    got = feature_distributions_and_correlations(grids, bins=12)
+    want = feature_distributions_and_correlations([g.contiguous() for g in grids], bins=12)
+    for (d, r), (wd, wr) in zip(got, want, strict=True):
+        _check_payload_equal(d.to_payload(), wd.to_payload())
+        assert torch.equal(r.matrix, wr.matrix)
+    assert float(got[0][0].counts.sum(dim=1)[0]) == 4 * 6 * 6
+
+
 def _check_payload_equal(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:

@@ -95,8 +95,12 @@ def test_recorded_values_match_what_the_loop_saw(digits, lenet) -> None:
         ratio = float((0.05 * seen[step]["grad"]).norm() / expected_after.norm())  # documented: |dw| / |w|
         assert health["update_ratio"] == pytest.approx(ratio, rel=1e-4)
         corr = sink.select(kind="correlation", layer="conv1")[step // 4 - 1].payload["matrix"]
-        a = seen[step]["act"].transpose(0, 1).reshape(model.conv1.out_channels, -1).numpy().astype(np.float64)
+        # 8 samples of 26 x 26 maps are 5408 values a filter, above max_values (4096): every other row and column
+        on_grid = seen[step]["act"][:, :, ::2, ::2]
+        a = on_grid.transpose(0, 1).reshape(model.conv1.out_channels, -1).numpy().astype(np.float64)
         np.testing.assert_allclose(corr, np.corrcoef(a), atol=1e-4)
+        dist = sink.select(kind="distribution", layer="conv1")[step // 4 - 1].payload
+        np.testing.assert_allclose(dist["max"], on_grid.amax(dim=(0, 2, 3)).numpy(), rtol=1e-6)
 
 
 def test_training_is_bit_identical_with_and_without_the_monitor(digits, lenet) -> None:
@@ -122,10 +126,44 @@ def test_probe_batch_feeds_the_activation_views(digits, lenet) -> None:
         _train(model, opt, digits, 6, monitor=mon)
     corr = sink.select(kind="correlation", layer="conv1")
     assert [f.step for f in corr] == [3, 6]
-    with torch.no_grad():
-        a = model.conv1(probe).transpose(0, 1).reshape(model.conv1.out_channels, -1).double().numpy()
+    with torch.no_grad():  # (12 samples of 26 x 26 maps: on a grid of every other row and column)
+        a = model.conv1(probe)[:, :, ::2, ::2].transpose(0, 1).reshape(model.conv1.out_channels, -1).double().numpy()
     np.testing.assert_allclose(corr[-1].payload["matrix"], np.corrcoef(a), atol=1e-4)
     assert not sink.select(kind="weight_grid")
+
+
+def test_max_values_reads_big_maps_on_a_grid_and_none_reads_every_value(digits, lenet) -> None:
+    """The histograms and correlations of maps with more than max_values values a filter are
+    taken on a grid; on LeNet-5's conv1 they stay close to those of every value."""
+    frames = {}
+    for max_values in (None, 4096, 300):
+        model = lenet(seed=1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        sink = MemorySink()
+        with convscope.watch(
+            model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=5, max_values=max_values, record=["distribution", "correlation"]
+        ) as mon:
+            _train(model, opt, digits, 10, monitor=mon)
+        frames[max_values] = {(f.kind, f.layer, f.step): f.payload for f in sink.frames if f.kind in ("distribution", "correlation")}
+    full, grid, coarse = frames[None], frames[4096], frames[300]
+    assert full.keys() == grid.keys() == coarse.keys() and len(full) == 8
+    # the counts say how many values each filter's histogram holds: 8 x 26 x 26, 8 x 13 x 13,
+    # and for 300, 8 x 6 x 6 (stride 5); conv2's 8 x 11 x 11 = 968 are under 4096, all read
+    def held(run, layer):
+        return set(run[("distribution", layer, 5)]["counts"].sum(axis=1).tolist())
+
+    assert (held(full, "conv1"), held(grid, "conv1"), held(coarse, "conv1")) == ({5408}, {1352}, {288})
+    assert held(full, "conv2") == held(grid, "conv2") == {968}
+    for step in (5, 10):
+        off = np.abs(grid[("correlation", "conv1", step)]["matrix"] - full[("correlation", "conv1", step)]["matrix"])
+        assert off.mean() < 0.03 and off.max() < 0.15, (off.mean(), off.max())
+        np.testing.assert_array_equal(grid[("correlation", "conv2", step)]["matrix"], full[("correlation", "conv2", step)]["matrix"])
+
+
+def test_max_values_must_be_a_positive_count(lenet) -> None:
+    for bad in (0, -5, 2.5, True, "4096"):
+        with pytest.raises(DataError, match="max_values="):
+            convscope.watch(lenet(), logdir=None, max_values=bad)
 
 
 class _BrokenSink(Sink):

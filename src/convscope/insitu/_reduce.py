@@ -12,6 +12,7 @@ trackers (trajectory PCA, stable group ids, gradient-health patience) see every 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -58,25 +59,26 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Ten
         items.append((GroupItem(("trajectory", state.name), functools.partial(_trajectory_frames, monitor, state), (step, w)), 0, _KEYS["trajectory"]))
     size = 0 if w is None else w.numel() * w.element_size() * 2
     shared: dict[str, torch.Tensor] = {}  # what one item of this recording hands to a later one
+    stats = None if acts is None else _on_grid(acts, monitor.max_values)  # what the histograms and correlations read
     if acts is not None and due & {"distribution", "feature_maps", "correlation"}:
         a = acts
         size += a.numel() * a.element_size()
         if {"distribution", "correlation"} <= due:  # one item: they share their passes over the maps
             run = functools.partial(_activation_frames, monitor, state)
-            items.append((GroupItem(("activations", state.name), run, (step, a, shared)), 0, _KEYS["distribution"]))
+            items.append((GroupItem(("activations", state.name), run, (step, stats, shared)), 0, _KEYS["distribution"]))
         elif "distribution" in due:
-            items.append((lambda: [_distribution_frame(monitor, state, step, a)], 0, _KEYS["distribution"]))
+            items.append((lambda: [_distribution_frame(monitor, state, step, stats)], 0, _KEYS["distribution"]))
         if "feature_maps" in due:
             items.append((lambda: [_images_frame(monitor, state, step, a)], 0, _KEYS["feature_maps"]))
         if "correlation" in due and "distribution" not in due:
             from convscope.analysis import feature_correlation
 
-            items.append((lambda: _correlation_frames(monitor, state, step, feature_correlation(a)), 0, _KEYS["correlation"]))
+            items.append((lambda: _correlation_frames(monitor, state, step, feature_correlation(stats)), 0, _KEYS["correlation"]))
     if "gradients" in due:
         grad = state.grad()
         prev = state.prev_weight
         state.prev_weight = None
-        check = {"step": step, "grad": grad, "weight": w, "previous_weight": prev, "lr": _lr(monitor, state.param), "activations": acts}
+        check = {"step": step, "grad": grad, "weight": w, "previous_weight": prev, "lr": _lr(monitor, state.param), "activations": stats}
         run = functools.partial(_health_frames, monitor, state)
         items.append((GroupItem(("gradients", state.name), run, (check, shared)), 0, _KEYS["gradients"]))
     if items:  # the first item carries the memory the snapshots hold
@@ -208,6 +210,22 @@ def _correlation_frames(monitor: Monitor, state: _LayerState, step: int, corr: C
 
 
 # --- helpers ----------------------------------------------------------------------------------
+
+
+def _on_grid(acts: torch.Tensor, max_values: int | None) -> torch.Tensor:
+    """``acts`` (``N x F x ...``) on a grid of every ``s``-th position along each spatial
+    dimension (a view), ``s`` the smallest stride leaving at most ``max_values`` values a filter."""
+    s = 1 if max_values is None or acts.dim() < 3 else _grid_stride(tuple(acts.shape), max_values)
+    return acts if s == 1 else acts[(slice(None), slice(None), *(slice(None, None, s) for _ in acts.shape[2:]))]
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_stride(shape: tuple[int, ...], max_values: int) -> int:
+    n, spatial = shape[0], shape[2:]
+    s = 1
+    while n * math.prod(-(-d // s) for d in spatial) > max_values and s < max(spatial):
+        s += 1
+    return s
 
 
 def _lr(monitor: Monitor, weight: torch.Tensor) -> float | None:

@@ -957,9 +957,10 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             Neighbouring values of a feature map move together, so a grid keeps the histogram's
             shape and the correlations at a fraction of the cost: LeNet-5's conv1 (8 samples of
             26 x 26) is read on a 13 x 13 grid, and its correlations move by about 0.01 on
-            average (0.07 at most) over training, less than with 4 samples instead of 8; a VGG-16
-            conv1 (224 x 224) is read on 21 x 21, and its analysis takes 10 ms a recording where
-            it took 158. The images use every value.
+            average (0.07 at most) over training, less than with 4 samples instead of 8. The
+            benchmark's VGG-16-sized block (two layers of 64 filters, 224 x 224) is read on
+            21 x 21, and its analysis took 10 ms a recording instead of 158 (benchmarks/
+            bench_insitu.py's machine). The images use every value.
         logdir: where the run store writes (``None``: no store).
         run: the run's name (default: time, model class and process id).
         sinks: extra sinks (CSV, VTK, TensorBoard, your own).

@@ -103,6 +103,38 @@ def test_recorded_values_match_what_the_loop_saw(digits, lenet) -> None:
         np.testing.assert_allclose(dist["max"], on_grid.amax(dim=(0, 2, 3)).numpy(), rtol=1e-6)
 
 
+def test_hooks_keep_the_grid_and_sample_0_whole_only_when_the_images_are_due(digits, lenet) -> None:
+    """Between image steps only the grid of the maps is copied; at one, the images are those of
+    sample 0 at full resolution, as feature_images() makes them from the layer's output."""
+    from convscope.analysis import feature_images
+
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sink = MemorySink()
+    seen: dict[int, torch.Tensor] = {}
+    kept: dict[int, dict[str, tuple | None]] = {}
+
+    def on_step(step, model, x):
+        seen[step] = model.conv1(x[:8]).detach().clone()
+        kept[step] = {name: None if a.image is None else tuple(a.image.shape) for name, a in mon._acts.items()}
+        kept[step]["grid"] = tuple(mon._acts["conv1"].grid.shape) if mon._acts else None
+
+    with convscope.watch(
+        model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every={"distribution": 2, "feature_maps": 4}
+    ) as mon:
+        _train(model, opt, digits, 8, monitor=mon, on_step=on_step)
+    # conv1's 8 x 16 x 26 x 26 maps: the grid takes every other row and column (5408 > 4096 values)
+    assert kept[2] == {"conv1": None, "conv2": None, "grid": (8, 16, 13, 13)}
+    assert kept[4]["conv1"] == (1, 16, 26, 26) and kept[4]["grid"] == (8, 16, 13, 13)
+    assert kept[3] == {"grid": None}  # nothing due: no hooks, no copies
+    frames = sink.select(kind="feature_maps", layer="conv1")
+    assert [f.step for f in frames] == [4, 8]
+    for frame in frames:
+        expected = feature_images(seen[frame.step], sample=0, normalisation=mon.image_normalisation, max_size=mon.image_size)
+        np.testing.assert_array_equal(frame.payload["images"], expected.to_payload()["images"])
+        np.testing.assert_allclose(frame.payload["vmax"], expected.to_payload()["vmax"], rtol=1e-6)
+
+
 def test_training_is_bit_identical_with_and_without_the_monitor(digits, lenet) -> None:
     plain = lenet(seed=3)
     opt = torch.optim.Adam(plain.parameters(), lr=1e-3)

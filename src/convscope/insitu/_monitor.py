@@ -18,7 +18,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -85,6 +85,13 @@ class PruneConfig:
     method: str = "union"
 
 
+class Activations(NamedTuple):
+    """What a forward hook keeps of a layer's output for one recording."""
+
+    grid: torch.Tensor  #: ``N x F x ...`` on the grid (every position where the maps are small)
+    image: torch.Tensor | None  #: ``1 x F x ...``: sample 0 whole, where the images are due
+
+
 @dataclass
 class _LayerState:
     name: str
@@ -99,7 +106,8 @@ class _LayerState:
     correlation: Any = None
     prev_weight: torch.Tensor | None = None
     prunes: int = 0
-    spare: _Spare = field(default_factory=lambda: _Spare())
+    spare: _Spare = field(default_factory=lambda: _Spare())  # the grids' copies
+    image_spare: _Spare = field(default_factory=lambda: _Spare())  # sample 0's, for the images
 
     @property
     def param(self) -> torch.Tensor:
@@ -116,15 +124,24 @@ class _LayerState:
         g = self.param.grad
         return None if g is None else _torch_layout(g.detach(), self.layout).clone()
 
-    def activations(self, out: torch.Tensor, max_samples: int | None = None) -> torch.Tensor:
-        """A copy of the layer's output (the first ``max_samples`` samples, filters first), made
-        in one of the layer's earlier copies when no one holds it any more: see :class:`_Spare`."""
+    def activations(
+        self, out: torch.Tensor, max_samples: int | None = None, *, max_values: int | None = None, image: bool = False
+    ) -> Activations:
+        """Copies of the layer's output (the first ``max_samples`` samples, filters first): the
+        grid of at most ``max_values`` values a filter that the histograms and correlations read
+        (see :func:`~convscope.insitu._reduce.on_grid`), and, if ``image``, sample 0 whole for the
+        feature-map images. Only these cross: a VGG-16 conv1 batch of 8 is 103 MB, its grid
+        0.9 MB. Each is made in one of the layer's earlier copies when no one holds it any more:
+        see :class:`_Spare`."""
+        from convscope.insitu._reduce import on_grid
+
         out = out.detach()
         if max_samples is not None and out.dim() >= 2:
             out = out[:max_samples]
         if self.layout == "keras" and out.dim() == 4:
             out = out.permute(0, 3, 1, 2)
-        return self.spare.copy(out)
+        first = self.image_spare.copy(out[:1]) if image and out.dim() >= 2 else None
+        return Activations(self.spare.copy(on_grid(out, max_values)), first)
 
     @property
     def filters(self) -> int:
@@ -340,7 +357,7 @@ class Monitor:
         self.server_url: str | None = None
         self.stats = MonitorStats()
         self.step_count = 0
-        self._acts: dict[str, torch.Tensor] = {}
+        self._acts: dict[str, Activations] = {}
         self._handles: list[Any] = []
         # attached only for the steps that need them (see _arm): the layers' forward hooks and
         # the optimizer's pre-step hook
@@ -441,6 +458,7 @@ class Monitor:
             self._pipeline.close(status=status)
             for state in self.layers.values():
                 state.spare.clear()
+                state.image_spare.clear()
             self.stats.frames = self._pipeline.stats.frames
             self.stats.dropped = self._pipeline.stats.dropped
             self.stats.analysis_cpu_seconds = self._pipeline.stats.cpu_seconds + self.stats.seconds_in_step_hooks
@@ -582,6 +600,7 @@ class Monitor:
         if step == self._next_due and self._paused_at is None and self._within_budget(step):
             acts = self.probe is None and any(self._due(v, step) for v in _ACTIVATION_VIEWS)
             grads = self.optimizer is not None and self._due("gradients", step)
+        self._want_images = acts and self._due("feature_maps", step)
         self._set_hooks(acts=acts, grads=grads)
 
     def _disarm(self) -> None:
@@ -668,7 +687,9 @@ class Monitor:
                 out = out[0]
             if hasattr(out, "detach"):
                 # (a probe's pass: the probe whole, as its maker chose it)
-                self._acts[name] = self.layers[name].activations(out, None if self._collecting else self.max_samples)
+                self._acts[name] = self.layers[name].activations(
+                    out, None if self._collecting else self.max_samples, max_values=self.max_values, image=self._want_images
+                )
             if not self._collecting:  # a probe's pass is timed with the step that runs it
                 self.stats.seconds_in_step_hooks += time.perf_counter() - start
 
@@ -676,6 +697,7 @@ class Monitor:
 
     _collecting = False
     _building = False
+    _want_images = False  # whether the hooks keep sample 0 whole (the images are due)
 
     def _first_forward(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
         if self._t0 is None and self._paused_at is None:  # the overhead budget counts from the first forward pass
@@ -782,6 +804,7 @@ class Monitor:
         acts = self._acts
         due = {view for view in self.every if self._due(view, step)}
         if self.probe is not None and not due.isdisjoint(_ACTIVATION_VIEWS):
+            self._want_images = "feature_maps" in due
             acts = self._probe_activations()
         items: list[tuple[Callable[[], list[Frame]], int, int]] = []
         with torch.no_grad():
@@ -794,7 +817,7 @@ class Monitor:
         self._pipeline.submit_many(items)  # type: ignore[union-attr]
         self._recordings.append(self._pipeline.stats.submitted)  # type: ignore[union-attr]
 
-    def _probe_activations(self) -> dict[str, torch.Tensor]:
+    def _probe_activations(self) -> dict[str, Activations]:
         import torch
 
         was_training = self.model.training

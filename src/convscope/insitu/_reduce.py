@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from convscope.analysis import TrajectoryPoint, TrajectoryTracker
     from convscope.analysis.correlation import CorrelationResult
     from convscope.frames import Frame
-    from convscope.insitu._monitor import Monitor, _LayerState
+    from convscope.insitu._monitor import Activations, Monitor, _LayerState
 
 __all__ = ["layer_items"]
 
@@ -46,7 +46,7 @@ _TRAJECTORY_REFRESH = 4
 _KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "distribution", "correlation", "feature_maps", "gradients"))}
 
 
-def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Tensor | None, due: set[str]) -> list[Item]:
+def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: Activations | None, due: set[str]) -> list[Item]:
     """Snapshot this layer's tensors for ``step`` and return the work items that analyse the
     views ``due`` then."""
     items: list[Item] = []
@@ -59,21 +59,22 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: torch.Ten
         items.append((GroupItem(("trajectory", state.name), functools.partial(_trajectory_frames, monitor, state), (step, w)), 0, _KEYS["trajectory"]))
     size = 0 if w is None else w.numel() * w.element_size() * 2
     shared: dict[str, torch.Tensor] = {}  # what one item of this recording hands to a later one
-    stats = None if acts is None else _on_grid(acts, monitor.max_values)  # what the histograms and correlations read
-    if acts is not None and due & {"distribution", "feature_maps", "correlation"}:
-        a = acts
-        size += a.numel() * a.element_size()
+    stats = None if acts is None else acts.grid  # what the histograms and correlations read
+    if stats is not None and due & {"distribution", "correlation"}:
+        size += stats.numel() * stats.element_size()
         if {"distribution", "correlation"} <= due:  # one item: they share their passes over the maps
             run = functools.partial(_activation_frames, monitor, state)
             items.append((GroupItem(("activations", state.name), run, (step, stats, shared)), 0, _KEYS["distribution"]))
         elif "distribution" in due:
             items.append((lambda: [_distribution_frame(monitor, state, step, stats)], 0, _KEYS["distribution"]))
-        if "feature_maps" in due:
-            items.append((lambda: [_images_frame(monitor, state, step, a)], 0, _KEYS["feature_maps"]))
-        if "correlation" in due and "distribution" not in due:
+        else:
             from convscope.analysis import feature_correlation
 
             items.append((lambda: _correlation_frames(monitor, state, step, feature_correlation(stats)), 0, _KEYS["correlation"]))
+    image = None if acts is None else acts.image
+    if image is not None and "feature_maps" in due:
+        size += image.numel() * image.element_size()
+        items.append((lambda: [_images_frame(monitor, state, step, image)], 0, _KEYS["feature_maps"]))
     if "gradients" in due:
         grad = state.grad()
         prev = state.prev_weight
@@ -212,9 +213,10 @@ def _correlation_frames(monitor: Monitor, state: _LayerState, step: int, corr: C
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _on_grid(acts: torch.Tensor, max_values: int | None) -> torch.Tensor:
+def on_grid(acts: torch.Tensor, max_values: int | None) -> torch.Tensor:
     """``acts`` (``N x F x ...``) on a grid of every ``s``-th position along each spatial
-    dimension (a view), ``s`` the smallest stride leaving at most ``max_values`` values a filter."""
+    dimension (a view), ``s`` the smallest stride leaving at most ``max_values`` values a filter
+    (a grid of such a grid is itself: its stride is 1)."""
     s = 1 if max_values is None or acts.dim() < 3 else _grid_stride(tuple(acts.shape), max_values)
     return acts if s == 1 else acts[(slice(None), slice(None), *(slice(None, None, s) for _ in acts.shape[2:]))]
 

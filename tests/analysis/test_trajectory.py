@@ -234,6 +234,36 @@ def test_dims_undefined_components_and_errors() -> None:
         TrajectoryTracker().update(torch.zeros(2))
 
 
+def test_deferred_batches_decompose_once_at_their_last_update() -> None:
+    # defer=True (the in situ monitor): a refresh due inside a batch waits for its last update,
+    # which is then on exact axes; the others are placed on the axes of the batch before
+    walk = _walk((6, 2, 3, 3), 61, seed=4)
+    exact = TrajectoryTracker(dims=[0, 1, 2], max_points=128)
+    deferred = TrajectoryTracker(dims=[0, 1, 2], max_points=128, refresh=4)
+    expected = [exact.update(w) for w in walk]
+    start, previous_ratio = 0, None
+    for size in [3, 10, 3, 20, 2, 23]:  # (axes from the first batch's second update: one point has none)
+        got = deferred.update_many(list(walk[start : start + size]), defer=True)
+        assert [p.step for p in got] == list(range(start, start + size))
+        if size >= 4:  # a refresh fell due in it: made at the end, and only there
+            assert deferred._since == 0
+        if deferred._since == 0:  # the batch's last point on exact axes
+            end = expected[start + size - 1]
+            np.testing.assert_allclose(got[-1].explained_variance, end.explained_variance, rtol=1e-6, equal_nan=True)
+            np.testing.assert_allclose(np.abs(got[-1].pca), np.abs(end.pca), rtol=1e-5, atol=1e-6, equal_nan=True)
+        if previous_ratio is not None:
+            for p in got[:-1]:
+                np.testing.assert_array_equal(p.explained_variance, previous_ratio)
+        previous_ratio = got[-1].explained_variance  # (the axes' own, decomposed or placed)
+        start += size
+    assert start == len(walk)
+    # the path in the end is that of an exact tracker (the kept points on the same fresh axes)
+    steps_a, path_a = deferred.path()
+    steps_b, path_b = exact.path()
+    assert steps_a.tolist() == steps_b.tolist()
+    np.testing.assert_allclose(np.abs(path_a), np.abs(path_b), rtol=1e-5, atol=1e-6)
+
+
 def test_updates_in_batches_equal_updates_one_by_one() -> None:
     # the in situ monitor updates a layer's trajectory once per batch of recordings: same points
     # through keeping, thinning, fixed axes between refreshes and the extra point of a

@@ -47,7 +47,9 @@ costs one pass over the kept points and no eigen-solver. A point that is not kep
 decomposition as vectors of the (sketched) weights, give its coordinates from four inner
 products, so it never reads the kept points; its ``explained_variance`` is the
 last decomposition's. The axes then lag the trajectory by at most ``R - 1`` updates, and the
-projected path does not move between refreshes. The in situ monitor uses ``R = 4``.
+projected path does not move between refreshes. The in situ monitor uses ``R = 4`` (more
+on a long path) and :meth:`~TrajectoryTracker.update_many`'s ``defer``: a decomposition due
+in a batch of recordings is made at its last update, the one a live view shows.
 
 **Undefined and signed components.** A component is defined only once the trajectory
 spreads in that many directions, so ``pca[k]`` and ``explained_variance[k]`` are NaN until
@@ -239,7 +241,7 @@ class TrajectoryTracker:
         return self._advance(v, dims, dots, lambda n: self._dots(v, n), None)
 
     def update_many(
-        self, weights: Sequence[torch.Tensor], *, each: Callable[[TrajectoryPoint], object] | None = None
+        self, weights: Sequence[torch.Tensor], *, each: Callable[[TrajectoryPoint], object] | None = None, defer: bool = False
     ) -> list[TrajectoryPoint]:
         """:meth:`update` with several weights in turn (the in situ monitor's recordings of one
         batch), the same points (up to float rounding) for less work: one product of the kept
@@ -248,6 +250,11 @@ class TrajectoryTracker:
         NaN in one raises and leaves the trajectory as it was. ``each(point)`` is called after
         each update, with the tracker as :meth:`update` would leave it (:meth:`path` is then
         that update's path).
+
+        ``defer=True``: a decomposition that falls due inside the batch (``refresh``) is made at
+        its last update instead, the updates before it placed on the last axes: at most one a
+        batch (and one after thinning), and the batch's last point, which a live view shows, is
+        always on fresh axes. The in situ monitor works this way.
         """
         weights = list(weights)
         if len(weights) < 2:  # alone, the four-inner-product path of update() reads less
@@ -314,11 +321,12 @@ class TrajectoryTracker:
             return ax.coords(d).astype(np.float32)
 
         points = []
+        last = len(weights) - 1
         i = 0
         while i < len(weights):
             ax = self._axes
             count = 0  # the updates from i on that are neither kept nor due a decomposition
-            while i + count < len(weights) and self._placed_only(count):
+            while i + count < len(weights) and self._placed_only(count, hold=defer and i + count < last):
                 count += 1
             if count:
                 assert ax is not None
@@ -331,16 +339,19 @@ class TrajectoryTracker:
                         each(points[-1])
                 i += count
                 continue
-            points.append(self._advance(v[i], dims[i], dots(i), lambda _n, i=i: dots(i), extra_dot(i)))
+            points.append(self._advance(v[i], dims[i], dots(i), lambda _n, i=i: dots(i), extra_dot(i), hold=defer and i < last))
             if each is not None:
                 each(points[-1])
             i += 1
         return points
 
-    def _placed_only(self, ahead: int) -> bool:
+    def _placed_only(self, ahead: int, *, hold: bool = False) -> bool:
         """Whether the update ``ahead`` updates from now (none of those in between kept or due a
-        decomposition) is neither kept nor due one: it is only placed on the last axes."""
-        return self._axes is not None and (self._count + ahead) % self._stride != 0 and self._since + ahead + 1 < self.refresh
+        decomposition) is neither kept nor due one (``hold``: a decomposition waits): it is only
+        placed on the last axes."""
+        if self._axes is None or (self._count + ahead) % self._stride == 0:
+            return False
+        return hold or self._since + ahead + 1 < self.refresh
 
     def _flat(self, weights: torch.Tensor) -> torch.Tensor:
         """The weights flattened, checked against the trajectory's shape (which the first sets)."""
@@ -379,12 +390,20 @@ class TrajectoryTracker:
         return flat[..., self._index.to(flat.device)].to(torch.float32).cpu().numpy()
 
     def _advance(
-        self, v: torch.Tensor, dims: np.ndarray, dots: np.ndarray, dots_again: Callable[[int], np.ndarray], extra_dot: float | None
+        self,
+        v: torch.Tensor,
+        dims: np.ndarray,
+        dots: np.ndarray,
+        dots_again: Callable[[int], np.ndarray],
+        extra_dot: float | None,
+        *,
+        hold: bool = False,
     ) -> TrajectoryPoint:
         """Add point ``v`` (inner products ``dots`` with the kept points and itself), keeping it and
         thinning as the stride says, and place it: on new axes when a decomposition is due, else
         on the last ones. ``dots_again(n)`` gives its inner products with the points kept after
-        thinning; ``extra_dot`` its inner product with the last decomposition's extra point."""
+        thinning; ``extra_dot`` its inner product with the last decomposition's extra point.
+        ``hold``: no decomposition for being due (only where there are no axes, or after thinning)."""
         assert self._points is not None
         step = self._count
         self._count += 1
@@ -406,7 +425,7 @@ class TrajectoryTracker:
         if thinned and not kept:  # thinning dropped the new point and half the others
             dots = dots_again(n)
         self._since += 1
-        if self._axes is None or thinned or self._since >= self.refresh:
+        if self._axes is None or thinned or (self._since >= self.refresh and not hold):
             if kept:
                 gram = self._gram[:n, :n]
             else:

@@ -130,7 +130,7 @@ class _LayerState:
         """Copies of the layer's output (the first ``max_samples`` samples, filters first): the
         grid of at most ``max_values`` values a filter that the histograms and correlations read
         (see :func:`~convscope.insitu._reduce.on_grid`), and, if ``image``, sample 0 whole for the
-        feature-map images. Only these cross: a VGG-16 conv1 batch of 8 is 103 MB, its grid
+        feature-map images. Only these are copied: a VGG-16 conv1 batch of 8 is 103 MB, its grid
         0.9 MB. Each is made in one of the layer's earlier copies when no one holds it any more:
         see :class:`_Spare`."""
         from convscope.insitu._reduce import on_grid
@@ -983,7 +983,9 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             average (0.07 at most) over training, less than with 4 samples instead of 8. The
             benchmark's VGG-16-sized block (two layers of 64 filters, 224 x 224) is read on
             21 x 21, and its analysis took 10 ms a recording instead of 158 (benchmarks/
-            bench_insitu.py's machine). The images use every value.
+            bench_insitu.py's machine). The images use every value of sample 0. Only the grid
+            is copied off the layer's output (and sample 0, on the steps the images are due),
+            which keeps a big model's recordings small in memory too.
         logdir: where the run store writes (``None``: no store).
         run: the run's name (default: time, model class and process id).
         sinks: extra sinks (CSV, VTK, TensorBoard, your own).

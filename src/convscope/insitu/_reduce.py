@@ -118,7 +118,8 @@ def _trajectory_frames(
             state.trajectory_shape = shape
             state.trajectory_steps = {}
         tracker = state.trajectory
-        # (the axes are refreshed every max(4, updates / 8) updates: fixed for one batch)
+        # (the axes are refreshed every max(4, updates / 8) updates, fixed for one batch; one
+        # that falls due in a batch is made at its last update, the one a live view shows)
         tracker.refresh = max(_TRAJECTORY_REFRESH, tracker.updates // 8)
         steps = iter([step for step, _ in args[i:j]])
 
@@ -140,7 +141,7 @@ def _trajectory_frames(
             out.append([monitor._frame(step, state.name, "trajectory", payload)])
 
         try:  # all of them checked before any is added
-            tracker.update_many([w for _, w in args[i:j]], each=frame)
+            tracker.update_many([w for _, w in args[i:j]], each=frame, defer=True)
         except Exception:  # noqa: BLE001  (one by one: only the one that fails alone is lost)
             for _, w in args[i:j]:
                 try:

@@ -263,7 +263,7 @@ class Monitor:
         group_method: str = "union",
         health_thresholds: Any = None,
         trajectory_dims: Sequence[int] | None = None,
-        queue_size: int = 512,
+        queue_size: int = 256,
         switch_interval: float | None = 0.0005,
         worker_nice: int = 0,
         batch_window: float = _BATCH_WINDOW_S,
@@ -1009,10 +1009,6 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             recordings than 0.5 s;
             live views then trail training by up to about that long. 0 analyses each recording
             at once.
-        queue_size: work items held for the background thread (a recording of a layer makes
-            about six) before the oldest is dropped and counted; a batch is also cut at half of
-            it. Default 512: about 20 LeNet-5 recordings a batch, 10% less analysis per
-            recording than 256 (benchmarks/bench_insitu.py's machine).
         analysis_thread: where the recordings are analysed. ``"background"``: on the
             background thread, beside training. ``"training"``: on the training thread, a batch
             at a time after a step once ``batch_window`` has passed (``pause()`` and ``close()``

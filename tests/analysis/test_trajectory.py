@@ -242,7 +242,7 @@ def test_deferred_batches_decompose_once_at_their_last_update() -> None:
     deferred = TrajectoryTracker(dims=[0, 1, 2], max_points=128, refresh=4)
     expected = [exact.update(w) for w in walk]
     start, previous_ratio = 0, None
-    for size in [3, 10, 3, 20, 2, 23]:  # (axes from the first batch's second update: one point has none)
+    for size in [6, 10, 3, 20, 2, 20]:  # (all three axes from the first batch's fourth update on)
         got = deferred.update_many(list(walk[start : start + size]), defer=True)
         assert [p.step for p in got] == list(range(start, start + size))
         if size >= 4:  # a refresh fell due in it: made at the end, and only there
@@ -262,6 +262,11 @@ def test_deferred_batches_decompose_once_at_their_last_update() -> None:
     steps_b, path_b = exact.path()
     assert steps_a.tolist() == steps_b.tolist()
     np.testing.assert_allclose(np.abs(path_a), np.abs(path_b), rtol=1e-5, atol=1e-6)
+    # axes with fewer than three components are not held: the first (two points, at update 1)
+    # is replaced when due, at update 5, not at the batch's last
+    early = TrajectoryTracker(dims=[0, 1, 2], max_points=128, refresh=4).update_many(list(walk[:10]), defer=True)
+    assert np.isnan(early[4].explained_variance[1:]).all() and np.isfinite(expected[5].explained_variance).all()
+    np.testing.assert_allclose(early[5].explained_variance, expected[5].explained_variance, rtol=1e-6)
 
 
 def test_updates_in_batches_equal_updates_one_by_one() -> None:

@@ -507,7 +507,11 @@ def test_the_trajectory_axes_are_refreshed_less_often_as_the_path_grows(digits, 
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     sink = MemorySink()
-    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=1, record=["trajectory"], budget=None) as mon:
+    # (one recording at a time: a batch of them decomposes once, at its last, see
+    # test_deferred_batches_decompose_once_at_their_last_update)
+    with convscope.watch(
+        model, optimizer=opt, logdir=None, sinks=[sink], every=1, record=["trajectory"], budget=None, batch_window=0.0
+    ) as mon:
         _train(model, opt, digits, 120, monitor=mon)
     tracker = mon.layers["conv1"].trajectory
     assert tracker.updates == 120 and tracker.refresh > 4

@@ -253,8 +253,9 @@ class TrajectoryTracker:
 
         ``defer=True``: a decomposition that falls due inside the batch (``refresh``) is made at
         its last update instead, the updates before it placed on the last axes: at most one a
-        batch (and one after thinning), and the batch's last point, which a live view shows, is
-        always on fresh axes. The in situ monitor works this way.
+        batch (and one after thinning, or while the axes have fewer than three components), and
+        the batch's last point, which a live view shows, is always on fresh axes. The in situ
+        monitor works this way.
         """
         weights = list(weights)
         if len(weights) < 2:  # alone, the four-inner-product path of update() reads less
@@ -351,7 +352,12 @@ class TrajectoryTracker:
         placed on the last axes."""
         if self._axes is None or (self._count + ahead) % self._stride == 0:
             return False
-        return hold or self._since + ahead + 1 < self.refresh
+        return self._holding(hold) or self._since + ahead + 1 < self.refresh
+
+    def _holding(self, hold: bool) -> bool:
+        """Whether a due decomposition may wait (``hold``): only on axes with all three components
+        (an early path's first axes, from two or three points, are replaced at once)."""
+        return hold and self._axes is not None and self._axes.weights.shape[1] == 3
 
     def _flat(self, weights: torch.Tensor) -> torch.Tensor:
         """The weights flattened, checked against the trajectory's shape (which the first sets)."""
@@ -425,7 +431,7 @@ class TrajectoryTracker:
         if thinned and not kept:  # thinning dropped the new point and half the others
             dots = dots_again(n)
         self._since += 1
-        if self._axes is None or thinned or (self._since >= self.refresh and not hold):
+        if self._axes is None or thinned or (self._since >= self.refresh and not self._holding(hold)):
             if kept:
                 gram = self._gram[:n, :n]
             else:

@@ -135,6 +135,17 @@ def test_hooks_keep_the_grid_and_sample_0_whole_only_when_the_images_are_due(dig
         np.testing.assert_allclose(frame.payload["vmax"], expected.to_payload()["vmax"], rtol=1e-6)
 
 
+def test_hooks_copy_no_grid_where_only_the_images_are_due(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    sink = MemorySink()
+    kept = []
+    with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every={"feature_maps": 2}, record=["feature_maps"]) as mon:
+        _train(model, opt, digits, 4, monitor=mon, on_step=lambda step, m, x: kept.append({n: a.grid for n, a in mon._acts.items()}))
+    assert [list(k.values()) for k in kept if k] == [[None, None], [None, None]]
+    assert [f.step for f in sink.select(kind="feature_maps", layer="conv1")] == [2, 4]
+
+
 def test_training_is_bit_identical_with_and_without_the_monitor(digits, lenet) -> None:
     plain = lenet(seed=3)
     opt = torch.optim.Adam(plain.parameters(), lr=1e-3)

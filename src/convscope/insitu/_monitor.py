@@ -26,6 +26,7 @@ from convscope.errors import DataError, LayerNotFoundError
 from convscope.frames import Frame
 from convscope.insitu._budget import SlowdownMeter
 from convscope.insitu._pipeline import FramePipeline
+from convscope.insitu._reduce import on_grid
 
 if TYPE_CHECKING:
     import torch
@@ -88,7 +89,7 @@ class PruneConfig:
 class Activations(NamedTuple):
     """What a forward hook keeps of a layer's output for one recording."""
 
-    grid: torch.Tensor  #: ``N x F x ...`` on the grid (every position where the maps are small)
+    grid: torch.Tensor | None  #: ``N x F x ...`` on the grid (every position where the maps are small)
     image: torch.Tensor | None  #: ``1 x F x ...``: sample 0 whole, where the images are due
 
 
@@ -125,23 +126,21 @@ class _LayerState:
         return None if g is None else _torch_layout(g.detach(), self.layout).clone()
 
     def activations(
-        self, out: torch.Tensor, max_samples: int | None = None, *, max_values: int | None = None, image: bool = False
+        self, out: torch.Tensor, max_samples: int | None = None, *, max_values: int | None = None, grid: bool = True, image: bool = False
     ) -> Activations:
-        """Copies of the layer's output (the first ``max_samples`` samples, filters first): the
-        grid of at most ``max_values`` values a filter that the histograms and correlations read
-        (see :func:`~convscope.insitu._reduce.on_grid`), and, if ``image``, sample 0 whole for the
-        feature-map images. Only these are copied: a VGG-16 conv1 batch of 8 is 103 MB, its grid
+        """Copies of the layer's output (the first ``max_samples`` samples, filters first): if
+        ``grid``, the grid of at most ``max_values`` values a filter that the histograms,
+        correlations and dead-channel share read (see :func:`~convscope.insitu._reduce.on_grid`),
+        and, if ``image``, sample 0 whole for the feature-map images. Only these are copied: a VGG-16 conv1 batch of 8 is 103 MB, its grid
         0.9 MB. Each is made in one of the layer's earlier copies when no one holds it any more:
         see :class:`_Spare`."""
-        from convscope.insitu._reduce import on_grid
-
         out = out.detach()
         if max_samples is not None and out.dim() >= 2:
             out = out[:max_samples]
         if self.layout == "keras" and out.dim() == 4:
             out = out.permute(0, 3, 1, 2)
         first = self.image_spare.copy(out[:1]) if image and out.dim() >= 2 else None
-        return Activations(self.spare.copy(on_grid(out, max_values)), first)
+        return Activations(self.spare.copy(on_grid(out, max_values)) if grid else None, first)
 
     @property
     def filters(self) -> int:
@@ -600,8 +599,14 @@ class Monitor:
         if step == self._next_due and self._paused_at is None and self._within_budget(step):
             acts = self.probe is None and any(self._due(v, step) for v in _ACTIVATION_VIEWS)
             grads = self.optimizer is not None and self._due("gradients", step)
-        self._want_images = acts and self._due("feature_maps", step)
+        if acts:
+            self._copies = self._copies_for(step)
         self._set_hooks(acts=acts, grads=grads)
+
+    def _copies_for(self, step: int) -> tuple[bool, bool]:
+        """What the forward hooks copy for recording step ``step``: the grid (for the
+        distribution, correlation or gradient health) and sample 0 whole (for the images)."""
+        return any(self._due(v, step) for v in ("distribution", "correlation", "gradients")), self._due("feature_maps", step)
 
     def _disarm(self) -> None:
         self._set_hooks(acts=False, grads=False)
@@ -688,7 +693,7 @@ class Monitor:
             if hasattr(out, "detach"):
                 # (a probe's pass: the probe whole, as its maker chose it)
                 self._acts[name] = self.layers[name].activations(
-                    out, None if self._collecting else self.max_samples, max_values=self.max_values, image=self._want_images
+                    out, None if self._collecting else self.max_samples, max_values=self.max_values, grid=self._copies[0], image=self._copies[1]
                 )
             if not self._collecting:  # a probe's pass is timed with the step that runs it
                 self.stats.seconds_in_step_hooks += time.perf_counter() - start
@@ -697,7 +702,7 @@ class Monitor:
 
     _collecting = False
     _building = False
-    _want_images = False  # whether the hooks keep sample 0 whole (the images are due)
+    _copies = (True, False)  # what the hooks copy: the grid, sample 0 whole (see _copies_for)
 
     def _first_forward(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
         if self._t0 is None and self._paused_at is None:  # the overhead budget counts from the first forward pass
@@ -804,7 +809,7 @@ class Monitor:
         acts = self._acts
         due = {view for view in self.every if self._due(view, step)}
         if self.probe is not None and not due.isdisjoint(_ACTIVATION_VIEWS):
-            self._want_images = "feature_maps" in due
+            self._copies = self._copies_for(step)
             acts = self._probe_activations()
         items: list[tuple[Callable[[], list[Frame]], int, int]] = []
         with torch.no_grad():

@@ -30,7 +30,9 @@ That reading misses what every step pays (torch's hook machinery, ``log()``, the
 thread's wakes), which the quiet steps carry too. The fourth measure, the one to decide by,
 misses nothing: two trainings in one process, plain and watched, take a step each in turn for
 ``--paired`` steps, every step timed; the background thread's share of the plain steps is moved
-to the watched side, and two plain trainings side by side give the measure's own error. The
+to the watched side, and two plain trainings side by side give the measure's own error. It
+also runs with one torch thread fewer than the cores for both trainings: a core to spare for
+convscope's background thread, the case of training on a GPU. The
 VGG block gets the same measure (``--vgg-paired`` steps), and the no-pause one (``--vgg-within``
 steps): its separate rounds hold one recording each and cannot tell a few percent, and its
 steps' times wander by a third over minutes, which the no-pause measure, setting each step
@@ -197,6 +199,21 @@ _ONE_PROCESS = {
     # step, whose values travel as frames (one per value) to the run store
     "convscope, nothing due, log() every step": {"every": 10**6, "budget": None},
 }
+
+
+def _spare_core() -> dict[str, dict]:
+    """bench_paired's rows where both trainings use one torch thread fewer than now
+    (``torch_threads``; ``plain``: the measure's own error there), so that convscope's background
+    thread has a core of its own, as beside a GPU; none with one thread."""
+    n = torch.get_num_threads() - 1
+    if n < 1:
+        return {}
+    label = f"{n} torch thread{'s' if n > 1 else ''}, a core to spare"
+    return {
+        f"plain beside plain, {label}": {"plain": True, "torch_threads": n},
+        f"convscope every=10, no budget, {label}": {"every": 10, "budget": None, "torch_threads": n},
+        f"convscope every=10, {label}": {"every": 10, "torch_threads": n},
+    }
 
 
 def _configs(*names: str) -> dict[str, dict]:
@@ -547,11 +564,18 @@ def bench_paired(
             "convscope, nothing due, log() every step",
         ),
         "tensorboard histograms every=10": {"tensorboard": True},
+        **_spare_core(),
     }
-    # per run: overhead, its 95% interval, recordings, analysis thread, leaked share, slowdown
-    found: dict[str, list[tuple[float, tuple[float, float], str, str, float, float]]] = {name: [] for name in configs}
+    # per run: overhead, its 95% interval, recordings, analysis thread, leaked share, slowdown, plain step s
+    found: dict[str, list[tuple[float, tuple[float, float], str, str, float, float, float]]] = {name: [] for name in configs}
+    threads = torch.get_num_threads()
     for _ in range(runs):
         for name, config in configs.items():
+            config = None if config is None else dict(config)
+            # both trainings of a run with this many torch threads (a core left to convscope)
+            torch.set_num_threads((config or {}).pop("torch_threads", threads))
+            if config is not None and config.pop("plain", False):
+                config = None
             with tempfile.TemporaryDirectory() as tmp:
                 plain = _Blocks(data)
                 if config is not None and config.get("tensorboard"):
@@ -597,17 +621,19 @@ def bench_paired(
             boot = blocks[picks].sum(axis=1)
             ci = np.percentile((boot[:, 1] + tail) / boot[:, 0] - 1, [2.5, 97.5])
             cost = (times[:, 1].sum() + tail) / times[:, 0].sum() - 1
-            found[name].append((cost, (ci[0], ci[1]), recorded, where, moved.sum() / times[:, 0].sum(), factor))
+            found[name].append((cost, (ci[0], ci[1]), recorded, where, moved.sum() / times[:, 0].sum(), factor, times[:, 0].mean()))
+    torch.set_num_threads(threads)
     rows = []
     for name, results in found.items():
         costs = [r[0] for r in results]
         rows.append((
-            name, results[-1][3], f"{statistics.median(costs) * 100:+.1f}%",
+            name, results[-1][3], f"{statistics.median(r[6] for r in results) * 1e3:.2f}", f"{statistics.median(costs) * 100:+.1f}%",
             " ".join(f"{r[0] * 100:+.1f}% ({r[1][0] * 100:+.1f}..{r[1][1] * 100:+.1f})" for r in results), results[-1][2],
             " ".join(f"{r[4] * 100:.1f}% (x{r[5]:.2f})" for r in results),
         ))
     return f"## {what}{title}, plain and watched trainings step by step in turn, {steps} steps each, {runs} runs\n\n" + table(
-        ("configuration", "analysis on", "overhead (median)", "each run (95% interval)", "recording steps", "leaked (slowdown)"), rows
+        ("configuration", "analysis on", "plain step ms", "overhead (median)", "each run (95% interval)", "recording steps", "leaked (slowdown)"),
+        rows,
     ) + (
         "\n\nTwo trainings of the same model in one process take a step each in turn, every step timed. "
         "'overhead' is\nthe watched training's time (and the analysis left at its end) against the plain one's; the\n"
@@ -615,7 +641,9 @@ def bench_paired(
         "share of the plain steps' time that the other side's background threads took (convscope's, or\n"
         "TensorBoard's event writer: their CPU in the plain steps times the slowdown per CPU second fitted\n"
         "on them, from 1 as far as the steps tell, as the budget fits it), moved to the watched side. The budget's clock counts the watched steps alone, as in a\n"
-        "process that trains one model."
+        "process that trains one model. 'plain step ms': the plain training's mean step. Rows that say 'a core to spare'\n"
+        "train both models with one torch thread fewer than the others, so convscope's background thread has a core of\n"
+        "its own, as beside a GPU."
     )
 
 

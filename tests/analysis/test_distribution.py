@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from convscope.analysis import distribution as distribution_module
-from convscope.analysis import feature_distribution
+from convscope.analysis import feature_distribution, filter_groups
 from convscope.errors import DataError
 
 
@@ -162,6 +164,11 @@ def test_many_recordings_at_once_equal_each_alone(monkeypatch: pytest.MonkeyPatc
         assert torch.equal(r.dead, alone_r.dead)
         torch.testing.assert_close(r.matrix, alone_r.matrix, atol=1e-6, rtol=0)
         _check_payload_equal(d.to_payload(), alone_d.to_payload())
+        # a stack's results carry their payloads' arrays on the host: the same as the tensors'
+        _check_payload_equal(r.to_payload(), dataclasses.replace(r, host=None).to_payload())
+        assert filter_groups(r, threshold=0.99).labels.tolist() == filter_groups(alone_r, threshold=0.99).labels.tolist()
+    assert got[0][0].host is not None and got[0][1].host is not None  # stacked
+    assert got[3][0].host is None and got[3][1].host is None  # alone: another shape
     assert got[1][1].dead.tolist() == [False] * 3 + [True] + [False] * 2
     assert float(got[2][1].matrix[0, 5]) == pytest.approx(1.0, abs=1e-5)
     # NaN in one recording: the clear error of that recording

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -57,6 +57,9 @@ class CorrelationResult:
 
     matrix: torch.Tensor
     dead: torch.Tensor
+    #: the same on the host as numpy ``(float32[F, F], bool[F])``, where they were made there
+    #: (a stack of recordings' results: read without a torch call per recording)
+    host: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def filters(self) -> int:
@@ -66,6 +69,8 @@ class CorrelationResult:
         """The ``correlation`` frame payload: ``{"matrix": float32[F, F], "dead": bool[F]}``."""
         import numpy as np
 
+        if self.host is not None:
+            return {"matrix": self.host[0], "dead": self.host[1]}
         return {
             "matrix": self.matrix.detach().to("cpu", dtype=torch.float32).numpy().astype(np.float32, copy=False),
             "dead": self.dead.detach().cpu().numpy().astype(bool, copy=False),

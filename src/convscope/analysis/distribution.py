@@ -33,9 +33,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from convscope.analysis._tensors import accumulator
@@ -72,14 +73,20 @@ class Distribution:
     std: torch.Tensor
     constant: torch.Tensor
     sample: int | None = None
+    #: ``counts`` and the four moments (``float32[F, bins]``, ``float32[4, F]``) as numpy, where
+    #: they were made on the host (a stack of recordings' results: no torch call per recording)
+    host: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_payload(self) -> dict[str, Any]:
         """The ``distribution`` frame payload."""
-
-        # the four vectors cross to the host as one array (one copy instead of four)
-        moments = torch.stack([self.min, self.max, self.mean, self.std]).detach().to("cpu", torch.float32).numpy()
+        if self.host is not None:
+            counts, moments = self.host
+        else:
+            # the four vectors cross to the host as one array (one copy instead of four)
+            counts = self.counts.detach().to("cpu", torch.float32).numpy()
+            moments = torch.stack([self.min, self.max, self.mean, self.std]).detach().to("cpu", torch.float32).numpy()
         return {
-            "counts": self.counts.detach().to("cpu", torch.float32).numpy(),
+            "counts": counts,
             "bins": int(self.bins),
             "min": moments[0],
             "max": moments[1],
@@ -310,14 +317,26 @@ def _on_host(shared: tuple[torch.Tensor, ...], bins: int) -> list[tuple[Distribu
     host = torch.cat([t.reshape(r, -1).to(f32) for t in parts], dim=1).cpu()  # counts are exact in float32 below 2**24
     sizes = [f * bins, f, f, f, f, f, f * f, f]
     c, lo, hi, mean, std, constant, corr, dead = host.split(sizes, dim=1)
+    # each recording's tensors are views of the stack's (unbind: one call for all of them),
+    # and its payload's arrays views of the stack's numpy (the moments lie side by side)
+    array = host.numpy()
+    at = np.cumsum([0, *sizes])
+    moments = array[:, at[1] : at[5]].reshape(r, 4, f)
+    dead_mask = dead > 0
+    dead_host = dead_mask.numpy()
+    views = zip(
+        c.reshape(r, f, bins).unbind(0), lo.unbind(0), hi.unbind(0), mean.unbind(0), std.unbind(0),
+        (constant > 0).unbind(0), corr.reshape(r, f, f).unbind(0), dead_mask.unbind(0), strict=True,
+    )
     return [
         (
             Distribution(
-                counts=c[i].view(f, bins), bins=bins, min=lo[i], max=hi[i], mean=mean[i], std=std[i], constant=constant[i] > 0,
+                counts=ci, bins=bins, min=lo_i, max=hi_i, mean=mean_i, std=std_i, constant=const_i,
+                host=(array[i, : at[1]].reshape(f, bins), moments[i]),
             ),
-            CorrelationResult(matrix=corr[i].view(f, f), dead=dead[i] > 0),
+            CorrelationResult(matrix=corr_i, dead=dead_i, host=(array[i, at[6] : at[7]].reshape(f, f), dead_host[i])),
         )
-        for i in range(r)
+        for i, (ci, lo_i, hi_i, mean_i, std_i, const_i, corr_i, dead_i) in enumerate(views)
     ]
 
 

@@ -218,7 +218,9 @@ def _unchanged(previous: FilterGroups) -> FilterGroups:
 
 def _matrix(corr: Any) -> tuple[np.ndarray, np.ndarray]:
     dead = None
-    if hasattr(corr, "matrix") and hasattr(corr, "dead"):
+    if getattr(corr, "host", None) is not None:  # a stack of recordings' result, already on the host
+        corr, dead = corr.host
+    elif hasattr(corr, "matrix") and hasattr(corr, "dead"):
         dead = np.asarray(corr.dead.detach().cpu().numpy() if hasattr(corr.dead, "detach") else corr.dead, dtype=bool)
         corr = corr.matrix
     if hasattr(corr, "detach"):

@@ -170,29 +170,39 @@ class _Spare:
     def __init__(self, keep: int = 3, keep_bytes: int = 16 << 20, most: int = 64) -> None:
         self.keep, self.keep_bytes, self.most = keep, keep_bytes, most
         self.held: list[torch.Tensor] = []
+        self._next = 0  # where the search for a free copy starts: after the last one reused
 
     def copy(self, src: torch.Tensor) -> torch.Tensor:
         import torch
 
         use_count = getattr(torch._C, "_storage_Use_Count", None)  # (private: without it, no reuse)
-        for held in self.held if use_count is not None else ():
+        held = self.held if use_count is not None else []
+        # Round the list from after the last copy reused: the copies are taken in turn and a
+        # batch of recordings frees them together, so the next free one is usually the first
+        # looked at (from the start, a recording passed every copy the batch in flight holds).
+        start = self._next if self._next < len(held) else 0
+        for i in (*range(start, len(held)), *range(start)):
+            copy = held[i]
             if (
-                held.shape == src.shape
-                and held.dtype == src.dtype
-                and held.device == src.device
-                and sys.getrefcount(held) == self._FREE_REFS
-                and use_count(held.untyped_storage()._cdata) == 2  # its own and this call's
+                copy.shape == src.shape
+                and copy.dtype == src.dtype
+                and copy.device == src.device
+                and sys.getrefcount(copy) == self._FREE_REFS
+                and use_count(copy.untyped_storage()._cdata) == 2  # its own and this call's
             ):
-                return held.copy_(src)
+                self._next = i + 1
+                return copy.copy_(src)
         out = src.clone(memory_format=torch.contiguous_format)
         # as many as a batch of recordings holds (the pipeline gathers up to 16 MiB), at least
         # ``keep``; another shape - a pruned layer, a last short batch - replaces the oldest
         keep = min(self.most, max(self.keep, self.keep_bytes // max(1, out.numel() * out.element_size())))
         self.held = [*self.held[max(0, len(self.held) + 1 - keep) :], out]
+        self._next = 0
         return out
 
     def clear(self) -> None:
         self.held = []
+        self._next = 0
 
 
 def _one_value(name: str, v: torch.Tensor) -> torch.Tensor:
@@ -972,7 +982,9 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             one, call ``monitor.step()`` once per training step.
         layers: module names to watch; default every conv layer.
         record: views to record (default all of :data:`VIEWS`).
-        every: steps between recordings, one number or ``{view: steps}``.
+        every: steps between recordings, one number or ``{view: steps}``. One number is
+            every view's but the feature-map images', which come at five times it (the
+            largest frames: by default every 10 steps and every 50).
         probe: a fixed batch to compute feature-map views on (default: the training batch).
         max_samples: the activation views (distribution, images, correlation) use at most
             this many samples of the training batch (default 8; ``None``: all), which bounds

@@ -541,6 +541,61 @@ def _beside(mon, seconds: float) -> None:
     mon._meter.skip(seconds)
 
 
+def _paired_run(
+    config: dict | None, data, warm: int, steps: int, block: int
+) -> tuple[float, tuple[float, float], str, str, float, float, float]:
+    """One run of :func:`bench_paired`: a plain training and one watched as ``config`` says
+    (``None``: plain too; ``{"tensorboard": True}``: TensorBoard's histograms) a step each in turn.
+    Its overhead, the overhead's 95% interval, the recordings, where the analysis ran, the
+    leaked share, the slowdown fitted, and the plain training's mean step in seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = _Blocks(data)
+        if config is not None and config.get("tensorboard"):
+            other = _Blocks(data, tensorboard=tmp)
+        else:
+            other = _Blocks(data, watch=None if config is None else {"logdir": tmp, **config})
+        mon = other.mon
+        times = np.zeros((steps, 2))
+        leaks = np.zeros(steps)  # the other side's background threads' CPU in each plain step
+        for _ in range(warm):  # first calls, imports, the graph: not timed
+            _beside(mon, plain.step()), other.step()
+        recorded0 = 0 if mon is None else mon.stats.recorded_steps
+        for i in range(steps):
+            if i % 2 == 0:
+                times[i, 1] = other.step()
+            cpu = _threads_cpu()
+            times[i, 0] = plain.step()
+            leaks[i] = _threads_cpu(cpu)
+            _beside(mon, times[i, 0])
+            if i % 2:
+                times[i, 1] = other.step()
+        start = time.perf_counter()
+        if mon is not None:
+            mon._pipeline.drain()  # what the analysis still had to do counts too
+        if other.writer is not None:
+            other.writer.flush()
+        tail = time.perf_counter() - start
+        recorded = "" if mon is None else f"{mon.stats.recorded_steps - recorded0} of {steps // 10}"
+        where = "" if mon is None else mon.analysis_thread
+        other.close()
+    factor = 0.0
+    if leaks.any():  # the fit the monitor's budget makes: from 1, as far as the steps tell
+        meter = SlowdownMeter()
+        for seconds, cpu in zip(times[:, 0].tolist(), leaks.tolist(), strict=True):
+            meter.add(seconds, cpu)
+        factor = meter.factor
+    moved = factor * leaks  # seconds of each plain step that were the watcher's
+    times[:, 0] -= moved
+    times[:, 1] += moved
+    blocks = times.reshape(-1, block, 2).sum(axis=1)  # the cost comes in bursts: resampled by blocks
+    gen = np.random.default_rng(0)
+    picks = gen.integers(0, len(blocks), (2000, len(blocks)))
+    boot = blocks[picks].sum(axis=1)
+    ci = np.percentile((boot[:, 1] + tail) / boot[:, 0] - 1, [2.5, 97.5])
+    cost = (times[:, 1].sum() + tail) / times[:, 0].sum() - 1
+    return cost, (ci[0], ci[1]), recorded, where, moved.sum() / times[:, 0].sum(), factor, times[:, 0].mean()
+
+
 def bench_paired(
     steps: int, runs: int, configs: dict[str, dict | None] | None = None, workload: str = "lenet", *, what: str = ""
 ) -> str:
@@ -577,52 +632,7 @@ def bench_paired(
                 torch.set_num_threads((config or {}).pop("torch_threads", threads))
                 if config is not None and config.pop("plain", False):
                     config = None
-                with tempfile.TemporaryDirectory() as tmp:
-                    plain = _Blocks(data)
-                    if config is not None and config.get("tensorboard"):
-                        other = _Blocks(data, tensorboard=tmp)
-                    else:
-                        other = _Blocks(data, watch=None if config is None else {"logdir": tmp, **config})
-                    mon = other.mon
-                    times = np.zeros((steps, 2))
-                    leaks = np.zeros(steps)  # the other side's background threads' CPU in each plain step
-                    for _ in range(warm):  # first calls, imports, the graph: not timed
-                        _beside(mon, plain.step()), other.step()
-                    recorded0 = 0 if mon is None else mon.stats.recorded_steps
-                    for i in range(steps):
-                        if i % 2 == 0:
-                            times[i, 1] = other.step()
-                        cpu = _threads_cpu()
-                        times[i, 0] = plain.step()
-                        leaks[i] = _threads_cpu(cpu)
-                        _beside(mon, times[i, 0])
-                        if i % 2:
-                            times[i, 1] = other.step()
-                    start = time.perf_counter()
-                    if mon is not None:
-                        mon._pipeline.drain()  # what the analysis still had to do counts too
-                    if other.writer is not None:
-                        other.writer.flush()
-                    tail = time.perf_counter() - start
-                    recorded = "" if mon is None else f"{mon.stats.recorded_steps - recorded0} of {steps // 10}"
-                    where = "" if mon is None else mon.analysis_thread
-                    other.close()
-                factor = 0.0
-                if leaks.any():  # the fit the monitor's budget makes: from 1, as far as the steps tell
-                    meter = SlowdownMeter()
-                    for seconds, cpu in zip(times[:, 0].tolist(), leaks.tolist(), strict=True):
-                        meter.add(seconds, cpu)
-                    factor = meter.factor
-                moved = factor * leaks  # seconds of each plain step that were the watcher's
-                times[:, 0] -= moved
-                times[:, 1] += moved
-                blocks = times.reshape(-1, block, 2).sum(axis=1)  # the cost comes in bursts: resampled by blocks
-                gen = np.random.default_rng(0)
-                picks = gen.integers(0, len(blocks), (2000, len(blocks)))
-                boot = blocks[picks].sum(axis=1)
-                ci = np.percentile((boot[:, 1] + tail) / boot[:, 0] - 1, [2.5, 97.5])
-                cost = (times[:, 1].sum() + tail) / times[:, 0].sum() - 1
-                found[name].append((cost, (ci[0], ci[1]), recorded, where, moved.sum() / times[:, 0].sum(), factor, times[:, 0].mean()))
+                found[name].append(_paired_run(config, data, warm, steps, block))
     finally:  # (the caller's thread count, whatever happened)
         torch.set_num_threads(threads)
     rows = []

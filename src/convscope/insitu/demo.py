@@ -113,7 +113,7 @@ def run_demo(
                 bar.update(
                     task,
                     advance=1,
-                    status=f"loss {loss.item():.3f}  test acc {accuracy:.1%}" + (f"  pruned {pruned}" if pruned else ""),
+                    status=f"loss {loss.item():.3g}  test acc {accuracy:.1%}" + (f"  pruned {pruned}" if pruned else ""),
                 )
     except BaseException:
         monitor.close(status="failed")

@@ -323,6 +323,28 @@ def test_inline_items_run_on_the_thread_that_asks_when_due_and_the_worker_only_d
     assert sink.frames[-1] == "d"
 
 
+def test_the_first_batch_is_full_at_first_batch_items_and_later_ones_at_half_the_queue() -> None:
+    # The first batch is cut early (its frames come soon, and the monitor's budget learns what a
+    # recording costs); after it, a batch gathers up to half of maxsize items or its time.
+    sink = ListSink()
+    p = FramePipeline([sink], maxsize=20, linger=30.0, first_batch=3, inline=True)
+    p.start()
+    try:
+        for i in range(2):
+            p.submit(lambda i=i: [i])
+        assert not p.analyse_due()  # 2 of 3: it waits (for 30 s)
+        p.submit(lambda: [2])
+        assert p.analyse_due()  # full at 3
+        for i in range(3, 12):
+            p.submit(lambda i=i: [i])
+            assert p.due_at > 0 and not p.analyse_due()  # later batches wait for 10 (maxsize // 2)
+        p.submit(lambda: [12])
+        assert p.analyse_due()
+        assert p.drain() and sink.frames == list(range(13))
+    finally:
+        p.close()
+
+
 def test_the_worker_flushes_once_per_batch_and_rarely_when_idle() -> None:
     # Each wake of the worker costs training far more than its CPU on a busy machine: frames are
     # flushed in the wake that writes them (at most once per flush_interval), and an idle worker

@@ -52,11 +52,17 @@ _BUDGET_ALLOWANCE_S = 0.02
 #: the default ``batch_window``: seconds the background thread waits for more recordings to work
 #: through together (view by view, on warm caches); views lag by that much more. Per LeNet-5
 #: recording (every=10, live): 0.2 s gathers about 4 and costs 3.8 ms of CPU, 0.5 s about 9 and
-#: 3.2 ms, 1 s 3.1 ms; one at a time, 5.6 ms. Without a budget the batch fills (``linger_bytes``)
-#: within about a second; with the default budget, recordings are sparse, and 2 s rather than
-#: 0.5 s makes a quarter to three quarters more of them in the same overhead
+#: 3.2 ms, 1 s 3.1 ms; one at a time, 5.6 ms. Without a budget a LeNet-5 batch gathers for the
+#: whole 2 s (30 to 40 recordings: see ``_QUEUE_SIZE``); with the default budget, recordings are
+#: sparse, and 2 s rather than 0.5 s makes a quarter to three quarters more of them in the same overhead
 #: (benchmarks/bench_insitu.py, one-process table)
 _BATCH_WINDOW_S = 2.0
+#: the default ``queue_size``: most work items waiting (beyond it the oldest are dropped and
+#: counted); a batch is full at half of it. A LeNet-5 recording of every view is 9 items, so
+#: 1024 lets the 2 s window gather 30 to 40 recordings of a 5 ms step rather than 14 at 256:
+#: their analysis on the training thread costs 0.56-0.75 ms per recording against 0.74-0.90
+#: (three runs of each in turn, 3000 steps, every=10, no budget, 2 vCPUs)
+_QUEUE_SIZE = 1024
 #: where the analysis runs (``analysis_thread=``)
 _ANALYSIS_THREADS = ("auto", "background", "training")
 
@@ -272,7 +278,7 @@ class Monitor:
         group_method: str = "union",
         health_thresholds: Any = None,
         trajectory_dims: Sequence[int] | None = None,
-        queue_size: int = 256,
+        queue_size: int = _QUEUE_SIZE,
         switch_interval: float | None = 0.0005,
         worker_nice: int = 0,
         batch_window: float = _BATCH_WINDOW_S,
@@ -373,6 +379,8 @@ class Monitor:
         self._layer_hooks: list[Any] = []
         self._pre_hook: Any = None
         self._pipeline: FramePipeline | None = None
+        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 2:
+            raise DataError(f"queue_size= is a number of work items of at least 2, got {queue_size!r}")
         self._queue_size = queue_size
         self._switch_interval = switch_interval
         if isinstance(worker_nice, bool) or not isinstance(worker_nice, int) or not 0 <= worker_nice <= 19:
@@ -1021,11 +1029,13 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             idle cores it makes no difference. 19 gives training every cycle it can use.
         batch_window: seconds the background thread waits for more recordings before it works
             through them together, view by view on warm caches (default 2; at most 16 MB of
-            snapshots are held back). That costs about 40% less CPU per recording than one at a
-            time on a small model, and under the budget makes a quarter to three quarters more
-            recordings than 0.5 s;
-            live views then trail training by up to about that long. 0 analyses each recording
-            at once.
+            snapshots, or half of ``queue_size`` work items, are held back). That costs about
+            40% less CPU per recording than one at a time on a small model, and under the
+            budget makes a quarter to three quarters more recordings than 0.5 s; live views
+            then trail training by up to about that long. 0 analyses each recording at once.
+        queue_size: most work items (a LeNet-5 recording of every view is 9) waiting for the
+            analysis or a sink; beyond it the oldest are dropped and counted in ``dropped``
+            frames (default 1024; 512 MB of snapshots is the other bound).
         analysis_thread: where the recordings are analysed. ``"background"``: on the
             background thread, beside training. ``"training"``: on the training thread, a batch
             at a time after a step once ``batch_window`` has passed (``pause()`` and ``close()``

@@ -108,6 +108,9 @@ class FramePipeline:
             key, the :class:`GroupItem` of one group run together, in one call.
         linger_bytes: the worker stops lingering once the queued items hold this many bytes,
             and takes about this much into one batch: memory held back on purpose stays small.
+            It stops at half of ``maxsize`` items too, and at ``first_batch`` items for the
+            first batch: the first frames come soon, and so does what a recording costs (the
+            in situ monitor's overhead budget lends only a small allowance until it knows).
         on_dropped: builds a frame that reports drops: ``on_dropped(count)`` for work items
             dropped from the queue, ``on_dropped(count, sink=name)`` for frames a sink says it
             dropped (its ``dropped`` attribute, as :class:`~convscope.sinks.http.HttpSink` keeps
@@ -132,6 +135,7 @@ class FramePipeline:
         nice: int = 0,
         linger: float = 0.0,
         linger_bytes: int = 16 << 20,
+        first_batch: int = 128,
         on_dropped: Callable[..., Frame | None] | None = None,
         inline: bool = False,
     ) -> None:
@@ -146,6 +150,7 @@ class FramePipeline:
         self.idle_interval = max(flush_interval, idle_interval)
         self.linger = max(0.0, float(linger))
         self.linger_bytes = linger_bytes
+        self.first_batch = max(1, first_batch)
         self.stats = PipelineStats()
         self._on_dropped = on_dropped
         self._queue: deque[_Entry] = deque()
@@ -400,8 +405,9 @@ class FramePipeline:
         self.due_at = float("inf") if not queue else 0.0 if self._batch_full() else queue[0].submitted + self.linger
 
     def _linger(self) -> None:
-        """Wait (holding the condition) until the oldest item is ``linger`` s old, the queue holds
-        ``linger_bytes`` or half of ``maxsize`` items, or someone drains or closes."""
+        """Wait (holding the condition) until the oldest item is ``linger`` s old, the batch is
+        full (``linger_bytes``, half of ``maxsize`` items, or ``first_batch``), or someone drains
+        or closes."""
         self.lingering = True
         try:
             while not self._stop.is_set() and not self._hurry and self._queue:
@@ -415,7 +421,8 @@ class FramePipeline:
             self.lingering = False
 
     def _batch_full(self) -> bool:
-        return self._bytes >= self.linger_bytes or len(self._queue) >= self.maxsize // 2
+        items = self.maxsize // 2 if self.left_queue else min(self.maxsize // 2, self.first_batch)
+        return self._bytes >= self.linger_bytes or len(self._queue) >= items
 
     def _take_batch(self, *, everything: bool = False) -> list[WorkItem]:
         """The items to deliver next: the oldest alone, or, when lingering is on, the queue's

@@ -570,6 +570,15 @@ def test_the_batching_window_is_an_option(digits, lenet) -> None:
     for bad in (-1, 61, "2", True):
         with pytest.raises(DataError, match="batch_window"):
             convscope.watch(lenet(), logdir=None, batch_window=bad)
+    # queue_size= bounds the work items (default 1024: half of it is a batch of 30 to 40 LeNet-5
+    # recordings, so the window decides), and is checked like the others
+    with convscope.watch(lenet(), logdir=None, sinks=[MemorySink()], queue_size=64) as mon:
+        assert mon._pipeline.maxsize == 64
+    with convscope.watch(lenet(), logdir=None, sinks=[MemorySink()]) as mon:
+        assert mon._pipeline.maxsize == 1024
+    for bad in (0, 1, 2.5, "256", True):
+        with pytest.raises(DataError, match="queue_size"):
+            convscope.watch(lenet(), logdir=None, queue_size=bad)
 
 
 def test_a_refused_recording_in_a_batch_costs_only_itself_and_the_trajectory_adds_the_others_once() -> None:

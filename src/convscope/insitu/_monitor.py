@@ -54,8 +54,8 @@ _BUDGET_ALLOWANCE_S = 0.02
 #: recording (every=10, live): 0.2 s gathers about 4 and costs 3.8 ms of CPU, 0.5 s about 9 and
 #: 3.2 ms, 1 s 3.1 ms; one at a time, 5.6 ms. Without a budget a LeNet-5 batch gathers for the
 #: whole 2 s (30 to 40 recordings: see ``_QUEUE_SIZE``); with the default budget, recordings are
-#: sparse, and 2 s rather than 0.5 s makes a quarter to three quarters more of them in the same overhead
-#: (benchmarks/bench_insitu.py, one-process table)
+#: sparse, and 2 s rather than 0.5 s makes a quarter to three quarters more of them in the same
+#: overhead (benchmarks/bench_insitu.py, one-process table)
 _BATCH_WINDOW_S = 2.0
 #: the default ``queue_size``: most work items waiting (beyond it the oldest are dropped and
 #: counted); a batch is full at half of it. A LeNet-5 recording of every view is 9 items, so

@@ -80,7 +80,7 @@ def test_marks_of_step_ends_fit_the_steps_between_them_and_a_gap_breaks_the_chai
         marked.mark(now, cpu, hooks)
         if i != 700:
             added.add(step, spent)
-    assert marked.last_mark == (now, cpu, hooks)
+    assert marked.last_mark == (now, cpu, hooks, False)
     assert marked.n == added.n == 1499 and marked.outliers == 0
     assert marked.factor == pytest.approx(added.factor, rel=1e-9)
     assert marked.factor == pytest.approx(1.5, abs=0.1)
@@ -95,4 +95,36 @@ def test_time_that_was_not_this_trainings_is_left_out_of_the_next_step() -> None
         meter.skip(0.25)  # another model's step
         meter.mark(1.26, 0.0, 0.0)
         meter.fold()
-        assert meter.n == 1 and meter._my == pytest.approx(0.01)
+        assert meter.n == 1 and meter.mean_step == pytest.approx(0.01)
+
+
+def _touched_steps(meter: SlowdownMeter, excess: float, n: int, *, seed: int = 3, noise: float = 0.0003) -> None:
+    """5 ms steps (jittered), background work in a quarter of them (factor 1.5), and the three
+    steps of every ten that a recording touches ``excess`` seconds longer."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        cpu = float(rng.uniform(0.0005, 0.004)) if rng.random() < 0.25 else 0.0
+        touched = i % 10 < 3
+        meter.add(0.005 + 1.5 * cpu + excess * touched + float(rng.normal(0, noise)), cpu, touched=touched)
+
+
+@pytest.mark.parametrize("excess", [0.0, 0.00004, 0.0002])
+def test_what_the_monitors_work_costs_the_steps_it_touches_is_found_beside_the_factor(excess: float) -> None:
+    meter = SlowdownMeter()
+    _touched_steps(meter, excess, 6000)
+    assert meter.touched == 1800
+    assert meter.after == pytest.approx(excess, abs=0.000015)
+    assert meter.factor == pytest.approx(1.5, abs=0.08)  # the second term leaves the first alone
+
+
+def test_the_excess_of_touched_steps_starts_at_none_and_needs_steps_to_show() -> None:
+    meter = SlowdownMeter()
+    assert meter.after == 0.0
+    for i in range(100):  # every step alike: nothing to tell touched ones apart by
+        meter.add(0.005, 0.0, touched=i % 2 == 0)
+    assert meter.after == 0.0
+    few, many = SlowdownMeter(), SlowdownMeter()
+    _touched_steps(few, 0.0002, 30, noise=0.002)
+    _touched_steps(many, 0.0002, 6000, noise=0.002)
+    # (a few noisy steps move it only part of the way; the prior's scale is 2% of a step, 100 us)
+    assert few.after < 0.0002 and abs(many.after - 0.0002) < 0.00006

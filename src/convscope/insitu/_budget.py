@@ -9,6 +9,13 @@ and more where a parallel region waits for the training thread that lost its cor
 :class:`SlowdownMeter` finds out which case it is in from the steps themselves: it fits each
 step's duration against the background thread's CPU during that step, and the slope is the
 factor by which that CPU slows training.
+
+It also measures what the monitor's work on the training thread costs beyond the time its own
+timers count: a recording step runs its forward pass through torch's hook machinery, and the
+steps right after a recording or an analysis start on caches that work has evicted. On LeNet-5
+on two busy vCPUs those steps took 35 to 45 us longer each (three of them a recording: about
+0.25 ms, a fifth of what the timers count), which no timer sees. The fit's second term is that
+excess per such step.
 """
 
 from __future__ import annotations
@@ -19,49 +26,60 @@ __all__ = ["SlowdownMeter"]
 
 
 class SlowdownMeter:
-    """Least-squares fit of ``step seconds = base + factor * background CPU seconds in the step``.
+    """Least-squares fit of ``step seconds = base + factor * background CPU seconds in the step
+    + after * (1 if the step is one the monitor's work touched, else 0)``.
 
-    Every step is one point, steps without background work included (they fix ``base``). The
-    slope starts at ``prior`` (1: the background thread's CPU costs training as much) and moves
-    to what the steps show as fast as their scatter allows: the prior counts as one more
-    measurement with standard deviation ``prior_sd``. Steps far longer than usual (an evaluation
-    pass or a checkpoint between two optimizer steps) are left out, so that work the background
-    thread does meanwhile does not look like a slowdown.
+    Every step is one point, steps without background work included (they fix ``base``). Each
+    coefficient starts at its prior and moves to what the steps show as fast as their scatter
+    allows: ``factor`` from ``prior`` (1: the background thread's CPU costs training as much),
+    counted as one more measurement with standard deviation ``prior_sd``; ``after`` from 0,
+    with a standard deviation of 2% of the mean step. A step the monitor's work touched is a
+    recording step or one of the two after a recording or an analysis on the training thread
+    (``touched=`` of :meth:`mark`); :attr:`touched` counts them, so ``after * touched`` is what
+    they cost beyond the hooks' own time. Steps far longer than usual (an evaluation pass or a
+    checkpoint between two optimizer steps) are left out, so that work the background thread
+    does meanwhile does not look like a slowdown.
 
     Example:
         >>> meter = SlowdownMeter()
         >>> for i in range(200):
         ...     cpu = 0.002 if i % 4 == 0 else 0.0
-        ...     meter.add(0.005 + 1.5 * cpu, cpu)
-        >>> round(meter.factor, 2)
-        1.5
+        ...     meter.add(0.005 + 1.5 * cpu + 0.0001 * (i % 10 < 3), cpu, touched=i % 10 < 3)
+        >>> round(meter.factor, 2), round(meter.after * 1e6), meter.touched
+        (1.5, 100, 60)
     """
 
     #: a step longer than this many times the mean step is an outlier (after the first 20)
     OUTLIER = 10.0
     #: marks held before they are fitted (see :meth:`mark`)
     MARKS = 512
+    #: the prior standard deviation of :attr:`after`, as a share of the mean step
+    AFTER_SD = 0.02
 
     def __init__(self, prior: float = 1.0, prior_sd: float = 0.5) -> None:
         self.prior = prior
         self.prior_precision = 1.0 / prior_sd**2
         self._n = 0
         self._outliers = 0
-        self._mx = self._my = 0.0
-        self._cxx = self._cxy = self._cyy = 0.0
+        self._touched = 0
+        # running means of (CPU, touched, seconds) and their co-moments (Welford)
+        self._mean = [0.0, 0.0, 0.0]
+        self._c = [[0.0] * 3 for _ in range(3)]
+        self._fit: tuple[float, float] | None = None  # (factor, after), until the next step
         #: the ends of steps not fitted yet, as :meth:`mark` takes them (``None``: a gap)
-        self.marks: list[tuple[float, float, float] | None] = []
-        self._last: tuple[float, float, float] | None = None
+        self.marks: list[tuple[float, float, float, bool] | None] = []
+        self._last: tuple[float, float, float, bool] | None = None
 
-    def mark(self, now: float, cpu: float, hooks: float) -> None:
+    def mark(self, now: float, cpu: float, hooks: float, touched: bool = False) -> None:
         """The end of a step: the clock, the background thread's CPU seconds and the hooks' own
-        seconds so far. The step is the time from the last mark, less the hooks' seconds in it.
+        seconds so far, and whether the monitor's work touched the step (see the class). The
+        step is the time from the last mark, less the hooks' seconds in it.
 
         Only kept here, and fitted when the factor (or a count) is read, or every ``MARKS``
         steps: a call right after a training step costs several times what it costs in a loop
         (the step has evicted the caches), so the step's own share is one append.
         """
-        self.marks.append((now, cpu, hooks))
+        self.marks.append((now, cpu, hooks, touched))
         if len(self.marks) >= self.MARKS:
             self.fold()
 
@@ -73,14 +91,14 @@ class SlowdownMeter:
         """``seconds`` since the last mark were not this training's (another model's step ran
         between two of its steps): the step that ends at the next mark leaves them out."""
         if self.marks and self.marks[-1] is not None:
-            now, cpu, hooks = self.marks[-1]
-            self.marks[-1] = (now + seconds, cpu, hooks)
+            now, cpu, hooks, touched = self.marks[-1]
+            self.marks[-1] = (now + seconds, cpu, hooks, touched)
         elif not self.marks and self._last is not None:
-            now, cpu, hooks = self._last
-            self._last = (now + seconds, cpu, hooks)
+            now, cpu, hooks, touched = self._last
+            self._last = (now + seconds, cpu, hooks, touched)
 
     @property
-    def last_mark(self) -> tuple[float, float, float] | None:
+    def last_mark(self) -> tuple[float, float, float, bool] | None:
         """The latest mark (``None`` before the first, or right after a gap)."""
         return self.marks[-1] if self.marks else self._last
 
@@ -90,7 +108,7 @@ class SlowdownMeter:
         last = self._last
         for mark in marks:
             if mark is not None and last is not None:
-                self.add(mark[0] - last[0] - (mark[2] - last[2]), mark[1] - last[1])
+                self.add(mark[0] - last[0] - (mark[2] - last[2]), mark[1] - last[1], touched=mark[3])
             last = mark
         self._last = last
 
@@ -108,32 +126,80 @@ class SlowdownMeter:
             self.fold()
         return self._outliers
 
-    def add(self, seconds: float, cpu: float) -> None:
-        """One step: its wall seconds (the hooks' own time already taken off) and the background CPU in it."""
-        if self._n >= 20 and seconds > self.OUTLIER * self._my:
+    @property
+    def mean_step(self) -> float:
+        """The mean of the steps fitted, seconds (the hooks' own time taken off)."""
+        if self.marks:
+            self.fold()
+        return self._mean[2]
+
+    @property
+    def touched(self) -> int:
+        """Steps fitted that the monitor's work touched."""
+        if self.marks:
+            self.fold()
+        return self._touched
+
+    def add(self, seconds: float, cpu: float, *, touched: bool = False) -> None:
+        """One step: its wall seconds (the hooks' own time already taken off), the background
+        CPU in it, and whether the monitor's work touched it."""
+        if self._n >= 20 and seconds > self.OUTLIER * self._mean[2]:
             self._outliers += 1
             return
         self._n += 1
-        dx = cpu - self._mx
-        self._mx += dx / self._n
-        dy = seconds - self._my
-        self._my += dy / self._n
-        self._cxx += dx * (cpu - self._mx)
-        self._cxy += dx * (seconds - self._my)
-        self._cyy += dy * (seconds - self._my)
+        self._touched += touched
+        self._fit = None
+        x = (cpu, 1.0 if touched else 0.0, seconds)
+        mean, c = self._mean, self._c
+        d = [x[i] - mean[i] for i in range(3)]
+        for i in range(3):
+            mean[i] += d[i] / self._n
+        for i in range(3):
+            for j in range(i, 3):
+                c[i][j] += d[i] * (x[j] - mean[j])
 
     @property
     def factor(self) -> float:
         """Seconds of training lost per CPU second of the background thread (at least 0)."""
+        return self._solve()[0]
+
+    @property
+    def after(self) -> float:
+        """Seconds each step the monitor's work touched took beyond the others (at least 0),
+        besides the hooks' own time."""
+        return self._solve()[1]
+
+    def _solve(self) -> tuple[float, float]:
         if self.marks:
             self.fold()
-        if self._n < 3 or self._cxx <= 0.0:
-            return self.prior
-        slope = self._cxy / self._cxx
-        residual = max(self._cyy - slope * self._cxy, 0.0) / (self._n - 2)
-        if residual == 0.0:
-            return max(0.0, slope)
-        precision = self._cxx / residual  # of the slope, from the steps' scatter
-        if not math.isfinite(precision):
-            return max(0.0, slope)
-        return max(0.0, (self.prior * self.prior_precision + slope * precision) / (self.prior_precision + precision))
+        if self._fit is None:
+            self._fit = self._posterior()
+        return self._fit
+
+    def _posterior(self) -> tuple[float, float]:
+        """The two coefficients: least squares, each combined with its prior by precision."""
+        c, n = self._c, self._n
+        if n < 4 or (c[0][0] <= 0.0 and c[1][1] <= 0.0):
+            return self.prior, 0.0
+        after_precision = 1.0 / (self.AFTER_SD * max(self._mean[2], 1e-9)) ** 2
+        sxx = [[c[0][0], c[0][1]], [c[0][1], c[1][1]]]
+        sxy = [c[0][2], c[1][2]]
+        # the scatter around the least-squares fit (each term alone where the other does not vary)
+        det = sxx[0][0] * sxx[1][1] - sxx[0][1] ** 2
+        if det > 1e-12 * max(sxx[0][0] * sxx[1][1], 1e-300):
+            b = ((sxx[1][1] * sxy[0] - sxx[0][1] * sxy[1]) / det, (sxx[0][0] * sxy[1] - sxx[0][1] * sxy[0]) / det)
+        else:
+            b = (sxy[0] / sxx[0][0] if sxx[0][0] > 0 else 0.0, sxy[1] / sxx[1][1] if sxx[1][1] > 0 else 0.0)
+        residual = max(c[2][2] - b[0] * sxy[0] - b[1] * sxy[1], 0.0) / (n - 3)
+        if residual == 0.0:  # (exact steps: the fit itself)
+            return max(0.0, b[0]) if sxx[0][0] > 0 else self.prior, max(0.0, b[1])
+        # posterior mean: (Sxx / s2 + P0)^-1 (Sxy / s2 + P0 b0), P0 = diag(the priors' precisions)
+        a00 = sxx[0][0] / residual + self.prior_precision
+        a11 = sxx[1][1] / residual + after_precision
+        a01 = sxx[0][1] / residual
+        r0 = sxy[0] / residual + self.prior_precision * self.prior
+        r1 = sxy[1] / residual
+        det = a00 * a11 - a01 * a01
+        if not math.isfinite(det) or det <= 0.0:
+            return max(0.0, b[0]), max(0.0, b[1])
+        return max(0.0, (a11 * r0 - a01 * r1) / det), max(0.0, (a00 * r1 - a01 * r0) / det)

@@ -51,6 +51,9 @@ _ACTIVATION_VIEWS = ("distribution", "feature_maps", "correlation")
 #: a loan, not a gift: once the budget's share of the watched time is larger it stands alone
 #: (added to it, the loan put +0.2 points on a 10 s LeNet-5 run's overhead for good)
 _BUDGET_ALLOWANCE_S = 0.02
+#: the steps a recording or an analysis on the training thread touches: its own and the next
+#: two, which start on the caches it evicted (see :class:`~convscope.insitu._budget.SlowdownMeter`)
+_TOUCHED_STEPS = 3
 #: the default ``batch_window``: seconds the background thread waits for more recordings to work
 #: through together (view by view, on warm caches); views lag by that much more. Per LeNet-5
 #: recording (every=10, live): 0.2 s gathers about 4 and costs 3.8 ms of CPU, 0.5 s about 9 and
@@ -247,8 +250,12 @@ class MonitorStats:
     #: seconds of training lost per CPU second of the background thread, measured from the
     #: steps' durations (see ``budget=`` in :func:`watch`); set by ``close()``
     slowdown_factor: float = 1.0
-    #: what convscope cost training by that measure (the hooks, and the background thread's CPU
-    #: times ``slowdown_factor``) as a share of training's own time (the watched wall time less
+    #: seconds each step that the monitor's work touched (a recording step and the two after it,
+    #: or after an analysis on the training thread) took beyond the others and the hooks' own
+    #: time, measured from the steps' durations like ``slowdown_factor``; set by ``close()``
+    touched_step_seconds: float = 0.0
+    #: what convscope cost training by that measure (the hooks, the background thread's CPU times
+    #: ``slowdown_factor``, and the touched steps' excess) as a share of training's own time (the watched wall time less
     #: that cost), as ``budget=`` counts it; set by ``close()``
     overhead_estimate: float = 0.0
 
@@ -324,6 +331,7 @@ class Monitor:
         self._recordings: deque[int] = deque()  # pipeline item counts that end each pending recording
         self._t0: float | None = None
         self._meter = SlowdownMeter()
+        self._busy_step = -_TOUCHED_STEPS  # the last step the monitor worked on the training thread (see _measure_step)
         self._paused_at: float | None = None
         self.input_shape = input_shape
         self.prune = _prune_config(prune)
@@ -484,8 +492,10 @@ class Monitor:
             self.stats.dropped = self._pipeline.stats.dropped
             self.stats.analysis_cpu_seconds = self._pipeline.stats.cpu_seconds + self.stats.seconds_in_step_hooks
             self.stats.slowdown_factor = self._meter.factor
+            self.stats.touched_step_seconds = self._meter.after
             if self._t0 is not None and end > self._t0:
                 cost = self.stats.seconds_in_step_hooks + self._meter.factor * self._pipeline.stats.cpu_seconds
+                cost += self._meter.after * self._meter.touched
                 self.stats.overhead_estimate = cost / max(end - self._t0 - cost, 1e-9)  # (of training's own time)
             self.stats.sink_failures = dict(self._pipeline.stats.sink_failures)
 
@@ -623,6 +633,8 @@ class Monitor:
             grads = self.optimizer is not None and self._due("gradients", step)
         if acts:
             self._copies = self._copies_for(step)
+        if acts or grads:  # (its forward pass and update run through torch's hook machinery)
+            self._busy_step = step
         self._set_hooks(acts=acts, grads=grads)
 
     def _copies_for(self, step: int) -> tuple[bool, bool]:
@@ -667,7 +679,9 @@ class Monitor:
           hooks on the training thread cost their time; the background thread costs its CPU
           times the slowdown the steps show for it
           (:class:`~convscope.insitu._budget.SlowdownMeter`: about 0 with a core of its own, 1
-          or more when training's threads fill the cores; 1 until the steps tell).
+          or more when training's threads fill the cores; 1 until the steps tell); and the
+          steps the monitor's work touched (a recording step and the two after it, or after
+          an analysis on this thread) cost what they took beyond the others, as measured.
         * *backlog*: a step is not recorded while the background thread still has two earlier
           recordings to finish (not counting those held back for a moment to work through
           several together; with ``analysis_thread="training"``, two analysed recordings whose
@@ -693,6 +707,8 @@ class Monitor:
             coming = (len(self._recordings) + 1) / done if done > 0 else 0.0  # per finished one
             used = pipeline.worker_cpu()
             spent = self.stats.seconds_in_step_hooks + self._meter.factor * (used + coming * pipeline.stats.cpu_seconds)
+            # the steps the monitor's work touched, this recording's among them, beyond the hooks' time
+            spent += self._meter.after * (self._meter.touched + _TOUCHED_STEPS)
             spent += coming * self._analysis_seconds  # (inline: what the training thread will spend on them)
             # the budget is a share of training's own time, the watched time less convscope's
             # cost: a cost c in w seconds watched is c / (w - c), so c may be budget / (1 + budget) of w
@@ -790,14 +806,15 @@ class Monitor:
                 if self._within_budget(step):
                     self._record(step)
                     self.stats.recorded_steps += 1
+                    self._busy_step = step
                 else:
                     self.stats.deferred += 1
             if step >= self._next_due:  # (past it where a recording raised before moving it on)
                 self._next_due = self._first_due(step + 1)
             if self.prune is not None:
                 self._maybe_prune(step)
-            if self._pipeline.inline:
-                self._analyse_due()
+            if self._pipeline.inline and self._analyse_due():
+                self._busy_step = step
             if self._layer_hooks or self._pre_hook is not None or self._next_due == step + 1:
                 self._arm(step + 1)
             # Without an optimizer to hook before its update, the weights after this step stand in.
@@ -810,20 +827,25 @@ class Monitor:
             self.stats.steps = self.step_count
             self.stats.seconds_in_step_hooks += time.perf_counter() - start
 
-    def _analyse_due(self, *, force: bool = False) -> None:
-        """analysis_thread="training": the gathered recordings, analysed on this thread when due."""
+    def _analyse_due(self, *, force: bool = False) -> bool:
+        """analysis_thread="training": the gathered recordings, analysed on this thread when due
+        (whether it analysed any)."""
         pipeline = self._pipeline
         if pipeline is None or not (force or time.monotonic() >= pipeline.due_at):  # (most steps)
-            return
+            return False
         start = time.perf_counter()
         if pipeline.analyse_due(force=force):
             self._analysis_seconds += time.perf_counter() - start
+            return True
+        return False
 
     def _measure_step(self, now: float) -> None:
         """Mark the end of a step for the slowdown meter, which fits its duration without the
-        hooks' own time against the background thread's CPU during it, later (see
-        :meth:`~convscope.insitu._budget.SlowdownMeter.mark`)."""
-        self._meter.mark(now, self._pipeline.worker_cpu(), self.stats.seconds_in_step_hooks)  # type: ignore[union-attr]
+        hooks' own time against the background thread's CPU during it, and against whether the
+        monitor's work touched it (a recording step, or one of the two after a recording or an
+        analysis on this thread), later (see :meth:`~convscope.insitu._budget.SlowdownMeter.mark`)."""
+        touched = self.step_count - self._busy_step < _TOUCHED_STEPS
+        self._meter.mark(now, self._pipeline.worker_cpu(), self.stats.seconds_in_step_hooks, touched)  # type: ignore[union-attr]
 
     # --- recording ------------------------------------------------------------------------------
     def _record(self, step: int) -> None:
@@ -1061,13 +1083,17 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             training thread count their own time. The background thread's CPU counts by how much it slows the
             steps: each step's duration is fitted against that CPU during the step. The slope
             is about 0 where the thread has a core to itself, and 1 or more where training's
-            threads fill the cores; it counts as 1 until the steps show otherwise. Recording
+            threads fill the cores; it counts as 1 until the steps show otherwise. A recording
+            step and the two after it (or after an analysis on the training thread) count
+            what they take beyond the other steps, measured in the same fit: torch's hook
+            machinery and caches the work evicted, which no timer sees. Recording
             steps are also skipped while the background thread still has two earlier
             recordings to finish. Skipped steps are skipped whole and counted in
             ``stats.deferred`` and in ``dropped`` frames with ``sink="budget"``, so the views
             come less often than ``every=`` asks on a busy CPU. ``None`` records exactly
             every ``every`` steps, whatever it costs. What was measured is in
-            ``stats.slowdown_factor`` and ``stats.overhead_estimate`` after ``close()``.
+            ``stats.slowdown_factor``, ``stats.touched_step_seconds`` and
+            ``stats.overhead_estimate`` after ``close()``.
 
     Example:
         >>> import torch, convscope

@@ -426,9 +426,9 @@ def bench_interleaved(block: int, pairs: int) -> str:
         "or TensorBoard not called). A watched block ends when its analysis is done. Both kinds of\n"
         "turn train the same model at the same moments of the shared machine, so the paired ratios\n"
         "spread far less than those of separate runs above. The budget counts the watched turns only.\n"
-        "The last column is what the monitor measured itself: the hooks' time and its background CPU\n"
-        "times the slowdown factor fitted from the steps, as a share of the watched time (all\n"
-        "watched turns, warm-up included)."
+        "The last column is what the monitor measured itself: the hooks' time, its background CPU\n"
+        "times the slowdown factor fitted from the steps, and what the steps its work touched took\n"
+        "beyond the others, as a share of training's own time (all watched turns, warm-up included)."
     )
 
 

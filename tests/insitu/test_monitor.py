@@ -497,6 +497,28 @@ def test_the_start_allowance_is_lent_and_paid_back(lenet, monkeypatch) -> None:
     assert decisions == [True, False, True]
 
 
+@pytest.mark.parametrize("where", ["background", "training"])
+def test_a_recording_step_and_the_two_after_it_are_marked_as_touched(digits, lenet, where) -> None:
+    # The slowdown meter learns which steps the monitor's work touched: each recording step and
+    # the two after it, and (analysis on the training thread) the two after an analysis.
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    mon = convscope.watch(
+        model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=10, budget=None, analysis_thread=where, batch_window=0.0
+    )
+    marks = []
+    mark = mon._meter.mark
+    mon._meter.mark = lambda now, cpu, hooks, touched=False: (marks.append((mon.step_count, touched)), mark(now, cpu, hooks, touched))
+    with mon:
+        _train(model, opt, digits, 45, monitor=mon)
+    touched = {step for step, t in marks if t}
+    recordings = {10, 11, 12, 20, 21, 22, 30, 31, 32, 40, 41, 42}  # (with no window, each analysed at once)
+    # on the training thread the run's start (its graph, built after step 1) is analysed at step 2
+    assert touched - recordings == (set() if where == "background" else {2, 3, 4}) and recordings <= touched
+    assert len(touched) - mon._meter.outliers <= mon._meter.touched <= len(touched)  # (fitted ones: an outlier step is left out)
+    assert mon.stats.touched_step_seconds >= 0
+
+
 def test_the_slowdown_is_measured_from_every_step_and_estimated_at_close(digits, lenet) -> None:
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)

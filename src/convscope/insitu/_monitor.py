@@ -255,8 +255,8 @@ class MonitorStats:
     #: time, measured from the steps' durations like ``slowdown_factor``; set by ``close()``
     touched_step_seconds: float = 0.0
     #: what convscope cost training by that measure (the hooks, the background thread's CPU times
-    #: ``slowdown_factor``, and the touched steps' excess) as a share of training's own time (the watched wall time less
-    #: that cost), as ``budget=`` counts it; set by ``close()``
+    #: ``slowdown_factor``, and the touched steps' excess) as a share of training's own time
+    #: (the watched wall time less that cost), as ``budget=`` counts it; set by ``close()``
     overhead_estimate: float = 0.0
 
 

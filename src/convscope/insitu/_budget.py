@@ -13,9 +13,9 @@ factor by which that CPU slows training.
 It also measures what the monitor's work on the training thread costs beyond the time its own
 timers count: a recording step runs its forward pass through torch's hook machinery, and the
 steps right after a recording or an analysis start on caches that work has evicted. On LeNet-5
-on two busy vCPUs those steps took 35 to 45 us longer each (three of them a recording: about
-0.25 ms, a fifth of what the timers count), which no timer sees. The fit's second term is that
-excess per such step.
+on two busy vCPUs, timing every step, a recording step took 50 to 110 us longer than a quiet
+one besides the hooks' own time, and the two after it 20 to 45 us each, which no timer sees.
+The fit's second term is that excess per such step: 17 to 26 us there.
 """
 
 from __future__ import annotations

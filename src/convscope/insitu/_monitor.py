@@ -67,7 +67,8 @@ _BATCH_WINDOW_S = 2.0
 #: 1024 lets the 2 s window gather 30 to 40 recordings of a 5 ms step rather than 14 at 256:
 #: their analysis on the training thread costs 0.56-0.75 ms per recording against 0.74-0.90
 #: (three runs of each in turn, 3000 steps, every=10, no budget, 2 vCPUs). Under the default
-#: budget, bench_paired recorded 175 of 200 steps for +3.2% against 86 for +2.7% (5 runs each)
+#: budget, bench_paired recorded 175 of 200 steps for +3.2% against 86 for +2.7% (5 runs each,
+#: with the budget of 758e48f, before it counted the touched steps and training's own time)
 _QUEUE_SIZE = 1024
 #: where the analysis runs (``analysis_thread=``)
 _ANALYSIS_THREADS = ("auto", "background", "training")

@@ -792,9 +792,30 @@ class Monitor:
         self.stats.seconds_in_step_hooks += time.perf_counter() - start
 
     def _after_step(self) -> None:
-        if not self.active or self._pipeline is None or self._closed:
-            return
         start = time.perf_counter()
+        pipeline = self._pipeline
+        if pipeline is None or self._closed or not self.active:
+            return
+        # A quiet step (most of them: nothing due now or next, nothing to prune, no hooks to take
+        # off, no analysis due) only marks its end for the slowdown meter, in as few operations
+        # as can be: right after a step each costs several times what it costs in a loop (the
+        # step evicted the caches). Timed on LeNet-5 steps, 9 us a quiet step against 12 through
+        # the general path below, which does the same for it.
+        step = self.step_count + 1
+        if (
+            step + 1 < self._next_due
+            and self._paused_at is None
+            and self.prune is None
+            and not self._graph_pending
+            and not self._layer_hooks
+            and self._pre_hook is None
+            and (not pipeline.inline or time.monotonic() < pipeline.due_at)
+        ):
+            self.step_count = self.stats.steps = step
+            hooks = self.stats.seconds_in_step_hooks
+            self._meter.mark(start, pipeline.worker_cpu(), hooks, step - self._busy_step < _TOUCHED_STEPS)
+            self.stats.seconds_in_step_hooks = hooks + time.perf_counter() - start
+            return
         try:
             self.step_count += 1
             step = self.step_count

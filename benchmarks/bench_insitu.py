@@ -42,6 +42,7 @@ Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload le
      [--block 400] [--pairs 12] [--within 3000] [--within-runs 3] [--paired 2000] [--paired-runs 3]
      [--vgg-paired 60] [--vgg-paired-runs 1] [--vgg-within 100] [--vgg-within-runs 1] (0 rounds or steps: skip that one)
      [--attribution 3] (LeNet-5's step-by-step measure without each part in turn: what each costs)
+     [--collections 8000] (Python's garbage collections in LeNet-5 steps, plain and watched, the heap frozen or not)
      [--configs 'every=10'] (a subset, for a quick look)
 """
 
@@ -683,6 +684,62 @@ def bench_attribution(steps: int, runs: int) -> str:
     return bench_paired(steps, runs, configs, what="What each part costs: ")
 
 
+def bench_collections(steps: int, runs: int) -> str:
+    """Python's garbage collections during ``steps`` LeNet-5 steps (after untimed first ones):
+    plain training, and watched (every view every 10 steps, no budget) with the objects alive at
+    the start frozen (``gc_freeze=True``, the default) and not. A full collection goes through
+    every tracked object (about 300,000 with torch imported), on the training thread."""
+    import gc
+
+    data = _data("lenet")
+    configs: dict[str, dict | None] = {
+        "plain": None,
+        "convscope every=10, no budget, heap not frozen": {"every": 10, "budget": None, "gc_freeze": False},
+        "convscope every=10, no budget (heap frozen, the default)": {"every": 10, "budget": None},
+    }
+    found: dict[str, list[tuple[list[int], list[float]]]] = {name: [] for name in configs}
+    counts, seconds, started = [0, 0, 0], [0.0, 0.0, 0.0], [0.0]
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            counts[info["generation"]] += 1
+            seconds[info["generation"]] += time.perf_counter() - started[0]
+
+    for _ in range(runs):
+        for name, config in configs.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                training = _Blocks(data, watch=None if config is None else {"logdir": tmp, **config})
+                training.run(300)  # first calls, imports, the graph: not counted
+                counts[:], seconds[:] = [0, 0, 0], [0.0, 0.0, 0.0]
+                gc.callbacks.append(count)
+                try:
+                    training.run(steps)
+                finally:
+                    gc.callbacks.remove(count)
+                found[name].append((list(counts), list(seconds)))
+                training.close()
+    rows = []
+    for name, results in found.items():
+        per_step = [sum(t) / steps for _, t in results]
+        full = [c[2] for c, _ in results]
+        full_ms = [t[2] / c[2] * 1e3 for c, t in results if c[2]]
+        rows.append((
+            name, " ".join("/".join(map(str, c)) for c, _ in results), " ".join(str(n) for n in full),
+            f"{statistics.median(full_ms):.0f}" if full_ms else "-",
+            f"{statistics.median(per_step) * 1e6:.1f}", " ".join(f"{x * 1e6:.1f}" for x in per_step),
+        ))
+    return f"## Python's garbage collections in {steps} LeNet-5 steps, batch 64, {runs} runs\n\n" + table(
+        ("configuration", "collections (young/middle/full) each run", "full ones", "ms a full one", "us a step collecting (median)", "each run"),
+        rows,
+    ) + (
+        "\n\nEvery collection in the process, on whichever thread set it off (with the analysis on the training\n"
+        "thread, mostly that one), timed through gc.callbacks. A full collection goes through every object the\n"
+        "process tracks; with the heap frozen (gc.freeze), those alive when watching started are left out."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
@@ -708,6 +765,11 @@ def main() -> None:
         help="also run the step-by-step measure of LeNet-5 without each part in turn, this many runs (0: skip it)",
     )
     parser.add_argument(
+        "--collections", type=int, default=8000, metavar="STEPS",
+        help="steps of each run counting Python's garbage collections, plain and watched (0: skip it)",
+    )
+    parser.add_argument("--collections-runs", type=int, default=2, help="runs of each configuration counting collections")
+    parser.add_argument(
         "--configs", nargs="+", metavar="NAME",
         help="run only the configurations whose names contain one of these words (plain always runs)",
     )
@@ -730,6 +792,8 @@ def main() -> None:
             print(bench_paired(args.paired, args.paired_runs) + "\n")
         if args.attribution > 0 and args.paired > 0 and not args.configs:
             print(bench_attribution(args.paired, args.attribution) + "\n")
+        if args.collections > 0 and args.collections_runs > 0 and not args.configs:
+            print(bench_collections(args.collections, args.collections_runs) + "\n")
     if args.workload in ("vgg", "both"):
         if args.vgg_rounds > 0:
             print(bench("vgg", args.vgg_steps, args.vgg_rounds, args.vgg_warmup) + "\n")

@@ -354,6 +354,47 @@ def test_switch_interval_is_lowered_while_watching_and_restored(lenet) -> None:
     mon.close()
 
 
+def test_the_heap_is_frozen_while_watching_and_put_back_when_the_last_monitor_closes(lenet) -> None:
+    import gc
+    import weakref
+
+    from convscope.insitu._monitor import _FrozenHeap
+
+    assert _FrozenHeap._users == 0, "a monitor of another test was left open"
+    assert gc.get_freeze_count() == 0
+
+    class Node:
+        pass
+
+    node = Node()
+    node.me = node  # a reference cycle: only the collector frees it
+    gone = weakref.ref(node)
+    first = convscope.watch(lenet(), logdir=None, budget=None, sinks=[MemorySink()])
+    assert gc.get_freeze_count() > 10_000  # the process's objects, torch's among them
+    assert not any(o is node for o in gc.get_objects())  # left out of every collection
+    second = convscope.watch(lenet(), logdir=None, budget=None, sinks=[MemorySink()])
+    first.close()
+    assert gc.get_freeze_count() > 10_000  # the second monitor still watches
+    del node
+    gc.collect()
+    assert gone() is not None  # garbage among the frozen objects waits for close()
+    second.close()
+    assert gc.get_freeze_count() == 0
+    gc.collect()
+    assert gone() is None
+
+    mon = convscope.watch(lenet(), logdir=None, budget=None, sinks=[MemorySink()], gc_freeze=False)
+    assert gc.get_freeze_count() == 0
+    mon.close()
+    gc.freeze()  # a process that froze its own objects is left as it is
+    try:
+        frozen = gc.get_freeze_count()
+        convscope.watch(lenet(), logdir=None, budget=None, sinks=[MemorySink()]).close()
+        assert gc.get_freeze_count() > frozen - 1000  # (a frozen object freed by its count goes)
+    finally:
+        gc.unfreeze()
+
+
 def test_overhead_budget_defers_recordings_and_says_so(digits, lenet) -> None:
     # A budget far too small for the views asked (every view every step) must skip recording
     # steps, count them, and report them in a "dropped" frame; no budget records every step.

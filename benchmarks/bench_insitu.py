@@ -688,7 +688,8 @@ def bench_collections(steps: int, runs: int) -> str:
     """Python's garbage collections during ``steps`` LeNet-5 steps (after untimed first ones):
     plain training, and watched (every view every 10 steps, no budget) with the objects alive at
     the start frozen (``gc_freeze=True``, the default) and not. A full collection goes through
-    every tracked object (about 300,000 with torch imported), on the training thread."""
+    every tracked object (about 300,000 with torch imported), on the thread that set it off:
+    with the analysis on the training thread (the default on a CPU), mostly that one."""
     import gc
 
     data = _data("lenet")

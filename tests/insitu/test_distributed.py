@@ -30,9 +30,9 @@ def _launch(out: Path, all_ranks: bool) -> None:
                    MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
         procs.append(subprocess.Popen([sys.executable, str(WORKER), str(out), "1" if all_ranks else "0"], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    for p in procs:
+    for rank, p in enumerate(procs):
         output, _ = p.communicate(timeout=240)
-        assert p.returncode == 0, output
+        assert p.returncode == 0, f"rank {rank} exited with {p.returncode}:\n{output}"
 
 
 @pytest.mark.slow

@@ -54,6 +54,9 @@ BENCHES = [
     Bench("casestudy", "bench_casestudy.py", "The TensorView case study: online pruning of LeNet-5",
           "conv1's filters and test accuracy with and without online pruning, same seeds.",
           [], ["--steps", "600", "--seeds", "0"]),
+    Bench("samples", "bench_samples.py", "How many samples the activation views need",
+          "Fidelity and cost of the distribution, correlation and group views from max_samples samples on a grid of "
+          "max_values values a filter, against the whole batch's.", [], ["--steps", "600", "--rounds", "5"]),
     Bench("analysis", "bench_analysis.py", "Cost of each analysis",
           "Correlation, groups, trajectory, distribution, gradient health, saliency and attacks on real maps.",
           ["--rounds", "5"], ["--rounds", "2"]),

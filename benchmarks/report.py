@@ -103,7 +103,8 @@ def machine_details() -> list[tuple[str, str]]:
     except ImportError:
         torch_v = "not installed"
     commit = _git("rev-parse", "--short", "HEAD")
-    dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    # (the report's own outputs, rewritten by every run, do not make the code dirty)
+    dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/RESULTS.md", ":!benchmarks/results") else ""
     return [
         ("CPU", f"{cpu}, {os.cpu_count()} logical cores"),
         ("memory", mem),

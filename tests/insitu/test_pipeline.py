@@ -323,6 +323,38 @@ def test_inline_items_run_on_the_thread_that_asks_when_due_and_the_worker_only_d
     assert sink.frames[-1] == "d"
 
 
+def test_close_runs_what_is_queued_as_one_batch_and_counts_what_misses_its_deadline() -> None:
+    from convscope.insitu._pipeline import GroupItem
+
+    calls: list[tuple[object, ...]] = []
+
+    def group(args):
+        calls.append(tuple(args))
+        return [[f"g{a}"] for a in args]
+
+    for inline in (True, False):
+        calls.clear()
+        sink = ListSink()
+        p = FramePipeline([sink], linger=30.0, inline=inline)
+        p.start()
+        for i in range(3):
+            p.submit(GroupItem("g", group, i), key=2)
+            p.submit(lambda i=i: [f"p{i}"], key=1)
+        p.close()
+        # the group's three items in one call (not three), the other view first, nothing lost
+        assert calls == [(0, 1, 2)]
+        assert sink.frames == ["p0", "p1", "p2", "g0", "g1", "g2"] and p.stats.dropped == 0
+        assert sink.closed_with == "finished"
+
+    sink = ListSink()
+    p = FramePipeline([sink], linger=30.0, inline=True)
+    p.start()
+    for i in range(4):
+        p.submit(GroupItem("g", group, i), key=2)
+    p.close(timeout=0)  # the deadline has passed before anything runs: every item dropped, counted
+    assert sink.frames == [] and p.stats.dropped == 4 and sink.closed_with == "finished"
+
+
 def test_the_first_batch_is_full_at_first_batch_items_and_later_ones_at_half_the_queue() -> None:
     # The first batch is cut early (its frames come soon, and the monitor's budget learns what a
     # recording costs); after it, a batch gathers up to half of maxsize items or its time.

@@ -298,3 +298,21 @@ def test_updates_in_batches_equal_updates_one_by_one() -> None:
     with pytest.raises(DataError, match="NaN or Inf"):
         many.update_many(bad)
     assert (many.kept, many._count) == before
+
+
+def test_path_version_changes_exactly_when_the_path_does() -> None:
+    # what lets the in situ monitor send the last frame's path again without recomputing it
+    tracker = TrajectoryTracker(max_points=8, refresh=5)
+    walk = _walk((20,), 120, seed=3)
+    seen = []
+    for i in range(0, len(walk), 6):  # in batches, as the monitor updates it
+        tracker.update_many(walk[i : i + 6], each=lambda _p: seen.append((tracker.path_version, tracker.path())))
+    changes = 0
+    for (v0, (s0, c0)), (v1, (s1, c1)) in zip(seen, seen[1:], strict=False):
+        same = np.array_equal(s0, s1) and np.array_equal(c0, c1, equal_nan=True)
+        assert (v0 == v1) == same  # an unchanged version means the same path, a new one a new path
+        changes += v0 != v1
+    assert 10 < changes < len(seen) - 10  # both happen on this path: kept points, and points only placed
+    before = tracker.path_version
+    tracker.reset()
+    assert tracker.path_version != before and len(tracker.path()[0]) == 0

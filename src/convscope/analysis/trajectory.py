@@ -170,6 +170,7 @@ class TrajectoryTracker:
         self.max_points = max_points
         self.sketch_dim = sketch_dim
         self.refresh = refresh
+        self._path_version = 0  # counts the changes of the path, resets included (see path_version)
         self.reset()
 
     def reset(self) -> None:
@@ -188,6 +189,7 @@ class TrajectoryTracker:
         self._axes: _Axes | None = None  # the last decomposition (see refresh)
         self._since = 0  # updates since it
         self._path: tuple[np.ndarray, np.ndarray] | None = None  # path(), until the path changes
+        self._path_version += 1
         self._index_host = np.zeros(0, dtype=np.int64)  # _index on the host
 
     @property
@@ -417,6 +419,7 @@ class TrajectoryTracker:
         thinned = False
         if step % self._stride == 0:
             self._path = None
+            self._path_version += 1
             self._points[n] = v
             self._gram[n, :n] = dots[:n]
             self._gram[:n, n] = dots[:n]
@@ -441,9 +444,16 @@ class TrajectoryTracker:
                 gram[:, n] = dots
             pca, ratio = self._project(gram, current, step, v)
             self._path = None
+            self._path_version += 1
         else:
             pca, ratio = self._on_axes(dots, v, step, kept, extra_dot)
         return TrajectoryPoint(step=step, dims=dims, dim_index=self._index_host.copy(), pca=pca, explained_variance=ratio)
+
+    @property
+    def path_version(self) -> int:
+        """A number that changes whenever :meth:`path` would give another path (a point kept,
+        the axes moved); while it stays, the path is the one :meth:`path` gave last."""
+        return self._path_version
 
     def path(self) -> tuple[np.ndarray, np.ndarray]:
         """The kept points on the latest principal axes: ``(steps int64[P], coords float32[P, 3])``.

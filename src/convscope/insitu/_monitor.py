@@ -153,6 +153,8 @@ class _LayerState:
     trajectory: Any = None
     trajectory_shape: tuple[int, ...] | None = None
     trajectory_steps: dict[int, int] = field(default_factory=dict)  # the tracker's update count -> training step
+    #: the last path sent: (tracker, its path_version, kept update counts, path steps, coordinates)
+    trajectory_path: tuple[Any, int, list[int], Any, Any] | None = None
     health: Any = None
     groups: Any = None
     correlation: Any = None

@@ -130,10 +130,19 @@ def _trajectory_frames(
             payload = point.to_payload()
             known = state.trajectory_steps
             known[point.step] = step  # (the tracker counts its updates: point.step is this one's)
-            # the whole kept path on the current principal axes, so a view can redraw it consistently
-            ordinals, coords = tracker.path()
-            kept = ordinals.tolist()
-            payload["path_steps"] = np.asarray([known[k] for k in kept], dtype=np.int64)
+            # the whole kept path on the current principal axes, so a view can redraw it
+            # consistently; while the path stays as it was (a point only placed on the axes: most
+            # of them, once the tracker keeps every few), its arrays are the last frame's, shared
+            # (frames are not changed once made)
+            last = state.trajectory_path
+            if last is not None and last[0] is tracker and last[1] == tracker.path_version:
+                kept, path_steps, coords = last[2], last[3], last[4]
+            else:
+                ordinals, coords = tracker.path()
+                kept = ordinals.tolist()
+                path_steps = np.asarray([known[k] for k in kept], dtype=np.int64)
+                state.trajectory_path = (tracker, tracker.path_version, kept, path_steps, coords)
+            payload["path_steps"] = path_steps
             if len(known) > 2 * tracker.max_points:  # only the kept points' steps are asked for again
                 state.trajectory_steps = {k: known[k] for k in kept}
             payload["pca_path"] = coords

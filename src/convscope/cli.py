@@ -37,6 +37,11 @@ _DEMO_EXAMPLES = """examples:
   convscope demo --no-serve --logdir runs   # only write the run; `convscope serve --logdir runs` later
 """
 
+_RUNS_EXAMPLES = """examples:
+  convscope runs                                # ./convscope-runs
+  convscope runs --logdir runs --json
+"""
+
 _SERVE_EXAMPLES = """examples:
   convscope serve                               # ./convscope-runs on http://127.0.0.1:8765
   convscope serve --logdir runs --port 0 --open
@@ -125,6 +130,19 @@ def _parser() -> argparse.ArgumentParser:
     s_.add_argument("--open", action="store_true", help="open the dashboard in a browser")
     s_.add_argument("--trust", action="store_true", help="let the model explorer open pickled whole models (runs their code)")
 
+    r = sub.add_parser(
+        "runs",
+        help="list the runs of a log directory: status, steps, frames",
+        description="List the runs stored in a log directory, newest first: each run's id (what "
+        "`convscope export` and the dashboard's address take), its status (live, finished, failed, "
+        "or crashed: its process died without closing it; what it committed is readable), the steps "
+        "it recorded and its frames.",
+        epilog=_RUNS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument("--logdir", default="convscope-runs", help="the runs' directory (default ./convscope-runs)")
+    r.add_argument("--json", action="store_true", help="print the summaries as JSON (one list), for scripts")
+
     from convscope.explorer._open import add_open_parser
 
     add_open_parser(sub)
@@ -169,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _data()
         if args.command == "demo":
             return _demo(args)
+        if args.command == "runs":
+            return _runs(args)
         if args.command == "serve":
             from convscope.server import serve
 
@@ -344,6 +364,70 @@ def _demo(args: argparse.Namespace) -> int:
             time.sleep(3600)
     except KeyboardInterrupt:
         return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from convscope.errors import NotFoundError
+    from convscope.store import RunStore
+
+    logdir = Path(args.logdir)
+    if not logdir.is_dir():
+        raise NotFoundError(f"log directory {args.logdir} does not exist; runs are written where watch(logdir=...) said")
+    runs = RunStore(logdir).list_runs()
+    if args.json:
+        print(json.dumps(runs, indent=1))
+        return 0
+    console = Console()
+    if not runs:
+        console.print(f"no runs in {args.logdir}")
+        return 0
+    now = time.time()
+    colours = {"live": "green", "failed": "red", "crashed": "yellow"}
+    rows = [
+        (
+            run["id"], run["status"], "" if run["first_step"] is None else f"{run['first_step']}-{run['last_step']}",
+            f"{run['frames']:,}", _ago(run.get("updated"), now), str(run.get("model") or ""),
+        )
+        for run in runs
+    ]
+    table = Table(title=f"runs in {args.logdir}, newest first", title_justify="left", box=box.SIMPLE_HEAD)
+    # every column but the model's at its full width (the id is what the other commands take)
+    for i, (col, justify) in enumerate((("run", "left"), ("status", "left"), ("steps", "right"), ("frames", "right"), ("last written", "left"))):
+        table.add_column(col, justify=justify, no_wrap=True, min_width=max(len(col), *(len(row[i]) for row in rows)))  # type: ignore[arg-type]
+    table.add_column("model", no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        status = f"[{colours[row[1]]}]{row[1]}[/]" if row[1] in colours else row[1]
+        table.add_row(row[0], status, *row[2:])
+    console.print(table)
+    return 0
+
+
+def _when(t: float | None) -> str:
+    import time
+
+    return "" if t is None else time.strftime("%b %d %H:%M", time.localtime(t))
+
+
+def _ago(t: float | None, now: float) -> str:
+    """How long ago ``t`` was, to the unit that matters ("12 s ago", "3 min ago", "5 h ago"), or the date."""
+    if t is None:
+        return ""
+    age = max(0.0, now - t)
+    if age < 90:
+        return f"{age:.0f} s ago"
+    if age < 90 * 60:
+        return f"{age / 60:.0f} min ago"
+    if age < 36 * 3600:
+        return f"{age / 3600:.0f} h ago"
+    return _when(t)
 
 
 def _data() -> int:

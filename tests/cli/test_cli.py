@@ -10,7 +10,7 @@ import pytest
 from convscope.cli import main
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["summary", "--help"], ["zoo", "--help"], ["zoo", "train", "--help"], ["data", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["summary", "--help"], ["zoo", "--help"], ["zoo", "train", "--help"], ["data", "--help"], ["runs", "--help"]])
 def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -78,3 +78,56 @@ def test_serve_help_mentions_the_token() -> None:
 
     out = subprocess.run([sys.executable, "-m", "convscope.cli", "serve", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--token" in out and "127.0.0.1" in out
+
+
+def test_runs_lists_each_run_with_its_status_newest_first(tmp_path, capsys, monkeypatch) -> None:
+    import json
+    import time
+
+    from convscope.frames import Frame
+    from convscope.store import RunStore
+
+    logdir = tmp_path / "logs"
+    assert main(["runs", "--logdir", str(logdir)]) == 2  # no such directory: said, not an empty table
+    assert "does not exist" in " ".join(capsys.readouterr().err.split())  # (rich wraps at the terminal's width)
+    store = RunStore(logdir)
+    done = store.create_run("a-finished-run-with-a-rather-long-name", model="SimplifiedLeNet5")
+    for step in (10, 20, 30):
+        done.write(Frame(run=done.run_id, step=step, kind="scalar", payload={"name": "loss", "value": 1.0 / step}))
+    done.close()
+    time.sleep(0.01)
+    live = store.create_run("still-training", stale_after=0.2)  # a remote writer whose heartbeats stop: crashed
+    live.write(Frame(run=live.run_id, step=5, kind="scalar", payload={"name": "loss", "value": 0.5}))
+    live.flush()
+    time.sleep(0.3)
+    assert main(["runs", "--logdir", str(logdir), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["status"], r["first_step"], r["last_step"], r["frames"]) for r in runs] == [
+        ("still-training", "crashed", 5, 5, 1),
+        ("a-finished-run-with-a-rather-long-name", "finished", 10, 30, 3),
+    ]
+    monkeypatch.setenv("COLUMNS", "80")  # a narrow terminal still shows every id whole
+    assert main(["runs", "--logdir", str(logdir)]) == 0
+    out = capsys.readouterr().out
+    lines = [line.split() for line in out.splitlines() if "-" in line and "ago" in line]
+    assert [line[:4] for line in lines] == [["still-training", "crashed", "5-5", "1"], ["a-finished-run-with-a-rather-long-name", "finished", "10-30", "3"]]
+    live.close()
+
+
+def test_a_missing_run_is_said_with_the_closest_ids_before_any_progress(tmp_path, capsys) -> None:
+    from convscope.errors import NotFoundError
+    from convscope.store import RunStore
+
+    store = RunStore(tmp_path)
+    with pytest.raises(NotFoundError, match="holds no runs"):
+        store.open_run("lenet")
+    for name in ("lenet5-demo", "vgg-block", "resnet"):
+        store.create_run(name).close()
+    with pytest.raises(NotFoundError, match="did you mean 'lenet5-demo'"):
+        store.open_run("lenet5-dmeo")
+    with pytest.raises(NotFoundError, match="it holds lenet5-demo, resnet, vgg-block"):
+        store.open_run("zzz")
+    assert main(["export", "lenet5-dmeo", "--logdir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "did you mean 'lenet5-demo'" in err and "exporting" not in err
+    assert not (tmp_path / "out").exists()

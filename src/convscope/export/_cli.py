@@ -83,10 +83,12 @@ def run_export(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from convscope.export._run import export_run
+    from convscope.store import RunStore
 
     console = Console(stderr=True)
     logdir, run = _locate(args.run, args.logdir)
     start, end = parse_steps(args.steps)
+    RunStore(logdir).open_run(run).close()  # a missing run is said before any progress bar is drawn
     formats = args.formats or ["csv", "vtk"]
     with Progress(
         TextColumn(f"exporting {run}"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import threading
 import time
@@ -93,8 +94,21 @@ class RunStore:
         """A reader for run ``run_id`` (close it when done, or use ``with``)."""
         path = self.path(run_id)
         if not path.is_file():
-            raise NotFoundError(f"run {run_id!r} does not exist in {self.logdir}")
+            raise NotFoundError(f"run {run_id!r} does not exist in {self.logdir}; {self._runs_hint(run_id)}")
         return RunReader(path)
+
+    def _runs_hint(self, run_id: str) -> str:
+        """What a user who named a missing run should look at instead: the closest ids, or what is there."""
+        if not self.logdir.is_dir():
+            return "that directory does not exist (pass the log directory the run was written to)"
+        ids = self.run_ids()
+        if not ids:
+            return "it holds no runs"
+        close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.6)
+        if close:
+            return f"did you mean {' or '.join(repr(c) for c in close)}?"
+        shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+        return f"it holds {shown} (`convscope runs` lists them)"
 
     def run_ids(self) -> list[str]:
         """The ids of every run file in the directory."""

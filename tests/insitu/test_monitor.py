@@ -892,3 +892,45 @@ def test_log_reads_a_cpu_tensor_at_once_and_counts_its_time(lenet) -> None:
     values = {f.payload["name"]: f.payload["value"] for f in sink.select(kind="scalar")}
     assert values["loss"] == pytest.approx(loss.item()) and values["acc"] == 0.5 and values["n"] == 3
     assert not mon.stats.sink_failures
+
+
+def test_resume_goes_on_with_the_run_where_it_stopped(digits, lenet, tmp_path) -> None:
+    from convscope.errors import StoreError
+    from convscope.store import RunStore
+
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="long job", budget=None, every=5) as mon:
+        _train(model, opt, digits, 20, monitor=mon)
+        # its writer is alive: a second process going on with it now would interleave two trainings
+        with pytest.raises(StoreError, match="is live"):
+            convscope.watch(model, optimizer=opt, logdir=tmp_path, run="long job", resume=True)
+    store = RunStore(tmp_path)
+    started = store.open_run("long-job").meta()["started"]
+    # the training resumed from its checkpoint, in a new monitor (a new process, in real life)
+    with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="long job", resume=True, budget=None, every=5) as mon2:
+        assert mon2.run_id == "long-job" and mon2.step_count == 20
+        _train(model, opt, digits, 10, monitor=mon2)
+    assert mon2.step_count == 30
+    assert [r["id"] for r in store.list_runs()] == ["long-job"]  # no long-job-2
+    with store.open_run("long-job") as r:
+        assert r.status() == "finished"
+        assert r.steps(kind="weight_grid", layer="conv1") == [5, 10, 15, 20, 25, 30]
+        logged = [f.payload["steps"] for f in r.frames(kind="scalars") if f.payload["name"] == "loss"]
+        assert np.concatenate(logged).tolist() == list(range(1, 31))
+        meta = r.meta()
+        assert meta["started"] == started and len(meta["resumed"]) == 1 and "ended" in meta
+    # the checkpoint was older than the run's last step: the steps count from it, the old frames stay
+    with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="long job", resume=True, start_step=25, budget=None, every=5) as mon3:
+        _train(model, opt, digits, 5, monitor=mon3)
+    with store.open_run("long-job") as r:
+        grids = r.frames(kind="weight_grid", layer="conv1")
+        assert [f.step for f in grids] == [5, 10, 15, 20, 25, 30, 30]  # the newer 30 after the older
+        assert len(r.meta()["resumed"]) == 2
+    # a run not there yet is started; resume needs the run's name and its store
+    with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="fresh", resume=True, every=5) as mon4:
+        assert mon4.run_id == "fresh" and mon4.step_count == 0
+    with pytest.raises(DataError, match="run="):
+        convscope.watch(model, optimizer=opt, logdir=tmp_path, resume=True)
+    with pytest.raises(DataError, match="start_step"):
+        convscope.watch(model, optimizer=opt, logdir=None, start_step=-1)

@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from samples import frame
 
@@ -210,3 +211,40 @@ def test_a_run_is_never_seen_half_made(tmp_path: Path) -> None:
     assert seen and all(status == "live" and name == run_id for run_id, status, name in seen)
     for w in writers:
         w.close()
+
+
+def test_a_killed_run_resumed_keeps_its_frames_and_spreads_its_images_over_both_parts(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        committed = 0
+        while committed < 600:
+            committed = int(proc.stdout.readline())
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    store = RunStore(tmp_path)
+    with store.open_run("victim") as r:
+        before = r.info(details=False)
+        started = r.meta()["started"]
+        assert before["status"] == "crashed"
+    w = store.resume_run("victim")
+    last = w.resumed_from
+    assert last == before["last_step"] >= committed
+    for step in range(last + 1, last + 601):
+        w.write(frame("scalar", step, run="victim"))
+        w.write(frame("feature_maps", step, run="victim"))
+        if step % 50 == 0:
+            w.flush()
+    w.close()
+    assert [(r["id"], r["status"]) for r in store.list_runs()] == [("victim", "finished")]
+    with store.open_run("victim") as r:
+        assert r.meta()["started"] == started and r.meta()["retention"] == {"feature_maps": 50}
+        assert r.steps(kind="scalar") == list(range(1, last + 601))  # nothing lost, nothing twice
+        steps = r.steps(kind="feature_maps", layer="conv1")
+        assert 25 <= len(steps) <= 50  # the run's own retention goes on over both parts
+        assert steps[0] == 1 and steps[-1] == last + 600
+        gaps = np.diff(steps[:-1])
+        assert gaps.max() <= 2 * gaps.min()  # spread over the whole run, not crowded into its second part
+        assert r.info()["thinned"]["feature_maps:conv1"] == last + 600 - len(steps)

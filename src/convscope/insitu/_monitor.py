@@ -315,6 +315,8 @@ class Monitor:
         probe: torch.Tensor | None = None,
         logdir: str | os.PathLike[str] | None = "convscope-runs",
         run: str | None = None,
+        resume: bool = False,
+        start_step: int | None = None,
         sinks: Sequence[Sink] = (),
         serve: bool | str = False,
         serve_port: int = 0,
@@ -416,6 +418,17 @@ class Monitor:
                     "online pruning under torch.distributed is not supported: every rank would have to prune "
                     "the same filters at the same step; prune after training or train on one process"
                 )
+        if resume and (run is None or logdir is None):
+            raise DataError(
+                "resume=True goes on with a stored run: name it with run=... (the name it was started with) "
+                "and keep logdir= pointing at its run store"
+            )
+        if resume and isinstance(serve, str):
+            raise DataError("resume=True continues a run in the local run store (logdir=); a remote server's runs are not resumed")
+        if start_step is not None and (isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0):
+            raise DataError(f"start_step= is the training step the loop starts after (a checkpoint's step), 0 or more; got {start_step!r}")
+        self._resume = bool(resume)
+        self._start_step = start_step
         self.run_name = run or _run_name(self.model)
         if self.world > 1 and all_ranks:
             self.run_name = f"{self.run_name}.rank{self.rank}"
@@ -425,7 +438,7 @@ class Monitor:
         self._serve_port = serve_port
         self.server_url: str | None = None
         self.stats = MonitorStats()
-        self.step_count = 0
+        self.step_count = start_step or 0
         self._acts: dict[str, Activations] = {}
         self._handles: list[Any] = []
         # attached only for the steps that need them (see _arm): the layers' forward hooks and
@@ -475,9 +488,14 @@ class Monitor:
         if self.logdir is not None:
             from convscope.sinks.store import StoreSink
 
-            self._store = StoreSink(self.logdir, run=self.run_name, model=type(self.model).__name__, config=self._config())
+            self._store = StoreSink(
+                self.logdir, run=self.run_name, model=type(self.model).__name__, config=self._config(), resume=self._resume
+            )
             self.run_id = self._store.run_id
             sinks.insert(0, self._store)
+            if self._start_step is None and self._store.resumed_from is not None:
+                self.step_count = self.stats.steps = self._store.resumed_from  # the steps go on where the run stopped
+        self._next_due = self._first_due(self.step_count + 1)
         if self._serve:
             sinks.extend(self._start_server())
         if self.analysis_thread == "auto":
@@ -1116,6 +1134,16 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             which keeps a big model's recordings small in memory too.
         logdir: where the run store writes (``None``: no store).
         run: the run's name (default: time, model class and process id).
+        resume: go on with the stored run named ``run`` (in ``logdir``) instead of starting
+            ``run-2``: for training resumed from a checkpoint after its process ended (a
+            crashed, finished or failed run; a live one is refused). Its frames stay, new ones
+            follow, and the steps count on from its last step unless ``start_step`` says
+            otherwise. Where no such run exists, it is started. The trajectory's path, group
+            ids and gradient-health history start again at the resume.
+        start_step: the step the loop starts after (the checkpoint's), so that frames carry
+            the training's own step numbers. Default 0, or with ``resume`` the run's last step.
+            Frames the run holds beyond it (recorded after the checkpoint, before the process
+            ended) are kept; the views show the new ones after them.
         sinks: extra sinks (CSV, VTK, TensorBoard, your own).
         serve: ``True`` starts a local live server (127.0.0.1, port ``serve_port`` or a free
             one) and prints its URL; a URL (``"http://host:8765"``) sends to a running

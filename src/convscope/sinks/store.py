@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from convscope.sinks._base import Sink, register_sink
 from convscope.store import RunStore
+from convscope.store._schema import slug
 
 if TYPE_CHECKING:
     from convscope.frames import Frame
@@ -17,7 +18,8 @@ __all__ = ["StoreSink"]
 
 @register_sink("store")
 class StoreSink(Sink):
-    """Writes every frame to a new run in ``logdir``; commits on each periodic flush.
+    """Writes every frame to a new run in ``logdir`` (with ``resume``, to the run named ``run``
+    where it exists: see :meth:`RunStore.resume_run`); commits on each periodic flush.
 
     ``write`` only encodes and buffers; ``flush`` (called by the monitor's pipeline a few
     times a second) commits the buffer in one transaction, or just refreshes the run's
@@ -42,10 +44,19 @@ class StoreSink(Sink):
         config: Mapping[str, Any] | None = None,
         retention: Mapping[str, int] | None = None,
         max_images: int | None = None,
+        resume: bool = False,
     ) -> None:
         self.store = RunStore(logdir)
-        self.writer = self.store.create_run(run, model=model, config=config, retention=retention, max_images=max_images)
+        run_id = None if run is None else slug(run)
+        if resume and run_id is not None and self.store.path(run_id).is_file():
+            if max_images is not None:
+                retention = {**(dict(retention) if retention is not None else {}), "feature_maps": int(max_images)}
+            self.writer = self.store.resume_run(run_id, retention=retention)
+        else:
+            self.writer = self.store.create_run(run, model=model, config=config, retention=retention, max_images=max_images)
         self.run_id = self.writer.run_id
+        #: with ``resume``: the run's last step before this sink (``None`` for a new run)
+        self.resumed_from = self.writer.resumed_from
 
     def write(self, frame: Frame) -> None:
         self.writer.write(frame)

@@ -90,6 +90,17 @@ class RunStore:
                 raise
         raise StoreError(f"could not find a free run id for {base!r} in {self.logdir}; remove old runs or pick another name")
 
+    def resume_run(self, run_id: str, *, retention: Mapping[str, int] | None = None) -> RunWriter:
+        """A writer that goes on with run ``run_id`` (after its process ended: finished, failed or
+        crashed), for training resumed from a checkpoint. The run keeps its frames, name, model,
+        config and start; it is ``live`` again, new frames come after the old ones, and
+        :attr:`RunWriter.resumed_from` says its last step so far. A live run (its writer still
+        running) is refused."""
+        path = self.path(run_id)
+        if not path.is_file():
+            raise NotFoundError(f"run {run_id!r} does not exist in {self.logdir}; {self._runs_hint(run_id)}")
+        return RunWriter(path, run_id, name=run_id, model=None, config=None, retention=retention, resume=True)
+
     def open_run(self, run_id: str) -> RunReader:
         """A reader for run ``run_id`` (close it when done, or use ``with``)."""
         path = self.path(run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sqlite3
@@ -72,9 +73,12 @@ class RunWriter:
         config: Mapping[str, Any] | None,
         retention: Mapping[str, int] | None = None,
         stale_after: float | None = None,
+        resume: bool = False,
     ) -> None:
         self.path = path
         self.run_id = run_id
+        if resume:
+            retention = _resumable(path, run_id, retention)
         self.retention = dict(DEFAULT_RETENTION if retention is None else retention)
         for kind, keep in self.retention.items():
             if int(keep) < 2:
@@ -104,12 +108,47 @@ class RunWriter:
         }
         if stale_after is not None:
             meta["stale_after"] = float(stale_after)
+        #: a resumed run's last step before this writer (``None`` for a new run, or one without frames)
+        self.resumed_from: int | None = None
         try:
+            if resume:  # the run keeps its name, model, config and start; it is live again, written from here
+                for key in ("name", "model", "config", "started"):
+                    del meta[key]
+                meta["resumed"] = [*self._meta_value("resumed", []), now]
             create_tables(self._con, meta)
+            if resume:
+                self._con.execute("DELETE FROM meta WHERE key = 'ended'")
+                self._load_series()
+                steps = [s.last_step for s in self._series.values()]
+                self.resumed_from = max(steps) if steps else None
             self._next_id = 1 + int(self._con.execute("SELECT COALESCE(MAX(id), 0) FROM frames").fetchone()[0])
         except BaseException:
             self._con.close()
             raise
+
+    def _meta_value(self, key: str, default: Any) -> Any:
+        row = self._con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def _load_series(self) -> None:
+        """A resumed run's summaries, and the retention state of each thinned series: which of
+        the frames it has seen each kept one was, and the stride. A frame's place among them is
+        worked out from its step (the series' frames come at a steady pace, as the monitor
+        records them), so a crashed writer's last frames, kept for one more flush, are thinned
+        at the next one, and retention goes on spreading the kept frames over the whole run."""
+        for kind, layer, *numbers in self._con.execute(
+            "SELECT kind, layer, count, bytes, first_step, last_step, first_id, last_id, thinned FROM series"
+        ).fetchall():
+            s = self._series[(kind, layer)] = _Series(*numbers)
+            if kind not in self.retention or not s.count:
+                continue
+            seen = s.count + s.thinned
+            pace = (s.last_step - s.first_step) / max(1, seen - 1)  # steps between two frames seen
+            rows = self._con.execute("SELECT id, step, size FROM frames WHERE kind = ? AND layer = ? ORDER BY id", (kind, layer)).fetchall()
+            t = self._thinning[(kind, layer)] = _Thinning(seen=seen)
+            t.kept = {row_id: (min(seen - 1, round((step - s.first_step) / pace) if pace else i), size) for i, (row_id, step, size) in enumerate(rows)}
+            while t.stride * s.count < seen and t.stride < seen:  # the stride that kept this many of them
+                t.stride *= 2
 
     def _set_meta(self, values: Mapping[str, Any]) -> None:
         rows = [(k, dumps(v)) for k, v in values.items()]
@@ -321,3 +360,21 @@ class RunWriter:
 
     def __repr__(self) -> str:
         return f"RunWriter({self.run_id!r}, pending={self.pending}, closed={self._closed})"
+
+
+def _resumable(path: Path, run_id: str, retention: Mapping[str, int] | None) -> Mapping[str, int] | None:
+    """Check that the run at ``path`` can be written again (not live, this format); its retention
+    (the one asked for, else the run's own)."""
+    from convscope.store._reader import RunReader
+
+    with RunReader(path) as reader:
+        meta = reader.meta()
+        status = reader.status()
+    if status == "live":
+        raise StoreError(
+            f"run {run_id} is live: its writer (pid {meta.get('pid')} on {meta.get('host')}) is still writing it; "
+            "resume a run once that process has ended"
+        )
+    if meta.get("format") != FORMAT:
+        raise StoreError(f"run {run_id} was written in store format {meta.get('format')}, which this convscope does not resume; start a new run")
+    return retention if retention is not None else meta.get("retention")

@@ -94,3 +94,50 @@ def test_keras_callback_on_the_torch_backend(digits) -> None:
     health = sink.select(kind="gradient_health", layer="c2")
     assert health and health[-1].payload["grad_norm"] > 0
     assert sink.select(kind="scalar", name="loss")
+
+
+@pytest.mark.slow
+def test_lightning_fit_resumed_from_a_checkpoint_goes_on_with_its_run(digits, tmp_path) -> None:
+    import lightning.pytorch as pl
+
+    from convscope.integrations.lightning import ConvscopeCallback
+    from convscope.models.zoo import load_zoo_model
+    from convscope.store import RunStore
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = load_zoo_model("lenet5-simplified", pretrained=False).module.train()
+
+        def training_step(self, batch, _idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.05)
+
+    images, labels = digits
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:256], labels[:256]), batch_size=32)
+
+    def fit(epochs: int, ckpt: str | None, **options) -> ConvscopeCallback:
+        callback = ConvscopeCallback(every=4, budget=None, logdir=tmp_path / "runs", **options)
+        trainer = pl.Trainer(
+            max_epochs=epochs, callbacks=[callback], logger=False, enable_checkpointing=False, default_root_dir=tmp_path,
+            enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
+        )
+        trainer.fit(Module(), loader, ckpt_path=ckpt)
+        if ckpt is None:
+            trainer.save_checkpoint(tmp_path / "epoch1.ckpt")
+        return callback
+
+    fit(1, None, run="pl")  # 8 steps, then the job stops
+    again = fit(2, str(tmp_path / "epoch1.ckpt"), run="pl", resume=True)
+    assert again.monitor.run_id == "pl" and again.monitor.step_count == 16
+    other = fit(2, str(tmp_path / "epoch1.ckpt"), run="pl")  # without resume: a run of its own, at Lightning's steps
+    assert other.monitor.run_id == "pl-2"
+    store = RunStore(tmp_path / "runs")
+    with store.open_run("pl") as r:
+        assert r.steps(kind="weight_grid", layer="net.conv1") == [4, 8, 12, 16]
+        assert r.status() == "finished" and len(r.meta()["resumed"]) == 1
+    with store.open_run("pl-2") as r:
+        assert r.steps(kind="weight_grid", layer="net.conv1") == [12, 16]

@@ -616,6 +616,14 @@ class Monitor:
         """Mark the end of one training step, for loops without an optimizer object."""
         self._after_step()
 
+    def _start_at(self, step: int) -> None:
+        """Count the steps from ``step`` on: for a framework that restores its step count from a
+        checkpoint after the monitor started (Lightning's ``fit(ckpt_path=...)``)."""
+        self.step_count = self.stats.steps = step
+        self._next_due = self._first_due(step + 1)
+        if self._started and self.active and not self._closed:
+            self._arm(step + 1)
+
     def log(self, **scalars: float | torch.Tensor) -> None:
         """Record scalars (loss, accuracy ...) at the current step; tensors on an accelerator
         are read later, off the step (reading one now would wait for the device)."""

@@ -3,7 +3,8 @@
 It starts :func:`convscope.watch` on the LightningModule when fitting starts, follows the
 first optimizer's steps, records the training loss after every batch and the logged metrics
 (``self.log(...)``) at the end of every epoch, and closes the run when fitting ends (marked
-failed if it raised).
+failed if it raised). Its steps are Lightning's global steps, also where fitting resumes from a
+checkpoint; with ``resume=True`` and the run's name (``run=``) that fit goes on with the stored run.
 
 Example:
     >>> from convscope.integrations.lightning import ConvscopeCallback
@@ -41,6 +42,12 @@ class ConvscopeCallback(pl.Callback):
         options.setdefault("config", {})
         options["config"] = {"trainer": "lightning", "max_epochs": trainer.max_epochs, **options["config"]}
         self.monitor = Monitor(pl_module, optimizer=optimizer, **options).start()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # fitting resumed from a checkpoint (``fit(ckpt_path=...)``) restores the global step after
+        # on_fit_start: frames carry Lightning's own step numbers from there (unless start_step= says)
+        if self.monitor is not None and "start_step" not in self.options and trainer.global_step:
+            self.monitor._start_at(trainer.global_step)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int

@@ -141,3 +141,38 @@ def test_lightning_fit_resumed_from_a_checkpoint_goes_on_with_its_run(digits, tm
         assert r.status() == "finished" and len(r.meta()["resumed"]) == 1
     with store.open_run("pl-2") as r:
         assert r.steps(kind="weight_grid", layer="net.conv1") == [12, 16]
+
+
+@pytest.mark.slow
+def test_keras_fit_of_a_saved_model_goes_on_counting_and_with_its_run(digits, tmp_path) -> None:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    if keras.backend.backend() != "torch":
+        pytest.skip("keras was imported with another backend in this process")
+    from convscope.integrations.keras import ConvscopeCallback
+    from convscope.store import RunStore
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3, activation="relu", name="c1"),
+        keras.layers.Flatten(), keras.layers.Dense(10, name="out"),
+    ])
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    images, labels = digits
+    x, y = images[:128].permute(0, 2, 3, 1).numpy(), labels[:128].numpy()
+    logdir = tmp_path / "runs"
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, callbacks=[ConvscopeCallback(every=2, budget=None, logdir=logdir, run="k")])
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")  # the job restarts from its saved model
+    callback = ConvscopeCallback(every=2, budget=None, logdir=logdir, run="k", resume=True)
+    again.fit(x, y, batch_size=32, epochs=2, initial_epoch=1, verbose=0, shuffle=False, callbacks=[callback])
+    assert callback.monitor.run_id == "k" and callback.monitor.step_count == 8
+    with RunStore(logdir).open_run("k") as r:
+        assert r.steps(kind="weight_grid", layer="c1") == [2, 4, 6, 8]
+    # a run of its own for the loaded model counts on from its optimizer's iterations too
+    third = keras.models.load_model(tmp_path / "m.keras")
+    third.fit(x, y, batch_size=32, epochs=2, initial_epoch=1, verbose=0, shuffle=False,
+              callbacks=[ConvscopeCallback(every=2, budget=None, logdir=logdir, run="k-other")])
+    with RunStore(logdir).open_run("k-other") as r:
+        assert r.steps(kind="weight_grid", layer="c1") == [6, 8]

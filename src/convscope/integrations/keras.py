@@ -5,7 +5,8 @@ hooks see the activations (channels-last, turned channels-first) and the gradien
 torch gradients Keras computed. On other backends the weight views (weight grid and
 trajectory) are recorded from the variables' values after each batch; activation and gradient
 views need the torch backend. Kernels are shown in torch's layout (filters first) like every
-other model in convscope.
+other model in convscope. Steps are the optimizer's iterations, so a model saved and trained on
+(``initial_epoch=``) goes on counting; ``run=`` with ``resume=True`` goes on with its stored run.
 
 Example:
     >>> from convscope.integrations.keras import ConvscopeCallback
@@ -78,6 +79,11 @@ class ConvscopeCallback(keras.callbacks.Callback):
             options["record"] = [v for v in options.get("record", ("weights", "trajectory")) if v in ("weights", "trajectory")]
         options.setdefault("config", {})
         options["config"] = {"trainer": "keras", "backend": backend, **options["config"]}
+        # steps are the optimizer's iterations (as Keras's TensorBoard callback counts them), so a
+        # fit that goes on from a saved model (its optimizer's state restored) goes on counting
+        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+        if "start_step" not in options and iterations is not None:
+            options["start_step"] = int(keras.ops.convert_to_numpy(iterations))
         self.monitor = Monitor(self.model, optimizer=None, layers=chosen, **options).start()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from convscope.errors import DataError, LayerNotFoundError
 from convscope.frames import Frame
+from convscope.insitu import _reduce
 from convscope.insitu._budget import SlowdownMeter
 from convscope.insitu._pipeline import FramePipeline
 from convscope.insitu._reduce import on_grid
@@ -49,6 +50,8 @@ VIEWS: dict[str, int] = {
     "lr": 10,
 }
 _ACTIVATION_VIEWS = ("distribution", "feature_maps", "correlation")
+#: the views that read the grid of a layer's output the forward hooks copy
+_GRID_VIEWS = ("distribution", "correlation", "gradients")
 #: CPU seconds the overhead budget lends at the start, so the first recordings are never skipped;
 #: a loan, not a gift: once the budget's share of the watched time is larger it stands alone
 #: (added to it, the loan put +0.2 points on a 10 s LeNet-5 run's overhead for good)
@@ -705,18 +708,24 @@ class Monitor:
         """
         acts = grads = False
         if step == self._next_due and self._paused_at is None and self._within_budget(step):
-            acts = self.probe is None and any(self._due(v, step) for v in _ACTIVATION_VIEWS)
-            grads = self.optimizer is not None and self._due("gradients", step)
-        if acts:
-            self._copies = self._copies_for(step)
+            due = self._due_at(step)
+            acts = self.probe is None and not due.isdisjoint(_ACTIVATION_VIEWS)
+            grads = self.optimizer is not None and "gradients" in due
+            if acts:
+                self._copies = self._copies_for(due)
         if acts or grads:  # (its forward pass and update run through torch's hook machinery)
             self._busy_step = step
         self._set_hooks(acts=acts, grads=grads)
 
-    def _copies_for(self, step: int) -> tuple[bool, bool]:
-        """What the forward hooks copy for recording step ``step``: the grid (for the
-        distribution, correlation or gradient health) and sample 0 whole (for the images)."""
-        return any(self._due(v, step) for v in ("distribution", "correlation", "gradients")), self._due("feature_maps", step)
+    def _due_at(self, step: int) -> set[str]:
+        """The views due at ``step`` (one pass over the schedule)."""
+        return {view for view, n in self.every.items() if step % n == 0}
+
+    @staticmethod
+    def _copies_for(due: set[str]) -> tuple[bool, bool]:
+        """What the forward hooks copy for a recording step of the views ``due``: the grid (for
+        the distribution, correlation or gradient health) and sample 0 whole (for the images)."""
+        return not due.isdisjoint(_GRID_VIEWS), "feature_maps" in due
 
     def _disarm(self) -> None:
         self._set_hooks(acts=False, grads=False)
@@ -946,21 +955,18 @@ class Monitor:
 
     # --- recording ------------------------------------------------------------------------------
     def _record(self, step: int) -> None:
-        import torch
-
-        from convscope.insitu import _reduce
-
         acts = self._acts
-        due = {view for view in self.every if self._due(view, step)}
+        due = self._due_at(step)
         if self.probe is not None and not due.isdisjoint(_ACTIVATION_VIEWS):
-            self._copies = self._copies_for(step)
+            self._copies = self._copies_for(due)
             acts = self._probe_activations()
         items: list[tuple[Callable[[], list[Frame]], int, int]] = []
-        with torch.no_grad():
-            for state in self.layers.values():
-                items.extend(_reduce.layer_items(self, state, step, acts.get(state.name), due))
-            if "lr" in due and self.optimizer is not None:  # (batched with the logged values)
-                self._scalars.append((step, "lr", float(self.optimizer.param_groups[0].get("lr", float("nan"))), time.perf_counter()))
+        # (no torch.no_grad(): every snapshot is of detached tensors, and the context costs
+        # several us right after a step)
+        for state in self.layers.values():
+            items.extend(_reduce.layer_items(self, state, step, acts.get(state.name), due))
+        if "lr" in due and self.optimizer is not None:  # (batched with the logged values)
+            self._scalars.append((step, "lr", float(self.optimizer.param_groups[0].get("lr", float("nan"))), time.perf_counter()))
         items.extend(self._budget_report(step))
         self._scalars_due(time.perf_counter())
         self._pipeline.submit_many(items)  # type: ignore[union-attr]

@@ -194,3 +194,34 @@ def test_the_dashboard_says_what_the_budget_left_out(tmp_path: Path, page) -> No
         assert not page.errors
     finally:
         handle.stop()
+
+
+def test_the_dashboard_marks_where_a_stopped_training_was_resumed(tmp_path: Path, page) -> None:
+    # A job that stopped and went on from its checkpoint (watch(resume=True)) is one run; the
+    # note under its title and a dashed line on the scalars say where the new process took over.
+    torch.manual_seed(0)
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+
+    def train(steps: int, **options) -> convscope.Monitor:
+        with convscope.watch(net, optimizer=opt, logdir=tmp_path, run="preempted", every=5, budget=None, **options) as mon:
+            for _ in range(steps):
+                loss = net(torch.randn(16, 1, 28, 28)).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                mon.log(loss=loss)
+        return mon
+
+    train(30)
+    assert train(20, resume=True).step_count == 50
+    handle = start_local_server(tmp_path)
+    try:
+        page.goto(handle.url + "#/runs/preempted")
+        page.wait_for_function("document.querySelector('#run-note')?.textContent.includes('resumed')", timeout=20_000)
+        assert "training resumed at step 30" in page.inner_text("#run-note")
+        assert page.inner_text("#last-step") == "50"
+        page.wait_for_function(HAS_COLOUR, arg=[VIEWS["scalars"], [0xAD, 0xB5, 0xBD]], timeout=20_000)  # the grey dashed line
+        assert not page.errors
+    finally:
+        handle.stop()

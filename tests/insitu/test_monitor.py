@@ -920,6 +920,9 @@ def test_resume_goes_on_with_the_run_where_it_stopped(digits, lenet, tmp_path) -
         assert np.concatenate(logged).tolist() == list(range(1, 31))
         meta = r.meta()
         assert meta["started"] == started and len(meta["resumed"]) == 1 and "ended" in meta
+        # the dashboard marks where training went on: a run_meta "resume" event at that step
+        starts = [(f.step, f.payload["event"]) for f in r.frames(kind="run_meta") if f.payload["event"] in ("start", "resume")]
+        assert starts == [(0, "start"), (20, "resume")]
     # the checkpoint was older than the run's last step: the steps count from it, the old frames stay
     with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="long job", resume=True, start_step=25, budget=None, every=5) as mon3:
         _train(model, opt, digits, 5, monitor=mon3)

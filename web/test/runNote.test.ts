@@ -20,6 +20,13 @@ describe("run note", () => {
     );
   });
 
+  it("says where a stopped training was resumed", () => {
+    expect(runNote({}, new Map(), 0, [600])).toBe("training resumed at step 600");
+    expect(runNote({ every: { weights: 10 } }, new Map(), 0, [900, 300])).toBe(
+      "asked for weights every 10 steps · training resumed at steps 300, 900",
+    );
+  });
+
   it("says nothing it does not know", () => {
     const drops = new Map<string, number>();
     countDrops(drops, { sink: "budget", count: 1 });

@@ -530,7 +530,9 @@ class Monitor:
         self._first_handle = self.model.register_forward_pre_hook(self._first_forward)
         self._handles.append(self._first_handle)
         self._arm(self.step_count + 1)
-        self._submit_meta("start", status="live")
+        # a resumed run's start is a "resume" (its step is where the new process took over)
+        resumed = self._store is not None and self._store.resumed_from is not None
+        self._submit_meta("resume" if resumed else "start", status="live")
         return self
 
     def close(self, *, status: str = "finished") -> None:

@@ -20,7 +20,7 @@ const PANELS: [string, string, string][] = [
   ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group; outlined squares are groups of similar filters."],
   ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],
   ["health", "Gradient health", "Per layer and recorded step: healthy, vanishing, exploding, stalled or non-finite gradients; the white line is the gradient norm (log scale)."],
-  ["scalars", "Scalars", "Values logged with monitor.log(...) and the learning rate; dashed pink lines are pruning events."],
+  ["scalars", "Scalars", "Values logged with monitor.log(...) and the learning rate; dashed pink lines are pruning events, dashed grey ones the steps where a stopped training was resumed."],
 ];
 
 export function dashboardPage(root: HTMLElement, run: string, setConnection: (up: boolean) => void): () => void {
@@ -138,7 +138,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     current = lastStep;
     layerSelect.innerHTML = details.layers.map((l) => `<option>${l}</option>`).join("");
     layer = details.layers[0] ?? "";
-    const timeline = await getFrames(run, { kind: ["scalar", "scalars", "pruning", "gradient_health", "dropped"], maxPoints: 3000 });
+    const timeline = await getFrames(run, { kind: ["scalar", "scalars", "pruning", "gradient_health", "dropped", "run_meta"], maxPoints: 3000 });
     scalars.add(timeline.filter((f) => f.kind !== "dropped"));
     health.push(...timeline.filter((f) => f.kind === "gradient_health"));
     for (const f of timeline) if (f.kind === "dropped") countDrops(drops, f.payload);
@@ -149,7 +149,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   function writeNote(): void {
     if (!details) return;
     const thinned = Object.values(details.thinned).reduce((a, b) => a + b, 0);
-    $("#run-note").textContent = runNote(details.meta.config ?? {}, drops, thinned);
+    $("#run-note").textContent = runNote(details.meta.config ?? {}, drops, thinned, scalars.resumes);
   }
 
   function setStatus(status: string): void {
@@ -161,6 +161,11 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   function onFrame(f: Frame): void {
     if (f.kind === "run_meta") {
       if (f.payload.graph && details && !details.meta.graph) details.meta.graph = f.payload.graph;
+      if (f.payload.event === "resume") {
+        scalars.add([f]);
+        writeNote();
+        schedule();
+      }
       return;
     }
     if (details && f.layer && !details.layers.includes(f.layer)) {

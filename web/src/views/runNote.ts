@@ -8,7 +8,7 @@ export function countDrops(drops: Map<string, number>, payload: Record<string, u
   drops.set(sink, Math.max(drops.get(sink) ?? 0, Number(payload.count ?? 0)));
 }
 
-export function runNote(config: Record<string, any>, drops: Map<string, number>, thinned: number): string {
+export function runNote(config: Record<string, any>, drops: Map<string, number>, thinned: number, resumes: number[] = []): string {
   const parts: string[] = [];
   if (config.every && typeof config.every === "object") {
     const byEvery = new Map<number, string[]>();
@@ -28,5 +28,9 @@ export function runNote(config: Record<string, any>, drops: Map<string, number>,
     parts.push(sink === "queue" ? `${n} pieces of work dropped from a full queue` : `${n} frames dropped by ${sink}`);
   }
   if (thinned > 0) parts.push(`${thinned} older feature-map frames thinned to keep the run small`);
+  if (resumes.length > 0) {
+    const steps = [...resumes].sort((a, b) => a - b);
+    parts.push(`training resumed at step${steps.length === 1 ? "" : "s"} ${steps.join(", ")}`);
+  }
   return parts.join(" · ");
 }

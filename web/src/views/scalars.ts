@@ -1,5 +1,5 @@
-// Scalars (loss, accuracy, learning rate ...) over the steps with uPlot, pruning events as
-// dashed vertical lines, the current step as a solid one.
+// Scalars (loss, accuracy, learning rate ...) over the steps with uPlot, pruning events and the
+// steps where a resumed training went on as dashed vertical lines, the current step as a solid one.
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import type { Frame } from "../frames";
@@ -13,6 +13,8 @@ export class ScalarsView {
   private dirty = true; // values came since the last draw
   private series = new Map<string, Map<number, number>>();
   private prunings: number[] = [];
+  /** Steps where training went on after its process ended (``watch(resume=True)``). */
+  readonly resumes: number[] = [];
   current = 0;
 
   constructor(private container: HTMLElement) {
@@ -23,6 +25,7 @@ export class ScalarsView {
     this.dirty = true;
     for (const f of frames) {
       if (f.kind === "pruning") this.prunings.push(f.step);
+      if (f.kind === "run_meta" && f.payload.event === "resume" && !this.resumes.includes(f.step)) this.resumes.push(f.step);
       if (f.kind === "scalar") this.line(String(f.payload.name)).set(f.step, Number(f.payload.value));
       if (f.kind === "scalars") {
         // one name's values over several steps: the monitor sends what log() got once a second
@@ -96,15 +99,19 @@ export class ScalarsView {
     const top = u.bbox.top, bottom = u.bbox.top + u.bbox.height;
     ctx.save();
     ctx.lineWidth = 2 * devicePixelRatio;
-    ctx.strokeStyle = "#f783ac";
     ctx.setLineDash([6, 4]);
-    for (const s of this.prunings) {
-      const x = u.valToPos(s, "x", true);
-      ctx.beginPath();
-      ctx.moveTo(x, top);
-      ctx.lineTo(x, bottom);
-      ctx.stroke();
-    }
+    const dashed = (steps: number[], colour: string): void => {
+      ctx.strokeStyle = colour;
+      for (const s of steps) {
+        const x = u.valToPos(s, "x", true);
+        ctx.beginPath();
+        ctx.moveTo(x, top);
+        ctx.lineTo(x, bottom);
+        ctx.stroke();
+      }
+    };
+    dashed(this.prunings, "#f783ac");
+    dashed(this.resumes, "#adb5bd");
     ctx.setLineDash([]);
     ctx.strokeStyle = "#ffd166";
     const x = u.valToPos(this.current, "x", true);

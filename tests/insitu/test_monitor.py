@@ -937,3 +937,23 @@ def test_resume_goes_on_with_the_run_where_it_stopped(digits, lenet, tmp_path) -
         convscope.watch(model, optimizer=opt, logdir=tmp_path, resume=True)
     with pytest.raises(DataError, match="start_step"):
         convscope.watch(model, optimizer=opt, logdir=None, start_step=-1)
+
+
+def test_a_resumed_runs_dropped_counts_are_the_runs_totals(lenet, tmp_path) -> None:
+    from convscope.store import RunStore
+
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    deferred = []
+    for resume in (False, True):
+        with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="tight", every=1, budget=0.001, resume=resume) as mon:
+            for _ in range(30):
+                loss = model(torch.randn(16, 1, 28, 28)).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        deferred.append(mon.stats.deferred)
+    assert all(d > 0 for d in deferred)
+    with RunStore(tmp_path).open_run("tight") as r:
+        counts = [f.payload["count"] for f in r.frames(kind="dropped") if f.payload["sink"] == "budget"]
+    assert max(counts) == sum(deferred)  # what a reader (the dashboard's note) takes as the run's count

@@ -472,6 +472,7 @@ class Monitor:
         self._closed = False
         self._scalars: list[tuple[int, str, Any, float]] = []  # (step, name, value, perf_counter)
         self._scalars_sent = 0.0
+        self._drops_before: dict[str, int] = {}  # a resumed run's dropped counts so far, by sink
         self._store: Any = None
         self.server: Any = None
         self.run_id: str | None = None
@@ -496,8 +497,10 @@ class Monitor:
             )
             self.run_id = self._store.run_id
             sinks.insert(0, self._store)
-            if self._start_step is None and self._store.resumed_from is not None:
-                self.step_count = self.stats.steps = self._store.resumed_from  # the steps go on where the run stopped
+            if self._store.resumed_from is not None:
+                if self._start_step is None:
+                    self.step_count = self.stats.steps = self._store.resumed_from  # the steps go on where the run stopped
+                self._drops_before = self._store.writer.dropped_totals()
         self._next_due = self._first_due(self.step_count + 1)
         if self._serve:
             sinks.extend(self._start_server())
@@ -1002,7 +1005,9 @@ class Monitor:
         return Frame(run=self.run_id or self.run_name, step=step, wall_time=wall, layer=layer, kind=kind, payload=payload)
 
     def _dropped_frame(self, count: int, *, sink: str = "queue", step: int | None = None) -> Frame:
-        return self._frame(self.step_count if step is None else step, "", "dropped", {"count": int(count), "sink": sink})
+        # (a resumed run's counts go on from what its earlier processes reported: they are the run's totals)
+        count = int(count) + self._drops_before.get(sink, 0)
+        return self._frame(self.step_count if step is None else step, "", "dropped", {"count": count, "sink": sink})
 
     def _budget_report(self, step: int) -> list[tuple[Callable[[], list[Frame]], int, int]]:
         """A work item with a ``dropped`` frame (sink ``budget``) if steps were deferred since the last one."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convscope.errors import StoreError
-from convscope.frames import encode
+from convscope.frames import decode, encode
 from convscope.store._schema import FORMAT, HEARTBEAT_SECONDS, connect, create_tables, dumps, process_start
 
 if TYPE_CHECKING:
@@ -125,6 +125,17 @@ class RunWriter:
         except BaseException:
             self._con.close()
             raise
+
+    def dropped_totals(self) -> dict[str, int]:
+        """The run's ``dropped`` counts so far, by sink (each frame holds a running total: the largest)."""
+        totals: dict[str, int] = {}
+        with self._commit:
+            rows = self._con.execute("SELECT data FROM frames WHERE kind = 'dropped'").fetchall()
+        for (data,) in rows:
+            payload = decode(data).payload
+            sink = str(payload.get("sink", "queue"))
+            totals[sink] = max(totals.get(sink, 0), int(payload.get("count", 0)))
+        return totals
 
     def _meta_value(self, key: str, default: Any) -> Any:
         row = self._con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -220,7 +220,7 @@ def test_the_dashboard_marks_where_a_stopped_training_was_resumed(tmp_path: Path
         page.goto(handle.url + "#/runs/preempted")
         page.wait_for_function("document.querySelector('#run-note')?.textContent.includes('resumed')", timeout=20_000)
         assert "training resumed at step 30" in page.inner_text("#run-note")
-        assert page.inner_text("#last-step") == "50"
+        page.wait_for_function("document.querySelector('#last-step')?.textContent === '50'", timeout=20_000)  # (drawn after the note)
         page.wait_for_function(HAS_COLOUR, arg=[VIEWS["scalars"], [0xAD, 0xB5, 0xBD]], timeout=20_000)  # the grey dashed line
         assert not page.errors
     finally:

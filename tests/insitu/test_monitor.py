@@ -902,9 +902,10 @@ def test_resume_goes_on_with_the_run_where_it_stopped(digits, lenet, tmp_path) -
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="long job", budget=None, every=5) as mon:
         _train(model, opt, digits, 20, monitor=mon)
-        # its writer is alive: a second process going on with it now would interleave two trainings
+        # its writer is alive: another training going on with it now would interleave two trainings
+        other = lenet()
         with pytest.raises(StoreError, match="is live"):
-            convscope.watch(model, optimizer=opt, logdir=tmp_path, run="long job", resume=True)
+            convscope.watch(other, optimizer=torch.optim.SGD(other.parameters(), lr=0.05), logdir=tmp_path, run="long job", resume=True)
     store = RunStore(tmp_path)
     started = store.open_run("long-job").meta()["started"]
     # the training resumed from its checkpoint, in a new monitor (a new process, in real life)
@@ -957,3 +958,39 @@ def test_a_resumed_runs_dropped_counts_are_the_runs_totals(lenet, tmp_path) -> N
     with RunStore(tmp_path).open_run("tight") as r:
         counts = [f.payload["count"] for f in r.frames(kind="dropped") if f.payload["sink"] == "budget"]
     assert max(counts) == sum(deferred)  # what a reader (the dashboard's note) takes as the run's count
+
+
+def test_watching_a_watched_model_again_closes_the_earlier_monitor(lenet, tmp_path) -> None:
+    # A notebook cell run again (or a loop restarted without close()): one monitor, not two
+    # recording every step into two runs at twice the cost.
+    from convscope.store import RunStore
+
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    first = convscope.watch(model, optimizer=opt, logdir=tmp_path, run="cell", every=2)
+    for _ in range(4):
+        model(torch.randn(8, 1, 28, 28)).square().mean().backward()
+        opt.step()
+    with pytest.warns(RuntimeWarning, match="already watched .*closed"):
+        second = convscope.watch(model, optimizer=opt, logdir=tmp_path, run="cell", every=2)
+    assert first._closed and not first._handles and not first._layer_hooks
+    with second:
+        for _ in range(4):
+            model(torch.randn(8, 1, 28, 28)).square().mean().backward()
+            opt.step()
+    assert first.step_count == 4 and second.step_count == 4  # the earlier one counted no more
+    store = RunStore(tmp_path)
+    assert {r["id"]: r["status"] for r in store.list_runs()} == {"cell": "finished", "cell-2": "finished"}
+    with store.open_run("cell") as r:
+        assert r.steps(kind="weight_grid", layer="conv1") == [2, 4]
+    # the same notebook cell with resume=True goes on with the run it had open
+    third = lenet()
+    opt3 = torch.optim.SGD(third.parameters(), lr=0.05)
+    a = convscope.watch(third, optimizer=opt3, logdir=tmp_path, run="nb", every=2)
+    with pytest.warns(RuntimeWarning, match="already watched"):
+        b = convscope.watch(third, optimizer=opt3, logdir=tmp_path, run="nb", resume=True, every=2)
+    b.close()
+    assert a._closed and b.run_id == "nb"
+    # other models are left alone
+    with convscope.watch(lenet(), logdir=None) as x, convscope.watch(lenet(), logdir=None) as y:
+        assert not x._closed and not y._closed

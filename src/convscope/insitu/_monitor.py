@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +114,11 @@ class _FrozenHeap:
             if cls._users == 0 and cls._froze:
                 gc.unfreeze()
                 cls._froze = False
+
+
+#: the monitor now watching each model (a model that is garbage collected drops out)
+_WATCHING: weakref.WeakKeyDictionary[Any, Monitor] = weakref.WeakKeyDictionary()
+_WATCHING_LOCK = threading.Lock()
 
 
 @dataclass
@@ -484,6 +490,7 @@ class Monitor:
             self._started = True
             return self
         self._started = True
+        self._replace_earlier()
         sinks = list(self._extra_sinks)
         if self._serve is True and self.logdir is None:
             import tempfile
@@ -538,11 +545,37 @@ class Monitor:
         self._submit_meta("resume" if resumed else "start", status="live")
         return self
 
+    def _replace_earlier(self) -> None:
+        """A model that an open monitor watches already (a notebook cell run again, a loop
+        restarted without ``close()``) is watched by this one alone: the earlier one is closed
+        (its run finished, with what it recorded) and a warning says so. Two monitors would both
+        record every step, at twice the cost, into two runs."""
+        try:
+            with _WATCHING_LOCK:
+                earlier = _WATCHING.get(self.model)
+                _WATCHING[self.model] = self
+        except TypeError:  # a model that cannot be a weak dictionary's key (not hashable): not followed
+            return
+        if earlier is not None and earlier is not self and not earlier._closed:
+            warnings.warn(
+                f"convscope: {type(self.model).__name__} was already watched (run {earlier.run_id or earlier.run_name}); "
+                "that monitor is closed and its run finished, and this one takes over",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            earlier.close()
+
     def close(self, *, status: str = "finished") -> None:
         """Remove every hook, drain the queue and close the sinks (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        with _WATCHING_LOCK:
+            try:
+                if _WATCHING.get(self.model) is self:
+                    del _WATCHING[self.model]
+            except TypeError:
+                pass
         end = self._paused_at or time.perf_counter()  # of the watched time
         self._disarm()
         for handle in self._handles:
@@ -1122,6 +1155,10 @@ def _prune_config(prune: PruneConfig | bool | Mapping[str, Any] | None) -> Prune
 
 def watch(model: torch.nn.Module, **options: Any) -> Monitor:
     """Watch a model while it trains: at most three lines in an existing loop.
+
+    One monitor watches a model at a time: watching a model that an open monitor watches
+    already (a notebook cell run again, a loop restarted without ``close()``) closes that one
+    first, its run finished with what it recorded, and a warning says so.
 
     Args:
         model: the ``torch.nn.Module`` being trained (DDP-wrapped is fine).

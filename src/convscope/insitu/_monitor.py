@@ -563,7 +563,10 @@ class Monitor:
                 RuntimeWarning,
                 stacklevel=4,
             )
-            earlier.close()
+            try:
+                earlier.close()
+            except Exception as exc:  # noqa: BLE001  (its failure must not stop the new monitor)
+                warnings.warn(f"convscope: closing the earlier monitor failed ({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=4)
 
     def close(self, *, status: str = "finished") -> None:
         """Remove every hook, drain the queue and close the sinks (idempotent)."""

@@ -994,3 +994,42 @@ def test_watching_a_watched_model_again_closes_the_earlier_monitor(lenet, tmp_pa
     # other models are left alone
     with convscope.watch(lenet(), logdir=None) as x, convscope.watch(lenet(), logdir=None) as y:
         assert not x._closed and not y._closed
+
+
+def test_a_compiled_model_records_every_view(digits, lenet) -> None:
+    # torch.compile takes in the hooks a module has when it compiles it: a compiled model's layer
+    # hooks stay attached from watch() on, copy only on recording steps, and run outside the
+    # compiled graphs (traced, each recording step recompiled the model, and training went ~9x slower).
+    import torch._dynamo
+
+    torch._dynamo.reset()  # (nothing compiled earlier in this process is reused for this model)
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    compiled = torch.compile(model, backend="eager")
+    sink = MemorySink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # (no "hooks did not run")
+        with convscope.watch(compiled, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=None) as mon:
+            _train(compiled, opt, digits, 20, monitor=mon)
+    assert list(mon.layers) == ["conv1", "conv2"]  # the model's own names, not _orig_mod.conv1
+    for kind in ("weight_grid", "trajectory", "distribution", "correlation", "groups", "gradient_health"):
+        assert [f.step for f in sink.select(kind=kind, layer="conv1")] == [5, 10, 15, 20], kind
+    np.testing.assert_allclose(sink.select(kind="weight_grid", layer="conv2")[-1].payload["weights"], model.conv2.weight.detach().numpy(), rtol=1e-6)
+    assert not model.conv1._forward_hooks and not model.conv2._forward_hooks  # gone with close()
+    torch._dynamo.reset()
+
+
+def test_hooks_a_compiled_model_never_runs_are_said(digits, lenet) -> None:
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    compiled = torch.compile(model, backend="eager")
+    _train(compiled, opt, digits, 2)  # compiled before watch(): the hooks it adds are not seen
+    sink = MemorySink()
+    with pytest.warns(RuntimeWarning, match="hooks did not run"):
+        with convscope.watch(compiled, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=None) as mon:
+            _train(compiled, opt, digits, 10, monitor=mon)
+    assert not sink.select(kind="distribution") and len(sink.select(kind="weight_grid", layer="conv1")) == 2  # the rest is recorded
+    torch._dynamo.reset()

@@ -353,6 +353,8 @@ class Monitor:
     ) -> None:
         import torch
 
+        #: a torch.compile'd model: its layers' hooks are attached for good (see _set_hooks)
+        self._compiled = _is_compiled(model)
         self.model = _unwrap(model)
         self.optimizer = optimizer
         self.record = set(VIEWS if record is None else record)
@@ -453,6 +455,9 @@ class Monitor:
         # attached only for the steps that need them (see _arm): the layers' forward hooks and
         # the optimizer's pre-step hook
         self._layer_hooks: list[Any] = []
+        self._fixed_hooks: list[Any] = []  # a compiled model's, attached at start until close()
+        self._hooks_live = False  # whether the layers' hooks copy activations this step
+        self._hooks_missed = False  # said once: the hooks did not run on a step that needed them
         self._pre_hook: Any = None
         self._pipeline: FramePipeline | None = None
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 2:
@@ -537,7 +542,9 @@ class Monitor:
 
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_post_hook(lambda *_: self._after_step()))
-        self._first_handle = self.model.register_forward_pre_hook(self._first_forward)
+        self._first_handle = self.model.register_forward_pre_hook(_opaque_to_compile(self._first_forward))
+        if self._compiled and self.probe is None:
+            self._fixed_hooks = self._attach_layer_hooks()
         self._handles.append(self._first_handle)
         self._arm(self.step_count + 1)
         # a resumed run's start is a "resume" (its step is where the new process took over)
@@ -581,6 +588,7 @@ class Monitor:
                 pass
         end = self._paused_at or time.perf_counter()  # of the watched time
         self._disarm()
+        self._detach(self._fixed_hooks)
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -772,8 +780,15 @@ class Monitor:
         self._set_hooks(acts=False, grads=False)
 
     def _set_hooks(self, *, acts: bool, grads: bool) -> None:
-        """The layers' forward hooks attached if ``acts``, the optimizer's pre-step hook if ``grads``."""
-        if acts and not self._layer_hooks:
+        """The layers' forward hooks attached if ``acts``, the optimizer's pre-step hook if ``grads``.
+
+        A compiled model's layer hooks stay attached from the start (``torch.compile`` takes in
+        the hooks a module has when it compiles it, and does not see those attached later): they
+        only copy while ``acts`` holds, and return at once on the other steps."""
+        self._hooks_live = acts
+        if self._compiled:
+            pass
+        elif acts and not self._layer_hooks:
             self._layer_hooks = self._attach_layer_hooks()
         elif not acts:
             self._detach(self._layer_hooks)
@@ -850,8 +865,9 @@ class Monitor:
 
     def _make_forward_hook(self, name: str) -> Callable[..., None]:
         def hook(_m: torch.nn.Module, _args: Any, out: Any) -> None:
-            # (attached only for a step that records activations, or a probe's pass: see _arm)
-            if self._building or (self._paused_at is not None and not self._collecting):
+            # (attached only for a step that records activations, or a probe's pass: see _arm;
+            # a compiled model's, at every step)
+            if self._building or not (self._hooks_live or self._collecting) or (self._paused_at is not None and not self._collecting):
                 return
             start = time.perf_counter()
             # a copy: an in-place activation (ReLU(inplace=True)) would change the output later
@@ -865,7 +881,7 @@ class Monitor:
             if not self._collecting:  # a probe's pass is timed with the step that runs it
                 self.stats.seconds_in_step_hooks += time.perf_counter() - start
 
-        return hook
+        return _opaque_to_compile(hook)
 
     _collecting = False
     _building = False
@@ -934,6 +950,7 @@ class Monitor:
             and self.prune is None
             and not self._graph_pending
             and not self._layer_hooks
+            and not self._hooks_live
             and self._pre_hook is None
             and (not pipeline.inline or time.monotonic() < pipeline.due_at)
         ):
@@ -962,7 +979,7 @@ class Monitor:
                 self._maybe_prune(step)
             if self._pipeline.inline and self._analyse_due():
                 self._busy_step = step
-            if self._layer_hooks or self._pre_hook is not None or self._next_due == step + 1:
+            if self._layer_hooks or self._hooks_live or self._pre_hook is not None or self._next_due == step + 1:
                 self._arm(step + 1)
             # Without an optimizer to hook before its update, the weights after this step stand in.
             if self.optimizer is None and self._due("gradients", step + 1):
@@ -1001,6 +1018,16 @@ class Monitor:
         if self.probe is not None and not due.isdisjoint(_ACTIVATION_VIEWS):
             self._copies = self._copies_for(due)
             acts = self._probe_activations()
+        elif self._hooks_live and not acts and not self._hooks_missed:
+            self._hooks_missed = True
+            warnings.warn(
+                "convscope: the watched layers' forward hooks did not run on a recording step, so the feature-map "
+                "views (distribution, correlation, groups, images) stay empty. torch.compile does not see hooks added "
+                "after it compiled a model (or another model of its class, in this process): pass the compiled module "
+                "to watch() before any such model runs compiled, or call torch._dynamo.reset() before watch()",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         items: list[tuple[Callable[[], list[Frame]], int, int]] = []
         # (no torch.no_grad(): every snapshot is of detached tensors, and the context costs
         # several us right after a step)
@@ -1019,7 +1046,7 @@ class Monitor:
         was_training = self.model.training
         self._collecting = True
         self._acts = {}
-        added = [] if self._layer_hooks else self._attach_layer_hooks()
+        added = [] if self._layer_hooks or self._fixed_hooks else self._attach_layer_hooks()
         try:
             self.model.eval()  # batch norm statistics and dropout stay untouched by the probe
             with torch.no_grad():
@@ -1090,6 +1117,26 @@ class Monitor:
         return []
 
 
+def _is_compiled(model: Any) -> bool:
+    """Whether ``model`` (or what DDP wraps) is ``torch.compile``'s OptimizedModule."""
+    while model is not None:
+        if type(model).__name__ == "OptimizedModule":
+            return True
+        model = getattr(model, "module", None) if type(model).__name__ in ("DistributedDataParallel", "DataParallel") else None
+    return False
+
+
+def _opaque_to_compile(hook: Callable[..., None]) -> Callable[..., None]:
+    """``hook`` run as it is under ``torch.compile``: the compiler calls it between graphs instead
+    of tracing its Python (copies into reused buffers, reference counts, clocks), which it cannot
+    compile: traced, every recording step recompiled the model, and a watched LeNet-5 trained
+    about 9x slower compiled than eager."""
+    import torch
+
+    disable = getattr(getattr(torch, "compiler", None), "disable", None)
+    return hook if disable is None else disable(hook, recursive=True)
+
+
 def _auto_analysis_thread(model: torch.nn.Module) -> str:
     """``"training"`` where a model on the CPU trains with as many threads as the process has
     cores (torch's default): a background thread would take its cycles from training's own and
@@ -1107,10 +1154,16 @@ def _auto_analysis_thread(model: torch.nn.Module) -> str:
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    # DistributedDataParallel / DataParallel keep the real model in .module.
+    # DistributedDataParallel / DataParallel keep the real model in .module, torch.compile's
+    # OptimizedModule in ._orig_mod (its layers' names are the model's own there, and the graph
+    # is built by running it as it is, not compiled once more)
+    kind = type(model).__name__
     inner = getattr(model, "module", None)
-    if type(model).__name__ in ("DistributedDataParallel", "DataParallel") and inner is not None:
-        return inner
+    if kind in ("DistributedDataParallel", "DataParallel") and inner is not None:
+        return _unwrap(inner)
+    inner = getattr(model, "_orig_mod", None)
+    if kind == "OptimizedModule" and inner is not None:
+        return _unwrap(inner)
     return model
 
 

@@ -1033,3 +1033,15 @@ def test_hooks_a_compiled_model_never_runs_are_said(digits, lenet) -> None:
             _train(compiled, opt, digits, 10, monitor=mon)
     assert not sink.select(kind="distribution") and len(sink.select(kind="weight_grid", layer="conv1")) == 2  # the rest is recorded
     torch._dynamo.reset()
+
+
+def test_watching_an_eager_model_does_not_load_the_compiler() -> None:
+    # (loading torch._dynamo to make the hooks opaque to it costs about 0.8 s: only where it is loaded already)
+    code = (
+        "import sys, torch, convscope\n"
+        "net = convscope.load_model('lenet5-simplified', pretrained=False).module\n"
+        "convscope.watch(net, logdir=None).close()\n"
+        "assert 'torch._dynamo' not in sys.modules, 'watch() loaded the compiler'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1130,7 +1130,10 @@ def _opaque_to_compile(hook: Callable[..., None]) -> Callable[..., None]:
     """``hook`` run as it is under ``torch.compile``: the compiler calls it between graphs instead
     of tracing its Python (copies into reused buffers, reference counts, clocks), which it cannot
     compile: traced, every recording step recompiled the model, and a watched LeNet-5 trained
-    about 9x slower compiled than eager."""
+    about 9x slower compiled than eager. Only where the compiler is loaded: loading it to wrap
+    the hook would cost every watch() about 0.8 s, for processes that never compile."""
+    if "torch._dynamo" not in sys.modules:
+        return hook
     import torch
 
     disable = getattr(getattr(torch, "compiler", None), "disable", None)

@@ -786,12 +786,11 @@ class Monitor:
         the hooks a module has when it compiles it, and does not see those attached later): they
         only copy while ``acts`` holds, and return at once on the other steps."""
         self._hooks_live = acts
-        if self._compiled:
-            pass
-        elif acts and not self._layer_hooks:
-            self._layer_hooks = self._attach_layer_hooks()
-        elif not acts:
-            self._detach(self._layer_hooks)
+        if not self._compiled:
+            if acts and not self._layer_hooks:
+                self._layer_hooks = self._attach_layer_hooks()
+            elif not acts:
+                self._detach(self._layer_hooks)
         if grads and self._pre_hook is None:
             self._pre_hook = self.optimizer.register_step_pre_hook(lambda *_: self._before_step())  # type: ignore[union-attr]
         elif not grads and self._pre_hook is not None:

@@ -398,9 +398,9 @@ def _runs(args: argparse.Namespace) -> int:
         )
         for run in runs
     ]
-    table = Table(title=f"runs in {args.logdir}, newest first", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(title=f"runs in {args.logdir}, newest first", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     # every column but the model's at its full width (the id is what the other commands take)
-    for i, (col, justify) in enumerate((("run", "left"), ("status", "left"), ("steps", "right"), ("frames", "right"), ("last written", "left"))):
+    for i, (col, justify) in enumerate((("run", "left"), ("status", "left"), ("steps", "right"), ("frames", "right"), ("updated", "left"))):
         table.add_column(col, justify=justify, no_wrap=True, min_width=max(len(col), *(len(row[i]) for row in rows)))  # type: ignore[arg-type]
     table.add_column("model", no_wrap=True, overflow="ellipsis")
     for row in rows:

@@ -1216,7 +1216,9 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
 
     One monitor watches a model at a time: watching a model that an open monitor watches
     already (a notebook cell run again, a loop restarted without ``close()``) closes that one
-    first, its run finished with what it recorded, and a warning says so.
+    first, its run finished with what it recorded, and a warning says so. A ``torch.compile``d
+    model is passed as the compiled module, before its first step (the compiler does not see
+    hooks added after it compiled a model).
 
     Args:
         model: the ``torch.nn.Module`` being trained (DDP-wrapped is fine).

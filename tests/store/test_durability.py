@@ -42,21 +42,31 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_kill_9_mid_run_leaves_every_committed_frame_readable(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+def _kill_writer(logdir: Path, after: int, while_live=None) -> int:
+    """Run WRITER in another process and kill -9 it once it has committed ``after`` steps (mid-write:
+    it never stops on its own); ``while_live(committed)`` runs before the kill. The steps committed."""
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(logdir)], stdout=subprocess.PIPE, text=True)
     try:
         committed = 0
-        while committed < 1500:
+        while committed < after:
             committed = int(proc.stdout.readline())
-        # a reader in this process while the writer keeps writing and thinning
-        with RunStore(tmp_path).open_run("victim") as r:
-            assert r.status() == "live"
-            assert r.info(details=False)["last_step"] >= committed
-        os.kill(proc.pid, signal.SIGKILL)  # mid-write: it never stops writing on its own
+        if while_live is not None:
+            while_live(committed)
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         proc.kill()
         proc.stdout.close()
+    return committed
+
+
+def test_kill_9_mid_run_leaves_every_committed_frame_readable(tmp_path: Path) -> None:
+    def read_while_it_writes(committed: int) -> None:  # a reader in this process while the writer writes and thins
+        with RunStore(tmp_path).open_run("victim") as r:
+            assert r.status() == "live"
+            assert r.info(details=False)["last_step"] >= committed
+
+    committed = _kill_writer(tmp_path, 1500, read_while_it_writes)
     store = RunStore(tmp_path)
     assert [(r["id"], r["status"]) for r in store.list_runs()] == [("victim", "crashed")]
     with store.open_run("victim") as r:
@@ -214,16 +224,7 @@ def test_a_run_is_never_seen_half_made(tmp_path: Path) -> None:
 
 
 def test_a_killed_run_resumed_keeps_its_frames_and_spreads_its_images_over_both_parts(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    try:
-        committed = 0
-        while committed < 600:
-            committed = int(proc.stdout.readline())
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        proc.kill()
-        proc.stdout.close()
+    committed = _kill_writer(tmp_path, 600)
     store = RunStore(tmp_path)
     with store.open_run("victim") as r:
         before = r.info(details=False)

@@ -19,7 +19,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -866,7 +866,7 @@ class Monitor:
         def hook(_m: torch.nn.Module, _args: Any, out: Any) -> None:
             # (attached only for a step that records activations, or a probe's pass: see _arm;
             # a compiled model's, at every step)
-            if self._building or not (self._hooks_live or self._collecting) or (self._paused_at is not None and not self._collecting):
+            if self._building or not (self._collecting or (self._hooks_live and self._paused_at is None)):
                 return
             start = time.perf_counter()
             # a copy: an in-place activation (ReLU(inplace=True)) would change the output later
@@ -1117,12 +1117,8 @@ class Monitor:
 
 
 def _is_compiled(model: Any) -> bool:
-    """Whether ``model`` (or what DDP wraps) is ``torch.compile``'s OptimizedModule."""
-    while model is not None:
-        if type(model).__name__ == "OptimizedModule":
-            return True
-        model = getattr(model, "module", None) if type(model).__name__ in ("DistributedDataParallel", "DataParallel") else None
-    return False
+    """Whether ``model`` is, or wraps, ``torch.compile``'s OptimizedModule."""
+    return any(type(m).__name__ == "OptimizedModule" for m in _wrappers(model))
 
 
 def _opaque_to_compile(hook: Callable[..., None]) -> Callable[..., None]:
@@ -1155,18 +1151,25 @@ def _auto_analysis_thread(model: torch.nn.Module) -> str:
     return "training" if torch.get_num_threads() >= cores else "background"
 
 
+def _wrappers(model: Any) -> Iterator[Any]:
+    """``model``, then what each wrapper holds in turn: DistributedDataParallel / DataParallel keep
+    the real model in ``.module``, torch.compile's OptimizedModule in ``._orig_mod``."""
+    while model is not None:
+        yield model
+        kind = type(model).__name__
+        if kind in ("DistributedDataParallel", "DataParallel"):
+            model = getattr(model, "module", None)
+        elif kind == "OptimizedModule":
+            model = getattr(model, "_orig_mod", None)
+        else:
+            model = None
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    # DistributedDataParallel / DataParallel keep the real model in .module, torch.compile's
-    # OptimizedModule in ._orig_mod (its layers' names are the model's own there, and the graph
-    # is built by running it as it is, not compiled once more)
-    kind = type(model).__name__
-    inner = getattr(model, "module", None)
-    if kind in ("DistributedDataParallel", "DataParallel") and inner is not None:
-        return _unwrap(inner)
-    inner = getattr(model, "_orig_mod", None)
-    if kind == "OptimizedModule" and inner is not None:
-        return _unwrap(inner)
-    return model
+    """The model inside its wrappers (a compiled model's layers have their own names there, and
+    its graph is built by running it as it is, not compiled once more)."""
+    *_, inner = _wrappers(model)
+    return inner
 
 
 def _rank() -> tuple[int, int]:

@@ -49,9 +49,7 @@ class StoreSink(Sink):
         self.store = RunStore(logdir)
         run_id = None if run is None else slug(run)
         if resume and run_id is not None and self.store.path(run_id).is_file():
-            if max_images is not None:
-                retention = {**(dict(retention) if retention is not None else {}), "feature_maps": int(max_images)}
-            self.writer = self.store.resume_run(run_id, retention=retention)
+            self.writer = self.store.resume_run(run_id, retention=retention, max_images=max_images)
         else:
             self.writer = self.store.create_run(run, model=model, config=config, retention=retention, max_images=max_images)
         self.run_id = self.writer.run_id

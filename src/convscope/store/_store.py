@@ -69,8 +69,7 @@ class RunStore:
             stale_after: report the run ``crashed`` after this many seconds without a
                 heartbeat even if the writing process lives (the server's ingest sets it).
         """
-        if max_images is not None:
-            retention = {**(dict(retention) if retention is not None else {}), "feature_maps": int(max_images)}
+        retention = _with_max_images(retention, max_images)
         self.logdir.mkdir(parents=True, exist_ok=True)
         base = slug(name or time.strftime("run-%Y%m%d-%H%M%S"))
         for n in range(1, 10_000):
@@ -90,23 +89,27 @@ class RunStore:
                 raise
         raise StoreError(f"could not find a free run id for {base!r} in {self.logdir}; remove old runs or pick another name")
 
-    def resume_run(self, run_id: str, *, retention: Mapping[str, int] | None = None) -> RunWriter:
+    def resume_run(self, run_id: str, *, retention: Mapping[str, int] | None = None, max_images: int | None = None) -> RunWriter:
         """A writer that goes on with run ``run_id`` (after its process ended: finished, failed or
         crashed), for training resumed from a checkpoint. The run keeps its frames, name, model,
         config and start; it is ``live`` again, new frames come after the old ones, and
         :attr:`RunWriter.resumed_from` says its last step so far. A live run (its writer still
-        running) is refused."""
-        path = self.path(run_id)
-        if not path.is_file():
-            raise NotFoundError(f"run {run_id!r} does not exist in {self.logdir}; {self._runs_hint(run_id)}")
+        running) is refused. ``retention``/``max_images`` as for :meth:`create_run` (default:
+        the run's own)."""
+        path = self._existing(run_id)
+        retention = _with_max_images(retention, max_images)
         return RunWriter(path, run_id, name=run_id, model=None, config=None, retention=retention, resume=True)
 
     def open_run(self, run_id: str) -> RunReader:
         """A reader for run ``run_id`` (close it when done, or use ``with``)."""
+        return RunReader(self._existing(run_id))
+
+    def _existing(self, run_id: str) -> Path:
+        """The file of run ``run_id``, which must exist (else the error says what does)."""
         path = self.path(run_id)
         if not path.is_file():
             raise NotFoundError(f"run {run_id!r} does not exist in {self.logdir}; {self._runs_hint(run_id)}")
-        return RunReader(path)
+        return path
 
     def _runs_hint(self, run_id: str) -> str:
         """What a user who named a missing run should look at instead: the closest ids, or what is there."""
@@ -163,6 +166,13 @@ class RunStore:
         with self._cache_lock:
             self._cache[run_id] = (signature, now, info, meta)
         return info
+
+
+def _with_max_images(retention: Mapping[str, int] | None, max_images: int | None) -> Mapping[str, int] | None:
+    """``retention`` with ``max_images`` as its ``feature_maps`` entry (the shorthand's meaning)."""
+    if max_images is None:
+        return retention
+    return {**(dict(retention) if retention is not None else {}), "feature_maps": int(max_images)}
 
 
 def _signature(path: Path) -> tuple[int, ...]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sqlite3
@@ -77,8 +76,10 @@ class RunWriter:
     ) -> None:
         self.path = path
         self.run_id = run_id
+        earlier: Mapping[str, Any] = {}  # a resumed run's metadata as it was
         if resume:
-            retention = _resumable(path, run_id, retention)
+            earlier = _resumable(path, run_id)
+            retention = retention if retention is not None else earlier.get("retention")
         self.retention = dict(DEFAULT_RETENTION if retention is None else retention)
         for kind, keep in self.retention.items():
             if int(keep) < 2:
@@ -114,7 +115,7 @@ class RunWriter:
             if resume:  # the run keeps its name, model, config and start; it is live again, written from here
                 for key in ("name", "model", "config", "started"):
                     del meta[key]
-                meta["resumed"] = [*self._meta_value("resumed", []), now]
+                meta["resumed"] = [*earlier.get("resumed", []), now]
             create_tables(self._con, meta)
             if resume:
                 self._con.execute("DELETE FROM meta WHERE key = 'ended'")
@@ -136,10 +137,6 @@ class RunWriter:
             sink = str(payload.get("sink", "queue"))
             totals[sink] = max(totals.get(sink, 0), int(payload.get("count", 0)))
         return totals
-
-    def _meta_value(self, key: str, default: Any) -> Any:
-        row = self._con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
 
     def _load_series(self) -> None:
         """A resumed run's summaries, and the retention state of each thinned series: which of
@@ -373,9 +370,9 @@ class RunWriter:
         return f"RunWriter({self.run_id!r}, pending={self.pending}, closed={self._closed})"
 
 
-def _resumable(path: Path, run_id: str, retention: Mapping[str, int] | None) -> Mapping[str, int] | None:
-    """Check that the run at ``path`` can be written again (not live, this format); its retention
-    (the one asked for, else the run's own)."""
+def _resumable(path: Path, run_id: str) -> dict[str, Any]:
+    """The metadata of the run at ``path``, checked that the run can be written again (not live,
+    this format)."""
     from convscope.store._reader import RunReader
 
     with RunReader(path) as reader:
@@ -388,4 +385,4 @@ def _resumable(path: Path, run_id: str, retention: Mapping[str, int] | None) -> 
         )
     if meta.get("format") != FORMAT:
         raise StoreError(f"run {run_id} was written in store format {meta.get('format')}, which this convscope does not resume; start a new run")
-    return retention if retention is not None else meta.get("retention")
+    return meta

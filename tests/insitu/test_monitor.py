@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -996,7 +997,15 @@ def test_watching_a_watched_model_again_closes_the_earlier_monitor(lenet, tmp_pa
         assert not x._closed and not y._closed
 
 
-def test_a_compiled_model_records_every_view(digits, lenet) -> None:
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "eager",
+        # torch.compile's default, which generates and builds C++ on a CPU (about 20 s here, once)
+        pytest.param("inductor", marks=pytest.mark.skipif(shutil.which("g++") is None, reason="inductor needs a C++ compiler")),
+    ],
+)
+def test_a_compiled_model_records_every_view(digits, lenet, backend) -> None:
     # torch.compile takes in the hooks a module has when it compiles it: a compiled model's layer
     # hooks stay attached from watch() on, copy only on recording steps, and run outside the
     # compiled graphs (traced, each recording step recompiled the model, and training went ~9x slower).
@@ -1005,13 +1014,20 @@ def test_a_compiled_model_records_every_view(digits, lenet) -> None:
     torch._dynamo.reset()  # (nothing compiled earlier in this process is reused for this model)
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    compiled = torch.compile(model, backend="eager")
+    compiled = torch.compile(model, backend=backend)
     sink = MemorySink()
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # (no "hooks did not run")
         with convscope.watch(compiled, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=None) as mon:
-            _train(compiled, opt, digits, 20, monitor=mon)
+            maps = {}  # conv1's output on each recording step's batch, computed apart from the model
+            on_step = lambda step, _m, x: maps.setdefault(step, torch.nn.functional.conv2d(x[:8], model.conv1.weight, model.conv1.bias).detach())  # noqa: E731
+            _train(compiled, opt, digits, 20, monitor=mon, on_step=on_step)
     assert list(mon.layers) == ["conv1", "conv2"]  # the model's own names, not _orig_mod.conv1
+    for frame in sink.select(kind="distribution", layer="conv1"):  # the maps the compiled model made
+        expected = maps[frame.step].mean(dim=(0, 2, 3)).numpy()  # (8 x 26 x 26 over the grid's limit: every 2nd position)
+        grid = maps[frame.step][:, :, ::2, ::2].mean(dim=(0, 2, 3)).numpy()
+        np.testing.assert_allclose(frame.payload["mean"], grid, rtol=1e-4, atol=1e-5)
+        assert not np.allclose(grid, expected, rtol=1e-6, atol=0)  # (the grid is what it reads)
     for kind in ("weight_grid", "trajectory", "distribution", "correlation", "groups", "gradient_health"):
         assert [f.step for f in sink.select(kind=kind, layer="conv1")] == [5, 10, 15, 20], kind
     np.testing.assert_allclose(sink.select(kind="weight_grid", layer="conv2")[-1].payload["weights"], model.conv2.weight.detach().numpy(), rtol=1e-6)

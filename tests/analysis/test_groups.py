@@ -144,7 +144,18 @@ def test_identities_persist_split_merge_appear_and_vanish() -> None:
     assert back.groups == {3: [0, 1]} and [(e.type, e.ids) for e in back.events] == [("appear", (3,))]
     payload = back.to_payload()
     assert payload["labels"].dtype == np.int32 and payload["events"] == [{"type": "appear", "ids": [3], "from": []}]
-    assert payload["threshold"] == 0.9 and payload["method"] == "pairs"
+    assert payload["threshold"] == 0.9 and payload["method"] == "pairs" and payload["next_id"] == 4
+
+    # a stored grouping goes on as it would have (a resumed run): a group that went away and came
+    # back after it gets a fresh id, also where the payload holds none of the ids used before
+    from convscope.analysis.groups import FilterGroups
+
+    stored = FilterGroups.from_payload(payload)
+    assert stored.groups == back.groups and stored.next_id == 4
+    gone_again = groups(-1, -1, -1, -1, -1, -1, previous=stored)
+    assert groups(-1, -1, -1, 1, 1, -1, previous=gone_again).groups == {4: [3, 4]}
+    old = {k: v for k, v in payload.items() if k != "next_id"}  # written before next_id was stored
+    assert FilterGroups.from_payload(old).next_id == 4  # (the id after the largest it shows)
 
 
 def test_identities_follow_members_not_positions_for_hierarchical_groups() -> None:

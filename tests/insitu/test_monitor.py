@@ -941,6 +941,32 @@ def test_resume_goes_on_with_the_run_where_it_stopped(digits, lenet, tmp_path) -
         convscope.watch(model, optimizer=opt, logdir=None, start_step=-1)
 
 
+def test_a_resumed_runs_filter_groups_keep_their_ids(digits, lenet, tmp_path) -> None:
+    from convscope.analysis.groups import FilterGroups
+    from convscope.store import RunStore
+
+    model = lenet()
+    with torch.no_grad():  # filters 0 and 1 alike: one group that lasts (lr 0: the weights stay)
+        model.conv1.weight[1] = model.conv1.weight[0]
+        model.conv1.bias[1] = model.conv1.bias[0]
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    options = {"logdir": tmp_path, "run": "job", "budget": None, "every": 5, "record": ["correlation"]}
+    with convscope.watch(model, optimizer=opt, **options) as mon:
+        _train(model, opt, digits, 10, monitor=mon)
+    with convscope.watch(model, optimizer=opt, resume=True, **options) as mon2:
+        _train(model, opt, digits, 5, monitor=mon2)
+    with RunStore(tmp_path).open_run("job") as r:
+        frames = r.frames(kind="groups", layer="conv1")
+    assert [f.step for f in frames] == [5, 10, 15]
+    before, after = FilterGroups.from_payload(frames[1].payload), FilterGroups.from_payload(frames[2].payload)
+    gid = int(before.labels[0])
+    assert gid >= 0 and before.labels[1] == gid and after.labels[0] == after.labels[1] == gid
+    # the group goes on: it persists across the resume, where a new monitor alone would say it appeared
+    assert ("persist", (gid,)) in [(e.type, e.ids) for e in after.events]
+    assert not any(e.type == "appear" and e.ids == (gid,) for e in after.events)
+    assert after.next_id >= before.next_id == frames[1].payload["next_id"]
+
+
 def test_a_resumed_runs_dropped_counts_are_the_runs_totals(lenet, tmp_path) -> None:
     from convscope.store import RunStore
 

@@ -52,6 +52,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -119,14 +120,26 @@ class FilterGroups:
 
     def to_payload(self) -> dict[str, Any]:
         """The ``groups`` frame payload: ``labels i32[F]`` (-1: in no group), ``threshold``,
-        ``method``, ``linkage``, ``events [{type, ids, from}]``."""
+        ``method``, ``linkage``, ``events [{type, ids, from}]``, ``next_id``."""
         return {
             "labels": np.asarray(self.labels, dtype=np.int32),
             "threshold": float(self.threshold),
             "method": self.method,
             "linkage": self.linkage,
             "events": [e.to_dict() for e in self.events],
+            "next_id": int(self.next_id),
         }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> FilterGroups:
+        """The grouping a ``groups`` frame holds, to pass as ``previous=`` to the next
+        :func:`filter_groups` (a resumed run's groups keep their ids). Frames written before
+        ``next_id`` was stored give the id after the largest one they show."""
+        labels = np.asarray(payload["labels"], dtype=np.int32)
+        next_id = int(payload.get("next_id", int(labels.max(initial=-1)) + 1))
+        events = tuple(GroupEvent(e["type"], tuple(e["ids"]), tuple(e.get("from", ()))) for e in payload.get("events", ()))
+        return cls(labels, float(payload["threshold"]), str(payload["method"]), events, next_id=next_id,
+                   linkage=str(payload.get("linkage", "single")))
 
 
 def filter_groups(

@@ -513,6 +513,7 @@ class Monitor:
                 if self._start_step is None:
                     self.step_count = self.stats.steps = self._store.resumed_from  # the steps go on where the run stopped
                 self._drops_before = self._store.writer.dropped_totals()
+                self._restore_groups()
         self._next_due = self._first_due(self.step_count + 1)
         if self._serve:
             sinks.extend(self._start_server())
@@ -551,6 +552,25 @@ class Monitor:
         resumed = self._store is not None and self._store.resumed_from is not None
         self._submit_meta("resume" if resumed else "start", status="live")
         return self
+
+    def _restore_groups(self) -> None:
+        """A resumed run's filter groups keep their ids: each layer's next grouping is matched
+        to the last one the run stored (a layer whose filter count changed starts again)."""
+        from convscope.analysis.groups import FilterGroups
+        from convscope.frames import decode
+        from convscope.store._reader import RunReader
+
+        assert self._store is not None
+        try:
+            with RunReader(self._store.store.path(self.run_id)) as reader:
+                frames = [decode(data) for _, data in reader.raw_frames(kind="groups", latest=True)]
+        except Exception as exc:  # noqa: BLE001  (the ids start again; the run goes on)
+            warnings.warn(f"convscope could not read the run's last filter groups ({exc}); their ids start again", RuntimeWarning, stacklevel=3)
+            return
+        for frame in frames:
+            state = self.layers.get(frame.layer)
+            if state is not None and len(frame.payload["labels"]) == state.filters:
+                state.groups = FilterGroups.from_payload(frame.payload)
 
     def _replace_earlier(self) -> None:
         """A model that an open monitor watches already (a notebook cell run again, a loop
@@ -1259,8 +1279,8 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             ``run-2``: for training resumed from a checkpoint after its process ended (a
             crashed, finished or failed run; a live one is refused). Its frames stay, new ones
             follow, and the steps count on from its last step unless ``start_step`` says
-            otherwise. Where no such run exists, it is started. The trajectory's path, group
-            ids and gradient-health history start again at the resume.
+            otherwise. Where no such run exists, it is started. Filter groups keep their ids;
+            the trajectory's path and the gradient-health history start again at the resume.
         start_step: the step the loop starts after (the checkpoint's), so that frames carry
             the training's own step numbers. Default 0, or with ``resume`` the run's last step.
             Frames the run holds beyond it (recorded after the checkpoint, before the process

@@ -92,6 +92,22 @@ function restore(value: any, arrays: NDArray[]): any {
   return value;
 }
 
+// A string of JSON or a bare NaN, Infinity or -Infinity outside one
+const NON_FINITE = /"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)/g;
+
+/** A frame header: JSON as Python writes it, where a float that is not finite (a gradient norm
+ * that overflowed, a share nothing measured) is a bare NaN, Infinity or -Infinity, which
+ * JSON.parse refuses. Such a token becomes a marked string first, and that string the number. */
+export function parseHeader(text: string): any {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    if (!/NaN|Infinity/.test(text)) throw e;
+    const marked = text.replace(NON_FINITE, (m, bare) => (bare ? `"\\u0000${bare}"` : m));
+    return JSON.parse(marked, (_k, v) => (typeof v === "string" && v.charCodeAt(0) === 0 ? Number(v.slice(1)) : v));
+  }
+}
+
 /** Decode the frame at `offset`; returns it and its size in bytes. */
 export function decodeFrame(buf: ArrayBuffer, offset = 0): { frame: Frame; size: number } {
   if (buf.byteLength - offset < PREFIX) throw new FrameError("truncated frame");
@@ -103,7 +119,7 @@ export function decodeFrame(buf: ArrayBuffer, offset = 0): { frame: Frame; size:
   const blen = Number(view.getBigUint64(16, true));
   const size = PREFIX + hlen + blen;
   if (offset + size > buf.byteLength) throw new FrameError("truncated frame");
-  const header = JSON.parse(decoder.decode(new Uint8Array(buf, offset + PREFIX, hlen)));
+  const header = parseHeader(decoder.decode(new Uint8Array(buf, offset + PREFIX, hlen)));
   const blob = offset + PREFIX + hlen;
   const arrays: NDArray[] = (header.arrays ?? []).map((a: any) => makeArray(buf, blob + a.offset, a.dtype, a.shape));
   const frame: Frame = {

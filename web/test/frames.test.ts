@@ -2,7 +2,7 @@
 // the bytes are produced by Python at test time.
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { decodeFrame, decodeStream, FrameError } from "../src/frames";
+import { decodeFrame, decodeStream, FrameError, parseHeader } from "../src/frames";
 
 const PYTHON = process.env.PYTHON ?? "python3";
 
@@ -51,6 +51,24 @@ describe("frame decoder", () => {
     expect(Array.from(traj.payload.half.data)).toEqual([1.5, -2]);
     expect(traj.payload.img.shape).toEqual([2, 3]);
     expect(Array.from(traj.payload.img.data)).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it("reads the NaN and infinities Python writes in a header, leaving strings as they are", () => {
+    const script = `
+import sys, math
+from convscope.frames import Frame, encode
+payload = {"status": "exploding", "grad_norm": math.inf, "update_ratio": -math.inf, "dead_fraction": math.nan,
+           "zero_fraction": 0.5, "nonfinite": 0, "reasons": ["gradient norm inf > 100", 'a "NaN" and Infinity, quoted']}
+sys.stdout.buffer.write(encode(Frame(run="r", step=3, kind="gradient_health", layer="conv1", payload=payload)))
+`;
+    const out = execFileSync(PYTHON, ["-c", script]);
+    const { frame } = decodeFrame(out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength) as ArrayBuffer);
+    expect(frame.payload.grad_norm).toBe(Infinity);
+    expect(frame.payload.update_ratio).toBe(-Infinity);
+    expect(Number.isNaN(frame.payload.dead_fraction)).toBe(true);
+    expect(frame.payload.zero_fraction).toBe(0.5);
+    expect(frame.payload.reasons).toEqual(["gradient norm inf > 100", 'a "NaN" and Infinity, quoted']);
+    expect(() => parseHeader('{"a": NaNa}')).toThrow(SyntaxError); // (what is not JSON still is not)
   });
 
   it("refuses truncated and foreign bytes", () => {

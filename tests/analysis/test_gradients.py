@@ -168,7 +168,10 @@ def test_thresholds_payload_and_errors() -> None:
     h = gradient_health(g, w, previous_weight=w - 0.5 * g, steps=2, activations=torch.randn(4, 16, 5, 5).relu())
     assert h.update_ratio == pytest.approx(float((0.5 * g).norm() / w.norm()) / 2, rel=1e-4)  # float32 difference
     payload = h.to_payload()
-    assert set(payload) == {"status", "grad_norm", "update_ratio", "zero_fraction", "dead_fraction", "nonfinite"}
+    assert set(payload) == {"status", "grad_norm", "update_ratio", "zero_fraction", "dead_fraction", "nonfinite", "reasons", "raw_status"}
+    assert payload["reasons"] == [] and payload["raw_status"] == "healthy"
+    vanishing = gradient_health(g, w, thresholds=strict).to_payload()
+    assert vanishing["reasons"] == ["gradient RMS 0.001 < 0.01"] and vanishing["raw_status"] == "vanishing"
     assert isinstance(payload["nonfinite"], int) and isinstance(payload["grad_norm"], float)
     assert math.isnan(gradient_health(g, w).dead_fraction) and math.isnan(gradient_health(g, w).update_ratio)
     with pytest.raises(DataError, match="does not match"):
@@ -183,6 +186,9 @@ def test_thresholds_payload_and_errors() -> None:
         tracker.update("a", g, w, step=5)
     tracker.reset("a")
     assert tracker.history("a") == []
+    held = GradientHealthTracker(thresholds=strict).update("b", g, w, step=1).to_payload()  # patience 3: held back
+    assert held["status"] == "healthy" and held["raw_status"] == "vanishing"
+    assert held["reasons"] == ["gradient RMS 0.001 < 0.01", "vanishing for 1 of 3 checks"]
 
 
 def test_checks_measured_together_equal_checks_one_by_one(digits) -> None:

@@ -225,3 +225,43 @@ def test_the_dashboard_marks_where_a_stopped_training_was_resumed(tmp_path: Path
         assert not page.errors
     finally:
         handle.stop()
+
+
+def test_gradient_health_says_in_words_why_a_layer_is_flagged(tmp_path: Path, page) -> None:
+    # TensorView's case of a far-too-high learning rate: the first huge steps explode, then kill
+    # the ReLUs. Under the health rows the dashboard says each layer's status at the current step
+    # and the rules that fired, as the run stored them.
+    from convscope.store import RunStore
+
+    torch.manual_seed(0)
+    spec = convscope.load_model("lenet5-simplified", pretrained=False).input_spec
+    data = convscope.load_dataset("mnist-5k", spec=spec)
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=1.5, momentum=0.9)
+    with convscope.watch(net, optimizer=opt, logdir=tmp_path, run="hot", every=5, budget=None, record=["gradients"]) as mon:
+        for step in range(60):
+            x, y = data.images[step * 32 : step * 32 + 32], data.labels[step * 32 : step * 32 + 32]
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with RunStore(tmp_path).open_run(mon.run_id) as reader:
+        last = {f.layer: f.payload for f in reader.frames(kind="gradient_health", start=60, end=60)}
+    assert set(last) == {"conv1", "conv2"} and all(p["status"] != "healthy" and p["reasons"] for p in last.values()), last
+    handle = start_local_server(tmp_path)
+    try:
+        page.goto(handle.url + f"#/runs/{mon.run_id}")
+        page.wait_for_function("document.querySelectorAll('#view-health .health-line').length === 2", timeout=20_000)
+        lines = page.locator("#view-health .health-line").all_inner_texts()
+        assert lines == [f"{layer} {last[layer]['status']}: {'; '.join(last[layer]['reasons'])}" for layer in ("conv1", "conv2")]
+        # back at the first recording, the health read then
+        page.eval_on_selector("#scrubber", "(s) => { s.value = 5; s.dispatchEvent(new Event('input')); }")
+        page.wait_for_function("document.querySelector('#view-health .health-line')?.textContent.startsWith('conv1') && "
+                               "document.querySelector('#step-counter')?.textContent === '5'")
+        page.wait_for_timeout(300)
+        with RunStore(tmp_path).open_run(mon.run_id) as reader:
+            first = next(f.payload for f in reader.frames(kind="gradient_health", layer="conv1", start=5, end=5))
+        assert page.locator("#view-health .health-line").first.inner_text().startswith(f"conv1 {first['status']}")
+        assert not page.errors
+    finally:
+        handle.stop()

@@ -126,6 +126,8 @@ class GradientHealth:
             "zero_fraction": float(self.zero_fraction),
             "dead_fraction": float(self.dead_fraction),
             "nonfinite": int(self.nonfinite),
+            "reasons": list(self.reasons),
+            "raw_status": self.raw_status or self.status,
         }
 
 

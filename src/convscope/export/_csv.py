@@ -35,7 +35,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "feature_maps": ("step", "layer", "sample", "map", "row", "col", "value", "vmin", "vmax"),
     "correlation": ("step", "layer", "i", "j", "r", "dead_i", "dead_j"),
     "groups": ("step", "layer", "filter", "group"),
-    "gradient_health": ("step", "wall_time", "layer", "status", "grad_norm", "update_ratio", "zero_fraction", "dead_fraction", "nonfinite"),
+    "gradient_health": ("step", "wall_time", "layer", "status", "grad_norm", "update_ratio", "zero_fraction", "dead_fraction", "nonfinite", "reasons"),
     "pruning": ("step", "wall_time", "layer", "before", "after", "removed", "kept", "reason", "params_before", "params_after"),
     "dropped": ("step", "wall_time", "count", "sink"),
 }
@@ -113,8 +113,9 @@ def frame_table(frame: Frame) -> tuple[tuple[str, ...], list[Any]] | None:
         labels = np.asarray(p["labels"])
         cols = {"filter": np.arange(len(labels)), "group": labels}
     elif k == "gradient_health":
-        cols = {key: (str(p[key]) if key == "status" else np.float64(p[key])) for key in COLUMNS[k][3:]}
+        cols = {key: (str(p[key]) if key == "status" else np.float64(p[key])) for key in COLUMNS[k][3:-1]}
         cols["nonfinite"] = int(p["nonfinite"])
+        cols["reasons"] = "; ".join(p.get("reasons", ()))  # (frames written before reasons were stored: none)
     elif k == "pruning":
         cols = {key: p.get(key) for key in COLUMNS[k][3:]}
         cols["removed"] = " ".join(str(int(v)) for v in np.asarray(p["removed"]).ravel())

@@ -1,9 +1,10 @@
 // The run dashboard: every in situ view of one layer, live while the run trains and
 // replayable afterwards with the step scrubber.
 import { followRun, getFrames, getRun, type RunDetails } from "../api";
+import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { drawDistribution } from "../views/distribution";
-import { drawHealth } from "../views/health";
+import { drawHealth, healthSummary } from "../views/health";
 import { drawHeatmap } from "../views/heatmap";
 import { ImagesView } from "../views/images";
 import { countDrops, runNote } from "../views/runNote";
@@ -63,6 +64,9 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   body("images").appendChild(imgCaption);
   const images = new ImagesView(canvas("images", "view-canvas grid-canvas"), canvas("images", "zoom-canvas"), imgCaption);
   const healthCanvas = canvas("health");
+  const healthCaption = document.createElement("div");
+  healthCaption.className = "muted caption health-now";
+  body("health").appendChild(healthCaption);
   const scalars = new ScalarsView(body("scalars"));
 
   let details: RunDetails | null = null;
@@ -110,6 +114,14 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     traj.upTo = current;
     traj.redraw();
     drawHealth(healthCanvas, health, details?.layers ?? [], current, lastStep);
+    const summary = healthSummary(health, details?.layers ?? [], current);
+    healthCaption.replaceChildren(...summary.map(({ status, text }) => {
+      const line = document.createElement("div");
+      line.className = "health-line";
+      line.style.borderLeftColor = STATUS_COLORS[status] ?? "#555";
+      line.textContent = text;
+      return line;
+    }));
     scalars.current = current;
     scalars.draw();
     if (!firstDrawMs && details) firstDrawMs = performance.now();

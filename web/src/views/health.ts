@@ -55,3 +55,26 @@ export function drawHealth(canvas: HTMLCanvasElement, frames: Frame[], layers: s
     lx += ctx.measureText(name).width + 30;
   }
 }
+
+/** Each layer's gradient health at ``current`` (its newest frame at or before it), in words,
+ * with the rules that fired: "conv1 exploding: gradient norm 312 > 100". A quiet status the
+ * tracker still holds back shows as healthy with how far it has got ("vanishing for 1 of 3 checks").
+ * Frames written before reasons were stored give the status alone. */
+export function healthSummary(frames: Frame[], layers: string[], current: number): { layer: string; status: string; text: string }[] {
+  const newest = new Map<string, Frame>();
+  for (const f of frames) {
+    if (f.step > current) continue;
+    const seen = newest.get(f.layer);
+    if (!seen || f.step >= seen.step) newest.set(f.layer, f);
+  }
+  const out: { layer: string; status: string; text: string }[] = [];
+  for (const layer of layers) {
+    const f = newest.get(layer);
+    if (!f) continue;
+    const status = String(f.payload.status);
+    const reasons = Array.isArray(f.payload.reasons) ? (f.payload.reasons as unknown[]).map(String) : [];
+    const why = reasons.length === 0 ? "" : status === "healthy" ? ` (${reasons.join("; ")})` : `: ${reasons.join("; ")}`;
+    out.push({ layer, status, text: `${layer} ${status}${why}` });
+  }
+  return out;
+}

@@ -78,8 +78,8 @@ export class ScalarsView {
         scales: { x: { time: false }, y: {}, r: {} },
         axes: [
           { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, label: "step" },
-          { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, scale: "y" },
-          { stroke: "#9aa0a6", side: 1, grid: { show: false }, scale: "r" },
+          { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, scale: "y", values: axisValues, size: axisSize },
+          { stroke: "#9aa0a6", side: 1, grid: { show: false }, scale: "r", values: axisValues, size: axisSize },
         ],
         series: [
           {},
@@ -125,4 +125,19 @@ export class ScalarsView {
   redrawMarks(): void {
     this.plot?.redraw(false);
   }
+}
+
+/** A value axis' tick label: short whatever the scale (a loss that exploded to 30000 reads "3e+4",
+ * not a "30,000" the axis cuts to "0,000"). */
+export function axisLabel(v: number): string {
+  if (v === 0) return "0";
+  const a = Math.abs(v);
+  return a >= 1e4 || a < 1e-3 ? v.toExponential(1).replace(".0e", "e").replace("e+", "e") : String(+v.toPrecision(3));
+}
+
+const axisValues = (_u: uPlot, splits: number[]): string[] => splits.map(axisLabel);
+
+/** The axis' width in CSS pixels: room for its longest label. */
+function axisSize(_u: uPlot, values: string[] | null): number {
+  return Math.max(36, Math.max(0, ...(values ?? []).map((v) => v.length)) * 7 + 16);
 }

@@ -39,6 +39,6 @@ export const STATUS_COLORS: Record<string, string> = {
   vanishing: "#4363d8",
   exploding: "#e6194b",
   stalled: "#9aa0a6",
-  nonfinite: "#111111",
-  "non-finite": "#111111",
+  nonfinite: "#f58231", // (orange: black vanished into the dark page)
+  "non-finite": "#f58231",
 };

@@ -1,6 +1,6 @@
 // The dashboard's note under a run's title, from the run's config and its "dropped" frames.
 import { describe, expect, it } from "vitest";
-import { countDrops, runNote } from "../src/views/runNote";
+import { countDrops, divergence, runNote } from "../src/views/runNote";
 
 describe("run note", () => {
   it("groups the views by how often they were asked for", () => {
@@ -25,6 +25,21 @@ describe("run note", () => {
     expect(runNote({ every: { weights: 10 } }, new Map(), 0, [900, 300])).toBe(
       "asked for weights every 10 steps · training resumed at steps 300, 900",
     );
+  });
+
+  it("says where training diverged, from the first non-finite gradient health", () => {
+    const health = [
+      { step: 10, layer: "conv1", payload: { status: "exploding" } },
+      { step: 30, layer: "conv1", payload: { status: "nonfinite" } },
+      { step: 20, layer: "conv2", payload: { status: "nonfinite" } },
+      { step: 20, layer: "conv1", payload: { status: "healthy" } },
+    ];
+    const diverged = divergence(health);
+    expect(diverged).toEqual({ step: 20, layers: ["conv2"] });
+    expect(runNote({}, new Map(), 0, [], diverged)).toBe(
+      "training diverged at step 20 (NaN or Inf in conv2): the weight and feature-map views stop before it",
+    );
+    expect(divergence(health.slice(0, 1))).toBeUndefined();
   });
 
   it("says nothing it does not know", () => {

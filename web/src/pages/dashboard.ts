@@ -7,7 +7,7 @@ import { drawDistribution } from "../views/distribution";
 import { drawHealth, healthSummary } from "../views/health";
 import { drawHeatmap } from "../views/heatmap";
 import { ImagesView } from "../views/images";
-import { countDrops, runNote } from "../views/runNote";
+import { countDrops, divergence, runNote } from "../views/runNote";
 import { ScalarsView } from "../views/scalars";
 import { TrajectoryView } from "../views/trajectory";
 import { WeightGridView } from "../views/weightGrid";
@@ -161,7 +161,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   function writeNote(): void {
     if (!details) return;
     const thinned = Object.values(details.thinned).reduce((a, b) => a + b, 0);
-    $("#run-note").textContent = runNote(details.meta.config ?? {}, drops, thinned, scalars.resumes);
+    $("#run-note").textContent = runNote(details.meta.config ?? {}, drops, thinned, scalars.resumes, divergence(health));
   }
 
   function setStatus(status: string): void {
@@ -192,7 +192,10 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
       countDrops(drops, f.payload);
       writeNote();
     }
-    if (f.kind === "gradient_health") health.push(f);
+    if (f.kind === "gradient_health") {
+      health.push(f);
+      if (f.payload.status === "nonfinite") writeNote();
+    }
     if (f.layer === layer && f.kind === "trajectory") traj.add(f);
     if (follow && f.layer === layer && STEP_KINDS.includes(f.kind)) {
       perStep.set(f.kind, f);

@@ -39,7 +39,11 @@ export class ImagesView {
   update(frame: Frame | undefined): void {
     this.frame = frame;
     const t0 = performance.now();
-    if (!frame) return emptyState(fitCanvas(this.canvas, 160), "no feature-map images yet");
+    if (!frame) {
+      this.caption.textContent = "";
+      this.drawZoom(); // (a canvas never sized stands 2:1 at full width: a blank half page)
+      return emptyState(fitCanvas(this.canvas, 160), "no feature-map images yet");
+    }
     const img = frame.payload.images;
     const [F, H, W] = img.shape;
     this.mapW = W;

@@ -8,7 +8,9 @@ export function countDrops(drops: Map<string, number>, payload: Record<string, u
   drops.set(sink, Math.max(drops.get(sink) ?? 0, Number(payload.count ?? 0)));
 }
 
-export function runNote(config: Record<string, any>, drops: Map<string, number>, thinned: number, resumes: number[] = []): string {
+export function runNote(
+  config: Record<string, any>, drops: Map<string, number>, thinned: number, resumes: number[] = [], diverged?: { step: number; layers: string[] },
+): string {
   const parts: string[] = [];
   if (config.every && typeof config.every === "object") {
     const byEvery = new Map<number, string[]>();
@@ -32,5 +34,18 @@ export function runNote(config: Record<string, any>, drops: Map<string, number>,
     const steps = [...resumes].sort((a, b) => a - b);
     parts.push(`training resumed at step${steps.length === 1 ? "" : "s"} ${steps.join(", ")}`);
   }
+  if (diverged) {
+    // (the weights' views cannot be drawn from NaN: they stop at the last finite recording)
+    parts.push(`training diverged at step ${diverged.step} (NaN or Inf in ${diverged.layers.join(", ")}): the weight and feature-map views stop before it`);
+  }
   return parts.join(" · ");
+}
+
+/** The first recorded step at which gradient health found NaN or Inf, and in which layers. */
+export function divergence(health: { step: number; layer: string; payload: Record<string, any> }[]): { step: number; layers: string[] } | undefined {
+  let step = Infinity;
+  for (const f of health) if (f.payload.status === "nonfinite" && f.step < step) step = f.step;
+  if (step === Infinity) return undefined;
+  const layers = [...new Set(health.filter((f) => f.step === step && f.payload.status === "nonfinite").map((f) => f.layer))].sort();
+  return { step, layers };
 }

@@ -1087,3 +1087,28 @@ def test_watching_an_eager_model_does_not_load_the_compiler() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_gets_its_graph_and_every_view(dtype) -> None:
+    # the graph is built from an example of the first batch's dtype and device (a float32 CPU
+    # example failed against half-precision weights, and would against a GPU model's)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3)).to(dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    sink = MemorySink()
+    x = torch.randn(8, 3, 16, 16).to(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=None) as mon:
+            for _ in range(10):
+                loss = model(x).float().square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    assert mon.graph is not None and [layer.name for layer in mon.graph.layers if layer.name in ("0", "2")] == ["0", "2"]
+    assert mon.graph.input_shape == (3, 16, 16)
+    for kind in ("weight_grid", "trajectory", "distribution", "correlation", "groups", "gradient_health"):
+        assert [f.step for f in sink.select(kind=kind, layer="2")] == [5, 10], kind
+    grid = sink.select(kind="weight_grid", layer="2")[-1].payload["weights"]
+    np.testing.assert_array_equal(grid, model[2].weight.detach().float().numpy())

@@ -152,3 +152,9 @@ def test_build_graph_restores_train_mode() -> None:
     net = ResNetTiny().train()
     build_graph(net, input_shape=(1, 8, 8))
     assert net.training and all(m.training for m in net.modules())
+
+
+def test_build_graph_propagates_zeros_of_the_models_own_dtype() -> None:
+    net = ResNetTiny().to(torch.bfloat16)  # a float32 example failed against bfloat16 weights
+    graph = build_graph(net, input_shape=(1, 8, 8))
+    assert graph.method == "fx" and all(layer.output_shape for layer in graph.layers)

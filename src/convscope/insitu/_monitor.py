@@ -913,6 +913,9 @@ class Monitor:
         if self._graph is None and not self._graph_pending and args and hasattr(args[0], "shape"):
             shape = tuple(int(d) for d in args[0].shape[1:])
             self.input_shape = self.input_shape or shape
+            # (and the batch's dtype and device: a half-precision model, or one on a GPU, takes
+            # no float32 CPU example)
+            self._input_like = (getattr(args[0], "dtype", None), getattr(args[0], "device", None))
             self._graph_pending = True
         if self._t0 is not None and (self._graph is not None or self._graph_pending) and self._first_handle is not None:
             # its work is done: without it, the model's own call skips torch's hook machinery
@@ -923,6 +926,7 @@ class Monitor:
     _first_handle: Any = None
 
     _graph_pending = False
+    _input_like: tuple[Any, Any] = (None, None)
 
     def _build_graph(self) -> None:
         from convscope.models import build_graph
@@ -931,7 +935,13 @@ class Monitor:
         self._building = True  # building runs the model once; the hooks ignore that pass
         acts = dict(self._acts)  # this step's activations, still to be recorded
         try:
-            self._graph = build_graph(self.model, input_shape=self.input_shape or ())
+            import torch
+
+            dtype, device = self._input_like
+            example = None
+            if isinstance(dtype, torch.dtype) and device is not None:
+                example = torch.zeros((1, *(self.input_shape or ())), dtype=dtype, device=device)
+            self._graph = build_graph(self.model, input_shape=self.input_shape or (), example=example)
         except Exception as exc:  # a graph is nice to have; training must go on without it
             warnings.warn(f"convscope could not build the model graph ({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=3)
             return

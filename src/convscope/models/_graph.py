@@ -406,14 +406,19 @@ def build_graph(
     Args:
         model: the module; its train/eval mode is restored afterwards.
         input_shape: one sample's shape, channels-first (``(1, 28, 28)``).
-        example: an example batch to propagate instead of zeros.
+        example: an example batch to propagate instead of zeros (zeros of the dtype and on
+            the device of the model's first floating-point parameter, float32 on the CPU
+            without one).
     """
     import torch
 
     was_training = model.training
     model.eval()
     try:
-        x = example if example is not None else torch.zeros((1, *input_shape))
+        x = example
+        if x is None:
+            p = next((p for p in model.parameters() if p.is_floating_point()), None)
+            x = torch.zeros((1, *input_shape)) if p is None else torch.zeros((1, *input_shape), dtype=p.dtype, device=p.device)
         try:
             return _build_fx(model, x, tuple(input_shape))
         except Exception:  # untraceable forward (data-dependent control flow, custom types)

@@ -1112,3 +1112,28 @@ def test_a_half_precision_model_gets_its_graph_and_every_view(dtype) -> None:
         assert [f.step for f in sink.select(kind=kind, layer="2")] == [5, 10], kind
     grid = sink.select(kind="weight_grid", layer="2")[-1].payload["weights"]
     np.testing.assert_array_equal(grid, model[2].weight.detach().float().numpy())
+
+
+def test_a_conv3d_layer_gets_every_view_but_the_2d_ones_and_is_told_so() -> None:
+    from convscope.insitu import VIEWS
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3))
+    model[2].forward = lambda x: torch.nn.functional.conv2d(x.mean(2), model[2].weight, model[2].bias)  # depth averaged
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    sink = MemorySink()
+    with pytest.warns(RuntimeWarning, match=r"watches 0 \(Conv3d\) without its weight grid and feature-map images"):
+        mon = convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every={v: 5 for v in VIEWS}, budget=None)
+    x = torch.randn(2, 3, 8, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # (no "could not build frames")
+        with mon:
+            for _ in range(10):
+                loss = model(x).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    assert mon.stats.sink_failures == {}
+    conv3d = {f.kind for f in sink.frames if f.layer == "0"}
+    assert conv3d == {"trajectory", "distribution", "correlation", "groups", "gradient_health"}
+    assert {"weight_grid", "feature_maps"} <= {f.kind for f in sink.frames if f.layer == "2"}

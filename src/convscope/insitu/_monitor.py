@@ -169,6 +169,8 @@ class _LayerState:
     correlation: Any = None
     prev_weight: torch.Tensor | None = None
     prunes: int = 0
+    #: views this layer cannot have (a Conv3d's weight grid and images)
+    skip: frozenset[str] = frozenset()
     spare: _Spare = field(default_factory=lambda: _Spare())  # the grids' copies
     image_spare: _Spare = field(default_factory=lambda: _Spare())  # sample 0's, for the images
 
@@ -416,7 +418,17 @@ class Monitor:
                 raise DataError(f"layer {n!r} ({type(m).__name__}) has no weight to watch; watch conv or dense layers")
             state = _LayerState(n, m, 0, layout=layout)
             state.original_filters = state.filters
+            if state.param.dim() > 4:  # (Conv3d: its kernels and maps have a depth too)
+                state.skip = frozenset(("weights", "feature_maps"))
             self.layers[n] = state
+        flat = [f"{n} ({type(st.module).__name__})" for n, st in self.layers.items() if st.skip]
+        if flat:
+            warnings.warn(
+                f"convscope watches {', '.join(flat)} without its weight grid and feature-map images, which show "
+                "2-D kernels and maps; every other view is recorded",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         if self.prune is not None:
             if self.prune.layers is None:
                 convs = [n for n, st in self.layers.items() if isinstance(st.module, torch.nn.modules.conv._ConvNd)]

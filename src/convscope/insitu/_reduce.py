@@ -49,6 +49,8 @@ _KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "distrib
 def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: Activations | None, due: set[str]) -> list[Item]:
     """Snapshot this layer's tensors for ``step`` and return the work items that analyse the
     views ``due`` then."""
+    if state.skip:
+        due = due - state.skip
     items: list[Item] = []
     w = None
     if due & {"weights", "trajectory", "gradients"}:

@@ -1137,3 +1137,16 @@ def test_a_conv3d_layer_gets_every_view_but_the_2d_ones_and_is_told_so() -> None
     conv3d = {f.kind for f in sink.frames if f.layer == "0"}
     assert conv3d == {"trajectory", "distribution", "correlation", "groups", "gradient_health"}
     assert {"weight_grid", "feature_maps"} <= {f.kind for f in sink.frames if f.layer == "2"}
+
+
+def test_a_monitor_says_what_it_watches_and_how_far_it_got(digits, lenet) -> None:
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    mon = convscope.watch(model, optimizer=opt, logdir=None, sinks=[MemorySink()], run="look", every=5, budget=None)
+    assert repr(mon).startswith("<convscope Monitor of SimplifiedLeNet5: watching, run 'look' in its sinks; layers conv1, conv2; step 0,")
+    _train(model, opt, digits, 10, monitor=mon)
+    mon._pipeline.drain()
+    assert "step 10, 2 recorded," in repr(mon) and f"{mon._pipeline.stats.frames} frames, 0 dropped>" in repr(mon)
+    assert mon._pipeline.stats.frames > 0
+    mon.close()
+    assert repr(mon).startswith("<convscope Monitor of SimplifiedLeNet5: closed,") and f"{mon.stats.frames} frames" in repr(mon)

@@ -659,6 +659,17 @@ class Monitor:
 
         return View(self.server_url, 900, f"run {self.run_name}")._repr_html_()
 
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "paused" if self.paused else "watching" if self._started else "not started"
+        where = self.server_url or (f"{self.logdir}" if self.logdir is not None else "its sinks")
+        live = self._pipeline is not None and not self._closed  # (the stats take the pipeline's counts at close())
+        frames, dropped = (self._pipeline.stats.frames, self._pipeline.stats.dropped) if live else (self.stats.frames, self.stats.dropped)  # type: ignore[union-attr]
+        return (
+            f"<convscope Monitor of {type(self.model).__name__}: {state}, run {self.run_id or self.run_name!r} in {where}; "
+            f"layers {', '.join(self.layers)}; step {self.step_count}, {self.stats.recorded_steps} recorded, "
+            f"{frames} frames, {dropped} dropped>"
+        )
+
     def __enter__(self) -> Monitor:
         return self.start()
 

@@ -890,6 +890,7 @@ def test_log_reads_a_cpu_tensor_at_once_and_counts_its_time(lenet) -> None:
             mon.log(many=torch.ones(3))
         with pytest.raises(DataError, match="name= is a str"):
             mon.log(name="conv1")
+        mon.step()
     values = {f.payload["name"]: f.payload["value"] for f in sink.select(kind="scalar")}
     assert values["loss"] == pytest.approx(loss.item()) and values["acc"] == 0.5 and values["n"] == 3
     assert not mon.stats.sink_failures
@@ -1150,3 +1151,25 @@ def test_a_monitor_says_what_it_watches_and_how_far_it_got(digits, lenet) -> Non
     assert mon._pipeline.stats.frames > 0
     mon.close()
     assert repr(mon).startswith("<convscope Monitor of SimplifiedLeNet5: closed,") and f"{mon.stats.frames} frames" in repr(mon)
+
+
+def test_a_loop_whose_steps_are_never_counted_is_told_how_to_count_them(digits, lenet) -> None:
+    # without optimizer=, the steps are counted by monitor.step(): a loop that forgets it records
+    # nothing after its first step, so it is said (once), while it trains or when it ends
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with pytest.warns(RuntimeWarning, match=r"counted no training step \(log\(\) was called 16 times at step 0\).*monitor.step\(\)") as said:
+        with convscope.watch(model, logdir=None, sinks=[MemorySink()], every=5) as mon:
+            _train(model, opt, digits, 30, monitor=mon)
+    assert len([w for w in said if "counted no training step" in str(w.message)]) == 1
+    with pytest.warns(RuntimeWarning, match=r"counted no training step \(training ended at step 0\)"):
+        with convscope.watch(model, logdir=None, sinks=[MemorySink()], every=5):
+            _train(model, opt, digits, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with convscope.watch(model, logdir=None, sinks=[MemorySink()], every=5) as mon:  # counted: nothing to say
+            _train(model, opt, digits, 20, monitor=mon, on_step=lambda *_: mon.step())
+        assert mon.step_count == 20
+        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=5) as mon:
+            _train(model, opt, digits, 20, monitor=mon)
+        convscope.watch(model, logdir=None, sinks=[MemorySink()]).close()  # (nothing ran: nothing to say)

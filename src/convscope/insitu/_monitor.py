@@ -527,6 +527,7 @@ class Monitor:
                 self._drops_before = self._store.writer.dropped_totals()
                 self._restore_groups()
         self._next_due = self._first_due(self.step_count + 1)
+        self._begin_step = self.step_count
         if self._serve:
             sinks.extend(self._start_server())
         if self.analysis_thread == "auto":
@@ -650,6 +651,8 @@ class Monitor:
                 cost += self._meter.after * self._meter.touched
                 self.stats.overhead_estimate = cost / max(end - self._t0 - cost, 1e-9)  # (of training's own time)
             self.stats.sink_failures = dict(self._pipeline.stats.sink_failures)
+        if self.optimizer is None and self.step_count == self._begin_step and self._forwarded and status == "finished":
+            self._no_steps_said(closing=True)  # (the model ran, and no step was counted; said once all is closed)
 
     def _repr_html_(self) -> str | None:
         """In Jupyter, a monitor that serves shows its live dashboard inline (see convscope.notebook)."""
@@ -714,7 +717,7 @@ class Monitor:
     def _start_at(self, step: int) -> None:
         """Count the steps from ``step`` on: for a framework that restores its step count from a
         checkpoint after the monitor started (Lightning's ``fit(ckpt_path=...)``)."""
-        self.step_count = self.stats.steps = step
+        self.step_count = self.stats.steps = self._begin_step = step
         self._next_due = self._first_due(step + 1)
         if self._started and self.active and not self._closed:
             self._arm(step + 1)
@@ -741,9 +744,28 @@ class Monitor:
             elif type(v) is not float and not isinstance(v, numbers.Real):
                 raise DataError(f"log() takes numbers or one-value tensors; {k}= is a {type(v).__name__}")
             self._scalars.append((step, k, v, start))
+        if step == self._begin_step and self.optimizer is None:
+            self._no_steps_said()
         self._scalars_due(start)
         if self._paused_at is None:
             self.stats.seconds_in_step_hooks += time.perf_counter() - start
+
+    _logs_at_zero = 0
+    _forwarded = False  # whether the model has run since watching started
+    _begin_step = 0  # the step count when watching started
+
+    def _no_steps_said(self, *, closing: bool = False) -> None:
+        """Without an optimizer the steps are counted by ``step()``: a loop that never calls it
+        would record nothing but its first step, silently, so it is said once."""
+        self._logs_at_zero += 1
+        if self._logs_at_zero == 16 or (closing and self._logs_at_zero < 16):
+            warnings.warn(
+                f"convscope counted no training step ({'training ended' if closing else 'log() was called 16 times'} "
+                f"at step {self._begin_step}): "
+                "pass optimizer= to watch() so it follows the optimizer's steps, or call monitor.step() after each one",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _scalars_due(self, now: float) -> None:
         # batched: one work item and one ``scalars`` frame per name each second (or 256 values),
@@ -930,6 +952,7 @@ class Monitor:
     _copies = (True, False)  # what the hooks copy: the grid, sample 0 whole (see _copies_for)
 
     def _first_forward(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        self._forwarded = True
         if self._t0 is None and self._paused_at is None:  # the overhead budget counts from the first forward pass
             self._t0 = time.perf_counter()
         # The graph needs an input shape: take it from the first batch the model sees.

@@ -186,6 +186,11 @@ def test_thresholds_payload_and_errors() -> None:
         tracker.update("a", g, w, step=5)
     tracker.reset("a")
     assert tracker.history("a") == []
+    resumed = GradientHealthTracker(thresholds=strict)
+    resumed.restore("b", ["healthy", "vanishing", "vanishing"])  # two checks before: the third reports it
+    assert resumed.update("b", g, w, step=1).status == "vanishing" and resumed.history("b")[-1] == "vanishing"
+    with pytest.raises(DataError, match="unknown gradient-health statuses"):
+        resumed.restore("b", ["fine"])
     held = GradientHealthTracker(thresholds=strict).update("b", g, w, step=1).to_payload()  # patience 3: held back
     assert held["status"] == "healthy" and held["raw_status"] == "vanishing"
     assert held["reasons"] == ["gradient RMS 0.001 < 0.01", "vanishing for 1 of 3 checks"]

@@ -1173,3 +1173,21 @@ def test_a_loop_whose_steps_are_never_counted_is_told_how_to_count_them(digits, 
         with convscope.watch(model, optimizer=opt, logdir=None, sinks=[MemorySink()], every=5) as mon:
             _train(model, opt, digits, 20, monitor=mon)
         convscope.watch(model, logdir=None, sinks=[MemorySink()]).close()  # (nothing ran: nothing to say)
+
+
+def test_a_resumed_runs_gradient_health_goes_on_from_its_checks(digits, lenet, tmp_path) -> None:
+    # a layer whose weights do not move (lr 0) while its gradients are real is stalled; the
+    # tracker holds that back for 3 checks. Two checks before the resume and one after make three.
+    from convscope.store import RunStore
+
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    options = {"logdir": tmp_path, "run": "job", "budget": None, "every": 5, "record": ["gradients"]}
+    with convscope.watch(model, optimizer=opt, **options) as mon:
+        _train(model, opt, digits, 10, monitor=mon)
+    with convscope.watch(model, optimizer=opt, resume=True, **options) as mon2:
+        assert mon2.layers["conv1"].health.history("conv1") == ["stalled", "stalled"]
+        _train(model, opt, digits, 5, monitor=mon2)
+    with RunStore(tmp_path).open_run("job") as r:
+        got = [(f.step, f.payload["status"], f.payload["raw_status"]) for f in r.frames(kind="gradient_health", layer="conv1")]
+    assert got == [(5, "healthy", "stalled"), (10, "healthy", "stalled"), (15, "stalled", "stalled")]

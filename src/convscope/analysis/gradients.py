@@ -466,6 +466,15 @@ class GradientHealthTracker:
         state.last = result
         return result
 
+    def restore(self, layer: str, statuses: Sequence[str]) -> None:
+        """Go on from a layer's earlier checks (a resumed run's, read from its frames'
+        ``raw_status``): their single-check statuses, oldest first. A quiet status that lasted
+        before is then reported once it has lasted ``patience`` checks over both parts."""
+        unknown = sorted(set(statuses) - set(STATUSES))
+        if unknown:
+            raise DataError(f"unknown gradient-health statuses {unknown}; they are {', '.join(STATUSES)}")
+        self._layers[layer] = _LayerState(history=deque(statuses, maxlen=self._history))
+
     def history(self, layer: str) -> list[str]:
         """The remembered single-check statuses of a layer, oldest first."""
         state = self._layers.get(layer)

@@ -525,7 +525,7 @@ class Monitor:
                 if self._start_step is None:
                     self.step_count = self.stats.steps = self._store.resumed_from  # the steps go on where the run stopped
                 self._drops_before = self._store.writer.dropped_totals()
-                self._restore_groups()
+                self._restore_state(self._store.resumed_from)
         self._next_due = self._first_due(self.step_count + 1)
         self._begin_step = self.step_count
         if self._serve:
@@ -566,24 +566,38 @@ class Monitor:
         self._submit_meta("resume" if resumed else "start", status="live")
         return self
 
-    def _restore_groups(self) -> None:
-        """A resumed run's filter groups keep their ids: each layer's next grouping is matched
-        to the last one the run stored (a layer whose filter count changed starts again)."""
+    def _restore_state(self, last: int) -> None:
+        """A resumed run goes on where it stopped (its last step ``last``): filter groups keep
+        their ids, each layer's next grouping matched to the last one the run stored (a layer
+        whose filter count changed starts again), and gradient health goes on from the checks
+        stored before, so a quiet status held back then counts on."""
+        from convscope.analysis import GradientHealthTracker
         from convscope.analysis.groups import FilterGroups
         from convscope.frames import decode
         from convscope.store._reader import RunReader
 
         assert self._store is not None
+        period = self.every.get("gradients")
         try:
             with RunReader(self._store.store.path(self.run_id)) as reader:
-                frames = [decode(data) for _, data in reader.raw_frames(kind="groups", latest=True)]
-        except Exception as exc:  # noqa: BLE001  (the ids start again; the run goes on)
-            warnings.warn(f"convscope could not read the run's last filter groups ({exc}); their ids start again", RuntimeWarning, stacklevel=3)
+                groups = [decode(data) for _, data in reader.raw_frames(kind="groups", latest=True)]
+                health = [] if period is None else [
+                    decode(data) for _, data in reader.raw_frames(kind="gradient_health", start=max(0, last - 16 * period), end=last)
+                ]
+        except Exception as exc:  # noqa: BLE001  (they start again; the run goes on)
+            warnings.warn(f"convscope could not read the run's last groups and gradient health ({exc}); they start again", RuntimeWarning, stacklevel=3)
             return
-        for frame in frames:
+        for frame in groups:
             state = self.layers.get(frame.layer)
             if state is not None and len(frame.payload["labels"]) == state.filters:
                 state.groups = FilterGroups.from_payload(frame.payload)
+        checks: dict[str, list[str]] = {}
+        for frame in health:  # (by step, as stored)
+            if frame.layer in self.layers:
+                checks.setdefault(frame.layer, []).append(str(frame.payload.get("raw_status", frame.payload["status"])))
+        for name, statuses in checks.items():
+            tracker = self.layers[name].health = GradientHealthTracker(thresholds=self.health_thresholds)
+            tracker.restore(name, statuses)
 
     def _replace_earlier(self) -> None:
         """A model that an open monitor watches already (a notebook cell run again, a loop
@@ -1335,8 +1349,8 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             ``run-2``: for training resumed from a checkpoint after its process ended (a
             crashed, finished or failed run; a live one is refused). Its frames stay, new ones
             follow, and the steps count on from its last step unless ``start_step`` says
-            otherwise. Where no such run exists, it is started. Filter groups keep their ids;
-            the trajectory's path and the gradient-health history start again at the resume.
+            otherwise. Where no such run exists, it is started. Filter groups keep their ids
+            and gradient health goes on from the checks before; the trajectory's path starts again.
         start_step: the step the loop starts after (the checkpoint's), so that frames carry
             the training's own step numbers. Default 0, or with ``resume`` the run's last step.
             Frames the run holds beyond it (recorded after the checkpoint, before the process

@@ -104,11 +104,14 @@ def test_a_failing_work_item_does_not_kill_the_worker() -> None:
     sink = ListSink()
     p = FramePipeline([sink])
     p.start()
-    with pytest.warns(RuntimeWarning, match="could not build frames"):
+    with pytest.warns(RuntimeWarning, match="could not build frames") as said:
         p.submit(lambda: [1 / 0])
         p.submit(lambda: ["after"])
+        p.submit(lambda: [1 / 0])  # the same error again: said once
+        p.submit(lambda: [[][1]])  # another kind of error: said too
         p.close()
-    assert sink.frames == ["after"]
+    assert sink.frames == ["after"] and p.stats.sink_failures["analysis"] == 3
+    assert [str(w.message).split(":")[0] for w in said] == ["convscope could not build frames (ZeroDivisionError", "convscope could not build frames (IndexError"]
 
 
 def test_start_and_close_are_idempotent_and_the_thread_ends() -> None:

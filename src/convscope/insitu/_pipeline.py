@@ -476,8 +476,9 @@ class FramePipeline:
             return []
 
     def _failed(self, exc: Exception) -> None:
-        """A work item whose analysis raised: counted, and said once."""
-        self._warn_once("analysis", f"convscope could not build frames ({type(exc).__name__}: {exc}); training goes on")
+        """A work item whose analysis raised: counted, and said once for each kind of error (a
+        diverged training's NaN weights, said at every recording, do not hide another)."""
+        self._warn_once(f"analysis {type(exc).__name__}", f"convscope could not build frames ({type(exc).__name__}: {exc}); training goes on")
         self.stats.sink_failures["analysis"] = self.stats.sink_failures.get("analysis", 0) + 1
 
     def _analyse(self, items: list[Any]) -> list[list[Frame]]:

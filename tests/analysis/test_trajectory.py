@@ -316,3 +316,44 @@ def test_path_version_changes_exactly_when_the_path_does() -> None:
     before = tracker.path_version
     tracker.reset()
     assert tracker.path_version != before and len(tracker.path()[0]) == 0
+
+
+@pytest.mark.parametrize("shape", [(16, 1, 3, 3), (32, 16, 3, 3)])  # (the second is sketched: 4608 > 4096)
+def test_a_saved_state_goes_on_with_the_same_path_in_another_tracker(shape, tmp_path) -> None:
+    # a training resumed from its checkpoint: the state crosses processes as an .npz without pickles
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(shape, generator=gen)
+    walk = []
+    for _ in range(90):
+        w = w + 0.01 * torch.randn(shape, generator=gen) + 0.002
+        walk.append(w.clone())
+    whole = TrajectoryTracker(seed=3, max_points=16, refresh=1)
+    first = TrajectoryTracker(seed=3, max_points=16, refresh=1)
+    for x in walk[:50]:
+        whole.update(x)
+        first.update(x)
+    np.savez(tmp_path / "state.npz", **first.state_dict())
+    with np.load(tmp_path / "state.npz", allow_pickle=False) as saved:
+        then = TrajectoryTracker(seed=3, max_points=16, refresh=1)
+        then.load_state_dict(dict(saved))
+    assert then.updates == 50 and then.kept == whole.kept and then.sketched == (shape[1] == 16)
+    for x in walk[50:]:  # (thinning happens on the way: 90 updates, 16 points kept at most)
+        a, b = whole.update(x), then.update(x)
+        assert a.step == b.step
+        np.testing.assert_allclose(b.pca, a.pca, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b.explained_variance, a.explained_variance, rtol=1e-5)
+        np.testing.assert_array_equal(b.dims, a.dims)
+    (s1, c1), (s2, c2) = whole.path(), then.path()
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_allclose(c2, c1, rtol=1e-5, atol=1e-6)
+    # a state is refused by a tracker that would follow other weights or keep other points
+    for other in (TrajectoryTracker(seed=4, max_points=16), TrajectoryTracker(seed=3, max_points=32)):
+        with pytest.raises(DataError, match="seed, max_points, sketch_dim"):
+            other.load_state_dict(first.state_dict())
+    with pytest.raises(DataError, match="other weights"):
+        TrajectoryTracker(seed=3, max_points=16, dims=[0, 1, 2]).load_state_dict(first.state_dict())
+    with pytest.raises(DataError, match="not a trajectory tracker's state"):
+        then.load_state_dict({"shape": np.asarray(shape)})
+    empty = TrajectoryTracker(seed=3)
+    empty.load_state_dict(TrajectoryTracker(seed=3).state_dict())  # nothing seen yet: nothing to go on with
+    assert empty.updates == 0

@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -448,6 +448,64 @@ class TrajectoryTracker:
         else:
             pca, ratio = self._on_axes(dots, v, step, kept, extra_dot)
         return TrajectoryPoint(step=step, dims=dims, dim_index=self._index_host.copy(), pca=pca, explained_variance=ratio)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """What the tracker holds of the path, as host arrays (``np.savez`` writes them and
+        ``np.load`` reads them back without pickling): enough for :meth:`load_state_dict` in
+        another process, a training resumed from its checkpoint, to go on with the same path.
+        The principal axes are not among them: the first update after loading makes them again."""
+        if self._shape is None or self._anchor is None or self._points is None:
+            return {"shape": np.zeros(0, dtype=np.int64)}  # nothing seen yet
+        n = len(self._steps)
+        return {
+            "shape": np.asarray(self._shape, dtype=np.int64),
+            "settings": np.asarray([self.seed, self.max_points, self.sketch_dim], dtype=np.int64),
+            "index": self._index_host.copy(),
+            "anchor": self._anchor.to("cpu").numpy().copy(),
+            "points": self._points[:n].to("cpu").numpy().copy(),
+            "gram": self._gram[:n, :n].copy(),
+            "steps": np.asarray(self._steps, dtype=np.int64),
+            "counts": np.asarray([self._stride, self._count], dtype=np.int64),
+            "coords": np.asarray(self._coords, dtype=np.float64),
+            "coord_steps": np.asarray(self._coord_steps, dtype=np.int64),
+        }
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray], *, device: str | torch.device = "cpu") -> None:
+        """Go on with the path of :meth:`state_dict` (another tracker's, made with the same
+        ``seed``, ``max_points``, ``sketch_dim`` and ``dims``), its points on ``device``."""
+        self.reset()
+        shape = tuple(int(v) for v in np.asarray(state["shape"]).ravel())
+        if not shape:
+            return
+        try:
+            settings = [int(v) for v in np.asarray(state["settings"]).ravel()]
+            steps = np.asarray(state["steps"], dtype=np.int64).ravel()
+            points, gram = np.asarray(state["points"]), np.asarray(state["gram"])
+            stride, count = (int(v) for v in np.asarray(state["counts"]).ravel())
+            coords = np.asarray(state["coords"], dtype=np.float64).reshape(-1, 3)
+            coord_steps = np.asarray(state["coord_steps"], dtype=np.int64).ravel()
+            anchor = np.asarray(state["anchor"]).ravel()
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DataError(f"not a trajectory tracker's state ({type(exc).__name__}: {exc})") from exc
+        if settings != [self.seed, self.max_points, self.sketch_dim]:
+            raise DataError(
+                f"this state was made with seed, max_points, sketch_dim = {settings}; this tracker has "
+                f"{[self.seed, self.max_points, self.sketch_dim]}"
+            )
+        n = len(steps)
+        d = min(math.prod(shape), self.sketch_dim)
+        if n >= self.max_points or points.shape != (n, d) or gram.shape != (n, n) or anchor.shape != (d,) or stride < 1 or count < n:
+            raise DataError(f"a trajectory tracker's state of {n} points does not hold together (points {points.shape}, gram {gram.shape})")
+        self._start(shape, torch.device(device))
+        if not np.array_equal(self._index_host, np.asarray(state["index"], dtype=np.int64).ravel()):
+            raise DataError("this state follows other weights (dims) than this tracker would")
+        self._begin(torch.from_numpy(anchor.copy()).to(device=device, dtype=accumulator(torch.device(device))))
+        assert self._points is not None
+        self._points[:n] = torch.from_numpy(points.copy()).to(self._points)
+        self._gram[:n, :n] = gram
+        self._steps = steps.tolist()
+        self._stride, self._count = stride, count
+        self._coords, self._coord_steps = coords, coord_steps.tolist()
 
     @property
     def path_version(self) -> int:

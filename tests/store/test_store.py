@@ -330,3 +330,29 @@ def test_list_runs_sees_new_frames_and_runs(tmp_path: Path) -> None:
     assert {r["status"] for r in store.list_runs()} == {"finished"}
     store.path("a").unlink()
     assert [r["id"] for r in store.list_runs()] == ["b"]
+
+
+def test_a_run_keeps_state_under_a_key_for_a_resumed_writer(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    writer = store.create_run("job")
+    writer.put_state("trajectory/conv1", b"\x00first")
+    writer.put_state("trajectory/conv1", b"\x00second")  # in place of the first
+    writer.put_state("trajectory/conv2", bytes(range(256)) * 64)
+    writer.close()
+    with store.open_run("job") as r:
+        assert r.state("trajectory/conv1") == b"\x00second" and r.state("trajectory/conv2") == bytes(range(256)) * 64
+        assert r.state("trajectory/fc") is None
+    with pytest.raises(StoreError, match="closed"):
+        writer.put_state("trajectory/conv1", b"late")
+    # a run written before runs kept state has no such table: nothing is kept there
+    con = sqlite3.connect(store.path("job"))
+    con.execute("DROP TABLE state")
+    con.commit()
+    con.close()
+    with store.open_run("job") as r:
+        assert r.state("trajectory/conv1") is None
+    resumed = store.resume_run("job")  # (and a writer that resumes it makes the table)
+    resumed.put_state("trajectory/conv1", b"again")
+    resumed.close()
+    with store.open_run("job") as r:
+        assert r.state("trajectory/conv1") == b"again"

@@ -49,6 +49,7 @@ class RunReader:
             self._con.close()
             raise StoreError(f"{path.name} is not a readable convscope run (no frames table yet, or another kind of database)")
         self._series_sql = "series" if "series" in tables else LEGACY_SERIES
+        self._has_state = "state" in tables
 
     def close(self) -> None:
         self._con.close()
@@ -64,6 +65,13 @@ class RunReader:
             return self._con.execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"reading run {self.run_id} failed: {exc}") from None
+
+    def state(self, key: str) -> bytes | None:
+        """What the writer kept under ``key`` with ``RunWriter.put_state`` (``None`` if nothing)."""
+        if not self._has_state:  # (a run written before runs kept state)
+            return None
+        rows = self._query("SELECT data FROM state WHERE key = ?", (key,))
+        return bytes(rows[0][0]) if rows else None
 
     # --- summary ----------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:

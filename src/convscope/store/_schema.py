@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS series (
     thinned INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (kind, layer)
 );
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
 #: the ``series`` rows of a format-1 file, computed (slowly) from its frames

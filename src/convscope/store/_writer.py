@@ -169,6 +169,21 @@ class RunWriter:
                 self._rollback()
                 raise StoreError(f"writing run {self.run_id}'s metadata failed: {exc}") from None
 
+    def put_state(self, key: str, data: bytes) -> None:
+        """Keep ``data`` under ``key`` in the run, in place of what was there: what a training
+        resumed from its checkpoint goes on from (the in situ monitor's trajectory trackers;
+        read back with :meth:`RunReader.state <convscope.store.RunReader.state>`). Committed at once."""
+        with self._lock:
+            self._check_open()
+        with self._commit:
+            try:
+                self._con.execute("BEGIN IMMEDIATE")
+                self._con.execute("INSERT OR REPLACE INTO state (key, data) VALUES (?, ?)", (key, sqlite3.Binary(data)))
+                self._con.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(f"writing run {self.run_id}'s state {key!r} failed: {exc}") from None
+
     # --- writing ------------------------------------------------------------------------------
     def write(self, frame: Frame) -> None:
         """Queue one frame (encoded now, committed at the next :meth:`flush`)."""

@@ -1191,3 +1191,37 @@ def test_a_resumed_runs_gradient_health_goes_on_from_its_checks(digits, lenet, t
     with RunStore(tmp_path).open_run("job") as r:
         got = [(f.step, f.payload["status"], f.payload["raw_status"]) for f in r.frames(kind="gradient_health", layer="conv1")]
     assert got == [(5, "healthy", "stalled"), (10, "healthy", "stalled"), (15, "stalled", "stalled")]
+
+
+def test_a_resumed_runs_trajectory_goes_on_with_its_path(digits, lenet, tmp_path) -> None:
+    # close() keeps each layer's trajectory tracker in the run; resume=True goes on with it, so
+    # the path a view draws spans both parts. Where the run went on without it (a killed
+    # process), or the checkpoint is older than the path's end, the path starts again.
+    from convscope.frames import Frame
+    from convscope.store import RunStore
+
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    options = {"logdir": tmp_path, "run": "job", "budget": None, "every": 5, "record": ["trajectory"]}
+    with convscope.watch(model, optimizer=opt, **options) as mon:
+        _train(model, opt, digits, 40, monitor=mon)
+    with convscope.watch(model, optimizer=opt, resume=True, **options) as mon2:
+        assert mon2.layers["conv2"].trajectory.updates == 8
+        _train(model, opt, digits, 20, monitor=mon2)
+    store = RunStore(tmp_path)
+    with store.open_run("job") as r:
+        last = r.frames(kind="trajectory", layer="conv2")[-1]
+    assert last.step == 60 and last.payload["path_steps"].tolist() == list(range(5, 65, 5))  # one path, both parts
+    assert np.isfinite(last.payload["pca_path"]).all()
+    # the checkpoint was older than the path's end: the weights went back, the path starts again
+    with convscope.watch(model, optimizer=opt, resume=True, start_step=50, **options) as mon3:
+        assert mon3.layers["conv2"].trajectory is None
+    # a later part of the run that kept no tracker (its process was killed): the path starts again
+    writer = store.resume_run("job")
+    writer.write(Frame(run="job", step=70, kind="trajectory", layer="conv2", payload=last.payload))
+    writer.close()
+    with convscope.watch(model, optimizer=opt, resume=True, **options) as mon4:
+        assert mon4.step_count == 70 and mon4.layers["conv2"].trajectory is None
+        _train(model, opt, digits, 5, monitor=mon4)
+    with store.open_run("job") as r:
+        assert r.frames(kind="trajectory", layer="conv2")[-1].payload["path_steps"].tolist() == [75]

@@ -584,8 +584,16 @@ class Monitor:
                 health = [] if period is None else [
                     decode(data) for _, data in reader.raw_frames(kind="gradient_health", start=max(0, last - 16 * period), end=last)
                 ]
+                if "trajectory" in self.every:
+                    lasts = {f.layer: f.step for f in map(decode, (data for _, data in reader.raw_frames(kind="trajectory", latest=True)))}
+                    for name in self.layers:
+                        self._restore_trajectory(name, reader.state(f"trajectory/{name}"), lasts.get(name))
         except Exception as exc:  # noqa: BLE001  (they start again; the run goes on)
-            warnings.warn(f"convscope could not read the run's last groups and gradient health ({exc}); they start again", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"convscope could not read where the run's groups, gradient health and trajectories stopped ({exc}); they start again",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return
         for frame in groups:
             state = self.layers.get(frame.layer)
@@ -598,6 +606,60 @@ class Monitor:
         for name, statuses in checks.items():
             tracker = self.layers[name].health = GradientHealthTracker(thresholds=self.health_thresholds)
             tracker.restore(name, statuses)
+
+    def _save_trajectories(self) -> None:
+        """Keep each layer's trajectory tracker in the run, so that a training resumed from its
+        checkpoint (``resume=True``) goes on with the same path rather than starting a new one.
+        Made at ``close()`` only: a run whose process was killed starts its path again."""
+        import io
+
+        assert self._store is not None
+        for name, state in self.layers.items():
+            tracker = state.trajectory
+            if tracker is None or not tracker.updates or (tracker.updates - 1) not in state.trajectory_steps:
+                continue
+            ordinals = [*tracker.path()[0].tolist(), tracker.updates - 1]  # the kept points' update counts, and the last
+            steps = [state.trajectory_steps[k] for k in ordinals if k in state.trajectory_steps]
+            if len(steps) != len(ordinals):
+                continue
+            buf = io.BytesIO()
+            np.savez(
+                buf, **tracker.state_dict(), monitor_ordinals=np.asarray(ordinals, dtype=np.int64),
+                monitor_steps=np.asarray(steps, dtype=np.int64), monitor_shape=np.asarray(state.trajectory_shape, dtype=np.int64),
+            )
+            try:
+                self._store.writer.put_state(f"trajectory/{name}", buf.getvalue())
+            except Exception as exc:  # noqa: BLE001  (a resumed run's path would start again; nothing else is lost)
+                warnings.warn(f"convscope could not keep layer {name}'s trajectory for a resume ({exc})", RuntimeWarning, stacklevel=3)
+                return
+
+    def _restore_trajectory(self, name: str, data: bytes | None, last_frame: int | None) -> None:
+        """The trajectory tracker :meth:`_save_trajectories` kept, where it is the one that made
+        the layer's last trajectory frame (a later process that was killed made others: its
+        path starts again) and the layer has the same weights' shape."""
+        import io
+
+        from convscope.analysis import TrajectoryTracker
+
+        state = self.layers[name]
+        if data is None:
+            return
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+                arrays = dict(saved)
+            shape = tuple(int(v) for v in arrays.pop("monitor_shape"))
+            ordinals, steps = arrays.pop("monitor_ordinals").tolist(), arrays.pop("monitor_steps").tolist()
+            # (a checkpoint older than the path's end, start_step=, took the weights back: a new path)
+            if not steps or steps[-1] != last_frame or self.step_count < steps[-1] or shape != tuple(state.weight().shape):
+                return
+            tracker = TrajectoryTracker(dims=self.trajectory_dims, seed=self.seed, refresh=_reduce._TRAJECTORY_REFRESH)
+            tracker.load_state_dict(arrays, device=state.param.device)
+        except Exception as exc:  # noqa: BLE001  (another seed or dims, a damaged state: this path starts again)
+            warnings.warn(f"convscope starts layer {name}'s trajectory again ({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=4)
+            return
+        state.trajectory, state.trajectory_shape = tracker, shape
+        state.trajectory_steps = dict(zip(ordinals, steps, strict=True))
+        state.trajectory_path = None
 
     def _replace_earlier(self) -> None:
         """A model that an open monitor watches already (a notebook cell run again, a loop
@@ -650,6 +712,8 @@ class Monitor:
             self._send_scalars()
             for item, _, _ in self._budget_report(self.step_count):
                 self._pipeline.submit(item)
+            if self._store is not None and "trajectory" in self.every and self._pipeline.drain():
+                self._save_trajectories()  # (every recording analysed: the trackers are final)
             self._submit_meta("end", status=status)
             self._pipeline.close(status=status)
             for state in self.layers.values():
@@ -1349,8 +1413,10 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             ``run-2``: for training resumed from a checkpoint after its process ended (a
             crashed, finished or failed run; a live one is refused). Its frames stay, new ones
             follow, and the steps count on from its last step unless ``start_step`` says
-            otherwise. Where no such run exists, it is started. Filter groups keep their ids
-            and gradient health goes on from the checks before; the trajectory's path starts again.
+            otherwise. Where no such run exists, it is started. Filter groups keep their ids,
+            gradient health goes on from the checks before, and the trajectory goes on with its
+            path where the earlier process closed its monitor (one that was killed kept no
+            trajectory: the path starts again, as it does after a ``start_step`` before its end).
         start_step: the step the loop starts after (the checkpoint's), so that frames carry
             the training's own step numbers. Default 0, or with ``resume`` the run's last step.
             Frames the run holds beyond it (recorded after the checkpoint, before the process

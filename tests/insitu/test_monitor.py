@@ -1193,7 +1193,8 @@ def test_a_resumed_runs_gradient_health_goes_on_from_its_checks(digits, lenet, t
     assert got == [(5, "healthy", "stalled"), (10, "healthy", "stalled"), (15, "stalled", "stalled")]
 
 
-def test_a_resumed_runs_trajectory_goes_on_with_its_path(digits, lenet, tmp_path) -> None:
+@pytest.mark.parametrize("thread", ["training", "background"])
+def test_a_resumed_runs_trajectory_goes_on_with_its_path(digits, lenet, tmp_path, thread) -> None:
     # close() keeps each layer's trajectory tracker in the run; resume=True goes on with it, so
     # the path a view draws spans both parts. Where the run went on without it (a killed
     # process), or the checkpoint is older than the path's end, the path starts again.
@@ -1202,7 +1203,7 @@ def test_a_resumed_runs_trajectory_goes_on_with_its_path(digits, lenet, tmp_path
 
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    options = {"logdir": tmp_path, "run": "job", "budget": None, "every": 5, "record": ["trajectory"]}
+    options = {"logdir": tmp_path, "run": "job", "budget": None, "every": 5, "record": ["trajectory"], "analysis_thread": thread}
     with convscope.watch(model, optimizer=opt, **options) as mon:
         _train(model, opt, digits, 40, monitor=mon)
     with convscope.watch(model, optimizer=opt, resume=True, **options) as mon2:

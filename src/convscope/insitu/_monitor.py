@@ -607,6 +607,16 @@ class Monitor:
             tracker = self.layers[name].health = GradientHealthTracker(thresholds=self.health_thresholds)
             tracker.restore(name, statuses)
 
+    def _analysed_all(self) -> bool:
+        """Every recording analysed (not necessarily delivered: a slow sink does not hold this up
+        beyond a moment), so the trackers are final."""
+        pipeline = self._pipeline
+        assert pipeline is not None
+        if pipeline.inline:  # (on this thread)
+            pipeline.analyse_due(force=True)
+            return True
+        return pipeline.drain(timeout=2.0)
+
     def _save_trajectories(self) -> None:
         """Keep each layer's trajectory tracker in the run, so that a training resumed from its
         checkpoint (``resume=True``) goes on with the same path rather than starting a new one.
@@ -712,8 +722,8 @@ class Monitor:
             self._send_scalars()
             for item, _, _ in self._budget_report(self.step_count):
                 self._pipeline.submit(item)
-            if self._store is not None and "trajectory" in self.every and self._pipeline.drain():
-                self._save_trajectories()  # (every recording analysed: the trackers are final)
+            if self._store is not None and "trajectory" in self.every and self._analysed_all():
+                self._save_trajectories()  # (the trackers are final)
             self._submit_meta("end", status=status)
             self._pipeline.close(status=status)
             for state in self.layers.values():

@@ -1217,12 +1217,34 @@ def test_a_resumed_runs_trajectory_goes_on_with_its_path(digits, lenet, tmp_path
     # the checkpoint was older than the path's end: the weights went back, the path starts again
     with convscope.watch(model, optimizer=opt, resume=True, start_step=50, **options) as mon3:
         assert mon3.layers["conv2"].trajectory is None
-    # a later part of the run that kept no tracker (its process was killed): the path starts again
+    # a later part of the run whose process was killed before it kept its tracker: the path goes
+    # on from the last one kept, straight to the next point
     writer = store.resume_run("job")
     writer.write(Frame(run="job", step=70, kind="trajectory", layer="conv2", payload=last.payload))
     writer.close()
     with convscope.watch(model, optimizer=opt, resume=True, **options) as mon4:
-        assert mon4.step_count == 70 and mon4.layers["conv2"].trajectory is None
+        assert mon4.step_count == 70 and mon4.layers["conv2"].trajectory.updates == 12
         _train(model, opt, digits, 5, monitor=mon4)
     with store.open_run("job") as r:
-        assert r.frames(kind="trajectory", layer="conv2")[-1].payload["path_steps"].tolist() == [75]
+        assert r.frames(kind="trajectory", layer="conv2")[-1].payload["path_steps"].tolist() == [*range(5, 65, 5), 75]
+
+
+def test_the_trajectories_are_kept_in_the_run_while_training_runs(digits, lenet, tmp_path, monkeypatch) -> None:
+    # (at most once a minute; here after every batch of recordings) so that a process that is
+    # killed leaves all of its path but the last minute's for a resume
+    import io
+
+    from convscope.insitu import _monitor
+    from convscope.store import RunStore
+
+    monkeypatch.setattr(_monitor, "_KEEP_TRAJECTORIES_S", 0.0)
+    monkeypatch.setattr(_monitor, "_KEEP_SHARE", 0)
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="job", budget=None, every=5, record=["trajectory"]) as mon:
+        _train(model, opt, digits, 20, monitor=mon)
+        mon._pipeline.drain()
+        with RunStore(tmp_path).open_run("job") as r:  # (read while the run is live)
+            assert r.status() == "live"
+            with np.load(io.BytesIO(r.state("trajectory/conv1")), allow_pickle=False) as kept:
+                assert kept["monitor_steps"].tolist()[-1] == 20 and kept["counts"].tolist()[1] == 4

@@ -60,6 +60,13 @@ _BUDGET_ALLOWANCE_S = 0.02
 #: the steps a recording or an analysis on the training thread touches: its own and the next
 #: two, which start on the caches it evicted (see :class:`~convscope.insitu._budget.SlowdownMeter`)
 _TOUCHED_STEPS = 3
+#: while training runs, the trajectory trackers are kept in the run (for a resume) at most this
+#: often, after a batch of recordings is analysed: a process that is killed then goes on with all
+#: of its path but the last minute's. A tracker holds up to 4 MB (a LeNet-5's conv2), so a big
+#: model's trackers take longer to keep: the next time is then put off to keep this cost at
+#: most ``1 / _KEEP_SHARE`` of the time (a save of 0.5 s, every 500 s at least)
+_KEEP_TRAJECTORIES_S = 60.0
+_KEEP_SHARE = 1000
 #: the default ``batch_window``: seconds the background thread waits for more recordings to work
 #: through together (view by view, on warm caches); views lag by that much more. Per LeNet-5
 #: recording (every=10, live): 0.2 s gathers about 4 and costs 3.8 ms of CPU, 0.5 s about 9 and
@@ -528,6 +535,7 @@ class Monitor:
                 self._restore_state(self._store.resumed_from)
         self._next_due = self._first_due(self.step_count + 1)
         self._begin_step = self.step_count
+        self._trajectories_kept = time.perf_counter()
         if self._serve:
             sinks.extend(self._start_server())
         if self.analysis_thread == "auto":
@@ -617,10 +625,20 @@ class Monitor:
             return True
         return pipeline.drain(timeout=2.0)
 
+    _trajectories_kept = 0.0  # when the trackers were last kept in the run (time.perf_counter())
+    _keep_every = 0.0  # seconds between two times, from what the last one took (see _KEEP_SHARE)
+
+    def _keep_trajectories(self) -> list[Frame]:
+        """A work item: the trackers as this batch left them, kept in the run (no frames)."""
+        start = time.perf_counter()
+        self._save_trajectories()
+        self._keep_every = _KEEP_SHARE * (time.perf_counter() - start)
+        return []
+
     def _save_trajectories(self) -> None:
         """Keep each layer's trajectory tracker in the run, so that a training resumed from its
         checkpoint (``resume=True``) goes on with the same path rather than starting a new one.
-        Made at ``close()`` only: a run whose process was killed starts its path again."""
+        Made at ``close()``, and at most every ``_KEEP_TRAJECTORIES_S`` while training runs."""
         import io
 
         assert self._store is not None
@@ -644,9 +662,11 @@ class Monitor:
                 return
 
     def _restore_trajectory(self, name: str, data: bytes | None, last_frame: int | None) -> None:
-        """The trajectory tracker :meth:`_save_trajectories` kept, where it is the one that made
-        the layer's last trajectory frame (a later process that was killed made others: its
-        path starts again) and the layer has the same weights' shape."""
+        """The trajectory tracker :meth:`_save_trajectories` kept, where it is not newer than the
+        layer's last trajectory frame, training goes on from the end of that frame's path (an
+        older checkpoint took the weights back: a new path) and the layer has the same weights'
+        shape. Points recorded after it was kept (by a process killed before it kept them) are
+        not on the path: it goes straight from the last kept one to the next."""
         import io
 
         from convscope.analysis import TrajectoryTracker
@@ -660,7 +680,7 @@ class Monitor:
             shape = tuple(int(v) for v in arrays.pop("monitor_shape"))
             ordinals, steps = arrays.pop("monitor_ordinals").tolist(), arrays.pop("monitor_steps").tolist()
             # (a checkpoint older than the path's end, start_step=, took the weights back: a new path)
-            if not steps or steps[-1] != last_frame or self.step_count < steps[-1] or shape != tuple(state.weight().shape):
+            if last_frame is None or not steps or steps[-1] > last_frame or self.step_count < last_frame or shape != tuple(state.weight().shape):
                 return
             tracker = TrajectoryTracker(dims=self.trajectory_dims, seed=self.seed, refresh=_reduce._TRAJECTORY_REFRESH)
             tracker.load_state_dict(arrays, device=state.param.device)
@@ -1199,7 +1219,11 @@ class Monitor:
         if "lr" in due and self.optimizer is not None:  # (batched with the logged values)
             self._scalars.append((step, "lr", float(self.optimizer.param_groups[0].get("lr", float("nan"))), time.perf_counter()))
         items.extend(self._budget_report(step))
-        self._scalars_due(time.perf_counter())
+        now = time.perf_counter()
+        if self._store is not None and "trajectory" in due and now - self._trajectories_kept >= max(_KEEP_TRAJECTORIES_S, self._keep_every):
+            self._trajectories_kept = now  # (after this batch's trajectory items: the highest key)
+            items.append((self._keep_trajectories, 0, _reduce.LAST_KEY))
+        self._scalars_due(now)
         self._pipeline.submit_many(items)  # type: ignore[union-attr]
         self._recordings.append(self._pipeline.stats.submitted)  # type: ignore[union-attr]
 
@@ -1425,8 +1449,9 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             follow, and the steps count on from its last step unless ``start_step`` says
             otherwise. Where no such run exists, it is started. Filter groups keep their ids,
             gradient health goes on from the checks before, and the trajectory goes on with its
-            path where the earlier process closed its monitor (one that was killed kept no
-            trajectory: the path starts again, as it does after a ``start_step`` before its end).
+            path (kept in the run at ``close()`` and about once a minute while training runs: a
+            killed process's last minute is not on it). After a ``start_step`` before the end of
+            the run's path, the path starts again.
         start_step: the step the loop starts after (the checkpoint's), so that frames carry
             the training's own step numbers. Default 0, or with ``resume`` the run's last step.
             Frames the run holds beyond it (recorded after the checkpoint, before the process

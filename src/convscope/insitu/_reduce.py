@@ -44,6 +44,8 @@ Item = tuple[Callable[[], list["Frame"]], int, int]
 _TRAJECTORY_REFRESH = 4
 #: (the activation views before the gradients, whose dead-channel share reuses the distribution's maxima)
 _KEYS = {view: i + 1 for i, view in enumerate(("weights", "trajectory", "distribution", "correlation", "feature_maps", "gradients"))}
+#: after every view's items of a batch (the monitor keeps the trajectory trackers in the run then)
+LAST_KEY = len(_KEYS) + 1
 
 
 def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: Activations | None, due: set[str]) -> list[Item]:

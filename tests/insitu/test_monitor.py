@@ -1248,3 +1248,40 @@ def test_the_trajectories_are_kept_in_the_run_while_training_runs(digits, lenet,
             assert r.status() == "live"
             with np.load(io.BytesIO(r.state("trajectory/conv1")), allow_pickle=False) as kept:
                 assert kept["monitor_steps"].tolist()[-1] == 20 and kept["counts"].tolist()[1] == 4
+
+
+def test_a_killed_trainings_resumed_run_goes_on_with_the_path_it_kept(lenet, tmp_path) -> None:
+    script = (
+        "import sys, time, torch, convscope\n"
+        "from convscope.insitu import _monitor\n"
+        "_monitor._KEEP_TRAJECTORIES_S, _monitor._KEEP_SHARE = 0.0, 0  # (kept after every batch)\n"
+        "torch.manual_seed(0)\n"
+        "net = convscope.load_model('lenet5-simplified', pretrained=False).module\n"
+        "opt = torch.optim.SGD(net.parameters(), lr=0.05)\n"
+        "mon = convscope.watch(net, optimizer=opt, logdir=sys.argv[1], run='killed', every=5, budget=None, record=['trajectory'])\n"
+        "for _ in range(40):\n"
+        "    loss = net(torch.randn(8, 1, 28, 28)).square().mean(); opt.zero_grad(); loss.backward(); opt.step()\n"
+        "mon._pipeline.drain(); mon._store.flush()\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            ready = proc.stdout.readline().strip()
+        finally:
+            proc.kill()  # (SIGKILL: no close(), no atexit)
+            _, err = proc.communicate(timeout=30)
+    assert ready == "ready", err[-2000:]
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="killed", resume=True, every=5, budget=None, record=["trajectory"]) as mon:
+        assert mon.step_count == 40 and mon.layers["conv1"].trajectory.updates == 8
+        for _ in range(10):
+            loss = model(torch.randn(8, 1, 28, 28)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    from convscope.store import RunStore
+
+    with RunStore(tmp_path).open_run("killed") as r:
+        assert r.frames(kind="trajectory", layer="conv1")[-1].payload["path_steps"].tolist() == list(range(5, 55, 5))

@@ -138,6 +138,8 @@ def test_lightning_fit_resumed_from_a_checkpoint_goes_on_with_its_run(digits, tm
     store = RunStore(tmp_path / "runs")
     with store.open_run("pl") as r:
         assert r.steps(kind="weight_grid", layer="net.conv1") == [4, 8, 12, 16]
+        # one trajectory path over both fits (the first kept its tracker at the end of its fit)
+        assert r.frames(kind="trajectory", layer="net.conv1")[-1].payload["path_steps"].tolist() == [4, 8, 12, 16]
         assert r.status() == "finished" and len(r.meta()["resumed"]) == 1
     with store.open_run("pl-2") as r:
         assert r.steps(kind="weight_grid", layer="net.conv1") == [12, 16]

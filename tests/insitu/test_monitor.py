@@ -1227,6 +1227,12 @@ def test_a_resumed_runs_trajectory_goes_on_with_its_path(digits, lenet, tmp_path
         _train(model, opt, digits, 5, monitor=mon4)
     with store.open_run("job") as r:
         assert r.frames(kind="trajectory", layer="conv2")[-1].payload["path_steps"].tolist() == [*range(5, 65, 5), 75]
+    # a framework that says its own step after watch() started (Lightning's fit(ckpt_path=...)),
+    # older than the path's end: the path starts again there too
+    with convscope.watch(model, optimizer=opt, resume=True, **options) as mon5:
+        assert mon5.layers["conv2"].trajectory is not None
+        mon5._start_at(30)
+        assert mon5.layers["conv2"].trajectory is None and mon5.step_count == 30
 
 
 def test_the_trajectories_are_kept_in_the_run_while_training_runs(digits, lenet, tmp_path, monkeypatch) -> None:
@@ -1285,3 +1291,25 @@ def test_a_killed_trainings_resumed_run_goes_on_with_the_path_it_kept(lenet, tmp
 
     with RunStore(tmp_path).open_run("killed") as r:
         assert r.frames(kind="trajectory", layer="conv1")[-1].payload["path_steps"].tolist() == list(range(5, 55, 5))
+
+
+def test_a_long_paths_trajectory_is_kept_whichever_point_came_last(lenet, tmp_path) -> None:
+    # past 256 updates the monitor forgets the steps of points the tracker no longer keeps; the
+    # last point's step stays, the one a resumed run's path goes on from (kept or not)
+    import io
+
+    from convscope.store import RunStore
+
+    torch.manual_seed(0)
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with convscope.watch(model, optimizer=opt, logdir=tmp_path, run="long", budget=None, every=1, record=["trajectory"]) as mon:
+        for _ in range(302):
+            loss = model(torch.randn(4, 1, 28, 28)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert mon.layers["conv1"].trajectory.updates == 302
+    with RunStore(tmp_path).open_run("long") as r, np.load(io.BytesIO(r.state("trajectory/conv1")), allow_pickle=False) as kept:
+        assert kept["monitor_steps"].tolist()[-1] == 302 and kept["monitor_ordinals"].tolist()[-1] == 301
+        assert kept["monitor_ordinals"].tolist()[:-1] == kept["steps"].tolist()  # (301 is not kept: the stride is 4 by then)

@@ -646,7 +646,7 @@ class Monitor:
             tracker = state.trajectory
             if tracker is None or not tracker.updates or (tracker.updates - 1) not in state.trajectory_steps:
                 continue
-            ordinals = [*tracker.path()[0].tolist(), tracker.updates - 1]  # the kept points' update counts, and the last
+            ordinals = [k for k in tracker.path()[0].tolist() if k != tracker.updates - 1] + [tracker.updates - 1]  # kept ones, the last
             steps = [state.trajectory_steps[k] for k in ordinals if k in state.trajectory_steps]
             if len(steps) != len(ordinals):
                 continue
@@ -827,6 +827,10 @@ class Monitor:
         checkpoint after the monitor started (Lightning's ``fit(ckpt_path=...)``)."""
         self.step_count = self.stats.steps = self._begin_step = step
         self._next_due = self._first_due(step + 1)
+        for state in self.layers.values():  # (a resumed path that went past the checkpoint: a new path, see _restore_trajectory)
+            if state.trajectory is not None and state.trajectory_steps and max(state.trajectory_steps.values()) > step:
+                state.trajectory = state.trajectory_path = None
+                state.trajectory_steps = {}
         if self._started and self.active and not self._closed:
             self._arm(step + 1)
 

@@ -147,8 +147,9 @@ def _trajectory_frames(
                 path_steps = np.asarray([known[k] for k in kept], dtype=np.int64)
                 state.trajectory_path = (tracker, tracker.path_version, kept, path_steps, coords)
             payload["path_steps"] = path_steps
-            if len(known) > 2 * tracker.max_points:  # only the kept points' steps are asked for again
-                state.trajectory_steps = {k: known[k] for k in kept}
+            if len(known) > 2 * tracker.max_points:  # only the kept points' steps are asked for again (and
+                # the last one's, which a resumed run's path goes on from)
+                state.trajectory_steps = {k: known[k] for k in (*kept, point.step)}
             payload["pca_path"] = coords
             payload["shape"] = list(shape)
             out.append([monitor._frame(step, state.name, "trajectory", payload)])

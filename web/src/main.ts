@@ -10,7 +10,8 @@ let cleanup: (() => void) | null = null;
 
 function setConnection(up: boolean): void {
   conn.className = `conn ${up ? "up" : "down"}`;
-  conn.textContent = up ? "live" : "reconnecting…";
+  // (the server connection, not a run's status: "live" here read as if a finished run still trained)
+  conn.textContent = up ? "connected" : "reconnecting…";
 }
 
 function route(): void {

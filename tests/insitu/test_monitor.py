@@ -1092,7 +1092,7 @@ def test_watching_an_eager_model_does_not_load_the_compiler() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_a_half_precision_model_gets_its_graph_and_every_view(dtype) -> None:
-    # the graph is built from an example of the first batch's dtype and device (a float32 CPU
+    # the graph is built from zeros of the model's own dtype and device (a float32 CPU
     # example failed against half-precision weights, and would against a GPU model's)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3)).to(dtype)

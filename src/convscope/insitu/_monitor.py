@@ -593,7 +593,7 @@ class Monitor:
                     decode(data) for _, data in reader.raw_frames(kind="gradient_health", start=max(0, last - 16 * period), end=last)
                 ]
                 if "trajectory" in self.every:
-                    lasts = {f.layer: f.step for f in map(decode, (data for _, data in reader.raw_frames(kind="trajectory", latest=True)))}
+                    lasts = {row["layer"]: row["last_step"] for row in reader.series() if row["kind"] == "trajectory"}
                     for name in self.layers:
                         self._restore_trajectory(name, reader.state(f"trajectory/{name}"), lasts.get(name))
         except Exception as exc:  # noqa: BLE001  (they start again; the run goes on)
@@ -680,7 +680,7 @@ class Monitor:
             shape = tuple(int(v) for v in arrays.pop("monitor_shape"))
             ordinals, steps = arrays.pop("monitor_ordinals").tolist(), arrays.pop("monitor_steps").tolist()
             # (a checkpoint older than the path's end, start_step=, took the weights back: a new path)
-            if last_frame is None or not steps or steps[-1] > last_frame or self.step_count < last_frame or shape != tuple(state.weight().shape):
+            if last_frame is None or not steps or steps[-1] > last_frame or self.step_count < last_frame or shape != tuple(_torch_layout(state.param, state.layout).shape):
                 return
             tracker = TrajectoryTracker(dims=self.trajectory_dims, seed=self.seed, refresh=_reduce._TRAJECTORY_REFRESH)
             tracker.load_state_dict(arrays, device=state.param.device)
@@ -1071,9 +1071,6 @@ class Monitor:
         if self._graph is None and not self._graph_pending and args and hasattr(args[0], "shape"):
             shape = tuple(int(d) for d in args[0].shape[1:])
             self.input_shape = self.input_shape or shape
-            # (and the batch's dtype and device: a half-precision model, or one on a GPU, takes
-            # no float32 CPU example)
-            self._input_like = (getattr(args[0], "dtype", None), getattr(args[0], "device", None))
             self._graph_pending = True
         if self._t0 is not None and (self._graph is not None or self._graph_pending) and self._first_handle is not None:
             # its work is done: without it, the model's own call skips torch's hook machinery
@@ -1084,7 +1081,6 @@ class Monitor:
     _first_handle: Any = None
 
     _graph_pending = False
-    _input_like: tuple[Any, Any] = (None, None)
 
     def _build_graph(self) -> None:
         from convscope.models import build_graph
@@ -1093,13 +1089,8 @@ class Monitor:
         self._building = True  # building runs the model once; the hooks ignore that pass
         acts = dict(self._acts)  # this step's activations, still to be recorded
         try:
-            import torch
-
-            dtype, device = self._input_like
-            example = None
-            if isinstance(dtype, torch.dtype) and device is not None:
-                example = torch.zeros((1, *(self.input_shape or ())), dtype=dtype, device=device)
-            self._graph = build_graph(self.model, input_shape=self.input_shape or (), example=example)
+            # (zeros of the model's own dtype, on its device: a half-precision or GPU model works)
+            self._graph = build_graph(self.model, input_shape=self.input_shape or ())
         except Exception as exc:  # a graph is nice to have; training must go on without it
             warnings.warn(f"convscope could not build the model graph ({type(exc).__name__}: {exc})", RuntimeWarning, stacklevel=3)
             return

@@ -329,12 +329,17 @@ class FramePipeline:
                 self._busy = bool(batch or ready)
                 self._activity += 1
             try:
-                for frames in ready:
-                    self._write(frames)
+                # the frames of all the items at hand in one write: a call per item cost about
+                # a tenth of the writing (LeNet-5, a dozen small frames a recording)
+                if ready:
+                    self._write([f for frames in ready for f in frames], items=len(ready))
+                made: list[Frame] = []
                 for items in _runs(batch):
                     for frames in self._analyse(items):
-                        self._write(frames)
+                        made.extend(frames)
                     self.stats.cpu_seconds = time.thread_time() - cpu_start
+                if batch:
+                    self._write(made, items=len(batch))
                 written = written or bool(ready or batch)
                 if time.monotonic() - last_flush >= self._flush_every(written):
                     for sink in self.sinks:
@@ -502,9 +507,9 @@ class FramePipeline:
                 out.append(list(frames))
         return out
 
-    def _write(self, frames: list[Frame]) -> None:
-        """A work item's frames to every sink: at once to a sink that takes several (its
-        ``write_many`` writes all or, raising, none of them), else, and then, one by one."""
+    def _write(self, frames: list[Frame], *, items: int = 1) -> None:
+        """The frames of ``items`` work items to every sink: at once to a sink that takes several
+        (its ``write_many`` writes all or, raising, none of them), else, and then, one by one."""
         self.stats.frames += len(frames)
         for sink in self.sinks:
             many = getattr(sink, "write_many", None) if len(frames) > 1 else None
@@ -516,7 +521,7 @@ class FramePipeline:
                     pass
             for frame in frames:
                 self._guard(sink, lambda s=sink, f=frame: s.write(f))
-        self.stats.delivered += 1
+        self.stats.delivered += items
 
     def _report_drops(self, to: Sequence[Sink]) -> None:
         """``dropped`` frames for what was lost since the last report, written to the sinks in

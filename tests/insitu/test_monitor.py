@@ -842,13 +842,16 @@ def test_the_first_forward_hook_goes_once_it_has_the_input_shape_and_the_clock(d
 
 def test_layer_and_pre_step_hooks_are_attached_only_for_the_steps_that_record(digits, lenet) -> None:
     # The layers run hook-free on the steps that record nothing; the forward hooks are there for
-    # the forward pass of a recording step, the optimizer's pre-step hook for its update.
+    # the forward pass of a recording step, the optimizer's pre-step hook for the update of a
+    # step that checks the gradients and records no activations. Where it does both, the
+    # forward hooks copy the weights before the update instead (no pre-step hook to attach).
     model = lenet()
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    seen = []
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)  # (so an update is not lr x gradient)
+    seen, weights = [], {}
 
     def look(step, model, _x):  # after the step's forward and backward, before its update
         seen.append((step, bool(model.conv1._forward_hooks), bool(opt._optimizer_step_pre_hooks)))
+        weights[step - 1] = model.conv1.weight.detach().clone()  # (after the last step's update)
 
     sink = MemorySink()
     with convscope.watch(
@@ -858,13 +861,19 @@ def test_layer_and_pre_step_hooks_are_attached_only_for_the_steps_that_record(di
         before, taken = mon._before_step, []
         mon._before_step = lambda: taken.append(mon.step_count + 1) or before()
         _train(model, opt, digits, 12, monitor=mon, on_step=look)
+        weights[12] = model.conv1.weight.detach().clone()
         mon.pause()
         assert not model.conv1._forward_hooks and not opt._optimizer_step_pre_hooks  # paused: none
         mon.resume()
-    assert seen == [(s, s % 4 == 0, s % 6 == 0) for s in range(1, 13)]
+    assert seen == [(s, s % 4 == 0, s % 6 == 0 and s % 4 != 0) for s in range(1, 13)]
     assert [f.step for f in sink.select(kind="distribution", layer="conv1")] == [4, 8, 12]
-    assert taken == [6, 12]  # the weights right before those updates
-    assert [f.step for f in sink.select(kind="gradient_health", layer="conv1")] == [6, 12]
+    assert taken == [6]  # the weights right before that update; step 12's came with its forward pass
+    health = sink.select(kind="gradient_health", layer="conv1")
+    assert [f.step for f in health] == [6, 12]
+    for frame in health:  # each measured from the weights right before its own update (against those after it)
+        step = frame.step
+        expected = float((weights[step] - weights[step - 1]).norm() / weights[step].norm())
+        assert frame.payload["update_ratio"] == pytest.approx(expected, rel=1e-4)
     # a probe batch runs its own pass, with the hooks attached for it alone
     probe_sink = MemorySink()
     with convscope.watch(model, optimizer=opt, logdir=None, sinks=[probe_sink], every=3, budget=None, probe=digits[0][:4]) as mon:

@@ -941,11 +941,22 @@ class Monitor:
                 self._copies = self._copies_for(due)
         if acts or grads:  # (its forward pass and update run through torch's hook machinery)
             self._busy_step = step
-        self._set_hooks(acts=acts, grads=grads)
+        # The weights before the update: copied by the forward hooks where they run anyway (the
+        # optimizer has not stepped yet), else by the optimizer's pre-step hook, which costs its
+        # attaching and taking off besides (unless the hooks failed to run once: see _record).
+        self._weights_in_forward = acts and grads and not self._hooks_missed
+        self._set_hooks(acts=acts, grads=grads and not self._weights_in_forward)
+
+    _weights_in_forward = False  # whether this step's forward hooks copy the weights before the update
 
     def _due_at(self, step: int) -> set[str]:
-        """The views due at ``step`` (one pass over the schedule)."""
-        return {view for view, n in self.every.items() if step % n == 0}
+        """The views due at ``step`` (one pass over the schedule; kept for the step's recording
+        once its hooks are armed). Not to be changed by the caller."""
+        if self._due_cache[0] != step:
+            self._due_cache = (step, {view for view, n in self.every.items() if step % n == 0})
+        return self._due_cache[1]
+
+    _due_cache: tuple[int, set[str]] = (-1, set())
 
     @staticmethod
     def _copies_for(due: set[str]) -> tuple[bool, bool]:
@@ -975,7 +986,16 @@ class Monitor:
             self._pre_hook = None
 
     def _attach_layer_hooks(self) -> list[Any]:
-        return [state.module.register_forward_hook(self._make_forward_hook(state.name)) for state in self.layers.values()]
+        # The hooks are made once (and again once the compiler is loaded, see _opaque_to_compile):
+        # made at every recording step, right after a training step, they cost about 40 us a
+        # layer there, twice what registering them costs (LeNet-5 on a CPU).
+        opaque = "torch._dynamo" in sys.modules
+        if self._hook_fns is None or self._hook_fns[0] != opaque:
+            self._hook_fns = (opaque, {name: self._make_forward_hook(name) for name in self.layers})
+        fns = self._hook_fns[1]
+        return [state.module.register_forward_hook(fns[state.name]) for state in self.layers.values()]
+
+    _hook_fns: tuple[bool, dict[str, Callable[..., None]]] | None = None
 
     @staticmethod
     def _detach(handles: list[Any]) -> None:
@@ -1051,9 +1071,12 @@ class Monitor:
                 out = out[0]
             if hasattr(out, "detach"):
                 # (a probe's pass: the probe whole, as its maker chose it)
-                self._acts[name] = self.layers[name].activations(
+                state = self.layers[name]
+                self._acts[name] = state.activations(
                     out, None if self._collecting else self.max_samples, max_values=self.max_values, grid=self._copies[0], image=self._copies[1]
                 )
+                if self._weights_in_forward and not self._collecting:  # (see _arm)
+                    state.prev_weight = state.weight()
             if not self._collecting:  # a probe's pass is timed with the step that runs it
                 self.stats.seconds_in_step_hooks += time.perf_counter() - start
 

@@ -1322,3 +1322,34 @@ def test_a_long_paths_trajectory_is_kept_whichever_point_came_last(lenet, tmp_pa
     with RunStore(tmp_path).open_run("long") as r, np.load(io.BytesIO(r.state("trajectory/conv1")), allow_pickle=False) as kept:
         assert kept["monitor_steps"].tolist()[-1] == 302 and kept["monitor_ordinals"].tolist()[-1] == 301
         assert kept["monitor_ordinals"].tolist()[:-1] == kept["steps"].tolist()  # (301 is not kept: the stride is 4 by then)
+
+
+@pytest.mark.parametrize("ending", ["end", "raise"])
+def test_a_script_that_never_closes_its_monitor_ends_its_run_at_exit(tmp_path, ending) -> None:
+    # A script that ends without close(), or that an exception ends, has its monitor closed as
+    # the interpreter exits: every recording is stored and the run is finished (or failed),
+    # where it used to read as crashed and lose the recordings of its last seconds.
+    from convscope.store import RunStore
+
+    code = (
+        "import sys, torch, convscope\n"
+        "torch.manual_seed(0)\n"
+        "net = convscope.models.create_model('lenet5-simplified')\n"
+        "opt = torch.optim.SGD(net.parameters(), lr=0.05)\n"
+        "mon = convscope.watch(net, optimizer=opt, every=10, budget=None, logdir='runs', run='r', batch_window=60)\n"
+        "x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))\n"
+        "for _ in range(100):\n"
+        "    loss = torch.nn.functional.cross_entropy(net(x), y)\n"
+        "    opt.zero_grad(); loss.backward(); opt.step(); mon.log(loss=loss)\n"
+        "print(mon.stats.recorded_steps, flush=True)\n"
+        f"if {ending == 'raise'}:\n"
+        "    raise RuntimeError('the loop broke')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == (1 if ending == "raise" else 0), out.stderr
+    assert out.stdout.strip() == "10"
+    # (batch_window=60: nothing was analysed while training ran; all of it at exit)
+    with RunStore(tmp_path / "runs").open_run("r") as run:
+        assert run.status() == ("failed" if ending == "raise" else "finished")
+        assert run.steps(kind="distribution", layer="conv1") == list(range(10, 101, 10))
+        assert run.steps(kind="scalars")[-1] == 100

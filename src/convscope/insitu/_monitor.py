@@ -10,6 +10,7 @@ crash training.
 
 from __future__ import annotations
 
+import atexit
 import gc
 import numbers
 import os
@@ -126,6 +127,26 @@ class _FrozenHeap:
 #: the monitor now watching each model (a model that is garbage collected drops out)
 _WATCHING: weakref.WeakKeyDictionary[Any, Monitor] = weakref.WeakKeyDictionary()
 _WATCHING_LOCK = threading.Lock()
+#: monitors started and not closed yet, closed when the interpreter exits (see _close_at_exit)
+_OPEN: weakref.WeakSet[Monitor] = weakref.WeakSet()
+
+
+def _close_at_exit() -> None:
+    """Close the monitors still open as the interpreter exits: a script that never called
+    ``close()``, or one that an exception ended (a Keras ``fit()`` that raised: Keras calls no
+    callback then). Their recordings still queued are analysed and stored, and the run ends
+    ``finished``, or ``failed`` after an uncaught exception. Without this the run read as
+    ``crashed`` and lost the recordings of its last seconds (half of a 300-step LeNet-5 run).
+    The background thread is a daemon: it still runs while the interpreter's exit handlers do."""
+    status = "failed" if getattr(sys, "last_value", None) is not None else "finished"
+    for monitor in list(_OPEN):
+        try:
+            monitor.close(status=status)
+        except Exception as exc:  # noqa: BLE001  (the others are closed all the same)
+            print(f"convscope could not close run {monitor.run_id or monitor.run_name} at exit ({type(exc).__name__}: {exc})", file=sys.stderr)
+
+
+atexit.register(_close_at_exit)
 
 
 @dataclass
@@ -515,6 +536,7 @@ class Monitor:
             return self
         self._started = True
         self._replace_earlier()
+        _OPEN.add(self)
         sinks = list(self._extra_sinks)
         if self._serve is True and self.logdir is None:
             import tempfile
@@ -719,6 +741,7 @@ class Monitor:
         if self._closed:
             return
         self._closed = True
+        _OPEN.discard(self)
         with _WATCHING_LOCK:
             try:
                 if _WATCHING.get(self.model) is self:

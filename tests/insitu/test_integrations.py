@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,3 +180,43 @@ def test_keras_fit_of_a_saved_model_goes_on_counting_and_with_its_run(digits, tm
               callbacks=[ConvscopeCallback(every=2, budget=None, logdir=logdir, run="k-other")])
     with RunStore(logdir).open_run("k-other") as r:
         assert r.steps(kind="weight_grid", layer="c1") == [6, 8]
+
+
+@pytest.mark.slow
+def test_a_keras_fit_that_raises_in_a_notebook_cell_ends_its_run_as_failed(tmp_path) -> None:
+    # Keras calls no callback when fit() raises; in IPython the run ends as failed once the cell
+    # has ended, with its recordings up to the error, and the layers' hooks come off. A fresh
+    # interpreter: the shell and the Keras backend are the process's own.
+    pytest.importorskip("IPython")
+    from convscope.store import RunStore
+
+    cells = [
+        "import numpy as np, keras\n"
+        "from convscope.integrations.keras import ConvscopeCallback\n"
+        "keras.utils.set_random_seed(0)\n"
+        "model = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(4, 3, name='c1'), keras.layers.Flatten(), keras.layers.Dense(3)])\n"
+        "model.compile(optimizer=keras.optimizers.SGD(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))\n"
+        "x, y = np.random.rand(64, 12, 12, 1).astype('float32'), np.random.randint(0, 3, 64)\n"
+        "class Breaks(keras.callbacks.Callback):\n"
+        "    def on_train_batch_end(self, batch, logs=None):\n"
+        "        if batch == 5:\n"
+        "            raise RuntimeError('a bad batch')\n"
+        "cb = ConvscopeCallback(every=2, budget=None, logdir='runs', run='k', batch_window=60)\n",
+        "model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[cb, Breaks()])",
+        "print(cb.monitor._closed, len(model.get_layer('c1')._forward_hooks), flush=True)",
+    ]
+    code = (
+        "import os, sys\n"
+        "os.environ['KERAS_BACKEND'] = 'torch'\n"
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "shell = InteractiveShell.instance()\n"
+        f"results = [shell.run_cell(cell) for cell in {cells!r}]\n"
+        "print([r.error_in_exec is not None for r in results], flush=True)\n"
+        "os._exit(0)  # (no exit handlers: the cell's end alone must have ended the run)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-3:-1] == ["True 0", "[False, True, False]"], out.stdout
+    with RunStore(tmp_path / "runs").open_run("k") as run:
+        assert run.status() == "failed"
+        assert run.steps(kind="weight_grid", layer="c1") == [2, 4, 6]  # (the sixth batch raised after its step)

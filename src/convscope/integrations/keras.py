@@ -8,6 +8,10 @@ views need the torch backend. Kernels are shown in torch's layout (filters first
 other model in convscope. Steps are the optimizer's iterations, so a model saved and trained on
 (``initial_epoch=``) goes on counting; ``run=`` with ``resume=True`` goes on with its stored run.
 
+Keras calls no callback when ``fit()`` raises. The run is still ended, as ``failed``: in
+Jupyter or IPython once the cell has ended, in a script when the interpreter exits (every
+monitor still open is closed then). Its recordings up to the error are kept.
+
 Example:
     >>> from convscope.integrations.keras import ConvscopeCallback
     >>> cb = ConvscopeCallback(every=10, logdir="convscope-runs")
@@ -18,6 +22,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
+import weakref
 from typing import Any
 
 from convscope._optional import require
@@ -52,6 +58,33 @@ def keras_layers(model: Any, *, dense: bool = False) -> dict[str, Any]:
     return found
 
 
+#: callbacks whose ``fit()`` has begun and not ended (see _after_cell)
+_IN_FIT: weakref.WeakSet[ConvscopeCallback] = weakref.WeakSet()
+_following_cells = False
+
+
+def _after_cell(result: Any = None) -> None:
+    """IPython's ``post_run_cell``: a cell has ended in error while a ``fit()`` that it ran on
+    the main thread had begun and not ended, so that ``fit()`` raised (Keras calls no callback
+    then); its run ends as ``failed`` and its hooks come off."""
+    if getattr(result, "error_in_exec", None) is None and getattr(result, "error_before_exec", None) is None:
+        return
+    for callback in list(_IN_FIT):
+        if callback._fit_thread == threading.main_thread().ident:
+            callback._end("failed")
+
+
+def _follow_cells() -> None:
+    """Follow the cells of the IPython shell this process runs, if any (once)."""
+    global _following_cells
+    if _following_cells or "IPython" not in sys.modules:
+        return
+    shell = sys.modules["IPython"].get_ipython()
+    if shell is not None:
+        shell.events.register("post_run_cell", _after_cell)
+        _following_cells = True
+
+
 class ConvscopeCallback(keras.callbacks.Callback):
     """Watch a Keras model while it trains; takes the options of :func:`convscope.watch`.
 
@@ -84,7 +117,12 @@ class ConvscopeCallback(keras.callbacks.Callback):
         iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
         if "start_step" not in options and iterations is not None:
             options["start_step"] = int(keras.ops.convert_to_numpy(iterations))
+        if self.monitor is not None:  # (an earlier fit() with this callback that raised)
+            self._end("failed")
         self.monitor = Monitor(self.model, optimizer=None, layers=chosen, **options).start()
+        self._fit_thread = threading.get_ident()
+        _IN_FIT.add(self)
+        _follow_cells()
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.monitor is None:
@@ -102,5 +140,11 @@ class ConvscopeCallback(keras.callbacks.Callback):
             self.monitor.log(**scalars)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self._end("finished")
+
+    _fit_thread: int | None = None
+
+    def _end(self, status: str) -> None:
+        _IN_FIT.discard(self)
         if self.monitor is not None:
-            self.monitor.close(status="finished")
+            self.monitor.close(status=status)

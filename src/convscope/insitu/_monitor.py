@@ -137,8 +137,11 @@ def _close_at_exit() -> None:
     callback then). Their recordings still queued are analysed and stored, and the run ends
     ``finished``, or ``failed`` after an uncaught exception. Without this the run read as
     ``crashed`` and lost the recordings of its last seconds (half of a 300-step LeNet-5 run).
-    The background thread is a daemon: it still runs while the interpreter's exit handlers do."""
-    status = "failed" if getattr(sys, "last_value", None) is not None else "finished"
+    The background thread is a daemon: it still runs while the interpreter's exit handlers do.
+    (In IPython or Jupyter, ``sys.last_value`` is any earlier cell's error, and a monitor open
+    at the kernel's end was left open on purpose, across cells: its run ends ``finished``.)"""
+    ipython = "IPython" in sys.modules and getattr(sys.modules["IPython"], "get_ipython", lambda: None)() is not None
+    status = "failed" if getattr(sys, "last_value", None) is not None and not ipython else "finished"
     for monitor in list(_OPEN):
         try:
             monitor.close(status=status)

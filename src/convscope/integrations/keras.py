@@ -67,7 +67,7 @@ def _after_cell(result: Any = None) -> None:
     """IPython's ``post_run_cell``: a cell has ended in error while a ``fit()`` that it ran on
     the main thread had begun and not ended, so that ``fit()`` raised (Keras calls no callback
     then); its run ends as ``failed`` and its hooks come off."""
-    if getattr(result, "error_in_exec", None) is None and getattr(result, "error_before_exec", None) is None:
+    if getattr(result, "error_in_exec", None) is None:
         return
     for callback in list(_IN_FIT):
         if callback._fit_thread == threading.main_thread().ident:
@@ -117,7 +117,7 @@ class ConvscopeCallback(keras.callbacks.Callback):
         iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
         if "start_step" not in options and iterations is not None:
             options["start_step"] = int(keras.ops.convert_to_numpy(iterations))
-        if self.monitor is not None:  # (an earlier fit() with this callback that raised)
+        if self.monitor is not None:  # (still open only after an earlier fit() with this callback that raised)
             self._end("failed")
         self.monitor = Monitor(self.model, optimizer=None, layers=chosen, **options).start()
         self._fit_thread = threading.get_ident()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import html
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,14 @@ __all__ = ["View", "dashboard", "explorer", "server"]
 #: servers started by this module, by log directory (one per directory for the kernel's life)
 _SERVERS: dict[str, Any] = {}
 _LOCK = threading.Lock()
+
+
+def ipython_shell() -> Any | None:
+    """The IPython shell this process runs (Jupyter's kernel, IPython), or ``None``; never
+    imports IPython."""
+    module = sys.modules.get("IPython")
+    get = getattr(module, "get_ipython", None)
+    return None if get is None else get()
 
 
 @dataclass(frozen=True)

@@ -140,8 +140,9 @@ def _close_at_exit() -> None:
     The background thread is a daemon: it still runs while the interpreter's exit handlers do.
     (In IPython or Jupyter, ``sys.last_value`` is any earlier cell's error, and a monitor open
     at the kernel's end was left open on purpose, across cells: its run ends ``finished``.)"""
-    ipython = "IPython" in sys.modules and getattr(sys.modules["IPython"], "get_ipython", lambda: None)() is not None
-    status = "failed" if getattr(sys, "last_value", None) is not None and not ipython else "finished"
+    from convscope.notebook import ipython_shell
+
+    status = "failed" if getattr(sys, "last_value", None) is not None and ipython_shell() is None else "finished"
     for monitor in list(_OPEN):
         try:
             monitor.close(status=status)

@@ -37,6 +37,7 @@ import keras  # noqa: E402
 
 from convscope.errors import DataError  # noqa: E402
 from convscope.insitu import Monitor  # noqa: E402
+from convscope.notebook import ipython_shell  # noqa: E402
 
 __all__ = ["ConvscopeCallback", "keras_layers"]
 
@@ -77,9 +78,9 @@ def _after_cell(result: Any = None) -> None:
 def _follow_cells() -> None:
     """Follow the cells of the IPython shell this process runs, if any (once)."""
     global _following_cells
-    if _following_cells or "IPython" not in sys.modules:
+    if _following_cells:
         return
-    shell = sys.modules["IPython"].get_ipython()
+    shell = ipython_shell()
     if shell is not None:
         shell.events.register("post_run_cell", _after_cell)
         _following_cells = True

@@ -160,14 +160,18 @@ class RunWriter:
 
     def _set_meta(self, values: Mapping[str, Any]) -> None:
         rows = [(k, dumps(v)) for k, v in values.items()]
+        self._commit_rows("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows, "metadata")
+
+    def _commit_rows(self, sql: str, rows: list[tuple[Any, ...]], what: str) -> None:
+        """``rows`` through ``sql`` in a transaction of their own, committed at once."""
         with self._commit:
             try:
                 self._con.execute("BEGIN IMMEDIATE")
-                self._con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
+                self._con.executemany(sql, rows)
                 self._con.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                raise StoreError(f"writing run {self.run_id}'s metadata failed: {exc}") from None
+                raise StoreError(f"writing run {self.run_id}'s {what} failed: {exc}") from None
 
     def put_state(self, key: str, data: bytes) -> None:
         """Keep ``data`` under ``key`` in the run, in place of what was there: what a training
@@ -175,14 +179,7 @@ class RunWriter:
         read back with :meth:`RunReader.state <convscope.store.RunReader.state>`). Committed at once."""
         with self._lock:
             self._check_open()
-        with self._commit:
-            try:
-                self._con.execute("BEGIN IMMEDIATE")
-                self._con.execute("INSERT OR REPLACE INTO state (key, data) VALUES (?, ?)", (key, sqlite3.Binary(data)))
-                self._con.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreError(f"writing run {self.run_id}'s state {key!r} failed: {exc}") from None
+        self._commit_rows("INSERT OR REPLACE INTO state (key, data) VALUES (?, ?)", [(key, sqlite3.Binary(data))], f"state {key!r}")
 
     # --- writing ------------------------------------------------------------------------------
     def write(self, frame: Frame) -> None:

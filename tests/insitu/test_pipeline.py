@@ -400,3 +400,74 @@ def test_the_worker_flushes_once_per_batch_and_rarely_when_idle() -> None:
         assert 2 <= sink.flushes <= 3  # then a heartbeat flush
     finally:
         p.close()
+
+
+class BytesSink(Sink):
+    """A sink that encodes each frame, as the run store and the live server's sink do."""
+
+    name = "bytes"
+    encodes = True
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+
+    def write(self, frame: object) -> None:  # type: ignore[override]
+        from convscope.frames import encode
+
+        self.data.append(encode(frame))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_each_frame_is_encoded_once_for_every_sink_that_encodes_inline_on_the_thread_that_analyses(
+    tmp_path, monkeypatch, inline: bool
+) -> None:
+    import numpy as np
+
+    import convscope.frames as frames_module
+    from convscope.errors import FrameError
+    from convscope.frames import Frame, decode, encode
+    from convscope.sinks.memory import MemorySink
+    from convscope.sinks.store import StoreSink
+    from convscope.store import RunStore
+
+    encoded: list[tuple[int, str]] = []  # (step, thread) of each time a frame is encoded
+    real = frames_module._encode
+
+    def counting(frame, *, check):
+        encoded.append((frame.step, threading.current_thread().name))
+        return real(frame, check=check)
+
+    monkeypatch.setattr(frames_module, "_encode", counting)
+    store, other, memory = StoreSink(tmp_path, run="r"), BytesSink(), MemorySink()
+    p = FramePipeline([store, other, memory], linger=30.0, inline=inline)
+    p.start()
+
+    def frame(step: int, value: object = None) -> Frame:
+        return Frame(run="r", step=step, kind="scalar", payload={"name": "loss", "value": float(step) if value is None else value})
+
+    for step in range(6):  # the frame of step 3 cannot be encoded (a set is no payload value)
+        p.submit(lambda step=step: [frame(step, {1} if step == 3 else None)])
+    if inline:
+        assert p.analyse_due(force=True)
+        # all encoded here, before the worker hands them to the sinks (step 3 tried, and left)
+        assert sorted(encoded) == [(s, threading.current_thread().name) for s in range(6)]
+    with pytest.warns(RuntimeWarning, match="cannot be encoded"):
+        assert p.drain()
+    good = [0, 1, 2, 4, 5]
+    # once each for both sinks (inline: on this thread, above); only the frame that cannot be is tried again
+    assert sorted(s for s, _ in encoded if s != 3) == good
+    if not inline:
+        assert {thread for _, thread in encoded} == {"convscope-frames"}
+    assert p.stats.sink_failures == {"store": 1, "bytes": 1}
+    p.close()
+    stored = RunStore(tmp_path).open_run(store.run_id).frames(kind="scalar")
+    assert [f.step for f in stored] == good == [decode(d).step for d in other.data]
+    assert [f.payload["value"] for f in stored] == [float(s) for s in good]
+    # the bytes are not kept with the frames once every sink has them: the memory sink's frames
+    # are encoded anew when asked
+    assert [f.step for f in memory.frames] == list(range(6))
+    before = len(encoded)
+    assert decode(encode(memory.frames[0])).payload == {"name": "loss", "value": 0.0}
+    assert len(encoded) == before + 1
+    with pytest.raises(FrameError):
+        encode(frame(7, np))

@@ -53,6 +53,7 @@ __all__ = [
     "VERSION",
     "MAX_FRAME_BYTES",
     "encode",
+    "forget_encoding",
     "decode",
     "decode_stream",
     "encoded_size",
@@ -128,8 +129,32 @@ def validate(frame: Frame) -> None:
         raise FrameError(f"{frame.kind} frame for layer {frame.layer!r} lacks payload keys {missing}")
 
 
-def encode(frame: Frame, *, check: bool = True) -> bytes:
-    """Encode one frame (see the module docstring for the layout)."""
+def encode(frame: Frame, *, check: bool = True, keep: bool = False) -> bytes:
+    """Encode one frame (see the module docstring for the layout).
+
+    ``keep=True`` keeps the bytes with the frame, and later calls return them without encoding
+    again (a frame is not changed once made), until :func:`forget_encoding`: the in situ
+    monitor encodes each frame once, on the thread that analyses, for every sink that encodes.
+    """
+    kept = frame.__dict__.get(_KEPT)
+    if kept is not None:
+        return kept
+    data = _encode(frame, check=check)
+    if keep:
+        object.__setattr__(frame, _KEPT, data)  # (not a field: equality and repr ignore it)
+    return data
+
+
+def forget_encoding(frame: Frame) -> None:
+    """Drop the bytes that ``encode(frame, keep=True)`` kept (once every sink has them)."""
+    frame.__dict__.pop(_KEPT, None)
+
+
+#: where ``encode(keep=True)`` keeps a frame's bytes (an attribute outside the dataclass's fields)
+_KEPT = "_encoded"
+
+
+def _encode(frame: Frame, *, check: bool) -> bytes:
     if check:
         validate(frame)
     arrays: list[np.ndarray] = []

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from convscope.frames import encode, forget_encoding
+
 if TYPE_CHECKING:
     from convscope.frames import Frame
     from convscope.sinks import Sink
@@ -140,6 +142,9 @@ class FramePipeline:
         inline: bool = False,
     ) -> None:
         self.sinks = list(sinks)
+        #: the sinks that encode each frame (``Sink.encodes``): the frames are encoded once for all
+        #: of them, inline on the thread that analyses (see :meth:`analyse_due`)
+        self._encoders = sum(1 for sink in self.sinks if getattr(sink, "encodes", False))
         self.maxsize = maxsize
         self.max_bytes = max_bytes
         self.nice = nice
@@ -401,6 +406,11 @@ class FramePipeline:
             results = []
             for items in _runs(batch):
                 results.extend(self._analyse(items))
+        if self._encoders:
+            # encoded here too, while the frames are warm: on the worker, the same encoding costs
+            # training its CPU and more (it takes a core from training's threads, and it wakes);
+            # it is CPU work, no I/O (the sinks write and commit on the worker)
+            _encode_ahead(f for frames in results for f in frames)
         with self._cond:
             self._ready.extend(results)
             while len(self._ready) > self.maxsize:  # a slow sink: the oldest frames go, counted
@@ -511,6 +521,8 @@ class FramePipeline:
         """The frames of ``items`` work items to every sink: at once to a sink that takes several
         (its ``write_many`` writes all or, raising, none of them), else, and then, one by one."""
         self.stats.frames += len(frames)
+        if self._encoders > 1:  # each frame encoded once for all of them (a no-op for those encoded ahead)
+            _encode_ahead(frames)
         for sink in self.sinks:
             many = getattr(sink, "write_many", None) if len(frames) > 1 else None
             if many is not None:
@@ -521,6 +533,9 @@ class FramePipeline:
                     pass
             for frame in frames:
                 self._guard(sink, lambda s=sink, f=frame: s.write(f))
+        if self._encoders:  # every sink has them: a frame a sink keeps (the memory sink) keeps no bytes
+            for frame in frames:
+                forget_encoding(frame)
         self.stats.delivered += items
 
     def _report_drops(self, to: Sequence[Sink]) -> None:
@@ -570,6 +585,16 @@ class FramePipeline:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
         except Exception:  # warnings turned into errors must not kill the worker thread
             pass
+
+
+def _encode_ahead(frames: Iterable[Frame]) -> None:
+    """Each frame encoded and its bytes kept with it (``encode(keep=True)``) for the sinks that
+    encode; a frame that cannot be is left alone: each sink's own ``encode`` raises and counts it."""
+    for frame in frames:
+        try:
+            encode(frame, keep=True)
+        except Exception:  # noqa: BLE001, S112
+            continue
 
 
 def _runs(batch: list[WorkItem]) -> Iterable[list[Any]]:

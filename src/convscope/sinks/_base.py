@@ -25,6 +25,10 @@ class Sink:
     """
 
     name = "sink"
+    #: whether ``write`` encodes each frame with :func:`convscope.frames.encode`: the monitor's
+    #: pipeline then encodes each frame once, ahead, for all the sinks that do (on the thread
+    #: that analyses), and ``encode`` returns those bytes at once
+    encodes = False
 
     def write(self, frame: Frame) -> None:
         raise NotImplementedError

@@ -66,6 +66,7 @@ class HttpSink(Sink):
     """
 
     name = "http"
+    encodes = True
 
     def __init__(
         self,

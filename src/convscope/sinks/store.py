@@ -34,6 +34,7 @@ class StoreSink(Sink):
     """
 
     name = "store"
+    encodes = True
 
     def __init__(
         self,

@@ -173,3 +173,22 @@ def test_fuzzed_bytes_raise_only_frame_errors(data: bytes, flips: list[tuple[int
         decode(bytes(mutated))
     except FrameError:
         pass
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_JSON_VALUES)
+def test_the_header_is_the_json_that_json_module_writes_compact(value: object) -> None:
+    import json
+
+    import convscope.frames as frames_module
+
+    header = {"run": "r", "step": 1, "payload": {"value": value}, "arrays": []}
+    # (the encoder made once must write what a compact JSONEncoder writes: ASCII, NaN allowed)
+    assert frames_module._header_json(header) == json.JSONEncoder(separators=(",", ":"), allow_nan=True).encode(header)

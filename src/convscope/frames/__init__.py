@@ -173,7 +173,7 @@ def _encode(frame: Frame, *, check: bool) -> bytes:
         "payload": payload,
         "arrays": specs,
     }
-    head = _JSON.encode(header).encode()
+    head = _header_json(header).encode()
     pad = _pad8(len(head)) - len(head)
     parts = [_PREFIX.pack(MAGIC, VERSION, 0, len(head) + pad, 0, offset), head, b" " * pad]
     for a in arrays:
@@ -278,6 +278,15 @@ def to_jsonable(value: Any, *, max_array: int | None = None) -> Any:
 _PLAIN = frozenset((bool, int, float, str))
 #: one encoder for every header (``json.dumps`` with options builds a new one per call)
 _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
+#: and json's C encoder behind it, made once: ``JSONEncoder.encode`` makes one at every call, a
+#: quarter of a small header's encoding (6.5 against 4.8 us). Without the circular-reference
+#: check: a header's payload is the one _strip_arrays has just built, which has no cycles.
+_C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
+_HEADER = None if _C_ENCODER is None else _C_ENCODER(None, _JSON.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+
+def _header_json(header: dict[str, Any]) -> str:
+    return _JSON.encode(header) if _HEADER is None else "".join(_HEADER(header, 0))
 _ZEROS = {k: b"\0" * (8 - k) for k in range(1, 8)}
 #: the wire name of each dtype encoded as it is (native little-endian or byte-order free)
 _WIRE = {np.dtype(d): d for d in _DTYPES}

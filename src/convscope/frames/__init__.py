@@ -283,13 +283,14 @@ _JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=True)
 #: check: a header's payload is the one _strip_arrays has just built, which has no cycles.
 _C_ENCODER = getattr(json.encoder, "c_make_encoder", None)
 _HEADER = None if _C_ENCODER is None else _C_ENCODER(None, _JSON.default, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
-
-
-def _header_json(header: dict[str, Any]) -> str:
-    return _JSON.encode(header) if _HEADER is None else "".join(_HEADER(header, 0))
 _ZEROS = {k: b"\0" * (8 - k) for k in range(1, 8)}
 #: the wire name of each dtype encoded as it is (native little-endian or byte-order free)
 _WIRE = {np.dtype(d): d for d in _DTYPES}
+
+
+def _header_json(header: dict[str, Any]) -> str:
+    """A frame's header as compact JSON (what ``_JSON.encode`` writes)."""
+    return _JSON.encode(header) if _HEADER is None else "".join(_HEADER(header, 0))
 
 
 def _pad8(n: int) -> int:

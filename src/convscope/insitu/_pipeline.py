@@ -408,9 +408,11 @@ class FramePipeline:
             for items in _runs(batch):
                 results.extend(self._analyse(items))
         if self._encoders:
-            # encoded here too, while the frames are warm: on the worker, the same encoding costs
-            # training its CPU and more (it takes a core from training's threads, and it wakes);
-            # it is CPU work, no I/O (the sinks write and commit on the worker)
+            # encoded here too, on frames still in the caches: on the worker, where training's
+            # threads fill the cores, the same CPU comes off training's share anyway, on frames
+            # made a while before. CPU work, no I/O: the sinks write and commit on the worker.
+            # (LeNet-5, every view every 10 steps, no budget, 14 pairs run in turn: the overhead
+            # about 0.15 points lower in median, a difference within the pairs' own scatter.)
             _encode_ahead(f for frames in results for f in frames)
         with self._cond:
             self._ready.extend(results)

@@ -179,12 +179,11 @@ class FramePipeline:
         self._busy = False
         self._hurry = 0  # drain() calls waiting: no lingering while any is
         self._cpu_clock: tuple[int, float] | None = None  # the worker's CPU clock and its reading at start
-        #: bumped by the worker before and after each round of work (odd while it works): while it
-        #: stays the same and even, the worker has used no CPU, and :meth:`worker_cpu` answers from
-        #: its last reading, ``cpu_reading`` (no system call; the monitor's quiet steps read it so)
-        self.activity = 0
-        #: ``(activity, CPU seconds)`` of :meth:`worker_cpu`'s last reading of the clock
-        self.cpu_reading: tuple[int, float] = (-1, 0.0)
+        # bumped by the worker before and after each round of work (odd while it works): while it
+        # stays the same and even, the worker has used no CPU, and worker_cpu() answers from its
+        # last reading (no system call)
+        self._activity = 0
+        self._cpu_read: tuple[int, float] = (-1, 0.0)
         #: whether the worker is holding queued items back on purpose (``linger``)
         self.lingering = False
 
@@ -333,7 +332,7 @@ class FramePipeline:
                 batch = [] if self.inline else self._take_batch()
                 ready, self._ready = list(self._ready), deque()
                 self._busy = bool(batch or ready)
-                self.activity += 1
+                self._activity += 1
             try:
                 # the frames of all the items at hand in one write: a call per item cost about
                 # a tenth of the writing (LeNet-5, a dozen small frames a recording)
@@ -356,7 +355,7 @@ class FramePipeline:
             finally:
                 self.stats.cpu_seconds = time.thread_time() - cpu_start
                 with self._cond:
-                    self.activity += 1
+                    self._activity += 1
                     self._busy = False
                     self._cond.notify_all()
 
@@ -367,21 +366,16 @@ class FramePipeline:
     def worker_cpu(self) -> float:
         """CPU seconds the worker thread has used so far, read now (from another thread too).
 
-        Where the platform has no per-thread CPU clock for other threads, the figure as of the
-        worker's last finished item (``stats.cpu_seconds``).
+        While the worker is idle, the figure it read of its own clock at the end of its last round
+        of work (``stats.cpu_seconds``); the same where the platform has no per-thread CPU clock
+        for other threads, as of the worker's last finished item.
         """
         clock = self._cpu_clock
-        if clock is not None and self._thread is not None:
-            activity = self.activity
-            if self.cpu_reading[0] == activity and not activity & 1:  # idle, and no work since that reading
-                return self.cpu_reading[1]
+        if clock is not None and self._thread is not None and self._activity & 1:  # (idle: its last round's reading)
             try:
-                used = time.clock_gettime(clock[0]) - clock[1]
+                return time.clock_gettime(clock[0]) - clock[1]
             except OSError:  # the thread has just ended
                 self._cpu_clock = None
-            else:
-                self.cpu_reading = (activity, used)
-                return used
         return self.stats.cpu_seconds
 
     @property

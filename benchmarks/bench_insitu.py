@@ -314,10 +314,16 @@ class _Blocks:
     same model on the same memory: no difference between two model instances enters the ratio.
     """
 
-    def __init__(self, data, watch: dict | None = None, tensorboard: str | None = None) -> None:
+    def __init__(self, data, watch: dict | None = None, tensorboard: str | None = None, bare: bool = False) -> None:
         self.model, self.opt = _setup()
         self.data, self.pos = data, 0
         self.mon = convscope.watch(self.model, optimizer=self.opt, **watch) if watch is not None else None
+        #: ``bare``: the least a watcher can do at every step, to set convscope's quiet steps against:
+        #: an optimizer post-step hook that only counts, and each loss read (``item()``) into a list
+        self.losses: list[float] | None = None
+        if bare:
+            self.losses, self.hooked = [], 0
+            self.opt.register_step_post_hook(self._bare_hook)
         self.writer = None
         if tensorboard is not None:
             from torch.utils.tensorboard import SummaryWriter
@@ -330,10 +336,15 @@ class _Blocks:
         loss = _train_step(self.model, self.opt, self.data, self.pos)
         if self.mon is not None:
             self.mon.log(loss=loss)
+        if self.losses is not None:
+            self.losses.append(loss.item())
         if self.writer is not None and watched:
             _log_tensorboard(self.writer, self.model, loss, self.pos, 10)
         self.pos += 1
         return time.perf_counter() - start
+
+    def _bare_hook(self, *_) -> None:
+        self.hooked += 1
 
     def run(self, n: int, *, watched: bool = True) -> float:
         """Seconds for ``n`` steps, and for whatever the monitor or writer still has to do for them."""
@@ -546,13 +557,16 @@ def _paired_run(
     config: dict | None, data, warm: int, steps: int, block: int
 ) -> tuple[float, tuple[float, float], str, str, float, float, float]:
     """One run of :func:`bench_paired`: a plain training and one watched as ``config`` says
-    (``None``: plain too; ``{"tensorboard": True}``: TensorBoard's histograms) a step each in turn.
+    (``None``: plain too; ``{"tensorboard": True}``: TensorBoard's histograms; ``{"bare": True}``: a
+    no-op optimizer hook and the loss read every step) a step each in turn.
     Its overhead, the overhead's 95% interval, the recordings, where the analysis ran, the
     leaked share, the slowdown fitted, and the plain training's mean step in seconds."""
     with tempfile.TemporaryDirectory() as tmp:
         plain = _Blocks(data)
         if config is not None and config.get("tensorboard"):
             other = _Blocks(data, tensorboard=tmp)
+        elif config is not None and config.get("bare"):
+            other = _Blocks(data, bare=True)
         else:
             other = _Blocks(data, watch=None if config is None else {"logdir": tmp, **config})
         mon = other.mon
@@ -680,6 +694,7 @@ def bench_attribution(steps: int, runs: int) -> str:
         "without the run store (no sink: frames made, never encoded or stored)": {"every": 10, "budget": None, "logdir": None},
         "weights only": {"every": 10, "budget": None, "record": ["weights"]},
         **_configs("convscope, nothing due, log() every step"),
+        "the least a watcher costs: a no-op optimizer hook, and loss.item() every step": {"bare": True},
     }
     return bench_paired(steps, runs, configs, what="What each part costs: ")
 

@@ -66,8 +66,9 @@ class SlowdownMeter:
         self._mean = [0.0, 0.0, 0.0]
         self._c = [[0.0] * 3 for _ in range(3)]
         self._fit: tuple[float, float] | None = None  # (factor, after), until the next step
-        #: the ends of steps not fitted yet, as :meth:`mark` takes them (``None``: a gap)
-        self.marks: list[tuple[float, float, float, bool] | None] = []
+        #: the ends of steps not fitted yet, as :meth:`mark` takes them (``None``: a gap;
+        #: ``(seconds,)``: time left out of the next step, see :meth:`skip`)
+        self.marks: list[tuple[float, float, float, bool] | tuple[float] | None] = []
         self._last: tuple[float, float, float, bool] | None = None
 
     def mark(self, now: float, cpu: float, hooks: float, touched: bool = False) -> None:
@@ -90,26 +91,32 @@ class SlowdownMeter:
     def skip(self, seconds: float) -> None:
         """``seconds`` since the last mark were not this training's (another model's step ran
         between two of its steps): the step that ends at the next mark leaves them out."""
-        if self.marks and self.marks[-1] is not None:
-            now, cpu, hooks, touched = self.marks[-1]
-            self.marks[-1] = (now + seconds, cpu, hooks, touched)
-        elif not self.marks and self._last is not None:
+        if self.marks:
+            if self.marks[-1] is not None:  # (held: the step that ends at the last mark keeps its time)
+                self.marks.append((seconds,))
+        elif self._last is not None:  # (fitted already)
             now, cpu, hooks, touched = self._last
             self._last = (now + seconds, cpu, hooks, touched)
 
     @property
     def last_mark(self) -> tuple[float, float, float, bool] | None:
         """The latest mark (``None`` before the first, or right after a gap)."""
-        return self.marks[-1] if self.marks else self._last
+        if self.marks:
+            self.fold()
+        return self._last
 
     def fold(self) -> None:
         """Fit the steps between the marks held so far."""
         marks, self.marks = self.marks, []
         last = self._last
+        skipped = 0.0  # seconds before the next mark that were not this training's (see skip)
         for mark in marks:
+            if mark is not None and len(mark) == 1:
+                skipped += mark[0]
+                continue
             if mark is not None and last is not None:
-                self.add(mark[0] - last[0] - (mark[2] - last[2]), mark[1] - last[1], touched=mark[3])
-            last = mark
+                self.add(mark[0] - last[0] - skipped - (mark[2] - last[2]), mark[1] - last[1], touched=mark[3])
+            last, skipped = mark, 0.0
         self._last = last
 
     @property

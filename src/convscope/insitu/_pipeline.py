@@ -183,7 +183,6 @@ class FramePipeline:
         # stays the same and even, the worker has used no CPU, and worker_cpu() answers from its
         # last reading (no system call)
         self._activity = 0
-        self._cpu_read: tuple[int, float] = (-1, 0.0)
         #: whether the worker is holding queued items back on purpose (``linger``)
         self.lingering = False
 
@@ -371,7 +370,7 @@ class FramePipeline:
         for other threads, as of the worker's last finished item.
         """
         clock = self._cpu_clock
-        if clock is not None and self._thread is not None and self._activity & 1:  # (idle: its last round's reading)
+        if clock is not None and self._thread is not None and self._activity & 1:  # (at work: its clock, read now)
             try:
                 return time.clock_gettime(clock[0]) - clock[1]
             except OSError:  # the thread has just ended

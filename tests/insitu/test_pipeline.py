@@ -471,3 +471,42 @@ def test_each_frame_is_encoded_once_for_every_sink_that_encodes_inline_on_the_th
     assert len(encoded) == before + 1
     with pytest.raises(FrameError):
         encode(frame(7, np))
+
+
+def test_analysed_frames_waiting_for_a_stuck_sink_are_held_to_max_bytes_the_newest_kept() -> None:
+    # inline, the training thread analyses and the worker hands the frames to the sinks: a sink
+    # that is stuck must not let big frames (a large model's images) pile up to maxsize items
+    import numpy as np
+
+    from convscope.frames import Frame
+
+    entered, gate = threading.Event(), threading.Event()
+
+    class StuckSink(ListSink):
+        encodes = True  # the frames are encoded ahead, and their bytes kept with them
+
+        def write(self, frame: object) -> None:  # type: ignore[override]
+            entered.set()
+            gate.wait(10)
+            super().write(frame)
+
+    def item(i: int):
+        weights = np.full(1 << 18, i, dtype=np.float32)  # 1 MiB
+        return lambda: [Frame(run="r", step=i, kind="weight_grid", layer="conv1", payload={"weights": weights, "vmax": 1.0})]
+
+    sink = StuckSink()
+    p = FramePipeline([sink], inline=True, maxsize=1000, max_bytes=5 << 20)
+    p.start()
+    p.submit(item(0))
+    assert p.analyse_due(force=True)
+    assert entered.wait(5)  # the worker holds frame 0, stuck in the sink
+    for i in range(1, 21):
+        p.submit(item(i))
+        assert p.analyse_due(force=True)
+        # each waiting frame holds its 1 MiB array and its encoded bytes: two of them fit in 5 MiB
+        assert len(p._ready) <= 2 and p._ready_bytes <= 5 << 20
+    assert p.stats.dropped == 18 and p.stats.max_queue <= 3
+    gate.set()
+    p.close()
+    assert [f.step for f in sink.frames] == [0, 19, 20]
+    assert all(f.payload["weights"][0] == f.step for f in sink.frames)

@@ -54,6 +54,7 @@ __all__ = [
     "MAX_FRAME_BYTES",
     "encode",
     "forget_encoding",
+    "kept_encoding",
     "decode",
     "decode_stream",
     "encoded_size",
@@ -148,6 +149,11 @@ def encode(frame: Frame, *, check: bool = True, keep: bool = False) -> bytes:
 def forget_encoding(frame: Frame) -> None:
     """Drop the bytes that ``encode(frame, keep=True)`` kept (once every sink has them)."""
     frame.__dict__.pop(_KEPT, None)
+
+
+def kept_encoding(frame: Frame) -> bytes | None:
+    """The bytes that ``encode(frame, keep=True)`` kept, or ``None``."""
+    return frame.__dict__.get(_KEPT)
 
 
 #: where ``encode(keep=True)`` keeps a frame's bytes (an attribute outside the dataclass's fields)

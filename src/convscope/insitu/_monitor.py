@@ -1533,7 +1533,8 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             then trail training by up to about that long. 0 analyses each recording at once.
         queue_size: most work items (a LeNet-5 recording of every view is 9) waiting for the
             analysis or a sink; beyond it the oldest are dropped and counted in ``dropped``
-            frames (default 1024; 512 MB of snapshots is the other bound).
+            frames (default 1024; 512 MB of snapshots is the other bound, and as many bytes of
+            analysed frames waiting for a slow sink, with ``analysis_thread="training"``).
         analysis_thread: where the recordings are analysed. ``"background"``: on the
             background thread, beside training. ``"training"``: on the training thread, a batch
             at a time after a step once ``batch_window`` has passed (``pause()`` and ``close()``

@@ -19,10 +19,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from convscope.frames import encode, forget_encoding
+from convscope.frames import Frame, encode, forget_encoding, kept_encoding
 
 if TYPE_CHECKING:
-    from convscope.frames import Frame
     from convscope.sinks import Sink
 
 __all__ = ["FramePipeline", "GroupItem", "PipelineStats"]
@@ -89,7 +88,11 @@ class FramePipeline:
         sinks: where frames go.
         maxsize: most pending work items; beyond it the oldest is dropped and counted.
         max_bytes: most bytes of tensor snapshots held by pending items (as declared by
-            ``submit(..., nbytes=)``); beyond it the oldest items are dropped too.
+            ``submit(..., nbytes=)``); beyond it the oldest items are dropped too. With
+            ``inline``, the frames analysed and waiting for the worker to hand them to the sinks
+            are held to as many bytes again (their arrays, and their encoded bytes where they
+            are kept): a slow sink of big frames (a large model's feature-map images) does not
+            make them pile up to ``maxsize`` items.
         flush_interval: at least this many seconds between two ``Sink.flush`` calls while frames
             flow (the run store commits then); a batch of frames that comes later than that is
             flushed at once, in the same wake of the worker.
@@ -164,8 +167,10 @@ class FramePipeline:
         #: the submitting thread's check at every step is one comparison, without the lock
         self.due_at = float("inf")
         self.inline = inline
-        # inline: each run item's frames, waiting for the worker to hand them to the sinks
-        self._ready: deque[list[Frame]] = deque()
+        # inline: each run item's frames, waiting for the worker to hand them to the sinks, and
+        # the bytes they hold (see _held_bytes), in all
+        self._ready: deque[tuple[list[Frame], int]] = deque()
+        self._ready_bytes = 0
         #: work items that have left the queue (taken to run, or dropped): those submitted before
         #: that count are being analysed or delivered, or are done
         self.left_queue = 0
@@ -215,7 +220,8 @@ class FramePipeline:
             self._warn_once("close", f"convscope's frame thread did not stop within {timeout:g} s; frames may be lost")
         else:
             while self._ready:
-                self._write(self._ready.popleft())
+                self._write(self._ready.popleft()[0])
+            self._ready_bytes = 0
             late = 0  # items taken but not run by the deadline: dropped, and counted
             with self._analysing:
                 # in one batch, as the worker or analyse_due() takes them (a group's items in one
@@ -329,7 +335,8 @@ class FramePipeline:
                     self._cpu_clock = None
                     return  # close() delivers what is left, on its own thread
                 batch = [] if self.inline else self._take_batch()
-                ready, self._ready = list(self._ready), deque()
+                ready, self._ready = [frames for frames, _ in self._ready], deque()
+                self._ready_bytes = 0
                 self._busy = bool(batch or ready)
                 self._activity += 1
             try:
@@ -407,10 +414,13 @@ class FramePipeline:
             # (LeNet-5, every view every 10 steps, no budget, 14 pairs run in turn: the overhead
             # about 0.15 points lower in median, a difference within the pairs' own scatter.)
             _encode_ahead(f for frames in results for f in frames)
+        sized = [(frames, _held_bytes(frames)) for frames in results]
         with self._cond:
-            self._ready.extend(results)
-            while len(self._ready) > self.maxsize:  # a slow sink: the oldest frames go, counted
-                self._ready.popleft()
+            self._ready.extend(sized)
+            self._ready_bytes += sum(n for _, n in sized)
+            # a slow sink: the oldest frames go, counted (the newest item's stay, whatever its size)
+            while len(self._ready) > self.maxsize or (self._ready_bytes > self.max_bytes and len(self._ready) > 1):
+                self._ready_bytes -= self._ready.popleft()[1]
                 self.stats.dropped += 1
             self.stats.max_queue = max(self.stats.max_queue, len(self._ready))
             self._cond.notify()
@@ -594,6 +604,19 @@ def _encode_ahead(frames: Iterable[Frame]) -> None:
             encode(frame, keep=True)
         except Exception:  # noqa: BLE001, S112
             continue
+
+
+def _held_bytes(frames: list[Frame]) -> int:
+    """About the memory a work item's analysed frames hold: their arrays, and their encoded
+    bytes where :func:`_encode_ahead` kept them (then the arrays are about as large: twice that,
+    without walking the payloads on the thread that analyses). Anything but a frame counts 0."""
+    total = 0
+    for frame in frames:
+        if not isinstance(frame, Frame):
+            continue
+        kept = kept_encoding(frame)
+        total += frame.nbytes() if kept is None else 2 * len(kept)
+    return total
 
 
 def _runs(batch: list[WorkItem]) -> Iterable[list[Any]]:

@@ -194,8 +194,7 @@ def distribution_quads(counts: np.ndarray, *, minimum: np.ndarray | None = None,
     f, b = cts.shape
     xs, ys = np.meshgrid(np.arange(b + 1, dtype=np.float32), -np.arange(f + 1, dtype=np.float32))
     points = np.stack([xs.ravel(), ys.ravel(), np.zeros(xs.size, np.float32)], axis=1)
-    row, col = np.meshgrid(np.arange(f), np.arange(b), indexing="ij")
-    row, col = row.ravel(), col.ravel()
+    row, col = (g.ravel() for g in np.meshgrid(np.arange(f), np.arange(b), indexing="ij"))
     a = row * (b + 1) + col
     conn = np.stack([a, a + 1, a + b + 2, a + b + 1], axis=1).astype(np.int64).ravel()
     offsets = np.arange(1, f * b + 1, dtype=np.int64) * 4

@@ -63,7 +63,7 @@ class _Appended:
         self.level = level
 
     def add(self, array: np.ndarray) -> int:
-        raw = memoryview(np.ascontiguousarray(array).reshape(-1)).cast("B")  # (an empty array cannot be cast as it is)
+        raw = np.ascontiguousarray(array).reshape(-1).data.cast("B")  # (an empty array cannot be cast as it is)
         n = len(raw)
         blocks = [zlib.compress(raw[i : i + BLOCK_SIZE], self.level) for i in range(0, n, BLOCK_SIZE)]
         last = n - (len(blocks) - 1) * BLOCK_SIZE if blocks else 0

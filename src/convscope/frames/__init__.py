@@ -181,7 +181,7 @@ def _encode(frame: Frame, *, check: bool) -> bytes:
     }
     head = _header_json(header).encode()
     pad = _pad8(len(head)) - len(head)
-    parts = [_PREFIX.pack(MAGIC, VERSION, 0, len(head) + pad, 0, offset), head, b" " * pad]
+    parts: list[bytes | memoryview] = [_PREFIX.pack(MAGIC, VERSION, 0, len(head) + pad, 0, offset), head, b" " * pad]
     for a in arrays:
         parts.append(a.data if a.ndim else a.tobytes())  # the buffer itself: join copies it once
         if a.nbytes % 8:

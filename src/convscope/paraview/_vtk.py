@@ -58,6 +58,7 @@ def _cells(cells: tuple[np.ndarray, np.ndarray] | None) -> Any:
 
 def to_vtk(scene: PolyData | ImageData) -> Any:
     """A ``vtkPolyData`` or ``vtkImageData`` holding the scene's geometry and arrays (copies)."""
+    out: vtkPolyData | vtkImageData
     if isinstance(scene, PolyData):
         out = vtkPolyData()
         pts = vtkPoints()

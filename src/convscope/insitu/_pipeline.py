@@ -43,7 +43,7 @@ class GroupItem:
 
     __slots__ = ("args", "group", "run")
 
-    def __init__(self, group: object, run: Callable[[list[Any]], list[list[Frame] | Exception]], args: Any) -> None:
+    def __init__(self, group: object, run: Callable[[list[Any]], Sequence[list[Frame] | Exception]], args: Any) -> None:
         self.group = group
         self.run = run
         self.args = args
@@ -466,7 +466,7 @@ class FramePipeline:
             return []
         if self.linger <= 0 and not everything:
             return [self._take()]
-        entries = []
+        entries: list[_Entry] = []
         held = 0
         while self._queue and (everything or not entries or held + self._queue[0].nbytes <= self.linger_bytes):
             entry = self._queue.popleft()
@@ -517,7 +517,7 @@ class FramePipeline:
                 raise RuntimeError(f"a group of {len(items)} items gave {len(results)} results")
         except Exception:  # noqa: BLE001  (each item again, alone: its own error is reported)
             return [self._frames_of(item) for item in items]
-        out = []
+        out: list[list[Frame]] = []
         for frames in results:
             if isinstance(frames, Exception):
                 self._failed(frames)
@@ -573,7 +573,9 @@ class FramePipeline:
                     if other is not source:
                         self._guard(other, lambda s=other, f=frame: s.write(f))
 
-    def _guard(self, sink: Sink, action: Callable[[], object]) -> None:
+    def _guard(self, sink: Sink, action: Callable[..., object]) -> None:
+        # ``action`` is called with no arguments, but typed ``...``: the callers' lambdas bind their
+        # loop variables as defaults, and mypy cannot infer such a lambda against ``Callable[[], ...]``
         try:
             action()
         except Exception as exc:
@@ -626,7 +628,7 @@ def _runs(batch: list[WorkItem]) -> Iterable[list[Any]]:
         item = batch[i]
         j = i + 1
         if isinstance(item, GroupItem):
-            while j < len(batch) and isinstance(batch[j], GroupItem) and batch[j].group == item.group:
+            while j < len(batch) and isinstance(nxt := batch[j], GroupItem) and nxt.group == item.group:
                 j += 1
         yield batch[i:j]
         i = j

@@ -57,8 +57,8 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: Activatio
     w = None
     if due & {"weights", "trajectory", "gradients"}:
         w = state.weight()
-    if "weights" in due:
-        items.append((lambda: [_weight_frame(monitor, state, step, w)], 0, _KEYS["weights"]))
+        if "weights" in due:  # (nested: the lambda's w is then typed a tensor)
+            items.append((lambda: [_weight_frame(monitor, state, step, w)], 0, _KEYS["weights"]))
     if "trajectory" in due:
         items.append((GroupItem(("trajectory", state.name), functools.partial(_trajectory_frames, monitor, state), (step, w)), 0, _KEYS["trajectory"]))
     size = 0 if w is None else w.numel() * w.element_size() * 2

@@ -434,8 +434,8 @@ class GradientHealthTracker:
             last_step, last_weight = step, (weight if self.keep_weights else None)
         measured = _measure([c for _, c in prepared])
         results = []
-        for (step, check), values in zip(prepared, measured, strict=True):
-            raw = _assess(check, values, self.thresholds)
+        for (step, c), values in zip(prepared, measured, strict=True):
+            raw = _assess(c, values, self.thresholds)
             results.append(self._hold(state, raw))
             state.step = step
         if self.keep_weights and checks:

@@ -197,8 +197,12 @@ def filter_groups(
         live = ~dead
         similar = (matrix >= threshold) & live[:, None] & live[None, :]
         key = np.packbits(similar).tobytes()
-        same = previous is not None and previous._pairs_key == key and previous.threshold == float(threshold)
-        if same and previous.method == method:  # (most recordings: the same pairs as the last)
+        if (  # (most recordings: the same pairs as the last)
+            previous is not None
+            and previous._pairs_key == key
+            and previous.threshold == float(threshold)
+            and previous.method == method
+        ):
             return _unchanged(previous)
         clusters = _pairs(similar)
     else:

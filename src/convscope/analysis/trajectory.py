@@ -75,7 +75,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -223,8 +223,9 @@ class TrajectoryTracker:
         """
         flat = self._flat(weights)
         embedded = self._embed(flat)
-        first = self._anchor is None
-        v = embedded - (embedded if first else self._anchor)
+        anchor = self._anchor
+        first = anchor is None
+        v = embedded - (embedded if anchor is None else anchor)
         axes = self._axes
         # neither kept nor a new decomposition: four inner products put the point on the last
         # axes, where the path's inner products would read every kept point
@@ -273,7 +274,7 @@ class TrajectoryTracker:
         v = embedded - anchor
         n = len(self._steps)
         axes = self._axes
-        known = [self._points[:n]] if n else []
+        known = [cast(torch.Tensor, self._points)[:n]] if n else []  # (points kept: _begin made their room)
         extra_row = None  # the last decomposition's extra point, a row of the products too
         if axes is not None and axes.extra is not None:
             extra_row = n
@@ -402,7 +403,7 @@ class TrajectoryTracker:
         v: torch.Tensor,
         dims: np.ndarray,
         dots: np.ndarray,
-        dots_again: Callable[[int], np.ndarray],
+        dots_again: Callable[..., np.ndarray],  # (takes n; ``...`` as mypy cannot type update_many's lambda)
         extra_dot: float | None,
         *,
         hold: bool = False,

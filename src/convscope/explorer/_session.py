@@ -670,15 +670,15 @@ def _signed_maps(diff: torch.Tensor, *, max_size: int | None, max_maps: int | No
         x = x[:, :, None, :]
     total = int(x.shape[1])
     x = x[:, : total if max_maps is None else min(total, max_maps)]
-    peak = x.abs().amax(dim=(2, 3), keepdim=True)
-    unit = torch.where(peak > 0, x / peak.clamp(min=1e-30), torch.zeros_like(x))
+    peaks = x.abs().amax(dim=(2, 3), keepdim=True)  # (one a map; the dense branch's peak is a float)
+    unit = torch.where(peaks > 0, x / peaks.clamp(min=1e-30), torch.zeros_like(x))
     h, w = x.shape[-2:]
     if max_size is not None and max(h, w) > max_size:
         size = (max(1, -(-h * max_size // max(h, w))), max(1, -(-w * max_size // max(h, w))))
         unit = torch.nn.functional.adaptive_avg_pool2d(unit, size)
     images = ((unit[0] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     f, ih, iw = (int(v) for v in images.shape)
-    p = peak.flatten().tolist()
+    p = peaks.flatten().tolist()
     return {"count": f, "total": total, "width": iw, "height": ih, "data": _b64(images.numpy()),
             "vmin": [-_num(v) for v in p], "vmax": [_num(v) for v in p]}
 

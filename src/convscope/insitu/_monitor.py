@@ -22,7 +22,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
 
@@ -209,9 +209,11 @@ class _LayerState:
     @property
     def param(self) -> torch.Tensor:
         """The live parameter tensor (its ``.grad`` is the layer's gradient)."""
+        # (cast: torch types a module's attributes as a tensor or a module; a keras layer's kernel is
+        # a keras variable)
         if self.layout == "keras":
-            return self.module.kernel.value
-        return self.module.weight
+            return cast(Any, self.module).kernel.value
+        return cast("torch.Tensor", self.module.weight)
 
     def weight(self) -> torch.Tensor:
         """A detached copy in torch layout: filters first (``F x C x kh x kw`` or ``out x in``)."""
@@ -271,23 +273,24 @@ class _Spare:
     def copy(self, src: torch.Tensor) -> torch.Tensor:
         import torch
 
-        use_count = getattr(torch._C, "_storage_Use_Count", None)  # (private: without it, no reuse)
-        held = self.held if use_count is not None else []
-        # Round the list from after the last copy reused: the copies are taken in turn and a
-        # batch of recordings frees them together, so the next free one is usually the first
-        # looked at (from the start, a recording passed every copy the batch in flight holds).
-        start = self._next if self._next < len(held) else 0
-        for i in (*range(start, len(held)), *range(start)):
-            copy = held[i]
-            if (
-                copy.shape == src.shape
-                and copy.dtype == src.dtype
-                and copy.device == src.device
-                and sys.getrefcount(copy) == self._FREE_REFS
-                and use_count(copy.untyped_storage()._cdata) == 2  # its own and this call's
-            ):
-                self._next = i + 1
-                return copy.copy_(src)
+        use_count = getattr(torch._C, "_storage_Use_Count", None)
+        if use_count is not None:  # (private: without it, no reuse)
+            held = self.held
+            # Round the list from after the last copy reused: the copies are taken in turn and a
+            # batch of recordings frees them together, so the next free one is usually the first
+            # looked at (from the start, a recording passed every copy the batch in flight holds).
+            start = self._next if self._next < len(held) else 0
+            for i in (*range(start, len(held)), *range(start)):
+                copy = held[i]
+                if (
+                    copy.shape == src.shape
+                    and copy.dtype == src.dtype
+                    and copy.device == src.device
+                    and sys.getrefcount(copy) == self._FREE_REFS
+                    and use_count(copy.untyped_storage()._cdata) == 2  # its own and this call's
+                ):
+                    self._next = i + 1
+                    return copy.copy_(src)
         out = src.clone(memory_format=torch.contiguous_format)
         # as many as a batch of recordings holds (the pipeline gathers up to 16 MiB), at least
         # ``keep``; another shape - a pruned layer, a last short batch - replaces the oldest
@@ -868,6 +871,7 @@ class Monitor:
             return
         start = time.perf_counter()  # (counted with the hooks: the budget sees it)
         step = self.step_count
+        v: Any  # a float or a tensor, told apart by hasattr() below, which mypy cannot narrow a union by
         for k, v in scalars.items():
             if hasattr(v, "detach"):
                 # a CPU tensor is read now: holding on to a tensor per step until the batch is
@@ -1207,7 +1211,7 @@ class Monitor:
                 self._next_due = self._first_due(step + 1)
             if self.prune is not None:
                 self._maybe_prune(step)
-            if self._pipeline.inline and self._analyse_due():
+            if pipeline.inline and self._analyse_due():
                 self._busy_step = step
             if self._layer_hooks or self._hooks_live or self._pre_hook is not None or self._next_due == step + 1:
                 self._arm(step + 1)

@@ -10,6 +10,7 @@ that depends on it, and the optimizer's parameters and state) is
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import TYPE_CHECKING
@@ -39,7 +40,7 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
         if state is None or state.prunes >= config.times or state.correlation is None:
             continue
         corr = state.correlation
-        current = int(state.module.weight.shape[0])
+        current = int(state.param.shape[0])  # (the layer's weight: pruned layers are torch's)
         if corr.filters != current:
             continue  # the matrix predates an earlier pruning
         budget = min(
@@ -77,7 +78,7 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
             "removed": [int(i) for i in remove],
             "kept": kept,
             "before": current,
-            "after": int(state.module.weight.shape[0]),
+            "after": int(state.param.shape[0]),
             "reason": f"correlation >= {config.threshold} ({config.method} groups)",
             "params_before": int(result.params_before),
             "params_after": int(result.params_after),
@@ -86,4 +87,4 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
         record = {"step": step, "layer": name, **payload}
         monitor.stats.prunings.append(record)
         frame = monitor._frame(step, name, "pruning", payload)
-        monitor._pipeline.submit(lambda f=frame: [f])  # type: ignore[union-attr]
+        monitor._pipeline.submit(functools.partial(list, (frame,)))  # type: ignore[union-attr]

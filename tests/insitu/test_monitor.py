@@ -282,6 +282,24 @@ def test_online_pruning_removes_redundant_filters_while_training_goes_on(digits,
     assert any(q is model.conv1.weight for g in opt.param_groups for q in g["params"])
 
 
+def test_serve_of_any_true_value_serves_a_run_store_of_its_own(lenet, tmp_path, monkeypatch) -> None:
+    # serve=1 (or numpy's True) passes `if serve:` but not `serve is True`: without a logdir it
+    # served a directory named "None", made in the working directory, and no run was stored
+    pytest.importorskip("uvicorn")
+    monkeypatch.chdir(tmp_path)
+    mon = convscope.watch(lenet(), logdir=None, serve=1, budget=None)
+    try:
+        assert mon.logdir is not None and mon._store is not None
+        assert mon.server.logdir == mon.logdir
+    finally:
+        mon.close()
+        if mon.server is not None:
+            mon.server.stop()
+        if mon.logdir is not None:
+            shutil.rmtree(mon.logdir, ignore_errors=True)
+    assert not (tmp_path / "None").exists()
+
+
 class _SlowSink(Sink):
     name = "slow"
 

@@ -492,7 +492,8 @@ class Monitor:
             self.run_name = f"{self.run_name}.rank{self.rank}"
         self.logdir = None if logdir is None else str(logdir)
         self._extra_sinks = list(sinks)
-        self._serve = serve
+        # (any true value but a URL is True: start() gives serve=True without a logdir a run store of its own)
+        self._serve = serve if isinstance(serve, str) else bool(serve)
         self._serve_port = serve_port
         self.server_url: str | None = None
         self.stats = MonitorStats()
@@ -1347,6 +1348,7 @@ class Monitor:
             return [sink]
         from convscope.server import start_local_server
 
+        assert self.logdir is not None  # (serve=True without one: start() made one)
         handle = start_local_server(self.logdir, port=self._serve_port)
         self.server = handle
         run_id = getattr(self._store, "run_id", None)

@@ -282,6 +282,30 @@ def test_online_pruning_removes_redundant_filters_while_training_goes_on(digits,
     assert any(q is model.conv1.weight for g in opt.param_groups for q in g["params"])
 
 
+def test_pruning_a_model_whose_input_shape_is_unknown_is_said_and_training_goes_on(digits, lenet) -> None:
+    # called with keyword arguments only, the model shows the first forward hook no input, so the
+    # monitor has no shape for pruning's example input: that pruning is given up, the step is not
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sink = MemorySink()
+    prune = convscope.PruneConfig(layers=("conv1",), threshold=0.3, start=10, every=10, max_fraction=0.25, times=1)
+    images, labels = digits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=5, prune=prune) as mon:
+            for step in range(20):
+                x, y = images[step * 8 : step * 8 + 8], labels[step * 8 : step * 8 + 8]
+                loss = torch.nn.functional.cross_entropy(model(x=x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    said = [str(w.message) for w in caught if "convscope" in str(w.message)]
+    assert mon.input_shape is None and mon.step_count == 20
+    assert not [m for m in said if "skipped step" in m], said
+    assert [m for m in said if "could not prune conv1 at step 10" in m and "input_shape=" in m], said
+    assert not sink.select(kind="pruning") and model.conv1.out_channels == 16 and prune.times == 0
+
+
 def test_serve_of_any_true_value_serves_a_run_store_of_its_own(lenet, tmp_path, monkeypatch) -> None:
     # serve=1 (or numpy's True) passes `if serve:` but not `serve is True`: without a logdir it
     # served a directory named "None", made in the working directory, and no run was stored

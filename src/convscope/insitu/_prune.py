@@ -26,6 +26,7 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
     import torch
 
     from convscope.analysis import filter_groups, plan_pruning, prune_filters
+    from convscope.errors import DataError
 
     config = monitor.prune
     if config is None or step < config.start or (step - config.start) % config.every:
@@ -54,8 +55,11 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
         if not remove:
             continue
         param = next(monitor.model.parameters())
-        example = torch.zeros((1, *monitor.input_shape), dtype=param.dtype, device=param.device)
+        shape = monitor.input_shape
         try:
+            if shape is None:  # (a model called with keyword arguments only shows the first forward hook none)
+                raise DataError("the model's input shape is unknown: pass input_shape= to watch()")
+            example = torch.zeros((1, *shape), dtype=param.dtype, device=param.device)
             result = prune_filters(monitor.model, {name: remove}, example_inputs=example, optimizer=monitor.optimizer)
         except Exception as exc:
             warnings.warn(

@@ -41,7 +41,7 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
         if state is None or state.prunes >= config.times or state.correlation is None:
             continue
         corr = state.correlation
-        current = int(state.param.shape[0])  # (the layer's weight: pruned layers are torch's)
+        current = state.filters
         if corr.filters != current:
             continue  # the matrix predates an earlier pruning
         budget = min(
@@ -82,7 +82,7 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
             "removed": [int(i) for i in remove],
             "kept": kept,
             "before": current,
-            "after": int(state.param.shape[0]),
+            "after": state.filters,
             "reason": f"correlation >= {config.threshold} ({config.method} groups)",
             "params_before": int(result.params_before),
             "params_after": int(result.params_after),

@@ -24,7 +24,7 @@ def target_shape(spec: InputSpec | tuple[int, ...] | Any) -> tuple[int, int, int
     shape = tuple(spec) if isinstance(spec, (tuple, list)) else tuple(getattr(spec, "shape", ()))
     if len(shape) != 3 or not all(isinstance(v, int) and v > 0 for v in shape):
         raise DataError(f"the model's input shape {shape} is not an image (C x H x W); image inputs need a C x H x W spec")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def fit_to_spec(

@@ -94,7 +94,7 @@ def weight_layout(shape: Sequence[int]) -> tuple[int, int, int, int]:
     """``(F, C, kh, kw)`` of a weight tensor's shape (dense ``[F, C]`` is ``kh = kw = 1``)."""
     shape = tuple(int(s) for s in shape)
     if len(shape) == 4:
-        return shape  # type: ignore[return-value]
+        return shape
     if len(shape) == 2:
         return shape[0], shape[1], 1, 1
     if len(shape) == 3:  # conv1d

@@ -259,6 +259,62 @@ def test_clear_errors_for_bad_options(lenet) -> None:
         convscope.watch(model, record=["weights", "colour"], logdir=None)
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"every": "10"}, r"every= is a number of steps, or \{view: steps\}"),
+        ({"every": {"weights": 2.5}}, r"every\['weights'\] must be a positive number of steps, got 2.5"),
+        ({"max_samples": 0}, "max_samples= is a positive number of samples"),
+        ({"image_size": -1}, "image_size= is a positive number of pixels"),
+        ({"bins": 0}, "bins= is a positive number of bins"),
+        ({"group_threshold": 1.5}, r"group_threshold= is the correlation from which filters group, in \(0, 1\]"),
+        ({"group_method": "kmeans"}, "group_method= is one of 'union', 'pairs', 'hierarchical'"),
+        ({"image_normalisation": "global"}, "image_normalisation= is one of 'per_map', 'shared'"),
+        ({"probe": [[0.0]]}, "probe= is a batch of inputs as a torch.Tensor"),
+        ({"prune": "yes"}, "prune= is True, a PruneConfig or a dict of its fields"),
+        ({"prune": {"treshold": 0.8}}, r"prune= has no fields \['treshold'\]; PruneConfig's are .*threshold"),
+        ({"sinks": [print, 1]}, r"sinks= takes sinks .*got builtin_function_or_method, int"),
+        ({"optimizer": "sgd"}, "optimizer= is the torch.optim.Optimizer that trains the model"),
+    ],
+)
+def test_options_of_the_wrong_kind_are_refused_at_watch_with_what_they_take(lenet, options, said) -> None:
+    # before, these surfaced at the first recording (an AttributeError, a warning per recording
+    # that a reduction failed) or not at all (max_samples=0 recorded empty maps)
+    with pytest.raises(DataError, match=said):
+        convscope.watch(lenet(), logdir=None, **options)
+
+
+def test_a_probe_the_model_cannot_take_is_refused_at_watch(lenet) -> None:
+    model = lenet()
+    with pytest.raises(DataError, match=r"the probe batch \(shape \(4, 3, 28, 28\), torch.float32, on cpu\) cannot run through the model"):
+        convscope.watch(model, logdir=None, probe=torch.zeros(4, 3, 28, 28))
+    assert all(not m._forward_hooks for m in model.modules()) and model.training  # the check's pass leaves nothing behind
+    with convscope.watch(model, logdir=None, probe=torch.zeros(4, 1, 28, 28), budget=None) as mon:
+        assert mon.probe is not None
+
+
+def test_an_optimizer_that_trains_none_of_the_watched_layers_is_said(lenet) -> None:
+    model = lenet()
+    other = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.warns(RuntimeWarning, match=r"the optimizer passed to watch\(\) does not train conv1, conv2"):
+        mon = convscope.watch(model, optimizer=other, logdir=None)
+    mon.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the model's own optimizer: nothing said
+        convscope.watch(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), logdir=None).close()
+
+
+def test_a_logdir_that_is_a_file_is_refused_with_a_clear_error(lenet, tmp_path) -> None:
+    from convscope.errors import StoreError
+
+    taken = tmp_path / "runs"
+    taken.write_text("not a directory")
+    with pytest.raises(StoreError, match="the run store's directory .*runs is a file"):
+        convscope.watch(lenet(), logdir=taken)
+    with pytest.raises(StoreError, match="is a file \\(or lies under one\\)"):
+        convscope.watch(lenet(), logdir=taken / "below")
+
+
 def test_online_pruning_removes_redundant_filters_while_training_goes_on(digits, lenet) -> None:
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)

@@ -21,7 +21,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import numpy as np
@@ -393,6 +393,11 @@ class Monitor:
         #: a torch.compile'd model: its layers' hooks are attached for good (see _set_hooks)
         self._compiled = _is_compiled(model)
         self.model = _unwrap(model)
+        if optimizer is not None and not (hasattr(optimizer, "register_step_post_hook") and hasattr(optimizer, "param_groups")):
+            raise DataError(
+                f"optimizer= is the torch.optim.Optimizer that trains the model (its steps are followed), got "
+                f"{type(optimizer).__name__}; without one, leave it out and call monitor.step() after each step"
+            )
         self.optimizer = optimizer
         self.record = set(VIEWS if record is None else record)
         unknown = self.record - set(VIEWS)
@@ -401,15 +406,29 @@ class Monitor:
         self.every = _schedule(every, self.record)
         self._periods = tuple(sorted(set(self.every.values())))
         self._next_due = self._first_due(1)  # the next step at which any view is due
+        if probe is not None and not isinstance(probe, torch.Tensor):
+            raise DataError(f"probe= is a batch of inputs as a torch.Tensor (N x ...), got {type(probe).__name__}")
         self.probe = probe
+        _check_count("image_size", image_size, "pixels a side of the feature-map images", none=True)
         self.image_size = image_size
+        _check_count("max_samples", max_samples, "samples of the training batch that the activation views read", none=True)
         self.max_samples = max_samples
         if max_values is not None and (isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1):
             raise DataError(f"max_values= is a positive number of values a filter, or None; got {max_values!r}")
         self.max_values = max_values
+        _check_count("bins", bins, "bins of the feature-map histograms")
         self.bins = bins
+        if isinstance(group_threshold, bool) or not isinstance(group_threshold, int | float) or not 0 < group_threshold <= 1:
+            raise DataError(f"group_threshold= is the correlation from which filters group, in (0, 1] (0.9 is usual), got {group_threshold!r}")
         self.group_threshold = group_threshold
+        from convscope.analysis.groups import _ALIASES, METHODS
+        from convscope.analysis.images import NORMALISATIONS
+
+        if group_method not in (*METHODS, *_ALIASES):
+            raise DataError(f"group_method= is one of {', '.join(map(repr, (*_ALIASES, *METHODS)))}; got {group_method!r}")
         self.group_method = group_method
+        if image_normalisation not in NORMALISATIONS:
+            raise DataError(f"image_normalisation= is one of {', '.join(map(repr, NORMALISATIONS))}; got {image_normalisation!r}")
         self.image_normalisation = image_normalisation
         self.health_thresholds = health_thresholds
         self.trajectory_dims = None if trajectory_dims is None else tuple(int(i) for i in trajectory_dims)
@@ -456,6 +475,16 @@ class Monitor:
             if state.param.dim() > 4:  # (Conv3d: its kernels and maps have a depth too)
                 state.skip = frozenset(("weights", "feature_maps"))
             self.layers[n] = state
+        if optimizer is not None:
+            trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            untrained = [n for n, st in self.layers.items() if st.layout == "torch" and id(st.param) not in trained]
+            if untrained:
+                warnings.warn(
+                    f"convscope: the optimizer passed to watch() does not train {', '.join(untrained)} (another model's?); "
+                    "its steps are still the ones counted, and those layers' update ratios have no learning rate",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
         flat = [f"{n} ({type(st.module).__name__})" for n, st in self.layers.items() if st.skip]
         if flat:
             warnings.warn(
@@ -491,6 +520,9 @@ class Monitor:
         if self.world > 1 and all_ranks:
             self.run_name = f"{self.run_name}.rank{self.rank}"
         self.logdir = None if logdir is None else str(logdir)
+        odd = [type(sink).__name__ for sink in sinks if not callable(getattr(sink, "write", None))]
+        if odd:
+            raise DataError(f"sinks= takes sinks (convscope.sinks.Sink: objects with write(frame)), got {', '.join(odd)}")
         self._extra_sinks = list(sinks)
         # (any true value but a URL is True: start() gives serve=True without a logdir a run store of its own)
         self._serve = serve if isinstance(serve, str) else bool(serve)
@@ -542,8 +574,19 @@ class Monitor:
         if self._started or not self.active:
             self._started = True
             return self
-        self._started = True
         self._replace_earlier()
+        self._started = True
+        try:
+            self._start()
+        except BaseException:  # (a probe the model cannot take, a run store that cannot be made ...)
+            # nothing is left behind: no hooks, no thread, no open run, no monitor said to watch the model
+            self.close(status="failed")
+            raise
+        return self
+
+    def _start(self) -> None:
+        if self.probe is not None and not self._compiled:  # (a compiled model would compile its eval graph now)
+            self._check_probe()
         _OPEN.add(self)
         sinks = list(self._extra_sinks)
         if self._serve is True and self.logdir is None:
@@ -602,7 +645,6 @@ class Monitor:
         # a resumed run's start is a "resume" (its step is where the new process took over)
         resumed = self._store is not None and self._store.resumed_from is not None
         self._submit_meta("resume" if resumed else "start", status="live")
-        return self
 
     def _restore_state(self, last: int) -> None:
         """A resumed run goes on where it stopped (its last step ``last``): filter groups keep
@@ -790,6 +832,11 @@ class Monitor:
                 cost += self._meter.after * self._meter.touched
                 self.stats.overhead_estimate = cost / max(end - self._t0 - cost, 1e-9)  # (of training's own time)
             self.stats.sink_failures = dict(self._pipeline.stats.sink_failures)
+        elif self._store is not None:  # start() failed between the run store and the pipeline: the run ends
+            try:
+                self._store.close(status=status)
+            except Exception:  # noqa: BLE001, S110  (start()'s own error is the one that matters)
+                pass
         if self.optimizer is None and self.step_count == self._begin_step and self._forwarded and status == "finished":
             self._no_steps_said(closing=True)  # (the model ran, and no step was counted; said once all is closed)
 
@@ -1296,6 +1343,21 @@ class Monitor:
             self._collecting = False
             self.model.train(was_training)
 
+    def _check_probe(self) -> None:
+        """The probe batch run through the model once, as a recording runs it (eval mode, no
+        gradients): one that the model cannot take is said now, rather than at every recording."""
+        probe = self.probe
+        assert probe is not None
+        try:
+            self._probe_activations()
+        except Exception as exc:  # noqa: BLE001  (whatever the model raises, said with the probe's shape)
+            raise DataError(
+                f"the probe batch (shape {tuple(probe.shape)}, {probe.dtype}, on {probe.device}) cannot run through "
+                f"the model ({type(exc).__name__}: {exc}); pass probe= a batch the model takes, on its device"
+            ) from None
+        finally:
+            self._acts = {}
+
     def _maybe_prune(self, step: int) -> None:
         from convscope.insitu import _prune
 
@@ -1427,19 +1489,29 @@ def _run_name(model: torch.nn.Module) -> str:
 
 def _schedule(every: int | Mapping[str, int] | None, record: set[str]) -> dict[str, int]:
     out = {v: n for v, n in VIEWS.items() if v in record}
-    if isinstance(every, int):
+    if isinstance(every, int) and not isinstance(every, bool):
         if every < 1:
             raise DataError(f"every= must be a positive number of steps, got {every}")
         out = {v: (every * 5 if v == "feature_maps" else every) for v in out}
-    elif every is not None:
+    elif isinstance(every, Mapping):
         for view, n in every.items():
             if view not in VIEWS:
                 raise DataError(f"unknown view {view!r} in every=; views are {', '.join(VIEWS)}")
-            if int(n) < 1:
-                raise DataError(f"every[{view!r}] must be a positive number of steps, got {n}")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise DataError(f"every[{view!r}] must be a positive number of steps, got {n!r}")
             if view in record:
-                out[view] = int(n)
+                out[view] = n
+    elif every is not None:
+        raise DataError(f"every= is a number of steps, or {{view: steps}} (e.g. {{'weights': 10, 'feature_maps': 50}}); got {every!r}")
     return out
+
+
+def _check_count(name: str, value: Any, what: str, *, none: bool = False) -> None:
+    """A clear error unless ``value`` is a positive int (or ``None`` where ``none``)."""
+    if value is None and none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"{name}= is a positive number of {what}{', or None' if none else ''}; got {value!r}")
 
 
 def _prune_config(prune: PruneConfig | bool | Mapping[str, Any] | None) -> PruneConfig | None:
@@ -1449,6 +1521,12 @@ def _prune_config(prune: PruneConfig | bool | Mapping[str, Any] | None) -> Prune
         return PruneConfig()
     if isinstance(prune, PruneConfig):
         return prune
+    if not isinstance(prune, Mapping):
+        raise DataError(f"prune= is True, a PruneConfig or a dict of its fields, or None; got {prune!r}")
+    known = {f.name for f in fields(PruneConfig)}
+    unknown = sorted(map(str, set(prune) - known))
+    if unknown:
+        raise DataError(f"prune= has no fields {unknown}; PruneConfig's are {', '.join(sorted(known))}")
     config = PruneConfig(**dict(prune))
     if config.layers is not None:
         config.layers = tuple(config.layers)

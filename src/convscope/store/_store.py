@@ -70,7 +70,12 @@ class RunStore:
                 heartbeat even if the writing process lives (the server's ingest sets it).
         """
         retention = _with_max_images(retention, max_images)
-        self.logdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # a file where the directory (or one above it) should be
+            raise StoreError(f"the run store's directory {self.logdir} is a file (or lies under one); pass logdir= a directory") from None
+        except OSError as exc:  # (no permission, a read-only file system ...)
+            raise StoreError(f"cannot make the run store's directory {self.logdir} ({exc.strerror}); pass logdir= one you may write") from None
         base = slug(name or time.strftime("run-%Y%m%d-%H%M%S"))
         for n in range(1, 10_000):
             run_id = base if n == 1 else f"{base}-{n}"

@@ -275,6 +275,15 @@ def test_clear_errors_for_bad_options(lenet) -> None:
         ({"prune": {"treshold": 0.8}}, r"prune= has no fields \['treshold'\]; PruneConfig's are .*threshold"),
         ({"sinks": [print, 1]}, r"sinks= takes sinks .*got builtin_function_or_method, int"),
         ({"optimizer": "sgd"}, "optimizer= is the torch.optim.Optimizer that trains the model"),
+        ({"trajectory_dims": (1, 2)}, r"trajectory_dims= is 3 distinct flat indices"),
+        ({"trajectory_dims": (4, 4, 5)}, r"trajectory_dims= is 3 distinct flat indices"),
+        ({"health_thresholds": {"exploding_norm": 10}}, "health_thresholds= is a convscope.analysis.HealthThresholds"),
+        ({"serve_port": 70000}, "serve_port= is a TCP port from 0"),
+        ({"input_shape": "1x28x28"}, r"input_shape= is the shape of one input without the batch"),
+        ({"run": 5}, r"run= is the run's name \(a str\)"),
+        ({"config": [("lr", 0.1)]}, "config= is a dict shown with the run"),
+        ({"seed": "a"}, "seed= is an int"),
+        ({"switch_interval": 0}, r"switch_interval= is seconds \(more than 0\)"),
     ],
 )
 def test_options_of_the_wrong_kind_are_refused_at_watch_with_what_they_take(lenet, options, said) -> None:
@@ -282,6 +291,13 @@ def test_options_of_the_wrong_kind_are_refused_at_watch_with_what_they_take(lene
     # that a reduction failed) or not at all (max_samples=0 recorded empty maps)
     with pytest.raises(DataError, match=said):
         convscope.watch(lenet(), logdir=None, **options)
+
+
+def test_one_layer_may_be_named_by_itself(lenet) -> None:
+    # (a str is not taken for a list of one-letter layer names)
+    mon = convscope.watch(lenet(), layers="conv2", logdir=None)
+    mon.close()
+    assert list(mon.layers) == ["conv2"]
 
 
 def test_a_probe_the_model_cannot_take_is_refused_at_watch(lenet) -> None:

@@ -355,7 +355,7 @@ class Monitor:
         model: torch.nn.Module,
         *,
         optimizer: torch.optim.Optimizer | None = None,
-        layers: Sequence[str] | Mapping[str, torch.nn.Module] | None = None,
+        layers: str | Sequence[str] | Mapping[str, torch.nn.Module] | None = None,
         every: int | Mapping[str, int] | None = None,
         record: Iterable[str] | None = None,
         probe: torch.Tensor | None = None,
@@ -430,8 +430,17 @@ class Monitor:
         if image_normalisation not in NORMALISATIONS:
             raise DataError(f"image_normalisation= is one of {', '.join(map(repr, NORMALISATIONS))}; got {image_normalisation!r}")
         self.image_normalisation = image_normalisation
+        from convscope.analysis import HealthThresholds
+
+        if health_thresholds is not None and not isinstance(health_thresholds, HealthThresholds):
+            raise DataError(f"health_thresholds= is a convscope.analysis.HealthThresholds, or None; got {type(health_thresholds).__name__}")
         self.health_thresholds = health_thresholds
-        self.trajectory_dims = None if trajectory_dims is None else tuple(int(i) for i in trajectory_dims)
+        dims = None if trajectory_dims is None else list(trajectory_dims)
+        if dims is not None and (len(dims) != 3 or len(set(dims)) != 3 or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in dims)):
+            raise DataError(f"trajectory_dims= is 3 distinct flat indices of a layer's weights (e.g. (0, 1, 2)), or None; got {trajectory_dims!r}")
+        self.trajectory_dims = None if dims is None else tuple(dims)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise DataError(f"seed= is an int, got {seed!r}")
         self.seed = seed
         if budget is not None and not 0 < float(budget) <= 1:
             raise DataError(f"budget= is a share of training time between 0 and 1 (e.g. 0.03), or None; got {budget!r}")
@@ -444,11 +453,19 @@ class Monitor:
         self._meter = SlowdownMeter()
         self._busy_step = -_TOUCHED_STEPS  # the last step the monitor worked on the training thread (see _measure_step)
         self._paused_at: float | None = None
-        self.input_shape = input_shape
+        if input_shape is not None and not (
+            isinstance(input_shape, tuple | list) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
+        ):
+            raise DataError(f"input_shape= is the shape of one input without the batch (e.g. (1, 28, 28)), or None; got {input_shape!r}")
+        self.input_shape = None if input_shape is None else tuple(input_shape)
         self.prune = _prune_config(prune)
         self.rank, self.world = _rank()
         self.active = all_ranks or self.rank == 0
+        if config is not None and not isinstance(config, Mapping):
+            raise DataError(f"config= is a dict shown with the run (hyperparameters ...), got {type(config).__name__}")
         self.config = dict(config or {})
+        if isinstance(layers, str):  # one layer's name
+            layers = [layers]
         if isinstance(layers, Mapping):
             chosen = dict(layers)
         else:
@@ -516,6 +533,8 @@ class Monitor:
             raise DataError(f"start_step= is the training step the loop starts after (a checkpoint's step), 0 or more; got {start_step!r}")
         self._resume = bool(resume)
         self._start_step = start_step
+        if run is not None and not isinstance(run, str):
+            raise DataError(f"run= is the run's name (a str), or None for the model's name and the time; got {run!r}")
         self.run_name = run or _run_name(self.model)
         if self.world > 1 and all_ranks:
             self.run_name = f"{self.run_name}.rank{self.rank}"
@@ -526,6 +545,8 @@ class Monitor:
         self._extra_sinks = list(sinks)
         # (any true value but a URL is True: start() gives serve=True without a logdir a run store of its own)
         self._serve = serve if isinstance(serve, str) else bool(serve)
+        if isinstance(serve_port, bool) or not isinstance(serve_port, int) or not 0 <= serve_port <= 65535:
+            raise DataError(f"serve_port= is a TCP port from 0 (any free one) to 65535, got {serve_port!r}")
         self._serve_port = serve_port
         self.server_url: str | None = None
         self.stats = MonitorStats()
@@ -543,6 +564,8 @@ class Monitor:
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 2:
             raise DataError(f"queue_size= is a number of work items of at least 2, got {queue_size!r}")
         self._queue_size = queue_size
+        if switch_interval is not None and (isinstance(switch_interval, bool) or not isinstance(switch_interval, int | float) or not switch_interval > 0):
+            raise DataError(f"switch_interval= is seconds (more than 0), or None to leave Python's as it is; got {switch_interval!r}")
         self._switch_interval = switch_interval
         self.gc_freeze = bool(gc_freeze)
         self._frozen = False  # whether this monitor holds the heap frozen (see _FrozenHeap)
@@ -1546,7 +1569,7 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         model: the ``torch.nn.Module`` being trained (DDP-wrapped is fine).
         optimizer: followed automatically: every ``optimizer.step()`` is a step. Without
             one, call ``monitor.step()`` once per training step.
-        layers: module names to watch; default every conv layer.
+        layers: module names to watch (one name alone is one layer); default every conv layer.
         record: views to record (default all of :data:`VIEWS`).
         every: steps between recordings, one number or ``{view: steps}``. One number is
             every view's but the feature-map images', which come at five times it (the

@@ -293,11 +293,11 @@ def test_options_of_the_wrong_kind_are_refused_at_watch_with_what_they_take(lene
         convscope.watch(lenet(), logdir=None, **options)
 
 
-def test_one_layer_may_be_named_by_itself(lenet) -> None:
-    # (a str is not taken for a list of one-letter layer names)
-    mon = convscope.watch(lenet(), layers="conv2", logdir=None)
+def test_one_layer_and_one_view_may_be_named_by_themselves(lenet) -> None:
+    # (a str is not taken for a list of one-letter names)
+    mon = convscope.watch(lenet(), layers="conv2", record="weights", logdir=None)
     mon.close()
-    assert list(mon.layers) == ["conv2"]
+    assert list(mon.layers) == ["conv2"] and mon.record == {"weights"}
 
 
 def test_a_probe_the_model_cannot_take_is_refused_at_watch(lenet) -> None:

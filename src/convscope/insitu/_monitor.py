@@ -357,7 +357,7 @@ class Monitor:
         optimizer: torch.optim.Optimizer | None = None,
         layers: str | Sequence[str] | Mapping[str, torch.nn.Module] | None = None,
         every: int | Mapping[str, int] | None = None,
-        record: Iterable[str] | None = None,
+        record: str | Iterable[str] | None = None,
         probe: torch.Tensor | None = None,
         logdir: str | os.PathLike[str] | None = "convscope-runs",
         run: str | None = None,
@@ -399,7 +399,7 @@ class Monitor:
                 f"{type(optimizer).__name__}; without one, leave it out and call monitor.step() after each step"
             )
         self.optimizer = optimizer
-        self.record = set(VIEWS if record is None else record)
+        self.record = set(VIEWS if record is None else [record] if isinstance(record, str) else record)  # (one view alone)
         unknown = self.record - set(VIEWS)
         if unknown:
             raise DataError(f"unknown views {sorted(unknown)}; record= takes any of {', '.join(VIEWS)}")
@@ -1570,7 +1570,7 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         optimizer: followed automatically: every ``optimizer.step()`` is a step. Without
             one, call ``monitor.step()`` once per training step.
         layers: module names to watch (one name alone is one layer); default every conv layer.
-        record: views to record (default all of :data:`VIEWS`).
+        record: views to record (one alone, or several; default all of :data:`VIEWS`).
         every: steps between recordings, one number or ``{view: steps}``. One number is
             every view's but the feature-map images', which come at five times it (the
             largest frames: by default every 10 steps and every 50).

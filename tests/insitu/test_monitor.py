@@ -300,6 +300,19 @@ def test_one_layer_and_one_view_may_be_named_by_themselves(lenet) -> None:
     assert list(mon.layers) == ["conv2"] and mon.record == {"weights"}
 
 
+def test_numpy_numbers_from_a_config_are_taken_as_the_numbers_they_are(lenet) -> None:
+    # (options read from a config file often come as numpy scalars; they are ints and floats here)
+    mon = convscope.watch(
+        lenet(), logdir=None, every={"weights": np.int64(5)}, bins=np.int32(16), seed=np.int64(3),
+        input_shape=torch.Size([1, 28, 28]), group_threshold=np.float32(0.75), serve_port=np.int64(0),
+    )
+    mon.close()
+    assert mon.every["weights"] == 5 and type(mon.every["weights"]) is int and type(mon.bins) is int and mon.bins == 16
+    assert mon.seed == 3 and mon.input_shape == (1, 28, 28) and mon.group_threshold == pytest.approx(0.75)
+    with pytest.raises(DataError, match="bins= is a positive number"):
+        convscope.watch(lenet(), logdir=None, bins=np.True_)
+
+
 def test_a_probe_the_model_cannot_take_is_refused_at_watch(lenet) -> None:
     model = lenet()
     with pytest.raises(DataError, match=r"the probe batch \(shape \(4, 3, 28, 28\), torch.float32, on cpu\) cannot run through the model"):

@@ -22,7 +22,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, cast
 
 import numpy as np
 
@@ -86,6 +86,20 @@ _BATCH_WINDOW_S = 2.0
 _QUEUE_SIZE = 1024
 #: where the analysis runs (``analysis_thread=``)
 _ANALYSIS_THREADS = ("auto", "background", "training")
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    """An integer (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
+
+
+def _count(name: str, value: Any, what: str, *, none: bool = False) -> Any:
+    """``value`` as an int, with a clear error unless it is a positive integer (or ``None`` where ``none``)."""
+    if value is None and none:
+        return None
+    if not _is_int(value) or value < 1:
+        raise DataError(f"{name}= is a positive number of {what}{', or None' if none else ''}; got {value!r}")
+    return int(value)
 
 
 class _FrozenHeap:
@@ -409,18 +423,15 @@ class Monitor:
         if probe is not None and not isinstance(probe, torch.Tensor):
             raise DataError(f"probe= is a batch of inputs as a torch.Tensor (N x ...), got {type(probe).__name__}")
         self.probe = probe
-        _check_count("image_size", image_size, "pixels a side of the feature-map images", none=True)
-        self.image_size = image_size
-        _check_count("max_samples", max_samples, "samples of the training batch that the activation views read", none=True)
-        self.max_samples = max_samples
+        self.image_size = _count("image_size", image_size, "pixels a side of the feature-map images", none=True)
+        self.max_samples = _count("max_samples", max_samples, "samples of the training batch that the activation views read", none=True)
         if max_values is not None and (isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1):
             raise DataError(f"max_values= is a positive number of values a filter, or None; got {max_values!r}")
         self.max_values = max_values
-        _check_count("bins", bins, "bins of the feature-map histograms")
-        self.bins = bins
-        if isinstance(group_threshold, bool) or not isinstance(group_threshold, int | float) or not 0 < group_threshold <= 1:
+        self.bins = _count("bins", bins, "bins of the feature-map histograms")
+        if isinstance(group_threshold, bool) or not isinstance(group_threshold, int | float | np.floating | np.integer) or not 0 < group_threshold <= 1:
             raise DataError(f"group_threshold= is the correlation from which filters group, in (0, 1] (0.9 is usual), got {group_threshold!r}")
-        self.group_threshold = group_threshold
+        self.group_threshold = float(group_threshold)
         from convscope.analysis.groups import _ALIASES, METHODS
         from convscope.analysis.images import NORMALISATIONS
 
@@ -436,12 +447,12 @@ class Monitor:
             raise DataError(f"health_thresholds= is a convscope.analysis.HealthThresholds, or None; got {type(health_thresholds).__name__}")
         self.health_thresholds = health_thresholds
         dims = None if trajectory_dims is None else list(trajectory_dims)
-        if dims is not None and (len(dims) != 3 or len(set(dims)) != 3 or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in dims)):
+        if dims is not None and (len(dims) != 3 or len(set(dims)) != 3 or any(not _is_int(i) or i < 0 for i in dims)):
             raise DataError(f"trajectory_dims= is 3 distinct flat indices of a layer's weights (e.g. (0, 1, 2)), or None; got {trajectory_dims!r}")
-        self.trajectory_dims = None if dims is None else tuple(dims)
-        if isinstance(seed, bool) or not isinstance(seed, int):
+        self.trajectory_dims = None if dims is None else tuple(int(i) for i in dims)
+        if not _is_int(seed):
             raise DataError(f"seed= is an int, got {seed!r}")
-        self.seed = seed
+        self.seed = int(seed)
         if budget is not None and not 0 < float(budget) <= 1:
             raise DataError(f"budget= is a share of training time between 0 and 1 (e.g. 0.03), or None; got {budget!r}")
         self.budget = None if budget is None else float(budget)
@@ -454,10 +465,10 @@ class Monitor:
         self._busy_step = -_TOUCHED_STEPS  # the last step the monitor worked on the training thread (see _measure_step)
         self._paused_at: float | None = None
         if input_shape is not None and not (
-            isinstance(input_shape, tuple | list) and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in input_shape)
+            isinstance(input_shape, tuple | list) and all(_is_int(d) and d > 0 for d in input_shape)
         ):
             raise DataError(f"input_shape= is the shape of one input without the batch (e.g. (1, 28, 28)), or None; got {input_shape!r}")
-        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.prune = _prune_config(prune)
         self.rank, self.world = _rank()
         self.active = all_ranks or self.rank == 0
@@ -545,9 +556,9 @@ class Monitor:
         self._extra_sinks = list(sinks)
         # (any true value but a URL is True: start() gives serve=True without a logdir a run store of its own)
         self._serve = serve if isinstance(serve, str) else bool(serve)
-        if isinstance(serve_port, bool) or not isinstance(serve_port, int) or not 0 <= serve_port <= 65535:
+        if not _is_int(serve_port) or not 0 <= serve_port <= 65535:
             raise DataError(f"serve_port= is a TCP port from 0 (any free one) to 65535, got {serve_port!r}")
-        self._serve_port = serve_port
+        self._serve_port = int(serve_port)
         self.server_url: str | None = None
         self.stats = MonitorStats()
         self.step_count = start_step or 0
@@ -564,7 +575,7 @@ class Monitor:
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 2:
             raise DataError(f"queue_size= is a number of work items of at least 2, got {queue_size!r}")
         self._queue_size = queue_size
-        if switch_interval is not None and (isinstance(switch_interval, bool) or not isinstance(switch_interval, int | float) or not switch_interval > 0):
+        if switch_interval is not None and (isinstance(switch_interval, bool) or not isinstance(switch_interval, int | float | np.floating | np.integer) or not switch_interval > 0):
             raise DataError(f"switch_interval= is seconds (more than 0), or None to leave Python's as it is; got {switch_interval!r}")
         self._switch_interval = switch_interval
         self.gc_freeze = bool(gc_freeze)
@@ -1512,29 +1523,22 @@ def _run_name(model: torch.nn.Module) -> str:
 
 def _schedule(every: int | Mapping[str, int] | None, record: set[str]) -> dict[str, int]:
     out = {v: n for v, n in VIEWS.items() if v in record}
-    if isinstance(every, int) and not isinstance(every, bool):
+    if _is_int(every):
         if every < 1:
             raise DataError(f"every= must be a positive number of steps, got {every}")
-        out = {v: (every * 5 if v == "feature_maps" else every) for v in out}
+        n = int(every)
+        out = {v: (n * 5 if v == "feature_maps" else n) for v in out}
     elif isinstance(every, Mapping):
         for view, n in every.items():
             if view not in VIEWS:
                 raise DataError(f"unknown view {view!r} in every=; views are {', '.join(VIEWS)}")
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            if not _is_int(n) or n < 1:
                 raise DataError(f"every[{view!r}] must be a positive number of steps, got {n!r}")
             if view in record:
-                out[view] = n
+                out[view] = int(n)
     elif every is not None:
         raise DataError(f"every= is a number of steps, or {{view: steps}} (e.g. {{'weights': 10, 'feature_maps': 50}}); got {every!r}")
     return out
-
-
-def _check_count(name: str, value: Any, what: str, *, none: bool = False) -> None:
-    """A clear error unless ``value`` is a positive int (or ``None`` where ``none``)."""
-    if value is None and none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise DataError(f"{name}= is a positive number of {what}{', or None' if none else ''}; got {value!r}")
 
 
 def _prune_config(prune: PruneConfig | bool | Mapping[str, Any] | None) -> PruneConfig | None:

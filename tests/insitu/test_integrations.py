@@ -96,6 +96,12 @@ def test_keras_callback_on_the_torch_backend(digits) -> None:
     health = sink.select(kind="gradient_health", layer="c2")
     assert health and health[-1].payload["grad_norm"] > 0
     assert sink.select(kind="scalar", name="loss")
+    # one layer and one view, each named by itself (not read as one-letter names)
+    only = MemorySink()
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False,
+              callbacks=[ConvscopeCallback(layers="c2", record="weights", every=2, budget=None, logdir=None, sinks=[only])])
+    views = {(f.kind, f.layer) for f in only.frames if f.layer}
+    assert views == {("weight_grid", "c2")}
 
 
 @pytest.mark.slow

@@ -100,6 +100,8 @@ class ConvscopeCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         options = dict(self.options)
         names = options.pop("layers", None)
+        if isinstance(names, str):  # one layer's name
+            names = [names]
         available = keras_layers(self.model, dense=True)
         if names is None:
             chosen = keras_layers(self.model)
@@ -110,7 +112,8 @@ class ConvscopeCallback(keras.callbacks.Callback):
             chosen = {n: available[n] for n in names}
         backend = keras.backend.backend()
         if backend != "torch":
-            options["record"] = [v for v in options.get("record", ("weights", "trajectory")) if v in ("weights", "trajectory")]
+            record = options.get("record", ("weights", "trajectory"))
+            options["record"] = [v for v in ([record] if isinstance(record, str) else record) if v in ("weights", "trajectory")]
         options.setdefault("config", {})
         options["config"] = {"trainer": "keras", "backend": backend, **options["config"]}
         # steps are the optimizer's iterations (as Keras's TensorBoard callback counts them), so a

@@ -144,6 +144,14 @@ def test_no_hook_left_after_a_layer_raises() -> None:
     assert all(p.grad is None for p in net.parameters())
 
 
+def test_one_layer_named_alone_and_inputs_that_are_no_tensor(lenet: convscope.LoadedModel, batch: torch.Tensor) -> None:
+    # (a str is not read as one-letter layer ids; a list of numbers is not fed to the model)
+    assert list(convscope.capture(lenet, batch, layers="conv2").outputs) == ["conv2"]
+    with pytest.raises(DataError, match="inputs are one batch as a torch.Tensor .*got list"):
+        convscope.capture(lenet, batch.tolist())
+    assert _no_hooks(lenet.module)
+
+
 def test_bad_freeze_index_is_a_clear_error(lenet: convscope.LoadedModel, batch: torch.Tensor) -> None:
     with pytest.raises(DataError, match=r"filters \[16\] of layer 'conv1'.*16 output channels"):
         convscope.capture(lenet, batch, freeze={"conv1": [16]})

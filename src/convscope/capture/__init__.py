@@ -75,7 +75,7 @@ class Recorder:
 
     Args:
         model: a :class:`~convscope.LoadedModel` or a plain ``torch.nn.Module``.
-        layers: layer ids to record; default every hookable leaf layer.
+        layers: layer ids to record (one id alone is one layer); default every hookable leaf layer.
         freeze: ``{layer: [filter indices]}``; those output channels are zeroed, so every
             later layer sees the change (the NeuralVis mutation).
         eval_mode: run in eval mode (default), restoring the previous mode afterwards.
@@ -85,12 +85,12 @@ class Recorder:
         self,
         model: LoadedModel | torch.nn.Module,
         *,
-        layers: Sequence[str] | None = None,
+        layers: str | Sequence[str] | None = None,
         freeze: Mapping[str, Iterable[int]] | None = None,
         eval_mode: bool = True,
     ) -> None:
         self.module, self._hookable, self._layouts, default = hook_targets(model)
-        self.layers = list(default if layers is None else layers)
+        self.layers = list(default if layers is None else [layers] if isinstance(layers, str) else layers)  # (one id alone)
         self.freeze = {k: sorted({int(i) for i in v}) for k, v in (freeze or {}).items()}
         self.eval_mode = eval_mode
         for name in [*self.layers, *self.freeze]:
@@ -119,6 +119,8 @@ class Recorder:
         """
         import torch
 
+        if not isinstance(inputs, torch.Tensor):
+            raise DataError(f"inputs are one batch as a torch.Tensor (N x ...), as the model takes it; got {type(inputs).__name__}")
         static = getattr(self.module, "static_batch", None)
         if static is not None and inputs.shape[0] != static:
             return self._run_chunked(inputs, static, input_grad=input_grad, param_grads=param_grads, target=target)
@@ -260,7 +262,7 @@ def capture(
     model: LoadedModel | torch.nn.Module,
     inputs: torch.Tensor,
     *,
-    layers: Sequence[str] | None = None,
+    layers: str | Sequence[str] | None = None,
     freeze: Mapping[str, Iterable[int]] | None = None,
     input_grad: bool = False,
     param_grads: bool = False,

@@ -522,6 +522,7 @@ class Monitor:
                 stacklevel=3,
             )
         if self.prune is not None:
+            _check_prune(self.prune)
             if self.prune.layers is None:
                 convs = [n for n, st in self.layers.items() if isinstance(st.module, torch.nn.modules.conv._ConvNd)]
                 self.prune.layers = tuple(convs[:1])
@@ -1547,6 +1548,8 @@ def _prune_config(prune: PruneConfig | bool | Mapping[str, Any] | None) -> Prune
     if prune is True:
         return PruneConfig()
     if isinstance(prune, PruneConfig):
+        if isinstance(prune.layers, str):  # one layer's name
+            prune.layers = (prune.layers,)
         return prune
     if not isinstance(prune, Mapping):
         raise DataError(f"prune= is True, a PruneConfig or a dict of its fields, or None; got {prune!r}")
@@ -1556,8 +1559,26 @@ def _prune_config(prune: PruneConfig | bool | Mapping[str, Any] | None) -> Prune
         raise DataError(f"prune= has no fields {unknown}; PruneConfig's are {', '.join(sorted(known))}")
     config = PruneConfig(**dict(prune))
     if config.layers is not None:
-        config.layers = tuple(config.layers)
+        config.layers = tuple([config.layers] if isinstance(config.layers, str) else config.layers)
     return config
+
+
+def _check_prune(config: PruneConfig) -> None:
+    """A clear error for a pruning setting out of its range (said at ``watch()``, not at the first pruning)."""
+    from convscope.analysis.groups import _ALIASES, METHODS
+
+    def share(name: str, value: Any, what: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer) or not 0 < value <= 1:
+            raise DataError(f"prune {name}= is {what}, in (0, 1]; got {value!r}")
+
+    share("threshold", config.threshold, "the correlation at or above which filters are redundant")
+    share("max_fraction", config.max_fraction, "the most of a layer's original filters ever removed")
+    for name, least in (("start", 0), ("every", 1), ("min_filters", 1), ("times", 0)):
+        value = getattr(config, name)
+        if not _is_int(value) or value < least:
+            raise DataError(f"prune {name}= is an integer of {least} or more; got {value!r}")
+    if config.method not in (*METHODS, *_ALIASES):
+        raise DataError(f"prune method= is one of {', '.join(map(repr, (*_ALIASES, *METHODS)))}; got {config.method!r}")
 
 
 def watch(model: torch.nn.Module, **options: Any) -> Monitor:

@@ -299,6 +299,17 @@ def test_options_of_the_wrong_kind_are_refused_at_watch_with_what_they_take(lene
         convscope.watch(lenet(), logdir=None, **options)
 
 
+def test_a_loaded_model_is_watched_through_its_module_and_no_model_is_refused() -> None:
+    loaded = convscope.load_model("lenet5-simplified", pretrained=False)
+    mon = convscope.watch(loaded, logdir=None)
+    mon.close()
+    assert mon.model is loaded.module and list(mon.layers) == ["conv1", "conv2"]
+    with pytest.raises(DataError, match=r"watch\(\) takes the torch.nn.Module being trained, got str; a model file is opened with convscope.load_model"):
+        convscope.watch("lenet.pt", logdir=None)
+    with pytest.raises(DataError, match="got function"):
+        convscope.watch(lambda x: x, logdir=None)
+
+
 def test_one_layer_and_one_view_may_be_named_by_themselves(lenet) -> None:
     # (a str is not taken for a list of one-letter names)
     mon = convscope.watch(lenet(), layers="conv2", record="weights", logdir=None)

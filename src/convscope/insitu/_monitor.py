@@ -36,7 +36,7 @@ from convscope.insitu._reduce import on_grid
 if TYPE_CHECKING:
     import torch
 
-    from convscope.models import ModelGraph
+    from convscope.models import LoadedModel, ModelGraph
     from convscope.sinks import Sink
 
 __all__ = ["VIEWS", "Monitor", "PruneConfig", "watch"]
@@ -366,7 +366,7 @@ class Monitor:
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | LoadedModel,
         *,
         optimizer: torch.optim.Optimizer | None = None,
         layers: str | Sequence[str] | Mapping[str, torch.nn.Module] | None = None,
@@ -404,6 +404,15 @@ class Monitor:
     ) -> None:
         import torch
 
+        from convscope.models import LoadedModel
+
+        if isinstance(model, LoadedModel):  # (convscope.load_model's result: the module it holds trains)
+            model = model.module
+        if not hasattr(model, "named_modules") and not isinstance(layers, Mapping):
+            raise DataError(
+                f"watch() takes the torch.nn.Module being trained, got {type(model).__name__}"
+                + ("; a model file is opened with convscope.load_model(path)" if isinstance(model, str | os.PathLike) else "")
+            )
         #: a torch.compile'd model: its layers' hooks are attached for good (see _set_hooks)
         self._compiled = _is_compiled(model)
         self.model = _unwrap(model)
@@ -1591,7 +1600,8 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
     hooks added after it compiled a model).
 
     Args:
-        model: the ``torch.nn.Module`` being trained (DDP-wrapped is fine).
+        model: the ``torch.nn.Module`` being trained (DDP-wrapped is fine), or the ``LoadedModel``
+            that :func:`convscope.load_model` gave.
         optimizer: followed automatically: every ``optimizer.step()`` is a step. Without
             one, call ``monitor.step()`` once per training step.
         layers: module names to watch (one name alone is one layer); default every conv layer.

@@ -93,6 +93,11 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_)
 
 
+def _is_number(value: object) -> TypeGuard[float]:
+    """A real number (numpy's too), not a bool."""
+    return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool | np.bool_)
+
+
 def _count(name: str, value: Any, what: str, *, none: bool = False) -> Any:
     """``value`` as an int, with a clear error unless it is a positive integer (or ``None`` where ``none``)."""
     if value is None and none:
@@ -438,7 +443,7 @@ class Monitor:
             raise DataError(f"max_values= is a positive number of values a filter, or None; got {max_values!r}")
         self.max_values = max_values
         self.bins = _count("bins", bins, "bins of the feature-map histograms")
-        if isinstance(group_threshold, bool) or not isinstance(group_threshold, int | float | np.floating | np.integer) or not 0 < group_threshold <= 1:
+        if not _is_number(group_threshold) or not 0 < group_threshold <= 1:
             raise DataError(f"group_threshold= is the correlation from which filters group, in (0, 1] (0.9 is usual), got {group_threshold!r}")
         self.group_threshold = float(group_threshold)
         from convscope.analysis.groups import _ALIASES, METHODS
@@ -585,7 +590,7 @@ class Monitor:
         if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 2:
             raise DataError(f"queue_size= is a number of work items of at least 2, got {queue_size!r}")
         self._queue_size = queue_size
-        if switch_interval is not None and (isinstance(switch_interval, bool) or not isinstance(switch_interval, int | float | np.floating | np.integer) or not switch_interval > 0):
+        if switch_interval is not None and (not _is_number(switch_interval) or not switch_interval > 0):
             raise DataError(f"switch_interval= is seconds (more than 0), or None to leave Python's as it is; got {switch_interval!r}")
         self._switch_interval = switch_interval
         self.gc_freeze = bool(gc_freeze)
@@ -1577,7 +1582,7 @@ def _check_prune(config: PruneConfig) -> None:
     from convscope.analysis.groups import _ALIASES, METHODS
 
     def share(name: str, value: Any, what: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float | np.floating | np.integer) or not 0 < value <= 1:
+        if not _is_number(value) or not 0 < value <= 1:
             raise DataError(f"prune {name}= is {what}, in (0, 1]; got {value!r}")
 
     share("threshold", config.threshold, "the correlation at or above which filters are redundant")

@@ -43,6 +43,18 @@ def test_export_run_writes_csv_and_vtk_of_the_stored_frames(stored, tmp_path) ->
     assert np.array_equal(t[t.step == 4]["value"].to_numpy().astype(np.float32), grid.payload["weights"].ravel())
 
 
+def test_one_format_kind_or_layer_alone_is_one_and_an_unknown_kind_is_said(stored, tmp_path, capsys) -> None:
+    # (a str was read as one-letter names: formats "c", "s", "v", or kinds that export nothing)
+    result = export_run(stored, "r", out=tmp_path / "one", formats="csv", kinds="weight_grid", layers="conv1")
+    assert set(result.folders) == {"csv"} and result.frames == 5
+    assert [p.name for p in (tmp_path / "one" / "csv").iterdir()] == ["weight_grid-conv1.csv"]
+    with pytest.raises(DataError, match=r"unknown frame kinds \['weights'\]; the kinds are .*weight_grid"):
+        export_run(stored, "r", out=tmp_path / "none", kinds=["weights"])
+    assert not (tmp_path / "none").exists()  # said before anything is read or written
+    assert main(["export", "r", "--logdir", str(stored), "--out", str(tmp_path / "cli"), "--kind", "weights", "--quiet"]) != 0
+    assert "unknown frame kinds ['weights']" in capsys.readouterr().err
+
+
 def test_cli_export_with_filters(stored, tmp_path, capsys) -> None:
     out = tmp_path / "cli"
     rc = main(["export", "r", "--logdir", str(stored), "--out", str(out), "--format", "vtk", "--format", "csv",

@@ -18,7 +18,7 @@ from typing import IO, Any
 import numpy as np
 
 from convscope.errors import DataError
-from convscope.export._select import selected
+from convscope.export._select import choice, selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
 
@@ -205,10 +205,9 @@ class CsvWriter(Sink):
 
     name = "csv"
 
-    def __init__(self, out: str | os.PathLike[str], *, kinds: Iterable[str] | None = None, layers: Iterable[str] | None = None) -> None:
+    def __init__(self, out: str | os.PathLike[str], *, kinds: str | Iterable[str] | None = None, layers: str | Iterable[str] | None = None) -> None:
         self.out = Path(out)
-        self.kinds = None if kinds is None else set(kinds)
-        self.layers = None if layers is None else set(layers)
+        self.kinds, self.layers = choice(kinds, layers)
         self._files: dict[tuple[str, str], IO[str]] = {}
         self._written: list[tuple[str, str]] = []
         self._lock = threading.Lock()

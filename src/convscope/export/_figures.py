@@ -17,7 +17,7 @@ import numpy as np
 from convscope._optional import require
 from convscope.export._csv import safe_name
 from convscope.export._scenes import tile_maps, weight_layout
-from convscope.export._select import selected
+from convscope.export._select import choice, selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
 
@@ -48,15 +48,14 @@ class FigureWriter(Sink):
         out: str | os.PathLike[str],
         *,
         formats: Sequence[str] = ("png", "svg"),
-        kinds: Iterable[str] | None = None,
-        layers: Iterable[str] | None = None,
+        kinds: str | Iterable[str] | None = None,
+        layers: str | Iterable[str] | None = None,
         dpi: int = 120,
     ) -> None:
         require("matplotlib", feature="figure export", extra="export")
         self.out = Path(out)
         self.formats = tuple(formats)
-        self.kinds = None if kinds is None else set(kinds)
-        self.layers = None if layers is None else set(layers)
+        self.kinds, self.layers = choice(kinds, layers)
         self.dpi = dpi
         self.latest: dict[tuple[str, str], Frame] = {}
         self.curves: dict[tuple[str, str], list[tuple[int, float]]] = {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convscope.errors import DataError
+from convscope.export._select import choice
 from convscope.frames import decode, expand_scalars
 from convscope.sinks._base import Sink
 from convscope.store import RunStore
@@ -27,7 +28,7 @@ class ExportResult:
     folders: dict[str, Path] = field(default_factory=dict)
 
 
-def make_writer(fmt: str, folder: str | os.PathLike[str], *, kinds: Iterable[str] | None = None, layers: Iterable[str] | None = None) -> Sink:
+def make_writer(fmt: str, folder: str | os.PathLike[str], *, kinds: str | Iterable[str] | None = None, layers: str | Iterable[str] | None = None) -> Sink:
     """The writer (a :class:`~convscope.sinks.Sink`) of one format, writing into ``folder``."""
     if fmt == "csv":
         from convscope.export._csv import CsvWriter
@@ -53,9 +54,9 @@ def export_run(
     run: str,
     *,
     out: str | os.PathLike[str],
-    formats: Sequence[str] = ("csv", "vtk"),
-    kinds: Iterable[str] | None = None,
-    layers: Iterable[str] | None = None,
+    formats: str | Sequence[str] = ("csv", "vtk"),
+    kinds: str | Iterable[str] | None = None,
+    layers: str | Iterable[str] | None = None,
     start: int | None = None,
     end: int | None = None,
     tensorboard_logdir: str | os.PathLike[str] | None = None,
@@ -82,12 +83,14 @@ def export_run(
         >>> export_run(logdir, "r", out=tempfile.mkdtemp(), formats=["csv"]).frames
         1
     """
+    formats = [formats] if isinstance(formats, str) else list(formats)  # (one format alone)
     chosen = list(FORMATS) if "all" in formats else list(dict.fromkeys(formats))
     for fmt in chosen:
         if fmt not in FORMATS:
             raise DataError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)} or 'all'")
-    kinds = None if kinds is None else list(kinds)
-    layers = None if layers is None else list(layers)
+    kind_set, layer_set = choice(kinds, layers)  # (checked before the run is read)
+    kinds = None if kind_set is None else sorted(kind_set)
+    layers = None if layer_set is None else sorted(layer_set)
     root = Path(out)
     folders = {fmt: (Path(tensorboard_logdir) if fmt == "tensorboard" and tensorboard_logdir else root / fmt) for fmt in chosen}
     with RunStore(logdir).open_run(run) as reader:

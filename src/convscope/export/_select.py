@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Iterable, Set
 
-from convscope.frames import Frame, expand_scalars
+from convscope.errors import DataError
+from convscope.frames import KINDS, Frame, expand_scalars
+
+
+def choice(kinds: str | Iterable[str] | None, layers: str | Iterable[str] | None) -> tuple[set[str] | None, set[str] | None]:
+    """An exporter's kinds and layers as sets (``None``: all; one name alone is one), with a
+    clear error for a kind that no frame has (it would export nothing, silently).
+
+    Example:
+        >>> choice("weight_grid", ["conv1", "conv2"])
+        ({'weight_grid'}, {'conv1', 'conv2'})
+    """
+    k = None if kinds is None else {kinds} if isinstance(kinds, str) else set(kinds)
+    unknown = sorted(map(str, k - set(KINDS))) if k is not None else []
+    if unknown:
+        raise DataError(f"unknown frame kinds {unknown}; the kinds are {', '.join(KINDS)}")
+    return k, None if layers is None else {layers} if isinstance(layers, str) else set(layers)
 
 
 def selected(frame: Frame, kinds: Set[str] | None, layers: Set[str] | None) -> list[Frame]:

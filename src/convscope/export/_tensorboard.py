@@ -24,7 +24,7 @@ import numpy as np
 
 from convscope._optional import require
 from convscope.export._scenes import diverging_rgb, tile_maps
-from convscope.export._select import selected
+from convscope.export._select import choice, selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
 
@@ -47,12 +47,11 @@ class TensorBoardWriter(Sink):
 
     name = "tensorboard"
 
-    def __init__(self, logdir: str | os.PathLike[str], *, kinds: Iterable[str] | None = None, layers: Iterable[str] | None = None) -> None:
+    def __init__(self, logdir: str | os.PathLike[str], *, kinds: str | Iterable[str] | None = None, layers: str | Iterable[str] | None = None) -> None:
         require("tensorboard", feature="TensorBoard export", extra="tensorboard")
         tb = require("torch.utils.tensorboard", feature="TensorBoard export", extra="tensorboard")
         self.logdir = Path(logdir)
-        self.kinds = None if kinds is None else set(kinds)
-        self.layers = None if layers is None else set(layers)
+        self.kinds, self.layers = choice(kinds, layers)
         self._writer: Any = tb.SummaryWriter(log_dir=str(self.logdir), flush_secs=5)
         self._lock = threading.Lock()
 

@@ -33,6 +33,7 @@ from convscope.export._scenes import (
     trajectory_polyline,
     weight_grid_blocks,
 )
+from convscope.export._select import choice
 from convscope.export._vtkxml import write_pvd, write_vti, write_vtp
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
@@ -132,10 +133,9 @@ class VtkWriter(Sink):
 
     name = "vtk"
 
-    def __init__(self, out: str | os.PathLike[str], *, kinds: Iterable[str] | None = None, layers: Iterable[str] | None = None) -> None:
+    def __init__(self, out: str | os.PathLike[str], *, kinds: str | Iterable[str] | None = None, layers: str | Iterable[str] | None = None) -> None:
         self.out = Path(out)
-        self.kinds = None if kinds is None else set(kinds)
-        self.layers = None if layers is None else set(layers)
+        self.kinds, self.layers = choice(kinds, layers)
         self.series: dict[str, dict[int, str]] = {}
         self.bytes_written = 0
         self._trajectories = _Trajectories()

@@ -92,6 +92,8 @@ def test_unknown_or_hostile_run_ids_are_404(server, bad: str) -> None:
     ("api/runs/r/frames", {"max_points": "0"}, "greater than or equal"),
     ("api/runs/r/frames", {"limit": "10000000000"}, "less than or equal"),
     ("api/runs/r/frames", {"latest": "maybe"}, "boolean"),
+    ("api/runs/r/frames", {"kind": "weights"}, "unknown frame kinds ['weights']; the kinds are scalar"),
+    ("api/runs/r/steps", {"kind": "weigth_grid"}, "unknown frame kinds ['weigth_grid']"),
 ])
 def test_bad_requests_get_4xx_with_a_message(tmp_path: Path, path: str, params: dict, needle: str) -> None:
     _write_run(tmp_path, "r", steps=3).close()

@@ -160,6 +160,17 @@ def test_summaries_latest_and_thinning_hold_for_any_write_order(ops, m, bounds) 
         w.close()
 
 
+def test_a_misspelt_kind_is_said_not_answered_with_nothing(tmp_path: Path) -> None:
+    with RunStore(tmp_path).create_run("r") as w:
+        w.write(Frame(run="r", step=1, kind="scalar", payload={"name": "loss", "value": 0.5}))
+    with RunStore(tmp_path).open_run("r") as reader:
+        assert len(reader.frames(kind="scalar")) == 1 and reader.frames(kind="weight_grid") == []
+        with pytest.raises(StoreError, match=r"unknown frame kinds \['weights'\]; the kinds are .*weight_grid"):
+            reader.frames(kind="weights")
+        with pytest.raises(StoreError, match="a filter is a name or several, got int"):
+            reader.frames(layer=5)
+
+
 def test_names_never_become_paths(tmp_path: Path) -> None:
     store = RunStore(tmp_path / "logs")
     for bad in ("../etc/passwd", "a/b", "", "..", ".hidden", "x" * 200, "a\0b", "a\\b", "/abs", "-x", "ok/../../x"):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from convscope.errors import StoreError
-from convscope.frames import Frame, decode
+from convscope.frames import KINDS, Frame, decode
 from convscope.store._schema import LEGACY_SERIES, RUN_SUFFIX, connect, status_of
 
 __all__ = ["RunReader"]
@@ -133,7 +133,7 @@ class RunReader:
 
     def steps(self, *, kind: str | None = None, layer: str | None = None) -> list[int]:
         """The distinct steps that have frames (of that kind and layer), ascending."""
-        where, args = _where(_as_list(kind), _as_list(layer), None, None)
+        where, args = _where(_as_kinds(kind), _as_list(layer), None, None)
         return [r[0] for r in self._query(f"SELECT DISTINCT step FROM frames {where} ORDER BY step", args)]
 
     def last_id(self) -> int:
@@ -169,7 +169,7 @@ class RunReader:
             latest: only the newest frames of each (kind, layer) at or before ``end``.
             after_id: only frames stored after that row id, in storage order (see :meth:`tail`).
         """
-        kinds, layers = _as_list(kind), _as_list(layer)
+        kinds, layers = _as_kinds(kind), _as_list(layer)
         where, args = _where(kinds, layers, start, end)
         if after_id is not None:
             where += (" AND " if where else "WHERE ") + "id > ?"
@@ -246,7 +246,18 @@ class RunReader:
 def _as_list(value: _Filter) -> list[str] | None:
     if value is None:
         return None
+    if not isinstance(value, str | Sequence | set | frozenset):
+        raise StoreError(f"a filter is a name or several, got {type(value).__name__}")
     return [value] if isinstance(value, str) else list(value)
+
+
+def _as_kinds(value: _Filter) -> list[str] | None:
+    """The kinds asked for, each one a frame has: a misspelt kind is said, not answered with nothing."""
+    kinds = _as_list(value)
+    unknown = [k for k in kinds or () if k not in KINDS]
+    if unknown:
+        raise StoreError(f"unknown frame kinds {unknown}; the kinds are {', '.join(KINDS)}")
+    return kinds
 
 
 def _kinds(series: list[dict[str, Any]]) -> dict[str, int]:

@@ -152,6 +152,18 @@ def test_one_layer_named_alone_and_inputs_that_are_no_tensor(lenet: convscope.Lo
     assert _no_hooks(lenet.module)
 
 
+@pytest.mark.parametrize("freeze", [{"conv1": "x"}, {"conv1": 0.5}, {"conv1": [True]}, [0]])
+def test_a_freeze_that_is_no_filter_list_is_a_clear_error(lenet: convscope.LoadedModel, batch: torch.Tensor, freeze) -> None:
+    with pytest.raises(DataError, match=r"freeze(\['conv1'\])?= is|freeze\['conv1'\] is a list of filter indices"):
+        convscope.capture(lenet, batch, freeze=freeze)
+    assert _no_hooks(lenet.module)
+
+
+def test_one_filter_alone_or_a_generator_of_them_is_frozen(lenet: convscope.LoadedModel, batch: torch.Tensor) -> None:
+    assert convscope.capture(lenet, batch, freeze={"conv1": 2}).frozen == {"conv1": [2]}
+    assert convscope.capture(lenet, batch, freeze={"conv1": (i for i in (3, 0, 3))}).frozen == {"conv1": [0, 3]}
+
+
 def test_bad_freeze_index_is_a_clear_error(lenet: convscope.LoadedModel, batch: torch.Tensor) -> None:
     with pytest.raises(DataError, match=r"filters \[16\] of layer 'conv1'.*16 output channels"):
         convscope.capture(lenet, batch, freeze={"conv1": [16]})

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -91,7 +92,7 @@ class Recorder:
     ) -> None:
         self.module, self._hookable, self._layouts, default = hook_targets(model)
         self.layers = list(default if layers is None else [layers] if isinstance(layers, str) else layers)  # (one id alone)
-        self.freeze = {k: sorted({int(i) for i in v}) for k, v in (freeze or {}).items()}
+        self.freeze = _freeze_masks(freeze)
         self.eval_mode = eval_mode
         for name in [*self.layers, *self.freeze]:
             if module_name_of(name) not in self._hookable:
@@ -256,6 +257,25 @@ class Recorder:
             return replaced
 
         return hook
+
+
+def _freeze_masks(freeze: Mapping[str, Iterable[int]] | None) -> dict[str, list[int]]:
+    """``{layer: filter indices}`` sorted and without repeats, with a clear error for anything else."""
+    if freeze is None:
+        return {}
+    if not isinstance(freeze, Mapping):
+        raise DataError(f"freeze= is {{layer id: [filter indices]}} (e.g. {{'conv1': [0, 3]}}), got {type(freeze).__name__}")
+    out = {}
+    for layer, filters in freeze.items():
+        given: Any = filters
+        if isinstance(given, numbers.Integral) and not isinstance(given, bool):  # one filter
+            given = [given]
+        iterable = isinstance(given, Iterable) and not isinstance(given, str | bytes)
+        indices = list(given) if iterable else []
+        if not iterable or not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in indices):
+            raise DataError(f"freeze[{layer!r}] is a list of filter indices (ints), got {filters!r}")
+        out[layer] = sorted({int(i) for i in indices})
+    return out
 
 
 def capture(

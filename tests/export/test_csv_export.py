@@ -127,3 +127,15 @@ def test_big_tables_are_written_in_chunks(tmp_path, kind, monkeypatch) -> None:
     t = pd.read_csv(w.path(kind, "conv1"))
     data = fr.payload["weights" if kind == "weight_grid" else "images"]
     assert np.array_equal(t["value"].to_numpy().astype(data.dtype), data.ravel())
+
+
+def test_create_sink_says_which_sinks_there_are_and_what_options_one_takes(tmp_path) -> None:
+    from convscope.errors import DataError, NotFoundError
+
+    with pytest.raises(NotFoundError, match="sink 'parquet' does not exist; choose one of csv, http, memory"):
+        create_sink("parquet")
+    with pytest.raises(DataError, match=r"sink 'csv' takes out=\.\.\., kinds=None, layers=None; missing a required argument: 'out'"):
+        create_sink("csv")
+    with pytest.raises(DataError, match=r"sink 'tensorboard' takes logdir=\.\.\., .*unexpected keyword argument 'out'"):
+        create_sink("tensorboard", logdir=tmp_path, out=tmp_path)
+    assert create_sink("csv", out=tmp_path, kinds="scalar").kinds == {"scalar"}

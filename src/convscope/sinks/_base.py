@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from convscope.errors import RegistryError, UnknownModelError
+from convscope.errors import DataError, NotFoundError, RegistryError
 
 if TYPE_CHECKING:
     from convscope.frames import Frame
@@ -83,5 +84,17 @@ def create_sink(name: str, **options: Any) -> Sink:
     try:
         factory = _SINKS[name]
     except KeyError:
-        raise UnknownModelError(f"sink {name!r} does not exist; choose one of {', '.join(list_sinks())}") from None
+        raise NotFoundError(f"sink {name!r} does not exist; choose one of {', '.join(list_sinks())}") from None
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as exc:  # (options the sink does not take, or one it needs left out)
+        raise DataError(f"sink {name!r} takes {_options_of(factory)}; {exc}") from None
+    except ValueError:  # no signature to read: the factory says itself
+        pass
     return factory(**options)
+
+
+def _options_of(factory: Callable[..., Any]) -> str:
+    """``factory``'s keyword options as a user writes them: ``out=..., kinds=None``."""
+    params = [p for p in inspect.signature(factory).parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return ", ".join(f"{p.name}=..." if p.default is p.empty else f"{p.name}={p.default!r}" for p in params) or "no options"

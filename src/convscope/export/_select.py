@@ -13,8 +13,9 @@ def choice(kinds: str | Iterable[str] | None, layers: str | Iterable[str] | None
     clear error for a kind that no frame has (it would export nothing, silently).
 
     Example:
-        >>> choice("weight_grid", ["conv1", "conv2"])
-        ({'weight_grid'}, {'conv1', 'conv2'})
+        >>> kinds, layers = choice("weight_grid", ["conv2", "conv1"])
+        >>> kinds, sorted(layers)
+        ({'weight_grid'}, ['conv1', 'conv2'])
     """
     k = None if kinds is None else {kinds} if isinstance(kinds, str) else set(kinds)
     unknown = sorted(map(str, k - set(KINDS))) if k is not None else []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +246,7 @@ class RunReader:
 def _as_list(value: _Filter) -> list[str] | None:
     if value is None:
         return None
-    if not isinstance(value, str | Sequence | set | frozenset):
+    if not isinstance(value, Iterable) or isinstance(value, bytes):
         raise StoreError(f"a filter is a name or several, got {type(value).__name__}")
     return [value] if isinstance(value, str) else list(value)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Set
 
 from convscope.errors import DataError
-from convscope.frames import KINDS, Frame, expand_scalars
+from convscope.frames import Frame, check_kinds, expand_scalars
 
 
 def choice(kinds: str | Iterable[str] | None, layers: str | Iterable[str] | None) -> tuple[set[str] | None, set[str] | None]:
@@ -18,9 +18,8 @@ def choice(kinds: str | Iterable[str] | None, layers: str | Iterable[str] | None
         ({'weight_grid'}, ['conv1', 'conv2'])
     """
     k = None if kinds is None else {kinds} if isinstance(kinds, str) else set(kinds)
-    unknown = sorted(map(str, k - set(KINDS))) if k is not None else []
-    if unknown:
-        raise DataError(f"unknown frame kinds {unknown}; the kinds are {', '.join(KINDS)}")
+    if k is not None:
+        check_kinds(sorted(k), DataError)
     return k, None if layers is None else {layers} if isinstance(layers, str) else set(layers)
 
 

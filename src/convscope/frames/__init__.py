@@ -38,7 +38,7 @@ import json
 import math
 import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ __all__ = [
     "encode",
     "forget_encoding",
     "kept_encoding",
+    "check_kinds",
     "decode",
     "decode_stream",
     "encoded_size",
@@ -115,6 +116,21 @@ class Frame:
     def nbytes(self) -> int:
         """Bytes of array data in the payload (a cheap size estimate)."""
         return sum(a.nbytes for a in _iter_arrays(self.payload))
+
+
+def check_kinds(names: Iterable[str], error: type[Exception] = FrameError) -> None:
+    """Raise ``error`` naming those of ``names`` that no frame has (a misspelt kind in a filter
+    would otherwise select nothing, silently).
+
+    Example:
+        >>> check_kinds(["weight_grid", "weights"])
+        Traceback (most recent call last):
+        ...
+        convscope.errors.FrameError: unknown frame kinds ['weights']; the kinds are scalar, scalars, ...
+    """
+    unknown = [k for k in names if k not in SCHEMA]
+    if unknown:
+        raise error(f"unknown frame kinds {unknown}; the kinds are {', '.join(KINDS)}")
 
 
 def validate(frame: Frame) -> None:

@@ -98,6 +98,19 @@ def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool | np.bool_)
 
 
+def _check_choice(label: str, value: Any, choices: Sequence[str]) -> None:
+    """A clear error unless ``value`` is one of ``choices`` (``label``: the option as it is written)."""
+    if value not in choices:
+        raise DataError(f"{label} is one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def _group_methods() -> tuple[str, ...]:
+    """The filter-grouping methods (``group_method=``, a pruning's ``method``), their aliases first."""
+    from convscope.analysis.groups import _ALIASES, METHODS
+
+    return (*_ALIASES, *METHODS)
+
+
 def _count(name: str, value: Any, what: str, *, none: bool = False) -> Any:
     """``value`` as an int, with a clear error unless it is a positive integer (or ``None`` where ``none``)."""
     if value is None and none:
@@ -409,6 +422,8 @@ class Monitor:
     ) -> None:
         import torch
 
+        from convscope.analysis import HealthThresholds
+        from convscope.analysis.images import NORMALISATIONS
         from convscope.models import LoadedModel
 
         if isinstance(model, LoadedModel):  # (convscope.load_model's result: the module it holds trains)
@@ -439,24 +454,15 @@ class Monitor:
         self.probe = probe
         self.image_size = _count("image_size", image_size, "pixels a side of the feature-map images", none=True)
         self.max_samples = _count("max_samples", max_samples, "samples of the training batch that the activation views read", none=True)
-        if max_values is not None and (isinstance(max_values, bool) or not isinstance(max_values, int) or max_values < 1):
-            raise DataError(f"max_values= is a positive number of values a filter, or None; got {max_values!r}")
-        self.max_values = max_values
+        self.max_values = _count("max_values", max_values, "values a filter", none=True)
         self.bins = _count("bins", bins, "bins of the feature-map histograms")
         if not _is_number(group_threshold) or not 0 < group_threshold <= 1:
             raise DataError(f"group_threshold= is the correlation from which filters group, in (0, 1] (0.9 is usual), got {group_threshold!r}")
         self.group_threshold = float(group_threshold)
-        from convscope.analysis.groups import _ALIASES, METHODS
-        from convscope.analysis.images import NORMALISATIONS
-
-        if group_method not in (*METHODS, *_ALIASES):
-            raise DataError(f"group_method= is one of {', '.join(map(repr, (*_ALIASES, *METHODS)))}; got {group_method!r}")
+        _check_choice("group_method=", group_method, _group_methods())
         self.group_method = group_method
-        if image_normalisation not in NORMALISATIONS:
-            raise DataError(f"image_normalisation= is one of {', '.join(map(repr, NORMALISATIONS))}; got {image_normalisation!r}")
+        _check_choice("image_normalisation=", image_normalisation, NORMALISATIONS)
         self.image_normalisation = image_normalisation
-        from convscope.analysis import HealthThresholds
-
         if health_thresholds is not None and not isinstance(health_thresholds, HealthThresholds):
             raise DataError(f"health_thresholds= is a convscope.analysis.HealthThresholds, or None; got {type(health_thresholds).__name__}")
         self.health_thresholds = health_thresholds
@@ -601,8 +607,7 @@ class Monitor:
         if isinstance(batch_window, bool) or not isinstance(batch_window, int | float) or not 0 <= batch_window <= 60:
             raise DataError(f"batch_window= is seconds from 0 to 60, got {batch_window!r}")
         self.batch_window = float(batch_window)
-        if analysis_thread not in _ANALYSIS_THREADS:
-            raise DataError(f"analysis_thread= is one of {', '.join(map(repr, _ANALYSIS_THREADS))}, got {analysis_thread!r}")
+        _check_choice("analysis_thread=", analysis_thread, _ANALYSIS_THREADS)
         #: where the analysis runs: "background" or "training" ("auto" is decided by start())
         self.analysis_thread = analysis_thread
         self._analysis_seconds = 0.0  # on the training thread (analysis_thread="training")
@@ -635,7 +640,7 @@ class Monitor:
 
     def _start(self) -> None:
         if self.probe is not None and not self._compiled:  # (a compiled model would compile its eval graph now)
-            self._check_probe()
+            self._check_probe(self.probe)
         _OPEN.add(self)
         sinks = list(self._extra_sinks)
         if self._serve is True and self.logdir is None:
@@ -1392,11 +1397,9 @@ class Monitor:
             self._collecting = False
             self.model.train(was_training)
 
-    def _check_probe(self) -> None:
+    def _check_probe(self, probe: torch.Tensor) -> None:
         """The probe batch run through the model once, as a recording runs it (eval mode, no
         gradients): one that the model cannot take is said now, rather than at every recording."""
-        probe = self.probe
-        assert probe is not None
         try:
             self._probe_activations()
         except Exception as exc:  # noqa: BLE001  (whatever the model raises, said with the probe's shape)
@@ -1579,8 +1582,6 @@ def _prune_config(prune: PruneConfig | bool | Mapping[str, Any] | None) -> Prune
 
 def _check_prune(config: PruneConfig) -> None:
     """A clear error for a pruning setting out of its range (said at ``watch()``, not at the first pruning)."""
-    from convscope.analysis.groups import _ALIASES, METHODS
-
     def share(name: str, value: Any, what: str) -> None:
         if not _is_number(value) or not 0 < value <= 1:
             raise DataError(f"prune {name}= is {what}, in (0, 1]; got {value!r}")
@@ -1591,8 +1592,7 @@ def _check_prune(config: PruneConfig) -> None:
         value = getattr(config, name)
         if not _is_int(value) or value < least:
             raise DataError(f"prune {name}= is an integer of {least} or more; got {value!r}")
-    if config.method not in (*METHODS, *_ALIASES):
-        raise DataError(f"prune method= is one of {', '.join(map(repr, (*_ALIASES, *METHODS)))}; got {config.method!r}")
+    _check_choice("prune method=", config.method, _group_methods())
 
 
 def watch(model: torch.nn.Module, **options: Any) -> Monitor:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from convscope.errors import StoreError
-from convscope.frames import KINDS, Frame, decode
+from convscope.frames import Frame, check_kinds, decode
 from convscope.store._schema import LEGACY_SERIES, RUN_SUFFIX, connect, status_of
 
 __all__ = ["RunReader"]
@@ -254,9 +254,8 @@ def _as_list(value: _Filter) -> list[str] | None:
 def _as_kinds(value: _Filter) -> list[str] | None:
     """The kinds asked for, each one a frame has: a misspelt kind is said, not answered with nothing."""
     kinds = _as_list(value)
-    unknown = [k for k in kinds or () if k not in KINDS]
-    if unknown:
-        raise StoreError(f"unknown frame kinds {unknown}; the kinds are {', '.join(KINDS)}")
+    if kinds:
+        check_kinds(kinds, StoreError)
     return kinds
 
 

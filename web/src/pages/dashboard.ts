@@ -5,7 +5,7 @@ import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { drawDistribution } from "../views/distribution";
 import { drawHealth, healthSummary } from "../views/health";
-import { drawHeatmap } from "../views/heatmap";
+import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
 import { countDrops, divergence, runNote } from "../views/runNote";
 import { ScalarsView } from "../views/scalars";
@@ -18,7 +18,7 @@ const PANELS: [string, string, string][] = [
   ["weights", "Filter weights", "Each window is one filter (x) on one input channel (y); blocks are raised up for positive and down for negative weights, red to blue. Drag to orbit, wheel to zoom."],
   ["trajectory", "Weight trajectory", "The layer's weights over the steps, projected on three chosen weight dimensions or on the first three principal components; grey early, pink late."],
   ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch (or the training batch's first max_samples samples, 8 by default), normalised to [0, 1], as a histogram line coloured by its correlation group."],
-  ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group; outlined squares are groups of similar filters."],
+  ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group (their numbers along the edges); outlined squares are groups of similar filters, listed beneath; hatched rows are dead filters (constant maps). Point at a cell for its value."],
   ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],
   ["health", "Gradient health", "Per layer and recorded step: healthy, vanishing, exploding, stalled or non-finite gradients; the white line is the gradient norm (log scale)."],
   ["scalars", "Scalars", "Values logged with monitor.log(...) and the learning rate; dashed pink lines are pruning events, dashed grey ones the steps where a stopped training was resumed."],
@@ -58,7 +58,12 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     return c;
   };
   const distCanvas = canvas("distribution");
-  const heatCanvas = canvas("correlation");
+  const heatCaption = document.createElement("div");
+  heatCaption.className = "muted caption";
+  const heatLegend = document.createElement("div");
+  heatLegend.className = "muted caption group-legend";
+  const heatmap = new HeatmapView(canvas("correlation", "heat-canvas"), heatCaption, heatLegend);
+  body("correlation").append(heatCaption, heatLegend);
   const imgCaption = document.createElement("div");
   imgCaption.className = "muted caption";
   body("images").appendChild(imgCaption);
@@ -109,7 +114,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     const grid = perStep.get("weight_grid");
     if (grid) weights.update(grid);
     drawDistribution(distCanvas, perStep.get("distribution"), perStep.get("groups"));
-    drawHeatmap(heatCanvas, perStep.get("correlation"), perStep.get("groups"));
+    heatmap.update(perStep.get("correlation"), perStep.get("groups"));
     images.update(perStep.get("feature_maps"));
     traj.upTo = current;
     traj.redraw();
@@ -255,7 +260,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
       root.querySelector(".grid")!.innerHTML = `<p class="error">${String(e)}</p>`;
     });
   (window as any).convscopeDashboard = {
-    images, weights, traj, scalars, latencies,
+    images, weights, traj, scalars, heatmap, latencies,
     get current() { return current; },
     get firstDrawMs() { return firstDrawMs; },
   };

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -266,7 +267,7 @@ def test_gradient_health_says_in_words_why_a_layer_is_flagged(tmp_path: Path, pa
         handle.stop()
 
 
-def test_the_correlation_view_names_its_filters_groups_and_the_value_under_the_pointer(tmp_path: Path, page) -> None:
+def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tmp_path: Path, page) -> None:
     from convscope.store import RunStore
 
     torch.manual_seed(0)
@@ -275,7 +276,7 @@ def test_the_correlation_view_names_its_filters_groups_and_the_value_under_the_p
     net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     with convscope.watch(net, optimizer=opt, logdir=tmp_path, run="groups", every=10, budget=None, group_threshold=0.5,
-                         record=["correlation"], probe=data.images[:16]) as mon:
+                         record=["correlation", "distribution"], probe=data.images[:16]) as mon:
         for step in range(40):
             x, y = data.images[step * 32 : step * 32 + 32], data.labels[step * 32 : step * 32 + 32]
             loss = torch.nn.functional.cross_entropy(net(x), y)
@@ -283,7 +284,7 @@ def test_the_correlation_view_names_its_filters_groups_and_the_value_under_the_p
             loss.backward()
             opt.step()
     with RunStore(tmp_path).open_run(mon.run_id) as reader:
-        last = {f.kind: f.payload for f in reader.frames(kind=["correlation", "groups"], layer="conv1", start=40, end=40)}
+        last = {f.kind: f.payload for f in reader.frames(kind=["correlation", "groups", "distribution"], layer="conv1", start=40, end=40)}
     labels, matrix = last["groups"]["labels"], last["correlation"]["matrix"]
     groups = {int(g): [int(i) for i in np.flatnonzero(labels == g)] for g in np.unique(labels) if g >= 0}
     assert groups and any(len(members) > 1 for members in groups.values()), labels  # (threshold 0.5: conv1 has groups)
@@ -310,6 +311,25 @@ def test_the_correlation_view_names_its_filters_groups_and_the_value_under_the_p
         assert caption.inner_text() == f"filters {a} and {b}: r = {matrix[a, b]:.3f}, both in group {int(labels[a])}"
         page.mouse.move(box["x"] + 2, box["y"] + box["height"] - 2)  # off the matrix: the caption says how to read it again
         page.wait_for_function("document.querySelector('#view-correlation .caption').textContent.startsWith('16 filters')")
+        # a line of the distributions under the pointer: its filter's real range and moments, as stored
+        dist = last["distribution"]
+        box = page.locator("#view-distribution canvas").bounding_box()
+        caption = page.locator("#view-distribution .caption")
+        said = ""
+        for fx in np.linspace(0.05, 0.95, 10):
+            for fy in np.linspace(0.05, 0.95, 10):
+                page.mouse.move(box["x"] + 28 + fx * (box["width"] - 34), box["y"] + 6 + (1 - fy) * (box["height"] - 34))
+                said = caption.inner_text()
+                if said.startswith("filter"):
+                    break
+            if said.startswith("filter"):
+                break
+        m = re.fullmatch(r"filter (\d+)(?:, group (\d+))?: values (\S+) to (\S+), mean (\S+), std (\S+)", said)
+        assert m, said
+        f = int(m[1])
+        assert (int(m[2]) if m[2] else -1) == labels[f]
+        got = [float(v) for v in m.groups()[2:]]
+        assert got == pytest.approx([dist[k][f] for k in ("min", "max", "mean", "std")], rel=6e-3, abs=1e-6), (said, f)
         assert not page.errors
     finally:
         handle.stop()

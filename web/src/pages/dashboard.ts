@@ -3,7 +3,7 @@
 import { followRun, getFrames, getRun, type RunDetails } from "../api";
 import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
-import { drawDistribution } from "../views/distribution";
+import { DistributionView } from "../views/distribution";
 import { drawHealth, healthSummary } from "../views/health";
 import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
@@ -17,7 +17,7 @@ const STEP_KINDS = ["weight_grid", "distribution", "feature_maps", "correlation"
 const PANELS: [string, string, string][] = [
   ["weights", "Filter weights", "Each window is one filter (x) on one input channel (y); blocks are raised up for positive and down for negative weights, red to blue. Drag to orbit, wheel to zoom."],
   ["trajectory", "Weight trajectory", "The layer's weights over the steps, projected on three chosen weight dimensions or on the first three principal components; grey early, pink late."],
-  ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch (or the training batch's first max_samples samples, 8 by default), normalised to [0, 1], as a histogram line coloured by its correlation group."],
+  ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch (or the training batch's first max_samples samples, 8 by default), normalised to [0, 1] by its own min and max, as a histogram line (counts on a square-root scale) coloured by its correlation group. Point at a line for its filter's real range, mean and spread."],
   ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group (their numbers along the edges); outlined squares are groups of similar filters, listed beneath; hatched rows are dead filters (constant maps). Point at a cell for its value."],
   ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],
   ["health", "Gradient health", "Per layer and recorded step: healthy, vanishing, exploding, stalled or non-finite gradients; the white line is the gradient norm (log scale)."],
@@ -57,7 +57,10 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     body(id).appendChild(c);
     return c;
   };
-  const distCanvas = canvas("distribution");
+  const distCaption = document.createElement("div");
+  distCaption.className = "muted caption";
+  const distribution = new DistributionView(canvas("distribution"), distCaption);
+  body("distribution").append(distCaption);
   const heatCaption = document.createElement("div");
   heatCaption.className = "muted caption";
   const heatLegend = document.createElement("div");
@@ -113,7 +116,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     scrubber.value = String(current);
     const grid = perStep.get("weight_grid");
     if (grid) weights.update(grid);
-    drawDistribution(distCanvas, perStep.get("distribution"), perStep.get("groups"));
+    distribution.update(perStep.get("distribution"), perStep.get("groups"));
     heatmap.update(perStep.get("correlation"), perStep.get("groups"));
     images.update(perStep.get("feature_maps"));
     traj.upTo = current;
@@ -260,7 +263,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
       root.querySelector(".grid")!.innerHTML = `<p class="error">${String(e)}</p>`;
     });
   (window as any).convscopeDashboard = {
-    images, weights, traj, scalars, heatmap, latencies,
+    images, weights, traj, scalars, heatmap, distribution, latencies,
     get current() { return current; },
     get firstDrawMs() { return firstDrawMs; },
   };

@@ -376,12 +376,21 @@ def _runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from convscope.errors import NotFoundError
-    from convscope.store import RunStore
+    from convscope.store import RUN_SUFFIX, RunStore
 
     logdir = Path(args.logdir)
     if not logdir.is_dir():
         raise NotFoundError(f"log directory {args.logdir} does not exist; runs are written where watch(logdir=...) said")
-    runs = RunStore(logdir).list_runs()
+    store = RunStore(logdir)
+    runs = store.list_runs()
+    unreadable = sorted(set(store.run_ids()) - {run["id"] for run in runs})
+    if unreadable:  # (on stderr: --json stays one list for scripts)
+        Console(stderr=True).print(
+            f"[yellow]note:[/] left out {len(unreadable)} file{'s' if len(unreadable) > 1 else ''} of {args.logdir} that "
+            f"{'are not readable runs' if len(unreadable) > 1 else 'is not a readable run'} (or one being created): "
+            + ", ".join(f"{i}{RUN_SUFFIX}" for i in unreadable) + f"; `convscope export {logdir / unreadable[0]}{RUN_SUFFIX} --out x` says why",
+            highlight=False,
+        )
     if args.json:
         print(json.dumps(runs, indent=1))
         return 0

@@ -114,6 +114,27 @@ def test_runs_lists_each_run_with_its_status_newest_first(tmp_path, capsys, monk
     live.close()
 
 
+def test_runs_says_which_files_of_the_logdir_are_not_readable_runs(tmp_path, capsys) -> None:
+    # (a broken or foreign .convscope.db was left out silently: "no runs in DIR")
+    import json
+    import sqlite3
+
+    from convscope.store import RunStore
+
+    RunStore(tmp_path).create_run("good").close()
+    (tmp_path / "empty.convscope.db").write_bytes(b"")
+    (tmp_path / "noise.convscope.db").write_bytes(bytes(range(256)) * 20)
+    with sqlite3.connect(tmp_path / "other.convscope.db") as db:
+        db.execute("CREATE TABLE foo (a)")
+    assert main(["runs", "--logdir", str(tmp_path), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [r["id"] for r in json.loads(captured.out)] == ["good"]  # stdout stays one list
+    err = " ".join(captured.err.split())
+    assert "left out 3 files" in err and "empty.convscope.db, noise.convscope.db, other.convscope.db" in err
+    assert main(["export", str(tmp_path / "noise.convscope.db"), "--out", str(tmp_path / "x")]) == 2
+    assert "not a readable convscope run" in " ".join(capsys.readouterr().err.split())
+
+
 def test_a_missing_run_is_said_with_the_closest_ids_before_any_progress(tmp_path, capsys) -> None:
     from convscope.errors import NotFoundError
     from convscope.store import RunStore

@@ -13,6 +13,21 @@ from convscope.frames import KINDS, Frame
 from convscope.sinks import create_sink, list_sinks
 
 
+def test_the_columns_table_of_the_docs_names_every_column() -> None:
+    # (the gradient_health table's reasons column was missing from docs/exports.md)
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "exports.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", doc.split("## CSV", 1)[1].split("## VTK", 1)[0], re.M))
+    assert set(rows) == set(COLUMNS)
+    for kind, columns in COLUMNS.items():
+        documented = set(re.findall(r"\w+", rows[kind]))
+        # dim0..2 stands for dim0, dim1, dim2
+        missing = [c for c in columns if c not in documented and re.sub(r"\d$", "0", c) not in documented]
+        assert not missing, f"docs/exports.md does not name the {kind} columns {missing}"
+
+
 def test_every_kind_but_run_meta_has_a_table_with_its_documented_columns(tmp_path) -> None:
     w = CsvWriter(tmp_path)
     for step in range(3):

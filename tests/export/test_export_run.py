@@ -9,7 +9,7 @@ import torch
 from samples import every_kind
 
 from convscope.cli import main
-from convscope.errors import DataError
+from convscope.errors import DataError, LayerNotFoundError
 from convscope.export import export_run
 from convscope.export._cli import parse_steps
 from convscope.frames import KINDS, Frame
@@ -94,6 +94,49 @@ def test_cli_export_by_file_path_and_errors(stored, tmp_path, capsys) -> None:
     assert parse_steps(":7") == (None, 7)
     with pytest.raises(DataError, match="unknown export format 'xls'"):
         export_run(stored, "r", out=tmp_path / "e", formats=["xls"])
+
+
+def test_a_selection_that_holds_no_frame_is_said_not_exported_as_nothing(stored, tmp_path, capsys) -> None:
+    # (it exported 0 frames, or only the run-level values of a misspelt layer, with exit status 0,
+    # and listed folders it never made)
+    out = tmp_path / "o"
+    assert main(["export", "r", "--logdir", str(stored), "--out", str(out), "--steps", "100:200", "--quiet"]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # (rich wraps long lines)
+    assert "no frames in steps 100:200 in run 'r'" in err and "steps 0 to 4" in err and "Traceback" not in err
+    assert main(["export", "r", "--logdir", str(stored), "--out", str(out), "--layer", "conv9", "--quiet"]) == 2
+    assert "layer 'conv9' not found in run 'r'; it has conv1" in " ".join(capsys.readouterr().err.split())
+    assert not out.exists()
+    with pytest.raises(LayerNotFoundError, match="'conv2' not found"):
+        export_run(stored, "r", out=out, layers=["conv1", "conv2"])
+    with pytest.raises(DataError, match="no frames of kind histogram of layer conv1 in steps 7:"):
+        export_run(stored, "r", out=out, kinds="histogram", layers="conv1", start=7)
+    logdir = tmp_path / "empty"
+    RunStore(logdir).create_run("e").close()
+    with pytest.raises(DataError, match="run 'e' has no frames yet"):
+        export_run(logdir, "e", out=out)
+    # a layer filter reads that layer's frames and the run-level ones, and counts only those
+    assert export_run(stored, "r", out=out, formats="csv", layers="conv1").frames == 5 * len(KINDS)
+
+
+def test_an_out_that_is_a_file_is_a_one_line_error(stored, tmp_path, capsys) -> None:
+    (tmp_path / "f").write_text("not a folder")
+    for out in (tmp_path / "f", tmp_path / "f" / "sub"):
+        assert main(["export", "r", "--logdir", str(stored), "--out", str(out), "--quiet"]) == 2
+        err = " ".join(capsys.readouterr().err.split())  # (rich wraps long lines)
+        assert err.startswith("error: cannot write the csv export to") and "Not a directory" in err
+    assert main(["export", "r", "--logdir", str(stored), "--out", str(tmp_path / "x"), "--format", "csv",
+                 "--tensorboard-dir", str(tmp_path / "f"), "--format", "tensorboard", "--quiet"]) == 2
+    assert "cannot write the tensorboard export" in capsys.readouterr().err
+
+
+def test_the_progress_bar_shows_the_frames_and_never_comes_before_an_error(stored, tmp_path, capsys) -> None:
+    assert main(["export", "r", "--logdir", str(stored), "--out", str(tmp_path / "o"), "--kind", "weights"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown frame kinds ['weights']")
+    assert main(["export", "r", "--logdir", str(stored), "--out", str(tmp_path / "o"), "--layer", "conv9"]) == 2
+    assert capsys.readouterr().err.startswith("error: layer 'conv9' not found")
+    assert main(["export", "r", "--logdir", str(stored), "--out", str(tmp_path / "o"), "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    assert "exporting r" in err and f"{5 * len(KINDS)}/{5 * len(KINDS)} frames" in err
 
 
 def test_the_writers_follow_a_real_training_run(tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -100,3 +101,38 @@ def test_figures_draw_the_newest_frame(tmp_path) -> None:
     w.close()
     assert [p.name for p in w.files] == ["weight_grid-conv1.svg"]
     assert "step 9" in (tmp_path / "weight_grid-conv1.svg").read_text()
+
+
+def test_a_trajectory_with_fewer_than_three_axes_is_drawn(tmp_path) -> None:
+    # (a run's first recordings, and those after a pruning, have NaN for the axes it lacks:
+    # the figure drew no path at all, and bars at -0.4..0.4 for the explained variance)
+    pytest.importorskip("matplotlib")
+    w = FigureWriter(tmp_path, formats=("svg",))
+    nan = np.nan
+    path = np.array([[nan, nan, nan], [0.1, nan, nan], [0.2, nan, nan], [0.4, nan, nan]], np.float32)
+    w.write(Frame(run="r", step=4, kind="trajectory", layer="conv1", payload={
+        "dims": np.zeros(3, np.float32), "dim_index": np.array([0, 1, 2]), "pca": path[-1],
+        "explained_variance": np.array([1.0, nan, nan], np.float32), "path_steps": np.arange(1, 5), "pca_path": path}))
+    w.close()
+    svg = (tmp_path / "trajectory-conv1.svg").read_text()
+    # the path's line: a drawn polyline through the three points that have an axis
+    lines = re.findall(r'<path[^>]* d="([^"]*)"[^>]*style="fill: none; stroke: #1f77b4', svg)
+    assert lines and max(line.count("L") for line in lines) == 2
+    assert "PC 1" in svg and "PC 3" in svg
+
+
+def test_the_weight_grid_figure_numbers_filters_and_channels_not_pixels(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from convscope.export._figures import _draw
+
+    w = np.random.default_rng(0).normal(size=(32, 8, 3, 3)).astype(np.float32)
+    fig = _draw(plt, Frame(run="r", step=1, kind="weight_grid", layer="conv2", payload={"weights": w, "vmax": 3.0}))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "5", "10", "15", "20", "25", "30"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [str(c) for c in range(8)]
+    # each tick in the middle of its window: 3 pixels and a 1-pixel gap a window
+    assert list(ax.get_xticks()) == [1.0, 21.0, 41.0, 61.0, 81.0, 101.0, 121.0]
+    assert list(ax.get_yticks()) == [1.0 + 4 * c for c in range(8)]
+    plt.close(fig)

@@ -51,6 +51,25 @@ def test_bridge_writes_extracts_of_every_step_with_the_sent_values(tmp_path, pvr
     assert all(t["frames"] == 4 for t in timings)  # weight grid, trajectory, distribution, feature maps
 
 
+def test_the_png_of_each_step_is_drawn_from_that_steps_data(tmp_path, pvrun) -> None:
+    # (the pipeline read the weights' range and bounds for the step before, and ParaView said
+    # "Cannot produce requested time" every step)
+    from convscope.server import start_local_server
+
+    with RunStore(tmp_path / "runs").create_run("r") as w:
+        for s in range(3):
+            for f in every_kind(s):
+                w.write(f)
+    server = start_local_server(tmp_path / "runs")
+    try:
+        cmd = bridge_command(run="r", url=server.url, extracts=tmp_path / "ext", png=True, poll=0.1)
+        proc = pvrun(*cmd[2:], "--timeout", "60", xvfb=True)
+    finally:
+        server.stop()
+    assert sorted(p.name for p in (tmp_path / "ext").glob("views_*.png")) == [f"views_{s:06d}.png" for s in range(3)]
+    assert "Cannot produce requested time" not in proc.stdout + proc.stderr
+
+
 def _unshare_works() -> str | None:
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "needs unshare (util-linux) and ip (iproute2)"

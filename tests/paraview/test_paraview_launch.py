@@ -57,6 +57,76 @@ def test_cli_paraview_needs_a_run_and_a_destination(capsys) -> None:
     assert "--live PORT" in capsys.readouterr().err
 
 
+def _exports(folder: Path, *layers: str) -> Path:
+    """A `convscope export --format vtk` folder with a weight grid of each layer (numpy only)."""
+    from samples import frame
+
+    from convscope.export import VtkWriter
+
+    w = VtkWriter(folder)
+    for layer in layers:
+        w.write(frame("weight_grid", 1, layer=layer))
+    w.close()
+    return folder
+
+
+def _err(capsys) -> str:
+    return " ".join(capsys.readouterr().err.split())  # (rich wraps long lines)
+
+
+def test_cli_paraview_open_says_what_is_wrong_before_paraview_starts(tmp_path, capsys) -> None:
+    # (ParaView started for seconds and said "no weights-*.pvd in DIR" whatever was wrong; a
+    # screenshot it could not write was reported "saved" with exit status 0)
+    vtk = _exports(tmp_path / "exports" / "vtk", "conv1", "conv2")
+    (tmp_path / "file").write_text("x")
+    for folder, said in ((tmp_path / "nope", "does not exist"), (tmp_path / "file", "is not a folder"),
+                         (tmp_path, "no weight grids (weights-*.pvd)"), (tmp_path / "exports", f"did you mean {vtk}?")):
+        assert main(["paraview", "--open", str(folder), "--pvpython", "/nonexistent"]) == 2
+        assert said in _err(capsys)
+    assert main(["paraview", "--open", str(vtk), "--layer", "conv9", "--pvpython", "/nonexistent"]) == 2
+    err = _err(capsys)
+    assert "layer 'conv9' has no weight grid in" in err and "it has conv1, conv2 — pass one of these to --layer" in err
+    assert main(["paraview", "--open", str(vtk), "--screenshot", str(tmp_path / "nodir" / "v.png"), "--pvpython", "/nonexistent"]) == 2
+    assert "cannot save the screenshot" in _err(capsys)
+    assert main(["paraview", "--run", "r", "--extracts", str(tmp_path / "x"), "--screenshot", "v.png"]) == 2
+    assert "--screenshot goes with --open" in _err(capsys)
+
+
+def test_cli_paraview_with_a_pvpython_that_is_not_one_is_a_one_line_error(tmp_path, capsys) -> None:
+    vtk = _exports(tmp_path / "vtk", "conv1")
+    assert main(["paraview", "--open", str(vtk), "--pvpython", str(tmp_path / "nowhere" / "pvpython")]) == 2
+    assert "is not an executable pvpython" in _err(capsys)
+    fake = tmp_path / "pvpython"
+    fake.write_text("not a program")
+    fake.chmod(0o755)
+    assert main(["paraview", "--open", str(vtk), "--pvpython", str(fake)]) == 2
+    assert "could not be started (Exec format error)" in _err(capsys)
+    assert main(["paraview", "--run", "r", "--extracts", "x", "--pvpython", str(fake)]) == 2
+    assert "could not be started" in _err(capsys)
+
+
+def test_cli_paraview_open_finds_a_layer_by_the_name_its_files_have(tmp_path, capsys) -> None:
+    # layer names are made file-safe in the exports (block/conv 1 -> weights-block_conv_1.pvd)
+    vtk = _exports(tmp_path / "vtk", "block/conv 1")
+    args = tmp_path / "args.txt"
+    fake = tmp_path / "pvpython"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {args}\n')
+    fake.chmod(0o755)
+    assert main(["paraview", "--open", str(vtk), "--layer", "block/conv 1", "--pvpython", str(fake)]) == 0
+    passed = args.read_text().splitlines()
+    assert passed[passed.index("--layer") + 1] == "block_conv_1" and (vtk / "weights-block_conv_1.pvd").is_file()
+
+
+@pytest.mark.paraview
+@pytest.mark.slow
+def test_open_exports_fails_when_the_screenshot_is_not_written(tmp_path, pvrun) -> None:
+    vtk = _exports(tmp_path / "vtk", "conv1")
+    shot = tmp_path / "nodir" / "views.png"  # (the command line of the script itself: no CLI check before it)
+    proc = pvrun(*open_exports_command(vtk, screenshot=shot, size=(300, 200))[2:], xvfb=True, check=False)
+    assert proc.returncode == 1 and "saved" not in proc.stdout
+    assert f"could not save {shot}" in proc.stderr and not shot.exists()
+
+
 def test_convscope_imports_without_torch() -> None:
     # ParaView's own Python has no torch: frames, store, export and the bridge's parts must import
     code = (

@@ -83,14 +83,13 @@ def run_export(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from convscope.export._run import export_run
-    from convscope.store import RunStore
 
     console = Console(stderr=True)
     logdir, run = _locate(args.run, args.logdir)
     start, end = parse_steps(args.steps)
-    RunStore(logdir).open_run(run).close()  # a missing run is said before any progress bar is drawn
     formats = args.formats or ["csv", "vtk"]
-    with Progress(
+    # the bar starts once the run is read and the selection checked, so an error comes alone
+    bar = Progress(
         TextColumn(f"exporting {run}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -99,12 +98,17 @@ def run_export(args: argparse.Namespace) -> int:
         console=console,
         disable=args.quiet,
         transient=False,
-    ) as bar:
-        task = bar.add_task("export", total=None)
+    )
+    task = None
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def progress(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("export", total=total)
+        bar.update(task, completed=done, total=total)
 
+    try:
         result = export_run(
             logdir,
             run,
@@ -117,6 +121,9 @@ def run_export(args: argparse.Namespace) -> int:
             tensorboard_logdir=args.tensorboard_dir,
             progress=progress,
         )
+    finally:
+        if task is not None:
+            bar.stop()
     out = Console()
     out.print(f"exported {result.frames} frames of run [bold]{result.run}[/]:", highlight=False)
     for fmt, folder in result.folders.items():

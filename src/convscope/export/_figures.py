@@ -126,12 +126,17 @@ def _draw(plt: Any, frame: Frame) -> Any:
         fig = plt.figure(figsize=(8, 4))
         ax = fig.add_subplot(1, 2, 1, projection="3d")
         pca = np.asarray(p.get("pca_path", np.asarray(p["pca"]).reshape(1, -1)), np.float32)
-        pca = np.pad(pca, ((0, 0), (0, max(0, 3 - pca.shape[1]))))
+        pca = np.pad(pca, ((0, 0), (0, max(0, 3 - pca.shape[1]))), constant_values=np.nan)
+        # a run with fewer than three axes (its first recordings, or just after a pruning) has
+        # NaN in the others, which matplotlib would draw as no line at all: those axes are 0,
+        # and points without any axis yet are left out
+        pca = np.nan_to_num(pca[~np.isnan(pca).all(axis=1)], nan=0.0)
         ax.plot(pca[:, 0], pca[:, 1], pca[:, 2], marker=".")
         ax.set_title("PCA path")
         ax2 = fig.add_subplot(1, 2, 2)
-        ev = np.asarray(p["explained_variance"], np.float32).ravel()
+        ev = np.nan_to_num(np.asarray(p["explained_variance"], np.float32).ravel(), nan=0.0)
         ax2.bar(range(len(ev)), ev)
+        ax2.set_xticks(range(len(ev)), [f"PC {i + 1}" for i in range(len(ev))])
         ax2.set_title("explained variance")
         fig.suptitle(title)
         return fig
@@ -144,6 +149,9 @@ def _draw(plt: Any, frame: Frame) -> Any:
         vmax = float(p["vmax"]) or 1.0
         image = tile_maps(windows, columns=f, fill=np.nan)
         im = ax.imshow(image, cmap=_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest")
+        # ticks at the windows' middles, numbered by filter and channel (not by pixel)
+        ax.set_xticks(*_window_ticks(f, kw))
+        ax.set_yticks(*_window_ticks(c, kh))
         ax.set_xlabel("filter")
         ax.set_ylabel("input channel")
     elif k == "distribution":
@@ -165,3 +173,11 @@ def _draw(plt: Any, frame: Frame) -> Any:
     fig.colorbar(im, ax=ax)
     ax.set_title(title)
     return fig
+
+
+def _window_ticks(count: int, size: int, *, most: int = 12) -> tuple[list[float], list[str]]:
+    """Tick positions and labels of ``count`` windows of ``size`` pixels and a 1-pixel gap
+    (:func:`tile_maps`): every 1st, 2nd, 5th, 10th, 20th ... window, at most ``most`` ticks."""
+    step = next(m * 10**e for e in range(12) for m in (1, 2, 5) if count <= most * m * 10**e)
+    shown = range(0, count, step)
+    return [float(i * (size + 1) + (size - 1) / 2) for i in shown], [str(i) for i in shown]

@@ -6,8 +6,9 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from convscope.errors import DataError
+from convscope.errors import DataError, LayerNotFoundError
 from convscope.export._select import choice
 from convscope.frames import decode, expand_scalars
 from convscope.sinks._base import Sink
@@ -68,10 +69,17 @@ def export_run(
         logdir, run: the run store and the run's id.
         out: the folder that receives one sub-folder per format.
         formats: any of :data:`FORMATS`, or ``["all"]``.
-        kinds, layers: only these frame kinds / layers (default all).
+        kinds, layers: only these frame kinds / layers (default all; run-level values pass
+            any layer filter).
         start, end: only frames of steps in ``[start, end]``.
         tensorboard_logdir: write the TensorBoard files here instead of ``out/tensorboard``.
-        progress: called with ``(frames done, frames in all)`` as it goes.
+        progress: called with ``(frames done, frames in all)`` as it goes, first with
+            ``(0, frames in all)`` once the frames are read and checked.
+
+    Raises:
+        DataError: an unknown format or kind, a selection that holds no frame, or a folder
+            that cannot be written (``out`` is a file, say).
+        LayerNotFoundError: a layer the run has no frames of.
 
     Example:
         >>> import tempfile
@@ -94,16 +102,28 @@ def export_run(
     root = Path(out)
     folders = {fmt: (Path(tensorboard_logdir) if fmt == "tensorboard" and tensorboard_logdir else root / fmt) for fmt in chosen}
     with RunStore(logdir).open_run(run) as reader:
+        if layers is not None:
+            _check_layers(layers, reader.layers(), run)
         # logged values come in batches (``scalars`` frames, one per name and second), which
         # are written as the ``scalar`` frames they hold; a batch is stored at its last step,
         # so one past ``end`` may hold values up to ``end`` (the others are left out below)
         query = kinds if kinds is None or "scalar" not in kinds or "scalars" in kinds else [*kinds, "scalars"]
-        rows = reader.raw_frames(kind=query, start=start, end=end)
+        # run-level frames (scalars) have no layer; a layer filter keeps them
+        in_layers = None if layers is None else [*layers, ""]
+        rows = reader.raw_frames(kind=query, layer=in_layers, start=start, end=end)
         if end is not None and (query is None or "scalars" in query):
-            rows += reader.raw_frames(kind="scalars", start=end + 1)
-    # run-level frames (scalars) have no layer; a layer filter keeps them
+            rows += reader.raw_frames(kind="scalars", layer=in_layers, start=end + 1)
+        if not rows:
+            raise DataError(_nothing_selected(reader.info(details=False), run, kinds, layers, start, end))
+    for fmt, folder in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataError(f"cannot write the {fmt} export to {folder}: {exc.strerror or exc}; pass --out (out=) a folder you can write to") from None
     writers = [make_writer(fmt, folders[fmt], kinds=kinds, layers=layers) for fmt in chosen]
     total = len(rows)
+    if progress is not None:
+        progress(0, total)
     status = "finished"
     try:
         for i, (_row, data) in enumerate(rows, start=1):
@@ -121,3 +141,29 @@ def export_run(
         for writer in writers:
             writer.close(status=status)
     return ExportResult(run=run, frames=total, folders=folders)
+
+
+def _check_layers(layers: Sequence[str], known: Sequence[str], run: str) -> None:
+    """A layer the run has no frames of is said (it would export only the run-level values, silently)."""
+    missing = [name for name in layers if name not in known]
+    if missing:
+        raise LayerNotFoundError(
+            f"layer {', '.join(map(repr, missing))} not found in run {run!r}; it has "
+            f"{', '.join(known) or 'no layer frames'} — pass one of these to --layer (layers=)"
+        )
+
+
+def _nothing_selected(info: dict[str, Any], run: str, kinds: Sequence[str] | None, layers: Sequence[str] | None,
+                      start: int | None, end: int | None) -> str:
+    """What was asked for that no frame has, and what the run holds."""
+    if not info["frames"]:
+        return f"run {run!r} has no frames yet: nothing to export"
+    asked = []
+    if kinds is not None:
+        asked.append(f"of kind {', '.join(kinds)}")
+    if layers is not None:
+        asked.append(f"of layer {', '.join(layers)}")
+    if start is not None or end is not None:
+        asked.append(f"in steps {'' if start is None else start}:{'' if end is None else end}")
+    return (f"no frames {' '.join(asked)} in run {run!r}: nothing to export; its frames are of steps "
+            f"{info['first_step']} to {info['last_step']} (`convscope runs` and the dashboard show what it holds)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+from pathlib import Path
 from typing import Any
 
-from convscope.errors import DataError
+from convscope.errors import DataError, MissingDependencyError, NotFoundError
 
 __all__ = ["add_paraview_parser", "run_paraview"]
 
@@ -54,12 +55,15 @@ def add_paraview_parser(sub: Any) -> None:
 def run_paraview(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from convscope.paraview._launch import bridge_command, open_exports_command, pvpython_env
+    from convscope.paraview._launch import bridge_command, find_pvpython, open_exports_command, pvpython_env
 
     console = Console(stderr=True)
     if args.open is not None:
-        cmd = open_exports_command(args.open, layer=args.layer, screenshot=args.screenshot, pvpython=args.pvpython)
+        layer = _check_exports(Path(args.open), args.layer, args.screenshot)
+        cmd = open_exports_command(args.open, layer=layer, screenshot=args.screenshot, pvpython=find_pvpython(args.pvpython))
     else:
+        if args.screenshot is not None:
+            raise DataError("--screenshot goes with --open DIR (exported files); with --run, --extracts DIR writes a PNG a step")
         if not args.run:
             raise DataError("convscope paraview needs --run RUN (the run to follow) or --open DIR (exported files)")
         if args.live is None and args.extracts is None:
@@ -80,10 +84,33 @@ def run_paraview(args: argparse.Namespace) -> int:
             token=args.token,
             poll=args.poll,
             timing=args.timing,
-            pvpython=args.pvpython,
+            pvpython=find_pvpython(args.pvpython),
         )
     console.print("running: " + " ".join(cmd), highlight=False)
     try:
         return subprocess.call(cmd, env=pvpython_env())
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # (found, but it does not run: not a program for this machine)
+        raise MissingDependencyError(f"{cmd[0]} could not be started ({exc.strerror or exc}); pass ParaView's pvpython with --pvpython PATH") from None
+
+
+def _check_exports(folder: Path, layer: str | None, screenshot: str | None) -> str | None:
+    """Say what is wrong with ``--open DIR [--layer L] [--screenshot PNG]`` before ParaView starts
+    (seconds); return the layer as the exported file names spell it."""
+    from convscope.export._csv import safe_name
+
+    hint = "pass the vtk folder that `convscope export RUN --format vtk --out DIR` wrote (DIR/vtk)"
+    if not folder.is_dir():
+        raise DataError(f"{folder} {'is not a folder' if folder.exists() else 'does not exist'}; {hint}")
+    layers = sorted(p.name[len("weights-") : -len(".pvd")] for p in folder.glob("weights-*.pvd"))
+    if not layers:
+        inner = folder / "vtk"
+        mean = f"; did you mean {inner}?" if any(inner.glob("weights-*.pvd")) else f"; {hint}"
+        raise DataError(f"no weight grids (weights-*.pvd) in {folder}{mean}")
+    name = None if layer is None else safe_name(layer)
+    if name is not None and name not in layers:
+        raise NotFoundError(f"layer {layer!r} has no weight grid in {folder}; it has {', '.join(layers)} — pass one of these to --layer")
+    if screenshot is not None and not Path(screenshot).resolve().parent.is_dir():
+        raise DataError(f"cannot save the screenshot {screenshot}: its folder does not exist")
+    return name

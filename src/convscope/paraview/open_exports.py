@@ -99,12 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     if traj_file:
         looks.frame_trajectory(tview)
     if args.screenshot:
-        simple.SaveScreenshot(args.screenshot, layout, ImageResolution=[width, height])
-        print(f"saved {args.screenshot}", flush=True)
+        if os.path.exists(args.screenshot):
+            os.remove(args.screenshot)  # (so a picture that was not written is not taken for this one)
+        saved = simple.SaveScreenshot(args.screenshot, layout, ImageResolution=[width, height])
+        if saved is False or not os.path.isfile(args.screenshot):
+            print(f"could not save {args.screenshot} (see ParaView's message above): pass a path in a folder you can write to",
+                  file=sys.stderr, flush=True)
+        else:
+            print(f"saved {args.screenshot}", flush=True)
         # ParaView 5.11 can crash while tearing down an offscreen X render window at exit;
         # the picture is written, so leave without the teardown.
         sys.stdout.flush()
-        os._exit(0)
+        os._exit(0 if os.path.isfile(args.screenshot) else 1)
     simple.Render(view)
     return 0
 

@@ -60,6 +60,9 @@ if LIVE:
 def catalyst_execute(info):
     # the blue-white-red map stays symmetric around 0 as the weights grow
     if PNG:
+        # this step's data: without it the proxies answer for the step before (and ParaView
+        # warns "Cannot produce requested time" every step)
+        weights.UpdatePipeline(info.time)
         rng = weights.CellData["value"].GetRange() if "value" in weights.CellData.keys() else (-1.0, 1.0)
         looks.diverging("value", max(abs(rng[0]), abs(rng[1])))
         # the distribution sits right of the weight grid

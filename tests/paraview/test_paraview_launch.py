@@ -167,8 +167,13 @@ def test_open_exports_draws_the_views_with_the_papers_colours(tmp_path, pvrun) -
     weights[4:] = -0.8
     for s in (0, 5):
         w.write(Frame(run="r", step=s, kind="weight_grid", layer="conv1", payload={"weights": weights, "vmax": 0.8}))
-        for kind in ("trajectory", "distribution", "feature_maps"):
+        for kind in ("distribution", "feature_maps"):
             w.write(frame(kind, s))
+        # a path of the usual shape: long along the first axis, short along the others
+        t = np.linspace(0, 1, 6, dtype=np.float32)[:, None]
+        path = t * np.array([0.35, 0.07, 0.01], np.float32) - np.array([0.25, 0.05, 0.0], np.float32)
+        w.write(Frame(run="r", step=s, kind="trajectory", layer="conv1", payload={
+            **frame("trajectory", s).payload, "pca_path": path, "path_steps": np.arange(6, dtype=np.int64) * 10}))
     w.close()
     shot = tmp_path / "views.png"
     proc = pvrun(*open_exports_command(tmp_path / "vtk", screenshot=shot, size=(900, 600))[2:], xvfb=True)
@@ -180,3 +185,7 @@ def test_open_exports_draws_the_views_with_the_papers_colours(tmp_path, pvrun) -
     assert red.sum() > 2000 and blue.sum() > 2000  # the two halves of the grid, each in its colour
     # red filters are on the left of the blue ones, as the grid is laid out
     assert np.nonzero(red)[1].mean() < np.nonzero(blue)[1].mean()
+    # the trajectory's view (on the right) holds its path and its axes' labels whole: nothing
+    # drawn at the picture's right edge (the camera fitted the path alone, cutting labels off)
+    edge = rgb[:, -3:]
+    assert (np.abs(edge - rgb[0, -1]).sum(axis=-1) < 30).all(), "the trajectory view is cut off at its right edge"

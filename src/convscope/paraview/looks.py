@@ -164,3 +164,5 @@ def frame_trajectory(view: Any) -> None:
     grid.XTitle, grid.YTitle, grid.ZTitle = "PC 1", "PC 2", "PC 3"
     grid.GridColor = [0.6, 0.6, 0.6]
     simple.ResetCamera(view)
+    # back off: the reset fits the path, not the axes' labels around it, which a narrow view cut off
+    view.GetActiveCamera().Dolly(0.7)

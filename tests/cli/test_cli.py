@@ -72,6 +72,18 @@ def test_demo_trains_prunes_and_writes_a_run(tmp_path, capsys) -> None:
         assert kinds.get(kind, 0) > 0, kind
 
 
+def test_the_demos_probe_spans_the_classes() -> None:
+    """The probe the demo's activation views see is digits of every class, not the first 16 of
+    a set sorted by class (all zeros)."""
+    from convscope.data import load_dataset
+    from convscope.insitu.demo import probe_indices
+
+    test = load_dataset("mnist-5k", split="test")
+    assert test.labels[:16].unique().numel() == 1  # (why it matters: the set is sorted)
+    picked = probe_indices(len(test))
+    assert len(picked) == 16 and test.labels[picked].unique().numel() >= 9
+
+
 def test_serve_help_mentions_the_token() -> None:
     import subprocess
     import sys

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DemoResult", "run_demo"]
 
@@ -62,7 +65,7 @@ def run_demo(
     model = loaded.module.train()
     train = load_dataset("mnist-5k", split="train", spec=loaded.input_spec, seed=seed)
     test = load_dataset("mnist-5k", split="test", spec=loaded.input_spec, seed=seed)
-    probe = test.images[:16]
+    probe = test.images[probe_indices(len(test))]
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     prune_config = (
         PruneConfig(layers=("conv1",), threshold=0.8, start=max(every * 5, steps // 2), every=max(every, steps // 10), max_fraction=0.25, times=2)
@@ -141,3 +144,12 @@ def _evaluate(model: Any, images: Any, labels: Any) -> float:
         acc = float((model(images).argmax(1) == labels).float().mean())
     model.train(was)
     return acc
+
+
+def probe_indices(n: int, size: int = 16) -> torch.Tensor:
+    """The demo's probe: every ``n // size``-th held-out digit, which spans the classes (the set
+    is sorted by class, so its first 16 were all zeros, and the feature-map views showed only
+    how the filters answer to zeros)."""
+    import torch
+
+    return torch.arange(size) * max(1, n // size)

@@ -258,3 +258,60 @@ def test_models_open_by_upload_and_bad_files_are_refused_on_the_page(explorer, p
     assert not files["pwned"].exists()
     for model in [m for m in session.models.values() if m.origin == "upload"]:
         session.remove_model(model.id)
+
+
+def test_an_untargeted_attack_ignores_a_target_typed_for_another(explorer, page) -> None:
+    # the target box is disabled for DeepFool, so a target typed for FGSM could not even be
+    # cleared, and it was still sent: "deepfool cannot aim at a target class"
+    handle, session, ids = explorer
+    _open(page, handle, ids["lenet"])
+    original = page.evaluate("window.convscopeExplorer.drawnInput")
+    page.fill("#attack-target", "3")
+    page.select_option("#attack", "deepfool")
+    assert page.is_disabled("#attack-target")
+    page.fill("#attack-params input[data-param='max_iter']", "5")
+    before = {i.id for i in session.inputs.values()}
+    page.click("#attack-run")
+    page.wait_for_function("n => window.convscopeExplorer.drawnInput !== n", arg=original, timeout=60_000)
+    [made] = [i for i in session.inputs.values() if i.id not in before]
+    assert made.adversarial["attack"] == "deepfool" and made.adversarial["target"] is None
+    assert "error" not in page.get_attribute("#attack-message", "class")
+
+
+def test_removing_the_shown_input_or_model_leaves_nothing_stale(tmp_path: Path, page) -> None:
+    session = ExplorerSession()
+    first = session.add_model("lenet5-simplified", pretrained=False)
+    second = session.add_model("lenet5-simplified", name="second", pretrained=False)
+    a, b = session.default_inputs(first.id, count=2)
+    handle = start_local_server(tmp_path / "runs", explorer=session)
+    try:
+        page.goto(handle.url + f"#/explore?model={second.id}&input={a.id}")
+        page.wait_for_function(DRAWN, arg=0, timeout=30_000)
+        assert page.evaluate("window.convscopeExplorer.drawnInput") == a.id
+        # the input shown is removed: the page shows the one left, not the one that is gone
+        draws = _draws(page)
+        page.click(f"#input-list li[data-input='{a.id}'] button.remove")
+        page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
+        assert page.evaluate("window.convscopeExplorer.drawnInput") == b.id
+        assert f"input={b.id}" in page.evaluate("location.hash")
+        expected = session.prediction(second.id, b.id)["predicted_name"]
+        assert page.inner_text("#prediction-text").startswith(f"predicted {expected} (")
+        # the last input goes: no layer, no prediction, no maps to click
+        page.click(f"#input-list li[data-input='{b.id}'] button.remove")
+        page.wait_for_function("document.querySelector('#prediction-text').textContent === ''", timeout=30_000)
+        assert page.inner_text("#layer-name") == "" and page.evaluate("document.querySelector('#layer-maps').height") == 0
+        assert "input=" not in page.evaluate("location.hash")
+        # the model shown is removed: the page moves to the model left
+        session.add_sample("foolbox-mnist", index=2)
+        page.click(f"#model-list li[data-model='{second.id}'] button.remove")
+        page.wait_for_function(f"document.querySelector('#model-title').textContent.startsWith('{first.name} ')", timeout=30_000)
+        assert f"model={first.id}" in page.evaluate("location.hash")
+        page.wait_for_function("document.querySelector('#prediction-text').textContent !== ''", timeout=30_000)
+        # and the last model goes: an empty page, not the ghost of the model
+        page.click(f"#model-list li[data-model='{first.id}'] button.remove")
+        page.wait_for_function("document.querySelector('#model-title').textContent === ''", timeout=30_000)
+        assert page.eval_on_selector_all("#layer-table tbody tr", "rs => rs.length") == 0
+        assert page.inner_text("#prediction-text") == "" and page.inner_text("#layer-name") == ""
+        assert session.models == {}
+    finally:
+        handle.stop()

@@ -197,3 +197,73 @@ def test_model_uploads_follow_the_explorer_limit_not_the_frame_limit(tmp_path: P
     run = r.json()["id"]
     big = c.post(f"/api/runs/{run}/frames", content=b"\0" * 20_000, headers={"Content-Type": "application/x-convscope-frames"})
     assert big.status_code == 413 and "10,000" in big.json()["detail"]
+
+
+def test_hostile_numbers_and_empty_files_get_clear_4xx(tmp_path: Path) -> None:
+    c = _client(tmp_path)
+    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
+    a = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+    base = f"/api/explorer/models/{m}"
+    cases = [
+        # class indices past int64 were a 500 (an OverflowError inside numpy/torch)
+        (c.get(f"{base}/inputs/{a}/saliency", params={"target": 10**30}), "target"),
+        (c.post(f"{base}/adversarial", json={"input": a, "attack": "fgsm", "target": 2**64}), "target"),
+        # seeds numpy refuses were reported as "the model or file could not be used"
+        (c.post(f"{base}/adversarial", json={"input": a, "attack": "fgsm", "seed": -1}), "seed"),
+        (c.post(f"{base}/adversarial", json={"input": a, "attack": "fgsm", "seed": 2**70}), "seed"),
+    ]
+    for r, field in cases:
+        assert r.status_code == 422, (r.status_code, r.text)
+        assert any(field in e["loc"] for e in r.json()["detail"]), r.json()
+    # a freeze set of 100,000 filters was answered with every bad index: a 600 kB message
+    r = c.put(f"{base}/freeze", json={"conv1": list(range(100_000))})
+    assert r.status_code == 422 and len(r.json()["detail"]) < 300, len(r.text)
+    assert "cannot freeze [16, 17," in r.json()["detail"] and "99984 in all" in r.json()["detail"]
+    r = c.post("/api/explorer/inputs/upload", params={"filename": "x.png"}, content=b"", headers=OCTET)
+    assert r.status_code == 422 and "empty" in r.json()["detail"], r.text
+
+
+def test_an_uploaded_model_declares_a_sane_input_shape(tmp_path: Path) -> None:
+    import torch
+
+    from convscope.models.zoo import load_zoo_model
+
+    c = _client(tmp_path)
+    weights = tmp_path / "w.pt"
+    torch.save(load_zoo_model("lenet5-simplified", pretrained=False).module.state_dict(), weights)
+    # 1,30000,30000 made torch allocate 3.6 GB for the trace (and 58 GB for the first layer's output)
+    for shape in ("0,0,0", "1,-1,5", "1,28", ",,,", "1,1,28,28", "1,30000,30000"):
+        r = _upload(c, weights, architecture="lenet5-simplified", input_shape=shape)
+        assert r.status_code == 422 and "input_shape" in r.json()["detail"], (shape, r.text)
+    r = _upload(c, weights, architecture="lenet5-simplified", input_shape="1x28x28")
+    assert r.status_code == 201 and r.json()["input_spec"]["shape"] == [1, 28, 28], r.text
+
+
+@pytest.mark.timeout(120)
+def test_attack_parameters_are_numbers_of_their_kind_and_bounded(tmp_path: Path) -> None:
+    c = _client(tmp_path)
+    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
+    a = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+    url = f"/api/explorer/models/{m}/adversarial"
+    cases = [
+        ({"attack": "fgsm", "params": {"eps": "abc"}}, "fgsm's eps must be a number"),
+        ({"attack": "fgsm", "params": {"eps": None}}, "fgsm's eps must be a number"),
+        ({"attack": "fgsm", "params": {"eps": True}}, "fgsm's eps must be a number"),
+        ({"attack": "pgd", "params": {"max_iter": 2.5}}, "max_iter must be a whole number"),
+        ({"attack": "pgd", "params": {"max_iter": [1]}}, "max_iter must be a number"),
+        ({"attack": "cw", "params": {"learning_rate": "x"}}, "cw's learning_rate must be a number"),
+        # each of these held the session's lock for hours: every other request waited
+        ({"attack": "pgd", "params": {"max_iter": 10**9}}, "at most 1,000"),
+        ({"attack": "cw", "params": {"max_iter": 300, "binary_search_steps": 10}}, "3,000 iterations (max_iter x binary_search_steps)"),
+    ]
+    for body, text in cases:
+        r = c.post(url, json={"input": a, **body})
+        assert r.status_code == 422, (body, r.status_code, r.text)
+        assert text in r.json()["detail"], (body, r.json())
+    r = c.post(url, json={"input": a, "attack": "pgd", "params": {"max_iter": 3.0, "eps": 1}})
+    assert r.status_code == 201, r.text
+    assert r.json()["adversarial"]["params"] == {"eps": 1.0, "eps_step": 0.01, "max_iter": 3}
+    r = c.post(url, json={"input": a, "attack": "pixel", "params": {"th": None, "max_iter": 1}})
+    assert r.status_code == 201, r.text
+    limits = c.get("/api/explorer").json()["limits"]
+    assert limits["max_attack_iterations"] == 1000

@@ -271,3 +271,22 @@ def test_captures_are_cached_per_input_and_freeze_set(session) -> None:
     s.remove_input(b.id)
     with pytest.raises(NotFoundError, match=b.id):
         s.capture(m.id, b.id)
+
+
+def test_occlusion_on_a_big_input_takes_a_bounded_number_of_passes() -> None:
+    # a fixed 4-pixel patch every 2 pixels is 111 x 111 = 12,321 forward passes on 224 x 224:
+    # about an hour of VGG-16 on a laptop's CPU, with the session's lock held all along
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, stride=4), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(2, 3))
+    s = ExplorerSession()
+    m = s.add_model(convscope.load_model(net, input_shape=(3, 224, 224)))
+    x = s.add_image(torch.rand(3, 224, 224))
+    calls = []
+    handle = net.register_forward_hook(lambda _m, inputs, _out: calls.append(int(inputs[0].shape[0])))
+    try:
+        out = s.saliency(m.id, x.id, method="occlusion")
+    finally:
+        handle.remove()
+    assert (out["width"], out["height"]) == (224, 224)
+    assert sum(calls) <= 20 * 20, sum(calls)  # about 16 x 16 patch positions, not 12,321

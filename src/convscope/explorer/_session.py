@@ -47,6 +47,8 @@ SAMPLE_SETS: dict[tuple[int, int], tuple[str, ...]] = {
 }
 #: the longest side an input image is kept at (bigger uploads are shrunk once, on arrival)
 MAX_KEPT_SIDE = 1024
+#: occlusion saliency visits at most about this many patch positions along each side
+OCCLUSION_STEPS = 16
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class ExplorerLimits:
         max_model_bytes: the largest model file accepted by upload.
         max_image_bytes: the largest image file accepted by upload.
         max_cached_bytes: captured layer outputs kept for reuse (least recently used go first).
+        max_attack_iterations: the most iterations one adversarial attack may run (``max_iter``,
+            times ``binary_search_steps`` for C&W): heavy work holds the session's lock, so an
+            attack asked for a billion steps would stall every other request.
     """
 
     max_models: int = 8
@@ -66,6 +71,7 @@ class ExplorerLimits:
     max_model_bytes: int = 512 << 20
     max_image_bytes: int = 16 << 20
     max_cached_bytes: int = 768 << 20
+    max_attack_iterations: int = 1000
 
 
 @dataclass
@@ -245,7 +251,8 @@ class ExplorerSession:
             channels = int(shape[0]) if shape else 0
             bad = [i for i in idx if not 0 <= i < channels]
             if bad:
-                raise DataError(f"layer {layer!r} has {channels} filters (0..{channels - 1}); cannot freeze {bad}")
+                shown = _preview([str(i) for i in bad], 10)
+                raise DataError(f"layer {layer!r} has {channels} filters (0..{channels - 1}); cannot freeze [{shown}]")
             if idx:
                 clean[layer] = idx
         with self._lock:
@@ -263,6 +270,8 @@ class ExplorerSession:
             )
         if kind not in ("upload", "sketch"):
             raise DataError(f"kind must be 'upload' or 'sketch', not {kind!r}")
+        if not data:
+            raise DataError("the uploaded image file is empty (0 bytes); choose a PNG, JPEG, BMP, GIF or WebP file")
         image, info = load_image_with_info(bytes(data))
         steps = list(info.get("steps", []))
         image, shrunk = _bounded(image)
@@ -479,14 +488,17 @@ class ExplorerSession:
         """Which input pixels decided the prediction (see :func:`convscope.analysis.saliency`).
 
         The map is at the model's input resolution, scaled to ``[0, 1]`` and sent as 8-bit.
-        The freeze set is not applied: saliency explains the model as it is.
+        The freeze set is not applied: saliency explains the model as it is. Occlusion's patch
+        grows with the input, so it takes at most about 16 x 16 forward passes (a 4-pixel patch
+        every 2 pixels on 28 x 28 inputs; a fixed one would take 12,000 passes on 224 x 224).
         """
         from convscope.analysis import saliency
 
         model = self.model(model_id)
         x = self.fitted(model_id, input_id)
+        stride = max(2, math.ceil(max(int(x.shape[-2]), int(x.shape[-1])) / OCCLUSION_STEPS))
         with self._lock:
-            result = saliency(model.loaded, x, method=method, target=target)
+            result = saliency(model.loaded, x, method=method, target=target, window=2 * stride, stride=stride)
         norm = result.normalised[0].clamp(0, 1).numpy()
         h, w = norm.shape
         return {
@@ -522,9 +534,10 @@ class ExplorerSession:
 
         model, item = self.model(model_id), self.input(input_id)
         self._check_room("inputs", len(self.inputs), self.limits.max_inputs)
+        checked = _attack_params(attack, params or {}, max_iterations=self.limits.max_attack_iterations)
         x = self.fitted(model_id, input_id)
         with self._lock:
-            result = perturb(model.loaded, x, attack=attack, target=target, seed=seed, **dict(params or {}))
+            result = perturb(model.loaded, x, attack=attack, target=target, seed=seed, **checked)
         before, after = int(result.original_prediction[0]), int(result.adversarial_prediction[0])
         meta = {
             "model": model_id,
@@ -609,6 +622,40 @@ class ExplorerSession:
     def _check_room(self, what: str, count: int, limit: int) -> None:
         if count >= limit:
             raise ServerError(f"this session already holds {count} {what} (its limit); remove some first", status_code=409)
+
+
+def _attack_params(attack: str, params: Mapping[str, Any], *, max_iterations: int) -> dict[str, Any]:
+    """An attack's parameters as numbers of the kind it takes, its iterations bounded.
+
+    Unknown attacks and parameters are left for :func:`convscope.analysis.perturb` to name.
+    """
+    from convscope.analysis.attacks import list_attacks
+
+    defaults = list_attacks().get(attack, {}).get("defaults", {})
+    clean: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in defaults:
+            clean[key] = value
+            continue
+        default = defaults[key]
+        whole = default is None or (isinstance(default, int) and not isinstance(default, bool))
+        if value is None and default is None:
+            clean[key] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise DataError(f"{attack}'s {key} must be a number, got {value!r} (default {default!r})")
+        if whole and (value != int(value) or value < 0):
+            raise DataError(f"{attack}'s {key} must be a whole number >= 0, got {value!r}")
+        clean[key] = int(value) if whole else float(value)
+    options = {**defaults, **clean}
+    iterations = int(options.get("max_iter") or 1) * max(1, int(options.get("binary_search_steps") or 1))
+    if iterations > max_iterations:
+        what = "max_iter x binary_search_steps" if "binary_search_steps" in options else "max_iter"
+        raise DataError(
+            f"{attack} would run {iterations:,} iterations ({what}); this session allows at most {max_iterations:,} "
+            "per attack - lower max_iter"
+        )
+    return clean
 
 
 def _units_grid(values: torch.Tensor) -> tuple[torch.Tensor, int, int]:

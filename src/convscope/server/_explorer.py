@@ -11,6 +11,7 @@ work without multipart encoding.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
@@ -172,6 +173,12 @@ class Saliency(BaseModel):
     peak: float
 
 
+#: the largest class index a request may name (bigger ones overflow torch's int64 before the check)
+CLASS_MAX = 2**31 - 1
+#: the most values an uploaded model's declared input (C x H x W) may hold
+INPUT_VALUES_MAX = 3 * 2048 * 2048
+
+
 class ZooRequest(BaseModel):
     name: str = Field(max_length=64, description="a zoo name (lenet5-simplified, lenet5, vgg12, vgg16, resnet50)")
     pretrained: bool = True
@@ -186,8 +193,8 @@ class AdversarialRequest(BaseModel):
     input: str
     attack: str = "pgd"
     params: dict[str, Any] = Field(default_factory=dict, description="the attack's parameters (GET /api/explorer lists them)")
-    target: int | None = Field(None, ge=0, description="a class to reach; None for untargeted")
-    seed: int = 0
+    target: int | None = Field(None, ge=0, le=CLASS_MAX, description="a class to reach; None for untargeted")
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -223,9 +230,18 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
     if not text:
         return None
     try:
-        return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
     except ValueError:
-        raise ServerError(f"input_shape must look like 1,28,28; got {text!r}", status_code=422) from None
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ServerError(f"input_shape must be three whole numbers >= 1, C,H,W like 1,28,28; got {text!r}", status_code=422)
+    if math.prod(shape) > INPUT_VALUES_MAX:
+        raise ServerError(
+            f"input_shape {text!r} holds {math.prod(shape):,} values, over the {INPUT_VALUES_MAX:,} (3 x 2048 x 2048) an upload "
+            "may declare; open bigger models from the command line: convscope open MODEL --input-shape C,H,W",
+            status_code=422,
+        )
+    return shape
 
 
 def explorer_router(session: ExplorerSession, *, dependencies: list[Any] | None = None) -> APIRouter:
@@ -389,7 +405,7 @@ def explorer_router(session: ExplorerSession, *, dependencies: list[Any] | None 
         model: str,
         input: str,
         method: str = Query("gradient", description="gradient, integrated_gradients, gradcam or occlusion"),
-        target: int | None = Query(None, ge=0, description="class to explain; default the predicted one"),
+        target: int | None = Query(None, ge=0, le=CLASS_MAX, description="class to explain; default the predicted one"),
     ) -> dict[str, Any]:
         return _call(session.saliency, model, input, method=method, target=target)
 

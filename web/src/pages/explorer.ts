@@ -177,8 +177,12 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       li.querySelector("button")!.addEventListener("click", async (e) => {
         e.stopPropagation();
         await api.removeModel(m.id);
-        if (state.model?.id === m.id) state.model = null;
-        await refreshSession();
+        const shown = state.model?.id === m.id;
+        if (shown) state.model = null;
+        const s = await refreshSession();
+        // the page must not go on showing a model that is gone: the last one left, or nothing
+        if (shown && s.models.length) await selectModel(s.models[s.models.length - 1].id);
+        else if (shown) showNoModel();
       });
       list.appendChild(li);
     }
@@ -223,8 +227,12 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       rm.addEventListener("click", async (e) => {
         e.stopPropagation();
         await api.removeInput(i.id);
-        if (state.input === i.id) state.input = null;
-        await refreshSession();
+        const shown = state.input === i.id;
+        if (shown) state.input = null;
+        const s = await refreshSession();
+        // the page must not go on showing an input that is gone: the first one left, or nothing
+        if (shown && s.inputs.length) await selectInput(s.inputs[0].id);
+        else if (shown) showNoInput();
       });
       li.append(rm);
       li.addEventListener("click", () => void selectInput(i.id));
@@ -273,6 +281,40 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     const keep = inputs.find((i) => i.id === state.input);
     if (keep) await selectInput(keep.id);
     else if (inputs.length) await selectInput(inputs[0].id);
+  }
+
+  /** Blank the views of the input (its layer, prediction and image) when none is selected. */
+  function showNoInput(): void {
+    state.token++; // answers still on their way are for what was shown before
+    state.input = null;
+    state.outputs = null;
+    state.layer = null;
+    state.saliency = null;
+    state.image = null;
+    renderStructure(true);
+    renderLayer();
+    renderPrediction();
+    drawOverlay($<HTMLCanvasElement>("#saliency-canvas"), null, null);
+    $("#saliency-text").textContent = "";
+    $("#fit-steps").innerHTML = "";
+    renderInputs();
+    updateHash();
+  }
+
+  /** Blank every view of the model when the last one is removed. */
+  function showNoModel(): void {
+    state.model = null;
+    state.selected = null;
+    state.freeze = {};
+    state.comparison = null;
+    $("#model-title").textContent = "";
+    structure.build([], null, new Map(), null);
+    $("#layer-table tbody").innerHTML = "";
+    drawDivergence($<HTMLCanvasElement>("#divergence-chart"), null);
+    $("#compare-maps").innerHTML = "";
+    $("#compare-summary").textContent = "";
+    renderFrozen();
+    showNoInput();
   }
 
   // --- structure -----------------------------------------------------------------------------------
@@ -413,7 +455,11 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     const l = state.layer;
     $("#layer-name").textContent = l ? l.layer : "";
     $("#layer-shape").textContent = l ? `${l.kind} · output ${formatShape(l.shape)} · ` + (l.maps.units != null ? `${l.maps.units} units` : `${l.maps.total} maps`) : "";
-    if (!l) return;
+    if (!l) {
+      $("#layer-stats").textContent = "";
+      layerGrid.clear();
+      return;
+    }
     const s = l.stats;
     const f = (v: number | null) => (v === null ? "-" : v.toPrecision(4));
     $("#layer-stats").textContent = `min ${f(s.min)} · max ${f(s.max)} · mean ${f(s.mean)} · std ${f(s.std)} · zeros ${(s.zeros * 100).toFixed(1)}%` +
@@ -521,7 +567,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     root.querySelectorAll<HTMLInputElement>("#attack-params input").forEach((i) => {
       if (i.value !== "") params[i.dataset.param!] = Number(i.value);
     });
-    const t = $<HTMLInputElement>("#attack-target").value;
+    const target = $<HTMLInputElement>("#attack-target");
+    const t = target.disabled ? "" : target.value; // an untargeted attack ignores a target typed for another
     message("#attack-message", `running ${attack} …`);
     try {
       const original = state.input;

@@ -90,6 +90,16 @@ export class MapGrid {
     }
   }
 
+  /** Draw nothing (no layer to show): nothing to hover or click either. */
+  clear(): void {
+    this.maps = null;
+    this.pixels = null;
+    this.grid = null;
+    this.canvas.width = 0;
+    this.canvas.height = 0;
+    this.canvas.style.height = "0px";
+  }
+
   private hit(e: MouseEvent): { f: number; x: number; y: number } | null {
     if (!this.grid || !this.maps) return null;
     const r = this.canvas.getBoundingClientRect();

@@ -29,6 +29,11 @@ describe("correlation heatmap", () => {
     }
     expect(heatLayout(8, 480).labelEvery).toBe(1);
     expect(heatLayout(512, 480).labelEvery).toBeGreaterThan(1); // numbers no closer than ~12 px
+    // along the top, numbers of two or three digits side by side: room for each one's width
+    const l32 = heatLayout(32, 480);
+    expect(l32.labelEvery).toBe(1);
+    expect(l32.columnEvery * l32.cell).toBeGreaterThanOrEqual(2 * 6.5 + 4);
+    expect(heatLayout(8, 480).columnEvery).toBe(1);
   });
 
   it("finds the filters of the cell under the pointer in display order, nothing outside", () => {

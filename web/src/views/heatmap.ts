@@ -16,8 +16,10 @@ export interface HeatLayout {
   size: number;
   /** the colour scale's left edge */
   barX: number;
-  /** whether every filter's number fits along the edges (else every few) */
+  /** every how many filters a number is written along the left edge and along the top (where
+   * numbers of several digits sit side by side, so they need more room) */
   labelEvery: number;
+  columnEvery: number;
   height: number;
 }
 
@@ -32,7 +34,9 @@ export function heatLayout(F: number, width: number): HeatLayout {
   const cell = size / Math.max(F, 1);
   return {
     F, x0: MARGIN, y0: MARGIN, cell, size, barX: MARGIN + size + BAR_GAP,
-    labelEvery: Math.max(1, Math.ceil(12 / cell)), height: MARGIN + size + 4,
+    labelEvery: Math.max(1, Math.ceil(12 / cell)),
+    columnEvery: Math.max(1, Math.ceil((String(Math.max(F - 1, 0)).length * 6.5 + 4) / cell)),
+    height: MARGIN + size + 4,
   };
 }
 
@@ -194,18 +198,14 @@ export class HeatmapView {
   }
 
   private drawLabels(ctx: CanvasRenderingContext2D): void {
-    const { F, x0, y0, cell, labelEvery } = this.layout!;
+    const { F, x0, y0, cell, labelEvery, columnEvery } = this.layout!;
     ctx.fillStyle = "#8a8f98";
-    ctx.font = `${Math.min(11, Math.max(8, cell * 0.8))}px system-ui, sans-serif`;
+    ctx.font = "11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
-    for (let k = 0; k < F; k += labelEvery) {
-      const text = String(this.order[k]);
-      const c = (k + 0.5) * cell;
-      ctx.textAlign = "right";
-      ctx.fillText(text, x0 - 4, y0 + c);
-      ctx.textAlign = "center";
-      ctx.fillText(text, x0 + c, y0 - 9);
-    }
+    ctx.textAlign = "right";
+    for (let k = 0; k < F; k += labelEvery) ctx.fillText(String(this.order[k]), x0 - 4, y0 + (k + 0.5) * cell);
+    ctx.textAlign = "center";
+    for (let k = 0; k < F; k += columnEvery) ctx.fillText(String(this.order[k]), x0 + (k + 0.5) * cell, y0 - 9);
     ctx.textAlign = "start";
     ctx.textBaseline = "alphabetic";
   }

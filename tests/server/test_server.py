@@ -304,3 +304,22 @@ def test_start_local_server_reports_a_port_in_use(tmp_path: Path) -> None:
     with start_local_server(tmp_path) as first:
         with pytest.raises(convscope.errors.ServerError, match="cannot listen"):
             start_local_server(tmp_path, port=first.port)
+
+
+def test_a_watch_whose_dashboard_port_is_taken_leaves_no_empty_run(tmp_path: Path) -> None:
+    """The start fails before any training: no "failed" run with no frames on the Runs page for
+    each try (a resumed run, which holds training, stays)."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3))
+    logdir = tmp_path / "runs"
+    with convscope.watch(net, logdir=logdir, run="kept") as mon:
+        net(torch.randn(2, 1, 8, 8))
+        mon.step()
+    with start_local_server(tmp_path / "other") as first:
+        for _ in range(2):
+            with pytest.raises(convscope.errors.ServerError, match="cannot listen"):
+                convscope.watch(net, logdir=logdir, run="demo", serve=True, serve_port=first.port).start()
+        assert RunStore(logdir).run_ids() == ["kept"]
+        with pytest.raises(convscope.errors.ServerError, match="cannot listen"):
+            convscope.watch(net, logdir=logdir, run="kept", resume=True, serve=True, serve_port=first.port).start()
+    assert RunStore(logdir).run_ids() == ["kept"] and RunStore(logdir).list_runs()[0]["last_step"] == 1
+    assert sorted(p.name for p in logdir.iterdir()) == ["kept.convscope.db"]

@@ -11,6 +11,7 @@ crash training.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import numbers
 import os
@@ -635,8 +636,22 @@ class Monitor:
         except BaseException:  # (a probe the model cannot take, a run store that cannot be made ...)
             # nothing is left behind: no hooks, no thread, no open run, no monitor said to watch the model
             self.close(status="failed")
+            self._remove_new_run()
             raise
         return self
+
+    def _remove_new_run(self) -> None:
+        """The run a failed start() created, removed: it holds no training (the start failed before
+        the first step), and the Runs page would list an empty "failed" run for every retry (a
+        dashboard port already taken, say). A resumed run stays as it was."""
+        store = self._store
+        if store is None or store.resumed_from is not None:
+            return
+        path = store.writer.path
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(f"{path}{suffix}")
+        self.run_id = None
 
     def _start(self) -> None:
         if self.probe is not None and not self._compiled:  # (a compiled model would compile its eval graph now)

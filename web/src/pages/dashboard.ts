@@ -16,7 +16,7 @@ const STEP_KINDS = ["weight_grid", "distribution", "feature_maps", "correlation"
 
 const PANELS: [string, string, string][] = [
   ["weights", "Filter weights", "Each window is one filter (x) on one input channel (y); blocks are raised up for positive and down for negative weights, red to blue. Drag to orbit, wheel to zoom."],
-  ["trajectory", "Weight trajectory", "The layer's weights over the steps, projected on three chosen weight dimensions or on the first three principal components; grey early, pink late."],
+  ["trajectory", "Weight trajectory", "The layer's weights over the steps, projected on three chosen weight dimensions or on the first three principal components (the note says which weights, or each component's share of the path's variance); axes x orange, y green, z blue; grey early, pink late."],
   ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch (or the training batch's first max_samples samples, 8 by default), normalised to [0, 1] by its own min and max, as a histogram line (counts on a square-root scale) coloured by its correlation group. Point at a line for its filter's real range, mean and spread."],
   ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group (their numbers along the edges); outlined squares are groups of similar filters, listed beneath; hatched rows are dead filters (constant maps). Point at a cell for its value."],
   ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],

@@ -6,6 +6,36 @@ import { ThreeView } from "./three";
 
 export type Projection = "dims" | "pca";
 
+/** A flat index into a weight of ``shape`` as ``w[f,c,r,k]`` (filter, channel, row, column). */
+export function weightName(flat: number, shape: number[]): string {
+  if (!shape.length) return `w[${flat}]`;
+  const at: number[] = [];
+  let rest = flat;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    at.unshift(rest % shape[d]);
+    rest = Math.floor(rest / shape[d]);
+  }
+  return `w[${at.join(",")}]`;
+}
+
+/** What the view's note says of ``n`` points of the latest trajectory frame ``last``: which
+ * weights the axes are, or how much of the path's spread each principal axis holds. */
+export function describeAxes(last: Frame | undefined, projection: Projection, n: number): string {
+  if (!n || !last) return "no trajectory frames yet";
+  const axes = ["x", "y", "z"];
+  const p = last.payload;
+  if (projection === "dims") {
+    const idx = p.dim_index ? Array.from(p.dim_index.data as ArrayLike<number>) : [];
+    const shape: number[] = Array.isArray(p.shape) ? p.shape : [];
+    return idx.length === 3
+      ? `${n} points on three chosen weights: ${idx.map((i, k) => `${axes[k]} ${weightName(i, shape)}`).join(", ")}`
+      : `${n} points, three chosen weights`;
+  }
+  const ev = p.explained_variance ? Array.from(p.explained_variance.data as ArrayLike<number>) : [];
+  const shares = ev.map((v, k) => `${axes[k]} PC ${k + 1} ${Number.isFinite(v) ? `${Math.round(v * 100)}%` : "-"}`);
+  return `${n} points, first three principal components` + (shares.length ? ` (${shares.join(", ")} of the path's variance)` : "");
+}
+
 export class TrajectoryView extends ThreeView {
   private group = new THREE.Group();
   private points: Frame[] = [];
@@ -57,9 +87,8 @@ export class TrajectoryView extends ThreeView {
     this.group.clear();
     // fewer than three points give no third (or second) principal axis yet: draw them at 0
     const pts = this.coords().map((p) => p.map((v) => (Number.isFinite(v) ? v : 0)));
-    this.note.textContent = pts.length
-      ? `${pts.length} points, ${this.projection === "pca" ? "first three principal components" : "three chosen weights"}`
-      : "no trajectory frames yet";
+    const shown = this.points.filter((f) => f.step <= this.upTo);
+    this.note.textContent = describeAxes(shown[shown.length - 1], this.projection, pts.length);
     if (pts.length === 0) return this.render();
     const lo = [0, 1, 2].map((k) => Math.min(...pts.map((p) => p[k])));
     const hi = [0, 1, 2].map((k) => Math.max(...pts.map((p) => p[k])));

@@ -276,7 +276,7 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
     net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     with convscope.watch(net, optimizer=opt, logdir=tmp_path, run="groups", every=10, budget=None, group_threshold=0.5,
-                         record=["correlation", "distribution"], probe=data.images[:16]) as mon:
+                         record=["correlation", "distribution", "weights"], probe=data.images[:16]) as mon:
         for step in range(40):
             x, y = data.images[step * 32 : step * 32 + 32], data.labels[step * 32 : step * 32 + 32]
             loss = torch.nn.functional.cross_entropy(net(x), y)
@@ -284,7 +284,7 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
             loss.backward()
             opt.step()
     with RunStore(tmp_path).open_run(mon.run_id) as reader:
-        last = {f.kind: f.payload for f in reader.frames(kind=["correlation", "groups", "distribution"], layer="conv1", start=40, end=40)}
+        last = {f.kind: f.payload for f in reader.frames(kind=["correlation", "groups", "distribution", "weight_grid"], layer="conv1", start=40, end=40)}
     labels, matrix = last["groups"]["labels"], last["correlation"]["matrix"]
     groups = {int(g): [int(i) for i in np.flatnonzero(labels == g)] for g in np.unique(labels) if g >= 0}
     assert groups and any(len(members) > 1 for members in groups.values()), labels  # (threshold 0.5: conv1 has groups)
@@ -330,6 +330,21 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
         assert (int(m[2]) if m[2] else -1) == labels[f]
         got = [float(v) for v in m.groups()[2:]]
         assert got == pytest.approx([dist[k][f] for k in ("min", "max", "mean", "std")], rel=6e-3, abs=1e-6), (said, f)
+        # a block of the weight grid under the pointer: its filter, channel, row, column and weight
+        box = page.locator("#view-weights canvas").bounding_box()
+        note = page.locator("#view-weights .view-note")
+        said = ""
+        for fx, fy in [(0.5, 0.5), (0.45, 0.5), (0.55, 0.45), (0.4, 0.4), (0.6, 0.6), (0.5, 0.35), (0.5, 0.65)]:
+            page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+            said = note.inner_text()
+            if said.startswith("filter"):
+                break
+        m = re.fullmatch(r"filter (\d+), channel (\d+), row (\d+), column (\d+): w = (\S+)", said)
+        assert m, said
+        f, c, y, x = (int(v) for v in m.groups()[:4])
+        assert float(m[5]) == pytest.approx(float(last["weight_grid"]["weights"][f, c, y, x]), rel=6e-3, abs=1e-6)
+        page.mouse.move(box["x"] + box["width"] + 40, box["y"] - 20)  # off the grid: the summary again
+        page.wait_for_function("document.querySelector('#view-weights .view-note').textContent.startsWith('16 filters')")
         assert not page.errors
     finally:
         handle.stop()

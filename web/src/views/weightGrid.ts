@@ -2,7 +2,7 @@
 // along x, input channels along y; each block coloured blue (negative) to red (positive) and
 // raised in z by its sign and size. A layer with one input channel wraps its filters into rows
 // of ceil(sqrt(F)) windows (as convscope.export._scenes.window_origins does for ParaView).
-// Orbit with the mouse, zoom with the wheel.
+// Orbit with the mouse, zoom with the wheel; the block under the pointer is named in the note.
 import * as THREE from "three";
 import { diverging } from "../colors";
 import type { Frame } from "../frames";
@@ -14,6 +14,11 @@ const HEIGHT = 2.5;
 export class WeightGridView extends ThreeView {
   private mesh: THREE.InstancedMesh | null = null;
   private shape = "";
+  private frame: Frame | null = null;
+  private summary = "";
+  private raycaster = new THREE.Raycaster();
+  /** the weight under the pointer, as the note says it (empty: none) */
+  hovered = "";
 
   constructor(container: HTMLElement) {
     super(container, 40, 0.1, 5000);
@@ -22,9 +27,27 @@ export class WeightGridView extends ThreeView {
     sun.position.set(1, -1, 2);
     this.scene.add(sun);
     this.resize();
+    const canvas = this.renderer.domElement;
+    canvas.addEventListener("pointermove", (e) => this.hover(e.offsetX, e.offsetY));
+    canvas.addEventListener("pointerleave", () => this.setHovered(""));
+  }
+
+  private hover(x: number, y: number): void {
+    if (!this.mesh || !this.frame) return;
+    const canvas = this.renderer.domElement;
+    const ndc = new THREE.Vector2((x / canvas.clientWidth) * 2 - 1, -(y / canvas.clientHeight) * 2 + 1);
+    this.raycaster.setFromCamera(ndc, this.camera);
+    const hit = this.raycaster.intersectObject(this.mesh)[0];
+    this.setHovered(hit?.instanceId === undefined ? "" : describeBlock(this.frame, hit.instanceId));
+  }
+
+  private setHovered(text: string): void {
+    this.hovered = text;
+    this.note.textContent = text || this.summary;
   }
 
   update(frame: Frame): void {
+    this.frame = frame;
     const w = frame.payload.weights;
     const shape: number[] = w.shape.length === 2 ? [w.shape[0], w.shape[1], 1, 1] : w.shape;
     const [F, C, kh, kw] = shape;
@@ -33,8 +56,10 @@ export class WeightGridView extends ThreeView {
     const count = fs * cs * kh * kw;
     const key = `${fs}x${cs}x${kh}x${kw}`;
     if (key !== this.shape) this.build(fs, cs, kh, kw, count);
-    this.note.textContent =
-      `${F} filter${F === 1 ? "" : "s"} x ${C} channel${C === 1 ? "" : "s"} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") + `, |w| max ${vmax.toPrecision(3)}`;
+    this.summary =
+      `${F} filter${F === 1 ? "" : "s"} x ${C} channel${C === 1 ? "" : "s"} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") + `, |w| max ${vmax.toPrecision(3)}; point at a block for its weight`;
+    this.note.textContent = this.summary;
+    this.hovered = "";
     const mesh = this.mesh!;
     const m = new THREE.Matrix4();
     const color = new THREE.Color();
@@ -62,6 +87,10 @@ export class WeightGridView extends ThreeView {
     }
     mesh.instanceMatrix.needsUpdate = true;
     if (mesh.instanceColor) mesh.instanceColor.needsUpdate = true;
+    // (bounds of the blocks as they now stand: the pointer's ray is tested against them first,
+    // and bounds made while every block sat at the origin would let no ray through)
+    mesh.computeBoundingSphere();
+    mesh.computeBoundingBox();
     this.render();
   }
 
@@ -83,6 +112,26 @@ export class WeightGridView extends ThreeView {
     this.controls.target.set(cx, cy, 0);
     this.controls.update();
   }
+}
+
+/** The weight of block ``i`` of the mesh (blocks go channel by channel, filter by filter, then
+ * row by row within a window, as update() lays them) and where it sits. */
+export function blockAt(i: number, shape: number[]): { f: number; c: number; y: number; x: number } {
+  const [F, , kh, kw] = shape.length === 2 ? [shape[0], shape[1], 1, 1] : shape;
+  const fs = Math.min(F, MAX_SIDE);
+  const x = i % kw, y = Math.floor(i / kw) % kh, f = Math.floor(i / (kw * kh)) % fs, c = Math.floor(i / (kw * kh * fs));
+  return { f, c, y, x };
+}
+
+/** What the note says of block ``i``: its filter, channel, position and value. */
+export function describeBlock(frame: Frame, i: number): string {
+  const w = frame.payload.weights;
+  const shape: number[] = w.shape.length === 2 ? [w.shape[0], w.shape[1], 1, 1] : w.shape;
+  const [, C, kh, kw] = shape;
+  const { f, c, y, x } = blockAt(i, shape);
+  const v = w.data[((f * C + c) * kh + y) * kw + x] as number;
+  const where = kh * kw > 1 ? `, row ${y}, column ${x}` : "";
+  return `filter ${f}, channel ${c}${where}: w = ${v.toPrecision(3)}`;
 }
 
 /** Row and column (in windows) of filter f's window for input channel c. */

@@ -253,9 +253,15 @@ def test_gradient_health_says_in_words_why_a_layer_is_flagged(tmp_path: Path, pa
         page.goto(handle.url + f"#/runs/{mon.run_id}")
         page.wait_for_function("document.querySelectorAll('#view-health .health-line').length === 2", timeout=20_000)
         lines = page.locator("#view-health .health-line").all_inner_texts()
-        assert lines == [f"{layer} {last[layer]['status']}: {'; '.join(last[layer]['reasons'])}" for layer in ("conv1", "conv2")]
-        # back at the first recording, the health read then
-        page.eval_on_selector("#scrubber", "(s) => { s.value = 5; s.dispatchEvent(new Event('input')); }")
+        # the rules that fired in words, then the numbers they do not already say
+        for line, layer in zip(lines, ("conv1", "conv2"), strict=True):
+            words, *numbers = line.split(" · ")
+            assert words == f"{layer} {last[layer]['status']}: {'; '.join(last[layer]['reasons'])}"
+            said = {n.split(" ")[0] for n in numbers}
+            assert ("gradient" in said) != ("gradient norm" in words) and ("update" in said) != ("update ratio" in words), line
+        # back at the first recording, the health read then: a click at the strip's start goes there
+        box = page.locator("#view-health canvas").bounding_box()
+        page.mouse.click(box["x"] + 112, box["y"] + 10)
         page.wait_for_function("document.querySelector('#view-health .health-line')?.textContent.startsWith('conv1') && "
                                "document.querySelector('#step-counter')?.textContent === '5'")
         page.wait_for_timeout(300)

@@ -1,7 +1,7 @@
 // The words under the gradient-health view: each layer's status at the current step, and why.
 import { describe, expect, it } from "vitest";
 import type { Frame } from "../src/frames";
-import { healthSummary } from "../src/views/health";
+import { healthStepAt, healthSummary } from "../src/views/health";
 
 const frame = (step: number, layer: string, payload: Record<string, unknown>): Frame =>
   ({ run: "r", step, layer, kind: "gradient_health", wall_time: 0, payload }) as unknown as Frame;
@@ -28,5 +28,22 @@ describe("health summary", () => {
   it("leaves out layers with nothing recorded yet, in the order of the layers given", () => {
     expect(healthSummary(frames, ["fc", "conv2"], 5)).toEqual([]);
     expect(healthSummary(frames, ["conv2", "conv1"], 10).map((s) => s.layer)).toEqual(["conv2", "conv1"]);
+  });
+
+  it("gives the check's numbers after its words", () => {
+    const f = frame(30, "conv1", { status: "exploding", reasons: ["gradient norm 312 > 100"], grad_norm: 312.4, update_ratio: 0.0031, dead_fraction: 0.25 });
+    expect(healthSummary([f], ["conv1"], 30)[0].text).toBe(
+      "conv1 exploding: gradient norm 312 > 100 · update 3.1e-3 of |w| a step · 25% of maps dead"); // (the norm said once)
+    const calm = frame(30, "conv2", { status: "healthy", reasons: [], grad_norm: 0.42, update_ratio: 0.05, dead_fraction: 0 });
+    expect(healthSummary([calm], ["conv2"], 30)[0].text).toBe("conv2 healthy · gradient norm 0.42 · update 0.05 of |w| a step");
+  });
+
+  it("turns a click on the strip into the step under it, within the steps shown", () => {
+    // the strip runs from x = 110 (after the layer names) to w - 8
+    expect(healthStepAt(110, 918, 10, 810)).toBe(10);
+    expect(healthStepAt(910, 918, 10, 810)).toBe(810);
+    expect(healthStepAt(510, 918, 10, 810)).toBe(410);
+    expect(healthStepAt(20, 918, 10, 810)).toBe(10);
+    expect(healthStepAt(5000, 918, 10, 810)).toBe(810);
   });
 });

@@ -4,7 +4,7 @@ import { followRun, getFrames, getRun, type RunDetails } from "../api";
 import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { DistributionView } from "../views/distribution";
-import { drawHealth, healthSummary } from "../views/health";
+import { drawHealth, healthStepAt, healthSummary } from "../views/health";
 import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
 import { countDrops, divergence, runNote } from "../views/runNote";
@@ -20,7 +20,7 @@ const PANELS: [string, string, string][] = [
   ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch (or the training batch's first max_samples samples, 8 by default), normalised to [0, 1] by its own min and max, as a histogram line (counts on a square-root scale) coloured by its correlation group. Point at a line for its filter's real range, mean and spread."],
   ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group (their numbers along the edges); outlined squares are groups of similar filters, listed beneath; hatched rows are dead filters (constant maps). Point at a cell for its value."],
   ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],
-  ["health", "Gradient health", "Per layer and recorded step: healthy, vanishing, exploding, stalled or non-finite gradients; the white line is the gradient norm (log scale)."],
+  ["health", "Gradient health", "Per layer and recorded step: healthy, vanishing, exploding, stalled or non-finite gradients; the white line is the gradient norm (log scale). Click the strip to go to that step."],
   ["scalars", "Scalars", "Values logged with monitor.log(...) and the learning rate; dashed pink lines are pruning events, dashed grey ones the steps where a stopped training was resumed."],
 ];
 
@@ -211,6 +211,14 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     if (follow) current = lastStep;
     schedule();
   }
+
+  // a click on the gradient-health strip goes to that step (where a layer turned, say)
+  healthCanvas.addEventListener("click", (e) => {
+    if (!health.length) return;
+    scrubber.value = String(healthStepAt(e.offsetX, healthCanvas.clientWidth, Number(healthCanvas.dataset.first ?? 0), lastStep));
+    scrubber.dispatchEvent(new Event("input"));
+  });
+  healthCanvas.style.cursor = "pointer";
 
   let debounce: number | undefined;
   scrubber.addEventListener("input", () => {

@@ -5,12 +5,23 @@ import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
 
+const ROW_H = 26;
+const LABEL_W = 110;
+
+/** The step at CSS x ``px`` of a health strip ``w`` wide showing steps ``first`` to ``lastStep``
+ * (clamped to them): where a click on the strip moves the dashboard. */
+export function healthStepAt(px: number, w: number, first: number, lastStep: number): number {
+  const t = (px - LABEL_W) / Math.max(1, w - LABEL_W - 8);
+  return Math.round(first + Math.min(1, Math.max(0, t)) * Math.max(1, lastStep - first));
+}
+
 export function drawHealth(canvas: HTMLCanvasElement, frames: Frame[], layers: string[], current: number, lastStep: number): void {
-  const rowH = 26, labelW = 110;
+  const rowH = ROW_H, labelW = LABEL_W;
   const ctx = fitCanvas(canvas, Math.max(60, layers.length * rowH + 24));
   if (frames.length === 0) return emptyState(ctx, "no gradient-health frames yet");
   const w = canvas.clientWidth;
   const first = Math.min(...frames.map((f) => f.step));
+  canvas.dataset.first = String(first); // (for a click: see healthStepAt)
   const span = Math.max(1, lastStep - first);
   const x = (step: number) => labelW + ((step - first) / span) * (w - labelW - 8);
   ctx.font = "11px system-ui, sans-serif";
@@ -74,7 +85,19 @@ export function healthSummary(frames: Frame[], layers: string[], current: number
     const status = String(f.payload.status);
     const reasons = Array.isArray(f.payload.reasons) ? (f.payload.reasons as unknown[]).map(String) : [];
     const why = reasons.length === 0 ? "" : status === "healthy" ? ` (${reasons.join("; ")})` : `: ${reasons.join("; ")}`;
-    out.push({ layer, status, text: `${layer} ${status}${why}` });
+    out.push({ layer, status, text: `${layer} ${status}${why}${measures(f, reasons.join(" "))}` });
   }
   return out;
+}
+
+/** The check's numbers, after the words: " · gradient norm 0.42 · update 3.1e-3 of |w| a step"
+ * (none for frames without them, nor those the rules that fired already say). */
+function measures(f: Frame, said: string): string {
+  const num = (k: string) => (typeof f.payload[k] === "number" && Number.isFinite(f.payload[k]) ? (f.payload[k] as number) : null);
+  const g = said.includes("gradient norm") ? null : num("grad_norm");
+  const u = said.includes("update ratio") ? null : num("update_ratio");
+  const d = num("dead_fraction");
+  const fmt = (v: number) => (v !== 0 && (Math.abs(v) < 1e-2 || Math.abs(v) >= 1e4) ? v.toExponential(1) : String(Number(v.toPrecision(3))));
+  return (g === null ? "" : ` · gradient norm ${fmt(g)}`) + (u === null ? "" : ` · update ${fmt(u)} of |w| a step`) +
+    (d ? ` · ${Math.round(d * 100)}% of maps dead` : "");
 }

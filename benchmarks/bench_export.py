@@ -17,7 +17,13 @@ in ``pvpython`` (the time inside ParaView to open and fetch the data, and the wh
 Paper (in situ TensorView): CSV 85 MB and 60 s to load in ParaView; VTP 35 MB, 2-3 s.
 Targets: VTK export at most 35 MB, loading in ParaView in at most 2 s.
 
+``convscope export`` of a big stored run (``--run-steps``, 10 frames a step: weight grids,
+feature maps, distributions, correlations, gradient health and the loss of two layers): the
+time and the peak memory of ``export_run``, each in a fresh process (its peak resident set
+above what the process held before the export, and its high-water mark in all).
+
 Run: python benchmarks/bench_export.py [--rounds 3] [--csv-rounds 1] [--bridge-steps 20]
+     python benchmarks/bench_export.py --only-run [--run-steps 2000] [--run-formats csv,vtk]
 """
 
 from __future__ import annotations
@@ -182,6 +188,87 @@ def bench_bridge(steps: int, tmp: Path, png: bool) -> dict[str, float] | None:
     }
 
 
+FRAMES_PER_STEP = 10
+
+
+def synthetic_run(logdir: Path, steps: int) -> str:
+    """A stored run of ``steps`` x :data:`FRAMES_PER_STEP` frames, every feature-map frame kept."""
+    from convscope.store import RunStore
+
+    rng = np.random.default_rng(0)
+    shapes = {"conv1": ((16, 1, 5, 5), (16, 28, 28)), "conv2": ((32, 16, 3, 3), (32, 14, 14))}
+    with RunStore(logdir).create_run("big", retention={"feature_maps": steps}) as w:
+        for step in range(steps):
+            w.write(Frame(run="big", step=step, kind="scalar", payload={"name": "loss", "value": 1.0 / (step + 1)}))
+            for layer, (wshape, mshape) in shapes.items():
+                weights = rng.normal(size=wshape).astype(np.float32)
+                f = wshape[0]
+                for kind, payload in (
+                    ("weight_grid", {"weights": weights, "vmax": float(np.abs(weights).max())}),
+                    ("feature_maps", {"images": rng.integers(0, 255, mshape, dtype=np.uint8), "vmin": 0.0, "vmax": 1.0,
+                                      "normalisation": "per_map", "scale": 1.0, "sample": 0}),
+                    ("distribution", {"counts": rng.integers(0, 9, (f, 32)).astype(np.int32),
+                                      "bins": np.linspace(0, 1, 33, dtype=np.float32), "min": np.zeros(f, np.float32),
+                                      "max": np.ones(f, np.float32), "mean": np.full(f, 0.5, np.float32),
+                                      "std": np.full(f, 0.1, np.float32)}),
+                    ("gradient_health", {"status": "healthy", "grad_norm": float(rng.random()), "update_ratio": 1e-3,
+                                         "zero_fraction": 0.0, "dead_fraction": 0.0, "nonfinite": 0}),
+                ):
+                    w.write(Frame(run="big", step=step, kind=kind, layer=layer, payload=payload, wall_time=1.7e9 + step))
+            m = np.corrcoef(rng.normal(size=(16, 20))).astype(np.float32)
+            w.write(Frame(run="big", step=step, kind="correlation", layer="conv2", payload={"matrix": m, "dead": np.zeros(16, bool)}))
+    return "big"
+
+
+_EXPORT_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from convscope.export import export_run
+
+def hwm_kib():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+logdir, out, formats = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+before = hwm_kib()
+try:
+    Path("/proc/self/clear_refs").write_text("5")  # the high-water mark restarts from now (Linux)
+    reset = True
+except OSError:
+    reset = False
+first = []
+t0 = time.perf_counter()
+result = export_run(logdir, "big", out=out, formats=formats,
+                    progress=lambda done, total: first or first.append(time.perf_counter() - t0))
+seconds = time.perf_counter() - t0
+print(json.dumps({"frames": result.frames, "seconds": seconds, "first_progress_s": first[0],
+                  "peak_mib": (hwm_kib() - before) / 1024 if reset else None, "hwm_mib": hwm_kib() / 1024}))
+"""
+
+
+def bench_export_run(steps: int, formats: str, rounds: int, tmp: Path) -> list[list]:
+    """Time and peak memory of ``export_run`` on a synthetic run, each round in a fresh process."""
+    logdir = tmp / "runs"
+    t0 = time.perf_counter()
+    synthetic_run(logdir, steps)
+    stored = sum(p.stat().st_size for p in logdir.iterdir()) / 1e6
+    print(f"synthetic run: {steps * FRAMES_PER_STEP} frames, {stored:.0f} MB stored ({time.perf_counter() - t0:.0f} s to write)",
+          flush=True)
+    rows = []
+    for i in range(rounds):
+        out = tmp / f"export-{i}"
+        done = subprocess.run([sys.executable, "-c", _EXPORT_CHILD, str(logdir), str(out), formats],
+                              check=True, capture_output=True, text=True)
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append([formats, r["frames"], round(stored), round(r["seconds"], 1), round(r["first_progress_s"] * 1e3),
+                     "-" if r["peak_mib"] is None else round(r["peak_mib"]), round(r["hwm_mib"])])
+        print(" | ".join(map(str, rows[-1])), flush=True)
+        shutil.rmtree(out)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -190,8 +277,19 @@ def main() -> None:
     p.add_argument("--skip-float", action="store_true", help="only the u8 frames")
     p.add_argument("--paraview-csv", action="store_true",
                    help="also time ParaView's CSV reader (minutes and ~10 GB of memory for the 780 MB table)")
+    p.add_argument("--run-steps", type=int, default=2000, help=f"steps of the exported run ({FRAMES_PER_STEP} frames a step)")
+    p.add_argument("--run-formats", default="csv,vtk", help="formats of the run's export (comma-separated)")
+    p.add_argument("--only-run", action="store_true", help="only the export of the big run")
     args = p.parse_args()
     print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        run_rows = bench_export_run(args.run_steps, args.run_formats, args.rounds, Path(tmp_name))
+    print()
+    print(f"convscope export of a stored run ({args.run_steps} steps), each round in a fresh process:")
+    print(table(["formats", "frames", "run MB", "export s", "first progress ms", "peak MiB (export)", "peak RSS MiB"], run_rows))
+    print(flush=True)
+    if args.only_run:
+        return
     maps = vgg16_conv1_maps()
     print(f"VGG-16 conv1 maps of 8 photos: {maps.shape}, {maps.nbytes / 1e6:.0f} MB as float32, "
           f"{(maps == 0).mean():.0%} zeros after ReLU", flush=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -165,3 +167,89 @@ def test_the_writers_follow_a_real_training_run(tmp_path) -> None:
     assert np.array_equal(d["cell_data"]["value"][::6], last["value"].to_numpy().astype(np.float32))
     if vtk_steps[-1] == 4:  # recorded after the last optimizer step: the model's weights now
         assert np.array_equal(d["cell_data"]["value"][::6], final.ravel())
+
+
+def test_a_big_run_is_read_a_batch_at_a_time_and_written_as_it_is_read(tmp_path, monkeypatch) -> None:
+    # (every selected frame was read into memory before the first was written: memory grew with
+    # the run, and the bar stood at 0 while it read)
+    import tracemalloc
+
+    import convscope.export._run as run_module
+
+    logdir = tmp_path / "runs"
+    maps = np.random.default_rng(0).integers(0, 255, (50, 128, 128), dtype=np.uint8)  # 800 KiB a frame
+    with RunStore(logdir).create_run("big") as w:
+        for step in range(40):
+            w.write(Frame(run="big", step=step, kind="feature_maps", layer="conv1", payload={
+                "images": maps, "vmin": 0.0, "vmax": 1.0, "normalisation": "per_map", "scale": 1.0, "sample": step}))
+    stored = 40 * maps.nbytes
+    monkeypatch.setattr(run_module, "READ_BYTES", 1 << 20, raising=False)
+    folder = tmp_path / "o" / "vtk" / "feature_maps-conv1"
+    seen = []
+
+    def progress(done: int, total: int) -> None:
+        # each frame counted once it is written: its file is there
+        seen.append((done, total, len(list(folder.glob("*.vti"))) if folder.is_dir() else 0))
+
+    tracemalloc.start()
+    try:
+        result = export_run(logdir, "big", out=tmp_path / "o", formats="vtk", progress=progress)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.frames == 40 and seen == [(done, 40, done) for done in range(41)]
+    assert peak < stored / 4, f"the export held {peak / 2**20:.0f} MiB of a {stored / 2**20:.0f} MiB run at once"
+
+
+def test_re_exporting_into_the_same_out_leaves_no_stale_step_files(stored, tmp_path) -> None:
+    # (the .pvd listed the new steps, but the step files of the earlier export stayed beside them)
+    out = tmp_path / "o"
+    export_run(stored, "r", out=out, formats="vtk")
+    series = out / "vtk" / "weights-conv1"
+    assert len(list(series.glob("*.vtp"))) == 5
+    (series / "my-notes.txt").write_text("mine")
+    (series / "weights-conv1_mine.vtp").write_text("mine too")
+    export_run(stored, "r", out=out, formats="vtk", start=3)
+    assert sorted(p.name for p in series.iterdir()) == [
+        "my-notes.txt", "weights-conv1_00000003.vtp", "weights-conv1_00000004.vtp", "weights-conv1_mine.vtp"]
+    assert [Path(line.split('file="')[1].split('"')[0]).name for line in (out / "vtk" / "weights-conv1.pvd").read_text().splitlines()
+            if "file=" in line] == ["weights-conv1_00000003.vtp", "weights-conv1_00000004.vtp"]
+    # series the new export does not write are left whole, .pvd and files alike
+    export_run(stored, "r", out=out, formats="vtk", kinds="weight_grid", end=0)
+    assert len(list((out / "vtk" / "correlation-conv1").glob("*.vti"))) == 2
+    assert [p.name for p in series.glob("*_0*.vtp")] == ["weights-conv1_00000000.vtp"]
+    # a live VTK sink (watch) never removes files
+    from convscope.export import VtkWriter
+
+    sink = VtkWriter(out / "vtk")
+    sink.write(next(f for f in every_kind(9) if f.kind == "weight_grid"))
+    sink.close()
+    assert len(list(series.glob("*_0*.vtp"))) == 2
+
+
+def test_exporting_a_run_still_being_written_says_it_is_a_partial_snapshot(tmp_path, capsys) -> None:
+    logdir = tmp_path / "runs"
+    w = RunStore(logdir).create_run("live")
+    try:
+        for s in range(3):
+            w.write_many(every_kind(s, run="live"))
+        w.flush()
+        late = []
+
+        def progress(done: int, total: int) -> None:
+            if done == 1:  # the run goes on while it is exported: the export is what was stored when it began
+                w.write_many(every_kind(3, run="live"))
+                late.append(w.flush())
+
+        result = export_run(logdir, "live", out=tmp_path / "o", formats="csv", progress=progress)
+        assert late and result.partial and result.frames == 3 * len(KINDS) and result.last_step == 2
+        assert main(["export", "live", "--logdir", str(logdir), "--out", str(tmp_path / "c"), "--format", "csv", "--quiet"]) == 0
+        said = " ".join(capsys.readouterr().out.split())
+        assert f"exported {4 * len(KINDS)} frames of run live:" in said
+        assert "run live is still being written: this is a partial snapshot of what it had stored (up to step 3)" in said
+    finally:
+        w.close()
+    result = export_run(logdir, "live", out=tmp_path / "d", formats="csv")
+    assert not result.partial and result.frames == 4 * len(KINDS)
+    assert main(["export", "live", "--logdir", str(logdir), "--out", str(tmp_path / "e"), "--format", "csv", "--quiet"]) == 0
+    assert "partial" not in capsys.readouterr().out

@@ -136,3 +136,35 @@ def test_the_weight_grid_figure_numbers_filters_and_channels_not_pixels(tmp_path
     assert list(ax.get_xticks()) == [1.0, 21.0, 41.0, 61.0, 81.0, 101.0, 121.0]
     assert list(ax.get_yticks()) == [1.0 + 4 * c for c in range(8)]
     plt.close(fig)
+
+
+def test_a_one_channel_layer_is_wrapped_into_the_block_the_dashboard_and_vtk_draw(tmp_path) -> None:
+    # (conv1, 1 input channel and 16 filters, was a 1 x 16 strip; the dashboard and the VTK blocks
+    # wrap it into 4 x 4)
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from convscope.export._figures import _draw
+    from convscope.export._scenes import weight_grid_blocks
+
+    w = np.random.default_rng(1).normal(size=(16, 1, 5, 5)).astype(np.float32)
+    fig = _draw(plt, Frame(run="r", step=1, kind="weight_grid", layer="conv1", payload={"weights": w, "vmax": 3.0}))
+    ax = fig.axes[0]
+    image = np.asarray(ax.images[0].get_array())
+    assert image.shape == (4 * 6 - 1, 4 * 6 - 1)
+    # every filter's window where the VTK file puts that filter's blocks (x across, y down from 0)
+    blocks = weight_grid_blocks(w, vmax=3.0)
+    corners = blocks.points.reshape(-1, 8, 3)
+    for i in range(16):
+        mine = corners[blocks.cell_data["filter"][::6] == i]
+        x0, y0 = int(mine[:, :, 0].min()), int(-mine[:, :, 1].max())
+        assert np.array_equal(image[y0 : y0 + 5, x0 : x0 + 5], w[i, 0]), i
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "4", "8", "12"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["+0", "+1", "+2", "+3"]
+    assert "1 input channel" in ax.get_ylabel()
+    plt.close(fig)
+    # 20 filters: rows of 5, the last full (as the dashboard's grid)
+    fig = _draw(plt, Frame(run="r", step=1, kind="weight_grid", layer="conv1",
+                           payload={"weights": np.ones((20, 1, 3, 3), np.float32), "vmax": 1.0}))
+    assert np.asarray(fig.axes[0].images[0].get_array()).shape == (4 * 4 - 1, 5 * 4 - 1)
+    plt.close(fig)

@@ -127,6 +127,36 @@ def test_queries_match_python_references(tmp_path: Path) -> None:
     w.close()
 
 
+def test_iter_raw_frames_gives_what_raw_frames_gives_a_batch_at_a_time(tmp_path: Path) -> None:
+    # (the streaming read behind ``convscope export``: the same frames in the same order, step then
+    # row id, whatever the write order; a series longer than one page of ids; a live snapshot)
+    w = RunStore(tmp_path).create_run("i")
+    rng = np.random.default_rng(3)
+    written = [Frame(run="i", step=int(s), kind="scalar", payload={"name": "loss", "value": 0.5}) for s in rng.integers(0, 400, 1300)]
+    written += [frame(kind, int(s), run="i", layer=layer) for s in rng.permutation(60)
+                for kind, layer in (("correlation", "conv2"), ("correlation", "conv1"), ("pruning", ""))]
+    for i in rng.permutation(len(written)):
+        w.write(written[i])
+    w.flush()
+    with RunStore(tmp_path).open_run("i") as r:
+        cases = [dict(), dict(kind="scalar"), dict(kind=["correlation"], layer="conv1"), dict(start=10, end=20),
+                 dict(kind=["scalar", "pruning"], start=30, end=61), dict(layer=[""], end=5), dict(start=900), dict(kind=[])]
+        for c in cases:
+            expected = r.raw_frames(**c)
+            for batch, batch_bytes in ((256, 16 << 20), (1, 16 << 20), (7, 1)):
+                assert list(r.iter_raw_frames(**c, batch=batch, batch_bytes=batch_bytes)) == expected, (c, batch)
+            assert r.count(**c) == len(expected), c
+        with pytest.raises(StoreError, match="unknown frame kinds"):
+            r.count(kind="weights")
+        # a snapshot: frames stored after ``last_id`` are neither counted nor read
+        upto = r.last_id()
+        w.write(Frame(run="i", step=1, kind="scalar", payload={"name": "loss", "value": 0.1}))
+        w.flush()
+        assert r.count(upto_id=upto) == len(written) and r.count() == len(written) + 1
+        assert [i for i, _d in r.iter_raw_frames(upto_id=upto)] == [i for i, _d in r.raw_frames() if i <= upto]
+    w.close()
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     ops=st.lists(st.tuples(st.sampled_from(["scalar", "gradient_health", "correlation"]), st.sampled_from(["", "a", "b"]),
@@ -322,6 +352,7 @@ def test_format_1_files_still_read(tmp_path: Path) -> None:
     assert (info["status"], info["frames"], info["kinds"], info["layers"]) == ("finished", 60, {"correlation": 30, "scalar": 30}, ["conv1"])
     assert steps_of(r.frames(latest=True, end=12)) == steps_of(ref_latest(written, end=12))
     assert steps_of(r.frames(max_points=4)) == steps_of(ref_thinned(written, 4))
+    assert list(r.iter_raw_frames(batch=5)) == r.raw_frames() and r.count(kind="scalar") == 30
 
 
 def test_list_runs_sees_new_frames_and_runs(tmp_path: Path) -> None:

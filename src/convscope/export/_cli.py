@@ -126,6 +126,10 @@ def run_export(args: argparse.Namespace) -> int:
             bar.stop()
     out = Console()
     out.print(f"exported {result.frames} frames of run [bold]{result.run}[/]:", highlight=False)
+    if result.partial:
+        upto = "" if result.last_step is None else f" (up to step {result.last_step})"
+        out.print(f"  run {result.run} is still being written: this is a partial snapshot of what it had stored{upto}; "
+                  "export again once it has finished for the rest", highlight=False, soft_wrap=True)
     for fmt, folder in result.folders.items():
         out.print(f"  {fmt:12} {folder}", highlight=False)
     return 0

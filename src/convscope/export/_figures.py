@@ -16,7 +16,7 @@ import numpy as np
 
 from convscope._optional import require
 from convscope.export._csv import safe_name
-from convscope.export._scenes import tile_maps, weight_layout
+from convscope.export._scenes import tile_maps, weight_layout, window_origins
 from convscope.export._select import choice, selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
@@ -144,16 +144,21 @@ def _draw(plt: Any, frame: Frame) -> Any:
     if k == "weight_grid":
         w = np.asarray(p["weights"], np.float32)
         f, c, kh, kw = weight_layout(w.shape)
-        # windows: channels down, filters across (the paper's grid)
-        windows = w.reshape(f, c, kh, kw).transpose(1, 0, 2, 3).reshape(c * f, kh, kw)
         vmax = float(p["vmax"]) or 1.0
-        image = tile_maps(windows, columns=f, fill=np.nan)
+        image, rows, columns = _weight_image(w.reshape(f, c, kh, kw))
         im = ax.imshow(image, cmap=_CMAP, vmin=-vmax, vmax=vmax, interpolation="nearest")
         # ticks at the windows' middles, numbered by filter and channel (not by pixel)
-        ax.set_xticks(*_window_ticks(f, kw))
-        ax.set_yticks(*_window_ticks(c, kh))
-        ax.set_xlabel("filter")
-        ax.set_ylabel("input channel")
+        if c == 1 and f > 1:  # the filters wrapped into rows of `columns`
+            positions, offsets = _window_ticks(columns, kw)
+            ax.set_xticks(positions, [f"+{offset}" for offset in offsets])
+            ax.set_yticks(*_window_ticks(rows, kh, first=columns))
+            ax.set_xlabel("filter (the row's first + this)")
+            ax.set_ylabel("filters (first of the row; 1 input channel)")
+        else:
+            ax.set_xticks(*_window_ticks(f, kw))
+            ax.set_yticks(*_window_ticks(c, kh))
+            ax.set_xlabel("filter")
+            ax.set_ylabel("input channel")
     elif k == "distribution":
         im = ax.imshow(np.asarray(p["counts"], np.float32), aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_xlabel("bin (each filter's own min to max)")
@@ -175,9 +180,22 @@ def _draw(plt: Any, frame: Frame) -> Any:
     return fig
 
 
-def _window_ticks(count: int, size: int, *, most: int = 12) -> tuple[list[float], list[str]]:
+def _weight_image(w: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Weights ``[F, C, kh, kw]`` as one image of kernel windows with 1-pixel NaN gaps, and its
+    size in windows, laid out as the dashboard and the VTK blocks are (:func:`window_origins`):
+    channels down and filters across, or one input channel's filters wrapped into a near-square block."""
+    f, c, kh, kw = w.shape
+    window_row, window_col, rows, columns = window_origins(f, c)
+    fi, ci, ri, ki = np.meshgrid(np.arange(f), np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
+    image = np.full((rows * (kh + 1) - 1, columns * (kw + 1) - 1), np.nan, np.float32)
+    image[window_row[fi, ci] * (kh + 1) + ri, window_col[fi, ci] * (kw + 1) + ki] = w
+    return image, rows, columns
+
+
+def _window_ticks(count: int, size: int, *, most: int = 12, first: int = 1) -> tuple[list[float], list[str]]:
     """Tick positions and labels of ``count`` windows of ``size`` pixels and a 1-pixel gap
-    (:func:`tile_maps`): every 1st, 2nd, 5th, 10th, 20th ... window, at most ``most`` ticks."""
+    (:func:`tile_maps`): every 1st, 2nd, 5th, 10th, 20th ... window, at most ``most`` ticks;
+    window ``i`` is labelled ``i * first``."""
     step = next(m * 10**e for e in range(12) for m in (1, 2, 5) if count <= most * m * 10**e)
     shown = range(0, count, step)
-    return [float(i * (size + 1) + (size - 1) / 2) for i in shown], [str(i) for i in shown]
+    return [float(i * (size + 1) + (size - 1) / 2) for i in shown], [str(i * first) for i in shown]

@@ -18,19 +18,33 @@ __all__ = ["FORMATS", "ExportResult", "export_run", "make_writer"]
 
 #: what ``export_run`` can write, each into its own folder under ``out``
 FORMATS = ("csv", "vtk", "tensorboard", "figures")
+#: about the most bytes of stored frames an export holds at once (it reads the run a batch at a time)
+READ_BYTES = 8 << 20
 
 
 @dataclass
 class ExportResult:
-    """What an export wrote: frames read, and the folder of each format."""
+    """What an export wrote: frames read, and the folder of each format.
+
+    ``partial`` is true when the run was still being written (live): the export holds the
+    frames stored when it began, up to step ``last_step``, and the run goes on past them.
+    """
 
     run: str
     frames: int
     folders: dict[str, Path] = field(default_factory=dict)
+    partial: bool = False
+    last_step: int | None = None
 
 
-def make_writer(fmt: str, folder: str | os.PathLike[str], *, kinds: str | Iterable[str] | None = None, layers: str | Iterable[str] | None = None) -> Sink:
-    """The writer (a :class:`~convscope.sinks.Sink`) of one format, writing into ``folder``."""
+def make_writer(fmt: str, folder: str | os.PathLike[str], *, kinds: str | Iterable[str] | None = None, layers: str | Iterable[str] | None = None,
+                export: bool = False) -> Sink:
+    """The writer (a :class:`~convscope.sinks.Sink`) of one format, writing into ``folder``.
+
+    With ``export`` (the writers of :func:`export_run`, not live sinks), the VTK writer removes
+    the step files that an earlier export left of each series it writes, and writes each
+    ``.pvd`` when it closes (see :class:`~convscope.export.VtkWriter`).
+    """
     if fmt == "csv":
         from convscope.export._csv import CsvWriter
 
@@ -38,7 +52,7 @@ def make_writer(fmt: str, folder: str | os.PathLike[str], *, kinds: str | Iterab
     if fmt == "vtk":
         from convscope.export._vtk import VtkWriter
 
-        return VtkWriter(folder, kinds=kinds, layers=layers)
+        return VtkWriter(folder, kinds=kinds, layers=layers, export=export)
     if fmt == "tensorboard":
         from convscope.export._tensorboard import TensorBoardWriter
 
@@ -73,8 +87,12 @@ def export_run(
             any layer filter).
         start, end: only frames of steps in ``[start, end]``.
         tensorboard_logdir: write the TensorBoard files here instead of ``out/tensorboard``.
-        progress: called with ``(frames done, frames in all)`` as it goes, first with
-            ``(0, frames in all)`` once the frames are read and checked.
+        progress: called with ``(frames written, frames in all)`` as it goes, first with
+            ``(0, frames in all)`` once the selection is counted and checked.
+
+    The frames are read from the store a batch at a time and written as they come, so memory
+    stays bounded whatever the run's length. A run still being written is exported as it was
+    when the export began (``ExportResult.partial``).
 
     Raises:
         DataError: an unknown format or kind, a selection that holds no frame, or a folder
@@ -104,43 +122,50 @@ def export_run(
     with RunStore(logdir).open_run(run) as reader:
         if layers is not None:
             _check_layers(layers, reader.layers(), run)
+        live = reader.status() == "live"
+        upto = reader.last_id()  # a live run's frames stored from now on are left out: one snapshot
         # logged values come in batches (``scalars`` frames, one per name and second), which
         # are written as the ``scalar`` frames they hold; a batch is stored at its last step,
         # so one past ``end`` may hold values up to ``end`` (the others are left out below)
         query = kinds if kinds is None or "scalar" not in kinds or "scalars" in kinds else [*kinds, "scalars"]
         # run-level frames (scalars) have no layer; a layer filter keeps them
         in_layers = None if layers is None else [*layers, ""]
-        rows = reader.raw_frames(kind=query, layer=in_layers, start=start, end=end)
+        parts: list[dict[str, Any]] = [{"kind": query, "layer": in_layers, "start": start, "end": end}]
         if end is not None and (query is None or "scalars" in query):
-            rows += reader.raw_frames(kind="scalars", layer=in_layers, start=end + 1)
-        if not rows:
+            parts.append({"kind": "scalars", "layer": in_layers, "start": end + 1})
+        total = sum(reader.count(**part, upto_id=upto) for part in parts)
+        if not total:
             raise DataError(_nothing_selected(reader.info(details=False), run, kinds, layers, start, end))
-    for fmt, folder in folders.items():
+        for fmt, folder in folders.items():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DataError(f"cannot write the {fmt} export to {folder}: {exc.strerror or exc}; pass --out (out=) a folder you can write to") from None
+        writers = [make_writer(fmt, folders[fmt], kinds=kinds, layers=layers, export=True) for fmt in chosen]
+        if progress is not None:
+            progress(0, total)
+        done, last_step, status = 0, None, "finished"
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot write the {fmt} export to {folder}: {exc.strerror or exc}; pass --out (out=) a folder you can write to") from None
-    writers = [make_writer(fmt, folders[fmt], kinds=kinds, layers=layers) for fmt in chosen]
-    total = len(rows)
-    if progress is not None:
-        progress(0, total)
-    status = "finished"
-    try:
-        for i, (_row, data) in enumerate(rows, start=1):
-            for frame in expand_scalars(decode(data, copy=False)):
-                if not (start or 0) <= frame.step <= (frame.step if end is None else end):
-                    continue  # (a value of a batch that reaches beyond the steps asked for)
-                for writer in writers:
-                    writer.write(frame)
-            if progress is not None:
-                progress(i, total)
-    except BaseException:
-        status = "failed"
-        raise
-    finally:
-        for writer in writers:
-            writer.close(status=status)
-    return ExportResult(run=run, frames=total, folders=folders)
+            for part in parts:
+                for _row, data in reader.iter_raw_frames(**part, upto_id=upto, batch_bytes=READ_BYTES):
+                    for frame in expand_scalars(decode(data, copy=False)):
+                        if not (start or 0) <= frame.step <= (frame.step if end is None else end):
+                            continue  # (a value of a batch that reaches beyond the steps asked for)
+                        last_step = frame.step if last_step is None else max(last_step, frame.step)
+                        for writer in writers:
+                            writer.write(frame)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+            if done < total and progress is not None:  # (frames a live run's writer thinned away meanwhile)
+                progress(done, done)
+        except BaseException:
+            status = "failed"
+            raise
+        finally:
+            for writer in writers:
+                writer.close(status=status)
+    return ExportResult(run=run, frames=done, folders=folders, partial=live, last_step=last_step)
 
 
 def _check_layers(layers: Sequence[str], known: Sequence[str], run: str) -> None:

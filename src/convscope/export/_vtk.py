@@ -18,6 +18,7 @@ series                         file   what
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -121,6 +122,12 @@ class VtkWriter(Sink):
     the run goes on and reload it to see new steps. Files are written whole and renamed into
     place, so a reader never sees half a file.
 
+    With ``export`` (what ``convscope export`` makes), the writer is not a live sink: the first
+    frame of each series removes that series' step files left in ``out`` by an earlier writer,
+    which its new ``.pvd`` would not list (other files are never touched), and each ``.pvd`` is
+    written once, when the writer closes, rather than after every frame (which costs time in
+    the square of a series' steps).
+
     Example:
         >>> import tempfile, numpy as np
         >>> w = VtkWriter(tempfile.mkdtemp())
@@ -133,9 +140,18 @@ class VtkWriter(Sink):
 
     name = "vtk"
 
-    def __init__(self, out: str | os.PathLike[str], *, kinds: str | Iterable[str] | None = None, layers: str | Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        out: str | os.PathLike[str],
+        *,
+        kinds: str | Iterable[str] | None = None,
+        layers: str | Iterable[str] | None = None,
+        export: bool = False,
+    ) -> None:
         self.out = Path(out)
         self.kinds, self.layers = choice(kinds, layers)
+        #: an export's writer (see the class doc), not a live sink
+        self.export = export
         self.series: dict[str, dict[int, str]] = {}
         self.bytes_written = 0
         self._trajectories = _Trajectories()
@@ -150,12 +166,28 @@ class VtkWriter(Sink):
         with self._lock:
             for series, scene in scenes_of(frame, self._trajectories).items():
                 ext = ".vtp" if isinstance(scene, PolyData) else ".vti"
+                if self.export and series not in self.series:
+                    self._remove_earlier_steps(series)
                 rel = f"{series}/{series}_{frame.step:08d}{ext}"
                 writer = write_vtp if isinstance(scene, PolyData) else write_vti
                 self.bytes_written += writer(self.out / rel, scene)  # type: ignore[arg-type]
                 self.series.setdefault(series, {})[frame.step] = rel
                 self._dirty.add(series)
-            self._write_collections()
+            if not self.export:
+                self._write_collections()
+
+    def _remove_earlier_steps(self, series: str) -> None:
+        """The step files of ``series`` that an earlier export left: its new ``.pvd`` would not
+        list them, but someone opening the folder's files by hand would see them. Only files
+        named as this writer names them go (``<series>_<step>.vtp|.vti``, and ``.part`` ones
+        left by a crash); any other file stays."""
+        folder = self.out / series
+        if not folder.is_dir():
+            return
+        mine = re.compile(re.escape(series) + r"_-?\d+\.vt[ip](\.part)?")
+        for path in folder.iterdir():
+            if mine.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
 
     def _write_collections(self) -> None:
         for series in sorted(self._dirty):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +233,75 @@ class RunReader:
         )
         return sql, args
 
+    def count(
+        self, *, kind: _Filter = None, layer: _Filter = None, start: int | None = None, end: int | None = None,
+        upto_id: int | None = None,
+    ) -> int:
+        """How many frames :meth:`iter_raw_frames` gives for the same filters: one COUNT per
+        (kind, layer) on the index, which reads no frame."""
+        total = 0
+        for s in self._chosen_series(kind, layer):
+            where, args = _series_where(s["kind"], s["layer"], start, end, upto_id)
+            total += int(self._query(f"SELECT COUNT(*) FROM frames {where}", args)[0][0])
+        return total
+
+    def iter_raw_frames(
+        self,
+        *,
+        kind: _Filter = None,
+        layer: _Filter = None,
+        start: int | None = None,
+        end: int | None = None,
+        upto_id: int | None = None,
+        batch: int = 256,
+        batch_bytes: int = 16 << 20,
+    ) -> Iterator[tuple[int, bytes]]:
+        """The ``(row id, encoded frame)`` pairs of :meth:`raw_frames` (ordered by step, then id),
+        read a batch at a time, so that memory stays bounded whatever the run's length.
+
+        Each read is its own short query: a writer going on meanwhile is never held up. The
+        order comes from merging each (kind, layer)'s row ids, which the index holds in step
+        order; the frames are then read ``batch`` at a time (fewer where a series' frames are
+        big: about ``batch_bytes`` a read).
+
+        Args:
+            kind, layer, start, end: as for :meth:`raw_frames`.
+            upto_id: only frames stored at or before this row id (:meth:`last_id` before
+                reading makes the frames of a live run one snapshot, counted by :meth:`count`);
+                a frame the writer thins away meanwhile is left out.
+            batch, batch_bytes: most frames, and about the most bytes, read at once.
+        """
+        chosen = self._chosen_series(kind, layer)
+        if not chosen:
+            return
+        biggest = max(int(s["bytes"]) / max(int(s["count"]), 1) for s in chosen)
+        per_read = max(1, min(int(batch), int(batch_bytes // max(biggest, 1.0))))
+        keys = heapq.merge(*(self._series_keys(s["kind"], s["layer"], start, end, upto_id) for s in chosen))
+        while ids := [row_id for _step, row_id in itertools.islice(keys, per_read)]:
+            data = dict(self._query(f"SELECT id, data FROM frames WHERE id IN ({','.join('?' * len(ids))})", ids))
+            for row_id in ids:
+                if row_id in data:  # (else thinned away since its id was read)
+                    yield row_id, data.pop(row_id)
+
+    def _chosen_series(self, kind: _Filter, layer: _Filter) -> list[dict[str, Any]]:
+        kinds, layers = _as_kinds(kind), _as_list(layer)
+        # (an empty list filters nothing, as in raw_frames)
+        return [s for s in self.series() if (not kinds or s["kind"] in kinds) and (not layers or s["layer"] in layers)]
+
+    def _series_keys(
+        self, kind: str, layer: str, start: int | None, end: int | None, upto_id: int | None, *, page: int = 512
+    ) -> Iterator[tuple[int, int]]:
+        """``(step, row id)`` of one series in that order, a page at a time (a seek in the index each)."""
+        where, args = _series_where(kind, layer, start, end, upto_id)
+        after: tuple[int, int] | None = None
+        while True:
+            more, more_args = (where + " AND (step, id) > (?, ?)", [*args, *after]) if after else (where, list(args))
+            rows = self._query(f"SELECT step, id FROM frames {more} ORDER BY step, id LIMIT ?", [*more_args, page])
+            yield from rows
+            if len(rows) < page:
+                return
+            after = rows[-1]
+
     def tail(self, after_id: int, *, limit: int = 256) -> list[tuple[int, str, str, bytes]]:
         """``(row id, kind, layer, encoded frame)`` stored after ``after_id``, oldest first.
 
@@ -268,6 +339,15 @@ def _kinds(series: list[dict[str, Any]]) -> dict[str, int]:
 
 def _layers(series: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(s["layer"] for s in series if s["layer"]))  # series come in first-seen order
+
+
+def _series_where(kind: str, layer: str, start: int | None, end: int | None, upto_id: int | None) -> tuple[str, list[Any]]:
+    """The frames of one (kind, layer) in a step range, stored at or before ``upto_id``: a range of the index."""
+    where, args = _where([kind], [layer], start, end)
+    if upto_id is not None:
+        where += " AND id <= ?"
+        args.append(int(upto_id))
+    return where, args
 
 
 def _where(

@@ -315,3 +315,119 @@ def test_removing_the_shown_input_or_model_leaves_nothing_stale(tmp_path: Path, 
         assert session.models == {}
     finally:
         handle.stop()
+
+
+def _delete(handle: ServerHandle, what: str) -> None:
+    """Remove a model or input through the API, as another tab would: behind the page's back."""
+    import httpx
+
+    r = httpx.delete(handle.url + f"api/explorer/{what}", timeout=30)
+    assert r.status_code == 204, r.text
+
+
+def _said(page, where: str) -> str:
+    page.wait_for_selector(f"{where}.error", timeout=30_000)
+    return page.inner_text(where)
+
+
+def test_requests_that_fail_are_said_on_the_page(tmp_path: Path, page) -> None:
+    # each of these left the page as it was, with only "Uncaught (in promise) Error: 404: ..." in the console
+    session = ExplorerSession()
+    first = session.add_model("lenet5-simplified", pretrained=False)
+    second = session.add_model("lenet5-simplified", name="second", pretrained=False)
+    a, b, c = session.default_inputs(first.id, count=3)
+    handle = start_local_server(tmp_path / "runs", explorer=session)
+    try:
+        page.goto(handle.url + f"#/explore?model={second.id}&input={a.id}")
+        page.wait_for_function(DRAWN, arg=0, timeout=30_000)
+        # an input removed in another tab, then clicked here: said, and gone from the list
+        _delete(handle, f"inputs/{b.id}")
+        page.click(f"#input-list li[data-input='{b.id}']")
+        assert _said(page, "#input-message") == f"no input '{b.id}' in this session; inputs are {a.id}, {c.id}"
+        page.wait_for_selector(f"#input-list li[data-input='{b.id}']", state="detached", timeout=30_000)
+        assert page.evaluate("window.convscopeExplorer.drawnInput") == a.id
+        assert page.eval_on_selector_all("#compare-b option", "os => os.map(o => o.value)") == [a.id, c.id]
+        # the model shown, removed in another tab: freezing a filter of it says so, and the page moves on
+        _delete(handle, f"models/{second.id}")
+        page.locator("#layer-maps").click(position={"x": 5, "y": 5})
+        assert _said(page, "#layer-message") == f"no model '{second.id}' in this session; models are {first.id}"
+        page.wait_for_function(f"document.querySelector('#model-title').textContent.startsWith('{first.name} ')", timeout=30_000)
+        assert f"model={first.id}" in page.evaluate("location.hash")
+        # opening a layer of a model that is gone
+        page.wait_for_function(f"(document.body.dataset.drawn || '').startsWith('{first.id}:')", timeout=30_000)
+        _delete(handle, f"models/{first.id}")
+        page.evaluate("document.querySelector('#layer-message').className = 'message'")
+        page.click("#layer-table tr[data-layer='conv2']")
+        assert _said(page, "#layer-message") == f"no model '{first.id}' in this session; models are none yet"
+        page.wait_for_function("document.querySelector('#model-title').textContent === ''", timeout=30_000)
+        assert page.inner_text("#model-list") == "no model yet: add a bundled one or upload a file"
+        # a refusal reads as the server's sentence: no "Error: 422:" in front of it
+        m = session.add_model("lenet5-simplified", pretrained=False)
+        page.reload()
+        page.wait_for_function(f"(document.body.dataset.drawn || '').startsWith('{m.id}:')", timeout=30_000)
+        page.select_option("#attack", "pixel")
+        page.fill("#attack-params input[data-param='th']", "1000")
+        page.click("#attack-run")
+        assert _said(page, "#attack-message").startswith("pixel's th is the number of pixels changed: 1 to 127, got 1000")
+    finally:
+        handle.stop()
+
+
+def test_a_new_upload_is_shown_in_the_inputs_and_compare_keeps_two_inputs(tmp_path: Path, page) -> None:
+    from PIL import Image
+
+    session = ExplorerSession()
+    model = session.add_model("lenet5-simplified", pretrained=False)
+    inputs = session.default_inputs(model.id, count=10)  # more than the list shows at once
+    handle = start_local_server(tmp_path / "runs", explorer=session)
+    try:
+        page.goto(handle.url + f"#/explore?model={model.id}&input={inputs[0].id}")
+        page.wait_for_function(DRAWN, arg=0, timeout=30_000)
+        Image.new("L", (28, 28), 200).save(tmp_path / "grey.png")
+        draws = _draws(page)
+        page.set_input_files("#input-file", str(tmp_path / "grey.png"))
+        page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
+        made = [i for i in session.inputs.values() if i.name == "grey.png"][0]
+        assert page.evaluate("window.convscopeExplorer.drawnInput") == made.id
+        # selected, and scrolled into the list's view (it was below the list's fold)
+        seen = page.evaluate(
+            """id => { const l = document.querySelector('#input-list').getBoundingClientRect();
+                       const r = document.querySelector(`#input-list li[data-input='${id}']`).getBoundingClientRect();
+                       return [r.top >= l.top - 1 && r.bottom <= l.bottom + 1, document.querySelector('#input-list').scrollTop]; }""",
+            made.id,
+        )
+        assert seen[0] and seen[1] > 0, seen
+        assert page.get_attribute(f"#input-list li[data-input='{made.id}']", "class").endswith("selected")
+        # Compare's A is removed: A and B must not both fall back to the same input
+        a, b = page.input_value("#compare-a"), page.input_value("#compare-b")
+        assert (a, b) == (inputs[0].id, inputs[1].id)
+        page.click(f"#input-list li[data-input='{a}'] button.remove")
+        page.wait_for_selector(f"#compare-a option[value='{a}']", state="detached", timeout=30_000)
+        a2, b2 = page.input_value("#compare-a"), page.input_value("#compare-b")
+        assert b2 == b and a2 != b2 and a2 in session.inputs, (a2, b2)
+    finally:
+        handle.stop()
+
+
+def test_an_attack_on_a_model_with_frozen_filters_says_it_ran_without_them(explorer, page) -> None:
+    handle, session, ids = explorer
+    _open(page, handle, ids["lenet"])
+    try:
+        draws = _draws(page)
+        page.locator("#layer-maps").click(position={"x": 5, "y": 5})  # freeze conv1's filter 0
+        page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
+        page.select_option("#attack", "fgsm")
+        original = page.evaluate("window.convscopeExplorer.drawnInput")
+        page.click("#attack-run")
+        page.wait_for_function("n => window.convscopeExplorer.drawnInput !== n", arg=original, timeout=60_000)
+        made = session.inputs[page.evaluate("window.convscopeExplorer.drawnInput")]
+        adv = made.adversarial
+        frozen = adv["with_freeze"]
+        assert adv["freeze"] == {"conv1": [0]} and frozen is not None
+        note = f"(attacked without the 1 frozen filter; with them: {frozen['original_name']} → {frozen['prediction_name']})"
+        assert page.inner_text("#attack-message").endswith(note)
+        assert page.inner_text(f"#input-list li[data-input='{made.id}'] .adv-info").endswith(note)
+        # and "with them" is what the Prediction panel shows for the result
+        assert page.inner_text("#prediction-text").startswith(f"predicted {frozen['prediction_name']} (")
+    finally:
+        session.set_freeze(ids["lenet"], {})

@@ -195,3 +195,54 @@ def test_large_jpegs_decode_at_a_reduced_scale_without_changing_the_picture() ->
     assert x.shape == (3, 112, 112) and float((x - full).abs().mean()) < 2 / 255
     small = load_image_with_info(buf.getvalue(), spec=(3, 900, 900))[1]
     assert all(s["op"] != "draft" for s in small["steps"])  # no room to reduce: full decode
+
+
+def test_max_side_shrinks_while_decoding_like_an_area_resize(tmp_path: Path) -> None:
+    arr = _ramp(300, 450)
+    x, info = load_image_with_info(_png(Image.fromarray(arr)), max_side=90)
+    assert x.shape == (3, 60, 90) and info["original_size"] == [450, 300] and info["size"] == [90, 60]
+    shrink = next(s for s in info["steps"] if s["op"] == "shrink")
+    assert shrink["from"] == [450, 300] and shrink["to"] == [90, 60] and "longest side 90" in shrink["text"]
+    # the same picture as decoding whole and averaging 5 x 5 blocks
+    full = torch.from_numpy(arr).permute(2, 0, 1).float() / 255
+    area = torch.nn.functional.avg_pool2d(full[None], 5)[0]
+    assert float((x - area).abs().max()) < 1.5 / 255
+    # a palette image is averaged in colour, not by picking pixels (nor by averaging its indices)
+    checker = Image.fromarray(((np.indices((40, 40)).sum(0) % 2) * 255).astype(np.uint8)).convert("P")
+    grey = load_image_with_info(_png(checker), max_side=20)
+    assert grey[0].shape == (3, 20, 20) and abs(float(grey[0].mean()) - 0.5) < 0.01 and float(grey[0].std()) < 0.01
+    assert [s["op"] for s in grey[1]["steps"]][:2] == ["convert", "shrink"]
+    # small images are left alone; a JPEG is decoded at a reduced scale first
+    assert all(s["op"] != "shrink" for s in load_image_with_info(_png(Image.fromarray(arr)), max_side=450)[1]["steps"])
+    buf = io.BytesIO()
+    Image.fromarray(np.repeat(np.repeat(arr, 4, axis=0), 4, axis=1)).save(buf, "JPEG", quality=95)  # 1800 x 1200
+    j, jinfo = load_image_with_info(buf.getvalue(), max_side=200)
+    assert [s["op"] for s in jinfo["steps"]][:2] == ["draft", "shrink"] and j.shape == (3, 133, 200)
+    draft = jinfo["steps"][0]
+    assert draft["to"] == [225, 150]  # 1/8 scale keeps at least 200 on the longest side
+    with pytest.raises(DataError, match="max_side"):
+        load_image(buf.getvalue(), max_side=0)
+
+
+def test_max_side_keeps_the_exif_orientation(tmp_path: Path) -> None:
+    img = Image.fromarray(_ramp(40, 80))  # 80 wide, 40 high
+    exif = img.getexif()
+    exif[0x0112] = 6  # stored turned: shown turned 90 degrees clockwise
+    buf = io.BytesIO()
+    img.save(buf, "PNG", exif=exif)
+    x, info = load_image_with_info(buf.getvalue(), max_side=20)
+    assert x.shape == (3, 20, 10) and [s["op"] for s in info["steps"]][:2] == ["shrink", "orient"]
+    whole = load_image(buf.getvalue())
+    assert whole.shape == (3, 80, 40)
+    assert float((x - torch.nn.functional.avg_pool2d(whole[None], 4)[0]).abs().max()) < 1.5 / 255
+
+
+def test_a_jpeg_is_refused_by_the_pixels_it_decodes() -> None:
+    buf = io.BytesIO()
+    Image.new("L", (2000, 1000), 128).save(buf, "JPEG")
+    with pytest.raises(DataError, match=r"2000x1000 = 2,000,000 pixels is over the limit of 1,000,000"):
+        load_image(buf.getvalue(), max_pixels=1_000_000)
+    # decoded at 1/8 scale (250 x 125) it needs 31,250 pixels: under the limit
+    assert load_image(buf.getvalue(), max_pixels=1_000_000, max_side=200).shape == (1, 100, 200)
+    with pytest.raises(DataError, match=r"2000x1000 \(decoded at 500x250\) = 125,000 pixels"):
+        load_image(buf.getvalue(), max_pixels=100_000, max_side=400)

@@ -138,6 +138,25 @@ def test_uploads_are_bounded(tmp_path: Path, model_files) -> None:
     assert r.status_code == 413
 
 
+def test_an_image_of_too_many_pixels_is_refused_with_its_size_and_the_limit(tmp_path: Path) -> None:
+    c = _client(tmp_path, explorer=ExplorerSession(limits=ExplorerLimits(max_image_pixels=1_000_000)))
+    img = io.BytesIO()
+    Image.new("L", (1500, 1000), 40).save(img, "PNG")  # 2 kB of file, 1.5 M pixels
+    r = c.post("/api/explorer/inputs/upload", params={"filename": "wide.png"}, content=img.getvalue(), headers=OCTET)
+    assert r.status_code == 413, r.text
+    assert "1500x1000 = 1,500,000 pixels, over this session's limit of 1,000,000" in r.json()["detail"]
+    # a JPEG counts the pixels it is decoded at: 1/2 scale keeps the 1024 px the explorer keeps
+    for (w, h), status in (((2200, 1500), 201), ((3000, 2000), 413)):
+        jpg = io.BytesIO()
+        Image.new("RGB", (w, h), "teal").save(jpg, "JPEG")
+        r = c.post("/api/explorer/inputs/upload", params={"filename": "photo.jpg"}, content=jpg.getvalue(), headers=OCTET)
+        assert r.status_code == status, r.text
+    assert "3000x2000 (decoded at 1500x1000) = 1,500,000 pixels" in r.json()["detail"]
+    r = c.get("/api/explorer/inputs/" + c.get("/api/explorer").json()["inputs"][-1]["id"])
+    assert [s["op"] for s in r.json()["steps"]][:2] == ["draft", "shrink"] and r.json()["shape"] == [3, 698, 1024]
+    assert c.get("/api/explorer").json()["limits"]["max_image_pixels"] == 1_000_000
+
+
 def test_the_token_and_same_origin_rules_cover_the_explorer(tmp_path: Path) -> None:
     c = _client(tmp_path, token="s3cret")
     assert c.get("/api/explorer").status_code == 401
@@ -267,3 +286,45 @@ def test_attack_parameters_are_numbers_of_their_kind_and_bounded(tmp_path: Path)
     assert r.status_code == 201, r.text
     limits = c.get("/api/explorer").json()["limits"]
     assert limits["max_attack_iterations"] == 1000
+
+
+@pytest.mark.timeout(120)
+def test_the_pixel_attacks_cost_knobs_are_bounded(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cma", None)  # es=0 needs it; absent here, as on most machines
+    c = _client(tmp_path)
+    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
+    a = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+    url = f"/api/explorer/models/{m}/adversarial"
+    cases = [
+        # th pixels a candidate, 3 x th values: th=1000 took 14 s for 20 steps on LeNet, and grows as th squared
+        ({"th": 1000}, 422, "pixel's th is the number of pixels changed: 1 to 127, got 1000"),
+        ({"th": 0}, 422, "1 to 127, got 0"),
+        # th=None searches for the fewest pixels: up to 7 whole attacks of max_iter steps each
+        ({"th": None, "max_iter": 200}, 422, "1,400 iterations (max_iter x 7 attacks while th=None searches"),
+        ({"max_iter": 150}, 422, "lower max_iter; or set th"),
+        ({"es": 2}, 422, "pixel's es picks the search"),
+        ({"es": 0}, 501, "needs the optional package 'cma'"),  # was a 500: ART imports cma mid-attack
+    ]
+    for params, status, text in cases:
+        r = c.post(url, json={"input": a, "attack": "pixel", "params": params})
+        assert r.status_code == status, (params, r.status_code, r.text)
+        assert text in r.json()["detail"], (params, r.json())
+    r = c.post(url, json={"input": a, "attack": "pixel", "params": {"th": 127, "max_iter": 1}})
+    assert r.status_code == 201 and r.json()["adversarial"]["params"]["th"] == 127, r.text
+
+
+def test_freeze_takes_only_json_integers(tmp_path: Path) -> None:
+    c = _client(tmp_path)
+    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
+    url = f"/api/explorer/models/{m}/freeze"
+    # "1" and true were taken as filter 1 (pydantic's lenient parsing) and 1.5 as filter 1
+    for bad in ("1", True, 1.5, None, [1]):
+        r = c.put(url, json={"conv1": [0, bad]})
+        assert r.status_code == 422, (bad, r.text)
+        [error] = r.json()["detail"]
+        assert error["loc"] == ["body", "conv1", 1] and error["msg"] == "Input should be a valid integer", error
+    assert c.put(url, json={"conv1": "1"}).status_code == 422
+    assert c.get(f"/api/explorer/models/{m}").json()["freeze"] == {}
+    assert c.put(url, json={"conv1": [1, 0]}).json() == {"conv1": [0, 1]}

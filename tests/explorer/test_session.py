@@ -290,3 +290,67 @@ def test_occlusion_on_a_big_input_takes_a_bounded_number_of_passes() -> None:
         handle.remove()
     assert (out["width"], out["height"]) == (224, 224)
     assert sum(calls) <= 20 * 20, sum(calls)  # about 16 x 16 patch positions, not 12,321
+
+
+MEASURE_UPLOAD = """
+import resource, sys
+from convscope.explorer import ExplorerLimits, ExplorerSession
+s = ExplorerSession(limits=ExplorerLimits(max_image_pixels=50_000_000))
+s.add_input_bytes({small!r})  # warm: imports and a first decode
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+x = s.add_input_bytes(open(sys.argv[1], "rb").read(), name="big.png")
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(grown * 1024 if sys.platform != "darwin" else grown, *x.image.shape, *[step["op"] for step in x.steps])
+"""
+
+
+def test_a_big_upload_is_shrunk_while_decoded_in_bounded_memory(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    side = 7000  # 49 M pixels: the whole picture as float32 was 588 MB, and 1.1 GB with its copies
+    ramp = np.linspace(0, 255, side, dtype=np.float32)
+    grey = (np.add.outer(ramp, ramp) / 2).astype(np.uint8)
+    path = tmp_path / "big.png"
+    Image.fromarray(grey).convert("RGB").save(path, "PNG")
+    del ramp, grey
+    script = MEASURE_UPLOAD.replace("{small!r}", repr(_png(np.zeros((8, 8, 3), np.uint8))))
+    out = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120, check=True)
+    grown, c, h, w, *ops = out.stdout.split()
+    assert (int(c), int(h), int(w)) == (3, 1024, 1024) and ops == ["shrink", "scale"], out.stdout
+    # PIL holds the 8-bit picture once (4 bytes a pixel: 196 MB); floats only of the 1024 x 1024 one
+    assert int(grown) < 320 << 20, f"decoding grew the process by {int(grown) >> 20} MB"
+    # and the session's own limit refuses it by default, naming its size and the limit
+    with pytest.raises(ServerError, match=r"7000x7000 = 49,000,000 pixels, over this session's limit of 25,000,000") as big:
+        ExplorerSession().add_input_bytes(path.read_bytes())
+    assert big.value.status_code == 413
+
+
+def test_freeze_takes_whole_numbers_only(session) -> None:
+    s, m, _a, _b = session
+    for bad in ("1", True, 1.5, 2.0):  # int() made each of these a filter index
+        with pytest.raises(DataError, match=rf"filters to freeze are whole numbers; layer 'conv1' got {bad!r}"):
+            s.set_freeze(m.id, {"conv1": [0, bad]})
+    assert m.freeze == {}
+    assert s.set_freeze(m.id, {"conv1": [np.int64(2), 1]}) == {"conv1": [1, 2]}
+
+
+def test_an_attack_says_it_ran_without_the_freeze_and_what_the_frozen_model_predicts(session) -> None:
+    s, m, a, _b = session
+    plain = s.prediction(m.id, a.id)["predicted"]
+    s.set_freeze(m.id, {"conv2": list(range(16))})
+    frozen = s.prediction(m.id, a.id)["predicted"]
+    assert frozen != plain  # the Prediction panel shows another class than the attack starts from
+    made = s.adversarial(m.id, a.id, attack="fgsm", params={"eps": 0.2})
+    adv = made.adversarial
+    assert adv["original_prediction"] == plain and adv["freeze"] == {"conv2": list(range(16))}
+    # what the frozen model predicts for both, as the page shows them when each is selected
+    assert adv["with_freeze"] == {"original_prediction": frozen, "original_name": str(frozen),
+                                  "prediction": s.prediction(m.id, made.id)["predicted"],
+                                  "prediction_name": s.prediction(m.id, made.id)["predicted_name"]}
+    assert "attacked without the model's frozen filters" in made.steps[0]["text"]
+    s.set_freeze(m.id, {})
+    assert adv["prediction"] == s.prediction(m.id, made.id)["predicted"]  # the attack's own "after": the model as it is
+    again = s.adversarial(m.id, a.id, attack="fgsm", params={"eps": 0.2}).adversarial
+    assert again["freeze"] == {} and again["with_freeze"] is None
+    assert {k: again[k] for k in ("original_prediction", "prediction", "l2")} == {k: adv[k] for k in ("original_prediction", "prediction", "l2")}

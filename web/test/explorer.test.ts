@@ -2,7 +2,9 @@
 // freeze toggling. The graph is a small hand-made ResNet-like hierarchy.
 import { describe, expect, it } from "vitest";
 import type { Graph } from "../src/views/explorer/client";
-import { cellAt, defaultCollapsed, expand, gridLayout, toggleFrozen, unitAt, valueAt, visibleUnits } from "../src/views/explorer/logic";
+import {
+  cellAt, comparePair, defaultCollapsed, detailText, expand, gridLayout, toggleFrozen, unitAt, valueAt, visibleUnits,
+} from "../src/views/explorer/logic";
 
 function layer(id: string, parent: string | null, shape: number[]) {
   return { id, kind: "conv2d", category: "conv", output_shape: shape, params: 1, parent } as unknown as Graph["layers"][number];
@@ -75,5 +77,32 @@ describe("freezing", () => {
     expect(next).toEqual({ conv1: [1, 3] });
     expect(start).toEqual({ conv1: [3] });
     expect(toggleFrozen(toggleFrozen(next, "conv1", 1), "conv1", 3)).toEqual({});
+  });
+});
+
+describe("compare's inputs", () => {
+  it("starts on the first two and keeps a choice while its input exists", () => {
+    expect(comparePair(["i1", "i2", "i3"], "", "")).toEqual(["i1", "i2"]);
+    expect(comparePair(["i1", "i2", "i3"], "i3", "i1")).toEqual(["i3", "i1"]);
+    expect(comparePair(["i1"], "", "")).toEqual(["i1", "i1"]);
+    expect(comparePair([], "i1", "i2")).toEqual(["", ""]);
+  });
+  it("never falls back to the input the other one shows", () => {
+    // A (i1) removed: it fell back to the first input left, i2, which B already showed
+    expect(comparePair(["i2", "i3"], "i1", "i2")).toEqual(["i3", "i2"]);
+    expect(comparePair(["i2", "i3"], "i2", "i1")).toEqual(["i2", "i3"]);
+    expect(comparePair(["i3", "i4"], "i1", "i2")).toEqual(["i3", "i4"]);
+    expect(comparePair(["i2"], "i1", "i2")).toEqual(["i2", "i2"]);
+  });
+});
+
+describe("error details", () => {
+  it("reads the server's sentence, or FastAPI's validation list, without status prefixes", () => {
+    expect(detailText("no model 'm2' in this session; models are m1", "404 Not Found")).toBe("no model 'm2' in this session; models are m1");
+    const list = [{ type: "int_type", loc: ["body", "conv1", 1], msg: "Input should be a valid integer", input: "1" }];
+    expect(detailText(list, "422")).toBe("conv1.1: Input should be a valid integer");
+    expect(detailText([{ loc: ["query", "target"], msg: "too big" }, { loc: [], msg: "and this" }], "")).toBe("target: too big; and this");
+    expect(detailText(undefined, "502 Bad Gateway")).toBe("502 Bad Gateway");
+    expect(detailText({ odd: 1 }, "")).toBe('{"odd":1}');
   });
 });

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -22,6 +23,18 @@ MAX_PIXELS = 50_000_000
 #: the formats convscope decodes; anything else is refused before its decoder runs
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP")
 
+
+class TooManyPixelsError(DataError):
+    """An image over the pixel limit (a :class:`DataError`), with its size, for callers to word their own refusal.
+
+    ``size`` is the file's, ``decoded`` the size it would decode at (smaller for a reduced JPEG).
+    """
+
+    def __init__(self, message: str, *, size: tuple[int, int], decoded: tuple[int, int], pixels: int, limit: int) -> None:
+        super().__init__(message)
+        self.size, self.decoded, self.pixels, self.limit = size, decoded, pixels, limit
+
+
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
@@ -32,6 +45,7 @@ def load_image_with_info(
     fit: Literal["stretch", "crop", "pad"] = "stretch",
     background: float = 0.0,
     max_pixels: int = MAX_PIXELS,
+    max_side: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """An image as a ``C x H x W`` float32 tensor in ``[0, 1]``, and what was done to it.
 
@@ -41,7 +55,12 @@ def load_image_with_info(
             and its channels converted to the model's input (not normalised: see ``InputSpec.prepare``).
         fit: how another aspect ratio meets the model's (``"stretch"``, ``"crop"``, ``"pad"``).
         background: grey level that transparent pixels (and ``fit="pad"`` borders) become.
-        max_pixels: images with more pixels are refused with :class:`DataError` before decoding.
+        max_pixels: images with more pixels are refused with :class:`DataError` before decoding
+            (a JPEG decoded at a reduced scale, for ``spec`` or ``max_side``, counts the pixels it decodes).
+        max_side: shrink the image while decoding so its longest side is at most this (box filter,
+            the aspect ratio kept): a JPEG decodes at 1/2, 1/4 or 1/8 scale in the DCT and other
+            formats are shrunk before their pixels become floats, so a big image costs about its
+            8-bit size once (a 7000 x 7000 RGB PNG: about 220 MB, not 1.1 GB).
 
     Returns:
         ``(image, info)``. ``image`` has 1 channel for grey files and 3 for colour ones (or the
@@ -58,6 +77,9 @@ def load_image_with_info(
         >>> x, info = load_image_with_info(buf.getvalue(), spec=(1, 28, 28))
         >>> tuple(x.shape), info["original_size"], [s["op"] for s in info["steps"]]
         ((1, 28, 28), [40, 30], ['alpha', 'scale', 'channels', 'resize'])
+        >>> x, info = load_image_with_info(buf.getvalue(), max_side=20)
+        >>> tuple(x.shape), [s["op"] for s in info["steps"]]
+        ((3, 15, 20), ['shrink', 'alpha', 'scale'])
     """
     import torch
 
@@ -75,7 +97,9 @@ def load_image_with_info(
         from convscope.data._transforms import target_shape
 
         target = target_shape(spec)
-    arr, info = _decode(name, opened, max_pixels=max_pixels, background=background, target=target, fit=fit)
+    if max_side is not None and max_side < 1:
+        raise DataError(f"max_side must be a whole number >= 1, got {max_side!r}")
+    arr, info = _decode(name, opened, max_pixels=max_pixels, background=background, target=target, fit=fit, max_side=max_side)
     x = torch.from_numpy(arr)
     x = x.unsqueeze(0) if x.dim() == 2 else x.permute(2, 0, 1).contiguous()
     if spec is not None:
@@ -109,6 +133,7 @@ def load_image(
     fit: Literal["stretch", "crop", "pad"] = "stretch",
     background: float = 0.0,
     max_pixels: int = MAX_PIXELS,
+    max_side: int | None = None,
 ) -> torch.Tensor:
     """An image file or its bytes as a ``C x H x W`` float32 tensor in ``[0, 1]``.
 
@@ -121,7 +146,7 @@ def load_image(
         >>> tuple(x.shape), float(x.max())
         ((1, 28, 28), 1.0)
     """
-    return load_image_with_info(source, spec=spec, fit=fit, background=background, max_pixels=max_pixels)[0]
+    return load_image_with_info(source, spec=spec, fit=fit, background=background, max_pixels=max_pixels, max_side=max_side)[0]
 
 
 def _decode(
@@ -132,22 +157,23 @@ def _decode(
     background: float,
     target: tuple[int, int, int] | None = None,
     fit: str = "stretch",
+    max_side: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode with PIL into an ``H x W`` or ``H x W x 3`` float32 array in [0, 1].
 
     With a ``target`` far smaller than a JPEG, the JPEG decoder scales by 1/2, 1/4 or 1/8 in the
-    DCT domain (PIL's ``draft``), keeping at least twice the pixels the resize will keep.
+    DCT domain (PIL's ``draft``), keeping at least twice the pixels the resize will keep. With
+    ``max_side``, a JPEG is drafted to at least that side and every image is shrunk to it while
+    still 8-bit: floats (4 bytes a channel, and a copy or two on the way) are made only of the
+    small image.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     steps: list[dict[str, Any]] = []
     try:
         with Image.open(opened if opened is not None else name, formats=list(IMAGE_FORMATS)) as img:
-            if img.width * img.height > max_pixels:
-                raise DataError(
-                    f"{name}: {img.width}x{img.height} = {img.width * img.height:,} pixels is over the limit of "
-                    f"{max_pixels:,} (a guard against decompression bombs); scale the image down, or pass max_pixels="
-                )
+            if img.format != "JPEG":  # before getexif, which decodes a PNG whole
+                _check_pixels(name, img, max_pixels)
             info: dict[str, Any] = {
                 "source": name,
                 "format": img.format,
@@ -160,16 +186,21 @@ def _decode(
             if target is not None and img.format == "JPEG":
                 c, h, w = target
                 _draft(img, (c, w, h) if orientation in (5, 6, 7, 8) else target, fit, steps)  # those turn by 90 degrees
+            elif max_side is not None and img.format == "JPEG" and max(img.size) > max_side:
+                _draft_side(img, max_side, steps)
+            if img.format == "JPEG":  # after draft: what the decoder will make
+                _check_pixels(name, img, max_pixels, original=info["original_size"])
             if info["frames"] > 1:
                 img.seek(0)
                 steps.append({"op": "frame", "text": f"took the first of {info['frames']} frames"})
-            upright: Image.Image = img
-            if orientation not in (1, None):
-                img.load()
-                turned = ImageOps.exif_transpose(img)
-                if turned is not None and turned is not img:
-                    steps.append({"op": "orient", "text": f"turned upright as the EXIF orientation ({orientation}) says"})
-                    upright = turned
+            small: Image.Image = img
+            if max_side is not None and max(img.size) > max_side:
+                small = _shrink(img, max_side, steps)
+            upright = small
+            turn = _transposes().get(orientation) if isinstance(orientation, int) else None
+            if turn is not None:
+                upright = small.transpose(turn)
+                steps.append({"op": "orient", "text": f"turned upright as the EXIF orientation ({orientation}) says"})
             arr = _to_array(upright, steps, background=background)
     except DataError:
         raise
@@ -180,6 +211,59 @@ def _decode(
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DataError(f"{name} is not a readable image: damaged or truncated ({type(exc).__name__}: {exc})") from None
     return arr, info
+
+
+def _check_pixels(name: str, img: Any, max_pixels: int, *, original: list[int] | None = None) -> None:
+    if img.width * img.height <= max_pixels:
+        return
+    w0, h0 = original or img.size
+    drafted = f" (decoded at {img.width}x{img.height})" if (w0, h0) != tuple(img.size) else ""
+    raise TooManyPixelsError(
+        f"{name}: {w0}x{h0}{drafted} = {img.width * img.height:,} pixels is over the limit of "
+        f"{max_pixels:,} (a guard against decompression bombs); scale the image down, or pass max_pixels=",
+        size=(w0, h0),
+        decoded=(img.width, img.height),
+        pixels=img.width * img.height,
+        limit=max_pixels,
+    )
+
+
+def _transposes() -> dict[int, Any]:
+    from PIL import Image
+
+    t = Image.Transpose
+    # EXIF orientation -> the transpose that turns the picture upright (as PIL's ImageOps.exif_transpose)
+    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270, 7: t.TRANSVERSE, 8: t.ROTATE_90}
+
+
+def _shrink(img: Any, max_side: int, steps: list[dict[str, Any]]) -> Any:
+    """The image shrunk (box filter) so its longest side is ``max_side``, still 8- or 16-bit.
+
+    PIL decodes the file whole here, once, at its own bytes per pixel; palette and 1-bit images
+    are expanded first, since PIL resizes those by picking pixels rather than averaging them.
+    """
+    from PIL import Image
+
+    w, h = img.size
+    scale = max_side / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if img.mode in ("P", "PA"):
+        to = "RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB"
+        steps.append({"op": "convert", "text": f"palette colours expanded to {to}", "from": img.mode, "to": to})
+        img = img.convert(to)
+    elif img.mode == "1":
+        steps.append({"op": "convert", "text": "1-bit black/white to grey", "from": "1", "to": "L"})
+        img = img.convert("L")
+    small = img.resize(size, Image.Resampling.BOX)
+    steps.append(
+        {
+            "op": "shrink",
+            "text": f"shrunk {w}x{h} -> {size[0]}x{size[1]} while decoding (box filter, longest side {max_side})",
+            "from": [w, h],
+            "to": list(size),
+        }
+    )
+    return small
 
 
 def _draft(img: Any, target: tuple[int, int, int], fit: str, steps: list[dict[str, Any]]) -> None:
@@ -200,6 +284,22 @@ def _draft(img: Any, target: tuple[int, int, int], fit: str, steps: list[dict[st
             {
                 "op": "draft",
                 "text": f"JPEG decoded at {img.size[0]}x{img.size[1]} (1/{before[0] // img.size[0]} scale in the DCT, at least twice the model's size)",
+                "from": list(before),
+                "to": list(img.size),
+            }
+        )
+
+
+def _draft_side(img: Any, max_side: int, steps: list[dict[str, Any]]) -> None:
+    w, h = img.size
+    scale = max_side / max(w, h)
+    before = img.size
+    img.draft(img.mode, (max(1, math.ceil(w * scale)), max(1, math.ceil(h * scale))))  # PIL keeps at least this size
+    if img.size != before:
+        steps.append(
+            {
+                "op": "draft",
+                "text": f"JPEG decoded at {img.size[0]}x{img.size[1]} (1/{before[0] // img.size[0]} scale in the DCT, at least {max_side} on its longest side)",
                 "from": list(before),
                 "to": list(img.size),
             }

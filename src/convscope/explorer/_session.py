@@ -49,6 +49,10 @@ SAMPLE_SETS: dict[tuple[int, int], tuple[str, ...]] = {
 MAX_KEPT_SIDE = 1024
 #: occlusion saliency visits at most about this many patch positions along each side
 OCCLUSION_STEPS = 16
+#: the most pixels the one-pixel attack may change (``th``): ART's own search for the fewest tries 1..127
+PIXEL_MAX_TH = 127
+#: whole attacks ART's search for the fewest pixels (``th=None``) runs at most: halving 1..127
+PIXEL_SEARCH_RUNS = 7
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,9 @@ class ExplorerLimits:
         max_attack_iterations: the most iterations one adversarial attack may run (``max_iter``,
             times ``binary_search_steps`` for C&W): heavy work holds the session's lock, so an
             attack asked for a billion steps would stall every other request.
+        max_image_pixels: the most pixels an uploaded image may decode to (a JPEG counts those of
+            the reduced scale it is decoded at). Images are shrunk to ``MAX_KEPT_SIDE`` while
+            decoding, but PIL holds the whole 8-bit picture once: 4 bytes a pixel at most.
     """
 
     max_models: int = 8
@@ -72,6 +79,7 @@ class ExplorerLimits:
     max_image_bytes: int = 16 << 20
     max_cached_bytes: int = 768 << 20
     max_attack_iterations: int = 1000
+    max_image_pixels: int = 25_000_000
 
 
 @dataclass
@@ -246,6 +254,13 @@ class ExplorerSession:
         for layer, filters in freeze.items():
             if layer not in hookable:
                 raise LayerNotFoundError(f"layer {layer!r} cannot be frozen; freezable layers are {_preview(sorted(hookable))}")
+            filters = list(filters)
+            odd = [i for i in filters if isinstance(i, bool) or not isinstance(i, int | np.integer)]
+            if odd:
+                raise DataError(
+                    f"filters to freeze are whole numbers; layer {layer!r} got {_preview([repr(i) for i in odd], 5)} "
+                    f"({type(odd[0]).__name__})"
+                )
             idx = sorted({int(i) for i in filters})
             shape = graph.layer(layer).output_shape
             channels = int(shape[0]) if shape else 0
@@ -263,6 +278,7 @@ class ExplorerSession:
     def add_input_bytes(self, data: bytes, *, name: str = "upload", kind: str = "upload") -> ExplorerInput:
         """Add an image file's bytes (PNG, JPEG, BMP, GIF, WebP); ``kind="sketch"`` for drawings."""
         from convscope.data import load_image_with_info
+        from convscope.data._images import TooManyPixelsError
 
         if len(data) > self.limits.max_image_bytes:
             raise ServerError(
@@ -272,11 +288,18 @@ class ExplorerSession:
             raise DataError(f"kind must be 'upload' or 'sketch', not {kind!r}")
         if not data:
             raise DataError("the uploaded image file is empty (0 bytes); choose a PNG, JPEG, BMP, GIF or WebP file")
-        image, info = load_image_with_info(bytes(data))
+        try:
+            # shrunk while decoding: a 7000 x 7000 PNG decoded whole into floats took 1.1 GB (2.2 GB with alpha)
+            image, info = load_image_with_info(bytes(data), max_side=MAX_KEPT_SIDE, max_pixels=self.limits.max_image_pixels)
+        except TooManyPixelsError as exc:
+            (w, h), decoded = exc.size, exc.decoded
+            at = f" (decoded at {decoded[0]}x{decoded[1]})" if decoded != exc.size else ""
+            raise ServerError(
+                f"the image is {w}x{h}{at} = {exc.pixels:,} pixels, over this session's limit of {exc.limit:,} pixels "
+                f"(ExplorerLimits.max_image_pixels); scale it down (it is kept at {MAX_KEPT_SIDE} px on its longest side anyway)",
+                status_code=413,
+            ) from None
         steps = list(info.get("steps", []))
-        image, shrunk = _bounded(image)
-        if shrunk:
-            steps.append({"op": "shrink", "text": f"kept at {image.shape[2]}x{image.shape[1]} (longest side {MAX_KEPT_SIDE})"})
         if kind == "sketch":
             image = image.mean(dim=0, keepdim=True)
             steps.append({"op": "sketch", "text": "sketch: grey ink on black, framed like MNIST for 28x28 grey models"})
@@ -529,6 +552,12 @@ class ExplorerSession:
         The new input's ``adversarial`` holds the attack, its parameters, the predictions
         before and after, whether it succeeded and the perturbation's L2 and L-infinity norms
         (pixel units, at the model's input resolution).
+
+        The attack runs on the model as it is, without its freeze set (as saliency explains it):
+        the result is a property of the model, not of one experiment on it, and it stays valid
+        when the freeze set changes. With filters frozen, ``freeze`` records the set and
+        ``with_freeze`` the predictions of the original and the result with it applied (what the
+        page's Prediction panel shows), so "1 -> 3" and a frozen model's "5" are both explained.
         """
         from convscope.analysis import perturb
 
@@ -537,6 +566,7 @@ class ExplorerSession:
         checked = _attack_params(attack, params or {}, max_iterations=self.limits.max_attack_iterations)
         x = self.fitted(model_id, input_id)
         with self._lock:
+            freeze = {k: list(v) for k, v in model.freeze.items()}
             result = perturb(model.loaded, x, attack=attack, target=target, seed=seed, **checked)
         before, after = int(result.original_prediction[0]), int(result.adversarial_prediction[0])
         meta = {
@@ -551,8 +581,22 @@ class ExplorerSession:
             "success": bool(result.success[0]),
             "l2": float(result.l2[0]),
             "linf": float(result.linf[0]),
+            "freeze": freeze,
+            "with_freeze": None,
         }
         steps = [{"op": "adversarial", "text": f"{attack} on {item.name} for {model.name} ({_params_text(result.params)})"}]
+        if freeze:
+            import torch
+
+            from convscope.capture import Recorder
+
+            with self._lock:  # both through the frozen model, as the Prediction panel shows them
+                both = model.loaded.input_spec.prepare(torch.cat([x, result.adversarial[:1]]))
+                logits = Recorder(model.loaded, layers=[], freeze=freeze).run(both).logits
+            was, now = self._prediction(model, logits[0:1]), self._prediction(model, logits[1:2])
+            meta["with_freeze"] = {"original_prediction": was["predicted"], "original_name": was["predicted_name"],
+                                   "prediction": now["predicted"], "prediction_name": now["predicted_name"]}
+            steps[0]["text"] += f"; attacked without the model's frozen filters (with them: {was['predicted_name']} -> {now['predicted_name']})"
         return self._register_input(
             ExplorerInput(id="", name=f"{attack}({item.name})", image=result.adversarial[0].clone(), kind="adversarial",
                           steps=steps, label=item.label, parent=input_id, adversarial=meta)
@@ -648,14 +692,42 @@ def _attack_params(attack: str, params: Mapping[str, Any], *, max_iterations: in
             raise DataError(f"{attack}'s {key} must be a whole number >= 0, got {value!r}")
         clean[key] = int(value) if whole else float(value)
     options = {**defaults, **clean}
+    if attack == "pixel":
+        _pixel_params(options)
     iterations = int(options.get("max_iter") or 1) * max(1, int(options.get("binary_search_steps") or 1))
+    what = "max_iter x binary_search_steps" if "binary_search_steps" in options else "max_iter"
+    if attack == "pixel" and options.get("th") is None:
+        # th=None: ART searches for the fewest pixels, 1..PIXEL_MAX_TH by halving: up to 7 whole attacks
+        iterations *= PIXEL_SEARCH_RUNS
+        what = f"max_iter x {PIXEL_SEARCH_RUNS} attacks while th=None searches for the fewest pixels"
     if iterations > max_iterations:
-        what = "max_iter x binary_search_steps" if "binary_search_steps" in options else "max_iter"
+        also = "; or set th" if attack == "pixel" and options.get("th") is None else ""
         raise DataError(
             f"{attack} would run {iterations:,} iterations ({what}); this session allows at most {max_iterations:,} "
-            "per attack - lower max_iter"
+            f"per attack - lower max_iter{also}"
         )
     return clean
+
+
+def _pixel_params(options: Mapping[str, Any]) -> None:
+    """The one-pixel attack's ``th`` (pixels changed) and ``es`` (evolution strategy), checked.
+
+    ``th`` sets the cost: differential evolution's population grows with ``3 x th`` values per
+    candidate and each candidate writes ``th`` pixels, so th=1000 took 14 s on LeNet for 20 steps
+    (th=127, the most ART's own search tries, about 4 s).
+    """
+    th, es = options.get("th"), options.get("es")
+    if th is not None and not 1 <= th <= PIXEL_MAX_TH:
+        raise DataError(
+            f"pixel's th is the number of pixels changed: 1 to {PIXEL_MAX_TH}, got {th!r} "
+            "(leave it empty to search for the fewest)"
+        )
+    if es not in (0, 1):
+        raise DataError(f"pixel's es picks the search: 1 for differential evolution, 0 for CMA-ES; got {es!r}")
+    if es == 0:
+        from convscope._optional import require
+
+        require("cma", feature="the pixel attack's CMA-ES search (es=0)", extra="analysis", pip_hint="pip install cma")
 
 
 def _units_grid(values: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -728,17 +800,6 @@ def _signed_maps(diff: torch.Tensor, *, max_size: int | None, max_maps: int | No
     p = peaks.flatten().tolist()
     return {"count": f, "total": total, "width": iw, "height": ih, "data": _b64(images.numpy()),
             "vmin": [-_num(v) for v in p], "vmax": [_num(v) for v in p]}
-
-
-def _bounded(image: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    import torch
-
-    h, w = int(image.shape[1]), int(image.shape[2])
-    if max(h, w) <= MAX_KEPT_SIDE:
-        return image, False
-    scale = MAX_KEPT_SIDE / max(h, w)
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return torch.nn.functional.interpolate(image[None], size=size, mode="area")[0], True
 
 
 def _freeze_key(freeze: Mapping[str, list[int]]) -> tuple[tuple[str, tuple[int, ...]], ...]:

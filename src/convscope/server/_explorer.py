@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
 from convscope.errors import (
     ConvscopeError,
@@ -61,7 +61,10 @@ class InputInfo(BaseModel):
     label: int | None = None
     parent: str | None = Field(None, description="for adversarial inputs: the input they were made from")
     adversarial: dict[str, Any] | None = Field(
-        None, description="attack, params, original_prediction, prediction, success, l2, linf (pixel units)"
+        None,
+        description="attack, params, target, original_prediction, prediction, success, l2, linf (pixel units); the attack "
+        "runs on the model without its freeze set: freeze is that set, with_freeze the predictions of the original and "
+        "the result with it applied (null when nothing was frozen)",
     )
 
 
@@ -319,7 +322,11 @@ def explorer_router(session: ExplorerSession, *, dependencies: list[Any] | None 
         response_model=dict[str, list[int]],
         responses=_errors(404, 422),
     )
-    def put_freeze(model: str, freeze: dict[str, list[int]] = Body(..., examples=[{"conv1": [0, 3]}])) -> dict[str, list[int]]:
+    def put_freeze(
+        model: str,
+        # strict: "1" and true were taken as filter 1 by pydantic's lenient parsing
+        freeze: dict[str, list[StrictInt]] = Body(..., examples=[{"conv1": [0, 3]}], description="layer -> filter indices (JSON integers)"),
+    ) -> dict[str, list[int]]:
         return _call(session.set_freeze, model, freeze)
 
     @router.post("/inputs/upload", summary="Upload an image (raw body: PNG, JPEG, BMP, GIF, WebP)", status_code=201,

@@ -3,7 +3,9 @@
 // (click to freeze filters), the prediction, critical features and the comparison of two inputs.
 import { drawDivergence, drawPrediction } from "../views/explorer/charts";
 import {
+  ApiError,
   explorerApi as api,
+  reason,
   type Comparison,
   type InputInfo,
   type LayerOutput,
@@ -12,7 +14,7 @@ import {
   type Outputs,
   type SessionInfo,
 } from "../views/explorer/client";
-import { collapseAround, defaultCollapsed, expand, formatShape, toggleFrozen, visibleUnits, type Unit } from "../views/explorer/logic";
+import { collapseAround, comparePair, defaultCollapsed, expand, formatShape, toggleFrozen, visibleUnits, type Unit } from "../views/explorer/logic";
 import { MapGrid } from "../views/explorer/maps";
 import { drawOverlay, loadImage } from "../views/explorer/saliency";
 import { Sketchpad } from "../views/explorer/sketchpad";
@@ -91,6 +93,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
           <div class="row small"><span id="hover-value" class="hover-value">hover a map to read its values; click maps (or units) to freeze them</span></div>
           <canvas id="layer-maps" class="maps-canvas"></canvas>
           <div class="frozen"><b>Frozen filters:</b> <span id="frozen-list">none</span> <button id="freeze-clear">Clear</button></div>
+          <div id="layer-message" class="message"></div>
         </section>
         <section class="panel" id="compare-panel"><h2>Compare two inputs <span class="toggle"><button id="compare-expand">expand</button></span></h2>
           <div class="row"><label>A <select id="compare-a"></select></label><label>B <select id="compare-b"></select></label>
@@ -136,6 +139,47 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     el.textContent = text;
     el.className = `message ${error ? "error" : "ok"}`;
   };
+  /**
+   * Run what a person asked for; a failure is said in the panel \`where\`, in the server's words
+   * (not only in the console), and when what it needed is gone (removed in another tab, say) the
+   * page catches up with the session. An action of the person begun after a failure was said clears
+   * it when it succeeds (one begun before, still on its way, does not; nor does work the page does
+   * on its own, quiet, such as drawing the input after catching up).
+   */
+  let actions = 0;
+  const failedAt = new Map<string, number>();
+  async function attempt(where: string, action: () => Promise<unknown>, quiet = false): Promise<void> {
+    const begun = ++actions;
+    try {
+      await action();
+      const failed = failedAt.get(where);
+      if (!quiet && failed !== undefined && failed < begun) {
+        failedAt.delete(where);
+        message(where, "");
+      }
+    } catch (e) {
+      failedAt.set(where, ++actions);
+      message(where, reason(e), true);
+      if (e instanceof ApiError && e.status === 404) await catchUp(where);
+    }
+  }
+
+  /** Show what the session holds now: lists refreshed, a model or input that is gone replaced. */
+  async function catchUp(where: string): Promise<void> {
+    try {
+      const s = await refreshSession();
+      if (state.model && !s.models.some((m) => m.id === state.model!.id)) {
+        if (s.models.length) await selectModel(s.models[s.models.length - 1].id);
+        else showNoModel();
+      } else if (state.input && !s.inputs.some((i) => i.id === state.input)) {
+        if (s.inputs.length) await selectInput(s.inputs[0].id);
+        else showNoInput();
+      }
+    } catch (e) {
+      message(where, reason(e), true);
+    }
+  }
+
   const updateHash = () => {
     const p = new URLSearchParams();
     if (state.model) p.set("model", state.model.id);
@@ -173,16 +217,18 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       li.innerHTML = `<b></b> <span class="muted"></span> <button class="remove" title="remove">×</button>`;
       li.querySelector("b")!.textContent = m.name;
       li.querySelector("span")!.textContent = `${m.format}, ${m.layers} layers, ${m.params.toLocaleString()} params, input ${formatShape(m.input_spec.shape)}`;
-      li.addEventListener("click", () => void selectModel(m.id));
-      li.querySelector("button")!.addEventListener("click", async (e) => {
+      li.addEventListener("click", () => void attempt("#model-message", () => selectModel(m.id)));
+      li.querySelector("button")!.addEventListener("click", (e) => {
         e.stopPropagation();
-        await api.removeModel(m.id);
-        const shown = state.model?.id === m.id;
-        if (shown) state.model = null;
-        const s = await refreshSession();
-        // the page must not go on showing a model that is gone: the last one left, or nothing
-        if (shown && s.models.length) await selectModel(s.models[s.models.length - 1].id);
-        else if (shown) showNoModel();
+        void attempt("#model-message", async () => {
+          await api.removeModel(m.id);
+          const shown = state.model?.id === m.id;
+          if (shown) state.model = null;
+          const s = await refreshSession();
+          // the page must not go on showing a model that is gone: the last one left, or nothing
+          if (shown && s.models.length) await selectModel(s.models[s.models.length - 1].id);
+          else if (shown) showNoModel();
+        });
       });
       list.appendChild(li);
     }
@@ -195,6 +241,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
   function renderInputs(): void {
     const list = $("#input-list");
     const inputs = state.session?.inputs ?? [];
+    const scrolled = list.scrollTop;
     list.innerHTML = inputs.length ? "" : `<li class="muted">no input yet</li>`;
     for (const i of inputs) {
       const li = document.createElement("li");
@@ -212,7 +259,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
         const a = i.adversarial;
         const info = document.createElement("span");
         info.className = "adv-info small";
-        info.textContent = `${a.attack}: ${a.original_name} → ${a.prediction_name}${a.success ? "" : " (no change)"}, L2 ${a.l2.toFixed(3)}, L∞ ${a.linf.toFixed(3)}`;
+        info.textContent = `${a.attack}: ${a.original_name} → ${a.prediction_name}${a.success ? "" : " (no change)"}, L2 ${a.l2.toFixed(3)}, L∞ ${a.linf.toFixed(3)}` +
+          frozenNote(a);
         li.append(info);
       } else if (i.label !== null) {
         const info = document.createElement("span");
@@ -224,27 +272,38 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       rm.className = "remove";
       rm.title = "remove";
       rm.textContent = "×";
-      rm.addEventListener("click", async (e) => {
+      rm.addEventListener("click", (e) => {
         e.stopPropagation();
-        await api.removeInput(i.id);
-        const shown = state.input === i.id;
-        if (shown) state.input = null;
-        const s = await refreshSession();
-        // the page must not go on showing an input that is gone: the first one left, or nothing
-        if (shown && s.inputs.length) await selectInput(s.inputs[0].id);
-        else if (shown) showNoInput();
+        void attempt("#input-message", async () => {
+          await api.removeInput(i.id);
+          const shown = state.input === i.id;
+          if (shown) state.input = null;
+          const s = await refreshSession();
+          // the page must not go on showing an input that is gone: the first one left, or nothing
+          if (shown && s.inputs.length) await selectInput(s.inputs[0].id);
+          else if (shown) showNoInput();
+        });
       });
       li.append(rm);
-      li.addEventListener("click", () => void selectInput(i.id));
+      li.addEventListener("click", () => void attempt("#input-message", () => selectInput(i.id)));
       list.appendChild(li);
     }
-    for (const [sel, pick] of [["#compare-a", 0], ["#compare-b", 1]] as const) {
-      const s = $<HTMLSelectElement>(sel);
-      const before = s.value;
-      s.innerHTML = inputs.map((i) => `<option value="${esc(i.id)}">${esc(inputLabel(i))}</option>`).join("");
-      if (before && inputs.some((i) => i.id === before)) s.value = before;
-      else if (inputs.length) s.value = inputs[Math.min(pick, inputs.length - 1)].id;
-    }
+    // rebuilding the list scrolled it back to its top: keep where it was, and show the selected one
+    list.scrollTop = scrolled;
+    const chosen = list.querySelector<HTMLElement>("li.selected");
+    if (chosen) reveal(list, chosen);
+    const a = $<HTMLSelectElement>("#compare-a"), b = $<HTMLSelectElement>("#compare-b");
+    const [nextA, nextB] = comparePair(inputs.map((i) => i.id), a.value, b.value);
+    for (const s of [a, b]) s.innerHTML = inputs.map((i) => `<option value="${esc(i.id)}">${esc(inputLabel(i))}</option>`).join("");
+    a.value = nextA;
+    b.value = nextB;
+  }
+
+  /** Scroll a list (only the list, not the page) so that one of its items is in view. */
+  function reveal(list: HTMLElement, item: HTMLElement): void {
+    const box = list.getBoundingClientRect(), r = item.getBoundingClientRect();
+    if (r.top < box.top) list.scrollTop -= box.top - r.top;
+    else if (r.bottom > box.bottom) list.scrollTop += r.bottom - box.bottom;
   }
 
   async function selectModel(id: string): Promise<void> {
@@ -396,7 +455,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       renderStructure(true);
       return;
     }
-    void selectLayer(u.id);
+    void attempt("#layer-message", () => selectLayer(u.id));
   }
   structure.onPick = pickUnit;
 
@@ -430,7 +489,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     probe.draws++;
     probe.drawnInput = id;
     document.body.dataset.drawn = `${model}:${id}:${probe.draws}`;
-    void renderInputImage(token);
+    void attempt("#input-message", () => renderInputImage(token), true);
   }
 
   async function renderInputImage(token: number): Promise<void> {
@@ -469,7 +528,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
   layerGrid.onHover = (t) => ($("#hover-value").textContent = t || "hover a map to read its values; click maps (or units) to freeze them");
   layerGrid.onClick = (f) => {
     if (!state.layer) return;
-    void applyFreeze(toggleFrozen(state.freeze, state.layer.layer, f));
+    const layer = state.layer.layer;
+    void attempt("#layer-message", () => applyFreeze(toggleFrozen(state.freeze, layer, f)));
   };
 
   async function applyFreeze(freeze: Record<string, number[]>): Promise<void> {
@@ -502,7 +562,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       $("#saliency-text").textContent = `${method}${state.saliency.layer ? ` at ${state.saliency.layer}` : ""} for class ${state.saliency.target_name}: ${shown} pixels carry evidence`;
       $("#saliency-canvas").dataset.method = method;
     } catch (e) {
-      $("#saliency-text").textContent = String(e);
+      $("#saliency-text").textContent = reason(e);
     }
   }
 
@@ -539,7 +599,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
         new MapGrid(cd, { minSide: 20, maxCell: 3 }).draw(m.diff, [], "diverging");
       }
     } catch (e) {
-      $("#compare-summary").textContent = String(e);
+      $("#compare-summary").textContent = reason(e);
     }
   }
 
@@ -560,6 +620,14 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     $<HTMLInputElement>("#attack-target").disabled = !spec.targeted;
   }
 
+  /** An attack runs on the model without its frozen filters: say so, with what the frozen model predicts. */
+  function frozenNote(a: NonNullable<InputInfo["adversarial"]>): string {
+    const frozen = Object.values(a.freeze ?? {}).reduce((n, f) => n + f.length, 0);
+    if (!frozen || !a.with_freeze) return "";
+    const w = a.with_freeze;
+    return ` (attacked without the ${frozen} frozen filter${frozen === 1 ? "" : "s"}; with them: ${w.original_name} → ${w.prediction_name})`;
+  }
+
   async function runAttack(): Promise<void> {
     if (!state.model || !state.input) return message("#attack-message", "select a model and an input first", true);
     const attack = $<HTMLSelectElement>("#attack").value;
@@ -574,14 +642,15 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       const original = state.input;
       const made = await api.adversarial(state.model.id, original, attack, params, t === "" ? null : Number(t));
       const a = made.adversarial!;
-      message("#attack-message", `${made.name}: ${a.original_name} → ${a.prediction_name}${a.success ? "" : " (prediction unchanged)"}, L2 ${a.l2.toFixed(3)}, L∞ ${a.linf.toFixed(3)}`);
+      message("#attack-message", `${made.name}: ${a.original_name} → ${a.prediction_name}${a.success ? "" : " (prediction unchanged)"}, L2 ${a.l2.toFixed(3)}, L∞ ${a.linf.toFixed(3)}` +
+        frozenNote(a));
       await refreshSession();
       $<HTMLSelectElement>("#compare-a").value = original;
       $<HTMLSelectElement>("#compare-b").value = made.id;
       await selectInput(made.id);
       await runCompare();
     } catch (e) {
-      message("#attack-message", String(e), true);
+      message("#attack-message", reason(e), true);
     }
   }
 
@@ -597,7 +666,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       await refreshSession();
       await selectModel(m.id);
     } catch (e) {
-      message("#model-message", String(e), true);
+      message("#model-message", reason(e), true);
     }
   });
   on("#model-file", "change", async (e) => {
@@ -612,7 +681,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       await refreshSession();
       await selectModel(m.id);
     } catch (err) {
-      message("#model-message", `${file.name} was refused: ${String(err)}`, true);
+      message("#model-message", `${file.name} was refused: ${reason(err)}`, true);
     } finally {
       input.value = "";
     }
@@ -627,7 +696,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       await refreshSession();
       await selectInput(made.id);
     } catch (err) {
-      message("#input-message", `${file.name} was refused: ${String(err)}`, true);
+      message("#input-message", `${file.name} was refused: ${reason(err)}`, true);
     } finally {
       input.value = "";
     }
@@ -638,7 +707,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       await refreshSession();
       await selectInput(made.id);
     } catch (err) {
-      message("#input-message", String(err), true);
+      message("#input-message", reason(err), true);
     }
   });
   on("#sketch-clear", "click", () => sketch.clear());
@@ -649,14 +718,14 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       await refreshSession();
       await selectInput(made.id);
     } catch (err) {
-      message("#input-message", String(err), true);
+      message("#input-message", reason(err), true);
     }
   });
   on("#attack", "change", () => renderAttackParams());
   on("#attack-run", "click", () => runAttack());
   on("#saliency-run", "click", () => runSaliency());
   on("#saliency-show", "change", () => drawOverlay($<HTMLCanvasElement>("#saliency-canvas"), state.image, $<HTMLInputElement>("#saliency-show").checked ? state.saliency : null));
-  on("#freeze-clear", "click", () => applyFreeze({}));
+  on("#freeze-clear", "click", () => attempt("#layer-message", () => applyFreeze({})));
   on("#compare-run", "click", () => runCompare());
   on("#compare-layers", "change", (e) => {
     const c = e.target as HTMLInputElement;
@@ -700,7 +769,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     })
     .catch((e) => {
       setConnection(false);
-      message("#model-message", String(e), true);
+      message("#model-message", reason(e), true);
     });
 
   return () => {

@@ -1,5 +1,6 @@
 // The model explorer's API (/api/explorer, convscope.server._explorer): the page is one client of it.
 import { withToken } from "../../api";
+import { detailText } from "./logic";
 
 export interface Maps {
   count: number;
@@ -73,6 +74,11 @@ export interface InputInfo {
     l2: number;
     linf: number;
     model: string;
+    target: number | null;
+    /** the model's freeze set when the attack ran: the attack ran on the model without it */
+    freeze: Record<string, number[]>;
+    /** predictions of the original and the result with that freeze set (what the Prediction panel shows) */
+    with_freeze: { original_prediction: number; original_name: string; prediction: number; prediction_name: string } | null;
   } | null;
 }
 
@@ -135,17 +141,29 @@ export interface Saliency {
 
 const BASE = "api/explorer";
 
+/** A refused request: its message is the server's sentence (no "Error: 422:" to read past), its status apart. */
+export class ApiError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+    this.name = "ApiError";
+  }
+}
+
+/** What went wrong, for a person: the server's sentence for a refused request, else the error's message. */
+export function reason(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
 async function call<T>(path: string, init?: RequestInit): Promise<T> {
   const r = await fetch(withToken(`${BASE}${path}`), init);
   if (!r.ok) {
-    let detail = r.statusText;
+    let detail: unknown;
     try {
-      detail = (await r.json()).detail ?? detail;
+      detail = (await r.json()).detail;
     } catch {
       /* not JSON */
     }
-    if (typeof detail !== "string") detail = JSON.stringify(detail);
-    throw new Error(`${r.status}: ${detail}`);
+    throw new ApiError(r.status, detailText(detail, `${r.status} ${r.statusText}`.trim()));
   }
   if (r.status === 204) return undefined as T;
   return r.json() as Promise<T>;

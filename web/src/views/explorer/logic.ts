@@ -173,6 +173,35 @@ export function toggleFrozen(freeze: Record<string, number[]>, layer: string, f:
   return next;
 }
 
+/**
+ * Compare's A and B once the inputs change: each kept while it exists; one that is gone falls back
+ * to the first input the other is not, so two inputs left are never both A and B.
+ */
+export function comparePair(ids: string[], a: string, b: string): [string, string] {
+  const keptA = ids.includes(a) ? a : "";
+  const keptB = ids.includes(b) ? b : "";
+  const nextA = keptA || (ids.find((id) => id !== keptB) ?? ids[0] ?? "");
+  const nextB = keptB || (ids.find((id) => id !== nextA) ?? nextA);
+  return [nextA, nextB];
+}
+
+/**
+ * The server's sentence from an error's detail: a string as it is; FastAPI's validation list as
+ * "where: what" per problem ("conv1.1: Input should be a valid integer").
+ */
+export function detailText(detail: unknown, fallback: string): string {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail) && detail.length) {
+    return detail
+      .map((d: { loc?: unknown[]; msg?: string }) => {
+        const loc = (d.loc ?? []).filter((part, k) => !(k === 0 && (part === "body" || part === "query" || part === "path")));
+        return `${loc.length ? `${loc.join(".")}: ` : ""}${d.msg ?? JSON.stringify(d)}`;
+      })
+      .join("; ");
+  }
+  return detail === undefined || detail === null ? fallback : JSON.stringify(detail);
+}
+
 /** Short text of a layer's outputs for lists: "6×28×28, 6 maps". */
 export function describe(layer: Pick<GraphLayer, "id" | "kind" | "output_shape">): string {
   return `${layer.id} ${layer.kind} ${formatShape(layer.output_shape)}`;

@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import threading
+import warnings
 import weakref
 from typing import Any
 
@@ -41,22 +42,41 @@ from convscope.notebook import ipython_shell  # noqa: E402
 
 __all__ = ["ConvscopeCallback", "keras_layers"]
 
-_CONV = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D")
+_CONV = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D")
+#: conv layers without one kernel (a depthwise and a pointwise one), which convscope cannot watch
+_UNWATCHABLE = ("SeparableConv1D", "SeparableConv2D")
+
+
+def _walk(model: Any, *, dense: bool) -> list[tuple[str, Any]]:
+    """(path, layer) of the model's conv layers (and dense ones), nested models walked: a path is
+    the names of the nested models a layer is in and its own, joined by ``/`` (``block/conv``)."""
+    found: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+
+    def walk(layer: Any, path: str) -> None:
+        for sub in getattr(layer, "layers", []):
+            walk(sub, f"{path}{sub.name}/")
+        kind = type(layer).__name__
+        built = kind in _UNWATCHABLE or getattr(layer, "kernel", None) is not None
+        if built and (kind in _CONV or kind in _UNWATCHABLE or (dense and kind == "Dense")):
+            if id(layer) not in seen:  # (a nested model used twice: its layers once)
+                seen.add(id(layer))
+                found.append((path.rstrip("/"), layer))
+
+    walk(model, "")
+    return found
+
+
+def _by_name(found: list[tuple[str, Any]]) -> dict[str, Any]:
+    """The layers by name, or by path where nested models hold layers of the same name."""
+    names = [layer.name for _, layer in found]
+    return {layer.name if names.count(layer.name) == 1 else path: layer for path, layer in found}
 
 
 def keras_layers(model: Any, *, dense: bool = False) -> dict[str, Any]:
-    """The model's conv layers (and dense ones with ``dense=True``), nested models walked."""
-    found: dict[str, Any] = {}
-
-    def walk(layer: Any) -> None:
-        for sub in getattr(layer, "layers", []):
-            walk(sub)
-        kind = type(layer).__name__
-        if getattr(layer, "kernel", None) is not None and (kind in _CONV or (dense and kind == "Dense")):
-            found[layer.name] = layer
-
-    walk(model)
-    return found
+    """The model's conv layers (and dense ones with ``dense=True``), nested models walked, by
+    name; where nested models hold layers of the same name, by path (``block/conv``)."""
+    return {n: layer for n, layer in _by_name(_walk(model, dense=dense)).items() if type(layer).__name__ not in _UNWATCHABLE}
 
 
 #: callbacks whose ``fit()`` has begun and not ended (see _after_cell)
@@ -89,7 +109,9 @@ def _follow_cells() -> None:
 class ConvscopeCallback(keras.callbacks.Callback):
     """Watch a Keras model while it trains; takes the options of :func:`convscope.watch`.
 
-    ``layers`` may name Keras layers (default: every conv layer).
+    ``layers`` may name Keras layers, or a nested model's layer by its path (``block/conv``)
+    (default: every conv layer but separable ones). The training loss and metrics are logged
+    after every batch, the validation's at the end of every epoch.
     """
 
     def __init__(self, **watch_options: Any) -> None:
@@ -102,14 +124,33 @@ class ConvscopeCallback(keras.callbacks.Callback):
         names = options.pop("layers", None)
         if isinstance(names, str):  # one layer's name
             names = [names]
-        available = keras_layers(self.model, dense=True)
+        found = _walk(self.model, dense=True)
+        available = _by_name(found)
+        paths = dict(found)
+        unwatchable = [n for n, layer in available.items() if type(layer).__name__ in _UNWATCHABLE]
         if names is None:
-            chosen = keras_layers(self.model)
+            chosen = {n: layer for n, layer in available.items() if n not in unwatchable and type(layer).__name__ != "Dense"}
+            if unwatchable:
+                warnings.warn(
+                    f"convscope does not watch {', '.join(unwatchable)}: a separable conv has two kernels (depthwise and "
+                    "pointwise), not one; a DepthwiseConv2D and a 1x1 Conv2D in its place can be watched",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         else:
-            missing = [n for n in names if n not in available]
+            missing = [n for n in names if n not in available and n not in paths]
             if missing:
-                raise DataError(f"Keras layers {missing} not found; conv and dense layers are {', '.join(available)}")
-            chosen = {n: available[n] for n in names}
+                raise DataError(
+                    f"Keras layers {missing} not found; conv and dense layers are {', '.join(available)} "
+                    "(a nested model's layer may also be named by its path, block/conv)"
+                )
+            bad = [n for n in names if type(available.get(n, paths.get(n))).__name__ in _UNWATCHABLE]
+            if bad:
+                raise DataError(
+                    f"Keras layers {bad} are separable convs, with two kernels (depthwise and pointwise), which convscope "
+                    "cannot watch; watch other layers, or use a DepthwiseConv2D and a 1x1 Conv2D in their place"
+                )
+            chosen = {n: available.get(n, paths.get(n)) for n in names}
         backend = keras.backend.backend()
         if backend != "torch":
             record = options.get("record", ("weights", "trajectory"))
@@ -132,6 +173,9 @@ class ConvscopeCallback(keras.callbacks.Callback):
         if self.monitor is None:
             return
         self.monitor.step()
+        self._log(logs)
+
+    def _log(self, logs: dict[str, Any] | None) -> None:
         scalars = {}
         for key, value in (logs or {}).items():
             try:
@@ -140,8 +184,13 @@ class ConvscopeCallback(keras.callbacks.Callback):
                 continue
             if math.isfinite(number):
                 scalars[key] = number
-        if scalars:
+        if scalars and self.monitor is not None:
             self.monitor.log(**scalars)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        # the validation's loss and metrics (the training's came with its batches)
+        if self.monitor is not None:
+            self._log({k: v for k, v in (logs or {}).items() if k.startswith("val_")})
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._end("finished")

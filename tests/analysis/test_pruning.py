@@ -106,6 +106,29 @@ def test_clear_errors() -> None:
         prune_filters(model, {"relu1": [0]}, example_inputs=x)
 
 
+@pytest.mark.parametrize(("groups", "outputs", "layer"), [(4, 8, "2"), (2, 8, "2"), (4, 8, "0"), (4, 16, "0")])
+def test_pruning_that_reaches_a_grouped_conv_is_refused_before_anything_changes(groups, outputs, layer) -> None:
+    # Torch-Pruning slices a grouped conv's channels as if it had one group: the filters it kept
+    # read other inputs than before (outputs 0.95 off), or its weight lost every input
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, outputs, 3, padding=1, groups=groups))
+    x = torch.randn(2, 3, 8, 8)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(DataError, match=rf"pruning '{layer}' would change '2', a conv of {groups} groups"):
+        prune_filters(net, {layer: [0, 1, 3, 4]}, example_inputs=x[:1])
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    assert net(x).shape == (2, outputs, 8, 8)
+
+
+def test_a_depthwise_conv_is_pruned_with_the_layer_that_feeds_it() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8))
+    x = torch.randn(2, 3, 8, 8)
+    before = net(x).detach()
+    prune_filters(net, {"2": [0, 1, 3, 4]}, example_inputs=x[:1])
+    torch.testing.assert_close(net(x), before[:, [2, 5, 6, 7]])
+
+
 def test_the_tensorview_case_four_of_sixteen_conv1_filters() -> None:
     model = load_zoo_model("lenet5-simplified").module
     result = prune_filters(model, {"conv1": [1, 4, 5, 6]}, example_inputs=torch.zeros(1, 1, 28, 28))

@@ -70,6 +70,26 @@ def test_three_lines_record_every_view_for_every_conv_layer(digits, lenet) -> No
     assert not opt._optimizer_step_pre_hooks and not opt._optimizer_step_post_hooks
 
 
+def test_the_lr_view_follows_a_scheduler_and_every_parameter_groups_rate(digits, lenet) -> None:
+    # with groups of different learning rates, only the first group's was recorded
+    model = lenet()
+    opt = torch.optim.SGD([{"params": model.conv1.parameters(), "lr": 0.001}, {"params": model.conv2.parameters()},
+                           {"params": [p for n, p in model.named_parameters() if not n.startswith("conv")], "lr": 0.1}], lr=0.01)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
+    sink = MemorySink()
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=None) as mon:
+        _train(model, opt, digits, 20, monitor=mon, on_step=lambda step, *_: step > 1 and sched.step())
+
+    def rates(name: str) -> list[float]:
+        return [round(f.payload["value"], 6) for f in sink.select(kind="scalar", name=name)]
+
+    assert [f.step for f in sink.select(kind="scalar", name="lr")] == [5, 10, 15, 20]
+    # (the rate each recorded step's update used: the scheduler had stepped 4, 9, 14 and 19 times)
+    assert rates("lr") == [0.001, 0.001, 0.0005, 0.0005]
+    assert rates("lr/group1") == [0.01, 0.01, 0.005, 0.005]
+    assert rates("lr/group2") == [0.1, 0.1, 0.05, 0.05]
+
+
 def test_recorded_values_match_what_the_loop_saw(digits, lenet) -> None:
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -350,6 +370,24 @@ def test_an_optimizer_that_trains_none_of_the_watched_layers_is_said(lenet) -> N
         convscope.watch(model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), logdir=None).close()
 
 
+@pytest.mark.parametrize("in_optimizer", [False, True])
+def test_a_frozen_layer_is_not_called_stalled_nor_another_models(digits, lenet, in_optimizer) -> None:
+    # a layer frozen on purpose (requires_grad=False, fine-tuning) read "stalled: 100% of
+    # gradients exactly zero: units dead", and left out of the optimizer, "another model's?"
+    model = lenet()
+    model.conv1.requires_grad_(False)
+    params = model.parameters() if in_optimizer else (p for p in model.parameters() if p.requires_grad)
+    opt = torch.optim.SGD(params, lr=0.05)
+    sink = MemorySink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=None):
+            _train(model, opt, digits, 30)
+    assert sink.select(kind="gradient_health", layer="conv1") == []
+    assert [f.step for f in sink.select(kind="weight_grid", layer="conv1")] == [5, 10, 15, 20, 25, 30]
+    assert [f.payload["status"] for f in sink.select(kind="gradient_health", layer="conv2")] == ["healthy"] * 6
+
+
 def test_a_logdir_that_is_a_file_is_refused_with_a_clear_error(lenet, tmp_path) -> None:
     from convscope.errors import StoreError
 
@@ -384,6 +422,40 @@ def test_online_pruning_removes_redundant_filters_while_training_goes_on(digits,
     assert any(q is model.conv1.weight for g in opt.param_groups for q in g["params"])
 
 
+class _Residual(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2, self.c3 = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Conv2d(8, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.c1(x))
+        return self.c3(h + torch.relu(self.c2(h)))
+
+
+def test_pruning_a_conv_in_a_residual_add_says_which_layers_lost_filters_with_it() -> None:
+    # the add joins c1's channels to c2's: pruning c2 took the same filters from c1, unsaid
+    torch.manual_seed(0)
+    model = _Residual()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    sink = MemorySink()
+    prune = convscope.PruneConfig(layers=("c2",), threshold=0.05, start=10, every=10, max_fraction=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=5, prune=prune):
+            for _ in range(20):
+                loss = model(torch.randn(8, 3, 12, 12)).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    (event,) = sink.select(kind="pruning")
+    p = event.payload
+    assert model.c1.out_channels == model.c2.out_channels == p["after"] < p["before"] == 8
+    assert p["coupled"] == {"c1": p["removed"]} and "c1 lost the same filters" in p["reason"]
+    for name in ("c1", "c2"):  # each watched layer's views follow its new filters
+        assert [f for f in sink.select(kind="correlation", layer=name) if f.step > event.step][-1].payload["matrix"].shape == (4, 4)
+    assert all(opt.state[q]["exp_avg"].shape == q.shape for q in model.parameters())
+
+
 def test_pruning_a_model_whose_input_shape_is_unknown_is_said_and_training_goes_on(digits, lenet) -> None:
     # called with keyword arguments only, the model shows the first forward hook no input, so the
     # monitor has no shape for pruning's example input: that pruning is given up, the step is not
@@ -406,6 +478,27 @@ def test_pruning_a_model_whose_input_shape_is_unknown_is_said_and_training_goes_
     assert not [m for m in said if "skipped step" in m], said
     assert [m for m in said if "could not prune conv1 at step 10" in m and "input_shape=" in m], said
     assert not sink.select(kind="pruning") and model.conv1.out_channels == 16 and prune.times == 0
+
+
+def test_a_model_called_with_keyword_arguments_gets_its_graph_from_input_shape(digits, lenet) -> None:
+    # the warning above says to pass input_shape=: given, the graph was still never built (the
+    # first forward hook waited for a positional input)
+    model = lenet()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sink = MemorySink()
+    images, labels = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=5, input_shape=(1, 28, 28)) as mon:
+            for step in range(10):
+                x, y = images[step * 8 : step * 8 + 8], labels[step * 8 : step * 8 + 8]
+                loss = torch.nn.functional.cross_entropy(model(x=x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    assert mon.graph is not None and mon.graph.input_shape == (1, 28, 28)
+    assert [f.payload["event"] for f in sink.select(kind="run_meta")].count("graph") == 1
+    assert not model._forward_pre_hooks  # (the first forward hook went once its work was done)
 
 
 def test_serve_of_any_true_value_serves_a_run_store_of_its_own(lenet, tmp_path, monkeypatch) -> None:
@@ -1291,6 +1384,30 @@ def test_a_conv3d_layer_gets_every_view_but_the_2d_ones_and_is_told_so() -> None
     conv3d = {f.kind for f in sink.frames if f.layer == "0"}
     assert conv3d == {"trajectory", "distribution", "correlation", "groups", "gradient_health"}
     assert {"weight_grid", "feature_maps"} <= {f.kind for f in sink.frames if f.layer == "2"}
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_transposed_convs_filters_are_its_output_channels(groups) -> None:
+    # a ConvTranspose2d's weight is in x out/groups x kh x kw: read as filters first, its weight
+    # grid had the inputs as filters (8 where the layer makes 4 maps) and pruning never matched
+    # the correlation's 4 filters
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.ConvTranspose2d(8, 4, 2, stride=2, groups=groups))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    sink = MemorySink()
+    with convscope.watch(model, optimizer=opt, logdir=None, sinks=[sink], every=5, budget=None) as mon:
+        for _ in range(10):
+            loss = model(torch.randn(4, 3, 10, 10)).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert mon.layers["2"].filters == 4
+    w = model[2].weight.detach()  # 8 x 4/groups x 2 x 2
+    conv_like = torch.cat([w[g * 8 // groups : (g + 1) * 8 // groups].transpose(0, 1) for g in range(groups)])  # 4 x 8/groups x 2 x 2
+    grid = sink.select(kind="weight_grid", layer="2")[-1].payload["weights"]
+    np.testing.assert_array_equal(grid, conv_like.numpy())
+    assert sink.select(kind="trajectory", layer="2")[-1].payload["shape"] == [4, 8 // groups, 2, 2]
+    assert sink.select(kind="correlation", layer="2")[-1].payload["matrix"].shape == (4, 4)
 
 
 def test_a_monitor_says_what_it_watches_and_how_far_it_got(digits, lenet) -> None:

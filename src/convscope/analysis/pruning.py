@@ -78,6 +78,9 @@ class PruneResult:
         params_before, params_after: parameter counts of the whole model.
         changed: qualified names of every parameter that was replaced.
         reset_state: parameters whose optimizer state could not be sliced and was reset.
+        coupled: other conv and dense layers that lost the same output channels, because their
+            outputs are joined to the pruned layer's (a residual add, a depthwise conv that
+            reads it): layer -> removed indices.
     """
 
     removed: dict[str, list[int]]
@@ -86,6 +89,7 @@ class PruneResult:
     params_after: int
     changed: list[str] = field(default_factory=list)
     reset_state: list[str] = field(default_factory=list)
+    coupled: dict[str, list[int]] = field(default_factory=dict)
 
 
 def prune_filters(
@@ -139,6 +143,8 @@ def prune_filters(
     removed_at: dict[tuple[int, str], list[int]] = {}  # (id(module), "out"|"in") -> removed indices
     result = PruneResult(removed={}, kept={}, params_before=params_before, params_after=params_before)
     graph = tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
+    for name, layer, handler, chosen, _ in handlers:  # (all checked before any is pruned)
+        _check_groups(name, graph.get_pruning_group(layer, handler, idxs=chosen), modules)
     for name, layer, handler, chosen, size in handlers:
         group = graph.get_pruning_group(layer, handler, idxs=chosen)
         for item in group:
@@ -152,6 +158,10 @@ def prune_filters(
         result.removed[name] = chosen
         result.kept[name] = [i for i in range(size) if i not in set(chosen)]
 
+    for lname, layer in modules.items():
+        lost = removed_at.get((id(layer), "out"))
+        if lost and lname not in plan and isinstance(layer, torch.nn.modules.conv._ConvNd | torch.nn.Linear):
+            result.coupled[lname] = lost
     after = dict(module.named_parameters())
     result.params_after = sum(p.numel() for p in after.values())
     for pname, new in after.items():
@@ -165,6 +175,28 @@ def prune_filters(
             if not _swap_in_optimizer(optimizer, old, new, keep):
                 result.reset_state.append(pname)
     return result
+
+
+def _check_groups(name: str, group: Any, modules: Mapping[str, Any]) -> None:
+    """A clear error, before anything is pruned, where the pruning would reach a grouped conv
+    (``1 < groups``) other than a depthwise one (one filter per input channel): Torch-Pruning
+    slices its channels as if its groups were one, so the filters it keeps would read other
+    inputs than before (a silently different model), or its weight would lose every input."""
+    import torch
+
+    names = {id(m): n for n, m in modules.items()}
+    for item in group:
+        target = item.dep.target.module
+        if (
+            isinstance(target, torch.nn.modules.conv._ConvNd)
+            and target.groups > 1
+            and not target.groups == target.in_channels == target.out_channels
+        ):
+            raise DataError(
+                f"pruning {name!r} would change {names.get(id(target), type(target).__name__)!r}, a conv of "
+                f"{target.groups} groups ({target.in_channels} inputs, {target.out_channels} filters), whose groups "
+                "cannot lose channels one by one; prune other layers (depthwise convs, one filter per input, can be pruned)"
+            )
 
 
 def _kept_indices(old: Any, new: Any, owner: Any, removed_at: dict[tuple[int, str], list[int]]) -> dict[int, list[int]] | None:

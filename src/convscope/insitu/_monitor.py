@@ -224,6 +224,8 @@ class _LayerState:
     module: torch.nn.Module
     original_filters: int
     layout: str = "torch"  # "keras": kernel is (kh, kw, in, out) or (in, out), outputs channels-last
+    #: a transposed conv's groups (0 for any other layer): its weight is ``in x out/groups x k...``
+    transposed: int = 0
     trajectory: Any = None
     trajectory_shape: tuple[int, ...] | None = None
     trajectory_steps: dict[int, int] = field(default_factory=dict)  # the tracker's update count -> training step
@@ -250,11 +252,20 @@ class _LayerState:
 
     def weight(self) -> torch.Tensor:
         """A detached copy in torch layout: filters first (``F x C x kh x kw`` or ``out x in``)."""
-        return _torch_layout(self.param.detach(), self.layout).clone()
+        return self.filters_first(self.param.detach()).clone()
 
     def grad(self) -> torch.Tensor | None:
         g = self.param.grad
-        return None if g is None else _torch_layout(g.detach(), self.layout).clone()
+        return None if g is None else self.filters_first(g.detach()).clone()
+
+    def filters_first(self, t: torch.Tensor) -> torch.Tensor:
+        """The layer's weight (or its gradient) ``t`` as a conv's, filters first: a keras kernel
+        permuted, and a transposed conv's ``in x out/groups x k...`` as the ``out x in/groups x k...``
+        of the conv that makes its output channels (filter ``f``'s weights in row ``f``)."""
+        if self.transposed:
+            g = self.transposed
+            return t.unflatten(0, (g, t.shape[0] // g)).transpose(1, 2).flatten(0, 1)
+        return _torch_layout(t, self.layout)
 
     def activations(
         self, out: torch.Tensor, max_samples: int | None = None, *, max_values: int | None = None, grid: bool = True, image: bool = False
@@ -275,7 +286,7 @@ class _LayerState:
 
     @property
     def filters(self) -> int:
-        return int(_torch_layout(self.param, self.layout).shape[0])
+        return int(self.filters_first(self.param).shape[0])
 
 
 class _Spare:
@@ -520,13 +531,16 @@ class Monitor:
             if layout == "torch" and not isinstance(getattr(m, "weight", None), torch.Tensor):
                 raise DataError(f"layer {n!r} ({type(m).__name__}) has no weight to watch; watch conv or dense layers")
             state = _LayerState(n, m, 0, layout=layout)
+            if isinstance(m, torch.nn.modules.conv._ConvTransposeNd):
+                state.transposed = int(m.groups)
             state.original_filters = state.filters
             if state.param.dim() > 4:  # (Conv3d: its kernels and maps have a depth too)
                 state.skip = frozenset(("weights", "feature_maps"))
             self.layers[n] = state
         if optimizer is not None:
             trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
-            untrained = [n for n, st in self.layers.items() if st.layout == "torch" and id(st.param) not in trained]
+            # (a frozen layer, requires_grad=False, is left out of the optimizer on purpose)
+            untrained = [n for n, st in self.layers.items() if st.layout == "torch" and st.param.requires_grad and id(st.param) not in trained]
             if untrained:
                 warnings.warn(
                     f"convscope: the optimizer passed to watch() does not train {', '.join(untrained)} (another model's?); "
@@ -821,7 +835,7 @@ class Monitor:
             shape = tuple(int(v) for v in arrays.pop("monitor_shape"))
             ordinals, steps = arrays.pop("monitor_ordinals").tolist(), arrays.pop("monitor_steps").tolist()
             # (a checkpoint older than the path's end, start_step=, took the weights back: a new path)
-            if last_frame is None or not steps or steps[-1] > last_frame or self.step_count < last_frame or shape != tuple(_torch_layout(state.param, state.layout).shape):
+            if last_frame is None or not steps or steps[-1] > last_frame or self.step_count < last_frame or shape != tuple(state.filters_first(state.param).shape):
                 return
             tracker = TrajectoryTracker(dims=self.trajectory_dims, seed=self.seed, refresh=_reduce._TRAJECTORY_REFRESH)
             tracker.load_state_dict(arrays, device=state.param.device)
@@ -1243,6 +1257,8 @@ class Monitor:
             shape = tuple(int(d) for d in args[0].shape[1:])
             self.input_shape = self.input_shape or shape
             self._graph_pending = True
+        elif self._graph is None and not self._graph_pending and self.input_shape is not None:
+            self._graph_pending = True  # (called with keyword arguments only: input_shape= was given)
         if self._t0 is not None and (self._graph is not None or self._graph_pending) and self._first_handle is not None:
             # its work is done: without it, the model's own call skips torch's hook machinery
             # at every step (a graph that fails to build is not tried again at every step either)
@@ -1385,7 +1401,7 @@ class Monitor:
         for state in self.layers.values():
             items.extend(_reduce.layer_items(self, state, step, acts.get(state.name), due))
         if "lr" in due and self.optimizer is not None:  # (batched with the logged values)
-            self._scalars.append((step, "lr", float(self.optimizer.param_groups[0].get("lr", float("nan"))), time.perf_counter()))
+            self._record_lr(step)
         items.extend(self._budget_report(step))
         now = time.perf_counter()
         if self._store is not None and "trajectory" in due and now - self._trajectories_kept >= max(_KEEP_TRAJECTORIES_S, self._keep_every):
@@ -1394,6 +1410,19 @@ class Monitor:
         self._scalars_due(now)
         self._pipeline.submit_many(items)  # type: ignore[union-attr]
         self._recordings.append(self._pipeline.stats.submitted)  # type: ignore[union-attr]
+
+    _lr_groups = False  # whether the optimizer's parameter groups have had different learning rates
+
+    def _record_lr(self, step: int) -> None:
+        """The learning rate: the first parameter group's as ``lr``, and once the groups' rates
+        have differed (a lower one for a pretrained backbone, say), each other group's as
+        ``lr/group1``, ``lr/group2`` ... from then on."""
+        now = time.perf_counter()
+        rates = [float(group.get("lr", float("nan"))) for group in self.optimizer.param_groups]  # type: ignore[union-attr]
+        self._lr_groups = self._lr_groups or len(set(rates)) > 1
+        self._scalars.append((step, "lr", rates[0], now))
+        if self._lr_groups:
+            self._scalars.extend((step, f"lr/group{i}", rate, now) for i, rate in enumerate(rates[1:], start=1))
 
     def _probe_activations(self) -> dict[str, Activations]:
         import torch

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from convscope.insitu._monitor import Monitor
@@ -73,21 +73,28 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
         state.prunes += 1
         for other in monitor.layers.values():  # shapes may have changed downstream too
             other.prev_weight = None
-        state.correlation = None
-        state.groups = None
-        if state.health is not None:
-            state.health.reset(name)
+        for lname in (name, *result.coupled):  # (layers joined to it lost the same filters)
+            changed = monitor.layers.get(lname)
+            if changed is not None:
+                changed.correlation = changed.groups = None
+                if changed.health is not None:
+                    changed.health.reset(lname)
         kept = [i for i in range(current) if i not in set(remove)]
-        payload = {
+        reason = f"correlation >= {config.threshold} ({config.method} groups)"
+        if result.coupled:  # a residual add or a depthwise conv joins these layers' channels: they go together
+            reason += f"; {', '.join(result.coupled)} lost the same filters (joined to {name}'s)"
+        payload: dict[str, Any] = {
             "removed": [int(i) for i in remove],
             "kept": kept,
             "before": current,
             "after": state.filters,
-            "reason": f"correlation >= {config.threshold} ({config.method} groups)",
+            "reason": reason,
             "params_before": int(result.params_before),
             "params_after": int(result.params_after),
             "groups": [[int(i) for i in g] for g in groups.groups.values() if len(g) > 1],
         }
+        if result.coupled:
+            payload["coupled"] = {other: [int(i) for i in idx] for other, idx in result.coupled.items()}
         record = {"step": step, "layer": name, **payload}
         monitor.stats.prunings.append(record)
         frame = monitor._frame(step, name, "pruning", payload)

@@ -53,6 +53,11 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: Activatio
     views ``due`` then."""
     if state.skip:
         due = due - state.skip
+    if "gradients" in due and not state.param.requires_grad:
+        # a frozen layer (fine-tuning a head, say) has no gradient by choice: judged, it read
+        # "stalled: units dead" at every check
+        due = due - {"gradients"}
+        state.prev_weight = None
     items: list[Item] = []
     w = None
     if due & {"weights", "trajectory", "gradients"}:

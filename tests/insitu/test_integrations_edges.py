@@ -221,3 +221,39 @@ def test_keras_separable_convs_are_said_not_watched(digits) -> None:
     assert list(callback.monitor.layers) == ["c2"]
     with pytest.raises(DataError, match=r"\['sep'\] are separable convs"):
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[ConvscopeCallback(layers="sep", logdir=None)])
+
+
+@pytest.mark.slow
+def test_keras_conv1d_and_depthwise_kernels_are_read_filters_first(digits) -> None:
+    """A Conv1D's (k, in, out) kernel and channels-last (N, L, C) maps, and a DepthwiseConv2D's
+    (kh, kw, in, multiplier) kernel, as torch's layouts: one filter per output channel in the
+    weight grid as in the maps (the Conv1D's maps were read as one "filter" per position, the
+    depthwise grid had `multiplier` filters for in x multiplier maps)."""
+    keras = _keras()
+    from convscope.integrations.keras import ConvscopeCallback
+
+    keras.utils.set_random_seed(0)
+    images, labels = _keras_data(digits)
+    rows = images[..., 0]  # (N, 28, 28): each image a sequence of 28 rows of 28 values
+    cases = [
+        (keras.Sequential([keras.Input((28, 28)), keras.layers.Conv1D(5, 3, name="c"), keras.layers.GlobalAveragePooling1D(),
+                           keras.layers.Dense(10)]), rows, 5),
+        (keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(3, 3, name="pre"),
+                           keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="c"), keras.layers.GlobalAveragePooling2D(),
+                           keras.layers.Dense(10)]), images, 6),
+    ]
+    for model, x, maps in cases:
+        sink = MemorySink()
+        callback = ConvscopeCallback(every=2, budget=None, logdir=None, sinks=[sink], layers="c")
+        _compiled(keras, model).fit(x, labels, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+        grid = sink.select(kind="weight_grid", layer="c")[-1].payload["weights"]
+        assert grid.shape[0] == maps
+        assert sink.select(kind="distribution", layer="c")[-1].payload["counts"].shape[0] == maps
+        assert sink.select(kind="correlation", layer="c")[-1].payload["matrix"].shape == (maps, maps)
+        kernel = np.asarray(model.get_layer("c").kernel.numpy())
+        if kernel.ndim == 4:  # depthwise: filter i * multiplier + m is input i's m-th kernel
+            for i in range(3):
+                for m in range(2):
+                    np.testing.assert_allclose(grid[i * 2 + m].reshape(3, 3), kernel[:, :, i, m], rtol=1e-6)
+        else:  # Conv1D: filter f's weights on input channel c over the kernel's width
+            np.testing.assert_allclose(grid.reshape(5, 28, 3), kernel.transpose(2, 1, 0), rtol=1e-6)

@@ -223,7 +223,9 @@ class _LayerState:
     name: str
     module: torch.nn.Module
     original_filters: int
-    layout: str = "torch"  # "keras": kernel is (kh, kw, in, out) or (in, out), outputs channels-last
+    layout: str = "torch"  # "keras": kernel is (k..., in, out) or (in, out), outputs channels-last
+    #: a keras depthwise conv: its kernel is (k..., in, multiplier), output channel i * multiplier + m
+    depthwise: bool = False
     #: a transposed conv's groups (0 for any other layer): its weight is ``in x out/groups x k...``
     transposed: int = 0
     trajectory: Any = None
@@ -265,7 +267,7 @@ class _LayerState:
         if self.transposed:
             g = self.transposed
             return t.unflatten(0, (g, t.shape[0] // g)).transpose(1, 2).flatten(0, 1)
-        return _torch_layout(t, self.layout)
+        return _torch_layout(t, self.layout, depthwise=self.depthwise)
 
     def activations(
         self, out: torch.Tensor, max_samples: int | None = None, *, max_values: int | None = None, grid: bool = True, image: bool = False
@@ -279,8 +281,8 @@ class _LayerState:
         out = out.detach()
         if max_samples is not None and out.dim() >= 2:
             out = out[:max_samples]
-        if self.layout == "keras" and out.dim() == 4:
-            out = out.permute(0, 3, 1, 2)
+        if self.layout == "keras" and out.dim() >= 3:  # (channels last, for 1-, 2- and 3-D convs)
+            out = out.movedim(-1, 1)
         first = self.image_spare.copy(out[:1]) if image and out.dim() >= 2 else None
         return Activations(self.spare.copy(on_grid(out, max_values)) if grid else None, first)
 
@@ -355,14 +357,21 @@ def _one_value(name: str, v: torch.Tensor) -> torch.Tensor:
     return v
 
 
-def _torch_layout(t: torch.Tensor, layout: str) -> torch.Tensor:
+def _torch_layout(t: torch.Tensor, layout: str, *, depthwise: bool = False) -> torch.Tensor:
+    """A keras kernel as torch's weight of the same layer, filters first: a conv's (k..., in, out)
+    as (out, in, k...), a depthwise conv's (k..., in, multiplier) as (in * multiplier, 1, k...)
+    (output channel i * multiplier + m, as torch's groups=in conv), a dense (in, out) as (out, in)."""
     if layout != "keras":
         return t
-    if t.dim() == 4:  # (kh, kw, in, out) -> (out, in, kh, kw)
-        return t.permute(3, 2, 0, 1)
-    if t.dim() == 2:  # (in, out) -> (out, in)
+    d = t.dim()
+    if d == 2:
         return t.t()
-    return t
+    if d < 3:
+        return t
+    spatial = tuple(range(d - 2))
+    if depthwise:
+        return t.permute(d - 2, d - 1, *spatial).flatten(0, 1).unsqueeze(1)
+    return t.permute(d - 1, d - 2, *spatial)
 
 
 @dataclass
@@ -530,7 +539,7 @@ class Monitor:
             layout = "keras" if getattr(m, "weight", None) is None and getattr(m, "kernel", None) is not None else "torch"
             if layout == "torch" and not isinstance(getattr(m, "weight", None), torch.Tensor):
                 raise DataError(f"layer {n!r} ({type(m).__name__}) has no weight to watch; watch conv or dense layers")
-            state = _LayerState(n, m, 0, layout=layout)
+            state = _LayerState(n, m, 0, layout=layout, depthwise=layout == "keras" and type(m).__name__.startswith("DepthwiseConv"))
             if isinstance(m, torch.nn.modules.conv._ConvTransposeNd):
                 state.transposed = int(m.groups)
             state.original_filters = state.filters

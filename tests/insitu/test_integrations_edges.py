@@ -257,3 +257,23 @@ def test_keras_conv1d_and_depthwise_kernels_are_read_filters_first(digits) -> No
                     np.testing.assert_allclose(grid[i * 2 + m].reshape(3, 3), kernel[:, :, i, m], rtol=1e-6)
         else:  # Conv1D: filter f's weights on input channel c over the kernel's width
             np.testing.assert_allclose(grid.reshape(5, 28, 3), kernel.transpose(2, 1, 0), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_lightning_gradient_health_sees_the_gradients_before_clipping(digits, lenet) -> None:
+    """gradient_clip_val clips between the backward pass and the step: the health view judges the
+    gradients the model made (read in on_before_optimizer_step), not the clipped ones."""
+    images, labels = digits
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images[:128], labels[:128]), batch_size=32)
+    clip = 1e-3
+    norms = {}
+    for clipping in (None, clip):
+        torch.manual_seed(0)
+        sink = MemorySink()
+        callback = _callback(every=2, budget=None, logdir=None, sinks=[sink], record=["gradients"])
+        _trainer(callback, gradient_clip_val=clipping).fit(_lightning_module(lenet), loader)
+        norms[clipping] = [f.payload["grad_norm"] for f in sink.select(kind="gradient_health", layer="net.conv1")]
+    # about the unclipped run's (only one clipped step before the first recording, at step 2),
+    # and far above the clipped norm of the whole model (which conv1's was, read after the step)
+    assert len(norms[clip]) == 2 and norms[clip][0] == pytest.approx(norms[None][0], rel=0.1)
+    assert min(norms[clip]) > 10 * clip

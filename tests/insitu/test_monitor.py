@@ -362,7 +362,7 @@ def test_a_probe_the_model_cannot_take_is_refused_at_watch(lenet) -> None:
 def test_an_optimizer_that_trains_none_of_the_watched_layers_is_said(lenet) -> None:
     model = lenet()
     other = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1)
-    with pytest.warns(RuntimeWarning, match=r"the optimizer passed to watch\(\) does not train conv1, conv2"):
+    with pytest.warns(RuntimeWarning, match=r"the optimizer followed \(optimizer=\) does not train conv1, conv2"):
         mon = convscope.watch(model, optimizer=other, logdir=None)
     mon.close()
     with warnings.catch_warnings():

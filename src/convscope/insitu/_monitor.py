@@ -256,9 +256,18 @@ class _LayerState:
         """A detached copy in torch layout: filters first (``F x C x kh x kw`` or ``out x in``)."""
         return self.filters_first(self.param.detach()).clone()
 
-    def grad(self) -> torch.Tensor | None:
+    def grad(self, step: int | None = None) -> torch.Tensor | None:
+        """A detached copy of the gradient, filters first: the one taken before the optimizer
+        step ``step`` (:meth:`Monitor._take_gradients`, before clipping) where there is one."""
+        taken = self.taken_grad
+        if taken is not None and taken[0] == step:
+            self.taken_grad = None
+            return taken[1]
         g = self.param.grad
         return None if g is None else self.filters_first(g.detach()).clone()
+
+    #: (step, gradient) taken before that step's optimizer step, for its recording (see grad())
+    taken_grad: tuple[int, torch.Tensor | None] | None = None
 
     def filters_first(self, t: torch.Tensor) -> torch.Tensor:
         """The layer's weight (or its gradient) ``t`` as a conv's, filters first: a keras kernel
@@ -552,7 +561,7 @@ class Monitor:
             untrained = [n for n, st in self.layers.items() if st.layout == "torch" and st.param.requires_grad and id(st.param) not in trained]
             if untrained:
                 warnings.warn(
-                    f"convscope: the optimizer passed to watch() does not train {', '.join(untrained)} (another model's?); "
+                    f"convscope: the optimizer followed (optimizer=) does not train {', '.join(untrained)} (another model's?); "
                     "its steps are still the ones counted, and those layers' update ratios have no learning rate",
                     RuntimeWarning,
                     stacklevel=3,
@@ -1419,6 +1428,19 @@ class Monitor:
         self._scalars_due(now)
         self._pipeline.submit_many(items)  # type: ignore[union-attr]
         self._recordings.append(self._pipeline.stats.submitted)  # type: ignore[union-attr]
+
+    def _take_gradients(self) -> None:
+        """Copy the watched layers' gradients now, for the coming optimizer step's recording if
+        it is one that records gradient health: a framework that clips gradients between the
+        backward pass and the step calls this before clipping (Lightning's callback, in
+        ``on_before_optimizer_step``), so the view judges the gradients the model made, not
+        the clipped ones. Without it the gradients are read after the step."""
+        step = self.step_count + 1
+        if step != self._next_due or self._paused_at is not None or self._closed or not self.active or "gradients" not in self._due_at(step):
+            return
+        for state in self.layers.values():
+            if "gradients" not in state.skip and state.param.requires_grad:
+                state.taken_grad = (step, state.grad())
 
     _lr_groups = False  # whether the optimizer's parameter groups have had different learning rates
 

@@ -85,7 +85,7 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: Activatio
         size += image.numel() * image.element_size()
         items.append((lambda: [_images_frame(monitor, state, step, image)], 0, _KEYS["feature_maps"]))
     if "gradients" in due:
-        grad = state.grad()
+        grad = state.grad(step)
         prev = state.prev_weight
         state.prev_weight = None
         check = {"step": step, "grad": grad, "weight": w, "previous_weight": prev, "lr": _lr(monitor, state.param), "activations": stats}

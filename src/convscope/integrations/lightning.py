@@ -89,6 +89,12 @@ class ConvscopeCallback(pl.Callback):
         self._loss, self._losses = None, 0
         self._loss_step = 0 if self.monitor is None else self.monitor.step_count
 
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
+        # the gradients as the backward pass made them (unscaled under AMP), before Lightning
+        # clips them (gradient_clip_val): gradient health judges those
+        if self.monitor is not None and getattr(optimizer, "_optimizer", optimizer) is self.monitor.optimizer:
+            self.monitor._take_gradients()
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:

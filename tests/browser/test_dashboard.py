@@ -354,3 +354,38 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
         assert not page.errors
     finally:
         handle.stop()
+
+
+def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None:
+    from convscope.store import RunStore
+
+    torch.manual_seed(0)
+    spec = convscope.load_model("lenet5-simplified", pretrained=False).input_spec
+    data = convscope.load_dataset("mnist-5k", spec=spec)
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    prune = convscope.PruneConfig(layers=("conv1",), threshold=0.5, start=20, every=20, times=2, max_fraction=0.5)
+    with convscope.watch(net, optimizer=opt, logdir=tmp_path, run="pruned", every=10, budget=None, prune=prune,
+                         record=["correlation", "distribution"], probe=data.images[:16]) as mon:
+        for step in range(45):
+            x, y = data.images[step * 32 : step * 32 + 32], data.labels[step * 32 : step * 32 + 32]
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with RunStore(tmp_path).open_run(mon.run_id) as reader:
+        stored = reader.frames(kind="pruning")
+    assert stored, "the test needs a pruning"
+    handle = start_local_server(tmp_path)
+    try:
+        page.goto(handle.url + f"#/runs/{mon.run_id}")
+        page.wait_for_function(f"document.querySelectorAll('#view-scalars .pruning-line').length === {len(stored)}", timeout=20_000)
+        lines = page.locator("#view-scalars .pruning-line").all_inner_texts()
+        for line, f in zip(lines, sorted(stored, key=lambda f: f.step), strict=True):
+            p = f.payload
+            removed = ", ".join(str(i) for i in p["removed"])
+            assert line.startswith(f"pruned at step {f.step}: conv1 {p['before']} → {p['after']} filters, removed filter"), line
+            assert removed in line and f"({p['reason'].split('; ')[0]})" in line, line
+        assert not page.errors
+    finally:
+        handle.stop()

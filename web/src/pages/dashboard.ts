@@ -7,6 +7,7 @@ import { DistributionView } from "../views/distribution";
 import { drawHealth, healthStepAt, healthSummary } from "../views/health";
 import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
+import { pruningLines } from "../views/pruning";
 import { countDrops, divergence, runNote } from "../views/runNote";
 import { ScalarsView } from "../views/scalars";
 import { TrajectoryView } from "../views/trajectory";
@@ -21,7 +22,7 @@ const PANELS: [string, string, string][] = [
   ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group (their numbers along the edges); outlined squares are groups of similar filters, listed beneath; hatched rows are dead filters (constant maps). Point at a cell for its value."],
   ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],
   ["health", "Gradient health", "Per layer and recorded step: healthy, vanishing, exploding, stalled or non-finite gradients; the white line is the gradient norm (log scale). Click the strip to go to that step."],
-  ["scalars", "Scalars", "Values logged with monitor.log(...) and the learning rate; dashed pink lines are pruning events, dashed grey ones the steps where a stopped training was resumed."],
+  ["scalars", "Scalars", "Values logged with monitor.log(...) and the learning rate; dashed pink lines are pruning events (listed beneath: which filters went, and why), dashed grey ones the steps where a stopped training was resumed."],
 ];
 
 export function dashboardPage(root: HTMLElement, run: string, setConnection: (up: boolean) => void): () => void {
@@ -76,6 +77,18 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   healthCaption.className = "muted caption health-now";
   body("health").appendChild(healthCaption);
   const scalars = new ScalarsView(body("scalars"));
+  const pruneCaption = document.createElement("div");
+  pruneCaption.className = "muted caption prunings";
+  body("scalars").appendChild(pruneCaption);
+  const prunings: Frame[] = [];
+  const writePrunings = () => {
+    pruneCaption.replaceChildren(...pruningLines(prunings).map((text) => {
+      const line = document.createElement("div");
+      line.className = "pruning-line";
+      line.textContent = `pruned at ${text}`;
+      return line;
+    }));
+  };
 
   let details: RunDetails | null = null;
   let layer = "";
@@ -160,6 +173,8 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     layer = details.layers[0] ?? "";
     const timeline = await getFrames(run, { kind: ["scalar", "scalars", "pruning", "gradient_health", "dropped", "run_meta"], maxPoints: 3000 });
     scalars.add(timeline.filter((f) => f.kind !== "dropped"));
+    prunings.push(...timeline.filter((f) => f.kind === "pruning"));
+    writePrunings();
     health.push(...timeline.filter((f) => f.kind === "gradient_health"));
     for (const f of timeline) if (f.kind === "dropped") countDrops(drops, f.payload);
     writeNote();
@@ -196,6 +211,10 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     lastStep = Math.max(lastStep, f.step);
     arrived.push(f.wall_time);
     if (f.kind === "scalar" || f.kind === "scalars" || f.kind === "pruning") scalars.add([f]);
+    if (f.kind === "pruning") {
+      prunings.push(f);
+      writePrunings();
+    }
     if (f.kind === "dropped") {
       countDrops(drops, f.payload);
       writeNote();

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -225,6 +226,8 @@ def load_keras(path: Path, *, spec: InputSpec | None = None, check: bool = True,
     import numpy as np
     import torch
 
+    from convscope.models._load import check_input_size
+
     _check_file(path)
     keras = import_keras()
     try:
@@ -237,9 +240,14 @@ def load_keras(path: Path, *, spec: InputSpec | None = None, check: bool = True,
                 "load it only if you trust where it came from: load_model(..., trust=True) (CLI: --trust)"
             ) from None
         if "Could not locate" in text or "Unknown layer" in text or "custom_objects" in text:
+            # Keras reports the outermost object that failed (often the whole Sequential); the
+            # class it could not find is named further down its message
+            found = re.search(r"Could not locate (?:class|function) '([^']+)'|Unknown \w+: '([^']+)'", text)
+            what = (f"the custom Keras class {next(g for g in found.groups() if g)!r}" if found
+                    else f"a custom Keras class ({_first_line(text)})")
             raise ConversionError(
-                f"{path.name!r} uses a custom Keras class ({_first_line(text)}); import the module that registers it "
-                "(@keras.saving.register_keras_serializable) before loading"
+                f"{path.name!r} uses {what}, which is not registered in this process; import the module that "
+                "registers it (@keras.saving.register_keras_serializable) before loading"
             ) from None
         raise CorruptModelError(
             f"Keras could not load {path.name!r} ({type(exc).__name__}: {_first_line(text)}); it may be damaged - "
@@ -258,6 +266,7 @@ def load_keras(path: Path, *, spec: InputSpec | None = None, check: bool = True,
             )
         shape = _channels_first(keras_shape) if channels_last and len(keras_shape) == 3 else keras_shape
         spec = InputSpec(shape=tuple(int(d) for d in shape))
+    check_input_size(spec.shape, batch=2, source=path.name)
     module = _wrapper_class()(model, channels_last).eval()
     shapes = _observed_shapes(module, layers, spec, channels_last)
     graph, layer_modules = _graph(model, spec, shapes)

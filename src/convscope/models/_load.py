@@ -8,6 +8,7 @@ Model files are untrusted. A file is never allowed to run code unless the caller
 from __future__ import annotations
 
 import importlib
+import operator
 import os
 import pickle
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convscope.errors import (
+    ConversionError,
     CorruptModelError,
     DataError,
     ModelLoadError,
@@ -32,9 +34,13 @@ from convscope.models._spec import InputSpec, LoadedModel
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["load_model", "resolve_architecture", "SUPPORTED_EXTENSIONS"]
+__all__ = ["MAX_INPUT_VALUES", "SUPPORTED_EXTENSIONS", "check_input_size", "load_model", "resolve_architecture"]
 
 SUPPORTED_EXTENSIONS = (".pt", ".pth", ".bin", ".safetensors", ".pt2", ".onnx", ".keras", ".h5", ".hdf5")
+
+#: the most values a batch that loading runs through a model may hold (graph shapes, the reference
+#: check): a file that declares a gigantic input must not make loading allocate gigabytes
+MAX_INPUT_VALUES = 1 << 27
 
 
 def load_model(
@@ -94,6 +100,23 @@ def load_model(
     if path.is_dir():
         raise UnsupportedFormatError(f"{str(path)!r} is a folder; pass a model file ({', '.join(SUPPORTED_EXTENSIONS)})")
     ext = path.suffix.lower()
+    if ext not in SUPPORTED_EXTENSIONS:
+        raise UnsupportedFormatError(
+            f"unknown model file extension {ext or '(none)'!r} for {path.name!r}; convscope loads "
+            f"{', '.join(SUPPORTED_EXTENSIONS)} - {_rename_hint(path)}"
+        )
+    try:
+        return _load_file(path, ext, architecture=architecture, spec=spec, trust=trust, check=check)
+    except CorruptModelError as exc:
+        found = _sniff(path)
+        if found is None or _FORMATS[found][1] == _FORMAT_OF_EXTENSION[ext]:
+            raise
+        raise CorruptModelError(f"{exc} ({_rename_hint(path)})") from None
+
+
+def _load_file(
+    path: Path, ext: str, *, architecture: str | None, spec: InputSpec | None, trust: bool, check: bool
+) -> LoadedModel:
     if ext == ".pt2":
         return _load_export(path, spec=spec)
     if ext in (".pt", ".pth", ".bin"):
@@ -104,14 +127,65 @@ def load_model(
         from convscope.models._onnx import load_onnx
 
         return load_onnx(path, spec=spec, check=check)
-    if ext in (".keras", ".h5", ".hdf5"):
-        from convscope.models._keras import load_keras
+    from convscope.models._keras import load_keras
 
-        return load_keras(path, spec=spec, check=check, trust=trust)
-    raise UnsupportedFormatError(
-        f"unknown model file extension {ext or '(none)'!r} for {path.name!r}; convscope loads "
-        f"{', '.join(SUPPORTED_EXTENSIONS)} - rename the file if it has the wrong extension"
-    )
+    return load_keras(path, spec=spec, check=check, trust=trust)
+
+
+# --- what a file holds, whatever its name says ---------------------------------------------------
+
+# sniffed format -> (what it is, its family: extensions of one family share a loader)
+_FORMATS = {
+    ".pt": ("a torch.save file (state dict or pickle)", "torch"),
+    ".safetensors": ("a safetensors file", "safetensors"),
+    ".pt2": ("a torch.export program", "export"),
+    ".onnx": ("an ONNX model", "onnx"),
+    ".keras": ("a Keras 3 archive", "keras"),
+    ".h5": ("an HDF5 file (legacy Keras model)", "hdf5"),
+}
+_FORMAT_OF_EXTENSION = {".pt": "torch", ".pth": "torch", ".bin": "torch", ".safetensors": "safetensors",
+                        ".pt2": "export", ".onnx": "onnx", ".keras": "keras", ".h5": "hdf5", ".hdf5": "hdf5"}
+# ModelProto's fields come in field-number order: ir_version (tag 0x08) first, then a
+# producer, a domain, a graph ... (tags of fields 2-8)
+_ONNX_SECOND_TAGS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
+_MAX_SNIFFED_MEMBERS = 1000
+
+
+def _sniff(path: Path) -> str | None:
+    """The extension of the format ``path``'s bytes look like, or ``None``. Reads a few
+    bytes and, for zip archives, the member names; never parses or unpickles anything."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(16)
+        if head.startswith(b"\x89HDF\r\n\x1a\n"):
+            return ".h5"
+        if head.startswith(_LEGACY_TORCH_MAGIC):
+            return ".pt"
+        if len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+            return ".safetensors"
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()[:_MAX_SNIFFED_MEMBERS]
+            if "config.json" in names:
+                return ".keras"
+            if any(n.endswith("/archive_format") for n in names):
+                return ".pt2"
+            if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+                return ".pt"
+            return None
+    except Exception:  # a damaged file: the hint is best effort, the loader's own error stands
+        return None
+    if len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 32 and head[2] in _ONNX_SECOND_TAGS:
+        return ".onnx"
+    return None
+
+
+def _rename_hint(path: Path) -> str:
+    found = _sniff(path)
+    if found is None:
+        return "rename the file if it has the wrong extension"
+    return f"its content looks like {_FORMATS[found][0]}: rename it to {path.stem + found!r}"
 
 
 def _looks_like_zoo_name(source: str) -> bool:
@@ -122,9 +196,23 @@ def _looks_like_zoo_name(source: str) -> bool:
         return True
     if "/" not in source and "\\" not in source and not Path(source).suffix:
         raise UnknownModelError(
-            f"{source!r} is neither a file nor a zoo model; zoo models are {', '.join(sorted(names))} (see `convscope zoo`)"
+            f"{source!r} is neither a file nor a zoo model; zoo models are {', '.join(sorted(names))} "
+            f"(see `convscope zoo`){_did_you_mean(source, names)}"
         )
     return False
+
+
+def _did_you_mean(name: str, names: set[str]) -> str:
+    """``"; did you mean 'vgg16'?"`` for a near miss (case, dashes, a typo), else ``""``."""
+    import difflib
+
+    def key(text: str) -> str:
+        return re.sub(r"[-_. ]", "", text.lower())
+
+    keyed = {key(n): n for n in names}
+    close = [keyed[k] for k in difflib.get_close_matches(key(name), list(keyed), n=3, cutoff=0.75)]
+    close += sorted(n for n in names if key(name) and key(n).startswith(key(name)) and n not in close)
+    return f"; did you mean {' or '.join(repr(n) for n in close[:3])}?" if close else ""
 
 
 def _from_module(
@@ -137,6 +225,7 @@ def _from_module(
 ) -> LoadedModel:
     if spec is None:
         spec = _guess_spec(module)
+    check_input_size(spec.shape, batch=1, source=origin)
     module.eval()
     graph = build_graph(module, input_shape=spec.shape)
     return LoadedModel(
@@ -147,6 +236,33 @@ def _from_module(
         source=origin,
         layer_modules=layer_modules if layer_modules is not None else {n: m for n, m in module.named_modules() if n},
     )
+
+
+def check_input_size(shape: tuple[int, ...], *, batch: int, source: str) -> None:
+    """Refuse a per-sample input ``shape`` that is not positive, or so large that a batch of
+    ``batch`` samples (what loading runs through the model) would hold over
+    :data:`MAX_INPUT_VALUES` values.
+
+    Example:
+        >>> check_input_size((3, 224, 224), batch=2, source="net.onnx")
+    """
+    try:
+        dims = [operator.index(d) for d in shape]
+    except TypeError:
+        dims = []
+    if not dims or min(dims) < 1:
+        raise ConversionError(
+            f"{source!r}: the input shape {tuple(shape)} is not a list of positive sizes; pass input_shape=(C, H, W)"
+        )
+    values = batch
+    for d in dims:
+        values *= d
+    if values > MAX_INPUT_VALUES:
+        raise ConversionError(
+            f"{source!r} takes inputs of {'x'.join(map(str, shape))} per sample; loading runs a batch of {batch} "
+            f"through the model, {values:,} values ({values * 4 / 2**30:.1f} GiB as float32 for the input alone, "
+            f"at most {MAX_INPUT_VALUES:,} allowed) - pass a smaller input_shape=(C, H, W) if the model accepts one"
+        )
 
 
 def _guess_spec(module: torch.nn.Module) -> InputSpec:
@@ -171,7 +287,7 @@ def resolve_architecture(architecture: str) -> tuple[torch.nn.Module, InputSpec 
     if ":" not in architecture:
         raise UnknownModelError(
             f"architecture {architecture!r} is neither a zoo name ({', '.join(sorted(_ZOO))}) "
-            "nor a 'package.module:Class' reference"
+            f"nor a 'package.module:Class' reference{_did_you_mean(architecture, set(_ZOO))}"
         )
     mod_name, _, attr = architecture.partition(":")
     try:
@@ -353,12 +469,19 @@ def _load_export(path: Path, *, spec: InputSpec | None) -> LoadedModel:
             f"{path.name!r} is not a readable torch.export program ({type(exc).__name__}: {_first_line(exc)}); "
             "re-save it with torch.export.save"
         ) from None
+    user_inputs = _export_user_inputs(program)
+    if len(user_inputs) != 1:
+        raise ConversionError(
+            f"{path.name!r} is a program with {len(user_inputs)} inputs ({', '.join(user_inputs) or 'none'}); "
+            "convscope handles models with one image input - export a wrapper that takes one tensor"
+        )
     example = _export_example_shape(program)
     if spec is None:
         if example is None:
             raise DataError(f"cannot tell the input shape of {path.name!r}; pass input_shape=(C, H, W)")
         spec = InputSpec(shape=example[1:])
     module = _ExportedModule(program)
+    check_input_size(spec.shape, batch=module.static_batch or 1, source=path.name)
     loaded = _from_module(module, spec=spec, fmt="export", origin=str(path.name), layer_modules=None)
     loaded.layer_modules = {n: m for n, m in module.inner.named_modules() if n}
     loaded.graph = _restore_export_kinds(build_graph(module.inner, input_shape=spec.shape), program, module.inner)
@@ -470,16 +593,32 @@ def _export_op_attributes(module: Any, kind: str) -> dict[str, Any]:
     return {}
 
 
+def _export_user_inputs(program: Any) -> list[str]:
+    return [n.name for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
+
+
 def _export_example_shape(program: Any) -> tuple[int, ...] | None:
+    """The shape the program was exported with: symbolic dimensions at their example value
+    (a symbolic batch as 1), or ``None`` where a dimension has no example value."""
     for node in program.graph.nodes:
         if node.op == "placeholder" and node.name in program.graph_signature.user_inputs:
             val = node.meta.get("val")
-            if val is not None and hasattr(val, "shape"):
-                try:
-                    return tuple(int(d) for d in val.shape)
-                except TypeError:  # symbolic batch dimension
-                    return (1, *(int(d) for d in val.shape[1:]))
+            if val is None or not hasattr(val, "shape"):
+                return None
+            dims = [_dim_hint(d) for d in val.shape]
+            if dims and not isinstance(val.shape[0], int):
+                dims[0] = 1
+            return tuple(d for d in dims if d is not None) if None not in dims else None
     return None
+
+
+def _dim_hint(dim: Any) -> int | None:
+    # int() on a SymInt adds a guard to the program's shape environment, which pins that
+    # dimension to its example value: the program then refuses every other size
+    if isinstance(dim, int):
+        return dim
+    hint = getattr(getattr(dim, "node", None), "hint", None)
+    return int(hint) if isinstance(hint, int) else None
 
 
 def _exported_module_class() -> type:

@@ -106,7 +106,7 @@ def load_onnx(path: Path, *, spec: InputSpec | None = None, check: bool = True) 
         (16, True)
     """
     from convscope.models._graph import build_graph
-    from convscope.models._load import _check_nonempty
+    from convscope.models._load import _check_nonempty, check_input_size
 
     _check_nonempty(path)
     proto = _read_proto(path)
@@ -125,6 +125,8 @@ def load_onnx(path: Path, *, spec: InputSpec | None = None, check: bool = True) 
                 "(CLI: --input-shape)"
             )
         spec = InputSpec(shape=tuple(int(d) for d in shape))
+    static_batch = dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else None
+    check_input_size(spec.shape, batch=static_batch or 2, source=path.name)
     needs_tv = sorted({n.op_type for n in proto.graph.node} & set(_TORCHVISION_OPS))
     onnx2torch = import_onnx2torch()
     if needs_tv and not _torchvision_usable():
@@ -133,6 +135,8 @@ def load_onnx(path: Path, *, spec: InputSpec | None = None, check: bool = True) 
             "is not importable here (see docs/formats.md); install a torchvision that matches your torch"
         )
     _drop_identities(proto.graph)
+    _fold_constants(proto.graph)
+    _check_converters(path, proto)
     try:
         converted = onnx2torch.convert(proto)
     except ConversionError:
@@ -143,7 +147,6 @@ def load_onnx(path: Path, *, spec: InputSpec | None = None, check: bool = True) 
             "the model may use an operator or opset onnx2torch does not support"
         ) from None
     inner, op_types = _renamed(converted, proto)
-    static_batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else None
     module = inner if static_batch is None else _static_batch_class()(inner, static_batch)
     module.eval()
     diff = _check_against_onnxruntime(path, module, in_name, elem_type, spec, static_batch) if check else None
@@ -185,7 +188,8 @@ def _read_proto(path: Path) -> Any:
         if not target.is_file():
             raise CorruptModelError(
                 f"{path.name!r} keeps tensor {tensor.name!r} in {location!r}, which is missing; copy the external "
-                "data file next to the model"
+                "data file next to the model (an upload of the .onnx file alone cannot carry it: save the model as "
+                "one file, onnx.save(proto, path, save_as_external_data=False), or open it from its folder)"
             )
     try:
         if external:
@@ -216,6 +220,80 @@ def _drop_identities(graph: Any) -> None:
     _rename_inputs(kept, rename)
     del graph.node[:]
     graph.node.extend(kept)
+
+
+def _fold_constants(graph: Any) -> None:
+    """Turn ``Constant`` nodes into initializers. onnx2torch converts Constant only up to
+    version 13, while torch exports opset 19-20, where Constant is version 19 (new element
+    types only); an initializer is the same value without an operator."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    outputs = {o.name for o in graph.output}
+    kept = []
+    for node in graph.node:
+        value = None
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output[0] not in outputs \
+                and len(node.attribute) == 1:
+            attr = node.attribute[0]
+            if attr.name == "value":
+                value = helper.get_attribute_value(attr)
+                value.name = node.output[0]
+            elif attr.name in ("value_float", "value_floats", "value_int", "value_ints"):
+                dtype = np.float32 if attr.name.startswith("value_float") else np.int64
+                value = numpy_helper.from_array(np.asarray(helper.get_attribute_value(attr), dtype=dtype), node.output[0])
+        if value is None:
+            kept.append(node)
+        else:
+            graph.initializer.append(value)
+    if len(kept) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(kept)
+
+
+def _check_converters(path: Path, proto: Any) -> None:
+    """Name every operator onnx2torch has no converter for, and the opset to export at instead."""
+    from onnx import defs
+    from onnx2torch.node_converters import get_converter
+
+    opsets = {imp.domain or "": int(imp.version) for imp in proto.opset_import}
+    missing: dict[tuple[str, str], int] = {}
+    for node in proto.graph.node:
+        domain = "" if node.domain in ("", "ai.onnx") else node.domain
+        opset = opsets.get(domain, 1)
+        if (domain, node.op_type) not in missing and not _has_converter(get_converter, node.op_type, opset, domain):
+            missing[(domain, node.op_type)] = opset
+    if not missing:
+        return
+    parts, ceilings = [], []
+    for (domain, op), opset in missing.items():
+        name = f"{domain}.{op}" if domain else op
+        try:
+            version = defs.get_schema(op, max_inclusive_version=opset, domain=domain).since_version
+        except Exception:
+            version = None
+        older = next((v for v in range(opset - 1, 0, -1) if _has_converter(get_converter, op, v, domain)), None)
+        if older is None:
+            parts.append(f"{name} (not supported at any opset)")
+        else:
+            parts.append(f"{name} (version {version} at opset {opset}; converted up to opset {older})")
+            ceilings.append(older)
+    if len(ceilings) == len(parts):
+        advice = (f"re-export the model at opset {min(ceilings)} (torch.onnx.export(..., opset_version={min(ceilings)})), "
+                  "where onnx2torch converts these operators")
+    else:
+        advice = "replace the operators it cannot convert at any opset in the model before exporting"
+    raise ConversionError(
+        f"onnx2torch cannot convert {path.name!r}: it has no converter for {', '.join(parts)}; {advice}"
+    )
+
+
+def _has_converter(get_converter: Any, op: str, opset: int, domain: str) -> bool:
+    try:
+        get_converter(op, opset, domain or "")
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _rename_inputs(nodes: Sequence[Any], rename: dict[str, str]) -> None:
@@ -428,28 +506,37 @@ def _check_against_onnxruntime(
         sample = x.numpy().astype(np_dtype)
         with torch.no_grad():
             ours = module(torch.from_numpy(sample))
-        theirs = session.run(None, {in_name: sample})[0]
+        references = session.run(None, {in_name: sample})
     except Exception as exc:
         raise ConversionError(
             f"running {path.name!r} on a sample of shape {tuple(x.shape)} failed ({type(exc).__name__}: "
             f"{_first_line(exc)}); if the input shape is wrong, pass input_shape=(C, H, W)"
         ) from None
-    ours = ours[0] if isinstance(ours, tuple | list) else ours
-    ours_np = ours.detach().to(torch.float64).numpy()
-    theirs = np.asarray(theirs, dtype=np.float64)
-    if ours_np.shape != theirs.shape:
+    ours_all = list(ours) if isinstance(ours, tuple | list) else [ours]
+    if len(ours_all) != len(references):
         raise ConversionError(
-            f"the converted model's output shape {ours_np.shape} differs from onnxruntime's {theirs.shape}"
-        )
-    diff = float(np.max(np.abs(ours_np - theirs))) if theirs.size else 0.0
-    scale = max(1.0, float(np.max(np.abs(theirs))) if theirs.size else 1.0)
-    if not diff <= TOLERANCE * scale:  # also catches NaN
-        raise ConversionError(
-            f"the converted model differs from onnxruntime by {diff:.3g} (allowed {TOLERANCE * scale:.3g} = "
-            f"{TOLERANCE:g} x max(1, max|y|)); onnx2torch may mis-convert an operator here - pass check=False to "
+            f"the converted model gives {len(ours_all)} outputs, onnxruntime {len(references)}; pass check=False to "
             "load it anyway"
         )
-    return diff
+    worst = 0.0
+    for i, (mine, ref) in enumerate(zip(ours_all, references, strict=True)):  # every output, not only the first
+        ours_np = torch.as_tensor(mine).detach().to(torch.float64).numpy()
+        theirs = np.asarray(ref, dtype=np.float64)
+        which = f"output {i}" if len(references) > 1 else "output"
+        if ours_np.shape != theirs.shape:
+            raise ConversionError(
+                f"the converted model's {which} shape {ours_np.shape} differs from onnxruntime's {theirs.shape}"
+            )
+        diff = float(np.max(np.abs(ours_np - theirs))) if theirs.size else 0.0
+        scale = max(1.0, float(np.max(np.abs(theirs))) if theirs.size else 1.0)
+        if not diff <= TOLERANCE * scale:  # also catches NaN
+            raise ConversionError(
+                f"the converted model's {which} differs from onnxruntime by {diff:.3g} (allowed {TOLERANCE * scale:.3g} "
+                f"= {TOLERANCE:g} x max(1, max|y|)); onnx2torch may mis-convert an operator here - pass check=False to "
+                "load it anyway"
+            )
+        worst = max(worst, diff)
+    return worst
 
 
 def _first_line(exc: BaseException) -> str:

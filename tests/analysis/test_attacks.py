@@ -73,3 +73,26 @@ def test_clear_errors(setup) -> None:
         perturb(model, model.input_spec.prepare(x[:2]), attack="fgsm")
     with pytest.raises(DataError, match="eps"):
         perturb(model, x[:2], attack="fgsm", eps=3.0)
+
+
+def test_a_model_of_several_outputs_is_attacked_on_its_first(setup) -> None:
+    import dataclasses
+
+    import torch
+
+    model, x, _ = setup
+
+    class TwoHeads(torch.nn.Module):  # (an ONNX model of two heads returns a list)
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model.module
+
+        def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+            logits = self.inner(x)
+            return [logits, logits.softmax(1)]
+
+    two = dataclasses.replace(model, module=TwoHeads())
+    single = perturb(model, x[:8], attack="fgsm", eps=0.2)
+    r = perturb(two, x[:8], attack="fgsm", eps=0.2)
+    np.testing.assert_array_equal(r.original_prediction, single.original_prediction)
+    np.testing.assert_allclose(r.adversarial.numpy(), single.adversarial.numpy(), atol=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -87,3 +89,33 @@ def test_clear_errors(lenet_and_digits) -> None:
         saliency(model, x, method="gradcam", layer="nope")
     with pytest.raises(DataError, match="target"):
         saliency(model, x, target=12)
+
+
+class _TwoHeads(torch.nn.Module):
+    """A model of two outputs (an ONNX model exported with two heads returns a list): the
+    first is the one explained, the second must not get in the way."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _linear_model()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(x)
+        return logits, logits.sum(1, keepdim=True)
+
+
+def test_a_model_of_several_outputs_is_explained_by_its_first(tmp_path) -> None:
+    x = torch.rand(2, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    expected = saliency(_linear_model(), x, method="gradient", target=1).maps
+    torch.testing.assert_close(saliency(_TwoHeads(), x, method="gradient", target=1).maps, expected)
+    # and loaded from ONNX, where the module returns a list (checked against onnxruntime on load)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (the TorchScript exporter needs no extra package)
+        torch.onnx.export(_TwoHeads(), x[:1], str(tmp_path / "two.onnx"), opset_version=17, dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    loaded = convscope.load_model(tmp_path / "two.onnx", input_shape=(1, 4, 4))
+    assert isinstance(loaded.module(x), list | tuple)
+    for method in ("gradient", "integrated_gradients", "occlusion"):
+        r = saliency(loaded, x, method=method, target=1, **({"window": 2, "stride": 2} if method == "occlusion" else {}))
+        assert r.maps.shape == (2, 4, 4) and torch.isfinite(r.maps).all()
+    torch.testing.assert_close(saliency(loaded, x, method="gradient", target=1).maps, expected, atol=1e-5, rtol=1e-4)

@@ -180,13 +180,16 @@ def perturb(
 
 
 def _unpack(model: Any) -> tuple[torch.nn.Module, float, float, Any, Any]:
+    """The module (returning one logits tensor: a model of several outputs, its first), its
+    input range, and the normalisation its inputs take."""
+    from convscope._outputs import first_output
     from convscope.models._spec import LoadedModel
 
     if isinstance(model, LoadedModel):
         spec = model.input_spec
         lo, hi = spec.value_range
-        return model.module.eval(), float(lo), float(hi), spec.mean, spec.std
-    return model.eval(), 0.0, 1.0, None, None
+        return first_output(model.module.eval()), float(lo), float(hi), spec.mean, spec.std
+    return first_output(model.eval()), 0.0, 1.0, None, None
 
 
 def _normalise(x: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:

@@ -138,6 +138,7 @@ def saliency(
 def _wrap(model: Any) -> tuple[Any, dict[str, Any], Any]:
     import torch
 
+    from convscope._outputs import first_output, first_tensor
     from convscope.models._spec import LoadedModel
 
     if isinstance(model, LoadedModel):
@@ -149,11 +150,11 @@ def _wrap(model: Any) -> tuple[Any, dict[str, Any], Any]:
                 self.inner = module
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.inner(spec.prepare(x))
+                return first_tensor(self.inner(spec.prepare(x)))  # (a model of several outputs: its first)
 
         return Raw(), dict(model.layer_modules), model.graph
     if isinstance(model, torch.nn.Module):
-        return model.eval(), {n: m for n, m in model.named_modules() if n}, None
+        return first_output(model.eval()), {n: m for n, m in model.named_modules() if n}, None
     raise DataError(f"expected a convscope LoadedModel or a torch.nn.Module, got {type(model).__name__}")
 
 

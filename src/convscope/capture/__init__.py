@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from convscope._outputs import first_tensor
 from convscope.errors import DataError, LayerNotFoundError
 from convscope.models._graph import call_id, module_name_of
 
@@ -146,7 +147,7 @@ class Recorder:
                     for _, p in params:
                         p.requires_grad_(param_grads)
                         p.grad = None
-                    logits = _first_tensor(module(x))
+                    logits = first_tensor(module(x))
                     targets = _targets(logits, target)
                     selected = logits.gather(1, targets.view(-1, 1)).sum()
                     wrt = ([x] if input_grad else []) + ([p for _, p in params] if param_grads else [])
@@ -168,7 +169,7 @@ class Recorder:
                         frozen=dict(self.freeze),
                     )
                 with torch.no_grad():
-                    logits = _first_tensor(module(x))
+                    logits = first_tensor(module(x))
                 return CaptureResult(outputs=outputs, logits=logits.detach(), frozen=dict(self.freeze))
             finally:
                 module.train(was_training)
@@ -235,7 +236,7 @@ class Recorder:
             record = name in wanted
             if not frozen and not record:
                 return None
-            tensor = _first_tensor(out)
+            tensor = first_tensor(out)
             replaced = None
             if frozen:
                 if channels_last:
@@ -292,22 +293,6 @@ def capture(
     return Recorder(model, layers=layers, freeze=freeze).run(
         inputs, input_grad=input_grad, param_grads=param_grads, target=target
     )
-
-
-def _first_tensor(out: Any) -> torch.Tensor:
-    import torch
-
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, list | tuple):
-        for item in out:
-            if isinstance(item, torch.Tensor):
-                return item
-    if isinstance(out, dict):
-        for item in out.values():
-            if isinstance(item, torch.Tensor):
-                return item
-    raise DataError(f"the model returned {type(out).__name__}, not a tensor; convscope needs tensor outputs")
 
 
 def _replace_first(out: Any, tensor: torch.Tensor) -> Any:

@@ -246,6 +246,9 @@ def test_uploads_are_bounded_named_safely_and_checked(model_files) -> None:
         s.add_model_bytes(b"MZ", filename="model.exe")
     with pytest.raises(ServerError, match="empty"):
         s.add_model_bytes(b"", filename="model.onnx")
+    # an upload saved under another name: what its bytes look like, as the loader says it of a file
+    with pytest.raises(UnsupportedFormatError, match=r"its content looks like an ONNX model: rename it to 'net\.onnx'"):
+        ExplorerSession().add_model_bytes(model_files["onnx"].read_bytes(), filename="net.download")
     with pytest.raises(DataError, match="not a readable image"):
         s.add_input_bytes(b"\x89PNG garbage")
     s = ExplorerSession(limits=ExplorerLimits(max_models=2))

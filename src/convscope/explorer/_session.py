@@ -212,6 +212,7 @@ class ExplorerSession:
         if ext not in SUPPORTED_EXTENSIONS:
             raise UnsupportedFormatError(
                 f"{base!r} has the extension {ext or '(none)'!r}; the explorer opens {', '.join(SUPPORTED_EXTENSIONS)}"
+                f" - {_rename_hint_of(data, base)}"
             )
         if architecture and ":" in architecture and not self.trust:
             raise UntrustedModelError(
@@ -220,7 +221,7 @@ class ExplorerSession:
             )
         self._check_room("models", len(self.models), self.limits.max_models)
         with tempfile.TemporaryDirectory(prefix="convscope-upload-") as tmp:
-            path = Path(tmp) / ("".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in base).lstrip(".") or f"model{ext}")
+            path = Path(tmp) / _safe_name(base, f"model{ext}")
             path.write_bytes(data)
             model = self.add_model(path, name=base, architecture=architecture, input_shape=input_shape, origin="upload")
         model.loaded.source = f"upload:{base}"
@@ -666,6 +667,22 @@ class ExplorerSession:
     def _check_room(self, what: str, count: int, limit: int) -> None:
         if count >= limit:
             raise ServerError(f"this session already holds {count} {what} (its limit); remove some first", status_code=409)
+
+
+def _safe_name(name: str, default: str) -> str:
+    """An uploaded file's name made safe to write in a fresh folder (no path from the client is used)."""
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name).lstrip(".") or default
+
+
+def _rename_hint_of(data: bytes, name: str) -> str:
+    """What an uploaded file's first bytes look like, as the loader says it of a misnamed file
+    ("its content looks like an ONNX model: rename it to 'net.onnx'"); nothing is parsed."""
+    from convscope.models._load import _rename_hint
+
+    with tempfile.TemporaryDirectory(prefix="convscope-upload-") as tmp:
+        path = Path(tmp) / _safe_name(name, "model")
+        path.write_bytes(data)
+        return _rename_hint(path)
 
 
 def _attack_params(attack: str, params: Mapping[str, Any], *, max_iterations: int) -> dict[str, Any]:

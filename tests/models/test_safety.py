@@ -223,3 +223,22 @@ def test_state_dict_with_wrong_keys_names_them(tmp_path: Path) -> None:
         convscope.load_model(tmp_path / "w.pt", architecture="lenet5-simplified")
     text = str(info.value)
     assert "fc2.bias" in text and "extra.weight" in text and "conv1.weight" in text
+
+
+def test_a_state_dict_saved_from_a_ddp_or_compiled_model_loads(tmp_path: Path) -> None:
+    """Saved from DistributedDataParallel (or DataParallel) every key starts with "module.", from a
+    torch.compile'd model with "_orig_mod.": the weights are the architecture's all the same."""
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module
+    x = torch.rand(2, 1, 28, 28)
+    for prefix in ("module.", "_orig_mod."):
+        torch.save({prefix + k: v for k, v in net.state_dict().items()}, tmp_path / "w.pt")
+        loaded = convscope.load_model(tmp_path / "w.pt", architecture="lenet5-simplified")
+        torch.testing.assert_close(loaded.module(x), net.eval()(x))
+    # a prefix on some keys only is no wrapper's: still named as it is
+    from convscope.errors import StateDictMismatchError
+
+    state = net.state_dict()
+    state["module.fc2.bias"] = state.pop("fc2.bias")
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(StateDictMismatchError, match="module.fc2.bias"):
+        convscope.load_model(tmp_path / "w.pt", architecture="lenet5-simplified")

@@ -316,6 +316,7 @@ def _apply_state_dict(path: Path, state: Mapping[str, Any], *, architecture: str
         )
     module, zoo_spec = resolve_architecture(architecture)
     expected = module.state_dict()
+    state = _without_wrapper_prefix(state, expected)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [
@@ -342,6 +343,22 @@ def _apply_state_dict(path: Path, state: Mapping[str, Any], *, architecture: str
     loaded = _from_module(module, spec=spec or zoo_spec, fmt=fmt, origin=f"{path.name} + {architecture}")
     loaded.name = path.stem
     return loaded
+
+
+#: what torch's wrappers put before every key of the module they wrap: DataParallel and
+#: DistributedDataParallel ("module."), torch.compile ("_orig_mod.")
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _without_wrapper_prefix(state: Mapping[str, Any], expected: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``state`` with a wrapper's prefix taken off every key, where every key has it and the
+    keys then are the architecture's (a state dict saved from a DDP or compiled model); else as it is."""
+    for prefix in _WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            stripped = {k[len(prefix):]: v for k, v in state.items()}
+            if set(stripped) == set(expected):
+                return stripped
+    return state
 
 
 def _preview(items: list[str], limit: int = 8) -> str:

@@ -167,3 +167,43 @@ def test_each_data_set_says_whether_its_package_is_installed(monkeypatch) -> Non
     monkeypatch.setitem(__import__("sys").modules, "foolbox", None)  # import blocked, as if not installed
     absent = {name for name, i in infos.items() if not i.available}
     assert absent == {name for name in infos if name.startswith("foolbox-")}
+
+
+def test_split_gives_small_classes_a_test_part_and_checks_the_fraction() -> None:
+    singletons = Dataset(images=torch.zeros(5, 1, 2, 2), labels=torch.arange(5), class_names=tuple("abcde"), name="five")
+    train, test = singletons.split()
+    assert (len(train), len(test)) == (4, 1)  # the test part was empty: every class rounded down to 0
+    imagenet = load_dataset("foolbox-imagenet", split="test")  # 20 photos of 20 classes
+    assert len(imagenet) == 4
+    pairs = Dataset(images=torch.zeros(20, 1, 2, 2), labels=torch.arange(10).repeat(2), class_names=tuple("0123456789"), name="pairs")
+    train, test = pairs.split(test_fraction=0.25, seed=1)
+    assert (len(train), len(test)) == (15, 5) and len(set(test.labels.tolist())) == 5  # 5 classes, one sample each
+    assert pairs.split(test_fraction=0.25, seed=1)[1].labels.tolist() == test.labels.tolist()
+    for bad in (0.0, 1.0, 1.5, -0.2):
+        with pytest.raises(DataError, match="test_fraction must be between 0 and 1"):
+            pairs.split(test_fraction=bad)
+
+
+def test_prepare_scales_to_the_specs_value_range_and_checks_its_normalisation() -> None:
+    from convscope.models import InputSpec
+
+    grey = Dataset(images=torch.ones(2, 1, 28, 28), labels=torch.tensor([0, 1]), class_names=("a", "b"), name="white")
+    caffe = InputSpec(shape=(3, 7, 13), value_range=(0.0, 255.0), mean=(123.0, 117.0, 104.0), std=(58.0, 57.0, 57.0))
+    prepared = grey.prepare(caffe)  # grey -> RGB, an odd size, 0..1 -> 0..255, then normalised
+    assert tuple(prepared.images.shape) == (2, 3, 7, 13)
+    torch.testing.assert_close(prepared.images[0, :, 3, 6], torch.tensor([(255 - 123) / 58, (255 - 117) / 57, (255 - 104) / 57]))
+    torch.testing.assert_close(caffe.unprepare(prepared.images), torch.full((2, 3, 7, 13), 255.0))
+    wrong = InputSpec(shape=(1, 28, 28), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # made 3 channels of 1
+    with pytest.raises(DataError, match="mean has 3 values for 1 channel"):
+        grey.prepare(wrong)
+    rgb = Dataset(images=torch.rand(2, 3, 9, 9), labels=torch.tensor([0, 1]), class_names=("a", "b"), name="rgb")
+    assert tuple(rgb.prepare(InputSpec(shape=(1, 5, 5), mean=(0.5,), std=(0.25,))).images.shape) == (2, 1, 5, 5)
+
+
+def test_unknown_names_suggest_the_close_ones() -> None:
+    with pytest.raises(UnknownDatasetError, match="did you mean 'mnist-5k'"):
+        load_dataset("MNIST-5k")
+    with pytest.raises(UnknownDatasetError, match="did you mean .*'foolbox-cifar10'"):
+        load_dataset("cifar10")
+    with pytest.raises(UnknownDatasetError, match="not bundled; choose one of"):
+        load_dataset("svhn")

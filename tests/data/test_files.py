@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import pickle
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +289,184 @@ def test_torchvision_fakedata_when_torchvision_imports() -> None:
     fake = datasets.FakeData(size=4, image_size=(3, 8, 8), num_classes=3)
     ds = from_torchvision(fake)
     assert tuple(ds.images.shape) == (4, 3, 8, 8) and 0 <= int(ds.labels.min()) and int(ds.labels.max()) < 3
+
+
+def _peak_bytes(fn: Callable[[], object]) -> int:
+    """The most memory Python and numpy held while ``fn`` ran (tracemalloc), whatever it raised."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(DataError):
+            fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_idx_reads_only_the_bytes_its_header_promises(mnist_files: tuple[Path, Path, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    """A small gzip that unpacks to 64 MB behind a 2-image header costs kilobytes, not 64 MB (or 4 GB)."""
+    header = idx_bytes(np.zeros((2, 4, 4), np.uint8))
+    (tmp_path / "bomb.gz").write_bytes(gzip.compress(header + bytes(64 * 1024**2), compresslevel=1))
+    with pytest.raises(DataError, match="header says 2 x 4 x 4 values .* follow"):
+        load_mnist_idx(tmp_path / "bomb.gz")
+    assert _peak_bytes(lambda: load_mnist_idx(tmp_path / "bomb.gz")) < 8 * 1024**2
+    liar = struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">3I", 60000, 200, 200)  # 2.4 GB promised, 100 bytes there
+    for name, blob in (("liar.idx", liar + bytes(100)), ("liar.idx.gz", gzip.compress(liar + bytes(100)))):
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(DataError, match="60000 x 200 x 200 values .* but 100 bytes follow"):
+            load_mnist_idx(tmp_path / name)
+        assert _peak_bytes(lambda n=name: load_mnist_idx(tmp_path / n)) < 8 * 1024**2, name
+    huge = struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">3I", 2**32 - 1, 2**32 - 1, 2**32 - 1)
+    (tmp_path / "huge.idx.gz").write_bytes(gzip.compress(huge + bytes(100)))
+    with pytest.raises(DataError, match="more than any data file convscope reads"):
+        load_mnist_idx(tmp_path / "huge.idx.gz")
+    img_path, lab_path, images, labels = mnist_files  # the honest files still load, raw and gzip
+    assert load_mnist_idx(img_path, lab_path).labels.tolist() == labels.tolist()
+    assert _peak_bytes(lambda: load_mnist_idx(lab_path)) < 8 * 1024**2  # a small .gz asked for 4 GB before
+
+
+def test_idx_without_pixels_or_with_absurd_labels_is_refused(mnist_files: tuple[Path, Path, np.ndarray, np.ndarray], tmp_path: Path) -> None:
+    for code in (0x08, 0x0D):  # uint8 made an empty data set; float crashed in min()
+        (tmp_path / "flat.idx").write_bytes(struct.pack(">BBBB", 0, 0, code, 3) + struct.pack(">3I", 5, 0, 28))
+        with pytest.raises(DataError, match="5 x 0 x 28: no pixels"):
+            load_mnist_idx(tmp_path / "flat.idx")
+    img_path = mnist_files[0]
+    (tmp_path / "big-labels.idx").write_bytes(idx_bytes(np.array([0, 1, 2, 3, 4, 5, 10**6], np.int32)))
+    with pytest.raises(DataError, match="labels go up to 1,000,000.*damaged.*class_names="):
+        load_mnist_idx(img_path, tmp_path / "big-labels.idx")  # one name per class up to 10**6 (or 2**31) before
+    names = [str(i) for i in range(10**6 + 1)]
+    assert len(load_mnist_idx(img_path, tmp_path / "big-labels.idx", class_names=names).class_names) == 10**6 + 1
+    (tmp_path / "wide-labels.idx").write_bytes(idx_bytes(np.arange(7, dtype=np.int16)))
+    assert load_mnist_idx(img_path, tmp_path / "wide-labels.idx").labels.tolist() == list(range(7))  # big-endian int16
+
+
+def test_four_d_idx_images_are_read_channels_last_or_first(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(2).integers(0, 256, (3, 5, 6, 3), dtype=np.uint8)  # N x H x W x C
+    (tmp_path / "hwc.idx").write_bytes(idx_bytes(rgb))
+    hwc = load_mnist_idx(tmp_path / "hwc.idx")
+    assert tuple(hwc.images.shape) == (3, 3, 5, 6)
+    np.testing.assert_array_equal((hwc.images * 255).round().numpy().astype(np.uint8), rgb.transpose(0, 3, 1, 2))
+    (tmp_path / "chw.idx").write_bytes(idx_bytes(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))))
+    torch.testing.assert_close(load_mnist_idx(tmp_path / "chw.idx").images, hwc.images, rtol=0, atol=0)
+    (tmp_path / "grey.idx").write_bytes(idx_bytes(rgb[..., :1]))
+    assert tuple(load_mnist_idx(tmp_path / "grey.idx").images.shape) == (3, 1, 5, 6)
+    (tmp_path / "five.idx").write_bytes(idx_bytes(np.zeros((2, 4, 4, 5), np.uint8)))
+    with pytest.raises(DataError, match=r"N x H x W x C.*got 2 x 4 x 4 x 5$"):
+        load_mnist_idx(tmp_path / "five.idx")
+
+
+def test_cifar_batches_pickled_by_python_3_with_protocol_2_are_not_called_attacks(tmp_path: Path) -> None:
+    """Protocol 2 from Python 3 writes b"" as a call of bytes(): harmless, and not a reason to cry 'code'."""
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 4], b"filenames": [b"", b"b.png"]}
+    (tmp_path / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))
+    assert load_cifar_batches(tmp_path / "test_batch").labels.tolist() == [3, 4]
+    (tmp_path / "test_batch.gz").write_bytes(gzip.compress(pickle.dumps(batch, protocol=2)))
+    assert _peak_bytes(lambda: load_cifar_batches(tmp_path / "test_batch.gz")) < 8 * 1024**2  # not 4 GB set aside
+    (tmp_path / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((0, 3072), np.uint8), b"labels": []}, protocol=2))
+    with pytest.raises(DataError, match="hold no images"):
+        load_cifar_batches(tmp_path / "test_batch")
+    (tmp_path / "test_batch").write_bytes(pickle.dumps({b"data": _RunsCode(bytes, 10**12), b"labels": [0]}, protocol=2))
+    with pytest.raises(DataError, match=r"refused to unpickle bytes\(\.\.\.\) with arguments"):
+        load_cifar_batches(tmp_path / "test_batch")  # bytes(n) would allocate what the file asks
+
+
+def test_cifar_folders_take_only_batch_files_in_number_order_and_warn_of_gaps(tmp_path: Path) -> None:
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    for n in (1, 2, 10):
+        batch = {b"data": np.full((1, 3072), n, np.uint8), b"labels": [n % 10]}
+        (folder / f"data_batch_{n}").write_bytes(pickle.dumps(batch, protocol=2))
+    (folder / "data_batch_1.bak").write_bytes(b"an editor's backup")  # not a batch: was unpickled and failed
+    (folder / "test_batch.txt").write_text("notes")
+    with pytest.warns(UserWarning, match="no data_batch_3, data_batch_4.*data_batch_9: only 3 of 10"):
+        ds = load_cifar_batches(folder, split="train")
+    assert (ds.images[:, 0, 0, 0] * 255).round().tolist() == [1, 2, 10]  # 2 before 10, not after
+    (folder / "fine").mkdir()
+    (folder / "fine" / "test").write_bytes(pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"fine_labels": [7]}, protocol=2))
+    with pytest.raises(DataError, match="no 'coarse_labels' in the batch, which has fine_labels: pass label_kind="):
+        load_cifar_batches(folder / "fine", label_kind="coarse")
+
+
+def test_image_folder_fits_mixed_aspect_ratios_as_asked(tmp_path: Path) -> None:
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "square").mkdir()
+    wide = Image.new("RGB", (16, 8), (255, 0, 0))
+    wide.paste((0, 0, 255), (0, 0, 4, 8))  # a blue quarter on the left: cropped away by fit="crop"
+    wide.save(tmp_path / "wide" / "w.png")
+    Image.new("RGB", (8, 8), (0, 255, 0)).save(tmp_path / "square" / "s.png")
+    padded = load_image_folder(tmp_path, spec=(3, 8, 8), fit="pad", background=1.0)
+    assert padded.sample_names == ("square/s.png", "wide/w.png")
+    w = 1
+    torch.testing.assert_close(padded.images[w, :, 0, 4], torch.ones(3))  # white bars above and below
+    assert float(padded.images[w, 0, 4, 6]) == pytest.approx(1.0) and float(padded.images[w, 1, 4, 6]) == 0.0
+    cropped = load_image_folder(tmp_path, spec=(3, 8, 8), fit="crop")
+    assert float(cropped.images[w, 2].max()) < 0.05  # no blue left
+    stretched = load_image_folder(tmp_path, size=(8, 8))
+    assert float(stretched.images[w, 2, :, 0].min()) > 0.95  # the blue quarter squeezed, still there
+    with pytest.raises(DataError, match="fit must be one of"):
+        load_image_folder(tmp_path, fit="zoom")  # type: ignore[arg-type]
+
+
+def test_image_folder_decodes_one_large_photo_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without spec, every photo was held at full size (float32: 144 MB for 12 MP) until all were read."""
+    import weakref
+
+    from convscope.data import _images
+
+    rng = np.random.default_rng(3)
+    for i in range(6):
+        (tmp_path / str(i % 2)).mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / str(i % 2) / f"{i}.png")
+    decoded: list[weakref.ref[torch.Tensor]] = []
+    most_alive = 0
+    real = _images.load_image
+
+    def load_image(*args: object, **kwargs: object) -> torch.Tensor:
+        nonlocal most_alive
+        most_alive = max(most_alive, sum(ref() is not None for ref in decoded))
+        x = real(*args, **kwargs)  # type: ignore[arg-type]
+        decoded.append(weakref.ref(x))
+        return x
+
+    monkeypatch.setattr(_images, "load_image", load_image)
+    ds = load_image_folder(tmp_path, size=(8, 8))
+    assert tuple(ds.images.shape) == (6, 3, 8, 8) and len(decoded) == 6
+    assert most_alive <= 1  # the one being fitted
+
+
+def test_image_folder_reports_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for i in range(3):
+        (tmp_path / "a").mkdir(exist_ok=True)
+        Image.new("L", (4, 4), i).save(tmp_path / "a" / f"{i}.png")
+    seen: list[tuple[int, int]] = []
+    load_image_folder(tmp_path, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert len(load_image_folder(tmp_path, progress=True)) == 3  # a rich bar on stderr, gone when done
+    capsys.readouterr()
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="file names there are always valid Unicode")
+def test_image_folder_names_that_are_not_utf8_become_printable(tmp_path: Path) -> None:
+    import json
+
+    root = os.fsencode(tmp_path)
+    try:
+        os.makedirs(root + b"/caf\xe9")
+    except OSError:
+        pytest.skip("this file system refuses names that are not UTF-8")
+    Image.new("L", (4, 4)).save(os.fsdecode(root + b"/caf\xe9/\xff1.png"))
+    ds = load_image_folder(tmp_path)
+    assert ds.class_names == ("caf\ufffd",) and ds.sample_names == ("caf\ufffd/\ufffd1.png",)
+    json.dumps([ds.class_names, ds.sample_names], ensure_ascii=False).encode("utf-8")  # as a JSON response does
+
+
+def test_image_folder_skips_links_to_folders_so_loops_end(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    Image.new("L", (4, 4)).save(tmp_path / "a" / "x.png")
+    try:
+        os.symlink(tmp_path / "a", tmp_path / "a" / "loop", target_is_directory=True)
+        os.symlink(tmp_path, tmp_path / "a" / "up", target_is_directory=True)
+    except OSError:
+        pytest.skip("symbolic links are not allowed here")
+    assert load_image_folder(tmp_path).sample_names == ("a/x.png",)

@@ -46,12 +46,24 @@ class Dataset:
         return int(self.images.shape[0])
 
     def prepare(self, spec: InputSpec) -> Dataset:
-        """Resize / convert channels to ``spec.shape`` and normalise with its mean and std."""
-        from convscope.data._transforms import fit_to_spec
+        """Resize / convert channels to ``spec.shape``, scale ``[0, 1]`` to ``spec.value_range``
+        and normalise with its mean and std, as the model's inputs are."""
+        from convscope.data._transforms import fit_to_spec, target_shape
 
         if self.normalised:
             raise DataError(f"data set {self.name!r} is already normalised; call prepare() once")
-        images = spec.prepare(fit_to_spec(self.images, spec))
+        channels = target_shape(spec)[0]
+        for field, values in (("mean", spec.mean), ("std", spec.std)):
+            if values is not None and len(values) not in (1, channels):
+                raise DataError(
+                    f"the model's input {field} has {len(values)} values for {channels} channel(s); "
+                    f"give the spec one {field} per channel (or one for all)"
+                )
+        images = fit_to_spec(self.images, spec)
+        lo, hi = spec.value_range
+        if (lo, hi) != (0.0, 1.0):  # raw pixels live in the spec's range: 0..255 for some models
+            images = images * (hi - lo) + lo
+        images = spec.prepare(images)
         return Dataset(
             images=images,
             labels=self.labels,
@@ -62,18 +74,33 @@ class Dataset:
         )
 
     def split(self, *, test_fraction: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
-        """A stratified train/test split that is the same for the same seed."""
+        """A stratified train/test split that is the same for the same seed.
+
+        The test part holds ``round(len(self) * test_fraction)`` samples, shared among the
+        classes in proportion to their sizes (the largest remainders get the odd ones, larger
+        classes first), so classes of one or two samples still reach the test part as a whole;
+        a class of one sample is on one side only.
+        """
         import torch
 
+        if not 0.0 < test_fraction < 1.0:
+            raise DataError(f"test_fraction must be between 0 and 1, got {test_fraction!r}")
         gen = torch.Generator().manual_seed(seed)
-        train_idx: list[int] = []
-        test_idx: list[int] = []
+        groups = []
         for label in torch.unique(self.labels).tolist():
             idx = torch.nonzero(self.labels == label).flatten()
-            idx = idx[torch.randperm(len(idx), generator=gen)]
-            n_test = int(round(len(idx) * test_fraction))
-            test_idx += idx[:n_test].tolist()
-            train_idx += idx[n_test:].tolist()
+            groups.append(idx[torch.randperm(len(idx), generator=gen)].tolist())
+        quotas = [len(g) * test_fraction for g in groups]
+        counts = [int(q) for q in quotas]
+        spare = round(len(self) * test_fraction) - sum(counts)
+        by_remainder = sorted(range(len(groups)), key=lambda i: (counts[i] - quotas[i], -len(groups[i]), i))
+        for i in by_remainder[: max(0, spare)]:
+            counts[i] += 1
+        train_idx: list[int] = []
+        test_idx: list[int] = []
+        for group, n_test in zip(groups, counts, strict=True):
+            test_idx += group[:n_test]
+            train_idx += group[n_test:]
         train_sel = torch.tensor(sorted(train_idx), dtype=torch.long)
         test_sel = torch.tensor(sorted(test_idx), dtype=torch.long)
         return self.subset(train_sel, suffix="train"), self.subset(test_sel, suffix="test")
@@ -198,8 +225,14 @@ def load_dataset(name: str, *, split: str = "all", spec: InputSpec | None = None
     try:
         info = _REGISTRY[name]
     except KeyError:
+        import difflib
+
+        folded = {k.lower(): k for k in _REGISTRY}
+        close = [folded[k] for k in difflib.get_close_matches(str(name).lower(), folded, n=3, cutoff=0.6)]
+        close += [k for k in sorted(_REGISTRY) if str(name).lower() and str(name).lower() in k and k not in close]
+        hint = f"did you mean {' or '.join(repr(k) for k in close[:3])}? " if close else ""
         raise UnknownDatasetError(
-            f"data set {name!r} is not bundled; choose one of {', '.join(sorted(_REGISTRY))} "
+            f"data set {name!r} is not bundled; {hint}choose one of {', '.join(sorted(_REGISTRY))} "
             "(see `convscope data`), or load your own files with convscope.data.load_mnist_idx / "
             "load_cifar_batches / load_image_folder"
         ) from None

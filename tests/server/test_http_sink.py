@@ -158,6 +158,31 @@ def test_a_token_server_needs_the_token(tmp_path: Path) -> None:
         assert RunStore(tmp_path).open_run("guarded").info()["frames"] == 1
 
 
+def test_the_printed_address_with_its_token_is_a_url_the_sink_takes(tmp_path: Path) -> None:
+    """``convscope serve --host 0.0.0.0`` prints ``http://host:port/?token=...``; pasted into
+    ``watch(serve=...)`` (which has no token= of its own) it must ship the frames."""
+    with start_local_server(tmp_path / "served", token="k3y") as handle:
+        printed = handle.url_with_token()
+        assert printed.endswith("/?token=k3y")
+        sink = HttpSink(printed, run="pasted")
+        assert (sink.run_id, sink.url, sink.token) == ("pasted", handle.url.rstrip("/"), "k3y")
+        sink.write(Frame(run="pasted", step=1, kind="scalar", payload={"name": "a", "value": 1.0}))
+        sink.close()
+        net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+        with convscope.watch(net, logdir=None, serve=printed, every=1, run="watched", budget=None) as mon:
+            net(torch.randn(2, 1, 8, 8))
+            mon.step()
+        store = RunStore(tmp_path / "served")
+        assert store.open_run("pasted").info()["frames"] == 1
+        assert store.open_run("watched").info()["status"] == "finished"
+    dead = HttpSink(printed, run="late", timeout=0.2)  # the server is gone: the token stays out of messages
+    dead.write(Frame(run="late", step=1, kind="scalar", payload={"name": "a", "value": 1.0}))
+    dead._retry_at = 0.0
+    with pytest.raises(ServerError) as exc:
+        dead.flush()
+    assert "k3y" not in str(exc.value)
+
+
 def test_watch_streams_to_a_live_server(server) -> None:
     torch.manual_seed(0)
     net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()

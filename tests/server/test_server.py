@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -88,6 +89,8 @@ def test_unknown_or_hostile_run_ids_are_404(server, bad: str) -> None:
     ("api/runs/nope", {}, "no run"),
     ("api/runs/nope/frames", {}, "no run"),
     ("api/runs/r/frames", {"start": "-5"}, "greater than or equal"),
+    ("api/runs/r/frames", {"start": str(2**63)}, "less than or equal"),  # past SQLite's 64-bit integers
+    ("api/runs/r/frames", {"end": "9" * 30}, "less than or equal"),
     ("api/runs/r/frames", {"end": "x"}, "integer"),
     ("api/runs/r/frames", {"max_points": "0"}, "greater than or equal"),
     ("api/runs/r/frames", {"limit": "10000000000"}, "less than or equal"),
@@ -145,6 +148,29 @@ def test_ingest_round_trip_limits_and_malformed_bodies(tmp_path: Path) -> None:
         assert (info["status"], info["frames"], info["model"], info["meta"]["config"]) == ("finished", 4, "Net", {"lr": 0.5})
         stored = list(decode_stream(c.get(f"/api/runs/{run}/frames").content))
         assert all(same_frame(a, b) for a, b in zip([frames[0], *frames], stored, strict=True))  # by step
+
+
+def test_ingested_frames_the_store_cannot_hold_are_refused_and_the_run_goes_on(tmp_path: Path) -> None:
+    """A client that is not a monitor sends a frame with a step past 64 bits (or no real time):
+    a 422 before anything is stored, and the next batch of the run is stored as usual."""
+
+    def crafted(step: object = 1, wall_time: object = 1.0) -> bytes:
+        raw = encode(frame("scalar", 1))
+        hlen = int.from_bytes(raw[8:12], "little")
+        header = json.loads(raw[24 : 24 + hlen])
+        header.update(step=step, wall_time=wall_time)
+        head = json.dumps(header).encode()
+        head += b" " * (-len(head) % 8)
+        return raw[:8] + len(head).to_bytes(4, "little") + raw[12:24] + head + raw[24 + hlen :]
+
+    with TestClient(create_app(tmp_path)) as c:
+        run = c.post("/api/runs", json={"name": "victim"}).json()["id"]
+        for bad in (crafted(step=2**64), crafted(step=2**63), crafted(wall_time=float("nan")), crafted(wall_time=float("inf"))):
+            r = c.post(f"/api/runs/{run}/frames", content=encode(frame("scalar", 2)) + bad, headers={"content-type": FRAMES})
+            assert r.status_code == 422 and "nothing of this body was stored" in r.json()["detail"], r.text
+        assert c.post(f"/api/runs/{run}/frames", content=crafted(step=2**63 - 1), headers={"content-type": FRAMES}).json() == {"accepted": 1}
+        assert c.post(f"/api/runs/{run}/frames", content=crafted(step=3), headers={"content-type": FRAMES}).json() == {"accepted": 1}
+        assert [f.step for f in decode_stream(c.get(f"/api/runs/{run}/frames").content)] == [3, 2**63 - 1]
 
 
 def test_an_ingested_run_whose_monitor_goes_silent_is_crashed(tmp_path: Path, monkeypatch) -> None:

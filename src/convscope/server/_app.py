@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import math
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -32,6 +33,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 POLL_SECONDS = 0.05
 #: an ingested run with no request from its monitor for this long is reported crashed
 INGEST_STALE_SECONDS = 30.0
+#: the largest step the run store holds (SQLite's INTEGER is 64-bit)
+MAX_STEP = (1 << 63) - 1
 
 _Send = Callable[[dict[str, Any]], Awaitable[None]]
 _Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -298,8 +301,8 @@ def create_app(
         run: str,
         kind: list[str] | None = Query(None, description="frame kinds to return (repeatable)"),
         layer: list[str] | None = Query(None, description="layer ids to return (repeatable)"),
-        start: int | None = Query(None, ge=0, description="first step (inclusive)"),
-        end: int | None = Query(None, ge=0, description="last step (inclusive)"),
+        start: int | None = Query(None, ge=0, le=MAX_STEP, description="first step (inclusive)"),
+        end: int | None = Query(None, ge=0, le=MAX_STEP, description="last step (inclusive)"),
         limit: int | None = Query(None, ge=1, le=1_000_000, description="at most this many frames"),
         max_points: int | None = Query(None, ge=1, le=100_000, description="thin each series to about this many steps"),
         latest: bool = Query(False, description="only the newest frames of each (kind, layer) at or before end"),
@@ -443,6 +446,8 @@ def _store_frames(writer: RunWriter, body: bytes) -> int:
     pieces = []
     pos = 0
     for frame in decode_stream(view, copy=False):  # raises FrameError before anything is stored
+        if frame.step > MAX_STEP or not math.isfinite(frame.wall_time):
+            raise FrameError(f"the frame at byte {pos} has step {frame.step} and wall_time {frame.wall_time}; steps go up to {MAX_STEP:,} and wall_time must be finite")
         size = encoded_size(view, pos)
         pieces.append((frame, pos, size))
         pos += size
@@ -470,7 +475,7 @@ async def _send_frames(websocket: WebSocket, viewer: Viewer, store: RunStore) ->
             await websocket.send_text(json.dumps({"type": "status", "status": item[1]}))
         elif what == "since":
             _what, since, upto = item
-            for data in await replay(store, viewer.run, since=since, upto=upto, kinds=viewer.kinds, layers=viewer.layers):
+            for data in await replay(store, viewer, since=since, upto=upto):
                 await websocket.send_bytes(data)
             skip_upto = max(skip_upto, upto)  # queued frames up to here were in the replay
         elif what == "error":
@@ -491,12 +496,15 @@ async def _receive_filters(websocket: WebSocket, viewer: Viewer, hub: LiveHub) -
                 continue
             if not isinstance(msg, dict):
                 continue
-            for key in ("kinds", "layers"):
+            filters = {"kinds": viewer.kinds, "layers": viewer.layers}
+            for key in filters:
                 value = msg.get(key, ...)
                 if value is None or value == []:
-                    setattr(viewer, key, None)
+                    filters[key] = None
                 elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-                    setattr(viewer, key, frozenset(value))
+                    filters[key] = frozenset(value)
+            if filters != {"kinds": viewer.kinds, "layers": viewer.layers}:
+                viewer.set_filters(after=hub.cursor(viewer.run), **filters)
             since = msg.get("since")
             if isinstance(since, int) and not isinstance(since, bool):
                 viewer.queue.put_nowait(("since", since, hub.cursor(viewer.run)))

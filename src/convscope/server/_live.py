@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convscope.errors import NotFoundError, StoreError
+from convscope.frames import decode
 from convscope.store import RunReader, RunStore
 
 #: rows read from the store per poll (a poll that gets this many polls again at once)
@@ -34,9 +35,26 @@ class Viewer:
     queue: asyncio.Queue[tuple[Any, ...] | None] = field(default_factory=asyncio.Queue)
     pending_bytes: int = 0
     overflowed: bool = False
+    #: ``(row id, kinds, layers)``: the rows after that id were offered under those filters (the
+    #: first entry is where the viewer joined): what a ``since`` replay must not send again
+    offered: list[tuple[int, frozenset[str] | None, frozenset[str] | None]] = field(default_factory=list)
 
     def wants(self, kind: str, layer: str) -> bool:
         return (self.kinds is None or kind in self.kinds) and (self.layers is None or layer in self.layers)
+
+    def set_filters(self, *, after: int, kinds: frozenset[str] | None, layers: frozenset[str] | None) -> None:
+        """Offer the rows after ``after`` filtered by ``kinds`` and ``layers`` (``None``: all)."""
+        self.kinds, self.layers = kinds, layers
+        while self.offered and self.offered[-1][0] >= after and len(self.offered) > 1:
+            self.offered.pop()  # superseded before any row came under it
+        self.offered.append((after, kinds, layers))
+
+    def was_offered(self, row_id: int, kind: str, layer: str) -> bool:
+        """Whether row ``row_id`` went into this viewer's live queue (and so out before a replay)."""
+        for after, kinds, layers in reversed(self.offered):
+            if row_id > after:
+                return (kinds is None or kind in kinds) and (layers is None or layer in layers)
+        return False
 
     def offer(self, row_id: int, kind: str, layer: str, data: bytes) -> None:
         if self.overflowed or not self.wants(kind, layer):
@@ -118,6 +136,7 @@ class LiveHub:
             else:
                 reader.close()
         viewer = Viewer(run)
+        viewer.set_filters(after=tail.cursor, kinds=None, layers=None)
         tail.viewers.add(viewer)
         return viewer
 
@@ -208,16 +227,28 @@ class RunsWatch:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def replay(store: RunStore, run: str, *, since: int, upto: int, kinds: Any, layers: Any) -> list[bytes]:
-    """Frames of ``run`` with step > ``since`` stored at or before row ``upto``, by step."""
+async def replay(store: RunStore, viewer: Viewer, *, since: int, upto: int) -> list[bytes]:
+    """Frames of the viewer's run with step > ``since`` stored at or before row ``upto``, by step,
+    that passed its filters and were not sent to it live already (a client that reconnects asks
+    for what it missed; frames that came live before its request must not come twice)."""
+    offered = Viewer(viewer.run, offered=list(viewer.offered))  # as it stands now, read in a thread
+    joined = offered.offered[0][0] if offered.offered else upto
+
+    def sent(row_id: int, data: bytes) -> bool:
+        if row_id <= joined:
+            return False
+        frame = decode(data, copy=False)
+        return offered.was_offered(row_id, frame.kind, frame.layer)
+
+    kinds = None if viewer.kinds is None else sorted(viewer.kinds)
+    layers = None if viewer.layers is None else sorted(viewer.layers)
 
     def read() -> list[bytes]:
-        with store.open_run(run) as reader:
+        with store.open_run(viewer.run) as reader:
             rows = reader.raw_frames(kind=kinds, layer=layers, start=since + 1)
-        return [data for row_id, data in rows if row_id <= upto]
+        return [data for row_id, data in rows if row_id <= upto and not sent(row_id, data)]
 
     return await asyncio.to_thread(read)
-
 
 
 def _wake(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:

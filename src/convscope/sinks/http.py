@@ -10,7 +10,7 @@ import urllib.request
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from convscope.errors import ServerError
 from convscope.frames import encode
@@ -53,9 +53,11 @@ class HttpSink(Sink):
       ``live`` on the server (a run silent for 30 s is shown as crashed).
 
     Args:
-        url: the server's base URL, e.g. ``http://127.0.0.1:8765``.
+        url: the server's base URL, e.g. ``http://127.0.0.1:8765``, or the address the server
+            printed, ``http://host:8765/?token=TOKEN`` (the token is then taken from it and
+            never sent in a URL).
         run: the run's name; model, config: shown on the Runs page.
-        token: the server's token, if it has one.
+        token: the server's token, if it has one (instead of ``?token=`` in ``url``).
 
     Example:
         >>> from convscope.frames import Frame
@@ -83,7 +85,11 @@ class HttpSink(Sink):
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ServerError(f"the server URL must start with http:// or https://, got {url!r}")
-        self.url = url.split("#", 1)[0].rstrip("/")
+        parts = urlsplit(url.split("#", 1)[0])
+        if token is None:
+            token = next(iter(parse_qs(parts.query).get("token", [])), None)
+        # the base URL, without the query: paths are appended to it, and it shows in messages
+        self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")).rstrip("/")
         self.run_name, self.model, self.config = run, model, dict(config or {})
         self.token = token
         self.timeout = float(timeout)

@@ -172,6 +172,9 @@ def test_the_printed_address_with_its_token_is_a_url_the_sink_takes(tmp_path: Pa
         with convscope.watch(net, logdir=None, serve=printed, every=1, run="watched", budget=None) as mon:
             net(torch.randn(2, 1, 8, 8))
             mon.step()
+        # the dashboard's address keeps the token where the browser reads it, before the page's route
+        assert mon.server_url == printed + "#/runs/watched"
+        assert httpx.get(mon.server_url.split("#")[0].replace("/?", "/api/runs?"), timeout=10).status_code == 200
         store = RunStore(tmp_path / "served")
         assert store.open_run("pasted").info()["frames"] == 1
         assert store.open_run("watched").info()["status"] == "finished"

@@ -366,6 +366,22 @@ def _one_value(name: str, v: torch.Tensor) -> torch.Tensor:
     return v
 
 
+def _dashboard_url(server: str, run_id: str | None) -> str:
+    """The dashboard page of ``run_id`` on ``server``, whose query (a ``?token=``) stays before the
+    ``#`` where the browser reads it (after it, the page's route would swallow it).
+
+    Example:
+        >>> _dashboard_url("http://h:8765/?token=k", "r1")
+        'http://h:8765/?token=k#/runs/r1'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not run_id:
+        return server
+    parts = urlsplit(server)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/", parts.query, f"/runs/{run_id}"))
+
+
 def _torch_layout(t: torch.Tensor, layout: str, *, depthwise: bool = False) -> torch.Tensor:
     """A keras kernel as torch's weight of the same layer, filters first: a conv's (k..., in, out)
     as (out, in, k...), a depthwise conv's (k..., in, multiplier) as (in * multiplier, 1, k...)
@@ -1533,7 +1549,7 @@ class Monitor:
             from convscope.sinks.http import HttpSink
 
             sink = HttpSink(self._serve, run=self.run_name, model=type(self.model).__name__, config=self._config())
-            self.server_url = self._serve.rstrip("/") + f"/#/runs/{sink.run_id}" if getattr(sink, "run_id", None) else self._serve
+            self.server_url = _dashboard_url(self._serve, getattr(sink, "run_id", None))
             return [sink]
         from convscope.server import start_local_server
 
@@ -1541,7 +1557,7 @@ class Monitor:
         handle = start_local_server(self.logdir, port=self._serve_port)
         self.server = handle
         run_id = getattr(self._store, "run_id", None)
-        self.server_url = handle.url.rstrip("/") + (f"/#/runs/{run_id}" if run_id else "")
+        self.server_url = _dashboard_url(handle.url, run_id)
         print(f"convscope: live dashboard at {self.server_url}", flush=True)
         return []
 

@@ -23,7 +23,8 @@ class StoreSink(Sink):
 
     ``write`` only encodes and buffers; ``flush`` (called by the monitor's pipeline a few
     times a second) commits the buffer in one transaction, or just refreshes the run's
-    heartbeat when nothing came. ``retention``/``max_images``: see :meth:`RunStore.create_run`.
+    heartbeat when nothing came. A commit that fails raises (the monitor warns once and goes
+    on); its frames are counted in :attr:`dropped`. ``retention``/``max_images``: see :meth:`RunStore.create_run`.
 
     Example:
         >>> import tempfile
@@ -56,6 +57,12 @@ class StoreSink(Sink):
         self.run_id = self.writer.run_id
         #: with ``resume``: the run's last step before this sink (``None`` for a new run)
         self.resumed_from = self.writer.resumed_from
+
+    @property
+    def dropped(self) -> int:
+        """Frames lost in commits that failed (a full disk, the run file removed ...): the
+        monitor reports them to its other sinks as ``dropped`` frames (sink ``store``)."""
+        return self.writer.lost
 
     def write(self, frame: Frame) -> None:
         self.writer.write(frame)

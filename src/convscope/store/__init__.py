@@ -17,6 +17,13 @@ write-ahead log means a process killed at any moment (even ``kill -9``) leaves a
 opens with every committed frame, reported ``crashed``; readers in other processes (the
 server) see new frames while the writer goes on.
 
+Trouble is said, never hidden: a commit that fails (a full disk) raises :class:`StoreError`
+and its frames are counted (:attr:`RunWriter.lost`), the run keeping what came before and its
+retention going on; a run file removed (or replaced) while written is refused further frames
+rather than written into the void; of two processes resuming one run at once, the second is
+refused. A closed run reads from a directory this process may not write (a read-only mount);
+a file of a newer store format is refused with a message saying so.
+
 Long runs stay bounded: big frames (feature-map images by default) are kept at most N per
 layer: every ``stride``-th one and the newest, the stride doubling whenever more would be kept,
 so the kept ones always spread evenly over the whole run. What was thinned is counted per

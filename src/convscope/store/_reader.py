@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -12,11 +13,12 @@ from typing import Any
 
 from convscope.errors import StoreError
 from convscope.frames import Frame, check_kinds, decode
-from convscope.store._schema import LEGACY_SERIES, RUN_SUFFIX, connect, status_of
+from convscope.store._schema import FORMAT, LEGACY_SERIES, RUN_SUFFIX, connect, status_of
 
 __all__ = ["RunReader"]
 
 _Filter = str | Sequence[str] | None
+_CANTOPEN = 14  # SQLITE_CANTOPEN
 
 
 class RunReader:
@@ -43,15 +45,44 @@ class RunReader:
         self.run_id = path.name[: -len(RUN_SUFFIX)]
         self._con = connect(path, write=False)
         try:
-            tables = {r[0] for r in self._con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            try:
+                tables = self._tables()
+            except sqlite3.OperationalError as exc:
+                # A WAL file is read through its ``-shm`` index, which SQLite makes beside it: in a
+                # directory this process may not write (a read-only mount, another user's runs)
+                # it cannot. A run with no ``-wal`` left (closed) is all in its file: read as is.
+                if getattr(exc, "sqlite_errorcode", None) != _CANTOPEN or os.path.exists(f"{path}-wal") or not path.is_file():
+                    raise
+                self._con.close()
+                self._con = connect(path, write=False, immutable=True)
+                tables = self._tables()
+            fmt = self._format() if "meta" in tables else 1
         except sqlite3.DatabaseError as exc:
             self._con.close()
             raise StoreError(f"{path.name} is not a readable convscope run ({exc}); move it out of the log directory") from None
         if not {"meta", "frames"} <= tables:
             self._con.close()
             raise StoreError(f"{path.name} is not a readable convscope run (no frames table yet, or another kind of database)")
+        if fmt > FORMAT:
+            self._con.close()
+            raise StoreError(
+                f"{path.name} was written by a newer convscope (run store format {fmt}; this one reads up to {FORMAT}); "
+                "upgrade convscope to read it"
+            )
         self._series_sql = "series" if "series" in tables else LEGACY_SERIES
         self._has_state = "state" in tables
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self._con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _format(self) -> int:
+        """The file's store format (1 where it does not say; a damaged value is left to :meth:`meta`)."""
+        row = self._con.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        try:
+            fmt = json.loads(row[0]) if row else 1
+        except (TypeError, ValueError):
+            return FORMAT
+        return fmt if isinstance(fmt, int) else FORMAT
 
     def close(self) -> None:
         self._con.close()
@@ -78,7 +109,11 @@ class RunReader:
     # --- summary ----------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
         """The run's metadata: name, model, config, started, updated, status, writer pid and host."""
-        return {k: json.loads(v) for k, v in self._query("SELECT key, value FROM meta")}
+        rows = self._query("SELECT key, value FROM meta")
+        try:
+            return {k: json.loads(v) for k, v in rows}
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"run {self.run_id}'s metadata is damaged ({exc}); its frames may still be read with sqlite3") from None
 
     def info(self, *, details: bool = True) -> dict[str, Any]:
         """The run's summary (the API's RunInfo; with ``details``, also kinds, layers, thinning, meta).

@@ -8,7 +8,7 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -79,10 +79,18 @@ def slug(name: str) -> str:
     return text or "run"
 
 
-def connect(path: Path, *, write: bool) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit); WAL set up by the writer."""
+def connect(path: Path, *, write: bool, immutable: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit); WAL set up by the writer.
+
+    ``immutable``: read a file that nothing writes any more (no WAL left) without SQLite's
+    ``-shm`` index, which a directory this process may not write cannot hold.
+    """
     try:
-        con = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
+        if immutable:
+            uri = f"{path.resolve().as_uri()}?immutable=1"
+            con = sqlite3.connect(uri, uri=True, timeout=10.0, check_same_thread=False, isolation_level=None)
+        else:
+            con = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
         con.execute("PRAGMA busy_timeout = 10000")
         if write:
             con.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new file
@@ -98,21 +106,32 @@ def connect(path: Path, *, write: bool) -> sqlite3.Connection:
     return con
 
 
-def create_tables(con: sqlite3.Connection, meta: Mapping[str, Any]) -> None:
-    """Tables and first metadata in one transaction: a reader never sees a run half made."""
+def create_tables(
+    con: sqlite3.Connection, meta: Mapping[str, Any], *, check: Callable[[dict[str, Any]], None] | None = None
+) -> None:
+    """Tables and first metadata in one transaction: a reader never sees a run half made.
+
+    ``check`` is given the metadata the file holds before this, inside the transaction (which
+    holds the run's write lock), and may refuse (raise): two processes that resume one run at
+    once cannot both pass it.
+    """
     try:
         con.execute("BEGIN IMMEDIATE")
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 con.execute(statement)
+        if check is not None:
+            check({k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")})
         con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [(k, dumps(v)) for k, v in meta.items()])
         con.execute("COMMIT")
-    except sqlite3.Error as exc:
+    except BaseException as exc:
         try:
             con.execute("ROLLBACK")
         except sqlite3.Error:
             pass
-        raise StoreError(f"cannot create the run's tables: {exc}") from None
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"cannot create the run's tables: {exc}") from None
+        raise
 
 
 def dumps(value: Any) -> str:

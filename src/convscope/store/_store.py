@@ -84,6 +84,8 @@ class RunStore:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)  # claim the id atomically
             except FileExistsError:
                 continue
+            except OSError as exc:  # (no permission, a read-only file system, a full disk ...)
+                raise StoreError(f"cannot create a run file in {self.logdir} ({exc.strerror}); pass logdir= a directory you may write") from None
             os.close(fd)
             try:
                 return RunWriter(
@@ -151,7 +153,7 @@ class RunStore:
         with self._cache_lock:
             for gone in set(self._cache) - set(ids):
                 del self._cache[gone]
-        return sorted(runs, key=lambda r: r["started"] or 0, reverse=True)
+        return sorted(runs, key=_started, reverse=True)
 
     def _summary(self, run_id: str) -> dict[str, Any] | None:
         path = self.path(run_id)
@@ -178,6 +180,12 @@ def _with_max_images(retention: Mapping[str, int] | None, max_images: int | None
     if max_images is None:
         return retention
     return {**(dict(retention) if retention is not None else {}), "feature_maps": int(max_images)}
+
+
+def _started(info: Mapping[str, Any]) -> float:
+    """A run's start, to sort by: 0 where its metadata holds no number there (a damaged file)."""
+    started = info.get("started")
+    return float(started) if isinstance(started, int | float) and not isinstance(started, bool) else 0.0
 
 
 def _signature(path: Path) -> tuple[int, ...]:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from convscope.errors import StoreError
 from convscope.frames import decode, encode
-from convscope.store._schema import FORMAT, HEARTBEAT_SECONDS, connect, create_tables, dumps, process_start
+from convscope.store._schema import FORMAT, HEARTBEAT_SECONDS, connect, create_tables, dumps, process_start, status_of
 
 if TYPE_CHECKING:
     from convscope.frames import Frame
@@ -90,7 +91,10 @@ class RunWriter:
         self._series: dict[tuple[str, str], _Series] = {}
         self._thinning: dict[tuple[str, str], _Thinning] = {}
         self._closed = False
+        #: frames lost in flushes that failed (a full disk ...): counted, never silently gone
+        self.lost = 0
         self._con = connect(path, write=True)
+        self._file_id = (0, 0)
         now = time.time()
         self._beat = now
         meta: dict[str, Any] = {
@@ -112,11 +116,13 @@ class RunWriter:
         #: a resumed run's last step before this writer (``None`` for a new run, or one without frames)
         self.resumed_from: int | None = None
         try:
+            st = os.stat(path)
+            self._file_id = (st.st_dev, st.st_ino)
             if resume:  # the run keeps its name, model, config and start; it is live again, written from here
                 for key in ("name", "model", "config", "started"):
                     del meta[key]
                 meta["resumed"] = [*earlier.get("resumed", []), now]
-            create_tables(self._con, meta)
+            create_tables(self._con, meta, check=(lambda now_meta: _not_live(now_meta, run_id)) if resume else None)
             if resume:
                 self._con.execute("DELETE FROM meta WHERE key = 'ended'")
                 self._load_series()
@@ -230,7 +236,10 @@ class RunWriter:
             for i, (step, wall_time, layer, kind, data) in enumerate(pending):
                 rows.append((next_id + i, step, wall_time, layer, kind, len(data), data))
             touched: set[tuple[str, str]] = set()
+            saved = self._save_state(rows, final=final)
             try:
+                if rows:  # (a heartbeat into a removed file loses nothing)
+                    self._check_file()
                 self._con.execute("BEGIN IMMEDIATE")
                 if rows or final:
                     self._con.executemany(
@@ -246,10 +255,16 @@ class RunWriter:
                     )
                 self._con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('updated', ?)", (dumps(now),))
                 self._con.execute("COMMIT")
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, StoreError) as exc:
                 self._rollback()
-                self._reload_series(touched)
-                raise StoreError(f"writing {len(rows)} frames to run {self.run_id} failed: {exc}") from None
+                self._restore_state(saved)
+                self.lost += len(rows)
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(
+                    f"writing {len(rows)} frames to run {self.run_id} failed: {exc}; they are lost "
+                    f"({self.lost} so far), the run keeps what came before"
+                ) from None
             self._next_id = next_id + len(rows)
             self._beat = now
             return len(rows)
@@ -275,17 +290,46 @@ class RunWriter:
         except sqlite3.Error:
             pass
 
-    def _reload_series(self, touched: set[tuple[str, str]]) -> None:
-        # the transaction was rolled back: forget what it added to the in-memory summaries
-        for key in touched:
-            row = self._con.execute(
-                "SELECT count, bytes, first_step, last_step, first_id, last_id, thinned FROM series WHERE kind = ? AND layer = ?", key
-            ).fetchone()
-            if row is None:
+    def _save_state(self, rows: list[_Row], *, final: bool) -> dict[tuple[str, str], tuple[_Series | None, _Thinning | None]]:
+        """Copies of the summaries and retention state a flush of ``rows`` changes, so that a
+        transaction that fails leaves them as they were: retention then goes on thinning the
+        frames it kept before (forgetting them would keep them for good, over the budget)."""
+        keys = {(kind, layer) for _id, _step, _wall, layer, kind, _size, _data in rows}
+        if final:
+            keys |= self._thinning.keys()
+        saved: dict[tuple[str, str], tuple[_Series | None, _Thinning | None]] = {}
+        for key in keys:
+            s, t = self._series.get(key), self._thinning.get(key)
+            saved[key] = (
+                None if s is None else replace(s),
+                None if t is None else _Thinning(t.stride, t.seen, dict(t.kept)),
+            )
+        return saved
+
+    def _restore_state(self, saved: dict[tuple[str, str], tuple[_Series | None, _Thinning | None]]) -> None:
+        for key, (s, t) in saved.items():
+            if s is None:
                 self._series.pop(key, None)
             else:
-                self._series[key] = _Series(*row)
-            self._thinning.pop(key, None)
+                self._series[key] = s
+            if t is None:
+                self._thinning.pop(key, None)
+            else:
+                self._thinning[key] = t
+
+    def _check_file(self) -> None:
+        """Refuse to commit into a run file that was removed (or replaced) since it was opened:
+        SQLite would go on writing to the deleted file, and every frame would be lost unseen."""
+        try:
+            st = os.stat(self.path)
+            same = (st.st_dev, st.st_ino) == self._file_id
+        except OSError:
+            same = False
+        if not same:
+            raise StoreError(
+                f"run {self.run_id}'s file {self.path} was removed or replaced while it was written; "
+                "its frames from here on are lost (watch again with a logdir= that stays)"
+            )
 
     # --- summaries and retention ---------------------------------------------------------------
     def _account(self, rows: list[_Row], touched: set[tuple[str, str]], *, final: bool = False) -> list[int]:
@@ -363,7 +407,7 @@ class RunWriter:
             try:
                 now = time.time()
                 self._set_meta({"status": status, "updated": now, "ended": now})
-                with self._commit:
+                with self._commit, contextlib.suppress(sqlite3.Error):  # (a checkpoint that fails loses nothing: the WAL holds it)
                     self._con.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 self._con.close()
@@ -389,12 +433,16 @@ def _resumable(path: Path, run_id: str) -> dict[str, Any]:
 
     with RunReader(path) as reader:
         meta = reader.meta()
-        status = reader.status()
-    if status == "live":
+    _not_live(meta, run_id)
+    if meta.get("format") != FORMAT:
+        raise StoreError(f"run {run_id} was written in store format {meta.get('format')}, which this convscope does not resume; start a new run")
+    return meta
+
+
+def _not_live(meta: Mapping[str, Any], run_id: str) -> None:
+    """Refuse to write a run that its writer (another process, or another writer here) still writes."""
+    if status_of(meta) == "live":
         raise StoreError(
             f"run {run_id} is live: its writer (pid {meta.get('pid')} on {meta.get('host')}) is still writing it; "
             "resume a run once that process has ended"
         )
-    if meta.get("format") != FORMAT:
-        raise StoreError(f"run {run_id} was written in store format {meta.get('format')}, which this convscope does not resume; start a new run")
-    return meta

@@ -800,7 +800,7 @@ def main() -> None:
     if args.workload in ("lenet", "both"):
         if args.rounds > 0:
             print(bench("lenet", args.steps, args.rounds, args.warmup) + "\n")
-        if args.block > 0 and not args.configs:
+        if args.block > 0 and args.pairs > 0 and not args.configs:
             print(bench_interleaved(args.block, args.pairs) + "\n")
         if args.within > 0 and not args.configs:
             print(bench_within(args.within, args.within_runs) + "\n")

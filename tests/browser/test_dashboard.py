@@ -58,6 +58,39 @@ def _train(logdir: Path, steps: int, started: threading.Event, delay: float) -> 
             time.sleep(delay)
 
 
+def _watched_run(tmp_path: Path, steps: int, *, lr: float, probe: bool = False, **options):
+    """The simplified LeNet-5 trained ``steps`` steps on batches of 32 bundled digits (in their
+    order: the first steps see only a few classes, which is all these views need), watched into
+    ``tmp_path`` with ``options``; the closed monitor."""
+    torch.manual_seed(0)
+    spec = convscope.load_model("lenet5-simplified", pretrained=False).input_spec
+    data = convscope.load_dataset("mnist-5k", spec=spec)
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
+    if probe:
+        options["probe"] = data.images[:16]
+    with convscope.watch(net, optimizer=opt, logdir=tmp_path, budget=None, **options) as mon:
+        for step in range(steps):
+            x, y = data.images[step * 32 : step * 32 + 32], data.labels[step * 32 : step * 32 + 32]
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return mon
+
+
+def _hover_until(page, points, readout, prefix: str) -> str:
+    """Move the pointer over ``points`` (page coordinates) until ``readout`` says something that
+    starts with ``prefix``; what it says last."""
+    said = ""
+    for x, y in points:
+        page.mouse.move(x, y)
+        said = readout.inner_text()
+        if said.startswith(prefix):
+            break
+    return said
+
+
 def _state(page, view: str) -> dict:
     return canvas_state(page, VIEWS[view], stride=4)
 
@@ -233,18 +266,7 @@ def test_gradient_health_says_in_words_why_a_layer_is_flagged(tmp_path: Path, pa
     # and the rules that fired, as the run stored them.
     from convscope.store import RunStore
 
-    torch.manual_seed(0)
-    spec = convscope.load_model("lenet5-simplified", pretrained=False).input_spec
-    data = convscope.load_dataset("mnist-5k", spec=spec)
-    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
-    opt = torch.optim.SGD(net.parameters(), lr=1.5, momentum=0.9)
-    with convscope.watch(net, optimizer=opt, logdir=tmp_path, run="hot", every=5, budget=None, record=["gradients"]) as mon:
-        for step in range(60):
-            x, y = data.images[step * 32 : step * 32 + 32], data.labels[step * 32 : step * 32 + 32]
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    mon = _watched_run(tmp_path, 60, lr=1.5, run="hot", every=5, record=["gradients"])
     with RunStore(tmp_path).open_run(mon.run_id) as reader:
         last = {f.layer: f.payload for f in reader.frames(kind="gradient_health", start=60, end=60)}
     assert set(last) == {"conv1", "conv2"} and all(p["status"] != "healthy" and p["reasons"] for p in last.values()), last
@@ -276,19 +298,8 @@ def test_gradient_health_says_in_words_why_a_layer_is_flagged(tmp_path: Path, pa
 def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tmp_path: Path, page) -> None:
     from convscope.store import RunStore
 
-    torch.manual_seed(0)
-    spec = convscope.load_model("lenet5-simplified", pretrained=False).input_spec
-    data = convscope.load_dataset("mnist-5k", spec=spec)
-    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    with convscope.watch(net, optimizer=opt, logdir=tmp_path, run="groups", every=10, budget=None, group_threshold=0.5,
-                         record=["correlation", "distribution", "weights"], probe=data.images[:16]) as mon:
-        for step in range(40):
-            x, y = data.images[step * 32 : step * 32 + 32], data.labels[step * 32 : step * 32 + 32]
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    mon = _watched_run(tmp_path, 40, lr=0.05, probe=True, run="groups", every=10, group_threshold=0.5,
+                       record=["correlation", "distribution", "weights"])
     with RunStore(tmp_path).open_run(mon.run_id) as reader:
         last = {f.kind: f.payload for f in reader.frames(kind=["correlation", "groups", "distribution", "weight_grid"], layer="conv1", start=40, end=40)}
     labels, matrix = last["groups"]["labels"], last["correlation"]["matrix"]
@@ -321,15 +332,9 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
         dist = last["distribution"]
         box = page.locator("#view-distribution canvas").bounding_box()
         caption = page.locator("#view-distribution .caption")
-        said = ""
-        for fx in np.linspace(0.05, 0.95, 10):
-            for fy in np.linspace(0.05, 0.95, 10):
-                page.mouse.move(box["x"] + 28 + fx * (box["width"] - 34), box["y"] + 6 + (1 - fy) * (box["height"] - 34))
-                said = caption.inner_text()
-                if said.startswith("filter"):
-                    break
-            if said.startswith("filter"):
-                break
+        plot = [(box["x"] + 28 + fx * (box["width"] - 34), box["y"] + 6 + (1 - fy) * (box["height"] - 34))
+                for fx in np.linspace(0.05, 0.95, 10) for fy in np.linspace(0.05, 0.95, 10)]
+        said = _hover_until(page, plot, caption, "filter")
         m = re.fullmatch(r"filter (\d+)(?:, group (\d+))?: values (\S+) to (\S+), mean (\S+), std (\S+)", said)
         assert m, said
         f = int(m[1])
@@ -339,12 +344,8 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
         # a block of the weight grid under the pointer: its filter, channel, row, column and weight
         box = page.locator("#view-weights canvas").bounding_box()
         note = page.locator("#view-weights .view-note")
-        said = ""
-        for fx, fy in [(0.5, 0.5), (0.45, 0.5), (0.55, 0.45), (0.4, 0.4), (0.6, 0.6), (0.5, 0.35), (0.5, 0.65)]:
-            page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-            said = note.inner_text()
-            if said.startswith("filter"):
-                break
+        middle = [(0.5, 0.5), (0.45, 0.5), (0.55, 0.45), (0.4, 0.4), (0.6, 0.6), (0.5, 0.35), (0.5, 0.65)]
+        said = _hover_until(page, [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in middle], note, "filter")
         m = re.fullmatch(r"filter (\d+), channel (\d+), row (\d+), column (\d+): w = (\S+)", said)
         assert m, said
         f, c, y, x = (int(v) for v in m.groups()[:4])
@@ -359,20 +360,8 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
 def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None:
     from convscope.store import RunStore
 
-    torch.manual_seed(0)
-    spec = convscope.load_model("lenet5-simplified", pretrained=False).input_spec
-    data = convscope.load_dataset("mnist-5k", spec=spec)
-    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     prune = convscope.PruneConfig(layers=("conv1",), threshold=0.5, start=20, every=20, times=2, max_fraction=0.5)
-    with convscope.watch(net, optimizer=opt, logdir=tmp_path, run="pruned", every=10, budget=None, prune=prune,
-                         record=["correlation", "distribution"], probe=data.images[:16]) as mon:
-        for step in range(45):
-            x, y = data.images[step * 32 : step * 32 + 32], data.labels[step * 32 : step * 32 + 32]
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    mon = _watched_run(tmp_path, 45, lr=0.05, probe=True, run="pruned", every=10, prune=prune, record=["correlation", "distribution"])
     with RunStore(tmp_path).open_run(mon.run_id) as reader:
         stored = reader.frames(kind="pruning")
     assert stored, "the test needs a pruning"

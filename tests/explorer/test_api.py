@@ -21,6 +21,16 @@ def _client(tmp_path: Path, **options) -> TestClient:
     return TestClient(create_app(tmp_path / "runs", **options))
 
 
+def _lenet(client: TestClient) -> str:
+    """An untrained simplified LeNet-5 in the client's session: its id."""
+    return client.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
+
+
+def _lenet_and_digit(client: TestClient) -> tuple[str, str]:
+    """That model and a bundled digit in the session: their ids."""
+    return _lenet(client), client.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+
+
 def _upload(client: TestClient, path: Path, **params: str):
     return client.post("/api/explorer/models/upload", params={"filename": path.name, **params}, content=path.read_bytes(), headers=OCTET)
 
@@ -76,8 +86,7 @@ def test_a_zoo_model_end_to_end(tmp_path: Path) -> None:
 
 def test_errors_are_clear_json_4xx(tmp_path: Path) -> None:
     c = _client(tmp_path)
-    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
-    a = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+    m, a = _lenet_and_digit(c)
     cases = [
         (c.post("/api/explorer/models/zoo", json={"name": "resnet9000"}), 404, "zoo models are"),
         (c.get(f"/api/explorer/models/{m}/inputs/i999/outputs"), 404, "no input 'i999'"),
@@ -220,8 +229,7 @@ def test_model_uploads_follow_the_explorer_limit_not_the_frame_limit(tmp_path: P
 
 def test_hostile_numbers_and_empty_files_get_clear_4xx(tmp_path: Path) -> None:
     c = _client(tmp_path)
-    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
-    a = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+    m, a = _lenet_and_digit(c)
     base = f"/api/explorer/models/{m}"
     cases = [
         # class indices past int64 were a 500 (an OverflowError inside numpy/torch)
@@ -261,8 +269,7 @@ def test_an_uploaded_model_declares_a_sane_input_shape(tmp_path: Path) -> None:
 @pytest.mark.timeout(120)
 def test_attack_parameters_are_numbers_of_their_kind_and_bounded(tmp_path: Path) -> None:
     c = _client(tmp_path)
-    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
-    a = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+    m, a = _lenet_and_digit(c)
     url = f"/api/explorer/models/{m}/adversarial"
     cases = [
         ({"attack": "fgsm", "params": {"eps": "abc"}}, "fgsm's eps must be a number"),
@@ -294,8 +301,7 @@ def test_the_pixel_attacks_cost_knobs_are_bounded(tmp_path: Path, monkeypatch) -
 
     monkeypatch.setitem(sys.modules, "cma", None)  # es=0 needs it; absent here, as on most machines
     c = _client(tmp_path)
-    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
-    a = c.post("/api/explorer/inputs/sample", json={"dataset": "foolbox-mnist", "index": 0}).json()["id"]
+    m, a = _lenet_and_digit(c)
     url = f"/api/explorer/models/{m}/adversarial"
     cases = [
         # th pixels a candidate, 3 x th values: th=1000 took 14 s for 20 steps on LeNet, and grows as th squared
@@ -317,7 +323,7 @@ def test_the_pixel_attacks_cost_knobs_are_bounded(tmp_path: Path, monkeypatch) -
 
 def test_freeze_takes_only_json_integers(tmp_path: Path) -> None:
     c = _client(tmp_path)
-    m = c.post("/api/explorer/models/zoo", json={"name": "lenet5-simplified", "pretrained": False}).json()["id"]
+    m = _lenet(c)
     url = f"/api/explorer/models/{m}/freeze"
     # "1" and true were taken as filter 1 (pydantic's lenient parsing) and 1.5 as filter 1
     for bad in ("1", True, 1.5, None, [1]):

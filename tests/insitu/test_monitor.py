@@ -456,6 +456,20 @@ def test_pruning_a_conv_in_a_residual_add_says_which_layers_lost_filters_with_it
     assert all(opt.state[q]["exp_avg"].shape == q.shape for q in model.parameters())
 
 
+def _train_by_keyword(model, opt, digits, steps: int, **options):
+    """``steps`` steps of batches of 8 digits, the model called as ``model(x=x)`` (no positional
+    input for the first forward hook to see), watched with ``options``; the closed monitor."""
+    images, labels = digits
+    with convscope.watch(model, optimizer=opt, logdir=None, budget=None, **options) as mon:
+        for step in range(steps):
+            x, y = images[step * 8 : step * 8 + 8], labels[step * 8 : step * 8 + 8]
+            loss = torch.nn.functional.cross_entropy(model(x=x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return mon
+
+
 def test_pruning_a_model_whose_input_shape_is_unknown_is_said_and_training_goes_on(digits, lenet) -> None:
     # called with keyword arguments only, the model shows the first forward hook no input, so the
     # monitor has no shape for pruning's example input: that pruning is given up, the step is not
@@ -463,16 +477,9 @@ def test_pruning_a_model_whose_input_shape_is_unknown_is_said_and_training_goes_
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sink = MemorySink()
     prune = convscope.PruneConfig(layers=("conv1",), threshold=0.3, start=10, every=10, max_fraction=0.25, times=1)
-    images, labels = digits
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=5, prune=prune) as mon:
-            for step in range(20):
-                x, y = images[step * 8 : step * 8 + 8], labels[step * 8 : step * 8 + 8]
-                loss = torch.nn.functional.cross_entropy(model(x=x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        mon = _train_by_keyword(model, opt, digits, 20, sinks=[sink], every=5, prune=prune)
     said = [str(w.message) for w in caught if "convscope" in str(w.message)]
     assert mon.input_shape is None and mon.step_count == 20
     assert not [m for m in said if "skipped step" in m], said
@@ -486,16 +493,9 @@ def test_a_model_called_with_keyword_arguments_gets_its_graph_from_input_shape(d
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sink = MemorySink()
-    images, labels = digits
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, sinks=[sink], every=5, input_shape=(1, 28, 28)) as mon:
-            for step in range(10):
-                x, y = images[step * 8 : step * 8 + 8], labels[step * 8 : step * 8 + 8]
-                loss = torch.nn.functional.cross_entropy(model(x=x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        mon = _train_by_keyword(model, opt, digits, 10, sinks=[sink], every=5, input_shape=(1, 28, 28))
     assert mon.graph is not None and mon.graph.input_shape == (1, 28, 28)
     assert [f.payload["event"] for f in sink.select(kind="run_meta")].count("graph") == 1
     assert not model._forward_pre_hooks  # (the first forward hook went once its work was done)

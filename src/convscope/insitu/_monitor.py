@@ -366,6 +366,31 @@ def _one_value(name: str, v: torch.Tensor) -> torch.Tensor:
     return v
 
 
+def watched_modules(model: torch.nn.Module, layers: str | Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+    """The modules ``watch(model, layers=...)`` watches, by name: ``layers`` as a name, names or a
+    name-to-module mapping, or every conv layer for ``None``; a missing name, or a model without
+    conv layers to watch by default, is a :class:`LayerNotFoundError`."""
+    import torch
+
+    if isinstance(layers, Mapping):
+        return dict(layers)
+    names = [layers] if isinstance(layers, str) else layers  # (one layer's name)
+    modules = dict(model.named_modules())
+    if names is None:
+        names = [n for n, m in modules.items() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+        if not names:
+            raise LayerNotFoundError(
+                f"{type(model).__name__} has no conv layers to watch by default; pass layers=[...] "
+                "with the names of the layers to watch"
+            )
+    names = list(names)
+    missing = [n for n in names if n not in modules]
+    if missing:
+        known = [n for n, m in modules.items() if isinstance(m, torch.nn.modules.conv._ConvNd | torch.nn.Linear)]
+        raise LayerNotFoundError(f"layers {missing} not found; the model's conv and dense layers are {', '.join(known)}")
+    return {n: modules[n] for n in names}
+
+
 def _dashboard_url(server: str, run_id: str | None) -> str:
     """The dashboard page of ``run_id`` on ``server``, whose query (a ``?token=``) stays before the
     ``#`` where the browser reads it (after it, the page's route would swallow it).
@@ -541,26 +566,8 @@ class Monitor:
         if config is not None and not isinstance(config, Mapping):
             raise DataError(f"config= is a dict shown with the run (hyperparameters ...), got {type(config).__name__}")
         self.config = dict(config or {})
-        if isinstance(layers, str):  # one layer's name
-            layers = [layers]
-        if isinstance(layers, Mapping):
-            chosen = dict(layers)
-        else:
-            modules = dict(self.model.named_modules())
-            if layers is None:
-                layers = [n for n, m in modules.items() if isinstance(m, torch.nn.modules.conv._ConvNd)]
-                if not layers:
-                    raise LayerNotFoundError(
-                        f"{type(self.model).__name__} has no conv layers to watch by default; pass layers=[...] "
-                        "with the names of the layers to watch"
-                    )
-            missing = [n for n in layers if n not in modules]
-            if missing:
-                known = [n for n, m in modules.items() if isinstance(m, torch.nn.modules.conv._ConvNd | torch.nn.Linear)]
-                raise LayerNotFoundError(f"layers {missing} not found; the model's conv and dense layers are {', '.join(known)}")
-            chosen = {n: modules[n] for n in layers}
         self.layers = {}
-        for n, m in chosen.items():
+        for n, m in watched_modules(self.model, layers).items():
             layout = "keras" if getattr(m, "weight", None) is None and getattr(m, "kernel", None) is not None else "torch"
             if layout == "torch" and not isinstance(getattr(m, "weight", None), torch.Tensor):
                 raise DataError(f"layer {n!r} ({type(m).__name__}) has no weight to watch; watch conv or dense layers")

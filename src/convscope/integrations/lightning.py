@@ -28,24 +28,17 @@ import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 
 from convscope.insitu import Monitor  # noqa: E402
+from convscope.insitu._monitor import watched_modules  # noqa: E402
 
 __all__ = ["ConvscopeCallback"]
 
 
 def _followed_optimizer(optimizers: list[Any], module: torch.nn.Module, layers: Any) -> Any:
-    """Of ``optimizers``, the first that trains most of the watched ``layers`` (names, one name,
-    a name-to-module mapping, or None for every conv layer); the first one if none trains them."""
+    """Of ``optimizers``, the first that trains most of the watched ``layers`` (as ``watch()``
+    takes them); the first one if none trains them."""
     if len(optimizers) < 2:
         return optimizers[0] if optimizers else None
-    if isinstance(layers, Mapping):
-        watched = list(layers.values())
-    else:
-        modules = dict(module.named_modules())
-        names = [layers] if isinstance(layers, str) else layers
-        if names is None:
-            watched = [m for m in modules.values() if isinstance(m, torch.nn.modules.conv._ConvNd)]
-        else:
-            watched = [modules[n] for n in names if n in modules]
+    watched = watched_modules(module, layers).values()
     weights = {id(w) for w in (getattr(m, "weight", None) for m in watched) if w is not None}
 
     def trained(optimizer: Any) -> int:

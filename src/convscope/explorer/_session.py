@@ -197,7 +197,7 @@ class ExplorerSession:
         input_shape: tuple[int, ...] | None = None,
     ) -> ExplorerModel:
         """Add a model from an uploaded file's bytes; ``filename``'s extension says the format."""
-        from convscope.models._load import SUPPORTED_EXTENSIONS
+        from convscope.models._load import SUPPORTED_EXTENSIONS, _rename_hint
 
         if len(data) > self.limits.max_model_bytes:
             raise ServerError(
@@ -212,7 +212,7 @@ class ExplorerSession:
         if ext not in SUPPORTED_EXTENSIONS:
             raise UnsupportedFormatError(
                 f"{base!r} has the extension {ext or '(none)'!r}; the explorer opens {', '.join(SUPPORTED_EXTENSIONS)}"
-                f" - {_rename_hint_of(data, base)}"
+                f" - {_rename_hint(Path(base), data)}"
             )
         if architecture and ":" in architecture and not self.trust:
             raise UntrustedModelError(
@@ -672,17 +672,6 @@ class ExplorerSession:
 def _safe_name(name: str, default: str) -> str:
     """An uploaded file's name made safe to write in a fresh folder (no path from the client is used)."""
     return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in name).lstrip(".") or default
-
-
-def _rename_hint_of(data: bytes, name: str) -> str:
-    """What an uploaded file's first bytes look like, as the loader says it of a misnamed file
-    ("its content looks like an ONNX model: rename it to 'net.onnx'"); nothing is parsed."""
-    from convscope.models._load import _rename_hint
-
-    with tempfile.TemporaryDirectory(prefix="convscope-upload-") as tmp:
-        path = Path(tmp) / _safe_name(name, "model")
-        path.write_bytes(data)
-        return _rename_hint(path)
 
 
 def _attack_params(attack: str, params: Mapping[str, Any], *, max_iterations: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ Model files are untrusted. A file is never allowed to run code unless the caller
 from __future__ import annotations
 
 import importlib
+import io
 import operator
 import os
 import pickle
@@ -151,13 +152,18 @@ _ONNX_SECOND_TAGS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42")
 _MAX_SNIFFED_MEMBERS = 1000
 
 
-def _sniff(path: Path) -> str | None:
-    """The extension of the format ``path``'s bytes look like, or ``None``. Reads a few
-    bytes and, for zip archives, the member names; never parses or unpickles anything."""
+def _sniff(source: Path | bytes) -> str | None:
+    """The extension of the format a file's bytes (or ``source``, the bytes themselves) look
+    like, or ``None``. Reads a few bytes and, for zip archives, the member names; never parses
+    or unpickles anything."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(16)
+        path: Path | io.BytesIO
+        if isinstance(source, bytes):
+            size, head, path = len(source), source[:16], io.BytesIO(source)
+        else:
+            size, path = source.stat().st_size, source
+            with open(source, "rb") as f:
+                head = f.read(16)
         if head.startswith(b"\x89HDF\r\n\x1a\n"):
             return ".h5"
         if head.startswith(_LEGACY_TORCH_MAGIC):
@@ -181,8 +187,9 @@ def _sniff(path: Path) -> str | None:
     return None
 
 
-def _rename_hint(path: Path) -> str:
-    found = _sniff(path)
+def _rename_hint(path: Path, data: bytes | None = None) -> str:
+    """What ``path``'s content (or ``data``, an upload named ``path``) looks like, and the name to give it."""
+    found = _sniff(path if data is None else data)
     if found is None:
         return "rename the file if it has the wrong extension"
     return f"its content looks like {_FORMATS[found][0]}: rename it to {path.stem + found!r}"

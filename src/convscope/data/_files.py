@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
+from convscope._progress import progress_ticks
 from convscope.data._registry import Dataset
 from convscope.errors import DataError
 
@@ -441,7 +442,7 @@ def load_image_folder(
     if not files:
         raise DataError(f"no images ({' '.join(IMAGE_SUFFIXES)}) under the class subfolders of {_shown(os.fspath(root))!r}")
     loaded: list[torch.Tensor] = []
-    with _progress(progress, len(files), f"loading {_shown(root.name)}") as tick:
+    with progress_ticks(progress, len(files), f"loading {_shown(root.name)}", unit="images", auto_from=PROGRESS_FROM) as tick:
         for _, f in files:
             x = load_image(f, spec=spec, fit=fit, background=background)
             if spec is None:  # fitted now to its own channels, made RGB below if any image is
@@ -460,20 +461,3 @@ def load_image_folder(
     )
 
 
-@contextlib.contextmanager
-def _progress(progress: bool | Callable[[int, int], None] | None, total: int, what: str) -> Iterator[Callable[[int], None]]:
-    """A ``tick(done)`` for a loop of ``total`` steps: a callback, a rich bar on stderr, or nothing."""
-    if callable(progress):
-        report = progress
-        report(0, total)
-        yield lambda done: report(done, total)
-        return
-    if not (progress or (progress is None and total >= PROGRESS_FROM)):
-        yield lambda done: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TextColumn("images"), TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(what, total=total)
-        yield lambda done: bar.update(task, completed=done)

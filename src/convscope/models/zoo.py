@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from convscope._progress import progress_ticks
 from convscope.errors import RegistryError, UnknownModelError
 from convscope.models._spec import InputSpec
 
@@ -158,18 +159,19 @@ def train_zoo_model(
     gen = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     steps = epochs * ((len(train) + batch_size - 1) // batch_size)
-    bar = _progress(progress, steps, f"training {name}")
     model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(train), generator=gen)
-        for i in range(0, len(train), batch_size):
-            idx = order[i : i + batch_size]
-            loss = torch.nn.functional.cross_entropy(model(train.images[idx]), train.labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            bar.advance()
-    bar.close()
+    done = 0
+    with progress_ticks(progress, steps, f"training {name}", unit="steps") as tick:
+        for _ in range(epochs):
+            order = torch.randperm(len(train), generator=gen)
+            for i in range(0, len(train), batch_size):
+                idx = order[i : i + batch_size]
+                loss = torch.nn.functional.cross_entropy(model(train.images[idx]), train.labels[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                done += 1
+                tick(done)
     model.eval()
     with torch.no_grad():
         train_acc = float((model(train.images).argmax(1) == train.labels).float().mean())
@@ -180,33 +182,6 @@ def train_zoo_model(
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
     os.replace(tmp, target)  # atomic: a crash never leaves half a weights file in the cache
     return {"train_accuracy": train_acc, "test_accuracy": test_acc, "seconds": time.perf_counter() - start}
-
-
-class _Progress:
-    def __init__(self, total: int, label: str) -> None:
-        from rich.progress import Progress
-
-        self._p = Progress(transient=True)
-        self._p.start()
-        self._task = self._p.add_task(label, total=total)
-
-    def advance(self) -> None:
-        self._p.advance(self._task)
-
-    def close(self) -> None:
-        self._p.stop()
-
-
-class _NoProgress:
-    def advance(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(enabled: bool, total: int, label: str) -> _Progress | _NoProgress:
-    return _Progress(total, label) if enabled else _NoProgress()
 
 
 def load_zoo_model(name: str, *, pretrained: bool = True, progress: bool = False) -> LoadedModel:

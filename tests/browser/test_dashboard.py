@@ -368,13 +368,17 @@ def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None
     handle = start_local_server(tmp_path)
     try:
         page.goto(handle.url + f"#/runs/{mon.run_id}")
-        page.wait_for_function(f"document.querySelectorAll('#view-scalars .pruning-line').length === {len(stored)}", timeout=20_000)
-        lines = page.locator("#view-scalars .pruning-line").all_inner_texts()
+        # (the lines read in the same moment as their count: the page may still be drawing)
+        lines = page.wait_for_function(
+            "n => { const l = [...document.querySelectorAll('#view-scalars .pruning-line')].map((e) => e.textContent); "
+            "return l.length === n ? l : null; }", arg=len(stored), timeout=20_000).json_value()
         for line, f in zip(lines, sorted(stored, key=lambda f: f.step), strict=True):
             p = f.payload
             removed = ", ".join(str(i) for i in p["removed"])
             assert line.startswith(f"pruned at step {f.step}: conv1 {p['before']} → {p['after']} filters, removed filter"), line
             assert removed in line and f"({p['reason'].split('; ')[0]})" in line, line
+        page.wait_for_timeout(1000)  # and each said once, however the live stream catches up
+        assert page.locator("#view-scalars .pruning-line").count() == len(stored)
         assert not page.errors
     finally:
         handle.stop()

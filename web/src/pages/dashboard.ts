@@ -76,10 +76,12 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   const healthCaption = document.createElement("div");
   healthCaption.className = "muted caption health-now";
   body("health").appendChild(healthCaption);
-  const scalars = new ScalarsView(body("scalars"));
+  // (the scalars view rebuilds its own box: the prunings' lines sit beside it, not in it)
+  const scalarsBox = document.createElement("div");
   const pruneCaption = document.createElement("div");
   pruneCaption.className = "muted caption prunings";
-  body("scalars").appendChild(pruneCaption);
+  body("scalars").append(scalarsBox, pruneCaption);
+  const scalars = new ScalarsView(scalarsBox);
   const prunings: Frame[] = [];
   const writePrunings = () => {
     pruneCaption.replaceChildren(...pruningLines(prunings).map((text) => {

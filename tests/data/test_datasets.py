@@ -48,6 +48,32 @@ def test_every_bundled_set_has_the_listed_shape_size_and_range(name: str) -> Non
         assert data.labels.tolist() == [-1] * info.size and data.sample_names is not None and len(set(data.sample_names)) == info.size
 
 
+@pytest.mark.parametrize("name", BUNDLED)
+def test_editing_a_loaded_set_in_place_changes_no_later_load(name: str) -> None:
+    info = {i.name: i for i in list_datasets()}[name]
+    first = load_dataset(name)
+    before_images, before_labels = first.images.clone(), first.labels.clone()
+    first.images -= first.images.mean()  # a tutorial's normalisation, in place
+    first.images[0] = 7.0
+    first.labels[:] = 3
+    first.sample_names = ("edited",)
+    for again in (load_dataset(name), info.loader(), load_dataset(name, spec=convscope.models.InputSpec(shape=info.shape))):
+        torch.testing.assert_close(again.images, before_images, rtol=0, atol=0)
+        assert again.labels.tolist() == before_labels.tolist() and again.sample_names != ("edited",)
+        assert again.images.data_ptr() != first.images.data_ptr()
+
+
+def test_prepare_gives_a_bgr_model_blue_first_with_its_mean_in_bgr_order() -> None:
+    from convscope.models import InputSpec
+
+    rgb = torch.tensor([0.2, 0.4, 0.8]).view(1, 3, 1, 1).expand(2, 3, 5, 5)  # raw pixels, R, G, B
+    data = Dataset(images=rgb.clone(), labels=torch.tensor([0, 1]), class_names=("a", "b"), name="tinted")
+    caffe = InputSpec(shape=(3, 5, 5), channel_order="BGR", value_range=(0.0, 255.0), mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0))
+    prepared = data.prepare(caffe)  # 0..1 -> 0..255, RGB -> BGR, then the BGR mean
+    torch.testing.assert_close(prepared.images[1, :, 2, 2], torch.tensor([0.8 * 255 - 104, 0.4 * 255 - 117, 0.2 * 255 - 123]))
+    torch.testing.assert_close(caffe.unprepare(prepared.images), rgb * 255)
+
+
 @pytest.mark.slow
 def test_foolbox_sets_match_foolboxs_own_sample_loader() -> None:
     fb = pytest.importorskip("foolbox")

@@ -130,7 +130,8 @@ class DatasetInfo:
         classes: number of classes (``0`` where images are unlabelled).
         size: number of images.
         license: the data's license (and the shipping package's, where they differ).
-        loader: the function that builds the :class:`Dataset`.
+        loader: the function that builds the :class:`Dataset` (for the bundled sets, once per
+            process; each call returns tensors of its own).
         requires: the modules it is read from (:attr:`available` says whether they import here).
     """
 
@@ -216,6 +217,9 @@ def load_dataset(name: str, *, split: str = "all", spec: InputSpec | None = None
         split: ``"all"``, or ``"train"`` / ``"test"`` for a stratified 80/20 split.
         spec: if given, images are resized and normalised for that model.
         seed: the split's seed.
+
+    Each call returns tensors of its own (the bundled set is read once per process and copied),
+    so editing ``images`` in place, as ``ds.images -= mean`` does, changes no other caller's data.
 
     Example:
         >>> ds = load_dataset("mnist-5k", split="test")

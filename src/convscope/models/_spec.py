@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from convscope.errors import DataError
+
 if TYPE_CHECKING:
     import torch
 
     from convscope.models._graph import ModelGraph
 
-__all__ = ["InputSpec", "LoadedModel"]
+__all__ = ["CHANNEL_ORDERS", "InputSpec", "LoadedModel"]
+
+#: what ``InputSpec.channel_order`` may be, and how many channels each needs (``None``: any)
+CHANNEL_ORDERS: dict[str, int | None] = {"RGB": None, "BGR": 3, "L": 1}
 
 
 @dataclass(frozen=True)
@@ -21,8 +26,13 @@ class InputSpec:
     original framework used: convscope adapts channels-last models (Keras) so that
     everything downstream sees one convention.
 
-    Raw pixel values live in ``value_range`` (``(0, 1)`` by default); ``prepare`` maps
-    them to what the module expects by ``(x - mean) / std`` per channel.
+    Raw pixel values live in ``value_range`` (``(0, 1)`` by default) and are RGB (or grey);
+    ``prepare`` maps them to what the module expects: for ``channel_order="BGR"`` (models
+    converted from Caffe or OpenCV) it reverses the channels, then it normalises by
+    ``(x - mean) / std`` per channel. ``mean`` and ``std`` are in the model's own channel
+    order, as such models publish them: for BGR, blue first. ``"RGB"`` (the default, also
+    for specs of grey or non-image inputs that do not say) and ``"L"`` (grey, one channel)
+    leave the channels as they are.
 
     Example:
         >>> spec = InputSpec(shape=(1, 28, 28), mean=(0.1307,), std=(0.3081,))
@@ -37,6 +47,22 @@ class InputSpec:
     std: tuple[float, ...] | None = None
     class_names: tuple[str, ...] | None = None
 
+    def __post_init__(self) -> None:
+        order = self.channel_order
+        if order not in CHANNEL_ORDERS:
+            close = [k for k in CHANNEL_ORDERS if str(order).upper() == k]
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise DataError(
+                f"channel_order {order!r} is not known; {hint}give one of "
+                f"{', '.join(repr(k) for k in CHANNEL_ORDERS)} (the order of the channels the model takes)"
+            )
+        needs = CHANNEL_ORDERS[order]
+        if needs is not None and self.channels != needs:
+            raise DataError(
+                f"channel_order {order!r} needs {needs} channel(s), but the input shape {tuple(self.shape)} "
+                f"has {self.channels}; fix the shape, or give channel_order='RGB' (or 'L' for one channel)"
+            )
+
     @property
     def channels(self) -> int:
         return int(self.shape[0]) if len(self.shape) == 3 else 1
@@ -50,10 +76,20 @@ class InputSpec:
         return int(self.shape[-1]) if len(self.shape) >= 2 else None
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """Map raw images (``N x C x H x W`` in ``value_range``) to the module's input."""
+        """Map raw images (``N x C x H x W`` RGB or grey, in ``value_range``) to the module's input:
+        channels reversed for a BGR model, then normalised with ``mean`` and ``std``.
+
+        Example:
+            >>> import torch
+            >>> spec = InputSpec(shape=(3, 1, 1), channel_order="BGR", mean=(0.25, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+            >>> spec.prepare(torch.tensor([[[[0.75]], [[0.5]], [[0.25]]]])).flatten().tolist()  # R, G, B in; B first out
+            [0.0, 0.5, 0.75]
+        """
         import torch
 
         x = images.to(torch.float32)
+        if self.channel_order == "BGR":
+            x = x.flip(1)
         if self.mean is None or self.std is None:
             return x
         shape = (1, -1) + (1,) * (x.dim() - 2)
@@ -65,12 +101,13 @@ class InputSpec:
         """Invert :meth:`prepare`: module inputs back to raw pixel values."""
         import torch
 
-        if self.mean is None or self.std is None:
-            return inputs
-        shape = (1, -1) + (1,) * (inputs.dim() - 2)
-        mean = torch.tensor(self.mean, dtype=inputs.dtype, device=inputs.device).view(shape)
-        std = torch.tensor(self.std, dtype=inputs.dtype, device=inputs.device).view(shape)
-        return inputs * std + mean
+        x = inputs
+        if self.mean is not None and self.std is not None:
+            shape = (1, -1) + (1,) * (inputs.dim() - 2)
+            mean = torch.tensor(self.mean, dtype=inputs.dtype, device=inputs.device).view(shape)
+            std = torch.tensor(self.std, dtype=inputs.dtype, device=inputs.device).view(shape)
+            x = inputs * std + mean
+        return x.flip(1) if self.channel_order == "BGR" else x
 
     def to_dict(self) -> dict[str, Any]:
         return {

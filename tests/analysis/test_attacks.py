@@ -96,3 +96,31 @@ def test_a_model_of_several_outputs_is_attacked_on_its_first(setup) -> None:
     r = perturb(two, x[:8], attack="fgsm", eps=0.2)
     np.testing.assert_array_equal(r.original_prediction, single.original_prediction)
     np.testing.assert_allclose(r.adversarial.numpy(), single.adversarial.numpy(), atol=1e-6)
+
+
+def test_a_bgr_model_is_attacked_on_the_input_it_is_fed() -> None:
+    """A BGR model (``channel_order="BGR"``) takes RGB images reversed, then normalised with its
+    own (blue-first) statistics, as ``spec.prepare`` does: the attacks feed it the same."""
+    import torch
+
+    from convscope.models import InputSpec
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 2, 1, bias=False)
+    with torch.no_grad():  # class 0 reads the model's first channel (blue), class 1 its last (red)
+        conv.weight.zero_()
+        conv.weight[0, 0] = 1.0
+        conv.weight[1, 2] = 1.0
+    module = torch.nn.Sequential(conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    spec = InputSpec(shape=(3, 4, 4), channel_order="BGR", mean=(0.0, 0.5, 0.9), std=(1.0, 1.0, 0.5))
+    model = convscope.load_model(module, input_spec=spec)
+    x = torch.rand(8, 3, 4, 4)
+    x[:4, 2] = 1.0  # blue images: class 0 (red reads 2 * (r - 0.9) < 0.2 < blue)
+    x[:4, 0] = 0.0
+    x[4:, 0] = 1.0  # red images: class 1 (blue, raw)
+    x[4:, 2] = 0.0
+    expected = model.predict(x).argmax(1).numpy()
+    assert expected.tolist() == [0] * 4 + [1] * 4
+    r = perturb(model, x, attack="fgsm", eps=0.01)
+    np.testing.assert_array_equal(r.original_prediction, expected)
+    np.testing.assert_array_equal(r.adversarial_prediction, model.predict(r.adversarial).argmax(1).numpy())

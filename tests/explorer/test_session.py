@@ -220,6 +220,19 @@ def test_an_uploaded_photo_is_fitted_to_the_model_and_says_how() -> None:
     assert png.size == (28, 28)
 
 
+def test_a_bgr_models_steps_say_the_channels_are_reversed() -> None:
+    from convscope.models import InputSpec
+
+    s = ExplorerSession()
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    spec = InputSpec(shape=(3, 8, 8), channel_order="BGR", mean=(0.4, 0.45, 0.5), std=(0.2, 0.2, 0.2))
+    m = s.add_model(convscope.load_model(module, input_spec=spec))
+    x = s.add_input_bytes(_png(np.zeros((8, 8, 3), np.uint8)), name="photo.png")
+    steps = s.fit_steps(m.id, x.id)
+    assert [t for t in steps if "BGR" in t] == ["channels reversed, RGB -> BGR (the model's order)"]
+    assert "BGR" in steps[-2] and "normalised" in steps[-1]
+
+
 def test_a_sketch_is_framed_like_mnist_and_predicted() -> None:
     s = ExplorerSession()
     m = s.add_model("lenet5-simplified")  # trained on MNIST

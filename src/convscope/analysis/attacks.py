@@ -188,8 +188,29 @@ def _unpack(model: Any) -> tuple[torch.nn.Module, float, float, Any, Any]:
     if isinstance(model, LoadedModel):
         spec = model.input_spec
         lo, hi = spec.value_range
-        return first_output(model.module.eval()), float(lo), float(hi), spec.mean, spec.std
+        module, mean, std = first_output(model.module.eval()), spec.mean, spec.std
+        if spec.channel_order == "BGR":
+            # the attacks normalise RGB images themselves: the model's own (BGR) statistics in
+            # RGB order, and the channels reversed inside the module, as spec.prepare feeds it
+            module = _bgr_input(module)
+            mean, std = (None if v is None else tuple(reversed(v)) for v in (spec.mean, spec.std))
+        return module, float(lo), float(hi), mean, std
     return first_output(model.eval()), 0.0, 1.0, None, None
+
+
+def _bgr_input(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` (fed BGR images) taking RGB ones: the channels reversed on the way in."""
+    import torch
+
+    class BgrInput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x.flip(1))
+
+    return BgrInput()
 
 
 def _normalise(x: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:

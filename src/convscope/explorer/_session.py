@@ -397,6 +397,8 @@ class ExplorerSession:
                 steps.append(f"channels {c} -> {spec.channels}" + (" (BT.601 luma)" if spec.channels == 1 else " (grey repeated)"))
             if (h, w) != (spec.height, spec.width):
                 steps.append(f"resized {w}x{h} -> {spec.width}x{spec.height} (bilinear, antialiased)")
+        if spec.channel_order == "BGR":
+            steps.append("channels reversed, RGB -> BGR (the model's order)")
         if spec.mean is not None and spec.std is not None:
             steps.append(f"normalised (x - mean) / std with mean {_nums(spec.mean)}, std {_nums(spec.std)}")
         return steps

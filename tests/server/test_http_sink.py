@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -11,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 from samples import every_kind, same_frame
+from websockets.sync.client import ClientConnection, connect
 
 import convscope
 from convscope.errors import ServerError
-from convscope.frames import Frame, decode_stream, encode
+from convscope.frames import Frame, decode, decode_stream, encode
 from convscope.server import start_local_server
 from convscope.sinks import create_sink
 from convscope.sinks.http import HttpSink
@@ -69,28 +73,121 @@ def test_batches_stay_under_the_servers_limit_and_giants_are_dropped(tmp_path: P
         np.testing.assert_array_equal(frames[19].payload["weights"], np.full((10, 10, 5, 5), 20, np.float32))
 
 
-def test_a_restarted_server_gets_a_new_run_and_nothing_is_lost(tmp_path: Path) -> None:
-    first = start_local_server(tmp_path)
+def _scalar(run: str, step: int) -> Frame:
+    return Frame(run=run, step=step, kind="scalar", payload={"name": "loss", "value": float(step)})
+
+
+@contextlib.contextmanager
+def _dashboard(url: str, run: str, *, since: int) -> Iterator[ClientConnection]:
+    """A dashboard tab following ``run``: open, it asks for what came after the last step it has."""
+    with connect(url.replace("http", "ws") + f"api/runs/{run}/live", open_timeout=10) as ws:
+        ws.send(json.dumps({"since": since}))
+        yield ws
+
+
+def _steps_received(ws: ClientConnection, n: int) -> list[int]:
+    out: list[int] = []
+    while len(out) < n:
+        msg = ws.recv(timeout=10)
+        if isinstance(msg, bytes):
+            out.append(decode(msg).step)
+    return out
+
+
+def test_a_server_restarted_on_its_log_directory_goes_on_with_the_run(tmp_path: Path) -> None:
+    """The server restarts (same log directory) while a monitor streams: the sink goes on in the
+    same run, and a dashboard tab on that run, reconnecting, catches up and follows it live, with
+    every step once."""
+    first = start_local_server(tmp_path, poll_seconds=0.05)
     port = first.port
     sink = HttpSink(first.url, run="survivor", timeout=1.0)
-    sink.write(Frame(run="survivor", step=1, kind="scalar", payload={"name": "loss", "value": 1.0}))
+    sink.write(_scalar("survivor", 1))
     sink.flush()
-    first.stop()
-    sink.write(Frame(run="survivor", step=2, kind="scalar", payload={"name": "loss", "value": 2.0}))
+    with _dashboard(first.url, "survivor", since=0) as tab:
+        assert _steps_received(tab, 1) == [1]
+        first.stop()
+    assert RunStore(tmp_path).open_run("survivor").status() == "failed"  # its server stopped while it was open
+    sink.write(_scalar("survivor", 2))
     with pytest.raises(ServerError, match="could not send"):
         sink.flush()
     assert sink.pending == 1  # kept for later
-    second = start_local_server(tmp_path, port=port)
+    second = start_local_server(tmp_path, port=port, poll_seconds=0.05)
     try:
+        sink.write(_scalar("survivor", 3))
         time.sleep(0.6)  # the back-off after the failure
-        sink.flush()
-        assert sink.run_ids == ["survivor", "survivor-2"] and sink.pending == 0
-        sink.close()
+        sink.flush()  # 404 for its run: the sink asks to go on with it
+        assert sink.run_ids == ["survivor"] and sink.pending == 0 and sink.dropped == 0
+        assert httpx.get(second.url + "api/runs/survivor", timeout=10).json()["status"] == "live"
+        with _dashboard(second.url, "survivor", since=1) as tab:  # the tab reconnects with the last step it has
+            assert _steps_received(tab, 2) == [2, 3]
+            sink.write(_scalar("survivor", 4))
+            sink.flush()
+            assert _steps_received(tab, 1) == [4]  # and follows the run live again
+            sink.close()
+            assert json.loads(tab.recv(timeout=10)) == {"type": "status", "status": "finished"}
         runs = {r["id"]: r for r in httpx.get(second.url + "api/runs", timeout=10).json()}
-        assert runs["survivor"]["status"] == "failed"  # its server stopped while it was open
-        assert (runs["survivor-2"]["status"], runs["survivor-2"]["last_step"]) == ("finished", 2)
+        assert list(runs) == ["survivor"] and (runs["survivor"]["status"], runs["survivor"]["frames"]) == ("finished", 4)
+        assert [f.step for f in _frames(second.url, "survivor")] == [1, 2, 3, 4]  # none lost, none twice
     finally:
         second.stop()
+
+
+def test_an_idle_sink_goes_on_with_its_run_after_a_restart_and_ends_it(tmp_path: Path) -> None:
+    """The server restarts while the monitor is idle: its heartbeat (or its close) finds the
+    run forgotten, and goes on with it instead of leaving it failed or starting an empty one."""
+    first = start_local_server(tmp_path)
+    sink = HttpSink(first.url, run="quiet", timeout=1.0, heartbeat=0.0)
+    sink.write(_scalar("quiet", 1))
+    sink.flush()
+    first.stop()
+    with start_local_server(tmp_path, port=first.port) as second:
+        sink.flush()  # a heartbeat only: 404, then the run goes on
+        assert sink.run_ids == ["quiet"] and httpx.get(second.url + "api/runs/quiet", timeout=10).json()["status"] == "live"
+    assert RunStore(tmp_path).open_run("quiet").status() == "failed"
+    with start_local_server(tmp_path, port=first.port) as third:
+        sink.close()  # its close finds the run forgotten: it goes on with it to end it
+        info = httpx.get(third.url + "api/runs/quiet", timeout=10).json()
+        assert (sink.run_ids, info["status"], info["frames"]) == (["quiet"], "finished", 1)
+
+
+def test_a_server_without_the_run_gets_a_new_one_and_no_one_elses_run_is_taken(tmp_path: Path) -> None:
+    """Restarted on another log directory, the server has no such run: a new run, named alike.
+    Where a run of that id is there but is not this sink's (another monitor's, a local
+    training's, a finished one), it is left alone: a new run again."""
+    first = start_local_server(tmp_path / "a")
+    sink = HttpSink(first.url, run="moved", timeout=1.0)
+    sink.write(_scalar("moved", 1))
+    sink.flush()
+    first.stop()
+    key = sink._key
+    with start_local_server(tmp_path / "b", port=first.port) as second:
+        sink.write(_scalar("moved", 2))
+        sink.flush()
+        assert sink.run_ids == ["moved"]  # the name was free there: a new run of that id, in the new directory
+        assert [f.step for f in _frames(second.url, "moved")] == [2]
+    # a log directory where "moved" is someone else's run: a local training's, another monitor's, one that finished
+    theirs = {"local": tmp_path / "c", "ingested": tmp_path / "d", "finished": tmp_path / "e"}
+    RunStore(theirs["local"]).create_run("moved").close(status="failed")
+    for case in ("ingested", "finished"):
+        with start_local_server(theirs[case]) as other:
+            other_sink = HttpSink(other.url, run="moved")
+            other_sink.write(_scalar("moved", 7))
+            other_sink.flush()
+            if case == "finished":
+                other_sink.close()
+    for case, logdir in theirs.items():
+        with start_local_server(logdir, port=first.port) as third:
+            status = RunStore(logdir).open_run("moved").status()
+            sink.write(_scalar("moved", 3))
+            sink._retry_at = 0.0
+            sink.flush()
+            assert sink.run_id == "moved-2", case
+            assert [f.step for f in _frames(third.url, "moved-2")] == [3], case
+            assert RunStore(logdir).open_run("moved").status() == status, case  # left as it was
+            assert sink.pending == 0 and sink.dropped == 0
+            sink.close()
+            assert RunStore(logdir).open_run("moved-2").status() == "finished"
+            sink.run_id, sink._key, sink._forgotten = "moved", key, None  # (this sink's run again, for the next case)
 
 
 @pytest.mark.slow

@@ -188,12 +188,59 @@ def test_an_ingested_run_whose_monitor_goes_silent_is_crashed(tmp_path: Path, mo
     assert RunStore(tmp_path).open_run(run).status() == "failed"  # the server stopped while it was open
 
 
+def test_only_the_monitor_that_started_a_run_goes_on_with_it_and_never_after_it_finished(tmp_path: Path) -> None:
+    """``POST /api/runs/{run}/resume``: the key that ``POST /api/runs`` gave, and only for a run
+    that has not finished and that no other writer still writes."""
+    _write_run(tmp_path, "local", steps=2).close(status="failed")  # a local training's run: no key
+    first = start_local_server(tmp_path, token="t0k")
+    with httpx.Client(base_url=first.url, timeout=10, headers={"Authorization": "Bearer t0k"}) as c:
+        made = {name: c.post("/api/runs", json={"name": name}).json() for name in ("open", "done")}
+        assert made["open"]["key"] != made["done"]["key"] and len(made["open"]["key"]) >= 32
+        key = {name: m["key"] for name, m in made.items()}
+        for name in made:
+            c.post(f"/api/runs/{name}/frames", content=encode(frame("scalar", 1, run=name)), headers={"content-type": FRAMES})
+        assert c.post("/api/runs/done/close", json={"status": "finished"}).status_code == 200
+        # open here: the same run again (an answer lost on its way, asked again)
+        r = c.post("/api/runs/open/resume", json={"key": key["open"]})
+        assert r.status_code == 200 and r.json() == {"id": "open", "max_upload_bytes": 64 << 20, "last_step": 1}
+        # written by another server on this log directory: refused while its writer runs
+        with start_local_server(tmp_path, token="t0k") as other:
+            r = httpx.post(other.url + "api/runs/open/resume", json={"key": key["open"]}, headers={"Authorization": "Bearer t0k"}, timeout=10)
+            assert r.status_code == 409 and "is live" in r.json()["detail"]
+    first.stop()
+    second = start_local_server(tmp_path, token="t0k", port=first.port)
+    try:
+        with httpx.Client(base_url=second.url, timeout=10, headers={"Authorization": "Bearer t0k"}) as c:
+            assert c.post("/api/runs/open/frames", content=b"").status_code == 404  # forgotten by the restart
+            assert httpx.post(second.url + "api/runs/open/resume", json={"key": key["open"]}, timeout=10).status_code == 401
+            for run, body, code, needle in [
+                ("open", {"key": key["done"]}, 403, "not started by the monitor holding this key"),
+                ("open", {"key": ""}, 403, "not started by the monitor"),
+                ("open", {}, 422, "key"),
+                ("local", {"key": key["open"]}, 403, "not started by the monitor"),  # no key at all: never ingested
+                ("done", {"key": key["done"]}, 409, "has finished"),
+                ("nope", {"key": key["open"]}, 404, "no run 'nope'"),
+                (".hidden", {"key": key["open"]}, 404, "run ids are letters"),
+            ]:
+                r = c.post(f"/api/runs/{run}/resume", json=body)
+                assert r.status_code == code and needle in str(r.json()["detail"]), (run, body, r.text)
+            assert {r["id"]: r["status"] for r in c.get("/api/runs").json()} == {"open": "failed", "done": "finished", "local": "failed"}
+            r = c.post("/api/runs/open/resume", json={"key": key["open"]})
+            assert r.status_code == 200 and r.json()["last_step"] == 1
+            assert c.post("/api/runs/open/frames", content=encode(frame("scalar", 2, run="open")), headers={"content-type": FRAMES}).json() == {"accepted": 1}
+            assert c.post("/api/runs/open/close", json={"status": "finished"}).status_code == 200
+            assert (c.get("/api/runs/open").json()["status"], c.get("/api/runs/open/steps").json()["steps"]) == ("finished", [1, 2])
+            assert c.post("/api/runs/open/resume", json={"key": key["open"]}).status_code == 409  # finished now
+    finally:
+        second.stop()
+
+
 def test_a_token_guards_every_endpoint(tmp_path: Path) -> None:
     _write_run(tmp_path, "r", steps=2).close()
     with TestClient(create_app(tmp_path, token="s3cret")) as c:
         for method, path in [("GET", "/api/runs"), ("GET", "/api/runs/r"), ("GET", "/api/runs/r/frames"),
                              ("GET", "/api/runs/r/steps"), ("POST", "/api/runs"), ("POST", "/api/runs/r/frames"),
-                             ("POST", "/api/runs/r/close")]:
+                             ("POST", "/api/runs/r/close"), ("POST", "/api/runs/r/resume")]:
             r = c.request(method, path, json={} if method == "POST" else None)
             assert r.status_code == 401 and "token" in r.json()["detail"], path
             assert r.headers["www-authenticate"] == "Bearer"
@@ -203,6 +250,27 @@ def test_a_token_guards_every_endpoint(tmp_path: Path) -> None:
         assert c.get("/api/runs", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/api/health").status_code == 200  # health and the page itself stay open
         assert c.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("token", [None, "s3cret"])
+def test_head_answers_as_get_without_the_body(tmp_path: Path, token: str | None) -> None:
+    """HEAD of an API route (a link checker, a proxy's health check, ``curl -I``) gets GET's
+    status and headers and no body; the static UI mounted at ``/`` no longer takes it for a
+    missing file. What guards the GET guards the HEAD: the token, the run's existence."""
+    _write_run(tmp_path, "r", steps=3).close()
+    with start_local_server(tmp_path, token=token) as handle, httpx.Client(base_url=handle.url, timeout=10) as c:
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        for path in ("/api/runs", "/api/runs/r", "/api/runs/r/frames", "/api/runs/r/steps", "/api/health", "/openapi.json", "/"):
+            get, head = c.get(path, headers=auth), c.head(path, headers=auth)
+            assert (head.status_code, head.content) == (200, b""), path
+            for name in ("content-type", "content-length", "x-frame-count"):
+                assert head.headers.get(name) == get.headers.get(name), (path, name)
+        for path in ("/api/runs/nope", "/api/runs/nope/frames", "/api/nothing", "/no-such-page.html"):
+            assert c.head(path, headers=auth).status_code == 404, path
+        if token:
+            assert c.head("/api/runs").status_code == 401
+            assert c.head("/api/runs/r", params={"token": "wrong"}).status_code == 401
+            assert c.head("/api/runs/r", params={"token": token}).status_code == 200
 
 
 def test_loopback_without_token_refuses_foreign_host_names(server) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -13,13 +14,16 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from samples import frame
 
 from convscope.errors import StoreError
+from convscope.server import start_local_server
 from convscope.sinks.store import StoreSink
 from convscope.store import RunStore
+from convscope.store._schema import status_of
 
 FULL = textwrap.dedent(
     """
@@ -72,6 +76,59 @@ def test_a_commit_that_fails_loses_only_its_frames_counted_and_retention_goes_on
     assert info["thinned"]["feature_maps:conv1"] == result["last"] - len(lost) - len(steps)
     assert result["failed"] is not None and "they are lost" in result["failed"]
     assert result["dropped"] == 5  # said and counted: the monitor reports it as a `dropped` frame
+
+
+LOSES = textwrap.dedent(
+    """
+    import json, resource, signal, sys
+    from convscope.errors import StoreError
+    from convscope.frames import Frame
+    from convscope.sinks.store import StoreSink
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def write(sink, steps, *, full=False):
+        for step in steps:
+            sink.write(Frame(run="lossy", step=step, kind="scalar", payload={"name": "loss", "value": float(step)}))
+        if full:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))  # no room left
+        try:
+            sink.flush()
+        except StoreError:
+            pass
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again
+
+    sink = StoreSink(sys.argv[1], run="lossy")
+    write(sink, range(1, 6))
+    write(sink, range(6, 11), full=True)  # lost
+    write(sink, range(11, 16))
+    sink.close()
+    first = sink.dropped
+    again = StoreSink(sys.argv[1], run="lossy", resume=True)  # (the monitor's watch(resume=True))
+    before = again.writer.dropped_totals()  # what the monitor adds to this process's counts
+    write(again, range(16, 19), full=True)  # lost
+    write(again, range(19, 21))
+    again.close()
+    print(json.dumps({"first": first, "second": again.dropped, "before": before}))
+    """
+)
+
+
+def test_frames_a_commit_lost_are_counted_in_the_run_itself(tmp_path: Path) -> None:
+    """Whoever opens the run afterwards (RunReader, the API's run details, the dashboard's note
+    under the run's title) sees how many frames its commits lost: the writer records its own
+    count as a ``dropped`` frame (sink ``store``) in the next commit that succeeds, a resumed run
+    going on from the total so far."""
+    out = subprocess.run([sys.executable, "-c", LOSES, str(tmp_path)], capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(out.stdout)
+    assert (result["first"], result["second"], result["before"]) == (5, 3, {"store": 5})
+    with RunStore(tmp_path).open_run("lossy") as r:
+        assert r.steps(kind="scalar") == [*range(1, 6), *range(11, 16), 19, 20]
+        reports = [(f.step, f.payload) for f in r.frames(kind="dropped")]
+        assert reports == [(10, {"count": 5, "sink": "store"}), (18, {"count": 8, "sink": "store"})]  # at the last lost step
+        assert r.dropped() == r.info()["dropped"] == {"store": 8}
+        assert r.info()["status"] == "finished"
 
 
 def test_a_run_file_removed_while_written_is_said_not_written_into_the_void(tmp_path: Path) -> None:
@@ -184,3 +241,39 @@ def test_damaged_and_newer_files_are_said_and_never_break_the_listing(tmp_path: 
         store.open_run("bad-json").info()
     with pytest.raises(StoreError, match="newer convscope .*format 99"):
         store.open_run("newer")
+
+
+def test_a_heartbeat_that_is_not_a_number_counts_as_missing_and_never_breaks_the_listing(tmp_path: Path) -> None:
+    """Damaged or hand-edited metadata: an ``updated`` or ``stale_after`` that is not a number
+    is treated as missing (a live run whose heartbeat cannot be read is crashed)."""
+    now, here, me = time.time(), socket.gethostname(), os.getpid()
+    cases = [
+        ({"status": "live", "host": "elsewhere", "updated": "yesterday"}, "crashed"),
+        ({"status": "live", "host": "elsewhere", "updated": [now]}, "crashed"),
+        ({"status": "live", "host": "elsewhere", "updated": now, "stale_after": "soon"}, "live"),  # the default 30 s
+        ({"status": "live", "host": "elsewhere", "updated": now, "stale_after": float("nan")}, "live"),
+        ({"status": "live", "host": here, "pid": me, "updated": {"t": now}, "stale_after": 30}, "crashed"),
+        ({"status": "live", "host": here, "pid": me, "updated": now, "stale_after": [30]}, "live"),  # its writer runs
+        ({"status": "live", "host": here, "pid": 1 << 70, "updated": now}, "live"),  # no such pid: judged by its heartbeat
+        ({"status": "finished", "updated": "yesterday", "stale_after": "soon"}, "finished"),
+    ]
+    assert [status_of(meta) for meta, _ in cases] == [status for _, status in cases]
+
+    store = RunStore(tmp_path)
+    damaged = {"no-beat": ('"yesterday"', "null"), "list-beat": ("[1]", "null"), "odd-stale": (json.dumps(now + 3600), '{"s": 1}')}
+    for run_id, (updated, stale_after) in damaged.items():
+        with store.create_run(run_id) as w:
+            w.write(frame("scalar", 1, run=run_id))
+        con = sqlite3.connect(store.path(run_id))
+        con.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        [("status", '"live"'), ("host", '"elsewhere"'), ("updated", updated), ("stale_after", stale_after)])
+        con.commit()
+        con.close()
+    expected = {"no-beat": "crashed", "list-beat": "crashed", "odd-stale": "live"}
+    assert {r["id"]: r["status"] for r in store.list_runs()} == expected
+    with start_local_server(tmp_path) as handle:  # the Runs page and `GET /api/runs/{id}` too
+        listed = httpx.get(handle.url + "api/runs", timeout=10)
+        assert listed.status_code == 200 and {r["id"]: (r["status"], r["updated"]) for r in listed.json()} == {
+            "no-beat": ("crashed", None), "list-beat": ("crashed", None), "odd-stale": ("live", now + 3600)}
+        one = httpx.get(handle.url + "api/runs/no-beat", timeout=10)
+        assert one.status_code == 200 and one.json()["status"] == "crashed"

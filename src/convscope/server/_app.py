@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import math
 import os
+import secrets
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -35,6 +37,8 @@ POLL_SECONDS = 0.05
 INGEST_STALE_SECONDS = 30.0
 #: the largest step the run store holds (SQLite's INTEGER is 64-bit)
 MAX_STEP = (1 << 63) - 1
+#: where an ingested run keeps the digest of its monitor's key (:meth:`RunWriter.put_state`)
+INGEST_KEY_STATE = "ingest-key-sha256"
 
 _Send = Callable[[dict[str, Any]], Awaitable[None]]
 _Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -61,6 +65,11 @@ class RunDetails(RunInfo):
     kinds: dict[str, int] = Field(description="frames stored per kind")
     layers: list[str] = Field(description="layer ids in first-seen order")
     thinned: dict[str, int] = Field(description="'kind:layer' -> frames removed by retention")
+    dropped: dict[str, int] = Field(
+        default_factory=dict,
+        description="what the run's 'dropped' frames say was lost, by what lost it: queue, budget or a sink "
+        "('store': frames the run's own commits lost)",
+    )
     meta: dict[str, Any] = Field(description="config, retention, and the model graph from run_meta frames")
 
 
@@ -77,6 +86,17 @@ class NewRun(BaseModel):
 class CreatedRun(BaseModel):
     id: str
     max_upload_bytes: int = Field(description="the largest body POST /api/runs/{run}/frames accepts")
+    key: str = Field(description="the monitor's key to this run: POST /api/runs/{run}/resume takes it to go on with the run")
+
+
+class ResumeRun(BaseModel):
+    key: str = Field(max_length=256, description="the key POST /api/runs gave when it started the run")
+
+
+class ResumedRun(BaseModel):
+    id: str
+    max_upload_bytes: int = Field(description="the largest body POST /api/runs/{run}/frames accepts")
+    last_step: int | None = Field(description="the run's last step so far (null: no frames yet)")
 
 
 class Accepted(BaseModel):
@@ -129,7 +149,7 @@ def create_app(
         >>> app = create_app(tempfile.mkdtemp(), token="s3cret")
         >>> sorted({r.path for r in app.routes if r.path.startswith("/api/runs/")})  # doctest: +NORMALIZE_WHITESPACE
         ['/api/runs/{run}', '/api/runs/{run}/close', '/api/runs/{run}/frames', '/api/runs/{run}/live',
-         '/api/runs/{run}/steps']
+         '/api/runs/{run}/resume', '/api/runs/{run}/steps']
     """
     if "*" in allow_origins:
         raise ServerError("allow_origins must list origins; '*' is refused (convscope never allows every origin)")
@@ -182,6 +202,7 @@ def create_app(
 
     # explorer model uploads may be as big as the explorer allows; every other body up to max_upload_bytes
     model_upload = {"/api/explorer/models/upload": app.state.explorer.limits.max_model_bytes}
+    app.add_middleware(_HeadAsGet)
     app.add_middleware(_BodyLimit, limit=max_upload_bytes, paths=model_upload)
     if trusted_hosts is not None:
         app.add_middleware(_TrustedHosts, hosts=tuple(trusted_hosts))
@@ -323,10 +344,50 @@ def create_app(
     )
     def create_run(new: NewRun = Body(...)) -> dict[str, Any]:
         writer = store.create_run(new.name, model=new.model, config=new.config, stale_after=INGEST_STALE_SECONDS)
+        key = secrets.token_urlsafe(24)
+        try:  # (a digest, never the key: whoever reads the run file cannot take the run over)
+            writer.put_state(INGEST_KEY_STATE, _digest(key))
+        except BaseException:
+            writer.close(status="failed")
+            raise
         with writers_lock:
             writers[writer.run_id] = writer
         watch.poke()
-        return {"id": writer.run_id, "max_upload_bytes": max_upload_bytes}
+        return {"id": writer.run_id, "max_upload_bytes": max_upload_bytes, "key": key}
+
+    @app.post(
+        "/api/runs/{run}/resume",
+        tags=["ingest"],
+        summary="Go on with a run started with POST /api/runs, after this server restarted",
+        description=(
+            "The monitor that started the run (it holds the key POST /api/runs gave) goes on with it: the run is "
+            "live again and takes frames after its old ones. 404: this log directory has no such run; 403: the key "
+            "is not the run's (or the run was not started through ingest); 409: the run finished, or another "
+            "writer still writes it. The monitor then starts a new run."
+        ),
+        response_model=ResumedRun,
+        dependencies=ingest_api,
+        responses=_errors(401, 403, 404, 409, 422),
+    )
+    def resume_run(run: str, body: ResumeRun = Body(...)) -> dict[str, Any]:
+        with open_reader(run) as reader:
+            kept = reader.state(INGEST_KEY_STATE)
+        if kept is None or not hmac.compare_digest(kept, _digest(body.key)):
+            raise ServerError(f"run {run!r} was not started by the monitor holding this key; start a new run with POST /api/runs", status_code=403)
+        with writers_lock:
+            writer = writers.get(run)
+            if writer is None or writer.closed:
+                try:  # (refused, under the run's write lock, if live elsewhere or finished)
+                    writer = store.resume_run(run, stale_after=INGEST_STALE_SECONDS, reopen_finished=False)
+                except StoreError as exc:
+                    raise ServerError(f"run {run!r} cannot go on: {exc}", status_code=409) from None
+                writers[run] = writer
+            # else: it is open here already (the answer to an earlier resume was lost): the same run
+        hub.poke(run)
+        watch.poke()
+        with open_reader(run) as reader:
+            last_step = reader.info(details=False)["last_step"]
+        return {"id": run, "max_upload_bytes": max_upload_bytes, "last_step": last_step}
 
     @app.post(
         "/api/runs/{run}/frames",
@@ -438,6 +499,10 @@ def create_app(
             return HTMLResponse(_PLACEHOLDER)
 
     return app
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
 
 
 def _store_frames(writer: RunWriter, body: bytes) -> int:
@@ -588,6 +653,32 @@ class _BodyLimit:
         except _BodyTooLarge:
             if not started:
                 await _send_json(send, 413, message)
+
+
+class _HeadAsGet:
+    """HEAD answered as GET would be: the same status and headers, no body (pure ASGI).
+
+    FastAPI's routes answer only the methods they name, and the UI's files, mounted at ``/``,
+    would take a HEAD of an API route and answer 404. Everything a GET needs (the token, the
+    run's existence) applies: the request goes through the GET route, only its body is left out.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: _Receive, send: _Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headless(msg: dict[str, Any]) -> None:
+            if msg["type"] == "http.response.body":
+                msg = {**msg, "body": b""}
+            elif msg["type"] == "http.response.pathsend":  # (a file sent by the server itself: none)
+                msg = {"type": "http.response.body", "body": b""}
+            await send(msg)
+
+        await self.app({**scope, "method": "GET"}, receive, headless)
 
 
 class _TrustedHosts:

@@ -48,7 +48,11 @@ class HttpSink(Sink):
       splits the batch); a single frame over the limit is dropped and counted;
     * frames still unsent when ``close()`` gives up are dropped and counted too (the monitor
       reports the count to its other sinks, such as the run store, as a ``dropped`` frame);
-    * a server that restarted and forgot the run (404) gets a new run, named alike;
+    * a server that restarted and forgot the run (404) is asked to go on with it (``POST
+      /api/runs/{run}/resume`` with the key the server gave when it started the run): a server
+      restarted on the same log directory reopens the run, and its dashboards go on following
+      it; one that does not have the run (another log directory), or may not reopen it (it
+      finished, or is someone else's), gets a new run, named alike;
     * while idle it sends an empty batch every ``heartbeat`` seconds, so the run stays
       ``live`` on the server (a run silent for 30 s is shown as crashed).
 
@@ -100,8 +104,10 @@ class HttpSink(Sink):
         self.run_id: str | None = None
         #: the server's limit on one request body (it says so when the run is created)
         self.max_upload_bytes = 1 << 62
-        #: every run id this sink has sent to (more than one if the server restarted)
+        #: every run id this sink has sent to (more than one if a restarted server could not go on with the run)
         self.run_ids: list[str] = []
+        self._key: str | None = None  # the key to the run, from the server that started it
+        self._forgotten: tuple[str, str] | None = None  # (run id, key) of a run the server no longer has open
         self.dropped = 0
         self.sent = 0
         self._buffer: deque[bytes] = deque()
@@ -111,7 +117,7 @@ class HttpSink(Sink):
         self._last_sent = 0.0
         self._lock = threading.RLock()
         try:
-            self._create_run(min(self.timeout, 1.0))
+            self._open_run(min(self.timeout, 1.0))
         except Exception:  # noqa: BLE001  (the server may come up later: flush() retries)
             self._fail()
 
@@ -145,9 +151,15 @@ class HttpSink(Sink):
             deadline = now + (self.timeout if budget is None else budget)
             try:
                 if self.run_id is None:
-                    self._create_run(self.timeout)
+                    self._open_run(self.timeout)
                 if idle:
-                    self._post_frames([], b"")
+                    try:
+                        self._post_frames([], b"")
+                    except _Refused as exc:
+                        if exc.code != 404:
+                            raise
+                        self._forget_run()  # the server forgot the run (restarted): go on with it, or a new one
+                        self._open_run(self.timeout)
                 while self._buffer and time.monotonic() < deadline:
                     self._send_batch()
             except ServerError:
@@ -181,9 +193,9 @@ class HttpSink(Sink):
             elif exc.code == 413 or exc.code == 422:
                 self.dropped += len(batch)  # one frame over the limit, or frames it cannot read: never sendable
             elif exc.code == 404:
-                self._unsend(batch, size)  # the server forgot the run (restarted): start a new one
-                self.run_id = None
-                self._create_run(self.timeout)
+                self._unsend(batch, size)  # the server forgot the run (restarted): go on with it, or a new one
+                self._forget_run()
+                self._open_run(self.timeout)
             else:
                 self._unsend(batch, size)
                 raise ServerError(f"could not send frames to {self.url}: {exc}") from None
@@ -205,14 +217,46 @@ class HttpSink(Sink):
         self.sent += len(batch)
         self._last_sent = time.monotonic()
 
+    def _forget_run(self) -> None:
+        """The server does not have the run open (it restarted): remember it, to ask to go on with it."""
+        if self.run_id is not None and self._key is not None:
+            self._forgotten = (self.run_id, self._key)
+        self.run_id = self._key = None
+
+    def _open_run(self, timeout: float) -> None:
+        if not self._resume_run(timeout):
+            self._create_run(timeout)
+
+    def _resume_run(self, timeout: float) -> bool:
+        """Go on with the run the server forgot, if it still has it and lets this sink: True if so.
+        A network error leaves it to try again; a refusal (no such run, finished, not this
+        sink's) means a new run."""
+        if self._forgotten is None:
+            return False
+        run_id, key = self._forgotten
+        try:
+            answer = self._post(f"/api/runs/{quote(run_id)}/resume", json.dumps({"key": key}).encode(), "application/json", timeout)
+        except _Refused:
+            self._forgotten = None
+            return False
+        self._forgotten = None
+        self._opened(answer, key)
+        return True
+
     def _create_run(self, timeout: float) -> None:
         body = json.dumps({"name": self.run_name, "model": self.model, "config": self.config}, default=str).encode()
         try:
             answer = self._post("/api/runs", body, "application/json", timeout)
         except _Refused as exc:
             raise ServerError(f"the server at {self.url} refused to start a run: {exc}") from None
+        key = answer.get("key")
+        self._opened(answer, key if isinstance(key, str) else None)  # (a server before resumes sends none)
+
+    def _opened(self, answer: Any, key: str | None) -> None:
         self.run_id = str(answer["id"])
-        self.run_ids.append(self.run_id)
+        self._key = key
+        if self.run_id not in self.run_ids:
+            self.run_ids.append(self.run_id)
         limit = answer.get("max_upload_bytes")
         if isinstance(limit, int) and limit > 0:
             # a body over the limit would be refused, and refused early: uvicorn answers 413
@@ -239,14 +283,27 @@ class HttpSink(Sink):
                     self._buffer.clear()
                     self._size = 0
                 if self.run_id is not None:
-                    status = status if status in ("finished", "failed") else "failed"
-                    try:
-                        self._post(f"/api/runs/{quote(self.run_id)}/close", json.dumps({"status": status}).encode(), "application/json", self.timeout)
-                    except _Refused as exc:
-                        if exc.code != 404:  # 404: the server already forgot the run
-                            raise ServerError(f"could not close run {self.run_id} on {self.url}: {exc}") from None
-                    except OSError as exc:
-                        raise ServerError(f"could not close run {self.run_id} on {self.url}: {exc}") from None
+                    self._close_run(status if status in ("finished", "failed") else "failed")
+
+    def _close_run(self, status: str) -> None:
+        run_id = self.run_id
+        body = json.dumps({"status": status}).encode()
+        try:
+            try:
+                self._post(f"/api/runs/{quote(str(run_id))}/close", body, "application/json", self.timeout)
+            except _Refused as exc:
+                if exc.code != 404:
+                    raise
+                # the server forgot the run (it restarted while this sink was idle): the run ends as
+                # it should if the server still has it, else it stays as the old server left it
+                self._forget_run()
+                if self._resume_run(self.timeout):
+                    self._post(f"/api/runs/{quote(str(run_id))}/close", body, "application/json", self.timeout)
+        except _Refused as exc:
+            if exc.code != 404:
+                raise ServerError(f"could not close run {run_id} on {self.url}: {exc}") from None
+        except OSError as exc:
+            raise ServerError(f"could not close run {run_id} on {self.url}: {exc}") from None
 
     def _post(self, path: str, body: bytes, content_type: str, timeout: float) -> Any:
         headers = {"Content-Type": content_type}

@@ -19,7 +19,8 @@ server) see new frames while the writer goes on.
 
 Trouble is said, never hidden: a commit that fails (a full disk) raises :class:`StoreError`
 and its frames are counted (:attr:`RunWriter.lost`), the run keeping what came before and its
-retention going on; a run file removed (or replaced) while written is refused further frames
+retention going on, and saying how many it lost (a ``dropped`` frame, sink ``store``, in its
+next commit that succeeds: :meth:`RunReader.dropped`); a run file removed (or replaced) while written is refused further frames
 rather than written into the void; of two processes resuming one run at once, the second is
 refused. A closed run reads from a directory this process may not write (a read-only mount);
 a file of a newer store format is refused with a message saying so.

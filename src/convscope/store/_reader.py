@@ -13,7 +13,7 @@ from typing import Any
 
 from convscope.errors import StoreError
 from convscope.frames import Frame, check_kinds, decode
-from convscope.store._schema import FORMAT, LEGACY_SERIES, RUN_SUFFIX, connect, status_of
+from convscope.store._schema import FORMAT, LEGACY_SERIES, RUN_SUFFIX, connect, number, status_of
 
 __all__ = ["RunReader"]
 
@@ -116,19 +116,20 @@ class RunReader:
             raise StoreError(f"run {self.run_id}'s metadata is damaged ({exc}); its frames may still be read with sqlite3") from None
 
     def info(self, *, details: bool = True) -> dict[str, Any]:
-        """The run's summary (the API's RunInfo; with ``details``, also kinds, layers, thinning, meta).
+        """The run's summary (the API's RunInfo; with ``details``, also kinds, layers, thinning, drops, meta).
 
         Cheap at any run length: it reads the per-series summary the writer keeps, not the frames.
         """
         meta = self.meta()
         first, last, count = self._query(f"SELECT MIN(first_step), MAX(last_step), COALESCE(SUM(count), 0) FROM {self._series_sql}")[0]
-        info: dict[str, Any] = {
+        name, model = meta.get("name"), meta.get("model")
+        info: dict[str, Any] = {  # (what damaged metadata holds in place of a name or a time is left out)
             "id": self.run_id,
-            "name": meta.get("name", self.run_id),
+            "name": name if isinstance(name, str) else self.run_id,
             "status": status_of(meta),
-            "started": meta.get("started"),
-            "updated": meta.get("updated"),
-            "model": meta.get("model"),
+            "started": number(meta.get("started")),
+            "updated": number(meta.get("updated")),
+            "model": model if isinstance(model, str) else None,
             "first_step": first,
             "last_step": last,
             "frames": int(count),
@@ -138,6 +139,7 @@ class RunReader:
             info["kinds"] = _kinds(series)
             info["layers"] = _layers(series)
             info["thinned"] = {f"{s['kind']}:{s['layer']}": s["thinned"] for s in series if s["thinned"]}
+            info["dropped"] = self.dropped()
             info["meta"] = {"config": meta.get("config"), "retention": meta.get("retention"), **self._run_meta()}
         return info
 
@@ -149,6 +151,12 @@ class RunReader:
                 if payload.get(key) is not None:
                     out[key] = payload[key]
         return out
+
+    def dropped(self) -> dict[str, int]:
+        """What the run's ``dropped`` frames say was lost, by what lost it: ``queue`` (work
+        dropped from the monitor's full queue), ``budget`` (recording steps put off), a sink's
+        name (frames it could not deliver; ``store``: frames this run's own commits lost)."""
+        return drop_totals(data for (data,) in self._query("SELECT data FROM frames WHERE kind = 'dropped'"))
 
     def status(self) -> str:
         """``live``, ``finished``, ``failed`` or ``crashed`` (reads only the metadata)."""
@@ -347,6 +355,18 @@ class RunReader:
     def frames(self, **filters: Any) -> list[Frame]:
         """Decoded frames; takes the filters of :meth:`raw_frames`."""
         return [decode(data) for _id, data in self.raw_frames(**filters)]
+
+
+def drop_totals(frames: Iterable[bytes]) -> dict[str, int]:
+    """The counts of encoded ``dropped`` frames by sink: each holds a running total, so the largest."""
+    totals: dict[str, int] = {}
+    for data in frames:
+        payload = decode(data).payload
+        count = number(payload.get("count", 0))
+        if count is not None:  # (a count that is not a number says nothing)
+            sink = str(payload.get("sink", "queue"))
+            totals[sink] = max(totals.get(sink, 0), int(count))
+    return dict(sorted(totals.items()))
 
 
 def _as_list(value: _Filter) -> list[str] | None:

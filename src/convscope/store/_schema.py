@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -172,17 +173,30 @@ def status_of(meta: Mapping[str, Any], *, now: float | None = None) -> str:
 
     A run marked live is crashed when its writer process is gone (same machine: checked by pid
     and the process's start time), or when no heartbeat came for ``stale_after`` seconds (a
-    writer on another machine, or a remote monitor feeding the server's ingest).
+    writer on another machine, or a remote monitor feeding the server's ingest). A heartbeat or
+    ``stale_after`` that is not a number (damaged or hand-edited metadata) counts as missing: a
+    live run whose heartbeat cannot be read is crashed.
     """
     status = str(meta.get("status", "crashed"))
     if status != "live":
         return status
     now = time.time() if now is None else now
-    age = now - float(meta.get("updated") or 0)
+    age = now - (number(meta.get("updated")) or 0.0)
+    stale_after = number(meta.get("stale_after"))
     pid = meta.get("pid")
-    if meta.get("host") == socket.gethostname() and isinstance(pid, int):
+    if meta.get("host") == socket.gethostname() and isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid < 1 << 31:
         if not writer_alive(pid, meta.get("pid_start")):
             return "crashed"
-        stale_after = meta.get("stale_after")
-        return "crashed" if stale_after is not None and age > float(stale_after) else "live"
-    return "live" if age < float(meta.get("stale_after") or STALE_SECONDS) else "crashed"
+        return "crashed" if stale_after is not None and age > stale_after else "live"
+    return "live" if age < (stale_after or STALE_SECONDS) else "crashed"
+
+
+def number(value: object) -> float | None:
+    """``value`` as a finite float, or ``None`` where it is none (a string, a list, NaN, a bool ...)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        result = float(value)
+    except OverflowError:  # (an int too big for a float)
+        return None
+    return result if math.isfinite(result) else None

@@ -96,16 +96,29 @@ class RunStore:
                 raise
         raise StoreError(f"could not find a free run id for {base!r} in {self.logdir}; remove old runs or pick another name")
 
-    def resume_run(self, run_id: str, *, retention: Mapping[str, int] | None = None, max_images: int | None = None) -> RunWriter:
+    def resume_run(
+        self,
+        run_id: str,
+        *,
+        retention: Mapping[str, int] | None = None,
+        max_images: int | None = None,
+        stale_after: float | None = None,
+        reopen_finished: bool = True,
+    ) -> RunWriter:
         """A writer that goes on with run ``run_id`` (after its process ended: finished, failed or
         crashed), for training resumed from a checkpoint. The run keeps its frames, name, model,
         config and start; it is ``live`` again, new frames come after the old ones, and
         :attr:`RunWriter.resumed_from` says its last step so far. A live run (its writer still
-        running) is refused. ``retention``/``max_images`` as for :meth:`create_run` (default:
-        the run's own)."""
+        running) is refused, and with ``reopen_finished=False`` a finished one too (both checked
+        under the run's write lock, so two resumers cannot both pass). ``retention``/``max_images``
+        as for :meth:`create_run` (default: the run's own); ``stale_after`` as for
+        :meth:`create_run` (default: the run's own)."""
         path = self._existing(run_id)
         retention = _with_max_images(retention, max_images)
-        return RunWriter(path, run_id, name=run_id, model=None, config=None, retention=retention, resume=True)
+        return RunWriter(
+            path, run_id, name=run_id, model=None, config=None, retention=retention, stale_after=stale_after,
+            resume=True, reopen_finished=reopen_finished,
+        )
 
     def open_run(self, run_id: str) -> RunReader:
         """A reader for run ``run_id`` (close it when done, or use ``with``)."""

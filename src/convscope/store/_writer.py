@@ -11,15 +11,15 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from convscope.errors import StoreError
-from convscope.frames import decode, encode
+from convscope.frames import Frame, encode
+from convscope.store._reader import RunReader, drop_totals
 from convscope.store._schema import FORMAT, HEARTBEAT_SECONDS, connect, create_tables, dumps, process_start, status_of
 
-if TYPE_CHECKING:
-    from convscope.frames import Frame
-
+#: the ``sink`` of the ``dropped`` frames in which a run counts the frames its own commits lost
+LOST_SINK = "store"
 #: kinds whose frames are thinned by default, and how many per layer are kept
 DEFAULT_RETENTION: dict[str, int] = {"feature_maps": 200}
 
@@ -74,12 +74,13 @@ class RunWriter:
         retention: Mapping[str, int] | None = None,
         stale_after: float | None = None,
         resume: bool = False,
+        reopen_finished: bool = True,
     ) -> None:
         self.path = path
         self.run_id = run_id
         earlier: Mapping[str, Any] = {}  # a resumed run's metadata as it was
         if resume:
-            earlier = _resumable(path, run_id)
+            earlier = _resumable(path, run_id, reopen_finished=reopen_finished)
             retention = retention if retention is not None else earlier.get("retention")
         self.retention = dict(DEFAULT_RETENTION if retention is None else retention)
         for kind, keep in self.retention.items():
@@ -91,8 +92,12 @@ class RunWriter:
         self._series: dict[tuple[str, str], _Series] = {}
         self._thinning: dict[tuple[str, str], _Thinning] = {}
         self._closed = False
-        #: frames lost in flushes that failed (a full disk ...): counted, never silently gone
+        #: frames lost in flushes that failed (a full disk ...) by this writer: counted, never
+        #: silently gone, and kept in the run itself (see :meth:`_lost_report`)
         self.lost = 0
+        self._lost_before = 0  # a resumed run's frames lost by its earlier writers
+        self._lost_reported = 0  # ``lost`` as the run holds it
+        self._lost_step = 0  # the newest step among the lost frames
         self._con = connect(path, write=True)
         self._file_id = (0, 0)
         now = time.time()
@@ -122,27 +127,28 @@ class RunWriter:
                 for key in ("name", "model", "config", "started"):
                     del meta[key]
                 meta["resumed"] = [*earlier.get("resumed", []), now]
-            create_tables(self._con, meta, check=(lambda now_meta: _not_live(now_meta, run_id)) if resume else None)
+            check = (lambda now_meta: _may_write(now_meta, run_id, reopen_finished=reopen_finished)) if resume else None
+            create_tables(self._con, meta, check=check)
             if resume:
                 self._con.execute("DELETE FROM meta WHERE key = 'ended'")
                 self._load_series()
                 steps = [s.last_step for s in self._series.values()]
                 self.resumed_from = max(steps) if steps else None
+                self._lost_before = drop_totals(self._dropped_rows()).get(LOST_SINK, 0)
             self._next_id = 1 + int(self._con.execute("SELECT COALESCE(MAX(id), 0) FROM frames").fetchone()[0])
         except BaseException:
             self._con.close()
             raise
 
     def dropped_totals(self) -> dict[str, int]:
-        """The run's ``dropped`` counts so far, by sink (each frame holds a running total: the largest)."""
-        totals: dict[str, int] = {}
+        """The run's ``dropped`` counts so far, by sink (each frame holds a running total: the
+        largest); ``store`` counts the frames this run's own commits lost (:attr:`lost`, with
+        those of the writers before a resume), once a commit after the loss succeeded."""
         with self._commit:
-            rows = self._con.execute("SELECT data FROM frames WHERE kind = 'dropped'").fetchall()
-        for (data,) in rows:
-            payload = decode(data).payload
-            sink = str(payload.get("sink", "queue"))
-            totals[sink] = max(totals.get(sink, 0), int(payload.get("count", 0)))
-        return totals
+            return drop_totals(self._dropped_rows())
+
+    def _dropped_rows(self) -> list[bytes]:
+        return [data for (data,) in self._con.execute("SELECT data FROM frames WHERE kind = 'dropped'").fetchall()]
 
     def _load_series(self) -> None:
         """A resumed run's summaries, and the retention state of each thinned series: which of
@@ -235,6 +241,9 @@ class RunWriter:
             rows: list[_Row] = []
             for i, (step, wall_time, layer, kind, data) in enumerate(pending):
                 rows.append((next_id + i, step, wall_time, layer, kind, len(data), data))
+            report = self._lost_report(next_id + len(rows), now) if rows or final else None
+            if report is not None:
+                rows.append(report)
             touched: set[tuple[str, str]] = set()
             saved = self._save_state(rows, final=final)
             try:
@@ -258,16 +267,32 @@ class RunWriter:
             except (sqlite3.Error, StoreError) as exc:
                 self._rollback()
                 self._restore_state(saved)
-                self.lost += len(rows)
+                lost = rows[:-1] if report is not None else rows  # (the report is made again at the next flush)
+                if not lost and not isinstance(exc, sqlite3.Error):
+                    return 0  # only the report, at the end of a run whose file is gone: the loss was said when it happened
+                self.lost += len(lost)
+                self._lost_step = max([self._lost_step, *(step for _id, step, *_rest in lost)])
                 if isinstance(exc, StoreError):
                     raise
                 raise StoreError(
-                    f"writing {len(rows)} frames to run {self.run_id} failed: {exc}; they are lost "
-                    f"({self.lost} so far), the run keeps what came before"
+                    f"writing {len(lost)} frames to run {self.run_id} failed: {exc}; they are lost "
+                    f"({self.lost} so far), the run keeps what came before and will say how many it lost"
                 ) from None
             self._next_id = next_id + len(rows)
             self._beat = now
-            return len(rows)
+            if report is not None:
+                self._lost_reported = self.lost
+            return len(pending)
+
+    def _lost_report(self, row_id: int, now: float) -> _Row | None:
+        """A ``dropped`` frame (sink ``store``) saying how many frames the run's commits have lost
+        so far, if more than the run says: committed with the next frames (or the run's end), so
+        that whoever opens the run sees the gap, as the monitor's other sinks do."""
+        if self.lost <= self._lost_reported:
+            return None
+        payload = {"count": self._lost_before + self.lost, "sink": LOST_SINK}
+        data = encode(Frame(run=self.run_id, step=self._lost_step, kind="dropped", payload=payload, wall_time=now))
+        return (row_id, self._lost_step, now, "", "dropped", len(data), data)
 
     def heartbeat(self) -> None:
         """Tell readers the writer is alive (:meth:`flush` does this too)."""
@@ -426,23 +451,25 @@ class RunWriter:
         return f"RunWriter({self.run_id!r}, pending={self.pending}, closed={self._closed})"
 
 
-def _resumable(path: Path, run_id: str) -> dict[str, Any]:
+def _resumable(path: Path, run_id: str, *, reopen_finished: bool) -> dict[str, Any]:
     """The metadata of the run at ``path``, checked that the run can be written again (not live,
     this format)."""
-    from convscope.store._reader import RunReader
-
     with RunReader(path) as reader:
         meta = reader.meta()
-    _not_live(meta, run_id)
+    _may_write(meta, run_id, reopen_finished=reopen_finished)
     if meta.get("format") != FORMAT:
         raise StoreError(f"run {run_id} was written in store format {meta.get('format')}, which this convscope does not resume; start a new run")
     return meta
 
 
-def _not_live(meta: Mapping[str, Any], run_id: str) -> None:
-    """Refuse to write a run that its writer (another process, or another writer here) still writes."""
-    if status_of(meta) == "live":
+def _may_write(meta: Mapping[str, Any], run_id: str, *, reopen_finished: bool) -> None:
+    """Refuse to write a run that its writer (another process, or another writer here) still
+    writes, and a finished one unless ``reopen_finished``."""
+    status = status_of(meta)
+    if status == "live":
         raise StoreError(
             f"run {run_id} is live: its writer (pid {meta.get('pid')} on {meta.get('host')}) is still writing it; "
             "resume a run once that process has ended"
         )
+    if status == "finished" and not reopen_finished:
+        raise StoreError(f"run {run_id} has finished and is not reopened; start a new run")

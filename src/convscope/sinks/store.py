@@ -24,7 +24,8 @@ class StoreSink(Sink):
     ``write`` only encodes and buffers; ``flush`` (called by the monitor's pipeline a few
     times a second) commits the buffer in one transaction, or just refreshes the run's
     heartbeat when nothing came. A commit that fails raises (the monitor warns once and goes
-    on); its frames are counted in :attr:`dropped`. ``retention``/``max_images``: see :meth:`RunStore.create_run`.
+    on); its frames are counted in :attr:`dropped`, and in the run itself once a commit succeeds
+    again (a ``dropped`` frame, sink ``store``). ``retention``/``max_images``: see :meth:`RunStore.create_run`.
 
     Example:
         >>> import tempfile
@@ -60,8 +61,9 @@ class StoreSink(Sink):
 
     @property
     def dropped(self) -> int:
-        """Frames lost in commits that failed (a full disk, the run file removed ...): the
-        monitor reports them to its other sinks as ``dropped`` frames (sink ``store``)."""
+        """Frames lost in commits that failed (a full disk, the run file removed ...) by this
+        sink: the monitor reports them to its other sinks as ``dropped`` frames (sink ``store``),
+        and the run records them itself (with those lost before a resume: the run's total)."""
         return self.writer.lost
 
     def write(self, frame: Frame) -> None:

@@ -8,6 +8,7 @@ import torch
 
 import convscope
 from convscope.analysis import plan_pruning, prune_filters
+from convscope.analysis.pruning import unprunable
 from convscope.errors import DataError, LayerNotFoundError
 from convscope.models.zoo import load_zoo_model
 
@@ -127,6 +128,36 @@ def test_a_depthwise_conv_is_pruned_with_the_layer_that_feeds_it() -> None:
     before = net(x).detach()
     prune_filters(net, {"2": [0, 1, 3, 4]}, example_inputs=x[:1])
     torch.testing.assert_close(net(x), before[:, [2, 5, 6, 7]])
+
+
+def test_unprunable_names_the_layers_whose_pruning_reaches_a_grouped_conv_or_the_output() -> None:
+    # 0 feeds 2 (4 groups), 2 feeds 4, 4 feeds 6 (depthwise), 6 feeds 8 (1x1), whose filters are the output
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1, groups=4), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8), torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 2, 1),
+    ).train()
+    net[6].eval()  # (a module kept in eval mode on purpose stays so)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    why = unprunable(net, ["0", "2", "4", "6", "8"], example_inputs=torch.zeros(1, 3, 8, 8))
+    grouped = "its pruning would change '2', a conv of 4 groups (8 inputs, 8 filters), whose groups cannot lose channels one by one"
+    # 4 and 6 lose the same filters (a depthwise conv keeps one per input): both can be pruned
+    assert why == {"0": grouped, "2": grouped, "8": "its filters are the model's output, which would change shape"}
+    assert [m.training for m in net] == [True] * 6 + [False, True, True]
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net[6].groups == 8
+    with pytest.raises(DataError, match="only conv and dense"):
+        unprunable(net, ["1"], example_inputs=torch.zeros(1, 3, 8, 8))
+
+
+def test_pruning_leaves_every_module_in_the_mode_it_was_in() -> None:
+    # Torch-Pruning's trace put the whole model in eval mode and left it there: a model pruned
+    # while it trained went on with dropout off and batch norm frozen
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Dropout(), torch.nn.Conv2d(4, 2, 3)
+    ).train()
+    net[1].eval()
+    prune_filters(net, {"0": [1]}, example_inputs=torch.zeros(1, 1, 8, 8))
+    assert net.training and [m.training for m in net] == [True, False, True, True, True]
 
 
 def test_the_tensorview_case_four_of_sixteen_conv1_filters() -> None:

@@ -30,7 +30,7 @@ from convscope.errors import DataError, LayerNotFoundError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PruneResult", "plan_pruning", "prune_filters"]
+__all__ = ["PruneResult", "plan_pruning", "prune_filters", "unprunable"]
 
 
 def plan_pruning(labels: Any, matrix: Any, *, min_keep: int = 1) -> list[int]:
@@ -120,15 +120,7 @@ def prune_filters(
     modules = dict(module.named_modules())
     handlers = []
     for name, idxs in plan.items():
-        layer = modules.get(name)
-        if layer is None:
-            raise LayerNotFoundError(f"layer {name!r} not found; pass names as in model.named_modules()")
-        if isinstance(layer, torch.nn.modules.conv._ConvNd):
-            handler, size = tp.prune_conv_out_channels, layer.out_channels
-        elif isinstance(layer, torch.nn.Linear):
-            handler, size = tp.prune_linear_out_channels, layer.out_features
-        else:
-            raise DataError(f"layer {name!r} is a {type(layer).__name__}; only conv and dense layers can lose filters")
+        layer, handler, size = _root(tp, modules, name)
         chosen = sorted({int(i) for i in idxs})
         if not chosen:
             continue
@@ -142,7 +134,7 @@ def prune_filters(
     params_before = sum(p.numel() for p in before.values())
     removed_at: dict[tuple[int, str], list[int]] = {}  # (id(module), "out"|"in") -> removed indices
     result = PruneResult(removed={}, kept={}, params_before=params_before, params_after=params_before)
-    graph = tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
+    graph = _traced(tp, module, example_inputs)
     for name, layer, handler, chosen, _ in handlers:  # (all checked before any is pruned)
         _check_groups(name, graph.get_pruning_group(layer, handler, idxs=chosen), modules)
     for name, layer, handler, chosen, size in handlers:
@@ -177,14 +169,101 @@ def prune_filters(
     return result
 
 
-def _check_groups(name: str, group: Any, modules: Mapping[str, Any]) -> None:
-    """A clear error, before anything is pruned, where the pruning would reach a grouped conv
-    (``1 < groups``) other than a depthwise one (one filter per input channel): Torch-Pruning
-    slices its channels as if its groups were one, so the filters it keeps would read other
-    inputs than before (a silently different model), or its weight would lose every input."""
+def unprunable(
+    module: torch.nn.Module,
+    layers: Sequence[str],
+    *,
+    example_inputs: torch.Tensor | tuple[torch.Tensor, ...],
+) -> dict[str, str]:
+    """Of ``layers``, those that :func:`prune_filters` cannot take filters from, whichever filters
+    it is given, and why: their pruning would reach a grouped conv other than a depthwise one
+    (which it refuses), or change the model's own output (a classifier's classes, which online
+    pruning must not). Nothing is pruned: :func:`convscope.watch` asks this before training.
+
+    Args:
+        module: the model (its train/eval modes are kept).
+        layers: conv or dense layer names, as in ``named_modules()``.
+        example_inputs: an input batch, to trace the dependencies (one sample is enough).
+
+    Returns:
+        layer -> why it cannot be pruned; empty where every layer can be.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3))
+        >>> unprunable(net, ["0", "2"], example_inputs=torch.zeros(1, 1, 8, 8))
+        {'2': "its filters are the model's output, which would change shape"}
+    """
+    tp = require("torch_pruning", feature="pruning", extra="analysis")
+    modules = dict(module.named_modules())
+    roots = {name: _root(tp, modules, name) for name in layers}
+    graph = _traced(tp, module, example_inputs)
+    names = {id(m): n for n, m in modules.items()}
+    why: dict[str, str] = {}
+    for name, (layer, handler, size) in roots.items():
+        # every filter at once: the group then reaches every layer that some choice of filters would
+        group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
+        grouped = _grouped_convs(group, names)
+        if grouped:
+            why[name] = f"its pruning would change {' and '.join(grouped)}, whose groups cannot lose channels one by one"
+        elif any(_passes_on(item) and not item.dep.target.outputs for item in group):
+            why[name] = "its filters are the model's output, which would change shape"
+    return why
+
+
+def _root(tp: Any, modules: Mapping[str, Any], name: str) -> tuple[Any, Any, int]:
+    """The layer called ``name``, Torch-Pruning's handler for its output channels, and their count."""
     import torch
 
-    names = {id(m): n for n, m in modules.items()}
+    layer = modules.get(name)
+    if layer is None:
+        raise LayerNotFoundError(f"layer {name!r} not found; pass names as in model.named_modules()")
+    if isinstance(layer, torch.nn.modules.conv._ConvNd):
+        return layer, tp.prune_conv_out_channels, layer.out_channels
+    if isinstance(layer, torch.nn.Linear):
+        return layer, tp.prune_linear_out_channels, layer.out_features
+    raise DataError(f"layer {name!r} is a {type(layer).__name__}; only conv and dense layers can lose filters")
+
+
+def _traced(tp: Any, module: Any, example_inputs: Any) -> Any:
+    """Torch-Pruning's dependency graph of ``module``. Its trace puts the whole model in eval
+    mode and leaves it there: every module's own mode is put back (a model pruned while it
+    trains went on training with dropout off and batch norm frozen)."""
+    import torch
+
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        with torch.enable_grad():  # (the trace follows autograd)
+            return tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def _passes_on(item: Any) -> bool:
+    """Whether a pruning group's ``item`` takes channels from its target's output (the pruned
+    layer's own, a coupled one's, an element-wise op's), not from a consumer's input."""
+    return "out" in getattr(item.dep.handler, "__name__", "")
+
+
+def _check_groups(name: str, group: Any, modules: Mapping[str, Any]) -> None:
+    """A clear error, before anything is pruned, where the pruning would reach a grouped conv."""
+    grouped = _grouped_convs(group, {id(m): n for n, m in modules.items()})
+    if grouped:
+        raise DataError(
+            f"pruning {name!r} would change {grouped[0]}, whose groups cannot lose channels one by one; "
+            "prune other layers (depthwise convs, one filter per input, can be pruned)"
+        )
+
+
+def _grouped_convs(group: Any, names: Mapping[int, str]) -> list[str]:
+    """The grouped convs (``1 < groups``) other than depthwise ones (one filter per input channel)
+    that a pruning group reaches, each said with its groups: Torch-Pruning slices their channels
+    as if their groups were one, so the filters it keeps would read other inputs than before (a
+    silently different model), or their weight would lose every input."""
+    import torch
+
+    found: list[str] = []
     for item in group:
         target = item.dep.target.module
         if (
@@ -192,11 +271,13 @@ def _check_groups(name: str, group: Any, modules: Mapping[str, Any]) -> None:
             and target.groups > 1
             and not target.groups == target.in_channels == target.out_channels
         ):
-            raise DataError(
-                f"pruning {name!r} would change {names.get(id(target), type(target).__name__)!r}, a conv of "
-                f"{target.groups} groups ({target.in_channels} inputs, {target.out_channels} filters), whose groups "
-                "cannot lose channels one by one; prune other layers (depthwise convs, one filter per input, can be pruned)"
+            said = (
+                f"{names.get(id(target), type(target).__name__)!r}, a conv of {target.groups} groups "
+                f"({target.in_channels} inputs, {target.out_channels} filters)"
             )
+            if said not in found:
+                found.append(said)
+    return found
 
 
 def _kept_indices(old: Any, new: Any, owner: Any, removed_at: dict[tuple[int, str], list[int]]) -> dict[int, list[int]] | None:

@@ -191,7 +191,10 @@ class PruneConfig:
     """Online pruning of redundant filters found by the correlation groups.
 
     Attributes:
-        layers: conv layers to prune (default: the first watched conv layer).
+        layers: conv layers to prune (default: the first watched conv layer). One whose pruning
+            would reach a grouped conv (other than a depthwise one) or the model's output is
+            refused before training: at ``watch()`` where ``input_shape=`` or ``probe=`` tells the
+            input's shape, else at the first forward pass.
         threshold: correlation at or above which filters are redundant.
         start: first step at which pruning may happen (let groups settle first).
         every: steps between pruning checks after ``start``.
@@ -598,13 +601,26 @@ class Monitor:
                 stacklevel=3,
             )
         if self.prune is not None:
+            from convscope.insitu import _prune
+
             _check_prune(self.prune)
+            self._prune_default = self.prune.layers is None
             if self.prune.layers is None:
                 convs = [n for n, st in self.layers.items() if isinstance(st.module, torch.nn.modules.conv._ConvNd)]
                 self.prune.layers = tuple(convs[:1])
-            bad = [n for n in self.prune.layers if n not in self.layers or self.layers[n].layout != "torch"]
+            if not self.prune.layers:
+                raise DataError(
+                    "prune= has no layer to prune (by default the first watched torch conv layer, and the watched layers, "
+                    f"{', '.join(self.layers) or 'none'}, have none); name the conv or dense layers with PruneConfig(layers=...)"
+                )
+            prunable = torch.nn.modules.conv._ConvNd | torch.nn.Linear
+            bad = [
+                n for n in self.prune.layers
+                if n not in self.layers or self.layers[n].layout != "torch" or not isinstance(self.layers[n].module, prunable)
+            ]
             if bad:
                 raise DataError(f"prune= layers {bad} are not watched torch conv/dense layers; watch them or prune others")
+            _prune.check_budget(self)
             if self.world > 1:
                 raise DataError(
                     "online pruning under torch.distributed is not supported: every rank would have to prune "
@@ -711,6 +727,8 @@ class Monitor:
     def _start(self) -> None:
         if self.probe is not None and not self._compiled:  # (a compiled model would compile its eval graph now)
             self._check_probe(self.probe)
+        if self.prune is not None and (self.input_shape is not None or self.probe is not None):
+            self._check_pruning(self.input_shape or tuple(int(d) for d in self.probe.shape[1:]))  # type: ignore[union-attr]
         _OPEN.add(self)
         sinks = list(self._extra_sinks)
         if self._serve is True and self.logdir is None:
@@ -1290,6 +1308,8 @@ class Monitor:
     _copies = (True, False)  # what the hooks copy: the grid, sample 0 whole (see _copies_for)
 
     def _first_forward(self, _module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        if self._building:  # (a pass of the monitor's own: the pruning check's trace)
+            return
         self._forwarded = True
         if self._t0 is None and self._paused_at is None:  # the overhead budget counts from the first forward pass
             self._t0 = time.perf_counter()
@@ -1300,6 +1320,14 @@ class Monitor:
             self._graph_pending = True
         elif self._graph is None and not self._graph_pending and self.input_shape is not None:
             self._graph_pending = True  # (called with keyword arguments only: input_shape= was given)
+        if self.prune is not None and not self._prune_checked and self.input_shape is not None:
+            try:  # (the first batch told the input shape: before it trains, not at the first pruning step)
+                self._check_pruning(self.input_shape)
+            except BaseException:
+                # the model is left as it was, unwatched, and the run (not a step in it) is not kept
+                self.close(status="failed")
+                self._remove_new_run()
+                raise
         if self._t0 is not None and (self._graph is not None or self._graph_pending) and self._first_handle is not None:
             # its work is done: without it, the model's own call skips torch's hook machinery
             # at every step (a graph that fails to build is not tried again at every step either)
@@ -1309,6 +1337,25 @@ class Monitor:
     _first_handle: Any = None
 
     _graph_pending = False
+    _prune_checked = False
+    _prune_default = False  # (whether prune= chose its layers: the first watched conv)
+
+    def _check_pruning(self, shape: tuple[int, ...]) -> None:
+        """Refuse now, once, a layer of ``prune=`` that pruning could not change safely (see
+        :func:`convscope.insitu._prune.check_reach`); the trace's pass is no step of training.
+        The first forward may run under ``torch.inference_mode()`` (Lightning's sanity check),
+        where no tensor could be traced."""
+        import torch
+
+        from convscope.insitu import _prune
+
+        self._prune_checked = True
+        self._building = True  # (the layers' hooks and the first forward hook ignore it)
+        try:
+            with torch.inference_mode(False):
+                _prune.check_reach(self, shape)
+        finally:
+            self._building = False
 
     def _build_graph(self) -> None:
         from convscope.models import build_graph

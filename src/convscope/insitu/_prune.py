@@ -6,6 +6,11 @@ model at that moment. The plan comes from the correlation matrix of the latest r
 threshold; the surgery (the layer, every layer
 that depends on it, and the optimizer's parameters and state) is
 :func:`convscope.analysis.prune_filters`.
+
+A setting that could never prune, or only break the model, is refused before training instead:
+a layer that ``min_filters`` and ``max_fraction`` leave nothing to lose at ``watch()``
+(:func:`check_budget`), one whose pruning would reach a grouped conv or the model's output as
+soon as the input shape is known, at ``watch()`` or the first forward pass (:func:`check_reach`).
 """
 
 from __future__ import annotations
@@ -15,18 +20,19 @@ import math
 import warnings
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from convscope.insitu._monitor import Monitor
+from convscope.errors import DataError
 
-__all__ = ["maybe_prune"]
+if TYPE_CHECKING:
+    import torch
+
+    from convscope.insitu._monitor import Monitor, PruneConfig
+
+__all__ = ["check_budget", "check_reach", "maybe_prune", "removable"]
 
 
 def maybe_prune(monitor: Monitor, step: int) -> None:
     """Prune each configured layer if this is a pruning step and its groups show redundancy."""
-    import torch
-
     from convscope.analysis import filter_groups, plan_pruning, prune_filters
-    from convscope.errors import DataError
 
     config = monitor.prune
     if config is None or step < config.start or (step - config.start) % config.every:
@@ -44,22 +50,18 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
         current = state.filters
         if corr.filters != current:
             continue  # the matrix predates an earlier pruning
-        budget = min(
-            current - config.min_filters,
-            math.floor(state.original_filters * config.max_fraction) - (state.original_filters - current),
-        )
+        budget = removable(config, state.original_filters, current)
         if budget <= 0:
             continue
         groups = filter_groups(corr, threshold=config.threshold, method=config.method)
         remove = sorted(plan_pruning(groups.labels, corr.matrix))[:budget]
         if not remove:
             continue
-        param = next(monitor.model.parameters())
         shape = monitor.input_shape
         try:
             if shape is None:  # (a model called with keyword arguments only shows the first forward hook none)
                 raise DataError("the model's input shape is unknown: pass input_shape= to watch()")
-            example = torch.zeros((1, *shape), dtype=param.dtype, device=param.device)
+            example = _example(monitor, shape)
             result = prune_filters(monitor.model, {name: remove}, example_inputs=example, optimizer=monitor.optimizer)
         except Exception as exc:
             warnings.warn(
@@ -99,3 +101,78 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
         monitor.stats.prunings.append(record)
         frame = monitor._frame(step, name, "pruning", payload)
         monitor._pipeline.submit(functools.partial(list, (frame,)))  # type: ignore[union-attr]
+
+
+def removable(config: PruneConfig, original: int, current: int) -> int:
+    """How many more filters a layer of ``original`` filters, ``current`` of them left, may lose."""
+    return min(current - config.min_filters, math.floor(original * config.max_fraction) - (original - current))
+
+
+def check_budget(monitor: Monitor) -> None:
+    """At ``watch()``: a clear error for a layer of ``prune=`` that could never lose a filter
+    (``min_filters`` and ``max_fraction`` leave none to remove), rather than a run that never
+    prunes it and says nothing."""
+    config = monitor.prune
+    if config is None or not config.times:
+        return
+    stuck = []
+    for name in config.layers or ():
+        n = monitor.layers[name].original_filters
+        if removable(config, n, n) > 0:
+            continue
+        if n <= config.min_filters:
+            stuck.append(f"{name!r} has {n} filters and min_filters={config.min_filters} keeps {config.min_filters}")
+        else:
+            most = math.floor(n * config.max_fraction)
+            stuck.append(f"{name!r} has {n} filters and max_fraction={config.max_fraction} lets it lose {most}")
+    if stuck:
+        raise DataError(
+            f"prune= would never remove a filter: {'; '.join(stuck)}; lower min_filters, raise max_fraction "
+            "or prune other layers"
+        )
+
+
+def check_reach(monitor: Monitor, shape: tuple[int, ...]) -> None:
+    """Before the first training step: a clear error for a layer of ``prune=`` whose pruning
+    would reach a grouped conv or change the model's output (see
+    :func:`convscope.analysis.pruning.unprunable`), rather than a warning at the first pruning
+    step, deep into training. A model that cannot be traced here is left to that step, which
+    says why it cannot prune."""
+    import torch
+
+    from convscope.analysis.pruning import unprunable
+
+    config = monitor.prune
+    if config is None or not config.times or not config.layers:
+        return
+    kinds = torch.nn.modules.conv._ConvNd | torch.nn.Linear
+    others = [  # the other watched layers that pruning could take, named in the message
+        name
+        for name, state in monitor.layers.items()
+        if name not in config.layers and isinstance(state.module, kinds) and removable(config, n := state.original_filters, n) > 0
+    ]
+    try:
+        why = unprunable(monitor.model, [*config.layers, *others], example_inputs=_example(monitor, shape))
+    except Exception:  # noqa: BLE001  (an input of zeros the model cannot take: the pruning step says so)
+        return
+    refused = [f"{name!r} ({reason})" for name, reason in why.items() if name in config.layers]
+    if not refused:
+        return
+    ok = [repr(name) for name in others if name not in why]
+    raise DataError(
+        f"prune= cannot take filters from {' or '.join(refused)}"
+        + (
+            "; it prunes the first watched conv by default: name other layers with PruneConfig(layers=...)"
+            if monitor._prune_default
+            else f"; leave {'it' if len(refused) == 1 else 'them'} out of PruneConfig(layers=...)"
+        )
+        + (f" ({', '.join(ok)} can be pruned)" if ok else "")
+    )
+
+
+def _example(monitor: Monitor, shape: tuple[int, ...]) -> torch.Tensor:
+    """One input of zeros of ``shape``, of the model's dtype on its device, to trace it with."""
+    import torch
+
+    param = next(monitor.model.parameters())
+    return torch.zeros((1, *shape), dtype=param.dtype, device=param.device)

@@ -1,0 +1,193 @@
+"""Online pruning's settings are judged before training: one that could only break the model or
+never prune is refused then, with the layer and what to do; one that can prune trains as before."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import pytest
+import torch
+
+import convscope
+from convscope.errors import DataError
+from convscope.sinks.memory import MemorySink
+
+
+class _Net(torch.nn.Module):
+    """``a`` (3 -> 8 filters) feeds ``b`` through a batch norm, ``b`` feeds ``c``, and ``c`` a dense
+    ``fc`` of 3 outputs; ``b`` and ``c`` are 8 -> 8 convs of the groups given."""
+
+    def __init__(self, b_groups: int = 1, c_groups: int = 1) -> None:
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.b = torch.nn.Conv2d(8, 8, 3, padding=1, groups=b_groups)
+        self.c = torch.nn.Conv2d(8, 8, 3, padding=1, groups=c_groups)
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.b(torch.relu(self.bn(self.a(x)))))
+        return self.fc(torch.relu(self.c(h)).mean((2, 3)))
+
+
+def _twin_filters(net: _Net) -> None:
+    """``a``'s filters in equal pairs (0 = 1, 2 = 3 ...): four groups of correlation 1, of which
+    pruning keeps the first of each (ties keep their order), whatever the input."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        net.a.weight[1::2] = net.a.weight[0::2]
+        net.a.bias[1::2] = net.a.bias[0::2]
+
+
+def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, steps: int) -> None:
+    for _ in range(steps):
+        loss = model(torch.randn(4, 3, 8, 8)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def _no_hooks(model: torch.nn.Module) -> bool:
+    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())
+
+
+_PRUNE = {"layers": ("a",), "threshold": 0.99, "start": 2, "every": 1, "max_fraction": 0.5}
+
+
+@pytest.mark.parametrize("context", [contextlib.nullcontext, torch.no_grad, torch.inference_mode], ids=["train", "no_grad", "inference"])
+def test_a_grouped_conv_that_pruning_reaches_is_refused_at_the_first_forward_before_anything_trains(context, tmp_path) -> None:
+    # pruning a takes b's input channels, and b has 4 groups: before, the run was refused only
+    # at the first pruning step (a warning, deep into training); now the first batch's pass
+    # says so (under no_grad or inference_mode too: a Lightning sanity check's), and the model
+    # is left as it was, unwatched
+    torch.manual_seed(0)
+    model = _Net(b_groups=4).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    mon = convscope.watch(model, optimizer=opt, logdir=tmp_path, budget=None, every=1, prune=_PRUNE)
+    with pytest.raises(DataError) as caught, context():
+        model(torch.randn(4, 3, 8, 8))
+    said = str(caught.value)
+    assert "cannot take filters from 'a' (its pruning would change 'b', a conv of 4 groups (8 inputs, 8 filters)" in said
+    assert "leave it out of PruneConfig(layers=...)" in said and "'c' can be pruned" in said
+    assert mon._closed and _no_hooks(model) and model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # (batch norm statistics too)
+    assert not opt.state
+    assert not list(tmp_path.glob("*.db"))  # no run without a step is kept
+
+
+@pytest.mark.parametrize("known", ["input_shape", "probe"])
+def test_a_grouped_conv_that_pruning_reaches_is_refused_at_watch_when_the_input_shape_is_known(known) -> None:
+    model = _Net(b_groups=4)
+    shape = {"input_shape": (3, 8, 8)} if known == "input_shape" else {"probe": torch.randn(2, 3, 8, 8)}
+    with pytest.raises(DataError, match=r"'a' \(its pruning would change 'b', a conv of 4 groups"):
+        convscope.watch(model, logdir=None, prune=_PRUNE, **shape)
+    assert _no_hooks(model) and model.training
+
+
+def test_the_first_conv_pruned_by_default_is_named_with_the_layers_that_can_be_pruned() -> None:
+    with pytest.raises(DataError) as caught:
+        convscope.watch(_Net(b_groups=4), logdir=None, prune=True, input_shape=(3, 8, 8))
+    said = str(caught.value)
+    assert said.startswith("prune= cannot take filters from 'a' (its pruning would change 'b'")
+    assert "it prunes the first watched conv by default: name other layers with PruneConfig(layers=...) ('c' can be pruned)" in said
+
+
+def test_a_layer_whose_filters_are_the_models_output_is_refused_at_watch() -> None:
+    # pruning fc took classes from the model's output: the loss broke at the next step
+    with pytest.raises(DataError, match=r"cannot take filters from 'fc' \(its filters are the model's output, which would change shape\)"):
+        convscope.watch(_Net(), logdir=None, layers=["a", "fc"], prune={"layers": ("fc",)}, input_shape=(3, 8, 8))
+
+
+def test_a_grouped_conv_that_pruning_does_not_reach_is_accepted_and_pruning_goes_on() -> None:
+    # c has 4 groups, but pruning a reaches b's inputs only
+    model = _Net(c_groups=4).train()
+    _twin_filters(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # (the twin filters stay twins)
+    sink = MemorySink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, every=1, sinks=[sink], prune=_PRUNE) as mon:
+            _steps(model, opt, 4)
+    (event,) = sink.select(kind="pruning", layer="a")
+    assert event.step == 2 and event.payload["removed"] == [1, 3, 5, 7] and event.payload["kept"] == [0, 2, 4, 6]
+    assert model.a.out_channels == model.bn.num_features == model.b.in_channels == 4
+    assert (model.c.in_channels, model.c.out_channels, model.c.groups) == (8, 8, 4)
+    assert mon.step_count == 4 and _no_hooks(model)
+    # pruning traced the model in eval mode: it is left training, as it was (before: dropout
+    # off and batch norm frozen for the rest of the run)
+    assert all(m.training for m in model.modules())
+
+
+def test_a_depthwise_conv_is_pruned_with_the_layer_that_feeds_it() -> None:
+    model = _Net(b_groups=8).train()
+    _twin_filters(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sink = MemorySink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, every=1, sinks=[sink], prune=_PRUNE):
+            _steps(model, opt, 4)
+    (event,) = sink.select(kind="pruning", layer="a")
+    assert event.payload["removed"] == [1, 3, 5, 7] and event.payload["coupled"] == {"b": [1, 3, 5, 7]}
+    assert (model.b.in_channels, model.b.out_channels, model.b.groups) == (4, 4, 4) and model.c.in_channels == 4
+    assert model(torch.randn(2, 3, 8, 8)).shape == (2, 3) and all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    ("prune", "said"),
+    [
+        ({"min_filters": 8}, r"would never remove a filter: 'a' has 8 filters and min_filters=8 keeps 8; lower min_filters"),
+        ({"max_fraction": 0.1}, r"would never remove a filter: 'a' has 8 filters and max_fraction=0.1 lets it lose 0; "),
+    ],
+)
+def test_a_layer_that_could_never_lose_a_filter_is_refused_at_watch(prune, said) -> None:
+    # before, such a run never pruned and said nothing
+    with pytest.raises(DataError, match=said):
+        convscope.watch(_Net(), logdir=None, prune={"layers": ("a",), **prune})
+    convscope.watch(_Net(), logdir=None, prune={"layers": ("a",), "times": 0, **prune}).close()  # (pruning turned off)
+
+
+def test_pruning_with_no_layer_to_prune_or_one_that_cannot_lose_filters_is_refused_at_watch() -> None:
+    with pytest.raises(DataError, match=r"prune= has no layer to prune .*the watched layers, fc, have none\); name the conv or dense"):
+        convscope.watch(_Net(), logdir=None, layers=["fc"], prune=True)
+    with pytest.raises(DataError, match=r"prune= layers \['bn'\] are not watched torch conv/dense layers"):
+        convscope.watch(_Net(), logdir=None, layers=["a", "bn"], prune={"layers": ("bn",)})
+
+
+@pytest.mark.slow
+def test_lightning_fit_refuses_a_grouped_conv_that_pruning_reaches_at_its_first_forward() -> None:
+    # the callback builds the same Monitor: the first forward is the sanity check's, under inference_mode
+    import lightning.pytorch as pl
+
+    from convscope.integrations.lightning import ConvscopeCallback
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = _Net(b_groups=4)
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, _idx):
+            return self(batch[0]).square().mean()
+
+        def validation_step(self, batch, _idx):
+            return self(batch[0]).square().mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 3, 8, 8)), batch_size=4)
+    callback = ConvscopeCallback(logdir=None, budget=None, prune={**_PRUNE, "layers": ("net.a",)})
+    trainer = pl.Trainer(
+        max_epochs=1, callbacks=[callback], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1,
+    )
+    module = Module()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.raises(DataError, match=r"'net.a' \(its pruning would change 'net.b', a conv of 4 groups"):
+        trainer.fit(module, data, data)
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items()) and _no_hooks(module)

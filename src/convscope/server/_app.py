@@ -147,7 +147,7 @@ def create_app(
     Example:
         >>> import tempfile
         >>> app = create_app(tempfile.mkdtemp(), token="s3cret")
-        >>> sorted({r.path for r in app.routes if r.path.startswith("/api/runs/")})  # doctest: +NORMALIZE_WHITESPACE
+        >>> sorted({r.path for r in app.routes if getattr(r, "path", "").startswith("/api/runs/")})  # doctest: +NORMALIZE_WHITESPACE
         ['/api/runs/{run}', '/api/runs/{run}/close', '/api/runs/{run}/frames', '/api/runs/{run}/live',
          '/api/runs/{run}/resume', '/api/runs/{run}/steps']
     """

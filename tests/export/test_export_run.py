@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from samples import every_kind
+from samples import every_kind, frame
 
 from convscope.cli import main
 from convscope.errors import DataError, LayerNotFoundError
@@ -253,3 +259,54 @@ def test_exporting_a_run_still_being_written_says_it_is_a_partial_snapshot(tmp_p
     assert not result.partial and result.frames == 4 * len(KINDS)
     assert main(["export", "live", "--logdir", str(logdir), "--out", str(tmp_path / "e"), "--format", "csv", "--quiet"]) == 0
     assert "partial" not in capsys.readouterr().out
+
+
+_KILLED = """
+import sys
+from convscope.export import VtkWriter, export_run
+from samples import frame
+import convscope.export._vtk as vtk
+
+vtk.PVD_SECONDS = 0.05  # (the test cannot wait seconds for each rewrite)
+logdir, out, how = sys.argv[1:]
+if how == "export":
+    export_run(logdir, "big", out=out, formats="vtk")
+else:  # a live sink, written as a run goes on
+    sink = VtkWriter(out + "/vtk")
+    for step in range(10**6):
+        for kind in ("feature_maps", "weight_grid"):
+            sink.write(frame(kind, step, run="big"))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["export", "live"])
+def test_a_vtk_export_killed_midway_leaves_collections_of_the_whole_files_it_wrote(tmp_path, how) -> None:
+    # (an export wrote each .pvd once, at its end: killed outright, it left step files and no .pvd)
+    logdir, out, steps = tmp_path / "runs", tmp_path / "o", 2000
+    if how == "export":
+        with RunStore(logdir).create_run("big", retention={"feature_maps": steps}) as w:
+            for step in range(steps):
+                w.write_many([frame(kind, step, run="big") for kind in ("feature_maps", "weight_grid")])
+    folder = out / "vtk" / "feature_maps-conv1"
+    samples = str(Path(__file__).resolve().parents[1] / "store")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [samples, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen([sys.executable, "-c", _KILLED, str(logdir), str(out), how], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not folder.is_dir() or len(list(folder.iterdir())) < steps // 4:
+            assert child.poll() is None, "the export ended before it could be killed midway: give the run more steps"
+            assert time.monotonic() < deadline, "the export wrote too little in two minutes"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert len(list(folder.glob("*.vti"))) < steps  # (killed midway)
+    for series in ("feature_maps-conv1", "weights-conv1"):
+        listed = [(float(d.get("timestep")), d.get("file")) for d in ET.parse(out / "vtk" / f"{series}.pvd").getroot().iter("DataSet")]
+        assert len(listed) > 1, "the .pvd lists only the first step: it was not rewritten as the export went"
+        assert [t for t, _ in listed] == [float(s) for s in range(len(listed))]  # the steps written so far, in order
+        for step, file in listed:  # each there and whole: VTK's own reader reads it
+            assert read_vtk(out / "vtk" / file)["field_data"]["step"].tolist() == [step]

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 from samples import every_kind, frame
 
-from convscope.export import FigureWriter, TensorBoardWriter
+from convscope.export import FigureWriter, TensorBoardWriter, export_run
 from convscope.export._scenes import diverging_rgb, tile_maps
 from convscope.frames import Frame
+from convscope.store import RunStore
 
 pytest.importorskip("tensorboard", reason="TensorBoard export needs pip install 'convscope[tensorboard]'")
 
@@ -59,6 +60,47 @@ def test_scalars_histograms_and_images_read_by_tensorboard(tmp_path) -> None:
     rgb = np.asarray(Image.open(io.BytesIO(corr.encoded_image_string)).convert("RGB"))
     m = next(f for f in sent[0] if f.kind == "correlation").payload["matrix"]
     assert np.array_equal(rgb, diverging_rgb(m, vmax=1.0))
+
+
+def test_re_exporting_a_run_replaces_its_event_files_and_no_others(tmp_path) -> None:
+    # (each export added an event file beside the earlier ones: TensorBoard showed each point twice)
+    from torch.utils.tensorboard import SummaryWriter
+
+    logdir, tb = tmp_path / "runs", tmp_path / "tb"
+    for run in ("r", "other"):
+        with RunStore(logdir).create_run(run) as w:
+            for s in range(5):
+                w.write_many(every_kind(s, run=run))
+    export_run(logdir, "r", out=tmp_path / "o", formats="tensorboard", tensorboard_logdir=tmp_path / "alone")
+    export_run(logdir, "r", out=tmp_path / "o", formats="tensorboard", tensorboard_logdir=tmp_path / "alone")
+    assert [e.step for e in _accumulator(tmp_path / "alone").Scalars("loss")] == [0, 1, 2, 3, 4]
+    assert len(_accumulator(tmp_path / "alone").Images("conv1/feature_maps")) == 5
+    # beside another run's export and the user's own files, which stay
+    tb.mkdir()
+    (tb / "notes.txt").write_text("mine")
+    with SummaryWriter(tb) as mine:
+        mine.add_scalar("mine", 1.0, 0)
+    export_run(logdir, "other", out=tmp_path / "o", formats="tensorboard", tensorboard_logdir=tb)
+    for _ in range(2):
+        export_run(logdir, "r", out=tmp_path / "o", formats="tensorboard", tensorboard_logdir=tb)
+    assert _steps(tb, "loss") == sorted([*range(5), *range(5)])  # r's once and other's once
+    assert _steps(tb, "mine") == [0] and (tb / "notes.txt").read_text() == "mine"
+    # a live sink's events (it may still be writing them) are not an export's: neither removes the other's
+    live = TensorBoardWriter(tb)
+    live.write(frame("scalar", 9))
+    live.close()
+    export_run(logdir, "r", out=tmp_path / "o", formats="tensorboard", tensorboard_logdir=tb)
+    assert _steps(tb, "loss") == sorted([*range(5), *range(5), 9])
+
+
+def _steps(logdir, tag) -> list[int]:
+    """The steps of every point of ``tag`` in ``logdir``'s event files, read one file at a time."""
+    steps = []
+    for path in logdir.glob("*tfevents*"):
+        ea = _accumulator(path)
+        if tag in ea.Tags()["scalars"]:
+            steps += [e.step for e in ea.Scalars(tag)]
+    return sorted(steps)
 
 
 def test_missing_tensorboard_names_the_extra(monkeypatch, tmp_path) -> None:

@@ -38,12 +38,14 @@ class ExportResult:
 
 
 def make_writer(fmt: str, folder: str | os.PathLike[str], *, kinds: str | Iterable[str] | None = None, layers: str | Iterable[str] | None = None,
-                export: bool = False) -> Sink:
+                run: str | None = None, export: bool = False) -> Sink:
     """The writer (a :class:`~convscope.sinks.Sink`) of one format, writing into ``folder``.
 
-    With ``export`` (the writers of :func:`export_run`, not live sinks), the VTK writer removes
-    the step files that an earlier export left of each series it writes, and writes each
-    ``.pvd`` when it closes (see :class:`~convscope.export.VtkWriter`).
+    With ``export`` (the writers of :func:`export_run`, not live sinks), an export replaces
+    what an earlier one of the same run wrote into ``folder``: the VTK writer the step files of
+    each series it writes (and it rewrites each ``.pvd`` every few seconds and when it closes,
+    see :class:`~convscope.export.VtkWriter`), the TensorBoard writer the event files of
+    ``run`` (see :class:`~convscope.export.TensorBoardWriter`).
     """
     if fmt == "csv":
         from convscope.export._csv import CsvWriter
@@ -56,7 +58,7 @@ def make_writer(fmt: str, folder: str | os.PathLike[str], *, kinds: str | Iterab
     if fmt == "tensorboard":
         from convscope.export._tensorboard import TensorBoardWriter
 
-        return TensorBoardWriter(folder, kinds=kinds, layers=layers)
+        return TensorBoardWriter(folder, kinds=kinds, layers=layers, run=run, export=export)
     if fmt == "figures":
         from convscope.export._figures import FigureWriter
 
@@ -141,7 +143,7 @@ def export_run(
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise DataError(f"cannot write the {fmt} export to {folder}: {exc.strerror or exc}; pass --out (out=) a folder you can write to") from None
-        writers = [make_writer(fmt, folders[fmt], kinds=kinds, layers=layers, export=True) for fmt in chosen]
+        writers = [make_writer(fmt, folders[fmt], kinds=kinds, layers=layers, run=run, export=True) for fmt in chosen]
         if progress is not None:
             progress(0, total)
         done, last_step, status = 0, None, "finished"

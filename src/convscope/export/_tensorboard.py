@@ -10,11 +10,17 @@ Tags (``<layer>/...``):
 * ``weight_grid``: ``<layer>/weights`` (a histogram of the weights' values);
 * ``feature_maps``: image ``<layer>/feature_maps`` (the maps tiled, grey);
 * ``correlation``: image ``<layer>/correlation`` (blue-white-red, -1 to 1).
+
+The event files of a run are named ``events.out.tfevents.<time>.<host>.<pid>.<n>.convscope-export@<run>``
+(``<run>``: the run's id; a live sink's end in ``.convscope@<run>``), so that exporting the run
+again into the same folder can replace them and only them: TensorBoard reads every event file
+of a folder, and two exports of one run would show each point twice.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,10 +29,12 @@ from typing import Any
 import numpy as np
 
 from convscope._optional import require
+from convscope.export._files import remove_ours
 from convscope.export._scenes import diverging_rgb, tile_maps
 from convscope.export._select import choice, selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
+from convscope.store._schema import slug
 
 __all__ = ["TensorBoardWriter"]
 
@@ -38,28 +46,62 @@ class TensorBoardWriter(Sink):
     ``torch.utils.tensorboard``. A live sink (``create_sink("tensorboard", logdir="tb")``) and
     what ``convscope export --format tensorboard`` uses.
 
+    The event file is named after ``run`` (see the module doc); without one, it is opened
+    with the first frame and named after that frame's run. With ``export`` (what ``convscope
+    export`` makes), it replaces the event files that an earlier export of that run left in
+    ``logdir``, whatever they held: TensorBoard would show both. Event files of other runs, a
+    live sink's (it may still be writing to them) and every other file stay. A live sink never
+    removes a file.
+
     Example:
         >>> import tempfile
         >>> w = TensorBoardWriter(tempfile.mkdtemp())
         >>> w.write(Frame(run="r", step=1, kind="scalar", payload={"name": "loss", "value": 0.5}))
         >>> w.close()
+        >>> [p.name.rsplit(".", 1)[-1] for p in w.logdir.iterdir()]
+        ['convscope@r']
     """
 
     name = "tensorboard"
 
-    def __init__(self, logdir: str | os.PathLike[str], *, kinds: str | Iterable[str] | None = None, layers: str | Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        logdir: str | os.PathLike[str],
+        *,
+        kinds: str | Iterable[str] | None = None,
+        layers: str | Iterable[str] | None = None,
+        run: str | None = None,
+        export: bool = False,
+    ) -> None:
         require("tensorboard", feature="TensorBoard export", extra="tensorboard")
-        tb = require("torch.utils.tensorboard", feature="TensorBoard export", extra="tensorboard")
+        self._tb = require("torch.utils.tensorboard", feature="TensorBoard export", extra="tensorboard")
         self.logdir = Path(logdir)
         self.kinds, self.layers = choice(kinds, layers)
-        self._writer: Any = tb.SummaryWriter(log_dir=str(self.logdir), flush_secs=5)
+        #: the run the event files are named after (``None``: the first frame's, once it comes)
+        self.run = None if run is None else slug(run)
+        #: an export's writer (see the class doc), not a live sink
+        self.export = export
+        self._writer: Any = None
         self._lock = threading.Lock()
+        if self.run is not None:
+            self._open(self.run)
 
     def write(self, frame: Frame) -> None:
         frames = selected(frame, self.kinds, self.layers)
         with self._lock:
             for f in frames:
+                if self._writer is None:
+                    self._open(f.run)
                 self._write(f)
+
+    def _open(self, run: str) -> None:
+        if self.run is None:
+            self.run = slug(run)
+        suffix = f".convscope{'-export' if self.export else ''}@{self.run}"
+        if self.export:
+            # (a run id has no "@" and torch's part of the name none either: the run is exact)
+            remove_ours(self.logdir, re.compile(r"events\.out\.tfevents\.[^@]*" + re.escape(suffix)))
+        self._writer = self._tb.SummaryWriter(log_dir=str(self.logdir), flush_secs=5, filename_suffix=suffix)
 
     def _write(self, frame: Frame) -> None:
         w, p, step, t = self._writer, frame.payload, frame.step, frame.wall_time
@@ -104,8 +146,10 @@ class TensorBoardWriter(Sink):
 
     def flush(self) -> None:
         with self._lock:
-            self._writer.flush()
+            if self._writer is not None:
+                self._writer.flush()
 
     def close(self, *, status: str = "finished") -> None:
         with self._lock:
-            self._writer.close()
+            if self._writer is not None:
+                self._writer.close()

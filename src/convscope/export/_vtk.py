@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from convscope.export._csv import safe_name
+from convscope.export._files import remove_ours
 from convscope.export._scenes import (
     ImageData,
     PolyData,
@@ -40,6 +42,10 @@ from convscope.frames import Frame
 from convscope.sinks._base import Sink
 
 __all__ = ["VTK_KINDS", "VtkWriter", "scenes_of"]
+
+#: an export rewrites its ``.pvd`` files about this often (seconds; less often when they grow
+#: long), so that one killed midway leaves collections of what it wrote
+PVD_SECONDS = 2.0
 
 #: frame kinds that have a VTK scene
 VTK_KINDS = ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups")
@@ -123,10 +129,12 @@ class VtkWriter(Sink):
     place, so a reader never sees half a file.
 
     With ``export`` (what ``convscope export`` makes), the writer is not a live sink: the first
-    frame of each series removes that series' step files left in ``out`` by an earlier writer,
-    which its new ``.pvd`` would not list (other files are never touched), and each ``.pvd`` is
-    written once, when the writer closes, rather than after every frame (which costs time in
-    the square of a series' steps).
+    frame of each series replaces that series' step files left in ``out`` by an earlier writer,
+    which its new ``.pvd`` would not list (other files are never touched), and the ``.pvd`` files
+    are rewritten every :data:`PVD_SECONDS` or so and when the writer closes, rather than after
+    every frame (which costs time in the square of a series' steps). At every moment each
+    ``.pvd`` lists only step files that are there whole, so an export killed outright leaves
+    collections that ParaView opens, of about what it had written.
 
     Example:
         >>> import tempfile, numpy as np
@@ -156,6 +164,7 @@ class VtkWriter(Sink):
         self.bytes_written = 0
         self._trajectories = _Trajectories()
         self._dirty: set[str] = set()
+        self._pvd_due = time.monotonic() + PVD_SECONDS
         self._lock = threading.Lock()
 
     def write(self, frame: Frame) -> None:
@@ -166,34 +175,38 @@ class VtkWriter(Sink):
         with self._lock:
             for series, scene in scenes_of(frame, self._trajectories).items():
                 ext = ".vtp" if isinstance(scene, PolyData) else ".vti"
-                if self.export and series not in self.series:
-                    self._remove_earlier_steps(series)
                 rel = f"{series}/{series}_{frame.step:08d}{ext}"
                 writer = write_vtp if isinstance(scene, PolyData) else write_vti
                 self.bytes_written += writer(self.out / rel, scene)  # type: ignore[arg-type]
+                first = series not in self.series
                 self.series.setdefault(series, {})[frame.step] = rel
                 self._dirty.add(series)
+                if self.export and first:
+                    self._replace_earlier_export(series)
             if not self.export:
                 self._write_collections()
+            elif time.monotonic() >= self._pvd_due:
+                started = time.monotonic()
+                self._write_collections()
+                # (a long series makes each rewrite dearer: waiting in proportion keeps their cost under 2 %)
+                self._pvd_due = time.monotonic() + max(PVD_SECONDS, 50 * (time.monotonic() - started))
 
-    def _remove_earlier_steps(self, series: str) -> None:
-        """The step files of ``series`` that an earlier export left: its new ``.pvd`` would not
-        list them, but someone opening the folder's files by hand would see them. Only files
-        named as this writer names them go (``<series>_<step>.vtp|.vti``, and ``.part`` ones
-        left by a crash); any other file stays."""
-        folder = self.out / series
-        if not folder.is_dir():
-            return
-        mine = re.compile(re.escape(series) + r"_-?\d+\.vt[ip](\.part)?")
-        for path in folder.iterdir():
-            if mine.fullmatch(path.name) and path.is_file() and not path.is_symlink():
-                path.unlink(missing_ok=True)
+    def _replace_earlier_export(self, series: str) -> None:
+        """The series' ``.pvd`` now lists its first new step file alone; then the step files
+        an earlier export left go (its new ``.pvd`` would not list them, but someone opening the
+        folder's files by hand would see them). In this order, a ``.pvd`` never lists a file
+        that is not there, even if the export is killed in between. Only files named as this
+        writer names them go (``<series>_<step>.vtp|.vti``, and ``.part`` ones left by a crash);
+        any other file stays."""
+        self._write_collections([series])
+        listed = {Path(rel).name for rel in self.series[series].values()}
+        remove_ours(self.out / series, re.compile(re.escape(series) + r"_-?\d+\.vt[ip](\.part)?"), keep=listed)
 
-    def _write_collections(self) -> None:
-        for series in sorted(self._dirty):
+    def _write_collections(self, which: Iterable[str] | None = None) -> None:
+        for series in sorted(self._dirty if which is None else which):
             entries = sorted(self.series[series].items())
             write_pvd(self.out / f"{series}.pvd", [(float(step), rel) for step, rel in entries])
-        self._dirty.clear()
+            self._dirty.discard(series)
 
     def collections(self) -> list[Path]:
         """The ``.pvd`` files written so far."""

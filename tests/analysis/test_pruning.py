@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import convscope
-from convscope.analysis import plan_pruning, prune_filters
-from convscope.analysis.pruning import unprunable
+from convscope.analysis import plan_pruning, prune_filters, unprunable
 from convscope.errors import DataError, LayerNotFoundError
 from convscope.models.zoo import load_zoo_model
 
@@ -167,3 +166,120 @@ def test_the_tensorview_case_four_of_sixteen_conv1_filters() -> None:
     assert model.conv2.in_channels == 12 and model.conv2.weight.shape == (32, 12, 3, 3)
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert result.kept["conv1"] == [0, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+
+
+class _TwoHeads(torch.nn.Module):
+    """``stem`` (3 -> 6, its maps cropped to 6 x 6) feeds ``body`` (6 -> 8), whose 8 channels ``cut``
+    splits in two parts of 4, read by the heads ``left`` and ``right`` (4 -> 4 each); the heads'
+    maps are joined, pooled, flattened and read by ``fc`` (8 -> 3)."""
+
+    def __init__(self, cut) -> None:
+        super().__init__()
+        self.cut = cut
+        self.stem = torch.nn.Conv2d(3, 6, 3, padding=1)
+        self.body = torch.nn.Conv2d(6, 8, 3, padding=1)
+        self.left = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.right = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.stem(x))[:, :, 1:-1, 1:-1]  # (a slice of rows and columns, not of channels)
+        a, b = self.cut(torch.relu(self.body(h)))
+        z = torch.cat([torch.relu(self.left(a)), torch.relu(self.right(b))], 1)
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(z, 1), 1))
+
+
+_CUTS = {
+    "torch.chunk": (lambda y: torch.chunk(y, 2, dim=1), "torch.split or torch.chunk"),
+    "torch.split": (lambda y: torch.split(y, 4, dim=1), "torch.split or torch.chunk"),
+    "split-sizes": (lambda y: y.split([4, 4], 1), "torch.split or torch.chunk"),
+    "chunk-dim-minus-3": (lambda y: y.chunk(2, -3), "torch.split or torch.chunk"),
+    "slices": (lambda y: (y[:, :4], y[:, 4:]), "a slice of channels"),
+    "view": (lambda y: y.view(len(y), 2, 4, *y.shape[2:]).unbind(1), "a view or reshape of (8, 6, 6) as (2, 4, 6, 6) per sample, unbind"),
+}
+
+
+@pytest.mark.parametrize("cut", list(_CUTS))
+def test_a_layer_whose_channels_are_split_in_forward_is_refused_before_anything_changes(cut) -> None:
+    # Torch-Pruning mapped body's lost filters 0 and 1 onto left's inputs, but the split's sizes
+    # are written in forward: the pruned model raised at its next forward pass (or, chunked,
+    # gave left 3 channels that it no longer had)
+    torch.manual_seed(0)
+    fn, said = _CUTS[cut]
+    net = _TwoHeads(fn)
+    x = torch.randn(2, 3, 8, 8)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(DataError) as caught:
+        prune_filters(net, {"left": [3], "body": [0, 1]}, example_inputs=x[:1])
+    assert str(caught.value) == (
+        f"'body' cannot be pruned: its channels are split in forward ({said}), in sizes that the code fixes "
+        "and pruning cannot change; prune the layers that read the parts instead"
+    )
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())  # (left kept its filters too)
+    assert net(x).shape == (2, 3)
+
+
+@pytest.mark.parametrize("cut", list(_CUTS))
+def test_unprunable_refuses_only_the_layers_whose_channels_reach_a_split(cut) -> None:
+    fn, said = _CUTS[cut]
+    net = _TwoHeads(fn)
+    x = torch.randn(2, 3, 8, 8)
+    why = unprunable(net, ["stem", "body", "left", "right", "fc"], example_inputs=x[:1])
+    assert why == {
+        "body": f"its channels are split in forward ({said}), in sizes that the code fixes and pruning cannot change; "
+        "prune the layers that read the parts instead",
+        "fc": "its filters are the model's output, which would change shape",
+    }
+    # stem feeds body's inputs, and the heads' channels are joined (a cat) and flattened: all prune
+    prune_filters(net, {"stem": [0], "left": [1, 2], "right": [3]}, example_inputs=x[:1])
+    assert (net.body.in_channels, net.left.out_channels, net.right.out_channels, net.fc.in_features) == (5, 2, 3, 5)
+    assert net(x).shape == (2, 3)
+
+
+def test_unprunable_takes_a_dense_layers_units_along_the_last_dim() -> None:
+    # a dense layer's units lie along the last dim: cut there (q, k, v), not along the sequence.
+    # (traced on the batch as given: Torch-Pruning unpacked a lone batch into its one sample, on
+    # which Dense(1)'s chunk along dim 1 did cut the units)
+    class Dense(torch.nn.Module):
+        def __init__(self, along: int) -> None:
+            super().__init__()
+            self.along = along
+            self.qkv, self.out = torch.nn.Linear(6, 12), torch.nn.Linear(12, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: batch x sequence x 6
+            if self.along == -1:
+                q, k, v = self.qkv(x).split(4, dim=-1)
+                return self.out(torch.cat([q * k, v, v], -1))
+            first, second = self.qkv(x).chunk(2, dim=1)
+            return self.out(torch.cat([second, first], 1))
+
+    x = torch.zeros(1, 6, 6)
+    assert unprunable(Dense(-1), ["qkv"], example_inputs=x) == {
+        "qkv": "its channels are split in forward (torch.split or torch.chunk), in sizes that the code fixes and "
+        "pruning cannot change; prune the layers that read the parts instead"
+    }
+    assert unprunable(Dense(1), ["qkv"], example_inputs=x) == {}
+
+
+def test_residual_adds_and_the_case_study_model_still_prune() -> None:
+    class Residual(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.bn = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8)
+            self.c1, self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+            self.down, self.c3 = torch.nn.Conv2d(8, 16, 1, stride=2), torch.nn.Conv2d(8, 16, 3, stride=2, padding=1)
+            self.fc = torch.nn.Linear(16, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.relu(self.bn(self.stem(x)))
+            x = torch.relu(x + self.c2(torch.relu(self.c1(x))))
+            x = torch.relu(self.down(x) + self.c3(x))
+            return self.fc(x.mean((2, 3)).view(len(x), -1))
+
+    net, x = Residual(), torch.zeros(1, 3, 16, 16)
+    assert unprunable(net, ["stem", "c1", "c2", "down", "c3"], example_inputs=x) == {}
+    result = prune_filters(net, {"stem": [1], "c3": [0, 5]}, example_inputs=x)
+    assert result.coupled == {"c2": [1], "down": [0, 5]} and net(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
+    lenet = load_zoo_model("lenet5-simplified", pretrained=False).module
+    why = unprunable(lenet, ["conv1", "conv2", "fc1", "fc2"], example_inputs=torch.zeros(1, 1, 28, 28))
+    assert why == {"fc2": "its filters are the model's output, which would change shape"}

@@ -191,3 +191,76 @@ def test_lightning_fit_refuses_a_grouped_conv_that_pruning_reaches_at_its_first_
     with pytest.raises(DataError, match=r"'net.a' \(its pruning would change 'net.b', a conv of 4 groups"):
         trainer.fit(module, data, data)
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items()) and _no_hooks(module)
+
+
+class _TwoHeads(torch.nn.Module):
+    """``body`` (3 -> 8 filters) is chunked in two halves of 4 channels in ``forward``, read by the
+    heads ``left`` and ``right`` (4 -> 4 each), whose maps are joined, averaged and read by ``fc``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.left = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.right = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = torch.chunk(torch.relu(self.body(x)), 2, dim=1)
+        return self.fc(torch.cat([torch.relu(self.left(a)), torch.relu(self.right(b))], 1).mean((2, 3)))
+
+
+def test_a_layer_whose_channels_are_split_in_forward_is_refused_at_watch() -> None:
+    # before, body was pruned at the first pruning step and the next forward pass raised inside
+    # the training loop: the chunk's halves no longer fit the heads that Torch-Pruning had mended
+    model = _TwoHeads()
+    with pytest.raises(DataError) as caught:
+        convscope.watch(model, logdir=None, prune={**_PRUNE, "layers": ("body",)}, input_shape=(3, 8, 8))
+    assert str(caught.value) == (
+        "prune= cannot take filters from 'body' (its channels are split in forward (torch.split or torch.chunk), in "
+        "sizes that the code fixes and pruning cannot change; prune the layers that read the parts instead); "
+        "leave it out of PruneConfig(layers=...) ('left', 'right' can be pruned)"
+    )
+    assert _no_hooks(model) and model.body.out_channels == 8
+
+
+def test_a_head_that_reads_a_split_part_is_pruned_and_training_goes_on() -> None:
+    torch.manual_seed(0)
+    model = _TwoHeads().train()
+    with torch.no_grad():  # left's filters in equal pairs: pruning keeps 0 and 2
+        model.left.weight[1::2] = model.left.weight[0::2]
+        model.left.bias[1::2] = model.left.bias[0::2]
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    sink = MemorySink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, every=1, sinks=[sink], prune={**_PRUNE, "layers": ("left",)}):
+            _steps(model, opt, 4)
+    (event,) = sink.select(kind="pruning", layer="left")
+    assert event.payload["removed"] == [1, 3] and (model.body.out_channels, model.left.out_channels, model.fc.in_features) == (8, 2, 6)
+
+
+def test_a_prune_config_is_left_as_given_and_sets_up_the_next_run_alike() -> None:
+    # the monitor filled in the config's default layers and turned it off after a failed pruning,
+    # in the caller's own object: a second run from it pruned the first model's layers, or none
+    config = convscope.PruneConfig(threshold=0.99, start=2, every=1)
+    given = dict(vars(config))
+    with convscope.watch(_Net(), logdir=None, prune=config) as first:
+        pass
+    assert first.prune is not config and first.prune.layers == ("a",) and vars(config) == given
+    other = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    with convscope.watch(other, logdir=None, prune=config) as second:
+        pass
+    assert second.prune.layers == ("0",) and vars(config) == given
+
+    one = convscope.PruneConfig(layers="a", threshold=0.99, start=2, every=1)  # (one layer's name)
+    model = _Net()
+    _twin_filters(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with pytest.warns(RuntimeWarning, match="could not prune a at step 2"):
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, every=1, prune=one) as mon:
+            for _ in range(4):  # called by keyword: the monitor sees no input shape and cannot prune
+                loss = model(x=torch.randn(4, 3, 8, 8)).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    assert mon.prune.times == 0 and one.times == 1 and one.layers == "a"

@@ -25,7 +25,7 @@ from convscope.analysis.gradients import (
 )
 from convscope.analysis.groups import FilterGroups, GroupEvent, filter_groups
 from convscope.analysis.images import FeatureImages, feature_images, tile
-from convscope.analysis.pruning import PruneResult, plan_pruning, prune_filters
+from convscope.analysis.pruning import PruneResult, plan_pruning, prune_filters, unprunable
 from convscope.analysis.saliency import SaliencyResult, saliency
 from convscope.analysis.trajectory import TrajectoryPoint, TrajectoryTracker
 from convscope.analysis.weights import GridLayout, WeightGrid, grid_layout, weight_grid
@@ -68,4 +68,5 @@ __all__ = [
     "plan_pruning",
     "prune_filters",
     "saliency",
+    "unprunable",
 ]

@@ -14,6 +14,13 @@ every per-parameter state tensor of the old shape (SGD momentum, Adam's moments)
 the kept channels; counters such as Adam's ``step`` are kept. The slicing is checked: the new
 parameter must equal the old one restricted to the kept indices, else the state of that
 parameter is reset (and said so in :attr:`PruneResult.reset_state`).
+
+**What it refuses.** A layer whose channels reach a grouped conv other than a depthwise one,
+or are split in ``forward`` (``torch.chunk``, ``torch.split``, ``unbind``, a slice or an index
+of channels, a ``view`` or ``reshape`` that cuts them): Torch-Pruning would send the kept
+channels to the wrong group or part, and the sizes written in the code would no longer fit the
+pruned tensor, so the model would raise at its next forward pass. :func:`unprunable` lists such
+layers up front; :func:`prune_filters` raises before anything is pruned.
 """
 
 from __future__ import annotations
@@ -135,8 +142,19 @@ def prune_filters(
     removed_at: dict[tuple[int, str], list[int]] = {}  # (id(module), "out"|"in") -> removed indices
     result = PruneResult(removed={}, kept={}, params_before=params_before, params_after=params_before)
     graph = _traced(tp, module, example_inputs)
-    for name, layer, handler, chosen, _ in handlers:  # (all checked before any is pruned)
-        _check_groups(name, graph.get_pruning_group(layer, handler, idxs=chosen), modules)
+    names = {id(m): n for n, m in modules.items()}
+    for name, layer, handler, _, size in handlers:  # (all checked before any is pruned)
+        # every filter at once: the group then reaches every layer and op that some choice of filters would
+        group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
+        grouped = _grouped_convs(group, names)
+        if grouped:
+            raise DataError(
+                f"pruning {name!r} would change {grouped[0]}, whose groups cannot lose channels one by one; "
+                "prune other layers (depthwise convs, one filter per input, can be pruned)"
+            )
+        cuts = _splits(group, layer, names)
+        if cuts:
+            raise DataError(f"{name!r} cannot be pruned: {_split_reason(cuts)}")
     for name, layer, handler, chosen, size in handlers:
         group = graph.get_pruning_group(layer, handler, idxs=chosen)
         for item in group:
@@ -176,9 +194,12 @@ def unprunable(
     example_inputs: torch.Tensor | tuple[torch.Tensor, ...],
 ) -> dict[str, str]:
     """Of ``layers``, those that :func:`prune_filters` cannot take filters from, whichever filters
-    it is given, and why: their pruning would reach a grouped conv other than a depthwise one
-    (which it refuses), or change the model's own output (a classifier's classes, which online
-    pruning must not). Nothing is pruned: :func:`convscope.watch` asks this before training.
+    it is given, and why: their pruning would reach a grouped conv other than a depthwise one,
+    or their channels are split in ``forward`` (``torch.chunk``, ``torch.split``, a slice of
+    channels ...; both of which it refuses), or it would change the model's own output (a
+    classifier's classes, which online pruning must not). Only a layer whose channels reach the
+    split is refused: the layers that read the parts can be pruned. Nothing is pruned:
+    :func:`convscope.watch` asks this before training.
 
     Args:
         module: the model (its train/eval modes are kept).
@@ -190,9 +211,23 @@ def unprunable(
 
     Example:
         >>> import torch
+        >>> from convscope.analysis import unprunable
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3))
         >>> unprunable(net, ["0", "2"], example_inputs=torch.zeros(1, 1, 8, 8))
         {'2': "its filters are the model's output, which would change shape"}
+
+        A layer whose output is chunked in ``forward``, each half read by its own head:
+
+        >>> class TwoHeads(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body, self.left, self.right = torch.nn.Conv2d(1, 4, 3), torch.nn.Conv2d(2, 3, 1), torch.nn.Conv2d(2, 3, 1)
+        ...         self.fc = torch.nn.Linear(6, 2)
+        ...     def forward(self, x):
+        ...         left, right = torch.chunk(self.body(x), 2, dim=1)
+        ...         return self.fc(torch.cat([self.left(left), self.right(right)], 1).mean((2, 3)))
+        >>> print(unprunable(TwoHeads(), ["body", "left"], example_inputs=torch.zeros(1, 1, 8, 8))["body"])
+        its channels are split in forward (torch.split or torch.chunk), in sizes that the code fixes and pruning cannot change; prune the layers that read the parts instead
     """
     tp = require("torch_pruning", feature="pruning", extra="analysis")
     modules = dict(module.named_modules())
@@ -204,8 +239,11 @@ def unprunable(
         # every filter at once: the group then reaches every layer that some choice of filters would
         group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
         grouped = _grouped_convs(group, names)
+        cuts = _splits(group, layer, names)
         if grouped:
             why[name] = f"its pruning would change {' and '.join(grouped)}, whose groups cannot lose channels one by one"
+        elif cuts:
+            why[name] = _split_reason(cuts)
         elif any(_passes_on(item) and not item.dep.target.outputs for item in group):
             why[name] = "its filters are the model's output, which would change shape"
     return why
@@ -232,9 +270,12 @@ def _traced(tp: Any, module: Any, example_inputs: Any) -> Any:
     import torch
 
     modes = [(m, m.training) for m in module.modules()]
+    # Torch-Pruning calls ``module(*example_inputs)`` first: a lone batch would be unpacked into
+    # its samples, and a conv model that takes an unbatched sample traced without its batch dim
+    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else example_inputs
     try:
         with torch.enable_grad():  # (the trace follows autograd)
-            return tp.DependencyGraph().build_dependency(module, example_inputs=example_inputs)
+            return tp.DependencyGraph().build_dependency(module, example_inputs=inputs)
     finally:
         for m, training in modes:
             m.training = training
@@ -244,16 +285,6 @@ def _passes_on(item: Any) -> bool:
     """Whether a pruning group's ``item`` takes channels from its target's output (the pruned
     layer's own, a coupled one's, an element-wise op's), not from a consumer's input."""
     return "out" in getattr(item.dep.handler, "__name__", "")
-
-
-def _check_groups(name: str, group: Any, modules: Mapping[str, Any]) -> None:
-    """A clear error, before anything is pruned, where the pruning would reach a grouped conv."""
-    grouped = _grouped_convs(group, {id(m): n for n, m in modules.items()})
-    if grouped:
-        raise DataError(
-            f"pruning {name!r} would change {grouped[0]}, whose groups cannot lose channels one by one; "
-            "prune other layers (depthwise convs, one filter per input, can be pruned)"
-        )
 
 
 def _grouped_convs(group: Any, names: Mapping[int, str]) -> list[str]:
@@ -278,6 +309,82 @@ def _grouped_convs(group: Any, names: Mapping[int, str]) -> list[str]:
             if said not in found:
                 found.append(said)
     return found
+
+
+#: autograd ops that take some of a tensor's entries along one dim (``split`` and ``chunk``, whose
+#: sizes the code fixes, ``unbind``, ``x[:, a:b]``, ``narrow``, ``tensor_split``, ``x[:, i]``,
+#: ``index_select``, ``x[:, [i, j]]``), and how a message says them
+_CUTS = {
+    "SplitBackward": "torch.split or torch.chunk",
+    "SplitWithSizesBackward": "torch.split or torch.chunk",
+    "UnbindBackward": "unbind",
+    "SliceBackward": "a slice of channels",
+    "SelectBackward": "one channel taken alone",
+    "IndexSelectBackward": "an index of channels",
+    "IndexBackward": "an index of channels",
+}
+_RESHAPES = ("ViewBackward", "ReshapeAliasBackward", "UnsafeViewBackward")
+
+
+def _splits(group: Any, root: Any, names: Mapping[int, str]) -> list[str]:
+    """Where, in ``forward``, the channels of ``root`` that a pruning group carries are cut into
+    parts (see :data:`_CUTS`) or reshaped other than whole (``view(n, 2, c // 2, h, w)``; a
+    flatten keeps them whole), said as in :data:`_CUTS`. Torch-Pruning 1.6 maps pruned channels
+    to the parts as if they were cut along dim 1, and cannot change the sizes the code gives,
+    so the pruned model raises (or reads other channels than before) at its next forward pass.
+
+    Channels lie along dim 1 of a conv's output (NCHW) and along the last dim of a dense layer's;
+    an op on another dim (a crop, a split of the batch or of a sequence) cuts no channels."""
+    import torch
+
+    said: list[str] = []
+    for item in group:
+        node = item.dep.target
+        fn: Any = getattr(node, "grad_fn", None)
+        if id(node.module) in names or not hasattr(fn, "name"):
+            continue  # (a layer of the model, not an op of its forward)
+        kind = fn.name().rstrip("0123456789")
+        # the op's input shape, and its result's in the trace (where this torch keeps them)
+        sizes = tuple(int(d) for d in getattr(fn, "_saved_self_sym_sizes", ()))
+        results = [tuple(int(d) for d in m.shape) for m in getattr(fn, "_input_metadata", ())]
+        ndim = len(sizes) or (len(results[0]) + 1 if kind == "UnbindBackward" and results else 0)
+        channels = ndim - 1 if isinstance(root, torch.nn.Linear) else 1
+        if kind in _CUTS:
+            dim = _cut_dim(fn, kind)
+            if dim is not None and -ndim <= dim < ndim and dim % ndim == channels and _CUTS[kind] not in said:
+                said.append(_CUTS[kind])
+        elif kind in _RESHAPES and sizes and results and not _kept_whole(sizes, results[0], channels):
+            what = f"a view or reshape of {sizes[1:]} as {results[0][1:]} per sample"
+            if what not in said:
+                said.append(what)
+    return said
+
+
+def _cut_dim(fn: Any, kind: str) -> int | None:
+    """The dim along which the autograd op ``fn`` (of :data:`_CUTS`) took its parts."""
+    if kind == "IndexBackward":  # x[:, [i, j]]: the first dim given an index
+        return next((i for i, index in enumerate(getattr(fn, "_saved_indices", ())) if index is not None), None)
+    dim = getattr(fn, "_saved_dim", None)
+    if not isinstance(dim, int):
+        return None
+    return dim - 2**64 if dim >= 2**63 else dim  # (a negative dim is kept as an unsigned 64-bit one)
+
+
+def _kept_whole(before: tuple[int, ...], after: tuple[int, ...], channels: int) -> bool:
+    """Whether a reshape from ``before`` to ``after`` keeps dim ``channels`` of ``before`` whole:
+    some dim of ``after`` (not the first: the batch's) starts where it did and holds its channels,
+    alone or merged with the dims after them (a flatten), so that pruning removes whole slices."""
+    lead = int(np.prod(before[:channels]))
+    return any(
+        int(np.prod(after[:j])) == lead and after[j] % before[channels] == 0 for j in range(1, len(after))
+    )
+
+
+def _split_reason(cuts: Sequence[str]) -> str:
+    return (
+        f"its channels are split in forward ({', '.join(cuts)}), in sizes that the code fixes and pruning "
+        "cannot change; prune the layers that read the parts instead"
+    )
 
 
 def _kept_indices(old: Any, new: Any, owner: Any, removed_at: dict[tuple[int, str], list[int]]) -> dict[int, list[int]] | None:

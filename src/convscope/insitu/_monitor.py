@@ -22,7 +22,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, cast
 
 import numpy as np
@@ -188,13 +188,15 @@ atexit.register(_close_at_exit)
 
 @dataclass
 class PruneConfig:
-    """Online pruning of redundant filters found by the correlation groups.
+    """Online pruning of redundant filters found by the correlation groups. The monitor works on
+    a copy: one config can set up several runs, each from the same settings.
 
     Attributes:
         layers: conv layers to prune (default: the first watched conv layer). One whose pruning
-            would reach a grouped conv (other than a depthwise one) or the model's output is
-            refused before training: at ``watch()`` where ``input_shape=`` or ``probe=`` tells the
-            input's shape, else at the first forward pass.
+            would reach a grouped conv (other than a depthwise one) or the model's output, or
+            whose channels are split in ``forward`` (``torch.chunk``, ``torch.split``, a slice of
+            channels ...), is refused before training: at ``watch()`` where ``input_shape=`` or
+            ``probe=`` tells the input's shape, else at the first forward pass.
         threshold: correlation at or above which filters are redundant.
         start: first step at which pruning may happen (let groups settle first).
         every: steps between pruning checks after ``start``.
@@ -563,7 +565,9 @@ class Monitor:
         ):
             raise DataError(f"input_shape= is the shape of one input without the batch (e.g. (1, 28, 28)), or None; got {input_shape!r}")
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
-        self.prune = _prune_config(prune)
+        # on a copy: the monitor fills in its default layers and turns pruning off after a failed
+        # one, and the caller's config may set up another run too
+        self.prune = _prune_config(replace(prune) if isinstance(prune, PruneConfig) else prune)
         self.rank, self.world = _rank()
         self.active = all_ranks or self.rank == 0
         if config is not None and not isinstance(config, Mapping):

@@ -9,8 +9,9 @@ that depends on it, and the optimizer's parameters and state) is
 
 A setting that could never prune, or only break the model, is refused before training instead:
 a layer that ``min_filters`` and ``max_fraction`` leave nothing to lose at ``watch()``
-(:func:`check_budget`), one whose pruning would reach a grouped conv or the model's output as
-soon as the input shape is known, at ``watch()`` or the first forward pass (:func:`check_reach`).
+(:func:`check_budget`), one whose pruning would reach a grouped conv or the model's output, or
+whose channels are split in ``forward`` (``torch.chunk``, ``torch.split`` ...), as soon as the
+input shape is known, at ``watch()`` or the first forward pass (:func:`check_reach`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
                 RuntimeWarning,
                 stacklevel=4,
             )
-            config.times = 0
+            config.times = 0  # (the monitor's own copy: the caller's PruneConfig is left as given)
             return
         state.prunes += 1
         for other in monitor.layers.values():  # shapes may have changed downstream too
@@ -134,7 +135,8 @@ def check_budget(monitor: Monitor) -> None:
 
 def check_reach(monitor: Monitor, shape: tuple[int, ...]) -> None:
     """Before the first training step: a clear error for a layer of ``prune=`` whose pruning
-    would reach a grouped conv or change the model's output (see
+    would reach a grouped conv or change the model's output, or whose channels are split in
+    ``forward`` (see
     :func:`convscope.analysis.pruning.unprunable`), rather than a warning at the first pruning
     step, deep into training. A model that cannot be traced here is left to that step, which
     says why it cannot prune."""

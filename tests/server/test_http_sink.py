@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -351,4 +352,145 @@ def test_encode_is_what_travels() -> None:
     f = Frame(run="x", step=3, kind="scalar", payload={"name": "a", "value": 2.0})
     sink = HttpSink("http://127.0.0.1:9", timeout=0.1)
     sink.write(f)
-    assert list(sink._buffer) == [encode(f)]
+    assert list(sink._buffer) == [(1, encode(f))]  # (numbered: the server stores a frame sent again once)
+
+
+class _AnswerLosingProxy:
+    """A proxy in front of a server (on ``127.0.0.1:port``, which may restart) that passes
+    every request on and, for the next ``lose`` frame batches, loses the server's answer once
+    the server has sent it: it closes the connection unanswered, or (``late=``) answers only
+    after that many seconds. ``seqs`` lists the ``X-Convscope-Seq`` of every batch it saw
+    (``None``: not numbered)."""
+
+    def __init__(self, port: int, *, late: float | None = None) -> None:
+        self.port, self.late = port, late
+        self.lose = self.lost = 0
+        self.seqs: list[str | None] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self._listener.accept()
+                threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.settimeout(10)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            head = request.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower().split("\r\n")
+            fields = dict(line.split(": ", 1) for line in head[1:])
+            while len(request) - len(request.split(b"\r\n\r\n", 1)[0]) - 4 < int(fields.get("content-length", 0)):
+                request += conn.recv(65536)
+            batch = "/frames " in head[0] and int(fields.get("content-length", 0)) > 0  # (not a heartbeat)
+            if batch:
+                self.seqs.append(fields.get("x-convscope-seq"))
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as upstream:
+                upstream.sendall(request)  # (urllib asks for Connection: close: the answer ends with the connection)
+                answer = b"".join(iter(lambda: upstream.recv(65536), b""))
+            if batch and self.lose:
+                self.lose -= 1
+                self.lost += 1
+                if self.late is None:
+                    return  # stored by the server; the answer never comes
+                time.sleep(self.late)
+            conn.sendall(answer)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _send_all(sink: HttpSink) -> None:
+    """Flush until nothing is pending, waiting out the back-off before each try."""
+    for _attempt in range(20):
+        if not sink.pending:
+            return
+        time.sleep(max(0.0, sink._retry_at - time.monotonic()))
+        with contextlib.suppress(ServerError):
+            sink.flush(budget=10)
+    raise AssertionError(f"{sink.pending} frames still pending")
+
+
+def _stored_steps(url: str, run: str) -> list[int]:
+    return [f.step for f in _frames(url, run)]
+
+
+@pytest.mark.parametrize("answer", ["lost", "late"])
+def test_a_batch_whose_answer_was_lost_is_stored_once(tmp_path: Path, answer: str) -> None:
+    """The server stores a batch, but its answer is lost (the connection drops) or comes after
+    the sink's timeout (a loaded server): the sink sends the batch again (here split in two,
+    as it does after a dropped connection) with newer frames behind it, and every step is
+    stored once."""
+    with start_local_server(tmp_path) as handle:
+        proxy = _AnswerLosingProxy(handle.port, late=None if answer == "lost" else 1.0)
+        try:
+            sink = HttpSink(proxy.url, run="once", timeout=0.5)
+            for step in range(1, 301):
+                sink.write(_scalar("once", step))
+            proxy.lose = 1
+            with pytest.raises(ServerError, match="could not send"):
+                sink.flush()
+            assert (proxy.lost, sink.pending, sink.sent) == (1, 300, 0)  # the sink could not know ...
+            assert _stored_steps(handle.url, "once") == list(range(1, 301))  # ... that the server stored them
+            for step in range(301, 321):
+                sink.write(_scalar("once", step))
+            _send_all(sink)
+            assert (sink.sent, sink.dropped) == (320, 0)
+            sink.close()
+        finally:
+            proxy.close()
+        assert _stored_steps(handle.url, "once") == list(range(1, 321))  # every step once
+        assert httpx.get(handle.url + "api/runs/once", timeout=10).json()["frames"] == 320
+        assert proxy.seqs[0] == proxy.seqs[1] == "1"  # sent again, numbered as before
+
+
+def test_a_batch_sent_again_with_newer_frames_stores_only_the_new_ones(tmp_path: Path) -> None:
+    """A one-frame batch whose answer was lost goes again at the head of a bigger batch."""
+    with start_local_server(tmp_path) as handle:
+        proxy = _AnswerLosingProxy(handle.port)
+        try:
+            sink = HttpSink(proxy.url, run="grown", timeout=0.5)
+            sink.write(_scalar("grown", 1))
+            proxy.lose = 1
+            with pytest.raises(ServerError):
+                sink.flush()
+            for step in range(2, 41):
+                sink.write(_scalar("grown", step))
+            _send_all(sink)
+            sink.close()
+        finally:
+            proxy.close()
+        assert _stored_steps(handle.url, "grown") == list(range(1, 41))
+        assert proxy.seqs == ["1", "1"]  # one batch again: the lost frame and 39 new ones
+
+
+def test_a_batch_stored_just_before_a_restart_is_not_sent_again(tmp_path: Path) -> None:
+    """The server stores a batch and restarts before its answer arrives: going on with the run,
+    the sink learns which frames the run has, and sends only the rest."""
+    first = start_local_server(tmp_path)
+    proxy = _AnswerLosingProxy(first.port)
+    second = None
+    try:
+        sink = HttpSink(proxy.url, run="restarted", timeout=0.5)
+        for step in range(1, 51):
+            sink.write(_scalar("restarted", step))
+        proxy.lose = 1
+        with pytest.raises(ServerError):
+            sink.flush()
+        first.stop()
+        second = start_local_server(tmp_path, port=first.port)
+        time.sleep(max(0.0, sink._retry_at - time.monotonic()) + 0.01)
+        sink.flush()  # its batch gets 404, the run goes on, and its answer says frames 1-50 are stored
+        sink.write(_scalar("restarted", 51))
+        sink.close()
+        assert _stored_steps(second.url, "restarted") == list(range(1, 52))
+        assert (sink.run_ids, sink.sent, sink.dropped) == (["restarted"], 51, 0)
+        assert proxy.seqs == ["1", "1", "51"]  # lost, refused (404), then only the new frame
+    finally:
+        proxy.close()
+        if second is not None:
+            second.stop()

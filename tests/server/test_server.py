@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -173,6 +174,67 @@ def test_ingested_frames_the_store_cannot_hold_are_refused_and_the_run_goes_on(t
         assert [f.step for f in decode_stream(c.get(f"/api/runs/{run}/frames").content)] == [3, 2**63 - 1]
 
 
+def test_numbered_frames_sent_again_are_answered_but_stored_once(tmp_path: Path) -> None:
+    """``X-Convscope-Seq`` numbers a body's frames; the run keeps the last number it stored
+    (committed with the frames, so it outlives the server), and frames numbered up to it are
+    answered as accepted without being stored again. Bodies without a number are stored as
+    they come, as before."""
+
+    def post(c: TestClient, run: str, steps: range, seq: object = None) -> httpx.Response:
+        body = b"".join(encode(frame("scalar", s, run=run)) for s in steps)
+        headers = {"content-type": FRAMES} if seq is None else {"content-type": FRAMES, "X-Convscope-Seq": seq if isinstance(seq, bytes) else str(seq)}
+        return c.post(f"/api/runs/{run}/frames", content=body, headers=headers)
+
+    with TestClient(create_app(tmp_path)) as c:
+        made = c.post("/api/runs", json={"name": "numbered"}).json()
+        run = made["id"]
+        assert post(c, run, range(1, 4), seq=1).json() == {"accepted": 3, "duplicates": 0}
+        assert post(c, run, range(1, 4), seq=1).json() == {"accepted": 3, "duplicates": 3}  # its answer was lost
+        assert post(c, run, range(1, 2), seq=1).json() == {"accepted": 1, "duplicates": 1}  # a part of it (a split)
+        assert post(c, run, range(2, 6), seq=2).json() == {"accepted": 4, "duplicates": 2}  # with newer frames behind
+        assert post(c, run, range(9, 10), seq=9).json() == {"accepted": 1, "duplicates": 0}  # frames 6-8 were dropped
+        assert post(c, run, range(0), seq=10).json() == {"accepted": 0, "duplicates": 0}  # a heartbeat: takes no number
+        assert post(c, run, range(10, 11), seq=10).json() == {"accepted": 1, "duplicates": 0}
+        assert post(c, run, range(1, 3)).json() == {"accepted": 2}  # not numbered (an older sink): stored again
+        for bad in ("0", "-1", "abc", "1.5", " ", str(2**63), "1" * 40, b"\xb2"):  # (the last: '²', a digit to str.isdigit)
+            r = post(c, run, range(11, 12), seq=bad)
+            assert r.status_code == 422 and "X-Convscope-Seq" in r.json()["detail"], bad
+        r = post(c, run, range(11, 13), seq=2**63 - 1)  # numbers past 64 bits
+        assert r.status_code == 422 and "nothing of this body was stored" in r.json()["detail"]
+        assert [f.step for f in decode_stream(c.get(f"/api/runs/{run}/frames").content)] == [1, 1, 2, 2, 3, 4, 5, 9, 10]
+        assert RunStore(tmp_path).open_run(run).state("ingest-last-seq") == b"10"
+    # a new server on the log directory: the run goes on, and still knows what it stored
+    with TestClient(create_app(tmp_path)) as c:
+        r = c.post(f"/api/runs/{run}/resume", json={"key": made["key"]})
+        assert r.json()["last_seq"] == 10
+        assert post(c, run, range(9, 12), seq=9).json() == {"accepted": 3, "duplicates": 2}
+        assert c.post(f"/api/runs/{run}/resume", json={"key": made["key"]}).json()["last_seq"] == 11  # open here: the same
+        assert [f.step for f in decode_stream(c.get(f"/api/runs/{run}/frames").content)] == [1, 1, 2, 2, 3, 4, 5, 9, 10, 11]
+
+
+def test_a_numbered_body_sent_again_while_it_is_being_stored_is_stored_once(server) -> None:
+    """A sink that timed out sends again while the server still stores the first send: the two
+    are stored one after the other, and the second finds its frames stored."""
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        run = c.post("/api/runs", json={"name": "racing"}).json()["id"]
+        body = b"".join(encode(frame("weight_grid", s, run=run)) for s in range(1, 201))
+        headers = {"content-type": FRAMES, "X-Convscope-Seq": "1"}
+        answers: list[dict] = []
+        barrier = threading.Barrier(6)
+
+        def send() -> None:
+            barrier.wait()
+            answers.append(httpx.post(f"{server.url}api/runs/{run}/frames", content=body, headers=headers, timeout=30).json())
+
+        threads = [threading.Thread(target=send) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(a["duplicates"] for a in answers) == [0, 200, 200, 200, 200, 200] and all(a["accepted"] == 200 for a in answers)
+        assert [f.step for f in decode_stream(c.get(f"/api/runs/{run}/frames").content)] == list(range(1, 201))
+
+
 def test_an_ingested_run_whose_monitor_goes_silent_is_crashed(tmp_path: Path, monkeypatch) -> None:
     import convscope.server._app as app_module
 
@@ -202,7 +264,7 @@ def test_only_the_monitor_that_started_a_run_goes_on_with_it_and_never_after_it_
         assert c.post("/api/runs/done/close", json={"status": "finished"}).status_code == 200
         # open here: the same run again (an answer lost on its way, asked again)
         r = c.post("/api/runs/open/resume", json={"key": key["open"]})
-        assert r.status_code == 200 and r.json() == {"id": "open", "max_upload_bytes": 64 << 20, "last_step": 1}
+        assert r.status_code == 200 and r.json() == {"id": "open", "max_upload_bytes": 64 << 20, "last_step": 1, "last_seq": 0}
         # written by another server on this log directory: refused while its writer runs
         with start_local_server(tmp_path, token="t0k") as other:
             r = httpx.post(other.url + "api/runs/open/resume", json={"key": key["open"]}, headers={"Authorization": "Bearer t0k"}, timeout=10)

@@ -39,6 +39,11 @@ INGEST_STALE_SECONDS = 30.0
 MAX_STEP = (1 << 63) - 1
 #: where an ingested run keeps the digest of its monitor's key (:meth:`RunWriter.put_state`)
 INGEST_KEY_STATE = "ingest-key-sha256"
+#: the request header that numbers an ingest body's frames: the number of its first frame, the
+#: others follow one by one (``X-Convscope-Seq: 41`` on three frames: 41, 42, 43)
+SEQ_HEADER = "X-Convscope-Seq"
+#: where an ingested run keeps the number of the last frame it stored, committed with the frames
+INGEST_SEQ_STATE = "ingest-last-seq"
 
 _Send = Callable[[dict[str, Any]], Awaitable[None]]
 _Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -97,10 +102,14 @@ class ResumedRun(BaseModel):
     id: str
     max_upload_bytes: int = Field(description="the largest body POST /api/runs/{run}/frames accepts")
     last_step: int | None = Field(description="the run's last step so far (null: no frames yet)")
+    last_seq: int = Field(0, description=f"the number ({SEQ_HEADER}) of the last frame the run stored (0: none numbered)")
 
 
 class Accepted(BaseModel):
-    accepted: int = Field(description="frames stored")
+    accepted: int = Field(description="frames of the body the run now holds: stored now, or before when sent again")
+    duplicates: int | None = Field(
+        None, description=f"(numbered bodies only, {SEQ_HEADER}) frames of the body the run had already stored, not stored again"
+    )
 
 
 class Closed(BaseModel):
@@ -114,6 +123,17 @@ class Detail(BaseModel):
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": Detail} for code in codes}
+
+
+class _Ingest:
+    """A run open for ingest here: its writer, and the number of the last frame it stored."""
+
+    def __init__(self, writer: RunWriter, *, last_seq: int = 0) -> None:
+        self.writer = writer
+        self.last_seq = last_seq
+        # one body at a time: a body sent again while its first send is still being stored
+        # waits for it, and then finds its frames stored
+        self.lock = threading.Lock()
 
 
 def create_app(
@@ -155,7 +175,7 @@ def create_app(
         raise ServerError("allow_origins must list origins; '*' is refused (convscope never allows every origin)")
     store = RunStore(logdir)
     Path(logdir).mkdir(parents=True, exist_ok=True)
-    writers: dict[str, RunWriter] = {}
+    writers: dict[str, _Ingest] = {}
     writers_lock = threading.Lock()
     hub = LiveHub(store, poll_seconds=poll_seconds)
     watch = RunsWatch(store, poll_seconds=max(poll_seconds, 1.0))
@@ -169,9 +189,9 @@ def create_app(
         with writers_lock:
             left = list(writers.values())
             writers.clear()
-        for writer in left:  # the monitors feeding them lose their server: their runs end here
+        for ingested in left:  # the monitors feeding them lose their server: their runs end here
             try:
-                await asyncio.to_thread(writer.close, status="failed")
+                await asyncio.to_thread(ingested.writer.close, status="failed")
             except StoreError:
                 pass
 
@@ -351,7 +371,7 @@ def create_app(
             writer.close(status="failed")
             raise
         with writers_lock:
-            writers[writer.run_id] = writer
+            writers[writer.run_id] = _Ingest(writer)
         watch.poke()
         return {"id": writer.run_id, "max_upload_bytes": max_upload_bytes, "key": key}
 
@@ -363,7 +383,8 @@ def create_app(
             "The monitor that started the run (it holds the key POST /api/runs gave) goes on with it: the run is "
             "live again and takes frames after its old ones. 404: this log directory has no such run; 403: the key "
             "is not the run's (or the run was not started through ingest); 409: the run finished, or another "
-            "writer still writes it. The monitor then starts a new run."
+            f"writer still writes it. The monitor then starts a new run. `last_seq` is the number ({SEQ_HEADER}) "
+            "of the last frame the run stored: frames up to it need not be sent again."
         ),
         response_model=ResumedRun,
         dependencies=ingest_api,
@@ -375,45 +396,62 @@ def create_app(
         if kept is None or not hmac.compare_digest(kept, _digest(body.key)):
             raise ServerError(f"run {run!r} was not started by the monitor holding this key; start a new run with POST /api/runs", status_code=403)
         with writers_lock:
-            writer = writers.get(run)
-            if writer is None or writer.closed:
+            ingested = writers.get(run)
+            if ingested is None or ingested.writer.closed:
                 try:  # (refused, under the run's write lock, if live elsewhere or finished)
                     writer = store.resume_run(run, stale_after=INGEST_STALE_SECONDS, reopen_finished=False)
                 except StoreError as exc:
                     raise ServerError(f"run {run!r} cannot go on: {exc}", status_code=409) from None
-                writers[run] = writer
+                try:  # (read once the run is ours: no other writer can move it on now)
+                    with open_reader(run) as reader:
+                        ingested = _Ingest(writer, last_seq=_last_seq(reader.state(INGEST_SEQ_STATE)))
+                except BaseException:
+                    writer.close(status="failed")
+                    raise
+                writers[run] = ingested
             # else: it is open here already (the answer to an earlier resume was lost): the same run
         hub.poke(run)
         watch.poke()
         with open_reader(run) as reader:
             last_step = reader.info(details=False)["last_step"]
-        return {"id": run, "max_upload_bytes": max_upload_bytes, "last_step": last_step}
+        return {"id": run, "max_upload_bytes": max_upload_bytes, "last_step": last_step, "last_seq": ingested.last_seq}
 
     @app.post(
         "/api/runs/{run}/frames",
         tags=["ingest"],
         summary="Append encoded frames to a run started with POST /api/runs",
-        description="An empty body is a heartbeat: the run stays live while its monitor is idle.",
+        description=(
+            "An empty body is a heartbeat: the run stays live while its monitor is idle.\n\n"
+            f"Sending again is safe when the body is numbered: `{SEQ_HEADER}: N` says its frames are numbers N, "
+            "N+1, ... in the order the sender wrote them (numbers only go up and are never reused; gaps are "
+            "fine). The run keeps the number of the last frame it stored, in the same transaction as the "
+            "frames; frames of a body numbered up to it are answered as accepted and not stored again (counted "
+            "in `duplicates`), so a body whose answer was lost (a timeout, a dropped connection, a restart) can "
+            "be sent again, whole, split, or with newer frames after it. A body without the header is stored "
+            "as it is; a heartbeat needs no number."
+        ),
         response_model=Accepted,
+        response_model_exclude_none=True,
         openapi_extra={"requestBody": {"content": {FRAMES_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}, "required": True}},
         dependencies=ingest_api,
         responses=_errors(401, 403, 404, 413, 415, 422),
     )
     async def ingest(run: str, request: Request) -> dict[str, int]:
-        writer = writers.get(run)
-        if writer is None or writer.closed:
+        ingested = writers.get(run)
+        if ingested is None or ingested.writer.closed:
             raise ServerError(f"run {run!r} is not open for ingest here; start one with POST /api/runs", status_code=404)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in (FRAMES_MEDIA_TYPE, "application/octet-stream", ""):
             raise ServerError(f"frames must be sent as {FRAMES_MEDIA_TYPE}, not {ctype!r}", status_code=415)
+        seq = _seq_of(request.headers.get(SEQ_HEADER))
         body = await read_limited(request, max_upload_bytes, hint="; send smaller batches")
         try:
-            accepted = await asyncio.to_thread(_store_frames, writer, body)
+            accepted, duplicates = await asyncio.to_thread(_store_frames, ingested, body, seq)
         except FrameError as exc:
             raise ServerError(f"malformed frames: {exc}; nothing of this body was stored", status_code=422) from None
-        if accepted:
+        if accepted > duplicates:
             hub.poke(run)
-        return {"accepted": accepted}
+        return {"accepted": accepted} if seq is None else {"accepted": accepted, "duplicates": duplicates}
 
     @app.post(
         "/api/runs/{run}/close",
@@ -427,10 +465,10 @@ def create_app(
         if status not in ("finished", "failed"):
             raise ServerError(f"status must be 'finished' or 'failed', not {status!r}", status_code=422)
         with writers_lock:
-            writer = writers.pop(run, None)
-        if writer is None:
+            ingested = writers.pop(run, None)
+        if ingested is None:
             raise ServerError(f"run {run!r} is not open for ingest here", status_code=404)
-        writer.close(status=status)
+        ingested.writer.close(status=status)
         hub.poke(run)
         watch.poke()
         return {"id": run, "status": status}
@@ -505,8 +543,28 @@ def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-def _store_frames(writer: RunWriter, body: bytes) -> int:
-    """Check every frame of an ingest body, then queue the exact bytes and commit them."""
+def _seq_of(header: str | None) -> int | None:
+    """The number of a body's first frame (``X-Convscope-Seq``), ``None`` when not numbered."""
+    if header is None:
+        return None
+    value = header.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 19 and 1 <= int(value) <= MAX_STEP):
+        raise ServerError(f"{SEQ_HEADER} must be a whole number from 1 to {MAX_STEP:,} (the number of the body's first frame), got {header[:40]!r}", status_code=422)
+    return int(value)
+
+
+def _last_seq(kept: bytes | None) -> int:
+    """The number of the last frame a run stored, as :data:`INGEST_SEQ_STATE` keeps it (0: none)."""
+    try:
+        return int(kept) if kept else 0
+    except ValueError:
+        return 0  # (unreadable: take every frame, as before numbering)
+
+
+def _store_frames(ingested: _Ingest, body: bytes, seq: int | None) -> tuple[int, int]:
+    """Check every frame of an ingest body, then queue the exact bytes of those the run does not
+    have yet and commit them (with the number of the body's last frame, when numbered).
+    Returns the body's frames and, of those, the ones stored before."""
     view = memoryview(body)
     pieces = []
     pos = 0
@@ -516,10 +574,20 @@ def _store_frames(writer: RunWriter, body: bytes) -> int:
         size = encoded_size(view, pos)
         pieces.append((frame, pos, size))
         pos += size
-    for frame, start, size in pieces:
-        writer.write_encoded(frame, body[start : start + size])
-    writer.flush()
-    return len(pieces)
+    if seq is not None and seq + len(pieces) - 1 > MAX_STEP:
+        raise FrameError(f"{SEQ_HEADER} {seq} numbers this body's {len(pieces)} frames past {MAX_STEP:,}")
+    writer = ingested.writer
+    with ingested.lock:
+        seen = 0 if seq is None else min(len(pieces), max(0, ingested.last_seq - seq + 1))
+        for frame, start, size in pieces[seen:]:
+            writer.write_encoded(frame, body[start : start + size])
+        if seq is None or seen == len(pieces):  # (nothing numbered to keep: a heartbeat at most)
+            writer.flush()
+        else:
+            last = seq + len(pieces) - 1
+            writer.flush(state={INGEST_SEQ_STATE: str(last).encode()})
+            ingested.last_seq = last  # (only once committed: a failed commit stores none of them)
+    return len(pieces), seen
 
 
 async def _send_frames(websocket: WebSocket, viewer: Viewer, store: RunStore) -> None:

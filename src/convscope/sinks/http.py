@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["HttpSink"]
 
 FRAMES_MEDIA_TYPE = "application/x-convscope-frames"
+#: numbers a batch's frames for the server: the number of its first frame (the others follow)
+SEQ_HEADER = "X-Convscope-Seq"
 
 
 class _Refused(Exception):
@@ -44,6 +46,11 @@ class HttpSink(Sink):
     * frames wait in a buffer bounded by ``max_buffer_bytes``; beyond it the oldest are
       dropped and counted in :attr:`dropped`;
     * after a failure the sink waits (0.5 s, doubling up to 30 s) before it tries again;
+    * a batch whose answer never came (a timeout, a dropped connection, a restart) is sent
+      again, and stored once: every frame has a number (1, 2, 3 ... in the order written), each
+      batch says its first (header ``X-Convscope-Seq``), and the server stores no frame numbered
+      up to the last one the run stored (it keeps that number with the frames). A server that
+      does not know the header stores what it gets, as before;
     * batches stay under the server's size limit (it sends it when the run is created; a 413
       splits the batch); a single frame over the limit is dropped and counted;
     * frames still unsent when ``close()`` gives up are dropped and counted too (the monitor
@@ -110,7 +117,11 @@ class HttpSink(Sink):
         self._forgotten: tuple[str, str] | None = None  # (run id, key) of a run the server no longer has open
         self.dropped = 0
         self.sent = 0
-        self._buffer: deque[bytes] = deque()
+        # (number, encoded frame), oldest first. Frames leave only from the front, and come back
+        # to it in order, so the numbers in the buffer always run on one by one: a batch from its
+        # front is numbered by its first frame's number alone
+        self._buffer: deque[tuple[int, bytes]] = deque()
+        self._seq = 0  # the number of the last frame written
         self._size = 0
         self._retry_at = 0.0
         self._backoff = 0.5
@@ -129,10 +140,11 @@ class HttpSink(Sink):
     def write(self, frame: Frame) -> None:
         data = encode(frame)
         with self._lock:
-            self._buffer.append(data)
+            self._seq += 1
+            self._buffer.append((self._seq, data))
             self._size += len(data)
             while self._size > self.max_buffer_bytes and len(self._buffer) > 1:
-                self._size -= len(self._buffer.popleft())
+                self._size -= len(self._buffer.popleft()[1])
                 self.dropped += 1
 
     def flush(self, *, budget: float | None = None) -> None:
@@ -154,7 +166,7 @@ class HttpSink(Sink):
                     self._open_run(self.timeout)
                 if idle:
                     try:
-                        self._post_frames([], b"")
+                        self._post_frames([])
                     except _Refused as exc:
                         if exc.code != 404:
                             raise
@@ -171,20 +183,20 @@ class HttpSink(Sink):
             self._backoff = 0.5
 
     def _send_batch(self) -> None:
-        while self._buffer and len(self._buffer[0]) > self.max_upload_bytes:
-            self._size -= len(self._buffer.popleft())  # one frame the server will never take
+        while self._buffer and len(self._buffer[0][1]) > self.max_upload_bytes:
+            self._size -= len(self._buffer.popleft()[1])  # one frame the server will never take
             self.dropped += 1
         if not self._buffer:
             return
-        batch: list[bytes] = []
+        batch: list[tuple[int, bytes]] = []
         size = 0
-        while self._buffer and (not batch or size + len(self._buffer[0]) <= self.batch_bytes):
-            data = self._buffer.popleft()
-            batch.append(data)
-            size += len(data)
+        while self._buffer and (not batch or size + len(self._buffer[0][1]) <= self.batch_bytes):
+            item = self._buffer.popleft()
+            batch.append(item)
+            size += len(item[1])
         self._size -= size
         try:
-            self._post_frames(batch, b"".join(batch))
+            self._post_frames(batch)
             self.batch_bytes = min(self._batch_bytes, self.batch_bytes * 2)  # back to full size after a shrink
         except _Refused as exc:
             if exc.code == 413 and len(batch) > 1:
@@ -207,13 +219,16 @@ class HttpSink(Sink):
                 self.batch_bytes = max(1, size // 2)
             raise
 
-    def _unsend(self, batch: list[bytes], size: int) -> None:
+    def _unsend(self, batch: list[tuple[int, bytes]], size: int) -> None:
         self._buffer.extendleft(reversed(batch))
         self._size += size
 
-    def _post_frames(self, batch: list[bytes], body: bytes) -> None:
+    def _post_frames(self, batch: list[tuple[int, bytes]]) -> None:
+        """Send ``batch`` (empty: a heartbeat, which needs no number)."""
         assert self.run_id is not None
-        self._post(f"/api/runs/{quote(self.run_id)}/frames", body, FRAMES_MEDIA_TYPE, self.timeout)
+        numbered = {SEQ_HEADER: str(batch[0][0])} if batch else {}
+        body = b"".join(data for _seq, data in batch)
+        self._post(f"/api/runs/{quote(self.run_id)}/frames", body, FRAMES_MEDIA_TYPE, self.timeout, headers=numbered)
         self.sent += len(batch)
         self._last_sent = time.monotonic()
 
@@ -257,6 +272,10 @@ class HttpSink(Sink):
         self._key = key
         if self.run_id not in self.run_ids:
             self.run_ids.append(self.run_id)
+        stored = answer.get("last_seq")  # (resumed: frames up to it reached the run, whatever answers were lost)
+        while isinstance(stored, int) and self._buffer and self._buffer[0][0] <= stored:
+            self._size -= len(self._buffer.popleft()[1])
+            self.sent += 1
         limit = answer.get("max_upload_bytes")
         if isinstance(limit, int) and limit > 0:
             # a body over the limit would be refused, and refused early: uvicorn answers 413
@@ -305,8 +324,8 @@ class HttpSink(Sink):
         except OSError as exc:
             raise ServerError(f"could not close run {run_id} on {self.url}: {exc}") from None
 
-    def _post(self, path: str, body: bytes, content_type: str, timeout: float) -> Any:
-        headers = {"Content-Type": content_type}
+    def _post(self, path: str, body: bytes, content_type: str, timeout: float, *, headers: Mapping[str, str] | None = None) -> Any:
+        headers = {"Content-Type": content_type, **(headers or {})}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")

@@ -221,21 +221,26 @@ class RunWriter:
         """Frames written but not committed yet."""
         return len(self._buffer)
 
-    def flush(self) -> int:
+    def flush(self, *, state: Mapping[str, bytes] | None = None) -> int:
         """Commit everything written so far in one transaction; returns how many frames.
 
         With nothing to commit it only refreshes the run's heartbeat, at most once a second.
-        """
-        return self._flush(final=False)
 
-    def _flush(self, *, final: bool) -> int:
+        Args:
+            state: entries to keep as :meth:`put_state` does, in the same transaction as the
+                frames: a crash keeps both or neither (the server's ingest keeps the number of
+                the last frame it stored this way, to know a frame sent again).
+        """
+        return self._flush(final=False, state=state)
+
+    def _flush(self, *, final: bool, state: Mapping[str, bytes] | None = None) -> int:
         with self._commit:
             with self._lock:
                 pending, self._buffer = self._buffer, []
             if self._closed and not pending and not final:
                 return 0  # closed (or closing: close() commits its own final heartbeat)
             now = time.time()
-            if not pending and not final and now - self._beat < HEARTBEAT_SECONDS:
+            if not pending and not final and not state and now - self._beat < HEARTBEAT_SECONDS:
                 return 0
             next_id = self._next_id
             rows: list[_Row] = []
@@ -262,6 +267,8 @@ class RunWriter:
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [(k, layer, *vars(self._series[(k, layer)]).values()) for k, layer in touched],
                     )
+                if state:
+                    self._con.executemany("INSERT OR REPLACE INTO state (key, data) VALUES (?, ?)", [(k, sqlite3.Binary(v)) for k, v in state.items()])
                 self._con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('updated', ?)", (dumps(now),))
                 self._con.execute("COMMIT")
             except (sqlite3.Error, StoreError) as exc:

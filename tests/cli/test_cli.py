@@ -126,6 +126,53 @@ def test_runs_lists_each_run_with_its_status_newest_first(tmp_path, capsys, monk
     live.close()
 
 
+def test_runs_says_what_each_run_lost_and_apart_what_its_budget_deferred(tmp_path, capsys, monkeypatch) -> None:
+    # (a run's dropped frames were in the run file, but `convscope runs` showed no sign of them)
+    import json
+
+    from convscope.frames import Frame
+    from convscope.store import RunStore
+
+    def listed() -> tuple[list[str], dict[str, str], str]:
+        """The table's column names, its lines by run id, and all it said."""
+        assert main(["runs", "--logdir", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        [head] = [line for line in out.splitlines() if line.split()[:2] == ["run", "status"]]
+        lines = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in ("clean", "lossy", "busy-cpu")}
+        return head.split(), lines | {"": head}, " ".join(out.split())
+
+    monkeypatch.setenv("COLUMNS", "150")
+    store = RunStore(tmp_path)
+    with store.create_run("clean") as w:
+        w.write(Frame(run=w.run_id, step=1, kind="scalar", payload={"name": "loss", "value": 1.0}))
+    columns, _lines, said = listed()
+    assert columns == ["run", "status", "steps", "frames", "updated", "model"]  # nothing dropped: the table as before
+    assert "lost:" not in said and "deferred:" not in said
+
+    def dropped(w, step: int, count: int, sink: str) -> None:  # (each holds its cause's running total, as the monitor writes)
+        w.write(Frame(run=w.run_id, step=step, kind="dropped", payload={"count": count, "sink": sink}))
+
+    with store.create_run("lossy") as w:
+        for step, count, sink in ((5, 2, "queue"), (6, 1, "budget"), (9, 1500, "queue"), (9, 3, "http"), (12, 4, "budget"), (13, 1, "store")):
+            dropped(w, step, count, sink)
+    with store.create_run("busy-cpu") as w:
+        dropped(w, 3, 7, "budget")
+    assert main(["runs", "--logdir", str(tmp_path), "--json"]) == 0
+    assert {r["id"]: r["dropped"] for r in json.loads(capsys.readouterr().out)} == {
+        "busy-cpu": {"budget": 7}, "lossy": {"budget": 4, "http": 3, "queue": 1500, "store": 1}, "clean": {}}
+    columns, lines, said = listed()
+    assert columns == ["run", "status", "steps", "frames", "lost", "deferred", "updated", "model"]
+    lost, deferred, updated = (lines[""].index(col) for col in ("lost", "deferred", "updated"))  # (both left-justified)
+    cells = {run: (line.split()[1:4], line[lost:deferred].strip(), line[deferred:updated].strip()) for run, line in lines.items() if run}
+    assert cells == {
+        "busy-cpu": (["finished", "3-3", "1"], "", "7"),  # deferred only: nothing said lost
+        "lossy": (["finished", "5-13", "6"], "http 3, queue 1,500, store 1", "4"),
+        "clean": (["finished", "1-1", "1"], "", ""),
+    }
+    assert "lost: frames dropped by the monitor's full queue or a sink" in said
+    assert "deferred: recording steps the overhead budget skipped on purpose" in said
+
+
 def test_runs_says_which_files_of_the_logdir_are_not_readable_runs(tmp_path, capsys) -> None:
     # (a broken or foreign .convscope.db was left out silently: "no runs in DIR")
     import json

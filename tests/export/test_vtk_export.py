@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,10 +162,44 @@ def test_collection_lists_steps_in_order_and_rewrites_a_step(tmp_path, weight_fr
     w = VtkWriter(tmp_path)
     for step in (30, 10, 20, 10):
         w.write(Frame(run="r", step=step, kind="weight_grid", layer="conv1", payload=weight_frame.payload))
-    assert [t for t, _ in _series(tmp_path, "weights-conv1")] == [10.0, 20.0, 30.0]  # readable while the run goes on
+    listed = [t for t, _ in _series(tmp_path, "weights-conv1")]  # readable at once, while the run goes on
+    assert 30.0 in listed and listed == sorted(set(listed))
     w.close()
+    assert [t for t, _ in _series(tmp_path, "weights-conv1")] == [10.0, 20.0, 30.0]
     assert w.collections() == [tmp_path / "weights-conv1.pvd"]
     assert not list(tmp_path.rglob("*.part"))  # written whole and renamed
+
+
+def test_a_live_sink_rewrites_its_collections_every_few_seconds_not_after_every_frame(tmp_path, weight_frame, monkeypatch) -> None:
+    # (the live sink rewrote each .pvd after every frame: time in the square of a series' steps)
+    import time
+
+    import convscope.export._vtk as vtk
+
+    rewrites: list[int] = []
+
+    def write_pvd(path, entries) -> None:
+        rewrites.append(len(entries))
+        for _time, rel in entries:  # a .pvd only ever lists step files that are there whole
+            assert (Path(path).parent / rel).is_file()
+        real_write_pvd(path, entries)
+
+    real_write_pvd = vtk.write_pvd
+    monkeypatch.setattr(vtk, "write_pvd", write_pvd)
+    w = VtkWriter(tmp_path)
+    started = time.monotonic()
+    for step in range(300):
+        w.write(Frame(run="r", step=step, kind="weight_grid", layer="conv1", payload=weight_frame.payload))
+        if step == 0:  # a new series is listed with its first step: ParaView can open it at once
+            assert _series(tmp_path, "weights-conv1") == [(0.0, "weights-conv1/weights-conv1_00000000.vtp")]
+    assert len(rewrites) <= 1 + (time.monotonic() - started) / vtk.PVD_SECONDS, rewrites
+    # the monitor flushes its sinks about once a second: a run that pauses (an evaluation, a
+    # checkpoint) shows ParaView its latest steps without waiting for another frame
+    w.flush()
+    assert [t for t, _ in _series(tmp_path, "weights-conv1")] == [float(s) for s in range(300)]
+    w.write(Frame(run="r", step=300, kind="weight_grid", layer="conv1", payload=weight_frame.payload))
+    w.close()
+    assert rewrites[-1] == 301 and len(rewrites) <= 3 + (time.monotonic() - started) / vtk.PVD_SECONDS
 
 
 def test_kinds_without_a_scene_and_filters_are_skipped(tmp_path) -> None:

@@ -43,9 +43,14 @@ from convscope.sinks._base import Sink
 
 __all__ = ["VTK_KINDS", "VtkWriter", "scenes_of"]
 
-#: an export rewrites its ``.pvd`` files about this often (seconds; less often when they grow
-#: long), so that one killed midway leaves collections of what it wrote
+#: the writer rewrites its ``.pvd`` files about this often (seconds; less often when they grow
+#: long), not after every frame: often enough that ParaView sees a live run's new steps and a
+#: writer killed midway leaves collections of what it wrote
 PVD_SECONDS = 2.0
+
+#: at most this share of the writer's time goes on rewriting ``.pvd`` files (a long series makes
+#: each rewrite dearer: the next one waits in proportion)
+PVD_SHARE = 0.02
 
 #: frame kinds that have a VTK scene
 VTK_KINDS = ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups")
@@ -126,15 +131,19 @@ class VtkWriter(Sink):
 
     A live sink (``create_sink("vtk", out="run-vtk")``): ParaView can open a ``.pvd`` while
     the run goes on and reload it to see new steps. Files are written whole and renamed into
-    place, so a reader never sees half a file.
+    place, so a reader never sees half a file. A series' ``.pvd`` is written with its first
+    step file, then rewritten every :data:`PVD_SECONDS` or so as frames come, at each
+    :meth:`flush` (the monitor's, about once a second) and when the writer closes, rather than
+    after every frame, which cost time in the square of a series' steps (a 100,000-step run
+    rewrote a 100,000-entry file per frame); long collections are rewritten less often, so
+    that rewriting keeps to :data:`PVD_SHARE` of the time. At every moment each ``.pvd`` lists
+    only step files that are there whole, so a writer killed outright leaves collections that
+    ParaView opens, of what it had written up to a few seconds before.
 
     With ``export`` (what ``convscope export`` makes), the writer is not a live sink: the first
-    frame of each series replaces that series' step files left in ``out`` by an earlier writer,
-    which its new ``.pvd`` would not list (other files are never touched), and the ``.pvd`` files
-    are rewritten every :data:`PVD_SECONDS` or so and when the writer closes, rather than after
-    every frame (which costs time in the square of a series' steps). At every moment each
-    ``.pvd`` lists only step files that are there whole, so an export killed outright leaves
-    collections that ParaView opens, of about what it had written.
+    frame of each series also replaces that series' step files left in ``out`` by an earlier
+    writer, which its new ``.pvd`` would not list (other files are never touched). A live sink
+    never removes a file.
 
     Example:
         >>> import tempfile, numpy as np
@@ -164,7 +173,8 @@ class VtkWriter(Sink):
         self.bytes_written = 0
         self._trajectories = _Trajectories()
         self._dirty: set[str] = set()
-        self._pvd_due = time.monotonic() + PVD_SECONDS
+        self._pvd_rewritten = time.monotonic()  # (when the .pvd files were last rewritten, and how long that took)
+        self._pvd_took = 0.0
         self._lock = threading.Lock()
 
     def write(self, frame: Frame) -> None:
@@ -181,24 +191,36 @@ class VtkWriter(Sink):
                 first = series not in self.series
                 self.series.setdefault(series, {})[frame.step] = rel
                 self._dirty.add(series)
-                if self.export and first:
-                    self._replace_earlier_export(series)
-            if not self.export:
-                self._write_collections()
-            elif time.monotonic() >= self._pvd_due:
-                started = time.monotonic()
-                self._write_collections()
-                # (a long series makes each rewrite dearer: waiting in proportion keeps their cost under 2 %)
-                self._pvd_due = time.monotonic() + max(PVD_SECONDS, 50 * (time.monotonic() - started))
+                if first:  # (listed at once: ParaView can open a new series as soon as it has a step)
+                    self._write_collections([series])
+                    if self.export:
+                        self._replace_earlier_export(series)
+            self._rewrite_collections(wait=PVD_SECONDS)
+
+    def flush(self) -> None:
+        """Rewrite the ``.pvd`` files that miss steps (the monitor calls it about once a second
+        while frames come, every few seconds while they do not), unless the last rewrite took
+        long enough that this one would cost more than :data:`PVD_SHARE` of the time."""
+        with self._lock:
+            self._rewrite_collections(wait=0.0)
+
+    def _rewrite_collections(self, *, wait: float) -> None:
+        """Rewrite the ``.pvd`` files that miss steps, at least ``wait`` seconds after the last
+        rewrite, and long enough after it that rewriting keeps to :data:`PVD_SHARE` of the time."""
+        if not self._dirty or time.monotonic() < self._pvd_rewritten + max(wait, self._pvd_took / PVD_SHARE):
+            return
+        started = time.monotonic()
+        self._write_collections()
+        self._pvd_rewritten = time.monotonic()
+        self._pvd_took = self._pvd_rewritten - started
 
     def _replace_earlier_export(self, series: str) -> None:
-        """The series' ``.pvd`` now lists its first new step file alone; then the step files
-        an earlier export left go (its new ``.pvd`` would not list them, but someone opening the
+        """Once the series' ``.pvd`` lists its first new step file alone, the step files an
+        earlier export left go (its new ``.pvd`` would not list them, but someone opening the
         folder's files by hand would see them). In this order, a ``.pvd`` never lists a file
         that is not there, even if the export is killed in between. Only files named as this
         writer names them go (``<series>_<step>.vtp|.vti``, and ``.part`` ones left by a crash);
         any other file stays."""
-        self._write_collections([series])
         listed = {Path(rel).name for rel in self.series[series].values()}
         remove_ours(self.out / series, re.compile(re.escape(series) + r"_-?\d+\.vt[ip](\.part)?"), keep=listed)
 

@@ -398,3 +398,42 @@ def test_a_run_keeps_state_under_a_key_for_a_resumed_writer(tmp_path: Path) -> N
     resumed.close()
     with store.open_run("job") as r:
         assert r.state("trajectory/conv1") == b"again"
+
+
+def test_the_drop_totals_are_kept_with_the_frames_and_go_on_after_a_resume(tmp_path: Path) -> None:
+    """A run keeps what its ``dropped`` frames say, by cause, committed with them: reading the
+    totals is one row, whatever the number of such frames (a budgeted run writes one a
+    recording); they equal what the frames say, also after a resume, and a run written before
+    the totals were kept is still read from its frames."""
+    store = RunStore(tmp_path)
+    w = store.create_run("drops")
+
+    def drop(step: int, count: int, sink: str) -> Frame:
+        return Frame(run=w.run_id, step=step, kind="dropped", payload={"count": count, "sink": sink})
+
+    for step in range(1, 301):  # running totals, as the monitor sends them
+        w.write(drop(step, step, "budget"))
+        w.write(frame("scalar", step, run=w.run_id))
+        if step % 50 == 0:
+            w.write(drop(step, step // 50, "http"))
+        if step % 40 == 0:
+            w.flush()
+    w.close()
+    expected = {"budget": 300, "http": 6}
+    run = w.run_id
+    with store.open_run(run) as r:
+        assert r.dropped() == expected and r.state("dropped-totals") is not None
+    w = store.resume_run(run)
+    assert w.dropped_totals() == expected
+    w.write(drop(301, 2, "queue"))
+    w.write(drop(301, 301, "budget"))
+    w.close()
+    expected = {"budget": 301, "http": 6, "queue": 2}
+    with store.open_run(run) as r:
+        assert r.dropped() == expected
+    con = sqlite3.connect(tmp_path / f"{run}.convscope.db")  # a run from before the totals were kept
+    con.execute("DELETE FROM state WHERE key = 'dropped-totals'")
+    con.commit()
+    con.close()
+    with store.open_run(run) as r:
+        assert r.state("dropped-totals") is None and r.dropped() == expected

@@ -13,7 +13,7 @@ from typing import Any
 
 from convscope.errors import StoreError
 from convscope.frames import Frame, check_kinds, decode
-from convscope.store._schema import FORMAT, LEGACY_SERIES, RUN_SUFFIX, connect, number, status_of
+from convscope.store._schema import DROPPED_STATE, FORMAT, LEGACY_SERIES, RUN_SUFFIX, connect, number, status_of
 
 __all__ = ["RunReader"]
 
@@ -156,6 +156,14 @@ class RunReader:
         """What the run's ``dropped`` frames say was lost, by what lost it: ``queue`` (work
         dropped from the monitor's full queue), ``budget`` (recording steps put off), a sink's
         name (frames it could not deliver; ``store``: frames this run's own commits lost)."""
+        kept = self.state(DROPPED_STATE)  # (committed with the frames)
+        if kept is not None:
+            try:
+                totals = json.loads(kept)
+                if isinstance(totals, dict) and all(isinstance(v, int) for v in totals.values()):
+                    return {str(k): int(v) for k, v in sorted(totals.items())}
+            except ValueError:
+                pass  # (damaged: the frames say it again)
         return drop_totals(data for (data,) in self._query("SELECT data FROM frames WHERE kind = 'dropped'"))
 
     def status(self) -> str:

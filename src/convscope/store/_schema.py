@@ -16,6 +16,9 @@ from typing import Any
 from convscope.errors import StoreError
 
 RUN_SUFFIX = ".convscope.db"
+#: where a run keeps the totals its ``dropped`` frames say, by cause (JSON), committed with them:
+#: a listing of many long runs reads one row each instead of decoding every such frame
+DROPPED_STATE = "dropped-totals"
 #: version of the file layout below (1: no ``series`` table; still readable)
 FORMAT = 2
 #: a live run whose writer is on another machine and has not written for this long crashed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sqlite3
@@ -16,7 +17,16 @@ from typing import Any
 from convscope.errors import StoreError
 from convscope.frames import Frame, encode
 from convscope.store._reader import RunReader, drop_totals
-from convscope.store._schema import FORMAT, HEARTBEAT_SECONDS, connect, create_tables, dumps, process_start, status_of
+from convscope.store._schema import (
+    DROPPED_STATE,
+    FORMAT,
+    HEARTBEAT_SECONDS,
+    connect,
+    create_tables,
+    dumps,
+    process_start,
+    status_of,
+)
 
 #: the ``sink`` of the ``dropped`` frames in which a run counts the frames its own commits lost
 LOST_SINK = "store"
@@ -98,6 +108,7 @@ class RunWriter:
         self._lost_before = 0  # a resumed run's frames lost by its earlier writers
         self._lost_reported = 0  # ``lost`` as the run holds it
         self._lost_step = 0  # the newest step among the lost frames
+        self._drops: dict[str, int] = {}  # what the run's dropped frames say, by cause (as DROPPED_STATE keeps it)
         self._con = connect(path, write=True)
         self._file_id = (0, 0)
         now = time.time()
@@ -134,7 +145,9 @@ class RunWriter:
                 self._load_series()
                 steps = [s.last_step for s in self._series.values()]
                 self.resumed_from = max(steps) if steps else None
-                self._lost_before = drop_totals(self._dropped_rows()).get(LOST_SINK, 0)
+                # (decoded once here: a run written before the totals were kept has only its frames)
+                self._drops = drop_totals(self._dropped_rows())
+                self._lost_before = self._drops.get(LOST_SINK, 0)
             self._next_id = 1 + int(self._con.execute("SELECT COALESCE(MAX(id), 0) FROM frames").fetchone()[0])
         except BaseException:
             self._con.close()
@@ -145,7 +158,7 @@ class RunWriter:
         largest); ``store`` counts the frames this run's own commits lost (:attr:`lost`, with
         those of the writers before a resume), once a commit after the loss succeeded."""
         with self._commit:
-            return drop_totals(self._dropped_rows())
+            return dict(self._drops)
 
     def _dropped_rows(self) -> list[bytes]:
         return [data for (data,) in self._con.execute("SELECT data FROM frames WHERE kind = 'dropped'").fetchall()]
@@ -249,6 +262,9 @@ class RunWriter:
             report = self._lost_report(next_id + len(rows), now) if rows or final else None
             if report is not None:
                 rows.append(report)
+            drops = self._drops_with(rows)
+            if drops is not None:
+                state = {**(state or {}), DROPPED_STATE: json.dumps(drops).encode()}
             touched: set[tuple[str, str]] = set()
             saved = self._save_state(rows, final=final)
             try:
@@ -287,9 +303,22 @@ class RunWriter:
                 ) from None
             self._next_id = next_id + len(rows)
             self._beat = now
+            if drops is not None:
+                self._drops = drops
             if report is not None:
                 self._lost_reported = self.lost
             return len(pending)
+
+    def _drops_with(self, rows: list[_Row]) -> dict[str, int] | None:
+        """The run's drop totals with those of the ``dropped`` frames among ``rows`` (each holds
+        a running total: the largest stands), or ``None`` where ``rows`` hold none."""
+        new = [data for _id, _step, _t, _layer, kind, _size, data in rows if kind == "dropped"]
+        if not new:
+            return None
+        drops = dict(self._drops)
+        for cause, count in drop_totals(new).items():
+            drops[cause] = max(drops.get(cause, 0), count)
+        return dict(sorted(drops.items()))
 
     def _lost_report(self, row_id: int, now: float) -> _Row | None:
         """A ``dropped`` frame (sink ``store``) saying how many frames the run's commits have lost

@@ -107,6 +107,19 @@ def test_bad_requests_get_4xx_with_a_message(tmp_path: Path, path: str, params: 
         assert c.get("api/health").status_code == 200
 
 
+def test_the_runs_listing_says_what_each_run_lost_by_cause(tmp_path: Path) -> None:
+    # The Runs page marks runs with gaps from the listing alone: each run's drop totals by cause
+    # (running totals, so the largest of each), "budget" among them, and {} for a clean run.
+    _write_run(tmp_path, "clean", steps=3).close()
+    with _write_run(tmp_path, "lossy", steps=3) as w:
+        for step, count, sink in [(1, 500, "queue"), (2, 1500, "queue"), (2, 20, "http"), (3, 86, "budget")]:
+            w.write(Frame(run=w.run_id, step=step, kind="dropped", payload={"count": count, "sink": sink}))
+    with TestClient(create_app(tmp_path)) as c:
+        listed = {r["id"]: r["dropped"] for r in c.get("/api/runs").json()}
+        assert listed == {"clean": {}, "lossy": {"budget": 86, "http": 20, "queue": 1500}}
+        assert c.get("/api/runs/lossy").json()["dropped"] == listed["lossy"]  # the run view says the same
+
+
 def test_a_corrupt_run_file_is_a_422_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "junk.convscope.db").write_bytes(b"garbage" * 500)
     _write_run(tmp_path, "good", steps=2).close()

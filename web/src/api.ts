@@ -16,6 +16,8 @@ export interface RunInfo {
   first_step: number | null;
   last_step: number | null;
   frames: number;
+  /** drop totals by cause: "queue" or a sink ("store", "http") lost frames; "budget" counts recording steps deferred on purpose */
+  dropped: Record<string, number>;
 }
 
 export interface RunDetails extends RunInfo {

@@ -1,6 +1,6 @@
 // The dashboard's note under a run's title, from the run's config and its "dropped" frames.
 import { describe, expect, it } from "vitest";
-import { countDrops, divergence, runNote } from "../src/views/runNote";
+import { countDrops, divergence, dropMarks, runNote } from "../src/views/runNote";
 
 describe("run note", () => {
   it("groups the views by how often they were asked for", () => {
@@ -16,8 +16,31 @@ describe("run note", () => {
     const note = runNote({ every: { weights: 10 }, budget: 0.03 }, drops, 4);
     expect(note).toBe(
       "asked for weights every 10 steps · 9 recording steps skipped to stay within the 3% overhead budget · " +
-        "2 pieces of work dropped from a full queue · 4 older feature-map frames thinned to keep the run small",
+        "2 frames lost: queue 2 · 4 older feature-map frames thinned to keep the run small",
     );
+  });
+
+  it("marks lost frames by cause and deferred steps apart, in the note's words", () => {
+    const marks = dropMarks({ queue: 1500, budget: 86, http: 20, store: 0 });
+    expect(marks.lost).toEqual({
+      total: 1520,
+      mark: "⚠ 1,520 lost",
+      text: "1,520 frames lost: queue 1,500, http 20",
+      title: "1,520 frames lost: queue 1,500, http 20 (queue: the monitor's queue was full; http: the server never got them)",
+    });
+    expect(marks.deferred).toEqual({
+      total: 86,
+      mark: "86 deferred",
+      text: "86 recording steps skipped to stay within the overhead budget",
+      title: "86 recording steps skipped to stay within the overhead budget: deferred on purpose, not lost",
+    });
+    // the run's header says the same sentences (from the same totals as a Map)
+    const note = runNote({}, new Map(Object.entries({ queue: 1500, budget: 86, http: 20 })), 0);
+    expect(note).toBe(`${marks.deferred!.text} · ${marks.lost!.text}`);
+    expect(dropMarks({ budget: 3 }).lost).toBeUndefined();
+    expect(dropMarks({ tensorboard: 1 }).lost!.title).toBe("1 frame lost: tensorboard 1 (tensorboard: the tensorboard sink dropped them)");
+    expect(dropMarks({})).toEqual({});
+    expect(dropMarks({ queue: 0, budget: 0 })).toEqual({});
   });
 
   it("says where a stopped training was resumed", () => {

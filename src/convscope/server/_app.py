@@ -64,17 +64,18 @@ class RunInfo(BaseModel):
     first_step: int | None = None
     last_step: int | None = None
     frames: int = Field(description="frames stored")
+    dropped: dict[str, int] = Field(
+        default_factory=dict,
+        description="what the run's 'dropped' frames say was lost, by what lost it: 'queue' (the monitor's full queue) "
+        "or a sink ('store': frames the run's own commits lost; 'http': frames a server never got); and 'budget': "
+        "recording steps the overhead budget deferred on purpose, not a loss",
+    )
 
 
 class RunDetails(RunInfo):
     kinds: dict[str, int] = Field(description="frames stored per kind")
     layers: list[str] = Field(description="layer ids in first-seen order")
     thinned: dict[str, int] = Field(description="'kind:layer' -> frames removed by retention")
-    dropped: dict[str, int] = Field(
-        default_factory=dict,
-        description="what the run's 'dropped' frames say was lost, by what lost it: queue, budget or a sink "
-        "('store': frames the run's own commits lost)",
-    )
     meta: dict[str, Any] = Field(description="config, retention, and the model graph from run_meta frames")
 
 

@@ -116,9 +116,11 @@ class RunReader:
             raise StoreError(f"run {self.run_id}'s metadata is damaged ({exc}); its frames may still be read with sqlite3") from None
 
     def info(self, *, details: bool = True) -> dict[str, Any]:
-        """The run's summary (the API's RunInfo; with ``details``, also kinds, layers, thinning, drops, meta).
+        """The run's summary (the API's RunInfo, drops by cause among it; with ``details``, also
+        kinds, layers, thinning and meta).
 
-        Cheap at any run length: it reads the per-series summary the writer keeps, not the frames.
+        Cheap at any run length: it reads the per-series summary and drop totals the writer keeps,
+        not the frames.
         """
         meta = self.meta()
         first, last, count = self._query(f"SELECT MIN(first_step), MAX(last_step), COALESCE(SUM(count), 0) FROM {self._series_sql}")[0]
@@ -133,13 +135,13 @@ class RunReader:
             "first_step": first,
             "last_step": last,
             "frames": int(count),
+            "dropped": self.dropped(),  # (one row; a run written before runs kept it reads its dropped frames)
         }
         if details:
             series = self.series()
             info["kinds"] = _kinds(series)
             info["layers"] = _layers(series)
             info["thinned"] = {f"{s['kind']}:{s['layer']}": s["thinned"] for s in series if s["thinned"]}
-            info["dropped"] = self.dropped()
             info["meta"] = {"config": meta.get("config"), "retention": meta.get("retention"), **self._run_meta()}
         return info
 

@@ -8,7 +8,7 @@ import { drawHealth, healthStepAt, healthSummary } from "../views/health";
 import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
 import { pruningLines } from "../views/pruning";
-import { countDrops, divergence, runNote } from "../views/runNote";
+import { countDrops, divergence, dropMarks, runNote } from "../views/runNote";
 import { ScalarsView } from "../views/scalars";
 import { TrajectoryView } from "../views/trajectory";
 import { WeightGridView } from "../views/weightGrid";
@@ -29,7 +29,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   root.innerHTML = `
     <section class="run-head">
       <div class="run-title"><a href="#/runs" class="muted">Runs</a> / <h1 id="run-name"></h1>
-        <span id="run-status" class="chip"></span><span id="run-model" class="muted"></span></div>
+        <span id="run-status" class="chip"></span><span id="run-lost" class="lost-mark" hidden></span><span id="run-model" class="muted"></span></div>
       <div class="controls">
         <label>layer <select id="layer"></select></label>
         <button id="play" title="replay the recorded steps">▶</button>
@@ -173,6 +173,8 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     current = lastStep;
     layerSelect.innerHTML = details.layers.map((l) => `<option>${l}</option>`).join("");
     layer = details.layers[0] ?? "";
+    // the run's own totals (one row of its state): a thinned timeline may miss a cause's last count
+    for (const [sink, count] of Object.entries(details.dropped ?? {})) countDrops(drops, { sink, count });
     const timeline = await getFrames(run, { kind: ["scalar", "scalars", "pruning", "gradient_health", "dropped", "run_meta"], maxPoints: 3000 });
     scalars.add(timeline.filter((f) => f.kind !== "dropped"));
     prunings.push(...timeline.filter((f) => f.kind === "pruning"));
@@ -187,6 +189,11 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     if (!details) return;
     const thinned = Object.values(details.thinned).reduce((a, b) => a + b, 0);
     $("#run-note").textContent = runNote(details.meta.config ?? {}, drops, thinned, scalars.resumes, divergence(health));
+    const lost = dropMarks(drops).lost; // (as the Runs page marks it; the note says the deferred steps, quietly)
+    const mark = $("#run-lost");
+    mark.hidden = !lost;
+    mark.textContent = lost?.mark ?? "";
+    mark.title = lost?.title ?? "";
   }
 
   function setStatus(status: string): void {

@@ -1,21 +1,32 @@
 // The Runs page: every run in the server's log directory, live-updated.
 import { followRuns, listRuns, type RunInfo } from "../api";
+import { dropMarks, type DropMarks } from "../views/runNote";
+
+const GAPS_HELP =
+  "frames a run lost (its monitor's queue was full, or a sink failed: point at the mark for its causes), and, quieter, " +
+  "recording steps its overhead budget deferred on purpose";
 
 export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void): () => void {
   root.innerHTML = `
     <section class="page-head"><h1>Runs</h1>
       <p class="muted">Every run of this server's log directory. Live runs update as they train; click one to open its dashboard.
         To look inside a trained model, open the <a href="#/explore" id="open-explorer">model explorer</a>.</p></section>
-    <table class="runs"><thead><tr><th>run</th><th>status</th><th>model</th><th>started</th><th>steps</th><th>frames</th></tr></thead>
-    <tbody id="runs-body"><tr><td colspan="6" class="muted">loading…</td></tr></tbody></table>`;
+    <table class="runs"><thead><tr><th>run</th><th>status</th><th>model</th><th>started</th><th>steps</th><th class="num">frames</th>
+      <th class="gaps" title="${GAPS_HELP}" hidden>gaps</th></tr></thead>
+    <tbody id="runs-body"><tr><td colspan="7" class="muted">loading…</td></tr></tbody></table>`;
   const body = root.querySelector<HTMLTableSectionElement>("#runs-body")!;
+  const gapsHead = root.querySelector<HTMLTableCellElement>("th.gaps")!;
   const runs = new Map<string, RunInfo>();
   const render = () => {
     const rows = [...runs.values()].sort((a, b) => (b.started ?? 0) - (a.started ?? 0));
     if (rows.length === 0) {
-      body.innerHTML = `<tr><td colspan="6" class="muted">No runs yet. Start one with <code>convscope demo</code> or <code>convscope.watch(model, optimizer=opt)</code>.</td></tr>`;
+      body.innerHTML = `<tr><td colspan="7" class="muted">No runs yet. Start one with <code>convscope demo</code> or <code>convscope.watch(model, optimizer=opt)</code>.</td></tr>`;
       return;
     }
+    const marks = new Map(rows.map((r) => [r.id, dropMarks(r.dropped ?? {})]));
+    // (a column only where some run has gaps: a log directory without any lists as before)
+    const gaps = [...marks.values()].some((m) => m.lost || m.deferred);
+    gapsHead.hidden = !gaps;
     body.innerHTML = "";
     for (const r of rows) {
       const tr = document.createElement("tr");
@@ -24,9 +35,10 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       const started = r.started ? new Date(r.started * 1000).toLocaleString() : "";
       const steps = r.last_step === null ? "" : `${r.first_step ?? 0}–${r.last_step}`;
       tr.innerHTML = `<td><a href="#/runs/${encodeURIComponent(r.id)}"></a></td><td><span class="chip ${r.status}">${r.status}</span></td>
-        <td class="model"></td><td>${started}</td><td>${steps}</td><td>${r.frames}</td>`;
+        <td class="model"></td><td>${started}</td><td>${steps}</td><td class="num">${r.frames.toLocaleString("en-US")}</td>`;
       tr.querySelector("a")!.textContent = r.name;
       tr.querySelector(".model")!.textContent = r.model ?? "";
+      if (gaps) tr.appendChild(gapsCell(marks.get(r.id)!));
       tr.addEventListener("click", () => (location.hash = `#/runs/${encodeURIComponent(r.id)}`));
       body.appendChild(tr);
     }
@@ -36,9 +48,25 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       for (const r of list) runs.set(r.id, r);
       render();
     })
-    .catch((e) => (body.innerHTML = `<tr><td colspan="6" class="error">${String(e)}</td></tr>`));
+    .catch((e) => (body.innerHTML = `<tr><td colspan="7" class="error">${String(e)}</td></tr>`));
   return followRuns((r) => {
     runs.set(r.id, r);
     render();
   }, setConnection);
+}
+
+/** A warning mark for frames lost, and a quiet note for recording steps deferred: empty for a run without either. */
+function gapsCell(marks: DropMarks): HTMLTableCellElement {
+  const td = document.createElement("td");
+  td.className = "gaps";
+  for (const [key, cls] of [["lost", "lost-mark"], ["deferred", "deferred-mark"]] as const) {
+    const m = marks[key];
+    if (!m) continue;
+    const span = document.createElement("span");
+    span.className = cls;
+    span.textContent = m.mark;
+    span.title = m.title;
+    td.appendChild(span);
+  }
+  return td;
 }

@@ -1,6 +1,66 @@
 // The line under a run's title: what the monitor was asked to record, and what it had to leave out
-// (steps put off by the overhead budget, work dropped from a full queue, frames a sink dropped,
-// old frames thinned), so that no one reads the gaps in a view as training behaviour.
+// (steps put off by the overhead budget, frames lost to a full queue or a failing sink, old frames
+// thinned), so that no one reads the gaps in a view as training behaviour. The Runs page marks
+// the same drops in the same words (dropMarks).
+
+/** The cause of "dropped" counts that are recording steps the overhead budget deferred on purpose, not losses. */
+export const DEFERRED = "budget";
+
+/** What each cause of lost frames means (a sink not named here: "the <name> sink dropped them"). */
+const CAUSES: Record<string, string> = {
+  queue: "the monitor's queue was full",
+  store: "the run store's commits failed",
+  http: "the server never got them",
+};
+
+const count = (n: number) => n.toLocaleString("en-US");
+
+/** The run's drops, as the Runs page and the run's header say them: frames lost (an alarm, with a
+ *  tooltip by cause) and recording steps the budget deferred (said apart, quietly). */
+export interface DropMarks {
+  lost?: DropMark;
+  deferred?: DropMark;
+}
+
+export interface DropMark {
+  total: number;
+  /** the marker's few words: "⚠ 1,500 lost", "86 deferred" */
+  mark: string;
+  /** the sentence the run's note says */
+  text: string;
+  /** the marker's tooltip: the sentence, and what each cause means */
+  title: string;
+}
+
+export function dropMarks(drops: Map<string, number> | Record<string, number>, budgetShare?: number): DropMarks {
+  const entries = drops instanceof Map ? [...drops] : Object.entries(drops);
+  const marks: DropMarks = {};
+  const lost = entries.filter(([cause, n]) => cause !== DEFERRED && n > 0).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  if (lost.length > 0) {
+    const text = lostText(lost);
+    const why = lost.map(([cause]) => `${cause}: ${CAUSES[cause] ?? `the ${cause} sink dropped them`}`).join("; ");
+    const total = lost.reduce((sum, [, n]) => sum + n, 0);
+    marks.lost = { total, mark: `⚠ ${count(total)} lost`, text, title: `${text} (${why})` };
+  }
+  const deferred = entries.find(([cause]) => cause === DEFERRED)?.[1] ?? 0;
+  if (deferred > 0) {
+    const text = deferredText(deferred, budgetShare);
+    marks.deferred = { total: deferred, mark: `${count(deferred)} deferred`, text, title: `${text}: deferred on purpose, not lost` };
+  }
+  return marks;
+}
+
+/** "1,520 frames lost: queue 1,500, http 20" (causes given largest first). */
+function lostText(lost: [string, number][]): string {
+  const total = lost.reduce((sum, [, n]) => sum + n, 0);
+  return `${count(total)} frame${total === 1 ? "" : "s"} lost: ${lost.map(([cause, n]) => `${cause} ${count(n)}`).join(", ")}`;
+}
+
+/** "86 recording steps skipped to stay within the 3% overhead budget" (the share where known). */
+function deferredText(steps: number, budgetShare?: number): string {
+  const share = typeof budgetShare === "number" ? ` ${+(budgetShare * 100).toFixed(1)}%` : "";
+  return `${count(steps)} recording step${steps === 1 ? "" : "s"} skipped to stay within the${share} overhead budget`;
+}
 
 /** The newest count of each kind of drop, from the run's "dropped" frames (counts are running totals). */
 export function countDrops(drops: Map<string, number>, payload: Record<string, unknown>): void {
@@ -20,15 +80,9 @@ export function runNote(
     const asked = [...byEvery].sort((a, b) => a[0] - b[0]).map(([n, views]) => `${views.join(", ")} every ${n === 1 ? "step" : `${n} steps`}`);
     parts.push(`asked for ${asked.join("; ")}`);
   }
-  const budget = drops.get("budget") ?? 0;
-  if (budget > 0) {
-    const share = typeof config.budget === "number" ? ` ${+(config.budget * 100).toFixed(1)}%` : "";
-    parts.push(`${budget} recording step${budget === 1 ? "" : "s"} skipped to stay within the${share} overhead budget`);
-  }
-  for (const [sink, n] of drops) {
-    if (sink === "budget" || n <= 0) continue;
-    parts.push(sink === "queue" ? `${n} pieces of work dropped from a full queue` : `${n} frames dropped by ${sink}`);
-  }
+  const marks = dropMarks(drops, typeof config.budget === "number" ? config.budget : undefined);
+  if (marks.deferred) parts.push(marks.deferred.text);
+  if (marks.lost) parts.push(marks.lost.text);
   if (thinned > 0) parts.push(`${thinned} older feature-map frames thinned to keep the run small`);
   if (resumes.length > 0) {
     const steps = [...resumes].sort((a, b) => a - b);

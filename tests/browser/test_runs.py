@@ -1,0 +1,89 @@
+"""What a person sees on the Runs page: which runs have gaps, and why."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from convscope.frames import Frame
+from convscope.server import start_local_server
+from convscope.store import RunStore
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+#: where the test leaves a picture of the Runs page with a lossy run, to look at
+SCREENSHOT = Path("/tmp/convscope-runs-gaps.png")
+
+MARKS = """(id) => {
+  const row = document.querySelector(`.run-row[data-run='${id}']`);
+  const mark = (sel) => { const m = row.querySelector(sel); return m && { text: m.textContent, title: m.title, colour: getComputedStyle(m).color }; };
+  return { lost: mark('.lost-mark'), deferred: mark('.deferred-mark'), cells: row.cells.length, gaps: row.querySelector('td.gaps')?.textContent ?? null };
+}"""
+
+
+def _run(store: RunStore, run: str, drops: Sequence[tuple[int, int, str]] = ()) -> None:
+    """A run of 30 steps of loss; ``drops`` are its ``dropped`` frames (step, running total, cause), as the monitor writes them."""
+    with store.create_run(run, model="LeNet5") as w:
+        for step in range(1, 31):
+            w.write(Frame(run=w.run_id, step=step, kind="scalar", payload={"name": "loss", "value": 1.0 / step}))
+        for step, count, sink in drops:
+            w.write(Frame(run=w.run_id, step=step, kind="dropped", payload={"count": count, "sink": sink}))
+
+
+def test_the_runs_page_marks_runs_that_lost_frames(tmp_path: Path, page) -> None:
+    # A run that lost frames carries a warning with their total (its tooltip: by cause), the
+    # recording steps its budget deferred are said apart and quietly, and a clean run shows nothing.
+    store = RunStore(tmp_path)
+    _run(store, "paced", [(4, 40, "budget"), (30, 86, "budget")])
+    _run(store, "lossy", [(5, 500, "queue"), (9, 1500, "queue"), (9, 20, "http"), (12, 86, "budget")])
+    _run(store, "clean")
+    handle = start_local_server(tmp_path)
+    try:
+        page.goto(handle.url + "#/runs")
+        page.wait_for_selector(".run-row[data-run='clean']", timeout=20_000)
+        assert page.is_visible("th.gaps")
+        lossy, clean, paced = (page.evaluate(MARKS, run) for run in ("lossy", "clean", "paced"))
+
+        assert lossy["lost"]["text"] == "⚠ 1,520 lost", lossy
+        assert lossy["lost"]["title"].startswith("1,520 frames lost: queue 1,500, http 20 ("), lossy
+        assert "queue: the monitor's queue was full" in lossy["lost"]["title"], lossy
+        assert lossy["deferred"]["text"] == "86 deferred", lossy
+        assert lossy["deferred"]["title"] == "86 recording steps skipped to stay within the overhead budget: deferred on purpose, not lost"
+        assert paced["lost"] is None and paced["deferred"]["text"] == "86 deferred", paced  # deferred only: no warning
+        assert clean["lost"] is None and clean["deferred"] is None and clean["gaps"] == "", clean
+        assert clean["cells"] == lossy["cells"] == 7  # (the clean row's gap cell is there, empty)
+        # the warning stands out (amber); the deferred steps are grey, like the page's other quiet text
+        r, g, b = (int(v) for v in lossy["lost"]["colour"][4:-1].split(","))
+        assert r > 200 and g > 170 and b < 120, lossy
+        assert lossy["deferred"]["colour"] == paced["deferred"]["colour"] == page.evaluate(
+            "getComputedStyle(document.querySelector('.page-head .muted')).color")
+        page.screenshot(path=str(SCREENSHOT))
+
+        # the run's own header says the same, in the same words
+        page.click(".run-row[data-run='lossy']")
+        page.wait_for_selector("#run-lost:not([hidden])", timeout=20_000)
+        assert page.inner_text("#run-lost") == "⚠ 1,520 lost"
+        assert page.get_attribute("#run-lost", "title") == lossy["lost"]["title"]
+        note = page.inner_text("#run-note")
+        assert "86 recording steps skipped to stay within the overhead budget" in note and "1,520 frames lost: queue 1,500, http 20" in note, note
+        page.goto(handle.url + "#/runs/clean")
+        page.wait_for_function("document.querySelector('#run-name')?.textContent === 'clean'", timeout=20_000)
+        assert not page.is_visible("#run-lost") and "lost" not in page.inner_text("#run-note")
+        assert not page.errors
+    finally:
+        handle.stop()
+
+
+def test_a_log_directory_without_gaps_has_no_gaps_column(tmp_path: Path, page) -> None:
+    store = RunStore(tmp_path)
+    _run(store, "clean")
+    handle = start_local_server(tmp_path)
+    try:
+        page.goto(handle.url + "#/runs")
+        page.wait_for_selector(".run-row[data-run='clean']", timeout=20_000)
+        assert not page.is_visible("th.gaps")
+        assert page.evaluate(MARKS, "clean") == {"lost": None, "deferred": None, "cells": 6, "gaps": None}
+    finally:
+        handle.stop()

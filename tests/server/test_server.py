@@ -492,3 +492,40 @@ def test_a_watch_whose_dashboard_port_is_taken_leaves_no_empty_run(tmp_path: Pat
             convscope.watch(net, logdir=logdir, run="kept", resume=True, serve=True, serve_port=first.port).start()
     assert RunStore(logdir).run_ids() == ["kept"] and RunStore(logdir).list_runs()[0]["last_step"] == 1
     assert sorted(p.name for p in logdir.iterdir()) == ["kept.convscope.db"]
+
+
+_FULL_DISK_INGEST = """
+import json, resource, signal, sys
+from fastapi.testclient import TestClient
+from convscope.frames import Frame, encode
+from convscope.server import create_app
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a full disk
+def body(first, n):
+    return b"".join(encode(Frame(run="r", step=s, kind="scalar", payload={"name": "loss", "value": float(s)})) for s in range(first, first + n))
+answers = []
+with TestClient(create_app(sys.argv[1])) as c:
+    run = c.post("/api/runs", json={"name": "full"}).json()["id"]
+    post = lambda first, n: c.post(f"/api/runs/{run}/frames", content=body(first, n), headers={"X-Convscope-Seq": str(first)})
+    answers.append(post(1, 50).status_code)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard))  # no room left
+    r = post(51, 50)
+    answers.append([r.status_code, r.json()["detail"]])
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # room again: the sender sends them again
+    answers.append(post(51, 50).json())
+    c.post(f"/api/runs/{run}/close", json={"status": "finished"})
+print(json.dumps({"run": run, "answers": answers}))
+"""
+
+
+def test_a_commit_that_fails_is_answered_503_and_the_frames_sent_again_are_stored_once_and_not_called_lost(tmp_path: Path) -> None:
+    # a server whose disk is full for a moment: the sender still has the frames, so they are not
+    # lost (the old answer, 422, told the sink to drop them, and the run counted them lost)
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK_INGEST, str(tmp_path)], capture_output=True, text=True, timeout=120, check=True)
+    said = json.loads(out.stdout.strip().splitlines()[-1])
+    first, failed, again = said["answers"]
+    assert first == 200 and failed[0] == 503 and "send them again later" in failed[1]
+    assert again == {"accepted": 50, "duplicates": 0}
+    with RunStore(tmp_path).open_run(said["run"]) as r:
+        assert [f.step for f in r.frames(kind="scalar")] == list(range(1, 101))
+        assert r.dropped() == {} and r.status() == "finished"

@@ -435,7 +435,7 @@ def create_app(
         response_model_exclude_none=True,
         openapi_extra={"requestBody": {"content": {FRAMES_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}, "required": True}},
         dependencies=ingest_api,
-        responses=_errors(401, 403, 404, 413, 415, 422),
+        responses=_errors(401, 403, 404, 413, 415, 422, 503),
     )
     async def ingest(run: str, request: Request) -> dict[str, int]:
         ingested = writers.get(run)
@@ -450,6 +450,8 @@ def create_app(
             accepted, duplicates = await asyncio.to_thread(_store_frames, ingested, body, seq)
         except FrameError as exc:
             raise ServerError(f"malformed frames: {exc}; nothing of this body was stored", status_code=422) from None
+        except StoreError as exc:  # (a full disk, say: the sender keeps the frames and sends them again)
+            raise ServerError(f"the server could not store these frames ({exc}); send them again later", status_code=503) from None
         if accepted > duplicates:
             hub.poke(run)
         return {"accepted": accepted} if seq is None else {"accepted": accepted, "duplicates": duplicates}
@@ -583,10 +585,10 @@ def _store_frames(ingested: _Ingest, body: bytes, seq: int | None) -> tuple[int,
         for frame, start, size in pieces[seen:]:
             writer.write_encoded(frame, body[start : start + size])
         if seq is None or seen == len(pieces):  # (nothing numbered to keep: a heartbeat at most)
-            writer.flush()
+            writer.flush(resend=True)
         else:
             last = seq + len(pieces) - 1
-            writer.flush(state={INGEST_SEQ_STATE: str(last).encode()})
+            writer.flush(state={INGEST_SEQ_STATE: str(last).encode()}, resend=True)
             ingested.last_seq = last  # (only once committed: a failed commit stores none of them)
     return len(pieces), seen
 

@@ -55,6 +55,8 @@ class HttpSink(Sink):
       splits the batch); a single frame over the limit is dropped and counted;
     * frames still unsent when ``close()`` gives up are dropped and counted too (the monitor
       reports the count to its other sinks, such as the run store, as a ``dropped`` frame);
+    * a server that could not store a batch (503: its disk full, say) gets it again at a later
+      flush, as after a network error;
     * a server that restarted and forgot the run (404) is asked to go on with it (``POST
       /api/runs/{run}/resume`` with the key the server gave when it started the run): a server
       restarted on the same log directory reopens the run, and its dashboards go on following

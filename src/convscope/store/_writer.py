@@ -234,7 +234,7 @@ class RunWriter:
         """Frames written but not committed yet."""
         return len(self._buffer)
 
-    def flush(self, *, state: Mapping[str, bytes] | None = None) -> int:
+    def flush(self, *, state: Mapping[str, bytes] | None = None, resend: bool = False) -> int:
         """Commit everything written so far in one transaction; returns how many frames.
 
         With nothing to commit it only refreshes the run's heartbeat, at most once a second.
@@ -243,10 +243,13 @@ class RunWriter:
             state: entries to keep as :meth:`put_state` does, in the same transaction as the
                 frames: a crash keeps both or neither (the server's ingest keeps the number of
                 the last frame it stored this way, to know a frame sent again).
+            resend: the frames' sender still has them and sends them again if the commit fails
+            (the server's ingest, whose failure answer says so): a failed commit then raises
+            without counting them lost in the run.
         """
-        return self._flush(final=False, state=state)
+        return self._flush(final=False, state=state, resend=resend)
 
-    def _flush(self, *, final: bool, state: Mapping[str, bytes] | None = None) -> int:
+    def _flush(self, *, final: bool, state: Mapping[str, bytes] | None = None, resend: bool = False) -> int:
         with self._commit:
             with self._lock:
                 pending, self._buffer = self._buffer, []
@@ -293,6 +296,8 @@ class RunWriter:
                 lost = rows[:-1] if report is not None else rows  # (the report is made again at the next flush)
                 if not lost and not isinstance(exc, sqlite3.Error):
                     return 0  # only the report, at the end of a run whose file is gone: the loss was said when it happened
+                if resend:
+                    raise StoreError(f"writing {len(lost)} frames to run {self.run_id} failed: {exc}; nothing of them was stored") from None
                 self.lost += len(lost)
                 self._lost_step = max([self._lost_step, *(step for _id, step, *_rest in lost)])
                 if isinstance(exc, StoreError):

@@ -8,6 +8,7 @@ import torch
 
 import convscope
 from convscope.analysis import plan_pruning, prune_filters, unprunable
+from convscope.analysis.pruning import breaks_forward
 from convscope.errors import DataError, LayerNotFoundError
 from convscope.models.zoo import load_zoo_model
 
@@ -283,3 +284,123 @@ def test_residual_adds_and_the_case_study_model_still_prune() -> None:
     lenet = load_zoo_model("lenet5-simplified", pretrained=False).module
     why = unprunable(lenet, ["conv1", "conv2", "fc1", "fc2"], example_inputs=torch.zeros(1, 1, 28, 28))
     assert why == {"fc2": "its filters are the model's output, which would change shape"}
+    assert breaks_forward(lenet, ["conv1", "conv2", "fc1"], example_inputs=torch.zeros(1, 1, 28, 28)) == {}
+
+
+class _TutorialNet(torch.nn.Module):
+    """The PyTorch tutorial's LeNet for 3 x 32 x 32 images, with a batch norm after ``conv2`` (6 -> 16
+    filters) and a dropout: ``forward`` flattens conv2's 16 maps of 5 x 5 with a size written in the
+    code, ``view(-1, 16 * 5 * 5)``, that no trace can tell from a flatten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.pool = torch.nn.Conv2d(3, 6, 5), torch.nn.MaxPool2d(2, 2)
+        self.conv2, self.bn2 = torch.nn.Conv2d(6, 16, 5), torch.nn.BatchNorm2d(16)
+        self.fc1, self.drop = torch.nn.Linear(16 * 5 * 5, 120), torch.nn.Dropout(0.5)
+        self.fc2, self.fc3 = torch.nn.Linear(120, 84), torch.nn.Linear(84, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.bn2(self.conv2(x))))
+        x = x.view(-1, 16 * 5 * 5)
+        return self.fc3(torch.relu(self.fc2(self.drop(torch.relu(self.fc1(x))))))
+
+
+def _held(model: torch.nn.Module) -> dict[str, tuple]:
+    """Every module's plain attributes (sizes, mode) and the very parameter, buffer and gradient objects it holds."""
+    return {
+        name: (
+            {k: v for k, v in vars(m).items() if not k.startswith("_")},
+            {k: id(v) for k, v in m._parameters.items()},
+            {k: id(v) for k, v in m._buffers.items()},
+            {k: None if v is None or v.grad is None else id(v.grad) for k, v in m._parameters.items()},
+        )
+        for name, m in model.named_modules()
+    }
+
+
+_BROKEN = "breaks the model's forward pass (RuntimeError: shape '[-1, 400]' is invalid for input of size {})"
+_HINT = "a size written in forward (a view or reshape) probably assumes its channels: use torch.flatten(x, 1)"
+
+
+def test_a_pruning_that_breaks_the_forward_pass_is_undone_and_the_optimizer_left_untouched() -> None:
+    # before, conv2, bn2 and fc1's inputs were pruned and the optimizer mended: the view still
+    # asked for 400 values a row, and the next training step raised in the user's loop
+    torch.manual_seed(0)
+    model = _TutorialNet().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+
+    def step() -> float:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    for _ in range(3):
+        step()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    held = _held(model)
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    groups = [[id(p) for p in g["params"]] for g in opt.param_groups]
+    momenta = {id(p): {k: v.clone() for k, v in s.items()} for p, s in opt.state.items()}
+    with pytest.raises(DataError) as caught:
+        prune_filters(model, {"conv2": [3, 7]}, example_inputs=x[:1], optimizer=opt)
+    assert str(caught.value) == (
+        "pruning 'conv2' " + _BROKEN.format(350) + ", so the model is left as it was; " + _HINT + ", or prune other layers"
+    )
+    assert model.state_dict().keys() == state.keys()
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # (bn2's statistics too)
+    assert _held(model) == held  # out_channels, num_features, in_features ...: every module as it was
+    assert all(torch.equal(grads[n], p.grad) for n, p in model.named_parameters())
+    assert [[id(p) for p in g["params"]] for g in opt.param_groups] == groups
+    assert {id(p) for p in opt.state} == set(momenta)
+    assert all(torch.equal(momenta[id(p)][k], v) for p, s in opt.state.items() for k, v in s.items())
+    assert all(m.training for m in model.modules())
+    losses = [step() for _ in range(30)]  # training goes on with the model as it was
+    assert np.isfinite(losses).all() and np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+class _WithStatistic(torch.nn.Module):
+    """``conv`` (3 -> 4) read by ``fc`` through the maps' means; ``forward`` also gives the conv's
+    channel means, detached (a statistic of the model's own, which no trace follows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.mean((2, 3))), h.detach().mean((0, 2, 3))
+
+
+def test_a_pruning_that_changes_the_output_shape_is_undone() -> None:
+    model = _WithStatistic()
+    x = torch.zeros(1, 3, 8, 8)
+    state, held = {k: v.clone() for k, v in model.state_dict().items()}, _held(model)
+    with pytest.raises(DataError, match=r"^pruning 'conv' changes the model's output from \(\(1, 3\), \(4,\)\) to \(\(1, 3\), \(3,\)\), so the model is left as it was; "):
+        prune_filters(model, {"conv": [1]}, example_inputs=x)
+    assert _held(model) == held and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_breaks_forward_finds_what_no_trace_shows_and_changes_nothing() -> None:
+    torch.manual_seed(0)
+    model = _TutorialNet().train()
+    model(torch.randn(4, 3, 32, 32))  # (bn2's statistics away from their start)
+    model.fc2.eval()  # (a module kept in eval mode on purpose stays so)
+    x = torch.zeros(1, 3, 32, 32)
+    layers = ["conv1", "conv2", "fc1", "fc2"]
+    assert unprunable(model, layers, example_inputs=x) == {}  # the trace sees a flatten
+    state, held, rng = {k: v.clone() for k, v in model.state_dict().items()}, _held(model), torch.get_rng_state()
+    assert breaks_forward(model, layers, example_inputs=x) == {"conv2": "pruning a filter " + _BROKEN.format(750) + "; " + _HINT}
+    # the copy ran in training mode (bn2's statistics, a dropout's draws): none of it reached the model
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items()) and _held(model) == held
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(m.training == (m is not model.fc2) for m in model.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert breaks_forward(_WithStatistic(), ["conv"], example_inputs=torch.zeros(1, 3, 8, 8)) == {
+        "conv": f"pruning a filter changes the model's output from ((2, 3), (4,)) to ((2, 3), (3,)); {_HINT}"
+    }
+    with pytest.raises(LayerNotFoundError):
+        breaks_forward(model, ["conv9"], example_inputs=x)

@@ -4,6 +4,7 @@ never prune is refused then, with the layer and what to do; one that can prune t
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 
 import pytest
@@ -264,3 +265,143 @@ def test_a_prune_config_is_left_as_given_and_sets_up_the_next_run_alike() -> Non
                 loss.backward()
                 opt.step()
     assert mon.prune.times == 0 and one.times == 1 and one.layers == "a"
+
+
+class _TutorialNet(torch.nn.Module):
+    """The PyTorch tutorial's LeNet for 3 x 32 x 32 images, with a batch norm after ``conv2`` (6 -> 16
+    filters) and a dropout: ``forward`` flattens conv2's 16 maps of 5 x 5 with a size written in the
+    code, ``view(-1, 16 * 5 * 5)`` (or, ``flatten``, with ``torch.flatten(x, 1)``). ``lock``: it holds
+    a lock (for a cache of its own, say), so that it cannot be copied."""
+
+    def __init__(self, *, flatten: bool = False, lock: bool = False) -> None:
+        super().__init__()
+        self.flatten, self.lock = flatten, threading.Lock() if lock else None
+        self.conv1, self.pool = torch.nn.Conv2d(3, 6, 5), torch.nn.MaxPool2d(2, 2)
+        self.conv2, self.bn2 = torch.nn.Conv2d(6, 16, 5), torch.nn.BatchNorm2d(16)
+        self.fc1, self.drop = torch.nn.Linear(16 * 5 * 5, 120), torch.nn.Dropout(0.5)
+        self.fc2, self.fc3 = torch.nn.Linear(120, 84), torch.nn.Linear(84, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.bn2(self.conv2(x))))
+        x = torch.flatten(x, 1) if self.flatten else x.view(-1, 16 * 5 * 5)
+        return self.fc3(torch.relu(self.fc2(self.drop(torch.relu(self.fc1(x))))))
+
+
+def _twins(*convs: torch.nn.Conv2d) -> None:
+    """Each conv's filters in equal pairs (0 = 1, 2 = 3 ...): groups of correlation 1."""
+    with torch.no_grad():
+        for conv in convs:
+            conv.weight[1::2] = conv.weight[0::2]
+            conv.bias[1::2] = conv.bias[0::2]
+
+
+_BREAKS = (
+    "pruning a filter breaks the model's forward pass (RuntimeError: shape '[-1, 400]' is invalid for input of size 750); "
+    "a size written in forward (a view or reshape) probably assumes its channels: use torch.flatten(x, 1)"
+)
+
+
+def test_a_size_written_in_forward_that_pruning_breaks_is_refused_at_watch() -> None:
+    # the trace sees a flatten: before, conv2 was pruned at the first pruning step, and the view,
+    # still asking for 400 values a row, raised in the training loop
+    model = _TutorialNet()
+    with pytest.raises(DataError) as caught:
+        convscope.watch(model, logdir=None, prune={**_PRUNE, "layers": ("conv2",)}, input_shape=(3, 32, 32))
+    assert str(caught.value) == (
+        f"prune= cannot take filters from 'conv2' ({_BREAKS}); leave it out of PruneConfig(layers=...) "
+        "('conv1' can be pruned)"
+    )
+    assert _no_hooks(model) and model.conv2.out_channels == 16
+    convscope.watch(_TutorialNet(flatten=True), logdir=None, prune={**_PRUNE, "layers": ("conv2",)}, input_shape=(3, 32, 32)).close()
+
+
+def test_a_size_written_in_forward_is_refused_at_the_first_forward_and_the_trial_leaves_the_model_as_it_was(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = _TutorialNet().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    mon = convscope.watch(model, optimizer=opt, logdir=tmp_path, budget=None, every=1, prune={**_PRUNE, "layers": ("conv2",)})
+    x = torch.randn(4, 3, 32, 32)
+    rng = torch.get_rng_state()
+    with pytest.raises(DataError) as caught:
+        model(x)
+    assert str(caught.value).startswith(f"prune= cannot take filters from 'conv2' ({_BREAKS}); leave it out")
+    assert mon._closed and _no_hooks(model) and all(m.training for m in model.modules())
+    # the pruned copy ran in training mode: the model's batch norm statistics and random numbers are its own
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert not opt.state and not list(tmp_path.glob("*.db"))
+
+
+def test_the_trial_at_the_first_forward_leaves_training_and_what_is_recorded_as_they_were(monkeypatch) -> None:
+    # the monitor's hooks, which the copy keeps, ignore its passes; its dropout draws from random
+    # numbers of its own, and its batch norm keeps statistics of its own
+    from convscope.insitu._monitor import _LayerState
+
+    seen: list[tuple[str, tuple[int, ...]]] = []  # what the layers' hooks took: the batches trained on alone
+    activations = _LayerState.activations
+
+    def spy(self: _LayerState, out: torch.Tensor, *args, **kwargs):
+        seen.append((self.name, tuple(out.shape)))
+        return activations(self, out, *args, **kwargs)
+
+    monkeypatch.setattr(_LayerState, "activations", spy)
+    trained = [("conv1", (8, 6, 28, 28)), ("conv2", (8, 16, 10, 10))] * 3
+
+    def run(prune: dict | None) -> tuple[list[float], dict[str, torch.Tensor], list[tuple]]:
+        torch.manual_seed(0)
+        model = _TutorialNet(flatten=True).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        sink, losses = MemorySink(), []
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, every=1, sinks=[sink], prune=prune):
+            for _ in range(3):
+                loss = torch.nn.functional.cross_entropy(model(torch.randn(8, 3, 32, 32)), torch.randint(0, 10, (8,)))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        recorded = [(f.step, f.layer, f.kind) for f in sink.frames if f.kind not in ("meta", "config")]
+        return losses, model.state_dict(), recorded
+
+    losses, state, recorded = run(None)
+    assert seen == trained
+    seen.clear()
+    pruned_losses, pruned_state, pruned_recorded = run({"layers": ("conv2",), "start": 100})
+    assert seen == trained  # (not the copy's samples of zeros, nor its pruned conv2's 15 maps)
+    assert pruned_losses == losses and pruned_recorded == recorded
+    assert all(torch.equal(state[k], v) for k, v in pruned_state.items())
+
+
+def test_a_pruning_that_breaks_the_model_at_its_step_is_undone_and_that_layer_alone_is_left_alone() -> None:
+    # this model cannot be copied, so no trial tells before training that pruning conv2 breaks
+    # its forward pass; before, conv2 was pruned and the next training step raised
+    torch.manual_seed(0)
+    model = _TutorialNet(lock=True).train()
+    _twins(model.conv1, model.conv2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)  # (the twin filters stay twins)
+    sink = MemorySink()
+    prune = {**_PRUNE, "layers": ("conv1", "conv2"), "times": 2}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with convscope.watch(model, optimizer=opt, logdir=None, budget=None, every=1, sinks=[sink], prune=prune) as mon:
+            for _ in range(6):
+                loss = model(torch.randn(4, 3, 32, 32)).square().mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    said = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert said == [
+        "convscope could not prune conv2 at step 2 (DataError: pruning 'conv2' breaks the model's forward pass "
+        "(RuntimeError: shape '[-1, 400]' is invalid for input of size 200), so the model is left as it was; a size "
+        "written in forward (a view or reshape) probably assumes its channels: use torch.flatten(x, 1), or prune other layers); "
+        "conv2 is not pruned again, and training goes on"
+    ]
+    (event,) = sink.select(kind="pruning")
+    assert event.layer == "conv1" and event.payload["removed"] == [1, 3, 5]
+    assert (model.conv1.out_channels, model.conv2.in_channels, model.conv2.out_channels, model.bn2.num_features) == (3, 3, 16, 16)
+    assert model.fc1.in_features == 400 and mon.step_count == 6
+    # the optimizer holds the model's parameters, conv1's pruned ones and all, with state of their shapes
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    assert all(s["momentum_buffer"].shape == p.shape for p, s in opt.state.items())
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

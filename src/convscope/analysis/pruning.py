@@ -21,10 +21,20 @@ of channels, a ``view`` or ``reshape`` that cuts them): Torch-Pruning would send
 channels to the wrong group or part, and the sizes written in the code would no longer fit the
 pruned tensor, so the model would raise at its next forward pass. :func:`unprunable` lists such
 layers up front; :func:`prune_filters` raises before anything is pruned.
+
+**What no trace shows.** A size written in ``forward`` that assumes the channels, such as the
+PyTorch tutorial's ``x.view(-1, 16 * 5 * 5)``, passes the trace (one sample of 400 values is
+one row of 400) but not the pruned model: the view still asks for 400 values a row, so the next
+forward pass raises (or, with other sizes, silently regroups the batch). :func:`breaks_forward`
+finds such a layer by pruning one filter of it on a copy of the model and running the copy;
+:func:`prune_filters` runs the pruned model once before it mends the optimizer and, where it
+raises or its output changes shape, puts every parameter, buffer and attribute back as it was
+and raises.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,7 +47,7 @@ from convscope.errors import DataError, LayerNotFoundError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PruneResult", "plan_pruning", "prune_filters", "unprunable"]
+__all__ = ["PruneResult", "breaks_forward", "plan_pruning", "prune_filters", "unprunable"]
 
 
 def plan_pruning(labels: Any, matrix: Any, *, min_keep: int = 1) -> list[int]:
@@ -111,8 +121,15 @@ def prune_filters(
     Args:
         module: the model, changed in place.
         plan: layer name (as in ``named_modules()``) -> filter indices to remove.
-        example_inputs: an input batch, to trace the dependencies (one sample is enough).
+        example_inputs: an input batch, to trace the dependencies and to run the pruned model
+            once (one sample is enough).
         optimizer: the optimizer training ``module``, if any; it is updated in place.
+
+    Raises:
+        DataError: a layer that cannot lose these filters (nothing is pruned), or a pruned model
+            whose forward pass raises or gives an output of another shape than before: every
+            parameter, buffer and attribute that pruning changed is then put back as it was, and
+            the optimizer is left untouched (as after any error Torch-Pruning raises).
 
     Example:
         >>> import torch
@@ -143,9 +160,11 @@ def prune_filters(
     result = PruneResult(removed={}, kept={}, params_before=params_before, params_after=params_before)
     graph = _traced(tp, module, example_inputs)
     names = {id(m): n for n, m in modules.items()}
+    output = False  # whether pruning changes the model's output (its last layer's filters), as it may offline
     for name, layer, handler, _, size in handlers:  # (all checked before any is pruned)
         # every filter at once: the group then reaches every layer and op that some choice of filters would
         group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
+        output = output or any(_passes_on(item) and not item.dep.target.outputs for item in group)
         grouped = _grouped_convs(group, names)
         if grouped:
             raise DataError(
@@ -155,18 +174,31 @@ def prune_filters(
         cuts = _splits(group, layer, names)
         if cuts:
             raise DataError(f"{name!r} cannot be pruned: {_split_reason(cuts)}")
-    for name, layer, handler, chosen, size in handlers:
-        group = graph.get_pruning_group(layer, handler, idxs=chosen)
-        for item in group:
-            dep, idxs = item.dep, item.idxs
-            fn = getattr(dep.handler, "__name__", str(dep.handler))
-            direction = "out" if "out" in fn else "in" if "in" in fn else None
-            target = dep.target.module
-            if direction is not None and isinstance(target, torch.nn.Module):
-                removed_at[(id(target), direction)] = sorted(int(getattr(i, "idx", i)) for i in idxs)
-        group.prune()
-        result.removed[name] = chosen
-        result.kept[name] = [i for i in range(size) if i not in set(chosen)]
+    expected, runs = None, bool(handlers)  # what the model gives now, to know the pruned one by
+    if runs:
+        try:
+            expected = _output_shape(module, example_inputs)
+        except Exception:  # noqa: BLE001  (it ran with gradients for the trace, not without: left unchecked)
+            runs = False
+    saved = _attributes(module)
+    try:
+        for name, layer, handler, chosen, size in handlers:
+            group = graph.get_pruning_group(layer, handler, idxs=chosen)
+            for item in group:
+                dep, idxs = item.dep, item.idxs
+                fn = getattr(dep.handler, "__name__", str(dep.handler))
+                direction = "out" if "out" in fn else "in" if "in" in fn else None
+                target = dep.target.module
+                if direction is not None and isinstance(target, torch.nn.Module):
+                    removed_at[(id(target), direction)] = sorted(int(getattr(i, "idx", i)) for i in idxs)
+            group.prune()
+            result.removed[name] = chosen
+            result.kept[name] = [i for i in range(size) if i not in set(chosen)]
+        if runs:  # (before the optimizer is mended: a model put back needs its old state)
+            _check_forward(module, example_inputs, None if output else expected, [h[0] for h in handlers])
+    except BaseException:
+        _restore(saved)
+        raise
 
     for lname, layer in modules.items():
         lost = removed_at.get((id(layer), "out"))
@@ -249,6 +281,174 @@ def unprunable(
     return why
 
 
+def breaks_forward(
+    module: torch.nn.Module,
+    layers: Sequence[str],
+    *,
+    example_inputs: torch.Tensor | tuple[torch.Tensor, ...],
+) -> dict[str, str]:
+    """Of ``layers``, those whose pruning breaks the model's forward pass, and how. This finds
+    what no trace shows (see :func:`unprunable`): a size written in ``forward`` that assumes the
+    channels, such as ``x.view(-1, 16 * 5 * 5)``. One filter of each layer is pruned on a copy
+    of ``module``, which then runs two samples in training mode without gradients; a pass that
+    raises, or gives an output of another shape than the unpruned copy's, names the layer.
+
+    The copy has its own modules and buffers and shares the parameters (pruning gives the pruned
+    ones new objects, and a pass without gradients changes none), so it costs little memory even
+    for a large model. The model, its gradients and the random number generators are left as
+    they were. Hooks attached to the model run on the copy too (a weight norm's computes the
+    weight; a convscope monitor's ignore the monitor's own checks). A model that cannot be
+    copied, or run on this input, names no layer: :func:`prune_filters` still checks its result.
+
+    Args:
+        module: the model (left unchanged).
+        layers: conv or dense layer names, as in ``named_modules()``.
+        example_inputs: an input batch of one sample (run twice over: batch norm in training
+            mode cannot take one sample).
+
+    Returns:
+        layer -> why its pruning breaks the forward pass; empty where it breaks for none.
+
+    Example:
+        >>> import torch
+        >>> class Net(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv, self.fc = torch.nn.Conv2d(1, 4, 3), torch.nn.Linear(4 * 6 * 6, 2)
+        ...     def forward(self, x):
+        ...         return self.fc(torch.relu(self.conv(x)).view(-1, 4 * 6 * 6))
+        >>> print(breaks_forward(Net(), ["conv"], example_inputs=torch.zeros(1, 1, 8, 8))["conv"])
+        pruning a filter breaks the model's forward pass (RuntimeError: shape '[-1, 144]' is invalid for input of size 216); a size written in forward (a view or reshape) probably assumes its channels: use torch.flatten(x, 1)
+    """
+    import torch
+
+    tp = require("torch_pruning", feature="pruning", extra="analysis")
+    modules = dict(module.named_modules())
+    for name in layers:
+        _root(tp, modules, name)  # (a clear error for a name that is no conv or dense layer)
+    inputs = _inputs(example_inputs)
+    twice = tuple(torch.cat([x, x]) if isinstance(x, torch.Tensor) and x.dim() else x for x in inputs)
+    why: dict[str, str] = {}
+    devices = sorted({p.device.index for p in module.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):  # (a dropout's draws: the run's own random numbers are left as they were)
+        try:
+            spare: Any = _trial_copy(module).train()
+            expected = _output_shape(spare, twice, training=True)
+        except Exception:  # noqa: BLE001  (a model that cannot be copied, or run on this input)
+            return why
+        for name in layers:
+            try:
+                trial = _trial_copy(module).train() if spare is None else spare  # (the first: the unpruned one)
+                spare = None
+                layer, handler, _ = _root(tp, dict(trial.named_modules()), name)
+                _traced(tp, trial, inputs).get_pruning_group(layer, handler, idxs=[0]).prune()
+            except Exception:  # noqa: BLE001  (Torch-Pruning could not: prune_filters says why, at its turn)
+                continue
+            try:
+                got = _output_shape(trial, twice, training=True)
+            except Exception as exc:  # noqa: BLE001  (what the pruned model raises is the finding)
+                why[name] = f"pruning a filter breaks the model's forward pass ({_said(exc)}); {_SIZE_HINT}"
+                continue
+            if got != expected:
+                why[name] = f"pruning a filter changes the model's output from {expected} to {got}; {_SIZE_HINT}"
+    return why
+
+
+#: what a pruned model that breaks its forward pass most likely has, and what to do
+_SIZE_HINT = "a size written in forward (a view or reshape) probably assumes its channels: use torch.flatten(x, 1)"
+
+
+def _trial_copy(module: Any) -> Any:
+    """A copy of ``module`` to prune and run without touching the model: its own modules (whose
+    attributes and parameters pruning replaces) and buffers (which a pass in training mode
+    updates), the model's parameters themselves (a pass without gradients changes none), and the
+    model's hooks, in dicts of its own."""
+    memo: dict[int, Any] = {id(p): p for p in module.parameters()}
+    for m in module.modules():
+        for key, value in vars(m).items():
+            if key.endswith("hooks") and isinstance(value, dict):
+                memo[id(value)] = copy.copy(value)  # (a hook is called, not copied: it may hold the monitor)
+    return copy.deepcopy(module, memo)
+
+
+def _inputs(example_inputs: Any) -> tuple[Any, ...]:
+    """The model's positional inputs: a lone batch is one input (Torch-Pruning, calling
+    ``module(*example_inputs)`` first, unpacked it into its samples)."""
+    import torch
+
+    return (example_inputs,) if isinstance(example_inputs, torch.Tensor) else tuple(example_inputs)
+
+
+def _output_shape(module: Any, example_inputs: Any, *, training: bool = False) -> Any:
+    """The shape of what ``module`` gives for ``example_inputs`` (a tensor's; those of a tuple,
+    list or dict of them), run once without gradients with every module in training mode or, by
+    default, in eval mode, as Torch-Pruning's trace runs it: no batch-norm statistics change and
+    no dropout draws. Every module's own mode is put back."""
+    import torch
+
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        module.train(training)
+        with torch.no_grad():
+            return _shape(module(*_inputs(example_inputs)))
+    finally:
+        for m, mode in modes:
+            m.training = mode
+
+
+def _shape(out: Any) -> Any:
+    if hasattr(out, "shape") and hasattr(out, "dim"):
+        return tuple(int(d) for d in out.shape)
+    if isinstance(out, tuple | list):
+        return type(out)(_shape(o) for o in out)
+    if isinstance(out, Mapping):
+        return {k: _shape(v) for k, v in out.items()}
+    return type(out).__name__
+
+
+def _check_forward(module: Any, example_inputs: Any, expected: Any, layers: Sequence[str]) -> None:
+    """Raise where the pruned ``module`` cannot run ``example_inputs``, or gives an output of
+    another shape than ``expected`` (None: pruning changes the output's own shape)."""
+    which = " and ".join(repr(n) for n in layers)
+    hint = f"so the model is left as it was; {_SIZE_HINT}, or prune other layers"
+    try:
+        got = _output_shape(module, example_inputs)
+    except Exception as exc:
+        raise DataError(f"pruning {which} breaks the model's forward pass ({_said(exc)}), {hint}") from exc
+    if expected is not None and got != expected:
+        raise DataError(f"pruning {which} changes the model's output from {expected} to {got}, {hint}")
+
+
+def _said(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+#: where a module keeps what Torch-Pruning replaces, besides its plain attributes (out_channels ...)
+_SLOTS = ("_parameters", "_buffers", "_modules")
+
+
+def _attributes(module: Any) -> list[tuple[Any, dict[str, Any], list[dict[str, Any]]]]:
+    """Every module's attributes, parameters, buffers and submodules, as :func:`_restore` puts
+    them back: the objects themselves, not copies (Torch-Pruning makes new ones, and changes no
+    tensor in place), so this costs no memory."""
+    return [(m, dict(vars(m)), [dict(getattr(m, slot)) for slot in _SLOTS]) for m in module.modules()]
+
+
+def _restore(saved: list[tuple[Any, dict[str, Any], list[dict[str, Any]]]]) -> None:
+    for m, attrs, slots in saved:
+        for slot, was in zip(_SLOTS, slots, strict=True):
+            _put_back(attrs[slot], was)  # (the very dict the module had, and has)
+        _put_back(vars(m), attrs)
+
+
+def _put_back(held: dict[str, Any], was: dict[str, Any]) -> None:
+    """``held`` made equal to ``was`` in place, never empty on the way (another thread may read it)."""
+    for key in [k for k in held if k not in was]:
+        del held[key]
+    held.update(was)
+
+
 def _root(tp: Any, modules: Mapping[str, Any], name: str) -> tuple[Any, Any, int]:
     """The layer called ``name``, Torch-Pruning's handler for its output channels, and their count."""
     import torch
@@ -270,12 +470,9 @@ def _traced(tp: Any, module: Any, example_inputs: Any) -> Any:
     import torch
 
     modes = [(m, m.training) for m in module.modules()]
-    # Torch-Pruning calls ``module(*example_inputs)`` first: a lone batch would be unpacked into
-    # its samples, and a conv model that takes an unbatched sample traced without its batch dim
-    inputs = (example_inputs,) if isinstance(example_inputs, torch.Tensor) else example_inputs
     try:
         with torch.enable_grad():  # (the trace follows autograd)
-            return tp.DependencyGraph().build_dependency(module, example_inputs=inputs)
+            return tp.DependencyGraph().build_dependency(module, example_inputs=_inputs(example_inputs))
     finally:
         for m, training in modes:
             m.training = training

@@ -195,8 +195,11 @@ class PruneConfig:
         layers: conv layers to prune (default: the first watched conv layer). One whose pruning
             would reach a grouped conv (other than a depthwise one) or the model's output, or
             whose channels are split in ``forward`` (``torch.chunk``, ``torch.split``, a slice of
-            channels ...), is refused before training: at ``watch()`` where ``input_shape=`` or
-            ``probe=`` tells the input's shape, else at the first forward pass.
+            channels ...), or whose pruning breaks the forward pass of a copy of the model (a
+            size written in ``forward``, ``x.view(-1, 16 * 5 * 5)``), is refused before
+            training: at ``watch()`` where ``input_shape=`` or ``probe=`` tells the input's
+            shape, else at the first forward pass. A pruning that still breaks the model is
+            undone at its step, with a warning, and that layer is not pruned again.
         threshold: correlation at or above which filters are redundant.
         start: first step at which pruning may happen (let groups settle first).
         every: steps between pruning checks after ``start``.
@@ -243,6 +246,7 @@ class _LayerState:
     correlation: Any = None
     prev_weight: torch.Tensor | None = None
     prunes: int = 0
+    prune_failed: bool = False  #: a pruning of it broke the model, which was put back: not pruned again
     #: views this layer cannot have (a Conv3d's weight grid and images)
     skip: frozenset[str] = frozenset()
     spare: _Spare = field(default_factory=lambda: _Spare())  # the grids' copies
@@ -1346,7 +1350,8 @@ class Monitor:
 
     def _check_pruning(self, shape: tuple[int, ...]) -> None:
         """Refuse now, once, a layer of ``prune=`` that pruning could not change safely (see
-        :func:`convscope.insitu._prune.check_reach`); the trace's pass is no step of training.
+        :func:`convscope.insitu._prune.check_reach`); the trace's pass, and those of the pruned
+        copy (which keeps the model's hooks, these among them), are no steps of training.
         The first forward may run under ``torch.inference_mode()`` (Lightning's sanity check),
         where no tensor could be traced."""
         import torch

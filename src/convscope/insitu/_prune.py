@@ -10,8 +10,12 @@ that depends on it, and the optimizer's parameters and state) is
 A setting that could never prune, or only break the model, is refused before training instead:
 a layer that ``min_filters`` and ``max_fraction`` leave nothing to lose at ``watch()``
 (:func:`check_budget`), one whose pruning would reach a grouped conv or the model's output, or
-whose channels are split in ``forward`` (``torch.chunk``, ``torch.split`` ...), as soon as the
-input shape is known, at ``watch()`` or the first forward pass (:func:`check_reach`).
+whose channels are split in ``forward`` (``torch.chunk``, ``torch.split`` ...), or whose pruning
+breaks the forward pass of a copy of the model (a size written in ``forward``, such as
+``x.view(-1, 16 * 5 * 5)``), as soon as the input shape is known, at ``watch()`` or the first
+forward pass (:func:`check_reach`). What that still misses, the pruning step finds: the pruned
+model is run once, and where it breaks it is put back as it was, that layer is no longer
+pruned, and training goes on.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from convscope.errors import DataError
 if TYPE_CHECKING:
     import torch
 
-    from convscope.insitu._monitor import Monitor, PruneConfig
+    from convscope.insitu._monitor import Monitor, PruneConfig, _LayerState
 
 __all__ = ["check_budget", "check_reach", "maybe_prune", "removable"]
 
@@ -38,14 +42,14 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
     config = monitor.prune
     if config is None or step < config.start or (step - config.start) % config.every:
         return
-    if any(name in monitor.layers and monitor.layers[name].prunes < config.times for name in config.layers or ()):
+    if any(_pending(config, monitor.layers.get(name)) for name in config.layers or ()):
         # The background thread may run behind training: wait until it has
         # analysed every step recorded so far, so that the plan always comes from the latest
         # recorded correlation and a run prunes the same filters on any machine. Rare and short.
         monitor._pipeline.drain(timeout=60.0)  # type: ignore[union-attr]
     for name in config.layers or ():
         state = monitor.layers.get(name)
-        if state is None or state.prunes >= config.times or state.correlation is None:
+        if state is None or not _pending(config, state) or state.correlation is None:
             continue
         corr = state.correlation
         current = state.filters
@@ -63,7 +67,6 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
             if shape is None:  # (a model called with keyword arguments only shows the first forward hook none)
                 raise DataError("the model's input shape is unknown: pass input_shape= to watch()")
             example = _example(monitor, shape)
-            result = prune_filters(monitor.model, {name: remove}, example_inputs=example, optimizer=monitor.optimizer)
         except Exception as exc:
             warnings.warn(
                 f"convscope could not prune {name} at step {step} ({type(exc).__name__}: {exc}); "
@@ -73,6 +76,17 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
             )
             config.times = 0  # (the monitor's own copy: the caller's PruneConfig is left as given)
             return
+        try:
+            result = prune_filters(monitor.model, {name: remove}, example_inputs=example, optimizer=monitor.optimizer)
+        except Exception as exc:  # (the model and the optimizer are as they were: see prune_filters)
+            warnings.warn(
+                f"convscope could not prune {name} at step {step} ({type(exc).__name__}: {exc}); "
+                f"{name} is not pruned again, and training goes on",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            state.prune_failed = True
+            continue
         state.prunes += 1
         for other in monitor.layers.values():  # shapes may have changed downstream too
             other.prev_weight = None
@@ -102,6 +116,11 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
         monitor.stats.prunings.append(record)
         frame = monitor._frame(step, name, "pruning", payload)
         monitor._pipeline.submit(functools.partial(list, (frame,)))  # type: ignore[union-attr]
+
+
+def _pending(config: PruneConfig, state: _LayerState | None) -> bool:
+    """Whether a watched layer may still be pruned: rounds are left, and none of it has failed."""
+    return state is not None and not state.prune_failed and state.prunes < config.times
 
 
 def removable(config: PruneConfig, original: int, current: int) -> int:
@@ -136,13 +155,14 @@ def check_budget(monitor: Monitor) -> None:
 def check_reach(monitor: Monitor, shape: tuple[int, ...]) -> None:
     """Before the first training step: a clear error for a layer of ``prune=`` whose pruning
     would reach a grouped conv or change the model's output, or whose channels are split in
-    ``forward`` (see
-    :func:`convscope.analysis.pruning.unprunable`), rather than a warning at the first pruning
-    step, deep into training. A model that cannot be traced here is left to that step, which
-    says why it cannot prune."""
+    ``forward`` (see :func:`convscope.analysis.pruning.unprunable`), or whose pruning breaks
+    the forward pass of a copy of the model (see
+    :func:`convscope.analysis.pruning.breaks_forward`), rather than a warning at the first
+    pruning step, deep into training. A model that cannot be traced here is left to that step,
+    which says why it cannot prune."""
     import torch
 
-    from convscope.analysis.pruning import unprunable
+    from convscope.analysis.pruning import breaks_forward, unprunable
 
     config = monitor.prune
     if config is None or not config.times or not config.layers:
@@ -154,9 +174,13 @@ def check_reach(monitor: Monitor, shape: tuple[int, ...]) -> None:
         if name not in config.layers and isinstance(state.module, kinds) and removable(config, n := state.original_filters, n) > 0
     ]
     try:
-        why = unprunable(monitor.model, [*config.layers, *others], example_inputs=_example(monitor, shape))
+        example = _example(monitor, shape)
+        why = unprunable(monitor.model, [*config.layers, *others], example_inputs=example)
     except Exception:  # noqa: BLE001  (an input of zeros the model cannot take: the pruning step says so)
         return
+    # a size written in forward that assumes the channels shows in no trace: prune a copy and run it
+    # (the layers of prune= only: the others named below as prunable are judged by the trace)
+    why |= breaks_forward(monitor.model, [n for n in config.layers if n not in why], example_inputs=example)
     refused = [f"{name!r} ({reason})" for name, reason in why.items() if name in config.layers]
     if not refused:
         return

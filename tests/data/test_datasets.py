@@ -219,9 +219,8 @@ def test_prepare_scales_to_the_specs_value_range_and_checks_its_normalisation() 
     assert tuple(prepared.images.shape) == (2, 3, 7, 13)
     torch.testing.assert_close(prepared.images[0, :, 3, 6], torch.tensor([(255 - 123) / 58, (255 - 117) / 57, (255 - 104) / 57]))
     torch.testing.assert_close(caffe.unprepare(prepared.images), torch.full((2, 3, 7, 13), 255.0))
-    wrong = InputSpec(shape=(1, 28, 28), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # made 3 channels of 1
-    with pytest.raises(DataError, match="mean has 3 values for 1 channel"):
-        grey.prepare(wrong)
+    with pytest.raises(DataError, match="mean has 3 values for 1 channel"):  # refused when made, before any prepare
+        InputSpec(shape=(1, 28, 28), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     rgb = Dataset(images=torch.rand(2, 3, 9, 9), labels=torch.tensor([0, 1]), class_names=("a", "b"), name="rgb")
     assert tuple(rgb.prepare(InputSpec(shape=(1, 5, 5), mean=(0.5,), std=(0.25,))).images.shape) == (2, 1, 5, 5)
 

@@ -60,3 +60,20 @@ def test_a_channel_order_in_the_wrong_case_is_named_and_one_of_the_wrong_width_r
     assert InputSpec(shape=(1, 8, 8)).channel_order == "RGB"  # the default stays valid for grey models
     bgr = InputSpec(shape=(3, 8, 8), channel_order="BGR", mean=(104.0, 117.0, 123.0), std=(1.0, 1.0, 1.0))
     assert InputSpec.from_dict(bgr.to_dict()) == bgr
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "said"),
+    [
+        ({"shape": (3, 8, 8), "mean": (0.5, 0.5), "std": (0.2,)}, "mean has 2 values for 3 channel"),
+        ({"shape": (1, 8, 8), "mean": (0.5,), "std": (0.2, 0.2, 0.2)}, "std has 3 values for 1 channel"),
+        ({"shape": (3, 8, 8), "mean": (0.5,), "std": (0.2, 0.0, 0.2)}, "std must be above 0"),
+    ],
+)
+def test_a_mean_or_std_that_does_not_fit_the_channels_is_refused_when_the_spec_is_made(kwargs, said) -> None:
+    # (before, only Dataset.prepare checked the lengths; predict() and the explorer broadcast or failed deep in torch)
+    with pytest.raises(DataError, match=said):
+        InputSpec(**kwargs)
+    with pytest.raises(DataError, match=said):
+        InputSpec.from_dict({**kwargs, "shape": list(kwargs["shape"])})
+    assert InputSpec(shape=(3, 8, 8), mean=(0.5,), std=(0.25,)).prepare(torch.full((1, 3, 8, 8), 1.0)).unique().tolist() == [2.0]

@@ -56,6 +56,14 @@ class InputSpec:
                 f"channel_order {order!r} is not known; {hint}give one of "
                 f"{', '.join(repr(k) for k in CHANNEL_ORDERS)} (the order of the channels the model takes)"
             )
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) not in (1, self.channels):
+                raise DataError(
+                    f"the input spec's {name} has {len(values)} values for {self.channels} channel(s) (shape {tuple(self.shape)}); "
+                    f"give one {name} per channel, or one for all"
+                )
+        if self.std is not None and any(not v > 0 for v in self.std):
+            raise DataError(f"the input spec's std must be above 0 (it divides), got {tuple(self.std)}")
         needs = CHANNEL_ORDERS[order]
         if needs is not None and self.channels != needs:
             raise DataError(

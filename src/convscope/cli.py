@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from convscope.errors import ConvscopeError
 
@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     import torch
 
     from convscope.models._spec import LoadedModel
-    from convscope.store import RunStore
 
 __all__ = ["main"]
 
@@ -386,7 +385,9 @@ def _runs(args: argparse.Namespace) -> int:
     logdir = Path(args.logdir)
     if not logdir.is_dir():
         raise NotFoundError(f"log directory {args.logdir} does not exist; runs are written where watch(logdir=...) said")
-    runs, unreadable = _run_summaries(RunStore(logdir))
+    store = RunStore(logdir)
+    runs = store.list_runs()  # (each with ``dropped``: one row of the run's state)
+    unreadable = sorted(set(store.run_ids()) - {run["id"] for run in runs})
     if unreadable:  # (on stderr: --json stays one list for scripts)
         Console(stderr=True).print(
             f"[yellow]note:[/] left out {len(unreadable)} file{'s' if len(unreadable) > 1 else ''} of {args.logdir} that "
@@ -436,23 +437,6 @@ def _runs(args: argparse.Namespace) -> int:
 #: the cause of the ``dropped`` frames that count recording steps the overhead budget deferred:
 #: on purpose, not a loss
 _DEFERRED = "budget"
-
-
-def _run_summaries(store: RunStore) -> tuple[list[dict[str, Any]], list[str]]:
-    """Each readable run's summary (with ``dropped``, :meth:`RunReader.dropped`), newest first,
-    and the ids of the run files that cannot be read, from one opening of each run file."""
-    from convscope.errors import NotFoundError, StoreError
-
-    runs, unreadable = [], []
-    for run_id in store.run_ids():
-        try:
-            with store.open_run(run_id) as reader:
-                info = reader.info(details=False)  # (with ``dropped``, one row of the run's state)
-        except (StoreError, NotFoundError, OSError, ValueError):  # not a run, or one being created this instant
-            unreadable.append(run_id)
-            continue
-        runs.append(info)
-    return sorted(runs, key=lambda run: run["started"] or 0.0, reverse=True), unreadable
 
 
 def _when(t: float | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pruning_models import TutorialNet
 
 import convscope
 from convscope.analysis import plan_pruning, prune_filters, unprunable
@@ -115,7 +116,7 @@ def test_pruning_that_reaches_a_grouped_conv_is_refused_before_anything_changes(
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, outputs, 3, padding=1, groups=groups))
     x = torch.randn(2, 3, 8, 8)
     state = {k: v.clone() for k, v in net.state_dict().items()}
-    with pytest.raises(DataError, match=rf"pruning '{layer}' would change '2', a conv of {groups} groups"):
+    with pytest.raises(DataError, match=rf"'{layer}' cannot be pruned: its pruning would change '2', a conv of {groups} groups \(8 inputs, {outputs} filters\), whose groups cannot lose channels one by one \(depthwise convs"):
         prune_filters(net, {layer: [0, 1, 3, 4]}, example_inputs=x[:1])
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
     assert net(x).shape == (2, outputs, 8, 8)
@@ -140,7 +141,7 @@ def test_unprunable_names_the_layers_whose_pruning_reaches_a_grouped_conv_or_the
     net[6].eval()  # (a module kept in eval mode on purpose stays so)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     why = unprunable(net, ["0", "2", "4", "6", "8"], example_inputs=torch.zeros(1, 3, 8, 8))
-    grouped = "its pruning would change '2', a conv of 4 groups (8 inputs, 8 filters), whose groups cannot lose channels one by one"
+    grouped = "its pruning would change '2', a conv of 4 groups (8 inputs, 8 filters), whose groups cannot lose channels one by one (depthwise convs, one filter per input, can be pruned)"
     # 4 and 6 lose the same filters (a depthwise conv keeps one per input): both can be pruned
     assert why == {"0": grouped, "2": grouped, "8": "its filters are the model's output, which would change shape"}
     assert [m.training for m in net] == [True] * 6 + [False, True, True]
@@ -287,25 +288,6 @@ def test_residual_adds_and_the_case_study_model_still_prune() -> None:
     assert breaks_forward(lenet, ["conv1", "conv2", "fc1"], example_inputs=torch.zeros(1, 1, 28, 28)) == {}
 
 
-class _TutorialNet(torch.nn.Module):
-    """The PyTorch tutorial's LeNet for 3 x 32 x 32 images, with a batch norm after ``conv2`` (6 -> 16
-    filters) and a dropout: ``forward`` flattens conv2's 16 maps of 5 x 5 with a size written in the
-    code, ``view(-1, 16 * 5 * 5)``, that no trace can tell from a flatten."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1, self.pool = torch.nn.Conv2d(3, 6, 5), torch.nn.MaxPool2d(2, 2)
-        self.conv2, self.bn2 = torch.nn.Conv2d(6, 16, 5), torch.nn.BatchNorm2d(16)
-        self.fc1, self.drop = torch.nn.Linear(16 * 5 * 5, 120), torch.nn.Dropout(0.5)
-        self.fc2, self.fc3 = torch.nn.Linear(120, 84), torch.nn.Linear(84, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(torch.relu(self.conv1(x)))
-        x = self.pool(torch.relu(self.bn2(self.conv2(x))))
-        x = x.view(-1, 16 * 5 * 5)
-        return self.fc3(torch.relu(self.fc2(self.drop(torch.relu(self.fc1(x))))))
-
-
 def _held(model: torch.nn.Module) -> dict[str, tuple]:
     """Every module's plain attributes (sizes, mode) and the very parameter, buffer and gradient objects it holds."""
     return {
@@ -327,7 +309,7 @@ def test_a_pruning_that_breaks_the_forward_pass_is_undone_and_the_optimizer_left
     # before, conv2, bn2 and fc1's inputs were pruned and the optimizer mended: the view still
     # asked for 400 values a row, and the next training step raised in the user's loop
     torch.manual_seed(0)
-    model = _TutorialNet().train()
+    model = TutorialNet().train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
 
@@ -386,7 +368,7 @@ def test_a_pruning_that_changes_the_output_shape_is_undone() -> None:
 
 def test_breaks_forward_finds_what_no_trace_shows_and_changes_nothing() -> None:
     torch.manual_seed(0)
-    model = _TutorialNet().train()
+    model = TutorialNet().train()
     model(torch.randn(4, 3, 32, 32))  # (bn2's statistics away from their start)
     model.fc2.eval()  # (a module kept in eval mode on purpose stays so)
     x = torch.zeros(1, 3, 32, 32)

@@ -4,11 +4,11 @@ never prune is refused then, with the layer and what to do; one that can prune t
 from __future__ import annotations
 
 import contextlib
-import threading
 import warnings
 
 import pytest
 import torch
+from pruning_models import TutorialNet
 
 import convscope
 from convscope.errors import DataError
@@ -267,27 +267,6 @@ def test_a_prune_config_is_left_as_given_and_sets_up_the_next_run_alike() -> Non
     assert mon.prune.times == 0 and one.times == 1 and one.layers == "a"
 
 
-class _TutorialNet(torch.nn.Module):
-    """The PyTorch tutorial's LeNet for 3 x 32 x 32 images, with a batch norm after ``conv2`` (6 -> 16
-    filters) and a dropout: ``forward`` flattens conv2's 16 maps of 5 x 5 with a size written in the
-    code, ``view(-1, 16 * 5 * 5)`` (or, ``flatten``, with ``torch.flatten(x, 1)``). ``lock``: it holds
-    a lock (for a cache of its own, say), so that it cannot be copied."""
-
-    def __init__(self, *, flatten: bool = False, lock: bool = False) -> None:
-        super().__init__()
-        self.flatten, self.lock = flatten, threading.Lock() if lock else None
-        self.conv1, self.pool = torch.nn.Conv2d(3, 6, 5), torch.nn.MaxPool2d(2, 2)
-        self.conv2, self.bn2 = torch.nn.Conv2d(6, 16, 5), torch.nn.BatchNorm2d(16)
-        self.fc1, self.drop = torch.nn.Linear(16 * 5 * 5, 120), torch.nn.Dropout(0.5)
-        self.fc2, self.fc3 = torch.nn.Linear(120, 84), torch.nn.Linear(84, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(torch.relu(self.conv1(x)))
-        x = self.pool(torch.relu(self.bn2(self.conv2(x))))
-        x = torch.flatten(x, 1) if self.flatten else x.view(-1, 16 * 5 * 5)
-        return self.fc3(torch.relu(self.fc2(self.drop(torch.relu(self.fc1(x))))))
-
-
 def _twins(*convs: torch.nn.Conv2d) -> None:
     """Each conv's filters in equal pairs (0 = 1, 2 = 3 ...): groups of correlation 1."""
     with torch.no_grad():
@@ -305,7 +284,7 @@ _BREAKS = (
 def test_a_size_written_in_forward_that_pruning_breaks_is_refused_at_watch() -> None:
     # the trace sees a flatten: before, conv2 was pruned at the first pruning step, and the view,
     # still asking for 400 values a row, raised in the training loop
-    model = _TutorialNet()
+    model = TutorialNet()
     with pytest.raises(DataError) as caught:
         convscope.watch(model, logdir=None, prune={**_PRUNE, "layers": ("conv2",)}, input_shape=(3, 32, 32))
     assert str(caught.value) == (
@@ -313,12 +292,12 @@ def test_a_size_written_in_forward_that_pruning_breaks_is_refused_at_watch() -> 
         "('conv1' can be pruned)"
     )
     assert _no_hooks(model) and model.conv2.out_channels == 16
-    convscope.watch(_TutorialNet(flatten=True), logdir=None, prune={**_PRUNE, "layers": ("conv2",)}, input_shape=(3, 32, 32)).close()
+    convscope.watch(TutorialNet(flatten=True), logdir=None, prune={**_PRUNE, "layers": ("conv2",)}, input_shape=(3, 32, 32)).close()
 
 
 def test_a_size_written_in_forward_is_refused_at_the_first_forward_and_the_trial_leaves_the_model_as_it_was(tmp_path) -> None:
     torch.manual_seed(0)
-    model = _TutorialNet().train()
+    model = TutorialNet().train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     mon = convscope.watch(model, optimizer=opt, logdir=tmp_path, budget=None, every=1, prune={**_PRUNE, "layers": ("conv2",)})
@@ -351,7 +330,7 @@ def test_the_trial_at_the_first_forward_leaves_training_and_what_is_recorded_as_
 
     def run(prune: dict | None) -> tuple[list[float], dict[str, torch.Tensor], list[tuple]]:
         torch.manual_seed(0)
-        model = _TutorialNet(flatten=True).train()
+        model = TutorialNet(flatten=True).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.05)
         sink, losses = MemorySink(), []
         with convscope.watch(model, optimizer=opt, logdir=None, budget=None, every=1, sinks=[sink], prune=prune):
@@ -377,7 +356,7 @@ def test_a_pruning_that_breaks_the_model_at_its_step_is_undone_and_that_layer_al
     # this model cannot be copied, so no trial tells before training that pruning conv2 breaks
     # its forward pass; before, conv2 was pruned and the next training step raised
     torch.manual_seed(0)
-    model = _TutorialNet(lock=True).train()
+    model = TutorialNet(lock=True).train()
     _twins(model.conv1, model.conv2)
     opt = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)  # (the twin filters stay twins)
     sink = MemorySink()

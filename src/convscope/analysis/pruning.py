@@ -165,15 +165,9 @@ def prune_filters(
         # every filter at once: the group then reaches every layer and op that some choice of filters would
         group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
         output = output or any(_passes_on(item) and not item.dep.target.outputs for item in group)
-        grouped = _grouped_convs(group, names)
-        if grouped:
-            raise DataError(
-                f"pruning {name!r} would change {grouped[0]}, whose groups cannot lose channels one by one; "
-                "prune other layers (depthwise convs, one filter per input, can be pruned)"
-            )
-        cuts = _splits(group, layer, names)
-        if cuts:
-            raise DataError(f"{name!r} cannot be pruned: {_split_reason(cuts)}")
+        why = _refusal(group, layer, names)
+        if why is not None:
+            raise DataError(f"{name!r} cannot be pruned: {why}")
     expected, runs = None, bool(handlers)  # what the model gives now, to know the pruned one by
     if runs:
         try:
@@ -270,12 +264,9 @@ def unprunable(
     for name, (layer, handler, size) in roots.items():
         # every filter at once: the group then reaches every layer that some choice of filters would
         group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
-        grouped = _grouped_convs(group, names)
-        cuts = _splits(group, layer, names)
-        if grouped:
-            why[name] = f"its pruning would change {' and '.join(grouped)}, whose groups cannot lose channels one by one"
-        elif cuts:
-            why[name] = _split_reason(cuts)
+        refused = _refusal(group, layer, names)
+        if refused is not None:
+            why[name] = refused
         elif any(_passes_on(item) and not item.dep.target.outputs for item in group):
             why[name] = "its filters are the model's output, which would change shape"
     return why
@@ -482,6 +473,20 @@ def _passes_on(item: Any) -> bool:
     """Whether a pruning group's ``item`` takes channels from its target's output (the pruned
     layer's own, a coupled one's, an element-wise op's), not from a consumer's input."""
     return "out" in getattr(item.dep.handler, "__name__", "")
+
+
+def _refusal(group: Any, root: Any, names: Mapping[int, str]) -> str | None:
+    """Why the pruning group of ``root`` (all its filters) cannot be pruned, whichever filters
+    are chosen: it reaches a grouped conv other than a depthwise one, or ``root``'s channels are
+    split in ``forward``; ``None`` where neither."""
+    grouped = _grouped_convs(group, names)
+    if grouped:
+        return (
+            f"its pruning would change {' and '.join(grouped)}, whose groups cannot lose channels one by one "
+            "(depthwise convs, one filter per input, can be pruned)"
+        )
+    cuts = _splits(group, root, names)
+    return _split_reason(cuts) if cuts else None
 
 
 def _grouped_convs(group: Any, names: Mapping[int, str]) -> list[str]:

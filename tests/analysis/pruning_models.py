@@ -1,0 +1,28 @@
+"""Models the pruning tests share (tests/analysis and, through its conftest, tests/insitu)."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+
+class TutorialNet(torch.nn.Module):
+    """The PyTorch tutorial's LeNet for 3 x 32 x 32 images, with a batch norm after ``conv2`` (6 -> 16
+    filters) and a dropout: ``forward`` flattens conv2's 16 maps of 5 x 5 with a size written in the
+    code, ``view(-1, 16 * 5 * 5)`` (or, ``flatten``, with ``torch.flatten(x, 1)``). ``lock``: it holds
+    a lock (for a cache of its own, say), so that it cannot be copied."""
+
+    def __init__(self, *, flatten: bool = False, lock: bool = False) -> None:
+        super().__init__()
+        self.flatten, self.lock = flatten, threading.Lock() if lock else None
+        self.conv1, self.pool = torch.nn.Conv2d(3, 6, 5), torch.nn.MaxPool2d(2, 2)
+        self.conv2, self.bn2 = torch.nn.Conv2d(6, 16, 5), torch.nn.BatchNorm2d(16)
+        self.fc1, self.drop = torch.nn.Linear(16 * 5 * 5, 120), torch.nn.Dropout(0.5)
+        self.fc2, self.fc3 = torch.nn.Linear(120, 84), torch.nn.Linear(84, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = self.pool(torch.relu(self.bn2(self.conv2(x))))
+        x = torch.flatten(x, 1) if self.flatten else x.view(-1, 16 * 5 * 5)
+        return self.fc3(torch.relu(self.fc2(self.drop(torch.relu(self.fc1(x))))))

@@ -14,7 +14,7 @@ from convscope.store import RunStore
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 #: where the test leaves a picture of the Runs page with a lossy run, to look at
-SCREENSHOT = Path("/tmp/convscope-runs-gaps.png")
+SCREENSHOT = Path(__file__).with_name("artifacts") / "runs-page-gaps.png"  # (ignored by git, as the other screenshots)
 
 MARKS = """(id) => {
   const row = document.querySelector(`.run-row[data-run='${id}']`);
@@ -59,6 +59,7 @@ def test_the_runs_page_marks_runs_that_lost_frames(tmp_path: Path, page) -> None
         assert r > 200 and g > 170 and b < 120, lossy
         assert lossy["deferred"]["colour"] == paced["deferred"]["colour"] == page.evaluate(
             "getComputedStyle(document.querySelector('.page-head .muted')).color")
+        SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT))
 
         # the run's own header says the same, in the same words

@@ -37,9 +37,9 @@ export function dropMarks(drops: Map<string, number> | Record<string, number>, b
   const marks: DropMarks = {};
   const lost = entries.filter(([cause, n]) => cause !== DEFERRED && n > 0).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   if (lost.length > 0) {
-    const text = lostText(lost);
-    const why = lost.map(([cause]) => `${cause}: ${CAUSES[cause] ?? `the ${cause} sink dropped them`}`).join("; ");
     const total = lost.reduce((sum, [, n]) => sum + n, 0);
+    const text = lostText(lost, total);
+    const why = lost.map(([cause]) => `${cause}: ${CAUSES[cause] ?? `the ${cause} sink dropped them`}`).join("; ");
     marks.lost = { total, mark: `⚠ ${count(total)} lost`, text, title: `${text} (${why})` };
   }
   const deferred = entries.find(([cause]) => cause === DEFERRED)?.[1] ?? 0;
@@ -51,8 +51,7 @@ export function dropMarks(drops: Map<string, number> | Record<string, number>, b
 }
 
 /** "1,520 frames lost: queue 1,500, http 20" (causes given largest first). */
-function lostText(lost: [string, number][]): string {
-  const total = lost.reduce((sum, [, n]) => sum + n, 0);
+function lostText(lost: [string, number][], total: number): string {
   return `${count(total)} frame${total === 1 ? "" : "s"} lost: ${lost.map(([cause, n]) => `${cause} ${count(n)}`).join(", ")}`;
 }
 

@@ -93,6 +93,93 @@ def test_a_new_weight_shape_after_pruning_starts_a_new_path(tmp_path) -> None:
     assert d["point_data"]["step"].tolist() == [2, 3]
 
 
+def _dims_steps(out: Path, step: int) -> list[int]:
+    return read_vtk(out / "trajectory-dims-conv1" / f"trajectory-dims-conv1_{step:08d}.vtp")["point_data"]["step"].tolist()
+
+
+def test_dims_paths_are_thinned_evenly_and_an_export_grows_linearly(tmp_path, monkeypatch) -> None:
+    # (each step file held the whole path so far: an export grew with the square of the recordings)
+    import convscope.export._vtk as vtk
+
+    monkeypatch.setattr(vtk, "DIMS_PATH_POINTS", 8)
+    frames = [frame("trajectory", 10 * i) for i in range(100)]
+    w = VtkWriter(tmp_path, kinds=["trajectory"])
+    for f in frames:
+        w.write(f)
+    w.close()
+    assert [t for t, _ in _series(tmp_path, "trajectory-dims-conv1")] == [float(f.step) for f in frames]
+    dims = {f.step: f.payload["dims"] for f in frames}
+    total, last_stride = 0, 1
+    for i, f in enumerate(frames):
+        d = read_vtk(tmp_path / "trajectory-dims-conv1" / f"trajectory-dims-conv1_{f.step:08d}.vtp")
+        steps = d["point_data"]["step"].tolist()
+        total += len(steps)
+        assert min(i + 1, 8 // 2) <= len(steps) <= 8, (f.step, steps)
+        # the path's first recording, then every stride-th one, then this step's (a real weight point each)
+        assert steps[0] == 0 and steps[-1] == f.step
+        assert np.array_equal(d["points"], np.stack([dims[s] for s in steps]))
+        assert d["cells"]["lines"][1].tolist() == [len(steps)] and d["point_data"]["index"].tolist() == [[0, 5, 9]] * len(steps)
+        kept = steps if len(steps) < 3 else steps[:-1]
+        stride = (kept[1] - kept[0]) // 10 if len(kept) > 1 else 1
+        assert stride & (stride - 1) == 0 and stride >= last_stride  # a power of two, which only grows
+        assert kept == list(range(0, 10 * stride * len(kept), 10 * stride)), (f.step, steps)
+        assert 0 < steps[-1] - kept[-1] <= 10 * stride or steps == kept  # the newest no more than a stride on
+        last_stride = stride
+    assert last_stride > 1 and total <= 8 * len(frames)
+
+
+def test_dims_paths_hold_bounded_memory(monkeypatch) -> None:
+    import convscope.export._vtk as vtk
+
+    def points_held(obj: object) -> int:  # (whatever the layout: rows of 2-D arrays, single 1-D points)
+        if isinstance(obj, np.ndarray):
+            return len(obj) if obj.ndim > 1 else int(obj.ndim == 1)
+        if isinstance(obj, dict):
+            return sum(points_held(v) for v in obj.values())
+        if isinstance(obj, list | tuple):
+            return sum(points_held(v) for v in obj)
+        return points_held(vars(obj)) if hasattr(obj, "__dict__") else 0
+
+    monkeypatch.setattr(vtk, "DIMS_PATH_POINTS", 8)
+    trajectories = vtk._Trajectories()
+    payload = frame("trajectory", 0).payload
+    for step in range(10_000):
+        points, steps = trajectories.add(Frame(run="r", step=step, kind="trajectory", layer="conv1", payload=payload))
+        assert len(points) == len(steps) <= 8
+        if step % 1000 == 999:
+            assert points_held(trajectories) <= 8 + 1, step
+
+
+def test_a_thinned_dims_path_restarts_on_a_new_shape_and_replaces_a_repeated_step(tmp_path, monkeypatch) -> None:
+    import convscope.export._vtk as vtk
+
+    monkeypatch.setattr(vtk, "DIMS_PATH_POINTS", 8)
+    w = VtkWriter(tmp_path, kinds=["trajectory"])
+
+    def write(step: int, shape: list[int], seed: int | None = None) -> None:
+        f = frame("trajectory", step if seed is None else seed)
+        w.write(Frame(run="r", step=step, kind="trajectory", layer="conv1", payload={**f.payload, "shape": shape}))
+
+    for s in range(20):  # thinned twice: every 4th recording is kept, and the newest
+        write(s, [4, 1, 3, 3])
+    assert _dims_steps(tmp_path, 19) == [0, 4, 8, 12, 16, 19]
+    write(19, [4, 1, 3, 3], seed=1000)  # the newest, which the path does not keep, again
+    d = read_vtk(tmp_path / "trajectory-dims-conv1" / "trajectory-dims-conv1_00000019.vtp")
+    assert d["point_data"]["step"].tolist() == [0, 4, 8, 12, 16, 19]
+    assert np.array_equal(d["points"][-1], frame("trajectory", 1000).payload["dims"])
+    for s in range(20, 25):
+        write(s, [4, 1, 3, 3])
+    write(24, [4, 1, 3, 3], seed=2000)  # a kept one again: the path keeps the new point
+    write(25, [4, 1, 3, 3])
+    d = read_vtk(tmp_path / "trajectory-dims-conv1" / "trajectory-dims-conv1_00000025.vtp")
+    assert d["point_data"]["step"].tolist() == [0, 4, 8, 12, 16, 20, 24, 25]
+    assert np.array_equal(d["points"][6], frame("trajectory", 2000).payload["dims"])
+    write(26, [3, 1, 3, 3])  # pruned: a new path
+    write(27, [3, 1, 3, 3])
+    assert _dims_steps(tmp_path, 26) == [26] and _dims_steps(tmp_path, 27) == [26, 27]
+    w.close()
+
+
 def test_distribution_and_correlation(tmp_path) -> None:
     dist, corr = frame("distribution", 1), frame("correlation", 1)
     w = VtkWriter(tmp_path)

@@ -47,3 +47,23 @@ def test_paraview_reads_every_view_exactly(tmp_path, pvrun) -> None:
     assert np.array_equal(seen["2/point/activation"].reshape(images.shape), images)
     counts = frames[7].payload["counts"]
     assert np.array_equal(seen["3/cell/count"].reshape(counts.shape), counts)
+
+
+def test_paraview_reads_a_thinned_dims_path(tmp_path, pvrun, monkeypatch) -> None:
+    import convscope.export._vtk as vtk
+
+    monkeypatch.setattr(vtk, "DIMS_PATH_POINTS", 8)
+    frames = [frame("trajectory", 10 * i) for i in range(30)]
+    w = VtkWriter(tmp_path, kinds=["trajectory"])
+    for f in frames:
+        w.write(f)
+    w.close()
+    out = tmp_path / "seen.npz"
+    pvrun(str(HERE / "pv_read_back.py"), str(out), str(tmp_path / "trajectory-dims-conv1.pvd"))
+    seen = np.load(out)
+    # every recorded step is a time step; at the last, every 8th recording from the first, and the newest
+    assert str(seen["0/reader"]) == "PVDReader" and seen["0/times"].tolist() == [float(f.step) for f in frames]
+    steps = [0, 80, 160, 240, 290]
+    assert seen["0/point/step"].tolist() == steps
+    assert np.array_equal(seen["0/points"], np.stack([frames[s // 10].payload["dims"] for s in steps]))
+    assert seen["0/point/index"].tolist() == [[0, 5, 9]] * len(steps)

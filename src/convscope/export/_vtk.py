@@ -7,7 +7,8 @@ step, with the step as the time value. Series (``<layer>`` made file-safe):
 series                         file   what
 =============================  =====  ===================================================
 ``weights-<layer>``            .vtp   weight grid as raised blocks (:func:`weight_grid_blocks`)
-``trajectory-dims-<layer>``    .vtp   path of the three chosen weights up to that step
+``trajectory-dims-<layer>``    .vtp   path of the three chosen weights up to that step, thinned to
+                                     at most :data:`DIMS_PATH_POINTS` points, evenly spread, the newest last
 ``trajectory-pca-<layer>``     .vtp   path on the principal axes of that step
 ``distribution-<layer>``       .vtp   per-filter histograms as quads
 ``feature_maps-<layer>``       .vti   one sample's maps, W x H x F (map index along z)
@@ -52,30 +53,65 @@ PVD_SECONDS = 2.0
 #: each rewrite dearer: the next one waits in proportion)
 PVD_SHARE = 0.02
 
+#: the most points in a ``trajectory-dims-<layer>`` step file (at least 2). Each file holds the
+#: path up to its step: whole paths grew an export with the square of the recordings (a
+#: 100,000-step run recording every 10 steps wrote 50M points a layer). Thinned as
+#: :class:`~convscope.analysis.TrajectoryTracker` thins the points it keeps (every 2nd, then
+#: every 4th ... recording), paths keep files and memory bounded and an export linear
+DIMS_PATH_POINTS = 1024
+
 #: frame kinds that have a VTK scene
 VTK_KINDS = ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups")
 
 
+class _Path:
+    """One dims path, thinned evenly: it keeps the recordings whose ordinal in the path is a
+    multiple of ``stride`` (the first always), fewer than :data:`DIMS_PATH_POINTS`, and the
+    newest one apart when the stride does not keep it."""
+
+    def __init__(self, shape: str, width: int) -> None:
+        self.shape = shape
+        self.count = 0  # recordings so far
+        self.stride = 1
+        self.steps: list[int] = []
+        self.points = np.empty((DIMS_PATH_POINTS, width), np.float32)
+        self.newest: tuple[int, int, np.ndarray] | None = None  # (ordinal, step, point)
+
+    def add(self, step: int, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.newest is not None and self.newest[1] == step:  # the same step again replaces its point
+            ordinal = self.newest[0]
+            if ordinal % self.stride == 0:
+                self.points[len(self.steps) - 1] = point
+        else:
+            ordinal, self.count = self.count, self.count + 1
+            if ordinal % self.stride == 0:
+                self.points[len(self.steps)] = point
+                self.steps.append(step)
+                if len(self.steps) == len(self.points):  # full: keep every other one, the first included
+                    self.steps = self.steps[::2]
+                    self.points[: len(self.steps)] = self.points[::2].copy()
+                    self.stride *= 2
+        self.newest = (ordinal, step, point)
+        n = len(self.steps)
+        if ordinal % self.stride == 0:  # the newest is kept: it is the last kept point
+            return self.points[:n].copy(), np.asarray(self.steps, np.int64)
+        return np.concatenate([self.points[:n], point[None]]), np.asarray([*self.steps, step], np.int64)
+
+
 class _Trajectories:
-    """The dims path of each layer so far (a new weight shape after pruning starts a new one)."""
+    """The dims path of each layer so far, thinned to at most :data:`DIMS_PATH_POINTS` points
+    (a new weight shape after pruning starts a new one)."""
 
     def __init__(self) -> None:
-        self.paths: dict[str, tuple[object, list[int], list[np.ndarray]]] = {}
+        self.paths: dict[str, _Path] = {}
 
     def add(self, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
-        shape = frame.payload.get("shape")
-        key = repr(shape)
-        current = self.paths.get(frame.layer)
-        if current is None or current[0] != key:
-            current = (key, [], [])
-            self.paths[frame.layer] = current
-        _key, steps, points = current
-        if steps and steps[-1] == frame.step:
-            steps.pop()
-            points.pop()
-        steps.append(frame.step)
-        points.append(np.asarray(frame.payload["dims"], np.float32).ravel())
-        return np.stack(points), np.asarray(steps, np.int64)
+        key = repr(frame.payload.get("shape"))
+        point = np.asarray(frame.payload["dims"], np.float32).ravel()
+        path = self.paths.get(frame.layer)
+        if path is None or path.shape != key:
+            path = self.paths[frame.layer] = _Path(key, len(point))
+        return path.add(frame.step, point)
 
 
 def scenes_of(frame: Frame, trajectories: _Trajectories | None = None) -> dict[str, PolyData | ImageData]:

@@ -196,6 +196,9 @@ _ONE_PROCESS = {
     "convscope every=10, no budget": {"every": 10, "budget": None},
     "convscope every=10, no budget, one recording at a time": {"every": 10, "budget": None, "batch_window": 0.0},
     "convscope every=10, no budget, analysis in the background": {"every": 10, "budget": None, "analysis_thread": "background"},
+    # the issue's configuration (b) as it reads: the views every 10 steps and no log() (``log``: not
+    # a watch() option; False leaves log(loss=...) out of the loop), to set beside the rows that log
+    "convscope every=10, no budget, views only (no log())": {"every": 10, "budget": None, "log": False},
     # what watching costs where nothing is recorded: the step hooks and log(loss=...) at every
     # step, whose values travel as frames (one per value) to the run store
     "convscope, nothing due, log() every step": {"every": 10**6, "budget": None},
@@ -317,6 +320,8 @@ class _Blocks:
     def __init__(self, data, watch: dict | None = None, tensorboard: str | None = None, bare: bool = False) -> None:
         self.model, self.opt = _setup()
         self.data, self.pos = data, 0
+        watch = None if watch is None else dict(watch)
+        self.logs = watch is None or watch.pop("log", True)  # (log(loss=...) at every step)
         self.mon = convscope.watch(self.model, optimizer=self.opt, **watch) if watch is not None else None
         #: ``bare``: the least a watcher can do at every step, to set convscope's quiet steps against:
         #: an optimizer post-step hook that only counts, and each loss read (``item()``) into a list
@@ -334,7 +339,7 @@ class _Blocks:
         """One training step, with the monitor's ``log()`` or TensorBoard's logging; its seconds."""
         start = time.perf_counter()
         loss = _train_step(self.model, self.opt, self.data, self.pos)
-        if self.mon is not None:
+        if self.mon is not None and self.logs:
             self.mon.log(loss=loss)
         if self.losses is not None:
             self.losses.append(loss.item())
@@ -630,8 +635,8 @@ def bench_paired(
     configs = configs or {
         "plain beside plain": None,
         **_configs(
-            "convscope every=10, no budget", "convscope every=10, no budget, analysis in the background", "convscope every=10",
-            "convscope, nothing due, log() every step",
+            "convscope every=10, no budget", "convscope every=10, no budget, views only (no log())",
+            "convscope every=10, no budget, analysis in the background", "convscope every=10", "convscope, nothing due, log() every step",
         ),
         "tensorboard histograms every=10": {"tensorboard": True},
         **_spare_core(),

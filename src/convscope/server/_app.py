@@ -406,15 +406,16 @@ def create_app(
                 try:  # (read once the run is ours: no other writer can move it on now)
                     with open_reader(run) as reader:
                         ingested = _Ingest(writer, last_seq=_last_seq(reader.state(INGEST_SEQ_STATE)))
+                        last_step = reader.info(details=False)["last_step"]
                 except BaseException:
                     writer.close(status="failed")
                     raise
                 writers[run] = ingested
-            # else: it is open here already (the answer to an earlier resume was lost): the same run
+            else:  # open here already (the answer to an earlier resume was lost): the same run
+                with open_reader(run) as reader:
+                    last_step = reader.info(details=False)["last_step"]
         hub.poke(run)
         watch.poke()
-        with open_reader(run) as reader:
-            last_step = reader.info(details=False)["last_step"]
         return {"id": run, "max_upload_bytes": max_upload_bytes, "last_step": last_step, "last_seq": ingested.last_seq}
 
     @app.post(

@@ -44,6 +44,7 @@ Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload le
      [--attribution 3] (LeNet-5's step-by-step measure without each part in turn: what each costs)
      [--collections 8000] (Python's garbage collections in LeNet-5 steps, plain and watched, the heap frozen or not)
      [--configs 'every=10'] (a subset, for a quick look)
+     [--paired-only 'no budget' 'nothing due'] (only those rows of LeNet-5's step-by-step measure: minutes, not an hour)
 """
 
 from __future__ import annotations
@@ -616,6 +617,23 @@ def _paired_run(
     return cost, (ci[0], ci[1]), recorded, where, moved.sum() / times[:, 0].sum(), factor, times[:, 0].mean()
 
 
+def _paired_rows(*words: str) -> dict[str, dict | None]:
+    """The rows of LeNet-5's step-by-step measure; with ``words``, those whose names hold one of
+    them, and the measure's own error beside them."""
+    rows = {
+        "plain beside plain": None,
+        **_configs(
+            "convscope every=10, no budget", "convscope every=10, no budget, views only (no log())",
+            "convscope every=10, no budget, analysis in the background", "convscope every=10", "convscope, nothing due, log() every step",
+        ),
+        "tensorboard histograms every=10": {"tensorboard": True},
+        **_spare_core(),
+    }
+    if not words:
+        return rows
+    return {name: c for name, c in rows.items() if name == "plain beside plain" or any(w in name for w in words)}
+
+
 def bench_paired(
     steps: int, runs: int, configs: dict[str, dict | None] | None = None, workload: str = "lenet", *, what: str = ""
 ) -> str:
@@ -632,15 +650,7 @@ def bench_paired(
     watched one's ("leaked")."""
     data, warm, block, title = _workload(workload)
     steps = max(block, steps // block * block)
-    configs = configs or {
-        "plain beside plain": None,
-        **_configs(
-            "convscope every=10, no budget", "convscope every=10, no budget, views only (no log())",
-            "convscope every=10, no budget, analysis in the background", "convscope every=10", "convscope, nothing due, log() every step",
-        ),
-        "tensorboard histograms every=10": {"tensorboard": True},
-        **_spare_core(),
-    }
+    configs = configs or _paired_rows()
     # per run: overhead, its 95% interval, recordings, analysis thread, leaked share, slowdown, plain step s
     found: dict[str, list[tuple[float, tuple[float, float], str, str, float, float, float]]] = {name: [] for name in configs}
     threads = torch.get_num_threads()
@@ -791,6 +801,11 @@ def main() -> None:
     )
     parser.add_argument("--collections-runs", type=int, default=2, help="runs of each configuration counting collections")
     parser.add_argument(
+        "--paired-only", nargs="+", metavar="WORD",
+        help="run only LeNet-5's step-by-step measure, its rows whose names hold one of these words "
+        "(and 'plain beside plain'), e.g. --paired-only 'no budget' 'nothing due'",
+    )
+    parser.add_argument(
         "--configs", nargs="+", metavar="NAME",
         help="run only the configurations whose names contain one of these words (plain always runs)",
     )
@@ -802,6 +817,12 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     where = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})"
     print(f"# in situ overhead, training on {where} ({machine()})\n")
+    if args.paired_only:
+        rows = _paired_rows(*args.paired_only)
+        if len(rows) < 2:
+            parser.error(f"--paired-only {args.paired_only} names none of the rows: {', '.join(_paired_rows())}")
+        print(bench_paired(args.paired, args.paired_runs, rows) + "\n")
+        return
     if args.workload in ("lenet", "both"):
         if args.rounds > 0:
             print(bench("lenet", args.steps, args.rounds, args.warmup) + "\n")

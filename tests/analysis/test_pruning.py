@@ -56,6 +56,15 @@ def test_pruned_model_equals_the_original_with_those_filters_frozen() -> None:
     torch.testing.assert_close(out, frozen, rtol=1e-5, atol=1e-5)
 
 
+def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """One training step on ``x, y``; its loss."""
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
 @pytest.mark.parametrize("make_opt", [
     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9),
     lambda p: torch.optim.Adam(p, lr=1e-3),
@@ -67,12 +76,7 @@ def test_online_pruning_mends_the_optimizer_and_training_goes_on(make_opt) -> No
     x, y = _digits(256)
 
     def step(i: int) -> float:
-        xb, yb = x[i % 8 * 32 : i % 8 * 32 + 32], y[i % 8 * 32 : i % 8 * 32 + 32]
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return _train_step(model, opt, x[i % 8 * 32 : i % 8 * 32 + 32], y[i % 8 * 32 : i % 8 * 32 + 32])
 
     for i in range(5):
         step(i)
@@ -314,11 +318,7 @@ def test_a_pruning_that_breaks_the_forward_pass_is_undone_and_the_optimizer_left
     x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
 
     def step() -> float:
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return _train_step(model, opt, x, y)
 
     for _ in range(3):
         step()

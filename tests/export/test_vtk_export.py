@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from samples import frame
+from samples import exported_trajectory, frame
 
 from convscope.export import VtkWriter, write_vti, write_vtp
 from convscope.export._scenes import FACES_PER_BLOCK, ImageData, PolyData, weight_grid_blocks
@@ -102,11 +102,7 @@ def test_dims_paths_are_thinned_evenly_and_an_export_grows_linearly(tmp_path, mo
     import convscope.export._vtk as vtk
 
     monkeypatch.setattr(vtk, "DIMS_PATH_POINTS", 8)
-    frames = [frame("trajectory", 10 * i) for i in range(100)]
-    w = VtkWriter(tmp_path, kinds=["trajectory"])
-    for f in frames:
-        w.write(f)
-    w.close()
+    frames = exported_trajectory(tmp_path, 100)
     assert [t for t, _ in _series(tmp_path, "trajectory-dims-conv1")] == [float(f.step) for f in frames]
     dims = {f.step: f.payload["dims"] for f in frames}
     total, last_stride = 0, 1

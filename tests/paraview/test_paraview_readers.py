@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from samples import frame
+from samples import exported_trajectory, frame
 
 from convscope.export import VtkWriter
 from convscope.frames import Frame
@@ -53,11 +53,7 @@ def test_paraview_reads_a_thinned_dims_path(tmp_path, pvrun, monkeypatch) -> Non
     import convscope.export._vtk as vtk
 
     monkeypatch.setattr(vtk, "DIMS_PATH_POINTS", 8)
-    frames = [frame("trajectory", 10 * i) for i in range(30)]
-    w = VtkWriter(tmp_path, kinds=["trajectory"])
-    for f in frames:
-        w.write(f)
-    w.close()
+    frames = exported_trajectory(tmp_path, 30)
     out = tmp_path / "seen.npz"
     pvrun(str(HERE / "pv_read_back.py"), str(out), str(tmp_path / "trajectory-dims-conv1.pvd"))
     seen = np.load(out)

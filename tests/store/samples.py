@@ -59,6 +59,18 @@ def every_kind(step: int, *, run: str = "r") -> list[Frame]:
     return [frame(kind, step, run=run) for kind in KINDS]
 
 
+def exported_trajectory(out: object, count: int) -> list[Frame]:
+    """``count`` trajectory frames of one layer, 10 steps apart, written by a VTK writer into ``out``."""
+    from convscope.export import VtkWriter
+
+    frames = [frame("trajectory", 10 * i) for i in range(count)]
+    writer = VtkWriter(out, kinds=["trajectory"])
+    for f in frames:
+        writer.write(f)
+    writer.close()
+    return frames
+
+
 def same_frame(a: Frame, b: Frame) -> bool:
     """Equal in every field and payload value (arrays: dtype, shape and values)."""
     if (a.run, a.step, a.kind, a.layer, a.wall_time) != (b.run, b.step, b.kind, b.layer, b.wall_time):

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import _harness
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 IMG = RESULTS / "img"
@@ -82,14 +84,7 @@ BENCHES = [
 
 
 def machine_details() -> list[tuple[str, str]]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = _harness.cpu()
     mem = "?"
     try:
         kib = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])

@@ -135,7 +135,9 @@ def _parser() -> argparse.ArgumentParser:
         help="list the runs of a log directory: status, steps, frames, frames lost",
         description="List the runs stored in a log directory, newest first: each run's id (what "
         "`convscope export` and the dashboard's address take), its status (live, finished, failed, "
-        "or crashed: its process died without closing it; what it committed is readable), the steps "
+        "crashed: its process died without closing it; what it committed is readable; or interrupted: "
+        "the server stopped while a monitor was streaming the run, frames sent after that were not "
+        "received, and the run resumes as live if its training reconnects), the steps "
         "it recorded and its frames; what it lost (frames dropped by the monitor's full queue or by "
         "a sink, such as the run store or the HTTP sink, that could not deliver them) and the recording "
         "steps its overhead budget deferred on purpose, where there are any (--json: each run's "
@@ -424,7 +426,7 @@ def _runs(args: argparse.Namespace) -> int:
         justify: Literal["left", "right"] = "right" if col in ("steps", "frames") else "left"
         table.add_column(col, justify=justify, no_wrap=True, min_width=max(len(col), *(len(row[col]) for row in rows)))
     table.add_column("model", no_wrap=True, overflow="ellipsis")
-    statuses = {"live": "green", "failed": "red", "crashed": "yellow"}
+    statuses = {"live": "green", "failed": "red", "crashed": "yellow", "interrupted": "dark_orange"}
     for row, run in zip(rows, runs, strict=True):
         styles = {"status": statuses.get(row["status"], ""), "lost": "yellow", "deferred": "dim"}
         table.add_row(*(Text(cell, style=styles.get(col, "")) for col, cell in row.items()), str(run.get("model") or ""))

@@ -260,7 +260,7 @@ def test_an_ingested_run_whose_monitor_goes_silent_is_crashed(tmp_path: Path, mo
         time.sleep(0.5)  # heartbeats are committed at most once a second
         c.post(f"/api/runs/{run}/frames", content=b"", headers={"content-type": FRAMES})  # a heartbeat
         assert c.get(f"/api/runs/{run}").json()["status"] == "live"
-    assert RunStore(tmp_path).open_run(run).status() == "failed"  # the server stopped while it was open
+    assert RunStore(tmp_path).open_run(run).status() == "interrupted"  # the server stopped while it was open
 
 
 def test_only_the_monitor_that_started_a_run_goes_on_with_it_and_never_after_it_finished(tmp_path: Path) -> None:
@@ -299,7 +299,7 @@ def test_only_the_monitor_that_started_a_run_goes_on_with_it_and_never_after_it_
             ]:
                 r = c.post(f"/api/runs/{run}/resume", json=body)
                 assert r.status_code == code and needle in str(r.json()["detail"]), (run, body, r.text)
-            assert {r["id"]: r["status"] for r in c.get("/api/runs").json()} == {"open": "failed", "done": "finished", "local": "failed"}
+            assert {r["id"]: r["status"] for r in c.get("/api/runs").json()} == {"open": "interrupted", "done": "finished", "local": "failed"}
             r = c.post("/api/runs/open/resume", json={"key": key["open"]})
             assert r.status_code == 200 and r.json()["last_step"] == 1
             assert c.post("/api/runs/open/frames", content=encode(frame("scalar", 2, run="open")), headers={"content-type": FRAMES}).json() == {"accepted": 1}

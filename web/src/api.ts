@@ -9,7 +9,8 @@ const token = urlToken ?? sessionStorage.getItem("convscope-token");
 export interface RunInfo {
   id: string;
   name: string;
-  status: "live" | "finished" | "failed" | "crashed";
+  /** "interrupted": the server stopped while a monitor was streaming the run; it resumes as live if its training reconnects */
+  status: "live" | "finished" | "failed" | "crashed" | "interrupted";
   started: number | null;
   updated: number | null;
   model: string | null;

@@ -1793,7 +1793,7 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         run: the run's name (default: time, model class and process id).
         resume: go on with the stored run named ``run`` (in ``logdir``) instead of starting
             ``run-2``: for training resumed from a checkpoint after its process ended (a
-            crashed, finished or failed run; a live one is refused). Its frames stay, new ones
+            crashed, finished, failed or interrupted run; a live one is refused). Its frames stay, new ones
             follow, and the steps count on from its last step unless ``start_step`` says
             otherwise. Where no such run exists, it is started. Filter groups keep their ids,
             gradient health goes on from the checks before, and the trajectory goes on with its

@@ -57,7 +57,10 @@ class Health(BaseModel):
 class RunInfo(BaseModel):
     id: str
     name: str
-    status: str = Field(description="live, finished, failed or crashed")
+    status: str = Field(
+        description="live, finished, failed, crashed or interrupted (the server stopped while a monitor was streaming "
+        "this run; frames sent after that were not received; the run resumes as live if its training reconnects)"
+    )
     started: float | None = Field(None, description="seconds since the epoch")
     updated: float | None = Field(None, description="last heartbeat or write, seconds since the epoch")
     model: str | None = None
@@ -190,9 +193,12 @@ def create_app(
         with writers_lock:
             left = list(writers.values())
             writers.clear()
-        for ingested in left:  # the monitors feeding them lose their server: their runs end here
+        # The monitors feeding them lose their server, not their training: their runs are
+        # interrupted (not failed), and go on live if the monitor reconnects to a server on this
+        # log directory (POST /api/runs/{run}/resume).
+        for ingested in left:
             try:
-                await asyncio.to_thread(ingested.writer.close, status="failed")
+                await asyncio.to_thread(ingested.writer.close, status="interrupted")
             except StoreError:
                 pass
 
@@ -382,7 +388,8 @@ def create_app(
         summary="Go on with a run started with POST /api/runs, after this server restarted",
         description=(
             "The monitor that started the run (it holds the key POST /api/runs gave) goes on with it: the run is "
-            "live again and takes frames after its old ones. 404: this log directory has no such run; 403: the key "
+            "live again (an `interrupted` run, whose server stopped while it streamed, included) and takes frames "
+            "after its old ones. 404: this log directory has no such run; 403: the key "
             "is not the run's (or the run was not started through ingest); 409: the run finished, or another "
             f"writer still writes it. The monitor then starts a new run. `last_seq` is the number ({SEQ_HEADER}) "
             "of the last frame the run stored: frames up to it need not be sent again."

@@ -44,7 +44,9 @@ class ServerHandle:
         return base + (f"?token={self.token}" if self.token else "")
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving (idempotent): open connections are closed, ingested runs marked failed."""
+        """Stop serving (idempotent): open connections are closed, and runs that remote monitors
+        were streaming in (ingested runs) are marked ``interrupted``: their training may go on, and
+        a server restarted on this log directory resumes them when their monitor reconnects."""
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None and self._thread is not threading.current_thread():

@@ -57,11 +57,12 @@ class HttpSink(Sink):
       reports the count to its other sinks, such as the run store, as a ``dropped`` frame);
     * a server that could not store a batch (503: its disk full, say) gets it again at a later
       flush, as after a network error;
-    * a server that restarted and forgot the run (404) is asked to go on with it (``POST
+    * a server that stops gracefully marks the run ``interrupted`` (not failed: training goes
+      on); once it restarted and forgot the run (404) it is asked to go on with it (``POST
       /api/runs/{run}/resume`` with the key the server gave when it started the run): a server
-      restarted on the same log directory reopens the run, and its dashboards go on following
-      it; one that does not have the run (another log directory), or may not reopen it (it
-      finished, or is someone else's), gets a new run, named alike;
+      restarted on the same log directory reopens the run, live again, and its dashboards go on
+      following it; one that does not have the run (another log directory), or may not reopen
+      it (it finished, or is someone else's), gets a new run, named alike;
     * while idle it sends an empty batch every ``heartbeat`` seconds, so the run stays
       ``live`` on the server (a run silent for 30 s is shown as crashed).
 
@@ -317,6 +318,7 @@ class HttpSink(Sink):
                     raise
                 # the server forgot the run (it restarted while this sink was idle): the run ends as
                 # it should if the server still has it, else it stays as the old server left it
+                # (interrupted, after a graceful stop)
                 self._forget_run()
                 if self._resume_run(self.timeout):
                     self._post(f"/api/runs/{quote(str(run_id))}/close", body, "application/json", self.timeout)

@@ -4,8 +4,10 @@ A log directory holds one file per run, ``<run id>.convscope.db`` (plus SQLite's
 ``-shm`` files while it is open). Run ids are names made safe (letters, digits, ``.``, ``_``,
 ``-``; never a path). Inside a run file:
 
-* ``meta``: name, model, config, started, updated (the heartbeat), status, writer pid, process
-  start time and host, retention settings;
+* ``meta``: name, model, config, started, updated (the heartbeat), status (``live``,
+  ``finished``, ``failed``, ``crashed``, or ``interrupted``: the server stopped while a monitor
+  streamed the run into it, and the run resumes as live if its training reconnects), writer
+  pid, process start time and host, retention settings;
 * ``frames``: one row per frame: step, wall time, layer, kind, size and the encoded frame
   (:mod:`convscope.frames`) exactly as written, so serving needs no decoding; indexed by
   (kind, layer, step);

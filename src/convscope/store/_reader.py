@@ -169,7 +169,9 @@ class RunReader:
         return drop_totals(data for (data,) in self._query("SELECT data FROM frames WHERE kind = 'dropped'"))
 
     def status(self) -> str:
-        """``live``, ``finished``, ``failed`` or ``crashed`` (reads only the metadata)."""
+        """``live``, ``finished``, ``failed``, ``crashed`` or ``interrupted`` (the server stopped
+        while a monitor streamed the run into it; it resumes as live if its training reconnects).
+        Reads only the metadata."""
         return status_of(self.meta())
 
     def series(self) -> list[dict[str, Any]]:

@@ -23,6 +23,10 @@ DROPPED_STATE = "dropped-totals"
 FORMAT = 2
 #: a live run whose writer is on another machine and has not written for this long crashed
 STALE_SECONDS = 30.0
+#: the statuses a writer closes a run with (:meth:`RunWriter.close`); ``interrupted``: the
+#: server stopped while a remote monitor streamed the run into it (its training may go on, and
+#: the run resumes as live if it reconnects)
+CLOSED_STATUSES = ("finished", "failed", "crashed", "interrupted")
 #: an idle writer still commits a heartbeat this often
 HEARTBEAT_SECONDS = 1.0
 #: 16 KiB pages: big blobs (feature maps) are written ~1.8x faster than with 4 KiB, same size
@@ -172,7 +176,10 @@ def writer_alive(pid: int, started: int | None) -> bool:
 
 
 def status_of(meta: Mapping[str, Any], *, now: float | None = None) -> str:
-    """``live``, ``finished``, ``failed`` or ``crashed`` from a run's metadata.
+    """``live``, ``finished``, ``failed``, ``crashed`` or ``interrupted`` from a run's metadata.
+
+    ``interrupted``: the server stopped while a monitor was streaming the run into it; frames
+    sent after that were not received, and the run resumes as live if its training reconnects.
 
     A run marked live is crashed when its writer process is gone (same machine: checked by pid
     and the process's start time), or when no heartbeat came for ``stale_after`` seconds (a

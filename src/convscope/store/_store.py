@@ -105,9 +105,10 @@ class RunStore:
         stale_after: float | None = None,
         reopen_finished: bool = True,
     ) -> RunWriter:
-        """A writer that goes on with run ``run_id`` (after its process ended: finished, failed or
-        crashed), for training resumed from a checkpoint. The run keeps its frames, name, model,
-        config and start; it is ``live`` again, new frames come after the old ones, and
+        """A writer that goes on with run ``run_id`` (after its process ended: finished, failed,
+        crashed, or interrupted by a server that stopped while it ingested the run), for training
+        resumed from a checkpoint. The run keeps its frames, name, model, config and start; it is
+        ``live`` again, new frames come after the old ones, and
         :attr:`RunWriter.resumed_from` says its last step so far. A live run (its writer still
         running) is refused, and with ``reopen_finished=False`` a finished one too (both checked
         under the run's write lock, so two resumers cannot both pass). ``retention``/``max_images``

@@ -18,6 +18,7 @@ from convscope.errors import StoreError
 from convscope.frames import Frame, encode
 from convscope.store._reader import RunReader, drop_totals
 from convscope.store._schema import (
+    CLOSED_STATUSES,
     DROPPED_STATE,
     FORMAT,
     HEARTBEAT_SECONDS,
@@ -460,9 +461,15 @@ class RunWriter:
 
     # --- end ------------------------------------------------------------------------------------
     def close(self, *, status: str = "finished") -> None:
-        """Commit what is left and mark the run ``finished`` (or ``failed``); idempotent."""
-        if status not in ("finished", "failed", "crashed"):
-            raise StoreError(f"a run closes as 'finished' or 'failed', not {status!r}")
+        """Commit what is left and mark the run ``status``; idempotent.
+
+        ``status`` is one of ``CLOSED_STATUSES``: ``finished``, ``failed``, ``crashed``, or
+        ``interrupted`` (the server's ingest, when it stops while a remote monitor still streams
+        the run: the training may go on, and resumes the run when it reconnects).
+        """
+        if status not in CLOSED_STATUSES:
+            accepted = ", ".join(repr(s) for s in CLOSED_STATUSES)
+            raise StoreError(f"a run closes as one of {accepted}, not {status!r}")
         with self._lock:
             if self._closed:
                 return

@@ -9,6 +9,7 @@ import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
 import { pruningLines } from "../views/pruning";
 import { countDrops, divergence, dropMarks, runNote } from "../views/runNote";
+import { showStatus } from "../views/runStatus";
 import { ScalarsView } from "../views/scalars";
 import { TrajectoryView } from "../views/trajectory";
 import { WeightGridView } from "../views/weightGrid";
@@ -197,9 +198,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   }
 
   function setStatus(status: string): void {
-    const chip = $("#run-status");
-    chip.textContent = status;
-    chip.className = `chip ${status}`;
+    showStatus($("#run-status"), status);
   }
 
   function onFrame(f: Frame): void {

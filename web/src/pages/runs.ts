@@ -1,6 +1,7 @@
 // The Runs page: every run in the server's log directory, live-updated.
 import { followRuns, listRuns, type RunInfo } from "../api";
 import { dropMarks, type DropMarks } from "../views/runNote";
+import { showStatus } from "../views/runStatus";
 
 const GAPS_HELP =
   "frames a run lost (its monitor's queue was full, or a sink failed: point at the mark for its causes), and, quieter, " +
@@ -34,10 +35,11 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       tr.dataset.run = r.id;
       const started = r.started ? new Date(r.started * 1000).toLocaleString() : "";
       const steps = r.last_step === null ? "" : `${r.first_step ?? 0}–${r.last_step}`;
-      tr.innerHTML = `<td><a href="#/runs/${encodeURIComponent(r.id)}"></a></td><td><span class="chip ${r.status}">${r.status}</span></td>
+      tr.innerHTML = `<td><a href="#/runs/${encodeURIComponent(r.id)}"></a></td><td><span class="chip"></span></td>
         <td class="model"></td><td>${started}</td><td>${steps}</td><td class="num">${r.frames.toLocaleString("en-US")}</td>`;
       tr.querySelector("a")!.textContent = r.name;
       tr.querySelector(".model")!.textContent = r.model ?? "";
+      showStatus(tr.querySelector<HTMLElement>(".chip")!, r.status);
       if (gaps) tr.appendChild(gapsCell(marks.get(r.id)!));
       tr.addEventListener("click", () => (location.hash = `#/runs/${encodeURIComponent(r.id)}`));
       body.appendChild(tr);

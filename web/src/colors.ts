@@ -42,3 +42,33 @@ export const STATUS_COLORS: Record<string, string> = {
   nonfinite: "#f58231", // (orange: black vanished into the dark page)
   "non-finite": "#f58231",
 };
+
+/** "#rrggbb" as [r, g, b] in 0..1. */
+export function hexRgb(hex: string): [number, number, number] {
+  const v = parseInt(hex.slice(1, 7), 16);
+  return [(v >> 16) / 255, ((v >> 8) & 255) / 255, (v & 255) / 255];
+}
+
+/** Relative luminance (WCAG) of [r, g, b] in 0..1. */
+export function luminance([r, g, b]: [number, number, number]): number {
+  const lin = (c: number) => (c <= 0.04045 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+}
+
+/** Contrast ratio (WCAG, 1 to 21) of two colours given as [r, g, b] in 0..1. */
+export function contrast(a: [number, number, number], b: [number, number, number]): number {
+  const [hi, lo] = [luminance(a), luminance(b)].sort((x, y) => y - x);
+  return (hi + 0.05) / (lo + 0.05);
+}
+
+export const HALO_DARK = "#0b0d10";
+export const HALO_LIGHT = "#f4f5f7";
+
+/** How to outline a shape in ``color`` so that it shows on any background: strokes to draw one
+ * over the other, widest first. A dark halo outermost (it stands out from every colour of the
+ * diverging map), then the colour itself along its middle; a colour too dark to be told on the
+ * halo gets a light ring between them. */
+export function outlineStrokes(color: string): { color: string; width: number }[] {
+  if (contrast(hexRgb(color), hexRgb(HALO_DARK)) >= 3) return [{ color: HALO_DARK, width: 5 }, { color, width: 2.5 }];
+  return [{ color: HALO_DARK, width: 6.5 }, { color: HALO_LIGHT, width: 4.5 }, { color, width: 2.5 }];
+}

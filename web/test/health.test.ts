@@ -1,7 +1,7 @@
 // The words under the gradient-health view: each layer's status at the current step, and why.
 import { describe, expect, it } from "vitest";
 import type { Frame } from "../src/frames";
-import { healthStepAt, healthSummary } from "../src/views/health";
+import { healthStepAt, healthSummary, stepTicks } from "../src/views/health";
 
 const frame = (step: number, layer: string, payload: Record<string, unknown>): Frame =>
   ({ run: "r", step, layer, kind: "gradient_health", wall_time: 0, payload }) as unknown as Frame;
@@ -45,5 +45,21 @@ describe("health summary", () => {
     expect(healthStepAt(510, 918, 10, 810)).toBe(410);
     expect(healthStepAt(20, 918, 10, 810)).toBe(10);
     expect(healthStepAt(5000, 918, 10, 810)).toBe(810);
+  });
+});
+
+describe("health step axis", () => {
+  it("marks the first and last steps and round ones between, not crowding the ends", () => {
+    expect(stepTicks(10, 600, 800)).toEqual([10, 100, 200, 300, 400, 500, 600]);
+    expect(stepTicks(10, 600, 300)).toEqual([10, 200, 400, 600]);
+    expect(stepTicks(10, 590, 800)).toEqual([10, 100, 200, 300, 400, 500, 590]);
+    expect(stepTicks(0, 3, 800)).toEqual([0, 1, 2, 3]);
+    expect(stepTicks(40, 40, 800)).toEqual([40]);
+    for (const [first, last, width] of [[10, 600, 800], [7, 12345, 640], [0, 1, 500]]) {
+      const t = stepTicks(first, last, width);
+      expect([t[0], t.at(-1)]).toEqual([first, last]);
+      const px = t.map((s) => ((s - first) / (last - first)) * width);
+      for (let i = 1; i < px.length; i++) expect(px[i] - px[i - 1]).toBeGreaterThanOrEqual(40);
+    }
   });
 });

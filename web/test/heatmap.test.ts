@@ -1,6 +1,7 @@
 // The correlation heatmap's geometry and words: which cell is under the pointer, the order
 // that keeps groups together, and the groups listed beneath.
 import { describe, expect, it } from "vitest";
+import { contrast, diverging, groupColor, hexRgb, outlineStrokes } from "../src/colors";
 import { cellAt, describeCell, groupLines, groupOrder, heatLayout } from "../src/views/heatmap";
 
 // four filters: 1 and 3 alike (group 5), 0 alone, 2 dead
@@ -61,5 +62,26 @@ describe("correlation heatmap", () => {
     const three = groupLines([0, 0, 0, -1], Float32Array.from([1, 0.9, 0.8, 0, 0.9, 1, 0.7, 0, 0.8, 0.7, 1, 0, 0, 0, 0, 1]));
     expect(three[0].meanR).toBeCloseTo(0.8);
     expect(groupLines([-1, -1], Float32Array.from([1, 0, 0, 1]))).toEqual([]);
+  });
+});
+
+describe("group outlines", () => {
+  // every group's outline against every cell colour of the heatmap (r from -1 to 1)
+  const cells = Array.from({ length: 41 }, (_, i) => diverging(-1 + i / 20));
+  const groups = Array.from({ length: 18 }, (_, g) => groupColor(g));
+
+  it("stand out from every cell, group 0's red on the red of high correlation too", () => {
+    for (const colour of groups) {
+      const strokes = outlineStrokes(colour);
+      // widest first, the group's own colour (the legend's) last, along the middle
+      expect(strokes.map((s) => s.width)).toEqual([...strokes.map((s) => s.width)].sort((a, b) => b - a));
+      expect(strokes[strokes.length - 1].color).toBe(colour);
+      // the outermost stroke differs clearly from every cell
+      for (const cell of cells) expect(contrast(hexRgb(strokes[0].color), cell), `${colour} on ${cell}`).toBeGreaterThanOrEqual(3);
+      // and the colour can be told on the stroke beneath it
+      expect(contrast(hexRgb(colour), hexRgb(strokes[strokes.length - 2].color)), colour).toBeGreaterThanOrEqual(3);
+    }
+    // the red of group 0 alone would vanish on the reddest cells
+    expect(contrast(hexRgb(groupColor(0)), diverging(1))).toBeLessThan(1.5);
   });
 });

@@ -3,7 +3,8 @@
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import type { Frame } from "../src/frames";
-import { blockAt, describeBlock, gridSize, windowOrigin } from "../src/views/weightGrid";
+import { fitCamera, projectCorners } from "../src/views/three";
+import { blockAt, describeBlock, gridBounds, gridSize, layoutText, windowOrigin } from "../src/views/weightGrid";
 
 const PYTHON = process.env.PYTHON ?? "python3";
 const SHAPES = [[1, 1], [2, 1], [5, 1], [6, 1], [16, 1], [17, 1], [64, 1], [16, 3], [8, 16], [1, 4]];
@@ -45,5 +46,49 @@ print(json.dumps(out))`;
     expect(describeBlock(frame, 13)).toBe("filter 1, channel 0, row 1, column 1: w = 0.220");
     const dense = { payload: { weights: { dtype: "<f4", shape: [3, 2], data: Float32Array.from([1, 2, 3, 4, 5, 6]) }, vmax: 6 } } as unknown as Frame;
     expect(describeBlock(dense, 4)).toBe("filter 1, channel 1: w = 4.00");
+  });
+});
+
+describe("weight grid framing", () => {
+  const dir: [number, number, number] = [0, -0.55, 0.5];
+  // the demo's conv1 before and after pruning, a smaller one, a layer with several input
+  // channels (conv2), a dense layer, a single filter
+  const shapes = [[16, 1, 3, 3], [12, 1, 3, 3], [6, 1, 3, 3], [1, 1, 5, 5], [16, 12, 3, 3], [64, 64, 1, 1], [10, 1, 1, 1]];
+
+  it("bounds every block of the grid", () => {
+    // 12 filters of one channel: 3 rows of 4 windows of 3x3, 1 apart
+    expect(gridBounds(12, 1, 3, 3)).toEqual({ min: [-0.46, -10.46, -2.5], max: [14.46, 0.46, 2.5] });
+    expect(gridBounds(16, 12, 3, 3).max[0]).toBeCloseTo(15 * 4 + 2 + 0.46);
+    expect(gridBounds(16, 12, 3, 3).min[1]).toBeCloseTo(-(11 * 4 + 2) - 0.46);
+  });
+
+  it("shows the whole grid, centred, whatever the number of filters and the panel's shape", () => {
+    for (const [F, C, kh, kw] of shapes) {
+      const box = gridBounds(F, C, kh, kw);
+      for (const aspect of [2.1, 1.4, 0.8]) {
+        const { position, target } = fitCamera(box, dir, 40, aspect);
+        const forward = [0, 1, 2].map((k) => target[k] - position[k]) as [number, number, number];
+        const ndc = projectCorners(box, position, forward, 40, aspect);
+        const xs = ndc.map((p) => p[0]), ys = ndc.map((p) => p[1]);
+        const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+        const what = `${F}x${C}x${kh}x${kw} at ${aspect}`;
+        // inside the view, with a margin
+        for (const v of [x0, x1, y0, y1]) expect(Math.abs(v), what).toBeLessThanOrEqual(0.91);
+        // centred
+        expect(Math.abs(x0 + x1), what).toBeLessThan(0.01);
+        expect(Math.abs(y0 + y1), what).toBeLessThan(0.01);
+        // and filling the view one way or the other
+        expect(Math.max(x1 - x0, y1 - y0), what).toBeGreaterThan(1.75);
+        // from in front and above, as the view opens
+        expect(position[1]).toBeLessThan(target[1]);
+        expect(position[2]).toBeGreaterThan(target[2]);
+      }
+    }
+  });
+
+  it("says how the windows are laid out", () => {
+    expect(layoutText(12, 1)).toBe("one window per filter, 4 to a row from the top left (one input channel)");
+    expect(layoutText(16, 12)).toBe("filters along the columns (x), input channels down the rows (y)");
+    expect(layoutText(1, 1)).toBe("one window");
   });
 });

@@ -1,12 +1,14 @@
 // Gradient health over time: one row per layer, each recorded step a cell coloured by status
 // (healthy, vanishing, exploding, stalled, non-finite), with the gradient norm (log scale)
-// drawn across the row. The current step is marked.
+// drawn across the row. The current step is marked; a step axis runs under the rows, and a key
+// under it says the colours and the line.
 import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
 
 const ROW_H = 26;
 const LABEL_W = 110;
+const NORM_KEY = "gradient norm (log scale, each row its own range)";
 
 /** The step at CSS x ``px`` of a health strip ``w`` wide showing steps ``first`` to ``lastStep``
  * (clamped to them): where a click on the strip moves the dashboard. */
@@ -15,11 +17,34 @@ export function healthStepAt(px: number, w: number, first: number, lastStep: num
   return Math.round(first + Math.min(1, Math.max(0, t)) * Math.max(1, lastStep - first));
 }
 
+/** The steps to mark on the axis under a strip ``width`` CSS pixels wide (the rows' part of it)
+ * showing steps ``first`` to ``last``: both ends, and round steps between them no closer than
+ * ``gap`` pixels to each other or to the ends. */
+export function stepTicks(first: number, last: number, width: number, gap = 70): number[] {
+  if (last <= first) return [first];
+  const span = last - first;
+  const raw = (span * gap) / Math.max(1, width);
+  const pow = 10 ** Math.floor(Math.log10(Math.max(raw, 1)));
+  const every = [1, 2, 5, 10].map((m) => m * pow).find((v) => v >= raw) ?? 10 * pow;
+  const near = (span * gap * 0.6) / Math.max(1, width); // (no round step crowding an end's label)
+  const ticks = [first];
+  for (let t = Math.ceil(first / every) * every; t < last; t += every) if (t - first >= near && last - t >= near) ticks.push(t);
+  ticks.push(last);
+  return ticks;
+}
+
 export function drawHealth(canvas: HTMLCanvasElement, frames: Frame[], layers: string[], current: number, lastStep: number): void {
   const rowH = ROW_H, labelW = LABEL_W;
-  const ctx = fitCanvas(canvas, Math.max(60, layers.length * rowH + 24));
+  const axisY = layers.length * rowH + 2; // the step axis under the rows
+  let ctx = fitCanvas(canvas, Math.max(60, axisY + 44));
   if (frames.length === 0) return emptyState(ctx, "no gradient-health frames yet");
   const w = canvas.clientWidth;
+  // the key's second part (the line) goes on a line of its own where the strip is narrow
+  ctx.font = "11px system-ui, sans-serif";
+  const statuses = Object.keys(STATUS_COLORS).filter((n) => n !== "non-finite");
+  const keyWidth = statuses.reduce((a, n) => a + ctx.measureText(n).width + 30, 0);
+  const wrap = labelW + keyWidth + 22 + ctx.measureText(NORM_KEY).width > w - 4;
+  if (wrap) ctx = fitCanvas(canvas, axisY + 62);
   const first = Math.min(...frames.map((f) => f.step));
   canvas.dataset.first = String(first); // (for a click: see healthStepAt)
   const span = Math.max(1, lastStep - first);
@@ -53,18 +78,50 @@ export function drawHealth(canvas: HTMLCanvasElement, frames: Frame[], layers: s
   ctx.lineWidth = 1.5;
   ctx.beginPath();
   ctx.moveTo(x(current), 0);
-  ctx.lineTo(x(current), layers.length * rowH + 4);
+  ctx.lineTo(x(current), axisY);
   ctx.stroke();
+  // the step axis: the first and last steps shown, round ones between
+  ctx.strokeStyle = "#3a3f47";
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.moveTo(labelW, axisY + 0.5);
+  ctx.lineTo(w - 8, axisY + 0.5);
+  ctx.stroke();
+  ctx.fillStyle = "#9aa0a6";
+  ctx.textBaseline = "top";
+  ctx.fillText("step", 4, axisY + 4);
+  const ticks = stepTicks(first, lastStep, w - labelW - 8);
+  ticks.forEach((t, i) => {
+    ctx.fillRect(x(t) - 0.5, axisY, 1, 4);
+    ctx.textAlign = i === 0 ? "left" : i === ticks.length - 1 ? "right" : "center";
+    ctx.fillText(String(t), x(t), axisY + 5);
+  });
+  ctx.textAlign = "left";
+  ctx.textBaseline = "alphabetic";
   let lx = labelW;
-  const legendY = layers.length * rowH + 18;
-  for (const [name, color] of Object.entries(STATUS_COLORS)) {
-    if (name === "non-finite") continue;
-    ctx.fillStyle = color;
+  const legendY = axisY + 36;
+  for (const name of statuses) {
+    ctx.fillStyle = STATUS_COLORS[name];
     ctx.fillRect(lx, legendY - 9, 10, 10);
     ctx.fillStyle = "#c9ccd1";
     ctx.fillText(name, lx + 14, legendY);
     lx += ctx.measureText(name).width + 30;
   }
+  // the gradient norm's line
+  let ly = legendY;
+  if (wrap) {
+    lx = labelW;
+    ly += 18;
+  }
+  ctx.strokeStyle = "rgba(255,255,255,0.85)";
+  ctx.lineWidth = 1.2;
+  ctx.beginPath();
+  ctx.moveTo(lx, ly - 4);
+  ctx.lineTo(lx + 8, ly - 7);
+  ctx.lineTo(lx + 16, ly - 2);
+  ctx.stroke();
+  ctx.fillStyle = "#c9ccd1";
+  ctx.fillText(NORM_KEY, lx + 22, ly);
 }
 
 /** Each layer's gradient health at ``current`` (its newest frame at or before it), in words,

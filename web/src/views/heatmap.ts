@@ -2,7 +2,7 @@
 // that each group is contiguous, groups outlined in their colours, dead filters hatched. Filter
 // numbers along the edges, a colour scale beside it, the value of the cell under the pointer
 // and the groups in words beneath.
-import { diverging, groupColor } from "../colors";
+import { diverging, groupColor, outlineStrokes } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
 
@@ -189,9 +189,14 @@ export class HeatmapView {
       let end = start;
       while (end + 1 < F && labels[this.order[end + 1]] === g) end++;
       if (g >= 0) {
-        ctx.strokeStyle = groupColor(g);
-        ctx.lineWidth = 2.5;
-        ctx.strokeRect(x0 + start * cell + 1, y0 + start * cell + 1, (end - start + 1) * cell - 2, (end - start + 1) * cell - 2);
+        // the group's colour over a wider dark halo: it stays visible on cells of its own
+        // colour (group 0's red on the red of high correlation) and on every other
+        const side = (end - start + 1) * cell - 3;
+        for (const { color, width } of outlineStrokes(groupColor(g))) {
+          ctx.strokeStyle = color;
+          ctx.lineWidth = width;
+          ctx.strokeRect(x0 + start * cell + 1.5, y0 + start * cell + 1.5, side, side);
+        }
       }
       start = end + 1;
     }

@@ -1,6 +1,7 @@
 // Image view: every feature map of one sample as a grid of small images. Maps are drawn
 // once into an offscreen canvas at full resolution; the grid and the zoomed map are scaled
-// copies of it, so panning and zooming never touch the pixels again.
+// copies of it, so panning and zooming never touch the pixels again. A colour bar above the maps
+// says which values the ends of the colour map stand for; the zoomed map has its own.
 import { sequential } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
@@ -14,6 +15,28 @@ const LUT: Uint8ClampedArray = (() => {
   return lut;
 })();
 
+const fmt = (v: number): string =>
+  !Number.isFinite(v) ? "?" : v !== 0 && (Math.abs(v) < 1e-2 || Math.abs(v) >= 1e4) ? v.toExponential(1) : String(Number(v.toPrecision(3)));
+
+/** The CSS gradient of the maps' colour map, dark (low) to bright (high). */
+export const RAMP_CSS = `linear-gradient(to right, ${[0, 0.25, 0.5, 0.75, 1].map((t) => `rgb(${sequential(t).map(Math.round).join(",")})`).join(", ")})`;
+
+/** What the ends of the colour map stand for in the maps of ``frame``: with shared normalisation
+ * one range for all the maps, with per-map normalisation each map's own minimum and maximum
+ * (the words give the spread of those over the maps), or filter ``filter``'s own range. */
+export function imageScale(frame: Frame, filter = -1): { lo: string; hi: string; what: string } {
+  const p = frame.payload;
+  const list = (v: any): number[] => (v && typeof v === "object" && "data" in v ? Array.from(v.data as ArrayLike<number>, Number) : typeof v === "number" ? [v] : []);
+  const lo = list(p.vmin), hi = list(p.vmax);
+  if (filter >= 0 && filter < lo.length && filter < hi.length)
+    return { lo: fmt(lo[filter]), hi: fmt(hi[filter]), what: `filter ${filter}'s activation` + (hi[filter] === lo[filter] ? " (constant: drawn dark)" : "") };
+  if (!lo.length || !hi.length) return { lo: "low", hi: "high", what: "activation" };
+  if (p.normalisation === "shared" || (Math.min(...lo) === Math.max(...lo) && Math.min(...hi) === Math.max(...hi)))
+    return { lo: fmt(lo[0]), hi: fmt(hi[0]), what: "activation, one scale for every map" };
+  const range = (v: number[]) => `${fmt(Math.min(...v))} to ${fmt(Math.max(...v))}`;
+  return { lo: "min", hi: "max", what: `each map from its own min (${range(lo)}) to its own max (${range(hi)}); click a map for its values` };
+}
+
 export class ImagesView {
   private atlas = document.createElement("canvas");
   private frame: Frame | undefined;
@@ -23,7 +46,11 @@ export class ImagesView {
   zoomed = -1;
   lastDrawMs = 0;
 
+  private key: { box: HTMLElement; lo: HTMLElement; hi: HTMLElement; what: HTMLElement };
+
   constructor(private canvas: HTMLCanvasElement, private zoom: HTMLCanvasElement, private caption: HTMLElement) {
+    this.key = colourBar();
+    caption.insertAdjacentElement("afterend", this.key.box);
     canvas.addEventListener("click", (ev) => {
       if (!this.frame) return;
       const rect = canvas.getBoundingClientRect();
@@ -41,6 +68,7 @@ export class ImagesView {
     const t0 = performance.now();
     if (!frame) {
       this.caption.textContent = "";
+      this.key.box.hidden = true;
       this.drawZoom(); // (a canvas never sized stands 2:1 at full width: a blank half page)
       return emptyState(fitCanvas(this.canvas, 160), "no feature-map images yet");
     }
@@ -77,10 +105,15 @@ export class ImagesView {
     c2.strokeStyle = "rgba(21,24,29,0.9)";
     for (let c = 1; c < this.cols; c++) c2.strokeRect(c * cell, 0, 0.5, height);
     for (let r = 1; r < rows; r++) c2.strokeRect(0, r * cell * (H / W), width, 0.5);
-    const scale = frame.payload.scale;
+    const down = frame.payload.scale;
     this.caption.textContent =
-      `${F} maps of ${H}x${W}` + (scale && scale !== 1 ? ` (downsampled x${Number(scale).toPrecision(3)})` : "") +
+      `${F} maps of ${H}x${W}` + (down && down !== 1 ? ` (downsampled x${Number(down).toPrecision(3)})` : "") +
       `, sample ${frame.payload.sample}, ${frame.payload.normalisation} normalisation; click a map to zoom`;
+    const scale = imageScale(frame);
+    this.key.box.hidden = false;
+    this.key.lo.textContent = scale.lo;
+    this.key.hi.textContent = scale.hi;
+    this.key.what.textContent = scale.what;
     this.drawZoom();
     this.lastDrawMs = performance.now() - t0;
   }
@@ -96,5 +129,40 @@ export class ImagesView {
     ctx.fillStyle = "#e8eaed";
     ctx.font = "12px system-ui, sans-serif";
     ctx.fillText(`filter ${f}`, size + 10, 16);
+    // its own colour bar: the values its darkest and brightest pixels stand for
+    const { lo, hi, what } = imageScale(this.frame, f);
+    const bx = size + 10, top = 30, h = Math.min(180, size * (H / W) - 40);
+    if (h < 40) return;
+    for (let s = 0; s < 64; s++) {
+      const [r, g, b] = sequential(1 - (s + 0.5) / 64);
+      ctx.fillStyle = `rgb(${r}, ${g}, ${b})`;
+      ctx.fillRect(bx, top + (s * h) / 64, 12, h / 64 + 0.5);
+    }
+    ctx.strokeStyle = "#3a3f47";
+    ctx.strokeRect(bx, top, 12, h);
+    ctx.fillStyle = "#9aa0a6";
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    ctx.fillText(hi, bx + 16, top + 5);
+    ctx.fillText(lo, bx + 16, top + h - 5);
+    ctx.fillText(what.replace(`filter ${f}'s `, ""), bx, top + h + 14);
+    ctx.textBaseline = "alphabetic";
   }
+}
+
+/** The colour bar above the maps: the colour map between the values its ends stand for. */
+function colourBar(): { box: HTMLElement; lo: HTMLElement; hi: HTMLElement; what: HTMLElement } {
+  const box = document.createElement("div");
+  box.className = "images-key";
+  box.hidden = true;
+  const key = document.createElement("span");
+  key.className = "colour-key";
+  const lo = document.createElement("span"), hi = document.createElement("span"), what = document.createElement("span");
+  const ramp = document.createElement("span");
+  ramp.className = "ramp";
+  ramp.style.background = RAMP_CSS;
+  what.className = "what";
+  key.append(lo, ramp, hi, what);
+  box.append(key);
+  return { box, lo, hi, what };
 }

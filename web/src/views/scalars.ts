@@ -71,22 +71,7 @@ export class ScalarsView {
     if (!this.plot || this.plot.series.length !== names.length + 1 || (this.plot as any)._key !== key) {
       this.plot?.destroy();
       this.container.textContent = "";
-      const lossLike = (n: string) => !/acc|lr|learning/i.test(n);
-      const opts: uPlot.Options = {
-        width: this.container.clientWidth || 500,
-        height: 220,
-        scales: { x: { time: false }, y: {}, r: {} },
-        axes: [
-          { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, label: "step" },
-          { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, scale: "y", values: axisValues, size: axisSize },
-          { stroke: "#9aa0a6", side: 1, grid: { show: false }, scale: "r", values: axisValues, size: axisSize },
-        ],
-        series: [
-          {},
-          ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 1.5, scale: lossLike(n) ? "y" : "r", spanGaps: true })),
-        ],
-        hooks: { draw: [(u: uPlot) => this.marks(u)] },
-      };
+      const opts = scalarOptions(names, this.container.clientWidth || 500, (u) => this.marks(u));
       this.plot = new uPlot(opts, data, this.container);
       (this.plot as any)._key = key;
     } else {
@@ -125,6 +110,41 @@ export class ScalarsView {
   redrawMarks(): void {
     this.plot?.redraw(false);
   }
+}
+
+/** Whether a scalar is drawn on the left axis (losses and the like) rather than the right one
+ * (accuracies and learning rates: values of another size). */
+export const onLeft = (name: string): boolean => !/acc|lr|learning/i.test(name);
+
+/** An axis' title: the names of the scalars drawn against it (cut short to fit beside it). */
+export function axisTitle(names: string[], most = 30): string {
+  const text = names.join(", ");
+  return text.length > most ? text.slice(0, most - 1) + "…" : text;
+}
+
+/** The chart's uPlot options for the scalars ``names``: the steps along x (the hover legend reads
+ * "step: 300"), losses and the like on the left axis, accuracies and learning rates on the right,
+ * each axis titled with the names drawn against it (an axis with none is not shown). */
+export function scalarOptions(names: string[], width: number, draw: (u: uPlot) => void = () => {}): uPlot.Options {
+  const left = names.filter(onLeft), right = names.filter((n) => !onLeft(n));
+  const font = "12px system-ui, sans-serif";
+  return {
+    width,
+    height: 220,
+    scales: { x: { time: false }, y: {}, r: {} },
+    axes: [
+      { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, label: "step", labelFont: font },
+      { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, scale: "y", values: axisValues, size: axisSize, show: left.length > 0,
+        label: axisTitle(left), labelFont: font, labelSize: 20 },
+      { stroke: "#9aa0a6", side: 1, grid: { show: left.length === 0 }, scale: "r", values: axisValues, size: axisSize, show: right.length > 0,
+        label: axisTitle(right), labelFont: font, labelSize: 20 },
+    ],
+    series: [
+      { label: "step" },
+      ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 1.5, scale: onLeft(n) ? "y" : "r", spanGaps: true })),
+    ],
+    hooks: { draw: [draw] },
+  };
 }
 
 /** A value axis' tick label: short whatever the scale (a loss that exploded to 30000 reads "3e+4",

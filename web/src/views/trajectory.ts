@@ -36,6 +36,43 @@ export function describeAxes(last: Frame | undefined, projection: Projection, n:
   return `${n} points, first three principal components` + (shares.length ? ` (${shares.join(", ")} of the path's variance)` : "");
 }
 
+/** Where a trajectory's path stands at step ``upTo``: the frames of the path that the newest
+ * frame at or before ``upTo`` belongs to (a run of frames of one weight shape: pruning starts a
+ * new path), those of them up to ``upTo``, and the shape of the path before it, if any (where
+ * the path restarted). ``frames`` sorted by step. */
+export interface PathAt {
+  /** the shown path's frames, up to ``upTo`` (empty: no frame at or before it) */
+  shown: Frame[];
+  /** the weight shape before this path started, and the step of its first frame (null: the first path) */
+  restart: { from: string; to: string; step: number } | null;
+  /** the step of the next path's first frame after ``upTo``, where the shape changes later (null: none) */
+  next: number | null;
+}
+
+export const shapeText = (shape: unknown): string => (Array.isArray(shape) ? shape.join("x") : String(shape ?? "?"));
+
+export function pathAt(frames: Frame[], upTo: number): PathAt {
+  let end = 0; // frames[0, end) are at or before upTo
+  while (end < frames.length && frames[end].step <= upTo) end++;
+  if (end === 0) return { shown: [], restart: null, next: null };
+  const shape = String(frames[end - 1].payload.shape);
+  let start = end - 1;
+  while (start > 0 && String(frames[start - 1].payload.shape) === shape) start--;
+  let after = end;
+  while (after < frames.length && String(frames[after].payload.shape) === shape) after++;
+  const restart = start > 0
+    ? { from: shapeText(frames[start - 1].payload.shape), to: shapeText(frames[start].payload.shape), step: frames[start].step }
+    : null;
+  return { shown: frames.slice(start, end), restart, next: after < frames.length ? frames[after].step : null };
+}
+
+/** What the note adds of where the path restarted (or will restart, after the step shown). */
+export function describeRestart(at: PathAt): string {
+  if (at.restart) return `; new path from step ${at.restart.step} (weights ${at.restart.from} → ${at.restart.to}), its start ringed`;
+  if (at.next !== null) return `; the weights change shape at step ${at.next}, where a new path starts`;
+  return "";
+}
+
 export class TrajectoryView extends ThreeView {
   private group = new THREE.Group();
   private points: Frame[] = [];
@@ -43,37 +80,40 @@ export class TrajectoryView extends ThreeView {
   upTo = Infinity;
 
   constructor(container: HTMLElement) {
-    super(container, 45, 0.01, 100);
+    super(container, 45, 0.01, 100, true);
     this.scene.add(this.group);
     this.scene.add(new THREE.AxesHelper(1.2));
     const box = new THREE.Box3Helper(new THREE.Box3(new THREE.Vector3(-1, -1, -1), new THREE.Vector3(1, 1, 1)), 0x3a3f47);
     this.scene.add(box);
-    this.camera.position.set(2.6, -2.8, 2.2);
-    this.controls.update();
     this.resize();
+    // the whole box (and the axes, a little longer) in view, whatever the panel's shape
+    this.fitTo({ min: [-1.05, -1.05, -1.05], max: [1.2, 1.2, 1.2] }, [2.6, -2.8, 2.2]);
   }
 
+  /** Every trajectory frame of the layer (all its paths: a step before a pruning shows the path
+   * as it then stood, a step after it the new one). */
   setPoints(frames: Frame[]): void {
-    const sorted = frames.slice().sort((a, b) => a.step - b.step);
-    // only the path since the last change of shape (pruning starts a new one)
-    const shape = String(sorted[sorted.length - 1]?.payload.shape);
-    let start = sorted.length;
-    while (start > 0 && String(sorted[start - 1].payload.shape) === shape) start--;
-    this.points = sorted.slice(start);
+    this.points = frames.slice().sort((a, b) => a.step - b.step);
     this.redraw();
   }
 
   add(frame: Frame): void {
-    // a new weight shape (after pruning) starts a new path
-    const last = this.points[this.points.length - 1];
-    if (last && String(last.payload.shape) !== String(frame.payload.shape)) this.points = [];
-    this.points.push(frame);
+    // (kept in step order, one frame a step: a live frame may repeat one already fetched)
+    const pts = this.points;
+    let i = pts.length;
+    while (i > 0 && pts[i - 1].step > frame.step) i--;
+    if (i > 0 && pts[i - 1].step === frame.step) pts[i - 1] = frame;
+    else pts.splice(i, 0, frame);
     this.redraw();
   }
 
+  /** The path shown at ``upTo`` (see pathAt). */
+  at(): PathAt {
+    return pathAt(this.points, this.upTo);
+  }
+
   /** The points to draw up to `upTo`: per-frame chosen dims, or the latest frame's whole PCA path. */
-  private coords(): number[][] {
-    const shown = this.points.filter((f) => f.step <= this.upTo);
+  private coords(shown: Frame[]): number[][] {
     if (this.projection === "dims") return shown.map((f) => Array.from(f.payload.dims.data as Float32Array));
     const last = shown[shown.length - 1];
     if (!last?.payload.pca_path) return shown.map((f) => Array.from(f.payload.pca.data as Float32Array));
@@ -86,9 +126,10 @@ export class TrajectoryView extends ThreeView {
   redraw(): void {
     this.group.clear();
     // fewer than three points give no third (or second) principal axis yet: draw them at 0
-    const pts = this.coords().map((p) => p.map((v) => (Number.isFinite(v) ? v : 0)));
-    const shown = this.points.filter((f) => f.step <= this.upTo);
-    this.note.textContent = describeAxes(shown[shown.length - 1], this.projection, pts.length);
+    const at = this.at();
+    const shown = at.shown;
+    const pts = this.coords(shown).map((p) => p.map((v) => (Number.isFinite(v) ? v : 0)));
+    this.note.textContent = describeAxes(shown[shown.length - 1], this.projection, pts.length) + (pts.length ? describeRestart(at) : "");
     if (pts.length === 0) return this.render();
     const lo = [0, 1, 2].map((k) => Math.min(...pts.map((p) => p[k])));
     const hi = [0, 1, 2].map((k) => Math.max(...pts.map((p) => p[k])));
@@ -109,6 +150,13 @@ export class TrajectoryView extends ThreeView {
     const head = new THREE.Mesh(new THREE.SphereGeometry(0.06, 16, 12), new THREE.MeshBasicMaterial({ color: 0xff4fa3 }));
     head.position.fromArray(positions.slice(-3));
     this.group.add(head);
+    if (at.restart) {
+      // where the path started again after the weights changed shape: a white ring round its first point
+      const ring = new THREE.Mesh(new THREE.TorusGeometry(0.09, 0.014, 8, 32), new THREE.MeshBasicMaterial({ color: 0xffffff }));
+      ring.position.fromArray(positions.slice(0, 3));
+      ring.quaternion.copy(this.camera.quaternion); // (facing the camera as the view opens)
+      this.group.add(ring);
+    }
     this.render();
   }
 }

@@ -2,14 +2,21 @@
 // along x, input channels along y; each block coloured blue (negative) to red (positive) and
 // raised in z by its sign and size. A layer with one input channel wraps its filters into rows
 // of ceil(sqrt(F)) windows (as convscope.export._scenes.window_origins does for ParaView).
-// Orbit with the mouse, zoom with the wheel; the block under the pointer is named in the note.
+// The camera is fitted to the grid's bounds (every block in view, centred, whatever the number
+// of filters) until the user orbits; a double click fits it again. Orbit with the mouse, zoom
+// with the wheel; the block under the pointer is named in the note, under the canvas beside a
+// colour key.
 import * as THREE from "three";
 import { diverging } from "../colors";
 import type { Frame } from "../frames";
-import { ThreeView } from "./three";
+import { type Bounds, ThreeView } from "./three";
 
 const MAX_SIDE = 64; // at most 64 filters x 64 channels are drawn (the rest is summarised)
 const HEIGHT = 2.5;
+const BLOCK = 0.92; // a block's side (1 apart)
+/** the direction from the grid to the camera as the view opens: in front, from above */
+const VIEW_DIR: [number, number, number] = [0, -0.55, 0.5];
+const FOV = 40;
 
 export class WeightGridView extends ThreeView {
   private mesh: THREE.InstancedMesh | null = null;
@@ -19,17 +26,20 @@ export class WeightGridView extends ThreeView {
   private raycaster = new THREE.Raycaster();
   /** the weight under the pointer, as the note says it (empty: none) */
   hovered = "";
+  private key: { lo: HTMLElement; hi: HTMLElement };
 
   constructor(container: HTMLElement) {
-    super(container, 40, 0.1, 5000);
+    super(container, FOV, 0.1, 5000, true);
     this.scene.add(new THREE.AmbientLight(0xffffff, 1.6));
     const sun = new THREE.DirectionalLight(0xffffff, 1.8);
     sun.position.set(1, -1, 2);
     this.scene.add(sun);
+    this.key = colourKey(this.foot!);
     this.resize();
     const canvas = this.renderer.domElement;
     canvas.addEventListener("pointermove", (e) => this.hover(e.offsetX, e.offsetY));
     canvas.addEventListener("pointerleave", () => this.setHovered(""));
+    canvas.title = "drag to orbit, wheel to zoom, double-click to fit the grid again";
   }
 
   private hover(x: number, y: number): void {
@@ -57,8 +67,11 @@ export class WeightGridView extends ThreeView {
     const key = `${fs}x${cs}x${kh}x${kw}`;
     if (key !== this.shape) this.build(fs, cs, kh, kw, count);
     this.summary =
-      `${F} filter${F === 1 ? "" : "s"} x ${C} channel${C === 1 ? "" : "s"} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") + `, |w| max ${vmax.toPrecision(3)}; point at a block for its weight`;
+      `${F} filter${F === 1 ? "" : "s"} x ${C} channel${C === 1 ? "" : "s"} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") +
+      `, ${layoutText(fs, cs)}; point at a block for its weight`;
     this.note.textContent = this.summary;
+    this.key.lo.textContent = `−${vmax.toPrecision(2)}`;
+    this.key.hi.textContent = `+${vmax.toPrecision(2)}`;
     this.hovered = "";
     const mesh = this.mesh!;
     const m = new THREE.Matrix4();
@@ -75,7 +88,7 @@ export class WeightGridView extends ThreeView {
             const h = Math.max(0.02, Math.abs(t) * HEIGHT);
             const px = col * (kw + gap) + x;
             const py = -(row * (kh + gap) + y);
-            m.makeScale(0.92, 0.92, h);
+            m.makeScale(BLOCK, BLOCK, h);
             m.setPosition(px, py, Math.sign(t) * h / 2);
             mesh.setMatrixAt(i, m);
             const [r, g, b] = diverging(t);
@@ -104,14 +117,46 @@ export class WeightGridView extends ThreeView {
     this.mesh = new THREE.InstancedMesh(geometry, material, count);
     this.scene.add(this.mesh);
     this.shape = `${fs}x${cs}x${kh}x${kw}`;
-    const [rows, cols] = gridSize(fs, cs);
-    const width = cols * (kw + 1), height = rows * (kh + 1);
-    const cx = width / 2, cy = -height / 2;
-    const span = Math.max(width, height * 1.6, 12);
-    this.camera.position.set(cx, cy - span * 0.55, span * 0.5);
-    this.controls.target.set(cx, cy, 0);
-    this.controls.update();
+    // a new grid (the first, or another shape after pruning): framed afresh
+    this.fitTo(gridBounds(fs, cs, kh, kw), VIEW_DIR);
   }
+}
+
+/** The colour key in the caption row: the blocks' colour ramp, its ends' weights (set as frames
+ * come) and what the heights mean. */
+function colourKey(foot: HTMLElement): { lo: HTMLElement; hi: HTMLElement } {
+  const key = document.createElement("span");
+  key.className = "colour-key";
+  const lo = document.createElement("span"), hi = document.createElement("span");
+  const ramp = document.createElement("span");
+  ramp.className = "ramp";
+  const rgb = (t: number) => `rgb(${diverging(t).map((v) => Math.round(v * 255)).join(",")})`;
+  ramp.style.background = `linear-gradient(to right, ${[-1, -0.5, 0, 0.5, 1].map(rgb).join(", ")})`;
+  const what = document.createElement("span");
+  what.className = "what";
+  what.textContent = "w: red raised (positive), blue sunk (negative), height |w|";
+  key.append(lo, ramp, hi, what);
+  foot.prepend(key);
+  return { lo, hi };
+}
+
+/** How the windows are laid out, in words. */
+export function layoutText(filters: number, channels: number): string {
+  const perRow = wrapWidth(filters, channels);
+  if (perRow) return `one window per filter, ${perRow} to a row from the top left (one input channel)`;
+  if (channels === 1) return "one window";
+  return filters === 1 ? "input channels down the rows" : "filters along the columns (x), input channels down the rows (y)";
+}
+
+/** Where the blocks of a grid of ``filters`` x ``channels`` windows of kh x kw can reach (blocks
+ * as high as a weight of |w| max stands, up or down). */
+export function gridBounds(filters: number, channels: number, kh: number, kw: number): Bounds {
+  const [rows, cols] = gridSize(filters, channels);
+  const half = BLOCK / 2;
+  return {
+    min: [-half, -((rows - 1) * (kh + 1) + kh - 1) - half, -HEIGHT],
+    max: [(cols - 1) * (kw + 1) + kw - 1 + half, half, HEIGHT],
+  };
 }
 
 /** The weight of block ``i`` of the mesh (blocks go channel by channel, filter by filter, then

@@ -111,6 +111,8 @@ def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
         seen = int(page.inner_text("#step-counter"))
         page.wait_for_function(f"Number(document.querySelector('#step-counter')?.textContent) > {seen}", timeout=10_000)
         assert not page.errors
+        # a live run can be followed, and is by default
+        assert page.is_enabled("#follow") and page.is_checked("#follow")
         first = {v: _state(page, v) for v in VIEWS}
         # recordings reach the page a batch at a time (batch_window= lets up to 2 s of them
         # gather, longer on a loaded machine): each view must change before training ends
@@ -130,6 +132,10 @@ def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
             assert first[view]["hash"] != second[view]["hash"], f"{view} did not change between steps"
         trainer.join(120)
         page.wait_for_selector("#run-status.finished", timeout=20_000)
+        # a finished run has nothing to follow: the box is off, and says why
+        page.wait_for_selector("#follow:disabled", timeout=5_000)
+        assert not page.is_checked("#follow")
+        assert "this run is finished" in page.get_attribute("#follow-label", "title")
         # every logged loss and learning rate, sent in batches, live and then read back from the store
         for reload in (False, True):
             if reload:
@@ -151,12 +157,16 @@ def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
         early = _state(page, "weights")
         assert early["hash"] != last["hash"]
         assert not page.is_checked("#follow")
-        page.click("#play")
+        # play and pause are drawn (a pause glyph is missing from many fonts) and named for screen readers
+        assert page.get_attribute("#play", "aria-label") == "replay the recorded steps" and page.locator("#play svg").count() == 1
+        page.click("#play")  # (the replay starts once it has fetched the steps)
+        page.wait_for_function("document.querySelector('#play').getAttribute('aria-label') === 'pause the replay'")
         page.wait_for_timeout(1500)
         playing = int(page.inner_text("#step-counter"))
         page.wait_for_timeout(1000)
         assert int(page.inner_text("#step-counter")) > playing
         page.click("#play")
+        page.wait_for_function("document.querySelector('#play').getAttribute('aria-label') === 'replay the recorded steps'")
     finally:
         handle.stop()
 

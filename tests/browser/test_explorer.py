@@ -61,6 +61,16 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     assert "lenet5" in page.inner_text("#model-title") and "1×28×28" in page.inner_text("#model-title")
     blocks = canvas_state(page, "#structure3d canvas")
     assert blocks["colours"] > 20, blocks  # blocks in their category colours, textured with maps
+    # the table's output thumbnails keep their maps' aspect (square maps: one map as wide as tall),
+    # and every row is as tall whether it has thumbnails or not
+    strips = page.eval_on_selector_all("#layer-table tbody tr", """rs => rs.map(r => {
+      const c = r.querySelector('canvas.strip');
+      return [r.dataset.layer, r.getBoundingClientRect().height, c && [c.getBoundingClientRect().width, c.getBoundingClientRect().height]];
+    })""")
+    heights = {round(h) for _, h, _ in strips}
+    assert len(heights) == 1, strips
+    conv1 = next(size for layer, _, size in strips if layer == "conv1")
+    assert conv1 is not None and conv1[1] == 18 and conv1[0] == 6 * 18 + 5 * 2, conv1  # 6 square maps of 18 px, 2 px apart
     # the 2-D view of the first conv layer: every one of its 6 maps, values on hover
     assert page.inner_text("#layer-name") == "conv1" and "6 maps" in page.inner_text("#layer-shape")
     box = page.locator("#layer-maps").bounding_box()
@@ -113,6 +123,9 @@ def test_a_digit_drawn_on_the_sketchpad_gets_a_prediction(explorer, page) -> Non
     sketch = [i for i in session.inputs.values() if i.kind == "sketch"][-1]
     assert page.evaluate("window.convscopeExplorer.drawnInput") == sketch.id
     assert page.inner_text(f"#input-list li[data-input='{sketch.id}'] .input-name") == "sketch.png"
+    # the page names it as its list does, in its message and in Compare's menus (not by the session's id)
+    assert page.inner_text("#input-message") == "sketch added as sketch.png"
+    assert page.text_content(f"#compare-a option[value='{sketch.id}']") == "sketch.png"
     expected = session.prediction(ids["lenet"], sketch.id)
     text = page.inner_text("#prediction-text")
     assert text.startswith(f"predicted {expected['predicted_name']} (") and expected["predicted"] == 1, text
@@ -179,9 +192,11 @@ def test_freezing_filters_changes_later_layers_and_is_cleared(explorer, page) ->
         assert after[later] != before[later], later
     pred = page.evaluate(f"{state}.outputs.prediction.top[0].probability")
     draws = _draws(page)
+    assert page.is_enabled("#freeze-clear")
     page.click("#freeze-clear")
     page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
     assert page.inner_text("#frozen-list") == "none" and session.model(ids["lenet"]).freeze == {}
+    assert page.is_disabled("#freeze-clear")  # (nothing left to clear)
     cleared = dict(page.evaluate(f"{state}.outputs.layers.map(l => [l.layer, l.stats.mean])"))
     assert cleared == before and page.evaluate(f"{state}.outputs.prediction.top[0].probability") != pred
 
@@ -424,10 +439,10 @@ def test_an_attack_on_a_model_with_frozen_filters_says_it_ran_without_them(explo
         adv = made.adversarial
         frozen = adv["with_freeze"]
         assert adv["freeze"] == {"conv1": [0]} and frozen is not None
-        note = f"(attacked without the 1 frozen filter; with them: {frozen['original_name']} → {frozen['prediction_name']})"
+        note = f"(attacked without the 1 frozen filter; with it: {frozen['original_name']} → {frozen['prediction_name']})"
         assert page.inner_text("#attack-message").endswith(note)
         assert page.inner_text(f"#input-list li[data-input='{made.id}'] .adv-info").endswith(note)
-        # and "with them" is what the Prediction panel shows for the result
+        # and "with it" is what the Prediction panel shows for the result
         assert page.inner_text("#prediction-text").startswith(f"predicted {frozen['prediction_name']} (")
     finally:
         session.set_freeze(ids["lenet"], {})

@@ -33,6 +33,14 @@ export function withToken(path: string): string {
   return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
 }
 
+/** The server answered a request with an error status (it is up: only the request failed). */
+export class HttpError extends Error {
+  constructor(readonly status: number, readonly detail: string) {
+    super(`${status}: ${detail}`);
+    this.name = "HttpError";
+  }
+}
+
 async function get(path: string): Promise<Response> {
   const r = await fetch(withToken(path));
   if (!r.ok) {
@@ -42,7 +50,7 @@ async function get(path: string): Promise<Response> {
     } catch {
       /* not JSON */
     }
-    throw new Error(`${r.status}: ${detail}`);
+    throw new HttpError(r.status, detail);
   }
   return r;
 }
@@ -100,8 +108,12 @@ function reconnecting(
     };
     ws.onmessage = onMessage;
     ws.onclose = () => {
+      // (closed by the page, on leaving it: not the server going away)
+      if (stopped) return;
       onConnection(false);
-      if (!stopped) setTimeout(open, 1000);
+      setTimeout(() => {
+        if (!stopped) open(); // (nor reopened once the page has left)
+      }, 1000);
     };
   };
   open();

@@ -14,12 +14,22 @@ function setConnection(up: boolean): void {
   conn.textContent = up ? "connected" : "reconnecting…";
 }
 
+/** A run id from its route (as typed, where it is not valid %-encoding). */
+function runOf(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 function route(): void {
   cleanup?.();
+  document.title = "convscope";
   const hash = location.hash || "#/runs";
   const m = hash.match(/^#\/runs\/(.+)$/);
   if (/^#\/explore(\?|$)/.test(hash)) cleanup = explorerPage(app, setConnection);
-  else cleanup = m ? dashboardPage(app, decodeURIComponent(m[1]), setConnection) : runsPage(app, setConnection);
+  else cleanup = m ? dashboardPage(app, runOf(m[1]), setConnection) : runsPage(app, setConnection);
 }
 
 window.addEventListener("hashchange", route);

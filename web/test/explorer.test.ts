@@ -3,7 +3,8 @@
 import { describe, expect, it } from "vitest";
 import type { Graph } from "../src/views/explorer/client";
 import {
-  cellAt, comparePair, defaultCollapsed, detailText, expand, gridLayout, toggleFrozen, unitAt, valueAt, visibleUnits,
+  cellAt, comparePair, defaultCollapsed, detailText, expand, frozenNote, gridLayout, inputNames, plural, stripLayout, toggleFrozen,
+  unitAt, valueAt, visibleUnits,
 } from "../src/views/explorer/logic";
 
 function layer(id: string, parent: string | null, shape: number[]) {
@@ -104,5 +105,64 @@ describe("error details", () => {
     expect(detailText([{ loc: ["query", "target"], msg: "too big" }, { loc: [], msg: "and this" }], "")).toBe("target: too big; and this");
     expect(detailText(undefined, "502 Bad Gateway")).toBe("502 Bad Gateway");
     expect(detailText({ odd: 1 }, "")).toBe('{"odd":1}');
+  });
+});
+
+describe("layer table thumbnails", () => {
+  it("keeps every map's aspect at one height, as many as fit", () => {
+    const square = stripLayout(16, 26, 26, 18, 176);
+    expect(square).toMatchObject({ count: 8, cellWidth: 18, cellHeight: 18, height: 18 });
+    expect(square.width).toBe(8 * 20 - 2);
+    expect(stripLayout(3, 5, 5, 18, 176)).toMatchObject({ count: 3, cellWidth: 18, width: 58 });
+    // a wide map is as tall, and wider (not squashed into a square)
+    const wide = stripLayout(4, 20, 10, 18, 176);
+    expect(wide).toMatchObject({ count: 4, cellWidth: 36, cellHeight: 18 });
+    expect(wide.cellWidth / wide.cellHeight).toBe(2);
+  });
+  it("shrinks one map wider than the room, keeping its aspect", () => {
+    const strip = stripLayout(1, 100, 2, 18, 176);
+    expect(strip.count).toBe(1);
+    expect(strip.cellWidth).toBe(176);
+    expect(strip.cellWidth / strip.cellHeight).toBeCloseTo(50);
+    expect(strip.height).toBe(18); // (the row stays as tall as the others)
+    expect(stripLayout(0, 4, 4, 18, 176)).toMatchObject({ count: 0, width: 0 });
+  });
+});
+
+describe("input names", () => {
+  it("are the inputs' names, numbered where they repeat, never the session's ids", () => {
+    const names = inputNames([
+      { id: "i1", name: "sketch.png" },
+      { id: "i2", name: "foolbox-mnist[0] mnist_00_7.png" },
+      { id: "i7", name: "sketch.png" },
+      { id: "i8", name: "sketch.png" },
+    ]);
+    expect([...names]).toEqual([
+      ["i1", "sketch.png"],
+      ["i2", "foolbox-mnist[0] mnist_00_7.png"],
+      ["i7", "sketch.png (2)"],
+      ["i8", "sketch.png (3)"],
+    ]);
+  });
+  it("never number one input into another's name", () => {
+    const names = inputNames([{ id: "a", name: "x" }, { id: "b", name: "x (2)" }, { id: "c", name: "x" }]);
+    expect(new Set(names.values()).size).toBe(3);
+    expect(names.get("b")).toBe("x (2)");
+    expect(names.get("c")).toBe("x (3)");
+  });
+});
+
+describe("wording", () => {
+  it("counts in the singular and the plural", () => {
+    expect(plural(1, "frozen filter")).toBe("1 frozen filter");
+    expect(plural(0, "frozen filter")).toBe("0 frozen filters");
+    expect(plural(1200, "map")).toBe("1,200 maps");
+    expect(plural(2, "child", "children")).toBe("2 children");
+  });
+  it("says an attack ran without the frozen filters, it or them as many as there were", () => {
+    const with_freeze = { original_prediction: 7, original_name: "7", prediction: 3, prediction_name: "3" };
+    expect(frozenNote({ freeze: { conv1: [0] }, with_freeze })).toBe(" (attacked without the 1 frozen filter; with it: 7 → 3)");
+    expect(frozenNote({ freeze: { conv1: [0, 2], conv2: [5] }, with_freeze })).toBe(" (attacked without the 3 frozen filters; with them: 7 → 3)");
+    expect(frozenNote({ freeze: {}, with_freeze: null })).toBe("");
   });
 });

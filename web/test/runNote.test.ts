@@ -3,10 +3,10 @@ import { describe, expect, it } from "vitest";
 import { countDrops, divergence, dropMarks, runNote } from "../src/views/runNote";
 
 describe("run note", () => {
-  it("groups the views by how often they were asked for", () => {
+  it("groups the views by how often they are recorded", () => {
     const note = runNote({ every: { weights: 10, feature_maps: 50, gradients: 10 } }, new Map(), 0);
-    expect(note).toBe("asked for weights, gradients every 10 steps; feature_maps every 50 steps");
-    expect(runNote({ every: { weights: 1, feature_maps: 5 } }, new Map(), 0)).toBe("asked for weights every step; feature_maps every 5 steps");
+    expect(note).toBe("records weights, gradients every 10 steps; feature_maps every 50 steps");
+    expect(runNote({ every: { weights: 1, feature_maps: 5 } }, new Map(), 0)).toBe("records weights every step; feature_maps every 5 steps");
   });
 
   it("says how many steps the budget skipped, from the newest running total", () => {
@@ -15,7 +15,7 @@ describe("run note", () => {
     countDrops(drops, { sink: "queue", count: 2 });
     const note = runNote({ every: { weights: 10 }, budget: 0.03 }, drops, 4);
     expect(note).toBe(
-      "asked for weights every 10 steps · 9 recording steps skipped to stay within the 3% overhead budget · " +
+      "records weights every 10 steps · 9 recording steps skipped to stay within the 3% overhead budget · " +
         "2 frames lost: queue 2 · 4 older feature-map frames thinned to keep the run small",
     );
   });
@@ -46,7 +46,7 @@ describe("run note", () => {
   it("says where a stopped training was resumed", () => {
     expect(runNote({}, new Map(), 0, [600])).toBe("training resumed at step 600");
     expect(runNote({ every: { weights: 10 } }, new Map(), 0, [900, 300])).toBe(
-      "asked for weights every 10 steps · training resumed at steps 300, 900",
+      "records weights every 10 steps · training resumed at steps 300, 900",
     );
   });
 

@@ -60,8 +60,9 @@ class RunStore:
         """Start a new run and return its writer.
 
         Args:
-            name: shown on the Runs page; the run id is this name made safe (``-2``, ``-3`` …
-                appended when taken). Default: the date and time.
+            name: the run's name; its id is this name made safe (``-2``, ``-3`` … appended
+                when taken). The Runs page shows the id, and the name beside it where the two
+                differ. Default: the date and time.
             model, config: shown with the run (config must be JSON-serialisable).
             retention: ``{kind: most frames kept per layer}`` for big kinds; default
                 ``{"feature_maps": 200}``. The kept frames stay evenly spread over the run.

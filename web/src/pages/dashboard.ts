@@ -1,6 +1,6 @@
 // The run dashboard: every in situ view of one layer, live while the run trains and
 // replayable afterwards with the step scrubber.
-import { followRun, getFrames, getRun, type RunDetails } from "../api";
+import { followRun, getFrames, getRun, HttpError, type RunDetails } from "../api";
 import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { DistributionView } from "../views/distribution";
@@ -9,16 +9,22 @@ import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
 import { pruningLines } from "../views/pruning";
 import { countDrops, divergence, dropMarks, runNote } from "../views/runNote";
-import { showStatus } from "../views/runStatus";
+import { followBox as followState, runLabel, showStatus } from "../views/runStatus";
 import { ScalarsView } from "../views/scalars";
 import { TrajectoryView } from "../views/trajectory";
 import { WeightGridView } from "../views/weightGrid";
 
+// play and pause drawn, not typed: "⏸" is missing from many fonts (an empty box in headless Chromium)
+const PLAY_ICON = `<svg viewBox="0 0 10 10" width="12" height="12" aria-hidden="true"><path d="M2 1 L9 5 L2 9 Z" fill="currentColor"/></svg>`;
+const PAUSE_ICON = `<svg viewBox="0 0 10 10" width="12" height="12" aria-hidden="true"><rect x="1.5" y="1" width="2.6" height="8" fill="currentColor"/><rect x="5.9" y="1" width="2.6" height="8" fill="currentColor"/></svg>`;
+const PLAY_LABEL = "replay the recorded steps";
+const PAUSE_LABEL = "pause the replay";
+
 const STEP_KINDS = ["weight_grid", "distribution", "feature_maps", "correlation", "groups"];
 
 const PANELS: [string, string, string][] = [
-  ["weights", "Filter weights", "Each window is one filter (x) on one input channel (y); blocks are raised up for positive and down for negative weights, red to blue. Drag to orbit, wheel to zoom."],
-  ["trajectory", "Weight trajectory", "The layer's weights over the steps, projected on three chosen weight dimensions or on the first three principal components (the note says which weights, or each component's share of the path's variance); axes x orange, y green, z blue; grey early, pink late."],
+  ["weights", "Filter weights", "One window of kh×kw blocks per filter and input channel: filters along x, channels along y; with one input channel the filters wrap into rows from the top left. Blocks are raised up for positive and sunk for negative weights, red to blue (the key below). Drag to orbit, wheel to zoom, double-click to refit."],
+  ["trajectory", "Weight trajectory", "The layer's weights over the steps, projected on three chosen weight dimensions or on the first three principal components (the note says which weights, or each component's share of the path's variance); axes x orange, y green, z blue; grey early, pink late. A pruning changes the weights' shape: the path starts again there, its first point ringed."],
   ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch (or the training batch's first max_samples samples, 8 by default), normalised to [0, 1] by its own min and max, as a histogram line (counts on a square-root scale) coloured by its correlation group. Point at a line for its filter's real range, mean and spread."],
   ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group (their numbers along the edges); outlined squares are groups of similar filters, listed beneath; hatched rows are dead filters (constant maps). Point at a cell for its value."],
   ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],
@@ -29,14 +35,14 @@ const PANELS: [string, string, string][] = [
 export function dashboardPage(root: HTMLElement, run: string, setConnection: (up: boolean) => void): () => void {
   root.innerHTML = `
     <section class="run-head">
-      <div class="run-title"><a href="#/runs" class="muted">Runs</a> / <h1 id="run-name"></h1>
-        <span id="run-status" class="chip"></span><span id="run-lost" class="lost-mark" hidden></span><span id="run-model" class="muted"></span></div>
-      <div class="controls">
+      <div class="run-title"><a href="#/runs" class="muted">Runs</a> / <h1 id="run-name"></h1><span id="run-alias" class="muted" hidden></span>
+        <span id="run-status" class="chip" hidden></span><span id="run-lost" class="lost-mark" hidden></span><span id="run-model" class="muted"></span></div>
+      <div class="controls" hidden>
         <label>layer <select id="layer"></select></label>
-        <button id="play" title="replay the recorded steps">▶</button>
+        <button id="play" class="icon-button" title="${PLAY_LABEL}" aria-label="${PLAY_LABEL}">${PLAY_ICON}</button>
         <input id="scrubber" type="range" min="0" max="0" value="0" step="1" />
         <span class="step">step <b id="step-counter">0</b> / <span id="last-step">0</span></span>
-        <label title="jump to new steps as they arrive"><input id="follow" type="checkbox" checked /> follow live</label>
+        <label id="follow-label" class="follow" title="jump to new steps as they arrive"><input id="follow" type="checkbox" checked /> follow live</label>
       </div>
       <div id="run-note" class="muted"></div>
     </section>
@@ -97,7 +103,8 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   let layer = "";
   let lastStep = 0;
   let current = 0;
-  let follow = true;
+  let follow = true; // (on a run that is not live: whether a resumed training's steps are followed)
+  let status = "";
   const perStep = new Map<string, Frame>();
   const drops = new Map<string, number>(); // "dropped" frames: the count so far, by what dropped
   const health: Frame[] = [];
@@ -167,7 +174,14 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
 
   async function init(): Promise<void> {
     details = await getRun(run);
-    $("#run-name").textContent = details.name;
+    const label = runLabel(details);
+    $("#run-name").textContent = label.text;
+    $("#run-name").title = label.title;
+    $("#run-alias").textContent = label.name ? `named ${label.name}` : "";
+    $("#run-alias").title = label.title;
+    $("#run-alias").hidden = !label.name;
+    document.title = `${label.text} · convscope`;
+    $(".controls").hidden = false;
     setStatus(details.status);
     $("#run-model").textContent = details.model ?? "";
     lastStep = details.last_step ?? 0;
@@ -197,8 +211,20 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     mark.title = lost?.title ?? "";
   }
 
-  function setStatus(status: string): void {
+  function setStatus(now: string): void {
+    status = now;
     showStatus($("#run-status"), status);
+    $("#run-status").hidden = false;
+    showFollow();
+  }
+
+  /** "follow live" only where there is something to follow: a live run (again, when one resumes). */
+  function showFollow(): void {
+    const box = followState(status, follow);
+    followBox.disabled = box.disabled;
+    followBox.checked = box.checked;
+    $("#follow-label").title = box.title;
+    $("#follow-label").classList.toggle("disabled", box.disabled);
   }
 
   function onFrame(f: Frame): void {
@@ -251,7 +277,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   scrubber.addEventListener("input", () => {
     const step = Number(scrubber.value);
     follow = step >= lastStep;
-    followBox.checked = follow;
+    showFollow();
     counter.textContent = String(step);
     clearTimeout(debounce);
     debounce = window.setTimeout(() => loadStep(step), 120);
@@ -275,17 +301,23 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     const r = await fetch(`api/runs/${encodeURIComponent(run)}/steps?kind=weight_grid&layer=${encodeURIComponent(layer)}${location.search ? "&" + location.search.slice(1) : ""}`);
     const steps: number[] = (await r.json()).steps;
     follow = false;
-    followBox.checked = false;
+    showFollow();
     let i = 0;
     const timer = window.setInterval(() => {
       if (i >= steps.length) return stopPlay?.();
       loadStep(steps[i++]);
     }, 300);
-    $("#play").textContent = "⏸";
+    const play = $("#play");
+    const showButton = (icon: string, label: string) => {
+      play.innerHTML = icon;
+      play.title = label;
+      play.setAttribute("aria-label", label);
+    };
+    showButton(PAUSE_ICON, PAUSE_LABEL);
     stopPlay = () => {
       clearInterval(timer);
       stopPlay = null;
-      $("#play").textContent = "▶";
+      showButton(PLAY_ICON, PLAY_LABEL);
     };
   });
 
@@ -295,8 +327,23 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
       stopFollow = followRun(run, onFrame, setStatus, setConnection);
     })
     .catch((e) => {
-      root.querySelector(".grid")!.innerHTML = `<p class="error">${String(e)}</p>`;
+      // (an error status is the server's answer: the connection is up, whatever the run)
+      if (e instanceof HttpError) setConnection(true);
+      if (e instanceof HttpError && e.status === 404 && !details) return showMissing();
+      const error = document.createElement("p");
+      error.className = "error";
+      error.textContent = String(e);
+      root.querySelector(".grid")!.replaceChildren(error);
     });
+
+  /** No such run here: say so, and the way back, instead of an empty dashboard. */
+  function showMissing(): void {
+    root.innerHTML = `<section class="missing-run"><h1>No run named “<span class="run-id"></span>”</h1>
+      <p>There is no run named <code class="run-id"></code> in this log directory.
+        <a href="#/runs">Back to the Runs page</a>, which lists the runs it has.</p></section>`;
+    root.querySelectorAll(".run-id").forEach((el) => (el.textContent = run));
+    document.title = "no such run · convscope";
+  }
   (window as any).convscopeDashboard = {
     images, weights, traj, scalars, heatmap, distribution, latencies,
     get current() { return current; },

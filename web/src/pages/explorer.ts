@@ -14,8 +14,10 @@ import {
   type Outputs,
   type SessionInfo,
 } from "../views/explorer/client";
-import { collapseAround, comparePair, defaultCollapsed, expand, formatShape, toggleFrozen, visibleUnits, type Unit } from "../views/explorer/logic";
-import { MapGrid } from "../views/explorer/maps";
+import {
+  collapseAround, comparePair, defaultCollapsed, expand, formatShape, frozenNote, inputNames, toggleFrozen, visibleUnits, type Unit,
+} from "../views/explorer/logic";
+import { drawStrip, MapGrid } from "../views/explorer/maps";
 import { drawOverlay, loadImage } from "../views/explorer/saliency";
 import { Sketchpad } from "../views/explorer/sketchpad";
 import { StructureView } from "../views/explorer/structure3d";
@@ -92,7 +94,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
           <div id="layer-stats" class="muted small"></div>
           <div class="row small"><span id="hover-value" class="hover-value">hover a map to read its values; click maps (or units) to freeze them</span></div>
           <canvas id="layer-maps" class="maps-canvas"></canvas>
-          <div class="frozen"><b>Frozen filters:</b> <span id="frozen-list">none</span> <button id="freeze-clear">Clear</button></div>
+          <div class="frozen"><b>Frozen filters:</b> <span id="frozen-list">none</span> <button id="freeze-clear" disabled title="no filter is frozen">Clear</button></div>
           <div id="layer-message" class="message"></div>
         </section>
         <section class="panel" id="compare-panel"><h2>Compare two inputs <span class="toggle"><button id="compare-expand">expand</button></span></h2>
@@ -234,8 +236,9 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     }
   }
 
-  function inputLabel(i: InputInfo): string {
-    return `${i.name} (${i.id})`;
+  /** An input as the list names it (so too the compare menus and the messages). */
+  function inputLabel(id: string, fallback = id): string {
+    return inputNames(state.session?.inputs ?? []).get(id) ?? fallback;
   }
 
   function renderInputs(): void {
@@ -243,17 +246,20 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     const inputs = state.session?.inputs ?? [];
     const scrolled = list.scrollTop;
     list.innerHTML = inputs.length ? "" : `<li class="muted">no input yet</li>`;
+    const names = inputNames(inputs);
     for (const i of inputs) {
+      const name = names.get(i.id) ?? i.name;
       const li = document.createElement("li");
       li.className = `input-item${state.input === i.id ? " selected" : ""}`;
       li.dataset.input = i.id;
       const img = document.createElement("img");
       img.className = "thumb";
       img.src = api.imageUrl(i.id, state.model?.id);
-      img.alt = i.name;
+      img.alt = name;
       const text = document.createElement("span");
       text.className = "input-name";
-      text.textContent = i.name;
+      text.textContent = name;
+      text.title = name; // (the whole name, where the list cuts it)
       li.append(img, text);
       if (i.adversarial) {
         const a = i.adversarial;
@@ -270,7 +276,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       }
       const rm = document.createElement("button");
       rm.className = "remove";
-      rm.title = "remove";
+      rm.title = `remove ${name}`;
+      rm.setAttribute("aria-label", `remove ${name}`);
       rm.textContent = "×";
       rm.addEventListener("click", (e) => {
         e.stopPropagation();
@@ -294,7 +301,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     if (chosen) reveal(list, chosen);
     const a = $<HTMLSelectElement>("#compare-a"), b = $<HTMLSelectElement>("#compare-b");
     const [nextA, nextB] = comparePair(inputs.map((i) => i.id), a.value, b.value);
-    for (const s of [a, b]) s.innerHTML = inputs.map((i) => `<option value="${esc(i.id)}">${esc(inputLabel(i))}</option>`).join("");
+    for (const s of [a, b]) s.innerHTML = inputs.map((i) => `<option value="${esc(i.id)}">${esc(names.get(i.id) ?? i.name)}</option>`).join("");
     a.value = nextA;
     b.value = nextB;
   }
@@ -441,13 +448,6 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     }
   }
 
-  function drawStrip(c: HTMLCanvasElement, m: Maps, frozen: number[]): void {
-    const grid = new MapGrid(c, { minSide: 16, maxCell: 1 });
-    const few: Maps = { ...m, count: Math.min(m.count, 8) };
-    c.style.width = "176px";
-    grid.draw(few, frozen);
-  }
-
   function pickUnit(u: Unit): void {
     if (!state.model) return;
     if (u.container) {
@@ -542,6 +542,9 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
   function renderFrozen(): void {
     const entries = Object.entries(state.freeze);
     $("#frozen-list").textContent = entries.length ? entries.map(([l, f]) => `${l}: ${f.join(", ")}`).join("; ") : "none";
+    const clear = $<HTMLButtonElement>("#freeze-clear");
+    clear.disabled = !entries.length;
+    clear.title = entries.length ? "unfreeze every filter of this model" : "no filter is frozen";
   }
 
   function renderPrediction(): void {
@@ -620,14 +623,6 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     $<HTMLInputElement>("#attack-target").disabled = !spec.targeted;
   }
 
-  /** An attack runs on the model without its frozen filters: say so, with what the frozen model predicts. */
-  function frozenNote(a: NonNullable<InputInfo["adversarial"]>): string {
-    const frozen = Object.values(a.freeze ?? {}).reduce((n, f) => n + f.length, 0);
-    if (!frozen || !a.with_freeze) return "";
-    const w = a.with_freeze;
-    return ` (attacked without the ${frozen} frozen filter${frozen === 1 ? "" : "s"}; with them: ${w.original_name} → ${w.prediction_name})`;
-  }
-
   async function runAttack(): Promise<void> {
     if (!state.model || !state.input) return message("#attack-message", "select a model and an input first", true);
     const attack = $<HTMLSelectElement>("#attack").value;
@@ -642,9 +637,9 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       const original = state.input;
       const made = await api.adversarial(state.model.id, original, attack, params, t === "" ? null : Number(t));
       const a = made.adversarial!;
-      message("#attack-message", `${made.name}: ${a.original_name} → ${a.prediction_name}${a.success ? "" : " (prediction unchanged)"}, L2 ${a.l2.toFixed(3)}, L∞ ${a.linf.toFixed(3)}` +
-        frozenNote(a));
       await refreshSession();
+      message("#attack-message", `${inputLabel(made.id, made.name)}: ${a.original_name} → ${a.prediction_name}${a.success ? "" : " (prediction unchanged)"}, L2 ${a.l2.toFixed(3)}, L∞ ${a.linf.toFixed(3)}` +
+        frozenNote(a));
       $<HTMLSelectElement>("#compare-a").value = original;
       $<HTMLSelectElement>("#compare-b").value = made.id;
       await selectInput(made.id);
@@ -692,8 +687,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     if (!file) return;
     try {
       const made = await api.uploadInput(file, file.name);
-      message("#input-message", `added ${made.name}: ${made.steps.map((s) => s.text).join("; ")}`);
       await refreshSession();
+      message("#input-message", `added ${inputLabel(made.id, made.name)}: ${made.steps.map((s) => s.text).join("; ")}`);
       await selectInput(made.id);
     } catch (err) {
       message("#input-message", `${file.name} was refused: ${reason(err)}`, true);
@@ -714,8 +709,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
   on("#sketch-predict", "click", async () => {
     try {
       const made = await api.uploadInput(await sketch.toBlob(), "sketch.png", "sketch");
-      message("#input-message", `sketch added as ${made.id}`);
       await refreshSession();
+      message("#input-message", `sketch added as ${inputLabel(made.id, made.name)}`);
       await selectInput(made.id);
     } catch (err) {
       message("#input-message", reason(err), true);

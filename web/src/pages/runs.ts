@@ -1,7 +1,7 @@
 // The Runs page: every run in the server's log directory, live-updated.
 import { followRuns, listRuns, type RunInfo } from "../api";
 import { dropMarks, type DropMarks } from "../views/runNote";
-import { showStatus } from "../views/runStatus";
+import { runLabel, showStatus } from "../views/runStatus";
 
 const GAPS_HELP =
   "frames a run lost (its monitor's queue was full, or a sink failed: point at the mark for its causes), and, quieter, " +
@@ -37,7 +37,18 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       const steps = r.last_step === null ? "" : `${r.first_step ?? 0}–${r.last_step}`;
       tr.innerHTML = `<td><a href="#/runs/${encodeURIComponent(r.id)}"></a></td><td><span class="chip"></span></td>
         <td class="model"></td><td>${started}</td><td>${steps}</td><td class="num">${r.frames.toLocaleString("en-US")}</td>`;
-      tr.querySelector("a")!.textContent = r.name;
+      // (by id, as `convscope runs` lists them: runs of one name differ only there)
+      const label = runLabel(r);
+      const link = tr.querySelector("a")!;
+      link.textContent = label.text;
+      link.title = label.title;
+      if (label.name) {
+        const name = document.createElement("span");
+        name.className = "muted run-alias";
+        name.textContent = `named ${label.name}`;
+        name.title = label.title;
+        link.after(name);
+      }
       tr.querySelector(".model")!.textContent = r.model ?? "";
       showStatus(tr.querySelector<HTMLElement>(".chip")!, r.status);
       if (gaps) tr.appendChild(gapsCell(marks.get(r.id)!));

@@ -76,8 +76,8 @@ export function runNote(
     for (const [view, n] of Object.entries(config.every as Record<string, number>)) {
       byEvery.set(n, [...(byEvery.get(n) ?? []), view]);
     }
-    const asked = [...byEvery].sort((a, b) => a[0] - b[0]).map(([n, views]) => `${views.join(", ")} every ${n === 1 ? "step" : `${n} steps`}`);
-    parts.push(`asked for ${asked.join("; ")}`);
+    const recorded = [...byEvery].sort((a, b) => a[0] - b[0]).map(([n, views]) => `${views.join(", ")} every ${n === 1 ? "step" : `${n} steps`}`);
+    parts.push(`records ${recorded.join("; ")}`);
   }
   const marks = dropMarks(drops, typeof config.budget === "number" ? config.budget : undefined);
   if (marks.deferred) parts.push(marks.deferred.text);

@@ -41,3 +41,36 @@ export function showStatus(el: { textContent: string | null; className: string; 
   el.className = chip.className;
   el.title = chip.title;
 }
+
+/** How the Runs page and a run's header name a run: by its id, as `convscope runs` does (two runs
+ *  of one name, such as "demo" and "demo-2", differ only there), with its name beside it where it differs. */
+export interface RunLabel {
+  /** the run's id: what tells it apart */
+  text: string;
+  /** the name it was given, where that is not its id (shown quieter, beside the id); else null */
+  name: string | null;
+  /** tooltip: both */
+  title: string;
+}
+
+export function runLabel(run: { id: string; name?: string | null }): RunLabel {
+  const name = run.name && run.name !== run.id ? run.name : null;
+  return { text: run.id, name, title: name ? `run ${run.id}, named ${name}` : `run ${run.id}` };
+}
+
+/** The "follow live" box of a run's header: only a live run has new steps to follow. */
+export interface FollowBox {
+  disabled: boolean;
+  checked: boolean;
+  title: string;
+}
+
+export function followBox(status: string, following: boolean): FollowBox {
+  if (status === "live") return { disabled: false, checked: following, title: "jump to new steps as they arrive" };
+  const label = statusChip(status).label || "not live";
+  return {
+    disabled: true,
+    checked: false,
+    title: `nothing to follow: this run is ${label}, so no new steps arrive (this turns on if its training resumes)`,
+  };
+}

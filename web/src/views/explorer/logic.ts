@@ -1,7 +1,7 @@
 // The explorer's pure logic, kept apart from the DOM so it is unit-tested (web/test/explorer.test.ts):
 // the module hierarchy's collapse/expand, block sizes of the 3-D view, decoding maps and reading
 // values back, and the grid the 2-D views lay maps out on.
-import type { Graph, GraphLayer, Maps } from "./client";
+import type { Graph, GraphLayer, InputInfo, Maps } from "./client";
 
 /** One block of the structure view: a layer, or a collapsed container standing for its layers. */
 export interface Unit {
@@ -142,6 +142,29 @@ export function gridLayout(count: number, w: number, h: number, width: number, o
   return { columns, rows, cell, pad, width: columns * (w * cell + pad) - pad, height: rows * (h * cell + pad) - pad };
 }
 
+/** A row of map thumbnails (the layer table's outputs): as many maps as fit in maxWidth, each
+ *  height tall and as wide as its aspect says (shrunk, aspect kept, where one alone is wider). */
+export interface Strip {
+  count: number;
+  cellWidth: number;
+  cellHeight: number;
+  pad: number;
+  width: number;
+  height: number;
+}
+
+export function stripLayout(count: number, w: number, h: number, height: number, maxWidth: number, pad = 2): Strip {
+  let cellHeight = height;
+  let cellWidth = h > 0 ? (height * w) / h : height;
+  if (cellWidth > maxWidth) {
+    cellHeight = (cellHeight * maxWidth) / cellWidth;
+    cellWidth = maxWidth;
+  }
+  const shown = Math.min(Math.max(0, count), Math.max(1, Math.floor((maxWidth + pad) / (cellWidth + pad))));
+  const width = shown > 0 ? Math.ceil(shown * (cellWidth + pad) - pad) : 0;
+  return { count: shown, cellWidth, cellHeight, pad, width, height };
+}
+
 /** Which map (and which pixel of it) is under css point (px, py) of a grid; null between maps. */
 export function cellAt(grid: Grid, count: number, w: number, h: number, px: number, py: number): { f: number; x: number; y: number } | null {
   const cw = w * grid.cell + grid.pad, ch = h * grid.cell + grid.pad;
@@ -205,4 +228,37 @@ export function detailText(detail: unknown, fallback: string): string {
 /** Short text of a layer's outputs for lists: "6×28×28, 6 maps". */
 export function describe(layer: Pick<GraphLayer, "id" | "kind" | "output_shape">): string {
   return `${layer.id} ${layer.kind} ${formatShape(layer.output_shape)}`;
+}
+
+/** "1 filter", "3 filters", "1,200 filters" (``many``: the plural where it is not one + "s"). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
+}
+
+/**
+ * What the page calls each input, in the list, the compare menus and its messages alike: its name,
+ * and where names repeat (two sketches, say) the later ones numbered, "sketch.png (2)"; never the
+ * session's internal ids.
+ */
+export function inputNames(inputs: Pick<InputInfo, "id" | "name">[]): Map<string, string> {
+  const names = new Map<string, string>();
+  const seen = new Map<string, number>();
+  const taken = new Set(inputs.map((i) => i.name));
+  for (const i of inputs) {
+    let k = (seen.get(i.name) ?? 0) + 1;
+    let label = k === 1 ? i.name : `${i.name} (${k})`;
+    while (k > 1 && taken.has(label)) label = `${i.name} (${++k})`; // (not the name of another input)
+    seen.set(i.name, k);
+    taken.add(label);
+    names.set(i.id, label);
+  }
+  return names;
+}
+
+/** An attack runs on the model without its frozen filters: say so, with what the model with them predicts. */
+export function frozenNote(a: Pick<NonNullable<InputInfo["adversarial"]>, "freeze" | "with_freeze">): string {
+  const frozen = Object.values(a.freeze ?? {}).reduce((n, f) => n + f.length, 0);
+  if (!frozen || !a.with_freeze) return "";
+  const w = a.with_freeze;
+  return ` (attacked without the ${plural(frozen, "frozen filter")}; with ${frozen === 1 ? "it" : "them"}: ${w.original_name} → ${w.prediction_name})`;
 }

@@ -2,7 +2,7 @@
 // frozen maps greyed out, values on hover; and small canvases of one map for thumbnails and textures.
 import { diverging } from "../../colors";
 import type { Maps } from "./client";
-import { cellAt, decodeBase64, gridLayout, unitAt, valueAt, type Grid } from "./logic";
+import { cellAt, decodeBase64, gridLayout, stripLayout, unitAt, valueAt, type Grid } from "./logic";
 
 export type Palette = "grey" | "diverging";
 
@@ -33,6 +33,29 @@ export function mapCanvas(maps: Maps, pixels: Uint8Array, f: number, palette: Pa
   }
   ctx.putImageData(img, 0, 0);
   return c;
+}
+
+/** A row of a layer's first maps, all of one height with their own aspect (the layer table's
+ *  thumbnails: every row as tall, no map squashed); frozen maps grey. */
+export function drawStrip(canvas: HTMLCanvasElement, maps: Maps, frozen: number[] = [], height = 18, maxWidth = 176): void {
+  const pixels = decodeBase64(maps.data);
+  const strip = stripLayout(maps.count, maps.width, maps.height, height, maxWidth);
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.max(1, Math.round(strip.width * dpr));
+  canvas.height = Math.round(height * dpr);
+  canvas.style.width = `${strip.width}px`;
+  canvas.style.height = `${height}px`;
+  const ctx = canvas.getContext("2d")!;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, strip.width, height);
+  // (smoothed where maps shrink, so that a thumbnail is not a few sampled pixels; sharp where they grow)
+  ctx.imageSmoothingEnabled = strip.cellHeight * dpr < maps.height;
+  const set = new Set(frozen);
+  const y = (height - strip.cellHeight) / 2;
+  for (let f = 0; f < strip.count; f++) {
+    const grey = maps.units == null ? set.has(f) : set;
+    ctx.drawImage(mapCanvas(maps, pixels, f, "grey", grey), f * (strip.cellWidth + strip.pad), y, strip.cellWidth, strip.cellHeight);
+  }
 }
 
 /** Every map of a layer on one canvas, laid out to fit its width; returns the grid for hit tests. */

@@ -368,13 +368,24 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
 
 
 def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None:
+    """The prunings in words, and every view naming the filters left by their original numbers
+    (as the layer numbered them before any pruning), at each step."""
     from convscope.store import RunStore
 
-    prune = convscope.PruneConfig(layers=("conv1",), threshold=0.5, start=20, every=20, times=2, max_fraction=0.5)
-    mon = _watched_run(tmp_path, 45, lr=0.05, probe=True, run="pruned", every=10, prune=prune, record=["correlation", "distribution"])
+    # (two prunings of conv1 here: 16 -> 8 filters at step 20, then 8 -> 4 at step 40)
+    prune = convscope.PruneConfig(layers=("conv1",), threshold=0.9, start=20, every=20, times=2, max_fraction=0.75)
+    mon = _watched_run(tmp_path, 50, lr=0.05, probe=True, run="pruned", every=10, prune=prune, record=["correlation", "distribution"])
     with RunStore(tmp_path).open_run(mon.run_id) as reader:
-        stored = reader.frames(kind="pruning")
+        stored = sorted(reader.frames(kind="pruning"), key=lambda f: f.step)
+        last = {f.kind: f.payload for f in reader.frames(kind=["correlation", "groups"], layer="conv1", start=50, end=50)}
     assert stored, "the test needs a pruning"
+    # each pruning's filters by their original numbers: kept and removed compose, oldest first
+    numbers = list(range(stored[0].payload["before"]))
+    removed_then = []
+    for f in stored:
+        removed_then.append([numbers[i] for i in f.payload["removed"]])
+        numbers = [numbers[i] for i in f.payload["kept"]]
+    assert last["correlation"]["matrix"].shape[0] == len(numbers) < 16
     handle = start_local_server(tmp_path)
     try:
         page.goto(handle.url + f"#/runs/{mon.run_id}")
@@ -382,13 +393,31 @@ def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None
         lines = page.wait_for_function(
             "n => { const l = [...document.querySelectorAll('#view-scalars .pruning-line')].map((e) => e.textContent); "
             "return l.length === n ? l : null; }", arg=len(stored), timeout=20_000).json_value()
-        for line, f in zip(lines, sorted(stored, key=lambda f: f.step), strict=True):
+        for line, f, removed in zip(lines, stored, removed_then, strict=True):
             p = f.payload
-            removed = ", ".join(str(i) for i in p["removed"])
-            assert line.startswith(f"pruned at step {f.step}: conv1 {p['before']} → {p['after']} filters, removed filter"), line
-            assert removed in line and f"({p['reason'].split('; ')[0]})" in line, line
+            assert line.startswith(f"pruned at step {f.step}: conv1 {p['before']} → {p['after']} filters, "
+                                   f"removed filter{'s' if len(removed) > 1 else ''} {', '.join(map(str, removed))} "), line
+            assert f"({p['reason'].split('; ')[0]})" in line, line
         page.wait_for_timeout(1000)  # and each said once, however the live stream catches up
         assert page.locator("#view-scalars .pruning-line").count() == len(stored)
+        # after the prunings, the heatmap's edges number the filters left as they were at first,
+        # not 0..n-1, and its groups too; each view says so once
+        page.wait_for_function(f"window.convscopeDashboard?.heatmap.layout?.F === {len(numbers)}", timeout=20_000)
+        edges = page.evaluate("window.convscopeDashboard.heatmap.edgeLabels")
+        order = page.evaluate("window.convscopeDashboard.heatmap.order")
+        assert edges == [numbers[i] for i in order] and sorted(edges) == numbers != list(range(len(numbers)))
+        labels = last["groups"]["labels"]
+        groups = {int(g): [numbers[i] for i in np.flatnonzero(labels == g)] for g in np.unique(labels) if g >= 0}
+        assert [line.split(" (mean")[0] for line in page.locator("#view-correlation .group-line").all_inner_texts()] == [
+            f"group {g}: filters {', '.join(map(str, members))}" for g, members in sorted(groups.items())]
+        note = f"filters numbered as before pruning: {len(numbers)} of 16 left"
+        assert page.locator("#view-correlation .caption").first.inner_text().endswith(note)
+        assert page.locator("#view-distribution .caption").inner_text().endswith(note)
+        # a step before the first pruning: the numbers of that time, and no word of pruning
+        page.eval_on_selector("#scrubber", "(s) => { s.value = 10; s.dispatchEvent(new Event('input')); }")
+        page.wait_for_function("window.convscopeDashboard?.heatmap.layout?.F === 16", timeout=10_000)
+        assert sorted(page.evaluate("window.convscopeDashboard.heatmap.edgeLabels")) == list(range(16))
+        assert "pruning" not in page.locator("#view-correlation .caption").first.inner_text()
         assert not page.errors
     finally:
         handle.stop()

@@ -4,6 +4,7 @@ import { followRun, getFrames, getRun, HttpError, type RunDetails } from "../api
 import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { DistributionView } from "../views/distribution";
+import { type FilterNames, filterNumbers } from "../views/filterNumbers";
 import { drawHealth, healthStepAt, healthSummary } from "../views/health";
 import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
@@ -21,6 +22,15 @@ const PLAY_LABEL = "replay the recorded steps";
 const PAUSE_LABEL = "pause the replay";
 
 const STEP_KINDS = ["weight_grid", "distribution", "feature_maps", "correlation", "groups"];
+
+/** How many filters a frame of one of the views holds (0: none it names). */
+function filterCount(f: Frame): number {
+  const p = f.payload;
+  const array = f.kind === "weight_grid" ? p.weights : f.kind === "distribution" ? p.counts : f.kind === "correlation" ? p.matrix
+    : f.kind === "feature_maps" ? p.images : null;
+  if (array && Array.isArray(array.shape)) return Number(array.shape[0]) || 0;
+  return f.kind === "trajectory" && Array.isArray(p.shape) ? Number(p.shape[0]) || 0 : 0;
+}
 
 const PANELS: [string, string, string][] = [
   ["weights", "Filter weights", "One window of kh×kw blocks per filter and input channel: filters along x, channels along y; with one input channel the filters wrap into rows from the top left. Blocks are raised up for positive and sunk for negative weights, red to blue (the key below). Drag to orbit, wheel to zoom, double-click to refit."],
@@ -89,7 +99,12 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   pruneCaption.className = "muted caption prunings";
   body("scalars").append(scalarsBox, pruneCaption);
   const scalars = new ScalarsView(scalarsBox);
+  // (read before any view draws, live and on replay: every view names filters by their original
+  // numbers, which the prunings give)
   const prunings: Frame[] = [];
+  /** The original numbers of the filters of ``f`` (null: its layer had lost none by its step). */
+  const namesOf = (f: Frame | undefined): FilterNames | null => (f ? filterNumbers(prunings, f.layer, f.step, filterCount(f)) : null);
+  traj.numbering = namesOf;
   const writePrunings = () => {
     pruneCaption.replaceChildren(...pruningLines(prunings).map((text) => {
       const line = document.createElement("div");
@@ -138,10 +153,11 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     scrubber.max = String(lastStep);
     scrubber.value = String(current);
     const grid = perStep.get("weight_grid");
-    if (grid) weights.update(grid);
-    distribution.update(perStep.get("distribution"), perStep.get("groups"));
-    heatmap.update(perStep.get("correlation"), perStep.get("groups"));
-    images.update(perStep.get("feature_maps"));
+    if (grid) weights.update(grid, namesOf(grid));
+    const dist = perStep.get("distribution"), corr = perStep.get("correlation"), maps = perStep.get("feature_maps");
+    distribution.update(dist, perStep.get("groups"), namesOf(dist));
+    heatmap.update(corr, perStep.get("groups"), namesOf(corr));
+    images.update(maps, namesOf(maps));
     traj.upTo = current;
     traj.redraw();
     drawHealth(healthCanvas, health, details?.layers ?? [], current, lastStep);

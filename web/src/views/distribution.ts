@@ -1,9 +1,11 @@
 // Distribution view: each filter's feature-map values (normalised to [0, 1] by its own min and
 // max) as a histogram line, coloured by the filter's correlation group (grey: in no group). The
-// line nearest the pointer is drawn on top and its filter's real range and moments said.
+// line nearest the pointer is drawn on top and its filter's real range and moments said (the
+// filter by its original number, before any pruning).
 import { groupColor } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
+import { type FilterNames, filterName, numberingNote } from "./filterNumbers";
 
 const HEIGHT = 280;
 const PAD = 28; // left and bottom: room for the axis words
@@ -41,16 +43,17 @@ export function nearestLine(counts: ArrayLike<number>, F: number, B: number, fx:
 /** Three significant digits, in exponent form only for very large or small values. */
 export const fmt = (v: number): string => (Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(2) : String(Number(v.toPrecision(3))));
 
-/** What the caption says of filter ``f``: its group and its values' real range and moments. */
-export function describeFilter(dist: Frame, f: number, labels: ArrayLike<number> | null): string {
+/** What the caption says of filter ``f`` (the frame's index; named by its original number where
+ * ``names`` gives it): its group and its values' real range and moments. */
+export function describeFilter(dist: Frame, f: number, labels: ArrayLike<number> | null, names: FilterNames | null = null): string {
   const p = dist.payload;
   const at = (k: string) => (p[k] && p[k].data.length > f ? Number(p[k].data[f]) : NaN);
   const group = labels && labels[f] >= 0 ? `, group ${labels[f]}` : "";
-  return `filter ${f}${group}: values ${fmt(at("min"))} to ${fmt(at("max"))}, mean ${fmt(at("mean"))}, std ${fmt(at("std"))}`;
+  return `filter ${filterName(names, f)}${group}: values ${fmt(at("min"))} to ${fmt(at("max"))}, mean ${fmt(at("mean"))}, std ${fmt(at("std"))}`;
 }
 
 export class DistributionView {
-  private current: { dist: Frame; labels: ArrayLike<number> | null } | null = null;
+  private current: { dist: Frame; labels: ArrayLike<number> | null; names: FilterNames | null } | null = null;
   /** the filter whose line is under the pointer (-1: none) */
   hovered = -1;
 
@@ -62,7 +65,7 @@ export class DistributionView {
     canvas.addEventListener("mouseleave", () => this.setHovered(-1));
   }
 
-  update(dist: Frame | undefined, groups: Frame | undefined): void {
+  update(dist: Frame | undefined, groups: Frame | undefined, names: FilterNames | null = null): void {
     if (!dist) {
       this.current = null;
       emptyState(fitCanvas(this.canvas, HEIGHT), "no distribution frames yet");
@@ -71,14 +74,14 @@ export class DistributionView {
     }
     const F = dist.payload.counts.shape[0];
     const labels = groups && groups.payload.labels.shape[0] === F ? (groups.payload.labels.data as ArrayLike<number>) : null;
-    this.current = { dist, labels };
+    this.current = { dist, labels, names };
     if (this.hovered >= F) this.hovered = -1;
     this.draw();
   }
 
   private draw(): void {
     const ctx = fitCanvas(this.canvas, HEIGHT);
-    const { dist, labels } = this.current!;
+    const { dist, labels, names } = this.current!;
     const counts = dist.payload.counts;
     const [F, B] = counts.shape;
     const w = this.canvas.clientWidth;
@@ -118,9 +121,10 @@ export class DistributionView {
       ctx.stroke();
     }
     ctx.globalAlpha = 1;
+    const numbering = numberingNote(names);
     this.caption.textContent = this.hovered >= 0
-      ? describeFilter(dist, this.hovered, labels)
-      : `${F} filters, ${B} bins each; point at a line for its filter's values`;
+      ? describeFilter(dist, this.hovered, labels, names)
+      : `${F} filters, ${B} bins each; point at a line for its filter's values` + (numbering ? `; ${numbering}` : "");
   }
 
   private hover(x: number, y: number): void {

@@ -1,10 +1,11 @@
 // Correlation heatmap: Pearson correlation between the layer's filters, filters reordered so
 // that each group is contiguous, groups outlined in their colours, dead filters hatched. Filter
 // numbers along the edges, a colour scale beside it, the value of the cell under the pointer
-// and the groups in words beneath.
+// and the groups in words beneath. Filters go by their original numbers (before any pruning).
 import { diverging, groupColor, outlineStrokes } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
+import { type FilterNames, filterName, numberingNote } from "./filterNumbers";
 
 /** Where the parts of the heatmap go on a canvas ``width`` CSS pixels wide, for ``F`` filters. */
 export interface HeatLayout {
@@ -28,14 +29,16 @@ const BAR = 12; // the colour scale's width
 const BAR_GAP = 12;
 const BAR_TEXT = 26;
 
-export function heatLayout(F: number, width: number): HeatLayout {
+/** (``largest``: the largest number written along the edges, F - 1 unless the filters go by
+ * their numbers before a pruning) */
+export function heatLayout(F: number, width: number, largest = F - 1): HeatLayout {
   const room = Math.max(40, width - MARGIN - BAR_GAP - BAR - BAR_TEXT);
   const size = Math.min(room, 420);
   const cell = size / Math.max(F, 1);
   return {
     F, x0: MARGIN, y0: MARGIN, cell, size, barX: MARGIN + size + BAR_GAP,
     labelEvery: Math.max(1, Math.ceil(12 / cell)),
-    columnEvery: Math.max(1, Math.ceil((String(Math.max(F - 1, 0)).length * 6.5 + 4) / cell)),
+    columnEvery: Math.max(1, Math.ceil((String(Math.max(largest, F - 1, 0)).length * 6.5 + 4) / cell)),
     height: MARGIN + size + 4,
   };
 }
@@ -77,20 +80,25 @@ export function groupLines(labels: ArrayLike<number>, matrix: ArrayLike<number>)
   });
 }
 
-/** What the caption says of the cell of filters ``i`` and ``j``. */
-export function describeCell(i: number, j: number, matrix: ArrayLike<number>, F: number, labels: ArrayLike<number>, dead: ArrayLike<number> | null): string {
+/** What the caption says of the cell of filters ``i`` and ``j`` (the matrix's indices; named
+ * by their original numbers where ``names`` gives them). */
+export function describeCell(i: number, j: number, matrix: ArrayLike<number>, F: number, labels: ArrayLike<number>, dead: ArrayLike<number> | null,
+  names: FilterNames | null = null): string {
+  const n = (k: number) => filterName(names, k);
   const deadOnes = [i, j].filter((k) => dead && dead[k]);
-  if (deadOnes.length) return `filter ${deadOnes[0]} is dead (a constant map): no correlation`;
-  if (i === j) return `filter ${i}` + (labels[i] >= 0 ? `, in group ${labels[i]}` : ", in no group");
+  if (deadOnes.length) return `filter ${n(deadOnes[0])} is dead (a constant map): no correlation`;
+  if (i === j) return `filter ${n(i)}` + (labels[i] >= 0 ? `, in group ${labels[i]}` : ", in no group");
   const r = matrix[i * F + j];
   const same = labels[i] >= 0 && labels[i] === labels[j] ? `, both in group ${labels[i]}` : "";
-  return `filters ${i} and ${j}: r = ${r.toFixed(3)}${same}`;
+  return `filters ${n(i)} and ${n(j)}: r = ${r.toFixed(3)}${same}`;
 }
 
 export class HeatmapView {
   /** where the matrix is drawn now (null before a correlation frame), and the filters in its order */
   layout: HeatLayout | null = null;
   order: number[] = [];
+  /** the original numbers of the shown filters (null: the layer was not pruned by then) */
+  names: FilterNames | null = null;
   private current: { corr: Frame; labels: number[] } | null = null;
   private hovered = false;
 
@@ -106,7 +114,13 @@ export class HeatmapView {
     });
   }
 
-  update(corr: Frame | undefined, groups: Frame | undefined): void {
+  /** The numbers along the edges, in display order (the filters' original numbers). */
+  get edgeLabels(): number[] {
+    return this.order.map((i) => filterName(this.names, i));
+  }
+
+  update(corr: Frame | undefined, groups: Frame | undefined, names: FilterNames | null = null): void {
+    this.names = names;
     const width = Math.min(this.canvas.parentElement?.clientWidth || this.canvas.clientWidth || 300, 560);
     if (!corr) {
       this.current = this.layout = null;
@@ -119,7 +133,7 @@ export class HeatmapView {
     const m = corr.payload.matrix;
     const F = m.shape[0];
     const labels: number[] = groups && groups.payload.labels.shape[0] === F ? Array.from(groups.payload.labels.data as Int32Array) : new Array(F).fill(-1);
-    const layout = heatLayout(F, width);
+    const layout = heatLayout(F, width, names ? Math.max(...names.numbers) : F - 1);
     this.layout = layout;
     this.order = groupOrder(labels);
     this.current = { corr, labels };
@@ -208,9 +222,9 @@ export class HeatmapView {
     ctx.font = "11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
-    for (let k = 0; k < F; k += labelEvery) ctx.fillText(String(this.order[k]), x0 - 4, y0 + (k + 0.5) * cell);
+    for (let k = 0; k < F; k += labelEvery) ctx.fillText(String(filterName(this.names, this.order[k])), x0 - 4, y0 + (k + 0.5) * cell);
     ctx.textAlign = "center";
-    for (let k = 0; k < F; k += columnEvery) ctx.fillText(String(this.order[k]), x0 + (k + 0.5) * cell, y0 - 9);
+    for (let k = 0; k < F; k += columnEvery) ctx.fillText(String(filterName(this.names, this.order[k])), x0 + (k + 0.5) * cell, y0 - 9);
     ctx.textAlign = "start";
     ctx.textBaseline = "alphabetic";
   }
@@ -243,7 +257,7 @@ export class HeatmapView {
       const row = document.createElement("div");
       row.className = "group-line";
       row.style.borderLeftColor = groupColor(id);
-      row.textContent = `group ${id}: filters ${filters.join(", ")}` + (Number.isNaN(meanR) ? "" : ` (mean r ${meanR.toFixed(2)})`);
+      row.textContent = `group ${id}: filters ${filters.map((i) => filterName(this.names, i)).join(", ")}` + (Number.isNaN(meanR) ? "" : ` (mean r ${meanR.toFixed(2)})`);
       return row;
     });
     const grouped = lines.reduce((n, l) => n + l.filters.length, 0);
@@ -261,10 +275,12 @@ export class HeatmapView {
     this.hovered = cell !== null;
     if (!cell) return this.writeCaption();
     const { corr, labels } = this.current;
-    this.caption.textContent = describeCell(cell[0], cell[1], corr.payload.matrix.data, this.layout.F, labels, this.deadOf(corr));
+    this.caption.textContent = describeCell(cell[0], cell[1], corr.payload.matrix.data, this.layout.F, labels, this.deadOf(corr), this.names);
   }
 
   private writeCaption(): void {
-    this.caption.textContent = this.current ? `${this.layout!.F} filters in group order; point at a cell for its correlation` : "";
+    const numbering = numberingNote(this.names);
+    this.caption.textContent = this.current
+      ? `${this.layout!.F} filters in group order; point at a cell for its correlation` + (numbering ? `; ${numbering}` : "") : "";
   }
 }

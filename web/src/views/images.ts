@@ -1,10 +1,12 @@
 // Image view: every feature map of one sample as a grid of small images. Maps are drawn
 // once into an offscreen canvas at full resolution; the grid and the zoomed map are scaled
 // copies of it, so panning and zooming never touch the pixels again. A colour bar above the maps
-// says which values the ends of the colour map stand for; the zoomed map has its own.
+// says which values the ends of the colour map stand for; the zoomed map has its own. Each map
+// carries its filter's number, the original one (before any pruning).
 import { sequential } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
+import { type FilterNames, filterName, numberingNote } from "./filterNumbers";
 
 const LUT: Uint8ClampedArray = (() => {
   const lut = new Uint8ClampedArray(256 * 4);
@@ -23,13 +25,14 @@ export const RAMP_CSS = `linear-gradient(to right, ${[0, 0.25, 0.5, 0.75, 1].map
 
 /** What the ends of the colour map stand for in the maps of ``frame``: with shared normalisation
  * one range for all the maps, with per-map normalisation each map's own minimum and maximum
- * (the words give the spread of those over the maps), or filter ``filter``'s own range. */
-export function imageScale(frame: Frame, filter = -1): { lo: string; hi: string; what: string } {
+ * (the words give the spread of those over the maps), or map ``filter``'s own range (the filter
+ * named ``name``: its original number). */
+export function imageScale(frame: Frame, filter = -1, name = filter): { lo: string; hi: string; what: string } {
   const p = frame.payload;
   const list = (v: any): number[] => (v && typeof v === "object" && "data" in v ? Array.from(v.data as ArrayLike<number>, Number) : typeof v === "number" ? [v] : []);
   const lo = list(p.vmin), hi = list(p.vmax);
   if (filter >= 0 && filter < lo.length && filter < hi.length)
-    return { lo: fmt(lo[filter]), hi: fmt(hi[filter]), what: `filter ${filter}'s activation` + (hi[filter] === lo[filter] ? " (constant: drawn dark)" : "") };
+    return { lo: fmt(lo[filter]), hi: fmt(hi[filter]), what: `filter ${name}'s activation` + (hi[filter] === lo[filter] ? " (constant: drawn dark)" : "") };
   if (!lo.length || !hi.length) return { lo: "low", hi: "high", what: "activation" };
   if (p.normalisation === "shared" || (Math.min(...lo) === Math.max(...lo) && Math.min(...hi) === Math.max(...hi)))
     return { lo: fmt(lo[0]), hi: fmt(hi[0]), what: "activation, one scale for every map" };
@@ -37,9 +40,18 @@ export function imageScale(frame: Frame, filter = -1): { lo: string; hi: string;
   return { lo: "min", hi: "max", what: `each map from its own min (${range(lo)}) to its own max (${range(hi)}); click a map for its values` };
 }
 
+/** The font size of the filter numbers on the maps of cells ``cell`` CSS pixels wide (0: too small for any). */
+export function mapLabelSize(cell: number): number {
+  return cell < 22 ? 0 : Math.min(11, Math.max(8, Math.round(cell / 7)));
+}
+
 export class ImagesView {
   private atlas = document.createElement("canvas");
   private frame: Frame | undefined;
+  /** the original numbers of the shown maps' filters (null: the layer was not pruned by then) */
+  names: FilterNames | null = null;
+  /** the zoomed map's filter, by its original number (-1: none): it stays zoomed across a pruning */
+  private zoomedFilter = -1;
   private cols = 1;
   private mapW = 1;
   private mapH = 1;
@@ -59,12 +71,21 @@ export class ImagesView {
       const row = Math.floor((ev.clientY - rect.top) / (cell * (this.mapH / this.mapW)));
       const idx = row * this.cols + col;
       this.zoomed = idx < this.frame.payload.images.shape[0] ? idx : -1;
+      this.zoomedFilter = this.zoomed >= 0 ? filterName(this.names, this.zoomed) : -1;
       this.drawZoom();
     });
   }
 
-  update(frame: Frame | undefined): void {
+  /** The frame's index of the map of filter ``filter`` (an original number), or -1. */
+  private indexOf(filter: number, count: number): number {
+    if (filter < 0) return -1;
+    if (!this.names) return filter < count ? filter : -1;
+    return this.names.numbers.indexOf(filter);
+  }
+
+  update(frame: Frame | undefined, names: FilterNames | null = null): void {
     this.frame = frame;
+    this.names = names;
     const t0 = performance.now();
     if (!frame) {
       this.caption.textContent = "";
@@ -74,6 +95,7 @@ export class ImagesView {
     }
     const img = frame.payload.images;
     const [F, H, W] = img.shape;
+    this.zoomed = this.indexOf(this.zoomedFilter, F);
     this.mapW = W;
     this.mapH = H;
     // cells of at most 96 px (or the map's own size when larger maps are few)
@@ -105,10 +127,12 @@ export class ImagesView {
     c2.strokeStyle = "rgba(21,24,29,0.9)";
     for (let c = 1; c < this.cols; c++) c2.strokeRect(c * cell, 0, 0.5, height);
     for (let r = 1; r < rows; r++) c2.strokeRect(0, r * cell * (H / W), width, 0.5);
+    this.drawNumbers(c2, F, cell, cell * (H / W));
     const down = frame.payload.scale;
     this.caption.textContent =
       `${F} maps of ${H}x${W}` + (down && down !== 1 ? ` (downsampled x${Number(down).toPrecision(3)})` : "") +
-      `, sample ${frame.payload.sample}, ${frame.payload.normalisation} normalisation; click a map to zoom`;
+      `, sample ${frame.payload.sample}, ${frame.payload.normalisation} normalisation; click a map to zoom` +
+      (names ? `; ${numberingNote(names)}` : "");
     const scale = imageScale(frame);
     this.key.box.hidden = false;
     this.key.lo.textContent = scale.lo;
@@ -118,19 +142,38 @@ export class ImagesView {
     this.lastDrawMs = performance.now() - t0;
   }
 
+  /** Each map's filter number in a small dark box at its top left (none where cells are too small). */
+  private drawNumbers(ctx: CanvasRenderingContext2D, F: number, cellW: number, cellH: number): void {
+    const size = mapLabelSize(Math.min(cellW, cellH * 1.5));
+    if (!size) return;
+    ctx.font = `${size}px system-ui, sans-serif`;
+    ctx.textBaseline = "top";
+    for (let f = 0; f < F; f++) {
+      const text = String(filterName(this.names, f));
+      const x = (f % this.cols) * cellW, y = Math.floor(f / this.cols) * cellH;
+      const w = ctx.measureText(text).width + 6;
+      ctx.fillStyle = "rgba(15, 17, 21, 0.72)";
+      ctx.fillRect(x + 1, y + 1, w, size + 4);
+      ctx.fillStyle = "#e8eaed";
+      ctx.fillText(text, x + 4, y + 3);
+    }
+    ctx.textBaseline = "alphabetic";
+  }
+
   private drawZoom(): void {
     const ctx = fitCanvas(this.zoom, this.zoomed >= 0 ? 260 : 1);
     if (this.zoomed < 0 || !this.frame) return;
     const f = this.zoomed;
+    const name = filterName(this.names, f);
     const W = this.mapW, H = this.mapH;
     const size = Math.min(this.zoom.clientWidth, 260 * (W / H));
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(this.atlas, (f % this.cols) * W, Math.floor(f / this.cols) * H, W, H, 0, 0, size, size * (H / W));
     ctx.fillStyle = "#e8eaed";
     ctx.font = "12px system-ui, sans-serif";
-    ctx.fillText(`filter ${f}`, size + 10, 16);
+    ctx.fillText(`filter ${name}`, size + 10, 16);
     // its own colour bar: the values its darkest and brightest pixels stand for
-    const { lo, hi, what } = imageScale(this.frame, f);
+    const { lo, hi, what } = imageScale(this.frame, f, name);
     const bx = size + 10, top = 30, h = Math.min(180, size * (H / W) - 40);
     if (h < 40) return;
     for (let s = 0; s < 64; s++) {
@@ -145,7 +188,7 @@ export class ImagesView {
     ctx.textBaseline = "middle";
     ctx.fillText(hi, bx + 16, top + 5);
     ctx.fillText(lo, bx + 16, top + h - 5);
-    ctx.fillText(what.replace(`filter ${f}'s `, ""), bx, top + h + 14);
+    ctx.fillText(what.replace(`filter ${name}'s `, ""), bx, top + h + 14);
     ctx.textBaseline = "alphabetic";
   }
 }

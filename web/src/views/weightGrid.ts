@@ -5,10 +5,11 @@
 // The camera is fitted to the grid's bounds (every block in view, centred, whatever the number
 // of filters) until the user orbits; a double click fits it again. Orbit with the mouse, zoom
 // with the wheel; the block under the pointer is named in the note, under the canvas beside a
-// colour key.
+// colour key. Filters go by their original numbers (before any pruning).
 import * as THREE from "three";
 import { diverging } from "../colors";
 import type { Frame } from "../frames";
+import { type FilterNames, filterName, numberingNote } from "./filterNumbers";
 import { type Bounds, ThreeView } from "./three";
 
 const MAX_SIDE = 64; // at most 64 filters x 64 channels are drawn (the rest is summarised)
@@ -22,6 +23,7 @@ export class WeightGridView extends ThreeView {
   private mesh: THREE.InstancedMesh | null = null;
   private shape = "";
   private frame: Frame | null = null;
+  private names: FilterNames | null = null;
   private summary = "";
   private raycaster = new THREE.Raycaster();
   /** the weight under the pointer, as the note says it (empty: none) */
@@ -48,7 +50,7 @@ export class WeightGridView extends ThreeView {
     const ndc = new THREE.Vector2((x / canvas.clientWidth) * 2 - 1, -(y / canvas.clientHeight) * 2 + 1);
     this.raycaster.setFromCamera(ndc, this.camera);
     const hit = this.raycaster.intersectObject(this.mesh)[0];
-    this.setHovered(hit?.instanceId === undefined ? "" : describeBlock(this.frame, hit.instanceId));
+    this.setHovered(hit?.instanceId === undefined ? "" : describeBlock(this.frame, hit.instanceId, this.names));
   }
 
   private setHovered(text: string): void {
@@ -56,8 +58,9 @@ export class WeightGridView extends ThreeView {
     this.note.textContent = text || this.summary;
   }
 
-  update(frame: Frame): void {
+  update(frame: Frame, names: FilterNames | null = null): void {
     this.frame = frame;
+    this.names = names;
     const w = frame.payload.weights;
     const shape: number[] = w.shape.length === 2 ? [w.shape[0], w.shape[1], 1, 1] : w.shape;
     const [F, C, kh, kw] = shape;
@@ -68,7 +71,7 @@ export class WeightGridView extends ThreeView {
     if (key !== this.shape) this.build(fs, cs, kh, kw, count);
     this.summary =
       `${F} filter${F === 1 ? "" : "s"} x ${C} channel${C === 1 ? "" : "s"} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") +
-      `, ${layoutText(fs, cs)}; point at a block for its weight`;
+      `, ${layoutText(fs, cs)}; point at a block for its weight` + (names ? `; ${numberingNote(names)}` : "");
     this.note.textContent = this.summary;
     this.key.lo.textContent = `−${vmax.toPrecision(2)}`;
     this.key.hi.textContent = `+${vmax.toPrecision(2)}`;
@@ -168,15 +171,16 @@ export function blockAt(i: number, shape: number[]): { f: number; c: number; y: 
   return { f, c, y, x };
 }
 
-/** What the note says of block ``i``: its filter, channel, position and value. */
-export function describeBlock(frame: Frame, i: number): string {
+/** What the note says of block ``i``: its filter (by its original number where ``names`` gives
+ * it), channel, position and value. */
+export function describeBlock(frame: Frame, i: number, names: FilterNames | null = null): string {
   const w = frame.payload.weights;
   const shape: number[] = w.shape.length === 2 ? [w.shape[0], w.shape[1], 1, 1] : w.shape;
   const [, C, kh, kw] = shape;
   const { f, c, y, x } = blockAt(i, shape);
   const v = w.data[((f * C + c) * kh + y) * kw + x] as number;
   const where = kh * kw > 1 ? `, row ${y}, column ${x}` : "";
-  return `filter ${f}, channel ${c}${where}: w = ${v.toPrecision(3)}`;
+  return `filter ${filterName(names, f)}, channel ${c}${where}: w = ${v.toPrecision(3)}`;
 }
 
 /** Row and column (in windows) of filter f's window for input channel c. */

@@ -46,6 +46,17 @@ def _draws(page) -> int:
     return int(page.evaluate("window.convscopeExplorer.draws"))
 
 
+def _in_view(page, layers: list[str]) -> list[tuple[str, dict]]:
+    """The layers whose block is not wholly inside the 3-D view (with its screen box)."""
+    size = page.evaluate("(() => { const c = document.querySelector('#structure3d canvas'); return [c.clientWidth, c.clientHeight]; })()")
+    out = []
+    for layer in layers:
+        b = page.evaluate("id => window.convscopeExplorer.blockBox(id)", layer)
+        if b is None or b["left"] < 0 or b["top"] < 0 or b["right"] > size[0] or b["bottom"] > size[1]:
+            out.append((layer, b))
+    return out
+
+
 def _rows(page) -> dict[str, tuple[str, str]]:
     rows = page.eval_on_selector_all("#layer-table tbody tr", "rs => rs.map(r => [r.dataset.layer, r.querySelector('.layer-kind').textContent, r.querySelector('.layer-shape').textContent])")
     return {name: (kind, shape) for name, kind, shape in rows}
@@ -61,6 +72,16 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     assert "lenet5" in page.inner_text("#model-title") and "1×28×28" in page.inner_text("#model-title")
     blocks = canvas_state(page, "#structure3d canvas")
     assert blocks["colours"] > 20, blocks  # blocks in their category colours, textured with maps
+    # every block in view, the input slab whole; labelled with its layer's name; its colours keyed
+    assert _in_view(page, list(rows)) == []
+    labels = page.eval_on_selector_all("#structure3d .block-label:not([hidden])", "ls => ls.map(l => l.dataset.unit)")
+    assert {"input", "conv1", "conv2", "fc3"} <= set(labels), labels
+    legend = page.eval_on_selector_all("#structure-legend .legend-item", "is => is.map(i => [i.dataset.category, i.textContent])")
+    assert [c for c, _ in legend] == ["io", "conv", "activation", "pool", "reshape", "dense"], legend
+    assert dict(legend)["conv"] == "convolution"
+    # a flat model has no module to expand or collapse: the buttons say so instead of doing nothing
+    assert page.is_disabled("#expand-all") and page.is_disabled("#collapse-auto")
+    assert "no nested modules" in page.get_attribute("#expand-all", "title")
     # the table's output thumbnails keep their maps' aspect (square maps: one map as wide as tall),
     # and every row is as tall whether it has thumbnails or not
     strips = page.eval_on_selector_all("#layer-table tbody tr", """rs => rs.map(r => {
@@ -90,6 +111,14 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
         page.mouse.click(x, y)
         page.wait_for_function(f"document.querySelector('#layer-name').textContent === '{layer}'")
         assert maps in page.inner_text("#layer-shape")
+    # the layer's maps have a colour bar: the span of their ranges, a hovered map's own
+    layer = page.evaluate("window.convscopeExplorer.state().layer.maps")
+    bar = page.eval_on_selector("#layer-colorbar .colorbar", "b => [b.hidden, Number(b.dataset.lo), Number(b.dataset.hi), b.dataset.palette]")
+    assert bar == [False, min(layer["vmin"]), max(layer["vmax"]), "grey"], bar
+    box = page.locator("#layer-maps").bounding_box()
+    page.mouse.move(box["x"] + 10, box["y"] + 10)
+    assert page.eval_on_selector("#layer-colorbar .colorbar", "b => Number(b.dataset.hi)") == layer["vmax"][0]
+    assert "map 0" in page.inner_text("#layer-colorbar")
     # VGG-12
     draws = _draws(page)
     page.click(f"#model-list li[data-model='{ids['vgg']}']")
@@ -97,6 +126,17 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     rows = _rows(page)
     graph = session.model(ids["vgg"]).loaded.graph
     assert list(rows) == [u.id for u in graph.layers]
+    assert _in_view(page, list(rows)) == []
+    # every layer shown (its 40 are few enough): nothing to expand until its modules are collapsed
+    assert page.is_disabled("#expand-all") and "expanded already" in page.get_attribute("#expand-all", "title")
+    page.click("#collapse-auto")
+    page.wait_for_selector("#layer-table tr[data-layer='features']")
+    assert page.is_enabled("#expand-all") and page.is_disabled("#collapse-auto")
+    assert "container" in page.eval_on_selector_all("#structure-legend .legend-item", "is => is.map(i => i.dataset.category)")
+    page.click("#expand-all")
+    page.wait_for_selector("#layer-table tr[data-layer='features.0']")
+    assert page.is_disabled("#expand-all")
+    rows = _rows(page)
     convs = [(k, s) for k, s in rows.values() if k == "conv2d"]
     assert len(convs) == 9 and convs[0][1] == "32×32×32"
     for layer in graph.layers:  # every shape on the page is the graph's
@@ -148,6 +188,40 @@ def test_two_inputs_are_compared_layer_by_layer(explorer, page) -> None:
     for k in range(1, 4):  # A, B and B - A are drawn for each
         assert canvas_state(page, f"#compare-maps .compare-row:first-child .triple > div:nth-child({k}) canvas")["colours"] > 3
     assert canvas_state(page, "#divergence-chart")["colours"] > 3
+    # the chart says what it shows: its y axis, what a bar, each colour and the dashed line mean
+    assert page.get_attribute("#divergence-chart", "data-y-label").startswith("relative change")
+    assert "relative change" in page.get_attribute("#divergence-chart", "aria-label")
+    assert "Each bar is one layer" in page.inner_text("#divergence-legend .chart-caption")
+    legend = dict(page.eval_on_selector_all("#divergence-legend .legend-item", "is => is.map(i => [i.dataset.key, i.textContent])"))
+    assert {"parting", "threshold"} <= set(legend), legend
+    assert f"part ways ({expected['diverges_at']})" in legend["parting"] and legend["threshold"].startswith("threshold 0.5")
+    if any(d["relative"] is None or d["relative"] >= 0.5 for d in expected["layers"] if d["layer"] != expected["diverges_at"]):
+        assert "at or above the threshold" in legend["above"]
+    # a bar's numbers on hover
+    chart = page.locator("#divergence-chart")
+    chart.hover(position={"x": chart.bounding_box()["width"] - 20, "y": 150})  # (scrolled into view first)
+    page.wait_for_selector("#divergence-tip:not([hidden])")
+    last = expected["layers"][-1]
+    assert page.inner_text("#divergence-tip").startswith(f"{last['layer']}: relative change ")
+    # the maps' colour bars: grey from their lowest to their highest value, B - A centred on 0
+    first = page.evaluate("window.convscopeExplorer.state().comparison.maps[0]")
+    bars = page.eval_on_selector_all("#compare-maps .compare-row:first-child .colorbar",
+                                     "bs => bs.map(b => [b.dataset.palette, Number(b.dataset.lo), Number(b.dataset.hi), b.hidden])")
+    peak = max(first["diff"]["vmax"])
+    assert bars == [["grey", min(first["a"]["vmin"]), max(first["a"]["vmax"]), False], ["grey", min(first["b"]["vmin"]), max(first["b"]["vmax"]), False],
+                    ["diverging", -peak, peak, False]], bars
+    diff_bar = page.inner_text("#compare-maps .compare-row:first-child .diff .colorbar")
+    assert "0" in diff_bar and "+" in diff_bar and "−" in diff_bar, diff_bar
+    # expanded, the comparison covers the whole window (no strip of the page above it); Esc closes it
+    page.click("#compare-expand")
+    page.wait_for_selector("#compare-panel.full #compare-maps .compare-row", timeout=30_000)
+    cover = page.evaluate("""(() => { const r = document.querySelector('#compare-panel').getBoundingClientRect();
+      const top = document.elementFromPoint(innerWidth / 2, 2);
+      return [r.left, r.top, r.right - innerWidth, r.bottom - innerHeight, document.querySelector('#compare-panel').contains(top)]; })()""")
+    assert cover == [0, 0, 0, 0, True], cover
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#compare-panel:not(.full)")
+    assert page.inner_text("#compare-expand") == "expand"
     # choose another layer to compare
     page.click("#compare-panel summary")
     page.check("#compare-layers input[value='pool2']")

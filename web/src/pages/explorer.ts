@@ -1,7 +1,7 @@
 // The model explorer (NeuralVis): models and inputs on the left (upload, sketch, bundled samples,
 // adversarial generation), the model's 3-D structure and layer list, the opened layer's maps
 // (click to freeze filters), the prediction, critical features and the comparison of two inputs.
-import { drawDivergence, drawPrediction } from "../views/explorer/charts";
+import { drawDivergence, drawPrediction, renderDivergenceLegend } from "../views/explorer/charts";
 import {
   ApiError,
   explorerApi as api,
@@ -17,7 +17,8 @@ import {
 import {
   collapseAround, comparePair, defaultCollapsed, expand, formatShape, frozenNote, inputNames, toggleFrozen, visibleUnits, type Unit,
 } from "../views/explorer/logic";
-import { drawStrip, MapGrid } from "../views/explorer/maps";
+import { collapseTarget, structureButtons } from "../views/explorer/keys";
+import { ColorBar, drawStrip, MapGrid, type Palette } from "../views/explorer/maps";
 import { drawOverlay, loadImage } from "../views/explorer/saliency";
 import { Sketchpad } from "../views/explorer/sketchpad";
 import { StructureView } from "../views/explorer/structure3d";
@@ -30,6 +31,8 @@ interface ExplorerProbe {
   state: () => unknown;
   /** Where a layer's block is drawn in the 3-D structure (css px from the canvas's corner). */
   blockAt: (id: string) => { x: number; y: number } | null;
+  /** The screen box around a layer's block (css px from the canvas's corner). */
+  blockBox: (id: string) => { left: number; top: number; right: number; bottom: number } | null;
 }
 
 declare global {
@@ -75,8 +78,9 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       <div class="detail">
         <section class="panel" id="structure-panel">
           <h2>Structure <span id="model-title" class="muted"></span>
-            <span class="toggle"><button id="spin">spin</button><button id="expand-all">expand all</button><button id="collapse-auto">collapse</button></span></h2>
+            <span class="toggle"><button id="spin">spin</button><button id="expand-all" disabled>expand all</button><button id="collapse-auto" disabled>collapse</button></span></h2>
           <div id="structure3d" class="structure3d"></div>
+          <div id="structure-legend"></div>
           <div class="table-wrap"><table class="layers" id="layer-table"><thead><tr><th>layer</th><th>kind</th><th>output shape</th><th>params</th><th>outputs</th></tr></thead>
             <tbody></tbody></table></div>
         </section>
@@ -92,7 +96,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
         </div>
         <section class="panel" id="layer-panel"><h2>Layer <span id="layer-name"></span> <span id="layer-shape" class="muted"></span></h2>
           <div id="layer-stats" class="muted small"></div>
-          <div class="row small"><span id="hover-value" class="hover-value">hover a map to read its values; click maps (or units) to freeze them</span></div>
+          <div class="row small"><span id="hover-value" class="hover-value">hover a map to read its values; click maps (or units) to freeze them</span>
+            <span id="layer-colorbar" class="colorbar-slot"></span></div>
           <canvas id="layer-maps" class="maps-canvas"></canvas>
           <div class="frozen"><b>Frozen filters:</b> <span id="frozen-list">none</span> <button id="freeze-clear" disabled title="no filter is frozen">Clear</button></div>
           <div id="layer-message" class="message"></div>
@@ -102,7 +107,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
             <button id="compare-run">Compare</button></div>
           <details><summary>layers to show (<span id="compare-count">0</span>)</summary><div id="compare-layers" class="checks"></div></details>
           <div id="compare-summary" class="small"></div>
-          <canvas id="divergence-chart" class="view-canvas"></canvas>
+          <div class="chart-box"><canvas id="divergence-chart" class="view-canvas"></canvas><div id="divergence-tip" class="chart-tip" hidden></div></div>
+          <div id="divergence-legend" class="chart-legend small"></div>
           <div id="compare-maps"></div>
         </section>
       </div>
@@ -110,11 +116,16 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
   const $ = <T extends HTMLElement = HTMLElement>(sel: string) => root.querySelector<T>(sel)!;
   const structure = new StructureView($("#structure3d"));
   structure.renderer.domElement.classList.add("view-canvas");
+  $("#structure-legend").replaceWith(structure.legend);
+  structure.legend.id = "structure-legend";
   const layerGrid = new MapGrid($<HTMLCanvasElement>("#layer-maps"), { minSide: 28, maxCell: 6 });
+  layerGrid.bar = new ColorBar();
+  $("#layer-colorbar").appendChild(layerGrid.bar.el);
   const sketch = new Sketchpad($<HTMLCanvasElement>("#sketchpad"));
   const probe: ExplorerProbe = {
     lastDrawMs: 0, structureMs: 0, draws: 0, drawnInput: null, state: () => state,
     blockAt: (id) => structure.screenPosition(id),
+    blockBox: (id) => structure.screenBox(id),
   };
   window.convscopeExplorer = probe;
 
@@ -339,7 +350,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     renderStructure(false);
     probe.structureMs = performance.now() - t0;
     drawPrediction($<HTMLCanvasElement>("#prediction-chart"), null);
-    drawDivergence($<HTMLCanvasElement>("#divergence-chart"), null);
+    drawDivergence($<HTMLCanvasElement>("#divergence-chart"), null, undefined, $("#divergence-tip"));
+    renderDivergenceLegend($("#divergence-legend"), null);
     $("#compare-maps").innerHTML = "";
     renderFrozen();
     updateHash();
@@ -376,7 +388,9 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     $("#model-title").textContent = "";
     structure.build([], null, new Map(), null);
     $("#layer-table tbody").innerHTML = "";
-    drawDivergence($<HTMLCanvasElement>("#divergence-chart"), null);
+    renderButtons();
+    drawDivergence($<HTMLCanvasElement>("#divergence-chart"), null, undefined, $("#divergence-tip"));
+    renderDivergenceLegend($("#divergence-legend"), null);
     $("#compare-maps").innerHTML = "";
     $("#compare-summary").textContent = "";
     renderFrozen();
@@ -398,6 +412,17 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     const opened = state.layer && state.layer.layer === state.selected ? state.layer.maps : null;
     structure.build(list, state.selected, mapsByLayer(), opened, state.freeze[state.selected ?? ""] ?? [], keepCamera);
     renderLayerTable(list);
+    renderButtons();
+  }
+
+  /** "expand all" and "collapse" only where they have something to do; their titles say why not. */
+  function renderButtons(): void {
+    const b = state.model ? structureButtons(state.model.graph, state.collapsed) : null;
+    for (const [sel, s] of [["#expand-all", b?.expandAll], ["#collapse-auto", b?.collapse]] as const) {
+      const el = $<HTMLButtonElement>(sel);
+      el.disabled = !s || s.disabled;
+      el.title = s?.title ?? "no model is open";
+    }
   }
 
   function renderLayerTable(list: Unit[]): void {
@@ -584,7 +609,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
         state.compareLayers.add(layer);
         syncCompareChecks();
         void runCompare();
-      });
+      }, $("#divergence-tip"));
+      renderDivergenceLegend($("#divergence-legend"), c);
       const box = $("#compare-maps");
       box.innerHTML = "";
       for (const m of c.maps) {
@@ -592,14 +618,19 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
         const row = document.createElement("div");
         row.className = "compare-row";
         row.dataset.layer = m.layer;
-        row.innerHTML = `<h3></h3><div class="triple"><div><div class="muted small">A</div><canvas></canvas></div>
-          <div><div class="muted small">B</div><canvas></canvas></div><div><div class="muted small">B − A</div><canvas></canvas></div></div>`;
+        row.innerHTML = `<h3></h3><div class="triple"><div><div class="map-head"><span class="muted small">A</span></div><canvas></canvas></div>
+          <div><div class="map-head"><span class="muted small">B</span></div><canvas></canvas></div>
+          <div class="diff"><div class="map-head"><span class="muted small">B − A</span></div><canvas></canvas></div></div>`;
         row.querySelector("h3")!.textContent = `${m.layer} ${formatShape(m.shape)} · relative change ${d?.relative === null || d === undefined ? "∞" : d.relative.toPrecision(3)}`;
         box.appendChild(row);
-        const [ca, cb, cd] = [...row.querySelectorAll("canvas")];
-        new MapGrid(ca, { minSide: 20, maxCell: 3 }).draw(m.a);
-        new MapGrid(cb, { minSide: 20, maxCell: 3 }).draw(m.b);
-        new MapGrid(cd, { minSide: 20, maxCell: 3 }).draw(m.diff, [], "diverging");
+        const heads = [...row.querySelectorAll<HTMLElement>(".map-head")];
+        [...row.querySelectorAll("canvas")].forEach((canvas, k) => {
+          const grid = new MapGrid(canvas, { minSide: 20, maxCell: 3 });
+          grid.bar = new ColorBar(true); // (the range of its maps, a hovered map's own)
+          heads[k].appendChild(grid.bar.el);
+          const [maps, palette]: [Maps, Palette] = k === 0 ? [m.a, "grey"] : k === 1 ? [m.b, "grey"] : [m.diff, "diverging"];
+          grid.draw(maps, [], palette);
+        });
       }
     } catch (e) {
       $("#compare-summary").textContent = reason(e);
@@ -728,11 +759,20 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     else state.compareLayers.delete(c.value);
     $("#compare-count").textContent = String(state.compareLayers.size);
   });
-  on("#compare-expand", "click", () => {
-    const full = $("#compare-panel").classList.toggle("full");
+  /** The comparison over the whole page (the page under it does not scroll), or back in its place. */
+  function setCompareFull(full: boolean): void {
+    if ($("#compare-panel").classList.contains("full") === full) return;
+    $("#compare-panel").classList.toggle("full", full);
+    document.body.classList.toggle("overlay-open", full);
     $("#compare-expand").textContent = full ? "close" : "expand";
+    $("#compare-expand").title = full ? "back to the page (Esc)" : "show the comparison over the whole page";
     if (state.comparison) void runCompare();
-  });
+  }
+  on("#compare-expand", "click", () => setCompareFull(!$("#compare-panel").classList.contains("full")));
+  const onKey = (e: KeyboardEvent) => {
+    if (e.key === "Escape") setCompareFull(false);
+  };
+  document.addEventListener("keydown", onKey);
   let spinning = false;
   on("#spin", "click", () => {
     spinning = !spinning;
@@ -744,7 +784,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     renderStructure(false);
   });
   on("#collapse-auto", "click", () => {
-    if (state.model) state.collapsed = defaultCollapsed(state.model.graph, 30);
+    if (state.model) state.collapsed = collapseTarget(state.model.graph);
     renderStructure(false);
   });
 
@@ -769,6 +809,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
 
   return () => {
     disposed = true;
+    document.removeEventListener("keydown", onKey);
+    document.body.classList.remove("overlay-open");
     structure.dispose();
     delete window.convscopeExplorer;
   };

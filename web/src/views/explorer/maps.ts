@@ -1,7 +1,9 @@
 // Drawing feature maps: a grid of every map of a layer (grey, or blue-white-red for differences),
-// frozen maps greyed out, values on hover; and small canvases of one map for thumbnails and textures.
+// frozen maps greyed out, values on hover; small canvases of one map for thumbnails and textures;
+// and the colour bar that says what values the grey (or blue-white-red) stands for.
 import { diverging } from "../../colors";
 import type { Maps } from "./client";
+import { colorScale, formatValue } from "./keys";
 import { cellAt, decodeBase64, gridLayout, stripLayout, unitAt, valueAt, type Grid } from "./logic";
 
 export type Palette = "grey" | "diverging";
@@ -67,10 +69,15 @@ export class MapGrid {
   palette: Palette = "grey";
   onHover: ((text: string) => void) | null = null;
   onClick: ((f: number) => void) | null = null;
+  /** the colour bar of these maps: the span of them all, a hovered map's own range */
+  bar: ColorBar | null = null;
 
   constructor(readonly canvas: HTMLCanvasElement, private opts: { maxCell?: number; minSide?: number } = {}) {
     canvas.addEventListener("mousemove", (e) => this.hover(e));
-    canvas.addEventListener("mouseleave", () => this.onHover?.(""));
+    canvas.addEventListener("mouseleave", () => {
+      this.onHover?.("");
+      if (this.maps) this.bar?.show(this.maps, this.palette);
+    });
     canvas.addEventListener("click", (e) => {
       const hit = this.hit(e);
       if (!hit || !this.maps) return;
@@ -85,6 +92,7 @@ export class MapGrid {
     this.pixels = decodeBase64(maps.data);
     this.frozen = new Set(frozen);
     this.palette = palette;
+    this.bar?.show(maps, palette);
     const width = this.canvas.clientWidth || this.canvas.parentElement?.clientWidth || 600;
     const grid = gridLayout(maps.count, maps.width, maps.height, width, this.opts);
     this.grid = grid;
@@ -121,6 +129,7 @@ export class MapGrid {
     this.canvas.width = 0;
     this.canvas.height = 0;
     this.canvas.style.height = "0px";
+    this.bar?.show(null);
   }
 
   private hit(e: MouseEvent): { f: number; x: number; y: number } | null {
@@ -131,6 +140,7 @@ export class MapGrid {
 
   private hover(e: MouseEvent): void {
     const hit = this.hit(e);
+    if (this.maps) this.bar?.show(this.maps, this.palette, hit && this.maps.count > 1 ? hit.f : null);
     if (!hit || !this.maps || !this.pixels) return this.onHover?.("");
     const v = valueAt(this.maps, this.pixels, hit.f, hit.x, hit.y);
     if (this.maps.units != null) {
@@ -140,5 +150,62 @@ export class MapGrid {
     }
     const frozen = this.frozen.has(hit.f) ? " (frozen)" : "";
     this.onHover?.(`map ${hit.f}${frozen} at (${hit.x}, ${hit.y}): ${v.toPrecision(4)}`);
+  }
+}
+
+/**
+ * A small colour bar: the ramp the maps are drawn in between the values its ends stand for; for
+ * differences (B − A) blue-white-red centred on 0 with its ± range. Where each map has a range of its
+ * own, the bar spans them all until a map is hovered (then that map's); its note (whole in its title
+ * where ``compact``) says so.
+ */
+export class ColorBar {
+  readonly el: HTMLElement;
+  private lo: HTMLElement;
+  private hi: HTMLElement;
+  private zero: HTMLElement;
+  private ramp: HTMLCanvasElement;
+  private note: HTMLElement;
+  private palette: Palette | null = null;
+
+  constructor(private compact = false) {
+    this.el = document.createElement("span");
+    this.el.className = `colorbar${compact ? " compact" : ""}`;
+    this.el.hidden = true;
+    this.el.innerHTML = `<span class="cb-lo"></span><span class="cb-ramp"><canvas width="64" height="1"></canvas><span class="cb-zero">0</span></span><span class="cb-hi"></span><span class="cb-note"></span>`;
+    this.lo = this.el.querySelector(".cb-lo")!;
+    this.hi = this.el.querySelector(".cb-hi")!;
+    this.zero = this.el.querySelector(".cb-zero")!;
+    this.ramp = this.el.querySelector("canvas")!;
+    this.note = this.el.querySelector(".cb-note")!;
+  }
+
+  show(maps: Maps | null, palette: Palette = "grey", f: number | null = null): void {
+    const scale = maps ? colorScale(maps, palette, f) : null;
+    this.el.hidden = !scale;
+    if (!scale) return;
+    if (palette !== this.palette) this.paint(palette);
+    const signed = scale.mid !== null;
+    this.lo.textContent = formatValue(scale.lo, signed);
+    this.hi.textContent = formatValue(scale.hi, signed);
+    this.zero.hidden = !signed;
+    this.note.textContent = this.compact ? (scale.map !== null ? `map ${scale.map}` : scale.perMap ? "per map" : "") : scale.note;
+    this.el.title = scale.note;
+    this.el.dataset.lo = String(scale.lo);
+    this.el.dataset.hi = String(scale.hi);
+    this.el.dataset.palette = palette;
+  }
+
+  private paint(palette: Palette): void {
+    this.palette = palette;
+    const ctx = this.ramp.getContext("2d");
+    if (!ctx) return;
+    const img = ctx.createImageData(64, 1);
+    for (let i = 0; i < 64; i++) {
+      const t = i / 63;
+      const [r, g, b] = palette === "diverging" ? diverging(t * 2 - 1).map((c) => c * 255) : [t * 255, t * 255, t * 255];
+      img.data.set([r, g, b, 255], i * 4);
+    }
+    ctx.putImageData(img, 0, 0);
   }
 }

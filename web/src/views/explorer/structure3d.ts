@@ -1,27 +1,18 @@
 // The 3-D structure view, after TensorSpace: one block per layer (or collapsed container) along x,
 // sized by its output shape, its front face showing the layer's first feature map for the current
 // input; an opened layer becomes a wall of planes, one per feature map. Drag to orbit, wheel to
-// zoom, "spin" to turn; click a block to open it (a container expands).
+// zoom, "spin" to turn; click a block to open it (a container expands). Each block is labelled with
+// its layer's name (those that would overlap another hide; hovering one shows its label and says its
+// kind and shape), a legend says what the colours mean, and the camera frames the whole model.
 import * as THREE from "three";
-import { ThreeView } from "../three";
+import { ThreeView, type Vec } from "../three";
 import type { Maps } from "./client";
-import { blockSize, decodeBase64, formatShape, type Unit } from "./logic";
+import { colorOf, cssColor, layoutUnits, legendEntries, type LabelSpot, type Placed, placeLabels, PLANE, PLANE_GAP, PLANE_STEP, shortLabel } from "./keys";
+import { decodeBase64, formatShape, type Unit } from "./logic";
 import { mapCanvas } from "./maps";
 
-const CATEGORY_COLORS: Record<string, number> = {
-  conv: 0x4c8bf5,
-  dense: 0xf5a623,
-  activation: 0x57c27a,
-  pool: 0xb07cf0,
-  norm: 0x39bccf,
-  reshape: 0x9aa0a6,
-  merge: 0xf06292,
-  io: 0xe8eaed,
-  container: 0xffd166,
-  other: 0x8a8f98,
-};
-const GAP = 1.2;
-const MAX_PLANES = 64;
+// The camera looks from the front-left, a little above (z up), at the whole model.
+const VIEW_DIR: Vec = [-0.25, -0.75, 0.45];
 
 export class StructureView extends ThreeView {
   private group = new THREE.Group();
@@ -29,6 +20,12 @@ export class StructureView extends ThreeView {
   private raycaster = new THREE.Raycaster();
   private down: { x: number; y: number } | null = null;
   private spinning = false;
+  /** the layers' names over the canvas (one per unit; those that would overlap another are hidden) */
+  private labels = document.createElement("div");
+  private labelOf = new Map<string, { el: HTMLElement; top: THREE.Vector3; bottom: THREE.Vector3; priority: number; w: number; h: number }>();
+  private hovered: string | null = null;
+  /** the key of the block colours, under the canvas (set by the page: legend.el) */
+  readonly legend = document.createElement("div");
   onPick: ((unit: Unit) => void) | null = null;
   units: Unit[] = [];
   opened: string | null = null;
@@ -40,6 +37,9 @@ export class StructureView extends ThreeView {
     sun.position.set(-1, -2, 3);
     this.scene.add(sun);
     this.scene.add(this.group);
+    this.labels.className = "block-labels";
+    container.appendChild(this.labels);
+    this.legend.className = "structure-legend small";
     const el = this.renderer.domElement;
     el.addEventListener("pointerdown", (e) => (this.down = { x: e.clientX, y: e.clientY }));
     el.addEventListener("pointerup", (e) => {
@@ -49,8 +49,19 @@ export class StructureView extends ThreeView {
     el.addEventListener("pointermove", (e) => {
       if (e.buttons) return;
       const hit = this.hitTest(e);
-      this.note.textContent = hit ? `${hit.id}  ${hit.kind}  ${formatShape(hit.shape)}` : "drag to orbit, wheel to zoom, click a block to open it";
+      this.note.textContent = hit ? `${hit.id}  ${hit.kind}  ${formatShape(hit.shape)}` : "drag to orbit, wheel to zoom, double-click to fit, click a block to open it";
+      el.style.cursor = hit ? "pointer" : "";
+      if ((hit?.id ?? null) !== this.hovered) {
+        this.hovered = hit?.id ?? null;
+        this.placeLabels();
+      }
     });
+    el.addEventListener("pointerleave", () => {
+      if (this.hovered === null) return;
+      this.hovered = null;
+      this.placeLabels();
+    });
+    this.note.textContent = "drag to orbit, wheel to zoom, double-click to fit, click a block to open it";
     this.resize();
   }
 
@@ -68,18 +79,14 @@ export class StructureView extends ThreeView {
     }
     this.group.clear();
     this.blocks = [];
-    const maxSide = Math.max(1, ...units.map((u) => (u.shape && u.shape.length >= 2 ? u.shape[u.shape.length - 1] : 1)));
-    let x = 0;
-    let maxH = 1;
-    for (const unit of units) {
-      const isOpen = unit.id === opened && !unit.container && openedMaps !== null && openedMaps.count > 1;
-      if (isOpen) {
-        x += this.wall(unit, openedMaps!, frozen, x);
+    const { placed, bounds } = layoutUnits(units, opened, openedMaps);
+    for (const { unit, x, size, wall } of placed) {
+      if (wall && openedMaps) {
+        this.wall(unit, openedMaps, frozen, x, wall.cols, wall.count);
         continue;
       }
-      const [sx, sy, sz] = blockSize(unit.shape, maxSide);
-      maxH = Math.max(maxH, sy, sz);
-      const color = CATEGORY_COLORS[unit.category] ?? CATEGORY_COLORS.other;
+      const [sx, sy, sz] = size;
+      const color = colorOf(unit.category);
       const side = new THREE.MeshLambertMaterial({ color, transparent: unit.container, opacity: unit.container ? 0.75 : 1 });
       const mats: THREE.Material[] = [side, side, side, side, side, side];
       const m = maps.get(unit.layers[unit.layers.length - 1]);
@@ -100,24 +107,100 @@ export class StructureView extends ThreeView {
         edges.position.copy(mesh.position);
         this.group.add(edges);
       }
-      x += sx + GAP;
     }
-    if (!keepCamera) {
-      const cx = x / 2;
-      const span = Math.max(x, maxH * 3, 12);
-      this.camera.position.set(cx - span * 0.25, -span * 0.75, span * 0.45);
-      this.controls.target.set(cx, 0, 0);
-      this.controls.update();
+    this.buildLabels(placed, opened);
+    this.buildLegend(units);
+    if (!keepCamera || !this.fitted) {
+      // the whole model in view, the input slab included; a little room above and below for the labels
+      const pad = Math.max(1, (bounds.max[2] - bounds.min[2]) * 0.12);
+      this.fitTo({ min: [bounds.min[0], bounds.min[1], bounds.min[2] - pad], max: [bounds.max[0], bounds.max[1], bounds.max[2] + pad] }, VIEW_DIR);
     }
     this.render();
   }
 
+  /** One label per unit, at the middle of its block's top (and bottom, where the top has no room). */
+  private buildLabels(placed: Placed[], opened: string | null): void {
+    this.labels.innerHTML = "";
+    this.labelOf.clear();
+    for (const { unit, x, size } of placed) {
+      const el = document.createElement("span");
+      el.className = `block-label${unit.container ? " container" : ""}${unit.id === opened ? " opened" : ""}`;
+      el.textContent = shortLabel(unit.id);
+      el.dataset.unit = unit.id;
+      el.style.borderColor = cssColor(colorOf(unit.category));
+      this.labels.appendChild(el);
+      const cx = x + size[0] / 2;
+      const priority = unit.id === opened ? 4 : unit.category === "io" ? 3 : ["conv", "dense", "container"].includes(unit.category) ? 2 : unit.category === "pool" ? 1 : 0;
+      this.labelOf.set(unit.id, {
+        el, top: new THREE.Vector3(cx, 0, size[2] / 2), bottom: new THREE.Vector3(cx, 0, -size[2] / 2), priority, w: el.offsetWidth, h: el.offsetHeight,
+      });
+    }
+  }
+
+  /** Place the labels for the camera as it is now (called on every render). */
+  private placeLabels(): void {
+    const el = this.renderer.domElement;
+    const W = el.clientWidth, H = el.clientHeight;
+    if (!W || !H) return;
+    const spots: LabelSpot[] = [];
+    const project = (v: THREE.Vector3) => {
+      const p = v.clone().project(this.camera);
+      return { x: ((p.x + 1) / 2) * W, y: ((1 - p.y) / 2) * H, behind: p.z > 1 };
+    };
+    for (const [id, l] of this.labelOf) {
+      if (!l.w) {
+        l.w = l.el.offsetWidth;
+        l.h = l.el.offsetHeight;
+      }
+      const a = project(l.top), b = project(l.bottom);
+      if (a.behind || b.behind) continue;
+      spots.push({
+        id, x: (a.x + b.x) / 2, top: Math.min(a.y, b.y), bottom: Math.max(a.y, b.y), width: l.w || 8 * id.length, height: l.h || 14,
+        priority: id === this.hovered ? 10 : l.priority,
+      });
+    }
+    const spotsAt = placeLabels(spots, { width: W, height: H });
+    for (const [id, l] of this.labelOf) {
+      const at = spotsAt.get(id);
+      l.el.hidden = !at;
+      l.el.classList.toggle("hovered", id === this.hovered);
+      if (at) l.el.style.transform = `translate(${Math.round(at.x)}px, ${Math.round(at.y)}px)`;
+    }
+  }
+
+  private buildLegend(units: Unit[]): void {
+    this.legend.innerHTML = "";
+    const entries = legendEntries(units);
+    if (!entries.length) return;
+    const head = document.createElement("span");
+    head.className = "muted";
+    head.textContent = "block colours:";
+    this.legend.appendChild(head);
+    for (const e of entries) {
+      const item = document.createElement("span");
+      item.className = "legend-item";
+      item.dataset.category = e.category;
+      const sw = document.createElement("i");
+      sw.className = "swatch bar";
+      sw.style.background = e.color;
+      item.append(sw, document.createTextNode(e.label));
+      this.legend.appendChild(item);
+    }
+    const tail = document.createElement("span");
+    tail.className = "muted";
+    tail.textContent = "· size: output shape · front face: its first map for the input shown";
+    this.legend.appendChild(tail);
+  }
+
+  override render(): void {
+    super.render();
+    if (this.labelOf) this.placeLabels();
+  }
+
   /** An opened layer: its maps as planes in a square wall facing the camera's side. */
-  private wall(unit: Unit, maps: Maps, frozen: number[], x0: number): number {
+  private wall(unit: Unit, maps: Maps, frozen: number[], x0: number, cols: number, n: number): void {
     const pixels = decodeBase64(maps.data);
-    const n = Math.min(maps.count, MAX_PLANES);
-    const cols = Math.ceil(Math.sqrt(n));
-    const size = 1.6, gap = 0.25;
+    const size = PLANE, gap = PLANE_GAP;
     const frozenSet = new Set(frozen);
     const geometry = new THREE.PlaneGeometry(size, size * (maps.height / Math.max(1, maps.width)));
     for (let f = 0; f < n; f++) {
@@ -129,12 +212,11 @@ export class StructureView extends ThreeView {
       const col = f % cols, row = Math.floor(f / cols);
       // planes stand in the y-z plane, stepped a little along x like TensorSpace's open layers
       plane.rotation.set(Math.PI / 2, Math.PI / 2, 0);
-      plane.position.set(x0 + col * 0.12, (col - (cols - 1) / 2) * (size + gap), ((cols - 1) / 2 - row) * (size + gap));
+      plane.position.set(x0 + col * PLANE_STEP, (col - (cols - 1) / 2) * (size + gap), ((cols - 1) / 2 - row) * (size + gap));
       plane.userData.unit = unit.id;
       this.group.add(plane);
       this.blocks.push({ mesh: plane as THREE.Mesh, unit });
     }
-    return cols * 0.12 + 2 + GAP;
   }
 
   setSpin(on: boolean): void {
@@ -157,6 +239,25 @@ export class StructureView extends ThreeView {
     const p = b.mesh.getWorldPosition(new THREE.Vector3()).project(this.camera);
     const el = this.renderer.domElement;
     return { x: ((p.x + 1) / 2) * el.clientWidth, y: ((1 - p.y) / 2) * el.clientHeight };
+  }
+
+  /** The screen box (css px in the canvas) around all of a unit's block (or wall), for tests. */
+  screenBox(id: string): { left: number; top: number; right: number; bottom: number } | null {
+    const meshes = this.blocks.filter((b) => b.unit.id === id).map((b) => b.mesh);
+    if (!meshes.length) return null;
+    const box = new THREE.Box3();
+    for (const m of meshes) box.expandByObject(m);
+    const el = this.renderer.domElement;
+    const out = { left: Infinity, top: Infinity, right: -Infinity, bottom: -Infinity };
+    for (const x of [box.min.x, box.max.x]) for (const y of [box.min.y, box.max.y]) for (const z of [box.min.z, box.max.z]) {
+      const p = new THREE.Vector3(x, y, z).project(this.camera);
+      const sx = ((p.x + 1) / 2) * el.clientWidth, sy = ((1 - p.y) / 2) * el.clientHeight;
+      out.left = Math.min(out.left, sx);
+      out.right = Math.max(out.right, sx);
+      out.top = Math.min(out.top, sy);
+      out.bottom = Math.max(out.bottom, sy);
+    }
+    return out;
   }
 
   private hitTest(e: PointerEvent): Unit | null {

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,40 @@ def test_catalyst_live_receives_the_weights_of_a_live_training_run(tmp_path) -> 
         value = np.asarray(r["arrays"]["value"], np.float64)
         assert np.array_equal(value[::6].astype(np.float32), weights.ravel())  # exactly what training sent
         assert r["arrays"]["sign"][::6] == np.sign(weights.ravel()).astype(int).tolist()
+
+
+def test_the_bridge_waits_on_an_interrupted_run_and_follows_it_when_it_resumes(tmp_path, pvrun) -> None:
+    # an interrupted run (its server stopped while a monitor streamed it) goes on when its training
+    # reconnects: the bridge keeps following it, where a finished run would end it
+    from convscope.paraview import pvpython_env
+    from convscope.server import start_local_server
+
+    store = RunStore(tmp_path / "runs")
+    w = store.create_run("r")
+    for s in range(2):
+        for f in every_kind(s):
+            w.write(f)
+    w.close(status="interrupted")
+    server = start_local_server(tmp_path / "runs")
+    ext = tmp_path / "ext"
+    cmd = bridge_command(run="r", url=server.url, extracts=ext, png=False, poll=0.1)
+    bridge = subprocess.Popen([*cmd, "--timeout", "90"], env=pvpython_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (ext / "weights_000001.pvtp").is_file() and bridge.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)  # (past the bridge's settle time: a finished run would have ended it by now)
+        assert bridge.poll() is None, "the bridge ended on an interrupted run: " + "".join(bridge.communicate())
+        assert (ext / "weights_000001.pvtp").is_file()
+        with store.resume_run("r") as again:  # its training reconnects, records two more steps and ends
+            for s in range(2, 4):
+                for f in every_kind(s):
+                    again.write(f)
+        out, err = bridge.communicate(timeout=60)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+        server.stop()
+    assert bridge.returncode == 0, out + err
+    assert "is interrupted" in err and "waiting for its training to reconnect" in err
+    assert sorted(p.name for p in ext.glob("weights_*.pvtp")) == [f"weights_{s:06d}.pvtp" for s in range(4)]

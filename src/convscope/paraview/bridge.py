@@ -12,7 +12,9 @@ shipped ``# script-version: 2`` pipeline) once per recorded step: Catalyst Live 
 ``paraview --live=PORT`` client and/or data and PNG extracts.
 
 The newest step is held back until a later step appears, the run ends, or nothing new came for
-``--settle`` seconds, so a step whose frames arrive in two polls is shown whole.
+``--settle`` seconds, so a step whose frames arrive in two polls is shown whole. The bridge ends
+when the run does (finished, failed, crashed); an interrupted run, whose server stopped while it
+streamed, is followed on until its training reconnects and ends it.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ def follow(args: argparse.Namespace) -> int:
     shown = 0
     timing = open(args.timing, "w", encoding="utf-8") if args.timing else None  # noqa: SIM115
     status = "live"
+    said_interrupted = False
 
     def emit(step: int, fetch_s: float) -> None:
         nonlocal shown
@@ -203,7 +206,13 @@ def follow(args: argparse.Namespace) -> int:
                 last_new = time.monotonic()
             steps = sorted({k[2] for k in held})
             quiet = time.monotonic() - last_new > args.settle
-            done = status != "live"
+            # (an interrupted run, whose server stopped while it streamed, goes on when its training
+            # reconnects: followed as a live one, until it ends or --timeout)
+            if status == "interrupted" and not said_interrupted:
+                print(f"run {args.run!r} is interrupted (its server stopped while it streamed); waiting for its "
+                      "training to reconnect", file=sys.stderr, flush=True)
+                said_interrupted = True
+            done = status not in ("live", "interrupted")
             for step in steps:
                 if step < steps[-1] or quiet or done:
                     emit(step, fetch_s)

@@ -286,6 +286,12 @@ def test_residual_adds_and_the_case_study_model_still_prune() -> None:
     assert unprunable(net, ["stem", "c1", "c2", "down", "c3"], example_inputs=x) == {}
     result = prune_filters(net, {"stem": [1], "c3": [0, 5]}, example_inputs=x)
     assert result.coupled == {"c2": [1], "down": [0, 5]} and net(torch.zeros(2, 3, 16, 16)).shape == (2, 10)
+    # the layers that read them lost those input channels: stem's through the residual sum, c3's
+    # (and down's, summed with it) through the mean into fc
+    assert result.inputs == {"c1": [1], "down": [1], "c3": [1], "fc": [0, 5]}
+    # a dense layer after a flatten loses the removed filter's features (3 x 3 of them here)
+    flat = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(36, 2))
+    assert prune_filters(flat, {"0": [1]}, example_inputs=torch.zeros(1, 1, 8, 8)).inputs == {"4": list(range(9, 18))}
     lenet = load_zoo_model("lenet5-simplified", pretrained=False).module
     why = unprunable(lenet, ["conv1", "conv2", "fc1", "fc2"], example_inputs=torch.zeros(1, 1, 28, 28))
     assert why == {"fc2": "its filters are the model's output, which would change shape"}

@@ -374,7 +374,7 @@ def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None
 
     # (two prunings of conv1 here: 16 -> 8 filters at step 20, then 8 -> 4 at step 40)
     prune = convscope.PruneConfig(layers=("conv1",), threshold=0.9, start=20, every=20, times=2, max_fraction=0.75)
-    mon = _watched_run(tmp_path, 50, lr=0.05, probe=True, run="pruned", every=10, prune=prune, record=["correlation", "distribution"])
+    mon = _watched_run(tmp_path, 50, lr=0.05, probe=True, run="pruned", every=10, prune=prune, record=["correlation", "distribution", "weights"])
     with RunStore(tmp_path).open_run(mon.run_id) as reader:
         stored = sorted(reader.frames(kind="pruning"), key=lambda f: f.step)
         last = {f.kind: f.payload for f in reader.frames(kind=["correlation", "groups"], layer="conv1", start=50, end=50)}
@@ -386,6 +386,7 @@ def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None
         removed_then.append([numbers[i] for i in f.payload["removed"]])
         numbers = [numbers[i] for i in f.payload["kept"]]
     assert last["correlation"]["matrix"].shape[0] == len(numbers) < 16
+    assert [f.payload["inputs"] for f in stored] == [{"conv2": f.payload["removed"]} for f in stored]  # (conv2 reads conv1)
     handle = start_local_server(tmp_path)
     try:
         page.goto(handle.url + f"#/runs/{mon.run_id}")
@@ -413,6 +414,12 @@ def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None
         note = f"filters numbered as before pruning: {len(numbers)} of 16 left"
         assert page.locator("#view-correlation .caption").first.inner_text().endswith(note)
         assert page.locator("#view-distribution .caption").inner_text().endswith(note)
+        # conv2 reads conv1: its weight grid numbers its input channels as conv1 numbered its filters
+        page.select_option("#layer", "conv2")
+        inputs_note = f"input channels numbered as before pruning: {len(numbers)} of 16 left"
+        page.wait_for_function("t => document.querySelector('#view-weights .view-note')?.textContent.includes(t)", arg=inputs_note, timeout=10_000)
+        page.select_option("#layer", "conv1")
+        page.wait_for_function(f"window.convscopeDashboard?.heatmap.layout?.F === {len(numbers)}", timeout=20_000)
         # a step before the first pruning: the numbers of that time, and no word of pruning
         page.eval_on_selector("#scrubber", "(s) => { s.value = 10; s.dispatchEvent(new Event('input')); }")
         page.wait_for_function("window.convscopeDashboard?.heatmap.layout?.F === 16", timeout=10_000)

@@ -113,6 +113,7 @@ def test_a_grouped_conv_that_pruning_does_not_reach_is_accepted_and_pruning_goes
             _steps(model, opt, 4)
     (event,) = sink.select(kind="pruning", layer="a")
     assert event.step == 2 and event.payload["removed"] == [1, 3, 5, 7] and event.payload["kept"] == [0, 2, 4, 6]
+    assert event.payload["inputs"] == {"b": [1, 3, 5, 7]}  # (b reads a: its input channels, as numbered before)
     assert model.a.out_channels == model.bn.num_features == model.b.in_channels == 4
     assert (model.c.in_channels, model.c.out_channels, model.c.groups) == (8, 8, 4)
     assert mon.step_count == 4 and _no_hooks(model)

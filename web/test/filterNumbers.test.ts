@@ -2,7 +2,7 @@
 // which of the layer as it started.
 import { describe, expect, it } from "vitest";
 import type { Frame } from "../src/frames";
-import { filterName, filterNumbers, numberingNote, originalRemoved } from "../src/views/filterNumbers";
+import { filterName, filterNumbers, inputNumberingNote, inputNumbers, numberingNote, originalRemoved } from "../src/views/filterNumbers";
 import { describeFilter } from "../src/views/distribution";
 import { describeCell, heatLayout } from "../src/views/heatmap";
 import { imageScale, mapLabelSize } from "../src/views/images";
@@ -71,6 +71,70 @@ describe("original filter numbers", () => {
       "step 300: conv1 16 → 12 filters, removed filters 1, 4, 5, 6",
       "step 500: conv1 12 → 10 filters, removed filters 7, 13",
     ]);
+  });
+});
+
+describe("original input-channel numbers", () => {
+  // the demo's pruning as a run that records `inputs` does: conv2 reads conv1, and lost the same
+  // four input channels, in its input numbering just before (16 there)
+  const withInputs = pruning(300, "conv1", { removed: [1, 4, 5, 6], kept: keep(16, [1, 4, 5, 6]), before: 16, after: 12, inputs: { conv2: [1, 4, 5, 6] } });
+  // then conv1 again: conv2's 3 and 9 (of 12) are 7 and 13 at first
+  const again = pruning(500, "conv1", { removed: [3, 9], kept: keep(12, [3, 9]), before: 12, after: 10, inputs: { conv2: [9, 3] } });
+
+  it("numbers the input channels left after one pruning by the channels they were", () => {
+    const inputs = inputNumbers([withInputs], "conv2", 600, 12);
+    expect(inputs).toEqual({ numbers: [0, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15], original: 16 });
+    expect(filterName(inputs, 3)).toBe(7);
+    expect(inputNumberingNote(inputs)).toBe("input channels numbered as before pruning: 12 of 16 left");
+    // (conv2 lost no filters of its own)
+    expect(filterNumbers([withInputs], "conv2", 600, 32)).toBeNull();
+  });
+
+  it("composes two prunings, oldest first, whatever order their frames come in", () => {
+    const inputs = inputNumbers([again, withInputs], "conv2", 510, 10);
+    expect(inputs).toEqual({ numbers: [0, 2, 3, 8, 9, 10, 11, 12, 14, 15], original: 16 });
+    expect(inputNumberingNote(inputs)).toBe("input channels numbered as before pruning: 10 of 16 left");
+    // (each pruning frame once, other kinds ignored)
+    const scalar = { ...again, kind: "scalars" } as Frame;
+    expect(inputNumbers([again, withInputs, again, withInputs, scalar], "conv2", 510, 10)).toEqual(inputs);
+  });
+
+  it("uses the numbering of a frame's own time: none before the first pruning, nor at its step", () => {
+    expect(inputNumbers([withInputs, again], "conv2", 100, 16)).toBeNull();
+    expect(inputNumbers([withInputs, again], "conv2", 300, 16)).toBeNull();
+    expect(inputNumbers([withInputs, again], "conv2", 301, 12)?.numbers).toEqual([0, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    expect(inputNumbers([withInputs, again], "conv2", 500, 12)?.numbers).toHaveLength(12);
+    expect(inputNumbers([withInputs, again], "conv2", 501, 10)?.numbers).toEqual([0, 2, 3, 8, 9, 10, 11, 12, 14, 15]);
+    expect(inputNumberingNote(null)).toBe("");
+  });
+
+  it("keeps the current numbers where the run's prunings record no `inputs` (older runs)", () => {
+    expect(inputNumbers([first, second], "conv2", 600, 10)).toBeNull();
+    expect(inputNumbers([], "conv2", 600, 12)).toBeNull();
+    // nor for a layer the frames name no input channels of, nor the pruned layer's own inputs
+    expect(inputNumbers([withInputs, again], "fc", 600, 100)).toBeNull();
+    expect(inputNumbers([withInputs, again], "conv1", 600, 1)).toBeNull();
+    // an old run's frame beside a new one's: only the new one counts
+    expect(inputNumbers([first, again], "conv2", 600, 10)?.numbers).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 10, 11]);
+    expect(inputNumbers([first, again], "conv2", 600, 10)?.original).toBe(12);
+  });
+
+  it("numbers a layer's filters and its input channels apart, where it is pruned and reads a pruned layer", () => {
+    // conv1 pruned at 300 (conv2 reads it); conv2 pruned itself at 400 (conv3 reads it)
+    const own = pruning(400, "conv2", { removed: [0, 31], kept: keep(32, [0, 31]), before: 32, after: 30, inputs: { conv3: [0, 31] } });
+    const frames = [own, withInputs];
+    const filters = filterNumbers(frames, "conv2", 401, 30), inputs = inputNumbers(frames, "conv2", 401, 12);
+    expect(filters).toEqual({ numbers: Array.from({ length: 30 }, (_, i) => i + 1), original: 32 });
+    expect(inputs).toEqual({ numbers: [0, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15], original: 16 });
+    expect(numberingNote(filters)).toBe("filters numbered as before pruning: 30 of 32 left");
+    expect(inputNumberingNote(inputs)).toBe("input channels numbered as before pruning: 12 of 16 left");
+    // between the two: its input channels renumbered, its filters not yet
+    expect(filterNumbers(frames, "conv2", 350, 32)).toBeNull();
+    expect(inputNumbers(frames, "conv2", 350, 12)?.original).toBe(16);
+    // and conv1's filters are unaffected by conv2's pruning, conv3's inputs by conv1's
+    expect(filterNumbers(frames, "conv1", 401, 12)?.numbers).toEqual([0, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    expect(inputNumbers(frames, "conv1", 401, 1)).toBeNull();
+    expect(inputNumbers(frames, "conv3", 401, 30)?.numbers[0]).toBe(1);
   });
 });
 

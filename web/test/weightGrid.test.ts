@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import type { Frame } from "../src/frames";
 import { fitCamera, projectCorners } from "../src/views/three";
-import { blockAt, describeBlock, gridBounds, gridSize, layoutText, windowOrigin } from "../src/views/weightGrid";
+import { blockAt, describeBlock, gridBounds, gridNote, gridSize, layoutText, windowOrigin } from "../src/views/weightGrid";
 
 const PYTHON = process.env.PYTHON ?? "python3";
 const SHAPES = [[1, 1], [2, 1], [5, 1], [6, 1], [16, 1], [17, 1], [64, 1], [16, 3], [8, 16], [1, 4]];
@@ -46,6 +46,35 @@ print(json.dumps(out))`;
     expect(describeBlock(frame, 13)).toBe("filter 1, channel 0, row 1, column 1: w = 0.220");
     const dense = { payload: { weights: { dtype: "<f4", shape: [3, 2], data: Float32Array.from([1, 2, 3, 4, 5, 6]) }, vmax: 6 } } as unknown as Frame;
     expect(describeBlock(dense, 4)).toBe("filter 1, channel 1: w = 4.00");
+  });
+});
+
+describe("weight grid numbering after pruning", () => {
+  // conv2 of the demo after conv1's pruning (16 -> 12): 2 filters of its own left of 3 here,
+  // reading 12 of conv1's 16 filters (conv1's 1, 4, 5, 6 gone)
+  const names = { numbers: [0, 2], original: 3 };
+  const inputs = { numbers: [0, 2, 3, 7, 8, 9, 10, 11, 12, 13, 14, 15], original: 16 };
+  const data = Float32Array.from({ length: 2 * 12 }, (_, i) => i);
+  const grid = { payload: { weights: { dtype: "<f4", shape: [2, 12, 1, 1], data }, vmax: 24 } } as unknown as Frame;
+
+  it("names a block's input channel by its original number", () => {
+    // block 2 * 3 + 1: filter 1, channel 3 (conv1's filter 7), flat index 1 * 12 + 3
+    expect(describeBlock(grid, 7, null, inputs)).toBe("filter 1, channel 7: w = 15.0");
+    expect(describeBlock(grid, 7, names, inputs)).toBe("filter 2, channel 7: w = 15.0");
+    expect(describeBlock(grid, 7, names)).toBe("filter 2, channel 3: w = 15.0");
+    expect(describeBlock(grid, 7)).toBe("filter 1, channel 3: w = 15.0");
+    const dense = { payload: { weights: { dtype: "<f4", shape: [3, 2], data: Float32Array.from([1, 2, 3, 4, 5, 6]) }, vmax: 6 } } as unknown as Frame;
+    expect(describeBlock(dense, 4, null, { numbers: [1, 3], original: 4 })).toBe("filter 1, channel 3: w = 4.00");
+  });
+
+  it("says once in the note how the input channels are numbered", () => {
+    const base = "2 filters x 12 channels of 1x1, filters along the columns (x), input channels down the rows (y); point at a block for its weight";
+    expect(gridNote([2, 12, 1, 1])).toBe(base);
+    expect(gridNote([2, 12, 1, 1], null, inputs)).toBe(`${base}; input channels numbered as before pruning: 12 of 16 left`);
+    expect(gridNote([2, 12, 1, 1], names, inputs)).toBe(
+      `${base}; filters numbered as before pruning: 2 of 3 left; input channels numbered as before pruning: 12 of 16 left`);
+    expect(gridNote([2, 12, 1, 1], names, inputs).match(/input channels numbered/g)).toHaveLength(1);
+    expect(gridNote([100, 3])).toBe("100 filters x 3 channels of 1x1 (first 64 x 3 shown), filters along the columns (x), input channels down the rows (y); point at a block for its weight");
   });
 });
 

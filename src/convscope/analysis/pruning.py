@@ -98,6 +98,10 @@ class PruneResult:
         coupled: other conv and dense layers that lost the same output channels, because their
             outputs are joined to the pruned layer's (a residual add, a depthwise conv that
             reads it): layer -> removed indices.
+        inputs: conv and dense layers that lost input channels with it (the layers that read a
+            pruned layer, directly or through activations, pooling, normalisation ...; for a
+            dense layer after a flatten, its input features): layer -> removed input indices,
+            in that layer's numbering before pruning.
     """
 
     removed: dict[str, list[int]]
@@ -107,6 +111,7 @@ class PruneResult:
     changed: list[str] = field(default_factory=list)
     reset_state: list[str] = field(default_factory=list)
     coupled: dict[str, list[int]] = field(default_factory=dict)
+    inputs: dict[str, list[int]] = field(default_factory=dict)
 
 
 def prune_filters(
@@ -135,8 +140,8 @@ def prune_filters(
         >>> import torch
         >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3))
         >>> r = prune_filters(net, {"0": [1, 2]}, example_inputs=torch.zeros(1, 1, 8, 8))
-        >>> net[0].out_channels, net[2].in_channels, r.kept
-        (2, 2, {'0': [0, 3]})
+        >>> net[0].out_channels, net[2].in_channels, r.kept, r.inputs
+        (2, 2, {'0': [0, 3]}, {'2': [1, 2]})
     """
     import torch
 
@@ -198,6 +203,9 @@ def prune_filters(
         lost = removed_at.get((id(layer), "out"))
         if lost and lname not in plan and isinstance(layer, torch.nn.modules.conv._ConvNd | torch.nn.Linear):
             result.coupled[lname] = lost
+        lost_in = removed_at.get((id(layer), "in"))
+        if lost_in and isinstance(layer, torch.nn.modules.conv._ConvNd | torch.nn.Linear):
+            result.inputs[lname] = lost_in
     after = dict(module.named_parameters())
     result.params_after = sum(p.numel() for p in after.values())
     for pname, new in after.items():

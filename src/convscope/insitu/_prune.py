@@ -112,6 +112,8 @@ def maybe_prune(monitor: Monitor, step: int) -> None:
         }
         if result.coupled:
             payload["coupled"] = {other: [int(i) for i in idx] for other, idx in result.coupled.items()}
+        if result.inputs:  # (the layers reading it: their input channels, numbered as before)
+            payload["inputs"] = {other: [int(i) for i in idx] for other, idx in result.inputs.items()}
         record = {"step": step, "layer": name, **payload}
         monitor.stats.prunings.append(record)
         frame = monitor._frame(step, name, "pruning", payload)

@@ -4,7 +4,7 @@ import { followRun, getFrames, getRun, HttpError, type RunDetails } from "../api
 import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { DistributionView } from "../views/distribution";
-import { type FilterNames, filterNumbers } from "../views/filterNumbers";
+import { type FilterNames, filterNumbers, inputNumbers } from "../views/filterNumbers";
 import { drawHealth, healthStepAt, healthSummary } from "../views/health";
 import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
@@ -30,6 +30,12 @@ function filterCount(f: Frame): number {
     : f.kind === "feature_maps" ? p.images : null;
   if (array && Array.isArray(array.shape)) return Number(array.shape[0]) || 0;
   return f.kind === "trajectory" && Array.isArray(p.shape) ? Number(p.shape[0]) || 0 : 0;
+}
+
+/** How many input channels a weight grid frame's layer has (0: none it names). */
+function inputCount(f: Frame): number {
+  const shape = f.kind === "weight_grid" ? f.payload.weights?.shape : null;
+  return Array.isArray(shape) && shape.length >= 2 ? Number(shape[1]) || 0 : 0;
 }
 
 const PANELS: [string, string, string][] = [
@@ -104,6 +110,9 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   const prunings: Frame[] = [];
   /** The original numbers of the filters of ``f`` (null: its layer had lost none by its step). */
   const namesOf = (f: Frame | undefined): FilterNames | null => (f ? filterNumbers(prunings, f.layer, f.step, filterCount(f)) : null);
+  /** The original numbers of the input channels of ``f`` (null: its layer had lost none by its
+   * step, or the run's prunings do not say which). */
+  const inputsOf = (f: Frame | undefined): FilterNames | null => (f ? inputNumbers(prunings, f.layer, f.step, inputCount(f)) : null);
   traj.numbering = namesOf;
   const writePrunings = () => {
     pruneCaption.replaceChildren(...pruningLines(prunings).map((text) => {
@@ -153,7 +162,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     scrubber.max = String(lastStep);
     scrubber.value = String(current);
     const grid = perStep.get("weight_grid");
-    if (grid) weights.update(grid, namesOf(grid));
+    if (grid) weights.update(grid, namesOf(grid), inputsOf(grid));
     const dist = perStep.get("distribution"), corr = perStep.get("correlation"), maps = perStep.get("feature_maps");
     distribution.update(dist, perStep.get("groups"), namesOf(dist));
     heatmap.update(corr, perStep.get("groups"), namesOf(corr));

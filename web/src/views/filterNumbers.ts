@@ -4,8 +4,10 @@
 // that filter 5 stays filter 5 from the first step to the last. The run's pruning frames say
 // which filters went: a pruned layer's `kept` (and `removed`), in its numbering just before that
 // pruning, and `coupled` {layer: removed indices}, other layers that lost the same output
-// filters with it (joined by a residual add or a depthwise conv). Only output filters are
-// renumbered: a layer that reads a pruned one keeps its own filters, with fewer input channels.
+// filters with it (joined by a residual add or a depthwise conv). A layer that reads a pruned one
+// keeps its own filters, with fewer input channels: those are numbered apart (inputNumbers), from
+// the pruning frames' `inputs` {layer: removed input-channel indices, in that layer's input
+// numbering just before}; a run recorded without `inputs` keeps the input channels' current numbers.
 import type { Frame } from "../frames";
 
 /** The original numbers of a layer's filters in one frame: ``numbers[i]`` is the original
@@ -73,16 +75,45 @@ function before(cut: Cut, j: number): number {
   return old;
 }
 
+/** What ``layer`` lost of its input channels at each pruning of ``prunings`` (from the frames'
+ * `inputs`), oldest first. */
+function inputCutsOf(prunings: Frame[], layer: string): Cut[] {
+  const cuts: Cut[] = [];
+  for (const f of ordered(prunings)) {
+    const inputs = f.payload?.inputs;
+    if (!inputs || typeof inputs !== "object" || Array.isArray(inputs) || !(layer in inputs)) continue;
+    const removed = list((inputs as Record<string, unknown>)[layer]).sort((a, b) => a - b);
+    if (removed.length) cuts.push({ step: f.step, kept: null, removed, lost: removed.length });
+  }
+  return cuts;
+}
+
+/** The ``count`` indices of a frame of step ``step`` in the numbering before the ``cuts`` that
+ * came before ``step``, composed oldest to newest (null: none came before). */
+function compose(allCuts: Cut[], step: number, count: number): FilterNames | null {
+  const cuts = allCuts.filter((c) => c.step < step);
+  if (!cuts.length || count <= 0) return null;
+  const numbers = Array.from({ length: count }, (_, i) => i);
+  for (let k = cuts.length - 1; k >= 0; k--) for (let i = 0; i < count; i++) numbers[i] = before(cuts[k], numbers[i]);
+  return { numbers, original: count + cuts.reduce((n, c) => n + c.lost, 0) };
+}
+
 /** The original numbers of the ``count`` filters of ``layer`` in a frame of step ``step``, from
  * the run's pruning frames (any order, other kinds ignored): the prunings before ``step`` apply
  * (a step's views are recorded before that step's pruning), composed oldest to newest. Null
  * where the layer had lost no filter by then: its numbers are the original ones. */
 export function filterNumbers(prunings: Frame[], layer: string, step: number, count: number): FilterNames | null {
-  const cuts = cutsOf(prunings, layer).filter((c) => c.step < step);
-  if (!cuts.length || count <= 0) return null;
-  const numbers = Array.from({ length: count }, (_, i) => i);
-  for (let k = cuts.length - 1; k >= 0; k--) for (let i = 0; i < count; i++) numbers[i] = before(cuts[k], numbers[i]);
-  return { numbers, original: count + cuts.reduce((n, c) => n + c.lost, 0) };
+  return compose(cutsOf(prunings, layer), step, count);
+}
+
+/** The original numbers of the ``count`` input channels of ``layer`` (a conv or dense layer) in a
+ * frame of step ``step``: as filterNumbers, from the pruning frames' `inputs[layer]` (the input
+ * channels that pruning took from the layer, in its input numbering just before). Null where
+ * the layer had lost no input channel by then, or the run's pruning frames say none (older runs
+ * record no `inputs`): its input channels keep their current numbers. Independent of the
+ * layer's own filters' numbering. */
+export function inputNumbers(prunings: Frame[], layer: string, step: number, count: number): FilterNames | null {
+  return compose(inputCutsOf(prunings, layer), step, count);
 }
 
 /** The original number of filter ``i`` (``i`` itself where the layer was never pruned). */
@@ -93,6 +124,11 @@ export function filterName(names: FilterNames | null | undefined, i: number): nu
 /** What a view's note says once where the layer was pruned: which numbers it shows. */
 export function numberingNote(names: FilterNames | null | undefined): string {
   return names ? `filters numbered as before pruning: ${names.numbers.length} of ${names.original} left` : "";
+}
+
+/** What the weight grid's note says once where the layer's input channels were pruned. */
+export function inputNumberingNote(names: FilterNames | null | undefined): string {
+  return names ? `input channels numbered as before pruning: ${names.numbers.length} of ${names.original} left` : "";
 }
 
 /** The removed filters of each pruning frame, by their original numbers (the numbering the

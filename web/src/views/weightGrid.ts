@@ -5,11 +5,12 @@
 // The camera is fitted to the grid's bounds (every block in view, centred, whatever the number
 // of filters) until the user orbits; a double click fits it again. Orbit with the mouse, zoom
 // with the wheel; the block under the pointer is named in the note, under the canvas beside a
-// colour key. Filters go by their original numbers (before any pruning).
+// colour key. Filters go by their original numbers (before any pruning), and so do input
+// channels where the run's pruning frames say which the layer lost.
 import * as THREE from "three";
 import { diverging } from "../colors";
 import type { Frame } from "../frames";
-import { type FilterNames, filterName, numberingNote } from "./filterNumbers";
+import { type FilterNames, filterName, inputNumberingNote, numberingNote } from "./filterNumbers";
 import { type Bounds, ThreeView } from "./three";
 
 const MAX_SIDE = 64; // at most 64 filters x 64 channels are drawn (the rest is summarised)
@@ -24,6 +25,7 @@ export class WeightGridView extends ThreeView {
   private shape = "";
   private frame: Frame | null = null;
   private names: FilterNames | null = null;
+  private inputs: FilterNames | null = null;
   private summary = "";
   private raycaster = new THREE.Raycaster();
   /** the weight under the pointer, as the note says it (empty: none) */
@@ -50,7 +52,7 @@ export class WeightGridView extends ThreeView {
     const ndc = new THREE.Vector2((x / canvas.clientWidth) * 2 - 1, -(y / canvas.clientHeight) * 2 + 1);
     this.raycaster.setFromCamera(ndc, this.camera);
     const hit = this.raycaster.intersectObject(this.mesh)[0];
-    this.setHovered(hit?.instanceId === undefined ? "" : describeBlock(this.frame, hit.instanceId, this.names));
+    this.setHovered(hit?.instanceId === undefined ? "" : describeBlock(this.frame, hit.instanceId, this.names, this.inputs));
   }
 
   private setHovered(text: string): void {
@@ -58,9 +60,12 @@ export class WeightGridView extends ThreeView {
     this.note.textContent = text || this.summary;
   }
 
-  update(frame: Frame, names: FilterNames | null = null): void {
+  /** Draws ``frame``; ``names`` numbers its filters, ``inputs`` its input channels, as before
+   * any pruning (null: as they are). */
+  update(frame: Frame, names: FilterNames | null = null, inputs: FilterNames | null = null): void {
     this.frame = frame;
     this.names = names;
+    this.inputs = inputs;
     const w = frame.payload.weights;
     const shape: number[] = w.shape.length === 2 ? [w.shape[0], w.shape[1], 1, 1] : w.shape;
     const [F, C, kh, kw] = shape;
@@ -69,9 +74,7 @@ export class WeightGridView extends ThreeView {
     const count = fs * cs * kh * kw;
     const key = `${fs}x${cs}x${kh}x${kw}`;
     if (key !== this.shape) this.build(fs, cs, kh, kw, count);
-    this.summary =
-      `${F} filter${F === 1 ? "" : "s"} x ${C} channel${C === 1 ? "" : "s"} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") +
-      `, ${layoutText(fs, cs)}; point at a block for its weight` + (names ? `; ${numberingNote(names)}` : "");
+    this.summary = gridNote(shape, names, inputs);
     this.note.textContent = this.summary;
     this.key.lo.textContent = `−${vmax.toPrecision(2)}`;
     this.key.hi.textContent = `+${vmax.toPrecision(2)}`;
@@ -143,6 +146,17 @@ function colourKey(foot: HTMLElement): { lo: HTMLElement; hi: HTMLElement } {
   return { lo, hi };
 }
 
+/** What the note says of a grid of weights of ``shape`` (F x C x kh x kw) while no block is
+ * pointed at: its size, its layout, and (once each) how its filters and input channels are
+ * numbered where ``names`` and ``inputs`` give their numbers before pruning. */
+export function gridNote(shape: number[], names: FilterNames | null = null, inputs: FilterNames | null = null): string {
+  const [F, C, kh, kw] = shape.length === 2 ? [shape[0], shape[1], 1, 1] : shape;
+  const fs = Math.min(F, MAX_SIDE), cs = Math.min(C, MAX_SIDE);
+  return `${F} filter${F === 1 ? "" : "s"} x ${C} channel${C === 1 ? "" : "s"} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") +
+    `, ${layoutText(fs, cs)}; point at a block for its weight` + (names ? `; ${numberingNote(names)}` : "") +
+    (inputs ? `; ${inputNumberingNote(inputs)}` : "");
+}
+
 /** How the windows are laid out, in words. */
 export function layoutText(filters: number, channels: number): string {
   const perRow = wrapWidth(filters, channels);
@@ -172,15 +186,15 @@ export function blockAt(i: number, shape: number[]): { f: number; c: number; y: 
 }
 
 /** What the note says of block ``i``: its filter (by its original number where ``names`` gives
- * it), channel, position and value. */
-export function describeBlock(frame: Frame, i: number, names: FilterNames | null = null): string {
+ * it), input channel (likewise where ``inputs`` gives it), position and value. */
+export function describeBlock(frame: Frame, i: number, names: FilterNames | null = null, inputs: FilterNames | null = null): string {
   const w = frame.payload.weights;
   const shape: number[] = w.shape.length === 2 ? [w.shape[0], w.shape[1], 1, 1] : w.shape;
   const [, C, kh, kw] = shape;
   const { f, c, y, x } = blockAt(i, shape);
   const v = w.data[((f * C + c) * kh + y) * kw + x] as number;
   const where = kh * kw > 1 ? `, row ${y}, column ${x}` : "";
-  return `filter ${filterName(names, f)}, channel ${c}${where}: w = ${v.toPrecision(3)}`;
+  return `filter ${filterName(names, f)}, channel ${filterName(inputs, c)}${where}: w = ${v.toPrecision(3)}`;
 }
 
 /** Row and column (in windows) of filter f's window for input channel c. */

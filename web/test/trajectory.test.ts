@@ -18,6 +18,15 @@ describe("trajectory note", () => {
     expect(weightName(5, [])).toBe("w[5]");
   });
 
+  it("names the filter and the input channel by their original numbers after prunings", () => {
+    // conv2 of 32 filters reads conv1, pruned from 8 filters to these 4: w[1,2,0,1] is conv1's filter 5
+    const inputs = { numbers: [0, 2, 5, 7], original: 8 };
+    expect(weightName(55, [32, 4, 3, 3], null, inputs)).toBe("w[1,5,0,1]");
+    const names = { numbers: Array.from({ length: 32 }, (_, i) => i + 32), original: 64 };
+    expect(weightName(55, [32, 4, 3, 3], names, inputs)).toBe("w[33,5,0,1]");
+    expect(weightName(55, [32, 4, 3, 3], names)).toBe("w[33,2,0,1]");
+  });
+
   it("says which weight each axis is, or each principal axis's share of the variance", () => {
     expect(describeAxes(frame, "dims", 12)).toBe("12 points on three chosen weights: x w[0,0,0,0], y w[3,0,0,2], z w[15,0,2,2]");
     expect(describeAxes(frame, "pca", 12)).toBe("12 points, first three principal components (x PC 1 62%, y PC 2 21%, z PC 3 - of the path's variance)");

@@ -32,9 +32,9 @@ function filterCount(f: Frame): number {
   return f.kind === "trajectory" && Array.isArray(p.shape) ? Number(p.shape[0]) || 0 : 0;
 }
 
-/** How many input channels a weight grid frame's layer has (0: none it names). */
+/** How many input channels a weight grid or trajectory frame's layer has (0: none it names). */
 function inputCount(f: Frame): number {
-  const shape = f.kind === "weight_grid" ? f.payload.weights?.shape : null;
+  const shape = f.kind === "weight_grid" ? f.payload.weights?.shape : f.kind === "trajectory" ? f.payload.shape : null;
   return Array.isArray(shape) && shape.length >= 2 ? Number(shape[1]) || 0 : 0;
 }
 
@@ -114,6 +114,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
    * step, or the run's prunings do not say which). */
   const inputsOf = (f: Frame | undefined): FilterNames | null => (f ? inputNumbers(prunings, f.layer, f.step, inputCount(f)) : null);
   traj.numbering = namesOf;
+  traj.inputNumbering = inputsOf;
   const writePrunings = () => {
     pruneCaption.replaceChildren(...pruningLines(prunings).map((text) => {
       const line = document.createElement("div");

@@ -8,8 +8,9 @@ import { ThreeView } from "./three";
 export type Projection = "dims" | "pca";
 
 /** A flat index into a weight of ``shape`` as ``w[f,c,r,k]`` (filter, channel, row, column; the
- * filter by its original number where ``names`` gives it, after a pruning). */
-export function weightName(flat: number, shape: number[], names: FilterNames | null = null): string {
+ * filter by its original number where ``names`` gives it, after a pruning, and the input channel
+ * where ``inputs`` gives it, after a pruning of the layer it reads). */
+export function weightName(flat: number, shape: number[], names: FilterNames | null = null, inputs: FilterNames | null = null): string {
   if (!shape.length) return `w[${flat}]`;
   const at: number[] = [];
   let rest = flat;
@@ -18,12 +19,15 @@ export function weightName(flat: number, shape: number[], names: FilterNames | n
     rest = Math.floor(rest / shape[d]);
   }
   at[0] = filterName(names, at[0]);
+  if (at.length > 1) at[1] = filterName(inputs, at[1]);
   return `w[${at.join(",")}]`;
 }
 
 /** What the view's note says of ``n`` points of the latest trajectory frame ``last``: which
  * weights the axes are, or how much of the path's spread each principal axis holds. */
-export function describeAxes(last: Frame | undefined, projection: Projection, n: number, names: FilterNames | null = null): string {
+export function describeAxes(
+  last: Frame | undefined, projection: Projection, n: number, names: FilterNames | null = null, inputs: FilterNames | null = null,
+): string {
   if (!n || !last) return "no trajectory frames yet";
   const axes = ["x", "y", "z"];
   const p = last.payload;
@@ -31,7 +35,7 @@ export function describeAxes(last: Frame | undefined, projection: Projection, n:
     const idx = p.dim_index ? Array.from(p.dim_index.data as ArrayLike<number>) : [];
     const shape: number[] = Array.isArray(p.shape) ? p.shape : [];
     return idx.length === 3
-      ? `${n} points on three chosen weights: ${idx.map((i, k) => `${axes[k]} ${weightName(i, shape, names)}`).join(", ")}`
+      ? `${n} points on three chosen weights: ${idx.map((i, k) => `${axes[k]} ${weightName(i, shape, names, inputs)}`).join(", ")}`
       : `${n} points, three chosen weights`;
   }
   const ev = p.explained_variance ? Array.from(p.explained_variance.data as ArrayLike<number>) : [];
@@ -83,6 +87,8 @@ export class TrajectoryView extends ThreeView {
   upTo = Infinity;
   /** the original numbers of the filters in a frame (set by the page that knows the run's prunings) */
   numbering: (frame: Frame) => FilterNames | null = () => null;
+  /** the original numbers of the input channels in a frame (after a pruning of the layer it reads) */
+  inputNumbering: (frame: Frame) => FilterNames | null = () => null;
 
   constructor(container: HTMLElement) {
     super(container, 45, 0.01, 100, true);
@@ -135,7 +141,8 @@ export class TrajectoryView extends ThreeView {
     const shown = at.shown;
     const pts = this.coords(shown).map((p) => p.map((v) => (Number.isFinite(v) ? v : 0)));
     const last = shown[shown.length - 1];
-    this.note.textContent = describeAxes(last, this.projection, pts.length, last && this.projection === "dims" ? this.numbering(last) : null) +
+    const dims = last && this.projection === "dims";
+    this.note.textContent = describeAxes(last, this.projection, pts.length, dims ? this.numbering(last) : null, dims ? this.inputNumbering(last) : null) +
       (pts.length ? describeRestart(at) : "");
     if (pts.length === 0) return this.render();
     const lo = [0, 1, 2].map((k) => Math.min(...pts.map((p) => p[k])));

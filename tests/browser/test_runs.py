@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -77,51 +78,48 @@ def test_the_runs_page_marks_runs_that_lost_frames(tmp_path: Path, page) -> None
         handle.stop()
 
 
-def test_a_log_directory_without_gaps_has_no_gaps_column(tmp_path: Path, page) -> None:
+@contextmanager
+def _runs_page(tmp_path: Path, page, *names: str) -> Iterator[str]:
+    """Runs of these names (plain, no gaps) served, and the Runs page open once it lists them all;
+    the server's address."""
     store = RunStore(tmp_path)
-    _run(store, "clean")
+    for name in names:
+        _run(store, name)
     handle = start_local_server(tmp_path)
     try:
         page.goto(handle.url + "#/runs")
-        page.wait_for_selector(".run-row[data-run='clean']", timeout=20_000)
-        assert not page.is_visible("th.gaps")
-        assert page.evaluate(MARKS, "clean") == {"lost": None, "deferred": None, "cells": 6, "gaps": None}
+        for run in store.list_runs():
+            page.wait_for_selector(f".run-row[data-run='{run['id']}']", timeout=20_000)
+        yield handle.url
+        assert not page.errors
     finally:
         handle.stop()
+
+
+def test_a_log_directory_without_gaps_has_no_gaps_column(tmp_path: Path, page) -> None:
+    with _runs_page(tmp_path, page, "clean"):
+        assert not page.is_visible("th.gaps")
+        assert page.evaluate(MARKS, "clean") == {"lost": None, "deferred": None, "cells": 6, "gaps": None}
 
 
 def test_runs_of_one_name_are_told_apart_by_their_ids(tmp_path: Path, page) -> None:
     # Two runs named alike (a demo run twice) get ids "demo" and "demo-2": the page names them by
     # id, as `convscope runs` does, with the name beside the id where the two differ.
-    store = RunStore(tmp_path)
-    _run(store, "demo")
-    _run(store, "demo")
-    assert {r["id"] for r in store.list_runs()} == {"demo", "demo-2"}
-    handle = start_local_server(tmp_path)
-    try:
-        page.goto(handle.url + "#/runs")
-        page.wait_for_selector(".run-row[data-run='demo-2']", timeout=20_000)
+    with _runs_page(tmp_path, page, "demo", "demo"):
+        assert {r["id"] for r in RunStore(tmp_path).list_runs()} == {"demo", "demo-2"}
         cell = "(id) => { const c = document.querySelector(`.run-row[data-run='${id}'] td`); return [c.querySelector('a').textContent, c.querySelector('.run-alias')?.textContent ?? null]; }"
         assert page.evaluate(cell, "demo-2") == ["demo-2", "named demo"]
         assert page.evaluate(cell, "demo") == ["demo", None]
         page.click(".run-row[data-run='demo-2']")
         page.wait_for_function("document.querySelector('#run-name')?.textContent === 'demo-2'", timeout=20_000)
         assert page.inner_text("#run-alias") == "named demo"
-        assert not page.errors
-    finally:
-        handle.stop()
 
 
 def test_a_missing_run_says_so_and_the_connection_stays_up(tmp_path: Path, page) -> None:
     # The server answered (404): the page says there is no such run, with the way back, shows no
     # dead controls, and does not call the connection down (leaving the Runs page closed its socket).
-    store = RunStore(tmp_path)
-    _run(store, "clean")
-    handle = start_local_server(tmp_path)
-    try:
-        page.goto(handle.url + "#/runs")
-        page.wait_for_selector(".run-row[data-run='clean']", timeout=20_000)
-        page.goto(handle.url + "#/runs/nope")
+    with _runs_page(tmp_path, page, "clean") as url:
+        page.goto(url + "#/runs/nope")
         page.wait_for_selector(".missing-run", timeout=20_000)
         page.wait_for_timeout(1500)  # (a reconnect would have said "reconnecting…" by now)
         assert page.inner_text(".missing-run h1") == "No run named “nope”"
@@ -130,6 +128,3 @@ def test_a_missing_run_says_so_and_the_connection_stays_up(tmp_path: Path, page)
         assert page.get_attribute("#conn", "class") == "conn up" and page.inner_text("#conn") == "connected"
         page.click(".missing-run a[href='#/runs']")
         page.wait_for_selector(".run-row[data-run='clean']", timeout=20_000)
-        assert not page.errors
-    finally:
-        handle.stop()

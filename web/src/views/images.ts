@@ -6,6 +6,7 @@
 import { sequential } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
+import { type ColourKey, colourKey, rampCss } from "./colourKey";
 import { type FilterNames, filterName, numberingNote } from "./filterNumbers";
 
 const LUT: Uint8ClampedArray = (() => {
@@ -21,7 +22,7 @@ const fmt = (v: number): string =>
   !Number.isFinite(v) ? "?" : v !== 0 && (Math.abs(v) < 1e-2 || Math.abs(v) >= 1e4) ? v.toExponential(1) : String(Number(v.toPrecision(3)));
 
 /** The CSS gradient of the maps' colour map, dark (low) to bright (high). */
-export const RAMP_CSS = `linear-gradient(to right, ${[0, 0.25, 0.5, 0.75, 1].map((t) => `rgb(${sequential(t).map(Math.round).join(",")})`).join(", ")})`;
+export const RAMP_CSS = rampCss([0, 0.25, 0.5, 0.75, 1].map(sequential));
 
 /** What the ends of the colour map stand for in the maps of ``frame``: with shared normalisation
  * one range for all the maps, with per-map normalisation each map's own minimum and maximum
@@ -58,10 +59,15 @@ export class ImagesView {
   zoomed = -1;
   lastDrawMs = 0;
 
-  private key: { box: HTMLElement; lo: HTMLElement; hi: HTMLElement; what: HTMLElement };
+  /** the colour bar above the maps (hidden until a frame is drawn) */
+  private key: ColourKey & { box: HTMLElement };
 
   constructor(private canvas: HTMLCanvasElement, private zoom: HTMLCanvasElement, private caption: HTMLElement) {
-    this.key = colourBar();
+    const box = document.createElement("div");
+    box.className = "images-key";
+    box.hidden = true;
+    this.key = { ...colourKey(RAMP_CSS), box };
+    box.append(this.key.el);
     caption.insertAdjacentElement("afterend", this.key.box);
     canvas.addEventListener("click", (ev) => {
       if (!this.frame) return;
@@ -191,21 +197,4 @@ export class ImagesView {
     ctx.fillText(what.replace(`filter ${name}'s `, ""), bx, top + h + 14);
     ctx.textBaseline = "alphabetic";
   }
-}
-
-/** The colour bar above the maps: the colour map between the values its ends stand for. */
-function colourBar(): { box: HTMLElement; lo: HTMLElement; hi: HTMLElement; what: HTMLElement } {
-  const box = document.createElement("div");
-  box.className = "images-key";
-  box.hidden = true;
-  const key = document.createElement("span");
-  key.className = "colour-key";
-  const lo = document.createElement("span"), hi = document.createElement("span"), what = document.createElement("span");
-  const ramp = document.createElement("span");
-  ramp.className = "ramp";
-  ramp.style.background = RAMP_CSS;
-  what.className = "what";
-  key.append(lo, ramp, hi, what);
-  box.append(key);
-  return { box, lo, hi, what };
 }

@@ -10,6 +10,7 @@
 import * as THREE from "three";
 import { diverging } from "../colors";
 import type { Frame } from "../frames";
+import { type ColourKey, colourKey, rampCss } from "./colourKey";
 import { type FilterNames, filterName, inputNumberingNote, numberingNote } from "./filterNumbers";
 import { type Bounds, ThreeView } from "./three";
 
@@ -30,7 +31,7 @@ export class WeightGridView extends ThreeView {
   private raycaster = new THREE.Raycaster();
   /** the weight under the pointer, as the note says it (empty: none) */
   hovered = "";
-  private key: { lo: HTMLElement; hi: HTMLElement };
+  private key: ColourKey;
 
   constructor(container: HTMLElement) {
     super(container, FOV, 0.1, 5000, true);
@@ -38,7 +39,10 @@ export class WeightGridView extends ThreeView {
     const sun = new THREE.DirectionalLight(0xffffff, 1.8);
     sun.position.set(1, -1, 2);
     this.scene.add(sun);
-    this.key = colourKey(this.foot!);
+    // the blocks' colour ramp in the caption row, its ends' weights set as frames come
+    const ramp = rampCss([-1, -0.5, 0, 0.5, 1].map((t) => diverging(t).map((v) => v * 255) as [number, number, number]));
+    this.key = colourKey(ramp, "w: red raised (positive), blue sunk (negative), height |w|");
+    this.foot!.prepend(this.key.el);
     this.resize();
     const canvas = this.renderer.domElement;
     canvas.addEventListener("pointermove", (e) => this.hover(e.offsetX, e.offsetY));
@@ -126,24 +130,6 @@ export class WeightGridView extends ThreeView {
     // a new grid (the first, or another shape after pruning): framed afresh
     this.fitTo(gridBounds(fs, cs, kh, kw), VIEW_DIR);
   }
-}
-
-/** The colour key in the caption row: the blocks' colour ramp, its ends' weights (set as frames
- * come) and what the heights mean. */
-function colourKey(foot: HTMLElement): { lo: HTMLElement; hi: HTMLElement } {
-  const key = document.createElement("span");
-  key.className = "colour-key";
-  const lo = document.createElement("span"), hi = document.createElement("span");
-  const ramp = document.createElement("span");
-  ramp.className = "ramp";
-  const rgb = (t: number) => `rgb(${diverging(t).map((v) => Math.round(v * 255)).join(",")})`;
-  ramp.style.background = `linear-gradient(to right, ${[-1, -0.5, 0, 0.5, 1].map(rgb).join(", ")})`;
-  const what = document.createElement("span");
-  what.className = "what";
-  what.textContent = "w: red raised (positive), blue sunk (negative), height |w|";
-  key.append(lo, ramp, hi, what);
-  foot.prepend(key);
-  return { lo, hi };
 }
 
 /** What the note says of a grid of weights of ``shape`` (F x C x kh x kw) while no block is

@@ -91,3 +91,29 @@ def test_an_interrupted_run_is_resumed_with_its_key_and_refused_once_finished(tm
         assert c.post("/api/runs/cut/close", json={"status": "finished"}).json() == {"id": "cut", "status": "finished"}
         assert (c.get("/api/runs/cut").json()["status"], c.get("/api/runs/cut/steps").json()["steps"]) == ("finished", [4, 5])
         assert c.post("/api/runs/cut/resume", json={"key": key}).status_code == 409  # finished: not reopened
+
+
+def test_a_resume_whose_read_fails_leaves_the_run_as_it_was_for_its_monitor_to_try_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convscope.store import RunReader
+
+    first = start_local_server(tmp_path)
+    with httpx.Client(base_url=first.url, timeout=10) as c:
+        key = c.post("/api/runs", json={"name": "cut"}).json()["key"]
+        c.post("/api/runs/cut/frames", content=encode(_scalar("cut", 4)), headers={"content-type": FRAMES})
+    first.stop()
+    info = RunReader.info
+
+    def unreadable(self: RunReader, *args: object, **kwargs: object) -> object:
+        raise OSError("the disk went away")
+
+    with start_local_server(tmp_path) as second, httpx.Client(base_url=second.url, timeout=10) as c:
+        monkeypatch.setattr(RunReader, "info", unreadable)  # (the read right after the resume)
+        assert c.post("/api/runs/cut/resume", json={"key": key}).status_code == 500
+        monkeypatch.setattr(RunReader, "info", info)
+    with start_local_server(tmp_path) as third, httpx.Client(base_url=third.url, timeout=10) as c:
+        assert c.get("/api/runs/cut").json()["status"] == "interrupted"  # not "failed": training goes on
+        r = c.post("/api/runs/cut/resume", json={"key": key})
+        assert r.status_code == 200 and r.json()["last_step"] == 4
+        assert c.get("/api/runs/cut").json()["status"] == "live"

@@ -22,6 +22,7 @@ from convscope.errors import FrameError, NotFoundError, ServerError, StoreError
 from convscope.frames import decode_stream, encoded_size
 from convscope.server._live import LiveHub, RunsWatch, Viewer, replay
 from convscope.store import RunStore, RunWriter, valid_run_id
+from convscope.store._schema import CLOSED_STATUSES
 
 require("fastapi", feature="the convscope server", extra="server")
 
@@ -400,7 +401,7 @@ def create_app(
     )
     def resume_run(run: str, body: ResumeRun = Body(...)) -> dict[str, Any]:
         with open_reader(run) as reader:
-            kept = reader.state(INGEST_KEY_STATE)
+            kept, before = reader.state(INGEST_KEY_STATE), reader.status()
         if kept is None or not hmac.compare_digest(kept, _digest(body.key)):
             raise ServerError(f"run {run!r} was not started by the monitor holding this key; start a new run with POST /api/runs", status_code=403)
         with writers_lock:
@@ -414,8 +415,8 @@ def create_app(
                     with open_reader(run) as reader:
                         ingested = _Ingest(writer, last_seq=_last_seq(reader.state(INGEST_SEQ_STATE)))
                         last_step = reader.info(details=False)["last_step"]
-                except BaseException:
-                    writer.close(status="failed")
+                except BaseException:  # the run as it was: its monitor may try again
+                    writer.close(status=before if before in CLOSED_STATUSES else "interrupted")
                     raise
                 writers[run] = ingested
             else:  # open here already (the answer to an earlier resume was lost): the same run

@@ -320,6 +320,13 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
         page.goto(handle.url + f"#/runs/{mon.run_id}")
         page.wait_for_function("window.convscopeDashboard?.heatmap.layout?.F === 16 && "
                                "document.querySelectorAll('#view-correlation .group-line').length > 0", timeout=20_000)
+        # the distributions fill their row beside the taller correlation panel: no empty space under them
+        room = page.evaluate("""(() => {
+          const [panel, corr] = ['distribution', 'correlation'].map((id) => document.querySelector('#view-' + id).getBoundingClientRect());
+          const caption = document.querySelector('#view-distribution .caption').getBoundingClientRect();
+          return {top: panel.top - corr.top, taller: corr.height - 300, under: panel.bottom - caption.bottom};
+        })()""")
+        assert room["top"] == 0 and room["taller"] > 100 and room["under"] < 24, room  # (one row, the correlation panel the taller)
         # the groups in words, as the store holds them
         lines = page.locator("#view-correlation .group-line").all_inner_texts()
         assert [line.split(" (mean")[0] for line in lines] == [

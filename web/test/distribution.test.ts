@@ -1,7 +1,7 @@
 // The distribution view's pointer: which filter's line is under it, and what is said of it.
 import { describe, expect, it } from "vitest";
 import type { Frame } from "../src/frames";
-import { describeFilter, fmt, lineHeight, nearestLine } from "../src/views/distribution";
+import { describeFilter, fmt, lineHeight, nearestLine, plotBox, plotHeight } from "../src/views/distribution";
 
 // three filters, four bins: filter 0 peaks in bin 0, filter 1 in bin 3, filter 2 flat and low
 const counts = Float32Array.from([16, 4, 0, 0, 0, 0, 4, 16, 1, 1, 1, 1]);
@@ -26,6 +26,14 @@ describe("distribution view", () => {
     expect(nearestLine(counts, 3, 4, 0.25, 0.72)).toBe(0); // halfway between bins 0 and 1: filter 0 falls from 1 to 0.5
     expect(nearestLine(counts, 3, 4, 0.375, 0.7)).toBe(-1);
     expect(nearestLine(counts, 3, 4, 1.2, 0.25)).toBe(-1);
+  });
+
+  it("fills a box taller than its least height (the row beside the correlation panel), and never takes less", () => {
+    expect(plotHeight(586.4)).toBe(586);
+    expect(plotHeight(120)).toBe(280);
+    expect(plotHeight(0)).toBe(280);
+    expect(plotBox(600, 586)).toEqual({ x: 28, y: 6, w: 566, h: 552 }); // the plot takes the canvas's height, less the axis words
+    expect(plotBox(600)).toEqual({ x: 28, y: 6, w: 566, h: 246 });
   });
 
   it("says a filter's group and its values' real range and moments", () => {

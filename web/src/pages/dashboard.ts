@@ -81,10 +81,15 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     body(id).appendChild(c);
     return c;
   };
+  // (the distributions fill their grid row, beside the taller correlation panel: see .plot-box)
+  const distBox = document.createElement("div");
+  distBox.className = "plot-box";
   const distCaption = document.createElement("div");
   distCaption.className = "muted caption";
-  const distribution = new DistributionView(canvas("distribution"), distCaption);
-  body("distribution").append(distCaption);
+  body("distribution").append(distBox, distCaption);
+  const distCanvas = distBox.appendChild(document.createElement("canvas"));
+  distCanvas.className = "view-canvas";
+  const distribution = new DistributionView(distCanvas, distCaption);
   const heatCaption = document.createElement("div");
   heatCaption.className = "muted caption";
   const heatLegend = document.createElement("div");

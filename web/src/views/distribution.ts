@@ -1,19 +1,25 @@
 // Distribution view: each filter's feature-map values (normalised to [0, 1] by its own min and
 // max) as a histogram line, coloured by the filter's correlation group (grey: in no group). The
 // line nearest the pointer is drawn on top and its filter's real range and moments said (the
-// filter by its original number, before any pruning).
+// filter by its original number, before any pruning). The plot is as tall as the box it sits in
+// (the grid row beside a taller correlation panel), never shorter than HEIGHT.
 import { groupColor } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
 import { type FilterNames, filterName, numberingNote } from "./filterNumbers";
 
-const HEIGHT = 280;
+const HEIGHT = 280; // the least height of the canvas
 const PAD = 28; // left and bottom: room for the axis words
 const TOP = 6;
 
-/** The plot's box on a canvas ``w`` CSS pixels wide. */
-export function plotBox(w: number): { x: number; y: number; w: number; h: number } {
-  return { x: PAD, y: TOP, w: Math.max(1, w - PAD - 6), h: HEIGHT - PAD - TOP };
+/** The canvas's CSS height in a box ``room`` CSS pixels tall: all of it, but at least HEIGHT. */
+export function plotHeight(room: number): number {
+  return Math.max(HEIGHT, Math.floor(room) || 0);
+}
+
+/** The plot's box on a canvas ``w`` CSS pixels wide and ``h`` tall. */
+export function plotBox(w: number, h = HEIGHT): { x: number; y: number; w: number; h: number } {
+  return { x: PAD, y: TOP, w: Math.max(1, w - PAD - 6), h: Math.max(1, h - PAD - TOP) };
 }
 
 /** Height (0 at the bottom, 1 at the top) of filter ``f``'s line at bin ``b``: counts on a
@@ -52,6 +58,8 @@ export function describeFilter(dist: Frame, f: number, labels: ArrayLike<number>
   return `filter ${filterName(names, f)}${group}: values ${fmt(at("min"))} to ${fmt(at("max"))}, mean ${fmt(at("mean"))}, std ${fmt(at("std"))}`;
 }
 
+/** Draws on ``canvas``, which lies alone in a box that the page sizes (absolutely placed in it:
+ * the box's height must not come from the canvas, which takes all of it). */
 export class DistributionView {
   private current: { dist: Frame; labels: ArrayLike<number> | null; names: FilterNames | null } | null = null;
   /** the filter whose line is under the pointer (-1: none) */
@@ -63,13 +71,20 @@ export class DistributionView {
   ) {
     canvas.addEventListener("mousemove", (e) => this.hover(e.offsetX, e.offsetY));
     canvas.addEventListener("mouseleave", () => this.setHovered(-1));
+    // (the box grows and shrinks with its grid row: the plot is drawn again to fill it)
+    if (canvas.parentElement) new ResizeObserver(() => this.redraw()).observe(canvas.parentElement);
+  }
+
+  /** The canvas's CSS height now: its box's. */
+  private get height(): number {
+    return plotHeight(this.canvas.parentElement?.clientHeight ?? 0);
   }
 
   update(dist: Frame | undefined, groups: Frame | undefined, names: FilterNames | null = null): void {
     if (!dist) {
       this.current = null;
-      emptyState(fitCanvas(this.canvas, HEIGHT), "no distribution frames yet");
       this.caption.textContent = "";
+      this.redraw();
       return;
     }
     const F = dist.payload.counts.shape[0];
@@ -79,23 +94,29 @@ export class DistributionView {
     this.draw();
   }
 
+  private redraw(): void {
+    if (this.current) this.draw();
+    else emptyState(fitCanvas(this.canvas, this.height), "no distribution frames yet");
+  }
+
   private draw(): void {
-    const ctx = fitCanvas(this.canvas, HEIGHT);
+    const h = this.height;
+    const ctx = fitCanvas(this.canvas, h);
     const { dist, labels, names } = this.current!;
     const counts = dist.payload.counts;
     const [F, B] = counts.shape;
     const w = this.canvas.clientWidth;
-    const box = plotBox(w);
-    ctx.clearRect(0, 0, w, HEIGHT);
+    const box = plotBox(w, h);
+    ctx.clearRect(0, 0, w, h);
     let peak = 0;
     for (let i = 0; i < F * B; i++) peak = Math.max(peak, counts.data[i] as number);
     ctx.strokeStyle = "#3a3f47";
     ctx.strokeRect(box.x, box.y, box.w, box.h);
     ctx.fillStyle = "#8a8f98";
     ctx.font = "11px system-ui, sans-serif";
-    ctx.fillText("0", PAD - 3, HEIGHT - 10);
-    ctx.fillText("1", w - 12, HEIGHT - 10);
-    ctx.fillText("each filter's min to max", w / 2 - 60, HEIGHT - 8);
+    ctx.fillText("0", PAD - 3, h - 10);
+    ctx.fillText("1", w - 12, h - 10);
+    ctx.fillText("each filter's min to max", w / 2 - 60, h - 8);
     ctx.save();
     ctx.translate(12, box.y + box.h / 2);
     ctx.rotate(-Math.PI / 2);
@@ -129,7 +150,7 @@ export class DistributionView {
 
   private hover(x: number, y: number): void {
     if (!this.current) return;
-    const box = plotBox(this.canvas.clientWidth);
+    const box = plotBox(this.canvas.clientWidth, this.canvas.clientHeight);
     const [F, B] = this.current.dist.payload.counts.shape;
     this.setHovered(nearestLine(this.current.dist.payload.counts.data, F, B, (x - box.x) / box.w, 1 - (y - box.y) / box.h));
   }

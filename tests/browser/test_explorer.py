@@ -132,6 +132,14 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     page.click("#collapse-auto")
     page.wait_for_selector("#layer-table tr[data-layer='features']")
     assert page.is_enabled("#expand-all") and page.is_disabled("#collapse-auto")
+    # a collapsed module turns its thumbnail (its output's first map, in greys) to the camera, not a blank side
+    at = page.evaluate("window.convscopeExplorer.blockAt('features')")
+    r, g, b = page.evaluate("""([x, y]) => {
+      const c = document.querySelector('#structure3d canvas'), t = document.createElement('canvas');
+      t.width = c.width; t.height = c.height; t.getContext('2d').drawImage(c, 0, 0); const k = c.width / c.clientWidth;
+      return Array.from(t.getContext('2d').getImageData(Math.floor(x * k), Math.floor(y * k), 1, 1).data.slice(0, 3));
+    }""", [at["x"], at["y"]])
+    assert max(r, g, b) - min(r, g, b) < 24, (r, g, b)  # (grey, not the collapsed modules' yellow)
     assert "container" in page.eval_on_selector_all("#structure-legend .legend-item", "is => is.map(i => i.dataset.category)")
     page.click("#expand-all")
     page.wait_for_selector("#layer-table tr[data-layer='features.0']")

@@ -11,8 +11,34 @@ import { colorOf, cssColor, layoutUnits, legendEntries, type LabelSpot, type Pla
 import { decodeBase64, formatShape, type Unit } from "./logic";
 import { mapCanvas } from "./maps";
 
-// The camera looks from the front-left, a little above (z up), at the whole model.
-const VIEW_DIR: Vec = [-0.25, -0.75, 0.45];
+// The camera looks from the front-left, a little above (z up), at the whole model. (From that
+// side, not the outputs' (+x): there a layer would hide behind the activation after it, as large.)
+export const VIEW_DIR: Vec = [-0.25, -0.75, 0.45];
+
+/** A block of ``size`` whose map faces show the map upright (its top towards +z) and unmirrored,
+ * seen from outside each: the ±x faces (the output's width along y, its height along z), and given
+ * ``aspect`` (the map's width over its height: a collapsed module's thumbnail) the ±y faces too,
+ * which the default camera faces. */
+export function blockGeometry(size: Vec, aspect = 0): THREE.BoxGeometry {
+  const geometry = new THREE.BoxGeometry(...size);
+  const index = geometry.index!, at = geometry.attributes.position, uv = geometry.attributes.uv;
+  // three lays a box's textures out for a y-up world (the ±x faces' on their side); here z is up.
+  // Each face: its material index, the axis its width runs along, and that axis's sign rightwards.
+  const faces: [number, number, number][] = [[0, 1, 1], [1, 1, -1]];
+  if (aspect) faces.push([2, 0, -1], [3, 0, 1]);
+  for (const [face, axis, right] of faces) {
+    const { start, count } = geometry.groups[face];
+    // (the ±y faces show the map's middle, as much of it as fits their shape: not stretched to it)
+    const shape = size[axis] / size[2];
+    const [su, sv] = face < 2 ? [1, 1] : shape < aspect ? [shape / aspect, 1] : [1, aspect / shape];
+    for (let i = start; i < start + count; i++) {
+      const k = index.getX(i);
+      const along = axis === 0 ? at.getX(k) : at.getY(k);
+      uv.setXY(k, 0.5 + (su * right * along) / size[axis], 0.5 + (sv * at.getZ(k)) / size[2]);
+    }
+  }
+  return geometry;
+}
 
 export class StructureView extends ThreeView {
   private group = new THREE.Group();
@@ -85,20 +111,26 @@ export class StructureView extends ThreeView {
         this.wall(unit, openedMaps, frozen, x, wall.cols, wall.count);
         continue;
       }
-      const [sx, sy, sz] = size;
       const color = colorOf(unit.category);
       const side = new THREE.MeshLambertMaterial({ color, transparent: unit.container, opacity: unit.container ? 0.75 : 1 });
       const mats: THREE.Material[] = [side, side, side, side, side, side];
       const m = maps.get(unit.layers[unit.layers.length - 1]);
+      let thumb = 0; // (a collapsed module's: its map's width over its height)
       if (m && m.count > 0 && m.width * m.height > 1) {
         const tex = new THREE.CanvasTexture(mapCanvas(m, decodeBase64(m.data), 0));
         tex.magFilter = THREE.NearestFilter;
         tex.colorSpace = THREE.SRGBColorSpace;
         mats[0] = new THREE.MeshLambertMaterial({ map: tex, emissive: 0x222222 }); // +x face: the output
         mats[1] = mats[0];
+        // a collapsed module's thumbnail on the sides the camera faces too: its map faces, seen
+        // aslant and deep apart (its many channels), show little of it
+        if (unit.container && m.units == null) {
+          mats[2] = mats[3] = mats[0];
+          thumb = m.width / m.height;
+        }
       }
-      const mesh = new THREE.Mesh(new THREE.BoxGeometry(sx, sy, sz), mats);
-      mesh.position.set(x + sx / 2, 0, 0);
+      const mesh = new THREE.Mesh(blockGeometry(size, thumb), mats);
+      mesh.position.set(x + size[0] / 2, 0, 0);
       mesh.userData.unit = unit.id;
       this.group.add(mesh);
       this.blocks.push({ mesh, unit });

@@ -1,0 +1,74 @@
+// The 3-D structure's blocks: the faces that show a layer's map face the default camera, and show
+// it upright and unmirrored from wherever the camera looks at them.
+import * as THREE from "three";
+import { describe, expect, it } from "vitest";
+import { blockGeometry, VIEW_DIR } from "../src/views/explorer/structure3d";
+
+/** Where the corners of face ``face`` of ``geometry`` land on the screen of a camera at ``from``
+ * (z up) looking at the block, with their texture coordinates; and whether it sees the face's front. */
+function seen(geometry: THREE.BoxGeometry, face: number, from: [number, number, number]) {
+  const camera = new THREE.PerspectiveCamera(45, 1, 0.1, 1000);
+  camera.up.set(0, 0, 1);
+  camera.position.set(...from).multiplyScalar(40 / Math.hypot(...from));
+  camera.lookAt(0, 0, 0);
+  camera.updateMatrixWorld();
+  const { start, count } = geometry.groups[face];
+  const at = geometry.attributes.position, uv = geometry.attributes.uv, normal = geometry.attributes.normal;
+  const corners = [];
+  for (let i = start; i < start + count; i++) {
+    const k = geometry.index!.getX(i);
+    const p = new THREE.Vector3(at.getX(k), at.getY(k), at.getZ(k)).project(camera);
+    corners.push({ x: p.x, y: p.y, u: uv.getX(k), v: uv.getY(k) });
+  }
+  const k = geometry.index!.getX(start);
+  const toCamera = camera.position.clone().sub(new THREE.Vector3(at.getX(k), at.getY(k), at.getZ(k)));
+  const front = new THREE.Vector3(normal.getX(k), normal.getY(k), normal.getZ(k)).dot(toCamera) > 0;
+  return { corners, front };
+}
+
+/** Whether the texture reads rightwards along the screen's x and upwards along its y. */
+function upright(corners: { x: number; y: number; u: number; v: number }[]): boolean {
+  const by = (key: "u" | "v") => [...corners].sort((a, b) => a[key] - b[key]);
+  const u = by("u"), v = by("v");
+  return u[u.length - 1].x > u[0].x && v[v.length - 1].y > v[0].y;
+}
+
+const cube: [number, number, number] = [3.2, 3.25, 3.25]; // a collapsed module: 256 channels of 2×2
+// (round the block in eighths, between its faces' planes)
+const orbit = Array.from({ length: 8 }, (_, i) => (i + 0.5) * (Math.PI / 4)).map((a) => [Math.cos(a), Math.sin(a), 0.45] as [number, number, number]);
+
+describe("3-D structure blocks", () => {
+  it("turn a collapsed module's thumbnail to the default camera: the face it faces most shows it", () => {
+    const geometry = blockGeometry(cube, 1);
+    const dir = new THREE.Vector3(...VIEW_DIR).normalize();
+    const normals = [[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]];
+    const facing = normals.map((n) => dir.dot(new THREE.Vector3(...n)));
+    const most = facing.indexOf(Math.max(...facing));
+    expect(most).toBe(3); // the -y side, which a layer's block leaves in its category's colour
+    expect(seen(geometry, most, VIEW_DIR).front).toBe(true);
+    expect(upright(seen(geometry, most, VIEW_DIR).corners)).toBe(true);
+  });
+
+  it("show every textured face upright and unmirrored, from the default camera and from all round", () => {
+    for (const [size, aspect, faces] of [[cube, 1, [0, 1, 2, 3]], [[1.8, 6.4, 6.4], 0, [0, 1]]] as const) {
+      const geometry = blockGeometry([...size], aspect);
+      for (const from of [VIEW_DIR, ...orbit]) {
+        for (const face of faces) {
+          const view = seen(geometry, face, from);
+          if (view.front) expect(upright(view.corners), `face ${face} from ${from}`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it("fit the map's middle to a module's side uncut-to-shape, not stretched to it", () => {
+    const geometry = blockGeometry([3.2, 6.4, 6.4], 1); // sides half as wide as tall: the middle half of a square map
+    const { corners } = seen(geometry, 3, VIEW_DIR);
+    const span = (values: number[]) => [Math.min(...values), Math.max(...values)];
+    const near = (got: number[], want: number[]) => got.forEach((g, i) => expect(g).toBeCloseTo(want[i], 6));
+    near(span(corners.map((c) => c.u)), [0.25, 0.75]);
+    near(span(corners.map((c) => c.v)), [0, 1]);
+    // the map faces themselves are the map's shape: all of it
+    near(span(seen(geometry, 1, VIEW_DIR).corners.map((c) => c.u)), [0, 1]);
+  });
+});

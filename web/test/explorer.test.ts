@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import type { Graph } from "../src/views/explorer/client";
 import {
-  cellAt, comparePair, defaultCollapsed, detailText, expand, frozenNote, gridLayout, inputNames, plural, stripLayout, toggleFrozen,
+  cellAt, comparePair, defaultCollapsed, detailText, expand, frozenNote, gridLayout, inputNames, stripLayout, toggleFrozen,
   unitAt, valueAt, visibleUnits,
 } from "../src/views/explorer/logic";
 
@@ -153,12 +153,6 @@ describe("input names", () => {
 });
 
 describe("wording", () => {
-  it("counts in the singular and the plural", () => {
-    expect(plural(1, "frozen filter")).toBe("1 frozen filter");
-    expect(plural(0, "frozen filter")).toBe("0 frozen filters");
-    expect(plural(1200, "map")).toBe("1,200 maps");
-    expect(plural(2, "child", "children")).toBe("2 children");
-  });
   it("says an attack ran without the frozen filters, it or them as many as there were", () => {
     const with_freeze = { original_prediction: 7, original_name: "7", prediction: 3, prediction_name: "3" };
     expect(frozenNote({ freeze: { conv1: [0] }, with_freeze })).toBe(" (attacked without the 1 frozen filter; with it: 7 → 3)");

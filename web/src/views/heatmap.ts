@@ -6,6 +6,7 @@ import { diverging, groupColor, outlineStrokes } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
 import { type FilterNames, filterName, numberingNote } from "./filterNumbers";
+import { noun } from "./plural";
 
 /** Where the parts of the heatmap go on a canvas ``width`` CSS pixels wide, for ``F`` filters. */
 export interface HeatLayout {
@@ -264,7 +265,7 @@ export class HeatmapView {
     const rule = groups ? ` at r ≥ ${Number(groups.payload.threshold).toFixed(2)} (${groups.payload.method})` : "";
     const head = document.createElement("div");
     head.textContent = lines.length
-      ? `${lines.length} group${lines.length > 1 ? "s" : ""} of similar filters${rule}; ${labels.length - grouped} of ${labels.length} filters in none`
+      ? `${lines.length} ${noun(lines.length, "group")} of similar filters${rule}; ${labels.length - grouped} of ${labels.length} filters in none`
       : `no group of similar filters${rule}`;
     this.legend.replaceChildren(head, ...rows);
   }

@@ -4,6 +4,7 @@
 // view does): a second pruning's frame numbers them as the first left them.
 import type { Frame } from "../frames";
 import { originalRemoved } from "./filterNumbers";
+import { noun } from "./plural";
 
 const list = (v: unknown): number[] => (Array.isArray(v) ? v.map(Number) : v && typeof v === "object" && "data" in v ? Array.from((v as { data: ArrayLike<number> }).data) : []);
 
@@ -19,7 +20,7 @@ export function pruningLines(frames: Frame[]): string[] {
       const coupled = p.coupled && typeof p.coupled === "object" ? Object.keys(p.coupled as object) : [];
       const params = Number.isFinite(Number(p.params_before)) && Number.isFinite(Number(p.params_after))
         ? `; parameters ${Number(p.params_before).toLocaleString("en")} → ${Number(p.params_after).toLocaleString("en")}` : "";
-      return `step ${f.step}: ${f.layer} ${p.before} → ${p.after} filters, removed ${removed.length === 1 ? "filter" : "filters"} ${removed.join(", ")}` +
+      return `step ${f.step}: ${f.layer} ${p.before} → ${p.after} filters, removed ${noun(removed.length, "filter")} ${removed.join(", ")}` +
         (p.reason ? ` (${String(p.reason).split("; ")[0]})` : "") +
         (coupled.length ? `; ${coupled.join(", ")} lost the same` : "") + params;
     });

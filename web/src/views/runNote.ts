@@ -2,6 +2,7 @@
 // (steps put off by the overhead budget, frames lost to a full queue or a failing sink, old frames
 // thinned), so that no one reads the gaps in a view as training behaviour. The Runs page marks
 // the same drops in the same words (dropMarks).
+import { noun, plural } from "./plural";
 
 /** The cause of "dropped" counts that are recording steps the overhead budget deferred on purpose, not losses. */
 export const DEFERRED = "budget";
@@ -52,13 +53,13 @@ export function dropMarks(drops: Map<string, number> | Record<string, number>, b
 
 /** "1,520 frames lost: queue 1,500, http 20" (causes given largest first). */
 function lostText(lost: [string, number][], total: number): string {
-  return `${count(total)} frame${total === 1 ? "" : "s"} lost: ${lost.map(([cause, n]) => `${cause} ${count(n)}`).join(", ")}`;
+  return `${plural(total, "frame")} lost: ${lost.map(([cause, n]) => `${cause} ${count(n)}`).join(", ")}`;
 }
 
 /** "86 recording steps skipped to stay within the 3% overhead budget" (the share where known). */
 function deferredText(steps: number, budgetShare?: number): string {
   const share = typeof budgetShare === "number" ? ` ${+(budgetShare * 100).toFixed(1)}%` : "";
-  return `${count(steps)} recording step${steps === 1 ? "" : "s"} skipped to stay within the${share} overhead budget`;
+  return `${plural(steps, "recording step")} skipped to stay within the${share} overhead budget`;
 }
 
 /** The newest count of each kind of drop, from the run's "dropped" frames (counts are running totals). */
@@ -85,7 +86,7 @@ export function runNote(
   if (thinned > 0) parts.push(`${thinned} older feature-map frames thinned to keep the run small`);
   if (resumes.length > 0) {
     const steps = [...resumes].sort((a, b) => a - b);
-    parts.push(`training resumed at step${steps.length === 1 ? "" : "s"} ${steps.join(", ")}`);
+    parts.push(`training resumed at ${noun(steps.length, "step")} ${steps.join(", ")}`);
   }
   if (diverged) {
     // (the weights' views cannot be drawn from NaN: they stop at the last finite recording)

@@ -12,6 +12,7 @@ import { diverging } from "../colors";
 import type { Frame } from "../frames";
 import { type ColourKey, colourKey, rampCss } from "./colourKey";
 import { type FilterNames, filterName, inputNumberingNote, numberingNote } from "./filterNumbers";
+import { noun } from "./plural";
 import { type Bounds, ThreeView } from "./three";
 
 const MAX_SIDE = 64; // at most 64 filters x 64 channels are drawn (the rest is summarised)
@@ -138,7 +139,7 @@ export class WeightGridView extends ThreeView {
 export function gridNote(shape: number[], names: FilterNames | null = null, inputs: FilterNames | null = null): string {
   const [F, C, kh, kw] = shape.length === 2 ? [shape[0], shape[1], 1, 1] : shape;
   const fs = Math.min(F, MAX_SIDE), cs = Math.min(C, MAX_SIDE);
-  return `${F} filter${F === 1 ? "" : "s"} x ${C} channel${C === 1 ? "" : "s"} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") +
+  return `${F} ${noun(F, "filter")} x ${C} ${noun(C, "channel")} of ${kh}x${kw}` + (F > fs || C > cs ? ` (first ${fs} x ${cs} shown)` : "") +
     `, ${layoutText(fs, cs)}; point at a block for its weight` + (names ? `; ${numberingNote(names)}` : "") +
     (inputs ? `; ${inputNumberingNote(inputs)}` : "");
 }

@@ -1,6 +1,7 @@
 // The explorer's pure logic, kept apart from the DOM so it is unit-tested (web/test/explorer.test.ts):
 // the module hierarchy's collapse/expand, block sizes of the 3-D view, decoding maps and reading
 // values back, and the grid the 2-D views lay maps out on.
+import { noun, plural } from "../plural";
 import type { Graph, GraphLayer, InputInfo, Maps } from "./client";
 
 /** One block of the structure view: a layer, or a collapsed container standing for its layers. */
@@ -230,11 +231,6 @@ export function describe(layer: Pick<GraphLayer, "id" | "kind" | "output_shape">
   return `${layer.id} ${layer.kind} ${formatShape(layer.output_shape)}`;
 }
 
-/** "1 filter", "3 filters", "1,200 filters" (``many``: the plural where it is not one + "s"). */
-export function plural(n: number, one: string, many = `${one}s`): string {
-  return `${n.toLocaleString("en-US")} ${n === 1 ? one : many}`;
-}
-
 /**
  * What the page calls each input, in the list, the compare menus and its messages alike: its name,
  * and where names repeat (two sketches, say) the later ones numbered, "sketch.png (2)"; never the
@@ -260,5 +256,5 @@ export function frozenNote(a: Pick<NonNullable<InputInfo["adversarial"]>, "freez
   const frozen = Object.values(a.freeze ?? {}).reduce((n, f) => n + f.length, 0);
   if (!frozen || !a.with_freeze) return "";
   const w = a.with_freeze;
-  return ` (attacked without the ${plural(frozen, "frozen filter")}; with ${frozen === 1 ? "it" : "them"}: ${w.original_name} → ${w.prediction_name})`;
+  return ` (attacked without the ${plural(frozen, "frozen filter")}; with ${noun(frozen, "it", "them")}: ${w.original_name} → ${w.prediction_name})`;
 }

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from convscope.errors import ConvscopeError
+from convscope.errors import ConvscopeError, DataError
 
 if TYPE_CHECKING:
     import torch
@@ -30,6 +31,12 @@ examples:
   convscope zoo train lenet5-simplified  (re)train its weights on the bundled digits
 """
 
+_ZOO_TRAIN_EXAMPLES = """\
+examples:
+  convscope zoo train lenet5-simplified                 retrain the cached weights
+  convscope zoo train lenet5 --epochs 2 --out lenet5.safetensors
+"""
+
 
 _DEMO_EXAMPLES = """examples:
   convscope demo                      # train, open the live dashboard, keep serving
@@ -49,7 +56,52 @@ _SERVE_EXAMPLES = """examples:
 """
 
 
-MODEL_HELP = "zoo name (see `convscope zoo`) or model file (.pt2 .pt .pth .safetensors .onnx .keras .h5)"
+MODEL_HELP = "zoo name (see `convscope zoo`) or model file (.pt2 .pt .pth .bin .safetensors .onnx .keras .h5 .hdf5)"
+
+
+def positive_int(text: str) -> int:
+    """An option's value that counts something (steps, epochs): a whole number above 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number above 0, not {text!r}")
+    return value
+
+
+def port_number(*, free: bool = True) -> Callable[[str], int]:
+    """An option's value that is a TCP port: 1 to 65535, or 0 (any free one) where ``free``."""
+    lowest = 0 if free else 1
+
+    def port(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if not lowest <= value <= 65535:
+            raise argparse.ArgumentTypeError(
+                f"must be a port from {lowest}{' (any free one)' if free else ''} to 65535, not {text!r}"
+            )
+        return value
+
+    return port
+
+
+def check_folder(path: str | Path, *, option: str) -> None:
+    """Say before any work that ``path`` cannot become a folder: it, or a folder above it, is a file."""
+    blocking = _file_in_the_way(Path(path))
+    if blocking is not None:
+        where = "is a file" if blocking == Path(path) else f"lies under {blocking}, which is a file"
+        raise DataError(f"{option} {path} {where}, not a folder; pass {option} a folder")
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The file that ``path`` is or lies under (so no folder can be made there), else None."""
+    for existing in (path, *path.absolute().parents):
+        if existing.exists():
+            return None if existing.is_dir() else existing
+    return None
 
 
 def add_model_options(p: argparse.ArgumentParser, *, trust_help: str) -> None:
@@ -91,10 +143,16 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     zsub = z.add_subparsers(dest="zoo_command", metavar="ACTION")
-    zt = zsub.add_parser("train", help="train a zoo model on its bundled data and cache the weights")
-    zt.add_argument("name")
-    zt.add_argument("--epochs", type=int, default=8)
-    zt.add_argument("--seed", type=int, default=0)
+    zt = zsub.add_parser(
+        "train",
+        help="train a zoo model on its bundled data and cache the weights",
+        description="Train a zoo model on its bundled data set and cache its weights (or write them to --out).",
+        epilog=_ZOO_TRAIN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    zt.add_argument("name", help="the zoo model (see `convscope zoo`)")
+    zt.add_argument("--epochs", type=positive_int, default=8, metavar="N", help="passes over the training data (default 8)")
+    zt.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
     zt.add_argument("--out", metavar="FILE", help="write the weights here instead of the cache")
 
     d = sub.add_parser(
@@ -105,10 +163,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_DEMO_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d.add_argument("--steps", type=int, default=600, help="training steps (default 600, about 10 s on 2 CPU cores)")
-    d.add_argument("--every", type=int, default=10, help="record the views every N steps (default 10)")
-    d.add_argument("--logdir", default="convscope-runs", help="where the run is stored (default ./convscope-runs)")
-    d.add_argument("--port", type=int, default=0, help="dashboard port (default: a free one)")
+    d.add_argument("--steps", type=positive_int, default=600, metavar="N", help="training steps (default 600, about 10 s on 2 CPU cores)")
+    d.add_argument("--every", type=positive_int, default=10, metavar="N", help="record the views every N steps (default 10)")
+    d.add_argument("--logdir", default="convscope-runs", metavar="DIR", help="where the run is stored (default ./convscope-runs)")
+    d.add_argument("--port", type=port_number(), default=0, help="dashboard port (default: a free one)")
     d.add_argument("--no-serve", action="store_true", help="no dashboard: only write the run store")
     d.add_argument("--no-browser", action="store_true", help="print the dashboard's address instead of opening a browser")
     d.add_argument("--no-prune", action="store_true", help="leave conv1's filters alone")
@@ -123,9 +181,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_SERVE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s_.add_argument("--logdir", default="convscope-runs", help="the runs' directory (default ./convscope-runs)")
+    s_.add_argument("--logdir", default="convscope-runs", metavar="DIR", help="the runs' directory (default ./convscope-runs)")
     s_.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s_.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = a free one)")
+    s_.add_argument("--port", type=port_number(), default=8765, help="port (default 8765; 0 = a free one)")
     s_.add_argument("--token", default=None, help="require this token (made for you on non-loopback addresses)")
     s_.add_argument("--open", action="store_true", help="open the dashboard in a browser")
     s_.add_argument("--trust", action="store_true", help="let the model explorer open pickled whole models (runs their code)")
@@ -145,7 +203,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_RUNS_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    r.add_argument("--logdir", default="convscope-runs", help="the runs' directory (default ./convscope-runs)")
+    r.add_argument("--logdir", default="convscope-runs", metavar="DIR", help="the runs' directory (default ./convscope-runs)")
     r.add_argument("--json", action="store_true", help="print the summaries as JSON (one list), for scripts")
 
     from convscope.explorer._open import add_open_parser
@@ -177,7 +235,12 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``convscope`` command."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "open" and extra and not any(word.startswith("-") for word in extra):
+        # (images after an option: argparse fills INPUT ... where it first meets it, and only there)
+        args.inputs, extra = [*args.inputs, *extra], []
+    if extra:  # (said by the command's own parser, with its usage and the option meant)
+        _unrecognized(_command_parser(parser, args), extra)
     if args.command is None:
         parser.print_help()
         return 0
@@ -197,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             from convscope.server import serve
 
+            check_folder(args.logdir, option="--logdir")
             serve(args.logdir, host=args.host, port=args.port, token=args.token, open_browser=args.open, trust=args.trust)
             return 0
         if args.command == "open":
@@ -212,14 +276,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub-)command that ``args`` holds: ``convscope``, ``convscope export``, ``convscope zoo train``."""
+    for dest in ("command", "zoo_command"):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, dest, None)
+        if not subs or name is None:
+            break
+        parser = subs[0].choices[name]
+    return parser
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: Sequence[str]) -> None:
+    """Exit as argparse does on words the command does not take, naming the options meant."""
+    import difflib
+
+    options = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    meant = [
+        close[0]
+        for word in extra
+        if word.startswith("-") and (close := difflib.get_close_matches(word.split("=", 1)[0], options, n=1))
+    ]
+    hint = f" (did you mean {', '.join(meant)}?)" if meant else ""
+    parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}; see `{parser.prog} --help`")
+
+
 def _shape_arg(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
         return tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
     except ValueError:
-        from convscope.errors import DataError
-
         raise DataError(f"--input-shape must look like 1,28,28; got {text!r}") from None
 
 
@@ -242,6 +329,7 @@ def _summary(args: argparse.Namespace) -> int:
     if args.json:
         print(model.graph.to_json(indent=2))
         return 0
+    images, label, what = _summary_input(model, args.input)  # (a bad --input is said before the table)
     table = Table(title=f"{model.name or args.model}  ({model.format}: {model.source})", title_justify="left")
     for col in ("layer", "kind", "input", "output", "params", "attributes"):
         table.add_column(col, justify="right" if col == "params" else "left", no_wrap=col != "attributes")
@@ -258,7 +346,6 @@ def _summary(args: argparse.Namespace) -> int:
             else ""
         )
     )
-    images, label, what = _summary_input(model, args.input)
     logits = model.predict(images)
     probs = torch.softmax(logits, dim=1)[0]
     top = torch.topk(probs, k=min(5, probs.numel()))
@@ -320,6 +407,13 @@ def _zoo(args: argparse.Namespace) -> int:
 
     console = Console()
     if args.zoo_command == "train":
+        if args.out is not None:  # (said now, not after minutes of training)
+            out = Path(args.out)
+            if out.is_dir():
+                raise DataError(f"--out {args.out} is a folder; pass a file name for the weights, e.g. {out / args.name}.safetensors")
+            blocking = _file_in_the_way(out.parent)
+            if blocking is not None:
+                raise DataError(f"cannot write --out {args.out}: {blocking} is a file, not a folder; pass a path in a folder")
         result = train_zoo_model(args.name, epochs=args.epochs, seed=args.seed, out=args.out, progress=True)
         console.print(
             f"trained {args.name} in {result['seconds']:.1f} s: train accuracy {result['train_accuracy']:.2%}, "
@@ -349,7 +443,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     console = Console()
     serve = not args.no_serve
-    result = run_demo(steps=args.steps, every=args.every, logdir=args.logdir, serve=serve, prune=not args.no_prune, port=args.port)
+    # (the browser opens as training starts: the dashboard is live, not a record of what was)
+    show = None if args.no_browser else webbrowser.open
+    result = run_demo(steps=args.steps, every=args.every, logdir=args.logdir, serve=serve, prune=not args.no_prune, port=args.port,
+                      on_serve=show)
     pruned = ", ".join(f"{p['layer']} {p['before']}->{p['after']} filters at step {p['step']}" for p in result.prunings) or "nothing"
     console.print(
         f"trained {result.steps} steps in {result.seconds:.1f} s: test accuracy {result.test_accuracy:.1%}; "
@@ -359,8 +456,6 @@ def _demo(args: argparse.Namespace) -> int:
         console.print(f"see it with: convscope serve --logdir {result.logdir} --open")
         return 0
     console.print(f"dashboard: [link={result.url}]{result.url}[/link]")
-    if not args.no_browser:
-        webbrowser.open(result.url)
     if args.exit:
         return 0
     console.print("serving until Ctrl-C")
@@ -374,7 +469,6 @@ def _demo(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     import json
     import time
-    from pathlib import Path
 
     from rich import box
     from rich.console import Console
@@ -386,7 +480,11 @@ def _runs(args: argparse.Namespace) -> int:
 
     logdir = Path(args.logdir)
     if not logdir.is_dir():
-        raise NotFoundError(f"log directory {args.logdir} does not exist; runs are written where watch(logdir=...) said")
+        found = "is a file, not a folder" if logdir.exists() else "does not exist"
+        raise NotFoundError(
+            f"log directory {args.logdir} {found}; pass --logdir the folder the runs were written to "
+            "(watch(logdir=...); default ./convscope-runs)"
+        )
     store = RunStore(logdir)
     runs = store.list_runs()  # (each with ``dropped``: one row of the run's state)
     unreadable = sorted(set(store.run_ids()) - {run["id"] for run in runs})

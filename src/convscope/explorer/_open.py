@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convscope.errors import ServerError
+from convscope.errors import DataError, ServerError
 
 __all__ = ["OpenedModel", "add_open_parser", "open_model", "run_open"]
 
@@ -48,14 +48,14 @@ def add_open_parser(sub: Any) -> None:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from convscope.cli import MODEL_HELP, add_model_options
+    from convscope.cli import MODEL_HELP, add_model_options, port_number
 
     p.add_argument("model", help=MODEL_HELP)
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="images to add as inputs (PNG, JPEG ...); default bundled samples")
     add_model_options(p, trust_help="allow pickled whole models (runs code from the file), here and in uploads")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    p.add_argument("--logdir", default="convscope-runs", help="runs the same server shows (default ./convscope-runs)")
+    p.add_argument("--port", type=port_number(), default=0, help="port (default: a free one)")
+    p.add_argument("--logdir", default="convscope-runs", metavar="DIR", help="runs the same server shows (default ./convscope-runs)")
     p.add_argument("--url", help="use the convscope server running at this address instead of starting one")
     p.add_argument("--token", help="the running server's token (with --url)")
     p.add_argument("--no-browser", action="store_true", help="print the page's address instead of opening a browser")
@@ -67,8 +67,10 @@ def run_open(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from convscope.cli import _shape_arg
+    from convscope.cli import _shape_arg, check_folder
 
+    if args.url is None:
+        check_folder(args.logdir, option="--logdir")
     console = Console()
     with console.status(f"opening {args.model} ..."):
         opened = open_model(
@@ -125,15 +127,21 @@ def open_model(
         >>> opened.page  # doctest: +SKIP
         'http://127.0.0.1:40123/#/explore?model=m1'
     """
+    images = [_image_path(p) for p in inputs]  # (a missing image is said before a big model loads)
     if url is not None:
-        return _open_remote(model, inputs=inputs, architecture=architecture, input_shape=input_shape, pretrained=pretrained,
+        return _open_remote(model, inputs=images, architecture=architecture, input_shape=input_shape, pretrained=pretrained,
                             url=url, token=token, default_inputs=default_inputs)
     from convscope.explorer import ExplorerSession
     from convscope.server import start_local_server
 
     session = ExplorerSession(trust=trust)
     loaded = session.add_model(model, architecture=architecture, input_shape=input_shape, pretrained=pretrained)
-    added = [session.add_input_bytes(Path(p).read_bytes(), name=Path(p).name).id for p in map(_image_path, inputs)]
+    added = []
+    for path in images:
+        try:
+            added.append(session.add_input_bytes(path.read_bytes(), name=path.name).id)
+        except DataError as exc:  # (the session is told bytes, not the file they came from)
+            raise DataError(_naming(str(exc), path)) from None
     if not added:
         added = [item.id for item in session.default_inputs(loaded.id, count=default_inputs)]
     handle = start_local_server(logdir, host=host, port=port, explorer=session, max_upload_bytes=session.limits.max_model_bytes)
@@ -143,7 +151,7 @@ def open_model(
 def _open_remote(
     model: str | os.PathLike[str],
     *,
-    inputs: Sequence[str | os.PathLike[str]],
+    inputs: Sequence[Path],
     architecture: str | None,
     input_shape: tuple[int, ...] | None,
     pretrained: bool,
@@ -153,9 +161,32 @@ def _open_remote(
 ) -> OpenedModel:
     import httpx
 
+    base = url.split("#", 1)[0].split("?", 1)[0].rstrip("/") + "/"
+    try:
+        return _send(model, inputs=inputs, architecture=architecture, input_shape=input_shape, pretrained=pretrained,
+                     base=base, token=token, default_inputs=default_inputs)
+    except (httpx.TransportError, httpx.InvalidURL) as exc:
+        raise ServerError(
+            f"cannot reach a convscope server at {url} ({exc}); start one with `convscope serve` and pass the "
+            "address it prints to --url, or leave out --url to start one here", status_code=502,
+        ) from None
+
+
+def _send(
+    model: str | os.PathLike[str],
+    *,
+    inputs: Sequence[Path],
+    architecture: str | None,
+    input_shape: tuple[int, ...] | None,
+    pretrained: bool,
+    base: str,
+    token: str | None,
+    default_inputs: int,
+) -> OpenedModel:
+    import httpx
+
     from convscope.models import list_models
 
-    base = url.split("#", 1)[0].split("?", 1)[0].rstrip("/") + "/"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
         if not os.path.exists(model) and str(model) in {e.name for e in list_models()}:
@@ -173,7 +204,7 @@ def _open_remote(
                             headers={"Content-Type": "application/octet-stream"})
         details = _json(r, f"the server at {base} did not take the model")
         added = []
-        for p in map(_image_path, inputs):
+        for p in inputs:
             r = client.post("api/explorer/inputs/upload", params={"filename": p.name}, content=p.read_bytes(),
                             headers={"Content-Type": "application/octet-stream"})
             added.append(_json(r, f"the server at {base} did not take {p.name}")["id"])
@@ -192,17 +223,24 @@ def _page(base: str, model_id: str) -> str:
 def _image_path(p: str | os.PathLike[str]) -> Path:
     path = Path(p)
     if not path.is_file():
-        from convscope.errors import DataError
-
         raise DataError(f"input image {str(path)!r} does not exist or is not a file")
     return path
 
 
+def _naming(message: str, path: Path) -> str:
+    """A message about an image's bytes, about the file instead."""
+    what = f"input image {str(path)!r}"
+    return message.replace("uploaded bytes", what, 1) if "uploaded bytes" in message else f"{what}: {message}"
+
+
 def _json(r: Any, what: str) -> dict[str, Any]:
+    try:
+        body = r.json()
+    except ValueError:
+        body = None
     if r.status_code >= 400:
-        try:
-            detail = r.json().get("detail", r.text)
-        except ValueError:
-            detail = r.text
+        detail = body.get("detail", r.text) if isinstance(body, dict) else r.text[:300]  # (not a page of HTML)
         raise ServerError(f"{what}: {r.status_code} {detail}", status_code=r.status_code)
-    return dict(r.json())
+    if not isinstance(body, dict):  # (another program answers at that address)
+        raise ServerError(f"{what}: its answer is not a convscope server's; check --url", status_code=502)
+    return body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def add_export_parser(sub: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("run", help="the run's id in --logdir, or the path of its .convscope.db file")
+    p.add_argument("run", help="the run's id in --logdir (`convscope runs` lists them), or the path of its .convscope.db file")
     p.add_argument(
         "--format",
         dest="formats",
@@ -73,8 +74,19 @@ def _locate(run: str, logdir: str) -> tuple[Path, str]:
     path = Path(run)
     if run.endswith(RUN_SUFFIX):
         if not path.is_file():
-            raise NotFoundError(f"run file {run} does not exist")
+            raise NotFoundError(f"run file {run} does not exist; pass the path of a run's {RUN_SUFFIX} file, or its id "
+                                f"with --logdir (`convscope runs --logdir DIR` lists them)")
         return path.parent, path.name[: -len(RUN_SUFFIX)]
+    is_path = "/" in run or os.sep in run  # (run ids hold no separator)
+    if is_path and path.is_dir():
+        raise DataError(f"{run} is a folder; pass a run's id with --logdir {run} (`convscope runs --logdir {run}` lists "
+                        f"them), or the path of its {RUN_SUFFIX} file")
+    if is_path:
+        raise DataError(f"{run} is neither a run's id nor a run file ({RUN_SUFFIX}); pass a run's id with --logdir "
+                        f"(`convscope runs --logdir DIR` lists them), or the path of its {RUN_SUFFIX} file")
+    if not Path(logdir).is_dir():
+        raise NotFoundError(f"no run {run!r}: the log directory {logdir} does not exist here; pass --logdir the folder "
+                            f"the run was written to (watch(logdir=...); default ./convscope-runs), or the path of its {RUN_SUFFIX} file")
     return Path(logdir), run
 
 

@@ -137,7 +137,7 @@ def export_run(
             parts.append({"kind": "scalars", "layer": in_layers, "start": end + 1})
         total = sum(reader.count(**part, upto_id=upto) for part in parts)
         if not total:
-            raise DataError(_nothing_selected(reader.info(details=False), run, kinds, layers, start, end))
+            raise DataError(_nothing_selected(reader.info(), run, kinds, layers, start, end))
         for fmt, folder in folders.items():
             try:
                 folder.mkdir(parents=True, exist_ok=True)
@@ -192,5 +192,7 @@ def _nothing_selected(info: dict[str, Any], run: str, kinds: Sequence[str] | Non
         asked.append(f"of layer {', '.join(layers)}")
     if start is not None or end is not None:
         asked.append(f"in steps {'' if start is None else start}:{'' if end is None else end}")
-    return (f"no frames {' '.join(asked)} in run {run!r}: nothing to export; its frames are of steps "
-            f"{info['first_step']} to {info['last_step']} (`convscope runs` and the dashboard show what it holds)")
+    held = ", ".join(kind for kind in sorted(info["kinds"]) if kind != "run_meta")
+    of_layers = f"; layers {', '.join(info['layers'])}" if info["layers"] else ""
+    return (f"no frames {' '.join(asked)} in run {run!r}: nothing to export; it holds steps {info['first_step']} to "
+            f"{info['last_step']}; kinds {held}{of_layers} — choose from these (--kind, --layer, --steps)")

@@ -9,6 +9,7 @@ redundant conv1 filters once the correlation groups have settled.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +44,12 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
     port: int = 0,
+    on_serve: Callable[[str], object] | None = None,
 ) -> DemoResult:
     """Train the simplified LeNet-5 with :func:`convscope.watch`; returns what happened.
+
+    ``on_serve`` is called with the live dashboard's address before training starts (``serve=True``):
+    ``convscope demo`` opens the browser there, so the dashboard is watched live.
 
     Example:
         >>> r = run_demo(steps=20, every=5, serve=False, logdir=None, progress=False)
@@ -93,6 +98,8 @@ def run_demo(
     accuracy = float("nan")
     columns = (TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())
     try:
+        if on_serve is not None and monitor.server_url is not None:
+            on_serve(monitor.server_url)
         with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
             task = bar.add_task("train", total=steps, status="")
             for step in range(1, steps + 1):

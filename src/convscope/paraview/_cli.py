@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +39,12 @@ def add_paraview_parser(sub: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from convscope.cli import port_number
+
     p.add_argument("--run", help="the run to follow (its id on the server)")
     p.add_argument("--url", default="http://127.0.0.1:8765", help="the convscope server (default http://127.0.0.1:8765)")
     p.add_argument("--token", default=None, help="the server's token, if it requires one")
-    p.add_argument("--live", type=int, metavar="PORT", help="send to a `paraview --live=PORT` client on this machine")
+    p.add_argument("--live", type=port_number(free=False), metavar="PORT", help="send to a `paraview --live=PORT` client on this machine")
     p.add_argument("--extracts", metavar="DIR", help="write data extracts (.pvtp/.pvti) and PNGs here")
     p.add_argument("--no-png", action="store_true", help="with --extracts: data only, no rendering (no display needed)")
     p.add_argument("--layer", help="the layer to show (default: the first one with a weight grid)")
@@ -88,11 +92,25 @@ def run_paraview(args: argparse.Namespace) -> int:
         )
     console.print("running: " + " ".join(cmd), highlight=False)
     try:
-        return subprocess.call(cmd, env=pvpython_env())
+        code = subprocess.call(cmd, env=pvpython_env())
     except KeyboardInterrupt:
         return 130
     except OSError as exc:  # (found, but it does not run: not a program for this machine)
         raise MissingDependencyError(f"{cmd[0]} could not be started ({exc.strerror or exc}); pass ParaView's pvpython with --pvpython PATH") from None
+    draws = args.open is not None or (args.extracts is not None and not args.no_png)
+    if code not in (0, 130) and draws and _no_display():
+        # (ParaView's X render window crashes without one, and says so only in a stack trace)
+        also = "" if args.open is not None else "; or pass --no-png for data extracts only"
+        raise MissingDependencyError(
+            f"ParaView stopped (exit status {code}): it draws in a window and this machine has no display (DISPLAY is "
+            f"not set); run it under a virtual one: xvfb-run -a convscope paraview ...{also}"
+        )
+    return code
+
+
+def _no_display() -> bool:
+    """Whether ParaView on this machine would have no X display to draw in."""
+    return sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
 
 
 def _check_exports(folder: Path, layer: str | None, screenshot: str | None) -> str | None:

@@ -223,7 +223,19 @@ def _parser() -> argparse.ArgumentParser:
 
     add_export_parser(sub)
     add_paraview_parser(sub)
+    _whole_options_only(parser)
     return parser
+
+
+def _whole_options_only(parser: argparse.ArgumentParser) -> None:
+    """Refuse shortened options in ``parser`` and every (sub-)command under it: argparse would
+    take ``--epoch 2`` for ``--epochs 2`` (and ``zoo train`` then overwrites the cached weights);
+    a misspelt option is said with the one meant instead (see :func:`_unrecognized`)."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _whole_options_only(child)
 
 
 def _version() -> str:

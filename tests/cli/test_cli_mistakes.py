@@ -44,6 +44,18 @@ def test_a_misspelt_option_is_said_by_its_command_with_the_option_meant(capsys) 
 
 
 @pytest.mark.parametrize(
+    ("argv", "short", "meant"),
+    [(["zoo", "train", "lenet5", "--epoch", "2"], "--epoch", "--epochs"), (["demo", "--step", "5", "--no-serve"], "--step", "--steps"),
+     (["export", "my-run", "--form", "csv", "--out", "x"], "--form", "--format"), (["runs", "--log", "x"], "--log", "--logdir")],
+)
+def test_a_shortened_option_is_refused_not_taken_for_the_whole_one(argv: list[str], short: str, meant: str, capsys) -> None:
+    # (argparse took `zoo train lenet5 --epoch 2` for --epochs 2, and the cached weights were
+    # overwritten by a two-epoch training)
+    err = _usage_error(argv, capsys)
+    assert f"unrecognized arguments: {short}" in err and f"did you mean {meant}?" in err
+
+
+@pytest.mark.parametrize(
     "argv",
     [["demo", "--steps", "0"], ["demo", "--steps", "-5"], ["demo", "--every", "0"], ["demo", "--every", "ten"],
      ["zoo", "train", "lenet5", "--epochs", "0"]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -365,6 +366,12 @@ def test_non_loopback_bind_always_gets_a_token_and_prints_it(tmp_path: Path, cap
         url = f"http://127.0.0.1:{handle.port}/api/runs"
         assert httpx.get(url, timeout=10).status_code == 401
         assert httpx.get(url, params={"token": handle.token}, timeout=10).json() == []
+        # every address of the machine: the address to open is one a browser can (not 0.0.0.0), and
+        # others are told the machine's name
+        opened = next(line for line in out.splitlines() if line.startswith("convscope: open ")).split()[-1]
+        assert opened == f"http://127.0.0.1:{handle.port}/?token={handle.token}" and "0.0.0.0" not in out
+        assert f"from other machines: http://{socket.gethostname()}:{handle.port}/?token={handle.token}" in out
+        assert httpx.get(opened, timeout=10).status_code == 200
     finally:
         handle.stop()
 

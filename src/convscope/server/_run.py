@@ -80,6 +80,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _is_wildcard(host: str) -> bool:
+    """True for the addresses that mean every address of this machine (``0.0.0.0``, ``::``)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def _at(url: str, handle: ServerHandle, name: str) -> str:
+    """``url`` (one of ``handle``'s) with the server's host said as ``name``."""
+    return url.replace(handle.url.rstrip("/"), f"http://{name}:{handle.port}", 1)
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """Bind the listening socket here, so ``port=0`` names a free port without a race."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -205,13 +218,19 @@ def serve(
         handle = start_local_server(logdir, host=host, port=port, token=token, **options)
         server = handle._server
     print(f"convscope: serving runs from {logdir}")
-    print(f"convscope: open {handle.url_with_token()}", flush=True)
+    here = handle.url_with_token()
+    wildcard = _is_wildcard(host)  # (every address of the machine: http://0.0.0.0/ is no address to open)
+    if wildcard:
+        here = _at(here, handle, "[::1]" if ":" in host else "127.0.0.1")
+    print(f"convscope: open {here}", flush=True)
+    if wildcard:
+        print(f"convscope: from other machines: {_at(handle.url_with_token(), handle, socket.gethostname())}", flush=True)
     if not is_loopback(host):
         print("convscope: this address is reachable from other machines; the token above is required", flush=True)
     if open_browser:
         import webbrowser
 
-        threading.Timer(0.5 if block else 0.0, lambda: webbrowser.open(handle.url_with_token())).start()
+        threading.Timer(0.5 if block else 0.0, lambda: webbrowser.open(here)).start()
     if block:
         try:
             server.run(sockets=[handle._socket])

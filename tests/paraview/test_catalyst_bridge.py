@@ -136,3 +136,37 @@ def test_the_bridge_waits_on_an_interrupted_run_and_follows_it_when_it_resumes(t
     assert bridge.returncode == 0, out + err
     assert "is interrupted" in err and "waiting for its training to reconnect" in err
     assert sorted(p.name for p in ext.glob("weights_*.pvtp")) == [f"weights_{s:06d}.pvtp" for s in range(4)]
+
+
+def test_the_bridge_says_once_that_the_server_is_not_reachable_and_follows_the_run_once_it_is(tmp_path, pvrun) -> None:
+    # (it said "server not reachable; retrying" at every poll, for as long as the server was away)
+    import socket
+
+    from convscope.paraview import pvpython_env
+    from convscope.server import start_local_server
+
+    store = RunStore(tmp_path / "runs")
+    with store.create_run("r") as w:
+        for f in every_kind(0):
+            w.write(f)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # (free: nothing listens there until the server below starts)
+    ext = tmp_path / "ext"
+    cmd = bridge_command(run="r", url=f"http://127.0.0.1:{port}/", extracts=ext, png=False, poll=0.1)
+    bridge = subprocess.Popen([*cmd, "--timeout", "90"], env=pvpython_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = None
+    try:
+        time.sleep(4.0)  # (a few polls, a second apart, with no server)
+        assert bridge.poll() is None
+        server = start_local_server(tmp_path / "runs", port=port)
+        out, err = bridge.communicate(timeout=60)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+        if server is not None:
+            server.stop()
+    assert bridge.returncode == 0, out + err
+    assert err.count("server not reachable") == 1 and "retrying every 1 s" in err, err
+    assert err.count("server reached; following the run") == 1, err
+    assert (ext / "weights_000000.pvtp").is_file()

@@ -153,6 +153,14 @@ def follow(args: argparse.Namespace) -> int:
     timing = open(args.timing, "w", encoding="utf-8") if args.timing else None  # noqa: SIM115
     status = "live"
     said_interrupted = False
+    waiting = ""  # what the bridge said it waits for (said once, until a poll gets through)
+
+    def wait(why: str) -> None:
+        nonlocal waiting
+        if why != waiting:
+            print(why, file=sys.stderr, flush=True)
+            waiting = why
+        time.sleep(max(args.poll, 1.0))
 
     def emit(step: int, fetch_s: float) -> None:
         nonlocal shown
@@ -182,13 +190,14 @@ def follow(args: argparse.Namespace) -> int:
             except urllib.error.HTTPError as exc:
                 if exc.code != 404:
                     raise
-                print(f"run {args.run!r} is not on the server (yet); waiting", file=sys.stderr, flush=True)
-                time.sleep(max(args.poll, 1.0))
+                wait(f"run {args.run!r} is not on the server (yet); waiting")
                 continue
             except (urllib.error.URLError, OSError) as exc:
-                print(f"server not reachable ({exc}); retrying", file=sys.stderr, flush=True)
-                time.sleep(max(args.poll, 1.0))
+                wait(f"server not reachable ({getattr(exc, 'reason', exc)}); retrying every {max(args.poll, 1.0):g} s")
                 continue
+            if waiting:
+                print("server reached; following the run", file=sys.stderr, flush=True)
+                waiting = ""
             fetch_s = time.perf_counter() - t_fetch
             new = 0
             for frame in decode_stream(body):

@@ -1,7 +1,7 @@
 // The distribution view's pointer: which filter's line is under it, and what is said of it.
 import { describe, expect, it } from "vitest";
 import type { Frame } from "../src/frames";
-import { describeFilter, fmt, lineHeight, nearestLine, plotBox, plotHeight } from "../src/views/distribution";
+import { describeFilter, fmt, lineHeight, nearestLine, PEAK, plotBox, plotHeight } from "../src/views/distribution";
 
 // three filters, four bins: filter 0 peaks in bin 0, filter 1 in bin 3, filter 2 flat and low
 const counts = Float32Array.from([16, 4, 0, 0, 0, 0, 4, 16, 1, 1, 1, 1]);
@@ -13,17 +13,18 @@ const dist = {
 } as unknown as Frame;
 
 describe("distribution view", () => {
-  it("puts counts on a square-root scale of the layer's peak", () => {
-    expect(lineHeight(counts, 4, 0, 0, 16)).toBe(1);
-    expect(lineHeight(counts, 4, 0, 1, 16)).toBe(0.5);
-    expect(lineHeight(counts, 4, 2, 2, 16)).toBe(0.25);
+  it("puts counts on a square-root scale of the layer's peak, the peak below the plot's top edge", () => {
+    expect(PEAK).toBeLessThan(1);
+    expect(lineHeight(counts, 4, 0, 0, 16)).toBeCloseTo(PEAK);
+    expect(lineHeight(counts, 4, 0, 1, 16)).toBeCloseTo(0.5 * PEAK);
+    expect(lineHeight(counts, 4, 2, 2, 16)).toBeCloseTo(0.25 * PEAK);
   });
 
   it("finds the line nearest the pointer, and none far from every line or off the plot", () => {
     expect(nearestLine(counts, 3, 4, 0.125, 0.98)).toBe(0); // bin 0's centre, near the top
     expect(nearestLine(counts, 3, 4, 0.875, 0.97)).toBe(1);
-    expect(nearestLine(counts, 3, 4, 0.375, 0.26)).toBe(2); // bin 1: filter 0 at 0.5, 1 at 0, the flat line at 0.25
-    expect(nearestLine(counts, 3, 4, 0.25, 0.72)).toBe(0); // halfway between bins 0 and 1: filter 0 falls from 1 to 0.5
+    expect(nearestLine(counts, 3, 4, 0.375, 0.26)).toBe(2); // bin 1: filter 0 at 0.47, 1 at 0, the flat line at 0.235
+    expect(nearestLine(counts, 3, 4, 0.25, 0.72)).toBe(0); // halfway between bins 0 and 1: filter 0 falls from 0.94 to 0.47
     expect(nearestLine(counts, 3, 4, 0.375, 0.7)).toBe(-1);
     expect(nearestLine(counts, 3, 4, 1.2, 0.25)).toBe(-1);
   });

@@ -22,10 +22,13 @@ export function plotBox(w: number, h = HEIGHT): { x: number; y: number; w: numbe
   return { x: PAD, y: TOP, w: Math.max(1, w - PAD - 6), h: Math.max(1, h - PAD - TOP) };
 }
 
+/** How high the layer's peak is drawn (1: the plot's top edge, where the frame would hide it). */
+export const PEAK = 0.94;
+
 /** Height (0 at the bottom, 1 at the top) of filter ``f``'s line at bin ``b``: counts on a
- * square-root scale, so that the low tails still show beside a peak. */
+ * square-root scale, so that the low tails still show beside a peak, which is at ``PEAK``. */
 export function lineHeight(counts: ArrayLike<number>, B: number, f: number, b: number, peak: number): number {
-  return Math.sqrt(counts[f * B + b] / (peak || 1));
+  return PEAK * Math.sqrt(counts[f * B + b] / (peak || 1));
 }
 
 /** The filter whose line passes nearest (vertically) to the point at ``fx`` (0..1 across the

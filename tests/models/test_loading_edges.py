@@ -277,3 +277,18 @@ def test_onnx_external_data_alone_explains_how_to_ship_it(real_files, tmp_path: 
     shutil.copy(tmp_path / "m.onnx", alone / "m.onnx")  # what an upload of the .onnx file carries
     with pytest.raises(CorruptModelError, match=r"'m.data', which is missing.*save_as_external_data=False"):
         convscope.load_model(alone / "m.onnx")
+
+
+def test_an_architecture_that_would_be_ignored_is_refused(tmp_path: Path) -> None:
+    # (--arch was silently ignored for zoo names and for files that hold their architecture)
+    from convscope.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"'lenet5' is a zoo model, which has its own: leave out the architecture \(--arch\)"):
+        convscope.load_model("lenet5", architecture="vgg12", pretrained=False)
+    path = _export_onnx(torch.nn.Conv2d(1, 2, 3).eval(), tmp_path / "conv.onnx", (1, 1, 8, 8))
+    with pytest.raises(ModelLoadError, match=r"a \.onnx file holds its architecture"):
+        convscope.load_model(path, architecture="lenet5-simplified")
+    assert convscope.load_model(path).format == "onnx"  # (without it, as ever)
+    weights = tmp_path / "w.pt"
+    torch.save(convscope.load_model("lenet5-simplified", pretrained=False).module.state_dict(), weights)
+    assert convscope.load_model(weights, architecture="lenet5-simplified").format == "state_dict"  # (what it is for)

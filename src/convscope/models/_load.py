@@ -86,6 +86,7 @@ def load_model(
     if isinstance(source, str) and not os.path.exists(source) and _looks_like_zoo_name(source):
         from convscope.models.zoo import load_zoo_model
 
+        _no_architecture(architecture, f"{source!r} is a zoo model, which has its own")
         loaded = load_zoo_model(source, pretrained=pretrained)
         if spec is not None:
             loaded.input_spec = spec
@@ -107,12 +108,28 @@ def load_model(
             f"{', '.join(SUPPORTED_EXTENSIONS)} - {_rename_hint(path)}"
         )
     try:
-        return _load_file(path, ext, architecture=architecture, spec=spec, trust=trust, check=check)
+        loaded = _load_file(path, ext, architecture=architecture, spec=spec, trust=trust, check=check)
     except CorruptModelError as exc:
         found = _sniff(path)
         if found is None or _FORMATS[found][1] == _FORMAT_OF_EXTENSION[ext]:
             raise
         raise CorruptModelError(f"{exc} ({_rename_hint(path)})") from None
+    if ext not in _WEIGHTS_ONLY:  # (said once the file proved what its name says: else the name is the mistake)
+        _no_architecture(architecture, f"a {ext} file holds its architecture")
+    return loaded
+
+
+#: the extensions of files that may hold weights alone (state dicts), which ``architecture=`` completes
+_WEIGHTS_ONLY = (".pt", ".pth", ".bin", ".safetensors")
+
+
+def _no_architecture(architecture: str | None, why: str) -> None:
+    """Refuse an ``architecture`` that would be ignored, saying ``why``."""
+    if architecture is not None:
+        raise ModelLoadError(
+            f"architecture {architecture!r} is for files of weights alone ({', '.join(_WEIGHTS_ONLY)} state dicts); "
+            f"{why}: leave out the architecture (--arch)"
+        )
 
 
 def _load_file(

@@ -187,6 +187,8 @@ def follow(args: argparse.Namespace) -> int:
                 body = server.frames(next_step, layer)
                 if not held and not body:
                     status = server.status()
+                    if status not in ("live", "interrupted"):  # (frames its writer stored before it closed,
+                        body = server.frames(next_step, layer)  # after the read above, come with this one)
             except urllib.error.HTTPError as exc:
                 if exc.code != 404:
                     raise

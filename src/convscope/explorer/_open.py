@@ -148,23 +148,13 @@ def open_model(
     return OpenedModel(page=_page(handle.url_with_token(), loaded.id), model=loaded.id, inputs=added, handle=handle)
 
 
-def _open_remote(
-    model: str | os.PathLike[str],
-    *,
-    inputs: Sequence[Path],
-    architecture: str | None,
-    input_shape: tuple[int, ...] | None,
-    pretrained: bool,
-    url: str,
-    token: str | None,
-    default_inputs: int,
-) -> OpenedModel:
+def _open_remote(model: str | os.PathLike[str], *, url: str, **options: Any) -> OpenedModel:
+    """:func:`_send` to the server at ``url``, saying so when there is none to reach."""
     import httpx
 
     base = url.split("#", 1)[0].split("?", 1)[0].rstrip("/") + "/"
     try:
-        return _send(model, inputs=inputs, architecture=architecture, input_shape=input_shape, pretrained=pretrained,
-                     base=base, token=token, default_inputs=default_inputs)
+        return _send(model, base=base, **options)
     except (httpx.TransportError, httpx.InvalidURL) as exc:
         raise ServerError(
             f"cannot reach a convscope server at {url} ({exc}); start one with `convscope serve` and pass the "

@@ -88,6 +88,8 @@ describe("the structure's camera", () => {
     expect(wall.wall).toMatchObject({ cols: 8, count: 64 });
     expect(open.bounds.max[2]).toBeGreaterThan(closed.max[2]);
     expect(open.bounds.min[2]).toBeLessThan(closed.min[2]);
+    // it stands in front of every block (their -y faces, towards the camera), which so cannot cover it
+    for (const p of open.placed) if (!p.wall) expect(wall.wall!.y).toBeLessThanOrEqual(-p.size[1] / 2);
     // (one map only: a block as before)
     expect(layoutUnits(units, "conv1", { count: 1, width: 28, height: 28 }).placed[1].wall).toBeNull();
   });

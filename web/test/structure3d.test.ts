@@ -1,8 +1,9 @@
 // The 3-D structure's blocks: the faces that show a layer's map face the default camera, and show
-// it upright and unmirrored from wherever the camera looks at them.
+// it upright and unmirrored from wherever the camera looks at them; so do an opened layer's planes.
 import * as THREE from "three";
 import { describe, expect, it } from "vitest";
-import { blockGeometry, VIEW_DIR } from "../src/views/explorer/structure3d";
+import { PLANE } from "../src/views/explorer/keys";
+import { blockGeometry, VIEW_DIR, wallPlane } from "../src/views/explorer/structure3d";
 
 /** Where the corners of face ``face`` of ``geometry`` land on the screen of a camera at ``from``
  * (z up) looking at the block, with their texture coordinates; and whether it sees the face's front. */
@@ -70,5 +71,42 @@ describe("3-D structure blocks", () => {
     near(span(corners.map((c) => c.v)), [0, 1]);
     // the map faces themselves are the map's shape: all of it
     near(span(seen(geometry, 1, VIEW_DIR).corners.map((c) => c.u)), [0, 1]);
+  });
+});
+
+describe("3-D structure of an opened layer", () => {
+  it("turns its maps to the default camera, upright and unmirrored, map 0 first and left to right", () => {
+    for (const [count, cols, aspect] of [[6, 3, 1], [16, 4, 1], [64, 8, 0.5]]) {
+      const rows = Math.ceil(count / cols), x0 = 10;
+      const geometry = new THREE.PlaneGeometry(PLANE, PLANE * aspect);
+      const planes = Array.from({ length: count }, (_, f) => wallPlane(geometry, new THREE.MeshBasicMaterial(), f, cols, rows, x0, -3));
+      const wall = new THREE.Box3();
+      for (const p of planes) wall.expandByObject(p);
+      const centre = wall.getCenter(new THREE.Vector3());
+      const camera = new THREE.PerspectiveCamera(45, 1, 0.1, 1000);
+      camera.up.set(0, 0, 1);
+      camera.position.set(...VIEW_DIR).normalize().multiplyScalar(60).add(centre);
+      camera.lookAt(centre);
+      camera.updateMatrixWorld();
+      const at = geometry.attributes.position, uv = geometry.attributes.uv;
+      const onScreen = planes.map((plane, f) => {
+        plane.updateMatrixWorld();
+        const corners = Array.from({ length: at.count }, (_, k) => {
+          const p = new THREE.Vector3(at.getX(k), at.getY(k), at.getZ(k)).applyMatrix4(plane.matrixWorld).project(camera);
+          return { x: p.x, y: p.y, u: uv.getX(k), v: uv.getY(k) };
+        });
+        // its textured (front) face towards the camera, and not edge-on: within 45° of facing it
+        const normal = new THREE.Vector3(0, 0, 1).transformDirection(plane.matrixWorld);
+        const toCamera = camera.position.clone().sub(plane.getWorldPosition(new THREE.Vector3())).normalize();
+        expect(normal.dot(toCamera), `map ${f} of ${count}`).toBeGreaterThan(Math.SQRT1_2);
+        expect(upright(corners), `map ${f} of ${count}`).toBe(true);
+        return plane.getWorldPosition(new THREE.Vector3()).project(camera);
+      });
+      // read as in the 2-D views: along a row left to right, rows top to bottom
+      for (let f = 1; f < count; f++) {
+        if (f % cols) expect(onScreen[f].x, `map ${f} of ${count}`).toBeGreaterThan(onScreen[f - 1].x);
+        else expect(onScreen[f].y, `map ${f} of ${count}`).toBeLessThan(onScreen[f - cols].y);
+      }
+    }
   });
 });

@@ -63,7 +63,6 @@ export const GAP = 1.2;
 export const MAX_PLANES = 64;
 export const PLANE = 1.6; // an opened layer's planes: side and gap
 export const PLANE_GAP = 0.25;
-export const PLANE_STEP = 0.12; // (stepped along x, like TensorSpace's open layers)
 
 /** Where a unit is drawn: a block of ``size`` from ``x`` along the model's axis (centred on y = z = 0),
  *  or (``wall``) the opened layer's maps as planes, ``cols`` across. */
@@ -71,7 +70,8 @@ export interface Placed {
   unit: Unit;
   x: number;
   size: [number, number, number];
-  wall: { cols: number; count: number; planeHeight: number } | null;
+  /** (``y``: where the wall stands, in front of every block, so that none covers it from the camera's side) */
+  wall: { cols: number; count: number; planeHeight: number; y: number } | null;
 }
 
 /** The blocks along x in the order given, the opened layer as a wall of its maps (when it has more
@@ -92,11 +92,12 @@ export function layoutUnits(units: Unit[], opened: string | null = null, openedM
       const count = Math.min(openedMaps.count, MAX_PLANES);
       const cols = Math.ceil(Math.sqrt(count)), rows = Math.ceil(count / cols);
       const planeHeight = PLANE * (openedMaps.height / Math.max(1, openedMaps.width));
+      // (rows along x, centred on z = 0, facing -y: see wallPlane in structure3d.ts)
       const step = PLANE + PLANE_GAP;
-      const half = ((cols - 1) / 2) * step;
-      grow([x, -half - PLANE / 2, half - (rows - 1) * step - planeHeight / 2], [x + (cols - 1) * PLANE_STEP, half + PLANE / 2, half + planeHeight / 2]);
-      const width = cols * PLANE_STEP + 2;
-      placed.push({ unit, x, size: [width, 2 * half + PLANE, 2 * half + planeHeight], wall: { cols, count, planeHeight } });
+      const width = cols * step - PLANE_GAP, height = (rows - 1) * step + planeHeight;
+      const y = -Math.max(...units.map((u) => blockSize(u.shape, maxSide)[1] / 2));
+      grow([x, y, -height / 2], [x + width, y, height / 2]);
+      placed.push({ unit, x, size: [width, 0, height], wall: { cols, count, planeHeight, y } });
       x += width + GAP;
       continue;
     }

@@ -7,7 +7,7 @@
 import * as THREE from "three";
 import { ThreeView, type Vec } from "../three";
 import type { Maps } from "./client";
-import { colorOf, cssColor, layoutUnits, legendEntries, type LabelSpot, type Placed, placeLabels, PLANE, PLANE_GAP, PLANE_STEP, shortLabel } from "./keys";
+import { colorOf, cssColor, layoutUnits, legendEntries, type LabelSpot, type Placed, placeLabels, PLANE, PLANE_GAP, shortLabel } from "./keys";
 import { decodeBase64, formatShape, type Unit } from "./logic";
 import { mapCanvas } from "./maps";
 
@@ -38,6 +38,18 @@ export function blockGeometry(size: Vec, aspect = 0): THREE.BoxGeometry {
     }
   }
   return geometry;
+}
+
+/** Map ``f`` of an opened layer's wall (``cols`` across, ``rows`` down, from ``x0``, at ``y0``) as a plane. */
+export function wallPlane(geometry: THREE.PlaneGeometry, material: THREE.Material, f: number, cols: number, rows: number, x0: number, y0 = 0): THREE.Mesh {
+  const plane = new THREE.Mesh(geometry, material);
+  const col = f % cols, row = Math.floor(f / cols), step = PLANE + PLANE_GAP;
+  // planes stand in the x-z plane facing -y, the side the default camera looks from (VIEW_DIR):
+  // rows read left to right along x as in the 2-D views, upright (the plane's +y turned to +z).
+  // (Facing +x, along the model, they were seen edge-on and from behind: mirrored.)
+  plane.rotation.set(Math.PI / 2, 0, 0);
+  plane.position.set(x0 + PLANE / 2 + col * step, y0, ((rows - 1) / 2 - row) * step);
+  return plane;
 }
 
 export class StructureView extends ThreeView {
@@ -108,7 +120,7 @@ export class StructureView extends ThreeView {
     const { placed, bounds } = layoutUnits(units, opened, openedMaps);
     for (const { unit, x, size, wall } of placed) {
       if (wall && openedMaps) {
-        this.wall(unit, openedMaps, frozen, x, wall.cols, wall.count);
+        this.wall(unit, openedMaps, frozen, x, wall.y, wall.cols, wall.count);
         continue;
       }
       const color = colorOf(unit.category);
@@ -154,7 +166,7 @@ export class StructureView extends ThreeView {
   private buildLabels(placed: Placed[], opened: string | null): void {
     this.labels.innerHTML = "";
     this.labelOf.clear();
-    for (const { unit, x, size } of placed) {
+    for (const { unit, x, size, wall } of placed) {
       const el = document.createElement("span");
       el.className = `block-label${unit.container ? " container" : ""}${unit.id === opened ? " opened" : ""}`;
       el.textContent = shortLabel(unit.id);
@@ -164,7 +176,7 @@ export class StructureView extends ThreeView {
       const cx = x + size[0] / 2;
       const priority = unit.id === opened ? 4 : unit.category === "io" ? 3 : ["conv", "dense", "container"].includes(unit.category) ? 2 : unit.category === "pool" ? 1 : 0;
       this.labelOf.set(unit.id, {
-        el, top: new THREE.Vector3(cx, 0, size[2] / 2), bottom: new THREE.Vector3(cx, 0, -size[2] / 2), priority, w: el.offsetWidth, h: el.offsetHeight,
+        el, top: new THREE.Vector3(cx, wall?.y ?? 0, size[2] / 2), bottom: new THREE.Vector3(cx, wall?.y ?? 0, -size[2] / 2), priority, w: el.offsetWidth, h: el.offsetHeight,
       });
     }
   }
@@ -229,22 +241,17 @@ export class StructureView extends ThreeView {
     if (this.labelOf) this.placeLabels();
   }
 
-  /** An opened layer: its maps as planes in a square wall facing the camera's side. */
-  private wall(unit: Unit, maps: Maps, frozen: number[], x0: number, cols: number, n: number): void {
+  /** An opened layer: its maps as planes in a wall facing the camera's side. */
+  private wall(unit: Unit, maps: Maps, frozen: number[], x0: number, y0: number, cols: number, n: number): void {
     const pixels = decodeBase64(maps.data);
-    const size = PLANE, gap = PLANE_GAP;
+    const size = PLANE;
     const frozenSet = new Set(frozen);
     const geometry = new THREE.PlaneGeometry(size, size * (maps.height / Math.max(1, maps.width)));
     for (let f = 0; f < n; f++) {
       const tex = new THREE.CanvasTexture(mapCanvas(maps, pixels, f, "grey", frozenSet.has(f)));
       tex.magFilter = THREE.NearestFilter;
       tex.colorSpace = THREE.SRGBColorSpace;
-      const mat = new THREE.MeshBasicMaterial({ map: tex, side: THREE.DoubleSide });
-      const plane = new THREE.Mesh(geometry, mat);
-      const col = f % cols, row = Math.floor(f / cols);
-      // planes stand in the y-z plane, stepped a little along x like TensorSpace's open layers
-      plane.rotation.set(Math.PI / 2, Math.PI / 2, 0);
-      plane.position.set(x0 + col * PLANE_STEP, (col - (cols - 1) / 2) * (size + gap), ((cols - 1) / 2 - row) * (size + gap));
+      const plane = wallPlane(geometry, new THREE.MeshBasicMaterial({ map: tex, side: THREE.DoubleSide }), f, cols, Math.ceil(n / cols), x0, y0);
       plane.userData.unit = unit.id;
       this.group.add(plane);
       this.blocks.push({ mesh: plane as THREE.Mesh, unit });

@@ -150,6 +150,36 @@ def test_open_url_without_a_server_there_says_so(capsys) -> None:
         assert f"cannot reach a convscope server at {url}" in err and "`convscope serve`" in err and "Traceback" not in err
 
 
+def test_open_url_at_another_program_that_answers_json_says_so(capsys) -> None:
+    # (an answer without the fields a convscope server gives ended it with a KeyError)
+    import http.server
+    import threading
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}/"
+        assert main(["open", "lenet5", "--untrained", "--no-browser", "--url", url]) == 2
+    finally:
+        other.shutdown()
+        other.server_close()
+    err = _err(capsys)
+    assert "did not take the model: its answer is not a convscope server's; check --url" in err and "Traceback" not in err
+
+
 def test_export_says_what_a_run_argument_that_is_a_path_should_be(tmp_path, capsys) -> None:
     # (a file that is not a run: "'x' is not a valid run id"; a missing run file: no hint what to pass)
     afile = tmp_path / "notes.txt"

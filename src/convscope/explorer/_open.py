@@ -192,7 +192,7 @@ def _send(
                 params["input_shape"] = ",".join(map(str, input_shape))
             r = client.post("api/explorer/models/upload", params=params, content=path.read_bytes(),
                             headers={"Content-Type": "application/octet-stream"})
-        details = _json(r, f"the server at {base} did not take the model")
+        details = _json(r, f"the server at {base} did not take the model", ("id", "sample_sets"))
         added = []
         for p in inputs:
             r = client.post("api/explorer/inputs/upload", params={"filename": p.name}, content=p.read_bytes(),
@@ -223,7 +223,9 @@ def _naming(message: str, path: Path) -> str:
     return message.replace("uploaded bytes", what, 1) if "uploaded bytes" in message else f"{what}: {message}"
 
 
-def _json(r: Any, what: str) -> dict[str, Any]:
+def _json(r: Any, what: str, needs: tuple[str, ...] = ("id",)) -> dict[str, Any]:
+    """The JSON object a convscope server answered, holding ``needs``; else a :class:`ServerError`
+    saying what went wrong."""
     try:
         body = r.json()
     except ValueError:
@@ -231,6 +233,6 @@ def _json(r: Any, what: str) -> dict[str, Any]:
     if r.status_code >= 400:
         detail = body.get("detail", r.text) if isinstance(body, dict) else r.text[:300]  # (not a page of HTML)
         raise ServerError(f"{what}: {r.status_code} {detail}", status_code=r.status_code)
-    if not isinstance(body, dict):  # (another program answers at that address)
+    if not isinstance(body, dict) or any(key not in body for key in needs):  # (another program answers there)
         raise ServerError(f"{what}: its answer is not a convscope server's; check --url", status_code=502)
     return body

@@ -202,6 +202,16 @@ _CUTS = {
     "chunk-dim-minus-3": (lambda y: y.chunk(2, -3), "torch.split or torch.chunk"),
     "slices": (lambda y: (y[:, :4], y[:, 4:]), "a slice of channels"),
     "view": (lambda y: y.view(len(y), 2, 4, *y.shape[2:]).unbind(1), "a view or reshape of (8, 6, 6) as (2, 4, 6, 6) per sample, unbind"),
+    # channels last (NHWC) for the cut, and back: unprunable() said these prunable, and only the
+    # trial prune's forward pass caught them (where the sizes still fit, it read other channels)
+    "chunk-after-permute": (
+        lambda y: tuple(p.permute(0, 3, 1, 2) for p in y.permute(0, 2, 3, 1).chunk(2, dim=3)),
+        "torch.split or torch.chunk after a permute",
+    ),
+    "slices-after-transpose": (
+        lambda y: (y.transpose(1, 3)[..., :4].transpose(1, 3), y.transpose(1, 3)[..., 4:].transpose(1, 3)),
+        "a slice of channels after a permute",
+    ),
 }
 
 
@@ -240,6 +250,23 @@ def test_unprunable_refuses_only_the_layers_whose_channels_reach_a_split(cut) ->
     prune_filters(net, {"stem": [0], "left": [1, 2], "right": [3]}, example_inputs=x[:1])
     assert (net.body.in_channels, net.left.out_channels, net.right.out_channels, net.fc.in_features) == (5, 2, 3, 5)
     assert net(x).shape == (2, 3)
+
+
+def test_a_crop_of_rows_in_channels_last_layout_is_not_a_split_of_channels() -> None:
+    # (after a permute the channels may lie on any dim: only a cut of a dim as long as them counts)
+    class Crop(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.head = torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.body(x).permute(0, 2, 3, 1)[:, 1:-1]  # N x H x W x C: rows 1..4 of 6
+            return self.head(y.permute(0, 3, 1, 2)).mean((2, 3))
+
+    net, x = Crop(), torch.zeros(1, 3, 8, 8)
+    assert unprunable(net, ["body"], example_inputs=x) == {}
+    prune_filters(net, {"body": [2, 5]}, example_inputs=x)
+    assert (net.body.out_channels, net.head.in_channels) == (6, 6) and net(x).shape == (1, 2)
 
 
 def test_unprunable_takes_a_dense_layers_units_along_the_last_dim() -> None:

@@ -544,16 +544,23 @@ def _splits(group: Any, root: Any, names: Mapping[int, str]) -> list[str]:
     so the pruned model raises (or reads other channels than before) at its next forward pass.
 
     Channels lie along dim 1 of a conv's output (NCHW) and along the last dim of a dense layer's;
-    an op on another dim (a crop, a split of the batch or of a sequence) cuts no channels."""
+    an op on another dim (a crop, a split of the batch or of a sequence) cuts no channels. Where
+    the group permutes or transposes them (channels last, and back), an op cuts them where it
+    cuts a dim as long as the layer's channels."""
     import torch
 
     said: list[str] = []
+    # A permute or transpose in the group may have moved the channels to another dim (NHWC): then
+    # a cut counts where its dim is as long as the root's channels (said "after a permute" where
+    # that dim is not theirs), whichever dim that is.
+    turned = any(_op_kind(item) in ("PermuteBackward", "TransposeBackward") for item in group)
+    filters = getattr(root, "out_channels", None) or getattr(root, "out_features", None)
     for item in group:
         node = item.dep.target
         fn: Any = getattr(node, "grad_fn", None)
-        if id(node.module) in names or not hasattr(fn, "name"):
+        kind = _op_kind(item)
+        if id(node.module) in names or kind is None:
             continue  # (a layer of the model, not an op of its forward)
-        kind = fn.name().rstrip("0123456789")
         # the op's input shape, and its result's in the trace (where this torch keeps them)
         sizes = tuple(int(d) for d in getattr(fn, "_saved_self_sym_sizes", ()))
         results = [tuple(int(d) for d in m.shape) for m in getattr(fn, "_input_metadata", ())]
@@ -561,13 +568,24 @@ def _splits(group: Any, root: Any, names: Mapping[int, str]) -> list[str]:
         channels = ndim - 1 if isinstance(root, torch.nn.Linear) else 1
         if kind in _CUTS:
             dim = _cut_dim(fn, kind)
-            if dim is not None and -ndim <= dim < ndim and dim % ndim == channels and _CUTS[kind] not in said:
-                said.append(_CUTS[kind])
+            if dim is None or not -ndim <= dim < ndim:
+                continue
+            length = sizes[dim] if sizes else len(results)  # (unbind: one result per entry of the dim)
+            what = _CUTS[kind] if dim % ndim == channels else f"{_CUTS[kind]} after a permute"
+            on_channels = dim % ndim != 0 and length == filters if turned else dim % ndim == channels
+            if on_channels and what not in said:
+                said.append(what)
         elif kind in _RESHAPES and sizes and results and not _kept_whole(sizes, results[0], channels):
             what = f"a view or reshape of {sizes[1:]} as {results[0][1:]} per sample"
             if what not in said:
                 said.append(what)
     return said
+
+
+def _op_kind(item: Any) -> str | None:
+    """The autograd op of a pruning group's item, as :data:`_CUTS` names them (``None``: a layer)."""
+    fn = getattr(item.dep.target, "grad_fn", None)
+    return fn.name().rstrip("0123456789") if hasattr(fn, "name") else None
 
 
 def _cut_dim(fn: Any, kind: str) -> int | None:

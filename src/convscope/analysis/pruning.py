@@ -584,7 +584,7 @@ def _splits(group: Any, root: Any, names: Mapping[int, str]) -> list[str]:
 
 def _op_kind(item: Any) -> str | None:
     """The autograd op of a pruning group's item, as :data:`_CUTS` names them (``None``: a layer)."""
-    fn = getattr(item.dep.target, "grad_fn", None)
+    fn: Any = getattr(item.dep.target, "grad_fn", None)
     return fn.name().rstrip("0123456789") if hasattr(fn, "name") else None
 
 

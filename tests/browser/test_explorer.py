@@ -74,6 +74,12 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     assert blocks["colours"] > 20, blocks  # blocks in their category colours, textured with maps
     # every block in view, the input slab whole; labelled with its layer's name; its colours keyed
     assert _in_view(page, list(rows)) == []
+    # the input slab shows the input drawn, as the model sees it (a digit, mostly black), not plain grey
+    page.wait_for_function("""() => {
+      const at = window.convscopeExplorer.blockAt('input'), c = document.querySelector('#structure3d canvas'), t = document.createElement('canvas');
+      t.width = c.width; t.height = c.height; t.getContext('2d').drawImage(c, 0, 0); const k = c.width / c.clientWidth;
+      return Math.max(...t.getContext('2d').getImageData(Math.floor(at.x * k), Math.floor(at.y * k), 1, 1).data.slice(0, 3)) < 128;
+    }""", timeout=10_000)
     labels = page.eval_on_selector_all("#structure3d .block-label:not([hidden])", "ls => ls.map(l => l.dataset.unit)")
     assert {"input", "conv1", "conv2", "fc3"} <= set(labels), labels
     legend = page.eval_on_selector_all("#structure-legend .legend-item", "is => is.map(i => [i.dataset.category, i.textContent])")

@@ -3,7 +3,9 @@
 import * as THREE from "three";
 import { describe, expect, it } from "vitest";
 import { PLANE } from "../src/views/explorer/keys";
-import { blockGeometry, VIEW_DIR, wallPlane } from "../src/views/explorer/structure3d";
+import type { Maps } from "../src/views/explorer/client";
+import type { Unit } from "../src/views/explorer/logic";
+import { blockGeometry, faceSource, VIEW_DIR, wallPlane } from "../src/views/explorer/structure3d";
 
 /** Where the corners of face ``face`` of ``geometry`` land on the screen of a camera at ``from``
  * (z up) looking at the block, with their texture coordinates; and whether it sees the face's front. */
@@ -71,6 +73,27 @@ describe("3-D structure blocks", () => {
     near(span(corners.map((c) => c.v)), [0, 1]);
     // the map faces themselves are the map's shape: all of it
     near(span(seen(geometry, 1, VIEW_DIR).corners.map((c) => c.u)), [0, 1]);
+  });
+});
+
+describe("3-D structure faces", () => {
+  const unit = (id: string, kind: string, container = false): Unit =>
+    ({ id, kind, category: container ? "container" : kind === "input" ? "io" : "conv", shape: [1, 32, 32], layers: [id], container, depth: 0 });
+  const map = (count: number, width: number, height: number): Maps => ({ count, total: count, width, height, data: "", vmin: [], vmax: [] });
+  const conv1 = map(6, 28, 28);
+  const maps = new Map([["conv1", conv1], ["features", map(1, 4, 4)], ["fc1", map(1, 1, 1)]]);
+  const url = "/api/explorer/inputs/in1/image?model=m1";
+
+  it("show the input drawn, as the model sees it, on the input slab; each layer's first map on its block", () => {
+    expect(faceSource(unit("input", "input"), maps, url)).toEqual({ image: url });
+    expect(faceSource(unit("conv1", "conv2d"), maps, url)).toEqual({ maps: conv1 });
+    expect(faceSource(unit("features", "Sequential", true), maps, url)).toEqual({ maps: maps.get("features") });
+  });
+
+  it("leave plain what has nothing to show: the input slab with no input drawn, a layer of one value or none", () => {
+    expect(faceSource(unit("input", "input"), maps, null)).toBeNull();
+    expect(faceSource(unit("fc1", "linear"), maps, url)).toBeNull();
+    expect(faceSource(unit("conv2", "conv2d"), maps, url)).toBeNull();
   });
 });
 

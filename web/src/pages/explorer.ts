@@ -410,7 +410,9 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     if (!state.model) return;
     const list = units();
     const opened = state.layer && state.layer.layer === state.selected ? state.layer.maps : null;
-    structure.build(list, state.selected, mapsByLayer(), opened, state.freeze[state.selected ?? ""] ?? [], keepCamera);
+    // (the input drawn, whose outputs the blocks show: its image, as the model sees it, on the input slab)
+    const image = state.outputs ? api.imageUrl(state.outputs.input, state.outputs.model) : null;
+    structure.build(list, state.selected, mapsByLayer(), opened, state.freeze[state.selected ?? ""] ?? [], keepCamera, image);
     renderLayerTable(list);
     renderButtons();
   }

@@ -1,9 +1,10 @@
 // The 3-D structure view, after TensorSpace: one block per layer (or collapsed container) along x,
 // sized by its output shape, its front face showing the layer's first feature map for the current
-// input; an opened layer becomes a wall of planes, one per feature map. Drag to orbit, wheel to
-// zoom, "spin" to turn; click a block to open it (a container expands). Each block is labelled with
-// its layer's name (those that would overlap another hide; hovering one shows its label and says its
-// kind and shape), a legend says what the colours mean, and the camera frames the whole model.
+// input (the input slab: the input itself, as the model sees it); an opened layer becomes a wall of
+// planes, one per feature map. Drag to orbit, wheel to zoom, "spin" to turn; click a block to open
+// it (a container expands). Each block is labelled with its layer's name (those that would overlap
+// another hide; hovering one shows its label and says its kind and shape), a legend says what the
+// colours mean, and the camera frames the whole model.
 import * as THREE from "three";
 import { ThreeView, type Vec } from "../three";
 import type { Maps } from "./client";
@@ -40,6 +41,22 @@ export function blockGeometry(size: Vec, aspect = 0): THREE.BoxGeometry {
   return geometry;
 }
 
+/** What a unit's block shows on its map faces: the first map of its (last) layer's output, or, for
+ * the model's input (whose output the page's layer outputs leave out), the input image at
+ * ``inputImage`` (its URL, as the model sees it) where one is drawn; null: none, plain sides. */
+export function faceSource(unit: Unit, maps: Map<string, Maps>, inputImage: string | null): { image: string } | { maps: Maps } | null {
+  if (inputImage && !unit.container && unit.kind === "input") return { image: inputImage };
+  const m = maps.get(unit.layers[unit.layers.length - 1]);
+  return m && m.count > 0 && m.width * m.height > 1 ? { maps: m } : null;
+}
+
+/** The material of a block's map faces, showing ``tex`` (pixels as they are: not smoothed). */
+function mapMaterial(tex: THREE.Texture): THREE.MeshLambertMaterial {
+  tex.magFilter = THREE.NearestFilter;
+  tex.colorSpace = THREE.SRGBColorSpace;
+  return new THREE.MeshLambertMaterial({ map: tex, emissive: 0x222222 });
+}
+
 /** Map ``f`` of an opened layer's wall (``cols`` across, ``rows`` down, from ``x0``, at ``y0``) as a plane. */
 export function wallPlane(geometry: THREE.PlaneGeometry, material: THREE.Material, f: number, cols: number, rows: number, x0: number, y0 = 0): THREE.Mesh {
   const plane = new THREE.Mesh(geometry, material);
@@ -62,6 +79,8 @@ export class StructureView extends ThreeView {
   private labels = document.createElement("div");
   private labelOf = new Map<string, { el: HTMLElement; top: THREE.Vector3; bottom: THREE.Vector3; priority: number; w: number; h: number }>();
   private hovered: string | null = null;
+  /** the input image's texture, kept across rebuilds (null until it has loaded) */
+  private input: { url: string; tex: THREE.Texture | null } | null = null;
   /** the key of the block colours, under the canvas (set by the page: legend.el) */
   readonly legend = document.createElement("div");
   onPick: ((unit: Unit) => void) | null = null;
@@ -103,14 +122,17 @@ export class StructureView extends ThreeView {
     this.resize();
   }
 
-  /** Rebuild the blocks; maps (layer id -> first maps of the current input) texture their faces. */
-  build(units: Unit[], opened: string | null, maps: Map<string, Maps>, openedMaps: Maps | null, frozen: number[] = [], keepCamera = false): void {
+  /** Rebuild the blocks; maps (layer id -> first maps of the current input) texture their faces, and
+   * the image at ``inputImage`` (the current input as the model sees it) the input slab's. */
+  build(units: Unit[], opened: string | null, maps: Map<string, Maps>, openedMaps: Maps | null, frozen: number[] = [], keepCamera = false,
+    inputImage: string | null = null): void {
     this.units = units;
     this.opened = opened;
     for (const { mesh } of this.blocks) {
       const mats = Array.isArray(mesh.material) ? mesh.material : [mesh.material];
       for (const m of new Set(mats)) {
-        (m as THREE.MeshLambertMaterial).map?.dispose();
+        const map = (m as THREE.MeshLambertMaterial).map;
+        if (map !== this.input?.tex) map?.dispose();
         m.dispose();
       }
       mesh.geometry.dispose();
@@ -126,13 +148,14 @@ export class StructureView extends ThreeView {
       const color = colorOf(unit.category);
       const side = new THREE.MeshLambertMaterial({ color, transparent: unit.container, opacity: unit.container ? 0.75 : 1 });
       const mats: THREE.Material[] = [side, side, side, side, side, side];
-      const m = maps.get(unit.layers[unit.layers.length - 1]);
+      const source = faceSource(unit, maps, inputImage);
       let thumb = 0; // (a collapsed module's: its map's width over its height)
-      if (m && m.count > 0 && m.width * m.height > 1) {
-        const tex = new THREE.CanvasTexture(mapCanvas(m, decodeBase64(m.data), 0));
-        tex.magFilter = THREE.NearestFilter;
-        tex.colorSpace = THREE.SRGBColorSpace;
-        mats[0] = new THREE.MeshLambertMaterial({ map: tex, emissive: 0x222222 }); // +x face: the output
+      if (source && "image" in source) {
+        const tex = this.inputTexture(source.image);
+        if (tex) mats[0] = mats[1] = mapMaterial(tex);
+      } else if (source) {
+        const m = source.maps;
+        mats[0] = mapMaterial(new THREE.CanvasTexture(mapCanvas(m, decodeBase64(m.data), 0))); // +x face: the output
         mats[1] = mats[0];
         // a collapsed module's thumbnail on the sides the camera faces too: its map faces, seen
         // aslant and deep apart (its many channels), show little of it
@@ -160,6 +183,23 @@ export class StructureView extends ThreeView {
       this.fitTo({ min: [bounds.min[0], bounds.min[1], bounds.min[2] - pad], max: [bounds.max[0], bounds.max[1], bounds.max[2] + pad] }, VIEW_DIR);
     }
     this.render();
+  }
+
+  /** The input image's texture once loaded (then shown on the input slab, rebuilt or not); null before. */
+  private inputTexture(url: string): THREE.Texture | null {
+    if (this.input?.url === url) return this.input.tex;
+    this.input?.tex?.dispose();
+    const entry: { url: string; tex: THREE.Texture | null } = { url, tex: null };
+    this.input = entry;
+    new THREE.TextureLoader().load(url, (tex) => {
+      if (this.input !== entry) return tex.dispose(); // another input drawn since
+      entry.tex = tex;
+      const block = this.blocks.find((b) => faceSource(b.unit, new Map(), url));
+      if (!block || !Array.isArray(block.mesh.material)) return; // (none, or opened: a wall)
+      block.mesh.material[0] = block.mesh.material[1] = mapMaterial(tex);
+      this.render();
+    });
+    return null;
   }
 
   /** One label per unit, at the middle of its block's top (and bottom, where the top has no room). */
@@ -317,6 +357,8 @@ export class StructureView extends ThreeView {
 
   override dispose(): void {
     this.spinning = false;
+    this.input?.tex?.dispose();
+    this.input = null;
     super.dispose();
   }
 }

@@ -386,7 +386,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     state.freeze = {};
     state.comparison = null;
     $("#model-title").textContent = "";
-    structure.build([], null, new Map(), null);
+    structure.build([], null, new Map());
     $("#layer-table tbody").innerHTML = "";
     renderButtons();
     drawDivergence($<HTMLCanvasElement>("#divergence-chart"), null, undefined, $("#divergence-tip"));
@@ -409,10 +409,10 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
   function renderStructure(keepCamera: boolean): void {
     if (!state.model) return;
     const list = units();
-    const opened = state.layer && state.layer.layer === state.selected ? state.layer.maps : null;
+    const openedMaps = state.layer && state.layer.layer === state.selected ? state.layer.maps : null;
     // (the input drawn, whose outputs the blocks show: its image, as the model sees it, on the input slab)
-    const image = state.outputs ? api.imageUrl(state.outputs.input, state.outputs.model) : null;
-    structure.build(list, state.selected, mapsByLayer(), opened, state.freeze[state.selected ?? ""] ?? [], keepCamera, image);
+    const inputImage = state.outputs ? api.imageUrl(state.outputs.input, state.outputs.model) : null;
+    structure.build(list, state.selected, mapsByLayer(), { openedMaps, frozen: state.freeze[state.selected ?? ""] ?? [], keepCamera, inputImage });
     renderLayerTable(list);
     renderButtons();
   }

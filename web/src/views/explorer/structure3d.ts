@@ -41,6 +41,14 @@ export function blockGeometry(size: Vec, aspect = 0): THREE.BoxGeometry {
   return geometry;
 }
 
+/** What `StructureView.build` draws besides the blocks (see there). */
+export interface BuildOptions {
+  openedMaps?: Maps | null;
+  frozen?: number[];
+  keepCamera?: boolean;
+  inputImage?: string | null;
+}
+
 /** What a unit's block shows on its map faces: the first map of its (last) layer's output, or, for
  * the model's input (whose output the page's layer outputs leave out), the input image at
  * ``inputImage`` (its URL, as the model sees it) where one is drawn; null: none, plain sides. */
@@ -122,10 +130,11 @@ export class StructureView extends ThreeView {
     this.resize();
   }
 
-  /** Rebuild the blocks; maps (layer id -> first maps of the current input) texture their faces, and
-   * the image at ``inputImage`` (the current input as the model sees it) the input slab's. */
-  build(units: Unit[], opened: string | null, maps: Map<string, Maps>, openedMaps: Maps | null, frozen: number[] = [], keepCamera = false,
-    inputImage: string | null = null): void {
+  /** Rebuild the blocks; maps (layer id -> first maps of the current input) texture their faces.
+   * ``opened``'s maps (``openedMaps``) stand as a wall, ``frozen`` ones marked; ``inputImage`` (the
+   * current input as the model sees it) textures the input slab; ``keepCamera`` leaves the view. */
+  build(units: Unit[], opened: string | null, maps: Map<string, Maps>, options: BuildOptions = {}): void {
+    const { openedMaps = null, frozen = [], keepCamera = false, inputImage = null } = options;
     this.units = units;
     this.opened = opened;
     for (const { mesh } of this.blocks) {

@@ -95,7 +95,7 @@ def test_errors_are_clear_json_4xx(tmp_path: Path) -> None:
         (c.get(f"/api/explorer/models/{m}/inputs/{a}/saliency", params={"method": "magic"}), 422, "choose one of gradient"),
         (c.post(f"/api/explorer/models/{m}/adversarial", json={"input": a, "attack": "nope"}), 422, "choose one of fgsm"),
         (c.post("/api/explorer/inputs/sample", json={"dataset": "nope"}), 404, "not bundled"),
-        (c.post("/api/explorer/inputs/upload", params={"filename": "x.png"}, content=b"not an image", headers=OCTET), 422, "not a readable image"),
+        (c.post("/api/explorer/inputs/upload", params={"filename": "x.png"}, content=b"not an image", headers=OCTET), 422, "image 'x.png' is not a readable image"),
         (c.post("/api/explorer/models/upload", params={"filename": "x.exe"}, content=b"MZ", headers=OCTET), 422, "opens"),
     ]
     for r, status, text in cases:

@@ -46,11 +46,13 @@ def load_image_with_info(
     background: float = 0.0,
     max_pixels: int = MAX_PIXELS,
     max_side: int | None = None,
+    name: str = "uploaded bytes",
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """An image as a ``C x H x W`` float32 tensor in ``[0, 1]``, and what was done to it.
 
     Args:
         source: a path, or the file's bytes (an upload).
+        name: what errors and ``info["source"]`` call bytes (a path is called by itself).
         spec: an :class:`~convscope.models.InputSpec` or ``(C, H, W)``: the image is then resized
             and its channels converted to the model's input (not normalised: see ``InputSpec.prepare``).
         fit: how another aspect ratio meets the model's (``"stretch"``, ``"crop"``, ``"pad"``).
@@ -84,7 +86,7 @@ def load_image_with_info(
     import torch
 
     if isinstance(source, (bytes, bytearray, memoryview)):
-        name, opened = "uploaded bytes", io.BytesIO(bytes(source))
+        opened = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         if not os.path.isfile(name):

@@ -136,12 +136,7 @@ def open_model(
 
     session = ExplorerSession(trust=trust)
     loaded = session.add_model(model, architecture=architecture, input_shape=input_shape, pretrained=pretrained)
-    added = []
-    for path in images:
-        try:
-            added.append(session.add_input_bytes(path.read_bytes(), name=path.name).id)
-        except DataError as exc:  # (the session is told bytes, not the file they came from)
-            raise DataError(_naming(str(exc), path)) from None
+    added = [session.add_input_bytes(path.read_bytes(), name=path.name).id for path in images]
     if not added:
         added = [item.id for item in session.default_inputs(loaded.id, count=default_inputs)]
     handle = start_local_server(logdir, host=host, port=port, explorer=session, max_upload_bytes=session.limits.max_model_bytes)
@@ -215,12 +210,6 @@ def _image_path(p: str | os.PathLike[str]) -> Path:
     if not path.is_file():
         raise DataError(f"input image {str(path)!r} does not exist or is not a file")
     return path
-
-
-def _naming(message: str, path: Path) -> str:
-    """A message about an image's bytes, about the file instead."""
-    what = f"input image {str(path)!r}"
-    return message.replace("uploaded bytes", what, 1) if "uploaded bytes" in message else f"{what}: {message}"
 
 
 def _json(r: Any, what: str, needs: tuple[str, ...] = ("id",)) -> dict[str, Any]:

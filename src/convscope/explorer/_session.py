@@ -291,7 +291,9 @@ class ExplorerSession:
             raise DataError("the uploaded image file is empty (0 bytes); choose a PNG, JPEG, BMP, GIF or WebP file")
         try:
             # shrunk while decoding: a 7000 x 7000 PNG decoded whole into floats took 1.1 GB (2.2 GB with alpha)
-            image, info = load_image_with_info(bytes(data), max_side=MAX_KEPT_SIDE, max_pixels=self.limits.max_image_pixels)
+            image, info = load_image_with_info(
+                bytes(data), max_side=MAX_KEPT_SIDE, max_pixels=self.limits.max_image_pixels, name=f"image {name!r}"
+            )
         except TooManyPixelsError as exc:
             (w, h), decoded = exc.size, exc.decoded
             at = f" (decoded at {decoded[0]}x{decoded[1]})" if decoded != exc.size else ""

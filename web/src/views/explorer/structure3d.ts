@@ -58,11 +58,16 @@ export function faceSource(unit: Unit, maps: Map<string, Maps>, inputImage: stri
   return m && m.count > 0 && m.width * m.height > 1 ? { maps: m } : null;
 }
 
-/** The material of a block's map faces, showing ``tex`` (pixels as they are: not smoothed). */
-function mapMaterial(tex: THREE.Texture): THREE.MeshLambertMaterial {
+/** ``tex`` set to show a map's pixels as they are (not smoothed, sRGB). */
+function pixelated<T extends THREE.Texture>(tex: T): T {
   tex.magFilter = THREE.NearestFilter;
   tex.colorSpace = THREE.SRGBColorSpace;
-  return new THREE.MeshLambertMaterial({ map: tex, emissive: 0x222222 });
+  return tex;
+}
+
+/** The material of a block's map faces, showing ``tex``. */
+function mapMaterial(tex: THREE.Texture): THREE.MeshLambertMaterial {
+  return new THREE.MeshLambertMaterial({ map: pixelated(tex), emissive: 0x222222 });
 }
 
 /** Map ``f`` of an opened layer's wall (``cols`` across, ``rows`` down, from ``x0``, at ``y0``) as a plane. */
@@ -297,9 +302,7 @@ export class StructureView extends ThreeView {
     const frozenSet = new Set(frozen);
     const geometry = new THREE.PlaneGeometry(size, size * (maps.height / Math.max(1, maps.width)));
     for (let f = 0; f < n; f++) {
-      const tex = new THREE.CanvasTexture(mapCanvas(maps, pixels, f, "grey", frozenSet.has(f)));
-      tex.magFilter = THREE.NearestFilter;
-      tex.colorSpace = THREE.SRGBColorSpace;
+      const tex = pixelated(new THREE.CanvasTexture(mapCanvas(maps, pixels, f, "grey", frozenSet.has(f))));
       const plane = wallPlane(geometry, new THREE.MeshBasicMaterial({ map: tex, side: THREE.DoubleSide }), f, cols, Math.ceil(n / cols), x0, y0);
       plane.userData.unit = unit.id;
       this.group.add(plane);

@@ -2,8 +2,9 @@
 
 An export into a folder that an earlier export of the same run wrote to replaces what that
 earlier export wrote, and nothing else: each writer knows the names it gives its files (a VTK
-series' step files, a run's TensorBoard event files) and removes only files of those names.
-Files of other names, of other series or of other runs stay, and so do links and folders.
+series' step files, the TensorBoard event files of a run's layer and kind) and removes only
+files of those names. Files of other names, of other series or of other runs stay, and so do
+links and folders.
 """
 
 from __future__ import annotations

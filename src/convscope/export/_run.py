@@ -45,7 +45,7 @@ def make_writer(fmt: str, folder: str | os.PathLike[str], *, kinds: str | Iterab
     what an earlier one of the same run wrote into ``folder``: the VTK writer the step files of
     each series it writes (and it rewrites each ``.pvd`` every few seconds and when it closes,
     see :class:`~convscope.export.VtkWriter`), the TensorBoard writer the event files of
-    ``run`` (see :class:`~convscope.export.TensorBoardWriter`).
+    ``run`` of each layer and kind it writes (see :class:`~convscope.export.TensorBoardWriter`).
     """
     if fmt == "csv":
         from convscope.export._csv import CsvWriter

@@ -11,20 +11,39 @@ Tags (``<layer>/...``):
 * ``feature_maps``: image ``<layer>/feature_maps`` (the maps tiled, grey);
 * ``correlation``: image ``<layer>/correlation`` (blue-white-red, -1 to 1).
 
-The event files of a run are named ``events.out.tfevents.<time>.<host>.<pid>.<n>.convscope-export@<run>``
-(``<run>``: the run's id; a live sink's end in ``.convscope@<run>``), so that exporting the run
-again into the same folder can replace them and only them: TensorBoard reads every event file
-of a folder, and two exports of one run would show each point twice.
+TensorBoard reads every event file of a folder, so two exports of one run into one folder would
+show each point twice. Each file is therefore named after what it holds (``<run>``: the run's id),
+and an export replaces exactly what it writes again:
+
+* an export writes one file per layer and frame kind (run-level values: one per kind), named
+  ``events.out.tfevents.<time>.<host>.<pid>.<n>.convscope-export@<run>@<layer>@<kind>``
+  (``…@<run>@<kind>`` for run-level ones; ``<layer>`` made file-safe by :func:`layer_token`).
+  The first frame of a layer and kind removes the files of that layer and kind that earlier
+  exports of the run left; the other layers' and kinds' files stay;
+* exports of earlier versions wrote the whole run into one file, ``….convscope-export@<run>``:
+  an export keeps in it only the tags it did not write again when it closes, and removes it
+  once it holds none;
+* a live sink writes one file, ``….convscope@<run>``, and never removes a file.
+
+An export writes and removes nothing else: event files of other runs, a live sink's and files
+convscope did not name stay.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import itertools
 import os
 import re
+import socket
+import struct
 import threading
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -36,22 +55,62 @@ from convscope.frames import Frame
 from convscope.sinks._base import Sink
 from convscope.store._schema import slug
 
-__all__ = ["TensorBoardWriter"]
+__all__ = ["LAYER_CHARS", "OPEN_FILES", "TensorBoardWriter", "layer_token"]
+
+#: the longest layer part of a file name (longer names keep their start and a hash, see
+#: :func:`layer_token`): with a run id of 96 characters and the host cut to 24, a name stays
+#: under the 255 bytes file systems allow
+LAYER_CHARS = 48
+
+#: the most event files a writer holds open at once; the others are closed between writes and
+#: opened again to append (a deep model has hundreds of layers and kinds: one handle each ran
+#: out of the process's file descriptors)
+OPEN_FILES = 32
+
+#: the characters a layer keeps in a file name; any other is written as ``%XX``
+_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_SERIAL = itertools.count()  # (the <n> of the names: files opened in one second stay apart)
+
+
+def layer_token(layer: str) -> str:
+    """``layer`` as the layer part of an export's event file name: one token per layer.
+
+    Letters, digits, ``_``, ``.`` and ``-`` stay; every other character becomes ``%XX`` of its
+    UTF-8 bytes (``%`` too), so no two layers share a token: ``a.b``, ``a_b`` and ``a/b``
+    (``a%2Fb``) stay apart, and no token holds ``@`` (which separates the parts of a name) or
+    a separator. A token longer than :data:`LAYER_CHARS` keeps its start and ends with ``~``
+    and a hash of the whole name (``~`` is in no other token).
+
+    Example:
+        >>> [layer_token(name) for name in ("features.0", "a_b", "block/conv 1", "50%")]
+        ['features.0', 'a_b', 'block%2Fconv%201', '50%25']
+        >>> token = layer_token("backbone." * 8 + "conv1")
+        >>> len(token), token[:12], token[-17]
+        (48, 'backbone.bac', '~')
+    """
+    token = "".join(c if c in _KEPT else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")) for c in layer)
+    if len(token) <= LAYER_CHARS:
+        return token
+    digest = hashlib.sha256(layer.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    head = re.sub(r"%[0-9A-F]?$", "", token[: LAYER_CHARS - len(digest) - 1])  # (no escape cut in two)
+    return f"{head}~{digest}"
 
 
 class TensorBoardWriter(Sink):
     """Writes frames as TensorBoard event files in ``logdir`` (``tensorboard --logdir ...``).
 
-    Needs ``tensorboard`` (``pip install "convscope[tensorboard]"``); writes through
-    ``torch.utils.tensorboard``. A live sink (``create_sink("tensorboard", logdir="tb")``) and
-    what ``convscope export --format tensorboard`` uses.
+    Needs ``tensorboard`` (``pip install "convscope[tensorboard]"``); the summaries are made by
+    ``torch.utils.tensorboard.summary``, so tags, histograms and images are those torch's
+    ``SummaryWriter`` writes. A live sink (``create_sink("tensorboard", logdir="tb")``) and what
+    ``convscope export --format tensorboard`` uses.
 
-    The event file is named after ``run`` (see the module doc); without one, it is opened
-    with the first frame and named after that frame's run. With ``export`` (what ``convscope
-    export`` makes), it replaces the event files that an earlier export of that run left in
-    ``logdir``, whatever they held: TensorBoard would show both. Event files of other runs, a
-    live sink's (it may still be writing to them) and every other file stay. A live sink never
-    removes a file.
+    The event files are named after ``run`` (see the module doc); without one, after the first
+    frame's run. A live sink writes one file and never removes one. With ``export`` (what
+    ``convscope export`` makes), the writer writes one file per layer and kind, and replaces the
+    files of that layer and kind that earlier exports of ``run`` left in ``logdir``, so that a
+    re-export of some layers or kinds keeps the others; when it closes, an earlier version's
+    whole-run file of ``run`` keeps only the tags this export did not write again. Event files of
+    other runs, a live sink's (it may still be writing to them) and every other file stay.
 
     Example:
         >>> import tempfile
@@ -60,6 +119,12 @@ class TensorBoardWriter(Sink):
         >>> w.close()
         >>> [p.name.rsplit(".", 1)[-1] for p in w.logdir.iterdir()]
         ['convscope@r']
+        >>> w = TensorBoardWriter(tempfile.mkdtemp(), run="r", export=True)
+        >>> w.write(Frame(run="r", step=1, kind="scalar", payload={"name": "loss", "value": 0.5}))
+        >>> w.write(Frame(run="r", step=1, kind="pruning", layer="features.0", payload={"after": 6}))
+        >>> w.close()
+        >>> sorted(p.name.rsplit(".convscope", 1)[-1] for p in w.logdir.iterdir())
+        ['-export@r@features.0@pruning', '-export@r@scalar']
     """
 
     name = "tensorboard"
@@ -74,54 +139,80 @@ class TensorBoardWriter(Sink):
         export: bool = False,
     ) -> None:
         require("tensorboard", feature="TensorBoard export", extra="tensorboard")
-        self._tb = require("torch.utils.tensorboard", feature="TensorBoard export", extra="tensorboard")
+        require("torch.utils.tensorboard", feature="TensorBoard export", extra="tensorboard")
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+        from torch.utils.tensorboard import summary
+
+        self._event, self._crc, self._summary = Event, masked_crc32c, summary
         self.logdir = Path(logdir)
         self.kinds, self.layers = choice(kinds, layers)
         #: the run the event files are named after (``None``: the first frame's, once it comes)
         self.run = None if run is None else slug(run)
         #: an export's writer (see the class doc), not a live sink
         self.export = export
-        self._writer: Any = None
+        self._files: dict[tuple[str, str], _EventFile] = {}  # by (layer, kind); a live sink's one file by ("", "")
+        self._open: OrderedDict[tuple[str, str], _EventFile] = OrderedDict()  # those with an open handle, oldest first
+        self._tags: set[str] = set()  # what an export wrote (see _trim_whole_run_files)
         self._lock = threading.Lock()
-        if self.run is not None:
-            self._open(self.run)
 
     def write(self, frame: Frame) -> None:
         frames = selected(frame, self.kinds, self.layers)
         with self._lock:
             for f in frames:
-                if self._writer is None:
-                    self._open(f.run)
-                self._write(f)
+                summaries = self._summaries(f)
+                if not summaries:
+                    continue  # (a kind TensorBoard shows nothing of: no file for it)
+                if self.run is None:
+                    self.run = slug(f.run)
+                out = self._file((f.layer, f.kind) if self.export else ("", ""))
+                for s in summaries:
+                    event = self._event(wall_time=f.wall_time, step=int(f.step), summary=s)
+                    out.write(_record(event.SerializeToString(), self._crc))
+                    if self.export:
+                        self._tags.update(v.tag for v in s.value)
 
-    def _open(self, run: str) -> None:
-        if self.run is None:
-            self.run = slug(run)
-        suffix = f".convscope{'-export' if self.export else ''}@{self.run}"
-        if self.export:
-            # (a run id has no "@" and torch's part of the name none either: the run is exact)
-            remove_ours(self.logdir, re.compile(r"events\.out\.tfevents\.[^@]*" + re.escape(suffix)))
-        self._writer = self._tb.SummaryWriter(log_dir=str(self.logdir), flush_secs=5, filename_suffix=suffix)
+    def _file(self, key: tuple[str, str]) -> _EventFile:
+        """The event file of ``key``, its handle open (made at its first frame)."""
+        out = self._files.get(key)
+        if out is None:
+            self.logdir.mkdir(parents=True, exist_ok=True)
+            suffix = self._suffix(*key)
+            out = self._files[key] = _EventFile(self.logdir, suffix)
+            out.write(_record(self._event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString(), self._crc))
+            if self.export:
+                # (no part of a name holds "@", nor the host part before it: the key is exact)
+                remove_ours(self.logdir, re.compile(r"events\.out\.tfevents\.[^@]*" + re.escape(suffix)), keep={out.path.name})
+        self._open[key] = out
+        self._open.move_to_end(key)
+        while len(self._open) > OPEN_FILES:
+            self._open.popitem(last=False)[1].close()
+        return out
 
-    def _write(self, frame: Frame) -> None:
-        w, p, step, t = self._writer, frame.payload, frame.step, frame.wall_time
+    def _suffix(self, layer: str, kind: str) -> str:
+        if not self.export:
+            return f".convscope@{self.run}"
+        return "@".join([f".convscope-export@{self.run}", *([layer_token(layer)] if layer else []), kind])
+
+    def _summaries(self, frame: Frame) -> list[Any]:
+        """The ``Summary`` protos of one frame, as ``SummaryWriter.add_*`` makes them."""
+        sm, p = self._summary, frame.payload
         prefix = f"{frame.layer}/" if frame.layer else ""
         k = frame.kind
         if k == "scalar":
-            w.add_scalar(prefix + str(p["name"]), float(p["value"]), step, walltime=t)
-        elif k == "gradient_health":
-            for key in ("grad_norm", "update_ratio", "zero_fraction", "dead_fraction"):
-                w.add_scalar(prefix + key, float(p[key]), step, walltime=t)
-        elif k == "pruning":
-            w.add_scalar(prefix + "filters", float(p["after"]), step, walltime=t)
-        elif k == "trajectory":
-            for i, v in enumerate(np.asarray(p["explained_variance"], np.float64).ravel()[:3]):
-                w.add_scalar(f"{prefix}explained_variance_{i}", float(v), step, walltime=t)
-        elif k == "histogram":
+            return [sm.scalar(prefix + str(p["name"]), float(p["value"]))]
+        if k == "gradient_health":
+            return [sm.scalar(prefix + key, float(p[key])) for key in ("grad_norm", "update_ratio", "zero_fraction", "dead_fraction")]
+        if k == "pruning":
+            return [sm.scalar(prefix + "filters", float(p["after"]))]
+        if k == "trajectory":
+            ratios = np.asarray(p["explained_variance"], np.float64).ravel()[:3]
+            return [sm.scalar(f"{prefix}explained_variance_{i}", float(v)) for i, v in enumerate(ratios)]
+        if k == "histogram":
             edges = np.asarray(p["edges"], np.float64)
             counts = np.asarray(p["counts"], np.float64)
             centres = (edges[:-1] + edges[1:]) / 2
-            w.add_histogram_raw(
+            return [sm.histogram_raw(
                 prefix + str(p["name"]),
                 min=float(edges[0]),
                 max=float(edges[-1]),
@@ -130,26 +221,134 @@ class TensorBoardWriter(Sink):
                 sum_squares=float((centres**2 * counts).sum()),
                 bucket_limits=edges[1:].tolist(),
                 bucket_counts=counts.tolist(),
-                global_step=step,
-                walltime=t,
-            )
-        elif k == "weight_grid":
-            w.add_histogram(prefix + "weights", np.asarray(p["weights"], np.float32).ravel(), step, walltime=t)
-        elif k == "feature_maps":
+            )]
+        if k == "weight_grid":
+            return [sm.histogram(prefix + "weights", np.asarray(p["weights"], np.float32).ravel(), _tensorflow_bins())]
+        if k == "feature_maps":
             images = np.asarray(p["images"])
             if images.dtype != np.uint8:
                 lo, hi = float(images.min()), float(images.max())
                 images = np.round((images - lo) / (hi - lo if hi > lo else 1.0) * 255).astype(np.uint8)
-            w.add_image(prefix + "feature_maps", tile_maps(images), step, walltime=t, dataformats="HW")
-        elif k == "correlation":
-            w.add_image(prefix + "correlation", diverging_rgb(np.nan_to_num(np.asarray(p["matrix"])), vmax=1.0), step, walltime=t, dataformats="HWC")
+            return [sm.image(prefix + "feature_maps", tile_maps(images), dataformats="HW")]
+        if k == "correlation":
+            rgb = diverging_rgb(np.nan_to_num(np.asarray(p["matrix"])), vmax=1.0)
+            return [sm.image(prefix + "correlation", rgb, dataformats="HWC")]
+        return []
 
     def flush(self) -> None:
         with self._lock:
-            if self._writer is not None:
-                self._writer.flush()
+            for out in self._open.values():
+                out.flush()
 
     def close(self, *, status: str = "finished") -> None:
         with self._lock:
-            if self._writer is not None:
-                self._writer.close()
+            while self._open:
+                self._open.popitem(last=False)[1].close()
+            if self.export:  # (also after a failure: what it wrote in part has replaced what was there, as in its own files)
+                self._trim_whole_run_files()
+
+    def _trim_whole_run_files(self) -> None:
+        """Keep in the whole-run event files of ``run`` that an earlier version's exports left
+        (``….convscope-export@<run>``) only the tags this export did not write again, and remove
+        those that then hold none: each tag is then in one file, so no point shows twice, and
+        what this export did not write again stays."""
+        if not self._tags or not self.logdir.is_dir():
+            return
+        whole = re.compile(r"events\.out\.tfevents\.[^@]*" + re.escape(f".convscope-export@{self.run}"))
+        for path in sorted(self.logdir.iterdir()):
+            if whole.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+                self._trim(path)
+
+    def _trim(self, path: Path) -> None:
+        from google.protobuf.message import DecodeError
+
+        # written beside it under a name TensorBoard does not read (no "tfevents"), then renamed over it
+        part = path.with_name(f"convscope-export@{self.run}.trimming")
+        kept = dropped = 0
+        try:
+            with open(part, "wb") as out:
+                for record, data in _records(path, self._crc):
+                    try:
+                        event = self._event.FromString(data)
+                    except DecodeError:  # (not an event we can read: kept as it is)
+                        out.write(record)
+                        continue
+                    values = event.summary.value
+                    keep = [v for v in values if v.tag not in self._tags]
+                    kept, dropped = kept + len(keep), dropped + len(values) - len(keep)
+                    if len(keep) == len(values):
+                        out.write(record)
+                    elif keep:
+                        del values[:]
+                        values.extend(keep)
+                        out.write(_record(event.SerializeToString(), self._crc))
+            if dropped and kept:
+                os.replace(part, path)
+            elif dropped:
+                path.unlink()
+            # (none of its tags written again: it stays as it was)
+        finally:
+            part.unlink(missing_ok=True)
+
+
+class _EventFile:
+    """One event file a writer made: created new, appended to. Its handle may be closed between
+    writes (see :data:`OPEN_FILES`); the next write opens it again."""
+
+    def __init__(self, folder: Path, suffix: str) -> None:
+        host = re.sub(r"[^A-Za-z0-9.-]+", "-", socket.gethostname())[:24] or "host"
+        while True:
+            self.path = folder / f"events.out.tfevents.{int(time.time()):010d}.{host}.{os.getpid()}.{next(_SERIAL)}{suffix}"
+            try:
+                self._handle: IO[bytes] | None = open(self.path, "xb")  # (closed in close())
+                return
+            except FileExistsError:  # (a file of that name is there already: the next <n>)
+                continue
+
+    def write(self, data: bytes) -> None:
+        if self._handle is None:
+            self._handle = open(self.path, "ab")
+        self._handle.write(data)
+
+    def flush(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def _record(data: bytes, crc: Callable[[bytes], int]) -> bytes:
+    """``data`` as one record of an event file (TFRecord: length, its checksum, data, its checksum)."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", crc(length)) + data + struct.pack("<I", crc(data))
+
+
+def _records(path: Path, crc: Callable[[bytes], int]) -> Iterator[tuple[bytes, bytes]]:
+    """Each record of an event file as ``(record, data)``, up to the first one cut short or
+    with a damaged length (TensorBoard reads no further either). The data's checksum is left to
+    TensorBoard, which checks it as it reads: records are copied as they are, unchecked, as
+    TensorBoard's pure-Python CRC-32C gets through only a few megabytes a second."""
+    with open(path, "rb") as f:
+        while len(head := f.read(12)) == 12:
+            if struct.unpack("<I", head[8:])[0] != crc(head[:8]):
+                return
+            (length,) = struct.unpack("<Q", head[:8])
+            data, tail = f.read(length), f.read(4)
+            if len(data) < length or len(tail) < 4:
+                return
+            yield head + data + tail, data
+
+
+@functools.cache
+def _tensorflow_bins() -> list[float]:
+    """The buckets ``SummaryWriter.add_histogram`` gives a histogram by default (TensorFlow's): 0
+    and ±1e-12 · 1.1^k below 1e20, grown by repeated multiplication as it grows them, so the
+    edges are the same floats."""
+    edges, v = [], 1e-12
+    while v < 1e20:
+        edges.append(v)
+        v *= 1.1
+    return [-e for e in reversed(edges)] + [0.0] + edges

@@ -310,3 +310,18 @@ def test_a_vtk_export_killed_midway_leaves_collections_of_the_whole_files_it_wro
         assert [t for t, _ in listed] == [float(s) for s in range(len(listed))]  # the steps written so far, in order
         for step, file in listed:  # each there and whole: VTK's own reader reads it
             assert read_vtk(out / "vtk" / file)["field_data"]["step"].tolist() == [step]
+
+
+@pytest.mark.parametrize("kind", ["scalars", "scalar"])
+def test_logged_values_are_exported_by_either_kind_name(tmp_path, kind) -> None:
+    # (the monitor stores log()'s values in batches, kind "scalars"; every writer is handed them
+    # one by one, kind "scalar": a filter of "scalars" alone dropped all of them)
+    logdir = tmp_path / "runs"
+    with RunStore(logdir).create_run("b") as w:
+        steps = np.arange(1, 4)
+        w.write(Frame(run="b", step=3, kind="scalars", payload={"name": "loss", "steps": steps, "values": steps / 10}))
+    result = export_run(logdir, "b", out=tmp_path / "o", formats=["csv", "tensorboard"], kinds=[kind])
+    assert result.frames == 1  # (the stored frames: one batch)
+    t = pd.read_csv(tmp_path / "o" / "csv" / "scalar.csv")
+    assert list(t["step"]) == [1, 2, 3] and np.allclose(t["value"], [0.1, 0.2, 0.3])
+    assert len(list((tmp_path / "o" / "tensorboard").iterdir())) == 1

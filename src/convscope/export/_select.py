@@ -10,16 +10,22 @@ from convscope.frames import Frame, check_kinds, expand_scalars
 
 def choice(kinds: str | Iterable[str] | None, layers: str | Iterable[str] | None) -> tuple[set[str] | None, set[str] | None]:
     """An exporter's kinds and layers as sets (``None``: all; one name alone is one), with a
-    clear error for a kind that no frame has (it would export nothing, silently).
+    clear error for a kind that no frame has (it would export nothing, silently). ``scalars``
+    (the monitor's batches of logged values) brings ``scalar`` with it: a writer is handed a
+    batch as single values (:func:`selected`), which a filter of ``scalars`` alone dropped.
 
     Example:
         >>> kinds, layers = choice("weight_grid", ["conv2", "conv1"])
         >>> kinds, sorted(layers)
         ({'weight_grid'}, ['conv1', 'conv2'])
+        >>> sorted(choice("scalars", None)[0])
+        ['scalar', 'scalars']
     """
     k = None if kinds is None else {kinds} if isinstance(kinds, str) else set(kinds)
     if k is not None:
         check_kinds(sorted(k), DataError)
+        if "scalars" in k:
+            k.add("scalar")
     return k, None if layers is None else {layers} if isinstance(layers, str) else set(layers)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,6 +118,9 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
         page.mouse.click(x, y)
         page.wait_for_function(f"document.querySelector('#layer-name').textContent === '{layer}'")
         assert maps in page.inner_text("#layer-shape")
+    # the pointer gone, the note no longer names the block it was on (conv1 stays opened)
+    page.mouse.move(canvas["x"] + canvas["width"] / 2, canvas["y"] - 20)
+    assert page.inner_text("#structure3d .view-note").startswith("drag to orbit")
     # the layer's maps have a colour bar: the span of their ranges, a hovered map's own
     layer = page.evaluate("window.convscopeExplorer.state().layer.maps")
     bar = page.eval_on_selector("#layer-colorbar .colorbar", "b => [b.hidden, Number(b.dataset.lo), Number(b.dataset.hi), b.dataset.palette]")
@@ -125,6 +129,14 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     page.mouse.move(box["x"] + 10, box["y"] + 10)
     assert page.eval_on_selector("#layer-colorbar .colorbar", "b => Number(b.dataset.hi)") == layer["vmax"][0]
     assert "map 0" in page.inner_text("#layer-colorbar")
+    # a dense layer's units are laid out in a square: not "maps shrunk" to it
+    page.click("#layer-table tr[data-layer='fc1']")
+    page.wait_for_function("document.querySelector('#layer-name').textContent === 'fc1'")
+    assert "120 units" in page.inner_text("#layer-shape") and "shrunk" not in page.inner_text("#layer-stats")
+    # the digit's label is one of this model's classes: the prediction panel says it
+    label = page.evaluate("window.convscopeExplorer.state().session.inputs.find(i => i.id === window.convscopeExplorer.drawnInput).label")
+    key = page.inner_text("#prediction-key")
+    assert key.startswith("the input's label") and str(label) in key, key
     # VGG-12
     draws = _draws(page)
     page.click(f"#model-list li[data-model='{ids['vgg']}']")
@@ -132,6 +144,9 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
     rows = _rows(page)
     graph = session.model(ids["vgg"]).loaded.graph
     assert list(rows) == [u.id for u in graph.layers]
+    # an untrained model says so; a digit's label names none of its (CIFAR-10) classes: no "horse" marked for a 7
+    assert page.inner_text(f"#model-list li[data-model='{ids['vgg']}'] .muted").startswith("zoo (untrained), ")
+    assert page.inner_text("#prediction-key") == ""
     assert _in_view(page, list(rows)) == []
     # every layer shown (its 40 are few enough): nothing to expand until its modules are collapsed
     assert page.is_disabled("#expand-all") and "expanded already" in page.get_attribute("#expand-all", "title")
@@ -164,6 +179,10 @@ def test_structure_of_lenet5_and_vgg12_is_shown_with_names_and_shapes(explorer, 
 def test_a_digit_drawn_on_the_sketchpad_gets_a_prediction(explorer, page) -> None:
     handle, session, ids = explorer
     _open(page, handle, ids["lenet"])
+    # nothing drawn yet: said, and no black input sent
+    before = len(session.inputs)
+    page.click("#sketch-predict")
+    assert page.inner_text("#input-message") == "the sketchpad is empty: draw on it first" and len(session.inputs) == before
     box = page.locator("#sketchpad").bounding_box()
     cx, top = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.15
     page.mouse.move(cx, top)
@@ -416,6 +435,31 @@ def test_removing_the_shown_input_or_model_leaves_nothing_stale(tmp_path: Path, 
         assert page.eval_on_selector_all("#layer-table tbody tr", "rs => rs.length") == 0
         assert page.inner_text("#prediction-text") == "" and page.inner_text("#layer-name") == ""
         assert session.models == {}
+    finally:
+        handle.stop()
+
+
+def test_an_inputs_image_is_fetched_once_for_its_thumbnail_its_panel_and_the_3d_view(tmp_path: Path, page) -> None:
+    # the server sends it with no-store: the thumbnail, the input panel and the 3-D view's input slab
+    # each fetched it again, and again whenever the input was shown anew
+    session = ExplorerSession()
+    model = session.add_model("lenet5-simplified", pretrained=False)
+    a, b = session.default_inputs(model.id, count=2)
+    handle = start_local_server(tmp_path / "runs", explorer=session)
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url.split("api/explorer/")[-1]) if "/image" in r.url else None)
+    image = "window.convscopeExplorer.state().image"
+    try:
+        page.goto(handle.url + f"#/explore?model={model.id}&input={a.id}")
+        page.wait_for_function(f"() => {image}", timeout=30_000)  # (drawn in the input panel: the slab's fetch went first)
+        assert f"inputs/{a.id}/image?model={model.id}" in fetched
+        for shown in (b, a):  # another input, and back: nothing fetched again
+            page.evaluate(f"window.before = {image}")
+            page.click(f"#input-list li[data-input='{shown.id}']")
+            page.wait_for_function(f"() => {image} && {image} !== window.before", timeout=30_000)
+        page.wait_for_timeout(300)
+        assert {url: n for url, n in Counter(fetched).items() if n > 1} == {}, fetched
+        assert f"inputs/{b.id}/image?model={model.id}" in fetched
     finally:
         handle.stop()
 

@@ -30,11 +30,12 @@ describe("distribution view", () => {
   });
 
   it("fills a box taller than its least height (the row beside the correlation panel), and never takes less", () => {
-    expect(plotHeight(586.4)).toBe(586);
-    expect(plotHeight(120)).toBe(280);
-    expect(plotHeight(0)).toBe(280);
+    expect(plotHeight(586.4, 280)).toBe(586);
+    expect(plotHeight(120, 280)).toBe(280);
+    expect(plotHeight(0, 280)).toBe(280); // (a box not laid out: its min-height)
+    expect(plotHeight(300, NaN)).toBe(300); // (no min-height: "auto" or "0px")
     expect(plotBox(600, 586)).toEqual({ x: 28, y: 6, w: 566, h: 552 }); // the plot takes the canvas's height, less the axis words
-    expect(plotBox(600)).toEqual({ x: 28, y: 6, w: 566, h: 246 });
+    expect(plotBox(600, 280)).toEqual({ x: 28, y: 6, w: 566, h: 246 });
   });
 
   it("says a filter's group and its values' real range and moments", () => {

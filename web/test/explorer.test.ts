@@ -3,8 +3,8 @@
 import { describe, expect, it } from "vitest";
 import type { Graph } from "../src/views/explorer/client";
 import {
-  cellAt, comparePair, defaultCollapsed, detailText, expand, frozenNote, gridLayout, inputNames, stripLayout, toggleFrozen,
-  unitAt, valueAt, visibleUnits,
+  cellAt, comparePair, defaultCollapsed, detailText, expand, frozenNote, gridLayout, inputNames, labelFor, modelSummary, stripLayout,
+  toggleFrozen, unitAt, valueAt, visibleUnits,
 } from "../src/views/explorer/logic";
 
 function layer(id: string, parent: string | null, shape: number[]) {
@@ -158,5 +158,24 @@ describe("wording", () => {
     expect(frozenNote({ freeze: { conv1: [0] }, with_freeze })).toBe(" (attacked without the 1 frozen filter; with it: 7 → 3)");
     expect(frozenNote({ freeze: { conv1: [0, 2], conv2: [5] }, with_freeze })).toBe(" (attacked without the 3 frozen filters; with them: 7 → 3)");
     expect(frozenNote({ freeze: {}, with_freeze: null })).toBe("");
+  });
+});
+
+describe("models and labels", () => {
+  const spec = (shape: number[]) => ({ shape, class_names: null });
+  it("say whether a model is trained, as its source says", () => {
+    expect(modelSummary({ format: "zoo", source: "zoo:vgg12 (untrained)", layers: 39, params: 896, input_spec: spec([3, 32, 32]) }))
+      .toBe("zoo (untrained), 39 layers, 896 params, input 3×32×32");
+    expect(modelSummary({ format: "zoo", source: "zoo:lenet5 (trained on mnist-5k)", layers: 12, params: 156, input_spec: spec([1, 28, 28]) }))
+      .toBe("zoo (trained on mnist-5k), 12 layers, 156 params, input 1×28×28");
+    expect(modelSummary({ format: "onnx", source: "upload:net.onnx", layers: 3, params: 10, input_spec: spec([1, 8, 8]) }))
+      .toBe("onnx, 3 layers, 10 params, input 1×8×8");
+  });
+  it("count an input's label as a class of a model that takes the input as it is, not of one that remakes it", () => {
+    const digit = { label: 7, shape: [1, 28, 28] };
+    expect(labelFor(digit, [1, 28, 28])).toBe(7);
+    expect(labelFor(digit, [3, 32, 32])).toBeNull(); // (a CIFAR-10 model: its class 7 is "horse")
+    expect(labelFor({ label: null, shape: [1, 28, 28] }, [1, 28, 28])).toBeNull();
+    expect(labelFor(undefined, [1, 28, 28])).toBeNull();
   });
 });

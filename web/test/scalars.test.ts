@@ -20,6 +20,13 @@ describe("chart options", () => {
     expect([o.axes![2].scale, o.axes![2].side, o.axes![2].label, o.axes![2].show]).toEqual(["r", 1, "accuracy, lr, test_accuracy", true]);
   });
 
+  it("put the step axis' ticks on whole steps only", () => {
+    const incrs = scalarOptions(["loss"], 600).axes![0].incrs as number[];
+    expect(incrs.slice(0, 6)).toEqual([1, 2, 5, 10, 20, 50]);
+    expect(incrs.every((v) => Number.isInteger(v))).toBe(true);
+    expect(incrs[incrs.length - 1]).toBeGreaterThanOrEqual(1e9);
+  });
+
   it("hide an axis nothing is drawn against", () => {
     const o = scalarOptions(["loss"], 600);
     expect([o.axes![1].show, o.axes![2].show]).toEqual([true, false]);

@@ -5,6 +5,7 @@ import { drawDivergence, drawPrediction, renderDivergenceLegend } from "../views
 import {
   ApiError,
   explorerApi as api,
+  fetchImage,
   reason,
   type Comparison,
   type InputInfo,
@@ -15,11 +16,13 @@ import {
   type SessionInfo,
 } from "../views/explorer/client";
 import {
-  collapseAround, comparePair, defaultCollapsed, expand, formatShape, frozenNote, inputNames, toggleFrozen, visibleUnits, type Unit,
+  collapseAround, comparePair, defaultCollapsed, expand, formatShape, frozenNote, inputNames, labelFor, modelSummary, toggleFrozen, visibleUnits,
+  type Unit,
 } from "../views/explorer/logic";
 import { collapseTarget, structureButtons } from "../views/explorer/keys";
 import { ColorBar, drawStrip, MapGrid, type Palette } from "../views/explorer/maps";
-import { drawOverlay, loadImage } from "../views/explorer/saliency";
+import { InputImages } from "../views/explorer/inputImages";
+import { drawOverlay } from "../views/explorer/saliency";
 import { Sketchpad } from "../views/explorer/sketchpad";
 import { StructureView } from "../views/explorer/structure3d";
 
@@ -62,7 +65,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
             <button id="add-sample">Add sample</button></div>
           <label class="file-button">Upload image<input type="file" id="input-file" accept="image/*" /></label>
           <div id="input-message" class="message"></div>
-          <h3>Sketchpad</h3>
+          <h3>Sketchpad: draw an input with the mouse</h3>
           <canvas id="sketchpad" class="sketchpad"></canvas>
           <div class="row"><button id="sketch-predict">Predict sketch</button><button id="sketch-clear">Clear</button></div>
         </section>
@@ -81,12 +84,13 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
             <span class="toggle"><button id="spin">spin</button><button id="expand-all" disabled>expand all</button><button id="collapse-auto" disabled>collapse</button></span></h2>
           <div id="structure3d" class="structure3d"></div>
           <div id="structure-legend"></div>
-          <div class="table-wrap"><table class="layers" id="layer-table"><thead><tr><th>layer</th><th>kind</th><th>output shape</th><th>params</th><th>outputs</th></tr></thead>
+          <div class="table-wrap"><table class="layers" id="layer-table"><thead><tr><th>layer</th><th>kind</th><th>output shape</th><th class="num">params</th><th>outputs</th></tr></thead>
             <tbody></tbody></table></div>
         </section>
         <div class="two">
           <section class="panel" id="prediction-panel"><h2>Prediction</h2>
-            <div id="prediction-text" class="big"></div><canvas id="prediction-chart" class="view-canvas"></canvas></section>
+            <div id="prediction-text" class="big"></div><canvas id="prediction-chart" class="view-canvas"></canvas>
+            <div id="prediction-key" class="muted small"></div></section>
           <section class="panel" id="saliency-panel"><h2>Input and critical features</h2>
             <div class="row"><select id="saliency-method" aria-label="saliency method"></select><button id="saliency-run">Highlight</button>
               <label><input type="checkbox" id="saliency-show" checked /> overlay</label></div>
@@ -114,7 +118,10 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       </div>
     </div>`;
   const $ = <T extends HTMLElement = HTMLElement>(sel: string) => root.querySelector<T>(sel)!;
+  // (an input's image, fetched once for its thumbnail, the input panel and the 3-D view's input slab)
+  const images = new InputImages(fetchImage);
   const structure = new StructureView($("#structure3d"));
+  structure.loadImage = (url) => images.image(url);
   structure.renderer.domElement.classList.add("view-canvas");
   $("#structure-legend").replaceWith(structure.legend);
   structure.legend.id = "structure-legend";
@@ -205,6 +212,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     const s = await api.session();
     state.session = s;
     setConnection(true);
+    // the images of inputs and models that are gone are dropped (removed here or elsewhere)
+    images.keepOnly(new Set(s.inputs.flatMap((i) => [api.imageUrl(i.id), ...s.models.map((m) => api.imageUrl(i.id, m.id))])));
     const zoo = $<HTMLSelectElement>("#zoo-name");
     if (!zoo.options.length) zoo.innerHTML = s.zoo.map((z) => `<option>${esc(z)}</option>`).join("");
     const attack = $<HTMLSelectElement>("#attack");
@@ -229,7 +238,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       li.dataset.model = m.id;
       li.innerHTML = `<b></b> <span class="muted"></span> <button class="remove" title="remove">×</button>`;
       li.querySelector("b")!.textContent = m.name;
-      li.querySelector("span")!.textContent = `${m.format}, ${m.layers} layers, ${m.params.toLocaleString()} params, input ${formatShape(m.input_spec.shape)}`;
+      li.querySelector("span")!.textContent = modelSummary(m);
+      li.title = m.source;
       li.addEventListener("click", () => void attempt("#model-message", () => selectModel(m.id)));
       li.querySelector("button")!.addEventListener("click", (e) => {
         e.stopPropagation();
@@ -265,7 +275,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
       li.dataset.input = i.id;
       const img = document.createElement("img");
       img.className = "thumb";
-      img.src = api.imageUrl(i.id, state.model?.id);
+      images.blobUrl(api.imageUrl(i.id, state.model?.id)).then((url) => (img.src = url), () => {});
       img.alt = name;
       const text = document.createElement("span");
       text.className = "input-name";
@@ -521,7 +531,13 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
 
   async function renderInputImage(token: number): Promise<void> {
     if (!state.model || !state.input) return;
-    const [img, fit] = await Promise.all([loadImage(api.imageUrl(state.input, state.model.id)), api.fit(state.model.id, state.input)]);
+    let img: HTMLImageElement, fit: { steps: string[] };
+    try {
+      [img, fit] = await Promise.all([images.image(api.imageUrl(state.input, state.model.id)), api.fit(state.model.id, state.input)]);
+    } catch (e) {
+      if (token !== state.token || disposed) return; // (for an input no longer shown: removed, say)
+      throw e;
+    }
     if (token !== state.token || disposed) return;
     state.image = img;
     $("#fit-steps").innerHTML = fit.steps.map((s) => `<li>${esc(s)}</li>`).join("");
@@ -549,7 +565,9 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     const s = l.stats;
     const f = (v: number | null) => (v === null ? "-" : v.toPrecision(4));
     $("#layer-stats").textContent = `min ${f(s.min)} · max ${f(s.max)} · mean ${f(s.mean)} · std ${f(s.std)} · zeros ${(s.zeros * 100).toFixed(1)}%` +
-      (l.maps.count < l.maps.total ? ` · first ${l.maps.count} maps shown` : "") + (l.maps.width < (l.shape[l.shape.length - 1] ?? 0) ? ` · maps shrunk to ${l.maps.width}×${l.maps.height}` : "");
+      (l.maps.count < l.maps.total ? ` · first ${l.maps.count} maps shown` : "") +
+      // (a dense layer's units are laid out as one square, not a map shrunk)
+      (l.maps.units == null && l.maps.width < (l.shape[l.shape.length - 1] ?? 0) ? ` · maps shrunk to ${l.maps.width}×${l.maps.height}` : "");
     layerGrid.draw(l.maps, state.freeze[l.layer] ?? []);
   }
   layerGrid.onHover = (t) => ($("#hover-value").textContent = t || "hover a map to read its values; click maps (or units) to freeze them");
@@ -578,7 +596,12 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     const p = state.outputs?.prediction ?? null;
     const input = state.session?.inputs.find((i) => i.id === state.input);
     $("#prediction-text").textContent = p ? `predicted ${p.predicted_name} (${(p.top[0].probability * 100).toFixed(1)}%)` : "";
-    drawPrediction($<HTMLCanvasElement>("#prediction-chart"), p, input?.label ?? null);
+    // (the input's label marked where it names one of this model's classes, and said: a green bar was not)
+    const label = p && state.model ? labelFor(input, state.model.input_spec.shape) : null;
+    const name = label === null ? "" : state.model?.input_spec.class_names?.[label] ?? String(label);
+    drawPrediction($<HTMLCanvasElement>("#prediction-chart"), p, label);
+    $("#prediction-key").textContent = !p || label === null ? "" : label === p.predicted ? `the input's label is ${name}: predicted right`
+      : p.top.slice(0, 10).some((r) => r.index === label) ? `green: the input's label (${name})` : `the input's label, ${name}, is not among these`;
   }
 
   // --- saliency --------------------------------------------------------------------------------------
@@ -651,7 +674,8 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     if (!spec) return;
     $("#attack-about").textContent = spec.about + (spec.targeted ? "" : " (untargeted only)");
     $("#attack-params").innerHTML = Object.entries(spec.defaults)
-      .map(([k, v]) => `<label>${esc(k)} <input data-param="${esc(k)}" type="number" step="any" value="${v ?? ""}" placeholder="auto" /></label>`)
+      .map(([k, v]) => `<label>${esc(k)} <input data-param="${esc(k)}" type="number" step="any" value="${v ?? ""}" placeholder="auto"
+        style="width: calc(${Math.max(4, String(v ?? "").length)}ch + 36px)" /></label>`)
       .join("");
     $<HTMLInputElement>("#attack-target").disabled = !spec.targeted;
   }
@@ -740,6 +764,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
   });
   on("#sketch-clear", "click", () => sketch.clear());
   on("#sketch-predict", "click", async () => {
+    if (!sketch.strokes) return message("#input-message", "the sketchpad is empty: draw on it first", true);
     try {
       const made = await api.uploadInput(await sketch.toBlob(), "sketch.png", "sketch");
       await refreshSession();
@@ -814,6 +839,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     document.removeEventListener("keydown", onKey);
     document.body.classList.remove("overlay-open");
     structure.dispose();
+    images.clear();
     delete window.convscopeExplorer;
   };
 }

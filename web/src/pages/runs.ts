@@ -36,7 +36,7 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       const started = r.started ? new Date(r.started * 1000).toLocaleString() : "";
       const steps = r.last_step === null ? "" : `${r.first_step ?? 0}–${r.last_step}`;
       tr.innerHTML = `<td><a href="#/runs/${encodeURIComponent(r.id)}"></a></td><td><span class="chip"></span></td>
-        <td class="model"></td><td>${started}</td><td>${steps}</td><td class="num">${r.frames.toLocaleString("en-US")}</td>`;
+        <td class="model"></td><td>${started}</td><td class="steps">${steps}</td><td class="num">${r.frames.toLocaleString("en-US")}</td>`;
       // (by id, as `convscope runs` lists them: runs of one name differ only there)
       const label = runLabel(r);
       const link = tr.querySelector("a")!;

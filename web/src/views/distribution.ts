@@ -2,23 +2,24 @@
 // max) as a histogram line, coloured by the filter's correlation group (grey: in no group). The
 // line nearest the pointer is drawn on top and its filter's real range and moments said (the
 // filter by its original number, before any pruning). The plot is as tall as the box it sits in
-// (the grid row beside a taller correlation panel), never shorter than HEIGHT.
+// (the grid row beside a taller correlation panel), never shorter than the box's CSS min-height
+// (.plot-box in style.css: the one place that says how short it may be).
 import { groupColor } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
 import { type FilterNames, filterName, numberingNote } from "./filterNumbers";
 
-const HEIGHT = 280; // the least height of the canvas
 const PAD = 28; // left and bottom: room for the axis words
 const TOP = 6;
 
-/** The canvas's CSS height in a box ``room`` CSS pixels tall: all of it, but at least HEIGHT. */
-export function plotHeight(room: number): number {
-  return Math.max(HEIGHT, Math.floor(room) || 0);
+/** The canvas's CSS height in a box ``room`` CSS pixels tall: all of it, but at least ``least``
+ * (the box's min-height, which its room lacks where the box is not laid out: hidden, say). */
+export function plotHeight(room: number, least: number): number {
+  return Math.max(least || 0, Math.floor(room) || 0);
 }
 
 /** The plot's box on a canvas ``w`` CSS pixels wide and ``h`` tall. */
-export function plotBox(w: number, h = HEIGHT): { x: number; y: number; w: number; h: number } {
+export function plotBox(w: number, h: number): { x: number; y: number; w: number; h: number } {
   return { x: PAD, y: TOP, w: Math.max(1, w - PAD - 6), h: Math.max(1, h - PAD - TOP) };
 }
 
@@ -78,9 +79,10 @@ export class DistributionView {
     if (canvas.parentElement) new ResizeObserver(() => this.redraw()).observe(canvas.parentElement);
   }
 
-  /** The canvas's CSS height now: its box's. */
+  /** The canvas's CSS height now: its box's, at least the box's min-height. */
   private get height(): number {
-    return plotHeight(this.canvas.parentElement?.clientHeight ?? 0);
+    const box = this.canvas.parentElement;
+    return box ? plotHeight(box.clientHeight, parseFloat(getComputedStyle(box).minHeight)) : 0;
   }
 
   update(dist: Frame | undefined, groups: Frame | undefined, names: FilterNames | null = null): void {

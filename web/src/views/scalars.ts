@@ -122,6 +122,9 @@ export function axisTitle(names: string[], most = 30): string {
   return text.length > most ? text.slice(0, most - 1) + "…" : text;
 }
 
+/** The step axis' tick spacings: whole steps only (uPlot's own include 2.5, ticks at steps that do not exist). */
+export const STEP_INCREMENTS: number[] = Array.from({ length: 10 }, (_, k) => [1, 2, 5].map((m) => m * 10 ** k)).flat();
+
 /** The chart's uPlot options for the scalars ``names``: the steps along x (the hover legend reads
  * "step: 300"), losses and the like on the left axis, accuracies and learning rates on the right,
  * each axis titled with the names drawn against it (an axis with none is not shown). */
@@ -133,7 +136,7 @@ export function scalarOptions(names: string[], width: number, draw: (u: uPlot) =
     height: 220,
     scales: { x: { time: false }, y: {}, r: {} },
     axes: [
-      { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, label: "step", labelFont: font },
+      { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, label: "step", labelFont: font, incrs: STEP_INCREMENTS },
       { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, scale: "y", values: axisValues, size: axisSize, show: left.length > 0,
         label: axisTitle(left), labelFont: font, labelSize: 20 },
       { stroke: "#9aa0a6", side: 1, grid: { show: left.length === 0 }, scale: "r", values: axisValues, size: axisSize, show: right.length > 0,

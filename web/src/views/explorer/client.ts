@@ -154,19 +154,29 @@ export function reason(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** The error of a refused request, in the server's words where it gave them. */
+async function refusal(r: Response): Promise<ApiError> {
+  let detail: unknown;
+  try {
+    detail = (await r.json()).detail;
+  } catch {
+    /* not JSON */
+  }
+  return new ApiError(r.status, detailText(detail, `${r.status} ${r.statusText}`.trim()));
+}
+
 async function call<T>(path: string, init?: RequestInit): Promise<T> {
   const r = await fetch(withToken(`${BASE}${path}`), init);
-  if (!r.ok) {
-    let detail: unknown;
-    try {
-      detail = (await r.json()).detail;
-    } catch {
-      /* not JSON */
-    }
-    throw new ApiError(r.status, detailText(detail, `${r.status} ${r.statusText}`.trim()));
-  }
+  if (!r.ok) throw await refusal(r);
   if (r.status === 204) return undefined as T;
   return r.json() as Promise<T>;
+}
+
+/** The image at ``url`` (an ``imageUrl``), fetched, as a blob: URL (see InputImages). */
+export async function fetchImage(url: string): Promise<string> {
+  const r = await fetch(url);
+  if (!r.ok) throw await refusal(r);
+  return URL.createObjectURL(await r.blob());
 }
 
 const json = (method: string, body: unknown): RequestInit => ({

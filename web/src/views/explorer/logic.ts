@@ -2,7 +2,7 @@
 // the module hierarchy's collapse/expand, block sizes of the 3-D view, decoding maps and reading
 // values back, and the grid the 2-D views lay maps out on.
 import { noun, plural } from "../plural";
-import type { Graph, GraphLayer, InputInfo, Maps } from "./client";
+import type { Graph, GraphLayer, InputInfo, Maps, ModelInfo } from "./client";
 
 /** One block of the structure view: a layer, or a collapsed container standing for its layers. */
 export interface Unit {
@@ -104,6 +104,21 @@ export function blockSize(shape: number[] | null, maxSide: number): [number, num
 
 export function formatShape(shape: number[] | null): string {
   return shape && shape.length ? shape.join("×") : "-";
+}
+
+/** What the model list says of a model: its format, trained or not where its source says (an
+ * untrained zoo model's predictions are chance), its size and its input. */
+export function modelSummary(m: Pick<ModelInfo, "format" | "source" | "layers" | "params" | "input_spec">): string {
+  const how = /\(([^()]*)\)\s*$/.exec(m.source ?? "")?.[1]; // "zoo:vgg12 (untrained)", "zoo:lenet5 (trained on mnist-5k)"
+  return `${m.format}${how ? ` (${how})` : ""}, ${m.layers} layers, ${m.params.toLocaleString()} params, input ${formatShape(m.input_spec.shape)}`;
+}
+
+/** The class ``input`` is labelled with, where that is one of a model taking ``modelShape``'s
+ * classes: a sample's label counts where the model takes it as it is, not made over (a digit's
+ * label 7 is no "horse" for a CIFAR-10 model, which sees it resized and in colour); else null. */
+export function labelFor(input: Pick<InputInfo, "label" | "shape"> | undefined, modelShape: number[]): number | null {
+  if (!input || input.label === null) return null;
+  return input.shape.length === modelShape.length && input.shape.every((v, k) => v === modelShape[k]) ? input.label : null;
 }
 
 /** Base64 to bytes (atob is in browsers and in Node 16+). */

@@ -3,13 +3,6 @@
 import type { Saliency } from "./client";
 import { decodeBase64 } from "./logic";
 
-export async function loadImage(url: string): Promise<HTMLImageElement> {
-  const img = new Image();
-  img.src = url;
-  await img.decode();
-  return img;
-}
-
 /** Draw the input scaled to size x size, and the saliency on top when given; returns the overlay's pixel count. */
 export function drawOverlay(canvas: HTMLCanvasElement, image: HTMLImageElement | null, sal: Saliency | null, size = 224, alpha = 0.65): number {
   canvas.width = size;

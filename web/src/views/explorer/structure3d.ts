@@ -8,6 +8,7 @@
 import * as THREE from "three";
 import { ThreeView, type Vec } from "../three";
 import type { Maps } from "./client";
+import { loadImage } from "./inputImages";
 import { colorOf, cssColor, layoutUnits, legendEntries, type LabelSpot, type Placed, placeLabels, PLANE, PLANE_GAP, shortLabel } from "./keys";
 import { decodeBase64, formatShape, type Unit } from "./logic";
 import { mapCanvas } from "./maps";
@@ -15,6 +16,9 @@ import { mapCanvas } from "./maps";
 // The camera looks from the front-left, a little above (z up), at the whole model. (From that
 // side, not the outputs' (+x): there a layer would hide behind the activation after it, as large.)
 export const VIEW_DIR: Vec = [-0.25, -0.75, 0.45];
+
+/** What the note under the view says while no block is pointed at. */
+const HOW = "drag to orbit, wheel to zoom, double-click to fit, click a block to open it";
 
 /** A block of ``size`` whose map faces show the map upright (its top towards +z) and unmirrored,
  * seen from outside each: the ±x faces (the output's width along y, its height along z), and given
@@ -97,6 +101,8 @@ export class StructureView extends ThreeView {
   /** the key of the block colours, under the canvas (set by the page: legend.el) */
   readonly legend = document.createElement("div");
   onPick: ((unit: Unit) => void) | null = null;
+  /** How the input slab's image is loaded (the page shares it with the input panel: InputImages). */
+  loadImage: (url: string) => Promise<HTMLImageElement> = loadImage;
   units: Unit[] = [];
   opened: string | null = null;
 
@@ -119,7 +125,7 @@ export class StructureView extends ThreeView {
     el.addEventListener("pointermove", (e) => {
       if (e.buttons) return;
       const hit = this.hitTest(e);
-      this.note.textContent = hit ? `${hit.id}  ${hit.kind}  ${formatShape(hit.shape)}` : "drag to orbit, wheel to zoom, double-click to fit, click a block to open it";
+      this.note.textContent = hit ? `${hit.id}  ${hit.kind}  ${formatShape(hit.shape)}` : HOW;
       el.style.cursor = hit ? "pointer" : "";
       if ((hit?.id ?? null) !== this.hovered) {
         this.hovered = hit?.id ?? null;
@@ -127,11 +133,13 @@ export class StructureView extends ThreeView {
       }
     });
     el.addEventListener("pointerleave", () => {
+      // (the note named the block last pointed at: gone with the pointer, not left naming another layer than the one opened)
+      this.note.textContent = HOW;
       if (this.hovered === null) return;
       this.hovered = null;
       this.placeLabels();
     });
-    this.note.textContent = "drag to orbit, wheel to zoom, double-click to fit, click a block to open it";
+    this.note.textContent = HOW;
     this.resize();
   }
 
@@ -205,14 +213,16 @@ export class StructureView extends ThreeView {
     this.input?.tex?.dispose();
     const entry: { url: string; tex: THREE.Texture | null } = { url, tex: null };
     this.input = entry;
-    new THREE.TextureLoader().load(url, (tex) => {
-      if (this.input !== entry) return tex.dispose(); // another input drawn since
+    this.loadImage(url).then((image) => {
+      if (this.input !== entry) return; // another input drawn since
+      const tex = new THREE.Texture(image);
+      tex.needsUpdate = true;
       entry.tex = tex;
       const block = this.blocks.find((b) => faceSource(b.unit, new Map(), url));
       if (!block || !Array.isArray(block.mesh.material)) return; // (none, or opened: a wall)
       block.mesh.material[0] = block.mesh.material[1] = mapMaterial(tex);
       this.render();
-    });
+    }, () => {}); // (not loaded: the slab keeps plain sides; the input panel says why)
     return null;
   }
 

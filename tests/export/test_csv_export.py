@@ -8,7 +8,8 @@ import pytest
 from samples import every_kind, frame
 
 from convscope.export import COLUMNS, CsvWriter
-from convscope.export._csv import read_table, safe_name
+from convscope.export._csv import read_table
+from convscope.export._files import layer_token
 from convscope.frames import KINDS, Frame
 from convscope.sinks import create_sink, list_sinks
 
@@ -111,14 +112,17 @@ def test_text_with_commas_and_quotes_is_quoted(tmp_path) -> None:
     assert t["kept"][0] == "0 2"
 
 
-def test_layer_names_become_safe_file_names(tmp_path) -> None:
-    assert safe_name("features.0") == "features.0"
-    assert safe_name("block/conv 1") == "block_conv_1"
+def test_layer_names_become_safe_file_names_of_their_own(tmp_path) -> None:
+    assert layer_token("features.0") == "features.0"
+    assert layer_token("block/conv 1") == "block%2Fconv%201"
     w = CsvWriter(tmp_path, kinds=["groups"])
-    w.write(frame("groups", 1, layer="block/conv 1"))
+    # (a/b and a_b were both written to groups-a_b.csv, one layer's rows among the other's)
+    for i, layer in enumerate(["block/conv 1", "a/b", "a_b"]):
+        w.write(frame("groups", i, layer=layer))
     w.write(frame("scalar", 1))  # filtered out by kinds
     w.close()
-    assert [p.name for p in w.files()] == ["groups-block_conv_1.csv"]
+    assert sorted(p.name for p in w.files()) == ["groups-a%2Fb.csv", "groups-a_b.csv", "groups-block%2Fconv%201.csv"]
+    assert [sorted(set(pd.read_csv(w.path("groups", layer))["layer"])) for layer in ("a/b", "a_b")] == [["a/b"], ["a_b"]]
 
 
 def test_registered_as_a_live_sink(tmp_path) -> None:

@@ -20,7 +20,7 @@ from convscope.export import TensorBoardWriter, export_run
 from convscope.store import RunStore
 
 pytest.importorskip("tensorboard", reason="TensorBoard export needs pip install 'convscope[tensorboard]'")
-from convscope.export._tensorboard import LAYER_CHARS, layer_token  # noqa: E402
+from convscope.export._files import LAYER_CHARS, layer_token  # noqa: E402
 
 #: the kinds of a layer that TensorBoard shows, and their tags under ``<layer>/``
 LAYER_KINDS = {

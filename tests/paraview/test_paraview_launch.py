@@ -106,7 +106,7 @@ def test_cli_paraview_with_a_pvpython_that_is_not_one_is_a_one_line_error(tmp_pa
 
 
 def test_cli_paraview_open_finds_a_layer_by_the_name_its_files_have(tmp_path, capsys) -> None:
-    # layer names are made file-safe in the exports (block/conv 1 -> weights-block_conv_1.pvd)
+    # layer names are made file-safe in the exports (block/conv 1 -> weights-block%2Fconv%201.pvd)
     vtk = _exports(tmp_path / "vtk", "block/conv 1")
     args = tmp_path / "args.txt"
     fake = tmp_path / "pvpython"
@@ -114,7 +114,7 @@ def test_cli_paraview_open_finds_a_layer_by_the_name_its_files_have(tmp_path, ca
     fake.chmod(0o755)
     assert main(["paraview", "--open", str(vtk), "--layer", "block/conv 1", "--pvpython", str(fake)]) == 0
     passed = args.read_text().splitlines()
-    assert passed[passed.index("--layer") + 1] == "block_conv_1" and (vtk / "weights-block_conv_1.pvd").is_file()
+    assert passed[passed.index("--layer") + 1] == "block%2Fconv%201" and (vtk / "weights-block%2Fconv%201.pvd").is_file()
 
 
 @pytest.mark.paraview

@@ -9,7 +9,6 @@ back to float32, and float64 values are exact as they are.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -18,11 +17,12 @@ from typing import IO, Any
 import numpy as np
 
 from convscope.errors import DataError
+from convscope.export._files import layer_token
 from convscope.export._select import choice, selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
 
-__all__ = ["COLUMNS", "CsvWriter", "frame_table", "safe_name"]
+__all__ = ["COLUMNS", "CsvWriter", "frame_table"]
 
 #: the columns of each kind's table, in order
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -41,11 +41,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 _ROWS_PER_CHUNK = 1 << 20
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a layer or tag name (``features.0`` stays, ``a/b`` -> ``a_b``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "_"
 
 
 def _grid(*sizes: int) -> list[np.ndarray]:
@@ -215,7 +210,7 @@ class CsvWriter(Sink):
 
     def path(self, kind: str, layer: str = "") -> Path:
         """The table a (kind, layer) goes to."""
-        return self.out / (f"{kind}-{safe_name(layer)}.csv" if layer else f"{kind}.csv")
+        return self.out / (f"{kind}-{layer_token(layer)}.csv" if layer else f"{kind}.csv")
 
     def write(self, frame: Frame) -> None:
         for f in selected(frame, self.kinds, self.layers):

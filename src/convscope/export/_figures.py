@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from convscope._optional import require
-from convscope.export._csv import safe_name
+from convscope.export._files import layer_token
 from convscope.export._scenes import tile_maps, weight_layout, window_origins
 from convscope.export._select import choice, selected
 from convscope.frames import Frame
@@ -103,7 +103,7 @@ class FigureWriter(Sink):
             written += self._save(fig, name)
         for (kind, layer), frame in self.latest.items():
             fig = _draw(plt, frame)
-            written += self._save(fig, f"{kind}-{safe_name(layer)}")
+            written += self._save(fig, f"{kind}-{layer_token(layer)}")
         self.files = written
         return written
 

@@ -9,11 +9,20 @@ links and folders.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Container
 from pathlib import Path
 
-__all__ = ["remove_ours"]
+__all__ = ["LAYER_CHARS", "layer_token", "remove_ours"]
+
+#: the longest layer part of a file name (longer names keep their start and a hash, see
+#: :func:`layer_token`): a TensorBoard event file's name, with a run id of 96 characters and the
+#: host cut to 24, stays under the 255 bytes file systems allow
+LAYER_CHARS = 48
+
+#: the characters a layer keeps in a file name; any other is written as ``%XX``
+_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 
 def remove_ours(folder: Path, ours: re.Pattern[str], *, keep: Container[str] = ()) -> int:
@@ -29,3 +38,27 @@ def remove_ours(folder: Path, ours: re.Pattern[str], *, keep: Container[str] = (
             path.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def layer_token(layer: str) -> str:
+    """``layer`` as the layer part of an export's event file name: one token per layer.
+
+    Letters, digits, ``_``, ``.`` and ``-`` stay; every other character becomes ``%XX`` of its
+    UTF-8 bytes (``%`` too), so no two layers share a token: ``a.b``, ``a_b`` and ``a/b``
+    (``a%2Fb``) stay apart, and no token holds ``@`` (which separates the parts of a name) or
+    a separator. A token longer than :data:`LAYER_CHARS` keeps its start and ends with ``~``
+    and a hash of the whole name (``~`` is in no other token).
+
+    Example:
+        >>> [layer_token(name) for name in ("features.0", "a_b", "block/conv 1", "50%")]
+        ['features.0', 'a_b', 'block%2Fconv%201', '50%25']
+        >>> token = layer_token("backbone." * 8 + "conv1")
+        >>> len(token), token[:12], token[-17]
+        (48, 'backbone.bac', '~')
+    """
+    token = "".join(c if c in _KEPT else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")) for c in layer)
+    if len(token) <= LAYER_CHARS:
+        return token
+    digest = hashlib.sha256(layer.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    head = re.sub(r"%[0-9A-F]?$", "", token[: LAYER_CHARS - len(digest) - 1])  # (no escape cut in two)
+    return f"{head}~{digest}"

@@ -32,7 +32,6 @@ convscope did not name stay.
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import os
 import re
@@ -48,52 +47,21 @@ from typing import IO, Any
 import numpy as np
 
 from convscope._optional import require
-from convscope.export._files import remove_ours
+from convscope.export._files import layer_token, remove_ours
 from convscope.export._scenes import diverging_rgb, tile_maps
 from convscope.export._select import choice, selected
 from convscope.frames import Frame
 from convscope.sinks._base import Sink
 from convscope.store._schema import slug
 
-__all__ = ["LAYER_CHARS", "OPEN_FILES", "TensorBoardWriter", "layer_token"]
-
-#: the longest layer part of a file name (longer names keep their start and a hash, see
-#: :func:`layer_token`): with a run id of 96 characters and the host cut to 24, a name stays
-#: under the 255 bytes file systems allow
-LAYER_CHARS = 48
+__all__ = ["OPEN_FILES", "TensorBoardWriter"]
 
 #: the most event files a writer holds open at once; the others are closed between writes and
 #: opened again to append (a deep model has hundreds of layers and kinds: one handle each ran
 #: out of the process's file descriptors)
 OPEN_FILES = 32
 
-#: the characters a layer keeps in a file name; any other is written as ``%XX``
-_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 _SERIAL = itertools.count()  # (the <n> of the names: files opened in one second stay apart)
-
-
-def layer_token(layer: str) -> str:
-    """``layer`` as the layer part of an export's event file name: one token per layer.
-
-    Letters, digits, ``_``, ``.`` and ``-`` stay; every other character becomes ``%XX`` of its
-    UTF-8 bytes (``%`` too), so no two layers share a token: ``a.b``, ``a_b`` and ``a/b``
-    (``a%2Fb``) stay apart, and no token holds ``@`` (which separates the parts of a name) or
-    a separator. A token longer than :data:`LAYER_CHARS` keeps its start and ends with ``~``
-    and a hash of the whole name (``~`` is in no other token).
-
-    Example:
-        >>> [layer_token(name) for name in ("features.0", "a_b", "block/conv 1", "50%")]
-        ['features.0', 'a_b', 'block%2Fconv%201', '50%25']
-        >>> token = layer_token("backbone." * 8 + "conv1")
-        >>> len(token), token[:12], token[-17]
-        (48, 'backbone.bac', '~')
-    """
-    token = "".join(c if c in _KEPT else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")) for c in layer)
-    if len(token) <= LAYER_CHARS:
-        return token
-    digest = hashlib.sha256(layer.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-    head = re.sub(r"%[0-9A-F]?$", "", token[: LAYER_CHARS - len(digest) - 1])  # (no escape cut in two)
-    return f"{head}~{digest}"
 
 
 class TensorBoardWriter(Sink):

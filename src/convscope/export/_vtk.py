@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convscope.export._csv import safe_name
-from convscope.export._files import remove_ours
+from convscope.export._files import layer_token, remove_ours
 from convscope.export._scenes import (
     ImageData,
     PolyData,
@@ -120,7 +119,7 @@ def scenes_of(frame: Frame, trajectories: _Trajectories | None = None) -> dict[s
     Trajectory frames need ``trajectories`` (the paths so far) for their dims series.
     """
     p, k = frame.payload, frame.kind
-    layer = safe_name(frame.layer) if frame.layer else "run"
+    layer = layer_token(frame.layer) if frame.layer else "run"
     out: dict[str, PolyData | ImageData] = {}
     if k == "weight_grid":
         out[f"weights-{layer}"] = weight_grid_blocks(p["weights"], vmax=float(p["vmax"]))

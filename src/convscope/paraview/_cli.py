@@ -116,7 +116,7 @@ def _no_display() -> bool:
 def _check_exports(folder: Path, layer: str | None, screenshot: str | None) -> str | None:
     """Say what is wrong with ``--open DIR [--layer L] [--screenshot PNG]`` before ParaView starts
     (seconds); return the layer as the exported file names spell it."""
-    from convscope.export._csv import safe_name
+    from convscope.export._files import layer_token
 
     hint = "pass the vtk folder that `convscope export RUN --format vtk --out DIR` wrote (DIR/vtk)"
     if not folder.is_dir():
@@ -126,7 +126,7 @@ def _check_exports(folder: Path, layer: str | None, screenshot: str | None) -> s
         inner = folder / "vtk"
         mean = f"; did you mean {inner}?" if any(inner.glob("weights-*.pvd")) else f"; {hint}"
         raise DataError(f"no weight grids (weights-*.pvd) in {folder}{mean}")
-    name = None if layer is None else safe_name(layer)
+    name = None if layer is None else layer_token(layer)
     if name is not None and name not in layers:
         raise NotFoundError(f"layer {layer!r} has no weight grid in {folder}; it has {', '.join(layers)} — pass one of these to --layer")
     if screenshot is not None and not Path(screenshot).resolve().parent.is_dir():

@@ -63,6 +63,8 @@ def test_the_other_attacks_run_and_report(setup, attack: str, params: dict) -> N
 def test_clear_errors(setup) -> None:
     model, x, _ = setup
     assert set(list_attacks()) == {"fgsm", "pgd", "deepfool", "cw", "pixel"}
+    # (the page offers each parameter with what it does: "th" and "es" said nothing)
+    assert all(set(spec["params"]) == set(spec["defaults"]) and all(spec["params"].values()) for spec in list_attacks().values())
     with pytest.raises(DataError, match="unknown attack"):
         perturb(model, x[:2], attack="nope")
     with pytest.raises(DataError, match="no parameters"):

@@ -341,6 +341,10 @@ def test_the_other_attacks_run_from_the_page(explorer, page, attack: str, params
     assert page.inner_text("#attack-about").endswith("" if targeted else "(untargeted only)")
     shown = page.eval_on_selector_all("#attack-params input", "is => is.map(i => i.dataset.param)")
     assert set(params) <= set(shown), shown
+    # and says what each parameter does (tooltip and a line each)
+    helps = page.eval_on_selector_all("#attack-params label", "ls => ls.map(l => l.title)")
+    assert len(helps) == len(shown) and all(helps), helps
+    assert page.inner_text("#attack-help").count("\n") == len(shown) - 1
     assert page.is_disabled("#attack-target") is not targeted
     for name, value in params.items():
         page.fill(f"#attack-params input[data-param='{name}']", value)

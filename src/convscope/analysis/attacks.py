@@ -33,16 +33,25 @@ __all__ = ["ATTACKS", "AdversarialResult", "list_attacks", "perturb"]
 
 ATTACKS: dict[str, dict[str, Any]] = {
     "fgsm": {"class": "FastGradientMethod", "defaults": {"eps": 0.1}, "targeted": True,
-             "about": "one signed-gradient step of size eps (Goodfellow et al.)"},
+             "about": "one signed-gradient step of size eps (Goodfellow et al.)",
+             "params": {"eps": "the step: how far every pixel moves (pixel units)"}},
     "pgd": {"class": "ProjectedGradientDescent", "defaults": {"eps": 0.3, "eps_step": 0.01, "max_iter": 40}, "targeted": True,
-            "about": "iterated FGSM projected on the eps-ball (Madry et al.)"},
+            "about": "iterated FGSM projected on the eps-ball (Madry et al.)",
+            "params": {"eps": "the most any pixel may change (pixel units)", "eps_step": "the size of each step (pixel units)",
+                       "max_iter": "the most steps"}},
     "deepfool": {"class": "DeepFool", "defaults": {"max_iter": 50, "epsilon": 1e-6}, "targeted": False,
-                 "about": "smallest step to the nearest decision boundary, linearised (Moosavi-Dezfooli et al.)"},
+                 "about": "smallest step to the nearest decision boundary, linearised (Moosavi-Dezfooli et al.)",
+                 "params": {"max_iter": "the most steps", "epsilon": "overshoot: how far past the boundary each step goes (a fraction)"}},
     "cw": {"class": "CarliniL2Method", "defaults": {"confidence": 0.0, "max_iter": 20, "learning_rate": 0.1, "binary_search_steps": 5,
                                                    "initial_const": 1.0},
-           "targeted": True, "about": "optimisation-based minimal L2 attack (Carlini and Wagner)"},
+           "targeted": True, "about": "optimisation-based minimal L2 attack (Carlini and Wagner)",
+           "params": {"confidence": "the margin by which the wrong class must win", "max_iter": "the most optimiser steps per search step",
+                      "learning_rate": "the optimiser's step size", "binary_search_steps": "the steps of the search for the constant c",
+                      "initial_const": "c at first: the weight of winning against the change's size"}},
     "pixel": {"class": "PixelAttack", "defaults": {"th": None, "es": 1, "max_iter": 20}, "targeted": True,
-              "about": "changes a few pixels found by differential evolution (Su et al.)"},
+              "about": "changes a few pixels found by differential evolution (Su et al.)",
+              "params": {"th": "how many pixels to change (empty: search for the fewest)",
+                         "es": "the search: 1 differential evolution, 0 CMA-ES", "max_iter": "the most generations of the search"}},
 }
 
 
@@ -74,7 +83,8 @@ class AdversarialResult:
 
 
 def list_attacks() -> dict[str, dict[str, Any]]:
-    """Every attack with its parameters' defaults, whether it can be targeted, and what it does."""
+    """Every attack with its parameters' defaults (``defaults``) and what each does (``params``),
+    whether it can be targeted (``targeted``), and what it does (``about``)."""
     return {name: {k: v for k, v in spec.items() if k != "class"} for name, spec in ATTACKS.items()}
 
 

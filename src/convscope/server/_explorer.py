@@ -73,7 +73,7 @@ class SessionInfo(BaseModel):
     limits: dict[str, int]
     models: list[ModelInfo]
     inputs: list[InputInfo]
-    attacks: dict[str, dict[str, Any]] = Field(description="attack -> defaults, targeted, about")
+    attacks: dict[str, dict[str, Any]] = Field(description="attack -> defaults, params (what each does), targeted, about")
     saliency_methods: list[str]
     zoo: list[str]
 

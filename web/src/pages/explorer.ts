@@ -73,6 +73,7 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
           <div class="row"><select id="attack" aria-label="attack"></select></div>
           <div id="attack-about" class="muted small"></div>
           <div id="attack-params" class="params"></div>
+          <div id="attack-help" class="muted small"></div>
           <div class="row"><label>target <input id="attack-target" type="number" min="0" placeholder="none" /></label>
             <button id="attack-run">Generate</button></div>
           <div id="attack-message" class="message"></div>
@@ -673,10 +674,13 @@ export function explorerPage(root: HTMLElement, setConnection: (up: boolean) => 
     const spec = state.session?.attacks[name];
     if (!spec) return;
     $("#attack-about").textContent = spec.about + (spec.targeted ? "" : " (untargeted only)");
+    // (each parameter with what it does: its tooltip, and a line under them; "th" and "es" said nothing)
+    const help = (k: string) => spec.params?.[k] ?? "";
     $("#attack-params").innerHTML = Object.entries(spec.defaults)
-      .map(([k, v]) => `<label>${esc(k)} <input data-param="${esc(k)}" type="number" step="any" value="${v ?? ""}" placeholder="auto"
+      .map(([k, v]) => `<label title="${esc(help(k))}">${esc(k)} <input data-param="${esc(k)}" type="number" step="any" value="${v ?? ""}" placeholder="auto"
         style="width: calc(${Math.max(4, String(v ?? "").length)}ch + 36px)" /></label>`)
       .join("");
+    $("#attack-help").innerHTML = Object.keys(spec.defaults).filter(help).map((k) => `<div><b>${esc(k)}</b>: ${esc(help(k))}</div>`).join("");
     $<HTMLInputElement>("#attack-target").disabled = !spec.targeted;
   }
 

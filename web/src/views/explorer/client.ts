@@ -87,7 +87,8 @@ export interface SessionInfo {
   limits: Record<string, number>;
   models: ModelInfo[];
   inputs: InputInfo[];
-  attacks: Record<string, { defaults: Record<string, number | null>; targeted: boolean; about: string }>;
+  /** per attack: its parameters' defaults and what each does, whether it takes a target, what it does */
+  attacks: Record<string, { defaults: Record<string, number | null>; params?: Record<string, string>; targeted: boolean; about: string }>;
   saliency_methods: string[];
   zoo: string[];
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import torch
 
@@ -26,3 +27,20 @@ class TutorialNet(torch.nn.Module):
         x = self.pool(torch.relu(self.bn2(self.conv2(x))))
         x = torch.flatten(x, 1) if self.flatten else x.view(-1, 16 * 5 * 5)
         return self.fc3(torch.relu(self.fc2(self.drop(torch.relu(self.fc1(x))))))
+
+
+class Reordered(torch.nn.Module):
+    """``body`` (3 -> ``filters``, 3 x 3 and padded: maps as large as the image) read by ``head``
+    (1 x 1, to 2 maps) through ``op``, which lays the maps out channels last (a permute, a
+    transpose, a movedim), crops or cuts them there, and lays them out back. With 16 filters on
+    16 x 16 images the maps are as tall and as wide as there are channels: only where the
+    channels are followed can a crop of rows be told from a cut of channels."""
+
+    def __init__(self, op: Callable[[torch.Tensor], torch.Tensor], *, filters: int = 16, size: int = 16) -> None:
+        super().__init__()
+        self.op = op
+        self.body = torch.nn.Conv2d(3, filters, 3, padding=1)
+        self.head = torch.nn.Conv2d(op(torch.zeros(1, filters, size, size)).shape[1], 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.op(torch.relu(self.body(x))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pruning_models import TutorialNet
+from pruning_models import Reordered, TutorialNet
 
 import convscope
 from convscope.analysis import plan_pruning, prune_filters, unprunable
@@ -252,21 +252,110 @@ def test_unprunable_refuses_only_the_layers_whose_channels_reach_a_split(cut) ->
     assert net(x).shape == (2, 3)
 
 
-def test_a_crop_of_rows_in_channels_last_layout_is_not_a_split_of_channels() -> None:
-    # (after a permute the channels may lie on any dim: only a cut of a dim as long as them counts)
-    class Crop(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.body, self.head = torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 2, 1)
+#: ops that lay body's maps out channels last and back, cropping rows, columns or tokens on the
+#: way, none of them channels: body's filters, the images' size, the op
+_CROPS = {
+    # 16 x 16 maps of 16 filters: the crop's dim is as long as the channels, and unprunable()
+    # took a cut of any dim that long for a cut of them
+    "rows-after-permute": (16, 16, lambda y: y.permute(0, 2, 3, 1)[:, 1:-1].permute(0, 3, 1, 2)),
+    "row-halves-swapped-after-permute": (
+        16, 16, lambda y: torch.cat(y.permute(0, 2, 3, 1).chunk(2, dim=1)[::-1], 1).permute(0, 3, 1, 2),
+    ),
+    "columns-after-transpose": (16, 16, lambda y: y.transpose(1, 3)[:, 2:].transpose(1, 3)),
+    "columns-after-movedim": (16, 16, lambda y: y.movedim(1, -1).narrow(2, 0, 12).movedim(-1, 1)),
+    "tokens-after-reshape": (
+        16, 16, lambda y: y.permute(0, 2, 3, 1).reshape(len(y), 256, -1)[:, 16:].transpose(1, 2).reshape(len(y), -1, 15, 16),
+    ),
+    # 6 x 6 maps of 8 filters: Torch-Pruning mapped the pruned filters 2 and 5 through the crop of
+    # rows 1..4 (dim 1, as a crop of channels) to head's inputs 1 and 4, a silently different model
+    "rows-after-permute-of-8": (8, 6, lambda y: y.permute(0, 2, 3, 1)[:, 1:-1].permute(0, 3, 1, 2)),
+}
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.body(x).permute(0, 2, 3, 1)[:, 1:-1]  # N x H x W x C: rows 1..4 of 6
-            return self.head(y.permute(0, 3, 1, 2)).mean((2, 3))
 
-    net, x = Crop(), torch.zeros(1, 3, 8, 8)
-    assert unprunable(net, ["body"], example_inputs=x) == {}
-    prune_filters(net, {"body": [2, 5]}, example_inputs=x)
-    assert (net.body.out_channels, net.head.in_channels) == (6, 6) and net(x).shape == (1, 2)
+@pytest.mark.parametrize("crop", list(_CROPS))
+def test_a_crop_in_channels_last_layout_is_no_cut_of_channels_and_prunes_the_right_inputs(crop) -> None:
+    filters, size, op = _CROPS[crop]
+    torch.manual_seed(0)
+    net, x = Reordered(op, filters=filters, size=size), torch.randn(2, 3, size, size)
+    removed = [0, 5, 15] if filters == 16 else [2, 5]
+    # the unpruned model with those filters frozen (their maps zeroed): what head gives from the others
+    frozen = convscope.capture(net, x, layers=["head"], freeze={"body": removed}).outputs["head"]
+    assert unprunable(net, ["body"], example_inputs=x[:1]) == {}
+    result = prune_filters(net, {"body": removed}, example_inputs=x[:1])
+    kept = filters - len(removed)
+    assert (net.body.out_channels, net.head.in_channels) == (kept, kept) and result.inputs == {"head": removed}
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == frozen.shape
+    torch.testing.assert_close(out, frozen, rtol=1e-5, atol=1e-5)
+
+
+class _Crop(torch.nn.Module):
+    """Time steps 2 on of a conv1d's output (N x C x L)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, 2:]
+
+
+def test_a_crop_of_a_conv1d_output_prunes_the_right_inputs() -> None:
+    # (N, C, L) cropped along L, dim 2: Torch-Pruning mapped the pruned filters through it as
+    # through a cut of channels, and the pruned model raised
+    net = torch.nn.Sequential(torch.nn.Conv1d(3, 8, 3), torch.nn.ReLU(), _Crop(), torch.nn.Conv1d(8, 2, 1))
+    x = torch.randn(2, 3, 12)
+    frozen = convscope.capture(net, x, layers=["3"], freeze={"0": [0, 2]}).outputs["3"]
+    assert prune_filters(net, {"0": [0, 2]}, example_inputs=x[:1]).inputs == {"3": [0, 2]}
+    torch.testing.assert_close(net(x), frozen, rtol=1e-5, atol=1e-5)
+
+
+#: ops that cut the channels in channels-last layout, where the maps are as tall and as wide as
+#: there are channels (16 x 16 maps of 16 filters), and how the refusal says the cut
+_CHANNEL_CUTS = {
+    "slice-after-permute": (lambda y: y.permute(0, 2, 3, 1)[..., 2:].permute(0, 3, 1, 2), "a slice of channels after a permute"),
+    "chunk-after-transpose": (
+        lambda y: y.transpose(1, 3).chunk(2, dim=3)[0].transpose(1, 3), "torch.split or torch.chunk after a permute",
+    ),
+    "index-after-movedim": (lambda y: y.movedim(1, 2)[:, :, [0, 3, 4]].movedim(2, 1), "an index of channels after a permute"),
+    # (each pixel's channels in a row: a view back as channels first reads rows as channels)
+    "flatten-after-permute": (
+        lambda y: y.permute(0, 2, 3, 1).flatten(1).view(len(y), 16, 16, 16),
+        "a view or reshape of (16, 16, 16) as (4096,) per sample",
+    ),
+}
+
+
+@pytest.mark.parametrize("cut", list(_CHANNEL_CUTS))
+def test_a_cut_of_channels_in_channels_last_layout_is_refused(cut) -> None:
+    op, said = _CHANNEL_CUTS[cut]
+    net, x = Reordered(op), torch.randn(2, 3, 16, 16)
+    why = (
+        f"its channels are split in forward ({said}), in sizes that the code fixes and pruning cannot change; "
+        "prune the layers that read the parts instead"
+    )
+    assert unprunable(net, ["body"], example_inputs=x[:1]) == {"body": why}
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(DataError) as caught:
+        prune_filters(net, {"body": [0, 5]}, example_inputs=x[:1])
+    assert str(caught.value) == f"'body' cannot be pruned: {why}"
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net(x).shape[:2] == (2, 2)
+
+
+def test_a_cut_after_an_op_whose_channels_cannot_be_followed_is_refused() -> None:
+    # a pixel shuffle spreads each 4 channels over 2 x 2 pixels: no dim holds body's channels after
+    # it, so whether the crop after it cuts them has no answer (unprunable() said it could be
+    # pruned, and only the pruned model's forward pass, which raised, stopped prune_filters)
+    shuffle, unshuffle = torch.nn.functional.pixel_shuffle, torch.nn.functional.pixel_unshuffle
+    net, x = Reordered(lambda y: unshuffle(shuffle(y, 2)[:, :, 2:-2], 2)), torch.randn(2, 3, 16, 16)
+    why = (
+        "in forward, its channels pass through pixel_shuffle, after which convscope cannot tell which dim holds "
+        "them, and then through a slice, which may cut them; it refuses rather than guess: prune the layers after "
+        "it instead"
+    )
+    assert unprunable(net, ["body"], example_inputs=x[:1]) == {"body": why}
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(DataError) as caught:
+        prune_filters(net, {"body": [0, 5]}, example_inputs=x[:1])
+    assert str(caught.value) == f"'body' cannot be pruned: {why}"
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net(x).shape == (2, 2, 14, 16)
 
 
 def test_unprunable_takes_a_dense_layers_units_along_the_last_dim() -> None:

@@ -19,8 +19,13 @@ parameter is reset (and said so in :attr:`PruneResult.reset_state`).
 or are split in ``forward`` (``torch.chunk``, ``torch.split``, ``unbind``, a slice or an index
 of channels, a ``view`` or ``reshape`` that cuts them): Torch-Pruning would send the kept
 channels to the wrong group or part, and the sizes written in the code would no longer fit the
-pruned tensor, so the model would raise at its next forward pass. :func:`unprunable` lists such
-layers up front; :func:`prune_filters` raises before anything is pruned.
+pruned tensor, so the model would raise at its next forward pass. The channels are followed
+through ``forward`` (from dim 1 of a conv's output or the last of a dense layer's, through
+permutes, transposes, ``movedim``, views, reshapes and flattens), so a cut counts only where it
+cuts the dim that holds them: a crop of rows in channels-last layout cuts none, however long its
+dim. Where an op leaves no telling which dim holds them (a pixel shuffle, a matrix product) and
+a cut or reshape follows, the layer is refused too. :func:`unprunable` lists such layers up
+front; :func:`prune_filters` raises before anything is pruned.
 
 **What no trace shows.** A size written in ``forward`` that assumes the channels, such as the
 PyTorch tutorial's ``x.view(-1, 16 * 5 * 5)``, passes the trace (one sample of 400 values is
@@ -35,8 +40,9 @@ and raises.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -163,14 +169,14 @@ def prune_filters(
     params_before = sum(p.numel() for p in before.values())
     removed_at: dict[tuple[int, str], list[int]] = {}  # (id(module), "out"|"in") -> removed indices
     result = PruneResult(removed={}, kept={}, params_before=params_before, params_after=params_before)
-    graph = _traced(tp, module, example_inputs)
+    graph, seen = _traced(tp, module, example_inputs)
     names = {id(m): n for n, m in modules.items()}
     output = False  # whether pruning changes the model's output (its last layer's filters), as it may offline
     for name, layer, handler, _, size in handlers:  # (all checked before any is pruned)
         # every filter at once: the group then reaches every layer and op that some choice of filters would
         group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
         output = output or any(_passes_on(item) and not item.dep.target.outputs for item in group)
-        why = _refusal(group, layer, names)
+        why = _refusal(group, names, seen)
         if why is not None:
             raise DataError(f"{name!r} cannot be pruned: {why}")
     expected, runs = None, bool(handlers)  # what the model gives now, to know the pruned one by
@@ -230,10 +236,11 @@ def unprunable(
     """Of ``layers``, those that :func:`prune_filters` cannot take filters from, whichever filters
     it is given, and why: their pruning would reach a grouped conv other than a depthwise one,
     or their channels are split in ``forward`` (``torch.chunk``, ``torch.split``, a slice of
-    channels ...; both of which it refuses), or it would change the model's own output (a
-    classifier's classes, which online pruning must not). Only a layer whose channels reach the
-    split is refused: the layers that read the parts can be pruned. Nothing is pruned:
-    :func:`convscope.watch` asks this before training.
+    channels ..., found on whichever dim holds the channels there, in channels-last layout too),
+    or pass an op after which that cannot be told and then a cut (all of which it refuses), or
+    it would change the model's own output (a classifier's classes, which online pruning must
+    not). Only a layer whose channels reach the split is refused: the layers that read the parts
+    can be pruned. Nothing is pruned: :func:`convscope.watch` asks this before training.
 
     Args:
         module: the model (its train/eval modes are kept).
@@ -266,13 +273,13 @@ def unprunable(
     tp = require("torch_pruning", feature="pruning", extra="analysis")
     modules = dict(module.named_modules())
     roots = {name: _root(tp, modules, name) for name in layers}
-    graph = _traced(tp, module, example_inputs)
+    graph, seen = _traced(tp, module, example_inputs)
     names = {id(m): n for n, m in modules.items()}
     why: dict[str, str] = {}
     for name, (layer, handler, size) in roots.items():
         # every filter at once: the group then reaches every layer that some choice of filters would
         group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
-        refused = _refusal(group, layer, names)
+        refused = _refusal(group, names, seen)
         if refused is not None:
             why[name] = refused
         elif any(_passes_on(item) and not item.dep.target.outputs for item in group):
@@ -340,7 +347,7 @@ def breaks_forward(
                 trial = _trial_copy(module).train() if spare is None else spare  # (the first: the unpruned one)
                 spare = None
                 layer, handler, _ = _root(tp, dict(trial.named_modules()), name)
-                _traced(tp, trial, inputs).get_pruning_group(layer, handler, idxs=[0]).prune()
+                _traced(tp, trial, inputs)[0].get_pruning_group(layer, handler, idxs=[0]).prune()
             except Exception:  # noqa: BLE001  (Torch-Pruning could not: prune_filters says why, at its turn)
                 continue
             try:
@@ -462,19 +469,24 @@ def _root(tp: Any, modules: Mapping[str, Any], name: str) -> tuple[Any, Any, int
     raise DataError(f"layer {name!r} is a {type(layer).__name__}; only conv and dense layers can lose filters")
 
 
-def _traced(tp: Any, module: Any, example_inputs: Any) -> Any:
-    """Torch-Pruning's dependency graph of ``module``. Its trace puts the whole model in eval
+def _traced(tp: Any, module: Any, example_inputs: Any) -> tuple[Any, dict[Any, _Seen]]:
+    """Torch-Pruning's dependency graph of ``module``, and where each of its ops finds channels
+    in the tensor it takes (see :func:`_channel_places`). Its trace puts the whole model in eval
     mode and leaves it there: every module's own mode is put back (a model pruned while it
-    trains went on training with dropout off and batch norm frozen)."""
+    trains went on training with dropout off and batch norm frozen). A slice, split or unbind
+    of another dim than the channels' passes them whole (see :func:`_unmap_other_cuts`)."""
     import torch
 
     modes = [(m, m.training) for m in module.modules()]
     try:
         with torch.enable_grad():  # (the trace follows autograd)
-            return tp.DependencyGraph().build_dependency(module, example_inputs=_inputs(example_inputs))
+            graph = tp.DependencyGraph().build_dependency(module, example_inputs=_inputs(example_inputs))
     finally:
         for m, training in modes:
             m.training = training
+    seen = _channel_places(graph)
+    _unmap_other_cuts(tp, graph, seen)
+    return graph, seen
 
 
 def _passes_on(item: Any) -> bool:
@@ -483,18 +495,29 @@ def _passes_on(item: Any) -> bool:
     return "out" in getattr(item.dep.handler, "__name__", "")
 
 
-def _refusal(group: Any, root: Any, names: Mapping[int, str]) -> str | None:
-    """Why the pruning group of ``root`` (all its filters) cannot be pruned, whichever filters
-    are chosen: it reaches a grouped conv other than a depthwise one, or ``root``'s channels are
-    split in ``forward``; ``None`` where neither."""
+def _refusal(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> str | None:
+    """Why a pruning group (of a layer's every filter) cannot be pruned, whichever filters are
+    chosen: it reaches a grouped conv other than a depthwise one, the layer's channels are split
+    in ``forward``, or they pass an op after which convscope cannot tell which dim holds them
+    and then one that may cut them; ``None`` where none of these."""
     grouped = _grouped_convs(group, names)
     if grouped:
         return (
             f"its pruning would change {' and '.join(grouped)}, whose groups cannot lose channels one by one "
             "(depthwise convs, one filter per input, can be pruned)"
         )
-    cuts = _splits(group, root, names)
-    return _split_reason(cuts) if cuts else None
+    cuts = _splits(group, names, seen)
+    if cuts:
+        return _split_reason(cuts)
+    lost = _lost(group, names, seen)
+    if lost is None:
+        return None
+    where, cut = lost
+    return (
+        f"in forward, its channels pass through {where}, after which convscope cannot tell which dim holds "
+        f"them, and then through {cut}, which may cut them; it refuses rather than guess: prune the layers "
+        "after it instead"
+    )
 
 
 def _grouped_convs(group: Any, names: Mapping[int, str]) -> list[str]:
@@ -523,7 +546,7 @@ def _grouped_convs(group: Any, names: Mapping[int, str]) -> list[str]:
 
 #: autograd ops that take some of a tensor's entries along one dim (``split`` and ``chunk``, whose
 #: sizes the code fixes, ``unbind``, ``x[:, a:b]``, ``narrow``, ``tensor_split``, ``x[:, i]``,
-#: ``index_select``, ``x[:, [i, j]]``), and how a message says them
+#: ``index_select``, ``x[:, [i, j]]``), and how a message says them where they cut channels
 _CUTS = {
     "SplitBackward": "torch.split or torch.chunk",
     "SplitWithSizesBackward": "torch.split or torch.chunk",
@@ -533,79 +556,307 @@ _CUTS = {
     "IndexSelectBackward": "an index of channels",
     "IndexBackward": "an index of channels",
 }
+#: reshapes followed by the sizes before and after them, which may cut channels over two dims
 _RESHAPES = ("ViewBackward", "ReshapeAliasBackward", "UnsafeViewBackward")
+#: how a message says the ops of :data:`_CUTS` and :data:`_RESHAPES` where the channels' dim is not known
+_MAY_CUT = {
+    **dict.fromkeys(("SplitBackward", "SplitWithSizesBackward"), "torch.split or torch.chunk"),
+    "UnbindBackward": "unbind",
+    "SliceBackward": "a slice",
+    **dict.fromkeys(("SelectBackward", "IndexSelectBackward", "IndexBackward"), "an index"),
+    **dict.fromkeys(_RESHAPES, "a view or reshape"),
+}
+#: autograd ops that contract a dim with another tensor's (matrix products, a conv that is no
+#: layer): the channels of what they give are not the ones they took, wherever those lay
+_MIXES = (
+    "MmBackward", "BmmBackward", "MvBackward", "DotBackward", "AddmmBackward", "AddbmmBackward",
+    "BaddbmmBackward", "AddmvBackward", "ConvolutionBackward",
+)
 
 
-def _splits(group: Any, root: Any, names: Mapping[int, str]) -> list[str]:
-    """Where, in ``forward``, the channels of ``root`` that a pruning group carries are cut into
-    parts (see :data:`_CUTS`) or reshaped other than whole (``view(n, 2, c // 2, h, w)``; a
-    flatten keeps them whole), said as in :data:`_CUTS`. Torch-Pruning 1.6 maps pruned channels
-    to the parts as if they were cut along dim 1, and cannot change the sizes the code gives,
-    so the pruned model raises (or reads other channels than before) at its next forward pass.
+@dataclass(frozen=True)
+class _Channels:
+    """Where a tensor in ``forward`` holds a layer's channels: along ``dims``, outermost first
+    (one dim, unless a reshape spread them over several), each channel ``inner`` entries of the
+    last of them (more than one where a flatten merged the dims after the channels into theirs);
+    ``turned``: a permute or transpose moved them on the way."""
 
-    Channels lie along dim 1 of a conv's output (NCHW) and along the last dim of a dense layer's;
-    an op on another dim (a crop, a split of the batch or of a sequence) cuts no channels. Where
-    the group permutes or transposes them (channels last, and back), an op cuts them where it
-    cuts a dim as long as the layer's channels."""
+    dims: tuple[int, ...]
+    inner: int = 1
+    turned: bool = False
+
+
+#: where a tensor holds channels: a :class:`_Channels`, a ``str`` naming the op after which that
+#: cannot be told, or ``None`` (the tensor holds no layer's channels: an input, a parameter, a
+#: sum over the channels)
+_Place = _Channels | str | None
+#: what an op of the trace takes: where that tensor holds channels, and its shape
+_Seen = tuple[_Place, tuple[int, ...]]
+
+
+def _channel_places(graph: Any) -> dict[Any, _Seen]:
+    """Where, in ``forward``, each node of Torch-Pruning's ``graph`` finds channels in the tensor
+    it takes, with that tensor's shape (as the trace saw it). Channels start on dim 1 of a conv's
+    output and on the last dim of a dense layer's (an embedding's, an attention's, a recurrent
+    layer's), and are followed from there op by op (see :func:`_carried`), so that a cut counts
+    as a cut of channels exactly where it cuts the dim that holds them. A layer's own channels
+    need nothing before it, so a layer called on its own output is followed too; an op that the
+    trace reaches only through itself is given up on."""
+    nodes = list(graph.module2node.values())
+    by_fn = {id(n.grad_fn): n for n in nodes}
+    out: dict[Any, _Place] = {n: place for n in nodes if (place := _own_channels(n)) is not None}
+    waiting = {n: len(n.inputs) for n in nodes}
+    ready = [n for n in nodes if not waiting[n] or n in out]
+    seen: dict[Any, _Seen] = {}
+    while ready:
+        node = ready.pop()
+        edges: list[_Seen] = []
+        for fn, nr in getattr(node.grad_fn, "next_functions", ()):
+            source = None if fn is None else by_fn.get(id(fn))
+            if source is not None:  # (not a parameter's gradient, which the graph leaves out)
+                shapes = _shapes(source.grad_fn)
+                edges.append((out.get(source), shapes[nr] if nr < len(shapes) else ()))
+        held = [(place, shape) for place, shape in edges if place is not None]
+        seen[node] = held[0] if held else (None, edges[0][1] if edges else ())
+        if node not in out:
+            out[node] = _carried(node, held, alone=len(edges) == 1)
+        for after in node.outputs:
+            waiting[after] -= 1
+            if not waiting[after] and after not in seen and after not in ready:
+                ready.append(after)
+    for node in nodes:
+        if node not in seen:
+            seen[node] = ("a layer called on its own output", ())
+    return seen
+
+
+def _own_channels(node: Any) -> _Channels | None:
+    """The channels a conv or dense layer (an embedding, an attention, a recurrent layer) gives:
+    on dim 1 of a conv's output (``N x C x ...``), on the last dim of a dense layer's."""
     import torch
 
-    said: list[str] = []
-    # A permute or transpose in the group may have moved the channels to another dim (NHWC): then
-    # a cut counts where its dim is as long as the root's channels (said "after a permute" where
-    # that dim is not theirs), whichever dim that is.
-    turned = any(_op_kind(item) in ("PermuteBackward", "TransposeBackward") for item in group)
-    filters = getattr(root, "out_channels", None) or getattr(root, "out_features", None)
+    shapes = _shapes(node.grad_fn)
+    if not shapes or not shapes[0]:
+        return None
+    if isinstance(node.module, torch.nn.modules.conv._ConvNd):
+        return _Channels((len(shapes[0]) - 1 - len(node.module.kernel_size),))
+    if isinstance(node.module, torch.nn.Linear | torch.nn.Embedding | torch.nn.MultiheadAttention | torch.nn.RNNBase):
+        return _Channels((len(shapes[0]) - 1,))
+    return None
+
+
+def _carried(node: Any, held: Sequence[_Seen], *, alone: bool) -> _Place:
+    """Where the output of ``node`` holds channels, given where its inputs ``held`` them (and the
+    inputs' shapes); ``alone``: the op takes one tensor (a layer's own are :func:`_own_channels`).
+    A permute, transpose or movedim moves them; a view, reshape or flatten is followed
+    by the sizes before and after it (:func:`_reshaped`), a squeeze or unsqueeze by the dims it
+    takes out or puts in; a cut of another dim, a reduction of other dims, a cat or stack, and
+    element-wise ops (pooling, normalisation, activations, broadcasting) keep them where their
+    sizes do. Any other op (a matrix product, a pixel shuffle, an unfold ...) loses them: the
+    place is then the op's name."""
+    fn = node.grad_fn
+    shapes = _shapes(fn)
+    if not held:
+        return None
+    lost = next((place for place, _ in held if isinstance(place, str)), None)
+    if lost is not None:
+        return lost
+    kind = _kind(fn)
+    name = _said_op(kind)
+    places = [(place, shape) for place, shape in held if isinstance(place, _Channels)]
+    at, before = places[0]
+    if not shapes or not all(shape for _, shape in places):
+        return None if shapes == [()] else name  # (a scalar holds no channels)
+    after = shapes[0]
+    if kind == "PermuteBackward":
+        order = [_signed(d) % len(after) for d in fn._saved_dims]
+        return _moved(at, tuple(order.index(d) for d in at.dims))
+    if kind in ("TransposeBackward", "TBackward"):
+        a, b = (_signed(fn._saved_dim0), _signed(fn._saved_dim1)) if kind == "TransposeBackward" else (0, -1)
+        swap = {a % len(after): b % len(after), b % len(after): a % len(after)}
+        return _moved(at, tuple(swap.get(d, d) for d in at.dims))
+    if kind == "UnsqueezeBackward":
+        k = _signed(fn._saved_dim) % len(after)
+        return replace(at, dims=tuple(d + (d >= k) for d in at.dims))
+    if kind in ("SelectBackward", "UnbindBackward", "SqueezeBackward"):
+        gone = set(_dims(fn, len(before)) if hasattr(fn, "_saved_dim") else range(len(before)))
+        if kind == "SqueezeBackward":
+            gone = {k for k in gone if before[k] == 1}  # (a squeeze of a longer dim keeps it)
+        dims = tuple(d - sum(k < d for k in gone) for d in at.dims if d not in gone)
+        return replace(at, dims=dims) if dims else None  # (one channel taken alone: a cut, refused)
+    if kind in ("SliceBackward", "SplitBackward", "SplitWithSizesBackward", "IndexSelectBackward"):
+        return at
+    if kind == "IndexBackward":
+        index = [i for i in fn._saved_indices if i is not None]
+        return at if len(index) == 1 and index[0].dim() == 1 else "an index of several dims at once"
+    if kind in _RESHAPES:
+        moved = _reshaped(at, before, after)
+        return moved if moved is not None else f"a view or reshape of {before[1:]} as {after[1:]} per sample"
+    if hasattr(fn, "_saved_keepdim"):  # a reduction: sum, mean, amax, max along dims, norm ...
+        reduced = set(_dims(fn, len(before)))
+        if not reduced or reduced & set(at.dims):
+            return None  # (of every dim, or of the channels: none are left)
+        return replace(at, dims=at.dims if fn._saved_keepdim else tuple(d - sum(k < d for k in reduced) for d in at.dims))
+    if kind in _MIXES:
+        return name
+    # element-wise ops, broadcasting (which aligns the last dims), a cat (whose dim may be theirs,
+    # each input's channels then a part of it) or a stack (which puts a new dim in)
+    joined = _signed(fn._saved_dim) % len(after) if kind in ("CatBackward", "StackBackward") else -1
+    moved_to: list[_Channels] = []
+    for place, shape in places:
+        shift = len(after) - len(shape)
+        if kind == "StackBackward":
+            dims = tuple(d + (d >= joined) for d in place.dims)
+        elif shift >= 0 and (not alone or not shift or kind in ("ExpandBackward", "RepeatBackward")):
+            dims = tuple(d + shift for d in place.dims)
+        else:
+            return name
+        sizes = [(after[d], shape[c]) for d, c in zip(dims, place.dims, strict=True) if d != joined or kind == "StackBackward"]
+        if any(a != b for a, b in sizes):
+            return name  # (their sizes changed: a pixel shuffle, a pad of channels ...)
+        moved_to.append(replace(place, dims=dims))
+    first = moved_to[0]
+    if any((p.dims, p.inner) != (first.dims, first.inner) for p in moved_to[1:]):
+        return f"{name}, where they meet channels that lie along another dim"
+    return replace(first, turned=any(p.turned for p in moved_to))
+
+
+def _moved(at: _Channels, dims: tuple[int, ...]) -> _Channels:
+    return replace(at, dims=dims, turned=at.turned or dims != at.dims)
+
+
+def _reshaped(at: _Channels, before: Sequence[int], after: Sequence[int]) -> _Channels | None:
+    """Where the channels ``at`` a tensor of shape ``before`` lie once it is viewed as ``after``:
+    the dims of ``after`` that start where they started (not the batch's dim 0, unless they were
+    on it) and hold them whole, alone or merged with what came after them (a flatten); more than
+    one where the reshape cuts them (``view(n, 2, c // 2, h, w)``). ``None``: no dims hold them
+    so (merged with the batch, or after other entries, as a flatten of channels last puts them)."""
+    first, last = at.dims[0], at.dims[-1]
+    if at.dims != tuple(range(first, last + 1)):
+        return None
+    lead, count = int(np.prod(before[:first])), int(np.prod(before[first : last + 1])) // at.inner
+    for j in range(1 if first else 0, len(after)):
+        if int(np.prod(after[:j])) != lead or (after[j] == 1 and count > 1):
+            continue  # (not where they start, or a dim of one before them)
+        held = 1
+        for k in range(j, len(after)):
+            if count % held:
+                return None  # (a dim shared by channels and other entries, not after them)
+            held *= after[k]
+            if held % count == 0:
+                return replace(at, dims=tuple(range(j, k + 1)), inner=held // count)
+        return None
+    return None
+
+
+def _unmap_other_cuts(tp: Any, graph: Any, seen: Mapping[Any, _Seen]) -> None:
+    """Make each slice, split and unbind of ``graph`` that cuts another dim than the channels'
+    pass them whole, as an element-wise op does. Torch-Pruning 1.6 maps pruned channels through
+    such an op wherever it cuts dim 1 (of a 4-d tensor), however the channels lie: after a
+    permute to channels last, a crop of rows (dim 1) sent the pruned filters 2 and 5 to the next
+    conv as its inputs 1 and 4 (a silently different model), and filter 0 to none (a model that
+    raised). A cut of the channels themselves keeps its mapping: a group that reaches it is refused."""
+    cutters = {tp.ops.OPTYPE.SLICE: "inputs", tp.ops.OPTYPE.SPLIT: "outputs", tp.ops.OPTYPE.UNBIND: "outputs"}
+    for node in graph.module2node.values():
+        side = cutters.get(node.type)
+        at, shape = seen.get(node, (None, ()))
+        kind = _kind(node.grad_fn)
+        if side is None or not isinstance(at, _Channels) or kind not in _CUTS:
+            continue
+        if set(_cut_dims(node.grad_fn, kind, len(shape))) & set(at.dims):
+            continue
+        node.type, node.enable_index_mapping = tp.ops.OPTYPE.ELEMENTWISE, False  # (its mapping is not made again)
+        near = node.inputs if side == "inputs" else node.outputs
+        for dep in node.dependencies:
+            if any(dep.target is n for n in near):
+                dep.index_mapping[0] = None
+        for other in near:
+            for dep in other.dependencies:
+                if dep.target is node:
+                    dep.index_mapping[0] = None
+
+
+def _group_ops(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> Any:
+    """The ops of ``forward`` (not the model's layers) that a pruning group reaches: each one's
+    autograd node, kind (as :data:`_CUTS` names them), and where its input holds channels (with
+    that input's shape)."""
     for item in group:
         node = item.dep.target
-        fn: Any = getattr(node, "grad_fn", None)
-        kind = _op_kind(item)
+        kind = _kind(node.grad_fn)
         if id(node.module) in names or kind is None:
             continue  # (a layer of the model, not an op of its forward)
-        # the op's input shape, and its result's in the trace (where this torch keeps them)
-        sizes = tuple(int(d) for d in getattr(fn, "_saved_self_sym_sizes", ()))
-        results = [tuple(int(d) for d in m.shape) for m in getattr(fn, "_input_metadata", ())]
-        ndim = len(sizes) or (len(results[0]) + 1 if kind == "UnbindBackward" and results else 0)
-        channels = ndim - 1 if isinstance(root, torch.nn.Linear) else 1
-        if kind in _CUTS:
-            dim = _cut_dim(fn, kind)
-            if dim is None or not -ndim <= dim < ndim:
-                continue
-            length = sizes[dim] if sizes else len(results)  # (unbind: one result per entry of the dim)
-            what = _CUTS[kind] if dim % ndim == channels else f"{_CUTS[kind]} after a permute"
-            on_channels = dim % ndim != 0 and length == filters if turned else dim % ndim == channels
-            if on_channels and what not in said:
-                said.append(what)
-        elif kind in _RESHAPES and sizes and results and not _kept_whole(sizes, results[0], channels):
-            what = f"a view or reshape of {sizes[1:]} as {results[0][1:]} per sample"
-            if what not in said:
-                said.append(what)
+        at, shape = seen.get(node, (None, ()))
+        yield node.grad_fn, kind, at, shape
+
+
+def _splits(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> list[str]:
+    """Where, in ``forward``, the channels that a pruning group carries are cut into parts (see
+    :data:`_CUTS`) or reshaped other than whole (``view(n, 2, c // 2, h, w)``; a flatten keeps
+    them whole), said as in :data:`_CUTS` (and "after a permute" where one moved them).
+    Torch-Pruning 1.6 maps pruned channels to the parts as if they were cut along dim 1, and
+    cannot change the sizes the code gives, so the pruned model raises (or reads other channels
+    than before) at its next forward pass.
+
+    A cut counts where it cuts the dim that holds the channels at that point of ``forward``, as
+    :func:`_channel_places` follows them (dim 1 of a conv's output, the last of a dense layer's,
+    moved by a permute or transpose, spread by a reshape): a crop, a split of the batch or of a
+    sequence cuts none, in channels-last layout too, however long its dim."""
+    said: list[str] = []
+    for fn, kind, at, shape in _group_ops(group, names, seen):
+        if not isinstance(at, _Channels):
+            continue
+        what = None
+        if kind in _CUTS and set(_cut_dims(fn, kind, len(shape))) & set(at.dims):
+            what = _CUTS[kind] + (" after a permute" if at.turned else "")
+        elif kind in _RESHAPES and len(at.dims) == 1 and (result := _shapes(fn)):
+            moved = _reshaped(at, shape, result[0])
+            if moved is None or len(moved.dims) > 1:
+                what = f"a view or reshape of {shape[1:]} as {result[0][1:]} per sample"
+        if what is not None and what not in said:
+            said.append(what)
     return said
 
 
-def _op_kind(item: Any) -> str | None:
-    """The autograd op of a pruning group's item, as :data:`_CUTS` names them (``None``: a layer)."""
-    fn: Any = getattr(item.dep.target, "grad_fn", None)
+def _lost(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> tuple[str, str] | None:
+    """The first op of a pruning group that may cut channels (see :data:`_MAY_CUT`) where it
+    cannot be told which dim holds them: the op after which that was lost, and the cut."""
+    for _, kind, at, _ in _group_ops(group, names, seen):
+        if isinstance(at, str) and kind in _MAY_CUT:
+            return at, _MAY_CUT[kind]
+    return None
+
+
+def _kind(fn: Any) -> str | None:
+    """An autograd node's op, as :data:`_CUTS` names them (``None``: no op, as for a parameter)."""
     return fn.name().rstrip("0123456789") if hasattr(fn, "name") else None
 
 
-def _cut_dim(fn: Any, kind: str) -> int | None:
-    """The dim along which the autograd op ``fn`` (of :data:`_CUTS`) took its parts."""
-    if kind == "IndexBackward":  # x[:, [i, j]]: the first dim given an index
-        return next((i for i, index in enumerate(getattr(fn, "_saved_indices", ())) if index is not None), None)
-    dim = getattr(fn, "_saved_dim", None)
-    if not isinstance(dim, int):
-        return None
+def _said_op(kind: str | None) -> str:
+    """An autograd op as a message says it: ``PixelShuffleBackward`` as ``pixel_shuffle``."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", (kind or "an unknown op").removesuffix("Backward")).lower()
+
+
+def _shapes(fn: Any) -> list[tuple[int, ...]]:
+    """The shapes of what the op of autograd node ``fn`` gave, as the trace saw them."""
+    return [tuple(int(d) for d in m.shape) for m in getattr(fn, "_input_metadata", ())]
+
+
+def _signed(dim: int) -> int:
     return dim - 2**64 if dim >= 2**63 else dim  # (a negative dim is kept as an unsigned 64-bit one)
 
 
-def _kept_whole(before: tuple[int, ...], after: tuple[int, ...], channels: int) -> bool:
-    """Whether a reshape from ``before`` to ``after`` keeps dim ``channels`` of ``before`` whole:
-    some dim of ``after`` (not the first: the batch's) starts where it did and holds its channels,
-    alone or merged with the dims after them (a flatten), so that pruning removes whole slices."""
-    lead = int(np.prod(before[:channels]))
-    return any(
-        int(np.prod(after[:j])) == lead and after[j] % before[channels] == 0 for j in range(1, len(after))
-    )
+def _dims(fn: Any, ndim: int) -> tuple[int, ...]:
+    """The dims (from 0) that the autograd op ``fn`` was given (``dim=``; none where it had none)."""
+    dim = getattr(fn, "_saved_dim", None)
+    dims = dim if isinstance(dim, tuple | list) else () if dim is None else (dim,)
+    return tuple(_signed(int(d)) % ndim for d in dims) if ndim else ()
+
+
+def _cut_dims(fn: Any, kind: str, ndim: int) -> tuple[int, ...]:
+    """The dims along which the autograd op ``fn`` (of :data:`_CUTS`) took its parts."""
+    if kind == "IndexBackward":  # x[:, [i, j]]: the dims given an index
+        return tuple(i for i, index in enumerate(getattr(fn, "_saved_indices", ())) if index is not None)
+    return _dims(fn, ndim)
 
 
 def _split_reason(cuts: Sequence[str]) -> str:

@@ -106,6 +106,7 @@ def dashboard(
     Raises:
         DataError: a monitor that writes no run store and serves nothing has nothing to show.
     """
+    _check_height(height)
     if run is not None and hasattr(run, "run_name") and hasattr(run, "server_url"):  # a Monitor
         if run.server_url:
             return View(run.server_url, height, f"run {run.run_name}")
@@ -115,6 +116,8 @@ def dashboard(
             )
         handle = server(run.logdir)
         return View(_page(handle, f"#/runs/{quote(str(run.run_id or run.run_name), safe='')}"), height, f"run {run.run_name}")
+    if run is not None and not isinstance(run, str):
+        raise DataError(f"dashboard() shows a convscope Monitor, a run's id or name (a str), or every run (None); got {type(run).__name__}")
     handle = server(logdir or "convscope-runs")
     if run is None:
         return View(_page(handle, "#/runs"), height, "convscope runs")
@@ -137,6 +140,7 @@ def explorer(
         trust: let this server open pickled whole models (they run code when loaded).
         height: the frame's height in pixels.
     """
+    _check_height(height)
     handle = server(logdir, trust=trust)
     path = "#/explore"
     if model is not None:
@@ -144,6 +148,11 @@ def explorer(
         opened = session.add_model(model)
         path += f"?model={quote(str(opened.id), safe='')}"
     return View(_page(handle, path), height, "convscope model explorer")
+
+
+def _check_height(height: Any) -> None:
+    if isinstance(height, bool) or not isinstance(height, int) or height < 1:
+        raise DataError(f"height= is the frame's height in pixels (a positive int, e.g. 900); got {height!r}")
 
 
 def _page(handle: Any, route: str) -> str:

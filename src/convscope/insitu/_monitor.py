@@ -99,10 +99,55 @@ def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool | np.bool_)
 
 
+def _close_to(word: Any, choices: Iterable[str], n: int = 2) -> list[str]:
+    """The ``choices`` that ``word`` is a near miss of (a typo, another case, ``-`` for ``_``), best first."""
+    import difflib
+
+    if not isinstance(word, str):
+        return []
+    keyed: dict[str, str] = {}
+    for choice in choices:
+        keyed.setdefault(choice.lower().replace("-", "_"), choice)
+    return [keyed[k] for k in difflib.get_close_matches(word.lower().replace("-", "_"), list(keyed), n=n, cutoff=0.6)]
+
+
+def _did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for a near miss of ``word`` among ``choices``, else ``""``."""
+    close = _close_to(word, choices)
+    return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+
+
 def _check_choice(label: str, value: Any, choices: Sequence[str]) -> None:
     """A clear error unless ``value`` is one of ``choices`` (``label``: the option as it is written)."""
     if value not in choices:
-        raise DataError(f"{label} is one of {', '.join(map(repr, choices))}; got {value!r}")
+        raise DataError(f"{label} is one of {', '.join(map(repr, choices))}; got {value!r}{_did_you_mean(value, choices)}")
+
+
+def _option_names() -> tuple[str, ...]:
+    """The options of :func:`watch`: the keyword arguments of :class:`Monitor`."""
+    import inspect
+
+    params = inspect.signature(Monitor.__init__).parameters.values()
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+
+
+def check_options(
+    options: Mapping[str, Any], where: str = "watch()", *, set_by: Mapping[str, str] | None = None, values: bool = False
+) -> None:
+    """A clear error, before anything starts, for an option that ``where`` does not take: a
+    misspelt one (with the one meant), or one that ``set_by`` says ``where`` sets itself (and why).
+    With ``values``, ``record=`` and ``every=`` are checked too, which need no model: a callback
+    is made before its model is known, and says them where it is made rather than at ``fit()``."""
+    known = [name for name in _option_names() if not (set_by and name in set_by)]
+    for name in options:
+        if set_by and name in set_by:
+            raise TypeError(f"{where} sets {name}= itself ({set_by[name]}); leave it out")
+        if name not in known:
+            close = _close_to(name, known, n=1)
+            hint = f"did you mean {close[0]}=? " if close else ""
+            raise TypeError(f"{where} got an unexpected option {name}=; {hint}its options are {', '.join(known)}")
+    if values:
+        _schedule(options.get("every"), _views(options.get("record")))
 
 
 def _group_methods() -> tuple[str, ...]:
@@ -368,11 +413,23 @@ class _Spare:
         self._next = 0
 
 
-def _one_value(name: str, v: torch.Tensor) -> torch.Tensor:
-    """``v`` if it holds one value, else the error that ``log()`` gives."""
-    if v.numel() != 1:
-        raise DataError(f"log() takes single numbers; {name}= has {v.numel()} values (log a mean, or one name per value)")
+def _one_value(name: str, v: Any) -> Any:
+    """``v`` (a tensor or a NumPy array) if it holds one value, else the error that ``log()`` gives."""
+    size = v.size if isinstance(v, np.ndarray) else v.numel()
+    if size != 1:
+        raise DataError(f"log() takes single numbers; {name}= has {size} values (log a mean, or one name per value)")
     return v
+
+
+def _probe_hint(probe: Any) -> str:
+    """How to make a batch of inputs of what was passed as ``probe=``, where a user is likely to pass it."""
+    if isinstance(probe, np.ndarray):
+        return "; make one of a NumPy array with torch.from_numpy(array)"
+    if isinstance(probe, tuple | list) and probe and hasattr(probe[0], "shape"):
+        return "; of an (inputs, labels) batch pass the inputs, probe=batch[0]"
+    if hasattr(probe, "dataset") and hasattr(probe, "__iter__"):
+        return "; take one batch of a DataLoader: probe=next(iter(loader))[0]"
+    return ""
 
 
 def watched_modules(model: torch.nn.Module, layers: str | Iterable[str] | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -383,21 +440,56 @@ def watched_modules(model: torch.nn.Module, layers: str | Iterable[str] | Mappin
 
     if isinstance(layers, Mapping):
         return dict(layers)
-    names = [layers] if isinstance(layers, str) else layers  # (one layer's name)
+    names: Any = [layers] if isinstance(layers, str) else layers  # (one layer's name)
     modules = dict(model.named_modules())
+    if names is not None:
+        names = _layer_names(names, modules)
     if names is None:
         names = [n for n, m in modules.items() if isinstance(m, torch.nn.modules.conv._ConvNd)]
         if not names:
+            dense = [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
             raise LayerNotFoundError(
                 f"{type(model).__name__} has no conv layers to watch by default; pass layers=[...] "
-                "with the names of the layers to watch"
+                f"with the names of the layers to watch{' (its dense layers: ' + ', '.join(dense) + ')' if dense else ''}"
             )
     names = list(names)
     missing = [n for n in names if n not in modules]
     if missing:
         known = [n for n, m in modules.items() if isinstance(m, torch.nn.modules.conv._ConvNd | torch.nn.Linear)]
-        raise LayerNotFoundError(f"layers {missing} not found; the model's conv and dense layers are {', '.join(known)}")
+        raise LayerNotFoundError(
+            f"layers {missing} not found; the model's conv and dense layers are {', '.join(known)}{_layer_hint(missing[0], known)}"
+        )
     return {n: modules[n] for n in names}
+
+
+def _layer_names(layers: Any, modules: Mapping[str, Any]) -> list[str]:
+    """``layers=`` as a list of names, with a clear error for what is not one: the modules
+    themselves (named as ``layers=`` wants them) or anything else."""
+    import torch
+
+    if not isinstance(layers, Iterable | torch.nn.Module):
+        raise DataError(f"layers= is a layer's name or a list of names (e.g. ['conv1', 'conv2']); got {layers!r}")
+    given: list[Any] = [layers] if isinstance(layers, torch.nn.Module) else list(layers)
+    if all(isinstance(n, str) for n in given):
+        if not given:
+            raise DataError("layers= names no layer to watch; name the conv or dense layers to watch, or leave it out for every conv layer")
+        return cast("list[str]", given)
+    named = {id(m): n for n, m in modules.items()}
+    if any(isinstance(n, torch.nn.Module) for n in given):
+        names = [n if isinstance(n, str) else named.get(id(n), "?") for n in given]
+        if "?" not in names:
+            raise DataError(f"layers= takes the layers' names, not the modules: pass layers={names}")
+        raise DataError("layers= takes the names of the model's layers, and a module given is not in the model")
+    raise DataError(f"layers= takes the layers' names (str), got {', '.join(type(n).__name__ for n in given if not isinstance(n, str))}")
+
+
+def _layer_hint(name: str, known: Sequence[str]) -> str:
+    """The layer meant by a name not found: one inside a wrapper (``conv1`` for ``net.conv1``), the
+    layer of a parameter's name (``conv1.weight``) or a near miss; else ``""``."""
+    meant = [n for n in known if n.endswith(f".{name}") or name.startswith(f"{n}.")][:2]
+    if meant:
+        return f" (did you mean {' or '.join(map(repr, meant))}?)"
+    return _did_you_mean(name, known)
 
 
 def _dashboard_url(server: str, run_id: str | None) -> str:
@@ -475,7 +567,7 @@ class Monitor:
         run: str | None = None,
         resume: bool = False,
         start_step: int | None = None,
-        sinks: Sequence[Sink] = (),
+        sinks: Sequence[Sink] | Sink | None = (),
         serve: bool | str = False,
         serve_port: int = 0,
         prune: PruneConfig | bool | Mapping[str, Any] | None = None,
@@ -508,6 +600,8 @@ class Monitor:
 
         if isinstance(model, LoadedModel):  # (convscope.load_model's result: the module it holds trains)
             model = model.module
+        if isinstance(model, type):
+            raise DataError(f"watch() takes the model being trained, got the class {model.__name__}: make the model first, {model.__name__}(...)")
         if not hasattr(model, "named_modules") and not isinstance(layers, Mapping):
             raise DataError(
                 f"watch() takes the torch.nn.Module being trained, got {type(model).__name__}"
@@ -522,15 +616,16 @@ class Monitor:
                 f"{type(optimizer).__name__}; without one, leave it out and call monitor.step() after each step"
             )
         self.optimizer = optimizer
-        self.record = set(VIEWS if record is None else [record] if isinstance(record, str) else record)  # (one view alone)
-        unknown = self.record - set(VIEWS)
-        if unknown:
-            raise DataError(f"unknown views {sorted(unknown)}; record= takes any of {', '.join(VIEWS)}")
+        if optimizer is not None:  # its steps are counted: a step() besides would count each twice (see _step_followed)
+            self.step = self._step_followed  # type: ignore[method-assign]
+        self.record = _views(record)
         self.every = _schedule(every, self.record)
         self._periods = tuple(sorted(set(self.every.values())))
         self._next_due = self._first_due(1)  # the next step at which any view is due
         if probe is not None and not isinstance(probe, torch.Tensor):
-            raise DataError(f"probe= is a batch of inputs as a torch.Tensor (N x ...), got {type(probe).__name__}")
+            raise DataError(f"probe= is a batch of inputs as a torch.Tensor (N x ...), got {type(probe).__name__}{_probe_hint(probe)}")
+        if probe is not None and (probe.dim() == 0 or probe.shape[0] == 0):
+            raise DataError(f"probe= is a batch of at least one input (N x ...), got one of shape {tuple(probe.shape)}")
         self.probe = probe
         self.image_size = _count("image_size", image_size, "pixels a side of the feature-map images", none=True)
         self.max_samples = _count("max_samples", max_samples, "samples of the training batch that the activation views read", none=True)
@@ -553,7 +648,7 @@ class Monitor:
         if not _is_int(seed):
             raise DataError(f"seed= is an int, got {seed!r}")
         self.seed = int(seed)
-        if budget is not None and not 0 < float(budget) <= 1:
+        if budget is not None and (not _is_number(budget) or not 0 < budget <= 1):
             raise DataError(f"budget= is a share of training time between 0 and 1 (e.g. 0.03), or None; got {budget!r}")
         self.budget = None if budget is None else float(budget)
         self._budget_step = -1
@@ -569,6 +664,14 @@ class Monitor:
         ):
             raise DataError(f"input_shape= is the shape of one input without the batch (e.g. (1, 28, 28)), or None; got {input_shape!r}")
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        if self.input_shape is not None and probe is not None and len(self.input_shape) == probe.dim():
+            raise DataError(
+                f"input_shape= is one input's shape, without the batch: the probe's inputs are {tuple(probe.shape[1:])}, "
+                f"got {self.input_shape}"
+            )
+        for name, flag in (("resume", resume), ("all_ranks", all_ranks), ("gc_freeze", gc_freeze)):
+            if not isinstance(flag, bool | np.bool_):
+                raise DataError(f"{name}= is True or False, got {flag!r}")
         # on a copy: the monitor fills in its default layers and turns pruning off after a failed
         # one, and the caller's config may set up another run too
         self.prune = _prune_config(replace(prune) if isinstance(prune, PruneConfig) else prune)
@@ -589,6 +692,16 @@ class Monitor:
             if state.param.dim() > 4:  # (Conv3d: its kernels and maps have a depth too)
                 state.skip = frozenset(("weights", "feature_maps"))
             self.layers[n] = state
+        if not self.layers:
+            raise DataError("layers= names no layer to watch; name the conv or dense layers to watch, or leave it out for every conv layer")
+        if self.trajectory_dims is not None and "trajectory" in self.record:
+            small = [f"{n} ({st.param.numel()})" for n, st in self.layers.items() if max(self.trajectory_dims) >= st.param.numel()]
+            if small:
+                raise DataError(
+                    f"trajectory_dims= {self.trajectory_dims} are flat indices into each watched layer's weights, and "
+                    f"{', '.join(small)} {'has' if len(small) == 1 else 'have'} fewer weights; pass indices below "
+                    f"{min(st.param.numel() for st in self.layers.values())}"
+                )
         if optimizer is not None:
             trained = {id(p) for group in optimizer.param_groups for p in group["params"]}
             # (a frozen layer, requires_grad=False, is left out of the optimizer on purpose)
@@ -627,7 +740,10 @@ class Monitor:
                 if n not in self.layers or self.layers[n].layout != "torch" or not isinstance(self.layers[n].module, prunable)
             ]
             if bad:
-                raise DataError(f"prune= layers {bad} are not watched torch conv/dense layers; watch them or prune others")
+                raise DataError(
+                    f"prune= layers {bad} are not watched torch conv/dense layers{_layer_hint(bad[0], list(self.layers))}; "
+                    "watch them or prune others"
+                )
             _prune.check_budget(self)
             if self.world > 1:
                 raise DataError(
@@ -650,11 +766,22 @@ class Monitor:
         self.run_name = run or _run_name(self.model)
         if self.world > 1 and all_ranks:
             self.run_name = f"{self.run_name}.rank{self.rank}"
+        if logdir is not None and not isinstance(logdir, str | os.PathLike):
+            raise DataError(f"logdir= is the run store's directory (a str or a path), or None for no store; got {logdir!r}")
         self.logdir = None if logdir is None else str(logdir)
+        if sinks is None or callable(getattr(sinks, "write", None)):  # (none, or one sink alone)
+            sinks = () if sinks is None else [cast("Sink", sinks)]
+        elif not isinstance(sinks, Iterable):
+            raise DataError(f"sinks= is a list of sinks (convscope.sinks.Sink: objects with write(frame)), got {type(sinks).__name__}")
         odd = [type(sink).__name__ for sink in sinks if not callable(getattr(sink, "write", None))]
         if odd:
             raise DataError(f"sinks= takes sinks (convscope.sinks.Sink: objects with write(frame)), got {', '.join(odd)}")
         self._extra_sinks = list(sinks)
+        if isinstance(serve, str) and not serve.startswith(("http://", "https://")):
+            raise DataError(
+                "serve= is True for a dashboard of its own, or the address of a running `convscope serve` to send to "
+                f"(http://host:port, as it printed it, ?token= and all); got {serve!r}"
+            )
         # (any true value but a URL is True: start() gives serve=True without a logdir a run store of its own)
         self._serve = serve if isinstance(serve, str) else bool(serve)
         if not _is_int(serve_port) or not 0 <= serve_port <= 65535:
@@ -705,6 +832,11 @@ class Monitor:
     # --- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Monitor:
         """Attach the hooks and start the background thread (idempotent)."""
+        if self._closed:
+            raise DataError(
+                f"this monitor is closed (its run {self.run_id or self.run_name} ended) and does not start again; "
+                "watch the model again for a new run: convscope.watch(model, ...)"
+            )
         if self._started or not self.active:
             self._started = True
             return self
@@ -938,9 +1070,14 @@ class Monitor:
 
     def close(self, *, status: str = "finished") -> None:
         """Remove every hook, drain the queue and close the sinks (idempotent)."""
+        from convscope.store._schema import CLOSED_STATUSES
+
+        _check_choice("close(status=)", status, CLOSED_STATUSES)
         if self._closed:
             return
         self._closed = True
+        # (instead of the methods, so that the steps before pay nothing for it)
+        self.log = self.step = self._after_close  # type: ignore[method-assign]
         _OPEN.discard(self)
         with _WATCHING_LOCK:
             try:
@@ -989,6 +1126,32 @@ class Monitor:
                 pass
         if self.optimizer is None and self.step_count == self._begin_step and self._forwarded and status == "finished":
             self._no_steps_said(closing=True)  # (the model ran, and no step was counted; said once all is closed)
+
+    _said_closed = False
+
+    def _after_close(self, *_: Any, **__: Any) -> None:
+        """``log()`` and ``step()`` of a closed monitor: nothing to record any more, said once."""
+        if not self._said_closed:
+            self._said_closed = True
+            warnings.warn(
+                f"convscope: this monitor is closed (its run {self.run_id or self.run_name} ended), so log() and step() "
+                "record nothing; call them before close() (the end of its with block), or watch the model again for a new run",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    _said_followed = False
+
+    def _step_followed(self) -> None:
+        """``step()`` where the optimizer's steps are followed: not counted again, said once."""
+        if not self._said_followed:
+            self._said_followed = True
+            warnings.warn(
+                "convscope follows the optimizer's steps (optimizer=), so monitor.step() is not needed and is ignored; "
+                "call it only without optimizer=",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def _repr_html_(self) -> str | None:
         """In Jupyter, a monitor that serves shows its live dashboard inline (see convscope.notebook)."""
@@ -1047,7 +1210,8 @@ class Monitor:
         return self._paused_at is not None
 
     def step(self) -> None:
-        """Mark the end of one training step, for loops without an optimizer object."""
+        """Mark the end of one training step, for loops without an optimizer object (with
+        ``optimizer=`` its steps are counted, and a call of this is ignored with a warning)."""
         self._after_step()
 
     def _start_at(self, step: int) -> None:
@@ -1083,7 +1247,10 @@ class Monitor:
                 else:
                     v = _one_value(k, v).detach()
             elif type(v) is not float and not isinstance(v, numbers.Real):
-                raise DataError(f"log() takes numbers or one-value tensors; {k}= is a {type(v).__name__}")
+                if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":  # (a NumPy result: one value, or said as a tensor is)
+                    v = _one_value(k, v).item()
+                else:
+                    raise DataError(f"log() takes numbers or one-value tensors; {k}= is a {type(v).__name__}")
             self._scalars.append((step, k, v, start))
         if step == self._begin_step and self.optimizer is None:
             self._no_steps_said()
@@ -1324,6 +1491,14 @@ class Monitor:
         # The graph needs an input shape: take it from the first batch the model sees.
         if self._graph is None and not self._graph_pending and args and hasattr(args[0], "shape"):
             shape = tuple(int(d) for d in args[0].shape[1:])
+            if self.input_shape is not None and len(self.input_shape) == len(shape) + 1:
+                warnings.warn(
+                    f"convscope: input_shape= is one input's shape, without the batch; {self.input_shape} has the batch's "
+                    f"dimension too, and the model's first batch has inputs of {shape}, which the model graph is built with",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.input_shape = shape
             self.input_shape = self.input_shape or shape
             self._graph_pending = True
         elif self._graph is None and not self._graph_pending and self.input_shape is not None:
@@ -1557,9 +1732,11 @@ class Monitor:
         try:
             self._probe_activations()
         except Exception as exc:  # noqa: BLE001  (whatever the model raises, said with the probe's shape)
+            weight = next(iter(self.model.parameters()), None)
+            model = "" if weight is None else f" (its weights are {weight.dtype}, on {weight.device})"
             raise DataError(
                 f"the probe batch (shape {tuple(probe.shape)}, {probe.dtype}, on {probe.device}) cannot run through "
-                f"the model ({type(exc).__name__}: {exc}); pass probe= a batch the model takes, on its device"
+                f"the model ({type(exc).__name__}: {exc}); pass probe= a batch the model takes, on its device{model}"
             ) from None
         finally:
             self._acts = {}
@@ -1693,6 +1870,23 @@ def _run_name(model: torch.nn.Module) -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + type(model).__name__.lower() + f"-{os.getpid()}"
 
 
+def _views(record: str | Iterable[str] | None) -> set[str]:
+    """The views ``record=`` names: one alone, several, or ``None`` for all of them."""
+    if record is None:
+        return set(VIEWS)
+    if isinstance(record, str):  # (one view alone, not a list of letters)
+        record = [record]
+    elif not isinstance(record, Iterable) or isinstance(record, Mapping):
+        raise DataError(f"record= is a view's name or a list of them (any of {', '.join(VIEWS)}), or None for every view; got {record!r}")
+    views = list(record)
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise DataError(f"unknown views {unknown}{_did_you_mean(unknown[0], VIEWS)}; record= takes any of {', '.join(VIEWS)}")
+    if not views:
+        raise DataError(f"record= names no view, so nothing would be recorded; name some of {', '.join(VIEWS)}, or leave it out for all")
+    return set(views)
+
+
 def _schedule(every: int | Mapping[str, int] | None, record: set[str]) -> dict[str, int]:
     out = {v: n for v, n in VIEWS.items() if v in record}
     if _is_int(every):
@@ -1703,7 +1897,7 @@ def _schedule(every: int | Mapping[str, int] | None, record: set[str]) -> dict[s
     elif isinstance(every, Mapping):
         for view, n in every.items():
             if view not in VIEWS:
-                raise DataError(f"unknown view {view!r} in every=; views are {', '.join(VIEWS)}")
+                raise DataError(f"unknown view {view!r} in every={_did_you_mean(view, VIEWS)}; views are {', '.join(VIEWS)}")
             if not _is_int(n) or n < 1:
                 raise DataError(f"every[{view!r}] must be a positive number of steps, got {n!r}")
             if view in record:
@@ -1727,7 +1921,8 @@ def _prune_config(prune: PruneConfig | bool | Mapping[str, Any] | None) -> Prune
     known = {f.name for f in fields(PruneConfig)}
     unknown = sorted(map(str, set(prune) - known))
     if unknown:
-        raise DataError(f"prune= has no fields {unknown}; PruneConfig's are {', '.join(sorted(known))}")
+        hint = _did_you_mean(unknown[0], known)
+        raise DataError(f"prune= has no fields {unknown}; PruneConfig's are {', '.join(sorted(known))}{hint}")
     config = PruneConfig(**dict(prune))
     if config.layers is not None:
         config.layers = tuple([config.layers] if isinstance(config.layers, str) else config.layers)
@@ -1758,17 +1953,24 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
     model is passed as the compiled module, before its first step (the compiler does not see
     hooks added after it compiled a model).
 
+    Every option is checked here, before training starts: a misspelt one is a ``TypeError``
+    that names the option meant, a value of the wrong kind a :class:`~convscope.errors.DataError`
+    that says what the option takes.
+
     Args:
         model: the ``torch.nn.Module`` being trained (DDP-wrapped is fine), or the ``LoadedModel``
             that :func:`convscope.load_model` gave.
-        optimizer: followed automatically: every ``optimizer.step()`` is a step. Without
-            one, call ``monitor.step()`` once per training step.
+        optimizer: followed automatically: every ``optimizer.step()`` is a step (and
+            ``monitor.step()`` is not called). Default ``None``: call ``monitor.step()`` once per
+            training step instead.
         layers: module names to watch (one name alone is one layer); default every conv layer.
         record: views to record (one alone, or several; default all of :data:`VIEWS`).
         every: steps between recordings, one number or ``{view: steps}``. One number is
             every view's but the feature-map images', which come at five times it (the
             largest frames: by default every 10 steps and every 50).
-        probe: a fixed batch to compute feature-map views on (default: the training batch).
+        probe: a fixed batch to compute feature-map views on, a ``torch.Tensor`` of the model's
+            dtype and on its device (default ``None``: the training batch). It runs through the
+            model once at ``watch()``, in eval mode, so that one the model cannot take is refused there.
         max_samples: the activation views (distribution, images, correlation) use at most
             this many samples of the training batch (default 8; ``None``: all), which bounds
             their cost: most of it is in proportion to the values, and 8 samples of a 26 x 26
@@ -1789,9 +1991,9 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             bench_insitu.py's machine). The images use every value of sample 0. Only the grid
             is copied off the layer's output (and sample 0, on the steps the images are due),
             which keeps a big model's recordings small in memory too.
-        logdir: where the run store writes (``None``: no store).
+        logdir: where the run store writes (default ``"convscope-runs"``; ``None``: no store).
         run: the run's name (default: time, model class and process id).
-        resume: go on with the stored run named ``run`` (in ``logdir``) instead of starting
+        resume: (default ``False``) go on with the stored run named ``run`` (in ``logdir``) instead of starting
             ``run-2``: for training resumed from a checkpoint after its process ended (a
             crashed, finished, failed or interrupted run; a live one is refused). Its frames stay, new ones
             follow, and the steps count on from its last step unless ``start_step`` says
@@ -1804,17 +2006,36 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
             the training's own step numbers. Default 0, or with ``resume`` the run's last step.
             Frames the run holds beyond it (recorded after the checkpoint, before the process
             ended) are kept; the views show the new ones after them.
-        sinks: extra sinks (CSV, VTK, TensorBoard, your own).
+        sinks: extra sinks (CSV, VTK, TensorBoard, your own), or one alone (default: none).
         serve: ``True`` starts a local live server (127.0.0.1, port ``serve_port`` or a free
             one) and prints its URL; a URL (``"http://host:8765"``) sends to a running
-            ``convscope serve`` instead.
-        prune: online pruning of redundant filters (``True``, a dict or :class:`PruneConfig`).
-        all_ranks: under ``torch.distributed``, record every rank (default rank 0 only).
+            ``convscope serve`` instead. Default ``False``.
+        serve_port: the port of ``serve=True``'s server (default 0: a free one).
+        prune: online pruning of redundant filters (``True``, a dict or :class:`PruneConfig`;
+            default ``None``: none).
+        all_ranks: under ``torch.distributed``, record every rank (default ``False``: rank 0 only).
+        input_shape: one input's shape, without the batch (e.g. ``(1, 28, 28)``), for the model
+            graph and the pruning check (default ``None``: the first batch's). Needed where the
+            model is called with keyword arguments only.
+        image_size: the feature-map images are shrunk so that neither side exceeds this many
+            pixels (default 64; ``None``: full size).
+        image_normalisation: ``"per_map"`` (default: each map its own grey scale) or
+            ``"shared"`` (one scale for all maps of the sample).
+        bins: bins of the feature-map histograms (default 32).
+        group_threshold: the correlation from which filters group (default 0.9).
+        group_method: how filters are grouped: ``"union"`` (default, alias of ``"pairs"``) or
+            ``"hierarchical"``.
+        health_thresholds: a :class:`~convscope.analysis.HealthThresholds` with the limits of
+            gradient health (default ``None``: its defaults).
+        trajectory_dims: the three weights (flat indices into each layer's weights) that the
+            trajectory's chosen axes follow (default ``None``: three drawn from ``seed``).
+        seed: seeds the trajectory's random axes and sketch (default 0).
+        config: a dict shown with the run (hyperparameters ...; default none).
         switch_interval: while watching, Python's thread switch interval is lowered to this
             (seconds; default 0.5 ms) so the background thread never holds the training
             thread up for long; ``None`` leaves it alone. Restored by ``close()``.
         gc_freeze: while watching, the objects alive at the start are left out of Python's
-            garbage collections (``gc.freeze()``; ``close()`` puts them back with
+            garbage collections (default ``True``; ``gc.freeze()``; ``close()`` puts them back with
             ``gc.unfreeze()``, once the last monitor of the process closes). A full collection
             otherwise goes through all of them (about 300,000 with torch imported: 0.1 s on the
             training thread), and a monitor's frames make one come every few thousand steps.
@@ -1878,4 +2099,5 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         >>> mon.step_count
         3
     """
+    check_options(options)
     return Monitor(model, **options).start()

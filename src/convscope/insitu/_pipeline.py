@@ -240,13 +240,13 @@ class FramePipeline:
                 self._bytes = 0
                 self._update_due()
         for sink in self.sinks:
-            self._guard(sink, lambda s=sink: s.flush())
+            self._guard(sink, lambda s=sink: s.flush(), lost=False)
         # the last sinks close first, and what each dropped on closing (frames a dead server
         # never got) is reported to those still open: the run store comes first and closes last
         still_open = list(self.sinks)
         for sink in reversed(self.sinks):
             self._report_drops(still_open)
-            self._guard(sink, lambda s=sink: s.close(status=status))
+            self._guard(sink, lambda s=sink: s.close(status=status), lost=False)
             still_open.remove(sink)
 
     def drain(self, *, timeout: float = 10.0) -> bool:
@@ -354,7 +354,7 @@ class FramePipeline:
                 written = written or bool(ready or batch)
                 if time.monotonic() - last_flush >= self._flush_every(written):
                     for sink in self.sinks:
-                        self._guard(sink, lambda s=sink: s.flush())
+                        self._guard(sink, lambda s=sink: s.flush(), lost=False)
                     self._report_drops(self.sinks)
                     last_flush = time.monotonic()
                     written = False
@@ -573,7 +573,10 @@ class FramePipeline:
                     if other is not source:
                         self._guard(other, lambda s=other, f=frame: s.write(f))
 
-    def _guard(self, sink: Sink, action: Callable[..., object]) -> None:
+    def _guard(self, sink: Sink, action: Callable[..., object], *, lost: bool = True) -> None:
+        """``action`` on ``sink``, whose failure is counted and said once; ``lost``: the frame it
+        was given is lost (a ``write``), not kept by the sink for its next try (a ``flush``: the
+        HTTP sink keeps its frames while the server is away)."""
         # ``action`` is called with no arguments, but typed ``...``: the callers' lambdas bind their
         # loop variables as defaults, and mypy cannot infer such a lambda against ``Callable[[], ...]``
         try:
@@ -583,8 +586,8 @@ class FramePipeline:
             self.stats.sink_failures[name] = self.stats.sink_failures.get(name, 0) + 1
             self._warn_once(
                 name,
-                f"convscope sink {name!r} failed ({type(exc).__name__}: {exc}); training goes on, "
-                "its frames are dropped and counted",
+                f"convscope sink {name!r} failed ({type(exc).__name__}: {exc}); training goes on"
+                + (", its frames are dropped and counted" if lost else ""),
             )
 
     def _warn_once(self, key: str, message: str) -> None:

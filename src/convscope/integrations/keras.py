@@ -25,6 +25,7 @@ import sys
 import threading
 import warnings
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 from convscope._optional import require
@@ -38,6 +39,7 @@ import keras  # noqa: E402
 
 from convscope.errors import DataError  # noqa: E402
 from convscope.insitu import Monitor  # noqa: E402
+from convscope.insitu._monitor import _did_you_mean, check_options  # noqa: E402
 from convscope.notebook import ipython_shell  # noqa: E402
 
 __all__ = ["ConvscopeCallback", "keras_layers"]
@@ -107,7 +109,8 @@ def _follow_cells() -> None:
 
 
 class ConvscopeCallback(keras.callbacks.Callback):
-    """Watch a Keras model while it trains; takes the options of :func:`convscope.watch`.
+    """Watch a Keras model while it trains; takes the options of :func:`convscope.watch` but
+    ``optimizer`` (its steps are the training batches), checked here rather than at ``fit()``.
 
     ``layers`` may name Keras layers, or a nested model's layer by its path (``block/conv``)
     (default: every conv layer but separable ones). The training loss and metrics are logged
@@ -116,6 +119,9 @@ class ConvscopeCallback(keras.callbacks.Callback):
 
     def __init__(self, **watch_options: Any) -> None:
         super().__init__()
+        check_options(
+            watch_options, "ConvscopeCallback()", set_by={"optimizer": "its steps are the training batches Keras runs"}, values=True
+        )
         self.options = watch_options
         self.monitor: Monitor | None = None
 
@@ -130,6 +136,12 @@ class ConvscopeCallback(keras.callbacks.Callback):
         unwatchable = [n for n, layer in available.items() if type(layer).__name__ in _UNWATCHABLE]
         if names is None:
             chosen = {n: layer for n, layer in available.items() if n not in unwatchable and type(layer).__name__ != "Dense"}
+            if not chosen:
+                dense = [n for n, layer in available.items() if type(layer).__name__ == "Dense"]
+                raise DataError(
+                    f"the Keras model {self.model.name!r} has no conv layers to watch by default; pass layers=[...] with the names of the layers "
+                    f"to watch{' (its dense layers: ' + ', '.join(dense) + ')' if dense else ''}"
+                )
             if unwatchable:
                 warnings.warn(
                     f"convscope does not watch {', '.join(unwatchable)}: a separable conv has two kernels (depthwise and "
@@ -138,11 +150,16 @@ class ConvscopeCallback(keras.callbacks.Callback):
                     stacklevel=2,
                 )
         else:
+            if not isinstance(names, Iterable):
+                raise DataError(f"layers= is a layer's name or a list of names (e.g. ['conv1', 'conv2']); got {names!r}")
+            names = list(names)
+            if not names:
+                raise DataError("layers= names no layer to watch; name the conv or dense layers to watch, or leave it out for every conv layer")
             missing = [n for n in names if n not in available and n not in paths]
             if missing:
                 raise DataError(
-                    f"Keras layers {missing} not found; conv and dense layers are {', '.join(available)} "
-                    "(a nested model's layer may also be named by its path, block/conv)"
+                    f"Keras layers {missing} not found{_did_you_mean(missing[0], [*available, *paths])}; conv and dense layers "
+                    f"are {', '.join(available)} (a nested model's layer may also be named by its path, block/conv)"
                 )
             bad = [n for n in names if type(available.get(n, paths.get(n))).__name__ in _UNWATCHABLE]
             if bad:

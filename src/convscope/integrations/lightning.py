@@ -28,7 +28,7 @@ import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 
 from convscope.insitu import Monitor  # noqa: E402
-from convscope.insitu._monitor import watched_modules  # noqa: E402
+from convscope.insitu._monitor import check_options, watched_modules  # noqa: E402
 
 __all__ = ["ConvscopeCallback"]
 
@@ -48,10 +48,15 @@ def _followed_optimizer(optimizers: list[Any], module: torch.nn.Module, layers: 
 
 
 class ConvscopeCallback(pl.Callback):
-    """Watch a LightningModule while it trains; takes every option of :func:`convscope.watch`."""
+    """Watch a LightningModule while it trains; takes every option of :func:`convscope.watch` but
+    ``optimizer`` (the optimizer followed is the trainer's), checked here rather than at ``fit()``."""
 
     def __init__(self, **watch_options: Any) -> None:
         super().__init__()
+        check_options(
+            watch_options, "ConvscopeCallback()",
+            set_by={"optimizer": "it follows the optimizer of configure_optimizers() that trains the watched layers"}, values=True,
+        )
         self.options = watch_options
         self.monitor: Monitor | None = None
         self._trainer: pl.Trainer | None = None

@@ -322,3 +322,12 @@ def test_the_lightning_tutorial_trains_its_module_in_training_mode() -> None:
     # "Found 11 module(s) in eval mode at the start of training"
     text = (DOCS / "lightning.md").read_text()
     assert 'load_model("lenet5-simplified", pretrained=False).module.train()' in text
+
+
+def test_an_optimizer_passed_by_position_is_said_to_go_by_name() -> None:
+    import convscope
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(TypeError, match=r"and an optimizer was passed after it; .*watch\(model, optimizer=opt"):
+        convscope.watch(model, opt, logdir=None)

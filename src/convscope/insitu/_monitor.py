@@ -1944,7 +1944,7 @@ def _check_prune(config: PruneConfig) -> None:
     _check_choice("prune method=", config.method, _group_methods())
 
 
-def watch(model: torch.nn.Module, **options: Any) -> Monitor:
+def watch(model: torch.nn.Module, *given: Any, **options: Any) -> Monitor:
     """Watch a model while it trains: at most three lines in an existing loop.
 
     One monitor watches a model at a time: watching a model that an open monitor watches
@@ -2099,5 +2099,11 @@ def watch(model: torch.nn.Module, **options: Any) -> Monitor:
         >>> mon.step_count
         3
     """
+    if given:  # (watch(model, opt) said "takes 1 positional argument but 2 were given")
+        what = "an optimizer" if hasattr(given[0], "param_groups") else f"a {type(given[0]).__name__}"
+        raise TypeError(
+            f"watch() takes the model alone by position, and {what} was passed after it; its options go by name: "
+            "watch(model, optimizer=opt, ...)"
+        )
     check_options(options)
     return Monitor(model, **options).start()

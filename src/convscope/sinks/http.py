@@ -182,7 +182,7 @@ class HttpSink(Sink):
                 raise
             except Exception as exc:  # noqa: BLE001  (network errors of every kind)
                 self._fail()
-                raise ServerError(f"could not send frames to {self.url}: {exc}; training goes on, frames wait") from None
+                raise ServerError(f"could not send frames to {self.url}: {exc}; its frames wait to be sent again") from None
             self._backoff = 0.5
 
     def _send_batch(self) -> None:

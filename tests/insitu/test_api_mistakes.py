@@ -331,3 +331,13 @@ def test_an_optimizer_passed_by_position_is_said_to_go_by_name() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(TypeError, match=r"and an optimizer was passed after it; .*watch\(model, optimizer=opt"):
         convscope.watch(model, opt, logdir=None)
+
+
+def test_every_for_a_view_record_leaves_out_is_said() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))
+    with pytest.warns(RuntimeWarning, match=r"every= sets trajectory, which record= leaves out: not recorded"):
+        mon = convscope.watch(model, record=["weights"], every={"weights": 5, "trajectory": 5}, logdir=None)
+    mon.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        convscope.watch(model, record=["weights", "trajectory"], every={"weights": 5, "trajectory": 5}, logdir=None).close()

@@ -1902,6 +1902,13 @@ def _schedule(every: int | Mapping[str, int] | None, record: set[str]) -> dict[s
                 raise DataError(f"every[{view!r}] must be a positive number of steps, got {n!r}")
             if view in record:
                 out[view] = int(n)
+        left = [view for view in every if view not in record]
+        if left:  # (a likely slip: it was ignored without a word)
+            warnings.warn(
+                f"convscope: every= sets {', '.join(left)}, which record= leaves out: not recorded; add them to record= to record them",
+                RuntimeWarning,
+                stacklevel=4,
+            )
     elif every is not None:
         raise DataError(f"every= is a number of steps, or {{view: steps}} (e.g. {{'weights': 10, 'feature_maps': 50}}); got {every!r}")
     return out

@@ -44,3 +44,64 @@ class Reordered(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.op(torch.relu(self.body(x))))
+
+
+class Joined(torch.nn.Module):
+    """``left`` (3 -> ``left`` filters) and ``right`` (3 -> ``right``), 3 x 3 and padded, read the
+    image; ``op(x, a, b)`` joins the image ``x`` and their maps ``a`` and ``b`` (a cat, in
+    channels-last layout or not ...), and ``head`` reads what it gives: a 1 x 1 conv to 2 maps or,
+    where ``op`` flattens, a dense layer to 2 units."""
+
+    def __init__(
+        self,
+        op: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        left: int = 8,
+        right: int = 6,
+        size: int = 16,
+    ) -> None:
+        super().__init__()
+        self.op = op
+        self.left = torch.nn.Conv2d(3, left, 3, padding=1)
+        self.right = torch.nn.Conv2d(3, right, 3, padding=1)
+        joined = op(torch.zeros(1, 3, size, size), torch.zeros(1, left, size, size), torch.zeros(1, right, size, size))
+        self.head: torch.nn.Module = (
+            torch.nn.Conv2d(joined.shape[1], 2, 1) if joined.dim() == 4 else torch.nn.Linear(joined.shape[1], 2)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.op(x, torch.relu(self.left(x)), torch.relu(self.right(x))))
+
+
+class Shortcut(torch.nn.Module):
+    """A CIFAR ResNet block with the "option A" shortcut: ``stem`` (3 -> 4) feeds ``c1`` (4 -> 8,
+    stride 2) and ``c2`` (8 -> 8), whose maps are added to stem's, subsampled and padded with two
+    zero channels before them and two after (4 + 4 -> 8); ``head`` (8 -> 2, 1 x 1) reads the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.c1 = torch.nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.head = torch.nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.stem(x))
+        short = torch.nn.functional.pad(y[:, :, ::2, ::2], (0, 0, 0, 0, 2, 2))
+        return self.head(torch.relu(self.c2(torch.relu(self.c1(y))) + short))
+
+
+class SpatialAttention(torch.nn.Module):
+    """CBAM's spatial attention: ``body`` (3 -> 8) is weighted by a map that ``spatial`` (2 -> 1,
+    7 x 7) makes from the mean and the max over body's channels; ``head`` (8 -> 2, 1 x 1) reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.spatial = torch.nn.Conv2d(2, 1, 7, padding=3)
+        self.head = torch.nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.body(x))
+        weight = torch.sigmoid(self.spatial(torch.cat([y.mean(1, keepdim=True), y.amax(1, keepdim=True)], 1)))
+        return self.head(y * weight)

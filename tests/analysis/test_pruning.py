@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pruning_models import Reordered, TutorialNet
+from pruning_models import Joined, Reordered, Shortcut, SpatialAttention, TutorialNet
 
 import convscope
 from convscope.analysis import plan_pruning, prune_filters, unprunable
@@ -356,6 +356,263 @@ def test_a_cut_after_an_op_whose_channels_cannot_be_followed_is_refused() -> Non
         prune_filters(net, {"body": [0, 5]}, example_inputs=x[:1])
     assert str(caught.value) == f"'body' cannot be pruned: {why}"
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net(x).shape == (2, 2, 14, 16)
+
+
+def _last(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1)  # (channels last)
+
+
+def _first(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 3, 1, 2)  # (channels first again)
+
+
+#: cats along the channels of the image (3), left's maps (8) and right's (6), wherever the channels
+#: lie: the op, how many of head's input channels come before right's, and how many inputs of
+#: head's each channel is (a dense head after a flatten: the 16 x 16 values of its map)
+_CATS = {
+    # Torch-Pruning mapped a cat along dim 1 alone: channels last, right's pruned filters 1 and 4
+    # reached head as its inputs 1 and 4 (not 9 and 12) and took left's filters 1 and 4 with them,
+    # and the pruned model raised
+    "channels-last-dim-3": (lambda x, a, b: _first(torch.cat([_last(a), _last(b)], 3)), 8, 1),
+    "transposed-dim-3": (lambda x, a, b: torch.cat([a.transpose(1, 3), b.transpose(1, 3)], 3).transpose(1, 3), 8, 1),
+    # it counted the traced inputs alone: after the image, the filters reached head 3 channels too
+    # early (the pruned model raised or, with one conv after the image, ran silently different)
+    "image-first-dim-1": (lambda x, a, b: torch.cat([x, a, b], 1), 11, 1),
+    "image-first-channels-last": (lambda x, a, b: _first(torch.cat([_last(x), _last(a), _last(b)], -1)), 11, 1),
+    # and took a cat that a flatten follows for one along another dim: the pruned model raised
+    "dim-1-then-flatten": (lambda x, a, b: torch.flatten(torch.cat([a, b], 1), 1), 8, 256),
+    # (what it mapped right: a cat along dim 1, or along the channels given as a negative dim)
+    "dim-1": (lambda x, a, b: torch.cat([a, b], 1), 8, 1),
+    "dim-minus-3": (lambda x, a, b: torch.cat([a, b], -3), 8, 1),
+    "channels-last-dim-minus-1": (lambda x, a, b: _first(torch.cat([_last(a), _last(b)], -1)), 8, 1),
+}
+
+
+@pytest.mark.parametrize("cat", list(_CATS))
+def test_a_cat_of_channels_prunes_the_right_inputs_wherever_they_lie(cat) -> None:
+    op, before, per = _CATS[cat]
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for plan in ({"right": [1, 4]}, {"left": [2, 7], "right": [0, 5]}):
+        torch.manual_seed(0)
+        net = Joined(op)
+        # the unpruned model with those filters frozen (their maps zeroed): what head gives from the others
+        frozen = convscope.capture(net, x, layers=["head"], freeze=plan).outputs["head"]
+        inputs = net.head.weight.shape[1]
+        assert unprunable(net, ["left", "right"], example_inputs=x[:1]) == {}
+        result = prune_filters(net, plan, example_inputs=x[:1])
+        removed = sum(len(v) for v in plan.values())
+        assert result.coupled == {} and net.head.weight.shape[1] == inputs - removed * per
+        assert (net.left.out_channels, net.right.out_channels) == (8 - len(plan.get("left", [])), 4)
+        if "left" not in plan:
+            assert result.inputs == {"head": [(before + i) * per + j for i in (1, 4) for j in range(per)]}
+        with torch.no_grad():
+            out = net(x)
+        torch.testing.assert_close(out, frozen, rtol=1e-5, atol=1e-5)
+
+
+def test_a_cat_along_another_dim_than_the_channels_joins_them() -> None:
+    # rows of left's maps and of right's in channels-last layout: channel i of each is channel i of
+    # head's input, so that left's filters go with right's
+    torch.manual_seed(0)
+    net, x = Joined(lambda x, a, b: _first(torch.cat([_last(a), _last(b)], 1)), right=8), torch.randn(2, 3, 16, 16)
+    frozen = convscope.capture(net, x, layers=["head"], freeze={"left": [0, 5], "right": [0, 5]}).outputs["head"]
+    result = prune_filters(net, {"left": [0, 5]}, example_inputs=x[:1])
+    assert result.coupled == {"right": [0, 5]} and result.inputs == {"head": [0, 5]}
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), frozen, rtol=1e-5, atol=1e-5)
+
+
+def _cannot_follow(where: str, layer: str) -> str:
+    """How a refusal says that ``layer`` reads channels that convscope cannot follow after ``where``."""
+    return (
+        f"in forward, its channels pass through {where}, after which convscope cannot tell which channels of "
+        f"{layer!r} they are; it refuses rather than guess: prune the layers after it instead"
+    )
+
+#: cats of left's and right's channels that convscope cannot tell the parts of, and how it says them
+_UNTOLD_CATS = {
+    # Torch-Pruning mapped left's filters 0 and 5 over the flattened maps as if they were 8 x 8 of 63
+    # values and pruned all of left's filters: the pruned model raised
+    "flattened": (lambda x, a, b: torch.cat([a.flatten(1), b.flatten(1)], 1), "a cat of flattened channels"),
+    # (two tensors that no trace sizes: where the image's copies end has no answer)
+    "image-on-both-sides": (
+        lambda x, a, b: torch.cat([x, a, x, b], 1), "a cat of tensors outside autograd on more than one side of them",
+    ),
+}
+
+
+@pytest.mark.parametrize("cat", list(_UNTOLD_CATS))
+def test_a_cat_whose_parts_cannot_be_told_is_refused(cat) -> None:
+    op, where = _UNTOLD_CATS[cat]
+    torch.manual_seed(0)
+    net, x = Joined(op, size=8), torch.randn(2, 3, 8, 8)
+    why = _cannot_follow(where, "head")
+    assert unprunable(net, ["left", "right"], example_inputs=x[:1]) == {"left": why, "right": why}
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(DataError) as caught:
+        prune_filters(net, {"left": [0, 5]}, example_inputs=x[:1])
+    assert str(caught.value) == f"'left' cannot be pruned: {why}"
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net(x).shape[:2] == (2, 2)
+
+
+F = torch.nn.functional
+
+#: ops after which no dim holds body's 16 channels as they were, and how the refusal says them
+_UNFOLLOWED = {
+    # Torch-Pruning passed the pruned indices through as if the op were element-wise: after the
+    # pixel shuffle (16 -> 4 channels), filters 0, 5, 6 and 7 cost head its input 0 alone, and the
+    # pruned model ran, silently different
+    "pixel-shuffle": (lambda y: F.pixel_shuffle(y, 2), "pixel_shuffle"),
+    "pixel-unshuffle": (lambda y: F.pixel_unshuffle(y, 2), "pixel_unshuffle"),
+    "unfold": (lambda y: F.fold(F.unfold(y, 2, stride=2), (4, 4), 1), "im2col"),
+    "repeat": (lambda y: y.repeat(1, 2, 1, 1), "repeat"),
+    "conv-in-forward": (lambda y: F.conv2d(y, torch.ones(4, 16, 1, 1)), "convolution"),
+    # (these kept the size: head lost its inputs 0, 5, 6 and 7, which held other maps)
+    "pad-before-them": (lambda y: F.pad(y, (0, 0, 0, 0, 2, 0)), "constant_pad_nd"),
+    "flip": (lambda y: y.flip(1), "flip"),
+    "roll": (lambda y: y.roll(3, 1), "roll"),
+}
+
+
+@pytest.mark.parametrize("op", list(_UNFOLLOWED))
+def test_a_layer_that_reads_channels_convscope_cannot_follow_is_refused(op) -> None:
+    fn, where = _UNFOLLOWED[op]
+    torch.manual_seed(0)
+    net, x = Reordered(fn, size=8), torch.randn(2, 3, 8, 8)
+    why = _cannot_follow(where, "head")
+    assert unprunable(net, ["body"], example_inputs=x[:1]) == {"body": why}
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(DataError) as caught:
+        prune_filters(net, {"body": [0, 5, 6, 7]}, example_inputs=x[:1])
+    assert str(caught.value) == f"'body' cannot be pruned: {why}"
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net(x).shape[:2] == (2, 2)
+
+
+#: ops that body's channels pass whole, or whose output reaches head only through them
+_FOLLOWED = {
+    "pad-after-them": lambda y: F.pad(y, (0, 0, 0, 0, 0, 2)),
+    "roll-of-rows": lambda y: y.roll(3, 2),
+    "flip-of-columns": lambda y: y.flip(3),
+    "upsampling": lambda y: F.interpolate(y, scale_factor=2),
+    # a norm over the channels divides them: a mean over them, from which Torch-Pruning maps the
+    # same indices as through the maps themselves
+    "normalised-over-channels": lambda y: F.normalize(y, dim=1),
+    # an unfold reduced to one value a sample, which weighs the maps: no layer reads the unfold
+    "gated-by-an-unfold": lambda y: y * torch.sigmoid(F.unfold(y, 2, stride=2).square().sum((1, 2), keepdim=True) / 1e3)[..., None],
+}
+
+
+@pytest.mark.parametrize("op", list(_FOLLOWED))
+def test_a_layer_that_reads_channels_convscope_follows_prunes_the_right_inputs(op) -> None:
+    torch.manual_seed(0)
+    net, x = Reordered(_FOLLOWED[op], size=8), torch.randn(2, 3, 8, 8)
+    frozen = convscope.capture(net, x, layers=["head"], freeze={"body": [0, 5, 6, 7]}).outputs["head"]
+    assert unprunable(net, ["body"], example_inputs=x[:1]) == {}
+    assert prune_filters(net, {"body": [0, 5, 6, 7]}, example_inputs=x[:1]).inputs == {"head": [0, 5, 6, 7]}
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), frozen, rtol=1e-5, atol=1e-5)
+
+
+def test_a_shortcut_padded_with_channels_before_them_is_refused_and_the_other_layers_prune() -> None:
+    # stem's 4 maps are channels 2..5 of the sum: Torch-Pruning took stem's filters 0 and 3 with
+    # c2's filters 0 and 3 (not 2 and 5), and head's inputs 0 and 3, a silently different model
+    torch.manual_seed(0)
+    net, x = Shortcut(), torch.randn(2, 3, 8, 8)
+    why = {"stem": _cannot_follow("constant_pad_nd", "c2"), "c2": _cannot_follow("constant_pad_nd", "head")}
+    assert unprunable(net, ["stem", "c1", "c2"], example_inputs=x[:1]) == why
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    for layer in ("stem", "c2"):
+        with pytest.raises(DataError) as caught:
+            prune_filters(net, {layer: [0, 3]}, example_inputs=x[:1])
+        assert str(caught.value) == f"{layer!r} cannot be pruned: {why[layer]}"
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net(x).shape == (2, 2, 4, 4)
+    frozen = convscope.capture(net, x, layers=["head"], freeze={"c1": [0, 3]}).outputs["head"]
+    assert prune_filters(net, {"c1": [0, 3]}, example_inputs=x[:1]).inputs == {"c2": [0, 3]}
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), frozen, rtol=1e-5, atol=1e-5)
+
+
+def test_a_layer_that_reads_a_mean_over_the_channels_is_refused() -> None:
+    # Torch-Pruning passed body's filters through the mean and the max over them (one map each)
+    # to spatial and pruned its only filter: the pruned model raised
+    torch.manual_seed(0)
+    net, x = SpatialAttention(), torch.randn(2, 3, 8, 8)
+    why = _cannot_follow("mean", "spatial")
+    assert unprunable(net, ["body"], example_inputs=x[:1]) == {"body": why}
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(DataError) as caught:
+        prune_filters(net, {"body": [0, 5]}, example_inputs=x[:1])
+    assert str(caught.value) == f"'body' cannot be pruned: {why}"
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net(x).shape == (2, 2, 8, 8)
+
+
+class _Mixed(torch.nn.Module):
+    """Mixes the 10 time steps of a conv1d's output (N x C x 10) by a matrix, with ``torch.bmm``:
+    a buffer, or a parameter (which Torch-Pruning prunes with the channels)."""
+
+    def __init__(self, *, learned: bool) -> None:
+        super().__init__()
+        mix = torch.randn(10, 10, generator=torch.Generator().manual_seed(0))
+        if learned:
+            self.mix = torch.nn.Parameter(mix)
+        else:
+            self.register_buffer("mix", mix)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(x, self.mix.expand(len(x), -1, -1))
+
+
+def _mixed(*, learned: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    conv, head = torch.nn.Conv1d(3, 8, 3, padding=1), torch.nn.Conv1d(8, 2, 1)
+    return torch.nn.Sequential(conv, torch.nn.ReLU(), _Mixed(learned=learned), head)
+
+
+def test_a_matrix_product_by_a_buffer_keeps_the_channels_on_the_dim_it_keeps() -> None:
+    net, x = _mixed(learned=False), torch.randn(2, 3, 10)
+    frozen = convscope.capture(net, x, layers=["3"], freeze={"0": [0, 5]}).outputs["3"]
+    assert unprunable(net, ["0"], example_inputs=x[:1]) == {}
+    assert prune_filters(net, {"0": [0, 5]}, example_inputs=x[:1]).inputs == {"3": [0, 5]}
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), frozen, rtol=1e-5, atol=1e-5)
+
+
+def test_a_matrix_product_by_a_parameter_is_refused() -> None:
+    # Torch-Pruning pruned the matrix's columns 0 and 5 with the filters: the pruned model raised
+    net, x = _mixed(learned=True), torch.randn(2, 3, 10)
+    why = _cannot_follow("bmm", "3")
+    assert unprunable(net, ["0"], example_inputs=x[:1]) == {"0": why}
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(DataError) as caught:
+        prune_filters(net, {"0": [0, 5]}, example_inputs=x[:1])
+    assert str(caught.value) == f"'0' cannot be pruned: {why}"
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items()) and net(x).shape == (2, 2, 10)
+
+
+class _Twice(torch.nn.Module):
+    """``stem`` (3 -> 8) read by ``mid`` (8 -> 8), called twice, and then by ``head`` (8 -> 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.mid = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.head = torch.nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.mid(torch.relu(self.mid(torch.relu(self.stem(x)))))))
+
+
+def test_a_layer_called_twice_is_followed_through_both_calls() -> None:
+    # (its node in the graph holds one call: the other call's output is found by its kind.) mid
+    # reads its own output: it loses the same filters as stem, at both calls ("mid", "mid#2")
+    torch.manual_seed(0)
+    net, x = _Twice(), torch.randn(2, 3, 8, 8)
+    freeze = {"stem": [0, 5], "mid": [0, 5], "mid#2": [0, 5]}
+    frozen = convscope.capture(net, x, layers=["head"], freeze=freeze).outputs["head"]
+    assert unprunable(net, ["stem"], example_inputs=x[:1]) == {}
+    result = prune_filters(net, {"stem": [0, 5]}, example_inputs=x[:1])
+    assert result.coupled == {"mid": [0, 5]} and result.inputs == {"mid": [0, 5], "head": [0, 5]}
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), frozen, rtol=1e-5, atol=1e-5)
 
 
 def test_unprunable_takes_a_dense_layers_units_along_the_last_dim() -> None:

@@ -23,9 +23,16 @@ pruned tensor, so the model would raise at its next forward pass. The channels a
 through ``forward`` (from dim 1 of a conv's output or the last of a dense layer's, through
 permutes, transposes, ``movedim``, views, reshapes and flattens), so a cut counts only where it
 cuts the dim that holds them: a crop of rows in channels-last layout cuts none, however long its
-dim. Where an op leaves no telling which dim holds them (a pixel shuffle, a matrix product) and
-a cut or reshape follows, the layer is refused too. :func:`unprunable` lists such layers up
-front; :func:`prune_filters` raises before anything is pruned.
+dim. Where an op leaves no telling which dim holds them (a pixel shuffle, an unfold, a matrix
+product, a pad before them, a flip or roll of them) and a cut or reshape follows, or a layer
+that the pruning would change (the next conv's inputs, a conv added to them), the layer is
+refused too: Torch-Pruning passes the pruned indices through such an op as if it were
+element-wise, so that layer would lose other channels than the pruned filters gave. Where they
+are only reduced away (a mean over them, a loss term of one value a sample), nothing is refused.
+A ``torch.cat`` is mapped by where the channels lie: its parts along the dim that holds them,
+in channels-last layout too and after inputs that need no gradient (the model's input); whole,
+along another dim. :func:`unprunable` lists the layers it refuses up front; :func:`prune_filters`
+raises before anything is pruned.
 
 **What no trace shows.** A size written in ``forward`` that assumes the channels, such as the
 PyTorch tutorial's ``x.view(-1, 16 * 5 * 5)``, passes the trace (one sample of 400 values is
@@ -169,14 +176,14 @@ def prune_filters(
     params_before = sum(p.numel() for p in before.values())
     removed_at: dict[tuple[int, str], list[int]] = {}  # (id(module), "out"|"in") -> removed indices
     result = PruneResult(removed={}, kept={}, params_before=params_before, params_after=params_before)
-    graph, seen = _traced(tp, module, example_inputs)
+    graph, seen, gives = _traced(tp, module, example_inputs)
     names = {id(m): n for n, m in modules.items()}
     output = False  # whether pruning changes the model's output (its last layer's filters), as it may offline
     for name, layer, handler, _, size in handlers:  # (all checked before any is pruned)
         # every filter at once: the group then reaches every layer and op that some choice of filters would
         group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
         output = output or any(_passes_on(item) and not item.dep.target.outputs for item in group)
-        why = _refusal(group, names, seen)
+        why = _refusal(tp, group, names, seen, gives)
         if why is not None:
             raise DataError(f"{name!r} cannot be pruned: {why}")
     expected, runs = None, bool(handlers)  # what the model gives now, to know the pruned one by
@@ -237,10 +244,12 @@ def unprunable(
     it is given, and why: their pruning would reach a grouped conv other than a depthwise one,
     or their channels are split in ``forward`` (``torch.chunk``, ``torch.split``, a slice of
     channels ..., found on whichever dim holds the channels there, in channels-last layout too),
-    or pass an op after which that cannot be told and then a cut (all of which it refuses), or
-    it would change the model's own output (a classifier's classes, which online pruning must
-    not). Only a layer whose channels reach the split is refused: the layers that read the parts
-    can be pruned. Nothing is pruned: :func:`convscope.watch` asks this before training.
+    or pass an op after which that cannot be told (a pixel shuffle, an unfold, a matrix product
+    ...) and then a cut, or a layer that their pruning would change (all of which it refuses),
+    or it would change the model's own output (a classifier's classes, which online pruning must
+    not). Only a layer whose channels reach the split or the op is refused: the layers that read
+    the parts, or the op's output, can be pruned. Nothing is pruned: :func:`convscope.watch`
+    asks this before training.
 
     Args:
         module: the model (its train/eval modes are kept).
@@ -273,13 +282,13 @@ def unprunable(
     tp = require("torch_pruning", feature="pruning", extra="analysis")
     modules = dict(module.named_modules())
     roots = {name: _root(tp, modules, name) for name in layers}
-    graph, seen = _traced(tp, module, example_inputs)
+    graph, seen, gives = _traced(tp, module, example_inputs)
     names = {id(m): n for n, m in modules.items()}
     why: dict[str, str] = {}
     for name, (layer, handler, size) in roots.items():
         # every filter at once: the group then reaches every layer that some choice of filters would
         group = graph.get_pruning_group(layer, handler, idxs=list(range(size)))
-        refused = _refusal(group, names, seen)
+        refused = _refusal(tp, group, names, seen, gives)
         if refused is not None:
             why[name] = refused
         elif any(_passes_on(item) and not item.dep.target.outputs for item in group):
@@ -469,12 +478,13 @@ def _root(tp: Any, modules: Mapping[str, Any], name: str) -> tuple[Any, Any, int
     raise DataError(f"layer {name!r} is a {type(layer).__name__}; only conv and dense layers can lose filters")
 
 
-def _traced(tp: Any, module: Any, example_inputs: Any) -> tuple[Any, dict[Any, _Seen]]:
-    """Torch-Pruning's dependency graph of ``module``, and where each of its ops finds channels
-    in the tensor it takes (see :func:`_channel_places`). Its trace puts the whole model in eval
-    mode and leaves it there: every module's own mode is put back (a model pruned while it
-    trains went on training with dropout off and batch norm frozen). A slice, split or unbind
-    of another dim than the channels' passes them whole (see :func:`_unmap_other_cuts`)."""
+def _traced(tp: Any, module: Any, example_inputs: Any) -> tuple[Any, dict[Any, _Seen], dict[Any, _Place]]:
+    """Torch-Pruning's dependency graph of ``module``, where each of its nodes finds channels in
+    the tensor it takes and where it gives them (see :func:`_channel_places`). Its trace puts the
+    whole model in eval mode and leaves it there: every module's own mode is put back (a model
+    pruned while it trains went on training with dropout off and batch norm frozen). A slice,
+    split or unbind of another dim than the channels' passes them whole (see
+    :func:`_unmap_other_cuts`), and a cat is mapped by where the channels lie (see :func:`_map_cats`)."""
     import torch
 
     modes = [(m, m.training) for m in module.modules()]
@@ -484,9 +494,10 @@ def _traced(tp: Any, module: Any, example_inputs: Any) -> tuple[Any, dict[Any, _
     finally:
         for m, training in modes:
             m.training = training
-    seen = _channel_places(graph)
+    seen, gives = _channel_places(graph)
     _unmap_other_cuts(tp, graph, seen)
-    return graph, seen
+    _map_cats(tp, graph, gives)
+    return graph, seen, gives
 
 
 def _passes_on(item: Any) -> bool:
@@ -495,11 +506,14 @@ def _passes_on(item: Any) -> bool:
     return "out" in getattr(item.dep.handler, "__name__", "")
 
 
-def _refusal(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> str | None:
+def _refusal(
+    tp: Any, group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen], gives: Mapping[Any, _Place]
+) -> str | None:
     """Why a pruning group (of a layer's every filter) cannot be pruned, whichever filters are
     chosen: it reaches a grouped conv other than a depthwise one, the layer's channels are split
     in ``forward``, or they pass an op after which convscope cannot tell which dim holds them
-    and then one that may cut them; ``None`` where none of these."""
+    and then one that may cut them or a layer that the group prunes (see :func:`_unfollowed`);
+    ``None`` where none of these."""
     grouped = _grouped_convs(group, names)
     if grouped:
         return (
@@ -510,13 +524,20 @@ def _refusal(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) ->
     if cuts:
         return _split_reason(cuts)
     lost = _lost(group, names, seen)
-    if lost is None:
+    if lost is not None:
+        where, cut = lost
+        return (
+            f"in forward, its channels pass through {where}, after which convscope cannot tell which dim holds "
+            f"them, and then through {cut}, which may cut them; it refuses rather than guess: prune the layers "
+            "after it instead"
+        )
+    unfollowed = _unfollowed(tp, group, names, gives)
+    if unfollowed is None:
         return None
-    where, cut = lost
+    where, layer = unfollowed
     return (
-        f"in forward, its channels pass through {where}, after which convscope cannot tell which dim holds "
-        f"them, and then through {cut}, which may cut them; it refuses rather than guess: prune the layers "
-        "after it instead"
+        f"in forward, its channels pass through {where}, after which convscope cannot tell which channels of "
+        f"{layer!r} they are; it refuses rather than guess: prune the layers after it instead"
     )
 
 
@@ -572,6 +593,10 @@ _MIXES = (
     "MmBackward", "BmmBackward", "MvBackward", "DotBackward", "AddmmBackward", "AddbmmBackward",
     "BaddbmmBackward", "AddmvBackward", "ConvolutionBackward",
 )
+#: autograd ops that move entries along some dims and keep the tensor's shape there (a flip, a
+#: roll, a sort, a gather): along the channels' dim they reorder them, and what a layer reads
+#: after it is no longer channel i at index i
+_REORDERS = ("FlipBackward", "RollBackward", "SortBackward", "GatherBackward")
 
 
 @dataclass(frozen=True)
@@ -594,14 +619,14 @@ _Place = _Channels | str | None
 _Seen = tuple[_Place, tuple[int, ...]]
 
 
-def _channel_places(graph: Any) -> dict[Any, _Seen]:
+def _channel_places(graph: Any) -> tuple[dict[Any, _Seen], dict[Any, _Place]]:
     """Where, in ``forward``, each node of Torch-Pruning's ``graph`` finds channels in the tensor
-    it takes, with that tensor's shape (as the trace saw it). Channels start on dim 1 of a conv's
-    output and on the last dim of a dense layer's (an embedding's, an attention's, a recurrent
-    layer's), and are followed from there op by op (see :func:`_carried`), so that a cut counts
-    as a cut of channels exactly where it cuts the dim that holds them. A layer's own channels
-    need nothing before it, so a layer called on its own output is followed too; an op that the
-    trace reaches only through itself is given up on."""
+    it takes, with that tensor's shape (as the trace saw it), and where it gives them. Channels
+    start on dim 1 of a conv's output and on the last dim of a dense layer's (an embedding's, an
+    attention's, a recurrent layer's), and are followed from there op by op (see :func:`_carried`),
+    so that a cut counts as a cut of channels exactly where it cuts the dim that holds them. A
+    layer's own channels need nothing before it, so a layer called on its own output is followed
+    too; an op that the trace reaches only through itself is given up on."""
     nodes = list(graph.module2node.values())
     by_fn = {id(n.grad_fn): n for n in nodes}
     out: dict[Any, _Place] = {n: place for n in nodes if (place := _own_channels(n)) is not None}
@@ -611,15 +636,16 @@ def _channel_places(graph: Any) -> dict[Any, _Seen]:
     while ready:
         node = ready.pop()
         edges: list[_Seen] = []
-        for fn, nr in getattr(node.grad_fn, "next_functions", ()):
-            source = None if fn is None else by_fn.get(id(fn))
+        operands: list[tuple[Any, _Seen] | None] = []  # (each input of the op: its node and edge; None: none)
+        for fn, nr, source in _sources(node, by_fn):
             if source is not None:  # (not a parameter's gradient, which the graph leaves out)
-                shapes = _shapes(source.grad_fn)
+                shapes = _shapes(fn)
                 edges.append((out.get(source), shapes[nr] if nr < len(shapes) else ()))
+            operands.append(None if source is None else (source, edges[-1]))
         held = [(place, shape) for place, shape in edges if place is not None]
         seen[node] = held[0] if held else (None, edges[0][1] if edges else ())
         if node not in out:
-            out[node] = _carried(node, held, alone=len(edges) == 1)
+            out[node] = _carried(node, held, alone=len(edges) == 1, operands=operands)
         for after in node.outputs:
             waiting[after] -= 1
             if not waiting[after] and after not in seen and after not in ready:
@@ -627,7 +653,26 @@ def _channel_places(graph: Any) -> dict[Any, _Seen]:
     for node in nodes:
         if node not in seen:
             seen[node] = ("a layer called on its own output", ())
-    return seen
+            out.setdefault(node, "a layer called on its own output")
+    return seen, out
+
+
+def _sources(node: Any, by_fn: Mapping[int, Any]) -> list[tuple[Any, int, Any]]:
+    """Each input of the autograd op of ``node``: that op's input op (``None``: a tensor outside
+    autograd), which of its outputs, and its node in the graph (``None``: none, as for a
+    parameter that the graph leaves out). A layer called more than once has one node, which holds
+    one call's op: another call's is the node among ``node``'s inputs of the same kind."""
+    inputs = list(getattr(node.grad_fn, "next_functions", ()))
+    spare = [n for n in node.inputs if not any(n.grad_fn is fn for fn, _ in inputs)]
+    found = []
+    for fn, nr in inputs:
+        source = None if fn is None else by_fn.get(id(fn))
+        if source is None and fn is not None:
+            source = next((n for n in spare if _kind(n.grad_fn) == _kind(fn)), None)
+            if source is not None:
+                spare.remove(source)
+        found.append((fn, nr, source))
+    return found
 
 
 def _own_channels(node: Any) -> _Channels | None:
@@ -645,21 +690,30 @@ def _own_channels(node: Any) -> _Channels | None:
     return None
 
 
-def _carried(node: Any, held: Sequence[_Seen], *, alone: bool) -> _Place:
+def _carried(
+    node: Any, held: Sequence[_Seen], *, alone: bool, operands: Sequence[tuple[Any, _Seen] | None] = ()
+) -> _Place:
     """Where the output of ``node`` holds channels, given where its inputs ``held`` them (and the
-    inputs' shapes); ``alone``: the op takes one tensor (a layer's own are :func:`_own_channels`).
+    inputs' shapes); ``alone``: the op takes one tensor (a layer's own are :func:`_own_channels`);
+    ``operands``: each input of the op, in order, with its node (``None``: outside the graph).
     A permute, transpose or movedim moves them; a view, reshape or flatten is followed
     by the sizes before and after it (:func:`_reshaped`), a squeeze or unsqueeze by the dims it
     takes out or puts in; a cut of another dim, a reduction of other dims, a cat or stack, and
     element-wise ops (pooling, normalisation, activations, broadcasting) keep them where their
-    sizes do. Any other op (a matrix product, a pixel shuffle, an unfold ...) loses them: the
-    place is then the op's name."""
+    sizes do, and so does a pad after them (which leaves them where they start) or a flip, roll,
+    sort or gather of other dims. The matrix product inside a dense layer called on more than two
+    dims passes them to the layer, and so does a product by a tensor outside autograd that keeps
+    the dim holding them (see :func:`_multiplied`). Any other op (another matrix product, a pixel
+    shuffle, an unfold, a pad before them, a flip of them ...) loses them: the place is then the
+    op's name. A reduction to one value a sample holds none, wherever they were."""
     fn = node.grad_fn
     shapes = _shapes(fn)
     if not held:
         return None
     lost = next((place for place, _ in held if isinstance(place, str)), None)
     if lost is not None:
+        if shapes and int(np.prod(shapes[0][1:])) == 1 and (not shapes[0] or hasattr(fn, "_saved_keepdim")):
+            return None  # (a reduction to one value a sample, or to a scalar: none are left, wherever they were)
         return lost
     kind = _kind(fn)
     name = _said_op(kind)
@@ -697,8 +751,14 @@ def _carried(node: Any, held: Sequence[_Seen], *, alone: bool) -> _Place:
         if not reduced or reduced & set(at.dims):
             return None  # (of every dim, or of the channels: none are left)
         return replace(at, dims=at.dims if fn._saved_keepdim else tuple(d - sum(k < d for k in reduced) for d in at.dims))
-    if kind in _MIXES:
+    if kind in _REORDERS and set(_reordered(fn, len(before))) & set(at.dims):
         return name
+    if kind == "ConstantPadNdBackward":  # (a pad after them keeps their indices; one before them shifts them)
+        return at if _padded_after(fn._saved_pad, at.dims, len(before)) else name
+    if kind in ("MmBackward", "BmmBackward"):
+        return _multiplied(operands, len(after)) or name
+    if kind in _MIXES:
+        return at if _in_dense(node, fn, at, len(before)) else name
     # element-wise ops, broadcasting (which aligns the last dims), a cat (whose dim may be theirs,
     # each input's channels then a part of it) or a stack (which puts a new dim in)
     joined = _signed(fn._saved_dim) % len(after) if kind in ("CatBackward", "StackBackward") else -1
@@ -718,7 +778,64 @@ def _carried(node: Any, held: Sequence[_Seen], *, alone: bool) -> _Place:
     first = moved_to[0]
     if any((p.dims, p.inner) != (first.dims, first.inner) for p in moved_to[1:]):
         return f"{name}, where they meet channels that lie along another dim"
+    if kind == "CatBackward" and joined in first.dims:  # (see _map_cats)
+        if len(first.dims) > 1 or first.inner > 1:
+            return f"a {name} of flattened channels"
+        outside = "".join("o" if f is None else "." for f, _ in fn.next_functions)  # (o: a tensor outside autograd)
+        if len([run for run in outside.split(".") if run]) > 1:
+            return f"a {name} of tensors outside autograd on more than one side of them"
     return replace(first, turned=any(p.turned for p in moved_to))
+
+
+def _in_dense(node: Any, fn: Any, at: _Channels, ndim: int) -> bool:
+    """Whether ``node`` (of autograd op ``fn``) is the matrix product of a dense layer called on
+    more than two dims, whose node is the view back to them: it takes the channels ``at`` as the
+    layer's inputs, on the last dim."""
+    import torch
+
+    return (
+        bool(node.outputs)
+        and at.dims == (ndim - 1,)
+        and at.inner == 1
+        and all(
+            isinstance(o.module, torch.nn.Linear)
+            and _kind(o.grad_fn) in _RESHAPES
+            and any(f is fn for f, _ in o.grad_fn.next_functions)
+            for o in node.outputs
+        )
+    )
+
+
+def _multiplied(operands: Sequence[tuple[Any, _Seen] | None], ndim: int) -> _Channels | None:
+    """Where the product ``a @ b`` (``torch.mm`` or ``torch.bmm``: ``ndim`` dims) of the channels
+    and a tensor outside autograd (a buffer, a constant) holds them, on the dim it keeps: the
+    rows of ``a`` (its dim -2), the columns of ``b`` (its last). ``None`` where it contracts them,
+    or where the other operand is in the graph: a parameter, or what one makes, Torch-Pruning
+    would prune with them as if the product were element-wise."""
+    inside = [(k, o[1][0]) for k, o in enumerate(operands) if o is not None]
+    if len(operands) != 2 or len(inside) != 1:
+        return None
+    k, at = inside[0]
+    return at if isinstance(at, _Channels) and at.dims == (ndim - 2 + k,) else None
+
+
+def _reordered(fn: Any, ndim: int) -> tuple[int, ...]:
+    """The dims along which the autograd op ``fn`` (of :data:`_REORDERS`) moves entries."""
+    dims = getattr(fn, "_saved_dims", None)
+    if dims is None:
+        return _dims(fn, ndim)
+    return tuple(_signed(int(d)) % ndim for d in dims) if len(dims) else tuple(range(ndim))  # (a roll of it flattened)
+
+
+def _padded_after(pad: Sequence[int], dims: Sequence[int], ndim: int) -> bool:
+    """Whether a constant ``pad`` (as ``torch.nn.functional.pad`` takes it: from the last dim back)
+    leaves ``dims`` where they start, and cuts none of them."""
+    for d in dims:
+        k = 2 * (ndim - 1 - d)
+        before, after = (pad[k], pad[k + 1]) if k + 1 < len(pad) else (0, 0)
+        if before or after < 0:
+            return False
+    return True
 
 
 def _moved(at: _Channels, dims: tuple[int, ...]) -> _Channels:
@@ -774,6 +891,174 @@ def _unmap_other_cuts(tp: Any, graph: Any, seen: Mapping[Any, _Seen]) -> None:
             for dep in other.dependencies:
                 if dep.target is node:
                     dep.index_mapping[0] = None
+
+
+def _map_cats(tp: Any, graph: Any, gives: dict[Any, _Place]) -> None:
+    """Map each cat of ``graph`` by where its inputs hold channels (see :func:`_channel_places`):
+    along the dim that holds them, each input's channels are its own part of the cat's, at the
+    offset that the inputs before it take (their sizes as the trace saw them, inputs outside
+    autograd too); along another dim, every input holds the same channels, as an element-wise op
+    does. Torch-Pruning 1.6 maps a cat only where its dim is 1 (or was given as a negative one),
+    however the channels lie, with offsets from the traced inputs alone: after a permute to
+    channels last, a cat along dim 3 gave a second conv's pruned filters 1 and 4 to the next
+    conv as its inputs 1 and 4 instead of 9 and 12, and pruned the first conv's filters 1 and 4
+    with them (the pruned model raised); a cat along dim 1 after the model's input (``torch.cat([x, conv(x)], 1)``) gave
+    the conv's pruned filters 0 and 5 to the next conv as its inputs 0 and 5 instead of 3 and 8,
+    a silently different model. A cat where convscope cannot tell the parts (of flattened
+    channels, or of tensors outside autograd on more than one side of the channels, whose sizes
+    the trace does not show) passes them on to what reads it (see :func:`_unjoin`): a group that
+    reaches a layer so is refused (see :func:`_unfollowed`)."""
+    by_fn = {id(n.grad_fn): n for n in graph.module2node.values()}
+    for node in graph.module2node.values():
+        fn, place = node.grad_fn, gives.get(node)
+        shapes = _shapes(fn)
+        if node.type != tp.ops.OPTYPE.CONCAT or _kind(fn) != "CatBackward" or place is None or not shapes:
+            continue
+        joined = _signed(fn._saved_dim) % len(shapes[0])
+        if isinstance(place, str):
+            _unjoin(node, joined, gives)
+            continue
+        parts: list[tuple[Any, int | None]] = []
+        for f, nr, source in _sources(node, by_fn):
+            size = _size(f, nr, joined)
+            if not (size is None and source is None and parts and parts[-1] == (None, None)):
+                parts.append((source, size))  # (tensors outside autograd side by side are one part)
+        along = joined in place.dims
+        if along:
+            unknown = [i for i, (_, size) in enumerate(parts) if size is None]
+            if len(unknown) > 1:  # (no telling the offsets: _carried gave most such cats no place)
+                gives[node] = "a cat of parts whose sizes the trace does not show"
+                _unjoin(node, joined, gives)
+                continue
+            if unknown:  # (its size: what the others leave of the cat's)
+                parts[unknown[0]] = (None, shapes[0][joined] - sum(size or 0 for _, size in parts))
+            node.module.concat_sizes = [int(size or 0) for _, size in parts]  # (made smaller as inputs lose channels)
+        node.enable_index_mapping = False  # (Torch-Pruning's own mapping, made again for each group, is not)
+        positions: dict[int, list[int]] = {}  # input node -> its places among the cat's inputs (cat([a, a]): two)
+        for i, (source, _) in enumerate(parts):
+            if source is not None:
+                positions.setdefault(id(source), []).append(i)
+        # the k-th dependency between the cat and an input stands for that input's k-th place, as in Torch-Pruning
+        taken: dict[tuple[int, bool], int] = {}
+        for owner in [node, *{id(n): n for n in node.inputs}.values()]:
+            inward = owner is node  # (the cat's dependencies on its inputs: from its channels to theirs)
+            for dep in owner.dependencies:
+                other = dep.target if inward else owner
+                if not (any(other is n for n in node.inputs) if inward else dep.target is node):
+                    continue  # (not between the cat and one of its inputs)
+                order = positions.get(id(other), [])
+                k = taken[(id(other), inward)] = taken.get((id(other), inward), -1) + 1
+                part = _CatPart(node.module, order[min(k, len(order) - 1)], inward=inward) if along and order else None
+                dep.index_mapping[1] = part
+
+
+def _unjoin(node: Any, joined: int, gives: Mapping[Any, _Place]) -> None:
+    """Keep a cat that joins channels along ``joined`` and cannot be mapped (see :func:`_carried`)
+    from tying its inputs' channels to each other: the indices that reach it from one input go on
+    to what reads the cat (where a layer is refused: see :func:`_unfollowed`), not back to the
+    others. Torch-Pruning takes such a cat for an element-wise op, and the indices went back and
+    forth between its inputs through their flattens, each time spread and gathered again: for
+    maps of 8 x 8 it had not ended after two minutes."""
+    inputs = [gives.get(n) for n in node.inputs]
+    if not all(isinstance(p, _Channels) and joined in p.dims for p in inputs if p is not None):
+        return
+    node.enable_index_mapping = False
+    for dep in node.dependencies:
+        if any(dep.target is n for n in node.inputs):
+            dep.index_mapping[1] = _nothing
+
+
+def _nothing(idxs: Sequence[Any]) -> list[Any]:
+    return []
+
+
+def _size(fn: Any, nr: int, dim: int) -> int | None:
+    """The size along ``dim`` of output ``nr`` of autograd op ``fn`` (``None``: not known, as for a
+    tensor outside autograd)."""
+    shapes = [] if fn is None else _shapes(fn)
+    return shapes[nr][dim] if nr < len(shapes) and len(shapes[nr]) > dim else None
+
+
+class _CatPart:
+    """Torch-Pruning's index mapping between a cat's channels and those of its input at
+    ``position``: from the cat's (``inward``) to the input's own, or back. The offset comes from
+    the cat op's ``concat_sizes``, which Torch-Pruning makes smaller as the inputs lose channels,
+    so that the next layer of a plan is mapped on the cat as it is by then."""
+
+    def __init__(self, op: Any, position: int, *, inward: bool) -> None:
+        self.op, self.position, self.inward = op, position, inward
+
+    def __call__(self, idxs: Sequence[Any]) -> list[Any]:
+        sizes = self.op.concat_sizes
+        start = sum(sizes[: self.position])
+        if self.inward:
+            end = start + sizes[self.position]
+            return [i._replace(idx=i.idx - start) for i in idxs if start <= i.idx < end]
+        return [i._replace(idx=i.idx + start) for i in idxs]
+
+
+def _unfollowed(tp: Any, group: Any, names: Mapping[int, str], gives: Mapping[Any, _Place]) -> tuple[str, str] | None:
+    """Where a pruning group passes the channels through an op in whose output convscope cannot
+    follow them, on to a layer that it changes: that op, and the first such layer (other than
+    the group's root); ``None`` where none. Such an op leaves no dim holding them as they were (a
+    pixel shuffle, an unfold, a matrix product, a pad before them, a flip or roll of them ...;
+    see :func:`_carried`), or holds none of them (a mean over them). Torch-Pruning passes the
+    pruned indices through it as if it were element-wise: after a pixel shuffle of 16 channels
+    into 4, filters 0, 5, 6 and 7 cost the next conv its input 0 alone; after a pad of two
+    channels before them, a flip or a roll, the next conv lost its inputs 0, 5, 6 and 7, which
+    held other maps; and the filters 0 and 3 of a conv whose maps are added to them so padded (a
+    CIFAR ResNet's shortcut) were pruned with filters 0 and 3, not 2 and 5: each pruned model
+    ran, silently different.
+
+    Torch-Pruning's traversal is walked again with every filter, each path marked by whether
+    every tensor it passes holds followed channels (for a step back to an op's input, the op's
+    own output too); a layer counts where some of its indices come by such paths alone, so an op
+    whose output meets the channels again whole (a norm over them that divides them, a gate of
+    one value a sample) refuses nothing."""
+    root = group[0].dep
+    start = [tp._helpers._HybridIndex(idx=int(i), root_idx=int(i)) for i in group[0].idxs]
+    stack: list[tuple[Any, Any, list[Any], str | None]] = [(root.target, root.handler, start, None)]
+    done: set[tuple[int, Any, str | None, frozenset[int]]] = set()
+    reached: dict[tuple[int, Any], tuple[Any, set[int], dict[int, str]]] = {}  # (layer, handler) -> node, followed, not
+    while stack:
+        node, handler, idxs, lost = stack.pop()
+        for dep in node.dependencies:
+            if not dep.is_triggered_by(handler):
+                continue
+            new = idxs
+            for mapping in dep.index_mapping:
+                if mapping is not None:
+                    new = mapping(new)
+            target = dep.target
+            if not new:
+                continue
+            # (forward: the op's output; back to an input: the op's and the input's)
+            passed = [node] if any(o is target for o in node.outputs) else [node, target]
+            clean = all(isinstance(gives.get(n), _Channels) for n in passed)
+            where = lost if lost is not None or clean else _said_place(node, gives)
+            key = (id(target), dep.handler, where, frozenset(int(i.idx) for i in new))
+            if key in done:
+                continue
+            done.add(key)
+            if id(target.module) in names and target is not root.target:
+                _, followed, unfollowed = reached.setdefault((id(target), dep.handler), (target, set(), {}))
+                for i in new:
+                    if where is None:
+                        followed.add(int(i.idx))
+                    else:
+                        unfollowed.setdefault(int(i.idx), where)
+            stack.append((target, dep.handler, new, where))
+    for target, followed, unfollowed in reached.values():
+        guessed = [where for i, where in unfollowed.items() if i not in followed]
+        if guessed:
+            return guessed[0], names[id(target.module)]
+    return None
+
+
+def _said_place(node: Any, gives: Mapping[Any, _Place]) -> str:
+    """The op after which ``node``'s output holds no channels that convscope follows, as a message says it."""
+    place = gives.get(node)
+    return place if isinstance(place, str) else _said_op(_kind(node.grad_fn))
 
 
 def _group_ops(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> Any:

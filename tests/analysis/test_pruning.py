@@ -765,3 +765,23 @@ def test_breaks_forward_finds_what_no_trace_shows_and_changes_nothing() -> None:
     }
     with pytest.raises(LayerNotFoundError):
         breaks_forward(model, ["conv9"], example_inputs=x)
+
+
+def test_a_failure_of_torch_pruning_itself_is_a_clear_error_and_leaves_the_model_as_it_was() -> None:
+    # (a second output read through a pixel shuffle: Torch-Pruning raised a bare IndexError)
+    class AuxOutput(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Conv2d(1, 16, 3, padding=1)
+            self.head = torch.nn.Conv2d(16, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            y = self.body(x)
+            return self.head(y).flatten(1), torch.nn.functional.pixel_shuffle(y, 2).mean()
+
+    torch.manual_seed(0)
+    model, x = AuxOutput(), torch.randn(2, 1, 8, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(DataError, match=r"'body' cannot be pruned: Torch-Pruning failed on this model \(IndexError: .*left as it was"):
+        prune_filters(model, {"body": [0, 5]}, example_inputs=x)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and model(x)[0].shape == (2, 128)

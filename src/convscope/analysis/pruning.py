@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from convscope._optional import require
-from convscope.errors import DataError, LayerNotFoundError
+from convscope.errors import ConvscopeError, DataError, LayerNotFoundError
 
 if TYPE_CHECKING:
     import torch
@@ -193,6 +193,7 @@ def prune_filters(
         except Exception:  # noqa: BLE001  (it ran with gradients for the trace, not without: left unchecked)
             runs = False
     saved = _attributes(module)
+    name = ""  # (the layer being pruned, for an error of Torch-Pruning's)
     try:
         for name, layer, handler, chosen, size in handlers:
             group = graph.get_pruning_group(layer, handler, idxs=chosen)
@@ -208,8 +209,14 @@ def prune_filters(
             result.kept[name] = [i for i in range(size) if i not in set(chosen)]
         if runs:  # (before the optimizer is mended: a model put back needs its old state)
             _check_forward(module, example_inputs, None if output else expected, [h[0] for h in handlers])
-    except BaseException:
+    except BaseException as exc:
         _restore(saved)
+        if isinstance(exc, Exception) and not isinstance(exc, ConvscopeError):
+            # (Torch-Pruning's own failure, an IndexError say, on a model it does not follow)
+            raise DataError(
+                f"{name!r} cannot be pruned: Torch-Pruning failed on this model ({type(exc).__name__}: {exc}); "
+                "the model is left as it was"
+            ) from exc
         raise
 
     for lname, layer in modules.items():

@@ -785,3 +785,26 @@ def test_a_failure_of_torch_pruning_itself_is_a_clear_error_and_leaves_the_model
     with pytest.raises(DataError, match=r"'body' cannot be pruned: Torch-Pruning failed on this model \(IndexError: .*left as it was"):
         prune_filters(model, {"body": [0, 5]}, example_inputs=x)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()) and model(x)[0].shape == (2, 128)
+
+
+def test_channels_that_torch_pruning_does_not_carry_on_to_a_layer_are_refused() -> None:
+    # (a repeat_interleave of the channels, cropped back to their count: Torch-Pruning's rule for
+    # grouped-query attention passed no index on, so the head kept all its inputs, which then read
+    # other maps; the sizes held, and the pruned model ran, 1.08 from the frozen one)
+    class Repeated(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Conv2d(1, 16, 3, padding=1)
+            self.head = torch.nn.Conv2d(16, 2, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(x).repeat_interleave(2, 1)[:, :16]).flatten(1)
+
+    torch.manual_seed(0)
+    model, x = Repeated(), torch.randn(2, 1, 8, 8)
+    said = "in forward, its channels reach 'head' through expand, along which Torch-Pruning does not carry the pruned filters"
+    assert unprunable(model, ["body", "head"], example_inputs=x)["body"].startswith(said)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(DataError, match=f"'body' cannot be pruned: {said}"):
+        prune_filters(model, {"body": [0, 5]}, example_inputs=x)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

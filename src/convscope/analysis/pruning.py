@@ -540,7 +540,15 @@ def _refusal(
         )
     unfollowed = _unfollowed(tp, group, names, gives)
     if unfollowed is None:
-        return None
+        missed = _unreached(group, names, gives)
+        if missed is None:
+            return None
+        where, layer = missed
+        return (
+            f"in forward, its channels reach {layer!r} through {where}, along which Torch-Pruning does not carry "
+            f"the pruned filters to {layer!r} (its inputs would stay as they are, and read other maps); it refuses "
+            "rather than prune it so: prune the layers after it instead"
+        )
     where, layer = unfollowed
     return (
         f"in forward, its channels pass through {where}, after which convscope cannot tell which channels of "
@@ -1059,6 +1067,35 @@ def _unfollowed(tp: Any, group: Any, names: Mapping[int, str], gives: Mapping[An
         guessed = [where for i, where in unfollowed.items() if i not in followed]
         if guessed:
             return guessed[0], names[id(target.module)]
+    return None
+
+
+def _unreached(group: Any, names: Mapping[int, str], gives: Mapping[Any, _Place]) -> tuple[str, str] | None:
+    """A layer that the group's root's channels reach in ``forward`` (each op on the way holding
+    them where convscope follows them) but that the pruning group leaves out, with the first op
+    on the way that the group leaves out too; ``None`` where none. Torch-Pruning stops at some
+    ops it takes for others: a ``repeat_interleave`` of the channels (an unsqueeze, an expand and
+    a view), mapped by its rule for grouped-query attention, passes no index on, so the layer
+    after it kept all its inputs, which then read other maps (a crop back to the channels'
+    count kept the sizes, and the model ran, silently different)."""
+    root = group[0].dep.target
+    kept = {id(item.dep.target) for item in group}
+    stack: list[tuple[Any, str | None]] = [(out, None) for out in root.outputs]
+    seen: set[int] = set()
+    while stack:
+        node, first = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if id(node.module) in names:
+            if id(node) not in kept:
+                return first or _said_op(_kind(node.grad_fn)), names[id(node.module)]
+            continue  # (its output holds its own channels)
+        if not isinstance(gives.get(node), _Channels):
+            continue  # (lost, or none left: said elsewhere, or nothing to carry)
+        if first is None and id(node) not in kept:
+            first = _said_op(_kind(node.grad_fn))
+        stack.extend((out, first) for out in node.outputs)
     return None
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from convscope.frames import Frame
 
@@ -29,3 +30,28 @@ def awkward_weights() -> np.ndarray:
 def weight_frame(awkward_weights: np.ndarray) -> Frame:
     return Frame(run="r", step=7, kind="weight_grid", layer="features.0",
                  payload={"weights": awkward_weights, "vmax": float(np.abs(awkward_weights).max())}, wall_time=1234.5)
+
+
+@pytest.fixture
+def train_watched():
+    """``train_watched(sinks)``: four SGD steps of an untrained LeNet-5 on random digits, conv1
+    watched every 2 steps into ``sinks`` (no run store), the loss logged at each; gives the network."""
+
+    def train(sinks: list) -> torch.nn.Module:
+        import convscope
+        from convscope.models.zoo import load_zoo_model
+
+        torch.manual_seed(0)
+        net = load_zoo_model("lenet5-simplified", pretrained=False).module.train()
+        opt = torch.optim.SGD(net.parameters(), lr=0.05)
+        x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+        with convscope.watch(net, optimizer=opt, logdir=None, sinks=sinks, every=2, budget=None, layers=["conv1"]) as mon:
+            for _ in range(4):
+                loss = torch.nn.functional.cross_entropy(net(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                mon.log(loss=loss)
+        return net
+
+    return train

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from samples import every_kind, frame
 
 from convscope.cli import main
@@ -147,22 +146,8 @@ def test_the_progress_bar_shows_the_frames_and_never_comes_before_an_error(store
     assert "exporting r" in err and f"{5 * len(KINDS)}/{5 * len(KINDS)} frames" in err
 
 
-def test_the_writers_follow_a_real_training_run(tmp_path) -> None:
-    import convscope
-    from convscope.models.zoo import load_zoo_model
-
-    torch.manual_seed(0)
-    net = load_zoo_model("lenet5-simplified", pretrained=False).module.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.05)
-    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    sinks = [create_sink("csv", out=tmp_path / "csv"), create_sink("vtk", out=tmp_path / "vtk")]
-    with convscope.watch(net, optimizer=opt, logdir=None, sinks=sinks, every=2, budget=None, layers=["conv1"]) as mon:
-        for _ in range(4):
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            mon.log(loss=loss)
+def test_the_writers_follow_a_real_training_run(tmp_path, train_watched) -> None:
+    net = train_watched([create_sink("csv", out=tmp_path / "csv"), create_sink("vtk", out=tmp_path / "vtk")])
     final = net.conv1.weight.detach().numpy()
     grids = pd.read_csv(tmp_path / "csv" / "weight_grid-conv1.csv")
     last = grids[grids.step == grids.step.max()]

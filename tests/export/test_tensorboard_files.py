@@ -10,7 +10,6 @@ import tempfile
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from samples import frame
@@ -247,23 +246,11 @@ def test_weight_histograms_are_the_ones_summarywriter_makes(tmp_path) -> None:
     assert got[0] == got[1] and len(got[0][0].histogram_value.bucket_limit) > 10
 
 
-def test_the_live_sink_writes_one_file_as_a_run_trains(tmp_path) -> None:
-    import convscope
-    from convscope.models.zoo import load_zoo_model
+def test_the_live_sink_writes_one_file_as_a_run_trains(tmp_path, train_watched) -> None:
     from convscope.sinks import create_sink
 
-    torch.manual_seed(0)
-    net = load_zoo_model("lenet5-simplified", pretrained=False).module.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.05)
-    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     sink = create_sink("tensorboard", logdir=tmp_path / "tb")
-    with convscope.watch(net, optimizer=opt, logdir=None, sinks=[sink], every=2, budget=None, layers=["conv1"]) as mon:
-        for _ in range(4):
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            mon.log(loss=loss)
+    train_watched([sink])
     [path] = (tmp_path / "tb").iterdir()
     assert path.name.endswith(f".convscope@{sink.run}")
     points = _points(tmp_path / "tb")

@@ -787,3 +787,19 @@ def _refused(net: torch.nn.Module, layer: str, x: torch.Tensor, why: str, filter
         prune_filters(net, {layer: filters or [0, 5]}, example_inputs=x)
     assert str(caught.value) == f"{layer!r} cannot be pruned: {why}"
     assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_layer_that_several_pruned_layers_feed_has_all_its_lost_inputs_said_and_its_optimizer_state_kept() -> None:
+    # (head reads a cat of left's 8 maps and right's 6: its lost inputs were right's group's alone,
+    # numbered after left's pruning, and its momentum, then not derivable, was reset)
+    torch.manual_seed(0)
+    net, x = Joined(lambda x, a, b: torch.cat([a, b], 1)), torch.randn(2, 3, 16, 16)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net(x).sum().backward()
+    opt.step()
+    weight, momentum = net.head.weight.detach().clone(), opt.state[net.head.weight]["momentum_buffer"].clone()
+    result = prune_filters(net, {"left": [1, 4], "right": [0, 3]}, example_inputs=x[:1], optimizer=opt)
+    assert result.inputs == {"head": [1, 4, 8, 11]} and result.reset_state == []
+    kept = [i for i in range(14) if i not in (1, 4, 8, 11)]
+    assert torch.equal(net.head.weight, weight[:, kept])
+    assert torch.equal(opt.state[net.head.weight]["momentum_buffer"], momentum[:, kept])

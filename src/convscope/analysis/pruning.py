@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -197,13 +197,16 @@ def prune_filters(
     try:
         for name, layer, handler, chosen, size in handlers:
             group = graph.get_pruning_group(layer, handler, idxs=chosen)
+            now: dict[tuple[int, str], set[int]] = {}  # this group's, numbered after the groups before
             for item in group:
                 dep, idxs = item.dep, item.idxs
                 fn = getattr(dep.handler, "__name__", str(dep.handler))
                 direction = "out" if "out" in fn else "in" if "in" in fn else None
                 target = dep.target.module
                 if direction is not None and isinstance(target, torch.nn.Module):
-                    removed_at[(id(target), direction)] = sorted(int(getattr(i, "idx", i)) for i in idxs)
+                    now.setdefault((id(target), direction), set()).update(int(getattr(i, "idx", i)) for i in idxs)
+            for key, taken in now.items():  # (a layer that several groups reach, such as one reading a cat of two pruned layers)
+                removed_at[key] = _merged_removals(removed_at.get(key, []), taken)
             group.prune()
             result.removed[name] = chosen
             result.kept[name] = [i for i in range(size) if i not in set(chosen)]
@@ -1193,6 +1196,24 @@ def _split_reason(cuts: Sequence[str]) -> str:
         f"its channels are split in forward ({', '.join(cuts)}), in sizes that the code fixes and pruning "
         "cannot change; prune the layers that read the parts instead"
     )
+
+
+def _merged_removals(before: list[int], now: Iterable[int]) -> list[int]:
+    """The indices of a dim removed so far, numbered as before any was: ``before`` (so numbered,
+    sorted) and ``now``, numbered as the dim is after those.
+
+    Example:
+        >>> _merged_removals([1, 4], [1, 3])  # (now 0 2 3 5 6 ... of before: its 1 and 3 are 2 and 5)
+        [1, 2, 4, 5]
+    """
+    out = set(before)
+    for i in now:
+        for gone in before:
+            if gone > i:
+                break
+            i += 1
+        out.add(i)
+    return sorted(out)
 
 
 def _kept_indices(old: Any, new: Any, owner: Any, removed_at: dict[tuple[int, str], list[int]]) -> dict[int, list[int]] | None:

@@ -301,13 +301,13 @@ def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 def _unrecognized(parser: argparse.ArgumentParser, extra: Sequence[str]) -> None:
     """Exit as argparse does on words the command does not take, naming the options meant."""
-    import difflib
+    from convscope._names import near_misses
 
     options = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
     meant = [
         close[0]
         for word in extra
-        if word.startswith("-") and (close := difflib.get_close_matches(word.split("=", 1)[0], options, n=1))
+        if word.startswith("-") and (close := near_misses(word.split("=", 1)[0], options, n=1, key=str))
     ]
     hint = f" (did you mean {', '.join(meant)}?)" if meant else ""
     parser.error(f"unrecognized arguments: {' '.join(extra)}{hint}; see `{parser.prog} --help`")

@@ -229,10 +229,9 @@ def load_dataset(name: str, *, split: str = "all", spec: InputSpec | None = None
     try:
         info = _REGISTRY[name]
     except KeyError:
-        import difflib
+        from convscope._names import near_misses
 
-        folded = {k.lower(): k for k in _REGISTRY}
-        close = [folded[k] for k in difflib.get_close_matches(str(name).lower(), folded, n=3, cutoff=0.6)]
+        close = near_misses(str(name), _REGISTRY, key=str.lower)
         close += [k for k in sorted(_REGISTRY) if str(name).lower() and str(name).lower() in k and k not in close]
         hint = f"did you mean {' or '.join(repr(k) for k in close[:3])}? " if close else ""
         raise UnknownDatasetError(

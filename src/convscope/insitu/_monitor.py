@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard, cast
 
 import numpy as np
 
+from convscope._names import near_misses
 from convscope.errors import DataError, LayerNotFoundError
 from convscope.frames import Frame
 from convscope.insitu import _reduce
@@ -99,21 +100,9 @@ def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool | np.bool_)
 
 
-def _close_to(word: Any, choices: Iterable[str], n: int = 2) -> list[str]:
-    """The ``choices`` that ``word`` is a near miss of (a typo, another case, ``-`` for ``_``), best first."""
-    import difflib
-
-    if not isinstance(word, str):
-        return []
-    keyed: dict[str, str] = {}
-    for choice in choices:
-        keyed.setdefault(choice.lower().replace("-", "_"), choice)
-    return [keyed[k] for k in difflib.get_close_matches(word.lower().replace("-", "_"), list(keyed), n=n, cutoff=0.6)]
-
-
 def _did_you_mean(word: Any, choices: Iterable[str]) -> str:
     """``" (did you mean 'x'?)"`` for a near miss of ``word`` among ``choices``, else ``""``."""
-    close = _close_to(word, choices)
+    close = near_misses(word, choices, n=2)
     return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
 
 
@@ -143,7 +132,7 @@ def check_options(
         if set_by and name in set_by:
             raise TypeError(f"{where} sets {name}= itself ({set_by[name]}); leave it out")
         if name not in known:
-            close = _close_to(name, known, n=1)
+            close = near_misses(name, known, n=1)
             hint = f"did you mean {close[0]}=? " if close else ""
             raise TypeError(f"{where} got an unexpected option {name}=; {hint}its options are {', '.join(known)}")
     if values:

@@ -228,13 +228,12 @@ def _looks_like_zoo_name(source: str) -> bool:
 
 def _did_you_mean(name: str, names: set[str]) -> str:
     """``"; did you mean 'vgg16'?"`` for a near miss (case, dashes, a typo), else ``""``."""
-    import difflib
+    from convscope._names import near_misses
 
     def key(text: str) -> str:
         return re.sub(r"[-_. ]", "", text.lower())
 
-    keyed = {key(n): n for n in names}
-    close = [keyed[k] for k in difflib.get_close_matches(key(name), list(keyed), n=3, cutoff=0.75)]
+    close = near_misses(name, sorted(names), cutoff=0.75, key=key)
     close += sorted(n for n in names if key(name) and key(n).startswith(key(name)) and n not in close)
     return f"; did you mean {' or '.join(repr(n) for n in close[:3])}?" if close else ""
 

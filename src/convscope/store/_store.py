@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import threading
 import time
@@ -10,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from convscope._names import near_misses
 from convscope.errors import NotFoundError, StoreError
 from convscope.store._reader import RunReader
 from convscope.store._schema import RUN_SUFFIX, slug, status_of, valid_run_id
@@ -140,7 +140,7 @@ class RunStore:
         ids = self.run_ids()
         if not ids:
             return "it holds no runs"
-        close = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.6)
+        close = near_misses(run_id, ids, key=str)
         if close:
             return f"did you mean {' or '.join(repr(c) for c in close)}?"
         shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import re
 import shutil
+import struct
 import tempfile
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from samples import frame
+from samples import every_kind, frame
 
 from convscope.cli import main
 from convscope.export import TensorBoardWriter, export_run
+from convscope.frames import Frame
 from convscope.store import RunStore
 
 pytest.importorskip("tensorboard", reason="TensorBoard export needs pip install 'convscope[tensorboard]'")
@@ -258,3 +260,82 @@ def test_the_live_sink_writes_one_file_as_a_run_trains(tmp_path, train_watched) 
     assert {"conv1/grad_norm", "conv1/weights"} <= set(points)
     assert all(steps == sorted(set(steps)) for steps in points.values())
     assert np.all(np.diff(points["conv1/grad_norm"]) > 0)
+
+
+def test_event_files_are_byte_for_byte_those_tensorboards_checksum_made(tmp_path, monkeypatch) -> None:
+    # (the records' checksums: convscope's CRC-32C in place of TensorBoard's pure-Python one)
+    from types import SimpleNamespace
+
+    from tensorboard.compat.tensorflow_stub import pywrap_tensorflow
+
+    import convscope.export._tensorboard as tb_module
+
+    monkeypatch.setattr(tb_module, "time", SimpleNamespace(time=lambda: 1.7e9))  # (in names and first events)
+    rng = np.random.default_rng(0)
+    big = Frame(run="r", step=9, kind="feature_maps", layer="conv1", wall_time=1009.0,  # (a PNG of 330 kB: numpy's path)
+                payload={"images": rng.integers(0, 256, (64, 72, 72), dtype=np.uint8), "vmin": 0.0, "vmax": 1.0,
+                         "normalisation": "per_map", "scale": 1.0, "sample": 0})
+    frames = [*(f for s in range(3) for f in every_kind(s)), big]
+    files = {}
+    for name, crc in (("theirs", pywrap_tensorflow.masked_crc32c), ("ours", tb_module.masked_crc32c)):
+        monkeypatch.setattr(tb_module, "masked_crc32c", crc)
+        for export in (False, True):  # (a live sink's one file; an export's file per layer and kind)
+            w = TensorBoardWriter(tmp_path / name / str(export), run="r", export=export)
+            for f in frames:
+                w.write(f)
+            w.close()
+        files[name] = {f"{p.parent.name}/{p.name.split('.convscope', 1)[1]}": p.read_bytes()
+                       for p in (tmp_path / name).rglob("*") if p.is_file()}
+    assert files["ours"] == files["theirs"]
+    kinds = ["correlation", "feature_maps", "gradient_health", "histogram", "trajectory", "weight_grid"]
+    assert sorted(files["ours"]) == sorted(["False/@r", *(f"True/-export@r@{k}" for k in ("dropped", "pruning", "scalar")),
+                                            *(f"True/-export@r@conv1@{k}" for k in kinds)])
+    assert max(map(len, files["ours"].values())) > 330_000
+    assert _points(tmp_path / "ours" / "True")["conv1/feature_maps"] == [0, 1, 2, 9]
+
+
+def test_a_damaged_record_in_an_earlier_versions_file_ends_what_is_kept_of_it(tmp_path) -> None:
+    # (TensorBoard reads a file up to its first record whose data fails its checksum; taking that
+    # record's tags out and keeping what follows it showed points TensorBoard had not shown)
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    logdir, tb = _store(tmp_path / "runs"), tmp_path / "tb"
+    tb.mkdir()
+    old = _old_export(logdir, tb)
+    data, at = bytearray(old.read_bytes()), 0
+    while True:
+        (length,) = struct.unpack_from("<Q", data, at)
+        event = Event.FromString(bytes(data[at + 12:at + 12 + length]))
+        if event.step == 2 and [v.tag for v in event.summary.value] == ["conv2/grad_norm"]:
+            break
+        at += 16 + length
+    data[at + 12 + length - 2] ^= 1  # (in the value's float: it still reads as an event)
+    assert Event.FromString(bytes(data[at + 12:at + 12 + length])).summary.value[0].tag == "conv2/grad_norm"
+    old.write_bytes(bytes(data))
+    before = _points(tb)
+    assert before["loss"] == [0, 1, 2] and before["conv2/weights"] == [0, 1]
+    export_run(logdir, "r", out=tmp_path / "o", formats="tensorboard", tensorboard_logdir=tb,
+               layers="conv2", kinds="gradient_health")
+    again = _tags(["conv2"], ["gradient_health"])
+    assert _points(tb) == {t: steps for t, steps in before.items() if t not in again} | dict.fromkeys(again, list(range(5)))
+
+
+def test_dropped_counts_are_scalars_by_sink(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logdir, tb = tmp_path / "runs", tmp_path / "tb"
+    with RunStore(logdir).create_run("r") as w:
+        for s in range(3):
+            w.write_many([frame("scalar", s), Frame(run="r", step=s, kind="dropped", payload={"count": 2 * s, "sink": "queue"},
+                                                    wall_time=1000.0 + s)])
+        w.write(Frame(run="r", step=2, kind="dropped", payload={"count": 7, "sink": "tensorboard"}, wall_time=1002.5))
+    export_run(logdir, "r", out=tmp_path / "o", formats="tensorboard", tensorboard_logdir=tb)
+    ea = EventAccumulator(str(tb), size_guidance={"scalars": 0})
+    ea.Reload()
+    assert sorted(ea.Tags()["scalars"]) == ["dropped/queue", "dropped/tensorboard", "loss"]
+    assert [(e.step, e.value, e.wall_time) for e in ea.Scalars("dropped/queue")] == [(0, 0, 1000.0), (1, 2, 1001.0), (2, 4, 1002.0)]
+    assert [(e.step, e.value) for e in ea.Scalars("dropped/tensorboard")] == [(2, 7)]
+    assert sorted(name.split(".convscope-export@", 1)[1] for name in _files(tb)) == ["r@dropped", "r@scalar"]
+    # (a kind of its own: exported alone, it replaces its file and keeps the loss)
+    export_run(logdir, "r", out=tmp_path / "o", formats="tensorboard", tensorboard_logdir=tb, kinds="dropped", start=1)
+    assert _points(tb) == {"loss": [0, 1, 2], "dropped/queue": [1, 2], "dropped/tensorboard": [2]}

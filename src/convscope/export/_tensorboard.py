@@ -9,7 +9,9 @@ Tags (``<layer>/...``):
 * ``histogram`` frames: ``<layer>/<name>`` (their own bins);
 * ``weight_grid``: ``<layer>/weights`` (a histogram of the weights' values);
 * ``feature_maps``: image ``<layer>/feature_maps`` (the maps tiled, grey);
-* ``correlation``: image ``<layer>/correlation`` (blue-white-red, -1 to 1).
+* ``correlation``: image ``<layer>/correlation`` (blue-white-red, -1 to 1);
+* ``dropped`` frames (run-level): ``dropped/<sink>``, the frames it lost so far (a running total,
+  as the CSV export's ``count``; ``<sink>``: ``queue``, ``budget``, ``store`` or a sink's name).
 
 TensorBoard reads every event file of a folder, so two exports of one run into one folder would
 show each point twice. Each file is therefore named after what it holds (``<run>``: the run's id),
@@ -47,6 +49,7 @@ from typing import IO, Any
 import numpy as np
 
 from convscope._optional import require
+from convscope.export._crc32c import masked_crc32c
 from convscope.export._files import layer_token, remove_ours
 from convscope.export._scenes import diverging_rgb, tile_maps
 from convscope.export._select import choice, selected
@@ -109,9 +112,9 @@ class TensorBoardWriter(Sink):
         require("tensorboard", feature="TensorBoard export", extra="tensorboard")
         require("torch.utils.tensorboard", feature="TensorBoard export", extra="tensorboard")
         from tensorboard.compat.proto.event_pb2 import Event
-        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
         from torch.utils.tensorboard import summary
 
+        # (the records' checksums: convscope's CRC-32C, a hundred times TensorBoard's pure-Python one)
         self._event, self._crc, self._summary = Event, masked_crc32c, summary
         self.logdir = Path(logdir)
         self.kinds, self.layers = choice(kinds, layers)
@@ -201,6 +204,8 @@ class TensorBoardWriter(Sink):
         if k == "correlation":
             rgb = diverging_rgb(np.nan_to_num(np.asarray(p["matrix"])), vmax=1.0)
             return [sm.image(prefix + "correlation", rgb, dataformats="HWC")]
+        if k == "dropped":
+            return [sm.scalar(f"{prefix}dropped/{p['sink']}", float(p["count"]))]
         return []
 
     def flush(self) -> None:
@@ -296,16 +301,15 @@ def _record(data: bytes, crc: Callable[[bytes], int]) -> bytes:
 
 def _records(path: Path, crc: Callable[[bytes], int]) -> Iterator[tuple[bytes, bytes]]:
     """Each record of an event file as ``(record, data)``, up to the first one cut short or
-    with a damaged length (TensorBoard reads no further either). The data's checksum is left to
-    TensorBoard, which checks it as it reads: records are copied as they are, unchecked, as
-    TensorBoard's pure-Python CRC-32C gets through only a few megabytes a second."""
+    with a damaged length or data (their checksums: TensorBoard reads no further either, so a
+    damaged record is never written again with a checksum that hides the damage)."""
     with open(path, "rb") as f:
         while len(head := f.read(12)) == 12:
             if struct.unpack("<I", head[8:])[0] != crc(head[:8]):
                 return
             (length,) = struct.unpack("<Q", head[:8])
             data, tail = f.read(length), f.read(4)
-            if len(data) < length or len(tail) < 4:
+            if len(data) < length or len(tail) < 4 or struct.unpack("<I", tail)[0] != crc(data):
                 return
             yield head + data + tail, data
 

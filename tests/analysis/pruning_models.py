@@ -49,8 +49,8 @@ class Reordered(torch.nn.Module):
 class Joined(torch.nn.Module):
     """``left`` (3 -> ``left`` filters) and ``right`` (3 -> ``right``), 3 x 3 and padded, read the
     image; ``op(x, a, b)`` joins the image ``x`` and their maps ``a`` and ``b`` (a cat, in
-    channels-last layout or not ...), and ``head`` reads what it gives: a 1 x 1 conv to 2 maps or,
-    where ``op`` flattens, a dense layer to 2 units."""
+    channels-last layout or not ...), and ``head`` reads what it gives: a 1 x 1 conv to 2 maps, a
+    1 x 1 x 1 one where ``op`` stacks (a Conv3d), or, where ``op`` flattens, a dense layer to 2 units."""
 
     def __init__(
         self,
@@ -66,7 +66,9 @@ class Joined(torch.nn.Module):
         self.right = torch.nn.Conv2d(3, right, 3, padding=1)
         joined = op(torch.zeros(1, 3, size, size), torch.zeros(1, left, size, size), torch.zeros(1, right, size, size))
         self.head: torch.nn.Module = (
-            torch.nn.Conv2d(joined.shape[1], 2, 1) if joined.dim() == 4 else torch.nn.Linear(joined.shape[1], 2)
+            torch.nn.Conv2d(joined.shape[1], 2, 1) if joined.dim() == 4
+            else torch.nn.Conv3d(joined.shape[1], 2, 1) if joined.dim() == 5
+            else torch.nn.Linear(joined.shape[1], 2)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -336,18 +336,18 @@ def test_a_cut_of_channels_in_channels_last_layout_is_refused(cut) -> None:
 
 
 def test_a_cut_after_an_op_whose_channels_cannot_be_followed_is_refused() -> None:
-    # a pixel shuffle spreads each 4 channels over 2 x 2 pixels: no dim holds body's channels after
-    # it, so whether the crop after it cuts them has no answer (unprunable() said it could be
-    # pruned, and only the pruned model's forward pass, which raised, stopped prune_filters)
+    # a pixel unshuffle spreads each channel over 4, one per pixel of 2 x 2: no dim holds body's
+    # channels after it, so whether the crop after it cuts them has no answer. (A pixel shuffle, the
+    # op this was found after, is refused on its own: see test_a_pixel_shuffle_of_the_channels_...)
     shuffle, unshuffle = torch.nn.functional.pixel_shuffle, torch.nn.functional.pixel_unshuffle
-    net, x = Reordered(lambda y: unshuffle(shuffle(y, 2)[:, :, 2:-2], 2)), torch.randn(2, 3, 16, 16)
+    net, x = Reordered(lambda y: shuffle(unshuffle(y, 2)[:, :, 1:-1], 2)), torch.randn(2, 3, 16, 16)
     why = (
-        "in forward, its channels pass through pixel_shuffle, after which convscope cannot tell which dim holds "
+        "in forward, its channels pass through pixel_unshuffle, after which convscope cannot tell which dim holds "
         "them, and then through a slice, which may cut them; it refuses rather than guess: prune the layers after "
         "it instead"
     )
     _refused(net, "body", x[:1], why)
-    assert net(x).shape == (2, 2, 14, 16)
+    assert net(x).shape == (2, 2, 12, 16)
 
 
 def _last(t: torch.Tensor) -> torch.Tensor:
@@ -414,6 +414,82 @@ def test_a_cat_along_another_dim_than_the_channels_joins_them() -> None:
         torch.testing.assert_close(net(x), frozen, rtol=1e-5, atol=1e-5)
 
 
+#: stacks of left's and right's maps (8 each) that convscope follows: the op, and the inputs of
+#: head that filters 0 and 5 of both cost it
+_STACKS = {
+    # each filter's two maps side by side (filter k of the j-th tensor: channel 2k + j)
+    "interleaved-by-a-flatten": (lambda x, a, b: torch.stack([a, b], 2).flatten(1, 2), [0, 1, 10, 11]),
+    # (the stack's dim a Conv3d's depth)
+    "read-by-a-conv3d": (lambda x, a, b: torch.stack([a, b], 2), [0, 5]),
+    "averaged": (lambda x, a, b: torch.stack([a, b], 1).mean(1), [0, 5]),
+    "unbound-and-added": (lambda x, a, b: sum(torch.stack([a, b], 1).unbind(1)), [0, 5]),
+}
+
+
+@pytest.mark.parametrize("stack", list(_STACKS))
+def test_a_stack_prunes_the_stacked_layers_alike_and_the_right_inputs(stack) -> None:
+    # stacked tensors keep one shape: right loses the filters that left does, and head the inputs
+    # that both gave, wherever the stack put them
+    op, inputs = _STACKS[stack]
+    torch.manual_seed(0)
+    net, x = Joined(op, right=8, size=8), torch.randn(2, 3, 8, 8)
+    frozen = convscope.capture(net, x, layers=["head"], freeze={"left": [0, 5], "right": [0, 5]}).outputs["head"]
+    assert unprunable(net, ["left", "right"], example_inputs=x[:1]) == {}
+    result = prune_filters(net, {"left": [0, 5]}, example_inputs=x[:1])
+    assert result.coupled == {"right": [0, 5]} and result.inputs == {"head": inputs}
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), frozen, rtol=1e-5, atol=1e-5)
+
+
+#: stacks of left's and right's maps (8 each, 8 x 8) along the dim before the channels, merged with
+#: them by a reshape: the op, how the refusal says the reshape, and the cat that gives the same tensor
+_STACKED_MERGES = {
+    "flatten": (
+        lambda x, a, b: torch.stack([a, b], 1).flatten(1, 2), "(2, 8, 8, 8) as (16, 8, 8)",
+        lambda x, a, b: torch.cat([a, b], 1),
+    ),
+    "view": (
+        lambda x, a, b: torch.stack([a, b], 1).view(len(a), 16, 8, 8), "(2, 8, 8, 8) as (16, 8, 8)",
+        lambda x, a, b: torch.cat([a, b], 1),
+    ),
+    "activation-then-flatten-for-a-dense-layer": (
+        lambda x, a, b: torch.tanh(torch.stack([a, b], 1)).flatten(1), "(2, 8, 8, 8) as (1024,)",
+        lambda x, a, b: torch.tanh(torch.cat([a, b], 1)).flatten(1),
+    ),
+}
+
+
+@pytest.mark.parametrize("merge", list(_STACKED_MERGES))
+def test_a_stack_merged_with_the_channels_after_it_is_refused_and_the_cat_it_equals_prunes(merge) -> None:
+    # left's channel k is channel k of what head reads, right's 8 + k: Torch-Pruning mapped the
+    # flatten as if each filter's maps lay side by side, and filters 0 and 5 cost head its inputs
+    # 0, 1, 10 and 11 (not 0, 5, 8 and 13): the pruned model ran, silently different. (It was
+    # refused as a split of the channels by a view, which it is not.)
+    op, said, cat = _STACKED_MERGES[merge]
+    torch.manual_seed(0)
+    net, x = Joined(op, right=8, size=8), torch.randn(2, 3, 8, 8)
+    why = (
+        f"its channels are stacked in forward (torch.stack along dim 1, the dim before theirs) and then merged with "
+        f"the stack's dim (a view or reshape of {said} per sample): each filter's maps then lie once per stacked "
+        "tensor, 8 channels apart, and Torch-Pruning would map them as if they lay side by side (the next layer "
+        "would lose other inputs than the pruned filters gave); torch.cat along dim 1 gives the same tensor, and "
+        "convscope maps it: use it instead, or prune the layers after it"
+    )
+    assert unprunable(net, ["left", "right"], example_inputs=x[:1]) == {"left": why, "right": why}
+    _refused(net, "left", x[:1], why)
+    # what the refusal says to do: the cat is the same tensor, and left's filters go alone
+    a, b = torch.randn(2, 8, 8, 8), torch.randn(2, 8, 8, 8)
+    assert torch.equal(op(x, a, b), cat(x, a, b))
+    torch.manual_seed(0)
+    net = Joined(cat, right=8, size=8)
+    frozen = convscope.capture(net, x, layers=["head"], freeze={"left": [0, 5]}).outputs["head"]
+    per = 1 if merge != "activation-then-flatten-for-a-dense-layer" else 64
+    result = prune_filters(net, {"left": [0, 5]}, example_inputs=x[:1])
+    assert result.coupled == {} and result.inputs == {"head": [i * per + j for i in (0, 5) for j in range(per)]}
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), frozen, rtol=1e-5, atol=1e-5)
+
+
 def _cannot_follow(where: str, layer: str) -> str:
     """How a refusal says that ``layer`` reads channels that convscope cannot follow after ``where``."""
     return (
@@ -447,11 +523,9 @@ def test_a_cat_whose_parts_cannot_be_told_is_refused(cat) -> None:
 F = torch.nn.functional
 
 #: ops after which no dim holds body's 16 channels as they were, and how the refusal says them
+#: (a pixel shuffle is refused on its own: see test_a_pixel_shuffle_of_the_channels_is_refused...)
 _UNFOLLOWED = {
-    # Torch-Pruning passed the pruned indices through as if the op were element-wise: after the
-    # pixel shuffle (16 -> 4 channels), filters 0, 5, 6 and 7 cost head its input 0 alone, and the
-    # pruned model ran, silently different
-    "pixel-shuffle": (lambda y: F.pixel_shuffle(y, 2), "pixel_shuffle"),
+    # Torch-Pruning passed the pruned indices through as if the op were element-wise
     "pixel-unshuffle": (lambda y: F.pixel_unshuffle(y, 2), "pixel_unshuffle"),
     "unfold": (lambda y: F.fold(F.unfold(y, 2, stride=2), (4, 4), 1), "im2col"),
     "repeat": (lambda y: y.repeat(1, 2, 1, 1), "repeat"),
@@ -470,6 +544,80 @@ def test_a_layer_that_reads_channels_convscope_cannot_follow_is_refused(op) -> N
     net, x = Reordered(fn, size=8), torch.randn(2, 3, 8, 8)
     why = _cannot_follow(where, "head")
     _refused(net, "body", x[:1], why, [0, 5, 6, 7])
+    assert net(x).shape[:2] == (2, 2)
+
+
+class _Shuffled(torch.nn.Module):
+    """``body`` (3 -> 16, 3 x 3 and padded) shuffled to 4 maps of twice the size (``pixel_shuffle``,
+    upscale factor 2), read by ``head`` (4 -> 2, 3 x 3) or, ``head=False``, given as the model's
+    output (as a super-resolution model's last conv)."""
+
+    def __init__(self, *, head: bool) -> None:
+        super().__init__()
+        self.body = torch.nn.Conv2d(3, 16, 3, padding=1)
+        self.head = torch.nn.Conv2d(4, 2, 3, padding=1) if head else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.pixel_shuffle(torch.relu(self.body(x)), 2)
+        return y if self.head is None else self.head(y)
+
+
+@pytest.mark.parametrize("filters", [[0], [0, 5, 6, 7]], ids=["one", "four"])
+@pytest.mark.parametrize("head", [True, False], ids=["read-by-a-conv", "the-output"])
+def test_a_pixel_shuffle_of_the_channels_is_refused_before_anything_changes(head, filters) -> None:
+    # Torch-Pruning passes the pruned filters through the shuffle as if it were element-wise. Read
+    # by head, it was refused as an op whose channels convscope cannot follow, without the reason;
+    # given as the output, one filter made the pruned model raise (pixel_shuffle takes channels 4
+    # at a time), caught only by its forward pass, with a hint about views, and filters 0, 5, 6 and
+    # 7 were pruned: the output's channel 0 was then made of filters 1 to 4
+    torch.manual_seed(0)
+    net, x = _Shuffled(head=head), torch.randn(4, 3, 8, 8)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net(x).square().mean().backward()
+    opt.step()
+    state, held = {k: v.clone() for k, v in net.state_dict().items()}, _held(net)
+    groups = [[id(p) for p in g["params"]] for g in opt.param_groups]
+    moments = {id(p): {k: v.clone() for k, v in s.items()} for p, s in opt.state.items()}
+    why = (
+        "in forward, its channels pass through pixel_shuffle (upscale factor 2), which makes each 4 of them one "
+        "channel of 2 x 2 pixels: a count of them that is not a multiple of 4 makes it raise, and Torch-Pruning "
+        "would pass the pruned filters on as if it were element-wise, so that what follows would read channels "
+        "made of other filters' maps than before; prune other layers instead"
+    )
+    assert unprunable(net, ["body"], example_inputs=x[:1]) == {"body": why}
+    with pytest.raises(DataError) as caught:
+        prune_filters(net, {"body": filters}, example_inputs=x[:1], optimizer=opt)
+    assert str(caught.value) == f"'body' cannot be pruned: {why}"
+    assert _held(net) == held and all(torch.equal(state[k], v) for k, v in net.state_dict().items())
+    assert [[id(p) for p in g["params"]] for g in opt.param_groups] == groups
+    assert {id(p) for p in opt.state} == set(moments)
+    assert all(torch.equal(moments[id(p)][k], v) for p, s in opt.state.items() for k, v in s.items())
+    assert net(x).shape == ((4, 2, 16, 16) if head else (4, 4, 16, 16))
+
+
+#: layers that read body's (or left's and right's) channels along another dim than their input
+#: channels': the model, and the layer to prune
+_MISREAD = {
+    # a stack along dim 1: the channels are the Conv3d's depth, the stacked tensors its 2 inputs
+    "stack-read-by-a-conv3d": (lambda: Joined(lambda x, a, b: torch.stack([a, b], 1), right=8, size=8), "left"),
+    # 8 x 8 maps of 8 filters: head reads the rows as its inputs
+    "rows-read-as-channels": (lambda: Reordered(lambda y: y.transpose(1, 2), filters=8, size=8), "body"),
+}
+
+
+@pytest.mark.parametrize("case", list(_MISREAD))
+def test_a_layer_that_reads_the_channels_along_another_dim_is_refused(case) -> None:
+    # Torch-Pruning took head's input channels for the pruned filters all the same: only the
+    # pruned model's forward pass, which raised, stopped prune_filters, with a hint about views
+    make, layer = _MISREAD[case]
+    torch.manual_seed(0)
+    net, x = make(), torch.randn(2, 3, 8, 8)
+    why = (
+        "in forward, its channels reach 'head' along dim 2 of its input, not along dim 1, which 'head' reads as its "
+        "input channels; Torch-Pruning would take input channels of 'head' for them all the same, and the pruned "
+        "model would not run: prune the layers after it instead"
+    )
+    _refused(net, layer, x[:1], why)
     assert net(x).shape[:2] == (2, 2)
 
 
@@ -745,7 +893,7 @@ def test_breaks_forward_finds_what_no_trace_shows_and_changes_nothing() -> None:
 
 
 def test_a_failure_of_torch_pruning_itself_is_a_clear_error_and_leaves_the_model_as_it_was() -> None:
-    # (a second output read through a pixel shuffle: Torch-Pruning raised a bare IndexError)
+    # (a second output of one value, an activity penalty: Torch-Pruning raised a bare IndexError)
     class AuxOutput(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -754,7 +902,7 @@ def test_a_failure_of_torch_pruning_itself_is_a_clear_error_and_leaves_the_model
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             y = self.body(x)
-            return self.head(y).flatten(1), torch.nn.functional.pixel_shuffle(y, 2).mean()
+            return self.head(y).flatten(1), y.square().mean()
 
     torch.manual_seed(0)
     model, x = AuxOutput(), torch.randn(2, 1, 8, 8)

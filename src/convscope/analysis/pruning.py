@@ -31,8 +31,14 @@ element-wise, so that layer would lose other channels than the pruned filters ga
 are only reduced away (a mean over them, a loss term of one value a sample), nothing is refused.
 A ``torch.cat`` is mapped by where the channels lie: its parts along the dim that holds them,
 in channels-last layout too and after inputs that need no gradient (the model's input); whole,
-along another dim. :func:`unprunable` lists the layers it refuses up front; :func:`prune_filters`
-raises before anything is pruned.
+along another dim. A ``torch.stack`` is followed too (the stacked layers lose the same filters, as
+stacked tensors keep one shape), unless a reshape then merges its dim with the channels after it
+(``torch.stack([a, b], 1).flatten(1, 2)``: Torch-Pruning would map each filter's maps as if they lay
+side by side; ``torch.cat`` gives the same tensor, and is mapped). A pixel shuffle of the channels,
+which takes them r² at a time, is refused whatever reads it, and so is a conv that reads them along
+another dim than its input channels' (a ``Conv3d`` after a stack along dim 1: its depth).
+:func:`unprunable` lists the layers it refuses up front; :func:`prune_filters` raises before anything
+is pruned.
 
 **What no trace shows.** A size written in ``forward`` that assumes the channels, such as the
 PyTorch tutorial's ``x.view(-1, 16 * 5 * 5)``, passes the trace (one sample of 400 values is
@@ -254,12 +260,13 @@ def unprunable(
     it is given, and why: their pruning would reach a grouped conv other than a depthwise one,
     or their channels are split in ``forward`` (``torch.chunk``, ``torch.split``, a slice of
     channels ..., found on whichever dim holds the channels there, in channels-last layout too),
-    or pass an op after which that cannot be told (a pixel shuffle, an unfold, a matrix product
-    ...) and then a cut, or a layer that their pruning would change (all of which it refuses),
-    or it would change the model's own output (a classifier's classes, which online pruning must
-    not). Only a layer whose channels reach the split or the op is refused: the layers that read
-    the parts, or the op's output, can be pruned. Nothing is pruned: :func:`convscope.watch`
-    asks this before training.
+    or pass an op after which that cannot be told (an unfold, a matrix product ...) and then a
+    cut, or a layer that their pruning would change, or a pixel shuffle, or a stack whose dim a
+    reshape merges with them, or reach a conv along another dim than its input channels' (all of
+    which it refuses), or it would change the model's own output (a classifier's classes, which
+    online pruning must not). Only a layer whose channels reach the split or the op is refused:
+    the layers that read the parts, or the op's output, can be pruned. Nothing is pruned:
+    :func:`convscope.watch` asks this before training.
 
     Args:
         module: the model (its train/eval modes are kept).
@@ -530,9 +537,15 @@ def _refusal(
             f"its pruning would change {' and '.join(grouped)}, whose groups cannot lose channels one by one "
             "(depthwise convs, one filter per input, can be pruned)"
         )
+    stacked = _stacked_merge(group, names, seen)
+    if stacked is not None:
+        return stacked
     cuts = _splits(group, names, seen)
     if cuts:
         return _split_reason(cuts)
+    shuffled = _shuffled(group, names, seen)
+    if shuffled is not None:
+        return shuffled
     lost = _lost(group, names, seen)
     if lost is not None:
         where, cut = lost
@@ -542,21 +555,29 @@ def _refusal(
             "after it instead"
         )
     unfollowed = _unfollowed(tp, group, names, gives)
-    if unfollowed is None:
-        missed = _unreached(group, names, gives)
-        if missed is None:
-            return None
+    if unfollowed is not None:
+        where, layer = unfollowed
+        return (
+            f"in forward, its channels pass through {where}, after which convscope cannot tell which channels of "
+            f"{layer!r} they are; it refuses rather than guess: prune the layers after it instead"
+        )
+    missed = _unreached(group, names, gives)
+    if missed is not None:
         where, layer = missed
         return (
             f"in forward, its channels reach {layer!r} through {where}, along which Torch-Pruning does not carry "
             f"the pruned filters to {layer!r} (its inputs would stay as they are, and read other maps); it refuses "
             "rather than prune it so: prune the layers after it instead"
         )
-    where, layer = unfollowed
-    return (
-        f"in forward, its channels pass through {where}, after which convscope cannot tell which channels of "
-        f"{layer!r} they are; it refuses rather than guess: prune the layers after it instead"
-    )
+    misread = _misread(group, names, seen)
+    if misread is not None:
+        layer, held, own = misread
+        return (
+            f"in forward, its channels reach {layer!r} along dim {held} of its input, not along dim {own}, which "
+            f"{layer!r} reads as its input channels; Torch-Pruning would take input channels of {layer!r} for them "
+            "all the same, and the pruned model would not run: prune the layers after it instead"
+        )
+    return None
 
 
 def _grouped_convs(group: Any, names: Mapping[int, str]) -> list[str]:
@@ -1147,6 +1168,97 @@ def _splits(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> 
         if what is not None and what not in said:
             said.append(what)
     return said
+
+
+def _stacked_merge(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> str | None:
+    """Why a pruning group cannot pass a reshape that merges the channels with the dim that a
+    ``torch.stack`` put just before them (``torch.stack([a, b], 1).flatten(1, 2)``); ``None``
+    where it reaches none. Each filter's maps then lie once per stacked tensor, a channel count
+    apart, and Torch-Pruning 1.6 maps a reshape that multiplies the channels' count as if each
+    channel's entries lay side by side: filters 0 and 5 of 8 cost the next conv its inputs 0, 1,
+    10 and 11, not 0, 5, 8 and 13, and the pruned model ran, silently different. Following that
+    layout would take a mapping whose channel count shrinks as filters go, which Torch-Pruning
+    keeps for a cat alone (and the flattens after it infer their strides from that count too);
+    ``torch.cat`` along the stack's dim gives the same tensor, and :func:`_map_cats` maps it.
+    (Stacked tensors must keep one shape, so the stacked layers lose the same filters: a stack
+    whose dim comes after the channels, or that no reshape merges with them, is followed.)"""
+    for fn, kind, at, shape in _group_ops(group, names, seen):
+        if kind not in _RESHAPES or not isinstance(at, _Channels) or len(at.dims) != 1 or not (result := _shapes(fn)):
+            continue
+        stack = _stack_before(fn, shape)
+        if stack is None:
+            continue
+        s, after = _signed(stack._saved_dim) % len(shape), result[0]
+        merged = (
+            at.dims == (s + 1,)
+            and s >= 1
+            and len(after) > s
+            and int(np.prod(after[:s])) == int(np.prod(shape[:s]))
+            and after[s] % (shape[s] * shape[s + 1]) == 0
+        )
+        if merged:
+            return (
+                f"its channels are stacked in forward (torch.stack along dim {s}, the dim before theirs) and then "
+                f"merged with the stack's dim (a view or reshape of {shape[1:]} as {after[1:]} per sample): each "
+                f"filter's maps then lie once per stacked tensor, {shape[s + 1]} channels apart, and Torch-Pruning "
+                "would map them as if they lay side by side (the next layer would lose other inputs than the pruned "
+                f"filters gave); torch.cat along dim {s} gives the same tensor, and convscope maps it: use it "
+                "instead, or prune the layers after it"
+            )
+    return None
+
+
+def _stack_before(fn: Any, shape: Sequence[int]) -> Any:
+    """The ``torch.stack`` (its autograd op) that made the tensor of ``shape`` that the autograd
+    op ``fn`` takes, directly or through ops of that tensor alone that keep its shape (an
+    activation, a dropout); ``None`` where none."""
+    while True:
+        inputs = [f for f, _ in getattr(fn, "next_functions", ()) if f is not None]
+        if len(inputs) != 1 or _shapes(inputs[0])[:1] != [tuple(shape)]:
+            return None
+        fn = inputs[0]
+        if _kind(fn) == "StackBackward":
+            return fn
+
+
+def _shuffled(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> str | None:
+    """Why a pruning group cannot pass a pixel shuffle of its channels; ``None`` where it
+    reaches none. ``pixel_shuffle(x, r)`` makes each ``r * r`` channels one channel of ``r x r``
+    pixels: a count that is not a multiple of ``r * r`` makes it raise (which only the pruned
+    model's forward pass showed, with a hint about views), and Torch-Pruning passes the pruned
+    filters through it as if it were element-wise, so that even where the count fits, each
+    channel after it is made of other filters' maps than before (filters 0, 5, 6 and 7 of 16,
+    before a shuffle that is the model's output: its channel 0 was then made of filters 1 to 4).
+    Refused whatever reads it, before anything is pruned."""
+    for fn, kind, at, shape in _group_ops(group, names, seen):
+        if kind == "PixelShuffleBackward" and isinstance(at, _Channels) and len(shape) >= 3 and len(shape) - 3 in at.dims:
+            r = int(fn._saved_upscale_factor)
+            return (
+                f"in forward, its channels pass through pixel_shuffle (upscale factor {r}), which makes each {r * r} "
+                f"of them one channel of {r} x {r} pixels: a count of them that is not a multiple of {r * r} makes it "
+                "raise, and Torch-Pruning would pass the pruned filters on as if it were element-wise, so that what "
+                "follows would read channels made of other filters' maps than before; prune other layers instead"
+            )
+    return None
+
+
+def _misread(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> tuple[str, int, int] | None:
+    """A conv layer that a pruning group takes input channels from while its input holds the
+    channels along another dim than the layer reads its input channels from, with that dim and
+    the layer's own; ``None`` where none. A ``torch.stack`` along dim 1 read by a ``Conv3d`` puts
+    them on its depth: Torch-Pruning cut the conv's input channels for them all the same, and only
+    the pruned model's forward pass, which raised, stopped it (with a hint about views)."""
+    import torch
+
+    for item in group:
+        node, layer = item.dep.target, item.dep.target.module
+        if _passes_on(item) or id(layer) not in names or not isinstance(layer, torch.nn.modules.conv._ConvNd):
+            continue
+        at, shape = seen.get(node, (None, ()))
+        own = len(shape) - 1 - len(layer.kernel_size)
+        if isinstance(at, _Channels) and own >= 0 and own not in at.dims:
+            return names[id(layer)], at.dims[0], own
+    return None
 
 
 def _lost(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> tuple[str, str] | None:

@@ -91,6 +91,12 @@ class NewRun(BaseModel):
     name: str | None = Field(None, max_length=128)
     model: str | None = Field(None, max_length=256)
     config: dict[str, Any] = Field(default_factory=dict)
+    key: str | None = Field(
+        None,
+        min_length=16,
+        max_length=256,
+        description="the monitor's own key to the run (one is made if none): a start sent again with it, its answer lost, gets the run it started",
+    )
 
 
 class CreatedRun(BaseModel):
@@ -133,9 +139,10 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 class _Ingest:
     """A run open for ingest here: its writer, and the number of the last frame it stored."""
 
-    def __init__(self, writer: RunWriter, *, last_seq: int = 0) -> None:
+    def __init__(self, writer: RunWriter, *, last_seq: int = 0, digest: bytes | None = None) -> None:
         self.writer = writer
         self.last_seq = last_seq
+        self.digest = digest  # (of the key it was started with)
         # one body at a time: a body sent again while its first send is still being stored
         # waits for it, and then finds its frames stored
         self.lock = threading.Lock()
@@ -371,15 +378,23 @@ def create_app(
         responses=_errors(401, 403, 413, 422),
     )
     def create_run(new: NewRun = Body(...)) -> dict[str, Any]:
-        writer = store.create_run(new.name, model=new.model, config=new.config, stale_after=INGEST_STALE_SECONDS)
-        key = secrets.token_urlsafe(24)
-        try:  # (a digest, never the key: whoever reads the run file cannot take the run over)
-            writer.put_state(INGEST_KEY_STATE, _digest(key))
-        except BaseException:
-            writer.close(status="failed")
-            raise
+        key = new.key or secrets.token_urlsafe(24)
+        digest = _digest(key)
+        # Under the lock: a start sent again while the first is still being served (a monitor
+        # whose short first try gave up on a busy server) waits for it, and gets the run it
+        # started instead of a second one ("name-2") next to an empty one
         with writers_lock:
-            writers[writer.run_id] = _Ingest(writer)
+            if new.key is not None:
+                started = next((run for run, ingested in writers.items() if ingested.digest == digest and not ingested.writer.closed), None)
+                if started is not None:
+                    return {"id": started, "max_upload_bytes": max_upload_bytes, "key": key}
+            writer = store.create_run(new.name, model=new.model, config=new.config, stale_after=INGEST_STALE_SECONDS)
+            try:  # (a digest, never the key: whoever reads the run file cannot take the run over)
+                writer.put_state(INGEST_KEY_STATE, digest)
+            except BaseException:
+                writer.close(status="failed")
+                raise
+            writers[writer.run_id] = _Ingest(writer, digest=digest)
         watch.poke()
         return {"id": writer.run_id, "max_upload_bytes": max_upload_bytes, "key": key}
 

@@ -122,9 +122,12 @@ def _prepare(logdir: str, host: str, port: int, token: str | None, **options: An
     app = create_app(logdir, token=token, **options)
     # no permessage-deflate: compressing every binary frame for every viewer cost 7.5 ms per
     # 200 KB feature-map frame on the event loop (benchmarks/bench_store.py), and frames are mostly
-    # numbers that compress poorly
+    # numbers that compress poorly. No log_config: uvicorn's runs logging.config.dictConfig, which
+    # closes every handler of the process the server starts in (the user's training script; absl's,
+    # imported with Keras, closes the stderr it bound at import); its warnings reach the process's
+    # own handlers, or the current sys.stderr
     config = uvicorn.Config(
-        app, log_level="warning", ws=_ws_impl(), ws_per_message_deflate=False, lifespan="on", timeout_graceful_shutdown=2
+        app, log_level="warning", log_config=None, ws=_ws_impl(), ws_per_message_deflate=False, lifespan="on", timeout_graceful_shutdown=2
     )
     server = uvicorn.Server(config)
     shown = f"[{host.strip('[]')}]" if ":" in host else host

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 import urllib.error
@@ -39,7 +40,9 @@ class HttpSink(Sink):
     """Sends frames in batches to a server's ingest endpoints (``POST /api/runs/{run}/frames``).
 
     The run is created on the server right away when it answers (one short try), else at a
-    later flush. A server that is down, slow or restarting never holds training up:
+    later flush; a server that started it without answering in time answers the next try with
+    the same run (the sink asks with its own key). A server that is down, slow or restarting
+    never holds training up:
 
     * every request times out after ``timeout`` seconds and one flush sends for at most that
       long, the rest waits for the next flush;
@@ -117,6 +120,9 @@ class HttpSink(Sink):
         #: every run id this sink has sent to (more than one if a restarted server could not go on with the run)
         self.run_ids: list[str] = []
         self._key: str | None = None  # the key to the run, from the server that started it
+        # the key the next run this sink starts is asked for with: a start sent again, its answer
+        # lost (a busy server, slower than the first short try), gets that run, not a second one
+        self._new_key = secrets.token_urlsafe(24)
         self._forgotten: tuple[str, str] | None = None  # (run id, key) of a run the server no longer has open
         self.dropped = 0
         self.sent = 0
@@ -262,13 +268,14 @@ class HttpSink(Sink):
         return True
 
     def _create_run(self, timeout: float) -> None:
-        body = json.dumps({"name": self.run_name, "model": self.model, "config": self.config}, default=str).encode()
+        body = json.dumps({"name": self.run_name, "model": self.model, "config": self.config, "key": self._new_key}, default=str).encode()
         try:
             answer = self._post("/api/runs", body, "application/json", timeout)
         except _Refused as exc:
             raise ServerError(f"the server at {self.url} refused to start a run: {exc}") from None
         key = answer.get("key")
         self._opened(answer, key if isinstance(key, str) else None)  # (a server before resumes sends none)
+        self._new_key = secrets.token_urlsafe(24)  # (a run started later is another run)
 
     def _opened(self, answer: Any, key: str | None) -> None:
         self.run_id = str(answer["id"])

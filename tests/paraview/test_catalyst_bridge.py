@@ -170,3 +170,86 @@ def test_the_bridge_says_once_that_the_server_is_not_reachable_and_follows_the_r
     assert err.count("server not reachable") == 1 and "retrying every 1 s" in err, err
     assert err.count("server reached; following the run") == 1, err
     assert (ext / "weights_000000.pvtp").is_file()
+
+
+def test_a_misspelt_layer_is_said_with_the_runs_layers(tmp_path, pvrun) -> None:
+    # (the bridge asked for frames of a layer the run does not have, showed nothing, and ended
+    # with status 0 as the run did; on a live run it waited for ever)
+    from convscope.server import start_local_server
+
+    with RunStore(tmp_path / "runs").create_run("r") as w:
+        for f in every_kind(0):
+            w.write(f)
+    server = start_local_server(tmp_path / "runs")
+    try:
+        cmd = bridge_command(run="r", url=server.url, extracts=tmp_path / "ext", png=False, layer="conv9", poll=0.1)
+        proc = pvrun(*cmd[2:], "--timeout", "60", check=False)
+    finally:
+        server.stop()
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "run 'r' has no layer 'conv9'; it has conv1 — pass one of these to --layer" in proc.stderr
+    assert not list((tmp_path / "ext").glob("weights_*"))
+
+
+def test_waiting_for_a_run_names_the_runs_there_and_ctrl_c_stops_it_cleanly(tmp_path) -> None:
+    # (a misspelt run was waited for with nothing to say it was misspelt; Ctrl-C ended the bridge
+    # with ParaView's "Loguru caught a signal: SIGINT" and a stack trace)
+    import os
+    import signal
+
+    from convscope.paraview import pvpython_env
+    from convscope.server import start_local_server
+
+    with RunStore(tmp_path / "runs").create_run("mnist") as w:
+        for f in every_kind(0):
+            w.write(f)
+    server = start_local_server(tmp_path / "runs")
+    cmd = bridge_command(run="mnsit", url=server.url, extracts=tmp_path / "ext", png=False, poll=0.1)
+    bridge = subprocess.Popen([*cmd, "--timeout", "60"], env=pvpython_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        assert bridge.stderr is not None
+        said = bridge.stderr.readline()
+        while "waiting" not in said and time.monotonic() < deadline and bridge.poll() is None:
+            said = bridge.stderr.readline()
+        os.killpg(bridge.pid, signal.SIGINT)  # (what Ctrl-C in a terminal does)
+        out, err = bridge.communicate(timeout=30)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+        server.stop()
+    assert "run 'mnsit' is not on the server (yet); waiting (Ctrl-C to stop); the server has mnist" in said
+    assert bridge.returncode == 130 and "stopped" in err and "Loguru caught a signal" not in out + err, out + err
+
+
+def test_the_pngs_lay_the_views_out_as_the_exports_do(tmp_path, pvrun) -> None:
+    # (the distribution was drawn at its own scale, one unit a bin, wider than the weight grid,
+    # and the feature maps were not drawn)
+    from PIL import Image
+
+    from convscope.server import start_local_server
+
+    with RunStore(tmp_path / "runs").create_run("r") as w:
+        for f in every_kind(0):
+            if f.kind == "distribution":
+                f.payload["counts"][:] = 1  # (every bin the row's peak: the distribution is all yellow)
+            w.write(f)
+    server = start_local_server(tmp_path / "runs")
+    try:
+        cmd = bridge_command(run="r", url=server.url, extracts=tmp_path / "ext", png=True, poll=0.1)
+        pvrun(*cmd[2:], "--timeout", "60", xvfb=True)
+    finally:
+        server.stop()
+    shot = np.asarray(Image.open(tmp_path / "ext" / "views_000000.png").convert("RGB")).astype(int)
+    rgb = shot[:, : int(shot.shape[1] * 0.82)]  # (left of the colour legend)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    weights = ((r > 120) & (g < 90) & (b < 90)) | ((b > 120) & (r < 90))  # red or blue blocks
+    yellow = (r > 180) & (g > 180) & (b < 120)  # viridis' top: the distribution
+    grey = (abs(r - g) < 6) & (abs(g - b) < 6) & (r < 80)  # the feature map's dark pixels (pale blocks are grey too)
+    assert weights.sum() > 1000 and yellow.sum() > 500 and grey.sum() > 500
+    cols = [np.nonzero(m.any(axis=0))[0] for m in (weights, yellow)]
+    assert cols[1].min() > cols[0].max()  # the distribution right of the grid
+    assert cols[1].max() - cols[1].min() < cols[0].max() - cols[0].min()  # and narrower than it
+    rows = [np.nonzero(m.any(axis=1))[0] for m in (weights, grey)]
+    assert rows[1].min() > rows[0].max()  # the feature map under the grid

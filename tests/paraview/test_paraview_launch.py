@@ -13,7 +13,14 @@ from PIL import Image
 
 from convscope.cli import main
 from convscope.errors import MissingDependencyError
-from convscope.paraview import bridge_command, find_pvpython, open_exports_command, pvpython_env, script_path
+from convscope.paraview import (
+    bridge_command,
+    find_paraview,
+    find_pvpython,
+    open_exports_command,
+    pvpython_env,
+    script_path,
+)
 
 
 def test_bridge_command_always_passes_no_mpi() -> None:
@@ -40,6 +47,8 @@ def test_missing_pvpython_says_what_to_install(monkeypatch) -> None:
         find_pvpython()
     with pytest.raises(MissingDependencyError, match="not an executable"):
         find_pvpython("/nonexistent/pvpython")
+    with pytest.raises(MissingDependencyError, match=r"GUI \(paraview\) was not found on PATH.*or pass --screenshot PNG"):
+        find_paraview()
 
 
 def test_pvpython_env_exposes_only_this_convscope(tmp_path) -> None:
@@ -92,15 +101,21 @@ def test_cli_paraview_open_says_what_is_wrong_before_paraview_starts(tmp_path, c
     assert "--screenshot goes with --open" in _err(capsys)
 
 
-def test_cli_paraview_with_a_pvpython_that_is_not_one_is_a_one_line_error(tmp_path, capsys) -> None:
+def test_cli_paraview_with_a_pvpython_that_is_not_one_is_a_one_line_error(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("DISPLAY", ":0")
     vtk = _exports(tmp_path / "vtk", "conv1")
-    assert main(["paraview", "--open", str(vtk), "--pvpython", str(tmp_path / "nowhere" / "pvpython")]) == 2
-    assert "is not an executable pvpython" in _err(capsys)
+    shot = ["--screenshot", str(tmp_path / "v.png")]
+    for gui in (False, True):  # (--open starts the paraview beside the --pvpython given; --screenshot, pvpython)
+        assert main(["paraview", "--open", str(vtk), *([] if gui else shot), "--pvpython", str(tmp_path / "nowhere" / "pvpython")]) == 2
+        assert "is not an executable pvpython" in _err(capsys)
     fake = tmp_path / "pvpython"
     fake.write_text("not a program")
     fake.chmod(0o755)
-    assert main(["paraview", "--open", str(vtk), "--pvpython", str(fake)]) == 2
+    assert main(["paraview", "--open", str(vtk), *shot, "--pvpython", str(fake)]) == 2
     assert "could not be started (Exec format error)" in _err(capsys)
+    # the GUI is the one beside that pvpython, not another ParaView's on PATH
+    assert main(["paraview", "--open", str(vtk), "--pvpython", str(fake)]) == 2
+    assert f"there is no ParaView GUI (paraview) beside {fake}; pass --screenshot PNG" in _err(capsys)
     assert main(["paraview", "--run", "r", "--extracts", "x", "--pvpython", str(fake)]) == 2
     assert "could not be started" in _err(capsys)
 
@@ -112,7 +127,7 @@ def test_cli_paraview_open_finds_a_layer_by_the_name_its_files_have(tmp_path, ca
     fake = tmp_path / "pvpython"
     fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {args}\n')
     fake.chmod(0o755)
-    assert main(["paraview", "--open", str(vtk), "--layer", "block/conv 1", "--pvpython", str(fake)]) == 0
+    assert main(["paraview", "--open", str(vtk), "--layer", "block/conv 1", "--screenshot", str(tmp_path / "v.png"), "--pvpython", str(fake)]) == 0
     passed = args.read_text().splitlines()
     assert passed[passed.index("--layer") + 1] == "block%2Fconv%201" and (vtk / "weights-block%2Fconv%201.pvd").is_file()
 
@@ -189,3 +204,112 @@ def test_open_exports_draws_the_views_with_the_papers_colours(tmp_path, pvrun) -
     # drawn at the picture's right edge (the camera fitted the path alone, cutting labels off)
     edge = rgb[:, -3:]
     assert (np.abs(edge - rgb[0, -1]).sum(axis=-1) < 30).all(), "the trajectory view is cut off at its right edge"
+
+
+def _fake_paraview(folder: Path) -> tuple[Path, Path]:
+    """A pvpython and a paraview side by side that write their arguments and environment to a file."""
+    said = folder / "said.txt"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("pvpython", "paraview"):
+        fake = folder / name
+        fake.write_text(f'#!/bin/sh\n{{ echo "{name}"; printf "%s\\n" "$@"; echo "exports=$CONVSCOPE_EXPORTS"; '
+                        f'echo "layer=$CONVSCOPE_LAYER"; }} > {said}\n')
+        fake.chmod(0o755)
+    return folder / "pvpython", said
+
+
+def test_cli_paraview_open_starts_the_paraview_gui_with_the_views(tmp_path, monkeypatch, capsys) -> None:
+    # (it ran pvpython, which drew the views in a window and ended at once: nothing stayed open to
+    # look at, and with Xvfb it ended with exit status 1 and a GLXBadContext error)
+    vtk = _exports(tmp_path / "exports" / "vtk", "conv1", "block/conv 2")
+    pvpython, said = _fake_paraview(tmp_path / "bin")
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.chdir(tmp_path)
+    assert main(["paraview", "--open", "exports/vtk", "--layer", "block/conv 2", "--pvpython", str(pvpython)]) == 0
+    lines = said.read_text().splitlines()
+    assert lines[:3] == ["paraview", "--no-mpi", f"--script={script_path('open_exports')}"]
+    assert f"exports={vtk}" in lines and "layer=block%2Fconv%202" in lines
+    # a picture still comes from pvpython, with the folder and layer as arguments
+    assert main(["paraview", "--open", "exports/vtk", "--screenshot", "v.png", "--pvpython", str(pvpython)]) == 0
+    assert said.read_text().splitlines()[0] == "pvpython"
+
+
+def test_cli_paraview_open_without_a_display_says_how_to_get_a_picture(tmp_path, monkeypatch, capsys) -> None:
+    vtk = _exports(tmp_path / "vtk", "conv1")
+    pvpython, said = _fake_paraview(tmp_path / "bin")
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert main(["paraview", "--open", str(vtk), "--pvpython", str(pvpython)]) == 2
+    err = _err(capsys)
+    assert "no display (DISPLAY is not set)" in err and "xvfb-run -a convscope paraview --open DIR --screenshot views.png" in err
+    assert not said.exists()  # (said before ParaView starts)
+
+
+def test_ctrl_c_gives_paraview_time_to_stop_by_itself(tmp_path, monkeypatch) -> None:
+    # (subprocess.call killed the bridge at once on Ctrl-C: it could not close its Catalyst
+    # pipeline nor say what it had shown)
+    import convscope.paraview._cli as cli
+
+    seen: list[str] = []
+
+    class Bridge:
+        def __init__(self, cmd, **kwargs) -> None:
+            self.waits = 0
+
+        def wait(self, timeout=None) -> int:
+            self.waits += 1
+            seen.append(f"wait {timeout}")
+            if self.waits == 1:
+                raise KeyboardInterrupt  # (the Ctrl-C reached both processes)
+            return 130
+
+        def kill(self) -> None:
+            seen.append("kill")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+    monkeypatch.setattr(subprocess, "Popen", Bridge)
+    assert main(["paraview", "--run", "r", "--extracts", str(tmp_path / "x"), "--no-png", "--pvpython", sys.executable]) == 130
+    assert seen == ["wait None", f"wait {cli.STOP_SECONDS}"]
+
+
+@pytest.mark.paraview
+@pytest.mark.slow
+def test_open_exports_in_the_gui_stays_open_and_lays_out_the_whole_run(tmp_path, pvrun, monkeypatch) -> None:
+    import json
+
+    from samples import frame
+
+    from convscope.export import VtkWriter
+    from convscope.frames import Frame
+
+    w = VtkWriter(tmp_path / "vtk")
+    rng = np.random.default_rng(0)
+    for step, filters in ((0, 16), (5, 12)):  # a layer pruned from 16 filters (4 x 4 windows) to 12 (3 x 4)
+        weights = rng.normal(0, 0.2, (filters, 1, 3, 3)).astype(np.float32)
+        weights[0, 0, 0, 0] = 0.7
+        w.write(Frame(run="r", step=step, kind="weight_grid", layer="conv1", payload={"weights": weights, "vmax": 0.7}))
+        for kind in ("distribution", "feature_maps"):
+            w.write(frame(kind, step))
+    w.write(frame("weight_grid", 5, layer="a0"))  # (first by name: opened unless CONVSCOPE_LAYER says conv1)
+    w.close()
+    monkeypatch.setenv("CONVSCOPE_EXPORTS", str(tmp_path / "vtk"))
+    monkeypatch.setenv("CONVSCOPE_LAYER", "conv1")
+    pvrun(str(Path(__file__).parent / "pv_open_exports_gui.py"), str(tmp_path / "said.json"), xvfb=True)
+    said = json.loads((tmp_path / "said.json").read_text())
+    # (it called sys.exit(0), which in the GUI closes ParaView as soon as the views are drawn)
+    assert said["exit"] is None and said["layer"] == "conv1"
+    # the feature map sits under the grid at every step, the first's larger one included (it was
+    # placed under the last step's grid, and covered the first steps' last row of filters)
+    first, last = said["grid_first"], said["grid_last"]
+    assert first[2] < last[2]
+    assert said["maps_position"][1] < first[2] and said["maps_scale"][1] < 0
+    # the distribution is as tall as the grid at its largest, to its right
+    assert said["dist_position"][0] > first[1] and said["dist_position"][1] == pytest.approx(first[3])
+    # the legend's ends read as its other labels do (they said "7.0e-01")
+    assert said["range_label"] == "0.7"

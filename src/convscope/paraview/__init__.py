@@ -21,10 +21,20 @@ from __future__ import annotations
 
 from convscope.paraview._launch import (
     bridge_command,
+    find_paraview,
     find_pvpython,
     open_exports_command,
+    open_exports_gui_command,
     pvpython_env,
     script_path,
 )
 
-__all__ = ["bridge_command", "find_pvpython", "open_exports_command", "pvpython_env", "script_path"]
+__all__ = [
+    "bridge_command",
+    "find_paraview",
+    "find_pvpython",
+    "open_exports_command",
+    "open_exports_gui_command",
+    "pvpython_env",
+    "script_path",
+]

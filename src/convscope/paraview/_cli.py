@@ -13,13 +13,17 @@ from convscope.errors import DataError, MissingDependencyError, NotFoundError
 
 __all__ = ["add_paraview_parser", "run_paraview"]
 
+#: seconds ParaView gets to stop by itself after a Ctrl-C before it is killed
+STOP_SECONDS = 10.0
+
 EXAMPLES = """\
 examples:
   convscope serve --logdir runs &                       # the server the bridge follows
   paraview --live=22222 &                               # a ParaView client waiting for Catalyst Live
   convscope paraview --run my-run --live 22222          # stream the run's views into it
   convscope paraview --run my-run --extracts pv-out     # write .pvtp/.pvti extracts and PNGs instead
-  convscope paraview --open exports/vtk --screenshot views.png   # exported files, same looks
+  convscope paraview --open exports/vtk                 # exported files in the ParaView GUI, same looks
+  xvfb-run -a convscope paraview --open exports/vtk --screenshot views.png   # a picture of them, no display
 
 The bridge runs as `pvpython --no-mpi` (ParaView's own Python), never in this process.
 WARNING: VTK's Catalyst Live listener (paraview --live=PORT) binds EVERY network interface, not
@@ -50,21 +54,38 @@ def add_paraview_parser(sub: Any) -> None:
     p.add_argument("--layer", help="the layer to show (default: the first one with a weight grid)")
     p.add_argument("--poll", type=float, default=0.5, help="seconds between polls of the server (default 0.5)")
     p.add_argument("--timing", metavar="FILE", help="write the bridge's per-step costs here (JSON lines)")
-    p.add_argument("--pvpython", metavar="PATH", help="ParaView's pvpython (default: the one on PATH)")
-    p.add_argument("--open", metavar="DIR", help="open exported VTK files (a `convscope export --format vtk` folder)")
-    p.add_argument("--screenshot", metavar="PNG", help="with --open: save a picture of the views and exit")
+    p.add_argument("--pvpython", metavar="PATH", help="ParaView's pvpython (default: the one on PATH; --open uses the paraview beside it)")
+    p.add_argument("--open", metavar="DIR", help="open exported VTK files (a `convscope export --format vtk` folder) in the ParaView GUI")
+    p.add_argument("--screenshot", metavar="PNG", help="with --open: save a picture of the views with pvpython instead, and exit")
     p.set_defaults(handler=run_paraview)
 
 
 def run_paraview(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from convscope.paraview._launch import bridge_command, find_pvpython, open_exports_command, pvpython_env
+    from convscope.paraview._launch import (
+        bridge_command,
+        find_paraview,
+        find_pvpython,
+        open_exports_command,
+        open_exports_gui_command,
+        pvpython_env,
+    )
 
     console = Console(stderr=True)
+    env = pvpython_env()
     if args.open is not None:
         layer = _check_exports(Path(args.open), args.layer, args.screenshot)
-        cmd = open_exports_command(args.open, layer=layer, screenshot=args.screenshot, pvpython=find_pvpython(args.pvpython))
+        if args.screenshot is not None:
+            cmd = open_exports_command(args.open, layer=layer, screenshot=args.screenshot, pvpython=find_pvpython(args.pvpython))
+        else:
+            if _no_display():
+                raise MissingDependencyError(
+                    "ParaView's GUI draws in a window and this machine has no display (DISPLAY is not set); for a "
+                    "picture instead: xvfb-run -a convscope paraview --open DIR --screenshot views.png"
+                )
+            cmd, more = open_exports_gui_command(args.open, layer=layer, paraview=find_paraview(args.pvpython))
+            env.update(more)
     else:
         if args.screenshot is not None:
             raise DataError("--screenshot goes with --open DIR (exported files); with --run, --extracts DIR writes a PNG a step")
@@ -72,6 +93,7 @@ def run_paraview(args: argparse.Namespace) -> int:
             raise DataError("convscope paraview needs --run RUN (the run to follow) or --open DIR (exported files)")
         if args.live is None and args.extracts is None:
             raise DataError("say where the views go: --live PORT (a `paraview --live=PORT` client) and/or --extracts DIR")
+        exe = find_pvpython(args.pvpython)
         if args.live is not None:
             console.print(
                 f"[yellow]note:[/] the ParaView client listening on port {args.live} accepts connections on every "
@@ -88,17 +110,17 @@ def run_paraview(args: argparse.Namespace) -> int:
             token=args.token,
             poll=args.poll,
             timing=args.timing,
-            pvpython=find_pvpython(args.pvpython),
+            pvpython=exe,
         )
     console.print("running: " + " ".join(cmd), highlight=False)
     try:
-        code = subprocess.call(cmd, env=pvpython_env())
-    except KeyboardInterrupt:
-        return 130
+        code = _call(cmd, env)
     except OSError as exc:  # (found, but it does not run: not a program for this machine)
         raise MissingDependencyError(f"{cmd[0]} could not be started ({exc.strerror or exc}); pass ParaView's pvpython with --pvpython PATH") from None
+    if code == 130:
+        return code
     draws = args.open is not None or (args.extracts is not None and not args.no_png)
-    if code not in (0, 130) and draws and _no_display():
+    if code != 0 and draws and _no_display():
         # (ParaView's X render window crashes without one, and says so only in a stack trace)
         also = "" if args.open is not None else "; or pass --no-png for data extracts only"
         raise MissingDependencyError(
@@ -106,6 +128,24 @@ def run_paraview(args: argparse.Namespace) -> int:
             f"not set); run it under a virtual one: xvfb-run -a convscope paraview ...{also}"
         )
     return code
+
+
+def _call(cmd: list[str], env: dict[str, str]) -> int:
+    """Run ParaView and wait for it; on Ctrl-C, give it a few seconds to stop by itself.
+
+    (``subprocess.call`` killed it at once: the bridge, which got the Ctrl-C too, had no time
+    to close its Catalyst pipeline and say what it had shown.)
+    """
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        try:
+            proc.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 130
 
 
 def _no_display() -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from convscope.errors import MissingDependencyError, NotFoundError
 
-__all__ = ["bridge_command", "find_pvpython", "open_exports_command", "pvpython_env", "script_path"]
+__all__ = ["bridge_command", "find_paraview", "find_pvpython", "open_exports_command", "open_exports_gui_command", "pvpython_env", "script_path"]
 
 _PACKAGE = Path(__file__).resolve().parent
 _SCRIPTS = {
@@ -44,6 +44,30 @@ def find_pvpython(path: str | os.PathLike[str] | None = None, *, program: str = 
         raise MissingDependencyError(
             f"ParaView's {program} was not found on PATH; install ParaView (Debian/Ubuntu: "
             "apt-get install paraview python3-paraview; or a binary from paraview.org) and pass --pvpython PATH"
+        )
+    return found
+
+
+def find_paraview(pvpython: str | os.PathLike[str] | None = None) -> str:
+    """ParaView's GUI: the ``paraview`` beside ``pvpython`` (``--pvpython`` or ``$CONVSCOPE_PVPYTHON``)
+    when one is given (never another ParaView's), else the one on PATH."""
+    given = os.fspath(pvpython) if pvpython is not None else os.environ.get("CONVSCOPE_PVPYTHON")
+    if given:
+        found = shutil.which(given)
+        if found is None:
+            raise MissingDependencyError(f"{given} is not an executable pvpython; pass the path of ParaView's pvpython")
+        beside = Path(found).with_name("paraview")
+        if not os.access(beside, os.X_OK):
+            raise MissingDependencyError(
+                f"there is no ParaView GUI (paraview) beside {found}; pass --screenshot PNG for a picture made with that "
+                "pvpython, or the pvpython of a ParaView that has its GUI"
+            )
+        return str(beside)
+    found = shutil.which("paraview")
+    if found is None:
+        raise MissingDependencyError(
+            "ParaView's GUI (paraview) was not found on PATH; install ParaView (Debian/Ubuntu: apt-get install "
+            "paraview python3-paraview), or pass --screenshot PNG for a picture made with pvpython alone"
         )
     return found
 
@@ -119,3 +143,22 @@ def open_exports_command(
     if screenshot is not None:
         cmd += ["--screenshot", os.fspath(screenshot)]
     return cmd
+
+
+def open_exports_gui_command(
+    folder: str | os.PathLike[str],
+    *,
+    layer: str | None = None,
+    paraview: str | os.PathLike[str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The command line that opens exported VTK files in the ParaView GUI with convscope's looks,
+    and what its environment needs besides :func:`pvpython_env`.
+
+    The GUI runs ``open_exports.py`` as its start-up script, which takes no arguments: the
+    folder and layer go by ``CONVSCOPE_EXPORTS`` and ``CONVSCOPE_LAYER``. (pvpython without
+    ``--screenshot`` drew the views and ended at once: nothing stayed open to look at.)
+    """
+    exe = os.fspath(paraview) if paraview is not None else find_paraview()
+    cmd = [exe, "--no-mpi", f"--script={script_path('open_exports')}"]
+    env = {"CONVSCOPE_EXPORTS": os.path.abspath(os.fspath(folder)), "CONVSCOPE_LAYER": layer or ""}
+    return cmd, env

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -75,8 +76,20 @@ class Server:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.read()
 
+    def info(self) -> dict:
+        return json.loads(self._get(""))
+
     def status(self) -> str:
-        return json.loads(self._get(""))["status"]
+        return self.info()["status"]
+
+    def runs(self) -> list[str]:
+        """The ids of the runs on the server ([] when they cannot be listed)."""
+        url = self.base.rsplit("/", 1)[0]
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=self.headers), timeout=30) as response:
+                return [str(r["id"]) for r in json.loads(response.read())]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
 
     def frames(self, start: int, layer: str | None) -> bytes:
         query = [("start", str(start))] + [("kind", k) for k in VIEW_KINDS]
@@ -153,6 +166,7 @@ def follow(args: argparse.Namespace) -> int:
     timing = open(args.timing, "w", encoding="utf-8") if args.timing else None  # noqa: SIM115
     status = "live"
     said_interrupted = False
+    layer_checked = False
     waiting = ""  # what the bridge said it waits for (said once, until a poll gets through)
 
     def wait(why: str) -> None:
@@ -192,7 +206,9 @@ def follow(args: argparse.Namespace) -> int:
             except urllib.error.HTTPError as exc:
                 if exc.code != 404:
                     raise
-                wait(f"run {args.run!r} is not on the server (yet); waiting")
+                runs = server.runs()
+                there = f"; the server has {', '.join(runs[:10])}{' ...' if len(runs) > 10 else ''}" if runs else ""
+                wait(f"run {args.run!r} is not on the server (yet); waiting (Ctrl-C to stop){there}")
                 continue
             except (urllib.error.URLError, OSError) as exc:
                 wait(f"server not reachable ({getattr(exc, 'reason', exc)}); retrying every {max(args.poll, 1.0):g} s")
@@ -200,6 +216,15 @@ def follow(args: argparse.Namespace) -> int:
             if waiting:
                 print("server reached; following the run", file=sys.stderr, flush=True)
                 waiting = ""
+            if not layer_checked and args.layer is not None:
+                # (a misspelt --layer asked the server for frames no layer has: the bridge showed
+                # nothing, then ended with status 0 as the run did, or waited for ever on a live one)
+                layers = [str(name) for name in server.info().get("layers") or []]
+                if layers and args.layer not in layers:
+                    print(f"error: run {args.run!r} has no layer {args.layer!r}; it has {', '.join(layers)} — pass one "
+                          "of these to --layer", file=sys.stderr, flush=True)
+                    return 2
+                layer_checked = True
             fetch_s = time.perf_counter() - t_fetch
             new = 0
             for frame in decode_stream(body):
@@ -248,7 +273,15 @@ def follow(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    rc = follow(_args(argv))
+    args = _args(argv)
+    # pvpython's logger turns Ctrl-C into a fatal signal with a stack trace, and the pipeline
+    # is left as it was; as a KeyboardInterrupt, the bridge closes it and says what it showed
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        rc = follow(args)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr, flush=True)
+        rc = 130
     # ParaView 5.11 can fail while tearing down an offscreen (Xvfb) render window at exit
     # ("GLXBadContext"), turning a finished run into exit status 1; everything is written by now.
     sys.stdout.flush()

@@ -13,12 +13,15 @@ The trajectory gets its own view.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 #: blue-white-red, as (value in [-1, 1], r, g, b) control points
 DIVERGING = [-1.0, 33 / 255, 102 / 255, 172 / 255, 0.0, 247 / 255, 247 / 255, 247 / 255, 1.0, 178 / 255, 24 / 255, 43 / 255]
 BACKGROUND = [1.0, 1.0, 1.0]
 TEXT = [0.1, 0.1, 0.1]
+#: the colour legend's end labels: two significant digits, as its other labels
+RANGE_LABEL_FORMAT = "%.2g"
 
 
 def _simple() -> Any:
@@ -79,6 +82,8 @@ def show_weights(source: Any, view: Any, *, vmax: float = 1.0) -> Any:
     bar.ComponentTitle = ""
     bar.TitleColor = TEXT
     bar.LabelColor = TEXT
+    # the range's own labels as the others are (ParaView's "%-#6.1e" put "7.0e-01" over "0.4")
+    bar.RangeLabelFormat = RANGE_LABEL_FORMAT
     return display
 
 
@@ -115,12 +120,40 @@ def show_trajectory(source: Any, view: Any) -> Any:
     return display
 
 
-def frame_camera(view: Any, *, tilt: bool = True, margin: float = 1.15, bar: float = 0.16) -> None:
+def arrange(grid: Sequence[float], *, distribution: tuple[Any, Sequence[float]] | None = None,
+            maps: tuple[Any, Sequence[float]] | None = None) -> list[float]:
+    """Place the other views around the weight grid whose bounds are ``grid``; return the bounds of all.
+
+    ``distribution`` and ``maps`` are each a display and its data's bounds. The distribution goes
+    right of the grid, as tall as it and a third of its width (its bins at their own scale were
+    wider than the grid and took the picture); map 0 goes under the grid, a quarter of its width.
+    ``open_exports.py`` and the Catalyst pipeline's PNGs lay out alike.
+    """
+    width, height = grid[1] - grid[0], grid[3] - grid[2]
+    box = list(grid)
+    if distribution is not None:
+        display, b = distribution
+        display.Position = [grid[1] + width / 20, grid[3], 0.0]
+        display.Scale = [width / 3 / max(b[1] - b[0], 1), height / max(b[3] - b[2], 1), 1.0]
+        box[1] = grid[1] + width / 20 + width / 3
+    if maps is not None:
+        display, b = maps
+        scale = width / 4 / max(b[1] - b[0] + 1, 1)
+        display.Position = [grid[0], grid[2] - width / 20, 0.0]
+        display.Scale = [scale, -scale, 1.0]  # image rows run downwards
+        box[2] = grid[2] - width / 20 - scale * max(b[3] - b[2], 0)
+    return box
+
+
+def frame_camera(view: Any, *, tilt: bool = True, margin: float = 1.15, bar: float = 0.16,
+                 bounds: Sequence[float] | None = None) -> None:
     """Look at everything from the front, a little from below so that raised blocks show.
 
     The camera fits the box of what is shown to the view (with ``margin``), not its bounding
     sphere as ``ResetCamera`` does, which left a wide layout small in a band across the view;
-    the right ``bar`` share of the view stays free for the colour legend.
+    the right ``bar`` share of the view stays free for the colour legend. ``bounds`` (what
+    :func:`arrange` returns) stands for what is shown where the view has not drawn it yet (in
+    Catalyst, the displays hold the step before until the PNG is rendered).
     """
     simple = _simple()
     direction = (0.0, -0.2 if tilt else 0.0, 1.0)  # from the camera's focal point towards the camera
@@ -128,10 +161,11 @@ def frame_camera(view: Any, *, tilt: bool = True, margin: float = 1.15, bar: flo
     view.CameraParallelProjection = 0
     view.CameraPosition = list(direction)
     view.CameraFocalPoint = [0.0, 0.0, 0.0]
-    simple.ResetCamera(view)  # the fallback, and clipping ranges
+    if bounds is None:  # (it renders: 100 ms a step in Catalyst, where the bounds are known)
+        simple.ResetCamera(view)  # the fallback, and clipping ranges
     try:
         renderer = view.GetRenderer()
-        b = renderer.ComputeVisiblePropBounds()
+        b = list(bounds) if bounds is not None else renderer.ComputeVisiblePropBounds()
     except AttributeError:  # a view without a local renderer: the sphere fit stays
         return
     if not b[0] <= b[1]:  # nothing shown

@@ -1,10 +1,11 @@
 """Open ``convscope export --format vtk`` files in ParaView with convscope's looks.
 
-Run with ParaView's Python (``convscope paraview --open DIR`` does this)::
+``convscope paraview --open DIR`` runs it in the ParaView GUI (``paraview --script=open_exports.py``
+with ``CONVSCOPE_EXPORTS=DIR`` and ``CONVSCOPE_LAYER`` set, and convscope on ``PYTHONPATH``), and
+``--screenshot`` runs it with pvpython::
 
-    pvpython --no-mpi open_exports.py exports/vtk [--layer conv1] [--screenshot views.png]
+    pvpython --no-mpi open_exports.py exports/vtk [--layer conv1] --screenshot views.png
 
-or in the GUI: ``paraview --script=open_exports.py`` with ``CONVSCOPE_EXPORTS=exports/vtk`` set.
 It opens each view's ``.pvd`` (its steps become ParaView's time steps), shows the weight grid as
 raised blocks in blue-white-red with the distribution view beside it and the first feature map
 under it, and the trajectory in a second view. ``--screenshot`` saves both views side by side
@@ -15,14 +16,16 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 import os
 import sys
+from typing import Any
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="open_exports.py")
     p.add_argument("folder", nargs="?", default=os.environ.get("CONVSCOPE_EXPORTS", "."))
-    p.add_argument("--layer", default=None)
+    p.add_argument("--layer", default=os.environ.get("CONVSCOPE_LAYER") or None)
     p.add_argument("--screenshot", default=None)
     p.add_argument("--size", default="1200x800")
     p.add_argument("--step", type=float, default=None, help="the step to show (default the last)")
@@ -32,6 +35,31 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 def _find(folder: str, prefix: str, layer: str | None) -> str | None:
     matches = sorted(glob.glob(os.path.join(folder, f"{prefix}-{layer or '*'}.pvd")))
     return matches[0] if matches else None
+
+
+def _box(source: Any, times: list[float]) -> list[float]:
+    """The bounds that hold ``source`` at its first and at its last step.
+
+    (Laid out by the last step alone, a layer pruned midway had a larger grid in its first
+    steps, which ran into the feature map under it as the user played the run back.)
+    """
+    box = [math.inf, -math.inf] * 3
+    for t in sorted({times[0], times[-1]}):
+        source.UpdatePipeline(t)
+        b = source.GetDataInformation().GetBounds()
+        if b[0] <= b[1]:
+            box = [min(box[i], b[i]) if i % 2 == 0 else max(box[i], b[i]) for i in range(6)]
+    return box if box[0] <= box[1] else [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+
+
+def _range(source: Any, times: list[float]) -> float:
+    """The largest weight magnitude at the first and the last step: one colour scale for the run."""
+    vmax = 0.0
+    for t in sorted({times[0], times[-1]}):
+        source.UpdatePipeline(t)
+        lo, hi = source.CellData["value"].GetRange()
+        vmax = max(vmax, abs(lo), abs(hi))
+    return vmax
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,29 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         layout.AssignView(0, view)
 
-    weights.UpdatePipeline(step)
-    rng = weights.CellData["value"].GetRange()
-    looks.show_weights(weights, view, vmax=max(abs(rng[0]), abs(rng[1])))
-    bounds = weights.GetDataInformation().GetBounds()
-    grid_width = bounds[1] - bounds[0]
+    looks.show_weights(weights, view, vmax=_range(weights, times))
+    bounds = _box(weights, times)
+    laid_out = [weights]
     dist_file = _find(args.folder, "distribution", layer)
+    distribution = maps = None
     if dist_file:
         dist = simple.PVDReader(registrationName=f"distribution-{layer}", FileName=dist_file)
-        dist.UpdatePipeline(step)
-        db = dist.GetDataInformation().GetBounds()
-        # as tall as the weight grid, a third of its width, to its right
-        sx = grid_width / 3 / max(db[1] - db[0], 1)
-        sy = (bounds[3] - bounds[2]) / max(db[3] - db[2], 1)
-        display = looks.show_distribution(dist, view, offset=(bounds[1] + grid_width / 20, bounds[3]))
-        display.Scale = [sx, sy, 1.0]
+        distribution = (looks.show_distribution(dist, view), _box(dist, times))
+        laid_out.append(dist)
     maps_file = _find(args.folder, "feature_maps", layer)
     if maps_file:
-        maps = simple.PVDReader(registrationName=f"feature_maps-{layer}", FileName=maps_file)
-        maps.UpdatePipeline(step)
-        mb = maps.GetDataInformation().GetBounds()
-        # map 0, a quarter of the grid's width, under the grid
-        scale = grid_width / 4 / max(mb[1] - mb[0] + 1, 1)
-        looks.show_feature_maps(maps, view, offset=(bounds[0], bounds[2] - grid_width / 20), scale=scale)
+        images = simple.PVDReader(registrationName=f"feature_maps-{layer}", FileName=maps_file)
+        maps = (looks.show_feature_maps(images, view), _box(images, times))
+        laid_out.append(images)
+    looks.arrange(bounds, distribution=distribution, maps=maps)
+    for source in laid_out:
+        source.UpdatePipeline(step)  # (the layout read the first and last steps: back to the one shown)
     if traj_file:
         tview = simple.CreateView("RenderView")
         looks.style_view(tview)
@@ -116,4 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # The ParaView GUI runs this with an empty sys.argv[0]; sys.exit there closes ParaView as soon
+    # as the views are drawn (even with 0), so only pvpython gets an exit status.
+    if code and sys.argv[0]:
+        sys.exit(code)

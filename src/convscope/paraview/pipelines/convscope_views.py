@@ -43,8 +43,8 @@ if PNG:
     view = CreateView("RenderView")
     looks.style_view(view, size=(1200, 800))
     weights_display = looks.show_weights(weights, view)
-    looks.show_distribution(distribution, view, offset=(0.0, 0.0))
-    looks.frame_camera(view)
+    distribution_display = looks.show_distribution(distribution, view)
+    maps_display = looks.show_feature_maps(feature_maps, view)
     png = CreateExtractor("PNG", view, registrationName="png-views")
     png.Writer.FileName = "views_{timestep:06d}.png"
     png.Writer.ImageResolution = [1200, 800]
@@ -58,16 +58,20 @@ if LIVE:
 
 
 def catalyst_execute(info):
-    # the blue-white-red map stays symmetric around 0 as the weights grow
     if PNG:
         # this step's data: without it the proxies answer for the step before (and ParaView
         # warns "Cannot produce requested time" every step)
-        weights.UpdatePipeline(info.time)
+        for source in (weights, distribution, feature_maps):
+            source.UpdatePipeline(info.time)
+        # the blue-white-red map stays symmetric around 0 as the weights grow
         rng = weights.CellData["value"].GetRange() if "value" in weights.CellData.keys() else (-1.0, 1.0)
         looks.diverging("value", max(abs(rng[0]), abs(rng[1])))
-        # the distribution sits right of the weight grid
-        bounds = weights.GetDataInformation().GetBounds()
-        dist = [d for d in (view.Representations) if getattr(d, "Input", None) is distribution]
-        for display in dist:
-            display.Position = [bounds[1] + 4.0, bounds[3], 0.0]
-        view.ResetCamera(False)
+        # laid out as `convscope paraview --open` lays out exported files, and framed to fit
+        grid = weights.GetDataInformation().GetBounds()
+        if grid[0] <= grid[1]:
+            box = looks.arrange(
+                grid,
+                distribution=(distribution_display, distribution.GetDataInformation().GetBounds()),
+                maps=(maps_display, feature_maps.GetDataInformation().GetBounds()) if "activation" in feature_maps.PointData.keys() else None,
+            )
+            looks.frame_camera(view, bounds=box)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -57,3 +59,12 @@ def test_options_are_named_alike_and_say_their_defaults(name: tuple[str, ...], p
     for action in parser._actions:  # positional arguments say what they are too
         if not action.option_strings and not isinstance(action, argparse._SubParsersAction):
             assert action.help, f"`convscope {' '.join(name)}`'s {action.dest} has no help"
+
+
+def test_python_dash_m_convscope_is_the_command() -> None:
+    # (where the scripts folder is not on PATH: a notebook's kernel, a job script)
+    done = subprocess.run([sys.executable, "-m", "convscope", "data"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "mnist-5k" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "convscope", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("usage: convscope ")

@@ -341,7 +341,10 @@ def test_the_trial_at_the_first_forward_leaves_training_and_what_is_recorded_as_
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
-        recorded = [(f.step, f.layer, f.kind) for f in sink.frames if f.kind not in ("meta", "config")]
+        # (sorted: the background thread analyses the recordings it has gathered together, view
+        # by view, so the frames' order depends on how many it found waiting, which a busy machine
+        # changes)
+        recorded = sorted((f.step, f.layer, f.kind) for f in sink.frames if f.kind not in ("meta", "config"))
         return losses, model.state_dict(), recorded
 
     losses, state, recorded = run(None)

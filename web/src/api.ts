@@ -123,14 +123,22 @@ function reconnecting(
   };
 }
 
+/** What of a run to follow: only frames of these ``kinds`` (default: all); from the start, the
+ * frames after step ``since`` too (what was written while the page fetched what came before). */
+export interface FollowOptions {
+  kinds?: string[];
+  since?: number;
+}
+
 /** Follow a run: every new frame, and status changes; after a reconnect, what was missed. */
 export function followRun(
   run: string,
   onFrame: (f: Frame) => void,
   onStatus: (status: string) => void,
   onConnection: (up: boolean) => void,
+  options: FollowOptions = {},
 ): () => void {
-  let lastStep = -1;
+  let lastStep = options.since ?? -1;
   return reconnecting(
     `api/runs/${encodeURIComponent(run)}/live`,
     (ev) => {
@@ -144,7 +152,10 @@ export function followRun(
       onFrame(frame);
     },
     (ws) => {
-      if (lastStep >= 0) ws.send(JSON.stringify({ since: lastStep }));
+      const message: { kinds?: string[]; since?: number } = {};
+      if (options.kinds?.length) message.kinds = options.kinds; // (the server sends only these)
+      if (lastStep >= 0) message.since = lastStep;
+      if (Object.keys(message).length) ws.send(JSON.stringify(message));
     },
     onConnection,
   );

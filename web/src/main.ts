@@ -1,5 +1,8 @@
-// convscope's web front end: hash routes #/runs, #/runs/{run} and #/explore (the model explorer).
+// convscope's web front end: hash routes #/runs, #/runs/{run}, #/compare?runs={run},{run} (runs side by
+// side) and #/explore (the model explorer).
 import "./style.css";
+import { parseCompareHash } from "./compareRoute";
+import { comparePage } from "./pages/compare";
 import { dashboardPage } from "./pages/dashboard";
 import { explorerPage } from "./pages/explorer";
 import { runsPage } from "./pages/runs";
@@ -28,7 +31,9 @@ function route(): void {
   document.title = "convscope";
   const hash = location.hash || "#/runs";
   const m = hash.match(/^#\/runs\/(.+)$/);
+  const compared = parseCompareHash(hash);
   if (/^#\/explore(\?|$)/.test(hash)) cleanup = explorerPage(app, setConnection);
+  else if (compared) cleanup = comparePage(app, compared, setConnection);
   else cleanup = m ? dashboardPage(app, runOf(m[1]), setConnection) : runsPage(app, setConnection);
 }
 

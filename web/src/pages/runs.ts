@@ -1,5 +1,8 @@
-// The Runs page: every run in the server's log directory, live-updated.
+// The Runs page: every run in the server's log directory, live-updated; tick two or more to
+// compare them (#/compare).
+import "./compare.css";
 import { followRuns, listRuns, type RunInfo } from "../api";
+import { compareHash, loadPicks, savePicks } from "../compareRoute";
 import { dropMarks, type DropMarks } from "../views/runNote";
 import { runLabel, showStatus } from "../views/runStatus";
 
@@ -10,16 +13,54 @@ const GAPS_HELP =
 export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void): () => void {
   root.innerHTML = `
     <section class="page-head"><h1>Runs</h1>
-      <p class="muted">Every run of this server's log directory. Live runs update as they train; click one to open its dashboard.
-        To look inside a trained model, open the <a href="#/explore" id="open-explorer">model explorer</a>.</p></section>
+      <p class="muted">Every run of this server's log directory. Live runs update as they train; click one to open its dashboard,
+        or tick two or more to compare their scalars side by side.
+        To look inside a trained model, open the <a href="#/explore" id="open-explorer">model explorer</a>.</p>
+      <div class="compare-bar"><button id="compare" type="button" disabled>Compare (0)</button>
+        <button id="clear-picks" class="clear-picks" type="button" hidden>clear</button>
+        <span id="compare-hint" class="muted">tick two or more runs to compare them</span></div></section>
     <table class="runs"><thead><tr><th>run</th><th>status</th><th>model</th><th>started</th><th>steps</th><th class="num">frames</th>
       <th class="gaps" title="${GAPS_HELP}" hidden>gaps</th></tr></thead>
     <tbody id="runs-body"><tr><td colspan="7" class="muted">loading…</td></tr></tbody></table>`;
   const body = root.querySelector<HTMLTableSectionElement>("#runs-body")!;
   const gapsHead = root.querySelector<HTMLTableCellElement>("th.gaps")!;
   const runs = new Map<string, RunInfo>();
+  // the runs ticked, in the order they were ticked (kept for the tab: see loadPicks)
+  const picks = new Set(loadPicks());
+  let listed = false; // (until the list comes, a tick of a run not listed yet is kept)
+  const compareButton = root.querySelector<HTMLButtonElement>("#compare")!;
+  const clearButton = root.querySelector<HTMLButtonElement>("#clear-picks")!;
+  const hint = root.querySelector<HTMLElement>("#compare-hint")!;
+  const picked = () => [...picks].filter((id) => runs.has(id));
+  const showPicks = () => {
+    const n = picked().length;
+    compareButton.textContent = `Compare (${n})`;
+    compareButton.disabled = n < 2;
+    compareButton.title = n < 2 ? "tick two or more runs to compare them" : `compare ${picked().join(", ")} side by side`;
+    hint.hidden = n >= 2;
+    hint.textContent = n === 1 ? "tick one more run to compare" : "tick two or more runs to compare them";
+    clearButton.hidden = n === 0;
+  };
+  compareButton.addEventListener("click", () => {
+    if (picked().length >= 2) location.hash = compareHash(picked());
+  });
+  clearButton.addEventListener("click", () => {
+    picks.clear();
+    savePicks(picks);
+    for (const box of body.querySelectorAll<HTMLInputElement>("input.pick")) box.checked = false;
+    for (const row of body.querySelectorAll(".run-row")) row.classList.remove("picked");
+    showPicks();
+    compareButton.focus();
+  });
   const render = () => {
     const rows = [...runs.values()].sort((a, b) => (b.started ?? 0) - (a.started ?? 0));
+    if (listed) {
+      for (const id of picks) if (!runs.has(id)) picks.delete(id); // (a run no longer there)
+    }
+    showPicks();
+    // (the rows are made again at every change: a tick that had the keyboard's focus gets it back)
+    const focused = (document.activeElement as HTMLElement | null)?.closest?.(".run-row")?.getAttribute("data-run");
+    const focusedPick = document.activeElement instanceof HTMLInputElement && document.activeElement.classList.contains("pick");
     if (rows.length === 0) {
       body.innerHTML = `<tr><td colspan="7" class="muted">No runs yet. Start one with <code>convscope demo</code> or <code>convscope.watch(model, optimizer=opt)</code>.</td></tr>`;
       return;
@@ -35,13 +76,25 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       tr.dataset.run = r.id;
       const started = r.started ? new Date(r.started * 1000).toLocaleString() : "";
       const steps = r.last_step === null ? "" : `${r.first_step ?? 0}–${r.last_step}`;
-      tr.innerHTML = `<td><a href="#/runs/${encodeURIComponent(r.id)}"></a></td><td><span class="chip"></span></td>
+      tr.innerHTML = `<td><label class="pick-box"><input type="checkbox" class="pick" /></label><a href="#/runs/${encodeURIComponent(r.id)}"></a></td><td><span class="chip"></span></td>
         <td class="model"></td><td>${started}</td><td class="steps">${steps}</td><td class="num">${r.frames.toLocaleString("en-US")}</td>`;
       // (by id, as `convscope runs` lists them: runs of one name differ only there)
       const label = runLabel(r);
       const link = tr.querySelector("a")!;
       link.textContent = label.text;
       link.title = label.title;
+      const box = tr.querySelector<HTMLInputElement>("input.pick")!;
+      box.checked = picks.has(r.id);
+      box.setAttribute("aria-label", `compare run ${r.id}${label.name ? `, named ${label.name}` : ""}`);
+      box.title = `tick to compare run ${r.id} with others`;
+      tr.classList.toggle("picked", box.checked);
+      box.addEventListener("change", () => {
+        if (box.checked) picks.add(r.id);
+        else picks.delete(r.id);
+        savePicks(picks);
+        tr.classList.toggle("picked", box.checked);
+        showPicks();
+      });
       if (label.name) {
         const name = document.createElement("span");
         name.className = "muted run-alias";
@@ -52,13 +105,18 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       tr.querySelector(".model")!.textContent = r.model ?? "";
       showStatus(tr.querySelector<HTMLElement>(".chip")!, r.status);
       if (gaps) tr.appendChild(gapsCell(marks.get(r.id)!));
-      tr.addEventListener("click", () => (location.hash = `#/runs/${encodeURIComponent(r.id)}`));
+      tr.addEventListener("click", (e) => {
+        if ((e.target as Element).closest(".pick-box")) return; // (a tick, not a way into the run)
+        location.hash = `#/runs/${encodeURIComponent(r.id)}`;
+      });
       body.appendChild(tr);
     }
+    if (focused && focusedPick) body.querySelector<HTMLInputElement>(`.run-row[data-run="${CSS.escape(focused)}"] input.pick`)?.focus();
   };
   listRuns()
     .then((list) => {
       for (const r of list) runs.set(r.id, r);
+      listed = true;
       render();
     })
     .catch((e) => (body.innerHTML = `<tr><td colspan="7" class="error">${String(e)}</td></tr>`));

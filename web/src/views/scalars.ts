@@ -5,8 +5,35 @@ import "uplot/dist/uPlot.min.css";
 import type { Frame } from "../frames";
 import { evenly } from "./evenly";
 
-const MOST_POINTS = 4000;
-const COLORS = ["#ff6b6b", "#4dabf7", "#69db7c", "#ffd43b", "#da77f2", "#ffa94d", "#63e6be"];
+/** At most this many points of a line are drawn (evenly spread: see ``evenly``). */
+export const MOST_POINTS = 4000;
+/** The lines' colours, in turn (made to read on the page's dark panels). */
+export const SCALAR_COLORS = ["#ff6b6b", "#4dabf7", "#69db7c", "#ffd43b", "#da77f2", "#ffa94d", "#63e6be"];
+const COLORS = SCALAR_COLORS;
+
+/** One scalar's values by step. */
+export type ScalarLine = Map<number, number>;
+
+/** Put the values of the ``scalar`` and ``scalars`` frames among ``frames`` into ``series`` (by
+ * name, then step; a later value at a step replaces an earlier one); other frames are passed over. */
+export function addScalars(series: Map<string, ScalarLine>, frames: Frame[]): Map<string, ScalarLine> {
+  const line = (name: string): ScalarLine => {
+    let l = series.get(name);
+    if (!l) series.set(name, (l = new Map()));
+    return l;
+  };
+  for (const f of frames) {
+    if (f.kind === "scalar") line(String(f.payload.name)).set(f.step, Number(f.payload.value));
+    if (f.kind === "scalars") {
+      // one name's values over several steps: the monitor sends what log() got once a second
+      const l = line(String(f.payload.name));
+      const steps = f.payload.steps.data;
+      const values = f.payload.values.data;
+      for (let i = 0; i < steps.length; i++) l.set(Number(steps[i]), Number(values[i]));
+    }
+  }
+  return series;
+}
 
 export class ScalarsView {
   private plot: uPlot | null = null;
@@ -26,26 +53,13 @@ export class ScalarsView {
     for (const f of frames) {
       if (f.kind === "pruning") this.prunings.push(f.step);
       if (f.kind === "run_meta" && f.payload.event === "resume" && !this.resumes.includes(f.step)) this.resumes.push(f.step);
-      if (f.kind === "scalar") this.line(String(f.payload.name)).set(f.step, Number(f.payload.value));
-      if (f.kind === "scalars") {
-        // one name's values over several steps: the monitor sends what log() got once a second
-        const line = this.line(String(f.payload.name));
-        const steps = f.payload.steps.data;
-        const values = f.payload.values.data;
-        for (let i = 0; i < steps.length; i++) line.set(Number(steps[i]), Number(values[i]));
-      }
     }
+    addScalars(this.series, frames);
   }
 
   /** The steps that have a value of ``name``, ascending. */
   steps(name: string): number[] {
     return [...(this.series.get(name)?.keys() ?? [])].sort((a, b) => a - b);
-  }
-
-  private line(name: string): Map<number, number> {
-    let line = this.series.get(name);
-    if (!line) this.series.set(name, (line = new Map()));
-    return line;
   }
 
   draw(): void {
@@ -158,9 +172,10 @@ export function axisLabel(v: number): string {
   return a >= 1e4 || a < 1e-3 ? v.toExponential(1).replace(".0e", "e").replace("e+", "e") : String(+v.toPrecision(3));
 }
 
-const axisValues = (_u: uPlot, splits: number[]): string[] => splits.map(axisLabel);
+/** A value axis' tick labels (uPlot's ``values``). */
+export const axisValues = (_u: uPlot, splits: number[]): string[] => splits.map(axisLabel);
 
 /** The axis' width in CSS pixels: room for its longest label. */
-function axisSize(_u: uPlot, values: string[] | null): number {
+export function axisSize(_u: uPlot, values: string[] | null): number {
   return Math.max(36, Math.max(0, ...(values ?? []).map((v) => v.length)) * 7 + 16);
 }

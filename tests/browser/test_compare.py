@@ -1,0 +1,253 @@
+"""Runs side by side: LeNet-5 trained with and without online pruning, ticked on the Runs page and
+compared (the paper's case study): their loss and accuracy overlaid, the pruned run's filters
+dropping; a run that is not there named, a run still training drawn as it trains."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import convscope
+from convscope.frames import Frame, expand_scalars
+from convscope.server import start_local_server
+from convscope.store import RunStore
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+#: the pictures of the compare page, to look at (outside the repository: never committed)
+SCREENSHOTS = Path(tempfile.gettempdir())
+
+HAS_COLOUR = """([sel, hex]) => {
+  const rgb = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const c = document.querySelector(sel); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4)
+    if (Math.abs(d[i]-rgb[0]) < 12 && Math.abs(d[i+1]-rgb[1]) < 12 && Math.abs(d[i+2]-rgb[2]) < 12) n++;
+  return n;
+}"""
+LEGEND = "(name) => [...document.querySelectorAll(`.cmp-panel[data-scalar='${name}'] .u-legend .u-series .u-label`)].map((e) => e.textContent)"
+CHARTS = "window.convscopeCompare.charts()"
+
+
+def _lenet(logdir: Path, run: str, steps: int, *, prune: convscope.PruneConfig | None = None,
+           delay: float = 0.0, started: threading.Event | None = None) -> list[tuple[float, float]]:
+    """The simplified LeNet-5 trained ``steps`` steps on shuffled batches of 32 bundled digits,
+    watched into ``logdir`` as ``run``, logging its loss and accuracy; what it logged, in order."""
+    torch.manual_seed(0)
+    spec = convscope.load_model("lenet5-simplified", pretrained=False).input_spec
+    data = convscope.load_dataset("mnist-5k", spec=spec)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
+    logged = []
+    with convscope.watch(net, optimizer=opt, logdir=logdir, run=run, budget=None, every=10, prune=prune,
+                         probe=data.images[order[:16]], record=["correlation", "distribution", "lr"]) as mon:
+        for step in range(steps):
+            idx = order[step * 32 : step * 32 + 32]
+            out = net(data.images[idx])
+            loss = torch.nn.functional.cross_entropy(out, data.labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            accuracy = (out.argmax(1) == data.labels[idx]).float().mean()
+            mon.log(loss=loss, accuracy=accuracy)
+            logged.append((loss.item(), accuracy.item()))
+            if started is not None and step == 3:
+                mon._store.flush()  # (the run is there for the page to open)
+                started.set()
+            time.sleep(delay)
+    return logged
+
+
+def _stored(logdir: Path, run: str) -> dict[str, list[tuple[int, float]]]:
+    """Each scalar the run store holds of ``run``: name to (step, value), ascending."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    with RunStore(logdir).open_run(run) as reader:
+        for f in reader.frames(kind=["scalar", "scalars"]):
+            for s in expand_scalars(f):
+                out.setdefault(s.payload["name"], []).append((s.step, float(s.payload["value"])))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _colour_drawn(page, name: str, colour: str) -> int:
+    return page.evaluate(HAS_COLOUR, [f".cmp-panel[data-scalar='{name}'] canvas", colour])
+
+
+def test_two_lenet_runs_pruned_and_not_compared_side_by_side(tmp_path: Path, page) -> None:
+    prune = convscope.PruneConfig(layers=("conv1",), threshold=0.9, start=20, every=20, times=2, max_fraction=0.75)
+    logged = {"pruned": _lenet(tmp_path, "pruned", 50, prune=prune), "baseline": _lenet(tmp_path, "baseline", 50)}
+    with RunStore(tmp_path).open_run("pruned") as reader:
+        prunings = sorted(reader.frames(kind="pruning"), key=lambda f: f.step)
+    assert prunings and all(f.layer == "conv1" for f in prunings), "the test needs a pruning of conv1"
+    stored = {run: _stored(tmp_path, run) for run in logged}
+    for run, values in logged.items():  # (the store holds what was logged: the page must show it)
+        assert [v for _, v in stored[run]["loss"]] == pytest.approx([loss for loss, _ in values], rel=1e-6)
+        assert [v for _, v in stored[run]["accuracy"]] == pytest.approx([acc for _, acc in values], rel=1e-6)
+    assert stored["pruned"]["loss"] != stored["baseline"]["loss"]  # (pruning changed the training)
+
+    with RunStore(tmp_path).create_run("silent", model="LeNet5") as w:  # a run that logged no scalar
+        w.write(Frame(run=w.run_id, step=1, kind="dropped", payload={"count": 1, "sink": "queue"}))
+    handle = start_local_server(tmp_path)
+    try:
+        page.set_viewport_size({"width": 1280, "height": 1000})
+        page.goto(handle.url + "#/runs")
+        page.wait_for_selector(".run-row[data-run='baseline']", timeout=20_000)
+        page.wait_for_selector(".run-row[data-run='pruned']", timeout=20_000)
+        button = page.locator("#compare")
+        assert button.inner_text() == "Compare (0)" and button.is_disabled()
+
+        # ticked by the keyboard (tab to the box, space), then by a click: no way into the run's dashboard
+        box = page.locator(".run-row[data-run='pruned'] input.pick")
+        assert box.get_attribute("aria-label") == "compare run pruned"
+        box.focus()
+        page.keyboard.press("Space")
+        assert box.is_checked() and button.inner_text() == "Compare (1)" and button.is_disabled()
+        assert page.inner_text("#compare-hint") == "tick one more run to compare"
+        page.click(".run-row[data-run='baseline'] .pick-box")
+        assert page.is_checked(".run-row[data-run='baseline'] input.pick")
+        assert page.evaluate("location.hash") == "#/runs"
+        assert button.inner_text() == "Compare (2)" and button.is_enabled()
+        button.focus()
+        page.keyboard.press("Enter")
+
+        page.wait_for_function("location.hash === '#/compare?runs=pruned,baseline'", timeout=10_000)
+        page.wait_for_function("window.convscopeCompare?.loaded && document.querySelector(\".cmp-panel[data-scalar='conv1/filters']\")", timeout=20_000)
+        page.wait_for_timeout(300)  # (the charts are drawn on the next animation frame)
+        assert page.title() == "Compare pruned vs baseline · convscope"
+        assert page.inner_text("#cmp-title") == "Compare pruned vs baseline"
+        charts = page.evaluate(CHARTS)
+        assert {"loss", "accuracy", "lr", "conv1/filters"} <= set(charts), list(charts)
+        colours = page.evaluate("window.convscopeCompare.colours")
+        assert len(set(colours.values())) == 2, colours
+
+        # one line per run on each chart, the values each logged, its legend naming the runs
+        for name in ("loss", "accuracy", "lr"):
+            assert list(charts[name]) == ["pruned", "baseline"], name
+            assert page.get_attribute(f".cmp-panel[data-scalar='{name}']", "data-runs") == "pruned,baseline"
+            assert page.evaluate(LEGEND, name) == ["step", "pruned", "baseline"]
+            for run in ("pruned", "baseline"):
+                shown = charts[name][run]
+                assert [s for s, _ in shown] == [s for s, _ in stored[run][name]], (name, run)
+                assert [v for _, v in shown] == pytest.approx([v for _, v in stored[run][name]], rel=1e-9), (name, run)
+            # each run's line is drawn in its colour (the learning rates are the same: the first
+            # run's line under the second's, wider, shows at its edges only)
+            for run in ("pruned", "baseline") if name != "lr" else ("baseline",):
+                assert _colour_drawn(page, name, colours[run]) > 20, (name, run, colours[run])
+        for run, values in logged.items():
+            assert [v for _, v in charts["loss"][run]] == pytest.approx([loss for loss, _ in values], rel=1e-6)
+
+        # conv1's filter count: the pruned run's drops at each pruning, the other's stays at 16
+        first, last = stored["pruned"]["loss"][0][0], stored["pruned"]["loss"][-1][0]
+        expected = [[0, prunings[0].payload["before"]], *[[f.step, f.payload["after"]] for f in prunings], [last, prunings[-1].payload["after"]]]
+        assert charts["conv1/filters"]["pruned"] == expected
+        assert prunings[0].payload["before"] == 16 and prunings[-1].payload["after"] < 16
+        assert charts["conv1/filters"]["baseline"] == [[0, 16], [last, 16]]
+        assert first >= 0
+        assert page.evaluate(LEGEND, "conv1/filters") == ["step", "pruned", "baseline"]
+        assert page.inner_text(".cmp-panel[data-scalar='conv1/filters'] h2").startswith("conv1 filters")
+
+        # the key names each run (id, status, model) in its colour, a way to its dashboard
+        keys = page.locator(".cmp-legend li")
+        assert keys.count() == 2
+        assert page.inner_text(".cmp-legend li[data-run='pruned'] .chip") == "finished"
+        assert page.get_attribute(".cmp-legend li[data-run='pruned'] line", "stroke") == colours["pruned"]
+        SCREENSHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "convscope-compare-1280.png"), full_page=True)
+
+        # at 800 px: one chart a row, nothing wider than the window
+        page.set_viewport_size({"width": 800, "height": 1000})
+        page.wait_for_timeout(500)
+        lefts = page.evaluate("[...document.querySelectorAll('.cmp-panel')].map((p) => p.getBoundingClientRect().left)")
+        assert len(set(lefts)) == 1, lefts
+        assert page.evaluate("document.documentElement.scrollWidth") <= 800
+        widths = page.evaluate("[...document.querySelectorAll('.cmp-panel canvas')].map((c) => c.getBoundingClientRect().width)")
+        assert all(600 < w <= 760 for w in widths), widths  # (each chart fitted to its panel again)
+        page.screenshot(path=str(SCREENSHOTS / "convscope-compare-800.png"), full_page=True)
+
+        page.click(".cmp-legend li[data-run='pruned'] a")
+        page.wait_for_function("document.querySelector('#run-name')?.textContent === 'pruned'", timeout=20_000)
+        # (the dashboard drawn before it is left: a draw it had scheduled would find its page gone)
+        page.wait_for_function("window.convscopeDashboard?.firstDrawMs > 0", timeout=20_000)
+        page.wait_for_timeout(300)
+        # back on the Runs page, the two are still ticked
+        page.goto(handle.url + "#/runs")
+        page.wait_for_selector(".run-row[data-run='pruned'] input.pick:checked", timeout=20_000)
+        assert page.inner_text("#compare") == "Compare (2)"
+
+        # a run that is not there is named, and the others compared without it (their colours as before)
+        page.goto(handle.url + "#/compare?runs=pruned,nope,baseline")
+        page.wait_for_selector(".cmp-problems p[data-run='nope']", timeout=20_000)
+        page.wait_for_function("window.convscopeCompare?.loaded", timeout=20_000)
+        page.wait_for_timeout(300)
+        said = page.inner_text(".cmp-problems")
+        assert "No run named nope in this log directory: it is left out of the comparison." in said, said
+        assert page.is_visible(".cmp-problems a[href='#/runs']")
+        assert page.title() == "Compare pruned vs baseline · convscope"
+        charts = page.evaluate(CHARTS)
+        assert list(charts["loss"]) == ["pruned", "baseline"]
+        assert page.evaluate("window.convscopeCompare.colours") == colours
+        page.screenshot(path=str(SCREENSHOTS / "convscope-compare-missing-800.png"), full_page=True)
+
+        # with a run that logged nothing, and with none at all: what to do
+        page.goto(handle.url + "#/compare?runs=silent,pruned")
+        page.wait_for_function("window.convscopeCompare?.loaded", timeout=20_000)
+        page.wait_for_selector(".cmp-legend li[data-run='silent'] .cmp-none:not([hidden])", timeout=5_000)
+        assert list(page.evaluate(CHARTS)["loss"]) == ["pruned"]
+        assert page.inner_text(".cmp-panel[data-scalar='loss'] .cmp-note") == "not in silent"
+        page.goto(handle.url + "#/compare?runs=silent")
+        page.wait_for_selector(".cmp-empty:has-text('None of these runs has logged a scalar yet')", timeout=20_000)
+        page.goto(handle.url + "#/compare")
+        page.wait_for_selector(".cmp-empty:has-text('Nothing to compare yet')", timeout=20_000)
+        assert page.get_attribute("#conn", "class") == "conn up"
+        assert not page.errors
+    finally:
+        handle.stop()
+
+
+def test_a_run_still_training_is_drawn_as_it_trains(tmp_path: Path, page) -> None:
+    # the compare page follows a live run over the dashboard's stream (only the frames it draws):
+    # its lines grow without reloading, and end with every value it logged
+    logged_done = _lenet(tmp_path, "done", 20)
+    assert logged_done
+    handle = start_local_server(tmp_path)
+    started = threading.Event()
+    result: list[list[tuple[float, float]]] = []
+    trainer = threading.Thread(target=lambda: result.append(_lenet(tmp_path, "live", 80, delay=0.05, started=started)), daemon=True)
+    trainer.start()
+    try:
+        assert started.wait(60)
+        # on the Runs page, the live run's updates make the rows again: a tick keeps the keyboard's focus
+        page.goto(handle.url + "#/runs")
+        page.wait_for_selector(".run-row[data-run='live'] .chip.live", timeout=20_000)
+        page.focus(".run-row[data-run='done'] input.pick")
+        page.keyboard.press("Space")
+        page.evaluate("document.querySelector(\".run-row[data-run='done']\").dataset.old = '1'")
+        page.wait_for_function("!document.querySelector(\".run-row[data-run='done']\").dataset.old", timeout=20_000)  # (made again)
+        assert page.evaluate("document.activeElement.matches(\".run-row[data-run='done'] input.pick:checked\")")
+        page.focus(".run-row[data-run='live'] input.pick")
+        page.keyboard.press("Space")
+        assert page.inner_text("#compare") == "Compare (2)"
+        page.click("#compare")
+        page.wait_for_function("location.hash === '#/compare?runs=done,live'", timeout=10_000)
+        page.wait_for_function("window.convscopeCompare?.loaded", timeout=20_000)
+        page.wait_for_selector(".cmp-legend li[data-run='live'] .chip.live", timeout=20_000)
+        page.wait_for_function("(window.convscopeCompare.charts().loss?.live?.length ?? 0) > 0", timeout=20_000)
+        seen = len(page.evaluate(CHARTS)["loss"]["live"])
+        page.wait_for_function(f"window.convscopeCompare.charts().loss.live.length > {seen}", timeout=20_000)
+        trainer.join(60)
+        assert result, "the training did not end"
+        page.wait_for_selector(".cmp-legend li[data-run='live'] .chip.finished", timeout=20_000)
+        stored = _stored(tmp_path, "live")
+        page.wait_for_function(f"window.convscopeCompare.charts().loss.live.length === {len(stored['loss'])}", timeout=20_000)
+        charts = page.evaluate(CHARTS)
+        assert [v for _, v in charts["loss"]["live"]] == pytest.approx([loss for loss, _ in result[0]], rel=1e-6)
+        assert [s for s, _ in charts["loss"]["live"]] == [s for s, _ in stored["loss"]]
+        assert len(charts["loss"]["done"]) == 20
+        assert not page.errors
+    finally:
+        handle.stop()

@@ -1,0 +1,305 @@
+// The compare page (#/compare?runs=a,b): runs side by side, one chart per scalar any of them
+// logged (loss, accuracy, lr ...) and per pruned layer its filter count, one line per run in a
+// colour of its own. Runs still training update live, over the dashboard's live stream (only the
+// frames these charts draw).
+import "./compare.css";
+import { followRun, getFrames, getRun, HttpError, type RunDetails } from "../api";
+import { compareTitle, savePicks } from "../compareRoute";
+import type { Frame } from "../frames";
+import { type ChartLine, CompareChart, compareCharts, filtersLayer, filtersName, type RunLines, type RunStyle, runStyle } from "../views/compare";
+import { filterCounts, graphFilters, prunedLayers } from "../views/pruning";
+import { runLabel, showStatus } from "../views/runStatus";
+import { addScalars, type ScalarLine } from "../views/scalars";
+
+/** The kinds these charts draw from (run_meta: a graph that came late, for the filter counts). */
+const KINDS = ["scalar", "scalars", "pruning", "run_meta"];
+
+interface RunState {
+  id: string;
+  style: RunStyle;
+  details: RunDetails | null;
+  /** why it is not compared: null while it loads or once it has */
+  problem: "missing" | string | null;
+  scalars: Map<string, ScalarLine>;
+  prunings: Frame[];
+  seen: Set<string>; // the prunings' (layer, step): each counted once, fetched and streamed alike
+  graph: unknown;
+  first: number;
+  last: number;
+  entry: HTMLLIElement;
+}
+
+interface Panel {
+  section: HTMLElement;
+  chart: CompareChart;
+  note: HTMLElement;
+}
+
+export function comparePage(root: HTMLElement, ids: string[], setConnection: (up: boolean) => void): () => void {
+  root.innerHTML = `
+    <section class="page-head cmp-head">
+      <div class="cmp-title"><a href="#/runs" class="muted">Runs</a> <span class="muted">/</span> <h1 id="cmp-title"></h1></div>
+      <p class="muted cmp-intro">Scalars over the steps, one line per run: point at a chart to read every run's value at that step on every chart.
+        Live runs update as they train. <a href="#/runs" id="cmp-change">Change the runs compared</a> on the Runs page.</p>
+      <ul class="cmp-legend" aria-label="runs compared"></ul>
+      <div class="cmp-problems error" role="alert" hidden></div>
+    </section>
+    <div class="cmp-grid"><p class="muted cmp-empty">loading…</p></div>`;
+  const $ = <T extends HTMLElement>(sel: string) => root.querySelector<T>(sel)!;
+  const legend = $<HTMLUListElement>(".cmp-legend");
+  const problems = $(".cmp-problems");
+  const grid = $(".cmp-grid");
+  const heading = $("#cmp-title");
+  const showTitle = (names: string[]) => {
+    document.title = names.length ? `Compare ${compareTitle(names)} · convscope` : "Compare runs · convscope";
+    heading.textContent = names.length ? `Compare ${compareTitle(names)}` : "Compare runs";
+    heading.title = names.join(", ");
+  };
+  showTitle(ids);
+  if (ids.length === 0) {
+    legend.hidden = true;
+    grid.innerHTML = `<p class="cmp-empty">Nothing to compare yet: on the <a href="#/runs">Runs page</a>, tick two or more runs and press Compare.</p>`;
+    return () => {};
+  }
+  savePicks(ids); // (back on the Runs page, these are the runs ticked)
+
+  const runs: RunState[] = ids.map((id, i) => {
+    const entry = document.createElement("li");
+    entry.dataset.run = id;
+    // (the colours go to the runs there are, in order, once their details came: see below)
+    const state: RunState = { id, style: runStyle(i), details: null, problem: null, scalars: new Map(), prunings: [], seen: new Set(),
+      graph: null, first: 0, last: 0, entry };
+    entry.innerHTML = `<a class="cmp-run" href="#/runs/${encodeURIComponent(id)}"></a><span class="muted run-alias" hidden></span>
+      <span class="chip" hidden></span><span class="muted cmp-model"></span><span class="muted cmp-steps"></span><span class="muted cmp-none" hidden>no scalars yet</span>`;
+    const link = entry.querySelector("a")!;
+    link.textContent = id;
+    link.title = `open run ${id}'s dashboard`;
+    legend.appendChild(entry);
+    return state;
+  });
+  const panels = new Map<string, Panel>();
+  let loaded = false;
+  let pending = false;
+  let closed = false; // (the page was left: what comes after draws nothing)
+
+  const schedule = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => {
+      pending = false;
+      draw();
+    });
+  };
+
+  const compared = () => runs.filter((r) => r.details && !r.problem);
+
+  /** A run's lines: what it logged, and the filter count of each layer some run's prunings took
+   * filters from (its own prunings' counts, or where it pruned none there, its size in the graph). */
+  function linesOf(r: RunState, pruned: Set<string>): Map<string, ScalarLine> {
+    const lines = new Map(r.scalars);
+    const initial = graphFilters(r.graph);
+    const own = prunedLayers(r.prunings);
+    for (const layer of pruned) {
+      if (!own.has(layer) && !initial.has(layer)) continue;
+      const counts = filterCounts(r.prunings, layer, initial.get(layer), r.first, r.last);
+      if (counts) lines.set(filtersName(layer), counts);
+    }
+    return lines;
+  }
+
+  let specs: ReturnType<typeof compareCharts> = [];
+
+  function draw(): void {
+    if (closed) return;
+    const shown = compared();
+    const pruned = new Set(shown.flatMap((r) => [...prunedLayers(r.prunings)]));
+    const lines: RunLines[] = runs.map((r) => ({ run: r.id, lines: shown.includes(r) ? linesOf(r, pruned) : new Map() }));
+    specs = compareCharts(lines);
+    // every chart over the same steps, so that they line up (a loop: a long run has too many steps to spread into Math.min)
+    let lo = Infinity, hi = -Infinity;
+    for (const spec of specs) for (const { line } of spec.runs) for (const s of line.keys()) {
+      if (s < lo) lo = s;
+      if (s > hi) hi = s;
+    }
+    const steps: [number, number] | null = lo > hi ? null : lo === hi ? [lo - 1, hi + 1] : [lo, hi];
+    for (const r of shown) {
+      r.entry.querySelector<HTMLElement>(".cmp-none")!.hidden = lines[runs.indexOf(r)].lines.size > 0 || !loaded;
+      r.entry.querySelector(".cmp-steps")!.textContent = r.details?.last_step === null ? "" : `steps ${r.first}–${r.last}`;
+    }
+    if (specs.length === 0) {
+      for (const p of panels.values()) p.chart.destroy();
+      panels.clear();
+      const text = !loaded ? "loading…" : shown.length === 0 ? "Nothing to compare: none of these runs is in this log directory."
+        : "None of these runs has logged a scalar yet: call monitor.log(loss=...) in the training loop. A live run's charts appear here as it logs.";
+      grid.innerHTML = `<p class="muted cmp-empty"></p>`;
+      grid.querySelector("p")!.textContent = text;
+      return;
+    }
+    grid.querySelector(".cmp-empty")?.remove();
+    for (const [name, panel] of panels) {
+      if (specs.some((spec) => spec.name === name)) continue;
+      panel.chart.destroy(); // (no run has it now: a run whose frames could not be read)
+      panel.section.remove();
+      panels.delete(name);
+    }
+    let before: Element | null = grid.firstElementChild;
+    for (const spec of specs) {
+      let panel = panels.get(spec.name);
+      if (!panel) panels.set(spec.name, (panel = makePanel(spec.name)));
+      // (in the page's order, a chart that came late among the others)
+      if (panel.section !== before) grid.insertBefore(panel.section, before);
+      before = panel.section.nextElementSibling;
+      const chartLines: ChartLine[] = spec.runs.map(({ run, index, line }) => {
+        const r = runs[index];
+        const label = runLabel(r.details ?? { id: run });
+        return { run, label: label.name ? `${label.text} (${label.name})` : label.text, style: r.style, line, marks: [...new Set(r.prunings.map((f) => f.step))] };
+      });
+      panel.section.dataset.runs = spec.runs.map((r) => r.run).join(",");
+      const missing = shown.filter((r) => !spec.runs.some((s) => s.run === r.id)).map((r) => r.id);
+      panel.note.textContent = missing.length ? `not in ${missing.join(", ")}` : "";
+      panel.note.hidden = !missing.length;
+      panel.chart.steps = steps;
+      panel.chart.draw(chartLines);
+    }
+  }
+
+  function makePanel(name: string): Panel {
+    const section = document.createElement("section");
+    section.className = "panel cmp-panel";
+    section.dataset.scalar = name;
+    const layer = filtersLayer(name);
+    const help = layer !== null
+      ? `The filters left in ${layer} over the steps: each pruning drops it (dashed lines mark a run's prunings); a run that pruned none of ${layer} stays at its size in the model.`
+      : /^lr(\/|$)/.test(name) ? `The optimizer's learning rate (${name}) over the steps, as each run recorded it. Dashed lines mark a run's prunings.`
+      : `${name} over the steps, as each run logged it (monitor.log(${name}=...)). Dashed lines mark a run's prunings.`;
+    const h2 = document.createElement("h2");
+    const title = document.createElement("span");
+    title.textContent = layer !== null ? `${layer} filters` : name;
+    const mark = document.createElement("span");
+    mark.className = "help";
+    mark.title = help;
+    mark.textContent = "?";
+    const note = document.createElement("span");
+    note.className = "muted cmp-note";
+    note.hidden = true;
+    h2.title = help;
+    h2.append(title, mark, note);
+    const body = document.createElement("div");
+    body.className = "body";
+    section.append(h2, body);
+    return { section, chart: new CompareChart(body, name), note };
+  }
+
+  function showProblems(): void {
+    const lines = runs.filter((r) => r.problem).map((r) => {
+      const p = document.createElement("p");
+      p.dataset.run = r.id;
+      const id = document.createElement("code");
+      id.textContent = r.id;
+      if (r.problem === "missing") {
+        p.append("No run named ", id, " in this log directory: it is left out of the comparison. ");
+        const back = document.createElement("a");
+        back.href = "#/runs";
+        back.textContent = "The Runs page";
+        p.append(back, " lists the runs there are.");
+      } else {
+        p.append("Run ", id, ` could not be read: ${r.problem}`);
+      }
+      return p;
+    });
+    problems.replaceChildren(...lines);
+    problems.hidden = lines.length === 0;
+  }
+
+  function addFrames(r: RunState, frames: Frame[]): void {
+    addScalars(r.scalars, frames);
+    for (const f of frames) {
+      r.last = Math.max(r.last, f.step);
+      if (f.kind === "pruning" && !r.seen.has(`${f.layer}\u0000${f.step}`)) {
+        r.seen.add(`${f.layer}\u0000${f.step}`);
+        r.prunings.push(f);
+      }
+      if (f.kind === "run_meta" && f.payload.graph && !r.graph) r.graph = f.payload.graph;
+    }
+  }
+
+  async function loadDetails(r: RunState): Promise<void> {
+    try {
+      r.details = await getRun(r.id);
+    } catch (e) {
+      if (e instanceof HttpError) setConnection(true); // (the server answered: it is up, whatever the run)
+      r.problem = e instanceof HttpError && e.status === 404 ? "missing" : String(e);
+      r.entry.remove();
+      showProblems();
+      return;
+    }
+    const d = r.details;
+    const label = runLabel(d);
+    const link = r.entry.querySelector("a")!;
+    link.title = `${label.title}: open its dashboard`;
+    const alias = r.entry.querySelector<HTMLElement>(".run-alias")!;
+    alias.textContent = label.name ? `named ${label.name}` : "";
+    alias.hidden = !label.name;
+    const chip = r.entry.querySelector<HTMLElement>(".chip")!;
+    showStatus(chip, d.status);
+    chip.hidden = false;
+    r.entry.querySelector(".cmp-model")!.textContent = d.model ?? "";
+    r.graph = d.meta?.graph ?? null;
+    r.first = d.first_step ?? 0;
+    r.last = d.last_step ?? 0;
+  }
+
+  async function loadFrames(r: RunState): Promise<void> {
+    try {
+      addFrames(r, await getFrames(r.id, { kind: KINDS.filter((k) => k !== "run_meta"), maxPoints: 3000 }));
+    } catch (e) {
+      r.problem = String(e);
+      r.entry.remove();
+      showProblems();
+      return;
+    }
+    schedule();
+  }
+
+  const stops: (() => void)[] = [];
+  Promise.all(runs.map(loadDetails)).then(async () => {
+    // each run there is gets a colour, in the link's order (a missing run takes none)
+    compared().forEach((r, i) => {
+      r.style = runStyle(i);
+      r.entry.insertAdjacentHTML("afterbegin", swatch(r.style));
+    });
+    const names = compared().map((r) => r.id);
+    if (closed) return; // (the page was left meanwhile)
+    if (names.length && names.length < ids.length) showTitle(names); // (what is compared: without the runs not there)
+    await Promise.all(compared().map(loadFrames));
+    loaded = true;
+    schedule();
+    if (closed) return;
+    for (const r of compared()) {
+      const chip = r.entry.querySelector<HTMLElement>(".chip")!;
+      stops.push(followRun(r.id, (f) => {
+        addFrames(r, [f]);
+        schedule();
+      }, (status) => showStatus(chip, status), setConnection, { kinds: KINDS, since: r.last }));
+    }
+  });
+
+  (window as any).convscopeCompare = {
+    /** every chart's lines: name to run id to [step, value] pairs, ascending, as logged (not thinned) */
+    charts: () => Object.fromEntries(specs.map((s) => [s.name, Object.fromEntries(s.runs.map((r) => [r.run, [...r.line].sort((a, b) => a[0] - b[0])]))])),
+    /** each run's colour (its lines' and its key's) */
+    get colours() { return Object.fromEntries(compared().map((r) => [r.id, r.style.stroke])); },
+    get loaded() { return loaded; },
+  };
+  return () => {
+    closed = true;
+    for (const stop of stops) stop();
+    for (const p of panels.values()) p.chart.destroy();
+  };
+}
+
+/** A short stretch of the run's line, as its charts draw it (colour and dashes): the legend's key. */
+function swatch(style: RunStyle): string {
+  const dash = style.dash ? ` stroke-dasharray="${style.dash.join(" ")}"` : "";
+  return `<svg class="cmp-swatch" viewBox="0 0 28 10" width="28" height="10" aria-hidden="true"><line x1="1" y1="5" x2="27" y2="5" stroke="${style.stroke}" stroke-width="3"${dash}/></svg>`;
+}

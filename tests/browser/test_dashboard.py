@@ -435,3 +435,21 @@ def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None
         assert not page.errors
     finally:
         handle.stop()
+
+
+def test_leaving_the_dashboard_while_it_draws_raises_nothing(tmp_path: Path, page) -> None:
+    # a redraw or a step's frames still on their way when the page is left used to draw into
+    # the page that replaced it ("Cannot set properties of null")
+    mon = _watched_run(tmp_path, 20, lr=0.05, every=2, probe=True)
+    handle = start_local_server(tmp_path)
+    try:
+        for delay in (0, 20, 50, 100, 200, 400):
+            page.goto(handle.url + f"#/runs/{mon.run_id}")
+            page.wait_for_selector("#scrubber", state="attached", timeout=20_000)
+            page.wait_for_timeout(delay)
+            page.evaluate("() => { location.hash = '#/'; }")
+            page.wait_for_selector("#runs-body", timeout=20_000)
+            page.wait_for_timeout(300)  # (what was in flight lands)
+        assert not page.errors, page.errors
+    finally:
+        handle.stop()

@@ -139,6 +139,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   const drops = new Map<string, number>(); // "dropped" frames: the count so far, by what dropped
   const health: Frame[] = [];
   let pending = false;
+  let gone = false; // (the page was left: a redraw or a fetch still in flight then draws nothing)
   // instrumentation for tests and benchmarks: time from a frame's creation to its drawing
   const arrived: number[] = [];
   const latencies: number[] = [];
@@ -155,7 +156,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     pending = true;
     requestAnimationFrame(() => {
       pending = false;
-      draw();
+      if (!gone) draw();
     });
   };
 
@@ -381,6 +382,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     get firstDrawMs() { return firstDrawMs; },
   };
   return () => {
+    gone = true;
     stopFollow();
     stopPlay?.();
     weights.dispose();

@@ -194,6 +194,42 @@ def test_distribution_and_correlation(tmp_path) -> None:
     assert np.array_equal(c["point_data"]["r"].reshape(m.shape), m)
 
 
+def test_images_put_their_first_row_at_the_top(tmp_path) -> None:
+    # (image data puts index j along y at y = j: opened by hand in ParaView, a feature map or a
+    # correlation matrix showed its first row at the bottom, upside down)
+    from vtkmodules.vtkIOXML import vtkXMLImageDataReader
+
+    maps, corr = frame("feature_maps", 2), frame("correlation", 2)
+    w = VtkWriter(tmp_path)
+    w.write(maps)
+    w.write(corr)
+    w.close()
+    for series, name, values in (("feature_maps-conv1", "activation", maps.payload["images"]),
+                                 ("correlation-conv1", "r", corr.payload["matrix"][None])):
+        path = tmp_path / series / f"{series}_00000002.vti"
+        d = read_vtk(path)
+        assert d["direction"] == (1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
+        assert np.array_equal(d["point_data"][name].reshape(values.shape), values)  # the values' order as before
+        reader = vtkXMLImageDataReader()  # where VTK's own reader places them
+        reader.SetFileName(str(path))
+        reader.Update()
+        image = reader.GetOutput()
+        depth, rows, cols = values.shape
+        for k, i, j in ((0, 0, 0), (0, 1, 0), (0, rows - 1, cols - 1), (depth - 1, rows - 1, 1)):
+            point = (k * rows + i) * cols + j  # value [k, i, j]: x = column, y = -row (row 0 at the top)
+            assert image.GetPoint(point) == (float(j), -float(i), float(k))
+        assert image.GetBounds()[2:4] == (-(rows - 1.0), 0.0)
+    groups = read_vtk(_write_groups(tmp_path))  # a row of points: nothing to turn over
+    assert groups["direction"] == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def _write_groups(out: Path) -> Path:
+    w = VtkWriter(out)
+    w.write(frame("groups", 2))
+    w.close()
+    return out / "groups-conv1" / "groups-conv1_00000002.vti"
+
+
 def test_filter_groups_are_a_row_of_labelled_points(tmp_path) -> None:
     groups = Frame(run="r", step=3, kind="groups", layer="conv1", payload={
         "labels": np.array([0, -1, 0, 1, 1], np.int32), "threshold": 0.85, "method": "union", "events": []})

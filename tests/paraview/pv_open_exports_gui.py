@@ -6,7 +6,9 @@
 sets them.) The GUI runs the script as ``__main__`` with ``sys.argv == ['']``. OUT.json holds
 ``exit`` (the status the script exited with, or null when it did not exit: in the GUI an exit
 closes ParaView), the grid's bounds at the first and the last step, the feature map's and the
-distribution's placement, and the colour legend's end label of the largest weight.
+distribution's placement, the colour legend's end label of the largest weight, and where they
+are there: the correlation matrix's and its groups' strips' placement and bounds at the first
+and the last step, its colours and legend, and the trajectory view's axis titles.
 """
 
 import json
@@ -32,6 +34,30 @@ def main():
     maps = next(s for n, s in sources.items() if n.startswith("feature_maps-"))
     dist = next(s for n, s in sources.items() if n.startswith("distribution-"))
     view = simple.GetViews()[0]
+    said["maps_bounds"] = list(maps.GetDataInformation().GetBounds())
+    corr = next((s for n, s in sources.items() if n.startswith("correlation-")), None)
+    if corr is not None:
+        corr_times = list(corr.TimestepValues)
+        for key, t in (("corr_first", corr_times[0]), ("corr_last", corr_times[-1])):
+            corr.UpdatePipeline(t)
+            said[key] = list(corr.GetDataInformation().GetBounds())
+        shown = simple.GetDisplayProperties(corr, view)
+        said["corr_position"], said["corr_scale"] = list(shown.Position), list(shown.Scale)
+        lut = simple.GetColorTransferFunction("r")
+        said["corr_colours"] = list(lut.RGBPoints)
+        bar = simple.GetScalarBar(lut, view)
+        said["corr_legend"] = [str(bar.Title), int(bar.Visibility), bar.WindowLocation.GetData()]
+        said["weights_legend"] = simple.GetScalarBar(simple.GetColorTransferFunction("value"), view).WindowLocation.GetData()
+        said["strips"] = {}
+        for n, s in sources.items():
+            if n.startswith("groups-") and "colours" in n:  # (the strip along the top, and the one turned down)
+                shown = simple.GetDisplayProperties(s, view)
+                said["strips"][n] = {"position": list(shown.Position), "scale": list(shown.Scale),
+                                     "orientation": list(shown.Orientation), "thick": float(shown.GlyphType.YLength)}
+    views = simple.GetViews()
+    if len(views) > 1:
+        grid = views[1].AxesGrid
+        said["trajectory_titles"] = [str(grid.XTitle), str(grid.YTitle), str(grid.ZTitle)]
     times = list(weights.TimestepValues)
     for key, t in (("grid_first", times[0]), ("grid_last", times[-1])):
         weights.UpdatePipeline(t)
@@ -41,6 +67,7 @@ def main():
     said["maps_position"], said["maps_scale"] = list(shown.Position), list(shown.Scale)
     shown = simple.GetDisplayProperties(dist, view)
     said["dist_position"], said["dist_scale"] = list(shown.Position), list(shown.Scale)
+    said["dist_bounds"] = list(dist.GetDataInformation().GetBounds())
     bar = simple.GetScalarBar(simple.GetColorTransferFunction("value"), view)
     said["range_label"] = bar.RangeLabelFormat % bar.LookupTable.RGBPoints[-4]
     with open(out, "w") as f:

@@ -4,7 +4,8 @@
 
 A ``.pvd`` is read at its last time step. For each file i the npz holds ``i/reader`` (the
 reader ParaView chose), ``i/times``, ``i/points``, ``i/dimensions``, ``i/cell/NAME``,
-``i/point/NAME`` and ``i/field/NAME``, and ``i/load_s`` (seconds to open and fetch).
+``i/point/NAME`` and ``i/field/NAME``, and ``i/load_s`` (seconds to open and fetch); for image
+data also ``i/bounds`` and ``i/image_points``, where ParaView places each point (up to 10,000).
 """
 
 import sys
@@ -32,6 +33,9 @@ def main():
             saved[f"{i}/points"] = vtk_to_numpy(data.GetPoints().GetData())
         if hasattr(data, "GetDimensions"):
             saved[f"{i}/dimensions"] = np.array(data.GetDimensions())
+            saved[f"{i}/bounds"] = np.array(source.GetDataInformation().GetBounds())
+            n = min(data.GetNumberOfPoints(), 10_000)
+            saved[f"{i}/image_points"] = np.array([data.GetPoint(k) for k in range(n)])
         for prefix, attrs in (("cell", data.GetCellData()), ("point", data.GetPointData()), ("field", data.GetFieldData())):
             for j in range(attrs.GetNumberOfArrays()):
                 a = attrs.GetArray(j)

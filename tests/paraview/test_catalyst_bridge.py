@@ -25,13 +25,15 @@ def test_bridge_writes_extracts_of_every_step_with_the_sent_values(tmp_path, pvr
     from convscope.paraview._vtk import read_vtk
     from convscope.server import start_local_server
 
-    sent = {}
+    sent, correlations = {}, {}
     with RunStore(tmp_path / "runs").create_run("r") as w:
         for s in range(4):
             for f in every_kind(s):
                 w.write(f)
                 if f.kind == "weight_grid":
                     sent[s] = f.payload["weights"]
+                if f.kind == "correlation":
+                    correlations[s] = f.payload["matrix"]
     server = start_local_server(tmp_path / "runs")
     try:
         cmd = bridge_command(run="r", url=server.url, extracts=tmp_path / "ext", png=False, poll=0.1,
@@ -47,9 +49,16 @@ def test_bridge_writes_extracts_of_every_step_with_the_sent_values(tmp_path, pvr
         assert d["field_data"]["step"].tolist() == [s]
         maps = read_vtk(ext / f"feature_maps_{s:06d}" / f"feature_maps_{s:06d}_0.vti")
         assert maps["point_data"]["activation"].size == 4 * 8 * 8
+        assert maps["direction"] == (1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)  # row 0 at the top, as exported
+        corr = read_vtk(ext / f"correlation_{s:06d}" / f"correlation_{s:06d}_0.vti")
+        assert np.array_equal(corr["point_data"]["r"].reshape(correlations[s].shape), correlations[s])
+        assert corr["direction"] == maps["direction"]
+        groups = read_vtk(ext / f"groups_{s:06d}" / f"groups_{s:06d}_0.vti")
+        assert groups["point_data"]["group"].tolist() == [0, 0, 1, 2]
     timings = [json.loads(line) for line in (tmp_path / "timing.jsonl").read_text().splitlines()]
     assert [t["step"] for t in timings] == [0, 1, 2, 3]
-    assert all(t["frames"] == 4 for t in timings)  # weight grid, trajectory, distribution, feature maps
+    # weight grid, trajectory, distribution, feature maps, correlation, groups
+    assert all(t["frames"] == 6 for t in timings)
 
 
 def test_the_png_of_each_step_is_drawn_from_that_steps_data(tmp_path, pvrun) -> None:
@@ -225,7 +234,7 @@ def test_waiting_for_a_run_names_the_runs_there_and_ctrl_c_stops_it_cleanly(tmp_
 
 def test_the_pngs_lay_the_views_out_as_the_exports_do(tmp_path, pvrun) -> None:
     # (the distribution was drawn at its own scale, one unit a bin, wider than the weight grid,
-    # and the feature maps were not drawn)
+    # and the feature maps were not drawn; the correlation matrix and its groups were not drawn)
     from PIL import Image
 
     from convscope.server import start_local_server
@@ -242,10 +251,14 @@ def test_the_pngs_lay_the_views_out_as_the_exports_do(tmp_path, pvrun) -> None:
     finally:
         server.stop()
     shot = np.asarray(Image.open(tmp_path / "ext" / "views_000000.png").convert("RGB")).astype(int)
-    rgb = shot[:, : int(shot.shape[1] * 0.82)]  # (left of the colour legend)
+    rgb = shot[:, : int(shot.shape[1] * 0.82)]  # (left of the colour legends)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    weights = ((r > 120) & (g < 90) & (b < 90)) | ((b > 120) & (r < 90))  # red or blue blocks
     yellow = (r > 180) & (g > 180) & (b < 120)  # viridis' top: the distribution
+    yellow &= yellow.sum(axis=1, keepdims=True) > 10  # (less a stray pixel where two colours meet)
+    beside = np.zeros_like(yellow)  # the rows the distribution spans: the grid's (the correlation is under them)
+    beside[np.nonzero(yellow.any(axis=1))[0].min() : np.nonzero(yellow.any(axis=1))[0].max() + 1] = True
+    signed = ((r > 120) & (g < 90) & (b < 90)) | ((b > 120) & (r < 90))  # red or blue
+    weights = signed & beside  # the blocks
     grey = (abs(r - g) < 6) & (abs(g - b) < 6) & (r < 80)  # the feature map's dark pixels (pale blocks are grey too)
     assert weights.sum() > 1000 and yellow.sum() > 500 and grey.sum() > 500
     cols = [np.nonzero(m.any(axis=0))[0] for m in (weights, yellow)]
@@ -253,3 +266,8 @@ def test_the_pngs_lay_the_views_out_as_the_exports_do(tmp_path, pvrun) -> None:
     assert cols[1].max() - cols[1].min() < cols[0].max() - cols[0].min()  # and narrower than it
     rows = [np.nonzero(m.any(axis=1))[0] for m in (weights, grey)]
     assert rows[1].min() > rows[0].max()  # the feature map under the grid
+    # the correlation matrix under the distribution (red diagonal), its groups in a strip beside it
+    under = np.zeros_like(yellow)
+    under[rows[0].max() + 1 :, cols[1].min() :] = True
+    orange = (r > 200) & (g > 90) & (g < 160) & (b < 60)  # group 0
+    assert (signed & under).sum() > 500 and (orange & under).sum() > 50

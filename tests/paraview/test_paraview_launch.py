@@ -308,8 +308,138 @@ def test_open_exports_in_the_gui_stays_open_and_lays_out_the_whole_run(tmp_path,
     # placed under the last step's grid, and covered the first steps' last row of filters)
     first, last = said["grid_first"], said["grid_last"]
     assert first[2] < last[2]
-    assert said["maps_position"][1] < first[2] and said["maps_scale"][1] < 0
+    assert said["maps_position"][1] < first[2]
+    # its row 0 at the top: the file turns y over (row 0 at y = 0, the others below), so the display does not
+    assert said["maps_bounds"][2:4] == [-7.0, 0.0] and said["maps_scale"][1] > 0
     # the distribution is as tall as the grid at its largest, to its right
     assert said["dist_position"][0] > first[1] and said["dist_position"][1] == pytest.approx(first[3])
     # the legend's ends read as its other labels do (they said "7.0e-01")
     assert said["range_label"] == "0.7"
+
+
+def _pruned_run_with_correlations(folder: Path, *, trajectory: str = "pca") -> None:
+    """A layer pruned from 16 filters to 12 between steps 0 and 5, with every view of it: its
+    correlation matrices (row and column 0 all -1, the others 0 but the diagonal's 1) and groups
+    (filters 0-2: group 0, 3-4: group 9, 6-8: group 2, the others none). ``trajectory``: which
+    path the folder holds (``dims`` alone, as an export of a run whose PCA is not there)."""
+    import shutil
+
+    from samples import frame
+
+    from convscope.export import VtkWriter
+    from convscope.frames import Frame
+
+    w = VtkWriter(folder)
+    for step, filters in ((0, 16), (5, 12)):
+        weights = np.full((filters, 1, 3, 3), 0.5, np.float32)  # (all red: blue is the correlation's -1)
+        w.write(Frame(run="r", step=step, kind="weight_grid", layer="conv1", payload={"weights": weights, "vmax": 0.5}))
+        dist = frame("distribution", step)
+        dist.payload["counts"][:] = 1  # (every bin its row's peak: the distribution is all yellow)
+        maps = frame("feature_maps", step)
+        maps.payload["images"][:] = 0
+        maps.payload["images"][:, 0] = 128  # row 0 grey, the others black
+        matrix = np.eye(filters, dtype=np.float32)
+        matrix[0, 1:] = matrix[1:, 0] = -1.0
+        labels = np.full(filters, -1, np.int32)
+        labels[:3], labels[3:5], labels[6:9] = 0, 9, 2
+        for f in (dist, maps, frame("trajectory", step),
+                  Frame(run="r", step=step, kind="correlation", layer="conv1", payload={"matrix": matrix, "dead": np.zeros(filters, bool)}),
+                  Frame(run="r", step=step, kind="groups", layer="conv1",
+                        payload={"labels": labels, "threshold": 0.9, "method": "union", "events": []})):
+            w.write(f)
+    w.close()
+    if trajectory == "dims":
+        shutil.rmtree(folder / "trajectory-pca-conv1")
+        (folder / "trajectory-pca-conv1.pvd").unlink()
+
+
+@pytest.mark.paraview
+@pytest.mark.slow
+def test_open_exports_shows_the_correlation_matrix_with_its_groups_clear_of_the_other_views(tmp_path, pvrun, monkeypatch) -> None:
+    # (--open showed the weight grid, the distribution, the feature map and the trajectory, not
+    # the correlation between the layer's filters that the export writes with its groups)
+    import json
+
+    from convscope.paraview.looks import DIVERGING
+
+    _pruned_run_with_correlations(tmp_path / "vtk")
+    monkeypatch.setenv("CONVSCOPE_EXPORTS", str(tmp_path / "vtk"))
+    pvrun(str(Path(__file__).parent / "pv_open_exports_gui.py"), str(tmp_path / "said.json"), xvfb=True)
+    said = json.loads((tmp_path / "said.json").read_text())
+    # blue-white-red over -1..1 whatever the step, with its own legend below the weights'
+    assert said["corr_colours"] == [-1.0, *DIVERGING[1:4], 0.0, *DIVERGING[5:8], 1.0, *DIVERGING[9:]]
+    assert said["corr_legend"] == ["filter correlation", 1, "Lower Right Corner"] and said["weights_legend"] == "Upper Right Corner"
+
+    def box(position, scale, bounds, half=0.0):  # where a display puts its data: [left, right, bottom, top]
+        xs = sorted(position[0] + scale[0] * (b + d) for b, d in ((bounds[0], -half), (bounds[1], half)))
+        ys = sorted(position[1] + scale[1] * (b + d) for b, d in ((bounds[2], -half), (bounds[3], half)))
+        return [*xs, *ys]
+
+    def apart(a, b):
+        return a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2]
+
+    corr = {key: box(said["corr_position"], said["corr_scale"], said[key], 0.5) for key in ("corr_first", "corr_last")}
+    assert said["corr_first"][:4] == [0, 15, -15, 0] and said["corr_last"][:4] == [0, 11, -11, 0]  # row 0 at the top
+    grid = said["grid_first"]  # (the larger, as the first steps show it)
+    maps = box(said["maps_position"], said["maps_scale"], said["maps_bounds"])
+    dist = box(said["dist_position"], said["dist_scale"], said["dist_bounds"])
+    for matrix in corr.values():  # the 16 x 16 matrix and the pruned 12 x 12 one
+        assert apart(matrix, grid) and apart(matrix, maps) and apart(matrix, dist)
+        assert matrix[3] < grid[2] and matrix[0] >= dist[0] - 1e-9  # under the distribution
+    assert corr["corr_first"][0] == corr["corr_last"][0] and corr["corr_first"][3] == corr["corr_last"][3]  # it shrinks to its top left
+    # the groups as a strip along the matrix's top edge and one down its left edge, cell for cell
+    (top_name, top), (left_name, left) = sorted(said["strips"].items())
+    assert left_name.endswith("down") and left["orientation"] == [0.0, 0.0, -90.0] and top["orientation"] == [0.0, 0.0, 0.0]
+    cell, thick = said["corr_scale"][0], top["thick"]
+    assert top["scale"][0] == left["scale"][0] == cell and thick >= 1
+    assert top["position"][0] == said["corr_position"][0] and left["position"][1] == said["corr_position"][1]
+    assert corr["corr_first"][3] <= top["position"][1] - cell * thick / 2 and top["position"][1] + cell * thick / 2 < grid[2]
+    assert left["position"][0] + cell * thick / 2 <= corr["corr_first"][0] and left["position"][0] - cell * thick / 2 >= dist[0] - 1e-9
+
+
+@pytest.mark.paraview
+@pytest.mark.slow
+def test_open_exports_titles_the_axes_of_a_path_of_chosen_weights_by_their_indices(tmp_path, pvrun, monkeypatch) -> None:
+    # (the trajectory's axes said "PC 1..3" also when there was no PCA and it showed the path of
+    # the three chosen weights, whose flat indices the file carries)
+    import json
+
+    for trajectory, titles in (("dims", ["weight 0", "weight 5", "weight 9"]), ("pca", ["PC 1", "PC 2", "PC 3"])):
+        _pruned_run_with_correlations(tmp_path / trajectory, trajectory=trajectory)
+        monkeypatch.setenv("CONVSCOPE_EXPORTS", str(tmp_path / trajectory))
+        pvrun(str(Path(__file__).parent / "pv_open_exports_gui.py"), str(tmp_path / "said.json"), xvfb=True)
+        assert json.loads((tmp_path / "said.json").read_text())["trajectory_titles"] == titles
+
+
+@pytest.mark.paraview
+@pytest.mark.slow
+def test_open_exports_draws_images_and_the_correlation_with_row_0_at_the_top(tmp_path, pvrun) -> None:
+    _pruned_run_with_correlations(tmp_path / "vtk")
+    shot = tmp_path / "views.png"
+    pvrun(*open_exports_command(tmp_path / "vtk", screenshot=shot, size=(1200, 800))[2:], xvfb=True)
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)[:, : int(1200 * 0.68 * 0.84)]  # (the left view, less its legends)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    yellow = (r > 180) & (g > 180) & (b < 120)  # the distribution
+    yellow &= yellow.sum(axis=1, keepdims=True) > 10  # (less a stray pixel where two colours meet)
+    rows, cols = np.nonzero(yellow)
+    below = np.zeros_like(yellow)
+    below[rows.max() + 1 :, cols.min() :] = True  # under the distribution: the correlation and its strips
+    blue = (b > 120) & (r < 90) & below
+    red = (r > 120) & (g < 90) & (b < 90) & below
+    orange = (r > 200) & (g > 90) & (g < 160) & (b < 60) & below  # group 0's strips
+    assert blue.sum() > 300 and red.sum() > 100 and orange.sum() > 50
+    # the matrix's row 0 (all blue) is its top row: the row of most blue pixels is the blue's first
+    blue_rows = np.nonzero(blue.any(axis=1))[0]
+    widest = int(np.argmax(blue.sum(axis=1)))
+    cell = blue.sum(axis=1).max() / 11  # (at the last step, row 0 holds 11 blue cells)
+    assert widest - blue_rows.min() < cell, "the correlation matrix's row 0 is not at its top"
+    # the groups' strips are above the matrix and left of it
+    orange_rows, orange_cols = np.nonzero(orange)
+    assert orange_rows.min() < blue_rows.min() and orange_cols.min() < np.nonzero(blue.any(axis=0))[0].min()
+    # the feature map's row 0 (grey) is above its other rows (black), under the grid
+    left = np.zeros_like(yellow)
+    left[rows.max() + 1 :, : cols.min()] = True
+    grey = (abs(r - g) < 8) & (abs(g - b) < 8) & (r > 100) & (r < 160) & left
+    black = (r < 30) & (g < 30) & (b < 30) & left
+    assert grey.sum() > 50 and black.sum() > 500
+    assert np.nonzero(grey)[0].mean() < np.nonzero(black)[0].min() + 0.2 * np.ptp(np.nonzero(black)[0]), "the feature map's row 0 is not at its top"

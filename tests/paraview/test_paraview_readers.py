@@ -63,3 +63,23 @@ def test_paraview_reads_a_thinned_dims_path(tmp_path, pvrun, monkeypatch) -> Non
     assert seen["0/point/step"].tolist() == steps
     assert np.array_equal(seen["0/points"], np.stack([frames[s // 10].payload["dims"] for s in steps]))
     assert seen["0/point/index"].tolist() == [[0, 5, 9]] * len(steps)
+
+
+def test_paraview_places_an_images_first_row_at_the_top(tmp_path, pvrun) -> None:
+    # (image data puts its row j at y = j: feature maps and correlation matrices opened by hand
+    # in ParaView showed their first row at the bottom; the files now turn y over)
+    maps, corr = frame("feature_maps", 2), frame("correlation", 2)
+    w = VtkWriter(tmp_path)
+    w.write(maps)
+    w.write(corr)
+    w.close()
+    out = tmp_path / "seen.npz"
+    pvrun(str(HERE / "pv_read_back.py"), str(out), str(tmp_path / "feature_maps-conv1.pvd"), str(tmp_path / "correlation-conv1.pvd"))
+    seen = np.load(out)
+    for i, name, values in ((0, "activation", maps.payload["images"]), (1, "r", corr.payload["matrix"][None])):
+        depth, rows, cols = values.shape
+        assert np.array_equal(seen[f"{i}/point/{name}"].reshape(values.shape), values)  # the values as written
+        k, y, x = np.meshgrid(np.arange(depth), np.arange(rows), np.arange(cols), indexing="ij")
+        # value [k, i, j] at x = j, y = -i: row 0 at the top (y = 0), the last row at the bottom
+        assert np.array_equal(seen[f"{i}/image_points"], np.stack([x.ravel(), -y.ravel(), k.ravel()], axis=1))
+        assert seen[f"{i}/bounds"][2:4].tolist() == [-(rows - 1), 0]

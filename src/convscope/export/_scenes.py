@@ -15,7 +15,8 @@ turned into VTK objects by :mod:`convscope.paraview._vtk`.
   ``count``, ``density`` (count over the row's largest), ``filter`` and ``bin``;
 * :func:`feature_map_image`: feature maps ``[F, H, W]`` as image data of dimensions
   ``(W, H, F)``, the map index along z, point array ``activation`` (the frame's
-  u8 images; named apart from the weights' ``value`` so that ParaView gives each its own colour map).
+  u8 images; named apart from the weights' ``value`` so that ParaView gives each its own colour map),
+  with rows running down (:data:`ROWS_DOWN`: row 0 at the top, as the images are seen).
 
 Example:
     >>> import numpy as np
@@ -36,7 +37,9 @@ from convscope.errors import DataError
 
 __all__ = [
     "FACES_PER_BLOCK",
+    "IDENTITY",
     "ImageData",
+    "ROWS_DOWN",
     "PolyData",
     "distribution_quads",
     "feature_map_image",
@@ -73,13 +76,26 @@ class PolyData:
         return sum(0 if c is None else len(c[1]) for c in (self.verts, self.lines, self.polys))
 
 
+#: the orientation (VTK's ``Direction``, a 3 x 3 matrix by rows) of an image whose rows run down
+#: the screen: index j along y goes to ``y = -j``, so row 0 is at the top in ParaView, as a
+#: picture or a matrix is read, where image data otherwise puts row 0 at the bottom
+ROWS_DOWN = (1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
+#: the orientation of an image as VTK places it without one: index j along y at ``y = j``
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
 @dataclass
 class ImageData:
-    """A regular grid: ``dimensions`` points along x, y, z; arrays with x varying fastest."""
+    """A regular grid: ``dimensions`` points along x, y, z; arrays with x varying fastest.
+
+    ``direction`` orients the grid (VTK 9's direction matrix, by rows): point ``(i, j, k)`` is at
+    ``origin + direction @ (i, j, k) * spacing``. :data:`ROWS_DOWN` puts row 0 at the top.
+    """
 
     dimensions: tuple[int, int, int]
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    direction: tuple[float, ...] = IDENTITY
     point_data: dict[str, np.ndarray] = field(default_factory=dict)
     cell_data: dict[str, np.ndarray] = field(default_factory=dict)
     field_data: dict[str, np.ndarray] = field(default_factory=dict)
@@ -214,14 +230,15 @@ def distribution_quads(counts: np.ndarray, *, minimum: np.ndarray | None = None,
 
 
 def feature_map_image(images: np.ndarray, *, name: str = "activation") -> ImageData:
-    """Maps ``[F, H, W]`` (or one map ``[H, W]``) as image data of dimensions ``(W, H, F)``."""
+    """Maps ``[F, H, W]`` (or one map ``[H, W]``) as image data of dimensions ``(W, H, F)``,
+    rows running down (:data:`ROWS_DOWN`: a map's row 0 at the top, as the frame's image is seen)."""
     a = np.asarray(images)
     if a.ndim == 2:
         a = a[None]
     if a.ndim != 3:
         raise DataError(f"feature maps must have shape [F, H, W], got {list(a.shape)}")
     f, h, w = a.shape
-    return ImageData(dimensions=(w, h, f), point_data={name: np.ascontiguousarray(a).reshape(-1)})
+    return ImageData(dimensions=(w, h, f), direction=ROWS_DOWN, point_data={name: np.ascontiguousarray(a).reshape(-1)})
 
 
 def tile_maps(images: np.ndarray, *, columns: int | None = None, gap: int = 1, fill: int | float = 0) -> np.ndarray:

@@ -1,7 +1,9 @@
 """VTK export: each view as a series of VTK XML files plus a ``.pvd`` that ParaView plays as time.
 
 ``out/<series>.pvd`` lists ``out/<series>/<series>_<step>.vtp|.vti``, one file per recorded
-step, with the step as the time value. Series (``<layer>`` made file-safe):
+step, with the step as the time value. Series (``<layer>`` made file-safe;
+images whose rows run down have VTK's ``Direction`` flipping y, :data:`~convscope.export._scenes.ROWS_DOWN`,
+so that ParaView shows their row 0 at the top, not at the bottom as image data otherwise does):
 
 =============================  =====  ===================================================
 series                         file   what
@@ -11,8 +13,9 @@ series                         file   what
                                      at most :data:`DIMS_PATH_POINTS` points, evenly spread, the newest last
 ``trajectory-pca-<layer>``     .vtp   path on the principal axes of that step
 ``distribution-<layer>``       .vtp   per-filter histograms as quads
-``feature_maps-<layer>``       .vti   one sample's maps, W x H x F (map index along z)
-``correlation-<layer>``        .vti   the F x F correlation matrix (point array ``r``)
+``feature_maps-<layer>``       .vti   one sample's maps, W x H x F (map index along z), row 0 at the top
+``correlation-<layer>``        .vti   the F x F correlation matrix (point array ``r``), row 0 at the top
+``groups-<layer>``             .vti   the filter groups, a row of F points (``group``, ``filter``)
 =============================  =====  ===================================================
 """
 
@@ -29,6 +32,7 @@ import numpy as np
 
 from convscope.export._files import layer_token, remove_ours
 from convscope.export._scenes import (
+    ROWS_DOWN,
     ImageData,
     PolyData,
     distribution_quads,
@@ -147,7 +151,7 @@ def scenes_of(frame: Frame, trajectories: _Trajectories | None = None) -> dict[s
         out[f"feature_maps-{layer}"] = img
     elif k == "correlation":
         m = np.asarray(p["matrix"], np.float32)
-        img = ImageData(dimensions=(m.shape[1], m.shape[0], 1), point_data={"r": m.reshape(-1)})
+        img = ImageData(dimensions=(m.shape[1], m.shape[0], 1), direction=ROWS_DOWN, point_data={"r": m.reshape(-1)})
         img.field_data["dead"] = np.asarray(p["dead"]).astype(np.uint8)
         out[f"correlation-{layer}"] = img
     elif k == "groups":  # one point per filter, in the correlation image's order: colour it by group

@@ -78,6 +78,7 @@ def to_vtk(scene: PolyData | ImageData) -> Any:
         out.SetDimensions(*scene.dimensions)
         out.SetOrigin(*scene.origin)
         out.SetSpacing(*scene.spacing)
+        out.SetDirectionMatrix(*(float(v) for v in scene.direction))
         n = int(np.prod(scene.dimensions))
         for name, values in scene.point_data.items():
             a = np.asarray(values)
@@ -91,12 +92,16 @@ def to_vtk(scene: PolyData | ImageData) -> Any:
     return out
 
 
-def empty_like(kind: str) -> Any:
-    """An empty dataset of a scene kind (``"polydata"`` or ``"image"``): a placeholder channel."""
+def empty_like(kind: str, array: str = "activation", dtype: Any = np.uint8) -> Any:
+    """An empty dataset of a scene kind (``"polydata"`` or ``"image"``): a placeholder channel.
+
+    An image holds one point of ``array`` (the array its views colour by) and, unlike the scenes
+    of frames, no ``step`` field: the pipeline hides what it has no frame of yet.
+    """
     if kind == "image":
         img = vtkImageData()
         img.SetDimensions(1, 1, 1)
-        img.GetPointData().AddArray(_vtk_array("activation", np.zeros(1, np.uint8)))
+        img.GetPointData().AddArray(_vtk_array(array, np.zeros(1, dtype)))
         return img
     poly = vtkPolyData()
     poly.SetPoints(vtkPoints())
@@ -117,9 +122,9 @@ def _arrays(data: Any) -> dict[str, np.ndarray]:
 def read_vtk(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a ``.vtp`` or ``.vti`` file with VTK's own readers into numpy arrays.
 
-    Returns ``points`` (polydata), ``dimensions`` (image data), ``point_data``, ``cell_data``,
-    ``field_data`` (dicts of arrays) and ``cells`` (polydata: ``polys``/``lines``/``verts`` as
-    ``(connectivity, offsets)``).
+    Returns ``points`` (polydata), ``dimensions`` and ``direction`` (image data: the direction
+    matrix by rows), ``point_data``, ``cell_data``, ``field_data`` (dicts of arrays) and
+    ``cells`` (polydata: ``polys``/``lines``/``verts`` as ``(connectivity, offsets)``).
     """
     path = os.fspath(path)
     reader = vtkXMLPolyDataReader() if path.endswith(".vtp") else vtkXMLImageDataReader()
@@ -141,4 +146,6 @@ def read_vtk(path: str | os.PathLike[str]) -> dict[str, Any]:
                 out["cells"][name] = (vtk_to_numpy(cells.GetConnectivityArray()).copy(), vtk_to_numpy(cells.GetOffsetsArray())[1:].copy())
     else:
         out["dimensions"] = tuple(data.GetDimensions())
+        matrix = data.GetDirectionMatrix()
+        out["direction"] = tuple(matrix.GetElement(i, j) for i in range(3) for j in range(3))
     return out

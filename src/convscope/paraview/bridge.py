@@ -31,8 +31,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-VIEW_KINDS = ("weight_grid", "trajectory", "distribution", "feature_maps")
-CHANNELS = {"weights": "polydata", "trajectory": "polydata", "pca": "polydata", "distribution": "polydata", "feature_maps": "image"}
+VIEW_KINDS = ("weight_grid", "trajectory", "distribution", "feature_maps", "correlation", "groups")
+CHANNELS = {"weights": "polydata", "trajectory": "polydata", "pca": "polydata", "distribution": "polydata", "feature_maps": "image",
+            "correlation": "image", "groups": "image"}
+#: the array (and its type) of an image channel's placeholder: the one its view colours by
+PLACEHOLDERS = {"feature_maps": ("activation", "uint8"), "correlation": ("r", "float32"), "groups": ("group", "int32")}
 
 
 def _args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -123,7 +126,7 @@ class Bridge:
         self.description = vtkCPDataDescription
         self.vtk = _vtk
         self.trajectories = _Trajectories()
-        self.channels = {name: _vtk.empty_like(kind) for name, kind in CHANNELS.items()}
+        self.channels = {name: _vtk.empty_like(kind, *PLACEHOLDERS.get(name, ("activation", "uint8"))) for name, kind in CHANNELS.items()}
         self.timings: list[dict[str, float]] = []
 
     def show(self, step: int, frames: list) -> dict[str, float]:

@@ -7,9 +7,11 @@ with ``CONVSCOPE_EXPORTS=DIR`` and ``CONVSCOPE_LAYER`` set, and convscope on ``P
     pvpython --no-mpi open_exports.py exports/vtk [--layer conv1] --screenshot views.png
 
 It opens each view's ``.pvd`` (its steps become ParaView's time steps), shows the weight grid as
-raised blocks in blue-white-red with the distribution view beside it and the first feature map
-under it, and the trajectory in a second view. ``--screenshot`` saves both views side by side
-at the last step and exits (run under ``xvfb-run -a`` without a display).
+raised blocks in blue-white-red with the distribution view beside it, the first feature map
+under it and the correlation matrix between the filters (blue-white-red over -1..1, with the
+filter groups as coloured strips along its top and left edges) under the distribution, and the
+trajectory in a second view. ``--screenshot`` saves both views side by side at the last step
+and exits (run under ``xvfb-run -a`` without a display).
 """
 
 from __future__ import annotations
@@ -37,12 +39,18 @@ def _find(folder: str, prefix: str, layer: str | None) -> str | None:
     return matches[0] if matches else None
 
 
-def _box(source: Any, times: list[float]) -> list[float]:
-    """The bounds that hold ``source`` at its first and at its last step.
+def _times(source: Any) -> list[float]:
+    return list(source.TimestepValues) if source.TimestepValues else [0.0]
+
+
+def _box(source: Any, times: list[float] | None = None) -> list[float]:
+    """The bounds that hold ``source`` at its first and at its last step (of ``times``, by
+    default its own: a correlation recorded every 10 steps has its own first and last).
 
     (Laid out by the last step alone, a layer pruned midway had a larger grid in its first
     steps, which ran into the feature map under it as the user played the run back.)
     """
+    times = times or _times(source)
     box = [math.inf, -math.inf] * 3
     for t in sorted({times[0], times[-1]}):
         source.UpdatePipeline(t)
@@ -62,6 +70,18 @@ def _range(source: Any, times: list[float]) -> float:
     return vmax
 
 
+def _weight_titles(dims: Any, step: float) -> tuple[str, ...]:
+    """The axes of the path of the three chosen weights (``trajectory-dims``, not principal
+    components): the weights' flat indices, from its ``index`` array at ``step``."""
+    from convscope.paraview import looks
+
+    dims.UpdatePipeline(step)
+    index = dims.PointData["index"] if "index" in dims.PointData.keys() else None
+    if index is None or index.GetNumberOfComponents() < 3:
+        return ("chosen weight 1", "chosen weight 2", "chosen weight 3")
+    return looks.weight_titles([int(index.GetRange(k)[1]) for k in range(3)])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     import paraview.simple as simple
@@ -75,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     layer = args.layer or os.path.basename(weights_file)[len("weights-") : -len(".pvd")]
     width, height = (int(v) for v in args.size.split("x"))
     weights = simple.PVDReader(registrationName=f"weights-{layer}", FileName=weights_file)
-    times = list(weights.TimestepValues) if weights.TimestepValues else [0.0]
+    times = _times(weights)
     step = args.step if args.step is not None else times[-1]
     scene = simple.GetAnimationScene()
     scene.UpdateAnimationUsingDataTimeSteps()
@@ -106,7 +126,20 @@ def main(argv: list[str] | None = None) -> int:
         images = simple.PVDReader(registrationName=f"feature_maps-{layer}", FileName=maps_file)
         maps = (looks.show_feature_maps(images, view), _box(images, times))
         laid_out.append(images)
-    looks.arrange(bounds, distribution=distribution, maps=maps)
+    correlation = strips = None
+    corr_file = _find(args.folder, "correlation", layer)
+    if corr_file:
+        corr = simple.PVDReader(registrationName=f"correlation-{layer}", FileName=corr_file)
+        correlation = (looks.show_correlation(corr, view), _box(corr))  # (as large as the matrix gets)
+        laid_out.append(corr)
+        groups_file = _find(args.folder, "groups", layer)
+        if groups_file:
+            groups = simple.PVDReader(registrationName=f"groups-{layer}", FileName=groups_file)
+            along_top = looks.group_strip(groups, registrationName=f"groups-{layer} colours")
+            along_left = simple.PassThrough(Input=along_top, registrationName=f"groups-{layer} colours, down")
+            strips = (looks.show_groups(along_top, view), looks.show_groups(along_left, view, down=True))
+            laid_out.append(along_left)
+    box = looks.arrange(bounds, distribution=distribution, maps=maps, correlation=correlation, groups=strips)
     for source in laid_out:
         source.UpdatePipeline(step)  # (the layout read the first and last steps: back to the one shown)
     if traj_file:
@@ -116,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         layout.AssignView(2, tview)
         traj = simple.PVDReader(registrationName=os.path.basename(traj_file)[:-4], FileName=traj_file)
         looks.show_trajectory(traj, tview)
+        titles = looks.PCA_TITLES if os.path.basename(traj_file).startswith("trajectory-pca-") else _weight_titles(traj, step)
     layout.SetSize(width, height)
-    looks.frame_camera(view)
+    looks.frame_camera(view, bounds=box)  # (the layout's box: what the run's first and last steps show)
     if traj_file:
-        looks.frame_trajectory(tview)
+        looks.frame_trajectory(tview, titles)
     if args.screenshot:
         if os.path.exists(args.screenshot):
             os.remove(args.screenshot)  # (so a picture that was not written is not taken for this one)

@@ -61,6 +61,42 @@ def test_bridge_writes_extracts_of_every_step_with_the_sent_values(tmp_path, pvr
     assert all(t["frames"] == 6 for t in timings)
 
 
+def test_the_bridge_is_quiet_about_time_steps_and_extracts_every_step(tmp_path, pvrun) -> None:
+    # (ParaView said "New time step is not after last time step" once a channel on the first step:
+    # its legacy Catalyst gives each producer the first step twice, at import and at execute)
+    from convscope.server import start_local_server
+
+    with RunStore(tmp_path / "runs").create_run("r") as w:
+        for s in range(3):
+            for f in every_kind(s):
+                w.write(f)
+    server = start_local_server(tmp_path / "runs")
+    try:
+        cmd = bridge_command(run="r", url=server.url, extracts=tmp_path / "ext", png=False, poll=0.1)
+        proc = pvrun(*cmd[2:], "--timeout", "60")
+    finally:
+        server.stop()
+    assert "New time step is not after last time step" not in proc.stdout + proc.stderr, proc.stderr
+    channels = {"weights": "pvtp", "trajectory": "pvtp", "pca": "pvtp", "distribution": "pvtp",
+                "feature_maps": "pvti", "correlation": "pvti", "groups": "pvti"}
+    for s in range(3):
+        for name, ext in channels.items():
+            assert (tmp_path / "ext" / f"{name}_{s:06d}.{ext}").is_file(), (name, s)
+            assert any((tmp_path / "ext" / f"{name}_{s:06d}").iterdir()), (name, s)
+    # a time that really does not advance is still said, once a channel
+    script = tmp_path / "repeat.py"
+    script.write_text(
+        "import sys\n"
+        "from convscope.paraview import bridge\n"
+        "b = bridge.Bridge(bridge._args(['--run', 'r', '--extracts', sys.argv[1], '--no-png']))\n"
+        "for step in (1, 1, 2):\n"
+        "    b.show(step, [])\n"
+        "b.finish()\n"
+    )
+    proc = pvrun(str(script), str(tmp_path / "again"))
+    assert (proc.stdout + proc.stderr).count("New time step is not after last time step") == 7, proc.stderr
+
+
 def test_the_png_of_each_step_is_drawn_from_that_steps_data(tmp_path, pvrun) -> None:
     # (the pipeline read the weights' range and bounds for the step before, and ParaView said
     # "Cannot produce requested time" every step)

@@ -493,9 +493,13 @@ def test_requests_that_fail_are_said_on_the_page(tmp_path: Path, page) -> None:
         page.wait_for_function(DRAWN, arg=0, timeout=30_000)
         # an input removed in another tab, then clicked here: said, and gone from the list
         _delete(handle, f"inputs/{b.id}")
+        draws = page.evaluate("Number(document.body.dataset.drawn.split(':')[2])")
         page.click(f"#input-list li[data-input='{b.id}']")
         assert _said(page, "#input-message") == f"no input '{b.id}' in this session; inputs are {a.id}, {c.id}"
         page.wait_for_selector(f"#input-list li[data-input='{b.id}']", state="detached", timeout=30_000)
+        # (the page draws the first input again: a click on its maps before that has ended can
+        # land while they are being replaced, which a busy machine makes likely)
+        page.wait_for_function(DRAWN, arg=draws, timeout=30_000)
         assert page.evaluate("window.convscopeExplorer.drawnInput") == a.id
         assert page.eval_on_selector_all("#compare-b option", "os => os.map(o => o.value)") == [a.id, c.id]
         # the model shown, removed in another tab: freezing a filter of it says so, and the page moves on

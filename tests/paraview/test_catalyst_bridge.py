@@ -61,9 +61,10 @@ def test_bridge_writes_extracts_of_every_step_with_the_sent_values(tmp_path, pvr
     assert all(t["frames"] == 6 for t in timings)
 
 
-def test_the_bridge_is_quiet_about_time_steps_and_extracts_every_step(tmp_path, pvrun) -> None:
-    # (ParaView said "New time step is not after last time step" once a channel on the first step:
-    # its legacy Catalyst gives each producer the first step twice, at import and at execute)
+def _bridged(tmp_path, pvrun, *, png: bool):
+    """The bridge run to its end on a stored run "r" of three steps of every kind, served from
+    ``tmp_path / "runs"``, its extracts (and PNGs, drawn under Xvfb) in ``tmp_path / "ext"``; the
+    finished pvpython process."""
     from convscope.server import start_local_server
 
     with RunStore(tmp_path / "runs").create_run("r") as w:
@@ -72,10 +73,16 @@ def test_the_bridge_is_quiet_about_time_steps_and_extracts_every_step(tmp_path, 
                 w.write(f)
     server = start_local_server(tmp_path / "runs")
     try:
-        cmd = bridge_command(run="r", url=server.url, extracts=tmp_path / "ext", png=False, poll=0.1)
-        proc = pvrun(*cmd[2:], "--timeout", "60")
+        cmd = bridge_command(run="r", url=server.url, extracts=tmp_path / "ext", png=png, poll=0.1)
+        return pvrun(*cmd[2:], "--timeout", "60", xvfb=png)
     finally:
         server.stop()
+
+
+def test_the_bridge_is_quiet_about_time_steps_and_extracts_every_step(tmp_path, pvrun) -> None:
+    # (ParaView said "New time step is not after last time step" once a channel on the first step:
+    # its legacy Catalyst gives each producer the first step twice, at import and at execute)
+    proc = _bridged(tmp_path, pvrun, png=False)
     assert "New time step is not after last time step" not in proc.stdout + proc.stderr, proc.stderr
     channels = {"weights": "pvtp", "trajectory": "pvtp", "pca": "pvtp", "distribution": "pvtp",
                 "feature_maps": "pvti", "correlation": "pvti", "groups": "pvti"}
@@ -100,18 +107,7 @@ def test_the_bridge_is_quiet_about_time_steps_and_extracts_every_step(tmp_path, 
 def test_the_png_of_each_step_is_drawn_from_that_steps_data(tmp_path, pvrun) -> None:
     # (the pipeline read the weights' range and bounds for the step before, and ParaView said
     # "Cannot produce requested time" every step)
-    from convscope.server import start_local_server
-
-    with RunStore(tmp_path / "runs").create_run("r") as w:
-        for s in range(3):
-            for f in every_kind(s):
-                w.write(f)
-    server = start_local_server(tmp_path / "runs")
-    try:
-        cmd = bridge_command(run="r", url=server.url, extracts=tmp_path / "ext", png=True, poll=0.1)
-        proc = pvrun(*cmd[2:], "--timeout", "60", xvfb=True)
-    finally:
-        server.stop()
+    proc = _bridged(tmp_path, pvrun, png=True)
     assert sorted(p.name for p in (tmp_path / "ext").glob("views_*.png")) == [f"views_{s:06d}.png" for s in range(3)]
     assert "Cannot produce requested time" not in proc.stdout + proc.stderr
 

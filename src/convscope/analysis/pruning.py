@@ -527,57 +527,31 @@ def _refusal(
     tp: Any, group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen], gives: Mapping[Any, _Place]
 ) -> str | None:
     """Why a pruning group (of a layer's every filter) cannot be pruned, whichever filters are
-    chosen: it reaches a grouped conv other than a depthwise one, the layer's channels are split
-    in ``forward``, or they pass an op after which convscope cannot tell which dim holds them
-    and then one that may cut them or a layer that the group prunes (see :func:`_unfollowed`);
-    ``None`` where none of these."""
-    grouped = _grouped_convs(group, names)
-    if grouped:
-        return (
-            f"its pruning would change {' and '.join(grouped)}, whose groups cannot lose channels one by one "
-            "(depthwise convs, one filter per input, can be pruned)"
-        )
-    stacked = _stacked_merge(group, names, seen)
-    if stacked is not None:
-        return stacked
-    cuts = _splits(group, names, seen)
-    if cuts:
-        return _split_reason(cuts)
-    shuffled = _shuffled(group, names, seen)
-    if shuffled is not None:
-        return shuffled
-    lost = _lost(group, names, seen)
-    if lost is not None:
-        where, cut = lost
-        return (
-            f"in forward, its channels pass through {where}, after which convscope cannot tell which dim holds "
-            f"them, and then through {cut}, which may cut them; it refuses rather than guess: prune the layers "
-            "after it instead"
-        )
-    unfollowed = _unfollowed(tp, group, names, gives)
-    if unfollowed is not None:
-        where, layer = unfollowed
-        return (
-            f"in forward, its channels pass through {where}, after which convscope cannot tell which channels of "
-            f"{layer!r} they are; it refuses rather than guess: prune the layers after it instead"
-        )
-    missed = _unreached(group, names, gives)
-    if missed is not None:
-        where, layer = missed
-        return (
-            f"in forward, its channels reach {layer!r} through {where}, along which Torch-Pruning does not carry "
-            f"the pruned filters to {layer!r} (its inputs would stay as they are, and read other maps); it refuses "
-            "rather than prune it so: prune the layers after it instead"
-        )
-    misread = _misread(group, names, seen)
-    if misread is not None:
-        layer, held, own = misread
-        return (
-            f"in forward, its channels reach {layer!r} along dim {held} of its input, not along dim {own}, which "
-            f"{layer!r} reads as its input channels; Torch-Pruning would take input channels of {layer!r} for them "
-            "all the same, and the pruned model would not run: prune the layers after it instead"
-        )
-    return None
+    chosen: it reaches a grouped conv other than a depthwise one, the layer's channels are
+    stacked and merged by a reshape, split or pixel-shuffled in ``forward``, or they pass an op
+    after which convscope cannot tell which dim holds them and then one that may cut them or a
+    layer that the group prunes (see :func:`_unfollowed`), or they reach a layer the group leaves
+    out, or a conv along another dim than its input channels'; ``None`` where none of these."""
+    # (each check says its own reason; the first that finds one answers)
+    return (
+        _grouped_reason(_grouped_convs(group, names))
+        or _stacked_merge(group, names, seen)
+        or _split_reason(_splits(group, names, seen))
+        or _shuffled(group, names, seen)
+        or _lost(group, names, seen)
+        or _unfollowed(tp, group, names, gives)
+        or _unreached(group, names, gives)
+        or _misread(group, names, seen)
+    )
+
+
+def _grouped_reason(grouped: Sequence[str]) -> str | None:
+    if not grouped:
+        return None
+    return (
+        f"its pruning would change {' and '.join(grouped)}, whose groups cannot lose channels one by one "
+        "(depthwise convs, one filter per input, can be pruned)"
+    )
 
 
 def _grouped_convs(group: Any, names: Mapping[int, str]) -> list[str]:
@@ -1036,10 +1010,10 @@ class _CatPart:
         return [i._replace(idx=i.idx + start) for i in idxs]
 
 
-def _unfollowed(tp: Any, group: Any, names: Mapping[int, str], gives: Mapping[Any, _Place]) -> tuple[str, str] | None:
-    """Where a pruning group passes the channels through an op in whose output convscope cannot
-    follow them, on to a layer that it changes: that op, and the first such layer (other than
-    the group's root); ``None`` where none. Such an op leaves no dim holding them as they were (a
+def _unfollowed(tp: Any, group: Any, names: Mapping[int, str], gives: Mapping[Any, _Place]) -> str | None:
+    """Why a pruning group cannot pass the channels through an op in whose output convscope
+    cannot follow them, on to a layer that it changes (naming that op, and the first such layer
+    other than the group's root); ``None`` where none. Such an op leaves no dim holding them as they were (a
     pixel shuffle, an unfold, a matrix product, a pad before them, a flip or roll of them ...;
     see :func:`_carried`), or holds none of them (a mean over them). Torch-Pruning passes the
     pruned indices through it as if it were element-wise: after a pixel shuffle of 16 channels
@@ -1090,14 +1064,18 @@ def _unfollowed(tp: Any, group: Any, names: Mapping[int, str], gives: Mapping[An
     for target, followed, unfollowed in reached.values():
         guessed = [where for i, where in unfollowed.items() if i not in followed]
         if guessed:
-            return guessed[0], names[id(target.module)]
+            layer = names[id(target.module)]
+            return (
+                f"in forward, its channels pass through {guessed[0]}, after which convscope cannot tell which channels "
+                f"of {layer!r} they are; it refuses rather than guess: prune the layers after it instead"
+            )
     return None
 
 
-def _unreached(group: Any, names: Mapping[int, str], gives: Mapping[Any, _Place]) -> tuple[str, str] | None:
-    """A layer that the group's root's channels reach in ``forward`` (each op on the way holding
-    them where convscope follows them) but that the pruning group leaves out, with the first op
-    on the way that the group leaves out too; ``None`` where none. Torch-Pruning stops at some
+def _unreached(group: Any, names: Mapping[int, str], gives: Mapping[Any, _Place]) -> str | None:
+    """Why a pruning group cannot leave out a layer that the group's root's channels reach in
+    ``forward`` (each op on the way holding them where convscope follows them), naming it and
+    the first op on the way that the group leaves out too; ``None`` where none. Torch-Pruning stops at some
     ops it takes for others: a ``repeat_interleave`` of the channels (an unsqueeze, an expand and
     a view), mapped by its rule for grouped-query attention, passes no index on, so the layer
     after it kept all its inputs, which then read other maps (a crop back to the channels'
@@ -1113,7 +1091,12 @@ def _unreached(group: Any, names: Mapping[int, str], gives: Mapping[Any, _Place]
         seen.add(id(node))
         if id(node.module) in names:
             if id(node) not in kept:
-                return first or _said_op(_kind(node.grad_fn)), names[id(node.module)]
+                where, layer = first or _said_op(_kind(node.grad_fn)), names[id(node.module)]
+                return (
+                    f"in forward, its channels reach {layer!r} through {where}, along which Torch-Pruning does not "
+                    f"carry the pruned filters to {layer!r} (its inputs would stay as they are, and read other maps); "
+                    "it refuses rather than prune it so: prune the layers after it instead"
+                )
             continue  # (its output holds its own channels)
         if not isinstance(gives.get(node), _Channels):
             continue  # (lost, or none left: said elsewhere, or nothing to carry)
@@ -1242,10 +1225,10 @@ def _shuffled(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -
     return None
 
 
-def _misread(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> tuple[str, int, int] | None:
-    """A conv layer that a pruning group takes input channels from while its input holds the
-    channels along another dim than the layer reads its input channels from, with that dim and
-    the layer's own; ``None`` where none. A ``torch.stack`` along dim 1 read by a ``Conv3d`` puts
+def _misread(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> str | None:
+    """Why a pruning group cannot take input channels from a conv layer whose input holds the
+    channels along another dim than the layer reads its input channels from; ``None`` where
+    none. A ``torch.stack`` along dim 1 read by a ``Conv3d`` puts
     them on its depth: Torch-Pruning cut the conv's input channels for them all the same, and only
     the pruned model's forward pass, which raised, stopped it (with a hint about views)."""
     import torch
@@ -1257,16 +1240,26 @@ def _misread(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) ->
         at, shape = seen.get(node, (None, ()))
         own = len(shape) - 1 - len(layer.kernel_size)
         if isinstance(at, _Channels) and own >= 0 and own not in at.dims:
-            return names[id(layer)], at.dims[0], own
+            name = names[id(layer)]
+            return (
+                f"in forward, its channels reach {name!r} along dim {at.dims[0]} of its input, not along dim {own}, "
+                f"which {name!r} reads as its input channels; Torch-Pruning would take input channels of {name!r} "
+                "for them all the same, and the pruned model would not run: prune the layers after it instead"
+            )
     return None
 
 
-def _lost(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> tuple[str, str] | None:
-    """The first op of a pruning group that may cut channels (see :data:`_MAY_CUT`) where it
-    cannot be told which dim holds them: the op after which that was lost, and the cut."""
+def _lost(group: Any, names: Mapping[int, str], seen: Mapping[Any, _Seen]) -> str | None:
+    """Why a pruning group cannot pass an op that may cut channels (see :data:`_MAY_CUT`) where
+    it cannot be told which dim holds them (naming the op after which that was lost, and the
+    first such cut); ``None`` where none."""
     for _, kind, at, _ in _group_ops(group, names, seen):
         if isinstance(at, str) and kind in _MAY_CUT:
-            return at, _MAY_CUT[kind]
+            return (
+                f"in forward, its channels pass through {at}, after which convscope cannot tell which dim holds "
+                f"them, and then through {_MAY_CUT[kind]}, which may cut them; it refuses rather than guess: prune "
+                "the layers after it instead"
+            )
     return None
 
 
@@ -1303,7 +1296,9 @@ def _cut_dims(fn: Any, kind: str, ndim: int) -> tuple[int, ...]:
     return _dims(fn, ndim)
 
 
-def _split_reason(cuts: Sequence[str]) -> str:
+def _split_reason(cuts: Sequence[str]) -> str | None:
+    if not cuts:
+        return None
     return (
         f"its channels are split in forward ({', '.join(cuts)}), in sizes that the code fixes and pruning "
         "cannot change; prune the layers that read the parts instead"

@@ -152,7 +152,7 @@ export function followRun(
       onFrame(frame);
     },
     (ws) => {
-      const message: { kinds?: string[]; since?: number } = {};
+      const message: FollowOptions = {};
       if (options.kinds?.length) message.kinds = options.kinds; // (the server sends only these)
       if (lastStep >= 0) message.since = lastStep;
       if (Object.keys(message).length) ws.send(JSON.stringify(message));

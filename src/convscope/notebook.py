@@ -105,6 +105,8 @@ def dashboard(
 
     Raises:
         DataError: a monitor that writes no run store and serves nothing has nothing to show.
+        NotFoundError: ``run`` is neither the id nor the name of a run in ``logdir`` (the
+            error names the closest ones, or what is there).
     """
     _check_height(height)
     if run is not None and hasattr(run, "run_name") and hasattr(run, "server_url"):  # a Monitor
@@ -118,10 +120,12 @@ def dashboard(
         return View(_page(handle, f"#/runs/{quote(str(run.run_id or run.run_name), safe='')}"), height, f"run {run.run_name}")
     if run is not None and not isinstance(run, str):
         raise DataError(f"dashboard() shows a convscope Monitor, a run's id or name (a str), or every run (None); got {type(run).__name__}")
-    handle = server(logdir or "convscope-runs")
-    if run is None:
+    logdir = logdir or "convscope-runs"
+    run_id = None if run is None else _run_id(logdir, run)  # (before a server starts)
+    handle = server(logdir)
+    if run_id is None:
         return View(_page(handle, "#/runs"), height, "convscope runs")
-    return View(_page(handle, f"#/runs/{quote(str(run), safe='')}"), height, f"run {run}")
+    return View(_page(handle, f"#/runs/{quote(run_id, safe='')}"), height, f"run {run}")
 
 
 def explorer(
@@ -148,6 +152,21 @@ def explorer(
         opened = session.add_model(model)
         path += f"?model={quote(str(opened.id), safe='')}"
     return View(_page(handle, path), height, "convscope model explorer")
+
+
+def _run_id(logdir: str | os.PathLike[str], run: str) -> str:
+    """The id of the run ``run`` names in ``logdir``: its id, or its name (the newest run of
+    that name); a run that is in neither is refused with what is there."""
+    from convscope.errors import NotFoundError
+    from convscope.store import RunStore
+
+    store = RunStore(logdir)
+    if run in store.run_ids():
+        return run
+    named = [info["id"] for info in store.list_runs() if info.get("name") == run]  # (newest first)
+    if named:
+        return str(named[0])
+    raise NotFoundError(f"no run with the id or name {run!r} in {store.logdir}; {store.runs_hint(run)}")
 
 
 def _check_height(height: Any) -> None:

@@ -130,10 +130,10 @@ class RunStore:
         """The file of run ``run_id``, which must exist (else the error says what does)."""
         path = self.path(run_id)
         if not path.is_file():
-            raise NotFoundError(f"run {run_id!r} does not exist in {self.logdir}; {self._runs_hint(run_id)}")
+            raise NotFoundError(f"run {run_id!r} does not exist in {self.logdir}; {self.runs_hint(run_id)}")
         return path
 
-    def _runs_hint(self, run_id: str) -> str:
+    def runs_hint(self, run_id: str) -> str:
         """What a user who named a missing run should look at instead: the closest ids, or what is there."""
         if not self.logdir.is_dir():
             return "that directory does not exist (pass the log directory the run was written to)"

@@ -56,6 +56,41 @@ def test_pruned_model_equals_the_original_with_those_filters_frozen() -> None:
     torch.testing.assert_close(out, frozen, rtol=1e-5, atol=1e-5)
 
 
+
+def test_pruned_model_with_batch_norm_equals_the_original_with_those_channels_silenced() -> None:
+    # a batch norm after the pruned conv loses the same channels (its weight, bias and running
+    # statistics): the pruned model, in eval mode, is the original with the normalised maps of
+    # those channels set to zero (freezing the filters would leave the norm's shift, not zero)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3), torch.nn.BatchNorm2d(6), torch.nn.ReLU(), torch.nn.Conv2d(6, 4, 3),
+        torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 3),
+    )
+    with torch.no_grad():  # statistics, scales and shifts that differ channel by channel
+        for bn in (net[1], net[4]):
+            bn.running_mean.uniform_(-1, 1), bn.running_var.uniform_(0.5, 2)
+            bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.5, 0.5)
+    net.eval()
+    x = torch.randn(5, 3, 8, 8)
+
+    def silenced(bn: torch.nn.Module, channels: list[int]):
+        def hook(module, args, out):
+            out = out.clone()
+            out[:, channels] = 0
+            return out
+        return bn.register_forward_hook(hook)
+
+    handles = [silenced(net[1], [0, 4]), silenced(net[4], [2])]
+    with torch.no_grad():
+        expected = net(x)
+    for h in handles:
+        h.remove()
+    result = prune_filters(net, {"0": [4, 0], "3": [2]}, example_inputs=x[:1])
+    assert net[1].num_features == 4 and net[4].num_features == 3 and result.inputs == {"3": [0, 4], "7": list(range(32, 48))}
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def _train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
     """One training step on ``x, y``; its loss."""
     loss = torch.nn.functional.cross_entropy(model(x), y)

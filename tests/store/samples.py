@@ -30,8 +30,8 @@ def payload(kind: str, step: int) -> dict:
         return {"images": rng.integers(0, 255, (4, 8, 8), dtype=np.uint8), "vmin": 0.0, "vmax": 1.0,
                 "normalisation": "per_map", "scale": 1.0, "sample": 0}
     if kind == "correlation":
-        m = np.corrcoef(rng.normal(size=(3, 20))).astype(np.float32)
-        return {"matrix": m, "dead": np.zeros(3, bool)}
+        m = np.corrcoef(rng.normal(size=(4, 20))).astype(np.float32)  # (4 filters, as the other kinds)
+        return {"matrix": m, "dead": np.zeros(4, bool)}
     if kind == "groups":
         return {"labels": np.array([0, 0, 1, 2]), "threshold": 0.9, "method": "pearson", "events": [{"type": "merge", "groups": [0, 1]}]}
     if kind == "gradient_health":

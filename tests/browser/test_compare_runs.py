@@ -1,12 +1,14 @@
 """Runs side by side: LeNet-5 trained with and without online pruning, ticked on the Runs page and
 compared (the paper's case study): their loss and accuracy overlaid, the pruned run's filters
-dropping; a run that is not there named, a run still training drawn as it trains."""
+dropping; a run that is not there named, a run still training drawn as it trains; and LeNet-5 at
+a far-too-high learning rate beside a normal one, its gradient health flagged and the other's not."""
 
 from __future__ import annotations
 
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,20 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 #: the pictures of the compare page, to look at (outside the repository: never committed)
 SCREENSHOTS = Path(tempfile.gettempdir())
 
-HAS_COLOUR = """([sel, hex]) => {
+#: pixels of a colour on a chart; with inPlot, inside its plot only (its axes' labels and ticks left out)
+HAS_COLOUR = """([name, hex, inPlot]) => {
   const rgb = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
-  const c = document.querySelector(sel); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const panel = document.querySelector(`.cmp-panel[data-scalar='${name}']`), c = panel.querySelector('canvas');
+  let [x0, y0, w, h] = [0, 0, c.width, c.height];
+  if (inPlot) {
+    const box = c.getBoundingClientRect(), over = panel.querySelector('.u-over').getBoundingClientRect();
+    const k = c.width / box.width, pad = 8;  // (a marker on the plot's edge reaches past it)
+    x0 = Math.max(0, Math.floor((over.left - box.left - pad) * k));
+    y0 = Math.max(0, Math.floor((over.top - box.top - pad) * k));
+    w = Math.min(c.width - x0, Math.ceil((over.width + 2 * pad) * k));
+    h = Math.min(c.height - y0, Math.ceil((over.height + 2 * pad) * k));
+  }
+  const d = c.getContext('2d').getImageData(x0, y0, w, h).data;
   let n = 0;
   for (let i = 0; i < d.length; i += 4)
     if (Math.abs(d[i]-rgb[0]) < 12 && Math.abs(d[i+1]-rgb[1]) < 12 && Math.abs(d[i+2]-rgb[2]) < 12) n++;
@@ -34,19 +47,21 @@ LEGEND = "(name) => [...document.querySelectorAll(`.cmp-panel[data-scalar='${nam
 CHARTS = "window.convscopeCompare.charts()"
 
 
-def _lenet(logdir: Path, run: str, steps: int, *, prune: convscope.PruneConfig | None = None,
+def _lenet(logdir: Path, run: str, steps: int, *, prune: convscope.PruneConfig | None = None, lr: float = 0.02,
+           record: tuple[str, ...] = ("correlation", "distribution", "lr"),
            delay: float = 0.0, started: threading.Event | None = None) -> list[tuple[float, float]]:
-    """The simplified LeNet-5 trained ``steps`` steps on shuffled batches of 32 bundled digits,
-    watched into ``logdir`` as ``run``, logging its loss and accuracy; what it logged, in order."""
+    """The simplified LeNet-5 trained ``steps`` steps (at most 156: the digits once) on shuffled
+    batches of 32 bundled digits with SGD at ``lr`` (momentum 0.9), watched into ``logdir`` as
+    ``run``, recording ``record`` and logging its loss and accuracy; what it logged, in order."""
     torch.manual_seed(0)
     spec = convscope.load_model("lenet5-simplified", pretrained=False).input_spec
     data = convscope.load_dataset("mnist-5k", spec=spec)
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
     net = convscope.load_model("lenet5-simplified", pretrained=False).module.train()
-    opt = torch.optim.SGD(net.parameters(), lr=0.02, momentum=0.9)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     logged = []
     with convscope.watch(net, optimizer=opt, logdir=logdir, run=run, budget=None, every=10, prune=prune,
-                         probe=data.images[order[:16]], record=["correlation", "distribution", "lr"]) as mon:
+                         probe=data.images[order[:16]], record=list(record)) as mon:
         for step in range(steps):
             idx = order[step * 32 : step * 32 + 32]
             out = net(data.images[idx])
@@ -74,8 +89,21 @@ def _stored(logdir: Path, run: str) -> dict[str, list[tuple[int, float]]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def _colour_drawn(page, name: str, colour: str) -> int:
-    return page.evaluate(HAS_COLOUR, [f".cmp-panel[data-scalar='{name}'] canvas", colour])
+def _health(logdir: Path, run: str) -> dict[str, list[Frame]]:
+    """The gradient-health frames the run store holds of ``run``: layer to its frames, by step."""
+    out: dict[str, list[Frame]] = {}
+    with RunStore(logdir).open_run(run) as reader:
+        for f in reader.frames(kind="gradient_health"):
+            out.setdefault(f.layer, []).append(f)
+    return {k: sorted(v, key=lambda f: f.step) for k, v in out.items()}
+
+
+def _colour_drawn(page, name: str, colour: str, *, in_plot: bool = False) -> int:
+    return page.evaluate(HAS_COLOUR, [name, colour, in_plot])
+
+
+#: the dashboard's colours of the flags (web/src/colors.ts STATUS_COLORS)
+FLAG_COLOURS = {"exploding": "#e6194b", "vanishing": "#4363d8", "stalled": "#9aa0a6", "nonfinite": "#f58231"}
 
 
 def test_two_lenet_runs_pruned_and_not_compared_side_by_side(tmp_path: Path, page) -> None:
@@ -204,6 +232,99 @@ def test_two_lenet_runs_pruned_and_not_compared_side_by_side(tmp_path: Path, pag
         page.goto(handle.url + "#/compare")
         page.wait_for_selector(".cmp-empty:has-text('Nothing to compare yet')", timeout=20_000)
         assert page.get_attribute("#conn", "class") == "conn up"
+        assert not page.errors
+    finally:
+        handle.stop()
+
+
+def test_gradient_health_of_a_far_too_high_learning_rate_beside_a_normal_one(tmp_path: Path, page) -> None:
+    # LeNet-5 at a learning rate of 1 (fifty times the normal run's 0.02, with momentum 0.9): its
+    # first steps kill the ReLUs, and gradient health flags every conv layer within 150 steps
+    # (stalled: its gradients exactly 0; or exploding); at 0.02 every check is healthy
+    record = ("gradients", "lr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (a diverging run may warn of non-finite values)
+        _lenet(tmp_path, "steep", 150, lr=1.0, record=record)
+    _lenet(tmp_path, "normal", 150, record=record)
+    health = {run: _health(tmp_path, run) for run in ("steep", "normal")}
+    layers = sorted(health["normal"])
+    assert len(layers) >= 2 and sorted(health["steep"]) == layers, health.keys()
+    first = {layer: next(((f.step, f.payload["status"]) for f in frames if f.payload["status"] != "healthy"), None)
+             for layer, frames in health["steep"].items()}
+    assert all(first.values()), first  # (the test needs the steep run flagged, in every layer)
+    assert {f.payload["status"] for frames in health["normal"].values() for f in frames} == {"healthy"}
+    # a run that checked another layer only: the charts say which runs each layer is not in
+    with RunStore(tmp_path).create_run("other", model="Tiny") as w:
+        for step, norm in ((10, 0.5), (20, 0.25)):
+            w.write(Frame(run=w.run_id, step=step, kind="gradient_health", layer="fc1", payload={
+                "status": "healthy", "grad_norm": norm, "update_ratio": 0.01, "zero_fraction": 0.0, "dead_fraction": 0.0, "nonfinite": 0}))
+
+    handle = start_local_server(tmp_path)
+    try:
+        page.set_viewport_size({"width": 1280, "height": 1000})
+        page.goto(handle.url + "#/compare?runs=steep,normal,other")
+        page.wait_for_function("window.convscopeCompare?.loaded && document.querySelector(\".cmp-panel[data-scalar='fc1/grad_norm']\")", timeout=20_000)
+        page.wait_for_timeout(300)  # (the charts are drawn on the next animation frame)
+        charts = page.evaluate(CHARTS)
+        flags = page.evaluate("window.convscopeCompare.health()")
+        colours = page.evaluate("window.convscopeCompare.colours")
+        assert page.is_visible(".cmp-section:has-text('Gradient health')")
+        for layer in layers:
+            name = f"{layer}/grad_norm"
+            panel = f".cmp-panel[data-scalar='{name}']"
+            # one chart per layer, one line per run, its values the store's gradient norms
+            assert list(charts[name]) == ["steep", "normal"], name
+            assert page.evaluate(LEGEND, name) == ["step", "steep", "normal"]
+            assert page.inner_text(f"{panel} h2").startswith(f"{layer} gradient norm")
+            assert page.inner_text(f"{panel} .cmp-note") == "no gradient checks in other"
+            for run in ("steep", "normal"):
+                stored = [[f.step, f.payload["grad_norm"]] for f in health[run][layer]]
+                assert [s for s, _ in charts[name][run]] == [s for s, _ in stored], (name, run)
+                assert [v for _, v in charts[name][run]] == pytest.approx([v for _, v in stored], rel=1e-9), (name, run)
+                assert _colour_drawn(page, name, colours[run]) > 20, (name, run)
+            # the steep run's flags, from the step the store has them; none of the normal run's
+            step, status = first[layer]
+            assert flags[layer]["normal"] == [], flags[layer]
+            assert (flags[layer]["steep"][0]["from"], flags[layer]["steep"][0]["status"]) == (step, status)
+            said = page.locator(f"{panel} .cmp-flags li[data-run='steep'][data-status]")
+            assert said.count() == len(flags[layer]["steep"])
+            assert said.first.inner_text().startswith(f"steep {status} from step {step}"), said.first.inner_text()
+            assert said.first.get_attribute("data-from") == str(step)
+            assert page.locator(f"{panel} .cmp-flags li[data-run='normal'][data-status]").count() == 0
+            assert page.inner_text(f"{panel} .cmp-flags li[data-run='normal']") == f"normal healthy at all {len(health['normal'][layer])} checks"
+            # marked on the chart, in each flag's colour
+            for flag in flags[layer]["steep"]:
+                assert _colour_drawn(page, name, FLAG_COLOURS[flag["status"]], in_plot=True) > 20, (name, flag["status"])
+        assert list(charts["fc1/grad_norm"]) == ["other"]
+        assert page.inner_text(".cmp-panel[data-scalar='fc1/grad_norm'] .cmp-note") == "no gradient checks in steep, normal"
+        assert page.inner_text(".cmp-panel[data-scalar='fc1/grad_norm'] .cmp-flags") == "other healthy at all 2 checks"
+        # the gradient charts after the others, the section's heading before them
+        order = page.evaluate("[...document.querySelectorAll('.cmp-grid > *')].map((e) => e.dataset.scalar ?? e.className)")
+        at = order.index("cmp-section")
+        assert order[at + 1:] == [f"{layer}/grad_norm" for layer in layers] + ["fc1/grad_norm"], order
+        assert "loss" in order[:at] and "lr" in order[:at], order
+        page.screenshot(path=str(SCREENSHOTS / "convscope-compare-gradients-1280.png"), full_page=True)
+
+        # at 800 px: one chart a row, the flags' words wrapped within it
+        page.set_viewport_size({"width": 800, "height": 1000})
+        page.wait_for_timeout(500)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 800
+        lefts = page.evaluate("[...document.querySelectorAll('.cmp-panel')].map((p) => p.getBoundingClientRect().left)")
+        assert len(set(lefts)) == 1, lefts
+        rights = page.evaluate("[...document.querySelectorAll('.cmp-flags li')].map((li) => li.getBoundingClientRect().right)")
+        assert rights and max(rights) <= 800, rights
+        page.screenshot(path=str(SCREENSHOTS / "convscope-compare-gradients-800.png"), full_page=True)
+
+        # the normal run alone: no flag, on the chart nor in words
+        page.goto(handle.url + "#/compare?runs=normal,other")
+        page.wait_for_function("window.convscopeCompare?.loaded && document.querySelector(\".cmp-panel[data-scalar='fc1/grad_norm']\")", timeout=20_000)
+        page.wait_for_timeout(300)
+        for layer in layers:
+            name = f"{layer}/grad_norm"
+            assert page.locator(f".cmp-panel[data-scalar='{name}'] .cmp-flags li[data-status]").count() == 0
+            assert _colour_drawn(page, name, page.evaluate("window.convscopeCompare.colours")["normal"]) > 20
+            for status, colour in FLAG_COLOURS.items():
+                assert _colour_drawn(page, name, colour, in_plot=True) == 0, (name, status)
         assert not page.errors
     finally:
         handle.stop()

@@ -1,9 +1,13 @@
-// Comparing runs: the route, the runs' colours, which charts there are and their lines.
+// Comparing runs: the route, the runs' colours, which charts there are and their lines, and the
+// runs' gradient health side by side.
 import { describe, expect, it } from "vitest";
 import { contrast, hexRgb } from "../src/colors";
 import { compareHash, compareTitle, parseCompareHash } from "../src/compareRoute";
 import type { Frame } from "../src/frames";
-import { alignLines, chartOrder, compareCharts, compareOptions, filtersLayer, filtersName, RUN_COLORS, runStyle } from "../src/views/compare";
+import {
+  addHealth, alignLines, chartOrder, compareCharts, compareOptions, filtersLayer, filtersName, FLAGS, flagMarker, flagText, gradNormLayer,
+  gradNormLines, gradNormName, healthFlags, healthyText, niceAbove, normSplits, normThreshold, RUN_COLORS, runStyle, type RunHealth,
+} from "../src/views/compare";
 import { filterCounts, graphFilters, prunedLayers } from "../src/views/pruning";
 import { addScalars } from "../src/views/scalars";
 
@@ -157,5 +161,102 @@ describe("filter counts", () => {
     expect([...graphFilters(graph)]).toEqual([["conv1", 16]]);
     expect(graphFilters(null).size).toBe(0);
     expect(graphFilters({ layers: "no" }).size).toBe(0);
+  });
+});
+
+describe("gradient health side by side", () => {
+  const check = (step: number, status: string, grad_norm: number, layer = "conv1", reasons: string[] = []) =>
+    frame(step, "gradient_health", { status, grad_norm, update_ratio: 0.01, zero_fraction: 0, dead_fraction: NaN, nonfinite: 0, reasons }, layer);
+  const health = (frames: Frame[]): RunHealth => addHealth(new Map(), frames);
+
+  it("charts each checked layer's gradient norm, named as the TensorBoard export names it, after every other chart", () => {
+    expect(gradNormName("features.0")).toBe("features.0/grad_norm");
+    expect(gradNormLayer("features.0/grad_norm")).toBe("features.0");
+    expect([gradNormLayer("loss"), gradNormLayer("/grad_norm"), gradNormLayer("conv1/filters")]).toEqual([null, null, null]);
+    expect(chartOrder(["conv2/grad_norm", "conv1/filters", "loss", "conv1/grad_norm", "lr", "accuracy"]))
+      .toEqual(["loss", "accuracy", "lr", "conv1/filters", "conv1/grad_norm", "conv2/grad_norm"]);
+  });
+
+  it("keep each layer's checks by step (a check fetched, then streamed again, once), passing over other frames", () => {
+    const h = health([
+      check(10, "healthy", 0.5), check(20, "exploding", 2e3, "conv1", ["gradient norm 2e+03 > 1000"]), check(10, "healthy", 0.25, "conv2"),
+      frame(10, "scalar", { name: "loss", value: 2 }), frame(20, "pruning", { before: 16, after: 8 }, "conv1"),
+      check(20, "exploding", 2e3, "conv1", ["gradient norm 2e+03 > 1000"]),
+      frame(30, "gradient_health", { status: "healthy", grad_norm: 0.1 }, "conv1"), // (written before reasons were stored)
+    ]);
+    expect([...h.keys()]).toEqual(["conv1", "conv2"]);
+    expect([...h.get("conv1")!]).toEqual([
+      [10, { norm: 0.5, status: "healthy", reasons: [] }],
+      [20, { norm: 2e3, status: "exploding", reasons: ["gradient norm 2e+03 > 1000"] }],
+      [30, { norm: 0.1, status: "healthy", reasons: [] }],
+    ]);
+  });
+
+  it("draw each layer's norms, leaving out one that is not a number, with the other charts' lines", () => {
+    const h = health([check(10, "healthy", 0.5), check(20, "stalled", 0), check(30, "nonfinite", NaN), check(10, "healthy", 3, "conv2")]);
+    const lines = gradNormLines(h);
+    expect([...lines.keys()]).toEqual(["conv1/grad_norm", "conv2/grad_norm"]);
+    expect([...lines.get("conv1/grad_norm")!]).toEqual([[10, 0.5], [20, 0]]);
+    // a layer only one run checked: its chart has that run alone (the page says which it is not in)
+    const charts = compareCharts([{ run: "a", lines }, { run: "b", lines: gradNormLines(health([check(10, "healthy", 1)])) }]);
+    expect(charts.map((c) => [c.name, c.runs.map((r) => r.run)])).toEqual([["conv1/grad_norm", ["a", "b"]], ["conv2/grad_norm", ["a"]]]);
+  });
+
+  it("flag a layer per status the tracker gave but healthy: from its first step, its stretches, how many checks, the first one's reasons", () => {
+    const checks = health([
+      check(10, "healthy", 0.4), check(20, "stalled", 0, "conv1", ["units dead"]), check(30, "exploding", 5e13, "conv1", ["gradient norm 5.37e+13 > 1000"]),
+      check(40, "stalled", 0, "conv1", ["units dead again"]), check(50, "stalled", 0), check(60, "stalled", 0), check(70, "healthy", 0.1),
+      check(80, "stalled", 0),
+    ]).get("conv1")!;
+    expect(healthFlags(checks)).toEqual([
+      { status: "stalled", from: 20, spans: [[20, 20], [40, 60], [80, 80]], checks: 5, of: 8, reasons: ["units dead"] },
+      { status: "exploding", from: 30, spans: [[30, 30]], checks: 1, of: 8, reasons: ["gradient norm 5.37e+13 > 1000"] },
+    ]);
+    expect(healthFlags(health([check(10, "healthy", 0.4), check(20, "healthy", 0.3)]).get("conv1")!)).toEqual([]);
+    // (in step order, however the checks came)
+    expect(healthFlags(health([check(30, "vanishing", 1e-9), check(20, "vanishing", 1e-9), check(10, "healthy", 1)]).get("conv1")!))
+      .toEqual([{ status: "vanishing", from: 20, spans: [[20, 30]], checks: 2, of: 3, reasons: [] }]);
+  });
+
+  it("say each flag in words: which, from which step, where, and why", () => {
+    const flag = { status: "stalled", from: 30, spans: [[30, 150]] as [number, number][], checks: 13, of: 15, reasons: ["100.0% of gradients exactly zero (>= 99%): units dead"] };
+    expect(flagText(flag)).toBe("stalled from step 30 · steps 30–150 (13 of 15 checks): 100.0% of gradients exactly zero (>= 99%): units dead");
+    expect(flagText({ ...flag, status: "exploding", from: 10, spans: [[10, 10]], checks: 1, reasons: ["a", "b"] }))
+      .toBe("exploding from step 10 (1 of 15 checks): a; b");
+    const spans: [number, number][] = [[10, 10], [30, 40], [60, 60], [80, 90], [110, 110]];
+    expect(flagText({ ...flag, from: 10, spans, checks: 7, reasons: [] }, 3)).toBe("stalled from step 10 · steps 10, 30–40, 60 and 2 more stretches (7 of 15 checks)");
+    expect(flagText({ ...flag, from: 10, spans: spans.slice(0, 4), checks: 6, reasons: [] }, 3)).toBe("stalled from step 10 · steps 10, 30–40, 60 and 1 more stretch (6 of 15 checks)");
+    expect([healthyText(15), healthyText(1)]).toEqual(["healthy at all 15 checks", "healthy at its one check"]);
+  });
+
+  it("mark each flag with a shape of its own, in its status's colour", () => {
+    expect(FLAGS).toEqual(["exploding", "vanishing", "stalled", "nonfinite"]);
+    const marks = FLAGS.map(flagMarker);
+    expect(new Set(marks.map((m) => m.match(/points="([^"]+)"/)![1])).size).toBe(FLAGS.length);
+    expect(marks[0]).toContain('fill="#e6194b"');
+    expect(flagMarker("no such status")).toContain("<polygon"); // (a status this page does not know still shows)
+  });
+
+  it("draw norms on a logarithmic axis from the decade of the least above 0, with 0 under them", () => {
+    expect(normThreshold([line([[0, 0], [10, 0.13]]), line([[0, 2e3]])])).toBe(0.1);
+    expect(normThreshold([line([[0, 3.2e-5]])])).toBe(1e-5); // (exactly: 10 ** -5 is not)
+    expect(normThreshold([line([[0, 0]]), new Map()])).toBe(1);
+    expect([niceAbove(0.558), niceAbove(1.12), niceAbove(3), niceAbove(5e4), niceAbove(1e-8), niceAbove(0.3)]).toEqual([1, 2, 5, 5e4, 1e-8, 0.5]);
+    expect(normSplits(0, 1, 0.1)).toEqual([0, 0.1, 0.2, 0.5, 1]);
+    expect(normSplits(0.1, 2, 0.1)).toEqual([0.1, 0.2, 0.5, 1, 2]);
+    expect(normSplits(1e-8, 5e4, 1e-8)).toEqual([1e-8, 1e-5, 0.01, 10, 1e4]);
+    expect(normSplits(0, 1e3, 1e-3)).toEqual([0, 1e-3, 0.1, 10, 1e3]); // (seven decades: every second)
+    const lines = [0, 1].map((i) => ({ run: `r${i}`, label: `r${i}`, style: runStyle(i), line: line([[10, 0], [20, 0.13 * (i + 1)], [30, 1.12]]), marks: [] }));
+    const o = compareOptions("conv1/grad_norm", lines, 600);
+    expect([o.scales!.y.distr, o.scales!.y.asinh]).toEqual([4, 0.1]);
+    const range = o.scales!.y.range as (u: unknown, min: number | null, max: number | null) => [number, number];
+    expect([range(null, 0, 1.12), range(null, 0.13, 1.12), range(null, 0, 0)]).toEqual([[0, 2], [0.1, 2], [0, 1]]);
+    const splits = o.axes![1].splits as (u: unknown, i: number, min: number, max: number) => number[];
+    expect(splits(null, 1, 0, 2)).toEqual([0, 0.1, 0.2, 0.5, 1, 2]);
+    const value = o.series[1].value as (u: unknown, v: number | null) => string;
+    expect([value(null, 5.37e13), value(null, 0.1234), value(null, null)]).toEqual(["5.4e13", "0.123", "--"]);
+    expect(o.cursor?.sync?.key).toBe("convscope-compare");
+    const loss = compareOptions("loss", lines, 600);
+    expect([loss.scales!.y.distr, loss.axes![1].splits, loss.series[1].value]).toEqual([undefined, undefined, undefined]);
   });
 });

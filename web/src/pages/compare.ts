@@ -1,18 +1,22 @@
 // The compare page (#/compare?runs=a,b): runs side by side, one chart per scalar any of them
-// logged (loss, accuracy, lr ...) and per pruned layer its filter count, one line per run in a
-// colour of its own. Runs still training update live, over the dashboard's live stream (only the
-// frames these charts draw).
+// logged (loss, accuracy, lr ...), per pruned layer its filter count, and per layer whose gradient
+// health was checked its gradient norm with the checks that flagged it (marked, and said in words
+// under the chart), one line per run in a colour of its own. Runs still training update live, over
+// the dashboard's live stream (only the frames these charts draw).
 import "./compare.css";
 import { followRun, getFrames, getRun, HttpError, type RunDetails } from "../api";
 import { compareTitle, savePicks } from "../compareRoute";
 import type { Frame } from "../frames";
-import { type ChartLine, CompareChart, compareCharts, filtersLayer, filtersName, type RunLines, type RunStyle, runStyle } from "../views/compare";
+import {
+  addHealth, type ChartLine, CompareChart, compareCharts, FLAGS, flagMarker, flagText, filtersLayer, filtersName, gradNormLayer, gradNormLines,
+  healthFlags, healthyText, type RunHealth, type RunLines, type RunStyle, runStyle,
+} from "../views/compare";
 import { filterCounts, graphFilters, prunedLayers } from "../views/pruning";
 import { runLabel, showStatus } from "../views/runStatus";
 import { addScalars, type ScalarLine } from "../views/scalars";
 
 /** The kinds these charts draw from (run_meta: a graph that came late, for the filter counts). */
-const KINDS = ["scalar", "scalars", "pruning", "run_meta"];
+const KINDS = ["scalar", "scalars", "pruning", "gradient_health", "run_meta"];
 
 interface RunState {
   id: string;
@@ -21,6 +25,7 @@ interface RunState {
   /** why it is not compared: null while it loads or once it has */
   problem: "missing" | string | null;
   scalars: Map<string, ScalarLine>;
+  health: RunHealth;
   prunings: Frame[];
   seen: Set<string>; // the prunings' (layer, step): each counted once, fetched and streamed alike
   graph: unknown;
@@ -33,6 +38,8 @@ interface Panel {
   section: HTMLElement;
   chart: CompareChart;
   note: HTMLElement;
+  /** a gradient-norm chart's flags in words (null on the other charts) */
+  flags: HTMLUListElement | null;
 }
 
 export function comparePage(root: HTMLElement, ids: string[], setConnection: (up: boolean) => void): () => void {
@@ -40,7 +47,7 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     <section class="page-head cmp-head">
       <div class="cmp-title"><a href="#/runs" class="muted">Runs</a> <span class="muted">/</span> <h1 id="cmp-title"></h1></div>
       <p class="muted cmp-intro">Scalars over the steps, one line per run: point at a chart to read every run's value at that step on every chart.
-        Live runs update as they train. <a href="#/runs" id="cmp-change">Change the runs compared</a> on the Runs page.</p>
+        Where gradient health was recorded, each layer's gradient norm follows, the checks that flagged it marked. Live runs update as they train. <a href="#/runs" id="cmp-change">Change the runs compared</a> on the Runs page.</p>
       <ul class="cmp-legend" aria-label="runs compared"></ul>
       <div class="cmp-problems error" role="alert" hidden></div>
     </section>
@@ -67,7 +74,7 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     const entry = document.createElement("li");
     entry.dataset.run = id;
     // (the colours go to the runs there are, in order, once their details came: see below)
-    const state: RunState = { id, style: runStyle(i), details: null, problem: null, scalars: new Map(), prunings: [], seen: new Set(),
+    const state: RunState = { id, style: runStyle(i), details: null, problem: null, scalars: new Map(), health: new Map(), prunings: [], seen: new Set(),
       graph: null, first: 0, last: 0, entry };
     entry.innerHTML = `<a class="cmp-run" href="#/runs/${encodeURIComponent(id)}"></a><span class="muted run-alias" hidden></span>
       <span class="chip" hidden></span><span class="muted cmp-model"></span><span class="muted cmp-steps"></span><span class="muted cmp-none" hidden>no scalars yet</span>`;
@@ -78,6 +85,7 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     return state;
   });
   const panels = new Map<string, Panel>();
+  const healthHead = gradientHead();
   let loaded = false;
   let pending = false;
   let closed = false; // (the page was left: what comes after draws nothing)
@@ -93,10 +101,12 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
 
   const compared = () => runs.filter((r) => r.details && !r.problem);
 
-  /** A run's lines: what it logged, and the filter count of each layer some run's prunings took
-   * filters from (its own prunings' counts, or where it pruned none there, its size in the graph). */
+  /** A run's lines: what it logged, the filter count of each layer some run's prunings took
+   * filters from (its own prunings' counts, or where it pruned none there, its size in the graph),
+   * and the gradient norm of each layer it checked. */
   function linesOf(r: RunState, pruned: Set<string>): Map<string, ScalarLine> {
     const lines = new Map(r.scalars);
+    for (const [name, line] of gradNormLines(r.health)) lines.set(name, line);
     const initial = graphFilters(r.graph);
     const own = prunedLayers(r.prunings);
     for (const layer of pruned) {
@@ -129,6 +139,7 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     if (specs.length === 0) {
       for (const p of panels.values()) p.chart.destroy();
       panels.clear();
+      healthHead.remove();
       const text = !loaded ? "loading…" : shown.length === 0 ? "Nothing to compare: none of these runs is in this log directory."
         : "None of these runs has logged a scalar yet: call monitor.log(loss=...) in the training loop. A live run's charts appear here as it logs.";
       grid.innerHTML = `<p class="muted cmp-empty"></p>`;
@@ -142,25 +153,67 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
       panel.section.remove();
       panels.delete(name);
     }
+    if (!specs.some((spec) => gradNormLayer(spec.name) !== null)) healthHead.remove();
     let before: Element | null = grid.firstElementChild;
     for (const spec of specs) {
+      const layer = gradNormLayer(spec.name);
       let panel = panels.get(spec.name);
       if (!panel) panels.set(spec.name, (panel = makePanel(spec.name)));
+      // (the gradient charts' heading before the first of them)
+      if (layer !== null && specs.find((s) => gradNormLayer(s.name) !== null) === spec) {
+        if (healthHead !== before) grid.insertBefore(healthHead, before);
+        before = healthHead.nextElementSibling;
+      }
       // (in the page's order, a chart that came late among the others)
       if (panel.section !== before) grid.insertBefore(panel.section, before);
       before = panel.section.nextElementSibling;
       const chartLines: ChartLine[] = spec.runs.map(({ run, index, line }) => {
         const r = runs[index];
         const label = runLabel(r.details ?? { id: run });
-        return { run, label: label.name ? `${label.text} (${label.name})` : label.text, style: r.style, line, marks: [...new Set(r.prunings.map((f) => f.step))] };
+        const checks = layer === null ? null : r.health.get(layer);
+        const flags = checks ? [...checks].filter(([, c]) => c.status !== "healthy").map(([step, c]) => ({ step, value: c.norm, status: c.status })) : [];
+        return { run, label: label.name ? `${label.text} (${label.name})` : label.text, style: r.style, line, marks: [...new Set(r.prunings.map((f) => f.step))], flags };
       });
       panel.section.dataset.runs = spec.runs.map((r) => r.run).join(",");
       const missing = shown.filter((r) => !spec.runs.some((s) => s.run === r.id)).map((r) => r.id);
-      panel.note.textContent = missing.length ? `not in ${missing.join(", ")}` : "";
+      panel.note.textContent = missing.length ? `${layer === null ? "not in" : "no gradient checks in"} ${missing.join(", ")}` : "";
       panel.note.hidden = !missing.length;
       panel.chart.steps = steps;
       panel.chart.draw(chartLines);
+      if (panel.flags && layer !== null) writeFlags(panel.flags, layer, chartLines);
     }
+  }
+
+  /** Under a gradient-norm chart, each run's flags of ``layer`` in words, after its flags' marker
+   * and its colour (or that it flagged none). */
+  function writeFlags(list: HTMLUListElement, layer: string, lines: ChartLine[]): void {
+    list.replaceChildren(...lines.flatMap(({ run, label, style }) => {
+      const checks = runs.find((r) => r.id === run)?.health.get(layer);
+      if (!checks) return [];
+      const flags = healthFlags(checks);
+      const item = (status: string | null, words: string): HTMLLIElement => {
+        const li = document.createElement("li");
+        li.dataset.run = run;
+        li.style.borderLeftColor = style.stroke;
+        const who = document.createElement("span");
+        who.className = "cmp-flag-run";
+        who.textContent = label;
+        const what = document.createElement("span");
+        what.textContent = words;
+        if (status === null) li.classList.add("muted");
+        else {
+          li.dataset.status = status;
+          li.insertAdjacentHTML("afterbegin", flagMarker(status));
+        }
+        li.append(who, " ", what);
+        return li;
+      };
+      return flags.length ? flags.map((f) => {
+        const li = item(f.status, flagText(f));
+        li.dataset.from = String(f.from);
+        return li;
+      }) : [item(null, healthyText(checks.size))];
+    }));
   }
 
   function makePanel(name: string): Panel {
@@ -168,13 +221,16 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     section.className = "panel cmp-panel";
     section.dataset.scalar = name;
     const layer = filtersLayer(name);
+    const checked = gradNormLayer(name);
     const help = layer !== null
       ? `The filters left in ${layer} over the steps: each pruning drops it (dashed lines mark a run's prunings); a run that pruned none of ${layer} stays at its size in the model.`
+      : checked !== null
+      ? `${checked}'s gradient norm at each gradient-health check, on a logarithmic axis (0 at the bottom: a layer whose units died). A marker on a run's line is a check that flagged ${checked} (its shape and colour say which flag: see the key above); the list under the chart says, run by run, what was flagged from which step, and why. Dashed lines mark a run's prunings.`
       : /^lr(\/|$)/.test(name) ? `The optimizer's learning rate (${name}) over the steps, as each run recorded it. Dashed lines mark a run's prunings.`
       : `${name} over the steps, as each run logged it (monitor.log(${name}=...)). Dashed lines mark a run's prunings.`;
     const h2 = document.createElement("h2");
     const title = document.createElement("span");
-    title.textContent = layer !== null ? `${layer} filters` : name;
+    title.textContent = layer !== null ? `${layer} filters` : checked !== null ? `${checked} gradient norm` : name;
     const mark = document.createElement("span");
     mark.className = "help";
     mark.title = help;
@@ -187,7 +243,14 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     const body = document.createElement("div");
     body.className = "body";
     section.append(h2, body);
-    return { section, chart: new CompareChart(body, name), note };
+    let flags: HTMLUListElement | null = null;
+    if (checked !== null) {
+      flags = document.createElement("ul");
+      flags.className = "cmp-flags";
+      flags.setAttribute("aria-label", `${checked}'s gradient-health flags, run by run`);
+      section.append(flags);
+    }
+    return { section, chart: new CompareChart(body, name), note, flags };
   }
 
   function showProblems(): void {
@@ -213,6 +276,7 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
 
   function addFrames(r: RunState, frames: Frame[]): void {
     addScalars(r.scalars, frames);
+    addHealth(r.health, frames);
     for (const f of frames) {
       r.last = Math.max(r.last, f.step);
       if (f.kind === "pruning" && !r.seen.has(`${f.layer}\u0000${f.step}`)) {
@@ -289,6 +353,11 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     charts: () => Object.fromEntries(specs.map((s) => [s.name, Object.fromEntries(s.runs.map((r) => [r.run, [...r.line].sort((a, b) => a[0] - b[0])]))])),
     /** each run's colour (its lines' and its key's) */
     get colours() { return Object.fromEntries(compared().map((r) => [r.id, r.style.stroke])); },
+    /** each gradient-norm chart's flags: layer to run id to its flags (none: [], a run that checked it and flagged nothing) */
+    health: () => Object.fromEntries(specs.flatMap((s) => {
+      const layer = gradNormLayer(s.name);
+      return layer === null ? [] : [[layer, Object.fromEntries(s.runs.map((r) => [r.run, healthFlags(runs[r.index].health.get(layer) ?? new Map())]))]];
+    })),
     get loaded() { return loaded; },
   };
   return () => {
@@ -296,6 +365,18 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     for (const stop of stops) stop();
     for (const p of panels.values()) p.chart.destroy();
   };
+}
+
+/** The heading of the gradient-norm charts, across the grid: what they show, and the key of the
+ * flags' markers. */
+function gradientHead(): HTMLElement {
+  const head = document.createElement("div");
+  head.className = "cmp-section";
+  head.innerHTML = `<h2>Gradient health</h2>
+    <p class="muted">Each watched layer's gradient norm at each check, one line per run, on a logarithmic axis: a norm of 0 (a layer whose units died) lies at the bottom.
+      A marker on a run's line is a check that flagged the layer; under each chart, run by run, what was flagged, from which step and why.</p>
+    <p class="cmp-flag-key">${FLAGS.map((s) => `<span>${flagMarker(s)} ${s}</span>`).join("")}</p>`;
+  return head;
 }
 
 /** A short stretch of the run's line, as its charts draw it (colour and dashes): the legend's key. */

@@ -1,10 +1,14 @@
-// Runs side by side (the #/compare page): one chart per scalar any of them logged, and per layer a
-// pruning took filters from, its filter count; one line per run, each run in its own colour on
+// Runs side by side (the #/compare page): one chart per scalar any of them logged, per layer a
+// pruning took filters from its filter count, and per layer whose gradient health was checked its
+// gradient norm, the checks that flagged it marked; one line per run, each run in its own colour on
 // every chart. Drawn with uPlot as the dashboard's scalars are, with the same axes.
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import { STATUS_COLORS } from "../colors";
+import type { Frame } from "../frames";
 import { evenly } from "./evenly";
-import { axisSize, axisValues, MOST_POINTS, SCALAR_COLORS, STEP_INCREMENTS, type ScalarLine } from "./scalars";
+import { plural } from "./plural";
+import { axisLabel, axisSize, axisValues, MOST_POINTS, SCALAR_COLORS, STEP_INCREMENTS, type ScalarLine } from "./scalars";
 
 /** The runs' colours, in the page's order of the runs: the scalar chart's, then three more that
  * read on the dark panels and are told apart from those. */
@@ -30,16 +34,28 @@ export function runStyle(index: number): RunStyle {
 }
 
 const FILTERS = "/filters";
+const GRAD_NORM = "/grad_norm";
+
+/** The layer before ``suffix`` in the chart ``name``, or null where ``name`` is not a layer's chart of it. */
+const layerOf = (name: string, suffix: string): string | null =>
+  name.endsWith(suffix) && name.length > suffix.length ? name.slice(0, -suffix.length) : null;
 
 /** The name of the chart of ``layer``'s filter count (as the TensorBoard export names it). */
 export const filtersName = (layer: string): string => layer + FILTERS;
 
 /** The layer whose filter count the chart ``name`` is, or null for a logged scalar. */
-export const filtersLayer = (name: string): string | null => (name.endsWith(FILTERS) && name.length > FILTERS.length ? name.slice(0, -FILTERS.length) : null);
+export const filtersLayer = (name: string): string | null => layerOf(name, FILTERS);
+
+/** The name of the chart of ``layer``'s gradient norm (as the TensorBoard export names it). */
+export const gradNormName = (layer: string): string => layer + GRAD_NORM;
+
+/** The layer whose gradient norm the chart ``name`` is, or null for another chart. */
+export const gradNormLayer = (name: string): string | null => layerOf(name, GRAD_NORM);
 
 /** Where a chart comes on the page: losses first, then the other values logged, learning rates,
- * and last the filter counts. */
+ * the filter counts, and last the gradient norms. */
 function rank(name: string): number {
+  if (gradNormLayer(name) !== null) return 4;
   if (filtersLayer(name) !== null) return 3;
   if (/^(lr|learning)/i.test(name)) return 2;
   return /loss/i.test(name) ? 0 : 1;
@@ -75,6 +91,122 @@ export function compareCharts(runs: RunLines[]): CompareChartSpec[] {
   }));
 }
 
+/** One gradient-health check of a layer: its gradient norm, the status the run's tracker gave it
+ * (``healthy`` while a quiet status is still held back: see convscope.analysis.gradients) and the
+ * rules that fired, in words. */
+export interface HealthCheck {
+  norm: number;
+  status: string;
+  reasons: string[];
+}
+
+/** A run's gradient-health checks, by layer, then step (a check fetched, then streamed again, is kept once). */
+export type RunHealth = Map<string, Map<number, HealthCheck>>;
+
+/** Put the checks of the ``gradient_health`` frames among ``frames`` into ``health`` (a later one at
+ * a step replaces an earlier one); other frames are passed over. */
+export function addHealth(health: RunHealth, frames: Frame[]): RunHealth {
+  for (const f of frames) {
+    if (f.kind !== "gradient_health") continue;
+    let checks = health.get(f.layer);
+    if (!checks) health.set(f.layer, (checks = new Map()));
+    const reasons = Array.isArray(f.payload.reasons) ? (f.payload.reasons as unknown[]).map(String) : [];
+    checks.set(f.step, { norm: Number(f.payload.grad_norm), status: String(f.payload.status), reasons });
+  }
+  return health;
+}
+
+/** Each checked layer's gradient norm over the steps, by its chart's name (``gradNormName``); a norm
+ * that is not a finite number is left out of the line (its check is still marked if flagged). */
+export function gradNormLines(health: RunHealth): Map<string, ScalarLine> {
+  const lines = new Map<string, ScalarLine>();
+  for (const [layer, checks] of health) {
+    const line: ScalarLine = new Map();
+    for (const [step, c] of checks) if (Number.isFinite(c.norm)) line.set(step, c.norm);
+    lines.set(gradNormName(layer), line);
+  }
+  return lines;
+}
+
+/** What one run's gradient health flagged one layer as, one status: the step it was first, the
+ * stretches of consecutive checks that gave it (each's first and last step), how many of the
+ * layer's checks did, and the rules that fired at the first. */
+export interface HealthFlag {
+  status: string;
+  from: number;
+  spans: [number, number][];
+  checks: number;
+  of: number;
+  reasons: string[];
+}
+
+/** The flags of one layer's ``checks`` in one run: one per status other than healthy that its
+ * tracker gave, in the order they were first given. */
+export function healthFlags(checks: Map<number, HealthCheck>): HealthFlag[] {
+  const steps = [...checks.keys()].sort((a, b) => a - b);
+  const flags = new Map<string, HealthFlag>();
+  let previous = "";
+  for (const step of steps) {
+    const { status, reasons } = checks.get(step)!;
+    if (status !== "healthy") {
+      let flag = flags.get(status);
+      if (!flag) flags.set(status, (flag = { status, from: step, spans: [], checks: 0, of: steps.length, reasons }));
+      if (previous === status) flag.spans[flag.spans.length - 1][1] = step;
+      else flag.spans.push([step, step]);
+      flag.checks++;
+    }
+    previous = status;
+  }
+  return [...flags.values()];
+}
+
+/** A flag in words: "stalled from step 30 · steps 30–150 (13 of 15 checks): 100.0% of gradients
+ * exactly zero (>= 99%): units dead"; of its stretches, the first ``most`` (then how many more). */
+export function flagText(flag: HealthFlag, most = 3): string {
+  const of = `of ${plural(flag.of, "check")}`;
+  const spans = flag.spans.slice(0, most).map(([a, b]) => (a === b ? String(a) : `${a}–${b}`)).join(", ");
+  const more = flag.spans.length > most ? ` and ${plural(flag.spans.length - most, "more stretch", "more stretches")}` : "";
+  const where = flag.checks === 1 ? ` (1 ${of})` : ` · steps ${spans}${more} (${flag.checks} ${of})`;
+  return `${flag.status} from step ${flag.from}${where}${flag.reasons.length ? `: ${flag.reasons.join("; ")}` : ""}`;
+}
+
+/** A layer's checks in one run that flagged nothing, in words. */
+export const healthyText = (checks: number): string => (checks === 1 ? "healthy at its one check" : `healthy at all ${plural(checks, "check")}`);
+
+/** Each flag's marker (on its run's line, and before its words): a shape of its own, so that it
+ * reads without its colour too; points around (0, 0) within 1, y down. */
+const FLAG_SHAPES: Record<string, [number, number][]> = {
+  exploding: [[0, -1], [0.95, 0.75], [-0.95, 0.75]], // (up)
+  vanishing: [[0, 1], [0.95, -0.75], [-0.95, -0.75]], // (down)
+  stalled: [[-0.8, -0.8], [0.8, -0.8], [0.8, 0.8], [-0.8, 0.8]],
+  nonfinite: [[0, -1], [1, 0], [0, 1], [-1, 0]],
+};
+/** The statuses that flag a layer, in the key's order. */
+export const FLAGS = Object.keys(FLAG_SHAPES);
+const flagShape = (status: string) => FLAG_SHAPES[status] ?? FLAG_SHAPES.nonfinite;
+const flagColour = (status: string) => STATUS_COLORS[status] ?? "#555";
+/** The markers' outline: light, so that a marker stands out from the line under it (an exploding
+ * check's red on a red run's line) and from the dark panel alike. */
+const FLAG_EDGE = "#e9ecef";
+
+/** The marker of a check flagged ``status``, as an inline SVG (for the key and the flags' words). */
+export function flagMarker(status: string): string {
+  const points = flagShape(status).map(([x, y]) => `${6 + 5 * x},${6 + 5 * y}`).join(" ");
+  return `<svg class="cmp-flag-mark" viewBox="0 0 12 12" width="12" height="12" aria-hidden="true"><polygon points="${points}" fill="${flagColour(status)}" stroke="${FLAG_EDGE}" stroke-width="1"/></svg>`;
+}
+
+/** The linear threshold of a gradient-norm chart's scale (uPlot's arcsinh: logarithmic above it,
+ * linear down to 0 under it): the power of ten at or under the smallest norm above 0, so that
+ * every norm is on the logarithmic part and a norm of 0 (a layer whose units died) sits under them. */
+export function normThreshold(lines: ScalarLine[]): number {
+  let least = Infinity;
+  for (const l of lines) for (const v of l.values()) if (v > 0 && v < least) least = v;
+  return least === Infinity ? 1 : decade(Math.floor(Math.log10(least)));
+}
+
+/** 10 to the ``exp`` (written, not computed: 10 ** -5 is not 1e-5). */
+const decade = (exp: number): number => Number(`1e${exp}`);
+
 /** ``lines`` as uPlot's aligned data: every step any of them has (of each, at most ``most``
  * evenly spread, its last always), ascending, and each line's values there (null where it has none:
  * the line spans the gap). With ``hold`` (step lines: a count holds until it changes), a line has
@@ -102,27 +234,36 @@ export interface ChartLine {
   line: ScalarLine;
   /** steps to mark with a dashed line of the run's colour (its prunings) */
   marks: number[];
+  /** the checks to mark on the line, each with its flag's marker (a gradient-norm chart's) */
+  flags?: { step: number; value: number; status: string }[];
 }
 
 /** The uPlot options of a comparison chart of ``name`` with ``lines``: the steps along x (whole
  * steps; over ``steps()``, the page's range, where it gives one, so that every chart lines up), one
- * value axis; a filter count as a step line, its axis from 0. The cursor is synced across the
- * page's charts: pointing at a step on one reads every chart's values there. */
+ * value axis; a filter count as a step line, its axis from 0; a gradient norm on a logarithmic
+ * axis (down to 0 where a norm is 0: see ``normThreshold``), its values in the hover legend as the
+ * axis writes them (a norm of 5e+13 is not "53,700,000,000,000"). The cursor is synced
+ * across the page's charts: pointing at a step on one reads every chart's values there. */
 export function compareOptions(name: string, lines: ChartLine[], width: number, draw: (u: uPlot) => void = () => {},
   steps: () => [number, number] | null = () => null): uPlot.Options {
   const counts = filtersLayer(name) !== null;
+  const norms = gradNormLayer(name) !== null;
+  const floor = norms ? normThreshold(lines.map((l) => l.line)) : 1;
   const stepped = counts ? uPlot.paths.stepped?.({ align: 1 }) : undefined;
   return {
     width,
     height: 200,
     scales: {
       x: { time: false, range: (_u, min, max) => steps() ?? (min === max ? [min - 1, max + 1] : [min, max]) },
-      y: counts ? { range: (_u, _min, max) => [0, Math.max(1, Math.ceil((max ?? 1) * 1.1))] } : {},
+      y: counts ? { range: (_u, _min, max) => [0, Math.max(1, Math.ceil((max ?? 1) * 1.1))] }
+        : norms ? normScale(floor) : {},
     },
     axes: [
       { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, label: "step", labelFont: "12px system-ui, sans-serif", labelSize: 18, labelGap: 0,
         size: 30, incrs: STEP_INCREMENTS },
-      { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, scale: "y", values: axisValues, size: axisSize, ...(counts ? { incrs: STEP_INCREMENTS } : {}) },
+      { stroke: "#9aa0a6", grid: { stroke: "#2a2e35" }, scale: "y", values: axisValues, size: axisSize, ...(counts ? { incrs: STEP_INCREMENTS } : {}),
+        // (a norm's own ticks, all labelled: uPlot's logarithmic ones are filtered to fit, to none at all over many decades)
+        ...(norms ? { splits: (_u: uPlot, _i: number, min: number, max: number) => normSplits(min, max, floor), filter: (_u: uPlot, splits: number[]) => splits } : {}) },
     ],
     series: [
       { label: "step" },
@@ -134,10 +275,41 @@ export function compareOptions(name: string, lines: ChartLine[], width: number, 
         spanGaps: true,
         ...(l.style.dash ? { dash: l.style.dash } : {}),
         ...(stepped ? { paths: stepped } : {}),
+        ...(norms ? { value: (_u: uPlot, v: number | null) => (v === null ? "--" : axisLabel(v)) } : {}),
       })),
     ],
     cursor: { sync: { key: "convscope-compare" } },
     hooks: { draw: [draw] },
+  };
+}
+
+/** A gradient-norm axis' ticks from ``min`` to ``max`` (its scale's threshold ``floor``: see
+ * ``normThreshold``): 0 where it is in range, and from ``floor`` up the decades (over fewer than
+ * two, each one's 1, 2 and 5; over more than five, every second or third ...: about five in all). */
+export function normSplits(min: number, max: number, floor: number): number[] {
+  const ticks = min <= 0 && max >= 0 ? [0] : [];
+  const lo = Math.floor(Math.log10(Math.max(min, floor))), hi = Math.floor(Math.log10(Math.max(max, floor)));
+  const every = Math.ceil((hi - lo + 1) / 5);
+  for (let e = lo; e <= hi; e += every) for (const m of hi - lo < 2 ? [1, 2, 5] : [1]) {
+    const v = Number((m * decade(e)).toPrecision(1));
+    if (v > 0 && v >= min && v <= max) ticks.push(v);
+  }
+  return ticks;
+}
+
+/** The least 1, 2 or 5 times a power of ten at or above ``v`` (> 0). */
+export function niceAbove(v: number): number {
+  const d = decade(Math.floor(Math.log10(v)));
+  return ([1, 2, 5, 10].map((m) => Number((m * d).toPrecision(1))).find((t) => t >= v) ?? 10 * d);
+}
+
+/** A gradient-norm chart's value scale with the threshold ``floor``: from the decade of the least
+ * norm (from 0 where one is 0) to the first 1, 2 or 5 of a decade at or above the greatest. */
+function normScale(floor: number): uPlot.Scale {
+  return {
+    distr: 4,
+    asinh: floor,
+    range: (_u, min, max) => [min !== null && min > 0 ? floor : 0, max !== null && max > floor ? niceAbove(max) : 10 * floor],
   };
 }
 
@@ -159,7 +331,9 @@ export class CompareChart {
   draw(lines: ChartLine[]): void {
     this.lines = lines;
     const data = alignLines(lines.map((l) => l.line), MOST_POINTS, filtersLayer(this.name) !== null);
-    const key = lines.map((l) => `${l.run}\u0000${l.label}\u0000${l.style.stroke}`).join("\u0001");
+    // (a gradient norm's scale is made with the decade of its least norm: a new one makes it again)
+    const floor = gradNormLayer(this.name) !== null ? normThreshold(lines.map((l) => l.line)) : 0;
+    const key = lines.map((l) => `${l.run}\u0000${l.label}\u0000${l.style.stroke}`).join("\u0001") + `\u0001${floor}`;
     if (this.plot && key === this.key) {
       this.plot.setData(data);
       return;
@@ -171,7 +345,8 @@ export class CompareChart {
     this.plot = new uPlot(options, data, this.container);
   }
 
-  /** Each run's marked steps (its prunings), dashed in its colour. */
+  /** Each run's marked steps (its prunings), dashed in its colour; then its flagged checks' markers
+   * on its line (one not a finite number at the top), over every line. */
   private marks(u: uPlot): void {
     const ctx = u.ctx;
     const top = u.bbox.top, bottom = u.bbox.top + u.bbox.height;
@@ -189,6 +364,22 @@ export class CompareChart {
         ctx.lineTo(x, bottom);
         ctx.stroke();
       }
+    }
+    ctx.globalAlpha = 1;
+    ctx.setLineDash([]);
+    ctx.strokeStyle = FLAG_EDGE;
+    ctx.lineWidth = 1.5 * devicePixelRatio;
+    const r = 5.5 * devicePixelRatio;
+    for (const l of this.lines) for (const { step, value, status } of l.flags ?? []) {
+      const x = u.valToPos(step, "x", true);
+      const y = Number.isFinite(value) ? u.valToPos(value, "y", true) : top;
+      if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
+      ctx.fillStyle = flagColour(status);
+      ctx.beginPath();
+      for (const [px, py] of flagShape(status)) ctx.lineTo(x + r * px, y + r * py);
+      ctx.closePath();
+      ctx.stroke();
+      ctx.fill();
     }
     ctx.restore();
   }

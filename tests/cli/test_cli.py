@@ -72,6 +72,21 @@ def test_demo_trains_prunes_and_writes_a_run(tmp_path, capsys) -> None:
         assert kinds.get(kind, 0) > 0, kind
 
 
+
+def test_the_demo_without_pruning_is_a_run_of_its_own_name_to_compare_with(tmp_path, capsys) -> None:
+    # before: both were "lenet5-simplified-demo" (the second "-2"), told apart on the compare
+    # page only by which was made first
+    from convscope.cli import main
+    from convscope.store import RunStore
+
+    for flags in ([], ["--no-prune"]):
+        assert main(["demo", "--steps", "60", "--every", "10", "--logdir", str(tmp_path), "--no-serve", *flags]) == 0
+    assert "pruned nothing" in capsys.readouterr().out
+    store = RunStore(tmp_path)
+    assert store.run_ids() == ["lenet5-simplified-demo", "lenet5-simplified-demo-no-prune"]
+    with store.open_run("lenet5-simplified-demo-no-prune") as run:
+        assert run.meta()["config"]["prune"] is False and run.kinds().get("pruning", 0) == 0
+
 def test_the_demos_probe_spans_the_classes() -> None:
     """The probe the demo's activation views see is digits of every class, not the first 16 of
     a set sorted by class (all zeros)."""

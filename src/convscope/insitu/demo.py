@@ -86,14 +86,14 @@ def run_demo(
         every=every,
         probe=probe,
         logdir=logdir,
-        run="lenet5-simplified-demo",
+        run="lenet5-simplified-demo" if prune else "lenet5-simplified-demo-no-prune",  # (told apart when compared)
         serve=serve,
         serve_port=port,
         prune=prune_config,
         # every asked-for view, so that the case study (which pruning, when) is the same on
         # every machine; the overhead budget would skip recordings on a busy CPU
         budget=None,
-        config={"demo": True, "batch_size": batch_size, "lr": lr, "steps": steps, "data": "mnist-5k"},
+        config={"demo": True, "batch_size": batch_size, "lr": lr, "steps": steps, "data": "mnist-5k", "prune": prune},
     )
     accuracy = float("nan")
     columns = (TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"), TimeRemainingColumn())

@@ -71,6 +71,8 @@ from convscope.insitu._budget import SlowdownMeter  # noqa: E402
 from convscope.models.zoo import load_zoo_model  # noqa: E402
 
 WORKLOAD = {"name": "lenet", "batch": 64, "device": "cpu", "warmup": 50}
+#: each workload's batch (``--lenet-batch`` sets LeNet-5's)
+BATCH = {"lenet": 64, "vgg": 8}
 
 
 def _vgg_block() -> torch.nn.Module:
@@ -228,8 +230,9 @@ def _configs(*names: str) -> dict[str, dict]:
 def _workload(name: str) -> tuple[Any, int, int, str]:
     """Set the workload up for a one-process measure: its data, untimed first steps, steps per
     resampled block and title (see ``_PAIRED``)."""
-    WORKLOAD.update(name=name, batch=8 if name == "vgg" else 64, warmup=0)
-    return (_data(name), *_PAIRED[name])
+    WORKLOAD.update(name=name, batch=BATCH[name], warmup=0)
+    warm, block, title = _PAIRED[name]
+    return _data(name), warm, block, title.format(batch=BATCH[name])
 
 
 CONFIGS = {
@@ -266,7 +269,7 @@ def _quartiles(ratios: list[float]) -> tuple[float, float]:
 
 
 def bench(name: str, steps: int, rounds: int, warmup: int) -> str:
-    WORKLOAD.update(name=name, batch=8 if name == "vgg" else 64, warmup=0)
+    WORKLOAD.update(name=name, batch=BATCH[name], warmup=0)
     _setup()  # warm up the process (first-call allocations, kernels) before anything is timed
     run_plain(_data(name), 3, None)
     WORKLOAD["warmup"] = warmup
@@ -295,7 +298,7 @@ def bench(name: str, steps: int, rounds: int, warmup: int) -> str:
             f"{statistics.median(startups[config]) - base:+.2f}" if config != "plain" else f"({base:.2f})",
             info.get("recorded", ""), info.get("frames", ""), info.get("dropped", ""), info.get("cpu", ""),
         ))
-    title = "simplified LeNet-5, batch 64" if name == "lenet" else "VGG-16 first block (3->64->64, 224x224), batch 8"
+    title = _PAIRED[name][2].format(batch=BATCH[name])
     return f"## {title}, {warmup} + {steps} steps, {rounds} rounds\n\n" + table(
         ("configuration", "steps/s", "overhead (median)", "overhead (IQR)", "start-up s",
          "recording steps", "frames", "dropped", "convscope CPU / wall"), rows
@@ -543,8 +546,8 @@ def _threads_cpu(since: dict[int, float] | None = None):
 #: per workload of the step-by-step measurement: untimed first steps, steps per resampled block
 #: (a few recordings' worth: the cost comes in bursts), and the table's title
 _PAIRED = {
-    "lenet": (200, 100, "simplified LeNet-5, batch 64"),
-    "vgg": (6, 10, "VGG-16 first block (3->64->64, 224x224), batch 8"),
+    "lenet": (200, 100, "simplified LeNet-5, batch {batch}"),
+    "vgg": (6, 10, "VGG-16 first block (3->64->64, 224x224), batch {batch}"),
 }
 
 
@@ -772,7 +775,7 @@ def bench_collections(steps: int, runs: int) -> str:
             f"{statistics.median(full_ms):.0f}" if full_ms else "-",
             f"{statistics.median(per_step) * 1e6:.1f}", " ".join(f"{x * 1e6:.1f}" for x in per_step),
         ))
-    return f"## Python's garbage collections in {steps} LeNet-5 steps, batch 64, {runs} runs\n\n" + table(
+    return f"## Python's garbage collections in {steps} LeNet-5 steps, batch {BATCH['lenet']}, {runs} runs\n\n" + table(
         ("configuration", "collections (young/middle/full) each run", "full ones", "ms a full one", "us a step collecting (median)", "each run"),
         rows,
     ) + (
@@ -792,6 +795,12 @@ def main() -> None:
     parser.add_argument("--vgg-rounds", type=int, default=3)
     parser.add_argument("--workload", choices=("lenet", "vgg", "both"), default="both")
     parser.add_argument("--device", default="cpu", help="where the model trains: cpu, cuda ...")
+    parser.add_argument(
+        "--lenet-batch", type=int, default=64, metavar="N",
+        help="LeNet-5's batch (default 64). A smaller one shortens the plain step as a faster CPU does, while a "
+        "recording's work stays about the same (the activation views read at most 8 samples): the share a "
+        "recording takes of a faster machine's steps, measured on this one",
+    )
     parser.add_argument("--block", type=int, default=400, help="steps per turn in the one-process comparison (0: skip it)")
     parser.add_argument("--pairs", type=int, default=16, help="pairs of turns in the one-process comparison")
     parser.add_argument("--within", type=int, default=3000, help="steps of each run in the no-pause measurement (0: skip it)")
@@ -825,6 +834,9 @@ def main() -> None:
         for name in [n for n in CONFIGS if n != "plain" and not any(w in n for w in args.configs)]:
             del CONFIGS[name]
     WORKLOAD["device"] = args.device
+    if args.lenet_batch < 1:
+        parser.error("--lenet-batch must be at least 1")
+    BATCH["lenet"] = args.lenet_batch
     warnings.filterwarnings("ignore")
     where = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})"
     print(f"# in situ overhead, training on {where} ({machine()})\n")

@@ -8,7 +8,9 @@ sets them.) The GUI runs the script as ``__main__`` with ``sys.argv == ['']``. O
 closes ParaView), the grid's bounds at the first and the last step, the feature map's and the
 distribution's placement, the colour legend's end label of the largest weight, and where they
 are there: the correlation matrix's and its groups' strips' placement and bounds at the first
-and the last step, its colours and legend, and the trajectory view's axis titles.
+and the last step, its colours and legend, the colour index of each filter's group in the
+strips, the groups' key (its lines, their swatches, the indices written along the matrix, its
+placement and bounds) at the step shown, and the trajectory view's axis titles.
 """
 
 import json
@@ -17,6 +19,8 @@ import runpy
 import sys
 
 import paraview.simple as simple
+from paraview import servermanager
+from vtkmodules.util.numpy_support import vtk_to_numpy
 
 from convscope.paraview import script_path
 
@@ -54,6 +58,18 @@ def main():
                 shown = simple.GetDisplayProperties(s, view)
                 said["strips"][n] = {"position": list(shown.Position), "scale": list(shown.Scale),
                                      "orientation": list(shown.Orientation), "thick": float(shown.GlyphType.YLength)}
+                if not n.endswith("down"):
+                    data = servermanager.Fetch(s)
+                    said["strip_colours"] = vtk_to_numpy(data.GetPointData().GetArray("group_colour")).tolist()
+            if n.startswith("groups-") and n.endswith(" key"):
+                data = servermanager.Fetch(s)
+                fields = data.GetFieldData()
+                said["key"] = [fields.GetAbstractArray("key").GetValue(i) for i in range(fields.GetAbstractArray("key").GetNumberOfValues())]
+                said["key_swatch"] = vtk_to_numpy(fields.GetArray("key_swatch")).tolist()
+                said["ticks"] = vtk_to_numpy(fields.GetArray("ticks")).tolist()
+                shown = simple.GetDisplayProperties(s, view)
+                said["key_display"] = {"position": list(shown.Position), "scale": list(shown.Scale),
+                                       "visible": int(shown.Visibility), "bounds": list(data.GetBounds())}
     views = simple.GetViews()
     if len(views) > 1:
         grid = views[1].AxesGrid

@@ -303,3 +303,18 @@ def test_the_pngs_lay_the_views_out_as_the_exports_do(tmp_path, pvrun) -> None:
     under[rows[0].max() + 1 :, cols[1].min() :] = True
     orange = (r > 200) & (g > 90) & (g < 160) & (b < 60)  # group 0
     assert (signed & under).sum() > 500 and (orange & under).sum() > 50
+    # as large as the exports draw it: its diagonal, red from corner to corner, a third of the grid's width
+    band = np.zeros_like(yellow)
+    band[rows[0].max() + 1 :] = True
+    matrix = np.nonzero((signed & band).any(axis=0))[0]
+    assert matrix.max() - matrix.min() > 0.3 * (cols[0].max() - cols[0].min())
+    # the groups' key left of it: group 0's swatch (orange, as its strips), far left of the strip
+    # down the matrix's left edge, with words between them
+    seen = np.unique(np.nonzero(orange & band)[1])
+    clusters = np.split(seen, np.nonzero(np.diff(seen) > 10)[0] + 1)
+    assert len(clusters) == 3, "group 0's orange is only in its strips: the groups have no key"
+    swatch, down, _along = clusters  # (the key's swatch, the strip down the left edge, the one along the top)
+    assert down.min() - swatch.max() > 3 * (down.max() - down.min())
+    key_rows = np.nonzero((orange & band)[:, swatch].any(axis=1))[0]
+    dark = (r < 90) & (g < 90) & (b < 90) & (abs(r - b) < 20)
+    assert dark[key_rows.min() - 5 : key_rows.max() + 5, swatch.max() + 1 : down.min()].sum() > 50, "no words beside the swatch"

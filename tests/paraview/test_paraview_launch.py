@@ -317,11 +317,11 @@ def test_open_exports_in_the_gui_stays_open_and_lays_out_the_whole_run(tmp_path,
     assert said["range_label"] == "0.7"
 
 
-def _pruned_run_with_correlations(folder: Path, *, trajectory: str = "pca") -> None:
+def _pruned_run_with_correlations(folder: Path, *, trajectory: str = "pca", second: int = 9) -> None:
     """A layer pruned from 16 filters to 12 between steps 0 and 5, with every view of it: its
     correlation matrices (row and column 0 all -1, the others 0 but the diagonal's 1) and groups
-    (filters 0-2: group 0, 3-4: group 9, 6-8: group 2, the others none). ``trajectory``: which
-    path the folder holds (``dims`` alone, as an export of a run whose PCA is not there)."""
+    (filters 0-2: group 0, 3-4: group ``second``, 6-8: group 2, the others none). ``trajectory``:
+    which path the folder holds (``dims`` alone, as an export of a run whose PCA is not there)."""
     import shutil
 
     from samples import frame
@@ -341,7 +341,7 @@ def _pruned_run_with_correlations(folder: Path, *, trajectory: str = "pca") -> N
         matrix = np.eye(filters, dtype=np.float32)
         matrix[0, 1:] = matrix[1:, 0] = -1.0
         labels = np.full(filters, -1, np.int32)
-        labels[:3], labels[3:5], labels[6:9] = 0, 9, 2
+        labels[:3], labels[3:5], labels[6:9] = 0, second, 2
         for f in (dist, maps, frame("trajectory", step),
                   Frame(run="r", step=step, kind="correlation", layer="conv1", payload={"matrix": matrix, "dead": np.zeros(filters, bool)}),
                   Frame(run="r", step=step, kind="groups", layer="conv1",
@@ -385,8 +385,12 @@ def test_open_exports_shows_the_correlation_matrix_with_its_groups_clear_of_the_
     dist = box(said["dist_position"], said["dist_scale"], said["dist_bounds"])
     for matrix in corr.values():  # the 16 x 16 matrix and the pruned 12 x 12 one
         assert apart(matrix, grid) and apart(matrix, maps) and apart(matrix, dist)
-        assert matrix[3] < grid[2] and matrix[0] >= dist[0] - 1e-9  # under the distribution
+        assert matrix[3] < grid[2] and matrix[0] > maps[1]  # under the grid, right of the feature map
     assert corr["corr_first"][0] == corr["corr_last"][0] and corr["corr_first"][3] == corr["corr_last"][3]  # it shrinks to its top left
+    # large enough to read: at its largest, half as wide as the grid (it was a third of the grid's
+    # width, strips included), its right edge the distribution's
+    assert corr["corr_first"][1] - corr["corr_first"][0] > 0.4 * (grid[1] - grid[0])
+    assert corr["corr_first"][1] == pytest.approx(dist[1])
     # the groups as a strip along the matrix's top edge and one down its left edge, cell for cell
     (top_name, top), (left_name, left) = sorted(said["strips"].items())
     assert left_name.endswith("down") and left["orientation"] == [0.0, 0.0, -90.0] and top["orientation"] == [0.0, 0.0, 0.0]
@@ -394,7 +398,80 @@ def test_open_exports_shows_the_correlation_matrix_with_its_groups_clear_of_the_
     assert top["scale"][0] == left["scale"][0] == cell and thick >= 1
     assert top["position"][0] == said["corr_position"][0] and left["position"][1] == said["corr_position"][1]
     assert corr["corr_first"][3] <= top["position"][1] - cell * thick / 2 and top["position"][1] + cell * thick / 2 < grid[2]
-    assert left["position"][0] + cell * thick / 2 <= corr["corr_first"][0] and left["position"][0] - cell * thick / 2 >= dist[0] - 1e-9
+    assert left["position"][0] + cell * thick / 2 <= corr["corr_first"][0] and left["position"][0] - cell * thick / 2 > maps[1]
+    # the groups' key (the filters' indices along the matrix, the groups' lines between the map and
+    # the matrix) in the matrix's cells, under the grid and the distribution, right of the map
+    key = said["key_display"]
+    assert key["visible"] == 1 and key["position"] == said["corr_position"] and key["scale"] == [cell, cell, 1.0]
+    shown = box(key["position"], key["scale"], key["bounds"])
+    assert shown[3] < grid[2] and shown[0] > maps[1] and shown[1] <= dist[1] + 1e-9
+
+
+def _entries(lines: list[str], swatches: list[int]) -> list[tuple[int, str]]:
+    """The key's lines as its entries: each line with a swatch and the lines that go on from it."""
+    out: list[tuple[int, str]] = []
+    for line, swatch in zip(lines, swatches, strict=True):
+        if swatch == -2 and line.startswith(" ") and out:
+            out[-1] = (out[-1][0], f"{out[-1][1]} {line.strip()}")
+        elif swatch != -2:
+            out.append((swatch, line))
+    return out
+
+
+@pytest.mark.paraview
+@pytest.mark.slow
+def test_open_exports_says_which_colour_is_which_group_and_which_filters_it_holds(tmp_path, pvrun, monkeypatch) -> None:
+    # (the strips coloured each group by its id modulo 8, so groups 0 and 8 had one colour, and
+    # nothing said which colour was which group, which filters it held, nor what the grey was)
+    import json
+
+    from convscope.paraview.looks import GROUP_COLOURS
+
+    _pruned_run_with_correlations(tmp_path / "vtk", second=8)
+    monkeypatch.setenv("CONVSCOPE_EXPORTS", str(tmp_path / "vtk"))
+    pvrun(str(Path(__file__).parent / "pv_open_exports_gui.py"), str(tmp_path / "said.json"), xvfb=True)
+    said = json.loads((tmp_path / "said.json").read_text())
+    # at the last step (12 filters): groups 0 (0-2), 8 (3-4) and 2 (6-8); 8 moves to the next free
+    # colour, as group 0 (older: its id is smaller) has the colour of 8 modulo 8
+    assert said["strip_colours"] == [0, 0, 0, 1, 1, -1, 2, 2, 2, -1, -1, -1]
+    assert len(GROUP_COLOURS) == 8
+    lines, swatches = said["key"], said["key_swatch"]
+    assert " ".join(lines[: swatches.index(0)]).split() == ["filter", "groups", "(threshold", "0.9)"]
+    # each group's swatch in its strip's colour, its id and its filters; then the grey of no group
+    assert _entries(lines, swatches) == [(0, "group 0: filters 0-2"), (2, "group 2: filters 6-8"), (1, "group 8: filters 3, 4"),
+                                         (-1, "no group: filters 5, 9-11")]
+    # the filters' indices along the matrix: every one or every other, from 0
+    assert said["ticks"][0] == 0 and said["ticks"] == list(range(0, 12, said["ticks"][1])) and said["ticks"][1] <= 2
+
+
+@pytest.mark.paraview
+@pytest.mark.slow
+def test_the_key_of_the_groups_does_not_change_the_scripts_builtins(tmp_path, pvrun) -> None:
+    # (ParaView's Programmable Filter runs `from numpy import *` in __main__ before its script:
+    # numpy's min took the place of Python's in the bridge, whose min of a generator then failed)
+    script = tmp_path / "builtins.py"
+    script.write_text(
+        "import builtins, os\n"
+        "import numpy as np\n"
+        "import paraview.simple as simple\n"
+        "from vtkmodules.vtkCommonDataModel import vtkImageData\n"
+        "from vtkmodules.util.numpy_support import numpy_to_vtk\n"
+        "from convscope.paraview import looks\n"
+        "image = vtkImageData()\n"
+        "image.SetDimensions(4, 1, 1)\n"
+        "group = numpy_to_vtk(np.array([0, 0, 8, -1], np.int32), deep=True)\n"
+        "group.SetName('group')\n"
+        "image.GetPointData().AddArray(group)\n"
+        "groups = simple.TrivialProducer()\n"
+        "groups.GetClientSideObject().SetOutput(image)\n"
+        "key = looks.group_key(looks.group_strip(groups))\n"
+        "key.UpdatePipeline()\n"
+        "print('shadowed', sorted(n for n in ('min', 'max', 'abs', 'sum', 'any', 'all', 'divmod') if n in globals()))\n"
+        "print('min', min(k for k in (3, 1, 2)))\n"
+        "os._exit(0)\n"
+    )
+    proc = pvrun(str(script))
+    assert "shadowed []" in proc.stdout and "min 1" in proc.stdout, proc.stdout + proc.stderr
 
 
 @pytest.mark.paraview
@@ -423,23 +500,57 @@ def test_open_exports_draws_images_and_the_correlation_with_row_0_at_the_top(tmp
     yellow &= yellow.sum(axis=1, keepdims=True) > 10  # (less a stray pixel where two colours meet)
     rows, cols = np.nonzero(yellow)
     below = np.zeros_like(yellow)
-    below[rows.max() + 1 :, cols.min() :] = True  # under the distribution: the correlation and its strips
+    below[rows.max() + 1 :] = True  # under the grid and the distribution: the feature map, the groups' key, the correlation
     blue = (b > 120) & (r < 90) & below
     red = (r > 120) & (g < 90) & (b < 90) & below
-    orange = (r > 200) & (g > 90) & (g < 160) & (b < 60) & below  # group 0's strips
+    orange = (r > 200) & (g > 90) & (g < 160) & (b < 60) & below  # group 0's strips and its swatch in the key
     assert blue.sum() > 300 and red.sum() > 100 and orange.sum() > 50
     # the matrix's row 0 (all blue) is its top row: the row of most blue pixels is the blue's first
-    blue_rows = np.nonzero(blue.any(axis=1))[0]
+    blue_rows, blue_cols = np.nonzero(blue.any(axis=1))[0], np.nonzero(blue.any(axis=0))[0]
     widest = int(np.argmax(blue.sum(axis=1)))
     cell = blue.sum(axis=1).max() / 11  # (at the last step, row 0 holds 11 blue cells)
     assert widest - blue_rows.min() < cell, "the correlation matrix's row 0 is not at its top"
-    # the groups' strips are above the matrix and left of it
-    orange_rows, orange_cols = np.nonzero(orange)
-    assert orange_rows.min() < blue_rows.min() and orange_cols.min() < np.nonzero(blue.any(axis=0))[0].min()
-    # the feature map's row 0 (grey) is above its other rows (black), under the grid
+    # the groups' strips are above the matrix and left of it (the key's swatch further left)
+    strips = orange.copy()
+    strips[:, : int(blue_cols.min() - 3 * cell)] = False
+    orange_rows, orange_cols = np.nonzero(strips)
+    assert orange_rows.min() < blue_rows.min() and orange_cols.min() < blue_cols.min()
+    # the feature map's row 0 (grey) is above its other rows (black), under the grid, left of the key
     left = np.zeros_like(yellow)
-    left[rows.max() + 1 :, : cols.min()] = True
+    left[rows.max() + 1 :, : np.nonzero(orange.any(axis=0))[0].min() - 2] = True
     grey = (abs(r - g) < 8) & (abs(g - b) < 8) & (r > 100) & (r < 160) & left
     black = (r < 30) & (g < 30) & (b < 30) & left
     assert grey.sum() > 50 and black.sum() > 500
     assert np.nonzero(grey)[0].mean() < np.nonzero(black)[0].min() + 0.2 * np.ptp(np.nonzero(black)[0]), "the feature map's row 0 is not at its top"
+
+
+@pytest.mark.paraview
+@pytest.mark.slow
+def test_open_exports_draws_the_correlation_large_with_the_groups_key_beside_it(tmp_path, pvrun) -> None:
+    # (the matrix took an eighth of the view's width, a third of the grid's; the groups' colours had no key)
+    _pruned_run_with_correlations(tmp_path / "vtk")
+    shot = tmp_path / "views.png"
+    pvrun(*open_exports_command(tmp_path / "vtk", screenshot=shot, size=(1200, 800))[2:], "--step", "0", xvfb=True)
+    view = int(1200 * 0.68)  # (the left view)
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)[:, :view]
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    blue = (b > 120) & (r < 90)
+    red = (r > 120) & (g < 90) & (b < 90)
+    weights = red & (np.arange(800) < 400)[:, None]  # (the grid: all red, in the upper half)
+    weights[:, int(view * 0.84) :] = False  # (less the colour legends)
+    # the matrix's row 0 (blue but its first cell) is its widest blue row: 15 of its 16 cells
+    row0 = int(np.argmax(blue.sum(axis=1)))
+    cols = np.nonzero(blue[row0])[0]
+    width = (cols.max() - cols.min() + 1) * 16 / 15
+    grid_cols = np.nonzero(weights.any(axis=0))[0]
+    assert width > 0.22 * view, f"the correlation matrix is {width:.0f} pixels wide of the view's {view}"
+    assert width > 0.4 * (grid_cols.max() - grid_cols.min()), "the correlation matrix is small beside the grid"
+    # the key: group 0's orange swatch left of the matrix's strips, among dark letters
+    orange = (r > 200) & (g > 90) & (g < 160) & (b < 60)
+    strip = cols.min() - width / 16 * 3  # (left of the strip down the matrix's left edge and the indices beside it)
+    swatch = orange[:, : int(strip)]
+    assert swatch.sum() > 20, "no swatch of group 0 left of the matrix"
+    rows = np.nonzero(swatch.any(axis=1))[0]
+    dark = (r < 90) & (g < 90) & (b < 90) & (abs(r - b) < 20)
+    letters = dark[rows.min() - 40 : rows.max() + 40, np.nonzero(swatch.any(axis=0))[0].max() : int(strip)]
+    assert letters.sum() > 100, "no words beside the swatch"

@@ -8,8 +8,10 @@ blue, zero white, positive red: the weights over their largest magnitude, correl
 
 Layout in one render view (x right, y up, units of weight cells): the weight grid from the
 origin rightwards and downwards, the distribution view to its right, the feature maps under the
-grid and the correlation matrix under the distribution, with the filter groups as coloured
-strips along its top and left edges (:func:`arrange`). The trajectory gets its own view.
+grid and the correlation matrix under the grid's right part and the distribution, with the
+filter groups as coloured strips along its top and left edges, the filters' indices beside
+them, and the groups' key (a swatch, the id and the filters of each group, then "no group")
+left of the matrix (:func:`arrange`). The trajectory gets its own view.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ GROUP_ARRAY = "group_colour"
 #: the groups' strips: as thick as this share of the matrix (one cell at least), this far from it
 STRIP_SHARE = 1 / 24
 STRIP_GAP = 0.5
+#: the correlation matrix with its strips and the filters' indices: as wide as this share of the
+#: layout (the grid, a gap and the distribution); a third of the grid's width was too small to read
+MATRIX_SHARE = 0.4
+#: the height of the groups' key's letters, a share of the grid's width; the filters' indices a
+#: little smaller
+KEY_TEXT = 1 / 38
+TICK_TEXT = 0.85
+#: the letters of the key (``vtkVectorText``): a character's width and a line's height, in heights
+#: of a capital, and the width of a digit
+CHAR_WIDTH = 0.75
+LINE_HEIGHT = 1.6
+DIGIT_WIDTH = 0.93
 
 
 def _simple() -> Any:
@@ -87,17 +101,176 @@ def group_colours() -> Any:
     return lut
 
 
+def group_slots(labels: Sequence[int]) -> dict[int, int]:
+    """Each group id of ``labels`` (a group id per filter, ``-1`` for none) and the index of its
+    colour in :data:`GROUP_COLOURS`: its id modulo their number, or, where an older group (a
+    smaller id: ids only grow) of the same labels has that colour, the next one free. So the
+    groups of one step have distinct colours as long as there are no more of them than colours,
+    and a group keeps its colour while it lives unless it had to move aside.
+
+    Example:
+        >>> group_slots([-1, 4, 12, 4, 12, 2])  # (4 and 12 would share a colour modulo 8)
+        {2: 2, 4: 4, 12: 5}
+    """
+    ids = sorted({int(g) for g in labels if int(g) >= 0})
+    n = len(GROUP_COLOURS)
+    slots: dict[int, int] = {}
+    for g in ids:
+        slot = g % n
+        if len(slots) < n:  # (past n groups the colours repeat, as the key says)
+            while slot in slots.values():
+                slot = (slot + 1) % n
+        slots[g] = slot
+    return slots
+
+
+def spans(indices: Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` as ``"0-2, 5, 7, 8"``: runs of three or more as first-last."""
+    out: list[str] = []
+    run: list[int] = []
+    for i in [*sorted(int(v) for v in indices), None]:
+        if run and (i is None or i != run[-1] + 1):
+            out += [f"{run[0]}-{run[-1]}"] if len(run) > 2 else [str(v) for v in run]
+            run = []
+        if i is not None:
+            run.append(i)
+    return ", ".join(out)
+
+
+def _wrap(text: str, chars: int) -> list[str]:
+    """``text`` in lines of at most ``chars`` characters, broken at spaces (a longer word alone)."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= chars:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
+def key_lines(labels: Sequence[int], *, threshold: float | None = None, chars: int = 40,
+              max_lines: int | None = None) -> list[tuple[int | None, str]]:
+    """The lines of the groups' key of ``labels`` (a group id per filter, ``-1`` for none), each
+    with the colour of its swatch: an index in :data:`GROUP_COLOURS` (:func:`group_slots`),
+    ``-1`` for the pale grey of "no group", ``None`` for a line without one.
+
+    A title, a warning where there are more groups than colours, then each group by id with its
+    filters, then the filters in no group; lines broken to ``chars`` characters. Past
+    ``max_lines``, the filters in no group are left out ("no group" alone says what the grey
+    is), then the last groups that do not fit are counted in one line ("+ 3 more groups").
+
+    Example:
+        >>> key_lines([-1, 0, 0, 9, 9, -1], threshold=0.9)
+        [(None, 'filter groups (threshold 0.9)'), (0, 'group 0: filters 1, 2'), (1, 'group 9: filters 3, 4'), (-1, 'no group: filters 0, 5')]
+    """
+    labels = [int(g) for g in labels]
+    slots = group_slots(labels)
+    title = ["filter groups", *([f"(threshold {threshold:.2g})"] if threshold is not None else [])]
+    if len(" ".join(title)) > chars:  # (its two parts on two lines rather than "(threshold" over "0.9)")
+        title = [line for part in title for line in _wrap(part, chars)]
+    else:
+        title = [" ".join(title)]
+    if len(slots) > len(GROUP_COLOURS):
+        title += _wrap(f"{len(slots)} groups, {len(GROUP_COLOURS)} colours: colours repeat", chars)
+    head: list[tuple[int | None, str]] = [(None, line) for line in title]
+
+    def entry(slot: int, name: str, members: list[int]) -> list[tuple[int | None, str]]:
+        said, listed = f"{name}: filter{'s' if len(members) > 1 else ''}", spans(members)
+        if len(said) + 1 + len(listed) <= chars:
+            return [(slot, f"{said} {listed}")]
+        # (a list that does not fit starts on a line of its own: "filters 4," over "9" read badly)
+        return [(slot, said), *((None, "  " + line) for line in _wrap(listed, chars - 2))]
+
+    groups = [entry(slots[g], f"group {g}", [i for i, x in enumerate(labels) if x == g]) for g in slots]
+    alone = [i for i, x in enumerate(labels) if x < 0]
+    tail = entry(-1, "no group", alone) if alone else []
+
+    def over() -> bool:
+        return max_lines is not None and len(head) + sum(map(len, groups)) + len(tail) > max_lines
+
+    if over() and alone:  # (the groups' filters first: the grey's meaning is enough of the rest)
+        tail = [(-1, "no group")]
+    if over() and max_lines is not None:
+        room = max(max_lines - len(head) - len(tail) - 1, 0)
+        shown: list[list[tuple[int | None, str]]] = []
+        while groups and sum(map(len, shown)) + len(groups[0]) <= room:
+            shown.append(groups.pop(0))
+        groups = [*shown, [(None, f"+ {len(groups)} more group{'s' if len(groups) > 1 else ''}")]]
+    return [*head, *(line for g in groups for line in g), *tail]
+
+
+def tick_step(filters: int, size: float) -> int:
+    """Every how many filters an index is written along the matrix, for letters ``size`` cells
+    high: 1, 2, 5, 10, 20, 50 ..., the first whose labels (as wide as the largest index) do not
+    touch."""
+    wide = max(len(str(max(filters - 1, 0))) * DIGIT_WIDTH + 0.6, LINE_HEIGHT) * size
+    step, k = 1, 0
+    while step < wide:
+        k += 1
+        step = (1, 2, 5)[k % 3] * 10 ** (k // 3)
+    return step
+
+
+def group_colour_index(labels: Sequence[int]) -> Any:
+    """The colour of each filter of ``labels`` (a group id per filter): its group's index in
+    :data:`GROUP_COLOURS` (:func:`group_slots`), ``-1`` for a filter in no group; a numpy array.
+
+    Example:
+        >>> group_colour_index([-1, 4, 12, 4]).tolist()
+        [-1, 4, 5, 4]
+    """
+    import numpy as np
+
+    given = [int(g) for g in np.asarray(labels).ravel()]
+    slots = group_slots(given)
+    return np.array([slots.get(g, -1) for g in given], np.int32)
+
+
 def group_strip(groups: Any, **names: Any) -> Any:
-    """The colour of each filter's group as an array, ``group_colour``: the group id modulo the
-    number of :data:`GROUP_COLOURS` (ids grow as groups form and part, so no fixed list of ids
-    would hold them all), ``-1`` for a filter in no group. A ParaView Calculator on ``groups``."""
+    """The colour of each filter's group as an array, ``group_colour``: an index in
+    :data:`GROUP_COLOURS` (:func:`group_slots`: the group id modulo their number, or the next
+    free where an older group of that step has it), ``-1`` for a filter in no group. A ParaView
+    Python Calculator on ``groups`` (:func:`group_colour_index`), run again at each step."""
     simple = _simple()
-    calc = simple.Calculator(Input=groups, **names)
-    # (% is ExprTk's, the Calculator's parser from ParaView 5.10)
-    calc.Function = f"(group >= 0) * (group % {len(GROUP_COLOURS)} + 1) - 1"
-    calc.ResultArrayName = GROUP_ARRAY
-    calc.ResultArrayType = "Int"
-    return calc
+    strip = simple.PythonCalculator(Input=groups, **names)
+    # (a Python Calculator, not a Programmable Filter: 4 ms a step rather than 40, and nothing put in __main__)
+    strip.Expression = '__import__("convscope.paraview.looks", fromlist=["looks"]).group_colour_index(group)'
+    strip.ArrayAssociation = "Point Data"
+    strip.ArrayName = GROUP_ARRAY  # (int32, as group_colour_index returns it)
+    return strip
+
+
+def group_key(strip: Any, **names: Any) -> Any:
+    """The key of the groups of ``strip`` (:func:`group_strip`): the filters' indices along the
+    matrix's top and left edges, beyond the strips, and a swatch, the id and the filters of
+    each group, then of the filters in no group (:func:`key_lines`), as flat letters
+    (``vtkVectorText``) in the matrix's cells (:func:`arrange` says where and how large); its
+    lines, their swatches and the indices written are also its field data, ``key``,
+    ``key_swatch`` and ``ticks``. A ParaView Programmable Filter
+    (:func:`convscope.paraview._vtk.group_key`), run again at each step."""
+    simple = _simple()
+    key = simple.ProgrammableFilter(Input=strip, **names)
+    key.OutputDataSetType = "vtkPolyData"
+    key.Script = _key_script({})
+    return key
+
+
+def _key_script(layout: dict[str, Any]) -> str:
+    """The script of :func:`group_key`'s filter, with ``layout`` (:func:`arrange`'s) written into
+    it: a Programmable Filter takes no arguments but its script."""
+    given = "".join(f", {k}={v!r}" for k, v in layout.items())
+    return f"from convscope.paraview import _vtk\n_vtk.group_key(self.GetInputDataObject(0, 0), self.GetOutputDataObject(0){given})"
+
+
+def show_group_key(key: Any, view: Any) -> Any:
+    """The groups' key (:func:`group_key`) in its own colours: letters dark, swatches in their groups'."""
+    simple = _simple()
+    display = simple.Show(key, view)
+    simple.ColorBy(display, ("CELLS", "rgb"))
+    display.MapScalars = 0  # (the rgb array is the colour itself)
+    display.SetScalarBarVisibility(view, False)
+    display.Ambient, display.Diffuse, display.Specular = 1.0, 0.0, 0.0
+    return display
 
 
 def style_view(view: Any, *, size: tuple[int, int] | None = None) -> None:
@@ -219,43 +392,53 @@ def _rows(b: Sequence[float]) -> float:
 def arrange(grid: Sequence[float], *, distribution: tuple[Any, Sequence[float]] | None = None,
             maps: tuple[Any, Sequence[float]] | None = None,
             correlation: tuple[Any, Sequence[float]] | None = None,
-            groups: tuple[Any, Any] | None = None) -> list[float]:
+            groups: tuple[Any, Any] | None = None, key: Any | None = None) -> list[float]:
     """Place the other views around the weight grid whose bounds are ``grid``; return the bounds of all.
 
     ``distribution``, ``maps`` and ``correlation`` are each a display and its data's bounds
     (what it holds at its largest: a pruned layer's first steps). The distribution goes right of
     the grid, as tall as it and a third of its width (its bins at their own scale were wider than
     the grid and took the picture); map 0 goes under the grid, a quarter of its width; the
-    correlation matrix under the distribution, as wide as it, with ``groups`` (the displays of
-    the strip along its top and of the one along its left edge, :func:`show_groups`) inside that
-    width. Each keeps its top left corner where it is put, so a matrix that shrinks as filters
-    are pruned stays clear of the rest. ``open_exports.py`` and the Catalyst pipeline's PNGs lay
-    out alike.
+    correlation matrix under the grid's right part and the distribution, :data:`MATRIX_SHARE`
+    of the layout's width with ``groups`` (the displays of the strip along its top and of the
+    one along its left edge, :func:`show_groups`) and, where there is a ``key`` (the display of
+    :func:`group_key`), the filters' indices beyond them, and the key's lines between the map and
+    the matrix. Each keeps its top left corner where it is put, so a matrix that shrinks as
+    filters are pruned stays clear of the rest. ``open_exports.py`` and the Catalyst pipeline's
+    PNGs lay out alike.
     """
     width, height = grid[1] - grid[0], grid[3] - grid[2]
     gap = width / 20
     box = list(grid)
-    right = grid[1] + gap  # the column right of the grid: the distribution, the correlation under it
+    right = grid[1] + gap  # the column right of the grid: the distribution
+    end = right + width / 3  # (the layout's right edge: the distribution's)
     if distribution is not None:
         display, b = distribution
         display.Position = [right, grid[3], 0.0]
         display.Scale = [width / 3 / max(b[1] - b[0], 1), height / max(b[3] - b[2], 1), 1.0]
-        box[1] = right + width / 3
+        box[1] = end
+    beside_maps = grid[0]  # (where the key may start: right of the map)
     if maps is not None:
         display, b = maps
         scale = width / 4 / max(b[1] - b[0] + 1, 1)
         display.Position = [grid[0], grid[2] - gap, 0.0]
         display.Scale = [scale, _rows(b) * scale, 1.0]  # row 0 at the top
         box[2] = min(box[2], grid[2] - gap - scale * max(b[3] - b[2], 0))
+        beside_maps = grid[0] + width / 4 + gap
     if correlation is not None:
         display, b = correlation
         filters = max(int(round(b[1] - b[0])) + 1, 1)
         thick = max(1.0, filters * STRIP_SHARE)
         edge = STRIP_GAP + thick if groups is not None else 0.0  # (cells left of and above the matrix)
-        cell = width / 3 / (filters + edge)
-        top, left = grid[2] - gap, right
+        letters = width * KEY_TEXT if key is not None else 0.0
+        tick = letters * TICK_TEXT
+        above = 1.3 * tick  # (the indices above the top strip, and left of the left one)
+        beside = (len(str(filters - 1)) * DIGIT_WIDTH + 0.3) * tick
+        block = MATRIX_SHARE * (end - grid[0])
+        cell = (block - beside) / (filters + edge)
+        top, left = grid[2] - gap, end - block
         # point (j, i) of the matrix is the middle of its cell: the first at half a cell in
-        centre = [left + cell * (edge + 0.5), top - cell * (edge + 0.5)]
+        centre = [left + beside + cell * (edge + 0.5), top - above - cell * (edge + 0.5)]
         display.Position = [centre[0], centre[1], 0.0]
         display.Scale = [cell, _rows(b) * cell, 1.0]
         if groups is not None:
@@ -266,8 +449,18 @@ def arrange(grid: Sequence[float], *, distribution: tuple[Any, Sequence[float]] 
             for display in (along_top, along_left):
                 display.Scale = [cell, cell, 1.0]
                 display.GlyphType.YLength = thick
-        box[1] = max(box[1], left + width / 3)
-        box[2] = min(box[2], top - width / 3)
+        bottom = top - above - cell * (filters + edge)
+        if key is not None:  # (in the matrix's cells, as the strips)
+            key.Position = [centre[0], centre[1], 0.0]
+            key.Scale = [cell, cell, 1.0]
+            room = left - gap - beside_maps
+            layout = {"thick": round(thick, 6), "tick": round(tick / cell, 6), "step": tick_step(filters, tick / cell),
+                      "x": round((beside_maps - centre[0]) / cell, 6), "y": round((top - centre[1]) / cell, 6),
+                      "letters": round(letters / cell, 6), "chars": max(int((room / letters - LINE_HEIGHT) / CHAR_WIDTH), 8),
+                      "lines": max(int((top - bottom) / (LINE_HEIGHT * letters)), 2)}
+            key.Input.Script = _key_script(layout)
+        box[1] = max(box[1], end)
+        box[2] = min(box[2], bottom)
     return box
 
 

@@ -9,8 +9,9 @@ with ``CONVSCOPE_EXPORTS=DIR`` and ``CONVSCOPE_LAYER`` set, and convscope on ``P
 It opens each view's ``.pvd`` (its steps become ParaView's time steps), shows the weight grid as
 raised blocks in blue-white-red with the distribution view beside it, the first feature map
 under it and the correlation matrix between the filters (blue-white-red over -1..1, with the
-filter groups as coloured strips along its top and left edges) under the distribution, and the
-trajectory in a second view. ``--screenshot`` saves both views side by side at the last step
+filter groups as coloured strips along its top and left edges, the filters' indices, and a key
+of the groups' colours, ids and filters) under the grid's right part and the distribution, and
+the trajectory in a second view. ``--screenshot`` saves both views side by side at the last step
 and exits (run under ``xvfb-run -a`` without a display).
 """
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         images = simple.PVDReader(registrationName=f"feature_maps-{layer}", FileName=maps_file)
         maps = (looks.show_feature_maps(images, view), _box(images, times))
         laid_out.append(images)
-    correlation = strips = None
+    correlation = strips = key = None
     corr_file = _find(args.folder, "correlation", layer)
     if corr_file:
         corr = simple.PVDReader(registrationName=f"correlation-{layer}", FileName=corr_file)
@@ -138,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
             along_top = looks.group_strip(groups, registrationName=f"groups-{layer} colours")
             along_left = simple.PassThrough(Input=along_top, registrationName=f"groups-{layer} colours, down")
             strips = (looks.show_groups(along_top, view), looks.show_groups(along_left, view, down=True))
+            key = looks.show_group_key(looks.group_key(along_top, registrationName=f"groups-{layer} key"), view)
             laid_out.append(along_left)
-    box = looks.arrange(bounds, distribution=distribution, maps=maps, correlation=correlation, groups=strips)
+    box = looks.arrange(bounds, distribution=distribution, maps=maps, correlation=correlation, groups=strips, key=key)
     for source in laid_out:
         source.UpdatePipeline(step)  # (the layout read the first and last steps: back to the one shown)
     if traj_file:

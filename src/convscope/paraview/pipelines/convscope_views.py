@@ -96,6 +96,7 @@ if PNG:
     along_top = looks.group_strip(groups, registrationName="groups colours")
     along_left = PassThrough(Input=along_top, registrationName="groups colours, down")
     strips = (looks.show_groups(along_top, view), looks.show_groups(along_left, view, down=True))
+    key_display = looks.show_group_key(looks.group_key(along_top, registrationName="groups key"), view)
     png = CreateExtractor("PNG", view, registrationName="png-views")
     png.Writer.FileName = "views_{timestep:06d}.png"
     png.Writer.ImageResolution = [1200, 800]
@@ -133,9 +134,9 @@ def catalyst_execute(info):
         if grid[0] <= grid[1]:
             with_maps = _shown(feature_maps, maps_display)
             with_correlation = _shown(correlation, correlation_display, legend=True)
-            with_groups = _shown(groups, *strips) and with_correlation
-            if not with_groups:  # (no strips beside no matrix)
-                for display in strips:
+            with_groups = _shown(groups, *strips, key_display) and with_correlation
+            if not with_groups:  # (no strips nor key beside no matrix)
+                for display in (*strips, key_display):
                     display.Visibility = 0
             box = looks.arrange(
                 grid,
@@ -143,5 +144,6 @@ def catalyst_execute(info):
                 maps=(maps_display, feature_maps.GetDataInformation().GetBounds()) if with_maps else None,
                 correlation=(correlation_display, correlation.GetDataInformation().GetBounds()) if with_correlation else None,
                 groups=strips if with_groups else None,
+                key=key_display if with_groups else None,
             )
             looks.frame_camera(view, bounds=box)

@@ -48,7 +48,11 @@ def _args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--live-host", default="localhost")
     p.add_argument("--extracts", default=None, help="folder for data extracts and PNGs")
     p.add_argument("--no-png", action="store_true", help="data extracts only (no rendering, no display needed)")
-    p.add_argument("--pipeline", default=str(Path(__file__).resolve().parent / "pipelines" / "convscope_views.py"))
+    p.add_argument(
+        "--pipeline", default=str(Path(__file__).resolve().parent / "pipelines" / "convscope_views.py"),
+        help="a Catalyst pipeline script of your own ('# script-version: 2', channels as convscope's pipelines/convscope_views.py); "
+        "convscope.paraview.looks has its colours, its layout and quiet_first_repeat (ParaView 5.11's first-step warnings)",
+    )
     p.add_argument("--poll", type=float, default=0.5, help="seconds between polls of the server")
     p.add_argument("--settle", type=float, default=1.0, help="show the newest step after this many quiet seconds")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps were shown")

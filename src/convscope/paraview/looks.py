@@ -273,6 +273,49 @@ def show_group_key(key: Any, view: Any) -> Any:
     return display
 
 
+def quiet_first_repeat(*producers: Any) -> None:
+    """Drop the one "New time step is not after last time step" warning ParaView's legacy Catalyst
+    makes each of ``producers`` (a Catalyst pipeline's ``TrivialProducer`` channels) say on the
+    first step; pass on any other warning they give. A pipeline of your own (the bridge's
+    ``--pipeline``) calls it as convscope's does: ``looks.quiet_first_repeat(weights, groups, ...)``.
+
+    The bridge calls Catalyst once a step, every channel in one data description, with strictly
+    increasing times. But on the first step ParaView 5.11 (vtkCPPythonScriptV2Helper) hands each
+    producer that step's data twice at the same time: once when the pipeline script is imported
+    (its ``TrivialProducer(registrationName=...)``: GetTrivialProducer calls
+    ``vtkPVTrivialProducer::SetOutput(grid, time)``), then again in CatalystExecute, so every
+    channel said it once when the bridge started (nothing was lost: the step is extracted and sent
+    as usual). The API gives no way around it but sending a made-up earlier time, which would show
+    in the channels' time steps. A second such warning, a time that really did not advance, still
+    shows.
+    """
+    from vtkmodules.util.misc import calldata_type
+    from vtkmodules.util.vtkConstants import VTK_STRING
+    from vtkmodules.vtkCommonCore import vtkCommand, vtkLogger
+
+    def observer() -> Any:
+        said: list[str] = []  # (each producer's own: its first repeat is dropped, any later one shown)
+
+        @calldata_type(VTK_STRING)
+        def on_warning(_obj: Any, _event: Any, text: str) -> None:
+            if not said and "New time step is not after last time step" in text:
+                said.append(text)
+                return
+            # (with an observer, VTK hands the warning to it instead of logging it: log it as it
+            # would, from "Warning: In FILE, line N\nMESSAGE")
+            where, _, message = text.strip().partition("\n")
+            fname, _, line = where.removeprefix("Warning: In ").rpartition(", line ")
+            if message and line.isdigit():
+                vtkLogger.Log(vtkLogger.VERBOSITY_WARNING, fname, int(line), message)
+            else:
+                vtkLogger.Log(vtkLogger.VERBOSITY_WARNING, "", 0, text.strip())
+
+        return on_warning
+
+    for producer in producers:
+        producer.GetClientSideObject().AddObserver(vtkCommand.WarningEvent, observer())
+
+
 def style_view(view: Any, *, size: tuple[int, int] | None = None) -> None:
     view.Background = BACKGROUND
     try:  # ParaView 5.10+: the palette would otherwise override the background

@@ -33,45 +33,7 @@ correlation = TrivialProducer(registrationName="correlation")
 groups = TrivialProducer(registrationName="groups")
 
 
-def _quiet_the_first_time_repeat(producer):
-    """Drop the one "New time step is not after last time step" warning ParaView's legacy Catalyst
-    makes ``producer`` say on the first step; pass on any other warning it gives.
-
-    The bridge calls Catalyst once a step, every channel in one data description, with strictly
-    increasing times. But on the first step ParaView 5.11 (vtkCPPythonScriptV2Helper) hands each
-    producer that step's data twice at the same time: once when this script is imported
-    (``TrivialProducer(registrationName=...)`` above: GetTrivialProducer calls
-    ``vtkPVTrivialProducer::SetOutput(grid, time)``), then again in CatalystExecute, so every
-    channel said it once when the bridge started (nothing was lost: the step is extracted and sent
-    as usual). The API gives no way around it but sending a made-up earlier time, which would show
-    in the channels' time steps. A second such warning, a time that really did not advance, still
-    shows.
-    """
-    from vtkmodules.util.misc import calldata_type
-    from vtkmodules.util.vtkConstants import VTK_STRING
-    from vtkmodules.vtkCommonCore import vtkCommand, vtkLogger
-
-    said = []
-
-    @calldata_type(VTK_STRING)
-    def on_warning(_obj, _event, text):
-        if not said and "New time step is not after last time step" in text:
-            said.append(text)
-            return
-        # (with an observer, VTK hands the warning to it instead of logging it: log it as it would,
-        # from "Warning: In FILE, line N\nMESSAGE")
-        where, _, message = text.strip().partition("\n")
-        fname, _, line = where.removeprefix("Warning: In ").rpartition(", line ")
-        if message and line.isdigit():
-            vtkLogger.Log(vtkLogger.VERBOSITY_WARNING, fname, int(line), message)
-        else:
-            vtkLogger.Log(vtkLogger.VERBOSITY_WARNING, "", 0, text.strip())
-
-    producer.GetClientSideObject().AddObserver(vtkCommand.WarningEvent, on_warning)
-
-
-for _producer in (weights, trajectory, pca, distribution, feature_maps, correlation, groups):
-    _quiet_the_first_time_repeat(_producer)
+looks.quiet_first_repeat(weights, trajectory, pca, distribution, feature_maps, correlation, groups)
 
 if EXTRACTS:
     for name, source, kind in (

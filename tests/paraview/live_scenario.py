@@ -21,6 +21,20 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 
+def _listening(port: int) -> bool:
+    """Whether a TCP socket listens on ``port`` in this network namespace (/proc/net/tcp and tcp6)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # (0A: LISTEN)
+                return True
+    return False
+
+
 def main() -> int:
     out, port = Path(sys.argv[1]), int(sys.argv[2])
     import convscope
@@ -40,7 +54,10 @@ def main() -> int:
     deadline = time.monotonic() + 30
     while not Path(str(received) + ".ready").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(1.5)  # the listener opens right after the ready mark
+    # the listener opens right after the ready mark: wait until the port listens (read off the
+    # kernel's table, not by connecting, which the listener would take for ParaView's client)
+    while not _listening(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
     bridge = subprocess.Popen(bridge_command(run="live", url=server.url, live=port, poll=0.2, max_steps=6)
                               + ["--timeout", "120", "--settle", "0.5"],
                               env=env, stdout=open(out / "bridge.log", "w"), stderr=subprocess.STDOUT)

@@ -153,14 +153,14 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
       panel.section.remove();
       panels.delete(name);
     }
-    if (!specs.some((spec) => gradNormLayer(spec.name) !== null)) healthHead.remove();
+    const firstNorm = specs.find((spec) => gradNormLayer(spec.name) !== null); // (the gradient charts' heading goes before it)
+    if (!firstNorm) healthHead.remove();
     let before: Element | null = grid.firstElementChild;
     for (const spec of specs) {
       const layer = gradNormLayer(spec.name);
       let panel = panels.get(spec.name);
       if (!panel) panels.set(spec.name, (panel = makePanel(spec.name)));
-      // (the gradient charts' heading before the first of them)
-      if (layer !== null && specs.find((s) => gradNormLayer(s.name) !== null) === spec) {
+      if (spec === firstNorm) {
         if (healthHead !== before) grid.insertBefore(healthHead, before);
         before = healthHead.nextElementSibling;
       }

@@ -9,7 +9,6 @@ import { evenly } from "./evenly";
 export const MOST_POINTS = 4000;
 /** The lines' colours, in turn (made to read on the page's dark panels). */
 export const SCALAR_COLORS = ["#ff6b6b", "#4dabf7", "#69db7c", "#ffd43b", "#da77f2", "#ffa94d", "#63e6be"];
-const COLORS = SCALAR_COLORS;
 
 /** One scalar's values by step. */
 export type ScalarLine = Map<number, number>;
@@ -158,7 +157,7 @@ export function scalarOptions(names: string[], width: number, draw: (u: uPlot) =
     ],
     series: [
       { label: "step" },
-      ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 1.5, scale: onLeft(n) ? "y" : "r", spanGaps: true })),
+      ...names.map((n, i) => ({ label: n, stroke: SCALAR_COLORS[i % SCALAR_COLORS.length], width: 1.5, scale: onLeft(n) ? "y" : "r", spanGaps: true })),
     ],
     hooks: { draw: [draw] },
   };

@@ -45,6 +45,7 @@ Run: python benchmarks/bench_insitu.py [--steps 300] [--rounds 5] [--workload le
      [--collections 8000] (Python's garbage collections in LeNet-5 steps, plain and watched, the heap frozen or not)
      [--configs 'every=10'] (a subset, for a quick look)
      [--paired-only 'no budget' 'nothing due'] (only those rows of LeNet-5's step-by-step measure: minutes, not an hour)
+     [--parts 2000] (only the timers of where a LeNet-5 recording's time goes: a minute)
 """
 
 from __future__ import annotations
@@ -785,6 +786,87 @@ def bench_collections(steps: int, runs: int) -> str:
     )
 
 
+#: bench_parts' timers: (where, module, class or "", function, label), in the order of the table;
+#: a label's time includes those of the indented rows under it
+_PARTS = (
+    ("training thread", "convscope.insitu._monitor", "Monitor", "_arm", "hooks attached and taken off (the step before, and the recording step)"),
+    ("training thread", "convscope.insitu._monitor", "_LayerState", "activations", "activation copies (forward hooks)"),
+    ("training thread", "convscope.insitu._monitor", "_LayerState", "weight", "weight copies (before the update, in the forward hooks; after it, in the row below)"),
+    ("training thread", "convscope.insitu._monitor", "Monitor", "_record", "the recording's snapshots and work items (after the step)"),
+    ("training thread", "convscope.insitu._monitor", "_LayerState", "grad", "  gradient copies"),
+    ("analysis", "convscope.insitu._pipeline", "FramePipeline", "analyse_due", "the gathered recordings' analysis (a batch)"),
+    ("analysis", "convscope.insitu._reduce", "", "_activation_frames", "  distribution, correlation and groups"),
+    ("analysis", "convscope.insitu._reduce", "", "_trajectory_frames", "  trajectory"),
+    ("analysis", "convscope.insitu._reduce", "", "_health_frames", "  gradient health"),
+    ("analysis", "convscope.insitu._reduce", "", "_images_frame", "  feature-map images"),
+    ("analysis", "convscope.insitu._reduce", "", "_weight_frame", "  weight grid"),
+    ("analysis", "convscope.insitu._pipeline", "", "_encode_ahead", "  encoding the frames"),
+)
+
+
+def bench_parts(steps: int) -> str:
+    """Where a LeNet-5 recording's time goes: every view every 10 steps, no budget, no ``log()``,
+    the analysis where ``"auto"`` puts it, with a timer around each part (the functions of
+    ``_PARTS``, wrapped for this measure alone). Times are per recording, taken in place, right
+    after training steps evicted the caches: several times what the same calls take in a loop.
+    Set beside ten plain steps, they say what share of training each part takes."""
+    import importlib
+
+    data = _data("lenet")
+    spent: dict[str, float] = dict.fromkeys((label for *_, label in _PARTS), 0.0)
+    calls: dict[str, int] = dict.fromkeys(spent, 0)
+    undo = []
+
+    def timed(fn, label):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] += time.perf_counter() - start
+                calls[label] += 1
+
+        return wrapper
+
+    for _, module, cls, name, label in _PARTS:
+        owner = importlib.import_module(module)
+        owner = getattr(owner, cls) if cls else owner
+        undo.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, timed(owner.__dict__[name], label))
+    try:
+        plain = _Blocks(data)
+        plain.run(200)
+        plain_s = plain.run(steps) / steps
+        plain.close()
+        with tempfile.TemporaryDirectory() as tmp:
+            watched = _Blocks(data, watch={"logdir": tmp, "every": 10, "budget": None, "log": False})
+            watched.run(200)  # first calls, imports, the graph: not counted
+            spent.update(dict.fromkeys(spent, 0.0))
+            calls.update(dict.fromkeys(calls, 0))
+            recorded = watched.mon.stats.recorded_steps
+            watched_s = watched.run(steps) / steps
+            recorded = watched.mon.stats.recorded_steps - recorded
+            where = watched.mon.analysis_thread
+            watched.close()
+    finally:
+        for owner, name, fn in undo:
+            setattr(owner, name, fn)
+    ten = 10 * plain_s
+    rows = [
+        (place, label, f"{spent[label] / recorded * 1e6:.0f}", str(calls[label]), f"{spent[label] / recorded / ten * 100:.2f}%")
+        for place, *_, label in _PARTS
+    ]
+    return f"## Where a LeNet-5 recording's time goes, {recorded} recordings in {steps} steps (analysis on the {where} thread)\n\n" + table(
+        ("where", "part", "us a recording", "calls", "share of 10 plain steps"), rows
+    ) + (
+        f"\n\nA plain step took {plain_s * 1e3:.2f} ms and a watched one {watched_s * 1e3:.2f} ms here (one after the other, not side\n"
+        "by side: the step-by-step measure is the one to judge the overhead by). Indented rows are parts of the row\n"
+        "above them. What no timer sees is missing: torch's hook machinery in a recording step's forward pass, the\n"
+        "quiet steps' own few microseconds, the background thread's writing, and the steps that run slower on caches\n"
+        "that convscope's work evicted."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
@@ -821,6 +903,10 @@ def main() -> None:
     )
     parser.add_argument("--collections-runs", type=int, default=2, help="runs of each configuration counting collections")
     parser.add_argument(
+        "--parts", type=int, default=0, metavar="STEPS",
+        help="run only the timers of where a LeNet-5 recording's time goes, over this many watched steps (0: skip it)",
+    )
+    parser.add_argument(
         "--paired-only", nargs="+", metavar="WORD",
         help="run only LeNet-5's step-by-step measure, its rows whose names hold one of these words "
         "(and 'plain beside plain'), e.g. --paired-only 'no budget' 'nothing due'",
@@ -840,6 +926,9 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     where = args.device if args.device == "cpu" else f"{args.device} ({torch.cuda.get_device_name()})"
     print(f"# in situ overhead, training on {where} ({machine()})\n")
+    if args.parts > 0:
+        print(bench_parts(args.parts) + "\n")
+        return
     if args.paired_only:
         rows = _paired_rows(*args.paired_only)
         if len(rows) < 2:

@@ -1,7 +1,8 @@
 """Runs side by side: LeNet-5 trained with and without online pruning, ticked on the Runs page and
 compared (the paper's case study): their loss and accuracy overlaid, the pruned run's filters
-dropping; a run that is not there named, a run still training drawn as it trains; and LeNet-5 at
-a far-too-high learning rate beside a normal one, its gradient health flagged and the other's not."""
+dropping, each layer's filters and redundant filters as its groups frames count them; a run that
+is not there named, a run still training drawn as it trains; and LeNet-5 at a far-too-high
+learning rate beside a normal one, its gradient health flagged and the other's not."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,6 +100,28 @@ def _health(logdir: Path, run: str) -> dict[str, list[Frame]]:
     return {k: sorted(v, key=lambda f: f.step) for k, v in out.items()}
 
 
+def _redundancy(logdir: Path, run: str) -> dict[str, list[list[int]]]:
+    """Each layer's filters and redundant filters (grouped, less one per group) at each groups
+    frame the run store holds of ``run``: layer to [step, filters, redundant], by step."""
+    out: dict[str, list[list[int]]] = {}
+    with RunStore(logdir).open_run(run) as reader:
+        for f in reader.frames(kind="groups"):
+            labels = np.asarray(f.payload["labels"])
+            grouped = labels[labels >= 0]
+            out.setdefault(f.layer, []).append([f.step, labels.size, grouped.size - np.unique(grouped).size])
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _counts_text(counts: list[list[int]]) -> str:
+    """A run's counts of a layer in words, at its first and last recording, as the page writes them."""
+    (a, f0, r0), (b, f1, r1) = counts[0], counts[-1]
+
+    def change(x: int, y: int) -> str:
+        return str(x) if x == y else f"{x} → {y}"
+
+    return f"{change(f0, f1)} filters, {change(r0, r1)} redundant ({f'step {a}' if a == b else f'steps {a}–{b}'})"
+
+
 def _colour_drawn(page, name: str, colour: str, *, in_plot: bool = False) -> int:
     return page.evaluate(HAS_COLOUR, [name, colour, in_plot])
 
@@ -108,7 +132,8 @@ FLAG_COLOURS = {"exploding": "#e6194b", "vanishing": "#4363d8", "stalled": "#9aa
 
 def test_two_lenet_runs_pruned_and_not_compared_side_by_side(tmp_path: Path, page) -> None:
     prune = convscope.PruneConfig(layers=("conv1",), threshold=0.9, start=20, every=20, times=2, max_fraction=0.75)
-    logged = {"pruned": _lenet(tmp_path, "pruned", 50, prune=prune), "baseline": _lenet(tmp_path, "baseline", 50)}
+    record = ("correlation", "distribution", "gradients", "lr")
+    logged = {"pruned": _lenet(tmp_path, "pruned", 50, prune=prune, record=record), "baseline": _lenet(tmp_path, "baseline", 50, record=record)}
     with RunStore(tmp_path).open_run("pruned") as reader:
         prunings = sorted(reader.frames(kind="pruning"), key=lambda f: f.step)
     assert prunings and all(f.layer == "conv1" for f in prunings), "the test needs a pruning of conv1"
@@ -178,6 +203,41 @@ def test_two_lenet_runs_pruned_and_not_compared_side_by_side(tmp_path: Path, pag
         assert first >= 0
         assert page.evaluate(LEGEND, "conv1/filters") == ["step", "pruned", "baseline"]
         assert page.inner_text(".cmp-panel[data-scalar='conv1/filters'] h2").startswith("conv1 filters")
+
+        # each watched layer's filters and redundant filters, as the store's groups frames count
+        # them, one chart per layer after the gradient-health charts, under a heading of their own
+        redundancy = page.evaluate("window.convscopeCompare.redundancy()")
+        grouped = {run: _redundancy(tmp_path, run) for run in logged}
+        layers = sorted(grouped["baseline"])
+        assert layers == ["conv1", "conv2"] and sorted(grouped["pruned"]) == layers, grouped
+        assert sorted(redundancy) == layers
+        for layer in layers:
+            name = f"{layer}/redundancy"
+            panel = f".cmp-panel[data-scalar='{name}']"
+            assert redundancy[layer] == {run: grouped[run][layer] for run in ("pruned", "baseline")}, layer
+            assert page.inner_text(f"{panel} h2").startswith(f"{layer} filter redundancy")
+            assert page.get_attribute(panel, "data-runs") == "pruned,baseline"
+            assert page.evaluate(LEGEND, name) == ["step", "pruned filters", "pruned redundant", "baseline filters", "baseline redundant"]
+            for run in ("pruned", "baseline"):
+                assert _colour_drawn(page, name, colours[run], in_plot=True) > 20, (name, run)
+                said = page.inner_text(f"{panel} .cmp-counts li[data-run='{run}']")
+                assert said == f"{run}: {_counts_text(grouped[run][layer])}", said
+        # the pruned run's conv1 narrows after each pruning (the groups frame of a pruning's step was
+        # recorded before it), below the other's, which keeps its 16
+        def width(step: int) -> int:
+            return next((f.payload["after"] for f in reversed(prunings) if f.step < step), prunings[0].payload["before"])
+
+        assert [f for _, f, _ in redundancy["conv1"]["pruned"]] == [width(s) for s, _, _ in redundancy["conv1"]["pruned"]]
+        assert {f for _, f, _ in redundancy["conv1"]["baseline"]} == {16}
+        assert redundancy["conv1"]["pruned"][-1][1] == prunings[-1].payload["after"] < redundancy["conv1"]["baseline"][-1][1]
+        assert any(r > 0 for _, _, r in redundancy["conv1"]["baseline"])  # (the test needs redundant filters to draw)
+        order = page.evaluate("[...document.querySelectorAll('.cmp-grid > *')].map((e) => e.dataset.scalar ?? e.dataset.section ?? e.className)")
+        at = order.index("redundancy")
+        assert order[at + 1:] == [f"{layer}/redundancy" for layer in layers], order
+        assert order[at - 1].endswith("/grad_norm") and "cmp-section" in order[:at], order
+        assert page.inner_text(".cmp-section[data-section='redundancy'] h2") == "Filter redundancy"
+        page.locator(".cmp-section[data-section='redundancy']").scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOTS / "convscope-compare-redundancy-1280.png"))
 
         # the key names each run (id, status, model) in its colour, a way to its dashboard
         keys = page.locator(".cmp-legend li")
@@ -369,6 +429,12 @@ def test_a_run_still_training_is_drawn_as_it_trains(tmp_path: Path, page) -> Non
         assert [v for _, v in charts["loss"]["live"]] == pytest.approx([loss for loss, _ in result[0]], rel=1e-6)
         assert [s for s, _ in charts["loss"]["live"]] == [s for s, _ in stored["loss"]]
         assert len(charts["loss"]["done"]) == 20
+        # the filter counts too: every groups frame recorded while the page was open streamed in
+        grouped = _redundancy(tmp_path, "live")
+        page.wait_for_function(f"window.convscopeCompare.redundancy().conv1?.live?.length === {len(grouped['conv1'])}", timeout=20_000)
+        redundancy = page.evaluate("window.convscopeCompare.redundancy()")
+        assert {layer: runs["live"] for layer, runs in redundancy.items()} == grouped
+        assert {layer: runs["done"] for layer, runs in redundancy.items()} == _redundancy(tmp_path, "done")
         assert not page.errors
     finally:
         handle.stop()

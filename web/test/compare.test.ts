@@ -1,12 +1,13 @@
-// Comparing runs: the route, the runs' colours, which charts there are and their lines, and the
-// runs' gradient health side by side.
+// Comparing runs: the route, the runs' colours, which charts there are and their lines, the
+// runs' gradient health side by side, and their filters' redundancy.
 import { describe, expect, it } from "vitest";
 import { contrast, hexRgb } from "../src/colors";
 import { compareHash, compareTitle, parseCompareHash } from "../src/compareRoute";
 import type { Frame } from "../src/frames";
 import {
-  addHealth, alignLines, chartOrder, compareCharts, compareOptions, filtersLayer, filtersName, FLAGS, flagMarker, flagText, gradNormLayer,
-  gradNormLines, gradNormName, healthFlags, healthyText, niceAbove, normSplits, normThreshold, RUN_COLORS, runStyle, type RunHealth,
+  addHealth, addRedundancy, alignLines, chartOrder, compareCharts, compareOptions, filtersLayer, filtersName, FLAGS, flagMarker, flagText,
+  gradNormLayer, gradNormLines, gradNormName, groupCounts, healthFlags, healthyText, niceAbove, normSplits, normThreshold, redundancyCharts,
+  redundancyLayer, redundancyLines, redundancyName, redundancyText, redundantStyle, RUN_COLORS, runStyle, type RunHealth,
 } from "../src/views/compare";
 import { filterCounts, graphFilters, prunedLayers } from "../src/views/pruning";
 import { addScalars } from "../src/views/scalars";
@@ -258,5 +259,73 @@ describe("gradient health side by side", () => {
     expect(o.cursor?.sync?.key).toBe("convscope-compare");
     const loss = compareOptions("loss", lines, 600);
     expect([loss.scales!.y.distr, loss.axes![1].splits, loss.series[1].value]).toEqual([undefined, undefined, undefined]);
+  });
+});
+
+describe("filter redundancy side by side", () => {
+  const groups = (step: number, labels: number[], layer = "conv1") =>
+    frame(step, "groups", { labels: { dtype: "<i4", shape: [labels.length], data: Int32Array.from(labels) }, threshold: 0.9, method: "pairs", events: [], next_id: 9 }, layer);
+
+  it("counts a layer's filters, and of them those in a group beside another (all but one of each group)", () => {
+    // groups 0 (filters 1, 4, 5), 3 (filters 2, 7) and 8 (filter 6 alone): 6 grouped in 3 groups
+    expect(groupCounts([-1, 0, 3, -1, 0, 0, 8, 3])).toEqual({ filters: 8, redundant: 3 });
+    expect(groupCounts(Int32Array.from([-1, -1, -1]))).toEqual({ filters: 3, redundant: 0 });
+    expect(groupCounts([2, 2, 2, 2])).toEqual({ filters: 4, redundant: 3 });
+    expect(groupCounts([])).toEqual({ filters: 0, redundant: 0 });
+  });
+
+  it("keep each layer's counts by step (a frame fetched, then streamed again, once), passing over other frames", () => {
+    const r = addRedundancy(new Map(), [
+      groups(20, [0, 0, 1, 1, -1, 2, 2, 2]), groups(10, [0, 0, 0, 0, -1, -1, -1, -1]), groups(10, [0, 0, -1, -1], "conv2"),
+      frame(20, "correlation", { labels: [0, 0] }, "conv1"), frame(20, "pruning", { before: 8, after: 6 }, "conv1"),
+      groups(20, [0, 0, 1, 1, -1, 2, 2, 2]),
+      frame(30, "groups", { labels: [0, 0, -1, 1, 1, 1] }, "conv1"), // (labels as a plain list)
+      frame(40, "groups", { threshold: 0.9 }, "conv1"), // (no labels: nothing to count)
+    ]);
+    expect([...r.keys()]).toEqual(["conv1", "conv2"]);
+    expect([...r.get("conv1")!].sort((a, b) => a[0] - b[0])).toEqual([
+      [10, { filters: 8, redundant: 3 }], [20, { filters: 8, redundant: 4 }], [30, { filters: 6, redundant: 3 }],
+    ]);
+    expect([...r.get("conv2")!]).toEqual([[10, { filters: 4, redundant: 1 }]]);
+  });
+
+  it("draw a layer's filters and redundant filters as two lines, one chart per layer any run grouped, in the charts' order", () => {
+    const a = addRedundancy(new Map(), [groups(0, [0, 0, 1, 1]), groups(10, [0, 0, -1]), groups(0, [-1, -1], "fc")]);
+    const b = addRedundancy(new Map(), [groups(0, [0, 0, 0, 0])]);
+    const { filters, redundant } = redundancyLines(a.get("conv1")!);
+    expect([[...filters], [...redundant]]).toEqual([[[0, 4], [10, 3]], [[0, 2], [10, 1]]]);
+    const charts = redundancyCharts([{ run: "a", redundancy: a }, { run: "gone", redundancy: new Map() }, { run: "b", redundancy: b }]);
+    expect(charts.map((c) => [c.name, c.layer, c.runs.map((r) => [r.run, r.index])])).toEqual([
+      ["conv1/redundancy", "conv1", [["a", 0], ["b", 2]]],
+      ["fc/redundancy", "fc", [["a", 0]]],
+    ]);
+    expect(redundancyCharts([])).toEqual([]);
+    expect([redundancyName("features.0"), redundancyLayer("features.0/redundancy")]).toEqual(["features.0/redundancy", "features.0"]);
+    expect([redundancyLayer("loss"), redundancyLayer("/redundancy"), redundancyLayer("conv1/filters")]).toEqual([null, null, null]);
+  });
+
+  it("draw a run's redundant filters in its colour, dashed (dotted where its line is dashed already), counted from 0 as filters are", () => {
+    const solid = runStyle(0), past = runStyle(RUN_COLORS.length);
+    expect(redundantStyle(solid)).toEqual({ ...solid, dash: [7, 4] });
+    expect(redundantStyle(past).stroke).toBe(past.stroke);
+    expect(redundantStyle(past).dash).not.toEqual(past.dash);
+    expect(redundantStyle(past).dash).not.toEqual(redundantStyle(solid).dash);
+    const lines = [{ run: "a", label: "a filters", style: solid, line: line([[0, 16], [10, 12]]), marks: [] },
+      { run: "a", label: "a redundant", style: redundantStyle(solid), line: line([[0, 4], [10, 0]]), marks: [] }];
+    const o = compareOptions("conv1/redundancy", lines, 600);
+    expect(o.series.slice(1).map((s) => [s.label, s.stroke, s.dash])).toEqual([["a filters", solid.stroke, undefined], ["a redundant", solid.stroke, [7, 4]]]);
+    expect(o.series[1].paths).toBeTypeOf("function"); // (stepped: a count holds until the next recording)
+    const range = o.scales!.y.range as (u: unknown, min: number, max: number) => [number, number];
+    expect(range(null, 0, 16)).toEqual([0, 18]);
+    const dash = o.legend!.markers!.dash as (u: unknown, i: number) => string;
+    expect([dash(null, 1), dash(null, 2)]).toEqual(["solid", "dotted"]);
+  });
+
+  it("say a run's counts in words, at its first and last recording", () => {
+    const counts = (pairs: [number, number, number][]) => new Map(pairs.map(([s, f, r]) => [s, { filters: f, redundant: r }]));
+    expect(redundancyText(counts([[1500, 12, 0], [0, 16, 4], [700, 14, 2]]))).toBe("16 → 12 filters, 4 → 0 redundant (steps 0–1500)");
+    expect(redundancyText(counts([[10, 16, 4], [50, 16, 3]]))).toBe("16 filters, 4 → 3 redundant (steps 10–50)");
+    expect(redundancyText(counts([[10, 32, 0]]))).toBe("32 filters, 0 redundant (step 10)");
+    expect(redundancyText(new Map())).toBe("no filter groups recorded");
   });
 });

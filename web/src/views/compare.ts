@@ -1,11 +1,13 @@
 // Runs side by side (the #/compare page): one chart per scalar any of them logged, per layer a
-// pruning took filters from its filter count, and per layer whose gradient health was checked its
-// gradient norm, the checks that flagged it marked; one line per run, each run in its own colour on
-// every chart. Drawn with uPlot as the dashboard's scalars are, with the same axes.
+// pruning took filters from its filter count, per layer whose gradient health was checked its
+// gradient norm, the checks that flagged it marked, and per layer whose filters were grouped its
+// filters and how many of them are redundant; one line per run (two on a redundancy chart), each
+// run in its own colour on every chart. Drawn with uPlot as the dashboard's scalars are, with the
+// same axes.
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { STATUS_COLORS } from "../colors";
-import type { Frame } from "../frames";
+import { type Frame, isArray } from "../frames";
 import { evenly } from "./evenly";
 import { plural } from "./plural";
 import { axisLabel, axisSize, axisValues, MOST_POINTS, SCALAR_COLORS, STEP_INCREMENTS, type ScalarLine } from "./scalars";
@@ -35,6 +37,7 @@ export function runStyle(index: number): RunStyle {
 
 const FILTERS = "/filters";
 const GRAD_NORM = "/grad_norm";
+const REDUNDANCY = "/redundancy";
 
 /** The layer before ``suffix`` in the chart ``name``, or null where ``name`` is not a layer's chart of it. */
 const layerOf = (name: string, suffix: string): string | null =>
@@ -51,6 +54,15 @@ export const gradNormName = (layer: string): string => layer + GRAD_NORM;
 
 /** The layer whose gradient norm the chart ``name`` is, or null for another chart. */
 export const gradNormLayer = (name: string): string | null => layerOf(name, GRAD_NORM);
+
+/** The name of the chart of ``layer``'s filter redundancy. */
+export const redundancyName = (layer: string): string => layer + REDUNDANCY;
+
+/** The layer whose filter redundancy the chart ``name`` is, or null for another chart. */
+export const redundancyLayer = (name: string): string | null => layerOf(name, REDUNDANCY);
+
+/** Whether the chart ``name`` counts filters (a step line on an axis from 0, in whole numbers). */
+const countsFilters = (name: string): boolean => filtersLayer(name) !== null || redundancyLayer(name) !== null;
 
 /** Where a chart comes on the page: losses first, then the other values logged, learning rates,
  * the filter counts, and last the gradient norms. */
@@ -195,6 +207,95 @@ export function flagMarker(status: string): string {
   return `<svg class="cmp-flag-mark" viewBox="0 0 12 12" width="12" height="12" aria-hidden="true"><polygon points="${points}" fill="${flagColour(status)}" stroke="${FLAG_EDGE}" stroke-width="1"/></svg>`;
 }
 
+/** A layer's filters at one recording, from its ``groups`` frame: how many it has, and how many
+ * of them are redundant (in a correlation group beside another filter: the filters a pruning of
+ * its groups could remove, all but one of each group). */
+export interface GroupCounts {
+  filters: number;
+  redundant: number;
+}
+
+/** The counts of a ``groups`` frame's ``labels`` (a filter's group id, -1 where it is in none):
+ * the layer's width, and its grouped filters less one per group. */
+export function groupCounts(labels: ArrayLike<number>): GroupCounts {
+  const groups = new Set<number>();
+  let grouped = 0;
+  for (let i = 0; i < labels.length; i++) {
+    if (labels[i] < 0) continue;
+    grouped++;
+    groups.add(labels[i]);
+  }
+  return { filters: labels.length, redundant: grouped - groups.size };
+}
+
+/** A run's filter counts, by layer, then step (a frame fetched, then streamed again, is kept once). */
+export type RunRedundancy = Map<string, Map<number, GroupCounts>>;
+
+/** Put the counts of the ``groups`` frames among ``frames`` into ``redundancy`` (a later one at a
+ * step replaces an earlier one); other frames, and a groups frame without labels, are passed over. */
+export function addRedundancy(redundancy: RunRedundancy, frames: Frame[]): RunRedundancy {
+  for (const f of frames) {
+    if (f.kind !== "groups") continue;
+    const labels: unknown = f.payload.labels;
+    const values = isArray(labels) ? labels.data : Array.isArray(labels) ? (labels as number[]) : null;
+    if (!values) continue;
+    let counts = redundancy.get(f.layer);
+    if (!counts) redundancy.set(f.layer, (counts = new Map()));
+    counts.set(f.step, groupCounts(values));
+  }
+  return redundancy;
+}
+
+/** One layer's ``counts`` in one run as the chart's two lines: its filters, and its redundant filters. */
+export function redundancyLines(counts: Map<number, GroupCounts>): { filters: ScalarLine; redundant: ScalarLine } {
+  const filters: ScalarLine = new Map(), redundant: ScalarLine = new Map();
+  for (const [step, c] of counts) {
+    filters.set(step, c.filters);
+    redundant.set(step, c.redundant);
+  }
+  return { filters, redundant };
+}
+
+/** One layer's ``counts`` in one run, in words, from its first recording to its last:
+ * "16 → 12 filters, 4 → 0 redundant (steps 0–1500)" (a count that ended as it began, once). */
+export function redundancyText(counts: Map<number, GroupCounts>): string {
+  const steps = [...counts.keys()].sort((a, b) => a - b);
+  if (!steps.length) return "no filter groups recorded";
+  const first = counts.get(steps[0])!, last = counts.get(steps[steps.length - 1])!;
+  const change = (a: number, b: number) => (a === b ? String(a) : `${a} → ${b}`);
+  const when = steps.length === 1 ? `step ${steps[0]}` : `steps ${steps[0]}–${steps[steps.length - 1]}`;
+  return `${change(first.filters, last.filters)} filters, ${change(first.redundant, last.redundant)} redundant (${when})`;
+}
+
+/** One redundancy chart of a comparison: its layer, and the runs that grouped its filters (in the
+ * page's order, with their place in it, which gives their colour). */
+export interface RedundancyChartSpec {
+  name: string;
+  layer: string;
+  runs: { run: string; index: number; counts: Map<number, GroupCounts> }[];
+}
+
+/** The redundancy charts of a comparison of ``runs``: one per layer some run grouped, by name. */
+export function redundancyCharts(runs: { run: string; redundancy: RunRedundancy }[]): RedundancyChartSpec[] {
+  const layers = [...new Set(runs.flatMap((r) => [...r.redundancy].filter(([, c]) => c.size > 0).map(([layer]) => layer)))].sort();
+  return layers.map((layer) => ({
+    name: redundancyName(layer),
+    layer,
+    runs: runs.flatMap((r, index) => {
+      const counts = r.redundancy.get(layer);
+      return counts && counts.size > 0 ? [{ run: r.run, index, counts }] : [];
+    }),
+  }));
+}
+
+/** The dashes of a run's redundant filters, under its solid filter count; where the run's colour
+ * has come round and its lines are dashed already, dots. */
+const REDUNDANT_DASH = [7, 4];
+const REDUNDANT_DOTS = [1.5, 3];
+
+/** How a run of ``style`` draws its redundant filters: its colour, dashed. */
+export const redundantStyle = (style: RunStyle): RunStyle => ({ ...style, dash: style.dash ? REDUNDANT_DOTS : REDUNDANT_DASH });
+
 /** The linear threshold of a gradient-norm chart's scale (uPlot's arcsinh: logarithmic above it,
  * linear down to 0 under it): the power of ten at or under the smallest norm above 0, so that
  * every norm is on the logarithmic part and a norm of 0 (a layer whose units died) sits under them. */
@@ -240,13 +341,14 @@ export interface ChartLine {
 
 /** The uPlot options of a comparison chart of ``name`` with ``lines``: the steps along x (whole
  * steps; over ``steps()``, the page's range, where it gives one, so that every chart lines up), one
- * value axis; a filter count as a step line, its axis from 0; a gradient norm on a logarithmic
- * axis (down to 0 where a norm is 0: see ``normThreshold``), its values in the hover legend as the
- * axis writes them (a norm of 5e+13 is not "53,700,000,000,000"). The cursor is synced
- * across the page's charts: pointing at a step on one reads every chart's values there. */
+ * value axis; a filter count (and a redundancy chart's counts) as a step line, its axis from 0; a
+ * gradient norm on a logarithmic axis (down to 0 where a norm is 0: see ``normThreshold``), its
+ * values in the hover legend as the axis writes them (a norm of 5e+13 is not "53,700,000,000,000").
+ * The cursor is synced across the page's charts: pointing at a step on one reads every chart's
+ * values there. */
 export function compareOptions(name: string, lines: ChartLine[], width: number, draw: (u: uPlot) => void = () => {},
   steps: () => [number, number] | null = () => null): uPlot.Options {
-  const counts = filtersLayer(name) !== null;
+  const counts = countsFilters(name);
   const norms = gradNormLayer(name) !== null;
   const floor = norms ? normThreshold(lines.map((l) => l.line)) : 1;
   const stepped = counts ? uPlot.paths.stepped?.({ align: 1 }) : undefined;
@@ -278,6 +380,9 @@ export function compareOptions(name: string, lines: ChartLine[], width: number, 
         ...(norms ? { value: (_u: uPlot, v: number | null) => (v === null ? "--" : axisLabel(v)) } : {}),
       })),
     ],
+    // (a dashed line's key in the legend dotted: a redundancy chart's two lines of a run, a run past the
+    // colours; on so small a key, dashes would join up into a solid border)
+    legend: { markers: { dash: (_u: uPlot, i: number) => (lines[i - 1]?.style.dash ? "dotted" : "solid") } },
     cursor: { sync: { key: "convscope-compare" } },
     hooks: { draw: [draw] },
   };
@@ -330,7 +435,7 @@ export class CompareChart {
 
   draw(lines: ChartLine[]): void {
     this.lines = lines;
-    const data = alignLines(lines.map((l) => l.line), MOST_POINTS, filtersLayer(this.name) !== null);
+    const data = alignLines(lines.map((l) => l.line), MOST_POINTS, countsFilters(this.name));
     // (a gradient norm's scale is made with the decade of its least norm: a new one makes it again)
     const floor = gradNormLayer(this.name) !== null ? normThreshold(lines.map((l) => l.line)) : 0;
     const key = lines.map((l) => `${l.run}\u0000${l.label}\u0000${l.style.stroke}`).join("\u0001") + `\u0001${floor}`;

@@ -34,7 +34,8 @@ def ref_latest(frames, kinds=None, layers=None, start=None, end=None):
 
 
 def ref_thinned(frames, m, kinds=None, layers=None, start=None, end=None):
-    """The documented rule: m evenly spaced marks over each long series' step range."""
+    """The documented rule: m evenly spaced marks over each long series' step range, and a long
+    gradient-health series' flagged checks besides."""
     out = []
     for key in dict.fromkeys((f.kind, f.layer) for f in ref_filter(frames, kinds, layers)):
         series = [f for f in frames if (f.kind, f.layer) == key]
@@ -53,7 +54,7 @@ def ref_thinned(frames, m, kinds=None, layers=None, start=None, end=None):
             later = [s for s in steps if mark <= s <= hi]
             if later:
                 picked.add(later[0])
-        out += [f for f in inside if f.step in picked]
+        out += [f for f in inside if f.step in picked or (f.kind == "gradient_health" and f.payload["status"] != "healthy")]
     order = {id(f): i for i, f in enumerate(frames)}
     return sorted(out, key=lambda f: (f.step, order[id(f)]))
 
@@ -353,6 +354,40 @@ def test_format_1_files_still_read(tmp_path: Path) -> None:
     assert steps_of(r.frames(latest=True, end=12)) == steps_of(ref_latest(written, end=12))
     assert steps_of(r.frames(max_points=4)) == steps_of(ref_thinned(written, 4))
     assert list(r.iter_raw_frames(batch=5)) == r.raw_frames() and r.count(kind="scalar") == 30
+
+
+def test_thinning_keeps_every_flagged_gradient_check(tmp_path: Path) -> None:
+    """A long run's gradient health, thinned for a chart: the healthy checks evenly spread, and
+    every check that flagged the layer besides, once, in step order, however short its flag."""
+    rng = np.random.default_rng(3)
+    flagged = {"conv1": {int(s) for s in rng.choice(np.arange(10, 50_000, 10), 12, replace=False)} | {40_000, 40_010, 40_020}, "conv2": {25_000}}
+    statuses = ("exploding", "vanishing", "stalled", "nonfinite")
+    written = []
+    for step in range(10, 50_001, 10):
+        for layer in ("conv1", "conv2"):
+            f = frame("gradient_health", step, run="long", layer=layer)
+            bad = step in flagged[layer]
+            payload = {**f.payload, "status": statuses[step // 10 % 4] if bad else "healthy", "raw_status": "exploding" if step % 70 == 0 else "healthy"}
+            written.append(Frame(run="long", step=step, kind="gradient_health", layer=layer, payload=payload))
+        written.append(frame("scalar", step, run="long"))
+    with RunStore(tmp_path).create_run("long") as w:
+        w.write_many(written)
+    with RunStore(tmp_path).open_run("long") as r:
+        for m, q in ((100, {}), (300, {"kind": "gradient_health"}), (50, {"kind": "gradient_health", "layer": "conv1", "start": 20_000, "end": 45_000})):
+            got = r.frames(max_points=m, **q)
+            c = {"kinds": [q["kind"]] if "kind" in q else None, "layers": [q["layer"]] if "layer" in q else None, "start": q.get("start"), "end": q.get("end")}
+            assert steps_of(got) == steps_of(ref_thinned(written, m, **c)), (m, q)
+            for layer in ("conv1", "conv2") if "layer" not in q else (q["layer"],):
+                health = [f for f in got if f.kind == "gradient_health" and f.layer == layer]
+                lo, hi = q.get("start", 0), q.get("end", 10**9)
+                # every flagged check there, once; the healthy ones thinned (with a raw flag that
+                # patience has not confirmed yet: healthy as the views show it)
+                assert sorted(f.step for f in health if f.payload["status"] != "healthy") == sorted(s for s in flagged[layer] if lo <= s <= hi)
+                assert len({f.step for f in health}) == len(health) <= m + len(flagged[layer])
+            scalars = [f for f in got if f.kind == "scalar"]
+            assert len(scalars) <= m and all(f.payload["name"] == "loss" for f in scalars)  # (other kinds: the marks alone)
+        # a short series comes whole, as before
+        assert len(r.frames(kind="gradient_health", layer="conv2", max_points=10_000)) == 5000
 
 
 def test_list_runs_sees_new_frames_and_runs(tmp_path: Path) -> None:

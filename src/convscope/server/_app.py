@@ -346,7 +346,8 @@ def create_app(
         description=(
             f"The body ({FRAMES_MEDIA_TYPE}) is encoded frames one after another (see convscope.frames); "
             "`X-Frame-Count` says how many. `kind` and `layer` may repeat. `max_points` thins each (kind, layer) "
-            "series longer than that evenly over its step range (first and last kept); `latest=1` gives only "
+            "series longer than that evenly over its step range (first and last kept; a gradient_health series keeps "
+            "every flagged check besides); `latest=1` gives only "
             "the newest frames of each (kind, layer) at or before `end`."
         ),
         response_class=Response,

@@ -222,7 +222,9 @@ class RunReader:
             max_points: thin each (kind, layer) series that has more frames than this to
                 at most this many steps, evenly spread over its step range (the first step
                 at or after each of ``max_points`` evenly spaced marks), its first and last
-                step always kept. Shorter series come whole.
+                step always kept. Shorter series come whole. A ``gradient_health`` series
+                keeps every check that flagged its layer besides (a status other than
+                ``healthy``): a flag of a few checks never falls between the steps kept.
             latest: only the newest frames of each (kind, layer) at or before ``end``.
             after_id: only frames stored after that row id, in storage order (see :meth:`tail`).
         """
@@ -283,10 +285,15 @@ class RunReader:
             "SELECT id, data FROM ("
             "SELECT f.id, f.step, f.data FROM p CROSS JOIN frames f ON f.kind = p.kind AND f.layer = p.layer AND f.step = p.step "
             "UNION ALL SELECT f.id, f.step, f.data FROM b CROSS JOIN frames f ON f.kind = b.kind AND f.layer = b.layer "
-            f"AND f.step BETWEEN b.lo AND b.hi WHERE b.count <= {m}"
+            f"AND f.step BETWEEN b.lo AND b.hi WHERE b.count <= {m} "
+            # a thinned gradient-health series' flagged checks too (those not at a step kept already):
+            # its frames read through, their headers searched for the healthy status without decoding
+            "UNION ALL SELECT f.id, f.step, f.data FROM b CROSS JOIN frames f ON f.kind = b.kind AND f.layer = b.layer "
+            f"AND f.step BETWEEN b.lo AND b.hi WHERE b.count > {m} AND b.kind = 'gradient_health' AND instr(f.data, ?) = 0 "
+            "AND f.step NOT IN (SELECT p.step FROM p WHERE p.kind = b.kind AND p.layer = b.layer)"
             ") ORDER BY step, id"
         )
-        return sql, args
+        return sql, [*args, _HEALTHY]
 
     def count(
         self, *, kind: _Filter = None, layer: _Filter = None, start: int | None = None, end: int | None = None,
@@ -367,6 +374,10 @@ class RunReader:
     def frames(self, **filters: Any) -> list[Frame]:
         """Decoded frames; takes the filters of :meth:`raw_frames`."""
         return [decode(data) for _id, data in self.raw_frames(**filters)]
+
+
+#: what a healthy check's header holds (frames' headers are compact JSON: see convscope.frames)
+_HEALTHY = b'"status":"healthy"'
 
 
 def drop_totals(frames: Iterable[bytes]) -> dict[str, int]:

@@ -41,6 +41,11 @@ def test_scalars_histograms_and_images_read_by_tensorboard(tmp_path) -> None:
     assert [(e.step, e.value, e.wall_time) for e in loss] == [(s, np.float32(1 / (s + 1)), 1000.0 + s) for s in range(3)]
     grad = [e.value for e in ea.Scalars("conv1/grad_norm")]
     assert grad == [np.float32(next(f for f in sent[s] if f.kind == "gradient_health").payload["grad_norm"]) for s in range(3)]
+    # the correlation groups as counts: filters in a group less one per group, and the groups
+    labels = next(f for f in sent[0] if f.kind == "groups").payload["labels"].tolist()
+    assert labels == [0, 0, 1, 2]
+    assert [(e.step, e.value) for e in ea.Scalars("conv1/redundant_filters")] == [(s, 1.0) for s in range(3)]
+    assert [e.value for e in ea.Scalars("conv1/filter_groups")] == [3.0] * 3
     # histogram frames keep their own bins: TensorBoard's bucket i is (limit[i-1], limit[i]]
     h = ea.Histograms("conv1/conv1.weight")[2].histogram_value
     hist = next(f for f in sent[2] if f.kind == "histogram").payload
@@ -60,6 +65,20 @@ def test_scalars_histograms_and_images_read_by_tensorboard(tmp_path) -> None:
     rgb = np.asarray(Image.open(io.BytesIO(corr.encoded_image_string)).convert("RGB"))
     m = next(f for f in sent[0] if f.kind == "correlation").payload["matrix"]
     assert np.array_equal(rgb, diverging_rgb(m, vmax=1.0))
+
+
+def test_redundant_filters_and_groups_of_each_recording(tmp_path) -> None:
+    """Each groups frame's labels (-1: in no group) as TensorBoard scalars: the filters a pruning of
+    its groups could remove (grouped, less one per group) and how many groups there are."""
+    cases = {0: [-1] * 6, 1: [3, 3, -1, 3, 8, 8], 2: [5, 5, 5, 5, 5, 5], 3: [-1, 0, 1, 2, 2, 4]}
+    w = TensorBoardWriter(tmp_path)
+    for step, labels in cases.items():
+        payload = {**frame("groups", step).payload, "labels": np.asarray(labels, np.int32)}
+        w.write(Frame(run="r", step=step, kind="groups", layer="conv2", payload=payload))
+    w.close()
+    ea = _accumulator(tmp_path)
+    assert [(e.step, e.value) for e in ea.Scalars("conv2/redundant_filters")] == [(0, 0.0), (1, 3.0), (2, 5.0), (3, 1.0)]
+    assert [(e.step, e.value) for e in ea.Scalars("conv2/filter_groups")] == [(0, 0.0), (1, 2.0), (2, 1.0), (3, 4.0)]
 
 
 def test_re_exporting_a_run_replaces_its_event_files_and_no_others(tmp_path) -> None:

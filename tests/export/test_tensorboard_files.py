@@ -31,6 +31,7 @@ LAYER_KINDS = {
     "weight_grid": ["weights"],
     "feature_maps": ["feature_maps"],
     "correlation": ["correlation"],
+    "groups": ["redundant_filters", "filter_groups"],
 }
 RUN_TAGS = ["loss", "acc"]  # a scalar frame's and a batch of logged values' (scalars)
 
@@ -287,7 +288,7 @@ def test_event_files_are_byte_for_byte_those_tensorboards_checksum_made(tmp_path
         files[name] = {f"{p.parent.name}/{p.name.split('.convscope', 1)[1]}": p.read_bytes()
                        for p in (tmp_path / name).rglob("*") if p.is_file()}
     assert files["ours"] == files["theirs"]
-    kinds = ["correlation", "feature_maps", "gradient_health", "histogram", "trajectory", "weight_grid"]
+    kinds = ["correlation", "feature_maps", "gradient_health", "groups", "histogram", "trajectory", "weight_grid"]
     assert sorted(files["ours"]) == sorted(["False/@r", *(f"True/-export@r@{k}" for k in ("dropped", "pruning", "scalar")),
                                             *(f"True/-export@r@conv1@{k}" for k in kinds)])
     assert max(map(len, files["ours"].values())) > 330_000

@@ -5,6 +5,8 @@ Tags (``<layer>/...``):
 * ``scalar`` frames: their name (``loss``, ``lr`` ...);
 * ``gradient_health``: ``<layer>/grad_norm``, ``update_ratio``, ``zero_fraction``, ``dead_fraction``;
 * ``pruning``: ``<layer>/filters`` (the count after pruning);
+* ``groups``: ``<layer>/redundant_filters`` (filters in a correlation group, less one per group:
+  what a pruning of the groups could remove) and ``<layer>/filter_groups`` (how many groups);
 * ``trajectory``: ``<layer>/explained_variance_0`` .. ``_2``;
 * ``histogram`` frames: ``<layer>/<name>`` (their own bins);
 * ``weight_grid``: ``<layer>/weights`` (a histogram of the weights' values);
@@ -176,6 +178,11 @@ class TensorBoardWriter(Sink):
             return [sm.scalar(prefix + key, float(p[key])) for key in ("grad_norm", "update_ratio", "zero_fraction", "dead_fraction")]
         if k == "pruning":
             return [sm.scalar(prefix + "filters", float(p["after"]))]
+        if k == "groups":  # (labels: each filter's group id, -1 in none; each group keeps one filter)
+            labels = np.asarray(p["labels"]).ravel()
+            grouped = labels[labels >= 0]
+            groups = np.unique(grouped).size
+            return [sm.scalar(prefix + "redundant_filters", float(grouped.size - groups)), sm.scalar(prefix + "filter_groups", float(groups))]
         if k == "trajectory":
             ratios = np.asarray(p["explained_variance"], np.float64).ravel()[:3]
             return [sm.scalar(f"{prefix}explained_variance_{i}", float(v)) for i, v in enumerate(ratios)]

@@ -28,7 +28,7 @@ VIEWS = {
     "weights": "#view-weights canvas",
     "trajectory": "#view-trajectory canvas",
     "distribution": "#view-distribution canvas",
-    "correlation": "#view-correlation canvas",
+    "correlation": "#view-correlation canvas.heat-canvas",
     "images": "#view-images canvas.grid-canvas",
     "health": "#view-health canvas",
     "scalars": "#view-scalars canvas",
@@ -95,7 +95,40 @@ def _state(page, view: str) -> dict:
     return canvas_state(page, VIEWS[view], stride=4)
 
 
+def _redundancy_rows(reader) -> dict[str, list[list[int]]]:
+    """Each layer's [step, filters, redundant] by step, from the run's groups frames: redundant are
+    the grouped filters (label >= 0) beyond one per group."""
+    rows: dict[str, dict[int, list[int]]] = {}
+    for f in reader.frames(kind="groups"):
+        grouped = np.asarray(f.payload["labels"])
+        grouped = grouped[grouped >= 0]
+        rows.setdefault(f.layer, {})[f.step] = [f.step, len(f.payload["labels"]), len(grouped) - len(np.unique(grouped))]
+    return {layer: [by_step[s] for s in sorted(by_step)] for layer, by_step in rows.items()}
+
+
+def _redundancy_words(reader, layer: str, step: int) -> str:
+    """What the dashboard says under the timeline at ``step``: the counts of the layer's newest
+    groups frame at or before it, as the store holds it."""
+    f = max((f for f in reader.frames(kind="groups", layer=layer, end=step)), key=lambda f: f.step)
+    labels = np.asarray(f.payload["labels"])
+    grouped = labels[labels >= 0]
+    groups = len(np.unique(grouped))
+    said = f"in {groups} group{'s' if groups != 1 else ''}" if groups else "no group"
+    return f"step {f.step}: {len(labels)} filter{'s' if len(labels) != 1 else ''}, {len(grouped) - groups} redundant ({said})"
+
+
+# whether the redundancy timeline's column at ``step`` holds the current step's marker (#ffd166)
+MARKER_AT = """(step) => {
+  const u = window.convscopeDashboard.timeline.plot; const x = Math.round(u.valToPos(step, 'x', true));
+  const d = u.ctx.getImageData(x - 2, u.bbox.top, 5, u.bbox.height).data; let hits = 0;
+  for (let i = 0; i < d.length; i += 4) if (Math.abs(d[i] - 255) < 20 && Math.abs(d[i+1] - 209) < 20 && Math.abs(d[i+2] - 102) < 20) hits++;
+  return hits > u.bbox.height / 2;
+}"""
+
+
 def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
+    from convscope.store import RunStore
+
     handle = start_local_server(tmp_path)
     started = threading.Event()
     trainer = threading.Thread(target=_train, args=(tmp_path, 160, started, 0.03), daemon=True)
@@ -110,6 +143,9 @@ def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
         # batch at a time, about every 2 s, later on a loaded machine)
         seen = int(page.inner_text("#step-counter"))
         page.wait_for_function(f"Number(document.querySelector('#step-counter')?.textContent) > {seen}", timeout=10_000)
+        # and conv1's filter redundancy under its heatmap grows with the groups frames streamed
+        grouped = page.evaluate("window.convscopeDashboard.redundancy().conv1?.length ?? 0")
+        page.wait_for_function(f"(window.convscopeDashboard.redundancy().conv1?.length ?? 0) > {grouped}", timeout=10_000)
         assert not page.errors
         # a live run can be followed, and is by default
         assert page.is_enabled("#follow") and page.is_checked("#follow")
@@ -136,13 +172,21 @@ def test_live_dashboard_then_replay(tmp_path: Path, page) -> None:
         page.wait_for_selector("#follow:disabled", timeout=5_000)
         assert not page.is_checked("#follow")
         assert "this run is finished" in page.get_attribute("#follow-label", "title")
-        # every logged loss and learning rate, sent in batches, live and then read back from the store
+        # every logged loss and learning rate, sent in batches, live and then read back from the store;
+        # the filters' redundancy: each count that came live is the store's, and read back, all of them
+        with RunStore(tmp_path).open_run("browser-live") as reader:
+            stored = _redundancy_rows(reader)
         for reload in (False, True):
             if reload:
                 page.reload()
                 page.wait_for_function("window.convscopeDashboard?.scalars.steps('lr').length > 0", timeout=20_000)
             got = page.evaluate("['loss', 'lr'].map((n) => window.convscopeDashboard.scalars.steps(n))")
             assert got == [list(range(1, 161)), list(range(2, 161, 2))], reload
+            redundancy = page.evaluate("window.convscopeDashboard.redundancy()")
+            if reload:
+                assert redundancy == stored
+            else:
+                assert redundancy["conv1"] and all(row in stored[layer] for layer, rs in redundancy.items() for row in rs)
         # the groups' colours: at threshold 0.5 conv1 has groups; group 0 is drawn in #e6194b
         page.wait_for_timeout(500)
         assert page.evaluate(HAS_COLOUR, [VIEWS["distribution"], [230, 25, 75]]) or page.evaluate(
@@ -337,7 +381,7 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
         # the cell under the pointer: the two filters of the first group, and their correlation
         a, b = next(members for members in groups.values() if len(members) > 1)[:2]
         layout = page.evaluate("window.convscopeDashboard.heatmap.layout")
-        box = page.locator("#view-correlation canvas").bounding_box()
+        box = page.locator("#view-correlation canvas.heat-canvas").bounding_box()
         row, col = order.index(a), order.index(b)
         page.mouse.move(box["x"] + layout["x0"] + (col + 0.5) * layout["cell"], box["y"] + layout["y0"] + (row + 0.5) * layout["cell"])
         caption = page.locator("#view-correlation .caption").first
@@ -374,15 +418,23 @@ def test_the_correlation_and_distribution_views_say_what_is_under_the_pointer(tm
         handle.stop()
 
 
-def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None:
+@pytest.fixture(scope="module")
+def pruned_run(tmp_path_factory) -> tuple[Path, str]:
+    """A run whose conv1 is pruned twice (16 -> 8 filters at step 20, then 8 -> 4 at step 40), its
+    filters grouped every 10 steps: its log directory and id (one run for the tests that read it)."""
+    logdir = tmp_path_factory.mktemp("pruned")
+    prune = convscope.PruneConfig(layers=("conv1",), threshold=0.9, start=20, every=20, times=2, max_fraction=0.75)
+    mon = _watched_run(logdir, 50, lr=0.05, probe=True, run="pruned", every=10, prune=prune, record=["correlation", "distribution", "weights"])
+    return logdir, mon.run_id
+
+
+def test_the_prunings_are_listed_under_the_scalars(pruned_run: tuple[Path, str], page) -> None:
     """The prunings in words, and every view naming the filters left by their original numbers
     (as the layer numbered them before any pruning), at each step."""
     from convscope.store import RunStore
 
-    # (two prunings of conv1 here: 16 -> 8 filters at step 20, then 8 -> 4 at step 40)
-    prune = convscope.PruneConfig(layers=("conv1",), threshold=0.9, start=20, every=20, times=2, max_fraction=0.75)
-    mon = _watched_run(tmp_path, 50, lr=0.05, probe=True, run="pruned", every=10, prune=prune, record=["correlation", "distribution", "weights"])
-    with RunStore(tmp_path).open_run(mon.run_id) as reader:
+    logdir, run_id = pruned_run
+    with RunStore(logdir).open_run(run_id) as reader:
         stored = sorted(reader.frames(kind="pruning"), key=lambda f: f.step)
         last = {f.kind: f.payload for f in reader.frames(kind=["correlation", "groups"], layer="conv1", start=50, end=50)}
     assert stored, "the test needs a pruning"
@@ -394,9 +446,9 @@ def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None
         numbers = [numbers[i] for i in f.payload["kept"]]
     assert last["correlation"]["matrix"].shape[0] == len(numbers) < 16
     assert [f.payload["inputs"] for f in stored] == [{"conv2": f.payload["removed"]} for f in stored]  # (conv2 reads conv1)
-    handle = start_local_server(tmp_path)
+    handle = start_local_server(logdir)
     try:
-        page.goto(handle.url + f"#/runs/{mon.run_id}")
+        page.goto(handle.url + f"#/runs/{run_id}")
         # (the lines read in the same moment as their count: the page may still be drawing)
         lines = page.wait_for_function(
             "n => { const l = [...document.querySelectorAll('#view-scalars .pruning-line')].map((e) => e.textContent); "
@@ -432,6 +484,45 @@ def test_the_prunings_are_listed_under_the_scalars(tmp_path: Path, page) -> None
         page.wait_for_function("window.convscopeDashboard?.heatmap.layout?.F === 16", timeout=10_000)
         assert sorted(page.evaluate("window.convscopeDashboard.heatmap.edgeLabels")) == list(range(16))
         assert "pruning" not in page.locator("#view-correlation .caption").first.inner_text()
+        assert not page.errors
+    finally:
+        handle.stop()
+
+
+def test_the_correlation_panel_follows_the_filters_redundancy_over_the_steps(pruned_run: tuple[Path, str], page) -> None:
+    """Under the heatmap, the layer's filters and redundant filters at every recording, as the
+    store's groups frames count them, and at the current step in words; a click goes to a step."""
+    from convscope.store import RunStore
+
+    logdir, run_id = pruned_run
+    with RunStore(logdir).open_run(run_id) as reader:
+        rows = _redundancy_rows(reader)
+        words = {(layer, step): _redundancy_words(reader, layer, step) for layer in ("conv1", "conv2") for step in (20, 50)}
+    assert set(rows) == {"conv1", "conv2"} and [r[1] for r in rows["conv1"]] == [16, 16, 8, 8, 4], rows  # (the prunings show)
+    assert any(r[2] > 0 for r in rows["conv1"]), rows
+    handle = start_local_server(logdir)
+    try:
+        page.goto(handle.url + f"#/runs/{run_id}")
+        page.wait_for_function("n => Object.keys(window.convscopeDashboard?.redundancy() ?? {}).length === n", arg=len(rows), timeout=20_000)
+        assert page.evaluate("window.convscopeDashboard.redundancy()") == rows
+        # at the last step, the counts said in words, and the marker there
+        now = page.locator("#view-correlation .redundancy-now")
+        page.wait_for_function("t => document.querySelector('#view-correlation .redundancy-now')?.textContent === t",
+                               arg=words[("conv1", 50)], timeout=10_000)
+        assert page.evaluate(MARKER_AT, 50) and not page.evaluate(MARKER_AT, 20)
+        # a click on the timeline at step 20 goes there: the step counter, the words and the marker follow
+        box = page.evaluate("""(() => { const u = window.convscopeDashboard.timeline.plot; const r = u.over.getBoundingClientRect();
+          return {x: r.left + u.valToPos(20, 'x'), y: r.top + r.height / 2}; })()""")
+        page.mouse.click(box["x"], box["y"])
+        page.wait_for_function("document.querySelector('#step-counter')?.textContent === '20'", timeout=10_000)
+        page.wait_for_function("t => document.querySelector('#view-correlation .redundancy-now')?.textContent === t",
+                               arg=words[("conv1", 20)], timeout=10_000)
+        assert page.evaluate(MARKER_AT, 20) and not page.evaluate(MARKER_AT, 50)
+        # another layer: its own counts, at the same step
+        page.select_option("#layer", "conv2")
+        page.wait_for_function("t => document.querySelector('#view-correlation .redundancy-now')?.textContent === t",
+                               arg=words[("conv2", 20)], timeout=10_000)
+        assert now.inner_text() == words[("conv2", 20)]
         assert not page.errors
     finally:
         handle.stop()

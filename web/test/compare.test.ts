@@ -5,11 +5,12 @@ import { contrast, hexRgb } from "../src/colors";
 import { compareHash, compareTitle, parseCompareHash } from "../src/compareRoute";
 import type { Frame } from "../src/frames";
 import {
-  addHealth, addRedundancy, alignLines, chartOrder, compareCharts, compareOptions, filtersLayer, filtersName, FLAGS, flagMarker, flagText,
-  gradNormLayer, gradNormLines, gradNormName, groupCounts, healthFlags, healthyText, niceAbove, normSplits, normThreshold, redundancyCharts,
+  addHealth, alignLines, chartOrder, compareCharts, compareOptions, filtersLayer, filtersName, FLAGS, flagMarker, flagText,
+  gradNormLayer, gradNormLines, gradNormName, healthFlags, healthyText, niceAbove, normSplits, normThreshold, redundancyCharts,
   redundancyLayer, redundancyLines, redundancyName, redundancyText, redundantStyle, RUN_COLORS, runStyle, type RunHealth,
 } from "../src/views/compare";
 import { filterCounts, graphFilters, prunedLayers } from "../src/views/pruning";
+import { addRedundancy } from "../src/views/redundancy";
 import { addScalars } from "../src/views/scalars";
 
 const frame = (step: number, kind: string, payload: Record<string, unknown>, layer = ""): Frame =>
@@ -266,29 +267,6 @@ describe("filter redundancy side by side", () => {
   const groups = (step: number, labels: number[], layer = "conv1") =>
     frame(step, "groups", { labels: { dtype: "<i4", shape: [labels.length], data: Int32Array.from(labels) }, threshold: 0.9, method: "pairs", events: [], next_id: 9 }, layer);
 
-  it("counts a layer's filters, and of them those in a group beside another (all but one of each group)", () => {
-    // groups 0 (filters 1, 4, 5), 3 (filters 2, 7) and 8 (filter 6 alone): 6 grouped in 3 groups
-    expect(groupCounts([-1, 0, 3, -1, 0, 0, 8, 3])).toEqual({ filters: 8, redundant: 3 });
-    expect(groupCounts(Int32Array.from([-1, -1, -1]))).toEqual({ filters: 3, redundant: 0 });
-    expect(groupCounts([2, 2, 2, 2])).toEqual({ filters: 4, redundant: 3 });
-    expect(groupCounts([])).toEqual({ filters: 0, redundant: 0 });
-  });
-
-  it("keep each layer's counts by step (a frame fetched, then streamed again, once), passing over other frames", () => {
-    const r = addRedundancy(new Map(), [
-      groups(20, [0, 0, 1, 1, -1, 2, 2, 2]), groups(10, [0, 0, 0, 0, -1, -1, -1, -1]), groups(10, [0, 0, -1, -1], "conv2"),
-      frame(20, "correlation", { labels: [0, 0] }, "conv1"), frame(20, "pruning", { before: 8, after: 6 }, "conv1"),
-      groups(20, [0, 0, 1, 1, -1, 2, 2, 2]),
-      frame(30, "groups", { labels: [0, 0, -1, 1, 1, 1] }, "conv1"), // (labels as a plain list)
-      frame(40, "groups", { threshold: 0.9 }, "conv1"), // (no labels: nothing to count)
-    ]);
-    expect([...r.keys()]).toEqual(["conv1", "conv2"]);
-    expect([...r.get("conv1")!].sort((a, b) => a[0] - b[0])).toEqual([
-      [10, { filters: 8, redundant: 3 }], [20, { filters: 8, redundant: 4 }], [30, { filters: 6, redundant: 3 }],
-    ]);
-    expect([...r.get("conv2")!]).toEqual([[10, { filters: 4, redundant: 1 }]]);
-  });
-
   it("draw a layer's filters and redundant filters as two lines, one chart per layer any run grouped, in the charts' order", () => {
     const a = addRedundancy(new Map(), [groups(0, [0, 0, 1, 1]), groups(10, [0, 0, -1]), groups(0, [-1, -1], "fc")]);
     const b = addRedundancy(new Map(), [groups(0, [0, 0, 0, 0])]);
@@ -322,7 +300,7 @@ describe("filter redundancy side by side", () => {
   });
 
   it("say a run's counts in words, at its first and last recording", () => {
-    const counts = (pairs: [number, number, number][]) => new Map(pairs.map(([s, f, r]) => [s, { filters: f, redundant: r }]));
+    const counts = (pairs: [number, number, number][]) => new Map(pairs.map(([s, f, r]) => [s, { filters: f, redundant: r, groups: 1 }]));
     expect(redundancyText(counts([[1500, 12, 0], [0, 16, 4], [700, 14, 2]]))).toBe("16 → 12 filters, 4 → 0 redundant (steps 0–1500)");
     expect(redundancyText(counts([[10, 16, 4], [50, 16, 3]]))).toBe("16 filters, 4 → 3 redundant (steps 10–50)");
     expect(redundancyText(counts([[10, 32, 0]]))).toBe("32 filters, 0 redundant (step 10)");

@@ -10,11 +10,12 @@ import { followRun, getFrames, getRun, HttpError, type RunDetails } from "../api
 import { compareTitle, savePicks } from "../compareRoute";
 import type { Frame } from "../frames";
 import {
-  addHealth, addRedundancy, type ChartLine, CompareChart, compareCharts, FLAGS, flagMarker, flagText, filtersLayer, filtersName, gradNormLayer,
+  addHealth, type ChartLine, CompareChart, compareCharts, FLAGS, flagMarker, flagText, filtersLayer, filtersName, gradNormLayer,
   gradNormLines, healthFlags, healthyText, redundancyCharts, redundancyLayer, redundancyLines, redundancyText, redundantStyle, type RunHealth,
-  type RunLines, type RunRedundancy, type RunStyle, runStyle,
+  type RunLines, type RunStyle, runStyle,
 } from "../views/compare";
 import { filterCounts, graphFilters, prunedLayers } from "../views/pruning";
+import { addRedundancy, type RunRedundancy } from "../views/redundancy";
 import { runLabel, showStatus } from "../views/runStatus";
 import { addScalars, type ScalarLine } from "../views/scalars";
 

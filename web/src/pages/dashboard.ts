@@ -9,6 +9,7 @@ import { drawHealth, healthStepAt, healthSummary } from "../views/health";
 import { HeatmapView } from "../views/heatmap";
 import { ImagesView } from "../views/images";
 import { pruningLines } from "../views/pruning";
+import { addRedundancy, RedundancyTimeline, redundancyRows, type RunRedundancy } from "../views/redundancy";
 import { countDrops, divergence, dropMarks, runNote } from "../views/runNote";
 import { followBox as followState, runLabel, showStatus } from "../views/runStatus";
 import { ScalarsView } from "../views/scalars";
@@ -42,7 +43,7 @@ const PANELS: [string, string, string][] = [
   ["weights", "Filter weights", "One window of kh×kw blocks per filter and input channel: filters along x, channels along y; with one input channel the filters wrap into rows from the top left. Blocks are raised up for positive and sunk for negative weights, red to blue (the key below). Drag to orbit, wheel to zoom, double-click to refit."],
   ["trajectory", "Weight trajectory", "The layer's weights over the steps, projected on three chosen weight dimensions or on the first three principal components (the note says which weights, or each component's share of the path's variance); axes x orange, y green, z blue; grey early, pink late. A pruning changes the weights' shape: the path starts again there, its first point ringed."],
   ["distribution", "Feature-map distributions", "Each filter's activations on the probe batch (or the training batch's first max_samples samples, 8 by default), normalised to [0, 1] by its own min and max, as a histogram line (counts on a square-root scale) coloured by its correlation group. Point at a line for its filter's real range, mean and spread."],
-  ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group (their numbers along the edges); outlined squares are groups of similar filters, listed beneath; hatched rows are dead filters (constant maps). Point at a cell for its value."],
+  ["correlation", "Filter correlation", "Pearson correlation between the filters' feature maps, filters ordered by group (their numbers along the edges); outlined squares are groups of similar filters, listed beneath; hatched rows are dead filters (constant maps). Point at a cell for its value. Under them, the layer's filters (solid) and redundant filters (dashed: its grouped filters beyond one per group) over the recorded steps; click there to go to a step."],
   ["images", "Feature maps", "The layer's output for one sample, one map per filter. Click a map to see it at full resolution."],
   ["health", "Gradient health", "Per layer and recorded step: healthy, vanishing, exploding, stalled or non-finite gradients; the white line is the gradient norm (log scale). Click the strip to go to that step."],
   ["scalars", "Scalars", "Values logged with monitor.log(...) and the learning rate; dashed pink lines are pruning events (listed beneath: which filters went, and why), dashed grey ones the steps where a stopped training was resumed."],
@@ -95,7 +96,14 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   const heatLegend = document.createElement("div");
   heatLegend.className = "muted caption group-legend";
   const heatmap = new HeatmapView(canvas("correlation", "heat-canvas"), heatCaption, heatLegend);
-  body("correlation").append(heatCaption, heatLegend);
+  const redundancyTitle = document.createElement("div");
+  redundancyTitle.className = "muted caption redundancy-title";
+  redundancyTitle.textContent = "Filters over the steps, and redundant ones (in a group, beyond one per group); click for a step";
+  const redundancyBox = document.createElement("div");
+  redundancyBox.className = "redundancy-chart";
+  const redundancyCaption = document.createElement("div");
+  redundancyCaption.className = "muted caption redundancy-now";
+  body("correlation").append(heatCaption, heatLegend, redundancyTitle, redundancyBox, redundancyCaption);
   const imgCaption = document.createElement("div");
   imgCaption.className = "muted caption";
   body("images").appendChild(imgCaption);
@@ -138,6 +146,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   const perStep = new Map<string, Frame>();
   const drops = new Map<string, number>(); // "dropped" frames: the count so far, by what dropped
   const health: Frame[] = [];
+  const redundancy: RunRedundancy = new Map(); // every layer's filter counts by step, from its groups frames
   let pending = false;
   let gone = false; // (the page was left: a redraw or a fetch still in flight then draws nothing)
   // instrumentation for tests and benchmarks: time from a frame's creation to its drawing
@@ -150,6 +159,13 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   const counter = $("#step-counter");
   const followBox = $<HTMLInputElement>("#follow");
   const layerSelect = $<HTMLSelectElement>("#layer");
+  /** Move the scrubber to ``step``, as dragging it there does. */
+  const goTo = (step: number) => {
+    scrubber.value = String(step);
+    scrubber.dispatchEvent(new Event("input"));
+  };
+  // a click on the redundancy timeline goes to the recording there
+  const timeline = new RedundancyTimeline(redundancyBox, redundancyCaption, goTo);
 
   const schedule = () => {
     if (pending) return;
@@ -173,6 +189,8 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     const dist = perStep.get("distribution"), corr = perStep.get("correlation"), maps = perStep.get("feature_maps");
     distribution.update(dist, perStep.get("groups"), namesOf(dist));
     heatmap.update(corr, perStep.get("groups"), namesOf(corr));
+    timeline.update(redundancy.get(layer), current, lastStep);
+    redundancyTitle.hidden = redundancyBox.hidden; // (no chart: its words say why)
     images.update(maps, namesOf(maps));
     traj.upTo = current;
     traj.redraw();
@@ -194,6 +212,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     const frames = await getFrames(run, { kind: STEP_KINDS, layer: [layer], end: step, latest: true });
     perStep.clear();
     for (const f of frames) perStep.set(f.kind, f);
+    addRedundancy(redundancy, frames); // (the groups frame shown: the timeline has it, thinned or not)
     current = step;
     schedule();
   }
@@ -222,12 +241,13 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     layer = details.layers[0] ?? "";
     // the run's own totals (one row of its state): a thinned timeline may miss a cause's last count
     for (const [sink, count] of Object.entries(details.dropped ?? {})) countDrops(drops, { sink, count });
-    const timeline = await getFrames(run, { kind: ["scalar", "scalars", "pruning", "gradient_health", "dropped", "run_meta"], maxPoints: 3000 });
-    scalars.add(timeline.filter((f) => f.kind !== "dropped"));
-    prunings.push(...timeline.filter((f) => f.kind === "pruning"));
+    const history = await getFrames(run, { kind: ["scalar", "scalars", "pruning", "gradient_health", "dropped", "run_meta", "groups"], maxPoints: 3000 });
+    scalars.add(history.filter((f) => f.kind !== "dropped" && f.kind !== "groups"));
+    prunings.push(...history.filter((f) => f.kind === "pruning"));
     writePrunings();
-    health.push(...timeline.filter((f) => f.kind === "gradient_health"));
-    for (const f of timeline) if (f.kind === "dropped") countDrops(drops, f.payload);
+    health.push(...history.filter((f) => f.kind === "gradient_health"));
+    addRedundancy(redundancy, history);
+    for (const f of history) if (f.kind === "dropped") countDrops(drops, f.payload);
     writeNote();
     await loadLayer();
   }
@@ -289,6 +309,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
       health.push(f);
       if (f.payload.status === "nonfinite") writeNote();
     }
+    if (f.kind === "groups") addRedundancy(redundancy, [f]);
     if (f.layer === layer && f.kind === "trajectory") traj.add(f);
     if (follow && f.layer === layer && STEP_KINDS.includes(f.kind)) {
       perStep.set(f.kind, f);
@@ -300,8 +321,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   // a click on the gradient-health strip goes to that step (where a layer turned, say)
   healthCanvas.addEventListener("click", (e) => {
     if (!health.length) return;
-    scrubber.value = String(healthStepAt(e.offsetX, healthCanvas.clientWidth, Number(healthCanvas.dataset.first ?? 0), lastStep));
-    scrubber.dispatchEvent(new Event("input"));
+    goTo(healthStepAt(e.offsetX, healthCanvas.clientWidth, Number(healthCanvas.dataset.first ?? 0), lastStep));
   });
   healthCanvas.style.cursor = "pointer";
 
@@ -377,7 +397,9 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     document.title = "no such run · convscope";
   }
   (window as any).convscopeDashboard = {
-    images, weights, traj, scalars, heatmap, distribution, latencies,
+    images, weights, traj, scalars, heatmap, distribution, timeline, latencies,
+    /** each layer's [step, filters, redundant] rows, as the redundancy timeline has them */
+    redundancy: () => redundancyRows(redundancy),
     get current() { return current; },
     get firstDrawMs() { return firstDrawMs; },
   };

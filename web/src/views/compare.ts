@@ -7,9 +7,10 @@
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { STATUS_COLORS } from "../colors";
-import { type Frame, isArray } from "../frames";
+import type { Frame } from "../frames";
 import { evenly } from "./evenly";
 import { plural } from "./plural";
+import { type GroupCounts, REDUNDANT_DASH, type RunRedundancy } from "./redundancy";
 import { axisLabel, axisSize, axisValues, MOST_POINTS, SCALAR_COLORS, STEP_INCREMENTS, type ScalarLine } from "./scalars";
 
 /** The runs' colours, in the page's order of the runs: the scalar chart's, then three more that
@@ -207,45 +208,6 @@ export function flagMarker(status: string): string {
   return `<svg class="cmp-flag-mark" viewBox="0 0 12 12" width="12" height="12" aria-hidden="true"><polygon points="${points}" fill="${flagColour(status)}" stroke="${FLAG_EDGE}" stroke-width="1"/></svg>`;
 }
 
-/** A layer's filters at one recording, from its ``groups`` frame: how many it has, and how many
- * of them are redundant (in a correlation group beside another filter: the filters a pruning of
- * its groups could remove, all but one of each group). */
-export interface GroupCounts {
-  filters: number;
-  redundant: number;
-}
-
-/** The counts of a ``groups`` frame's ``labels`` (a filter's group id, -1 where it is in none):
- * the layer's width, and its grouped filters less one per group. */
-export function groupCounts(labels: ArrayLike<number>): GroupCounts {
-  const groups = new Set<number>();
-  let grouped = 0;
-  for (let i = 0; i < labels.length; i++) {
-    if (labels[i] < 0) continue;
-    grouped++;
-    groups.add(labels[i]);
-  }
-  return { filters: labels.length, redundant: grouped - groups.size };
-}
-
-/** A run's filter counts, by layer, then step (a frame fetched, then streamed again, is kept once). */
-export type RunRedundancy = Map<string, Map<number, GroupCounts>>;
-
-/** Put the counts of the ``groups`` frames among ``frames`` into ``redundancy`` (a later one at a
- * step replaces an earlier one); other frames, and a groups frame without labels, are passed over. */
-export function addRedundancy(redundancy: RunRedundancy, frames: Frame[]): RunRedundancy {
-  for (const f of frames) {
-    if (f.kind !== "groups") continue;
-    const labels: unknown = f.payload.labels;
-    const values = isArray(labels) ? labels.data : Array.isArray(labels) ? (labels as number[]) : null;
-    if (!values) continue;
-    let counts = redundancy.get(f.layer);
-    if (!counts) redundancy.set(f.layer, (counts = new Map()));
-    counts.set(f.step, groupCounts(values));
-  }
-  return redundancy;
-}
-
 /** One layer's ``counts`` in one run as the chart's two lines: its filters, and its redundant filters. */
 export function redundancyLines(counts: Map<number, GroupCounts>): { filters: ScalarLine; redundant: ScalarLine } {
   const filters: ScalarLine = new Map(), redundant: ScalarLine = new Map();
@@ -288,9 +250,8 @@ export function redundancyCharts(runs: { run: string; redundancy: RunRedundancy 
   }));
 }
 
-/** The dashes of a run's redundant filters, under its solid filter count; where the run's colour
- * has come round and its lines are dashed already, dots. */
-const REDUNDANT_DASH = [7, 4];
+/** A run's redundant filters are dashed under its solid filter count (``REDUNDANT_DASH``); where the
+ * run's colour has come round and its lines are dashed already, dotted. */
 const REDUNDANT_DOTS = [1.5, 3];
 
 /** How a run of ``style`` draws its redundant filters: its colour, dashed. */

@@ -7,6 +7,8 @@ const PALETTE = [
   "#ffd8b1", "#000075",
 ];
 export const NO_GROUP = "#8a8f98";
+/** The dashboard's current step, a line across the time charts (the health strip, scalars, the redundancy timeline). */
+export const CURRENT_STEP = "#ffd166";
 
 export function groupColor(id: number): string {
   return id < 0 ? NO_GROUP : PALETTE[id % PALETTE.length];

@@ -15,7 +15,7 @@ import {
   type RunLines, type RunStyle, runStyle,
 } from "../views/compare";
 import { filterCounts, graphFilters, prunedLayers } from "../views/pruning";
-import { addRedundancy, type RunRedundancy } from "../views/redundancy";
+import { addRedundancy, countRows, type RunRedundancy } from "../views/redundancy";
 import { runLabel, showStatus } from "../views/runStatus";
 import { addScalars, type ScalarLine } from "../views/scalars";
 
@@ -419,8 +419,7 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     /** each run's colour (its lines' and its key's) */
     get colours() { return Object.fromEntries(compared().map((r) => [r.id, r.style.stroke])); },
     /** each redundancy chart's counts: layer to run id to [step, filters, redundant], ascending, as recorded (not thinned) */
-    redundancy: () => Object.fromEntries(redundancy.map((s) => [s.layer, Object.fromEntries(s.runs.map((r) => [r.run,
-      [...r.counts].sort((a, b) => a[0] - b[0]).map(([step, c]) => [step, c.filters, c.redundant])]))])),
+    redundancy: () => Object.fromEntries(redundancy.map((s) => [s.layer, Object.fromEntries(s.runs.map((r) => [r.run, countRows(r.counts)]))])),
     /** each gradient-norm chart's flags: layer to run id to its flags (none: [], a run that checked it and flagged nothing) */
     health: () => Object.fromEntries(specs.flatMap((s) => {
       const layer = gradNormLayer(s.name);

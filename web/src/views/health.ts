@@ -2,7 +2,7 @@
 // (healthy, vanishing, exploding, stalled, non-finite), with the gradient norm (log scale)
 // drawn across the row. The current step is marked; a step axis runs under the rows, and a key
 // under it says the colours and the line.
-import { STATUS_COLORS } from "../colors";
+import { CURRENT_STEP, STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { emptyState, fitCanvas } from "./canvas";
 
@@ -74,7 +74,7 @@ export function drawHealth(canvas: HTMLCanvasElement, frames: Frame[], layers: s
       ctx.stroke();
     }
   });
-  ctx.strokeStyle = "#ffd166";
+  ctx.strokeStyle = CURRENT_STEP;
   ctx.lineWidth = 1.5;
   ctx.beginPath();
   ctx.moveTo(x(current), 0);

@@ -7,7 +7,7 @@ import "uplot/dist/uPlot.min.css";
 import { type Frame, isArray } from "../frames";
 import { evenly } from "./evenly";
 import { plural } from "./plural";
-import { axisSize, axisValues, MOST_POINTS, SCALAR_COLORS, STEP_INCREMENTS } from "./scalars";
+import { axisSize, axisValues, markStep, MOST_POINTS, SCALAR_COLORS, STEP_INCREMENTS } from "./scalars";
 
 /** A layer's filters at one recording, from its ``groups`` frame: how many it has, how many of
  * them are redundant (in a correlation group beside another filter: the filters a pruning of its
@@ -52,11 +52,12 @@ export function addRedundancy(redundancy: RunRedundancy, frames: Frame[]): RunRe
 /** Each layer's counts as ``[step, filters, redundant]`` rows, by step (what the dashboard's
  * timeline draws, as tests read it). */
 export function redundancyRows(redundancy: RunRedundancy): Record<string, [number, number, number][]> {
-  const rows: Record<string, [number, number, number][]> = {};
-  for (const [layer, counts] of redundancy) {
-    rows[layer] = [...counts].sort(([a], [b]) => a - b).map(([step, c]) => [step, c.filters, c.redundant]);
-  }
-  return rows;
+  return Object.fromEntries([...redundancy].map(([layer, counts]) => [layer, countRows(counts)]));
+}
+
+/** One layer's ``counts`` as ``[step, filters, redundant]`` rows, by step. */
+export function countRows(counts: Map<number, GroupCounts>): [number, number, number][] {
+  return [...counts].sort(([a], [b]) => a - b).map(([step, c]) => [step, c.filters, c.redundant]);
 }
 
 /** The dashes of the redundant filters, under the solid filter count (here and on the compare page). */
@@ -64,7 +65,6 @@ export const REDUNDANT_DASH = [7, 4];
 /** The timeline's colours: the filters in the scalars' blue, the redundant ones in their orange. */
 export const FILTERS_COLOR = SCALAR_COLORS[1];
 export const REDUNDANT_COLOR = SCALAR_COLORS[5];
-const MARKER_COLOR = "#ffd166"; // (the current step, as on the health strip and the scalars)
 const HEIGHT = 150;
 
 /** The recording of ``counts`` the dashboard shows at ``step`` (the newest at or before it, as
@@ -186,7 +186,7 @@ export class RedundancyTimeline {
       this.plot.setData(data);
       return;
     }
-    const options = timelineOptions(this.box.clientWidth || 400, () => timelineRange(this.steps, this.lastStep), (u) => this.mark(u));
+    const options = timelineOptions(this.box.clientWidth || 400, () => timelineRange(this.steps, this.lastStep), (u) => markStep(u, this.current));
     this.plot = new uPlot(options, data, this.box);
     const over = this.plot.over;
     over.style.cursor = "pointer";
@@ -197,18 +197,4 @@ export class RedundancyTimeline {
     });
   }
 
-  /** The current step, a solid line across the plot. */
-  private mark(u: uPlot): void {
-    const x = u.valToPos(this.current, "x", true);
-    if (!Number.isFinite(x) || x < u.bbox.left - 1 || x > u.bbox.left + u.bbox.width + 1) return;
-    const ctx = u.ctx;
-    ctx.save();
-    ctx.strokeStyle = MARKER_COLOR;
-    ctx.lineWidth = 2 * devicePixelRatio;
-    ctx.beginPath();
-    ctx.moveTo(x, u.bbox.top);
-    ctx.lineTo(x, u.bbox.top + u.bbox.height);
-    ctx.stroke();
-    ctx.restore();
-  }
 }

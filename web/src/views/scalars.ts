@@ -2,6 +2,7 @@
 // steps where a resumed training went on as dashed vertical lines, the current step as a solid one.
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import { CURRENT_STEP } from "../colors";
 import type { Frame } from "../frames";
 import { evenly } from "./evenly";
 
@@ -111,13 +112,8 @@ export class ScalarsView {
     dashed(this.prunings, "#f783ac");
     dashed(this.resumes, "#adb5bd");
     ctx.setLineDash([]);
-    ctx.strokeStyle = "#ffd166";
-    const x = u.valToPos(this.current, "x", true);
-    ctx.beginPath();
-    ctx.moveTo(x, top);
-    ctx.lineTo(x, bottom);
-    ctx.stroke();
     ctx.restore();
+    markStep(u, this.current);
   }
 
   redrawMarks(): void {
@@ -177,4 +173,19 @@ export const axisValues = (_u: uPlot, splits: number[]): string[] => splits.map(
 /** The axis' width in CSS pixels: room for its longest label. */
 export function axisSize(_u: uPlot, values: string[] | null): number {
   return Math.max(36, Math.max(0, ...(values ?? []).map((v) => v.length)) * 7 + 16);
+}
+
+/** The current ``step`` on uPlot chart ``u``: a solid line across its plot (none off the plot). */
+export function markStep(u: uPlot, step: number): void {
+  const x = u.valToPos(step, "x", true);
+  if (!Number.isFinite(x) || x < u.bbox.left - 1 || x > u.bbox.left + u.bbox.width + 1) return;
+  const ctx = u.ctx;
+  ctx.save();
+  ctx.strokeStyle = CURRENT_STEP;
+  ctx.lineWidth = 2 * devicePixelRatio;
+  ctx.beginPath();
+  ctx.moveTo(x, u.bbox.top);
+  ctx.lineTo(x, u.bbox.top + u.bbox.height);
+  ctx.stroke();
+  ctx.restore();
 }

@@ -438,3 +438,38 @@ def test_a_run_still_training_is_drawn_as_it_trains(tmp_path: Path, page) -> Non
         assert not page.errors
     finally:
         handle.stop()
+
+
+def test_a_long_runs_flags_are_counted_against_all_its_checks(tmp_path: Path, page) -> None:
+    # 5,000 checks of one layer: the page is sent at most 3,000 of them (every flagged one, the
+    # healthy ones evenly spread), and its words count the flags against all 5,000
+    flagged = {12_340: "exploding", 25_000: "exploding", 40_010: "exploding"}
+    checks = 5_000
+    with RunStore(tmp_path).create_run("long", model="Tiny") as w:
+        for i in range(1, checks + 1):
+            step = 10 * i
+            status = flagged.get(step, "healthy")
+            w.write(Frame(run=w.run_id, step=step, kind="gradient_health", layer="fc1", payload={
+                "status": status, "grad_norm": 1e4 if status != "healthy" else 0.5, "update_ratio": 0.01, "zero_fraction": 0.0,
+                "dead_fraction": 0.0, "nonfinite": 0, "reasons": ["gradient norm 1e+04 > 1000"] if status != "healthy" else []}))
+    with RunStore(tmp_path).create_run("short", model="Tiny") as w:  # a short run beside it: sent whole
+        for step in (10, 20, 30):
+            w.write(Frame(run=w.run_id, step=step, kind="gradient_health", layer="fc1", payload={
+                "status": "healthy", "grad_norm": 0.5, "update_ratio": 0.01, "zero_fraction": 0.0, "dead_fraction": 0.0, "nonfinite": 0}))
+
+    handle = start_local_server(tmp_path)
+    try:
+        page.goto(handle.url + "#/compare?runs=long,short")
+        page.wait_for_function("window.convscopeCompare?.loaded && document.querySelector(\".cmp-panel[data-scalar='fc1/grad_norm']\")", timeout=20_000)
+        page.wait_for_timeout(300)
+        sent = page.evaluate(CHARTS)["fc1/grad_norm"]["long"]
+        assert 2_000 < len(sent) <= 3_003, len(sent)  # (thinned: the test is of a run the page was not sent whole)
+        assert {s for s, _ in sent} >= set(flagged)
+        flags = page.evaluate("window.convscopeCompare.health()")["fc1"]
+        assert [(f["status"], f["from"], f["checks"], f["of"]) for f in flags["long"]] == [("exploding", 12_340, 3, checks)]
+        words = page.inner_text(".cmp-panel[data-scalar='fc1/grad_norm'] .cmp-flags li[data-run='long'][data-status]")
+        assert words.startswith("long exploding from step 12340 · steps 12340, 25000, 40010 (3 of 5,000 checks)"), words
+        assert page.inner_text(".cmp-panel[data-scalar='fc1/grad_norm'] .cmp-flags li[data-run='short']") == "short healthy at all 3 checks"
+        assert not page.errors
+    finally:
+        handle.stop()

@@ -528,6 +528,76 @@ def test_the_correlation_panel_follows_the_filters_redundancy_over_the_steps(pru
         handle.stop()
 
 
+def _gap_frame(kind: str, step: int, layer: str = "", filters: int = 0) -> object:
+    """A frame of the hand-over test: a loss, a gradient-health check, a groups frame of
+    ``filters`` filters (the first two in one group), or a pruning that halves ``filters``."""
+    from convscope.frames import Frame
+
+    if kind == "scalar":
+        payload: dict = {"name": "loss", "value": 1.0 / step}
+    elif kind == "gradient_health":
+        payload = {"status": "healthy", "grad_norm": 0.1 * step, "update_ratio": 1e-3, "zero_fraction": 0.0, "dead_fraction": 0.0, "nonfinite": 0}
+    elif kind == "groups":
+        payload = {"labels": np.array([0, 0] + [-1] * (filters - 2)), "threshold": 0.9, "method": "pearson", "events": []}
+    else:
+        payload = {"removed": list(range(1, filters, 2)), "kept": list(range(0, filters, 2)), "before": filters,
+                   "after": filters // 2, "reason": "redundant", "params_before": 10 * filters, "params_after": 5 * filters}
+    return Frame(run="handover", step=step, kind=kind, layer=layer, payload=payload)
+
+
+def test_frames_written_while_the_dashboard_reads_the_history_come_once(tmp_path: Path, page) -> None:
+    """The dashboard reads a live run's history, then follows it: frames written in between (here
+    while the history's answer is held back) reach it, and nothing twice: a pruning counted twice
+    would renumber the filters, a health check or a groups frame twice would be drawn twice."""
+    from convscope.store import RunStore
+
+    writer = RunStore(tmp_path).create_run("handover")
+    for f in (_gap_frame("scalar", 1), _gap_frame("groups", 2, "conv1", 8), _gap_frame("gradient_health", 2, "conv1"),
+              _gap_frame("scalar", 2), _gap_frame("pruning", 3, "conv1", 8), _gap_frame("scalar", 3),
+              _gap_frame("groups", 4, "conv1", 4), _gap_frame("gradient_health", 4, "conv1"), _gap_frame("scalar", 4)):
+        writer.write(f)
+    writer.flush()
+    # the gap: one frame of the history's last step (a step is no cursor), and frames of the next
+    gap = [_gap_frame("gradient_health", 4, "conv2"), _gap_frame("pruning", 5, "conv1", 4), _gap_frame("groups", 5, "conv1", 2),
+           _gap_frame("gradient_health", 5, "conv1"), _gap_frame("scalar", 5)]
+    held = []
+
+    def hold_the_history(route) -> None:
+        answer = route.fetch()  # (the server has read the history and named its cursor)
+        held.append(answer.headers.get("x-convscope-cursor"))
+        for f in gap:
+            writer.write(f)
+        writer.flush()
+        route.fulfill(response=answer)
+
+    handle = start_local_server(tmp_path)
+    try:
+        page.route(lambda url: "/frames?" in url and "kind=pruning" in url, hold_the_history, times=1)
+        page.goto(handle.url + "#/runs/handover")
+        dash = "window.convscopeDashboard"
+        # the gap's frames come (its pruning the second), then live ones after them
+        page.wait_for_function(f"{dash}?.prunings().length === 2", timeout=20_000)
+        assert held == ["9"]
+        for f in (_gap_frame("pruning", 6, "conv1", 2), _gap_frame("groups", 6, "conv1", 2), _gap_frame("gradient_health", 6, "conv1"),
+                  _gap_frame("scalar", 6)):
+            writer.write(f)
+        writer.close()
+        page.wait_for_selector("#run-status.finished", timeout=20_000)
+        page.wait_for_function(f"{dash}.scalars.steps('loss').length === 6", timeout=10_000)
+        page.wait_for_timeout(500)  # (anything sent twice would have come by now)
+        assert page.evaluate(f"{dash}.prunings()") == [["conv1", 3], ["conv1", 5], ["conv1", 6]]
+        assert page.locator("#view-scalars .pruning-line").count() == 3
+        assert sorted(page.evaluate(f"{dash}.health()")) == [["conv1", 2], ["conv1", 4], ["conv1", 5], ["conv1", 6], ["conv2", 4]]
+        assert page.evaluate(f"{dash}.redundancy()") == {"conv1": [[2, 8, 1], [4, 4, 1], [5, 2, 1], [6, 2, 1]]}
+        assert page.evaluate(f"{dash}.scalars.steps('loss')") == [1, 2, 3, 4, 5, 6]
+        # the filters left after three prunings, numbered as the layer numbered them first: each pruning once
+        assert page.locator("#view-scalars .pruning-line").all_inner_texts()[-1].startswith(
+            "pruned at step 6: conv1 2 → 1 filters, removed filter 4 ")
+        assert not page.errors
+    finally:
+        handle.stop()
+
+
 def test_leaving_the_dashboard_while_it_draws_raises_nothing(tmp_path: Path, page) -> None:
     # a redraw or a step's frames still on their way when the page is left used to draw into
     # the page that replaced it ("Cannot set properties of null")

@@ -100,6 +100,129 @@ def test_a_reconnecting_viewer_catches_up_without_getting_frames_twice(tmp_path:
         assert json.loads(ws.receive_text()) == {"type": "status", "status": "finished"}
 
 
+def _received(ws, count: int) -> list[tuple[str, str, int]]:
+    return [(f.kind, f.layer, f.step) for f in (decode(ws.receive_bytes()) for _ in range(count))]
+
+
+def _until_closed(ws) -> list[tuple[str, str, int]]:
+    """The frames a stream sends until it says its run is finished (so a test that expects more
+    than comes fails instead of waiting for ever)."""
+    got = []
+    while "bytes" in (msg := ws.receive()) and msg["bytes"] is not None:
+        f = decode(msg["bytes"])
+        got.append((f.kind, f.layer, f.step))
+    assert json.loads(msg["text"]) == {"type": "status", "status": "finished"}
+    return got
+
+
+def test_a_page_that_read_the_run_follows_on_from_the_cursor_of_its_read_each_frame_once(tmp_path: Path) -> None:
+    """The dashboard reads a run's history, then follows it: ``{"after": cursor}`` (the row the
+    read names in X-Convscope-Cursor) gives exactly the frames written in between, filtered, in
+    the order stored; then live ones, none of them twice (a pruning counted twice is a wrong
+    filter numbering)."""
+    w = _run(tmp_path)
+    for f in (frame("scalar", 1), frame("pruning", 1), frame("correlation", 1)):
+        w.write(f)
+    w.flush()
+    app = create_app(tmp_path, poll_seconds=0.02)
+    with TestClient(app) as c:
+        got = c.get("/api/runs/r/frames", params={"kind": ["scalar", "pruning"], "max_points": 3000})
+        cursor = int(got.headers["X-Convscope-Cursor"])
+        assert int(got.headers["X-Frame-Count"]) == 3
+        with RunStore(tmp_path).open_run("r") as reader:
+            assert cursor == reader.last_id() == 4  # (filtered or not: the whole run was read up to here)
+        assert c.get("/api/runs/r/frames").headers["X-Convscope-Cursor"] == str(cursor)
+        # the gap: written after the read, before the stream joins (a frame of the read's last step among them)
+        for f in (frame("groups", 1), frame("scalar", 2), frame("correlation", 2), frame("pruning", 2)):
+            w.write(f)
+        w.flush()
+        with c.websocket_connect("/api/runs/r/live") as ws:
+            ws.send_text(json.dumps({"kinds": ["scalar", "pruning", "groups"], "after": cursor}))
+            time.sleep(0.2)  # (the message is read: what is written from now on comes after the replay)
+            for f in (frame("scalar", 3), frame("correlation", 3), frame("pruning", 3)):
+                w.write(f)
+            w.close()
+            assert _until_closed(ws) == [("groups", "conv1", 1), ("scalar", "", 2), ("pruning", "", 2),  # the gap
+                                         ("scalar", "", 3), ("pruning", "", 3)]  # live, and nothing twice
+
+
+def test_a_stream_joins_past_what_its_client_read_even_where_the_poller_lags(tmp_path: Path) -> None:
+    """Another viewer already follows the run, its poller not yet at the newest rows (it polls
+    every 30 s here, woken only by pokes): a page that read those rows and then follows the run
+    from its cursor must not get them again live."""
+    w = _run(tmp_path)
+    app = create_app(tmp_path, poll_seconds=30.0)
+    hub = app.state.hub
+    with TestClient(app) as c, c.websocket_connect("/api/runs/r/live") as first:
+        _wait_for(lambda: "r" in hub.tails)
+        time.sleep(0.3)  # (its poller's first look is over: it waits for a poke now)
+        for f in (frame("pruning", 2), frame("scalar", 2)):
+            w.write(f)
+        w.flush()  # (not polled yet)
+        got = c.get("/api/runs/r/frames")
+        cursor = int(got.headers["X-Convscope-Cursor"])
+        assert int(got.headers["X-Frame-Count"]) == 3 and cursor > hub.tails["r"].cursor
+        with c.websocket_connect("/api/runs/r/live") as ws:
+            ws.send_text(json.dumps({"after": cursor}))
+            _wait_for(lambda: len(hub.tails["r"].viewers) == 2)
+            time.sleep(0.1)  # (the message is read)
+            hub.poke("r")
+            assert _received(first, 2) == [("pruning", "", 2), ("scalar", "", 2)]
+            w.write(frame("scalar", 3))
+            w.flush()
+            hub.poke("r")
+            assert _received(ws, 1) == [("scalar", "", 3)]  # the first thing it gets: nothing it read
+            assert _received(first, 1) == [("scalar", "", 3)]
+
+
+def test_a_read_of_the_frames_and_its_cursor_see_the_same_rows(tmp_path: Path, monkeypatch) -> None:
+    """A frame committed while GET /frames reads (between its cursor and its frames) is in neither
+    the answer nor before the cursor: it comes after, once."""
+    from convscope.store import RunReader
+
+    w = _run(tmp_path)
+    read = RunReader.raw_frames
+
+    def writing_meanwhile(self, **filters):
+        w.write(frame("pruning", 1))
+        w.flush()
+        return read(self, **filters)
+
+    monkeypatch.setattr(RunReader, "raw_frames", writing_meanwhile)
+    with TestClient(create_app(tmp_path)) as c:
+        got = c.get("/api/runs/r/frames")
+    monkeypatch.undo()
+    with RunStore(tmp_path).open_run("r") as reader:
+        assert reader.last_id() == 2
+    assert got.headers["X-Convscope-Cursor"] == "1" and got.headers["X-Frame-Count"] == "1"
+    assert [f.kind for f in _decode_all(got.content)] == ["scalar"]
+
+
+def _decode_all(body: bytes) -> list[Frame]:
+    from convscope.frames import decode_stream
+
+    return list(decode_stream(body))
+
+
+def test_bad_cursors_and_steps_are_ignored(tmp_path: Path) -> None:
+    w = _run(tmp_path)
+    w.write(frame("scalar", 1))
+    w.flush()
+    app = create_app(tmp_path, poll_seconds=0.02)
+    with TestClient(app) as c, c.websocket_connect("/api/runs/r/live") as ws:
+        for bad in ("0", True, -1, 1.5, None, [0], {"row": 0}, 10**30):
+            ws.send_text(json.dumps({"after": bad}))
+        ws.send_text(json.dumps({"since": 10**30}))  # (a step past any SQLite holds: no frame, and no error)
+        time.sleep(0.2)
+        w.write(frame("scalar", 2))
+        w.flush()
+        assert _received(ws, 1) == [("scalar", "", 2)]  # nothing replayed, the stream still up
+        ws.send_text(json.dumps({"after": 0}))  # (a good one: everything before it joined)
+        time.sleep(0.2)
+        w.close()
+        assert _until_closed(ws) == [("scalar", "", 0), ("scalar", "", 1)]
+
+
 def test_refusals_close_with_clear_codes(tmp_path: Path) -> None:
     _run(tmp_path, "r").close()
     with TestClient(create_app(tmp_path, token="t0k")) as c:

@@ -48,6 +48,7 @@ def test_rest_lists_runs_and_serves_binary_frames(server) -> None:
         detail = c.get(f"/api/runs/{w.run_id}").json()
         assert detail["kinds"] == {"correlation": 6, "scalar": 30} and detail["layers"] == ["conv1"]
         assert detail["meta"]["config"] == {"lr": 0.1} and detail["thinned"] == {}
+        assert detail["counts"] == {"correlation:conv1": 6, "scalar:": 30}
         r = c.get(f"/api/runs/{w.run_id}/frames", params={"kind": "correlation", "start": 10, "end": 20})
         assert r.headers["content-type"] == FRAMES and r.headers["x-frame-count"] == "3"
         frames = list(decode_stream(r.content))

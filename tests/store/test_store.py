@@ -242,6 +242,7 @@ def test_feature_maps_retention_keeps_an_even_spread_and_says_what_it_dropped(tm
     kept = len(r.steps(kind="feature_maps", layer="conv1"))
     assert info["thinned"] == {"feature_maps:conv1": 1000 - kept, "feature_maps:conv2": 1000 - kept}
     assert info["kinds"] == {"feature_maps": 2 * kept, "scalar": 1000}  # small frames are never thinned
+    assert info["counts"] == {"feature_maps:conv1": kept, "feature_maps:conv2": kept, "scalar:": 1000}
     assert info["frames"] == 2 * kept + 1000
     series = {(s["kind"], s["layer"]): s for s in r.series()}
     assert series[("feature_maps", "conv1")]["bytes"] == sum(len(d) for _i, d in r.raw_frames(kind="feature_maps", layer="conv1"))

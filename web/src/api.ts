@@ -24,6 +24,8 @@ export interface RunInfo {
 export interface RunDetails extends RunInfo {
   kinds: Record<string, number>;
   layers: string[];
+  /** frames stored per series, by "kind:layer" (a read with maxPoints may be sent fewer of a long one) */
+  counts?: Record<string, number>;
   thinned: Record<string, number>;
   meta: { config?: Record<string, any>; graph?: any };
 }
@@ -72,7 +74,29 @@ export interface FrameQuery {
   latest?: boolean;
 }
 
+/** The header of a frames answer that names the last row of the run it was read up to. */
+export const CURSOR_HEADER = "X-Convscope-Cursor";
+
+/** The row id a frames answer's cursor header names (null: none, or not a row id this page can
+ * hold exactly). */
+export function parseCursor(header: string | null): number | null {
+  if (header === null || !/^\d+$/.test(header.trim())) return null;
+  const row = Number(header.trim());
+  return Number.isSafeInteger(row) ? row : null;
+}
+
+/** Frames, and the cursor of the read: following the run with ``{ after: cursor }`` gives the
+ * frames stored since, each once (none of them already among these). */
+export interface FramesRead {
+  frames: Frame[];
+  cursor: number | null;
+}
+
 export async function getFrames(run: string, q: FrameQuery): Promise<Frame[]> {
+  return (await readFrames(run, q)).frames;
+}
+
+export async function readFrames(run: string, q: FrameQuery): Promise<FramesRead> {
   const p = new URLSearchParams();
   for (const k of q.kind ?? []) p.append("kind", k);
   for (const l of q.layer ?? []) p.append("layer", l);
@@ -81,7 +105,7 @@ export async function getFrames(run: string, q: FrameQuery): Promise<Frame[]> {
   if (q.maxPoints !== undefined) p.set("max_points", String(q.maxPoints));
   if (q.latest) p.set("latest", "true");
   const r = await get(`api/runs/${encodeURIComponent(run)}/frames?${p}`);
-  return decodeStream(await r.arrayBuffer());
+  return { frames: decodeStream(await r.arrayBuffer()), cursor: parseCursor(r.headers.get(CURSOR_HEADER)) };
 }
 
 function wsUrl(path: string): string {
@@ -124,10 +148,24 @@ function reconnecting(
 }
 
 /** What of a run to follow: only frames of these ``kinds`` (default: all); from the start, the
- * frames after step ``since`` too (what was written while the page fetched what came before). */
+ * frames stored after row ``after`` too (the cursor of the page's read of the run: exactly what
+ * was written since, none of it twice), or else after step ``since``. */
 export interface FollowOptions {
   kinds?: string[];
+  after?: number;
   since?: number;
+}
+
+/** The first message of a followed run's stream, on each connection: its kinds, and what it
+ * missed. ``after`` until a frame has come (till then nothing arrived that it could send again);
+ * from then on the steps after the last one seen, which may miss frames of that step written
+ * later: the stream's frames say no row id to go on from. */
+export function followMessage(options: FollowOptions, lastStep: number, received: boolean): FollowOptions {
+  const message: FollowOptions = {};
+  if (options.kinds?.length) message.kinds = options.kinds; // (the server sends only these)
+  if (options.after !== undefined && !received) message.after = options.after;
+  else if (lastStep >= 0) message.since = lastStep;
+  return message;
 }
 
 /** Follow a run: every new frame, and status changes; after a reconnect, what was missed. */
@@ -139,6 +177,7 @@ export function followRun(
   options: FollowOptions = {},
 ): () => void {
   let lastStep = options.since ?? -1;
+  let received = false;
   return reconnecting(
     `api/runs/${encodeURIComponent(run)}/live`,
     (ev) => {
@@ -149,12 +188,11 @@ export function followRun(
       }
       const { frame } = decodeFrame(ev.data as ArrayBuffer);
       lastStep = Math.max(lastStep, frame.step);
+      received = true;
       onFrame(frame);
     },
     (ws) => {
-      const message: FollowOptions = {};
-      if (options.kinds?.length) message.kinds = options.kinds; // (the server sends only these)
-      if (lastStep >= 0) message.since = lastStep;
+      const message = followMessage(options, lastStep, received);
       if (Object.keys(message).length) ws.send(JSON.stringify(message));
     },
     onConnection,

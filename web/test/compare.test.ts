@@ -7,7 +7,7 @@ import type { Frame } from "../src/frames";
 import {
   addHealth, alignLines, chartOrder, compareCharts, compareOptions, filtersLayer, filtersName, FLAGS, flagMarker, flagText,
   gradNormLayer, gradNormLines, gradNormName, healthFlags, healthyText, niceAbove, normSplits, normThreshold, redundancyCharts,
-  redundancyLayer, redundancyLines, redundancyName, redundancyText, redundantStyle, RUN_COLORS, runStyle, type RunHealth,
+  redundancyLayer, redundancyLines, redundancyName, redundancyText, redundantStyle, RUN_COLORS, runStyle, type RunHealth, unsentChecks,
 } from "../src/views/compare";
 import { filterCounts, graphFilters, prunedLayers } from "../src/views/pruning";
 import { addRedundancy } from "../src/views/redundancy";
@@ -218,6 +218,20 @@ describe("gradient health side by side", () => {
     // (in step order, however the checks came)
     expect(healthFlags(health([check(30, "vanishing", 1e-9), check(20, "vanishing", 1e-9), check(10, "healthy", 1)]).get("conv1")!))
       .toEqual([{ status: "vanishing", from: 20, spans: [[20, 30]], checks: 2, of: 3, reasons: [] }]);
+    // a thinned series: the share is of all the layer's checks, not of those the page was sent
+    const sent = health([check(10, "healthy", 1), check(500, "exploding", 1e4), check(990, "healthy", 1)]).get("conv1")!;
+    expect(healthFlags(sent, 100).map((f) => [f.checks, f.of])).toEqual([[1, 100]]);
+    expect(healthFlags(sent, 2).map((f) => [f.checks, f.of])).toEqual([[1, 3]]); // (never fewer than it has: a live run's count grows)
+  });
+
+  it("count the checks of a thinned series that the page was not sent", () => {
+    const sent = [frame(10, "gradient_health", {}, "conv1"), frame(990, "gradient_health", {}, "conv1"), frame(10, "gradient_health", {}, "conv2"),
+      frame(10, "scalars", {})];
+    const counts = { "gradient_health:conv1": 100, "gradient_health:conv2": 1, "scalars:": 7 };
+    expect([...unsentChecks(counts, sent)]).toEqual([["conv1", 98]]);
+    // (a read that has more than the count it was given: checks stored after the details were read)
+    expect([...unsentChecks({ "gradient_health:conv1": 1 }, sent)]).toEqual([]);
+    expect([...unsentChecks(undefined, sent)]).toEqual([]); // (an older server says no counts)
   });
 
   it("say each flag in words: which, from which step, where, and why", () => {

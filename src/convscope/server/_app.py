@@ -13,7 +13,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 from convscope import __version__
@@ -45,6 +45,9 @@ INGEST_KEY_STATE = "ingest-key-sha256"
 SEQ_HEADER = "X-Convscope-Seq"
 #: where an ingested run keeps the number of the last frame it stored, committed with the frames
 INGEST_SEQ_STATE = "ingest-last-seq"
+#: the response header of GET /api/runs/{run}/frames that says up to which row the run was read:
+#: a live stream asked for the rows after it (``{"after": cursor}``) gives exactly the rest
+CURSOR_HEADER = "X-Convscope-Cursor"
 
 _Send = Callable[[dict[str, Any]], Awaitable[None]]
 _Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -79,6 +82,9 @@ class RunInfo(BaseModel):
 class RunDetails(RunInfo):
     kinds: dict[str, int] = Field(description="frames stored per kind")
     layers: list[str] = Field(description="layer ids in first-seen order")
+    counts: dict[str, int] = Field(
+        default_factory=dict, description="'kind:layer' -> frames stored (a request with max_points may get fewer of a long series)"
+    )
     thinned: dict[str, int] = Field(description="'kind:layer' -> frames removed by retention")
     meta: dict[str, Any] = Field(description="config, retention, and the model graph from run_meta frames")
 
@@ -245,7 +251,8 @@ def create_app(
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
-            CORSMiddleware, allow_origins=sorted(origins), allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"]
+            CORSMiddleware, allow_origins=sorted(origins), allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Frame-Count", CURSOR_HEADER],  # (a page from another origin reads them too)
         )
 
     def token_ok(given: str | None) -> bool:
@@ -348,7 +355,12 @@ def create_app(
             "`X-Frame-Count` says how many. `kind` and `layer` may repeat. `max_points` thins each (kind, layer) "
             "series longer than that evenly over its step range (first and last kept; a gradient_health series keeps "
             "every flagged check besides); `latest=1` gives only "
-            "the newest frames of each (kind, layer) at or before `end`."
+            "the newest frames of each (kind, layer) at or before `end`.\n\n"
+            f"`{CURSOR_HEADER}` is a row id C: the answer was read from the run as it stood when it held the rows up "
+            "to C (one snapshot), so every stored frame with a row id up to C that the filters match was considered "
+            "(thinning, a step range or `limit` may still leave it out on purpose) and no frame stored after C was. "
+            "A live stream `/api/runs/{run}/live` sent `{\"after\": C}` gives the rest, each frame once: the "
+            "frames the filters match that were stored after C."
         ),
         response_class=Response,
         responses={200: {"content": {FRAMES_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}, **_errors(401, 404, 422)},
@@ -364,10 +376,11 @@ def create_app(
         max_points: int | None = Query(None, ge=1, le=100_000, description="thin each series to about this many steps"),
         latest: bool = Query(False, description="only the newest frames of each (kind, layer) at or before end"),
     ) -> Response:
-        with open_reader(run) as reader:
+        with open_reader(run) as reader, reader.snapshot():
+            cursor = reader.last_id()  # (first: the frames read next are of the run as it stood here)
             rows = reader.raw_frames(kind=kind, layer=layer, start=start, end=end, limit=limit, max_points=max_points, latest=latest)
         body = b"".join(data for _id, data in rows)
-        return Response(content=body, media_type=FRAMES_MEDIA_TYPE, headers={"X-Frame-Count": str(len(rows))})
+        return Response(content=body, media_type=FRAMES_MEDIA_TYPE, headers={"X-Frame-Count": str(len(rows)), CURSOR_HEADER: str(cursor)})
 
     @app.post(
         "/api/runs",
@@ -511,7 +524,9 @@ def create_app(
 
     @app.websocket("/api/runs/{run}/live")
     async def live_run(websocket: WebSocket, run: str) -> None:
-        """Every new frame of the run as one binary message; JSON text messages filter or replay."""
+        """Every new frame of the run as one binary message; JSON text messages filter or replay
+        (``{"kinds": [...], "layers": [...]}``; ``{"after": row id}``: the frames stored after that
+        row, as ``X-Convscope-Cursor`` names it; ``{"since": step}``: those of later steps)."""
         refusal = websocket_refusal(websocket)
         if refusal is not None:
             await websocket.close(code=refusal[0], reason=refusal[1])
@@ -634,9 +649,9 @@ async def _send_frames(websocket: WebSocket, viewer: Viewer, store: RunStore) ->
                 await websocket.send_bytes(data)
         elif what == "status":
             await websocket.send_text(json.dumps({"type": "status", "status": item[1]}))
-        elif what == "since":
-            _what, since, upto = item
-            for data in await replay(store, viewer, since=since, upto=upto):
+        elif what == "replay":
+            _what, since, after, upto = item
+            for data in await replay(store, viewer, since=since, after=after, upto=upto):
                 await websocket.send_bytes(data)
             skip_upto = max(skip_upto, upto)  # queued frames up to here were in the replay
         elif what == "error":
@@ -645,7 +660,8 @@ async def _send_frames(websocket: WebSocket, viewer: Viewer, store: RunStore) ->
 
 
 async def _receive_filters(websocket: WebSocket, viewer: Viewer, hub: LiveHub) -> None:
-    """Apply the client's ``{"kinds": [...], "layers": [...], "since": step}`` messages."""
+    """Apply the client's ``{"kinds": [...], "layers": [...], "after": row id, "since": step}``
+    messages (the filters first; ``after`` over ``since`` when both come)."""
     try:
         while True:
             message = await websocket.receive()
@@ -665,13 +681,19 @@ async def _receive_filters(websocket: WebSocket, viewer: Viewer, hub: LiveHub) -
                 elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                     filters[key] = frozenset(value)
             if filters != {"kinds": viewer.kinds, "layers": viewer.layers}:
-                viewer.set_filters(after=hub.cursor(viewer.run), **filters)
-            since = msg.get("since")
-            if isinstance(since, int) and not isinstance(since, bool):
-                viewer.queue.put_nowait(("since", since, hub.cursor(viewer.run)))
+                viewer.set_filters(after=hub.cursor(viewer), **filters)
+            after, since = msg.get("after"), msg.get("since")
+            if _is_int(after) and after >= 0:
+                viewer.queue.put_nowait(("replay", None, after, hub.cursor(viewer)))
+            elif _is_int(since):
+                viewer.queue.put_nowait(("replay", since, None, hub.cursor(viewer)))
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
     viewer.queue.put_nowait(None)
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)  # (JSON's true is no number)
 
 
 async def _drain_until_closed(websocket: WebSocket, queue: asyncio.Queue[Any]) -> None:

@@ -6,6 +6,11 @@ frames ingested by this server wake the poller at once (:meth:`LiveHub.poke`). H
 browsers follow a run, the store is read once per poll, and a slow browser never holds the
 others up: each viewer has its own queue, bounded in bytes; one that falls too far behind is
 disconnected (code 1013) and catches up on reconnection with ``{"since": step}``.
+
+A page that read the run first (GET /api/runs/{run}/frames, which names the last row it read in
+``X-Convscope-Cursor``) follows on from exactly there with ``{"after": row id}``: a viewer joins at
+the newest row stored when it subscribes, which is past anything that page read, so no row comes
+to it both in that read and live; the rows between are replayed (:func:`replay`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from convscope.store import RunReader, RunStore
 BATCH = 512
 #: a viewer whose unsent frames exceed this many bytes is disconnected (it reconnects and replays)
 VIEWER_MAX_BYTES = 128 << 20
+#: the largest row id or step SQLite holds (a client's bigger number asks for nothing)
+_LARGEST = (1 << 63) - 1
 
 
 @dataclass(eq=False)
@@ -38,6 +45,11 @@ class Viewer:
     #: ``(row id, kinds, layers)``: the rows after that id were offered under those filters (the
     #: first entry is where the viewer joined): what a ``since`` replay must not send again
     offered: list[tuple[int, frozenset[str] | None, frozenset[str] | None]] = field(default_factory=list)
+
+    @property
+    def joined(self) -> int:
+        """The row id it joined at: no row up to it comes live."""
+        return self.offered[0][0] if self.offered else 0
 
     def wants(self, kind: str, layer: str) -> bool:
         return (self.kinds is None or kind in self.kinds) and (self.layers is None or layer in self.layers)
@@ -57,7 +69,8 @@ class Viewer:
         return False
 
     def offer(self, row_id: int, kind: str, layer: str, data: bytes) -> None:
-        if self.overflowed or not self.wants(kind, layer):
+        # (the run's poller may not have reached the row it joined at yet: those rows are not live)
+        if self.overflowed or row_id <= self.joined or not self.wants(kind, layer):
             return
         if self.pending_bytes + len(data) > VIEWER_MAX_BYTES:
             self.overflowed = True
@@ -124,19 +137,26 @@ class LiveHub:
         self.tails: dict[str, _Tail] = {}
 
     async def subscribe(self, run: str) -> Viewer:
-        """Follow ``run`` from now on (raises NotFoundError / StoreError for a bad run)."""
-        tail = self.tails.get(run)
+        """Follow ``run`` from now on: the rows stored after the newest one now (raises
+        NotFoundError / StoreError for a bad run).
+
+        From the store's newest row, not the poller's (which may lag it by a poll): a client
+        that read the run before subscribing must not get what it read again live."""
+        reader = await asyncio.to_thread(self.store.open_run, run)
+        try:
+            newest = await asyncio.to_thread(reader.last_id)
+        except BaseException:
+            reader.close()
+            raise
+        tail = self.tails.get(run)  # another viewer may have started one while we read
         if tail is None or tail.stopping:
-            reader = await asyncio.to_thread(self.store.open_run, run)
-            tail = self.tails.get(run)  # another viewer may have won the race while we opened
-            if tail is None or tail.stopping:
-                tail = _Tail(self, run, reader)
-                self.tails[run] = tail
-                tail.task = asyncio.create_task(tail.run_loop(), name=f"convscope-tail-{run}")
-            else:
-                reader.close()
+            tail = _Tail(self, run, reader)
+            self.tails[run] = tail
+            tail.task = asyncio.create_task(tail.run_loop(), name=f"convscope-tail-{run}")
+        else:
+            reader.close()
         viewer = Viewer(run)
-        viewer.set_filters(after=tail.cursor, kinds=None, layers=None)
+        viewer.set_filters(after=max(newest, tail.cursor), kinds=None, layers=None)
         tail.viewers.add(viewer)
         return viewer
 
@@ -149,9 +169,10 @@ class LiveHub:
             tail.stopping = True
             tail.wake.set()
 
-    def cursor(self, run: str) -> int:
-        tail = self.tails.get(run)
-        return tail.cursor if tail is not None else 0
+    def cursor(self, viewer: Viewer) -> int:
+        """The newest row the viewer's live stream is past: what comes after it comes live."""
+        tail = self.tails.get(viewer.run)
+        return max(tail.cursor if tail is not None else 0, viewer.joined)
 
     def poke(self, run: str) -> None:
         """New frames were committed to ``run`` by this process: poll it now. Any thread may call it."""
@@ -227,10 +248,15 @@ class RunsWatch:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def replay(store: RunStore, viewer: Viewer, *, since: int, upto: int) -> list[bytes]:
-    """Frames of the viewer's run with step > ``since`` stored at or before row ``upto``, by step,
-    that passed its filters and were not sent to it live already (a client that reconnects asks
-    for what it missed; frames that came live before its request must not come twice)."""
+async def replay(store: RunStore, viewer: Viewer, *, upto: int, since: int | None = None, after: int | None = None) -> list[bytes]:
+    """Frames of the viewer's run stored at or before row ``upto`` that pass its filters and were
+    not sent to it live already (frames that came live before the client's request must not come
+    twice): with ``since``, those of steps after it, by step (a client that reconnects asks for
+    what it missed); with ``after``, those stored after that row, in the order stored (a client
+    that read the run up to that row asks for the rest)."""
+    start = None if since is None or since < 0 else since + 1
+    if (after is not None and after >= upto) or (start is not None and start > _LARGEST):
+        return []  # (none: every row after upto comes live; and a huge number never reaches SQLite)
     offered = Viewer(viewer.run, offered=list(viewer.offered))  # as it stands now, read in a thread
     joined = offered.offered[0][0] if offered.offered else upto
 
@@ -245,7 +271,7 @@ async def replay(store: RunStore, viewer: Viewer, *, since: int, upto: int) -> l
 
     def read() -> list[bytes]:
         with store.open_run(viewer.run) as reader:
-            rows = reader.raw_frames(kind=kinds, layer=layers, start=since + 1)
+            rows = reader.raw_frames(kind=kinds, layer=layers, start=start, after_id=after)
         return [data for row_id, data in rows if row_id <= upto and not sent(row_id, data)]
 
     return await asyncio.to_thread(read)

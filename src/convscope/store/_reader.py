@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import json
@@ -117,7 +118,7 @@ class RunReader:
 
     def info(self, *, details: bool = True) -> dict[str, Any]:
         """The run's summary (the API's RunInfo, drops by cause among it; with ``details``, also
-        kinds, layers, thinning and meta).
+        kinds, layers, frames per series, thinning and meta).
 
         Cheap at any run length: it reads the per-series summary and drop totals the writer keeps,
         not the frames.
@@ -142,6 +143,9 @@ class RunReader:
             info["kinds"] = _kinds(series)
             info["layers"] = _layers(series)
             info["thinned"] = {f"{s['kind']}:{s['layer']}": s["thinned"] for s in series if s["thinned"]}
+            # (what a chart that asked for at most so many frames of a series was not sent: its
+            # words count a series whole, say "13 of 1,500 checks", from this)
+            info["counts"] = {f"{s['kind']}:{s['layer']}": s["count"] for s in series}
             info["meta"] = {"config": meta.get("config"), "retention": meta.get("retention"), **self._run_meta()}
         return info
 
@@ -196,6 +200,25 @@ class RunReader:
     def last_id(self) -> int:
         """The newest frame's row id (0 for an empty run): the cursor for :meth:`tail`."""
         return int(self._query("SELECT COALESCE(MAX(id), 0) FROM frames")[0][0])
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """The queries made inside read the run as the first of them found it (one read
+        transaction): :meth:`last_id` and then :meth:`raw_frames` agree on which rows exist,
+        however the writer goes on meanwhile. Keep it short: the writer's log cannot be folded
+        into the file past a snapshot that is still held."""
+        if self._con.in_transaction:  # (inside another: that one holds)
+            yield
+            return
+        try:
+            self._con.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading run {self.run_id} failed: {exc}") from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # (a read: nothing to lose if the end fails)
+                self._con.execute("COMMIT")
 
     # --- frames -----------------------------------------------------------------------------
     def raw_frames(

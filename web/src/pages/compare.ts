@@ -6,13 +6,13 @@
 // own. Runs still training update live, over the dashboard's live stream (only the frames these
 // charts draw).
 import "./compare.css";
-import { followRun, getFrames, getRun, HttpError, type RunDetails } from "../api";
+import { followRun, getRun, HttpError, readFrames, type RunDetails } from "../api";
 import { compareTitle, savePicks } from "../compareRoute";
 import type { Frame } from "../frames";
 import {
   addHealth, type ChartLine, CompareChart, compareCharts, FLAGS, flagMarker, flagText, filtersLayer, filtersName, gradNormLayer,
   gradNormLines, healthFlags, healthyText, redundancyCharts, redundancyLayer, redundancyLines, redundancyText, redundantStyle, type RunHealth,
-  type RunLines, type RunStyle, runStyle,
+  type RunLines, type RunStyle, runStyle, unsentChecks,
 } from "../views/compare";
 import { filterCounts, graphFilters, prunedLayers } from "../views/pruning";
 import { addRedundancy, countRows, type RunRedundancy } from "../views/redundancy";
@@ -30,6 +30,8 @@ interface RunState {
   problem: "missing" | string | null;
   scalars: Map<string, ScalarLine>;
   health: RunHealth;
+  /** each layer's gradient-health checks that its read was not sent (a long run's thinned series) */
+  unsent: Map<string, number>;
   /** each grouped layer's filters and redundant filters, by step */
   redundancy: RunRedundancy;
   prunings: Frame[];
@@ -37,6 +39,8 @@ interface RunState {
   graph: unknown;
   first: number;
   last: number;
+  /** the row its frames were read up to (X-Convscope-Cursor): its live stream goes on from there */
+  cursor: number | null;
   entry: HTMLLIElement;
 }
 
@@ -80,8 +84,8 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     const entry = document.createElement("li");
     entry.dataset.run = id;
     // (the colours go to the runs there are, in order, once their details came: see below)
-    const state: RunState = { id, style: runStyle(i), details: null, problem: null, scalars: new Map(), health: new Map(), redundancy: new Map(),
-      prunings: [], seen: new Set(), graph: null, first: 0, last: 0, entry };
+    const state: RunState = { id, style: runStyle(i), details: null, problem: null, scalars: new Map(), health: new Map(), unsent: new Map(), redundancy: new Map(),
+      prunings: [], seen: new Set(), graph: null, first: 0, last: 0, cursor: null, entry };
     entry.innerHTML = `<a class="cmp-run" href="#/runs/${encodeURIComponent(id)}"></a><span class="muted run-alias" hidden></span>
       <span class="chip" hidden></span><span class="muted cmp-model"></span><span class="muted cmp-steps"></span><span class="muted cmp-none" hidden>no scalars yet</span>`;
     const link = entry.querySelector("a")!;
@@ -245,13 +249,19 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     }));
   }
 
+  /** How many gradient-health checks of ``layer`` run ``r`` has: those the page holds, and those of
+   * a long run that its read was not sent. */
+  const checkCount = (r: RunState, layer: string): number => (r.health.get(layer)?.size ?? 0) + (r.unsent.get(layer) ?? 0);
+
   /** Under a gradient-norm chart, each run's flags of ``layer`` in words, after its flags' marker
    * and its colour (or that it flagged none). */
   function writeFlags(list: HTMLUListElement, layer: string, lines: ChartLine[]): void {
     list.replaceChildren(...lines.flatMap(({ run, label, style }) => {
-      const checks = runs.find((r) => r.id === run)?.health.get(layer);
-      if (!checks) return [];
-      const flags = healthFlags(checks);
+      const r = runs.find((r) => r.id === run);
+      const checks = r?.health.get(layer);
+      if (!r || !checks) return [];
+      const total = checkCount(r, layer);
+      const flags = healthFlags(checks, total);
       const item = (status: string | null, words: string): HTMLLIElement => {
         const li = document.createElement("li");
         li.dataset.run = run;
@@ -273,7 +283,7 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
         const li = item(f.status, flagText(f));
         li.dataset.from = String(f.from);
         return li;
-      }) : [item(null, healthyText(checks.size))];
+      }) : [item(null, healthyText(total))];
     }));
   }
 
@@ -380,7 +390,10 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
 
   async function loadFrames(r: RunState): Promise<void> {
     try {
-      addFrames(r, await getFrames(r.id, { kind: KINDS.filter((k) => k !== "run_meta"), maxPoints: 3000 }));
+      const read = await readFrames(r.id, { kind: KINDS.filter((k) => k !== "run_meta"), maxPoints: 3000 });
+      r.cursor = read.cursor;
+      r.unsent = unsentChecks(r.details?.counts, read.frames);
+      addFrames(r, read.frames);
     } catch (e) {
       r.problem = String(e);
       r.entry.remove();
@@ -406,10 +419,14 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     if (closed) return;
     for (const r of compared()) {
       const chip = r.entry.querySelector<HTMLElement>(".chip")!;
+      // on from the row its frames were read up to: what was written since, each frame once (a
+      // step is no cursor: frames of its last step written after the read would be missed); the
+      // step only where the server named no row
+      const from = r.cursor === null ? { since: r.last } : { after: r.cursor };
       stops.push(followRun(r.id, (f) => {
         addFrames(r, [f]);
         schedule();
-      }, (status) => showStatus(chip, status), setConnection, { kinds: KINDS, since: r.last }));
+      }, (status) => showStatus(chip, status), setConnection, { kinds: KINDS, ...from }));
     }
   });
 
@@ -423,7 +440,7 @@ export function comparePage(root: HTMLElement, ids: string[], setConnection: (up
     /** each gradient-norm chart's flags: layer to run id to its flags (none: [], a run that checked it and flagged nothing) */
     health: () => Object.fromEntries(specs.flatMap((s) => {
       const layer = gradNormLayer(s.name);
-      return layer === null ? [] : [[layer, Object.fromEntries(s.runs.map((r) => [r.run, healthFlags(runs[r.index].health.get(layer) ?? new Map())]))]];
+      return layer === null ? [] : [[layer, Object.fromEntries(s.runs.map((r) => [r.run, healthFlags(runs[r.index].health.get(layer) ?? new Map(), checkCount(runs[r.index], layer))]))]];
     })),
     get loaded() { return loaded; },
   };

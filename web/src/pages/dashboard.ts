@@ -1,6 +1,6 @@
 // The run dashboard: every in situ view of one layer, live while the run trains and
 // replayable afterwards with the step scrubber.
-import { followRun, getFrames, getRun, HttpError, type RunDetails } from "../api";
+import { type FollowOptions, followRun, getFrames, getRun, HttpError, readFrames, type RunDetails } from "../api";
 import { STATUS_COLORS } from "../colors";
 import type { Frame } from "../frames";
 import { DistributionView } from "../views/distribution";
@@ -154,6 +154,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   const latencies: number[] = [];
   let firstDrawMs = 0;
   let stopPlay: (() => void) | null = null;
+  let following: FollowOptions = {}; // (where the live stream takes over from the history: see init)
 
   const scrubber = $<HTMLInputElement>("#scrubber");
   const counter = $("#step-counter");
@@ -241,7 +242,15 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     layer = details.layers[0] ?? "";
     // the run's own totals (one row of its state): a thinned timeline may miss a cause's last count
     for (const [sink, count] of Object.entries(details.dropped ?? {})) countDrops(drops, { sink, count });
-    const history = await getFrames(run, { kind: ["scalar", "scalars", "pruning", "gradient_health", "dropped", "run_meta", "groups"], maxPoints: 3000 });
+    const { frames: history, cursor } = await readFrames(run, { kind: ["scalar", "scalars", "pruning", "gradient_health", "dropped", "run_meta", "groups"], maxPoints: 3000 });
+    // The live stream takes over at the row this read stopped at: the server read the history
+    // and its cursor in one snapshot, and the stream sends the rows stored after it (the frames
+    // written while this page fetched the rest, then new ones), each once and none of the
+    // history's (it joins at the run's newest row, past this read, and replays those between). So
+    // every frame that accumulates (a pruning, a health check, a groups frame, a scalar, a drop
+    // count) comes once, by construction; the step views' own reads below may overlap the
+    // stream, but those keep one frame a step. (No cursor, from a server without one: live only.)
+    if (cursor !== null) following = { after: cursor };
     scalars.add(history.filter((f) => f.kind !== "dropped" && f.kind !== "groups"));
     prunings.push(...history.filter((f) => f.kind === "pruning"));
     writePrunings();
@@ -311,7 +320,8 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     }
     if (f.kind === "groups") addRedundancy(redundancy, [f]);
     if (f.layer === layer && f.kind === "trajectory") traj.add(f);
-    if (follow && f.layer === layer && STEP_KINDS.includes(f.kind)) {
+    // (the newest frame: a stream's catch-up may come after live frames of later steps)
+    if (follow && f.layer === layer && STEP_KINDS.includes(f.kind) && f.step >= (perStep.get(f.kind)?.step ?? -1)) {
       perStep.set(f.kind, f);
     }
     if (follow) current = lastStep;
@@ -376,7 +386,7 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
   let stopFollow: () => void = () => {};
   init()
     .then(() => {
-      stopFollow = followRun(run, onFrame, setStatus, setConnection);
+      stopFollow = followRun(run, onFrame, setStatus, setConnection, following);
     })
     .catch((e) => {
       // (an error status is the server's answer: the connection is up, whatever the run)
@@ -400,6 +410,9 @@ export function dashboardPage(root: HTMLElement, run: string, setConnection: (up
     images, weights, traj, scalars, heatmap, distribution, timeline, latencies,
     /** each layer's [step, filters, redundant] rows, as the redundancy timeline has them */
     redundancy: () => redundancyRows(redundancy),
+    /** the gradient-health checks and prunings the page holds, as [layer, step] (each once: none counted twice) */
+    health: () => health.map((f) => [f.layer, f.step]),
+    prunings: () => prunings.map((f) => [f.layer, f.step]),
     get current() { return current; },
     get firstDrawMs() { return firstDrawMs; },
   };

@@ -154,16 +154,19 @@ export interface HealthFlag {
 }
 
 /** The flags of one layer's ``checks`` in one run: one per status other than healthy that its
- * tracker gave, in the order they were first given. */
-export function healthFlags(checks: Map<number, HealthCheck>): HealthFlag[] {
+ * tracker gave, in the order they were first given. ``total``: how many checks the layer has in
+ * all, where the page was sent only some (a long run's series, thinned to its flagged checks and
+ * evenly spread healthy ones): each flag's share counts them all. */
+export function healthFlags(checks: Map<number, HealthCheck>, total = 0): HealthFlag[] {
   const steps = [...checks.keys()].sort((a, b) => a - b);
+  const of = Math.max(total, steps.length);
   const flags = new Map<string, HealthFlag>();
   let previous = "";
   for (const step of steps) {
     const { status, reasons } = checks.get(step)!;
     if (status !== "healthy") {
       let flag = flags.get(status);
-      if (!flag) flags.set(status, (flag = { status, from: step, spans: [], checks: 0, of: steps.length, reasons }));
+      if (!flag) flags.set(status, (flag = { status, from: step, spans: [], checks: 0, of, reasons }));
       if (previous === status) flag.spans[flag.spans.length - 1][1] = step;
       else flag.spans.push([step, step]);
       flag.checks++;
@@ -171,6 +174,20 @@ export function healthFlags(checks: Map<number, HealthCheck>): HealthFlag[] {
     previous = status;
   }
   return [...flags.values()];
+}
+
+/** Each layer's gradient-health checks that a read of a run was not sent: the run's stored count
+ * of them (``counts``, the run's details, by "kind:layer") less the read's own (``frames``), where
+ * the series was thinned to its flagged checks and evenly spread healthy ones. */
+export function unsentChecks(counts: Record<string, number> | undefined, frames: Frame[]): Map<string, number> {
+  const sent = new Map<string, number>();
+  for (const f of frames) if (f.kind === "gradient_health") sent.set(f.layer, (sent.get(f.layer) ?? 0) + 1);
+  const unsent = new Map<string, number>();
+  for (const [layer, n] of sent) {
+    const stored = counts?.[`gradient_health:${layer}`] ?? 0;
+    if (stored > n) unsent.set(layer, stored - n);
+  }
+  return unsent;
 }
 
 /** A flag in words: "stalled from step 30 · steps 30–150 (13 of 15 checks): 100.0% of gradients

@@ -20,6 +20,7 @@ from websockets.sync.client import connect
 
 from convscope.frames import Frame, decode, encode
 from convscope.server import create_app, start_local_server
+from convscope.server._live import RunsWatch
 from convscope.store import RunStore
 
 FRAMES = "application/x-convscope-frames"
@@ -243,6 +244,29 @@ def test_refusals_close_with_clear_codes(tmp_path: Path) -> None:
         assert exc.value.code == 4403
         with c.websocket_connect("/api/live", headers={"Origin": "http://testserver"}) as ws:  # our own page
             assert json.loads(ws.receive_text())["run"]["id"] == "r"
+
+
+def test_the_runs_list_sends_a_runs_summary_as_it_changes(tmp_path: Path) -> None:
+    # The Runs page's row of a training run follows its summary: the list's stream sends the run
+    # again, with its new summary, when a commit changes it.
+    w = _run(tmp_path)
+    app = create_app(tmp_path, poll_seconds=0.02)
+    with TestClient(app) as c, c.websocket_connect("/api/live") as ws:
+        first = json.loads(ws.receive_text())["run"]
+        assert first["id"] == "r" and first["summary"] == {"scalars": {"loss": {"value": 1.0, "step": 0}}, "health": {}, "filters": {}}
+        w.write(Frame(run="r", step=1, kind="gradient_health", layer="conv2", payload={
+            "status": "vanishing", "grad_norm": 1e-9, "update_ratio": 0.0, "zero_fraction": 0.0, "dead_fraction": 0.0, "nonfinite": 0}))
+        w.write(Frame(run="r", step=1, kind="scalar", payload={"name": "loss", "value": 0.25}))
+        w.flush()
+        while (run := json.loads(ws.receive_text())["run"])["summary"] == first["summary"]:
+            pass
+        assert run["summary"] == {"scalars": {"loss": {"value": 0.25, "step": 1}},
+                                  "health": {"conv2": {"status": "vanishing", "step": 1, "flagged": 1, "checks": 1}}, "filters": {}}
+        w.close()
+        while json.loads(ws.receive_text())["run"]["status"] != "finished":
+            pass
+    # (a change of the summary alone is news too: where retention thins as many frames as a commit brings)
+    assert RunsWatch.key(run) != RunsWatch.key({**run, "summary": first["summary"]})
 
 
 LIVE_WRITER = textwrap.dedent(

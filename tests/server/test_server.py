@@ -122,6 +122,60 @@ def test_the_runs_listing_says_what_each_run_lost_by_cause(tmp_path: Path) -> No
         assert c.get("/api/runs/lossy").json()["dropped"] == listed["lossy"]  # the run view says the same
 
 
+def test_the_runs_listing_and_each_run_carry_its_summary(tmp_path: Path) -> None:
+    # The Runs page's columns come from the listing alone: each scalar's last value (one that is
+    # not finite as a string: JSON has no NaN), each layer's gradient health, each pruned layer's filters.
+    with _write_run(tmp_path, "pruned", steps=3) as w:
+        w.write(Frame(run=w.run_id, step=4, kind="scalar", payload={"name": "loss", "value": float("nan")}))
+        for step, status in [(1, "healthy"), (2, "stalled"), (3, "stalled")]:
+            w.write(Frame(run=w.run_id, step=step, kind="gradient_health", layer="conv1", payload={
+                "status": status, "grad_norm": 1e-9, "update_ratio": 0.0, "zero_fraction": 0.0, "dead_fraction": 0.0, "nonfinite": 0}))
+        w.write(Frame(run=w.run_id, step=2, kind="pruning", layer="conv1", payload={
+            "removed": [0, 1], "kept": [2, 3], "before": 4, "after": 2, "reason": "", "params_before": 40, "params_after": 20}))
+    _write_run(tmp_path, "plain", steps=3).close()
+    summary = {
+        "scalars": {"loss": {"value": "nan", "step": 4}},
+        "health": {"conv1": {"status": "stalled", "step": 3, "flagged": 2, "checks": 3}},
+        "filters": {"conv1": {"before": 4, "after": 2, "prunings": 1, "first_step": 2, "step": 2}},
+    }
+    with TestClient(create_app(tmp_path)) as c:
+        listed = {r["id"]: r["summary"] for r in c.get("/api/runs").json()}
+        assert listed == {"pruned": summary, "plain": {"scalars": {"loss": {"value": 1 / 3, "step": 3}}, "health": {}, "filters": {}}}
+        assert c.get("/api/runs/pruned").json()["summary"] == summary
+        schemas = c.get("/openapi.json").json()["components"]["schemas"]
+        assert schemas["RunInfo"]["properties"]["summary"]["$ref"] == "#/components/schemas/RunSummary"
+        assert "not healthy" in schemas["LayerHealth"]["properties"]["flagged"]["description"]
+        assert "before its first pruning" in schemas["LayerFilters"]["properties"]["before"]["description"]
+
+
+def test_an_ingested_run_keeps_its_summary_and_goes_on_with_it_when_resumed(tmp_path: Path) -> None:
+    def health(run: str, step: int, status: str) -> bytes:
+        return encode(Frame(run=run, step=step, kind="gradient_health", layer="conv1", payload={
+            "status": status, "grad_norm": 1e3, "update_ratio": 0.0, "zero_fraction": 0.0, "dead_fraction": 0.0, "nonfinite": 0}))
+
+    def loss(run: str, step: int, value: float) -> bytes:
+        return encode(Frame(run=run, step=step, kind="scalars", payload={
+            "name": "loss", "steps": np.array([step]), "values": np.array([value]), "wall_times": np.array([1.7e9])}))
+
+    with TestClient(create_app(tmp_path)) as c:
+        made = c.post("/api/runs", json={"name": "remote"}).json()
+        run = made["id"]
+        body = loss(run, 1, 2.0) + health(run, 1, "exploding") + health(run, 2, "healthy") + loss(run, 2, 1.0)
+        assert c.post(f"/api/runs/{run}/frames", content=body, headers={"content-type": FRAMES}).json() == {"accepted": 4}
+        first = c.get(f"/api/runs/{run}").json()["summary"]
+        assert first == {"scalars": {"loss": {"value": 1.0, "step": 2}},
+                         "health": {"conv1": {"status": "healthy", "step": 2, "flagged": 1, "checks": 2}}, "filters": {}}
+    # the server stopped (the run is interrupted); a new one on the log directory goes on with it
+    with TestClient(create_app(tmp_path)) as c:
+        assert c.post(f"/api/runs/{run}/resume", json={"key": made["key"]}).json()["last_step"] == 2
+        body = health(run, 3, "exploding") + loss(run, 3, float("inf"))
+        assert c.post(f"/api/runs/{run}/frames", content=body, headers={"content-type": FRAMES}).json() == {"accepted": 2}
+        assert c.post(f"/api/runs/{run}/close", json={"status": "failed"}).status_code == 200
+        assert c.get("/api/runs").json()[0]["summary"] == {
+            "scalars": {"loss": {"value": "inf", "step": 3}},
+            "health": {"conv1": {"status": "exploding", "step": 3, "flagged": 2, "checks": 3}}, "filters": {}}
+
+
 def test_a_corrupt_run_file_is_a_422_not_a_crash(tmp_path: Path) -> None:
     (tmp_path / "junk.convscope.db").write_bytes(b"garbage" * 500)
     _write_run(tmp_path, "good", steps=2).close()

@@ -19,6 +19,40 @@ export interface RunInfo {
   frames: number;
   /** drop totals by cause: "queue" or a sink ("store", "http") lost frames; "budget" counts recording steps deferred on purpose */
   dropped: Record<string, number>;
+  /** the run at a glance, kept by its writer as running totals (absent from an older server) */
+  summary?: RunSummary;
+}
+
+/** A scalar's value at the largest step it was logged at ("nan", "inf" or "-inf" where not finite). */
+export interface LastValue {
+  value: number | string;
+  step: number;
+}
+
+/** A layer's gradient health: its last check, and how many of its checks were not healthy. */
+export interface LayerHealth {
+  status: string;
+  step: number;
+  flagged: number;
+  checks: number;
+}
+
+/** A pruned layer's filters before its first pruning and after its last. */
+export interface LayerFilters {
+  before: number;
+  after: number;
+  prunings: number;
+  first_step: number;
+  step: number;
+}
+
+export interface RunSummary {
+  /** each logged scalar's last value, by name */
+  scalars: Record<string, LastValue>;
+  /** each checked layer's gradient health, by layer */
+  health: Record<string, LayerHealth>;
+  /** each pruned layer's filters, by layer */
+  filters: Record<string, LayerFilters>;
 }
 
 export interface RunDetails extends RunInfo {

@@ -58,6 +58,34 @@ class Health(BaseModel):
     version: str
 
 
+class LastValue(BaseModel):
+    value: float | str = Field(description="its value at the largest step it was logged at ('nan', 'inf' or '-inf' where not finite)")
+    step: int = Field(description="that step")
+
+
+class LayerHealth(BaseModel):
+    status: str = Field(description="the last check's status: healthy, vanishing, exploding, stalled or nonfinite")
+    step: int = Field(description="the last check's step")
+    flagged: int = Field(description="checks whose status was not healthy")
+    checks: int = Field(description="checks in all (those thinned by retention too)")
+
+
+class LayerFilters(BaseModel):
+    before: int = Field(description="the layer's filters before its first pruning")
+    after: int = Field(description="its filters after its last pruning")
+    prunings: int = Field(description="how many times it was pruned")
+    first_step: int = Field(description="the step of its first pruning")
+    step: int = Field(description="the step of its last pruning")
+
+
+class RunSummary(BaseModel):
+    """A run at a glance, kept by its writer as running totals (frames thinned by retention still count)."""
+
+    scalars: dict[str, LastValue] = Field(default_factory=dict, description="each logged scalar's last value, by name")
+    health: dict[str, LayerHealth] = Field(default_factory=dict, description="gradient health of each layer checked, by layer")
+    filters: dict[str, LayerFilters] = Field(default_factory=dict, description="filters of each pruned layer, by layer")
+
+
 class RunInfo(BaseModel):
     id: str
     name: str
@@ -76,6 +104,10 @@ class RunInfo(BaseModel):
         description="what the run's 'dropped' frames say was lost, by what lost it: 'queue' (the monitor's full queue) "
         "or a sink ('store': frames the run's own commits lost; 'http': frames a server never got); and 'budget': "
         "recording steps the overhead budget deferred on purpose, not a loss",
+    )
+    summary: RunSummary = Field(
+        default_factory=RunSummary,
+        description="the run at a glance: each scalar's last value, each layer's gradient health, each pruned layer's filters",
     )
 
 

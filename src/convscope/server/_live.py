@@ -202,7 +202,9 @@ class RunsWatch:
 
     @staticmethod
     def key(info: dict[str, Any]) -> tuple[Any, ...]:
-        return (info["status"], info["last_step"], info["frames"], info["name"])
+        """What a listener hears of when it changes (the summary too: where retention thins as many
+        frames as a commit brings, of steps before the last, the count and the steps stay as they were)."""
+        return (info["status"], info["last_step"], info["frames"], info["name"], info.get("summary"))
 
     def listen(self) -> asyncio.Queue[dict[str, Any] | None]:
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()

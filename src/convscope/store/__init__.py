@@ -12,7 +12,12 @@ A log directory holds one file per run, ``<run id>.convscope.db`` (plus SQLite's
   (:mod:`convscope.frames`) exactly as written, so serving needs no decoding; indexed by
   (kind, layer, step);
 * ``series``: a summary per (kind, layer): count, bytes, first and last step and row id,
-  frames thinned. Run summaries, the newest frames and live tails never scan the frames.
+  frames thinned. Run summaries, the newest frames and live tails never scan the frames;
+* ``state``: small entries committed with the frames: the totals of the run's ``dropped``
+  frames by cause (``dropped-totals``), the run at a glance (``run-summary``: each scalar's last
+  value, each layer's gradient health, each pruned layer's filters; :meth:`RunReader.summary`,
+  running totals that retention's thinning leaves as they were), and what a resumed training
+  goes on from (:meth:`RunWriter.put_state`).
 
 The writer commits in batches (one transaction per :meth:`RunWriter.flush`). SQLite's
 write-ahead log means a process killed at any moment (even ``kill -9``) leaves a file that

@@ -14,7 +14,18 @@ from typing import Any
 
 from convscope.errors import StoreError
 from convscope.frames import Frame, check_kinds, decode
-from convscope.store._schema import DROPPED_STATE, FORMAT, LEGACY_SERIES, RUN_SUFFIX, connect, number, status_of
+from convscope.store._schema import (
+    DROPPED_STATE,
+    FORMAT,
+    HEALTHY_HEADER,
+    LEGACY_SERIES,
+    RUN_SUFFIX,
+    SUMMARY_STATE,
+    connect,
+    number,
+    status_of,
+)
+from convscope.store._summary import RunSummary, summary_from_frames
 
 __all__ = ["RunReader"]
 
@@ -102,10 +113,14 @@ class RunReader:
 
     def state(self, key: str) -> bytes | None:
         """What the writer kept under ``key`` with ``RunWriter.put_state`` (``None`` if nothing)."""
+        return self._states(key).get(key)
+
+    def _states(self, *keys: str) -> dict[str, bytes]:
+        """What the writer kept under each of ``keys`` that it kept something under: one query."""
         if not self._has_state:  # (a run written before runs kept state)
-            return None
-        rows = self._query("SELECT data FROM state WHERE key = ?", (key,))
-        return bytes(rows[0][0]) if rows else None
+            return {}
+        rows = self._query(f"SELECT key, data FROM state WHERE key IN ({','.join('?' * len(keys))})", keys)
+        return {str(k): bytes(data) for k, data in rows}
 
     # --- summary ----------------------------------------------------------------------------
     def meta(self) -> dict[str, Any]:
@@ -117,13 +132,14 @@ class RunReader:
             raise StoreError(f"run {self.run_id}'s metadata is damaged ({exc}); its frames may still be read with sqlite3") from None
 
     def info(self, *, details: bool = True) -> dict[str, Any]:
-        """The run's summary (the API's RunInfo, drops by cause among it; with ``details``, also
-        kinds, layers, frames per series, thinning and meta).
+        """The run's summary (the API's RunInfo, drops by cause and :meth:`summary` among it; with
+        ``details``, also kinds, layers, frames per series, thinning and meta).
 
-        Cheap at any run length: it reads the per-series summary and drop totals the writer keeps,
-        not the frames.
+        Cheap at any run length: it reads the per-series summary, the drop totals and the run's
+        summary that the writer keeps, not the frames.
         """
         meta = self.meta()
+        kept = self._states(DROPPED_STATE, SUMMARY_STATE)  # (one row each, one query)
         first, last, count = self._query(f"SELECT MIN(first_step), MAX(last_step), COALESCE(SUM(count), 0) FROM {self._series_sql}")[0]
         name, model = meta.get("name"), meta.get("model")
         info: dict[str, Any] = {  # (what damaged metadata holds in place of a name or a time is left out)
@@ -136,7 +152,9 @@ class RunReader:
             "first_step": first,
             "last_step": last,
             "frames": int(count),
-            "dropped": self.dropped(),  # (one row; a run written before runs kept it reads its dropped frames)
+            # (a run written before runs kept these reads its frames: its dropped ones, its summary kinds)
+            "dropped": self._dropped(kept.get(DROPPED_STATE)),
+            "summary": self._summary(kept.get(SUMMARY_STATE)).to_json(),
         }
         if details:
             series = self.series()
@@ -162,8 +180,10 @@ class RunReader:
         """What the run's ``dropped`` frames say was lost, by what lost it: ``queue`` (work
         dropped from the monitor's full queue), ``budget`` (recording steps put off), a sink's
         name (frames it could not deliver; ``store``: frames this run's own commits lost)."""
-        kept = self.state(DROPPED_STATE)  # (committed with the frames)
-        if kept is not None:
+        return self._dropped(self.state(DROPPED_STATE))
+
+    def _dropped(self, kept: bytes | None) -> dict[str, int]:
+        if kept is not None:  # (committed with the frames)
             try:
                 totals = json.loads(kept)
                 if isinstance(totals, dict) and all(isinstance(v, int) for v in totals.values()):
@@ -171,6 +191,25 @@ class RunReader:
             except ValueError:
                 pass  # (damaged: the frames say it again)
         return drop_totals(data for (data,) in self._query("SELECT data FROM frames WHERE kind = 'dropped'"))
+
+    def summary(self) -> dict[str, Any]:
+        """The run at a glance: each logged scalar's last value, each layer's gradient health and
+        each pruned layer's filters, as the writer keeps them with the frames (running totals:
+        frames that retention thinned still count)::
+
+            {"scalars": {"loss": {"value": 0.31, "step": 1200}},
+             "health": {"conv1": {"status": "stalled", "step": 1200, "flagged": 12, "checks": 60}},
+             "filters": {"conv1": {"before": 16, "after": 12, "prunings": 1, "first_step": 300, "step": 300}}}
+
+        The last value (and check) is that of the largest step. A value that is not finite is the
+        string ``"nan"``, ``"inf"`` or ``"-inf"``. A run written before runs kept it has it worked
+        out from its frames (of the kinds concerned; only the frames it takes values from decoded).
+        """
+        return self._summary(self.state(SUMMARY_STATE)).to_json()
+
+    def _summary(self, kept: bytes | None) -> RunSummary:
+        summary = None if kept is None else RunSummary.decode(kept)
+        return summary if summary is not None else summary_from_frames(self._query)
 
     def status(self) -> str:
         """``live``, ``finished``, ``failed``, ``crashed`` or ``interrupted`` (the server stopped
@@ -316,7 +355,7 @@ class RunReader:
             "AND f.step NOT IN (SELECT p.step FROM p WHERE p.kind = b.kind AND p.layer = b.layer)"
             ") ORDER BY step, id"
         )
-        return sql, [*args, _HEALTHY]
+        return sql, [*args, HEALTHY_HEADER]
 
     def count(
         self, *, kind: _Filter = None, layer: _Filter = None, start: int | None = None, end: int | None = None,
@@ -397,10 +436,6 @@ class RunReader:
     def frames(self, **filters: Any) -> list[Frame]:
         """Decoded frames; takes the filters of :meth:`raw_frames`."""
         return [decode(data) for _id, data in self.raw_frames(**filters)]
-
-
-#: what a healthy check's header holds (frames' headers are compact JSON: see convscope.frames)
-_HEALTHY = b'"status":"healthy"'
 
 
 def drop_totals(frames: Iterable[bytes]) -> dict[str, int]:

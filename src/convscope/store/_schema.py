@@ -19,6 +19,11 @@ RUN_SUFFIX = ".convscope.db"
 #: where a run keeps the totals its ``dropped`` frames say, by cause (JSON), committed with them:
 #: a listing of many long runs reads one row each instead of decoding every such frame
 DROPPED_STATE = "dropped-totals"
+#: where a run keeps its summary (JSON: each scalar's last value, each layer's gradient health, each
+#: pruned layer's filters; see ``convscope.store._summary``), committed with the frames it sums up
+SUMMARY_STATE = "run-summary"
+#: what a healthy gradient check's header holds (frames' headers are compact JSON: see convscope.frames)
+HEALTHY_HEADER = b'"status":"healthy"'
 #: version of the file layout below (1: no ``series`` table; still readable)
 FORMAT = 2
 #: a live run whose writer is on another machine and has not written for this long crashed

@@ -22,12 +22,14 @@ from convscope.store._schema import (
     DROPPED_STATE,
     FORMAT,
     HEARTBEAT_SECONDS,
+    SUMMARY_STATE,
     connect,
     create_tables,
     dumps,
     process_start,
     status_of,
 )
+from convscope.store._summary import Note, RunSummary, note, summary_from_frames
 
 #: the ``sink`` of the ``dropped`` frames in which a run counts the frames its own commits lost
 LOST_SINK = "store"
@@ -99,7 +101,8 @@ class RunWriter:
                 raise StoreError(f"retention for {kind!r} must keep at least 2 frames per layer, got {keep}")
         self._lock = threading.Lock()  # guards the buffer (write() is cheap and never waits on a commit)
         self._commit = threading.Lock()  # one transaction at a time
-        self._buffer: list[tuple[int, float, str, str, bytes]] = []
+        # (step, wall time, layer, kind, encoded frame, what it adds to the run's summary)
+        self._buffer: list[tuple[int, float, str, str, bytes, Note | None]] = []
         self._series: dict[tuple[str, str], _Series] = {}
         self._thinning: dict[tuple[str, str], _Thinning] = {}
         self._closed = False
@@ -110,6 +113,7 @@ class RunWriter:
         self._lost_reported = 0  # ``lost`` as the run holds it
         self._lost_step = 0  # the newest step among the lost frames
         self._drops: dict[str, int] = {}  # what the run's dropped frames say, by cause (as DROPPED_STATE keeps it)
+        self._summary = RunSummary()  # the run's summary so far (as SUMMARY_STATE keeps it)
         self._con = connect(path, write=True)
         self._file_id = (0, 0)
         now = time.time()
@@ -149,6 +153,7 @@ class RunWriter:
                 # (decoded once here: a run written before the totals were kept has only its frames)
                 self._drops = drop_totals(self._dropped_rows())
                 self._lost_before = self._drops.get(LOST_SINK, 0)
+                self._summary = self._stored_summary()
             self._next_id = 1 + int(self._con.execute("SELECT COALESCE(MAX(id), 0) FROM frames").fetchone()[0])
         except BaseException:
             self._con.close()
@@ -160,6 +165,19 @@ class RunWriter:
         those of the writers before a resume), once a commit after the loss succeeded."""
         with self._commit:
             return dict(self._drops)
+
+    def summary(self) -> dict[str, Any]:
+        """The run's summary so far, as committed (:meth:`RunReader.summary
+        <convscope.store.RunReader.summary>`): a resumed run's goes on from what it held."""
+        with self._commit:
+            return self._summary.to_json()
+
+    def _stored_summary(self) -> RunSummary:
+        """A resumed run's summary: the one it kept, else (written by an older convscope, or
+        damaged) worked out from its frames."""
+        row = self._con.execute("SELECT data FROM state WHERE key = ?", (SUMMARY_STATE,)).fetchone()
+        kept = None if row is None else RunSummary.decode(bytes(row[0]))
+        return kept if kept is not None else summary_from_frames(lambda sql, args: self._con.execute(sql, args).fetchall())
 
     def _dropped_rows(self) -> list[bytes]:
         return [data for (data,) in self._con.execute("SELECT data FROM frames WHERE kind = 'dropped'").fetchall()]
@@ -214,14 +232,14 @@ class RunWriter:
 
     def write_many(self, frames: Iterable[Frame]) -> None:
         """Queue several frames: all of them or, raising (a frame that cannot be encoded), none."""
-        rows = [(int(f.step), float(f.wall_time), f.layer, f.kind, encode(f)) for f in frames]
+        rows = [(int(f.step), float(f.wall_time), f.layer, f.kind, encode(f), note(f)) for f in frames]
         with self._lock:
             self._check_open()
             self._buffer.extend(rows)
 
     def write_encoded(self, frame: Frame, data: bytes) -> None:
         """Queue a frame that is already encoded as ``data`` (the server's ingest path)."""
-        row = (int(frame.step), float(frame.wall_time), frame.layer, frame.kind, data)
+        row = (int(frame.step), float(frame.wall_time), frame.layer, frame.kind, data, note(frame))
         with self._lock:
             self._check_open()
             self._buffer.append(row)
@@ -261,14 +279,20 @@ class RunWriter:
                 return 0
             next_id = self._next_id
             rows: list[_Row] = []
-            for i, (step, wall_time, layer, kind, data) in enumerate(pending):
+            notes: list[Note] = []
+            for i, (step, wall_time, layer, kind, data, n) in enumerate(pending):
                 rows.append((next_id + i, step, wall_time, layer, kind, len(data), data))
+                if n is not None:
+                    notes.append(n)
             report = self._lost_report(next_id + len(rows), now) if rows or final else None
             if report is not None:
                 rows.append(report)
             drops = self._drops_with(rows)
             if drops is not None:
                 state = {**(state or {}), DROPPED_STATE: json.dumps(drops).encode()}
+            summary = self._summary.with_notes(notes) if notes else None  # (kept with the frames it sums up)
+            if summary is not None:
+                state = {**(state or {}), SUMMARY_STATE: summary.encode()}
             touched: set[tuple[str, str]] = set()
             saved = self._save_state(rows, final=final)
             try:
@@ -311,6 +335,8 @@ class RunWriter:
             self._beat = now
             if drops is not None:
                 self._drops = drops
+            if summary is not None:
+                self._summary = summary
             if report is not None:
                 self._lost_reported = self.lost
             return len(pending)

@@ -1,14 +1,21 @@
 // The Runs page: every run in the server's log directory, live-updated; tick two or more to
 // compare them (#/compare).
 import "./compare.css";
-import { followRuns, listRuns, type RunInfo } from "../api";
+import { followRuns, listRuns, type RunInfo, type RunSummary } from "../api";
 import { compareHash, loadPicks, savePicks } from "../compareRoute";
 import { dropMarks, type DropMarks } from "../views/runNote";
 import { runLabel, showStatus } from "../views/runStatus";
+import { filterChanges, healthCell, lastValues, NO_SUMMARY } from "../views/runSummary";
 
 const GAPS_HELP =
   "frames a run lost (its monitor's queue was full, or a sink failed: point at the mark for its causes), and, quieter, " +
   "recording steps its overhead budget deferred on purpose";
+const VALUES_HELP = "each run's last logged values (loss, then accuracies, then the rest): point at a cell for all of them";
+const HEALTH_HELP = "the layers a gradient-health check flagged (vanishing, exploding, stalled or non-finite gradients), " +
+  "their last check's status and how many of their checks flagged them";
+const FILTERS_HELP = "each pruned layer's filters before its first pruning → after its last";
+/** the table's columns (the empty rows span them all) */
+const COLUMNS = 10;
 
 export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void): () => void {
   root.innerHTML = `
@@ -19,9 +26,11 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       <div class="compare-bar"><button id="compare" type="button" disabled>Compare (0)</button>
         <button id="clear-picks" class="clear-picks" type="button" hidden>clear</button>
         <span id="compare-hint" class="muted">tick two or more runs to compare them</span></div></section>
-    <table class="runs"><thead><tr><th>run</th><th>status</th><th>model</th><th>started</th><th>steps</th><th class="num">frames</th>
+    <table class="runs"><thead><tr><th>run</th><th>status</th><th class="model">model</th><th class="started">started</th><th>steps</th>
+      <th class="num frames">frames</th><th class="last-values" title="${VALUES_HELP}">last values</th>
+      <th class="health" title="${HEALTH_HELP}">health</th><th class="filters" title="${FILTERS_HELP}">filters</th>
       <th class="gaps" title="${GAPS_HELP}" hidden>gaps</th></tr></thead>
-    <tbody id="runs-body"><tr><td colspan="7" class="muted">loading…</td></tr></tbody></table>`;
+    <tbody id="runs-body"><tr><td colspan="${COLUMNS}" class="muted">loading…</td></tr></tbody></table>`;
   const body = root.querySelector<HTMLTableSectionElement>("#runs-body")!;
   const gapsHead = root.querySelector<HTMLTableCellElement>("th.gaps")!;
   const runs = new Map<string, RunInfo>();
@@ -62,7 +71,7 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
     const focused = (document.activeElement as HTMLElement | null)?.closest?.(".run-row")?.getAttribute("data-run");
     const focusedPick = document.activeElement instanceof HTMLInputElement && document.activeElement.classList.contains("pick");
     if (rows.length === 0) {
-      body.innerHTML = `<tr><td colspan="7" class="muted">No runs yet. Start one with <code>convscope demo</code> or <code>convscope.watch(model, optimizer=opt)</code>.</td></tr>`;
+      body.innerHTML = `<tr><td colspan="${COLUMNS}" class="muted">No runs yet. Start one with <code>convscope demo</code> or <code>convscope.watch(model, optimizer=opt)</code>.</td></tr>`;
       return;
     }
     const marks = new Map(rows.map((r) => [r.id, dropMarks(r.dropped ?? {})]));
@@ -76,8 +85,10 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       tr.dataset.run = r.id;
       const started = r.started ? new Date(r.started * 1000).toLocaleString() : "";
       const steps = r.last_step === null ? "" : `${r.first_step ?? 0}–${r.last_step}`;
-      tr.innerHTML = `<td><label class="pick-box"><input type="checkbox" class="pick" /></label><a href="#/runs/${encodeURIComponent(r.id)}"></a></td><td><span class="chip"></span></td>
-        <td class="model"></td><td>${started}</td><td class="steps">${steps}</td><td class="num">${r.frames.toLocaleString("en-US")}</td>`;
+      // (the tick and the id on one line: a narrow column breaks before the name beside them, never between them)
+      tr.innerHTML = `<td><span class="run-id"><label class="pick-box"><input type="checkbox" class="pick" /></label><a href="#/runs/${encodeURIComponent(r.id)}"></a></span></td><td><span class="chip"></span></td>
+        <td class="model"></td><td class="started">${started}</td><td class="steps">${steps}</td>
+        <td class="num frames">${r.frames.toLocaleString("en-US")}</td>`;
       // (by id, as `convscope runs` lists them: runs of one name differ only there)
       const label = runLabel(r);
       const link = tr.querySelector("a")!;
@@ -104,6 +115,7 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       }
       tr.querySelector(".model")!.textContent = r.model ?? "";
       showStatus(tr.querySelector<HTMLElement>(".chip")!, r.status);
+      tr.append(...summaryCells(r.summary ?? NO_SUMMARY));
       if (gaps) tr.appendChild(gapsCell(marks.get(r.id)!));
       tr.addEventListener("click", (e) => {
         if ((e.target as Element).closest(".pick-box")) return; // (a tick, not a way into the run)
@@ -119,11 +131,50 @@ export function runsPage(root: HTMLElement, setConnection: (up: boolean) => void
       listed = true;
       render();
     })
-    .catch((e) => (body.innerHTML = `<tr><td colspan="7" class="error">${String(e)}</td></tr>`));
+    .catch((e) => (body.innerHTML = `<tr><td colspan="${COLUMNS}" class="error">${String(e)}</td></tr>`));
   return followRuns((r) => {
     runs.set(r.id, r);
     render();
   }, setConnection);
+}
+
+/** The run at a glance: its last values, the layers its gradient checks flagged, its pruned layers' filters. */
+function summaryCells(summary: RunSummary): HTMLTableCellElement[] {
+  const cell = (className: string, title = "") => {
+    const td = document.createElement("td");
+    td.className = className;
+    td.title = title;
+    return td;
+  };
+  const span = (className: string, text: string, title = "") => {
+    const el = document.createElement("span");
+    el.className = className;
+    el.textContent = text;
+    if (title) el.title = title;
+    return el;
+  };
+  const values = lastValues(summary.scalars);
+  const valuesCell = cell("last-values", values.title);
+  if (values.shown.length) {
+    const list = document.createElement("div");
+    list.className = "last-values-list"; // (names and values in two columns, one line each)
+    for (const { name, value } of values.shown) list.append(span("muted", name), span("value", value));
+    if (values.more) list.append(span("muted more-values", `+${values.more} more`));
+    valuesCell.append(list);
+  }
+  const health = healthCell(summary.health);
+  const healthTd = cell("health", health.title);
+  for (const flag of health.flagged) {
+    const item = span(`health-flag ${flag.status}`, "");
+    const dot = span("health-dot", "");
+    dot.style.background = flag.color;
+    item.append(dot, flag.text);
+    healthTd.append(item);
+  }
+  if (health.quiet) healthTd.append(span("muted", health.quiet));
+  const filtersTd = cell("filters");
+  for (const change of filterChanges(summary.filters)) filtersTd.append(span("pruned-layer", change.text, change.title));
+  return [valuesCell, healthTd, filtersTd];
 }
 
 /** A warning mark for frames lost, and a quiet note for recording steps deferred: empty for a run without either. */

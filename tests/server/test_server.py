@@ -487,6 +487,30 @@ def test_cli_serve_prints_its_address_and_stops_on_ctrl_c(tmp_path: Path) -> Non
         proc.stderr.close()
 
 
+def test_the_printed_address_takes_connections_before_the_server_runs(tmp_path: Path) -> None:
+    """The address is printed before uvicorn starts: a client that connects at once (a script
+    reading it, the browser that --open starts, a loaded machine) must wait for the server, not
+    be refused. Seen as a refused connection in the test above on a busy machine."""
+    from convscope.server._run import _prepare
+
+    server, handle = _prepare(str(tmp_path), "127.0.0.1", 0, None)
+    try:
+        with socket.create_connection(("127.0.0.1", handle.port), timeout=5) as early:  # (queued, not refused)
+            early.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            runner = threading.Thread(target=server.run, kwargs={"sockets": [handle._socket]}, daemon=True)
+            runner.start()
+            early.settimeout(20)
+            answer = b""
+            while chunk := early.recv(4096):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and b'"status":"ok"' in answer, answer[:200]
+    finally:
+        server.should_exit = True
+        if "runner" in locals():
+            runner.join(timeout=15)
+        handle.stop()
+
+
 def test_kill_9_writer_run_is_listed_and_served(server) -> None:
     code = (
         "import sys\nfrom convscope.frames import Frame\nfrom convscope.store import RunStore\n"

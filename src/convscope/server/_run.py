@@ -104,6 +104,10 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise ServerError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another port (0 picks a free one)") from None
     sock.set_inheritable(True)
+    # listening from here on: a client that connects as soon as the address is printed (a script,
+    # the browser ``--open`` starts) waits in the backlog until the server accepts, where a socket
+    # only bound would refuse it (uvicorn listens on it again when it starts: the same socket)
+    sock.listen(2048)
     return sock
 
 

@@ -362,3 +362,38 @@ def test_a_viewer_that_falls_too_far_behind_is_cut_loose(monkeypatch) -> None:
     v.offer(5, "scalar", "", b"x" * 10)
     items = [v.queue.get_nowait() for _ in range(v.queue.qsize())]
     assert [i[1] if i else None for i in items] == [1, 3, None] and v.overflowed  # the sender closes with 1013
+
+
+def test_a_runs_last_frames_come_before_its_end_is_said(tmp_path: Path, monkeypatch) -> None:
+    """The run's last frames and its end are committed between two reads of one poll: the stream
+    must still send every frame before the status that says the run has ended (a client may
+    stop reading there). Made certain by closing the run inside the poll's read of the rows."""
+    from convscope.store import RunReader
+
+    w = _run(tmp_path)
+    app = create_app(tmp_path, poll_seconds=0.02)
+    tail = RunReader.tail
+    closing = threading.Event()
+
+    def tail_then_close(self, after_id: int, *, limit: int = 256):
+        rows = tail(self, after_id, limit=limit)
+        if closing.is_set() and not w._closed:  # (the writer ends the run right after this read)
+            w.write(frame("scalar", 99))
+            w.close()
+        return rows
+
+    monkeypatch.setattr(RunReader, "tail", tail_then_close)
+    with TestClient(app) as c, c.websocket_connect("/api/runs/r/live") as ws:
+        _wait_for(lambda: "r" in app.state.hub.tails)
+        w.write(frame("scalar", 1))
+        w.flush()
+        assert decode(ws.receive_bytes()).step == 1
+        closing.set()
+        got = []
+        while True:
+            message = ws.receive()
+            if message.get("text"):
+                assert json.loads(message["text"]) == {"type": "status", "status": "finished"}
+                break
+            got.append(decode(message["bytes"]).step)
+        assert got == [99]

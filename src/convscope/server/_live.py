@@ -96,7 +96,11 @@ class _Tail:
         self.task: asyncio.Task[None] | None = None
 
     def _poll(self) -> tuple[list[tuple[int, str, str, bytes]], str]:
-        return self.reader.tail(self.cursor, limit=BATCH), self.reader.status()
+        # the status first: a run that ends between the two reads has its last frames among the
+        # rows read after it, so they go out before the status that says it ended (read the
+        # other way round, they came after it, and a client that stops reading there lost them)
+        status = self.reader.status()
+        return self.reader.tail(self.cursor, limit=BATCH), status
 
     async def run_loop(self) -> None:
         try:

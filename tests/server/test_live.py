@@ -397,3 +397,59 @@ def test_a_runs_last_frames_come_before_its_end_is_said(tmp_path: Path, monkeypa
                 break
             got.append(decode(message["bytes"]).step)
         assert got == [99]
+
+
+def _messages(ws, until_cursor: bool = True) -> list:
+    """What the stream sends up to and with its next cursor: frames as (kind, step), the cursor as
+    ("cursor", row)."""
+    out = []
+    while True:
+        message = ws.receive()
+        if message.get("bytes") is not None:
+            f = decode(message["bytes"])
+            out.append((f.kind, f.step))
+            continue
+        msg = json.loads(message["text"])
+        if msg["type"] == "cursor":
+            out.append(("cursor", msg["row"]))
+            if until_cursor:
+                return out
+
+
+def test_a_stream_with_cursors_goes_on_after_a_dropped_connection_with_each_frame_once(tmp_path: Path) -> None:
+    """A client that asks for cursors is told, whenever the stream has caught up, the row up to
+    which it has every frame; connecting again from there gives it exactly what it missed."""
+    w = _run(tmp_path)  # (row 1: step 0)
+    app = create_app(tmp_path, poll_seconds=0.02)
+
+    def last() -> int:
+        with RunStore(tmp_path).open_run("r") as reader:
+            return reader.last_id()
+
+    with TestClient(app) as c:
+        read = c.get("/api/runs/r/frames")
+        cursor = int(read.headers["x-convscope-cursor"])
+        w.write(frame("scalar", 1))  # (written between the read and the stream)
+        w.flush()
+        with c.websocket_connect("/api/runs/r/live") as ws:
+            ws.send_text(json.dumps({"after": cursor, "cursors": True}))
+            assert _messages(ws) == [("scalar", 1), ("cursor", 2)]  # the gap, then where it stands
+            for step in (2, 3):
+                w.write(frame("scalar", step))
+            w.flush()
+            assert _messages(ws) == [("scalar", 2), ("scalar", 3), ("cursor", 4)]
+            row = 4
+        for step in (4, 5, 6):  # (while it is away)
+            w.write(frame("scalar", step))
+        w.write(frame("correlation", 6))
+        w.flush()
+        with c.websocket_connect("/api/runs/r/live") as ws:
+            ws.send_text(json.dumps({"after": row, "cursors": True, "kinds": ["scalar"]}))
+            assert _messages(ws) == [("scalar", 4), ("scalar", 5), ("scalar", 6), ("cursor", last())]
+            w.write(frame("scalar", 7))
+            w.flush()
+            assert _messages(ws) == [("scalar", 7), ("cursor", last())]
+        with c.websocket_connect("/api/runs/r/live") as ws:  # (without cursors: frames only, as before)
+            ws.send_text(json.dumps({"since": 6}))
+            assert decode(ws.receive_bytes()).step == 7
+    w.close()

@@ -190,19 +190,70 @@ export interface FollowOptions {
   since?: number;
 }
 
-/** The first message of a followed run's stream, on each connection: its kinds, and what it
- * missed. ``after`` until a frame has come (till then nothing arrived that it could send again);
- * from then on the steps after the last one seen, which may miss frames of that step written
- * later: the stream's frames say no row id to go on from. */
-export function followMessage(options: FollowOptions, lastStep: number, received: boolean): FollowOptions {
-  const message: FollowOptions = {};
+/** The first message of a followed run's stream, on each connection: its kinds, that it wants the
+ * server's cursors, and what it missed: the rows after ``row`` (a cursor: the read's, or the last
+ * the stream gave), else the steps after the last one seen (``lastStep``), which may miss frames
+ * of that step and of earlier steps written later. */
+export function followMessage(options: FollowOptions, lastStep: number, row: number | undefined): FollowOptions & { cursors: true } {
+  const message: FollowOptions & { cursors: true } = { cursors: true };
   if (options.kinds?.length) message.kinds = options.kinds; // (the server sends only these)
-  if (options.after !== undefined && !received) message.after = options.after;
+  if (row !== undefined) message.after = row;
   else if (lastStep >= 0) message.since = lastStep;
   return message;
 }
 
-/** Follow a run: every new frame, and status changes; after a reconnect, what was missed. */
+/** Where a followed stream has got to: ``row``, a row id every frame up to which has come (the
+ * read's cursor, then each ``{"type": "cursor"}`` message the server sends once its queue runs
+ * dry), and the frames that came after it. A connection that goes on from ``row`` sends those
+ * again (the server knows nothing of what a dropped connection delivered): they are known by their
+ * bytes and passed over, so that every frame reaches the page once. */
+export class StreamCursor {
+  private after: ArrayBuffer[] = []; // the frames that came after ``row``
+  private again: Map<number, ArrayBuffer[]> | null = null; // of those, the ones the connection may send again, by length
+
+  constructor(public row: number | undefined = undefined) {}
+
+  /** The server's cursor: every frame up to ``row`` has come. */
+  moved(row: number): void {
+    this.row = row;
+    this.after = [];
+    this.again = null;
+  }
+
+  /** A new connection, going on from ``row``: the frames that came after it will come again. */
+  reconnected(): void {
+    this.again = null;
+    for (const data of this.after) {
+      this.again ??= new Map();
+      const same = this.again.get(data.byteLength);
+      if (same) same.push(data);
+      else this.again.set(data.byteLength, [data]);
+    }
+  }
+
+  /** Whether ``data`` is a frame that came already (a new connection's replay of it), to pass over. */
+  cameBefore(data: ArrayBuffer): boolean {
+    const same = this.again?.get(data.byteLength);
+    const i = same ? same.findIndex((d) => sameBytes(d, data)) : -1;
+    if (i >= 0) {
+      same!.splice(i, 1);
+      return true;
+    }
+    if (this.row !== undefined) this.after.push(data);
+    return false;
+  }
+}
+
+function sameBytes(a: ArrayBuffer, b: ArrayBuffer): boolean {
+  const x = new Uint8Array(a);
+  const y = new Uint8Array(b);
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** Follow a run: every new frame, and status changes; after a reconnect, what was missed, each
+ * frame once (see StreamCursor). */
 export function followRun(
   run: string,
   onFrame: (f: Frame) => void,
@@ -211,23 +262,24 @@ export function followRun(
   options: FollowOptions = {},
 ): () => void {
   let lastStep = options.since ?? -1;
-  let received = false;
+  const cursor = new StreamCursor(options.after);
   return reconnecting(
     `api/runs/${encodeURIComponent(run)}/live`,
     (ev) => {
       if (typeof ev.data === "string") {
         const msg = JSON.parse(ev.data);
         if (msg.type === "status") onStatus(msg.status);
+        if (msg.type === "cursor" && Number.isSafeInteger(msg.row)) cursor.moved(msg.row);
         return;
       }
+      if (cursor.cameBefore(ev.data as ArrayBuffer)) return;
       const { frame } = decodeFrame(ev.data as ArrayBuffer);
       lastStep = Math.max(lastStep, frame.step);
-      received = true;
       onFrame(frame);
     },
     (ws) => {
-      const message = followMessage(options, lastStep, received);
-      if (Object.keys(message).length) ws.send(JSON.stringify(message));
+      cursor.reconnected();
+      ws.send(JSON.stringify(followMessage(options, lastStep, cursor.row)));
     },
     onConnection,
   );

@@ -558,7 +558,9 @@ def create_app(
     async def live_run(websocket: WebSocket, run: str) -> None:
         """Every new frame of the run as one binary message; JSON text messages filter or replay
         (``{"kinds": [...], "layers": [...]}``; ``{"after": row id}``: the frames stored after that
-        row, as ``X-Convscope-Cursor`` names it; ``{"since": step}``: those of later steps)."""
+        row, as ``X-Convscope-Cursor`` names it; ``{"since": step}``: those of later steps;
+        ``{"cursors": true}``: a ``{"type": "cursor", "row": R}`` text message whenever it has
+        caught up, to connect again from with ``after``)."""
         refusal = websocket_refusal(websocket)
         if refusal is not None:
             await websocket.close(code=refusal[0], reason=refusal[1])
@@ -573,7 +575,7 @@ def create_app(
         await websocket.accept()
         receiver = asyncio.create_task(_receive_filters(websocket, viewer, hub))
         try:
-            await _send_frames(websocket, viewer, store)
+            await _send_frames(websocket, viewer, store, hub)
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the client went away mid-send
         finally:
@@ -665,13 +667,25 @@ def _store_frames(ingested: _Ingest, body: bytes, seq: int | None) -> tuple[int,
     return len(pieces), seen
 
 
-async def _send_frames(websocket: WebSocket, viewer: Viewer, store: RunStore) -> None:
+async def _send_frames(websocket: WebSocket, viewer: Viewer, store: RunStore, hub: LiveHub) -> None:
     skip_upto = 0
+    # Cursors, for a client that asked for them ({"cursors": true}): once its request is served
+    # (the replay it asked for, if any, sent), each time the queue runs dry after frames went out
+    # (or were passed over), {"type": "cursor", "row": R}: every row up to R that its filters match
+    # has reached it, on this connection or before it (what it read, what the replay sent), and
+    # none after R, since rows come live in the order stored and the queue is empty. Connecting
+    # again with {"after": R} gives it exactly the rest; the frames it got after the message come
+    # again then, and it knows them by their bytes (web/src/api.ts).
+    cursors = False
+    moved = False  # frames went out since the last cursor
     while True:
+        if cursors and moved and viewer.queue.empty():
+            await websocket.send_text(json.dumps({"type": "cursor", "row": hub.cursor(viewer)}))
+            moved = False
         item = await viewer.queue.get()
         if item is None:
             if viewer.overflowed:
-                await websocket.close(code=1013, reason="this viewer fell too far behind; reconnect with {\"since\": step}")
+                await websocket.close(code=1013, reason="this viewer fell too far behind; reconnect with {\"after\": row} or {\"since\": step}")
             return
         what = item[0]
         if what == "frame":
@@ -679,6 +693,9 @@ async def _send_frames(websocket: WebSocket, viewer: Viewer, store: RunStore) ->
             viewer.pending_bytes -= len(data)
             if row_id > skip_upto:
                 await websocket.send_bytes(data)
+            moved = True
+        elif what == "cursors":  # (queued after the replay the same message asked for)
+            cursors = moved = True
         elif what == "status":
             await websocket.send_text(json.dumps({"type": "status", "status": item[1]}))
         elif what == "replay":
@@ -686,14 +703,16 @@ async def _send_frames(websocket: WebSocket, viewer: Viewer, store: RunStore) ->
             for data in await replay(store, viewer, since=since, after=after, upto=upto):
                 await websocket.send_bytes(data)
             skip_upto = max(skip_upto, upto)  # queued frames up to here were in the replay
+            moved = True
         elif what == "error":
             await websocket.close(code=1011, reason=f"the run can no longer be read: {item[1]}"[:120])
             return
 
 
 async def _receive_filters(websocket: WebSocket, viewer: Viewer, hub: LiveHub) -> None:
-    """Apply the client's ``{"kinds": [...], "layers": [...], "after": row id, "since": step}``
-    messages (the filters first; ``after`` over ``since`` when both come)."""
+    """Apply the client's ``{"kinds": [...], "layers": [...], "after": row id, "since": step,
+    "cursors": true}`` messages (the filters first; ``after`` over ``since`` when both come;
+    ``cursors``: see :func:`_send_frames`)."""
     try:
         while True:
             message = await websocket.receive()
@@ -719,6 +738,8 @@ async def _receive_filters(websocket: WebSocket, viewer: Viewer, hub: LiveHub) -
                 viewer.queue.put_nowait(("replay", None, after, hub.cursor(viewer)))
             elif _is_int(since):
                 viewer.queue.put_nowait(("replay", since, None, hub.cursor(viewer)))
+            if msg.get("cursors") is True:
+                viewer.queue.put_nowait(("cursors",))
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass
     viewer.queue.put_nowait(None)

@@ -598,6 +598,51 @@ def test_frames_written_while_the_dashboard_reads_the_history_come_once(tmp_path
         handle.stop()
 
 
+def test_the_dashboard_goes_on_after_the_server_restarts_with_each_frame_once(tmp_path: Path, page) -> None:
+    """The server stops while a run trains and comes back on its address: the page connects again
+    from the last cursor the stream gave it, and gets what was written meanwhile once (frames of
+    steps before the last one it had among them: a step is no cursor)."""
+    from convscope.store import RunStore
+
+    writer = RunStore(tmp_path).create_run("restart")
+    for f in (_gap_frame("scalar", 1), _gap_frame("groups", 2, "conv1", 8), _gap_frame("gradient_health", 2, "conv1")):
+        writer.write(f)
+    writer.flush()
+    handle = start_local_server(tmp_path)
+    port = handle.port
+    try:
+        page.goto(handle.url + "#/runs/restart")
+        dash = "window.convscopeDashboard"
+        page.wait_for_function(f"{dash}?.health().length === 1", timeout=20_000)
+        for f in (_gap_frame("scalar", 4), _gap_frame("gradient_health", 4, "conv1")):  # (live: then a cursor)
+            writer.write(f)
+        writer.flush()
+        page.wait_for_function(f"{dash}.health().length === 2", timeout=10_000)
+        page.wait_for_timeout(300)  # (the cursor after them)
+    finally:
+        handle.stop()
+    # while the server is away: a pruning and a check of a later step, and a check of an earlier
+    # step of another layer (its analysis came late), which a reconnect from the last step would miss
+    for f in (_gap_frame("pruning", 5, "conv1", 8), _gap_frame("gradient_health", 5, "conv1"),
+              _gap_frame("gradient_health", 3, "conv2"), _gap_frame("scalar", 5)):
+        writer.write(f)
+    writer.flush()
+    handle = start_local_server(tmp_path, port=port)
+    try:
+        page.wait_for_function(f"{dash}.prunings().length === 1", timeout=20_000)
+        writer.write(_gap_frame("gradient_health", 6, "conv1"))
+        writer.close()
+        page.wait_for_selector("#run-status.finished", timeout=20_000)
+        page.wait_for_function(f"{dash}.health().length === 5", timeout=10_000)
+        page.wait_for_timeout(500)  # (anything sent twice would have come by now)
+        assert sorted(page.evaluate(f"{dash}.health()")) == [["conv1", 2], ["conv1", 4], ["conv1", 5], ["conv1", 6], ["conv2", 3]]
+        assert page.evaluate(f"{dash}.prunings()") == [["conv1", 5]]
+        assert page.evaluate(f"{dash}.scalars.steps('loss')") == [1, 4, 5]
+        assert not page.errors
+    finally:
+        handle.stop()
+
+
 def test_leaving_the_dashboard_while_it_draws_raises_nothing(tmp_path: Path, page) -> None:
     # a redraw or a step's frames still on their way when the page is left used to draw into
     # the page that replaced it ("Cannot set properties of null")

@@ -35,7 +35,7 @@ def ref_latest(frames, kinds=None, layers=None, start=None, end=None):
 
 def ref_thinned(frames, m, kinds=None, layers=None, start=None, end=None):
     """The documented rule: m evenly spaced marks over each long series' step range, and a long
-    gradient-health series' flagged checks besides."""
+    gradient-health series' flagged checks besides, with the check before and after each."""
     out = []
     for key in dict.fromkeys((f.kind, f.layer) for f in ref_filter(frames, kinds, layers)):
         series = [f for f in frames if (f.kind, f.layer) == key]
@@ -54,7 +54,12 @@ def ref_thinned(frames, m, kinds=None, layers=None, start=None, end=None):
             later = [s for s in steps if mark <= s <= hi]
             if later:
                 picked.add(later[0])
-        out += [f for f in inside if f.step in picked or (f.kind == "gradient_health" and f.payload["status"] != "healthy")]
+        if key[0] == "gradient_health":  # every flagged check, and the checks beside each
+            bad = {f.step for f in inside if f.payload["status"] != "healthy"}
+            for i, s in enumerate(steps):
+                if s in bad:
+                    picked.update(steps[max(0, i - 1) : i + 2])
+        out += [f for f in inside if f.step in picked]
     order = {id(f): i for i, f in enumerate(frames)}
     return sorted(out, key=lambda f: (f.step, order[id(f)]))
 
@@ -384,7 +389,13 @@ def test_thinning_keeps_every_flagged_gradient_check(tmp_path: Path) -> None:
                 # every flagged check there, once; the healthy ones thinned (with a raw flag that
                 # patience has not confirmed yet: healthy as the views show it)
                 assert sorted(f.step for f in health if f.payload["status"] != "healthy") == sorted(s for s in flagged[layer] if lo <= s <= hi)
-                assert len({f.step for f in health}) == len(health) <= m + len(flagged[layer])
+                assert len({f.step for f in health}) == len(health) <= m + 3 * len(flagged[layer])
+                # each flagged stretch ends where it ended: the check before and after it came too
+                steps = [f.step for f in health]
+                for s in flagged[layer]:
+                    if lo <= s <= hi:
+                        i = steps.index(s)
+                        assert (i == 0 or steps[i - 1] == max(s - 10, lo)) and (i == len(steps) - 1 or steps[i + 1] == min(s + 10, hi)), s
             scalars = [f for f in got if f.kind == "scalar"]
             assert len(scalars) <= m and all(f.payload["name"] == "loss" for f in scalars)  # (other kinds: the marks alone)
         # a short series comes whole, as before

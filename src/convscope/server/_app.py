@@ -386,7 +386,7 @@ def create_app(
             f"The body ({FRAMES_MEDIA_TYPE}) is encoded frames one after another (see convscope.frames); "
             "`X-Frame-Count` says how many. `kind` and `layer` may repeat. `max_points` thins each (kind, layer) "
             "series longer than that evenly over its step range (first and last kept; a gradient_health series keeps "
-            "every flagged check besides); `latest=1` gives only "
+            "every flagged check besides, with the check before and after each); `latest=1` gives only "
             "the newest frames of each (kind, layer) at or before `end`.\n\n"
             f"`{CURSOR_HEADER}` is a row id C: the answer was read from the run as it stood when it held the rows up "
             "to C (one snapshot), so every stored frame with a row id up to C that the filters match was considered "

@@ -343,16 +343,26 @@ class RunReader:
             f"p AS MATERIALIZED (SELECT DISTINCT b.kind, b.layer, CASE WHEN t.k = {m - 1} "
             f"THEN (SELECT MAX(g.step) {seek} b.lo AND b.hi) "
             f"ELSE (SELECT MIN(g.step) {seek} b.lo + (t.k * (b.hi - b.lo)) / {max(m - 1, 1)} AND b.hi) END AS step "
-            f"FROM b CROSS JOIN t WHERE b.count > {m} AND b.lo <= b.hi) "
+            f"FROM b CROSS JOIN t WHERE b.count > {m} AND b.lo <= b.hi), "
+            # a thinned gradient-health series' flagged checks (its frames read through, their
+            # headers searched for the healthy status without decoding), and the check right
+            # before and right after each in the range, so that a flagged stretch ends where it
+            # ended: two stretches apart stay apart however many healthy checks were thinned
+            "fl AS MATERIALIZED (SELECT b.kind, b.layer, b.lo, b.hi, f.step FROM b CROSS JOIN frames f ON f.kind = b.kind "
+            f"AND f.layer = b.layer AND f.step BETWEEN b.lo AND b.hi WHERE b.count > {m} AND b.kind = 'gradient_health' "
+            "AND instr(f.data, ?) = 0), "
+            "e AS (SELECT kind, layer, step FROM fl UNION "
+            "SELECT fl.kind, fl.layer, (SELECT MAX(g.step) FROM frames g WHERE g.kind = fl.kind AND g.layer = fl.layer "
+            "AND g.step >= fl.lo AND g.step < fl.step) FROM fl UNION "
+            "SELECT fl.kind, fl.layer, (SELECT MIN(g.step) FROM frames g WHERE g.kind = fl.kind AND g.layer = fl.layer "
+            "AND g.step > fl.step AND g.step <= fl.hi) FROM fl) "
             "SELECT id, data FROM ("
             "SELECT f.id, f.step, f.data FROM p CROSS JOIN frames f ON f.kind = p.kind AND f.layer = p.layer AND f.step = p.step "
             "UNION ALL SELECT f.id, f.step, f.data FROM b CROSS JOIN frames f ON f.kind = b.kind AND f.layer = b.layer "
             f"AND f.step BETWEEN b.lo AND b.hi WHERE b.count <= {m} "
-            # a thinned gradient-health series' flagged checks too (those not at a step kept already):
-            # its frames read through, their headers searched for the healthy status without decoding
-            "UNION ALL SELECT f.id, f.step, f.data FROM b CROSS JOIN frames f ON f.kind = b.kind AND f.layer = b.layer "
-            f"AND f.step BETWEEN b.lo AND b.hi WHERE b.count > {m} AND b.kind = 'gradient_health' AND instr(f.data, ?) = 0 "
-            "AND f.step NOT IN (SELECT p.step FROM p WHERE p.kind = b.kind AND p.layer = b.layer)"
+            # (those checks, where not at a step kept already)
+            "UNION ALL SELECT f.id, f.step, f.data FROM e CROSS JOIN frames f ON f.kind = e.kind AND f.layer = e.layer "
+            "AND f.step = e.step WHERE e.step NOT IN (SELECT p.step FROM p WHERE p.kind = e.kind AND p.layer = e.layer)"
             ") ORDER BY step, id"
         )
         return sql, [*args, HEALTHY_HEADER]

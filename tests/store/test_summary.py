@@ -172,6 +172,21 @@ def test_a_run_written_before_runs_kept_a_summary_has_it_from_its_frames(tmp_pat
         assert r.summary() == expected
 
 
+def test_a_run_keeps_its_summary_row_from_its_first_frames_whatever_their_kinds(tmp_path: Path, monkeypatch) -> None:
+    """A run whose frames add nothing to its summary yet (only weight grids, say) keeps the row all
+    the same: listing it never sums it from its frames, which is only for runs written before."""
+    import convscope.store._reader as reader_module
+
+    store = RunStore(tmp_path)
+    with store.create_run("views") as w:
+        w.write(Frame(run="views", step=10, kind="weight_grid", layer="conv1", payload={"weights": np.zeros((2, 1, 3, 3), np.float32), "vmax": 1.0}))
+        w.flush()
+        monkeypatch.setattr(reader_module, "summary_from_frames", lambda *_: pytest.fail("summed from its frames"))
+        with store.open_run("views") as r:
+            assert r.state("run-summary") is not None
+            assert r.summary() == {"scalars": {}, "health": {}, "filters": {}}
+
+
 def test_names_the_headers_do_not_say_plainly_are_read_by_decoding(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     with store.create_run("odd") as w:

@@ -264,10 +264,9 @@ async def replay(store: RunStore, viewer: Viewer, *, upto: int, since: int | Non
     if (after is not None and after >= upto) or (start is not None and start > _LARGEST):
         return []  # (none: every row after upto comes live; and a huge number never reaches SQLite)
     offered = Viewer(viewer.run, offered=list(viewer.offered))  # as it stands now, read in a thread
-    joined = offered.offered[0][0] if offered.offered else upto
 
     def sent(row_id: int, data: bytes) -> bool:
-        if row_id <= joined:
+        if row_id <= offered.joined:
             return False
         frame = decode(data, copy=False)
         return offered.was_offered(row_id, frame.kind, frame.layer)

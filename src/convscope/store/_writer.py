@@ -114,6 +114,9 @@ class RunWriter:
         self._lost_step = 0  # the newest step among the lost frames
         self._drops: dict[str, int] = {}  # what the run's dropped frames say, by cause (as DROPPED_STATE keeps it)
         self._summary = RunSummary()  # the run's summary so far (as SUMMARY_STATE keeps it)
+        # whether the run holds its summary row: written with its first frames even where none of
+        # them adds to it, so that only a run written by an older convscope is summed from its frames
+        self._summary_kept = False
         self._con = connect(path, write=True)
         self._file_id = (0, 0)
         now = time.time()
@@ -153,7 +156,7 @@ class RunWriter:
                 # (decoded once here: a run written before the totals were kept has only its frames)
                 self._drops = drop_totals(self._dropped_rows())
                 self._lost_before = self._drops.get(LOST_SINK, 0)
-                self._summary = self._stored_summary()
+                self._summary, self._summary_kept = self._stored_summary()
             self._next_id = 1 + int(self._con.execute("SELECT COALESCE(MAX(id), 0) FROM frames").fetchone()[0])
         except BaseException:
             self._con.close()
@@ -172,12 +175,14 @@ class RunWriter:
         with self._commit:
             return self._summary.to_json()
 
-    def _stored_summary(self) -> RunSummary:
-        """A resumed run's summary: the one it kept, else (written by an older convscope, or
-        damaged) worked out from its frames."""
+    def _stored_summary(self) -> tuple[RunSummary, bool]:
+        """A resumed run's summary, and whether the run kept it: else (written by an older
+        convscope, or damaged) it is worked out from its frames."""
         row = self._con.execute("SELECT data FROM state WHERE key = ?", (SUMMARY_STATE,)).fetchone()
         kept = None if row is None else RunSummary.decode(bytes(row[0]))
-        return kept if kept is not None else summary_from_frames(lambda sql, args: self._con.execute(sql, args).fetchall())
+        if kept is not None:
+            return kept, True
+        return summary_from_frames(lambda sql, args: self._con.execute(sql, args).fetchall()), False
 
     def _dropped_rows(self) -> list[bytes]:
         return [data for (data,) in self._con.execute("SELECT data FROM frames WHERE kind = 'dropped'").fetchall()]
@@ -290,7 +295,8 @@ class RunWriter:
             drops = self._drops_with(rows)
             if drops is not None:
                 state = {**(state or {}), DROPPED_STATE: json.dumps(drops).encode()}
-            summary = self._summary.with_notes(notes) if notes else None  # (kept with the frames it sums up)
+            # (kept with the frames it sums up)
+            summary = self._summary.with_notes(notes) if notes or (rows and not self._summary_kept) else None
             if summary is not None:
                 state = {**(state or {}), SUMMARY_STATE: summary.encode()}
             touched: set[tuple[str, str]] = set()
@@ -336,7 +342,7 @@ class RunWriter:
             if drops is not None:
                 self._drops = drops
             if summary is not None:
-                self._summary = summary
+                self._summary, self._summary_kept = summary, True
             if report is not None:
                 self._lost_reported = self.lost
             return len(pending)

@@ -278,12 +278,18 @@ def test_updates_in_batches_equal_updates_one_by_one() -> None:
         walk = torch.cumsum(torch.randn(150, *shape, generator=gen) * 0.1, dim=0) + torch.randn(*shape, generator=gen)
         one = TrajectoryTracker(max_points=16, refresh=refresh, sketch_dim=sketch)
         many = TrajectoryTracker(max_points=16, refresh=refresh, sketch_dim=sketch)
-        expected = [one.update(w) for w in walk]
-        got, start = [], 0
+        expected, paths = [], []  # (and the path after each update, which each= sees)
+        for w in walk:
+            expected.append(one.update(w))
+            paths.append(one.path())
+        got, seen, start = [], [], 0
         for size in [1, 5, 2, 17, 3, 40, 1, 30, 51]:
-            got.extend(many.update_many(list(walk[start : start + size])))
+            got.extend(many.update_many(list(walk[start : start + size]), each=lambda _p: seen.append(many.path())))
             start += size
         assert start == len(walk) and len(got) == len(expected) and many.sketched == one.sketched
+        for (steps_a, path_a), (steps_b, path_b) in zip(seen, paths, strict=True):
+            assert steps_a.tolist() == steps_b.tolist()
+            np.testing.assert_allclose(path_a, path_b, rtol=1e-4, atol=1e-5)
         for a, b in zip(got, expected, strict=True):
             assert a.step == b.step and a.dims.tolist() == b.dims.tolist()
             np.testing.assert_allclose(a.pca, b.pca, rtol=1e-4, atol=1e-5)

@@ -251,8 +251,9 @@ class TrajectoryTracker:
         points and the new ones with the new ones gives every inner product the updates need,
         so each update is host arithmetic. All the weights are checked before any is added: a
         NaN in one raises and leaves the trajectory as it was. ``each(point)`` is called after
-        each update, with the tracker as :meth:`update` would leave it (:meth:`path` is then
-        that update's path).
+        each update, with :meth:`path` and :attr:`path_version` as :meth:`update` would leave
+        them (the rest of the tracker may be further on: runs of points on the same axes are
+        added together).
 
         ``defer=True``: a decomposition that falls due inside the batch (``refresh``) is made at
         its last update instead, the updates before it placed on the last axes: at most one a
@@ -313,34 +314,68 @@ class TrajectoryTracker:
                 return float(host[extra_row, i])
             return ax.extra_dot(v[i])
 
-        def placed(i: int, count: int) -> np.ndarray:
-            """Points ``i .. i + count - 1`` on the last axes, none of them kept (the kept points,
-            and so their inner products, stay as they are over the run): :meth:`_on_axes` of
-            each, as one product."""
+        def on_axes(i: int, count: int, kept: list[int]) -> None:
+            """Updates ``i .. i + count - 1`` on the last axes, those at ``kept`` (batch positions)
+            kept as well, none of them thinning or due a decomposition: the inner products with
+            the axes' points as one product, the kept ones' Gram rows and points in one copy each,
+            and each point's path a prefix of the block's (what :meth:`_advance` and
+            :meth:`_on_axes` would do one point at a time, in the first ``max_points`` updates
+            for every point)."""
             ax = self._axes
-            assert ax is not None
-            d = kept_dots(i, count, ax.kept).T
+            assert ax is not None and self._points is not None
+            n = len(self._steps)
+            self._steps.extend(self._count + j - i for j in kept)
+            g = kept_dots(i, count)  # (kept now, the block's among them) x count
+            d = g[: ax.kept].T
             if ax.extra is not None:
                 d = np.column_stack([d, [extra_dot(j) for j in range(i, i + count)]])
-            return ax.coords(d).astype(np.float32)
+            coords = ax.coords(d)
+            pcas = coords.astype(np.float32)
+            paths: tuple[np.ndarray, np.ndarray] | None = None
+            if kept:
+                cols = [j - i for j in kept]
+                end = n + len(kept)
+                self._gram[n:end, :end] = g[:, cols].T
+                self._gram[:end, n:end] = g[:, cols]
+                self._points[n:end] = v[kept[0] : kept[-1] + 1 : self._stride]  # (every stride-th)
+                self._coords = np.vstack([self._coords, coords[cols]])
+                self._coord_steps = [*self._coord_steps, *self._steps[n:]]
+                self._path = None
+                paths = self.path()
+                self._path = (paths[0][:n], paths[1][:n])  # (until the block's first kept one)
+            ordinal = self._count
+            self._count += count
+            self._since += count
+            version = self._path_version
+            at = n
+            for j in range(i, i + count):
+                if paths is not None and at < len(self._steps) and self._steps[at] == ordinal + j - i:
+                    at += 1  # a kept one: the path as it stood after this update, a prefix of the block's
+                    version += 1
+                    self._path, self._path_version = (paths[0][:at], paths[1][:at]), version
+                points.append(
+                    TrajectoryPoint(step=ordinal + j - i, dims=dims[j], dim_index=self._index_host.copy(), pca=pcas[j - i].copy(), explained_variance=ax.ratio.copy())
+                )
+                if each is not None:
+                    each(points[-1])
+            if paths is not None:
+                self._path, self._path_version = paths, version
 
         points = []
         last = len(weights) - 1
         i = 0
         while i < len(weights):
-            ax = self._axes
-            count = 0  # the updates from i on that are neither kept nor due a decomposition
-            while i + count < len(weights) and self._placed_only(count, hold=defer and i + count < last):
+            count = 0  # the updates from i on that go on the last axes: none thins or is due a decomposition
+            kept: list[int] = []  # of which those kept (batch positions)
+            while i + count < len(weights):
+                fate = self._on_last_axes(count, len(kept), hold=defer and i + count < last)
+                if fate is None:
+                    break
+                if fate:
+                    kept.append(i + count)
                 count += 1
             if count:
-                assert ax is not None
-                for j, pca in enumerate(placed(i, count), start=i):
-                    step = self._count
-                    self._count += 1
-                    self._since += 1
-                    points.append(TrajectoryPoint(step=step, dims=dims[j], dim_index=self._index_host.copy(), pca=pca, explained_variance=ax.ratio.copy()))
-                    if each is not None:
-                        each(points[-1])
+                on_axes(i, count, kept)
                 i += count
                 continue
             points.append(self._advance(v[i], dims[i], dots(i), lambda _n, i=i: dots(i), extra_dot(i), hold=defer and i < last))
@@ -348,6 +383,16 @@ class TrajectoryTracker:
                 each(points[-1])
             i += 1
         return points
+
+    def _on_last_axes(self, ahead: int, kept: int, *, hold: bool = False) -> bool | None:
+        """For the update ``ahead`` updates from now (those in between on the last axes, ``kept``
+        of them kept): ``None`` if it thins the kept points or is due a decomposition (``hold``: a
+        decomposition waits), else whether it is kept."""
+        if self._axes is None or not (self._holding(hold) or self._since + ahead + 1 < self.refresh):
+            return None
+        if (self._count + ahead) % self._stride:
+            return False
+        return None if len(self._steps) + kept + 1 >= self.max_points else True
 
     def _placed_only(self, ahead: int, *, hold: bool = False) -> bool:
         """Whether the update ``ahead`` updates from now (none of those in between kept or due a

@@ -799,7 +799,7 @@ _PARTS = (
     ("analysis", "convscope.insitu._reduce", "", "_trajectory_frames", "  trajectory"),
     ("analysis", "convscope.insitu._reduce", "", "_health_frames", "  gradient health"),
     ("analysis", "convscope.insitu._reduce", "", "_images_frame", "  feature-map images"),
-    ("analysis", "convscope.insitu._reduce", "", "_weight_frame", "  weight grid"),
+    ("analysis", "convscope.insitu._reduce", "", "_weight_frames", "  weight grid"),
     ("analysis", "convscope.insitu._pipeline", "", "_encode_ahead", "  encoding the frames"),
 )
 

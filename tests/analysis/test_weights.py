@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from convscope.analysis import grid_layout, weight_grid
+from convscope.analysis import grid_layout, weight_grid, weight_grids
 from convscope.errors import DataError
 
 
@@ -89,3 +89,19 @@ def test_a_single_input_channel_wraps_its_filters_into_a_block() -> None:
     # 5 filters: rows of 3, the last row part empty
     lay = grid_layout(torch.ones(5, 1, 2, 2), gap=0)
     assert lay.values.shape == (4, 6) and np.isnan(lay.values[2:, 4:]).all() and (lay.values[2:, :4] == 1).all()
+
+
+def test_grids_of_several_recordings_equal_each_alone() -> None:
+    # the in situ monitor's recordings of a layer: their largest weights in one pass
+    gen = torch.Generator().manual_seed(2)
+    ws = [torch.randn(6, 2, 3, 3, generator=gen) * s for s in (0.5, 2.0, 1.0)] + [torch.zeros(6, 2, 3, 3)]
+    for got, w in zip(weight_grids(ws), ws, strict=True):
+        alone = weight_grid(w)
+        assert got.vmax == alone.vmax and torch.equal(got.weights, alone.weights)
+    assert [g.vmax for g in weight_grids([torch.ones(2, 3), torch.ones(4, 1, 3, 3) * -2])] == [1.0, 2.0]  # shapes differ
+    bad = ws[1].clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(DataError, match="NaN or Inf"):
+        weight_grids([ws[0], bad])
+    with pytest.raises(DataError, match="conv"):
+        weight_grids([ws[0], torch.ones(3)])

@@ -963,7 +963,7 @@ def _record_with(where: str, digits, lenet, monkeypatch) -> tuple[MemorySink, se
     from convscope.insitu import _reduce
 
     threads: set[str] = set()
-    weight_frame = getattr(_reduce._weight_frame, "spied", _reduce._weight_frame)
+    weight_frame = getattr(_reduce._weight_frames, "spied", _reduce._weight_frames)
 
     def spy(*args):
         threads.add(threading.current_thread().name)
@@ -971,7 +971,7 @@ def _record_with(where: str, digits, lenet, monkeypatch) -> tuple[MemorySink, se
 
     spy.spied = weight_frame
 
-    monkeypatch.setattr(_reduce, "_weight_frame", spy)
+    monkeypatch.setattr(_reduce, "_weight_frames", spy)
     torch.manual_seed(0)
     model = lenet()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)

@@ -28,7 +28,7 @@ from convscope.analysis.images import FeatureImages, feature_images, tile
 from convscope.analysis.pruning import PruneResult, plan_pruning, prune_filters, unprunable
 from convscope.analysis.saliency import SaliencyResult, saliency
 from convscope.analysis.trajectory import TrajectoryPoint, TrajectoryTracker
-from convscope.analysis.weights import GridLayout, WeightGrid, grid_layout, weight_grid
+from convscope.analysis.weights import GridLayout, WeightGrid, grid_layout, weight_grid, weight_grids
 
 __all__ = [
     # views of one layer (correlation, groups, weights, trajectory, distribution, images, health, comparison)
@@ -58,6 +58,7 @@ __all__ = [
     "grid_layout",
     "tile",
     "weight_grid",
+    "weight_grids",
     # the model explorer's computations (saliency, attacks, pruning)
     "ATTACKS",
     "AdversarialResult",

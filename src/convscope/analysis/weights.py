@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ import torch
 
 from convscope.errors import DataError
 
-__all__ = ["GridLayout", "WeightGrid", "grid_layout", "weight_grid"]
+__all__ = ["GridLayout", "WeightGrid", "grid_layout", "weight_grid", "weight_grids"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,30 @@ def weight_grid(weight: torch.Tensor) -> WeightGrid:
         >>> tuple(g.weights.shape), 0 < g.vmax <= 1
         ((16, 3, 5, 5), True)
     """
+    w = _as_grid(weight)
+    return WeightGrid(weights=w, vmax=_checked_vmax(float(w.abs().amax())))
+
+
+def weight_grids(weights: Sequence[torch.Tensor]) -> list[WeightGrid]:
+    """:func:`weight_grid` of several weight tensors, such as the in situ monitor's recordings of
+    one layer: the largest ``|w|`` of those of one shape in one pass over all of them. Raises as
+    :func:`weight_grid` does where any of them is refused.
+
+    Example:
+        >>> import torch
+        >>> grids = weight_grids([torch.ones(2, 1, 3, 3), -3 * torch.ones(2, 1, 3, 3)])
+        >>> [g.vmax for g in grids]
+        [1.0, 3.0]
+    """
+    ws = [_as_grid(w) for w in weights]
+    if len(ws) < 2 or any(w.shape != ws[0].shape or w.device != ws[0].device for w in ws):
+        return [WeightGrid(weights=w, vmax=_checked_vmax(float(w.abs().amax()))) for w in ws]
+    vmaxes = torch.stack(ws).abs().flatten(1).amax(dim=1).tolist()
+    return [WeightGrid(weights=w, vmax=_checked_vmax(v)) for w, v in zip(ws, vmaxes, strict=True)]
+
+
+def _as_grid(weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` as ``F x C x kh x kw`` float32 (detached), or the error saying why it has no grid."""
     if not isinstance(weight, torch.Tensor):
         raise DataError(f"weights must be a torch.Tensor, got {type(weight).__name__}; pass layer.weight")
     w = weight.detach()
@@ -118,11 +144,13 @@ def weight_grid(weight: torch.Tensor) -> WeightGrid:
         )
     if w.numel() == 0:
         raise DataError(f"weights of shape {tuple(weight.shape)} are empty; the layer has no filters or no inputs")
-    w = w.to(torch.float32)
-    vmax = float(w.abs().amax())
-    if not np.isfinite(vmax):
+    return w.to(torch.float32)
+
+
+def _checked_vmax(vmax: float) -> float:
+    if not math.isfinite(vmax):
         raise DataError("weights contain NaN or Inf; training has diverged - see the layer's gradient health")
-    return WeightGrid(weights=w, vmax=vmax)
+    return vmax
 
 
 def grid_layout(grid: WeightGrid | torch.Tensor, *, gap: int = 1) -> GridLayout:

@@ -62,8 +62,8 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: Activatio
     w = None
     if due & {"weights", "trajectory", "gradients"}:
         w = state.weight()
-        if "weights" in due:  # (nested: the lambda's w is then typed a tensor)
-            items.append((lambda: [_weight_frame(monitor, state, step, w)], 0, _KEYS["weights"]))
+        if "weights" in due:
+            items.append((GroupItem(("weights", state.name), functools.partial(_weight_frames, monitor, state), (step, w)), 0, _KEYS["weights"]))
     if "trajectory" in due:
         items.append((GroupItem(("trajectory", state.name), functools.partial(_trajectory_frames, monitor, state), (step, w)), 0, _KEYS["trajectory"]))
     size = 0 if w is None else w.numel() * w.element_size() * 2
@@ -99,10 +99,13 @@ def layer_items(monitor: Monitor, state: _LayerState, step: int, acts: Activatio
 # --- the work items (background thread) -------------------------------------------------------
 
 
-def _weight_frame(monitor: Monitor, state: _LayerState, step: int, w: torch.Tensor) -> Frame:
-    from convscope.analysis import weight_grid
+def _weight_frames(monitor: Monitor, state: _LayerState, args: list[tuple[int, torch.Tensor]]) -> list[list[Frame]]:
+    """Weight grids of a layer's recordings, their largest weights found in one pass (a recording
+    refused, NaN weights say, raises: the pipeline then runs each alone)."""
+    from convscope.analysis import weight_grids
 
-    return monitor._frame(step, state.name, "weight_grid", weight_grid(w).to_payload())
+    grids = weight_grids([w for _, w in args])
+    return [[monitor._frame(step, state.name, "weight_grid", grid.to_payload())] for (step, _), grid in zip(args, grids, strict=True)]
 
 
 def _trajectory_frames(
@@ -149,7 +152,10 @@ def _trajectory_frames(
             else:
                 ordinals, coords = tracker.path()
                 kept = ordinals.tolist()
-                path_steps = np.asarray([known[k] for k in kept], dtype=np.int64)
+                if last is not None and last[0] is tracker and len(kept) == len(last[2]) + 1 and kept[:-1] == last[2]:
+                    path_steps = np.append(last[3], known[kept[-1]])  # (one point kept: most changes)
+                else:
+                    path_steps = np.asarray([known[k] for k in kept], dtype=np.int64)
                 state.trajectory_path = (tracker, tracker.path_version, kept, path_steps, coords)
             payload["path_steps"] = path_steps
             if len(known) > 2 * tracker.max_points:  # only the kept points' steps are asked for again (and

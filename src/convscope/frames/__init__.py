@@ -187,8 +187,10 @@ def _encode(frame: Frame, *, check: bool) -> bytes:
     specs = []
     offset = 0
     for a in arrays:
-        shape = ",".join([str(n) for n in a.shape])
-        specs.append(f'{{"dtype":"{_WIRE[a.dtype]}","shape":[{shape}],"offset":{offset}}}')
+        spec = _SPECS.get((a.dtype, a.shape))  # (frames of a kind repeat their arrays' shapes)
+        if spec is None:
+            spec = _spec(a)
+        specs.append(f"{spec}{offset}}}")
         offset += (a.nbytes + 7) & ~7
     header = {
         "run": frame.run,
@@ -313,6 +315,19 @@ _ZEROS = {k: b"\0" * (8 - k) for k in range(1, 8)}
 _WIRE = {np.dtype(d): d for d in _DTYPES}
 
 
+#: the start of an array's spec in the header, up to its offset, by dtype and shape (a bounded cache)
+_SPECS: dict[tuple[np.dtype, tuple[int, ...]], str] = {}
+
+
+def _spec(a: np.ndarray) -> str:
+    shape = ",".join([str(n) for n in a.shape])
+    spec = f'{{"dtype":"{_WIRE[a.dtype]}","shape":[{shape}],"offset":'
+    if len(_SPECS) >= 4096:
+        _SPECS.clear()
+    _SPECS[(a.dtype, a.shape)] = spec
+    return spec
+
+
 def _header_json(header: dict[str, Any]) -> str:
     """A frame's header as compact JSON (what ``_JSON.encode`` writes)."""
     return _JSON.encode(header) if _HEADER is None else "".join(_HEADER(header, 0))
@@ -346,7 +361,14 @@ def _strip_arrays(value: Any, arrays: list[np.ndarray]) -> Any:
                 raise FrameError(f"payload keys must be strings, got {k!r}")
             if k == "__array__":
                 raise FrameError("payload key '__array__' is reserved")
-            out[k] = v if v is None or type(v) in _PLAIN else _strip_arrays(v, arrays)
+            kind = type(v)
+            if v is None or kind in _PLAIN:
+                out[k] = v
+            elif kind is np.ndarray and v.dtype in _WIRE and v.flags.c_contiguous and v.ndim <= MAX_DIMS:  # (most arrays: inline)
+                arrays.append(v)
+                out[k] = {"__array__": len(arrays) - 1}
+            else:
+                out[k] = _strip_arrays(v, arrays)
         return out
     if isinstance(value, list | tuple):
         return [v if v is None or type(v) in _PLAIN else _strip_arrays(v, arrays) for v in value]

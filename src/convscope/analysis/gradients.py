@@ -178,7 +178,7 @@ class _Check:
 
     g: torch.Tensor
     w: torch.Tensor
-    delta: torch.Tensor | None
+    previous: torch.Tensor | None  # the weights before the update (float32, on the weights' device)
     steps: int
     lr: float | None
     activations: torch.Tensor | None
@@ -211,15 +211,18 @@ class _Check:
         if activations is not None and activations.dim() < 2:
             raise DataError(f"activations must be N x F x ..., got shape {tuple(activations.shape)}")
         wf = w.to(torch.float32)
-        delta = None
-        if previous_weight is not None:
-            delta = wf - previous_weight.detach().to(device=wf.device, dtype=torch.float32)
-        return cls(g.to(torch.float32), wf, delta, steps, lr, activations, channel_max)
+        previous = None if previous_weight is None else previous_weight.detach().to(device=wf.device, dtype=torch.float32)
+        return cls(g.to(torch.float32), wf, previous, steps, lr, activations, channel_max)
+
+    @property
+    def delta(self) -> torch.Tensor | None:
+        """The update (the weights less the previous ones), where there are previous weights."""
+        return None if self.previous is None else self.w - self.previous
 
     @property
     def key(self) -> tuple[object, ...]:
         """What must agree for checks to be measured together."""
-        return (self.w.shape, self.w.device, self.delta is not None, self.channel_max is not None or self.activations is not None)
+        return (self.w.shape, self.w.device, self.previous is not None, self.channel_max is not None or self.activations is not None)
 
 
 def _measure(checks: list[_Check]) -> list[list[float]]:
@@ -237,14 +240,15 @@ def _measure(checks: list[_Check]) -> list[list[float]]:
     # elements counted and the norms taken over the finite ones (in float64, where squares of
     # huge finite values cannot overflow).
     stats = [torch.linalg.vector_norm(g, dim=1), torch.linalg.vector_norm(w, dim=1), (g == 0).sum(dim=1).to(torch.float32)]
-    if first.delta is not None:
-        stats.append(torch.linalg.vector_norm(torch.stack([c.delta.reshape(-1) for c in checks]), dim=1))  # type: ignore[union-attr]
+    if first.previous is not None:  # (the updates of all the checks as one subtraction)
+        previous = torch.stack([c.previous.reshape(-1) for c in checks]) if len(checks) > 1 else first.previous.reshape(1, -1)  # type: ignore[union-attr]
+        stats.append(torch.linalg.vector_norm(w - previous, dim=1))
     if first.channel_max is not None or first.activations is not None:
         maxima = [c.channel_max if c.channel_max is not None else _channel_max(c.activations) for c in checks]  # type: ignore[arg-type]
-        stats.append(torch.stack([(m <= 0).to(w.device) for m in maxima]).to(torch.float32).mean(dim=1))
+        stats.append((torch.stack([m.to(w.device) for m in maxima]) <= 0).to(torch.float32).mean(dim=1))
     rows: list[list[float]] = torch.stack(stats, dim=1).tolist()  # the one device -> host transfer
     for c, row in zip(checks, rows, strict=True):
-        if all(math.isfinite(v) for v in row[:2] + ([row[3]] if c.delta is not None else [])):
+        if all(math.isfinite(v) for v in row[:2] + ([row[3]] if c.previous is not None else [])):
             row.append(0.0)
         else:
             _finite_norms(c, row)
@@ -262,8 +266,9 @@ def _finite_norms(c: _Check, row: list[float]) -> None:
     gfin, wfin = torch.isfinite(c.g), torch.isfinite(c.w)
     row[0] = float(torch.linalg.vector_norm(torch.where(gfin, c.g, 0.0).to(acc)))
     row[1] = float(torch.linalg.vector_norm(torch.where(wfin, c.w, 0.0).to(acc)))
-    if c.delta is not None:
-        row[3] = float(torch.linalg.vector_norm(torch.where(torch.isfinite(c.delta), c.delta, 0.0).to(acc)))
+    delta = c.delta
+    if delta is not None:
+        row[3] = float(torch.linalg.vector_norm(torch.where(torch.isfinite(delta), delta, 0.0).to(acc)))
     row.append(float(int((~gfin).sum()) + int((~wfin).sum())))
 
 
@@ -275,7 +280,7 @@ def _assess(c: _Check, values: list[float], t: HealthThresholds) -> GradientHeal
     g_norm, w_norm, zeros = values[0], values[1], values[2]
     rest = values[3:-1]
     update = math.nan
-    if c.delta is not None:
+    if c.previous is not None:
         update = _ratio(rest.pop(0), w_norm) / c.steps
     elif c.lr is not None:
         update = _ratio(float(c.lr) * g_norm, w_norm)

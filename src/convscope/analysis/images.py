@@ -117,21 +117,23 @@ def feature_images(
     f, h, w = x.shape
     flat = x.reshape(f, -1)
     lo, hi = flat.amin(dim=1), flat.amax(dim=1)
-    if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
+    span = hi - lo
+    # NaN or Inf in a map make its span NaN or Inf (one check for all of them); so do finite
+    # extremes too far apart for float32, which the exact check then lets through
+    if not bool(torch.isfinite(span).all()) and not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
         raise DataError("feature maps contain NaN or Inf; they cannot be drawn - check the layer's gradient health")
     if normalisation == "shared":
         lo, hi = lo.amin().expand(f).clone(), hi.amax().expand(f).clone()
-    span = hi - lo
-    safe = torch.where(span > 0, span, torch.ones_like(span))
-    unit = (x - lo.view(f, 1, 1)) / safe.view(f, 1, 1)
-    unit = torch.where((span > 0).view(f, 1, 1), unit, torch.zeros_like(unit))
+        span = hi - lo
+    # a constant map (span 0) is x - lo = 0 everywhere: divided by 1, it stays 0 (black)
+    unit = (x - lo.view(f, 1, 1)).div_(span.masked_fill(span == 0, 1.0).view(f, 1, 1))
     scale = 1.0
     if max_size is not None and max(h, w) > max_size:
         scale = max_size / max(h, w)
         # Integer ceil: the long side is exactly max_size, float rounding cannot add a pixel.
         size = (max(1, -(-h * max_size // max(h, w))), max(1, -(-w * max_size // max(h, w))))
         unit = torch.nn.functional.adaptive_avg_pool2d(unit.unsqueeze(0), size).squeeze(0)
-    images = (unit * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    images = unit.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
     return FeatureImages(
         images=images, vmin=lo, vmax=hi, normalisation=normalisation, scale=float(scale), sample=sample % n
     )

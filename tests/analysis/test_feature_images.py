@@ -89,3 +89,17 @@ def test_bad_requests_are_refused() -> None:
     maps[0, 0, 0, 0] = float("nan")
     with pytest.raises(DataError, match="NaN"):
         feature_images(maps)
+    maps[0, 0, 0, 0] = float("inf")
+    with pytest.raises(DataError, match="NaN or Inf"):
+        feature_images(maps)
+
+
+def test_finite_extremes_too_far_apart_for_float32_are_not_refused() -> None:
+    # one check of the spans finds NaN and Inf; a span that overflows float32 from finite
+    # extremes is not one: the maps are drawn, not refused as non-finite
+    maps = torch.zeros(1, 2, 2, 2)
+    maps[0, 0, 0, 0], maps[0, 0, 1, 1] = -3e38, 3e38
+    maps[0, 1] = torch.tensor([[0.0, 1.0], [2.0, 4.0]])
+    im = feature_images(maps)
+    assert im.images[1].tolist() == [[0, 64], [128, 255]]
+    assert im.vmin[0].item() == pytest.approx(-3e38, rel=1e-6) and im.vmax[0].item() == pytest.approx(3e38, rel=1e-6)

@@ -284,7 +284,7 @@ def test_updates_in_batches_equal_updates_one_by_one() -> None:
             paths.append(one.path())
         got, seen, start = [], [], 0
         for size in [1, 5, 2, 17, 3, 40, 1, 30, 51]:
-            got.extend(many.update_many(list(walk[start : start + size]), each=lambda _p: seen.append(many.path())))
+            got.extend(many.update_many(list(walk[start : start + size]), each=lambda _p, seen=seen, many=many: seen.append(many.path())))
             start += size
         assert start == len(walk) and len(got) == len(expected) and many.sketched == one.sketched
         for (steps_a, path_a), (steps_b, path_b) in zip(seen, paths, strict=True):

@@ -229,7 +229,7 @@ class TrajectoryTracker:
         axes = self._axes
         # neither kept nor a new decomposition: four inner products put the point on the last
         # axes, where the path's inner products would read every kept point
-        quick = self._placed_only(0)
+        quick = self._on_last_axes(0, 0) is False
         dots = self._axis_dots(axes, v) if quick else self._dots(v, len(self._steps))  # type: ignore[arg-type]
         self._check_finite(dots[-1:], flat, embedded if first else None)
         if first:
@@ -393,14 +393,6 @@ class TrajectoryTracker:
         if (self._count + ahead) % self._stride:
             return False
         return None if len(self._steps) + kept + 1 >= self.max_points else True
-
-    def _placed_only(self, ahead: int, *, hold: bool = False) -> bool:
-        """Whether the update ``ahead`` updates from now (none of those in between kept or due a
-        decomposition) is neither kept nor due one (``hold``: a decomposition waits): it is only
-        placed on the last axes."""
-        if self._axes is None or (self._count + ahead) % self._stride == 0:
-            return False
-        return self._holding(hold) or self._since + ahead + 1 < self.refresh
 
     def _holding(self, hold: bool) -> bool:
         """Whether a due decomposition may wait (``hold``): only on axes with all three components

@@ -106,8 +106,7 @@ def weight_grid(weight: torch.Tensor) -> WeightGrid:
         >>> tuple(g.weights.shape), 0 < g.vmax <= 1
         ((16, 3, 5, 5), True)
     """
-    w = _as_grid(weight)
-    return WeightGrid(weights=w, vmax=_checked_vmax(float(w.abs().amax())))
+    return weight_grids([weight])[0]
 
 
 def weight_grids(weights: Sequence[torch.Tensor]) -> list[WeightGrid]:
@@ -122,9 +121,10 @@ def weight_grids(weights: Sequence[torch.Tensor]) -> list[WeightGrid]:
         [1.0, 3.0]
     """
     ws = [_as_grid(w) for w in weights]
-    if len(ws) < 2 or any(w.shape != ws[0].shape or w.device != ws[0].device for w in ws):
-        return [WeightGrid(weights=w, vmax=_checked_vmax(float(w.abs().amax()))) for w in ws]
-    vmaxes = torch.stack(ws).abs().flatten(1).amax(dim=1).tolist()
+    if len(ws) > 1 and all(w.shape == ws[0].shape and w.device == ws[0].device for w in ws):
+        vmaxes = torch.stack(ws).abs().flatten(1).amax(dim=1).tolist()
+    else:
+        vmaxes = [float(w.abs().amax()) for w in ws]
     return [WeightGrid(weights=w, vmax=_checked_vmax(v)) for w, v in zip(ws, vmaxes, strict=True)]
 
 

@@ -2,7 +2,7 @@
 // (steps put off by the overhead budget, frames lost to a full queue or a failing sink, old frames
 // thinned), so that no one reads the gaps in a view as training behaviour. The Runs page marks
 // the same drops in the same words (dropMarks).
-import { noun, plural } from "./plural";
+import { count, noun, plural } from "./plural";
 
 /** The cause of "dropped" counts that are recording steps the overhead budget deferred on purpose, not losses. */
 export const DEFERRED = "budget";
@@ -13,8 +13,6 @@ const CAUSES: Record<string, string> = {
   store: "the run store's commits failed",
   http: "the server never got them",
 };
-
-const count = (n: number) => n.toLocaleString("en-US");
 
 /** The run's drops, as the Runs page and the run's header say them: frames lost (an alarm, with a
  *  tooltip by cause) and recording steps the budget deferred (said apart, quietly). */

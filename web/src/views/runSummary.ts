@@ -3,7 +3,7 @@
 // scalars, the layers its gradient checks flagged, and the filters its prunings left.
 import type { LastValue, LayerFilters, LayerHealth, RunSummary } from "../api";
 import { STATUS_COLORS } from "../colors";
-import { noun, plural } from "./plural";
+import { count, noun, plural } from "./plural";
 
 /** How many scalars the "last values" cell shows (every one is in its tooltip). */
 export const SHOWN_SCALARS = 3;
@@ -39,7 +39,7 @@ export function lastValues(scalars: Record<string, LastValue>, shown = SHOWN_SCA
   return {
     shown: names.slice(0, shown).map((name) => ({ name, value: formatValue(scalars[name].value) })),
     more: Math.max(0, names.length - shown),
-    title: names.map((name) => `${name} = ${formatValue(scalars[name].value, 6)} (at step ${scalars[name].step.toLocaleString("en-US")})`).join("\n"),
+    title: names.map((name) => `${name} = ${formatValue(scalars[name].value, 6)} (at step ${count(scalars[name].step)})`).join("\n"),
   };
 }
 
@@ -75,13 +75,13 @@ export function healthCell(health: Record<string, LayerHealth>): HealthCell {
       // (a layer flagged before and healthy at its last check says so: "conv1 healthy now (flagged 3 of 8 checks)")
       text:
         h.status === "healthy"
-          ? `${layer} healthy now (flagged ${h.flagged.toLocaleString("en-US")} of ${plural(h.checks, "check")})`
-          : `${layer} ${h.status} (${h.flagged.toLocaleString("en-US")} of ${plural(h.checks, "check")})`,
+          ? `${layer} healthy now (flagged ${count(h.flagged)} of ${plural(h.checks, "check")})`
+          : `${layer} ${h.status} (${count(h.flagged)} of ${plural(h.checks, "check")})`,
     }));
   const title = layers
     .map(([layer, h]) => {
-      const flags = h.flagged > 0 ? `${h.flagged.toLocaleString("en-US")} of ${plural(h.checks, "check")} flagged it` : `all ${plural(h.checks, "check")} healthy`;
-      return `${layer}: ${h.status} at step ${h.step.toLocaleString("en-US")} (its last check); ${flags}`;
+      const flags = h.flagged > 0 ? `${count(h.flagged)} of ${plural(h.checks, "check")} flagged it` : `all ${plural(h.checks, "check")} healthy`;
+      return `${layer}: ${h.status} at step ${count(h.step)} (its last check); ${flags}`;
     })
     .join("\n");
   return { flagged, quiet: layers.length > 0 && flagged.length === 0 ? "healthy" : "", title };
@@ -98,12 +98,12 @@ export interface FilterChange {
 /** The filters column: each pruned layer's filters before its first pruning and after its last. */
 export function filterChanges(filters: Record<string, LayerFilters>): FilterChange[] {
   return Object.entries(filters).map(([layer, f]) => {
-    const times = f.prunings === 1 ? "once" : `${f.prunings.toLocaleString("en-US")} ${noun(f.prunings, "time")}`;
-    const when = f.prunings === 1 ? ` at step ${f.step.toLocaleString("en-US")}` : ` (steps ${f.first_step.toLocaleString("en-US")} to ${f.step.toLocaleString("en-US")})`;
+    const times = f.prunings === 1 ? "once" : `${count(f.prunings)} ${noun(f.prunings, "time")}`;
+    const when = f.prunings === 1 ? ` at step ${count(f.step)}` : ` (steps ${count(f.first_step)} to ${count(f.step)})`;
     return {
       layer,
       text: `${layer} ${f.before} → ${f.after}`,
-      title: `${layer}: ${plural(f.before, "filter")} before pruning, ${f.after.toLocaleString("en-US")} after; pruned ${times}${when}`,
+      title: `${layer}: ${plural(f.before, "filter")} before pruning, ${count(f.after)} after; pruned ${times}${when}`,
     };
   });
 }

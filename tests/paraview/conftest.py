@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,12 @@ def pvrun():
                 pytest.skip("rendering needs xvfb-run: apt-get install xvfb")
             cmd = ["xvfb-run", "-a", *cmd]
         proc = subprocess.run(cmd, env=pvpython_env(), capture_output=True, text=True, timeout=timeout)
-        for _ in range(2):
-            # xvfb-run sometimes hands over the display before Xvfb accepts connections
+        for attempt in range(4):
+            # xvfb-run sometimes hands over the display before Xvfb accepts connections (on a loaded
+            # machine three tries in a row were seen to fail): tried again after a growing pause
             if not (xvfb and "bad X server connection" in proc.stdout + proc.stderr):
                 break
+            time.sleep(0.5 * (attempt + 1))
             proc = subprocess.run(cmd, env=pvpython_env(), capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
